@@ -1,0 +1,46 @@
+# microswarm: every target sets up what it needs. `make test` and `make demo` work on a
+# fresh clone with only the package registries reachable.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: all test demo lint vectors native bench clean distclean
+
+all: test
+
+# The virtual environment is reused while pyproject.toml is unchanged.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip==25.3
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/ruff check host protocol tools tests
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/microswarm demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check host protocol tools tests
+
+vectors: $(STAMP)
+	$(BIN)/python tools/gen_protocol.py
+
+native: $(STAMP)
+	$(BIN)/python tools/build_native.py --all
+
+bench: $(STAMP)
+	$(BIN)/microswarm bench all --json
+
+clean:
+	rm -rf .pytest_cache .ruff_cache .hypothesis out firmware/native/build
+
+distclean: clean
+	rm -rf $(VENV) .cache

@@ -1,0 +1,1 @@
+"""Board definitions (JSON), shipped inside the host package as microswarm.boards."""

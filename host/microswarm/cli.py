@@ -1,0 +1,69 @@
+"""The `microswarm` command: a thin dispatcher over small subcommand modules.
+
+Each subcommand lives in its own module, which provides `configure(parser)` to declare
+its arguments and `run(args) -> int` to do the work. Modules import their heavy
+dependencies inside `run`, so `microswarm --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("microswarm.demo", "the main job: a mixed virtual cluster renders a Mandelbrot set"),
+    "master": ("microswarm.master.cli_master", "run a master that boards and virtual nodes join"),
+    "up": ("microswarm.master.cli_up", "start a master plus the virtual part of a cluster file"),
+    "nodes": ("microswarm.master.cli_nodes", "list the nodes of a running master"),
+    "run": ("microswarm.master.cli_run", "run a job on a cluster file"),
+    "vboard": ("microswarm.vboard.cli", "run the firmware on a virtual board (MicroPython VM)"),
+    "deploy": ("microswarm.deploy.cli", "build and copy the firmware to a board with mpremote"),
+    "sim": ("microswarm.sim.cli", "run a cluster simulation scenario"),
+    "bench": ("microswarm.bench.cli", "run a benchmark and report figures (--json)"),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """Declare every command; import and configure only the one named in argv."""
+    parser = argparse.ArgumentParser(
+        prog="microswarm",
+        description="Distributed compute on microcontrollers and simulated nodes.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module_name, help_text) in COMMANDS.items():
+        if name != chosen:
+            sub.add_parser(name, help=help_text)
+            continue
+        module = importlib.import_module(module_name)
+        cmd = sub.add_parser(
+            name,
+            help=help_text,
+            description=(module.__doc__ or help_text),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.configure(cmd)
+        cmd.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
+    import logging
+
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args._module.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

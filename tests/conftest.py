@@ -1,0 +1,48 @@
+"""Fixtures shared by every test area. Areas keep their own fixtures next to their tests."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from microswarm import paths
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def micropython() -> str:
+    return paths.micropython_command()
+
+
+@pytest.fixture(scope="session")
+def run_vm(micropython):
+    """Run a MicroPython script in the real VM with firmware/ on its path; return stdout.
+
+    Usage: run_vm(source, heap=None, stdin=b"", timeout=60). A non-zero exit fails the test
+    with the VM's stderr.
+    """
+
+    def run(source: str, heap: int | None = None, stdin: bytes = b"", timeout: float = 60) -> str:
+        cmd = [micropython]
+        if heap:
+            cmd += ["-X", f"heapsize={heap}"]
+        cmd += ["-c", "import sys; sys.path.insert(0, '')\n" + source]
+        proc = subprocess.run(
+            cmd, input=stdin, capture_output=True, timeout=timeout, cwd=paths.firmware_dir()
+        )
+        if proc.returncode != 0:
+            raise AssertionError(
+                f"MicroPython exited {proc.returncode}\nstdout:\n{proc.stdout.decode(errors='replace')}"
+                f"\nstderr:\n{proc.stderr.decode(errors='replace')}"
+            )
+        return proc.stdout.decode()
+
+    return run
