@@ -39,9 +39,10 @@ def run_vm(micropython):
             cmd, input=stdin, capture_output=True, timeout=timeout, cwd=paths.firmware_dir()
         )
         if proc.returncode != 0:
+            out = proc.stdout.decode(errors="replace")
+            err = proc.stderr.decode(errors="replace")
             raise AssertionError(
-                f"MicroPython exited {proc.returncode}\nstdout:\n{proc.stdout.decode(errors='replace')}"
-                f"\nstderr:\n{proc.stderr.decode(errors='replace')}"
+                f"MicroPython exited {proc.returncode}\nstdout:\n{out}\nstderr:\n{err}"
             )
         return proc.stdout.decode()
 

@@ -40,7 +40,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     report = args._bench.run(args)
     headline = report.get("headline")
-    if not (isinstance(headline, dict) and {"name", "value", "unit", "baseline"} <= headline.keys()):
+    required = {"name", "value", "unit", "baseline"}
+    if not (isinstance(headline, dict) and required <= headline.keys()):
         raise SystemExit(f"bench {args.bench}: report has no valid headline")
     if args.json:
         json.dump(report, sys.stdout, indent=2, sort_keys=True)
