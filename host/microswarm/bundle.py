@@ -1,0 +1,117 @@
+"""What goes on a board's flash: the firmware modules, board.json, config.json and the
+native module built for the board's architecture.
+
+The vboard supervisor lays a virtual board's flash folder out from `layout()`, and
+`microswarm deploy` copies the same files to a real board, so both run identical bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from microswarm import paths
+from microswarm.protocol.catalog import TCP_PORT
+
+# Files in firmware/ that exist for the host only (the package marker that lets the host
+# import the kernels as microswarm.firmware.kernels).
+HOST_ONLY = frozenset({"__init__.py"})
+
+NATIVE_MODULE = "msw_native.mpy"
+LINKS = ("tcp", "serial")
+
+
+def firmware_files() -> list[Path]:
+    """The firmware modules a board needs, sorted by name."""
+    return sorted(
+        p for p in paths.firmware_dir().glob("*.py") if p.is_file() and p.name not in HOST_ONLY
+    )
+
+
+def native_module(arch: str | None) -> Path | None:
+    """The built native module for `arch`, if `make native` produced one."""
+    if not arch:
+        return None
+    path = paths.firmware_dir() / "native" / "build" / arch / NATIVE_MODULE
+    return path if path.is_file() else None
+
+
+def render_config(
+    node_id: str,
+    cluster: str,
+    key: bytes,
+    master: str,
+    link: str,
+    *,
+    discovery_port: int | None = None,
+    slots: int | None = None,
+) -> str:
+    """config.json for one node. `master` is "host:port", or "" to find it by UDP discovery."""
+    if not node_id or not isinstance(node_id, str):
+        raise ValueError("node_id must be a non-empty string")
+    if link not in LINKS:
+        raise ValueError(f"link must be one of {', '.join(LINKS)}, not {link!r}")
+    if len(key) < 16:
+        raise ValueError("the cluster key must be at least 16 bytes")
+    if master:
+        host, sep, port = master.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"master must be 'host:port' or empty, not {master!r}")
+    config: dict[str, object] = {
+        "node_id": node_id,
+        "cluster": cluster,
+        "key": bytes(key).hex(),
+        "master": master,
+        "link": link,
+    }
+    if discovery_port is not None:
+        config["discovery_port"] = int(discovery_port)
+    if slots is not None:
+        if slots < 1:
+            raise ValueError("slots must be at least 1")
+        config["slots"] = int(slots)
+    return json.dumps(config, indent=1, sort_keys=True) + "\n"
+
+
+def default_master(host: str = "127.0.0.1", port: int = TCP_PORT) -> str:
+    return f"{host}:{port}"
+
+
+def board_json(name: str) -> str:
+    """The board definition as it is written to the board's flash (board.json)."""
+    return json.dumps(paths.load_board(name), indent=1, sort_keys=True) + "\n"
+
+
+def layout(board: str | Mapping, config: str | Mapping) -> dict[str, bytes]:
+    """The whole flash contents, by file name.
+
+    `board` is a board name (boards/<name>.json) or an already loaded definition; `config`
+    is the text from `render_config` or a dict with the same fields.
+    """
+    if isinstance(board, str):
+        board_text = board_json(board)
+        board_def = json.loads(board_text)
+    else:
+        board_def = dict(board)
+        board_text = json.dumps(board_def, indent=1, sort_keys=True) + "\n"
+    if isinstance(config, str):
+        config_text = config
+        json.loads(config_text)
+    else:
+        config_text = json.dumps(dict(config), indent=1, sort_keys=True) + "\n"
+    files = {p.name: p.read_bytes() for p in firmware_files()}
+    files["board.json"] = board_text.encode()
+    files["config.json"] = config_text.encode()
+    native = native_module(board_def.get("native_arch"))
+    if native is not None:
+        files[NATIVE_MODULE] = native.read_bytes()
+    return files
+
+
+def write_layout(target: Path, files: Mapping[str, bytes]) -> None:
+    """Write a layout into a folder that plays a virtual board's flash."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (target / name).write_bytes(data)
+
