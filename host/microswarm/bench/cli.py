@@ -24,8 +24,9 @@ BENCHES: dict[str, str] = {
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="bench", metavar="NAME", required=True)
-    after = sys.argv[sys.argv.index("bench") + 1 :] if "bench" in sys.argv else []
-    chosen = next((a for a in after if not a.startswith("-")), None)
+    from microswarm.cli import chosen_argv
+
+    chosen = next((a for a in chosen_argv if not a.startswith("-")), None)
     for name, module_name in BENCHES.items():
         if name != chosen:
             sub.add_parser(name, help=f"the {name} benchmark")
