@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all test demo lint vectors native bench clean distclean
+.PHONY: all venv test demo lint vectors native clean distclean
 
 all: test
 
@@ -35,9 +35,6 @@ vectors: $(STAMP)
 
 native: $(STAMP)
 	$(BIN)/python tools/build_native.py --all
-
-bench: $(STAMP)
-	$(BIN)/microswarm bench all --json
 
 clean:
 	rm -rf .pytest_cache .ruff_cache .hypothesis out firmware/native/build
