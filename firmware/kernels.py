@@ -1,1 +1,371 @@
-x=1
+"""The compute kernels a task can name, in pure Python (docs/kernels.md is their contract).
+
+Runs unchanged on MicroPython boards, in the unix-port VM and in CPython (the host imports
+this file as microswarm.firmware.kernels for in-process nodes), so it imports no sibling
+firmware module. Integer kernels are bit-exact on all three. When the native module
+`msw_native` loads, its functions of the same name replace the Python ones.
+
+Hot loops bind everything they touch to locals, write into output arrays allocated once at
+their final size, and index arrays directly (MicroPython arrays have no per-item object
+cost, a list of results would).
+"""
+
+import array
+import hashlib
+import math
+import sys
+
+try:
+    import msw_native as _native
+except ImportError:
+    _native = None
+
+# Kernels whose result is a delay: the worker awaits asyncio.sleep_ms(value) before it
+# answers, so the kernel itself never blocks the event loop.
+WAITS = ("sleep_ms",)
+
+_ONE_Q13 = 1 << 13
+_MPY_ARCHES = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
+               "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc")
+
+
+def _typecode(a):
+    """array.array typecode; MicroPython arrays lack .typecode but an empty slice's repr
+    is "array('x')"."""
+    try:
+        return a.typecode
+    except AttributeError:
+        return repr(a[:0])[7]
+
+
+def _arr(a, codes, what):
+    if not isinstance(a, array.array):
+        raise TypeError(what + " must be a typed array")
+    code = _typecode(a)
+    if code not in codes:
+        raise ValueError(what + " has typecode " + code + ", expected one of " + codes)
+    return code
+
+
+def _int(v, what, lo=None, hi=None):
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise TypeError(what + " must be an int")
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise ValueError(what + " out of range")
+    return v
+
+
+def _zeros(code, n, size):
+    return array.array(code, bytes(n * size))
+
+
+def _sat16(v):
+    return -32768 if v < -32768 else (32767 if v > 32767 else v)
+
+
+def echo(x):
+    return x
+
+
+def sleep_ms(ms):
+    return _int(ms, "ms", 0, 3600000)
+
+
+def dot(a, b):
+    code = _arr(a, "bhf", "a")
+    if _arr(b, "bhf", "b") != code:
+        raise ValueError("a and b must have the same typecode")
+    n = len(a)
+    if len(b) != n:
+        raise ValueError("a and b must have the same length")
+    acc = 0.0 if code == "f" else 0
+    for i in range(n):
+        acc += a[i] * b[i]
+    return acc
+
+
+def matmul(a, b, m, k, n):
+    code = _arr(a, "bhf", "a")
+    if _arr(b, "bhf", "b") != code:
+        raise ValueError("a and b must have the same typecode")
+    _int(m, "m", 0)
+    _int(k, "k", 0)
+    _int(n, "n", 0)
+    if len(a) != m * k or len(b) != k * n:
+        raise ValueError("a must hold m*k and b k*n items")
+    if code == "b":
+        if k * 16384 > 0x7FFFFFFF:
+            raise ValueError("k too large for an int32 result")
+        out = _zeros("i", m * n, 4)
+    elif code == "h":
+        out = _zeros("q", m * n, 8)
+    else:
+        out = _zeros("f", m * n, 4)
+    zero = 0.0 if code == "f" else 0
+    o = 0
+    for i in range(m):
+        row = i * k
+        row_end = row + k
+        for j in range(n):
+            acc = zero
+            q = j
+            for p in range(row, row_end):
+                acc += a[p] * b[q]
+                q += n
+            out[o] = acc
+            o += 1
+    return out
+
+
+def mandelbrot(x0, y0, step, w, h, max_iter):
+    _int(x0, "x0")
+    _int(y0, "y0")
+    _int(step, "step")
+    _int(w, "w", 0)
+    _int(h, "h", 0)
+    _int(max_iter, "max_iter", 0, 65535)
+    out = _zeros("H", w * h, 2)
+    two = 2 * _ONE_Q13
+    four = 4 * _ONE_Q13
+    o = 0
+    for py in range(h):
+        ci = y0 + py * step
+        cr = x0
+        for _px in range(w):
+            zr = zi = 0
+            it = 0
+            while it < max_iter:
+                if zr > two or zr < -two or zi > two or zi < -two:
+                    break
+                zr2 = (zr * zr) >> 13
+                zi2 = (zi * zi) >> 13
+                if zr2 + zi2 > four:
+                    break
+                zi = ((zr * zi) >> 12) + ci
+                zr = zr2 - zi2 + cr
+                it += 1
+            out[o] = it
+            o += 1
+            cr += step
+    return out
+
+
+def monte_carlo_pi(seed, n):
+    _int(seed, "seed")
+    _int(n, "n", 0)
+    s = seed & 0xFFFFFFFF
+    if s == 0:
+        s = 0x9E3779B9
+    mask = 0xFFFFFFFF
+    limit = 1 << 28
+    hits = 0
+    for _ in range(n):
+        s ^= (s << 13) & mask
+        s ^= s >> 17
+        s ^= (s << 5) & mask
+        x = s >> 18
+        s ^= (s << 13) & mask
+        s ^= s >> 17
+        s ^= (s << 5) & mask
+        y = s >> 18
+        if x * x + y * y < limit:
+            hits += 1
+    return hits
+
+
+def fir(x, taps, shift):
+    _arr(x, "h", "x")
+    _arr(taps, "h", "taps")
+    _int(shift, "shift", 0, 31)
+    taps_n = len(taps)
+    if taps_n == 0:
+        raise ValueError("taps must not be empty")
+    n_out = len(x) - taps_n + 1
+    if n_out < 0:
+        n_out = 0
+    out = _zeros("h", n_out, 2)
+    rnd = (1 << (shift - 1)) if shift > 0 else 0
+    last = taps_n - 1
+    for i in range(n_out):
+        acc = rnd
+        base = i + last
+        for j in range(taps_n):
+            acc += taps[j] * x[base - j]
+        acc >>= shift
+        out[i] = -32768 if acc < -32768 else (32767 if acc > 32767 else acc)
+    return out
+
+
+def conv1d(x, kernel):
+    code = _arr(x, "bh", "x")
+    if _arr(kernel, "bh", "kernel") != code:
+        raise ValueError("x and kernel must have the same typecode")
+    k_n = len(kernel)
+    if k_n == 0:
+        raise ValueError("kernel must not be empty")
+    n_out = len(x) - k_n + 1
+    if n_out < 0:
+        n_out = 0
+    out = _zeros("i", n_out, 4)
+    for i in range(n_out):
+        acc = 0
+        for j in range(k_n):
+            acc += kernel[j] * x[i + j]
+        if acc > 0x7FFFFFFF or acc < -0x80000000:
+            raise ValueError("conv1d result does not fit int32")
+        out[i] = acc
+    return out
+
+
+def zscore_anomaly(x, threshold):
+    _arr(x, "f", "x")
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
+        raise TypeError("threshold must be a number")
+    n = len(x)
+    if n == 0:
+        return []
+    total = 0.0
+    for v in x:
+        total += v
+    mean = total / n
+    sq = 0.0
+    for v in x:
+        d = v - mean
+        sq += d * d
+    std = math.sqrt(sq / n)
+    if std == 0:
+        return []
+    limit = threshold * std
+    return [i for i in range(n) if abs(x[i] - mean) > limit]
+
+
+def mlp_int8(x, w1, b1, w2, b2, shift1, shift2):
+    _arr(x, "b", "x")
+    _arr(w1, "b", "w1")
+    _arr(b1, "i", "b1")
+    _arr(w2, "b", "w2")
+    _arr(b2, "i", "b2")
+    _int(shift1, "shift1", 0, 31)
+    _int(shift2, "shift2", 0, 31)
+    n_in = len(x)
+    nh = len(b1)
+    n_out = len(b2)
+    if len(w1) != nh * n_in or len(w2) != n_out * nh:
+        raise ValueError("w1 must hold len(b1)*len(x) and w2 len(b2)*len(b1) items")
+    hidden = _zeros("b", nh, 1)
+    w = 0
+    for j in range(nh):
+        acc = b1[j]
+        for i in range(n_in):
+            acc += w1[w] * x[i]
+            w += 1
+        acc >>= shift1
+        hidden[j] = 0 if acc < 0 else (127 if acc > 127 else acc)
+    out = _zeros("b", n_out, 1)
+    w = 0
+    for o in range(n_out):
+        acc = b2[o]
+        for j in range(nh):
+            acc += w2[w] * hidden[j]
+            w += 1
+        acc >>= shift2
+        out[o] = -128 if acc < -128 else (127 if acc > 127 else acc)
+    return out
+
+
+def lif_step(v, i_in, leak_shift, threshold, v_reset):
+    _arr(v, "h", "v")
+    _arr(i_in, "h", "i_in")
+    _int(leak_shift, "leak_shift", 0, 31)
+    _int(threshold, "threshold")
+    _int(v_reset, "v_reset", -32768, 32767)
+    n = len(v)
+    if len(i_in) != n:
+        raise ValueError("v and i_in must have the same length")
+    v_new = _zeros("h", n, 2)
+    spikes = _zeros("B", n, 1)
+    for i in range(n):
+        vi = v[i]
+        u = vi - (vi >> leak_shift) + i_in[i]
+        u = -32768 if u < -32768 else (32767 if u > 32767 else u)
+        if u >= threshold:
+            spikes[i] = 1
+            u = v_reset
+        v_new[i] = u
+    return [v_new, spikes]
+
+
+def sha256(data):
+    if isinstance(data, str) or not isinstance(data, (bytes, bytearray, memoryview, array.array)):
+        raise TypeError("data must be bytes-like")
+    return hashlib.sha256(data).digest()
+
+
+KERNELS = {
+    "echo": echo,
+    "sleep_ms": sleep_ms,
+    "dot": dot,
+    "matmul": matmul,
+    "mandelbrot": mandelbrot,
+    "monte_carlo_pi": monte_carlo_pi,
+    "fir": fir,
+    "conv1d": conv1d,
+    "zscore_anomaly": zscore_anomaly,
+    "mlp_int8": mlp_int8,
+    "lif_step": lif_step,
+    "sha256": sha256,
+}
+
+_use_native = True
+
+
+def names():
+    """Every kernel this node can run, sorted."""
+    return sorted(KERNELS)
+
+
+def native_names():
+    """The kernels the loaded native module serves, sorted (empty without it)."""
+    if _native is None or not _use_native:
+        return []
+    return sorted(name for name in KERNELS if hasattr(_native, name))
+
+
+def native_arch():
+    """The architecture of the loaded native module, or None."""
+    if _native is None or not _use_native:
+        return None
+    arch = getattr(_native, "ARCH", None)
+    if arch:
+        return arch
+    mpy = getattr(sys.implementation, "_mpy", None)
+    if mpy is None:
+        return None
+    index = (mpy >> 10) & 0x0F
+    return _MPY_ARCHES[index] if index < len(_MPY_ARCHES) else None
+
+
+def set_native(enabled):
+    """Turn the native dispatch on or off (benchmarks compare both)."""
+    global _use_native
+    _use_native = bool(enabled)
+
+
+def lookup(name):
+    """(function, runs_native) for a kernel name, or None if this node lacks it."""
+    fn = KERNELS.get(name)
+    if fn is None:
+        return None
+    if _native is not None and _use_native:
+        native_fn = getattr(_native, name, None)
+        if native_fn is not None:
+            return native_fn, True
+    return fn, False
+
+
+def run(name, args):
+    """Run kernel `name` on the positional `args`; KeyError if the node lacks it."""
+    found = lookup(name)
+    if found is None:
+        raise KeyError(name)
+    return found[0](*args)
