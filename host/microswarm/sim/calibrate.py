@@ -1,0 +1,104 @@
+"""Measure how fast the MicroPython VM runs the firmware kernels compared with CPython.
+
+    python -m microswarm.sim.calibrate [--repeat 5]
+
+Runs each calibration case (a kernel call of known work units, see `speed.work_units`)
+in the unix-port VM (`micropython`, firmware/kernels.py as on a board) and in this
+CPython, best of `--repeat` timings each, and prints seconds per work unit for both and
+their ratio. The figures in `speed.VM_SECONDS_PER_UNIT` come from this tool; rerun it on
+new hardware and paste the output there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import time
+
+from microswarm import paths
+from microswarm.firmware import kernels
+from microswarm.sim import speed
+
+# kernel -> argument source (evaluated in both interpreters with `array` imported).
+CASES: dict[str, str] = {
+    "mandelbrot": "(-2 * 8192, -1 * 8192, 80, 48, 32, 64)",
+    "matmul": "(array.array('b', [(i * 7) % 11 - 5 for i in range(24 * 24)]),"
+    " array.array('b', [(i * 5) % 13 - 6 for i in range(24 * 24)]), 24, 24, 24)",
+    "monte_carlo_pi": "(12345, 5000)",
+    "dot": "(array.array('h', range(4000)), array.array('h', range(4000)))",
+    "echo": "(bytes(4096),)",
+}
+
+_VM_SCRIPT = """
+import sys, time, array
+sys.path.insert(0, '')
+import kernels
+cases = {cases}
+out = {{}}
+for name, args in cases.items():
+    best = None
+    for _ in range({repeat}):
+        t0 = time.ticks_us()
+        kernels.run(name, args)
+        dt = time.ticks_diff(time.ticks_us(), t0)
+        best = dt if best is None or dt < best else best
+    out[name] = best
+print(out)
+"""
+
+
+def measure_vm(repeat: int) -> dict[str, float]:
+    """Best-of-`repeat` seconds per case in the MicroPython VM."""
+    cases = "{" + ", ".join(f"{k!r}: {v}" for k, v in CASES.items()) + "}"
+    source = _VM_SCRIPT.format(cases=cases, repeat=repeat)
+    proc = subprocess.run(
+        [paths.micropython_command(), "-c", source],
+        capture_output=True, timeout=300, cwd=paths.firmware_dir(), check=True,
+    )
+    raw = proc.stdout.decode().strip().replace("'", '"')
+    return {name: us / 1e6 for name, us in json.loads(raw).items()}
+
+
+def measure_cpython(repeat: int) -> dict[str, float]:
+    import array  # noqa: F401  (the case sources name it)
+
+    out = {}
+    for name, source in CASES.items():
+        args = eval(source)  # the fixed sources above, never input
+        best = float("inf")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            kernels.run(name, args)
+            best = min(best, time.perf_counter() - t0)
+        out[name] = best
+    return out
+
+
+def units(name: str) -> int:
+    import array  # noqa: F401
+
+    args = eval(CASES[name])
+    return speed.work_units(name, args, kernels.run(name, args))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    vm = measure_vm(args.repeat)
+    cp = measure_cpython(args.repeat)
+    table = {}
+    for name in CASES:
+        n = units(name)
+        table[name] = {
+            "units": n,
+            "vm_s_per_unit": vm[name] / n,
+            "cpython_s_per_unit": cp[name] / n,
+            "vm_over_cpython": vm[name] / cp[name],
+        }
+    print(json.dumps(table, indent=2))
+
+
+if __name__ == "__main__":
+    main()
