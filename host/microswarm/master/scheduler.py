@@ -1,0 +1,543 @@
+"""The scheduler: a sans-IO state machine that places tasks on nodes.
+
+Nothing here does I/O or reads the wall clock on its own. The caller reports what
+happened (``add_node``, ``remove_node``, ``sent``, ``result``, ``error``, ``tick``,
+``submit``, ``cancel_job``) and collects what to do next with ``poll()``: ``Dispatch``
+and ``Cancel`` decisions for the links, ``TaskDone``, ``JobDone`` and ``JobFailed``
+events for the user. The master drives it with real links and ``time.monotonic``; the
+simulator drives it with a virtual clock and thousands of nodes.
+
+Placement. Tasks fall into classes by (kernel, native). Each class keeps a heap of its
+pending tasks (priority first, then submission order) and a heap of the capable nodes
+that have a free credit, keyed by the node's expected finish time for one more task of
+that kernel: ``backlog + compute estimate + transfer estimate``. Node entries are
+invalidated lazily by a per-node version number, so a dispatch costs O(log n) heap work
+per active class and never scans all nodes. Estimates are exponential moving averages
+learned online per (node, kernel) for compute time and per node for link bandwidth.
+
+Credits. A node holds at most ``window`` tasks (the WELCOME window); with a window of
+two or more the next task is already on the wire while the current one runs.
+
+Failure. A task whose node is lost, or whose kernel failed, is requeued (avoiding the
+node that failed it) until it has failed ``retries + 1`` times; then its job fails with
+the last cause and the job's other tasks are cancelled. A result for a task that is
+already finished is dropped (and counted): the user sees each task's result once.
+
+Stragglers. When no task is pending and a running task is well past its expected finish
+time, ``tick`` places a second copy on an idle capable node; the first result wins and
+the other copy is cancelled.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from microswarm.master.states import TERMINAL, TaskState, transition_name
+
+ClassKey = tuple[str, bool]  # (kernel, needs native)
+
+DEFAULT_COMPUTE_S = 0.001
+DEFAULT_BANDWIDTH = 10e6  # bytes/s, until a node's link is measured
+EWMA_ALPHA = 0.3
+
+
+# ----------------------------------------------------------------------------- decisions
+class Dispatch(NamedTuple):
+    """Send TASK(task_id, kernel, args, attempt) to node_id."""
+
+    node_id: str
+    task_id: int
+    attempt: int
+    kernel: str
+    args: Sequence[Any]
+
+
+class Cancel(NamedTuple):
+    """Send CANCEL(task_id) to node_id."""
+
+    node_id: str
+    task_id: int
+
+
+class TaskDone(NamedTuple):
+    job_id: int
+    index: int
+    task_id: int
+    value: Any
+    node_id: str
+
+
+class JobDone(NamedTuple):
+    job_id: int
+    results: list[Any]
+
+
+class JobFailed(NamedTuple):
+    job_id: int
+    cause: str
+
+
+Action = Dispatch | Cancel | TaskDone | JobDone | JobFailed
+
+
+# ----------------------------------------------------------------------------- model
+@dataclass(slots=True)
+class NodeCaps:
+    """What a node told us in HELLO, reduced to what placement needs."""
+
+    kernels: frozenset[str]
+    native_kernels: frozenset[str] = frozenset()
+    max_message: int = 1 << 30  # largest task payload it accepts (bytes)
+    window: int = 4
+
+
+@dataclass(slots=True, eq=False)
+class NodeState:
+    node_id: str
+    caps: NodeCaps
+    inflight: dict[int, float] = field(default_factory=dict)  # task_id -> estimate (s)
+    backlog: float = 0.0  # sum of the in-flight estimates
+    version: int = 0
+    alive: bool = True
+    compute: dict[str, float] = field(default_factory=dict)  # kernel -> EWMA seconds
+    bandwidth: float = DEFAULT_BANDWIDTH
+    last_result: float = 0.0
+    done: int = 0
+    failed: int = 0
+    busy_s: float = 0.0
+
+    def free(self) -> int:
+        return self.caps.window - len(self.inflight)
+
+    def can_run(self, key: ClassKey) -> bool:
+        kernel, native = key
+        return kernel in (self.caps.native_kernels if native else self.caps.kernels)
+
+
+@dataclass(slots=True, eq=False)
+class Task:
+    task_id: int
+    job: Job
+    index: int
+    kernel: str
+    args: Sequence[Any]
+    size: int
+    state: TaskState = TaskState.PENDING
+    failures: int = 0
+    attempt: int = 0
+    holders: dict[str, float] = field(default_factory=dict)  # node_id -> sent time
+    excluded: set[str] = field(default_factory=set)
+    speculated: bool = False
+    cause: str = ""
+
+
+@dataclass(slots=True, eq=False)
+class Job:
+    job_id: int
+    priority: int
+    key: ClassKey
+    tasks: list[Task]
+    results: list[Any]
+    remaining: int
+    state: str = "running"  # running, done, failed, cancelled
+    cause: str = ""
+
+
+class _Class:
+    """Pending tasks and candidate nodes of one (kernel, native) class."""
+
+    __slots__ = ("key", "pending", "nodes", "parked")
+
+    def __init__(self, key: ClassKey) -> None:
+        self.key = key
+        self.pending: list[tuple[int, int, int, Task]] = []  # (-priority, job, index, task)
+        self.nodes: list[tuple[float, int, int, NodeState]] = []  # (eft, seq, version, node)
+        self.parked: list[Task] = []  # no free node fits them right now
+
+
+# ----------------------------------------------------------------------------- scheduler
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        retries: int = 3,
+        speculate_after: float = 3.0,
+        speculate_min_s: float = 0.5,
+    ) -> None:
+        self.clock = clock
+        self.retries = retries
+        self.speculate_after = speculate_after
+        self.speculate_min_s = speculate_min_s
+        self.nodes: dict[str, NodeState] = {}
+        self.jobs: dict[int, Job] = {}
+        self.tasks: dict[int, Task] = {}  # tasks not yet finished
+        self.duplicates = 0
+        self.dispatches = 0
+        self._classes: dict[ClassKey, _Class] = {}
+        self._kernel_avg: dict[str, float] = {}
+        self._deadlines: list[tuple[float, int]] = []  # (when, task_id): straggler checks
+        self._out: list[Action] = []
+        self._task_ids = itertools.count(1)
+        self._job_ids = itertools.count(1)
+        self._seq = itertools.count()
+        self._pending_count = 0
+
+    # ------------------------------------------------------------------ outputs
+    def poll(self) -> list[Action]:
+        """Decisions and events produced since the last poll, in order."""
+        out, self._out = self._out, []
+        return out
+
+    @property
+    def pending_count(self) -> int:
+        return self._pending_count
+
+    # ------------------------------------------------------------------ nodes
+    def add_node(self, node_id: str, caps: NodeCaps) -> None:
+        if node_id in self.nodes and self.nodes[node_id].alive:
+            self.remove_node(node_id, f"node {node_id} joined again")
+        node = NodeState(node_id, caps, last_result=self.clock())
+        self.nodes[node_id] = node
+        self._offer(node)
+        self._unpark_all()
+        self._dispatch()
+
+    def remove_node(self, node_id: str, cause: str = "") -> None:
+        """The node is gone (lost, left, or closed): requeue what it held."""
+        node = self.nodes.get(node_id)
+        if node is None or not node.alive:
+            return
+        node.alive = False
+        node.version += 1
+        cause = cause or f"node {node_id} lost"
+        for task_id in list(node.inflight):
+            self._release(node, task_id)
+            task = self.tasks.get(task_id)
+            if task is None:
+                continue
+            task.holders.pop(node_id, None)
+            if not task.holders:
+                self._retry(task, cause, node_id)
+        self._dispatch()
+
+    # ------------------------------------------------------------------ jobs
+    def submit(
+        self,
+        kernel: str,
+        arg_lists: Iterable[Sequence[Any]],
+        *,
+        priority: int = 0,
+        native: bool = False,
+        sizes: Sequence[int] | None = None,
+    ) -> Job:
+        """A job: one task per argument list. Higher priority runs first."""
+        key = (kernel, native)
+        job = Job(next(self._job_ids), priority, key, [], [], 0)
+        cls = self._class(key)
+        for index, args in enumerate(arg_lists):
+            size = sizes[index] if sizes is not None else 0
+            task = Task(next(self._task_ids), job, index, kernel, args, size)
+            job.tasks.append(task)
+            self.tasks[task.task_id] = task
+            heapq.heappush(cls.pending, (-priority, job.job_id, index, task))
+        job.results = [None] * len(job.tasks)
+        job.remaining = len(job.tasks)
+        self._pending_count += job.remaining
+        self.jobs[job.job_id] = job
+        if not job.tasks:
+            job.state = "done"
+            self._out.append(JobDone(job.job_id, []))
+        self._dispatch()
+        return job
+
+    def cancel_job(self, job_id: int, cause: str = "cancelled") -> None:
+        job = self.jobs.get(job_id)
+        if job is None or job.state != "running":
+            return
+        job.state, job.cause = "cancelled", cause
+        self._close_tasks(job, TaskState.CANCELLED)
+        self._dispatch()
+
+    # ------------------------------------------------------------------ link reports
+    def sent(self, node_id: str, task_id: int) -> None:
+        """The TASK frame is on the node's link: the task runs (for the clock too)."""
+        task = self.tasks.get(task_id)
+        if task is None or node_id not in task.holders:
+            return
+        now = self.clock()
+        task.holders[node_id] = now
+        if task.state is TaskState.ASSIGNED:
+            self._move(task, TaskState.RUNNING)
+        node = self.nodes[node_id]
+        expected = node.backlog  # this task finishes when the node's queue drains
+        wait = max(self.speculate_min_s, self.speculate_after * expected)
+        heapq.heappush(self._deadlines, (now + wait, task_id))
+
+    def result(
+        self, node_id: str, task_id: int, value: Any, elapsed_us: int = 0, nbytes: int = 0
+    ) -> None:
+        """A RESULT with a value arrived from node_id."""
+        node = self.nodes.get(node_id)
+        if node is not None and task_id in node.inflight:
+            self._learn(node, task_id, elapsed_us, nbytes)
+            self._release(node, task_id)
+            node.done += 1
+            node.busy_s += elapsed_us / 1e6
+            self._offer(node)
+        task = self.tasks.get(task_id)
+        if task is None or task.state in TERMINAL:
+            self.duplicates += 1
+            self._dispatch()
+            return
+        task.holders.pop(node_id, None)
+        self._move(task, TaskState.DONE)
+        job = task.job
+        job.results[task.index] = value
+        job.remaining -= 1
+        self._forget(task)
+        self._out.append(TaskDone(job.job_id, task.index, task_id, value, node_id))
+        for other in task.holders:
+            self._cancel_on(other, task_id)
+        task.holders.clear()
+        if job.remaining == 0 and job.state == "running":
+            job.state = "done"
+            self._out.append(JobDone(job.job_id, job.results))
+        self._dispatch()
+
+    def error(self, node_id: str, task_id: int, cause: str, *, penalty: bool = True) -> None:
+        """A RESULT with an error (or an ERROR naming the task) arrived from node_id.
+
+        ``penalty=False`` (the node was busy) requeues without counting a failure.
+        """
+        node = self.nodes.get(node_id)
+        if node is not None and task_id in node.inflight:
+            self._release(node, task_id)
+            if penalty:
+                node.failed += 1
+            self._offer(node)
+        task = self.tasks.get(task_id)
+        if task is None or task.state in TERMINAL or node_id not in task.holders:
+            self._dispatch()
+            return
+        del task.holders[node_id]
+        if not task.holders:
+            if penalty:
+                self._retry(task, f"{cause} (on {node_id})", node_id)
+            else:
+                self._requeue(task)
+        self._dispatch()
+
+    def tick(self) -> None:
+        """Look for stragglers; call it now and then (every 100 ms or so)."""
+        now = self.clock()
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _, task_id = heapq.heappop(deadlines)
+            task = self.tasks.get(task_id)
+            if task is None or task.state is not TaskState.RUNNING or task.speculated:
+                continue
+            if self._pending_count or not self._speculate(task):
+                heapq.heappush(deadlines, (now + self.speculate_min_s, task_id))
+                break
+        self._dispatch()
+
+    # ------------------------------------------------------------------ queries
+    def node_stats(self) -> dict[str, dict[str, Any]]:
+        return {
+            n.node_id: {
+                "alive": n.alive,
+                "inflight": len(n.inflight),
+                "done": n.done,
+                "failed": n.failed,
+                "busy_s": round(n.busy_s, 6),
+                "compute_ms": {k: round(v * 1e3, 3) for k, v in n.compute.items()},
+                "bandwidth": round(n.bandwidth),
+            }
+            for n in self.nodes.values()
+        }
+
+    # ------------------------------------------------------------------ internals
+    def _class(self, key: ClassKey) -> _Class:
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = _Class(key)
+            for node in self.nodes.values():
+                if node.alive and node.free() > 0 and node.can_run(key):
+                    self._push_node(cls, node)
+        return cls
+
+    def _estimate(self, node: NodeState, kernel: str, size: int) -> float:
+        compute = node.compute.get(kernel)
+        if compute is None:
+            compute = self._kernel_avg.get(kernel, DEFAULT_COMPUTE_S)
+        return compute + size / node.bandwidth
+
+    def _push_node(self, cls: _Class, node: NodeState) -> None:
+        eft = node.backlog + self._estimate(node, cls.key[0], 0)
+        heapq.heappush(cls.nodes, (eft, next(self._seq), node.version, node))
+        if len(cls.nodes) > 4 * len(self.nodes) + 64:
+            cls.nodes = [e for e in cls.nodes if e[2] == e[3].version]
+            heapq.heapify(cls.nodes)
+
+    def _offer(self, node: NodeState) -> None:
+        """The node's load changed: (re)enter it in every class it can serve."""
+        node.version += 1
+        if not node.alive or node.free() <= 0:
+            return
+        for cls in self._classes.values():
+            if node.can_run(cls.key):
+                self._push_node(cls, node)
+                if cls.parked:
+                    self._unpark(cls)
+
+    def _unpark(self, cls: _Class) -> None:
+        for task in cls.parked:
+            heapq.heappush(cls.pending, (-task.job.priority, task.job.job_id, task.index, task))
+        cls.parked.clear()
+
+    def _unpark_all(self) -> None:
+        for cls in self._classes.values():
+            if cls.parked:
+                self._unpark(cls)
+
+    def _pick(self, cls: _Class, task: Task, idle_only: bool = False) -> NodeState | None:
+        """Pop the best valid node for task from the class heap (O(log n) amortised)."""
+        heap = cls.nodes
+        aside = []
+        chosen = None
+        while heap:
+            entry = heapq.heappop(heap)
+            node = entry[3]
+            if entry[2] != node.version or not node.alive or node.free() <= 0:
+                continue  # stale: a fresher entry exists if the node is still eligible
+            if (
+                node.node_id in task.excluded
+                or node.node_id in task.holders
+                or task.size > node.caps.max_message
+                or (idle_only and node.inflight)
+            ):
+                aside.append(entry)
+                continue
+            chosen = node
+            break
+        for entry in aside:
+            heapq.heappush(heap, entry)
+        return chosen
+
+    def _dispatch(self) -> None:
+        for cls in self._classes.values():
+            pending = cls.pending
+            while pending and cls.nodes:
+                task = heapq.heappop(pending)[3]
+                if task.state is not TaskState.PENDING:
+                    continue  # cancelled or failed while queued
+                node = self._pick(cls, task)
+                if node is None:
+                    cls.parked.append(task)
+                    continue
+                self._assign(task, node)
+
+    def _assign(self, task: Task, node: NodeState) -> None:
+        self._pending_count -= 1
+        self._move(task, TaskState.ASSIGNED)
+        self._place(task, node)
+
+    def _place(self, task: Task, node: NodeState) -> None:
+        estimate = self._estimate(node, task.kernel, task.size)
+        node.inflight[task.task_id] = estimate
+        node.backlog += estimate
+        task.holders[node.node_id] = 0.0
+        self.dispatches += 1
+        self._out.append(Dispatch(node.node_id, task.task_id, task.attempt, task.kernel, task.args))
+        task.attempt += 1
+        self._offer(node)
+
+    def _speculate(self, task: Task) -> bool:
+        cls = self._classes[task.job.key]
+        node = self._pick(cls, task, idle_only=True)
+        if node is None:
+            return False
+        task.speculated = True
+        self._move(task, TaskState.RUNNING)
+        self._place(task, node)
+        return True
+
+    def _release(self, node: NodeState, task_id: int) -> None:
+        estimate = node.inflight.pop(task_id, 0.0)
+        node.backlog = max(0.0, node.backlog - estimate) if node.inflight else 0.0
+
+    def _learn(self, node: NodeState, task_id: int, elapsed_us: int, nbytes: int) -> None:
+        task = self.tasks.get(task_id)
+        if task is None:
+            return
+        now = self.clock()
+        compute = elapsed_us / 1e6
+        old = node.compute.get(task.kernel)
+        node.compute[task.kernel] = (
+            compute if old is None else old + EWMA_ALPHA * (compute - old)
+        )
+        avg = self._kernel_avg.get(task.kernel)
+        self._kernel_avg[task.kernel] = (
+            compute if avg is None else avg + EWMA_ALPHA * (compute - avg)
+        )
+        sent = task.holders.get(node.node_id, 0.0)
+        service = now - max(sent, node.last_result)
+        node.last_result = now
+        transfer = service - compute
+        size = task.size + nbytes
+        if size > 256 and transfer > 1e-5:
+            node.bandwidth += EWMA_ALPHA * (size / transfer - node.bandwidth)
+
+    def _move(self, task: Task, new: TaskState) -> None:
+        transition_name(task.state, new)  # raises on a transition the table forbids
+        task.state = new
+
+    def _requeue(self, task: Task) -> None:
+        self._move(task, TaskState.PENDING)
+        self._pending_count += 1
+        cls = self._classes[task.job.key]
+        heapq.heappush(cls.pending, (-task.job.priority, task.job.job_id, task.index, task))
+
+    def _retry(self, task: Task, cause: str, node_id: str) -> None:
+        task.failures += 1
+        task.cause = cause
+        task.excluded.add(node_id)
+        if task.failures <= self.retries:
+            self._requeue(task)
+            return
+        job = task.job
+        self._move(task, TaskState.FAILED)
+        self._forget(task)
+        job.state = "failed"
+        job.cause = f"task {task.index} ({task.kernel}) failed {task.failures} times: {cause}"
+        self._close_tasks(job, TaskState.CANCELLED)
+        self._out.append(JobFailed(job.job_id, job.cause))
+
+    def _close_tasks(self, job: Job, state: TaskState) -> None:
+        for task in job.tasks:
+            if task.state in TERMINAL:
+                continue
+            if task.state is TaskState.PENDING:
+                self._pending_count -= 1
+            self._move(task, state)
+            for node_id in task.holders:
+                self._cancel_on(node_id, task.task_id)
+            task.holders.clear()
+            self._forget(task)
+
+    def _cancel_on(self, node_id: str, task_id: int) -> None:
+        node = self.nodes.get(node_id)
+        if node is None or not node.alive:
+            return
+        self._release(node, task_id)
+        self._out.append(Cancel(node_id, task_id))
+        self._offer(node)
+
+    def _forget(self, task: Task) -> None:
+        self.tasks.pop(task.task_id, None)

@@ -1,0 +1,208 @@
+"""The sans-IO scheduler with a fake clock: transitions, placement, credits, retries,
+duplicates, speculation, priorities and cancellation."""
+
+from __future__ import annotations
+
+import pytest
+
+from microswarm.master.scheduler import (
+    Cancel,
+    Dispatch,
+    JobDone,
+    JobFailed,
+    NodeCaps,
+    Scheduler,
+    TaskDone,
+)
+from microswarm.master.states import InvalidTransition, TaskState, transition_name
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def caps(*kernels: str, window: int = 2, native: tuple[str, ...] = (), max_message=1 << 20):
+    return NodeCaps(frozenset(kernels), frozenset(native), max_message, window)
+
+
+def dispatches(actions):
+    return [a for a in actions if isinstance(a, Dispatch)]
+
+
+def make(**kw):
+    clock = Clock()
+    return Scheduler(clock=clock, **kw), clock
+
+
+def test_transition_table_names_and_rejects():
+    assert transition_name(TaskState.PENDING, TaskState.ASSIGNED) == "assign"
+    assert transition_name(TaskState.RUNNING, TaskState.PENDING) == "requeue"
+    with pytest.raises(InvalidTransition):
+        transition_name(TaskState.DONE, TaskState.RUNNING)
+    with pytest.raises(InvalidTransition):
+        transition_name(TaskState.PENDING, TaskState.DONE)
+
+
+def test_job_runs_to_done_through_every_state():
+    s, clock = make()
+    s.add_node("a", caps("echo"))
+    job = s.submit("echo", [[1], [2], [3]])
+    first = dispatches(s.poll())
+    assert [d.task_id for d in first] == [job.tasks[0].task_id, job.tasks[1].task_id]
+    assert job.tasks[0].state is TaskState.ASSIGNED
+    assert job.tasks[2].state is TaskState.PENDING  # window of 2
+    for d in first:
+        s.sent("a", d.task_id)
+    assert job.tasks[0].state is TaskState.RUNNING
+    clock.now += 0.01
+    s.result("a", first[0].task_id, 1, elapsed_us=5000)
+    out = s.poll()
+    assert TaskDone(job.job_id, 0, first[0].task_id, 1, "a") in out
+    third = dispatches(out)
+    assert [d.args for d in third] == [[3]]
+    s.result("a", first[1].task_id, 2)
+    s.result("a", third[0].task_id, 3)
+    out = s.poll()
+    assert out[-1] == JobDone(job.job_id, [1, 2, 3])
+    assert all(t.state is TaskState.DONE for t in job.tasks)
+
+
+def test_placement_prefers_faster_node_and_respects_capability():
+    s, clock = make()
+    s.add_node("slow", caps("mandelbrot", "echo", window=1))
+    s.add_node("fast", caps("mandelbrot", "echo", window=1))
+    s.add_node("echo-only", caps("echo", window=4))
+    # teach the speeds: slow takes 1 s, fast 0.1 s
+    j = s.submit("mandelbrot", [[0], [1]])
+    d = dispatches(s.poll())
+    assert {x.node_id for x in d} == {"slow", "fast"}
+    for x in d:
+        s.sent(x.node_id, x.task_id)
+    for x in d:
+        s.result(x.node_id, x.task_id, 0, elapsed_us=1_000_000 if x.node_id == "slow" else 100_000)
+    s.poll()
+    assert j.state == "done"
+    job = s.submit("mandelbrot", [[i] for i in range(2)])
+    d = dispatches(s.poll())
+    # both free, one at a time each: the first task goes to the faster node
+    assert d[0].node_id == "fast" and {x.node_id for x in d} == {"fast", "slow"}
+    assert all(x.node_id != "echo-only" for x in d)
+    assert job.remaining == 2
+
+
+def test_native_and_message_size_filters():
+    s, _ = make()
+    s.add_node("py", caps("dot", window=4))
+    s.add_node("nat", caps("dot", native=("dot",), window=4, max_message=1000))
+    s.submit("dot", [[1]], native=True)
+    assert [d.node_id for d in dispatches(s.poll())] == ["nat"]
+    s.submit("dot", [[2]], sizes=[5000])
+    assert [d.node_id for d in dispatches(s.poll())] == ["py"]
+
+
+def test_node_lost_requeues_and_late_duplicate_is_dropped():
+    s, _ = make()
+    s.add_node("a", caps("echo", window=1))
+    job = s.submit("echo", [["x"]])
+    (d,) = dispatches(s.poll())
+    s.sent("a", d.task_id)
+    s.remove_node("a")
+    assert job.tasks[0].state is TaskState.PENDING
+    assert s.poll() == []
+    s.add_node("b", caps("echo", window=1))
+    (d2,) = dispatches(s.poll())
+    assert d2.node_id == "b" and d2.attempt == 1
+    s.result("b", d2.task_id, "x")
+    assert s.poll()[-1] == JobDone(job.job_id, ["x"])
+    s.result("a", d.task_id, "x")  # the lost node's copy turns up late
+    assert s.poll() == [] and s.duplicates == 1
+
+
+def test_errors_retry_elsewhere_then_fail_the_job():
+    s, _ = make(retries=2)
+    for n in "abcd":
+        s.add_node(n, caps("echo", window=1))
+    job = s.submit("echo", [[1], [2]])
+    seen = []
+    out = s.poll()
+    while not any(isinstance(a, JobFailed) for a in out):
+        for d in dispatches(out):
+            if d.args == [1]:
+                seen.append(d.node_id)
+                s.error(d.node_id, d.task_id, "kernel failed")
+        out = s.poll()
+    assert len(seen) == 3 and len(set(seen)) == 3  # never twice on the same node
+    failed = [a for a in out if isinstance(a, JobFailed)][0]
+    assert "failed 3 times" in failed.cause and "kernel failed" in failed.cause
+    assert job.state == "failed" and job.tasks[1].state is TaskState.CANCELLED
+    assert any(isinstance(a, Cancel) for a in out)
+
+
+def test_busy_requeues_without_penalty():
+    s, _ = make(retries=0)
+    s.add_node("a", caps("echo", window=1))
+    job = s.submit("echo", [[1]])
+    (d,) = dispatches(s.poll())
+    s.error("a", d.task_id, "busy", penalty=False)
+    (d2,) = dispatches(s.poll())
+    assert d2.task_id == d.task_id and job.tasks[0].failures == 0
+
+
+def test_straggler_is_speculated_and_loser_cancelled():
+    s, clock = make(speculate_after=3.0, speculate_min_s=0.5)
+    s.add_node("a", caps("echo", window=1))
+    job = s.submit("echo", [[7]])
+    (d,) = dispatches(s.poll())
+    s.sent("a", d.task_id)
+    s.add_node("b", caps("echo", window=1))
+    clock.now += 0.1
+    s.tick()
+    assert s.poll() == []  # not late yet
+    clock.now += 1.0
+    s.tick()
+    (spec,) = dispatches(s.poll())
+    assert spec.node_id == "b" and spec.task_id == d.task_id and spec.attempt == 1
+    s.sent("b", spec.task_id)
+    s.result("b", spec.task_id, 7)
+    out = s.poll()
+    assert Cancel("a", d.task_id) in out and out[-1] == JobDone(job.job_id, [7])
+    s.result("a", d.task_id, 7)
+    assert s.poll() == [] and s.duplicates == 1
+    assert s.nodes["a"].free() == 1
+
+
+def test_priorities_and_cancel():
+    s, _ = make()
+    low = s.submit("echo", [["low"]] * 3, priority=0)
+    high = s.submit("echo", [["high"]] * 3, priority=5)
+    s.add_node("a", caps("echo", window=3))
+    out = dispatches(s.poll())
+    assert [d.args for d in out] == [["high"]] * 3
+    for d in out:
+        s.sent("a", d.task_id)
+    s.cancel_job(high.job_id)
+    out = s.poll()
+    cancels = [a for a in out if isinstance(a, Cancel)]
+    assert len(cancels) == 3
+    assert [d.args for d in dispatches(out)] == [["low"]] * 3
+    assert high.state == "cancelled"
+    assert low.remaining == 3
+
+
+def test_placement_scales_without_scanning_nodes():
+    s, clock = make()
+    for i in range(2000):
+        s.add_node(f"n{i}", caps("echo", window=2))
+    job = s.submit("echo", [[i] for i in range(20000)])
+    done = 0
+    while done < 20000:
+        for d in dispatches(s.poll()):
+            s.sent(d.node_id, d.task_id)
+            s.result(d.node_id, d.task_id, d.args[0], elapsed_us=1000)
+            done += 1
+    assert job.state == "done" and job.results == list(range(20000))
+    assert s.dispatches == 20000
