@@ -1,0 +1,190 @@
+"""Frame codec for byte streams and datagrams: header, CBOR payload, CRC-32.
+
+Layout (little-endian): version u8 | type u8 | flags u8 | seq u16 | length u16 | payload
+| crc32 u32, the CRC covering header and payload. protocol/frame.py holds the normative
+construct definition; this module is the fast path and must agree with it byte for byte.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import Any, NamedTuple
+
+from microswarm.protocol.catalog import (
+    CATALOG,
+    FLAG_MORE,
+    FLAGS_KNOWN,
+    FRAME_OVERHEAD,
+    HEADER_SIZE,
+    MAX_PAYLOAD,
+    PROTOCOL_VERSION,
+    ErrorCode,
+    MsgType,
+)
+
+from .cbor import decode_payload, encode_payload
+from .errors import FrameError
+from .validate import validate_payload
+
+MAX_FRAME = MAX_PAYLOAD + FRAME_OVERHEAD
+
+_HEADER = struct.Struct("<BBBHH")
+_CRC = struct.Struct("<I")
+_KNOWN_TYPES = frozenset(int(t) for t in CATALOG)
+_CHUNK = int(MsgType.CHUNK)
+
+
+class Frame(NamedTuple):
+    type: int
+    flags: int
+    seq: int
+    payload: Any
+
+
+def pack_frame(msg_type: int, payload: bytes, seq: int = 0, flags: int = 0) -> bytes:
+    """Wrap an already encoded payload in header and CRC."""
+    if len(payload) > MAX_PAYLOAD:
+        raise FrameError(
+            ErrorCode.TOO_LARGE, f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}", seq
+        )
+    if msg_type not in _KNOWN_TYPES:
+        raise FrameError(ErrorCode.UNKNOWN_TYPE, f"message type {msg_type} is not known", seq)
+    if flags & ~FLAGS_KNOWN or (flags & FLAG_MORE and msg_type != _CHUNK):
+        raise FrameError(ErrorCode.BAD_FLAGS, f"flags {flags:#04x} not allowed here", seq)
+    header = _HEADER.pack(PROTOCOL_VERSION, msg_type, flags, seq & 0xFFFF, len(payload))
+    crc = zlib.crc32(payload, zlib.crc32(header))
+    return b"".join((header, payload, _CRC.pack(crc)))
+
+
+def encode_frame(
+    msg_type: int, payload: Any, seq: int = 0, flags: int = 0, *, validate: bool = True
+) -> bytes:
+    """Encode one frame. Raises FrameError when the payload does not match the catalog
+    (BAD_PAYLOAD) or does not fit in one frame (TOO_LARGE: use encode_message)."""
+    if validate:
+        validate_payload(msg_type, payload, seq)
+    return pack_frame(msg_type, encode_payload(payload), seq, flags)
+
+
+def check_header(version: int, length: int, seq: int, max_frame: int) -> FrameError | None:
+    """The checks that decide whether a stream's framing can still be trusted."""
+    if version != PROTOCOL_VERSION:
+        return FrameError(
+            ErrorCode.BAD_VERSION,
+            f"protocol version {version}, expected {PROTOCOL_VERSION}",
+            seq,
+            fatal=True,
+        )
+    if length + FRAME_OVERHEAD > max_frame:
+        return FrameError(
+            ErrorCode.TOO_LARGE,
+            f"frame of {length + FRAME_OVERHEAD} bytes exceeds the limit of {max_frame}",
+            seq,
+            fatal=True,
+        )
+    return None
+
+
+def decode_body(
+    view: memoryview, msg_type: int, flags: int, seq: int, length: int, validate: bool
+) -> Frame:
+    """Check CRC, flags and type of one complete frame in `view`, then decode its payload.
+
+    The order of checks is normative (SPEC.md, "Receiving a frame"); the caller has already
+    checked version, length limit and completeness.
+    """
+    end = HEADER_SIZE + length
+    (crc,) = _CRC.unpack_from(view, end)
+    if zlib.crc32(view[:end]) != crc:
+        raise FrameError(ErrorCode.BAD_CRC, "CRC-32 mismatch", seq)
+    if flags & ~FLAGS_KNOWN or (flags & FLAG_MORE and msg_type != _CHUNK):
+        raise FrameError(ErrorCode.BAD_FLAGS, f"flags {flags:#04x} not allowed here", seq)
+    if msg_type not in _KNOWN_TYPES:
+        raise FrameError(ErrorCode.UNKNOWN_TYPE, f"message type {msg_type} is not known", seq)
+    try:
+        payload = decode_payload(view[HEADER_SIZE:end])
+    except FrameError as exc:
+        exc.seq = seq
+        raise
+    if validate:
+        validate_payload(msg_type, payload, seq)
+    return Frame(msg_type, flags, seq, payload)
+
+
+def decode_frame(
+    data: bytes | bytearray | memoryview, *, max_frame: int = MAX_FRAME, validate: bool = True
+) -> Frame:
+    """Decode exactly one frame (a datagram, a COBS-decoded serial frame).
+
+    Raises FrameError; a buffer longer or shorter than the header says is TRUNCATED.
+    """
+    view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+    if len(view) < FRAME_OVERHEAD:
+        raise FrameError(ErrorCode.TRUNCATED, f"{len(view)} bytes is shorter than any frame")
+    version, msg_type, flags, seq, length = _HEADER.unpack_from(view)
+    error = check_header(version, length, seq, max_frame)
+    if error is not None:
+        raise error
+    if len(view) != length + FRAME_OVERHEAD:
+        raise FrameError(
+            ErrorCode.TRUNCATED,
+            f"frame is {len(view)} bytes, its header says {length + FRAME_OVERHEAD}",
+            seq,
+        )
+    return decode_body(view, msg_type, flags, seq, length, validate)
+
+
+class FrameReader:
+    """Split a byte stream (TCP) into frames.
+
+    feed() returns, in order, the Frames and FrameErrors completed by the new bytes. A frame
+    whose header is sane but whose CRC, flags, type or payload is bad comes out as a
+    FrameError and is skipped. A header that cannot be trusted (wrong version, length over
+    `max_frame`) gives one FrameError with fatal=True; the reader then stops and the caller
+    must close the link. Buffered bytes never exceed max_frame plus one feed.
+    """
+
+    def __init__(self, max_frame: int = MAX_FRAME, *, validate: bool = True) -> None:
+        self.max_frame = max_frame
+        self.validate = validate
+        self.failed: FrameError | None = None
+        self._buf = bytearray()
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame | FrameError]:
+        if self.failed is not None:
+            return []
+        buf = self._buf
+        buf += data
+        out: list[Frame | FrameError] = []
+        view = memoryview(buf)
+        pos = 0
+        try:
+            while len(buf) - pos >= HEADER_SIZE:
+                version, msg_type, flags, seq, length = _HEADER.unpack_from(view, pos)
+                error = check_header(version, length, seq, self.max_frame)
+                if error is not None:
+                    self.failed = error
+                    out.append(error)
+                    pos = len(buf)
+                    break
+                size = length + FRAME_OVERHEAD
+                if len(buf) - pos < size:
+                    break
+                # A copy, so that nothing returned (or a traceback) pins the buffer.
+                frame = memoryview(bytes(view[pos : pos + size]))
+                pos += size
+                try:
+                    out.append(decode_body(frame, msg_type, flags, seq, length, self.validate))
+                except FrameError as exc:
+                    exc.__traceback__ = None
+                    out.append(exc)
+        finally:
+            view.release()
+        if pos:
+            del buf[:pos]
+        return out

@@ -1,0 +1,79 @@
+"""Check a decoded payload against the message catalog (required keys, value kinds)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from microswarm.protocol.catalog import CATALOG, ErrorCode, MsgType
+
+from .errors import FrameError
+
+_BYTES = (bytes, bytearray, memoryview)
+
+# kind -> the exact Python types a value of that kind may have (bool is not an int here).
+_KIND_TYPES: dict[str, tuple[type, ...]] = {
+    "uint": (int,),
+    "int": (int,),
+    "tstr": (str,),
+    "bstr": _BYTES,
+    "bool": (bool,),
+    "float": (float, int),
+    "array": (list, tuple),
+    "tstr[]": (list, tuple),
+    "map": (dict,),
+}
+
+# msg type -> ((key, name, kind, allowed types or None for "any", required), ...)
+_RULES: dict[int, tuple[tuple[int, str, str, tuple[type, ...] | None, bool], ...]] = {
+    int(msg.type): tuple(
+        (f.key, f.name, f.kind, _KIND_TYPES.get(f.kind), f.required) for f in msg.fields
+    )
+    for msg in CATALOG.values()
+}
+
+_MISSING = object()
+
+
+def validate_payload(msg_type: int, payload: Any, seq: int | None = None) -> None:
+    """Raise FrameError(BAD_PAYLOAD) unless `payload` is a map holding every required field
+    of `msg_type` with a value of the declared kind. Unknown keys are allowed."""
+    rules = _RULES.get(msg_type)
+    if rules is None:
+        raise FrameError(ErrorCode.UNKNOWN_TYPE, f"message type {msg_type} is not known", seq)
+    if type(payload) is not dict:
+        raise FrameError(
+            ErrorCode.BAD_PAYLOAD,
+            f"{_name(msg_type)} payload must be a map, not {type(payload).__name__}",
+            seq,
+        )
+    get = payload.get
+    for key, name, kind, types, required in rules:
+        value = get(key, _MISSING)
+        if value is _MISSING:
+            if required:
+                raise FrameError(
+                    ErrorCode.BAD_PAYLOAD, f"{_name(msg_type)} lacks field {name} ({key})", seq
+                )
+            continue
+        if types is None or type(value) in types:
+            if kind == "uint" and value < 0:
+                raise FrameError(
+                    ErrorCode.BAD_PAYLOAD, f"{_name(msg_type)}.{name} must not be negative", seq
+                )
+            if kind == "tstr[]" and not all(type(item) is str for item in value):
+                raise FrameError(
+                    ErrorCode.BAD_PAYLOAD, f"{_name(msg_type)}.{name} must hold text only", seq
+                )
+            continue
+        raise FrameError(
+            ErrorCode.BAD_PAYLOAD,
+            f"{_name(msg_type)}.{name} must be {kind}, not {type(value).__name__}",
+            seq,
+        )
+
+
+def _name(msg_type: int) -> str:
+    try:
+        return MsgType(msg_type).name
+    except ValueError:
+        return str(msg_type)
