@@ -1,0 +1,74 @@
+"""What the hardware gives the worker: its network stack, its heap figures, its clock.
+
+`open_net(board)` returns the object the links call socket()/getaddrinfo() on: the port's
+own socket module when board.json says "net_driver": "builtin" (the unix port, or rp2's
+WIZNET5K build), or the project's WIZnet driver for "wiznet" (hardware sockets over SPI;
+imported lazily so boards without it never load it).
+"""
+
+import gc
+import time
+
+try:
+    import micropython
+except ImportError:
+    micropython = None
+
+_last_tick = time.ticks_ms()
+_uptime = 0
+
+
+def open_net(board, ifconfig=None):
+    """The board's socket provider. `ifconfig` (ip, netmask, gateway, dns) configures a
+    WIZnet chip statically; without it the chip asks DHCP."""
+    driver = board.get("net_driver")
+    if driver == "builtin":
+        import socket
+
+        return socket
+    if driver == "wiznet":
+        return _open_wiznet(board, ifconfig)
+    raise OSError("board " + board["name"] + " has no network driver")
+
+
+def _open_wiznet(board, ifconfig):
+    from machine import SPI, Pin
+
+    import wiznet
+
+    pins = board["spi"]
+    spi = SPI(pins["id"], baudrate=pins["baudrate"], polarity=0, phase=0,
+              sck=Pin(pins["sck"]), mosi=Pin(pins["mosi"]), miso=Pin(pins["miso"]))
+    nic = wiznet.WIZnet(spi, Pin(pins["cs"], Pin.OUT, value=1),
+                        rst=Pin(pins["rst"], Pin.OUT, value=1),
+                        intr=Pin(pins["int"], Pin.IN), chip=board["nic"])
+    if ifconfig:
+        nic.ifconfig(tuple(ifconfig))
+    else:
+        nic.dhcp()
+    return nic
+
+
+def heap_free():
+    return gc.mem_free()
+
+
+def heap_total():
+    return gc.mem_free() + gc.mem_alloc()
+
+
+def heap_peak():
+    """Highest heap use since start where the port tracks it (unix port), else None."""
+    peak = getattr(micropython, "mem_peak", None) if micropython else None
+    return peak() if peak else None
+
+
+def uptime_ms():
+    """Milliseconds since boot. Accumulated from tick differences so it outlives the
+    tick counter's wrap, as long as it is read more often than once per wrap period
+    (the heartbeat reads it every few seconds)."""
+    global _last_tick, _uptime
+    now = time.ticks_ms()
+    _uptime += time.ticks_diff(now, _last_tick)
+    _last_tick = now
+    return _uptime

@@ -1,0 +1,88 @@
+"""The node's settings: config.json (who it is, which cluster, where the master is) and
+board.json (what the hardware is), both read from the working directory (the board's
+flash). A bad file stops the node at boot with a message naming the field."""
+
+import json
+
+import msgdefs
+
+DEFAULT_SLOTS = 2
+LINKS = ("tcp", "serial")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError:
+        raise ConfigError(path + " is missing")
+    except ValueError:
+        raise ConfigError(path + " is not valid JSON")
+
+
+def _need(doc, path, name, kind):
+    value = doc.get(name)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ConfigError(path + ": field " + name + " is missing or of the wrong type")
+    return value
+
+
+def load_board(path="board.json"):
+    board = _read_json(path)
+    _need(board, path, "name", str)
+    _need(board, path, "heap_bytes", int)
+    _need(board, path, "max_frame", int)
+    _need(board, path, "slots", int)
+    links = _need(board, path, "links", list)
+    for link in links:
+        if link not in LINKS:
+            raise ConfigError(path + ": unknown link " + str(link))
+    return board
+
+
+def parse_master(text):
+    """"host:port" -> (host, port); "" -> None (find it by UDP discovery)."""
+    if not text:
+        return None
+    colon = text.rfind(":")
+    if colon <= 0:
+        raise ConfigError("config.json: master must be 'host:port' or empty")
+    try:
+        port = int(text[colon + 1:])
+    except ValueError:
+        raise ConfigError("config.json: master port is not a number")
+    if not 0 < port < 65536:
+        raise ConfigError("config.json: master port out of range")
+    return text[:colon], port
+
+
+def load_config(board, path="config.json"):
+    """config.json merged with the board's defaults, with the key decoded to bytes."""
+    doc = _read_json(path)
+    cfg = {}
+    cfg["node_id"] = _need(doc, path, "node_id", str)
+    cfg["cluster"] = _need(doc, path, "cluster", str)
+    key_hex = _need(doc, path, "key", str)
+    try:
+        cfg["key"] = bytes.fromhex(key_hex)
+    except ValueError:
+        raise ConfigError(path + ": key must be hex")
+    if len(cfg["key"]) < 16:
+        raise ConfigError(path + ": key must be at least 16 bytes")
+    cfg["master"] = parse_master(doc.get("master") or "")
+    link = doc.get("link") or board["links"][0]
+    if link not in board["links"]:
+        raise ConfigError(path + ": link " + str(link) + " is not one this board has")
+    cfg["link"] = link
+    cfg["discovery_port"] = doc.get("discovery_port") or msgdefs.UDP_DISCOVERY_PORT
+    cfg["discovery_host"] = doc.get("discovery_host") or "255.255.255.255"
+    slots = doc.get("slots") or board.get("slots") or DEFAULT_SLOTS
+    if not isinstance(slots, int) or slots < 1:
+        raise ConfigError(path + ": slots must be a positive int")
+    cfg["slots"] = slots
+    cfg["max_frame"] = board["max_frame"]
+    return cfg
