@@ -12,6 +12,7 @@ from __future__ import annotations
 import array
 import io
 import sys
+import threading
 from typing import Any
 
 import cbor2
@@ -25,6 +26,7 @@ _BIG_ENDIAN_HOST = sys.byteorder == "big"
 # Types a decoded payload may contain (besides list, dict and array.array).
 _SCALARS = frozenset({int, float, str, bytes, bool, type(None)})
 _KEY_TYPES = frozenset({int, str})
+_PLAIN = frozenset({int, float, str, bytes, bytearray, bool, type(None)})
 _INT_ONLY = frozenset({int})
 
 # Tags cbor2 interprets on its own; each is overridden so that only typed arrays pass.
@@ -68,55 +70,57 @@ def map_key_order(key: int | str) -> tuple:
     raise TypeError(f"map keys must be int or str, not {type(key).__name__}")
 
 
-def _encode_map(encoder: cbor2.CBOREncoder, value: dict) -> None:
-    int_keys = set(map(type, value)) <= _INT_ONLY
-    keys = sorted(value) if int_keys else sorted(value, key=map_key_order)
-    encoder.encode_length(5, len(keys))
-    encode = encoder.encode
-    for k in keys:
-        encode(k)
-        encode(value[k])
+def _prepare(obj: Any) -> Any:
+    """Turn obj into something cbor2's C encoder writes in our deterministic form: maps
+    re-ordered, arrays as typed-array tags, memoryviews as bytes. Anything outside the
+    data model raises TypeError. Already-conforming containers are returned as they are."""
+    kind = type(obj)
+    if kind in _PLAIN:
+        return obj
+    if kind is dict:
+        return _prepare_map(obj)
+    if kind is list or kind is tuple:
+        return obj if set(map(type, obj)) <= _PLAIN else [_prepare(v) for v in obj]
+    if kind is array.array:
+        return _typed_array_tag(obj)
+    if kind is memoryview:
+        return obj.tobytes()
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        return int(obj)  # IntEnum members and other int subclasses
+    if isinstance(obj, float):
+        return float(obj)
+    raise TypeError(f"{kind.__name__} is not part of the payload data model")
 
 
-def _encode_typed_array(encoder: cbor2.CBOREncoder, value: array.array) -> None:
+def _prepare_map(value: dict) -> dict:
+    key_types = set(map(type, value))
+    if key_types <= _INT_ONLY:
+        keys = sorted(value)
+    elif key_types <= _KEY_TYPES:
+        keys = sorted(value, key=map_key_order)
+    else:
+        bad = next(t for t in key_types if t not in _KEY_TYPES)
+        raise TypeError(f"map keys must be int or str, not {bad.__name__}")
+    if set(map(type, value.values())) <= _PLAIN:
+        return value if keys == list(value) else {k: value[k] for k in keys}
+    return {k: _prepare(value[k]) for k in keys}
+
+
+def _typed_array_tag(value: array.array) -> cbor2.CBORTag:
     tag = TYPECODE_TAGS.get(value.typecode)
     if tag is None:
         raise TypeError(f"array typecode {value.typecode!r} has no typed-array tag")
     if _BIG_ENDIAN_HOST:
         value = array.array(value.typecode, value)
         value.byteswap()
-    encoder.encode_length(6, tag)
-    encoder.encode_bytes(value.tobytes())
-
-
-def _encode_memoryview(encoder: cbor2.CBOREncoder, value: memoryview) -> None:
-    encoder.encode_bytes(value.tobytes())
-
-
-def _refuse(encoder: cbor2.CBOREncoder, value: Any) -> None:
-    raise TypeError(f"{type(value).__name__} is not part of the payload data model")
-
-
-_ENCODERS = {
-    dict: _encode_map,
-    array.array: _encode_typed_array,
-    memoryview: _encode_memoryview,
-    set: _refuse,
-    frozenset: _refuse,
-    cbor2.CBORTag: _refuse,
-    cbor2.CBORSimpleValue: _refuse,
-    type(cbor2.undefined): _refuse,
-}
+    return cbor2.CBORTag(tag, value.tobytes())
 
 
 def encode_payload(obj: Any) -> bytes:
     """Encode one payload item deterministically. Raises TypeError for values outside the
-    data model (sets, tags, non-int/str map keys, unknown array typecodes)."""
-    try:
-        return cbor2.dumps(obj, encoders=_ENCODERS)
-    except cbor2.CBOREncodeError as exc:
-        cause = exc.__cause__
-        raise TypeError(str(cause or exc)) from exc
+    data model (sets, tags, non-int/str map keys, unknown array typecodes). Integers must
+    lie in CBOR's 64-bit range."""
+    return cbor2.dumps(_prepare(obj))
 
 
 def _typed_array(tag: int):
@@ -170,6 +174,24 @@ def _check_map(value: dict) -> None:
     _check_items(value.values())
 
 
+class _Decoders(threading.local):
+    """One configured decoder per thread, re-pointed at each payload (saves its set-up)."""
+
+    def __init__(self) -> None:
+        self.decoder = cbor2.CBORDecoder(
+            io.BytesIO(b""),
+            semantic_decoders=_SEMANTIC_DECODERS,
+            tag_hook=_reject_unknown_tag,
+            max_depth=MAX_NESTING,
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+        )
+
+
+_decoders = _Decoders()
+_EMPTY = io.BytesIO(b"")
+
+
 def decode_payload(data: bytes | bytearray | memoryview) -> Any:
     """Decode exactly one CBOR item; typed arrays become array.array.
 
@@ -178,15 +200,10 @@ def decode_payload(data: bytes | bytearray | memoryview) -> Any:
     simple values other than false/true/null, and map keys other than int or text.
     """
     stream = io.BytesIO(data)
+    decoder = _decoders.decoder
+    decoder.fp = stream
     try:
-        value = cbor2.CBORDecoder(
-            stream,
-            semantic_decoders=_SEMANTIC_DECODERS,
-            tag_hook=_reject_unknown_tag,
-            max_depth=MAX_NESTING,
-            allow_indefinite=False,
-            allow_duplicate_keys=False,
-        ).decode()
+        value = decoder.decode()
         if stream.tell() != len(data):
             raise ValueError(f"{len(data) - stream.tell()} bytes after the CBOR item")
         kind = type(value)
@@ -199,4 +216,6 @@ def decode_payload(data: bytes | bytearray | memoryview) -> Any:
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
         detail = str(exc.__cause__) if exc.__cause__ is not None else str(exc)
         raise FrameError(ErrorCode.BAD_PAYLOAD, f"bad CBOR: {detail}") from None
+    finally:
+        decoder.fp = _EMPTY
     return value

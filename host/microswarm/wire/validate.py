@@ -55,7 +55,7 @@ def validate_payload(msg_type: int, payload: Any, seq: int | None = None) -> Non
                     ErrorCode.BAD_PAYLOAD, f"{_name(msg_type)} lacks field {name} ({key})", seq
                 )
             continue
-        if types is None or type(value) in types:
+        if types is None or type(value) in types or _subclass_of(value, kind, types):
             if kind == "uint" and value < 0:
                 raise FrameError(
                     ErrorCode.BAD_PAYLOAD, f"{_name(msg_type)}.{name} must not be negative", seq
@@ -70,6 +70,11 @@ def validate_payload(msg_type: int, payload: Any, seq: int | None = None) -> Non
             f"{_name(msg_type)}.{name} must be {kind}, not {type(value).__name__}",
             seq,
         )
+
+
+def _subclass_of(value: Any, kind: str, types: tuple[type, ...]) -> bool:
+    """IntEnum members and other subclasses count as their base kind; bool is not an int."""
+    return isinstance(value, types) and (kind == "bool" or not isinstance(value, bool))
 
 
 def _name(msg_type: int) -> str:
