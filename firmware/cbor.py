@@ -1,0 +1,399 @@
+"""Deterministic CBOR (RFC 8949) for the microswarm wire protocol, in MicroPython.
+
+Runs unchanged on the unix port, RP2350 and ESP32 (and on CPython). Covers what the
+protocol carries and nothing more, so a node never decodes what it cannot check.
+
+Encoding (`dumps`, `Encoder`) writes the project's deterministic form, byte for byte the
+same as the host codec:
+  * int               shortest head, major 0 (n >= 0) or 1 (n < 0); -2**64 <= n < 2**64
+  * float             always float64 (0xfb), except NaN -> f97e00, +inf -> f97c00,
+                      -inf -> f9fc00
+  * str               text string (UTF-8)
+  * bytes, bytearray, memoryview of bytes   byte string
+  * list, tuple       array
+  * dict              map with int or text keys: int keys first, in ascending numeric
+                      order, then text keys by (UTF-8 length, bytes); for keys >= 0 and
+                      text keys this is RFC 8949 4.2.1 order
+  * True/False/None   f5 / f4 / f6
+  * array.array       RFC 8746 typed array: tag from msgdefs.TYPECODE_TAGS around a
+                      byte string of the little-endian items
+Anything else raises CBORError.
+
+Decoding (`loads`) accepts every valid CBOR item the protocol uses: all integer widths,
+byte/text strings, arrays, maps with int or text keys, true/false/null, float16/32/64,
+and typed-array tags (-> array.array, or memoryview for uint8 when copy=False). It rejects,
+with CBORError, before allocating anything for them: indefinite lengths, nesting deeper
+than msgdefs.MAX_NESTING (an item enclosed by more than MAX_NESTING arrays, maps and
+tags), lengths that run past the end of the input, trailing bytes,
+simple values other than false/true/null (including undefined), reserved additional
+information values, tags other than typed arrays, invalid UTF-8, duplicate or
+non-int/non-text map keys.
+
+API
+  CBORError(ValueError)
+  dumps(obj) -> bytes
+  Encoder(size=256, headroom=0)
+      .encode(obj) -> memoryview over the encoded bytes in the encoder's own buffer,
+          starting `headroom` bytes in (room for a frame header). The view is valid until
+          the next encode() (the buffer is reused, and replaced by a bigger one only when
+          a message does not fit).
+      .buf, .reserve(n): the current buffer, and growing it to at least n bytes with its
+          content kept (used by frame.FrameWriter to add header and CRC in place).
+  loads(buf, start=0, end=None, copy=True) -> object
+      Decodes exactly one item spanning buf[start:end]. copy=False returns byte strings
+      and uint8 typed arrays as memoryview slices of buf (zero copy; keep buf alive and
+      unchanged while they are used); other typed arrays are always array.array copies.
+
+Typed arrays travel little-endian; every target this firmware runs on is little-endian.
+"""
+
+import struct
+from array import array
+
+from msgdefs import MAX_NESTING, TYPECODE_TAGS, TYPED_ARRAY_TAGS
+
+try:
+    import uctypes
+except ImportError:
+    uctypes = None
+
+
+class CBORError(ValueError):
+    pass
+
+
+_INF = float("inf")
+_NAN_BYTES = b"\xf9\x7e\x00"
+_INF_BYTES = b"\xf9\x7c\x00"
+_NINF_BYTES = b"\xf9\xfc\x00"
+_U64_LIMIT = 1 << 64
+_U32_LIMIT = 1 << 32
+_HAS_FROMBYTES = hasattr(array("B"), "frombytes")  # CPython; MicroPython's extend() takes raw bytes
+_ITEM_SIZE = {code: size for (code, size) in TYPED_ARRAY_TAGS.values()}
+
+
+def _typecode(arr):
+    # MicroPython arrays have no .typecode; the repr of an empty slice names it cheaply.
+    code = getattr(arr, "typecode", None)
+    if code is None:
+        code = repr(arr[:0])[7]
+    return code
+
+
+class Encoder:
+    def __init__(self, size=256, headroom=0):
+        self.buf = bytearray(max(size, headroom + 16))
+        self.headroom = headroom
+        self.pos = 0
+
+    def reserve(self, n):
+        if n > len(self.buf):
+            bigger = bytearray(max(n, 2 * len(self.buf)))
+            bigger[: self.pos] = memoryview(self.buf)[: self.pos]
+            self.buf = bigger
+
+    def encode(self, obj):
+        self.pos = self.headroom
+        self._item(obj, 0)
+        return memoryview(self.buf)[self.headroom : self.pos]
+
+    def _head(self, major, n):
+        p = self.pos
+        if p + 9 > len(self.buf):
+            self.reserve(p + 9)
+        buf = self.buf
+        if n < 24:
+            buf[p] = major | n
+            self.pos = p + 1
+        elif n < 0x100:
+            buf[p] = major | 24
+            buf[p + 1] = n
+            self.pos = p + 2
+        elif n < 0x10000:
+            struct.pack_into(">BH", buf, p, major | 25, n)
+            self.pos = p + 3
+        elif n < _U32_LIMIT:
+            struct.pack_into(">BI", buf, p, major | 26, n)
+            self.pos = p + 5
+        else:
+            struct.pack_into(">BQ", buf, p, major | 27, n)
+            self.pos = p + 9
+
+    def _raw(self, data, n):
+        p = self.pos
+        if p + n > len(self.buf):
+            self.reserve(p + n)
+        self.buf[p : p + n] = data
+        self.pos = p + n
+
+    def _item(self, obj, depth):
+        if depth > MAX_NESTING:
+            raise CBORError("nesting deeper than %d" % MAX_NESTING)
+        t = type(obj)
+        if obj is None:
+            self._raw(b"\xf6", 1)
+        elif obj is True:
+            self._raw(b"\xf5", 1)
+        elif obj is False:
+            self._raw(b"\xf4", 1)
+        elif t is int:
+            if obj >= 0:
+                if obj >= _U64_LIMIT:
+                    raise CBORError("integer out of 64-bit range")
+                self._head(0x00, obj)
+            else:
+                if obj < -_U64_LIMIT:
+                    raise CBORError("integer out of 64-bit range")
+                self._head(0x20, -1 - obj)
+        elif t is str:
+            data = obj.encode("utf-8")
+            self._head(0x60, len(data))
+            self._raw(data, len(data))
+        elif t is bytes or t is bytearray or t is memoryview:
+            self._head(0x40, len(obj))
+            self._raw(obj, len(obj))
+        elif t is float:
+            self._float(obj)
+        elif t is list or t is tuple:
+            self._head(0x80, len(obj))
+            for x in obj:
+                self._item(x, depth + 1)
+        elif t is dict:
+            self._map(obj, depth)
+        elif isinstance(obj, array):
+            if depth >= MAX_NESTING:
+                raise CBORError("nesting deeper than %d" % MAX_NESTING)
+            self._typed_array(obj)
+        else:
+            raise CBORError("cannot encode %s" % t.__name__)
+
+    def _float(self, x):
+        if x != x:
+            self._raw(_NAN_BYTES, 3)
+        elif x == _INF:
+            self._raw(_INF_BYTES, 3)
+        elif x == -_INF:
+            self._raw(_NINF_BYTES, 3)
+        else:
+            p = self.pos
+            if p + 9 > len(self.buf):
+                self.reserve(p + 9)
+            struct.pack_into(">Bd", self.buf, p, 0xFB, x)
+            self.pos = p + 9
+
+    def _map(self, obj, depth):
+        keys = list(obj)
+        simple = True
+        for k in keys:
+            if type(k) is not int or k < 0:
+                simple = False
+                break
+        if simple:
+            keys.sort()
+        else:
+            keys = _canonical_key_order(keys)
+        self._head(0xA0, len(keys))
+        for k in keys:
+            if type(k) is not int and type(k) is not str:
+                raise CBORError("map keys must be int or str")
+            self._item(k, depth + 1)
+            self._item(obj[k], depth + 1)
+
+    def _typed_array(self, arr):
+        code = _typecode(arr)
+        tag = TYPECODE_TAGS.get(code)
+        if tag is None:
+            raise CBORError("no typed-array tag for typecode %r" % code)
+        size = _ITEM_SIZE[code]
+        nbytes = len(arr) * size
+        self._head(0xC0, tag)
+        self._head(0x40, nbytes)
+        if size == 1 or nbytes == 0:
+            self._raw(arr, nbytes)
+        elif uctypes is not None:
+            self._raw(uctypes.bytearray_at(uctypes.addressof(arr), nbytes), nbytes)
+        else:
+            self._raw(bytes(arr), nbytes)
+
+
+def _canonical_key_order(keys):
+    ints = []
+    texts = []
+    for k in keys:
+        if type(k) is int:
+            ints.append(k)
+        elif type(k) is str:
+            raw = k.encode("utf-8")
+            texts.append((len(raw), raw, k))
+        else:
+            raise CBORError("map keys must be int or str")
+    ints.sort()
+    texts.sort()
+    for t in texts:
+        ints.append(t[2])
+    return ints
+
+
+_shared = None
+
+
+def dumps(obj):
+    global _shared
+    if _shared is None:
+        _shared = Encoder(256)
+    return bytes(_shared.encode(obj))
+
+
+def _half(h):
+    exp = (h >> 10) & 0x1F
+    mant = h & 0x3FF
+    if exp == 0:
+        val = mant * 5.960464477539063e-08  # 2**-24
+    elif exp == 31:
+        val = float("nan") if mant else _INF
+    else:
+        val = (1024 + mant) * (2.0 ** (exp - 25))
+    return -val if h & 0x8000 else val
+
+
+def _arg(mv, pos, end, ai):
+    # The head's argument and the position after it.
+    if ai < 24:
+        return ai, pos
+    if ai == 24:
+        if pos + 1 > end:
+            raise CBORError("truncated head")
+        return mv[pos], pos + 1
+    if ai == 25:
+        if pos + 2 > end:
+            raise CBORError("truncated head")
+        return struct.unpack_from(">H", mv, pos)[0], pos + 2
+    if ai == 26:
+        if pos + 4 > end:
+            raise CBORError("truncated head")
+        return struct.unpack_from(">I", mv, pos)[0], pos + 4
+    if ai == 27:
+        if pos + 8 > end:
+            raise CBORError("truncated head")
+        return struct.unpack_from(">Q", mv, pos)[0], pos + 8
+    if ai == 31:
+        raise CBORError("indefinite length not allowed")
+    raise CBORError("reserved additional information %d" % ai)
+
+
+def _item(mv, pos, end, depth, copy):
+    if depth > MAX_NESTING:
+        raise CBORError("nesting deeper than %d" % MAX_NESTING)
+    if pos >= end:
+        raise CBORError("truncated input")
+    ib = mv[pos]
+    major = ib >> 5
+    ai = ib & 0x1F
+    pos += 1
+    if major == 7:
+        return _simple(mv, pos, end, ai)
+    n, pos = _arg(mv, pos, end, ai)
+    if major == 0:
+        return n, pos
+    if major == 1:
+        return -1 - n, pos
+    if major == 2 or major == 3:
+        if n > end - pos:
+            raise CBORError("string length %d past end of input" % n)
+        stop = pos + n
+        if major == 3:
+            try:
+                return str(mv[pos:stop], "utf-8"), stop
+            except UnicodeError:
+                raise CBORError("invalid UTF-8 in text string")
+        if copy:
+            return bytes(mv[pos:stop]), stop
+        return mv[pos:stop], stop
+    depth += 1
+    if major == 6:
+        return _typed(mv, pos, end, n, depth, copy)
+    if major == 4:
+        if n > end - pos:
+            raise CBORError("array length %d past end of input" % n)
+        out = [None] * n
+        for i in range(n):
+            out[i], pos = _item(mv, pos, end, depth, copy)
+        return out, pos
+    if major == 5:
+        if n > (end - pos) >> 1:
+            raise CBORError("map length %d past end of input" % n)
+        out = {}
+        for _ in range(n):
+            key, pos = _item(mv, pos, end, depth, copy)
+            if type(key) is not int and type(key) is not str:
+                raise CBORError("map key must be int or text")
+            if key in out:
+                raise CBORError("duplicate map key")
+            out[key], pos = _item(mv, pos, end, depth, copy)
+        return out, pos
+
+
+def _simple(mv, pos, end, ai):
+    if ai == 20:
+        return False, pos
+    if ai == 21:
+        return True, pos
+    if ai == 22:
+        return None, pos
+    if ai == 25:
+        if pos + 2 > end:
+            raise CBORError("truncated float16")
+        return _half(struct.unpack_from(">H", mv, pos)[0]), pos + 2
+    if ai == 26:
+        if pos + 4 > end:
+            raise CBORError("truncated float32")
+        return struct.unpack_from(">f", mv, pos)[0], pos + 4
+    if ai == 27:
+        if pos + 8 > end:
+            raise CBORError("truncated float64")
+        return struct.unpack_from(">d", mv, pos)[0], pos + 8
+    if ai == 31:
+        raise CBORError("unexpected break / indefinite length")
+    raise CBORError("unsupported simple value (additional information %d)" % ai)
+
+
+def _typed(mv, pos, end, tag, depth, copy):
+    spec = TYPED_ARRAY_TAGS.get(tag)
+    if spec is None:
+        raise CBORError("unsupported tag %d" % tag)
+    code, size = spec
+    if depth > MAX_NESTING:
+        raise CBORError("nesting deeper than %d" % MAX_NESTING)
+    if pos >= end:
+        raise CBORError("truncated typed array")
+    ib = mv[pos]
+    if ib >> 5 != 2:
+        raise CBORError("typed array tag %d must wrap a byte string" % tag)
+    n, pos = _arg(mv, pos + 1, end, ib & 0x1F)
+    if n > end - pos:
+        raise CBORError("typed array length %d past end of input" % n)
+    if n % size:
+        raise CBORError("typed array of %d bytes is not a whole number of items" % n)
+    stop = pos + n
+    if size == 1 and code == "B" and not copy:
+        return mv[pos:stop], stop
+    out = array(code)
+    if _HAS_FROMBYTES:
+        out.frombytes(mv[pos:stop])
+    else:
+        out.extend(mv[pos:stop])
+    return out, stop
+
+
+def loads(buf, start=0, end=None, copy=True):
+    mv = buf if type(buf) is memoryview else memoryview(buf)
+    if end is None:
+        end = len(mv)
+    if start < 0 or end > len(mv) or start > end:
+        raise CBORError("bad input bounds")
+    if start == end:
+        raise CBORError("empty input")
+    obj, pos = _item(mv, start, end, 0, copy)
+    if pos != end:
+        raise CBORError("%d trailing bytes" % (end - pos))
+    return obj

@@ -1,0 +1,647 @@
+"""Frame codec of the microswarm wire protocol, in MicroPython (boards and the unix port).
+
+A frame (v1, little-endian) is
+    version u8 (=1) | type u8 | flags u8 | seq u16 | length u16 | payload | crc32 u32
+where the payload is `length` bytes holding one CBOR map (see cbor.py) and the CRC-32
+(IEEE, as binascii.crc32) covers header and payload. Flag bit 0 is MORE, allowed on CHUNK
+frames only; every other flag bit must be zero. Over TCP frames follow each other back to
+back; over serial each frame is COBS-encoded and followed by one 0x00 delimiter.
+
+Checks, in this order (the same order as the host codec, so both give the same code):
+  1. fewer bytes than a header + CRC          TRUNCATED
+  2. version != 1                              BAD_VERSION  (fatal on a stream)
+  3. header + length + CRC > max_frame         TOO_LARGE    (fatal on a stream)
+  4. buffer longer or shorter than the header says   TRUNCATED
+  5. CRC mismatch                              BAD_CRC
+  6. unknown flag bits, or MORE on a non-CHUNK BAD_FLAGS
+  7. type not in the catalog                   UNKNOWN_TYPE
+  8. payload not one valid CBOR item, or not a map with every required field of the
+     declared kind (msgdefs.FIELDS; unknown keys are ignored)   BAD_PAYLOAD
+A payload that does not fit in the heap is NO_MEMORY.
+
+API (everything raises or returns FrameError; nothing else escapes for bad input)
+  FrameError(code, text, seq=None, fatal=False)   ValueError; code is an msgdefs.E_* value,
+      seq the offending frame's sequence number when its header was readable, fatal=True
+      when a byte stream cannot be trusted past this point (close the link).
+  BREAK            marker that Deframer.feed returns when the line asks for the REPL.
+  crc32(data, crc=0) -> int
+  pack_header(buf, offset, msg_type, flags, seq, length); parse_header(buf, offset=0)
+      -> (version, type, flags, seq, length)
+  check_payload(msg_type, payload, seq=None)   validate a decoded map against FIELDS.
+  decode(frame, max_frame=MAX_FRAME, copy=True) -> (type, flags, seq, payload)
+      Exactly one frame (a datagram, a COBS-decoded serial frame). copy=False: byte
+      strings and uint8 typed arrays in the payload are memoryview slices of `frame`.
+  FrameWriter(max_frame, serial=False)
+      .frame(msg_type, payload, seq=None, flags=0) -> memoryview   one complete frame
+          (COBS-encoded with its 0x00 delimiter when serial=True), in a buffer the writer
+          reuses: send it before the next call. seq=None takes the writer's counter
+          (.seq, incremented mod 2**16 per frame written). TOO_LARGE if it does not fit.
+      .frames(msg_type, payload) -> iterator of memoryview   the message as one frame if
+          it fits, else as CHUNK frames (new stream id each message, MORE on all but the
+          last). Send each view before advancing the iterator; do not call frame() while
+          iterating.
+      .raw(msg_type, payload_bytes, seq=None, flags=0) -> memoryview   frame an already
+          encoded payload.
+  StreamReader(max_frame, copy=True)     TCP-like byte streams, no copy of the data:
+      .want() -> memoryview   where the next bytes go (e.g. sock.readinto(r.want()));
+      .advance(n) -> (type, flags, seq, payload) or None   after n bytes were written into
+          want(). Raises FrameError: non-fatal errors skip that frame (the stream stays
+          aligned), fatal ones (bad version, length over max_frame) leave the reader
+          failed and every later call raises again; close the link.
+      .feed(data) -> list of results and FrameErrors (non-fatal ones, in stream order);
+          raises the fatal FrameError.
+      With copy=False, payload memoryviews point into the reader's buffer: use them
+      before the next want()/feed().
+  Deframer(max_frame, copy=True)         serial lines (COBS + 0x00):
+      .feed(data) -> list of (type, flags, seq, payload), FrameError and BREAK items in
+          line order. A bad frame (bad COBS, header, CRC, payload) is a FrameError and is
+          counted in .bad_frames; bytes past the largest encoded frame are dropped until
+          the next delimiter (one TOO_LARGE), so memory stays bounded; empty chunks (0x00
+          0x00) are ignored. After BREAK, feed() stops: the bytes not yet consumed are in
+          .after_break and the caller leaves frame mode.
+      REPL break rule: a chunk (the bytes since the last 0x00) that begins with b"\\r\\x03"
+      or b"\\x03\\x03" is a request to interrupt (what mpremote sends). It can never start
+      a v1 frame, because a COBS-encoded frame's second byte is always the version, 0x01.
+      It is recognised as soon as its two bytes arrive, without waiting for a delimiter.
+  Reassembler(max_message, copy=True)
+      .add(payload, flags) -> None, or (inner_type, inner_payload) when a CHUNK stream
+          completes (validated against FIELDS). The whole message's buffer is allocated
+          once, at offset 0, after checking its announced total against max_message (and
+          the sum of open streams). Errors: TOO_LARGE, BAD_CHUNK (unknown stream, offset
+          out of order, total or type changing, size mismatch at the end), UNKNOWN_TYPE,
+          BAD_PAYLOAD, NO_MEMORY; the stream is dropped.
+  cobs_encode(data) -> bytes, cobs_decode(data) -> bytes (ValueError when malformed),
+  cobs_encode_into / cobs_decode_into(src, start, end, dst) -> length written.
+
+msw_native.crc32 / cobs_encode / cobs_decode are used when that native module imports.
+"""
+
+import struct
+
+import cbor
+from msgdefs import (
+    CRC_SIZE,
+    E_BAD_CHUNK,
+    E_BAD_CRC,
+    E_BAD_FLAGS,
+    E_BAD_PAYLOAD,
+    E_BAD_VERSION,
+    E_NO_MEMORY,
+    E_TOO_LARGE,
+    E_TRUNCATED,
+    E_UNKNOWN_TYPE,
+    FIELDS,
+    FLAG_MORE,
+    FLAGS_KNOWN,
+    FRAME_OVERHEAD,
+    HEADER_SIZE,
+    K_ANY,
+    K_ARRAY,
+    K_BOOL,
+    K_BSTR,
+    K_FLOAT,
+    K_INT,
+    K_MAP,
+    K_TSTR,
+    K_TSTRS,
+    K_UINT,
+    MAX_PAYLOAD,
+    PROTOCOL_VERSION,
+    T_CHUNK,
+)
+
+try:
+    import msw_native as _native
+except ImportError:
+    _native = None
+
+MAX_FRAME = MAX_PAYLOAD + FRAME_OVERHEAD
+BREAK = "BREAK"
+_HEADER = "<BBBHH"
+_CRC = "<I"
+# Largest CBOR overhead of a CHUNK map around its data: map head, five keys, stream,
+# inner_type, total and offset as uint32, a byte-string head for up to 65535 bytes.
+_CHUNK_MAP_OVERHEAD = 1 + 5 + 5 + 2 + 5 + 5 + 3
+_MIN_FRAME = FRAME_OVERHEAD + _CHUNK_MAP_OVERHEAD + 16
+
+
+class FrameError(ValueError):
+    def __init__(self, code, text, seq=None, fatal=False):
+        super().__init__(text)
+        self.code = code
+        self.text = text
+        self.seq = seq
+        self.fatal = fatal
+
+    def __repr__(self):
+        return "FrameError(%d, %r, seq=%r, fatal=%r)" % (self.code, self.text, self.seq, self.fatal)
+
+
+def _crc_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+def _make_crc32():
+    fn = getattr(_native, "crc32", None)
+    if fn is not None:
+        return fn
+    try:
+        from binascii import crc32 as fn
+
+        return fn
+    except ImportError:
+        pass
+    table = _crc_table()
+
+    def crc32_table(data, crc=0):
+        # Only for ports without binascii.crc32; one table lookup per byte.
+        c = crc ^ 0xFFFFFFFF
+        for b in data:
+            c = table[(c ^ b) & 0xFF] ^ (c >> 8)
+        return c ^ 0xFFFFFFFF
+
+    return crc32_table
+
+
+crc32 = _make_crc32()
+
+
+def pack_header(buf, offset, msg_type, flags, seq, length):
+    struct.pack_into(_HEADER, buf, offset, PROTOCOL_VERSION, msg_type, flags, seq, length)
+
+
+def parse_header(buf, offset=0):
+    return struct.unpack_from(_HEADER, buf, offset)
+
+
+def _kind_ok(kind, v):
+    t = type(v)
+    if kind == K_UINT:
+        return t is int and v >= 0
+    if kind == K_TSTR:
+        return t is str
+    if kind == K_BSTR:
+        return t is bytes or t is bytearray or t is memoryview
+    if kind == K_INT:
+        return t is int
+    if kind == K_BOOL:
+        return v is True or v is False
+    if kind == K_ARRAY:
+        return t is list
+    if kind == K_TSTRS:
+        if t is not list:
+            return False
+        for x in v:
+            if type(x) is not str:
+                return False
+        return True
+    if kind == K_FLOAT:
+        return t is float or t is int
+    if kind == K_MAP:
+        return t is dict
+    return kind == K_ANY
+
+
+def check_payload(msg_type, payload, seq=None):
+    rules = FIELDS.get(msg_type)
+    if rules is None:
+        raise FrameError(E_UNKNOWN_TYPE, "message type %d is not known" % msg_type, seq)
+    if type(payload) is not dict:
+        raise FrameError(E_BAD_PAYLOAD, "payload of type %d must be a map" % msg_type, seq)
+    for key, kind, required in rules:
+        if key not in payload:
+            if required:
+                raise FrameError(
+                    E_BAD_PAYLOAD, "type %d lacks required field %d" % (msg_type, key), seq
+                )
+        elif not _kind_ok(kind, payload[key]):
+            raise FrameError(
+                E_BAD_PAYLOAD, "type %d field %d has the wrong kind" % (msg_type, key), seq
+            )
+
+
+def _check_header(version, length, seq, max_frame):
+    if version != PROTOCOL_VERSION:
+        raise FrameError(
+            E_BAD_VERSION, "protocol version %d, expected %d" % (version, PROTOCOL_VERSION),
+            seq, True,
+        )
+    if length + FRAME_OVERHEAD > max_frame:
+        raise FrameError(
+            E_TOO_LARGE, "frame of %d bytes over the limit of %d" % (length + FRAME_OVERHEAD,
+                                                                    max_frame),
+            seq, True,
+        )
+
+
+def _decode_body(mv, msg_type, flags, seq, length, copy):
+    end = HEADER_SIZE + length
+    if crc32(mv[:end]) != struct.unpack_from(_CRC, mv, end)[0]:
+        raise FrameError(E_BAD_CRC, "CRC-32 mismatch", seq)
+    if flags & ~FLAGS_KNOWN or (flags & FLAG_MORE and msg_type != T_CHUNK):
+        raise FrameError(E_BAD_FLAGS, "flags 0x%02x not allowed on type %d" % (flags, msg_type),
+                         seq)
+    if msg_type not in FIELDS:
+        raise FrameError(E_UNKNOWN_TYPE, "message type %d is not known" % msg_type, seq)
+    payload = _load_payload(mv, HEADER_SIZE, end, copy, seq)
+    check_payload(msg_type, payload, seq)
+    return msg_type, flags, seq, payload
+
+
+def _load_payload(buf, start, end, copy, seq):
+    try:
+        return cbor.loads(buf, start, end, copy)
+    except cbor.CBORError as e:
+        raise FrameError(E_BAD_PAYLOAD, "bad CBOR: %s" % e, seq)
+    except MemoryError:
+        raise FrameError(E_NO_MEMORY, "payload does not fit in the heap", seq)
+
+
+def decode(frame, max_frame=MAX_FRAME, copy=True):
+    mv = frame if type(frame) is memoryview else memoryview(frame)
+    n = len(mv)
+    if n < FRAME_OVERHEAD:
+        raise FrameError(E_TRUNCATED, "%d bytes is shorter than any frame" % n)
+    version, msg_type, flags, seq, length = struct.unpack_from(_HEADER, mv, 0)
+    _check_header(version, length, seq, max_frame)
+    if n != length + FRAME_OVERHEAD:
+        raise FrameError(
+            E_TRUNCATED, "frame is %d bytes, its header says %d" % (n, length + FRAME_OVERHEAD),
+            seq,
+        )
+    return _decode_body(mv, msg_type, flags, seq, length, copy)
+
+
+# COBS (Cheshire and Baker): blocks of a code byte n (1..255) and n-1 non-zero bytes; a
+# block with n < 255 stands for its bytes plus one zero, except at the end. No empty final
+# block follows a last run of exactly 254 non-zero bytes (one encoding per input, as the
+# host writes it). The loops below run once per block or zero, never once per byte.
+
+
+def cobs_max(n):
+    return n + n // 254 + 1
+
+
+def cobs_encode_into(src, start, end, dst):
+    """COBS-encode src[start:end] (bytes or bytearray) into dst; return the length."""
+    view = memoryview(src)
+    d = 0
+    s = start
+    while True:
+        z = src.find(b"\x00", s, end)
+        stop = end if z < 0 else z
+        long_run = False
+        while stop - s >= 254:
+            dst[d] = 0xFF
+            dst[d + 1 : d + 255] = view[s : s + 254]
+            d += 255
+            s += 254
+            long_run = True
+        if z < 0 and long_run and s == stop:
+            return d
+        r = stop - s
+        dst[d] = r + 1
+        dst[d + 1 : d + 1 + r] = view[s:stop]
+        d += r + 1
+        if z < 0:
+            return d
+        s = z + 1
+
+
+def cobs_decode_into(src, start, end, dst):
+    """Decode the COBS block sequence src[start:end] (no zero bytes in it) into dst.
+
+    Raises ValueError for a block running past `end` or output longer than dst.
+    """
+    view = memoryview(src)
+    cap = len(dst)
+    d = 0
+    s = start
+    while s < end:
+        code = src[s]
+        nxt = s + code
+        if code == 0 or nxt > end:
+            raise ValueError("malformed COBS block")
+        k = code - 1
+        if d + k > cap:
+            raise ValueError("COBS frame longer than the buffer")
+        dst[d : d + k] = view[s + 1 : nxt]
+        d += k
+        s = nxt
+        if code != 0xFF and s < end:
+            if d >= cap:
+                raise ValueError("COBS frame longer than the buffer")
+            dst[d] = 0
+            d += 1
+    return d
+
+
+def cobs_encode(data):
+    if _native is not None and hasattr(_native, "cobs_encode"):
+        return _native.cobs_encode(data)
+    if type(data) is not bytes and type(data) is not bytearray:
+        data = bytes(data)
+    out = bytearray(cobs_max(len(data)))
+    return bytes(memoryview(out)[: cobs_encode_into(data, 0, len(data), out)])
+
+
+def cobs_decode(data):
+    if _native is not None and hasattr(_native, "cobs_decode"):
+        return _native.cobs_decode(data)
+    if type(data) is not bytes and type(data) is not bytearray:
+        data = bytes(data)
+    if not data or data.find(b"\x00") >= 0:
+        raise ValueError("empty COBS frame or zero byte inside")
+    out = bytearray(len(data))
+    return bytes(memoryview(out)[: cobs_decode_into(data, 0, len(data), out)])
+
+
+class FrameWriter:
+    def __init__(self, max_frame, serial=False):
+        if not _MIN_FRAME <= max_frame <= MAX_FRAME:
+            raise ValueError("max_frame must be in %d..%d" % (_MIN_FRAME, MAX_FRAME))
+        self.max_frame = max_frame
+        self.serial = serial
+        self.seq = 0
+        self.stream = 0
+        self._enc = cbor.Encoder(max_frame, HEADER_SIZE)
+        self._chunk_enc = None
+        self._cobs = bytearray(cobs_max(max_frame) + 1) if serial else None
+
+    def _take_seq(self, seq):
+        if seq is None:
+            seq = self.seq
+        self.seq = (seq + 1) & 0xFFFF
+        return seq
+
+    def _finish(self, enc, msg_type, flags, seq, n):
+        # The payload sits at enc.buf[HEADER_SIZE:HEADER_SIZE + n]; add header and CRC.
+        if n + FRAME_OVERHEAD > self.max_frame:
+            raise FrameError(
+                E_TOO_LARGE, "frame of %d bytes over the limit of %d" % (n + FRAME_OVERHEAD,
+                                                                        self.max_frame),
+                seq,
+            )
+        end = HEADER_SIZE + n
+        enc.reserve(end + CRC_SIZE)
+        buf = enc.buf
+        seq = self._take_seq(seq)
+        struct.pack_into(_HEADER, buf, 0, PROTOCOL_VERSION, msg_type, flags, seq, n)
+        view = memoryview(buf)
+        struct.pack_into(_CRC, buf, end, crc32(view[:end]))
+        if not self.serial:
+            return view[: end + CRC_SIZE]
+        out = self._cobs
+        k = cobs_encode_into(buf, 0, end + CRC_SIZE, out)
+        out[k] = 0
+        return memoryview(out)[: k + 1]
+
+    def frame(self, msg_type, payload, seq=None, flags=0):
+        try:
+            n = len(self._enc.encode(payload))
+        except cbor.CBORError as e:
+            raise FrameError(E_BAD_PAYLOAD, "cannot encode payload: %s" % e, seq)
+        return self._finish(self._enc, msg_type, flags, seq, n)
+
+    def raw(self, msg_type, payload_bytes, seq=None, flags=0):
+        n = len(payload_bytes)
+        if n + FRAME_OVERHEAD > self.max_frame:
+            return self._finish(self._enc, msg_type, flags, seq, n)
+        enc = self._enc
+        enc.reserve(HEADER_SIZE + n + CRC_SIZE)
+        enc.buf[HEADER_SIZE : HEADER_SIZE + n] = payload_bytes
+        return self._finish(enc, msg_type, flags, seq, n)
+
+    def frames(self, msg_type, payload):
+        enc = self._enc
+        try:
+            body = enc.encode(payload)
+        except cbor.CBORError as e:
+            raise FrameError(E_BAD_PAYLOAD, "cannot encode payload: %s" % e)
+        total = len(body)
+        if total + FRAME_OVERHEAD <= self.max_frame:
+            yield self._finish(enc, msg_type, 0, None, total)
+            return
+        if self._chunk_enc is None:
+            self._chunk_enc = cbor.Encoder(self.max_frame, HEADER_SIZE)
+        cenc = self._chunk_enc
+        stream = self.stream
+        self.stream = (stream + 1) & 0xFFFF
+        room = self.max_frame - FRAME_OVERHEAD - _CHUNK_MAP_OVERHEAD
+        piece = {0: stream, 1: msg_type, 2: total, 3: 0, 4: b""}
+        off = 0
+        try:
+            while off < total:
+                k = min(room, total - off)
+                piece[3] = off
+                piece[4] = body[off : off + k]
+                n = len(cenc.encode(piece))
+                off += k
+                yield self._finish(cenc, T_CHUNK, FLAG_MORE if off < total else 0, None, n)
+        finally:
+            if len(enc.buf) > self.max_frame:
+                self._enc = cbor.Encoder(self.max_frame, HEADER_SIZE)
+
+
+class StreamReader:
+    def __init__(self, max_frame=MAX_FRAME, copy=True):
+        self.max_frame = max_frame
+        self.copy = copy
+        self.failed = None
+        self._buf = bytearray(max_frame)
+        self._mv = memoryview(self._buf)
+        self._have = 0
+        self._need = HEADER_SIZE
+        self._header = None
+
+    def want(self):
+        if self.failed is not None:
+            raise self.failed
+        return self._mv[self._have : self._need]
+
+    def advance(self, n):
+        if self.failed is not None:
+            raise self.failed
+        self._have += n
+        if self._have < self._need:
+            return None
+        if self._header is None:
+            version, msg_type, flags, seq, length = struct.unpack_from(_HEADER, self._mv, 0)
+            try:
+                _check_header(version, length, seq, self.max_frame)
+            except FrameError as e:
+                self.failed = e
+                raise
+            self._header = (msg_type, flags, seq, length)
+            self._need = length + FRAME_OVERHEAD
+            return None
+        msg_type, flags, seq, length = self._header
+        self._header = None
+        self._have = 0
+        self._need = HEADER_SIZE
+        return _decode_body(self._mv[: length + FRAME_OVERHEAD], msg_type, flags, seq, length,
+                            self.copy)
+
+    def feed(self, data):
+        out = []
+        src = memoryview(data)
+        pos = 0
+        total = len(src)
+        while pos < total:
+            w = self.want()
+            k = min(len(w), total - pos)
+            w[:k] = src[pos : pos + k]
+            pos += k
+            try:
+                r = self.advance(k)
+            except FrameError as e:
+                if e.fatal:
+                    raise
+                out.append(e)
+                continue
+            if r is not None:
+                out.append(r)
+        return out
+
+
+class Deframer:
+    def __init__(self, max_frame=MAX_FRAME, copy=True):
+        self.max_frame = max_frame
+        self.copy = copy
+        self.bad_frames = 0
+        self.after_break = b""
+        self._cap = cobs_max(max_frame)
+        self._acc = bytearray(self._cap)
+        self._n = 0
+        self._dropping = False
+        self._frame = None if _native is not None and hasattr(_native, "cobs_decode") \
+            else bytearray(max_frame)
+
+    def _bad(self, out, error):
+        self.bad_frames += 1
+        out.append(error)
+
+    def _take(self, out):
+        n = self._n
+        self._n = 0
+        try:
+            if self._frame is None:
+                frame = _native.cobs_decode(bytes(memoryview(self._acc)[:n]))
+                if len(frame) > self.max_frame:
+                    raise FrameError(E_TOO_LARGE, "serial frame over the limit")
+            else:
+                k = cobs_decode_into(self._acc, 0, n, self._frame)
+                frame = memoryview(self._frame)[:k]
+        except ValueError as e:
+            if isinstance(e, FrameError):
+                self._bad(out, e)
+            else:
+                self._bad(out, FrameError(E_TRUNCATED, "bad COBS: %s" % e))
+            return
+        try:
+            out.append(decode(frame, self.max_frame, self.copy))
+        except FrameError as e:
+            e.fatal = False
+            self._bad(out, e)
+
+    def feed(self, data):
+        out = []
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = bytes(data)
+        acc = self._acc
+        total = len(data)
+        pos = 0
+        while pos < total:
+            z = data.find(b"\x00", pos)
+            stop = total if z < 0 else z
+            if not self._dropping and stop > pos:
+                n = self._n
+                k = stop - pos
+                if n + k > self._cap:
+                    self._dropping = True
+                    self._n = 0
+                else:
+                    acc[n : n + k] = memoryview(data)[pos:stop]
+                    self._n = n + k
+                    if n < 2 <= n + k and acc[1] == 0x03 and (acc[0] == 0x0D or acc[0] == 0x03):
+                        self._n = 0
+                        self.after_break = data[pos + 2 - n :]
+                        out.append(BREAK)
+                        return out
+            if z < 0:
+                break
+            if self._dropping:
+                self._dropping = False
+                self._bad(out, FrameError(E_TOO_LARGE, "serial frame over the limit"))
+            elif self._n:
+                self._take(out)
+            pos = z + 1
+        return out
+
+
+class Reassembler:
+    def __init__(self, max_message, copy=True):
+        self.max_message = max_message
+        self.copy = copy
+        self._streams = {}
+        self._open = 0
+
+    def _drop(self, stream):
+        st = self._streams.pop(stream, None)
+        if st is not None:
+            self._open -= st[1]
+
+    def add(self, payload, flags):
+        stream = payload[0]
+        inner = payload[1]
+        total = payload[2]
+        off = payload[3]
+        data = payload[4]
+        st = self._streams.get(stream)
+        try:
+            if st is None:
+                st = self._open_stream(stream, inner, total, off)
+            elif inner != st[0] or total != st[1] or off != st[3]:
+                raise FrameError(E_BAD_CHUNK, "chunk of stream %d out of order" % stream)
+            n = len(data)
+            if off + n > total:
+                raise FrameError(E_BAD_CHUNK, "chunk runs past the total of stream %d" % stream)
+            st[2][off : off + n] = data
+            st[3] = off + n
+            if flags & FLAG_MORE:
+                if st[3] == total:
+                    raise FrameError(E_BAD_CHUNK, "stream %d complete but MORE set" % stream)
+                return None
+            if st[3] != total:
+                raise FrameError(E_BAD_CHUNK, "stream %d ended short of its total" % stream)
+        except FrameError:
+            self._drop(stream)
+            raise
+        self._drop(stream)
+        message = _load_payload(st[2], 0, total, self.copy, None)
+        check_payload(inner, message)
+        return inner, message
+
+    def _open_stream(self, stream, inner, total, off):
+        if off != 0:
+            raise FrameError(E_BAD_CHUNK, "stream %d is not open" % stream)
+        if inner == T_CHUNK or inner not in FIELDS:
+            raise FrameError(E_UNKNOWN_TYPE, "chunked message of unknown type %d" % inner)
+        if total > self.max_message or self._open + total > self.max_message:
+            raise FrameError(
+                E_TOO_LARGE, "message of %d bytes over the limit of %d" % (total,
+                                                                          self.max_message),
+            )
+        try:
+            st = [inner, total, bytearray(total), 0]
+        except MemoryError:
+            raise FrameError(E_NO_MEMORY, "no heap for a message of %d bytes" % total)
+        self._streams[stream] = st
+        self._open += total
+        return st
