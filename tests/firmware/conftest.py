@@ -1,0 +1,55 @@
+"""Fixtures for the firmware tests: a board's flash laid out by microswarm.bundle in a tmp
+folder, and the real MicroPython VM run there with the board's heap."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from microswarm import bundle, paths
+
+KEY = bytes(range(32))
+CLUSTER = "test"
+
+
+def make_flash(
+    root: Path,
+    board: str = "unix",
+    *,
+    node_id: str = "vm-1",
+    master: str = "",
+    link: str = "tcp",
+    key: bytes = KEY,
+    extra: dict | None = None,
+) -> Path:
+    """Lay out a board's flash in `root` and return it."""
+    import json
+
+    config = json.loads(bundle.render_config(node_id, CLUSTER, key, master, link))
+    config.update(extra or {})
+    bundle.write_layout(root, bundle.layout(board, config))
+    return root
+
+
+def heap_of(board: str) -> int:
+    return int(paths.load_board(board)["heap_bytes"])
+
+
+@pytest.fixture
+def vm_script(micropython):
+    """Run a script in the VM inside a flash folder: vm_script(flash, source, heap, stdin)."""
+
+    def run(flash: Path, source: str, heap: int, stdin: bytes = b"", timeout: float = 60) -> str:
+        cmd = [micropython, "-X", f"heapsize={heap}", "-c",
+               "import sys; sys.path.insert(0, '')\n" + source]
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout, cwd=flash)
+        if proc.returncode != 0:
+            raise AssertionError(
+                f"MicroPython exited {proc.returncode}\nstdout:\n{proc.stdout.decode()}\n"
+                f"stderr:\n{proc.stderr.decode()}"
+            )
+        return proc.stdout.decode()
+
+    return run
