@@ -1,0 +1,460 @@
+"""The master: accepts nodes on every link, drives the scheduler, hands results back.
+
+Every link ends in a NodeSession; every session reports to the one Scheduler; every
+decision the scheduler makes goes back out through the sessions. One ticker sends
+heartbeats, declares silent nodes lost, looks for stragglers and flushes the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from microswarm.master.inproc import InprocNode
+from microswarm.master.journal import Journal
+from microswarm.master.links import Link, SerialLink, TcpLink
+from microswarm.master.messages import build, fields
+from microswarm.master.scheduler import (
+    Cancel,
+    Dispatch,
+    JobDone,
+    JobFailed,
+    NodeCaps,
+    Scheduler,
+    TaskDone,
+)
+from microswarm.master.session import NodeInfo, NodeSession
+from microswarm.protocol.catalog import TCP_PORT, UDP_DISCOVERY_PORT, ErrorCode, MsgType
+from microswarm.wire import MAX_FRAME, FrameError, decode_frame, encode_frame
+
+log = logging.getLogger(__name__)
+
+CONTROL_PORT = 5882
+
+
+class JobFailedError(RuntimeError):
+    """A task of the job failed more often than the retry limit allows."""
+
+
+@dataclass(eq=False)
+class JobHandle:
+    """A submitted job. ``await handle`` gives the results in task order."""
+
+    kernel: str
+    total: int
+    key: str | None
+    future: asyncio.Future
+    results: list[Any]
+    todo: list[int]  # scheduler index -> task index
+    job_id: int = 0
+    done: int = 0
+    started: float = field(default_factory=time.monotonic)
+    nodes: list[str | None] = field(default_factory=list)  # who computed each task
+
+    def __await__(self):
+        return self.future.__await__()
+
+    @property
+    def state(self) -> str:
+        if not self.future.done():
+            return "running"
+        if self.future.cancelled():
+            return "cancelled"
+        return "failed" if self.future.exception() else "done"
+
+
+class Master:
+    def __init__(
+        self,
+        *,
+        cluster: str = "microswarm",
+        key: bytes = b"",
+        host: str = "127.0.0.1",
+        tcp_port: int | None = TCP_PORT,
+        udp_port: int | None = UDP_DISCOVERY_PORT,
+        control_port: int | None = None,
+        journal: str | Path | None = None,
+        heartbeat_ms: int = 1000,
+        window: int = 4,
+        retries: int = 3,
+        max_frame: int = MAX_FRAME,
+        max_message: int = 1 << 20,
+    ) -> None:
+        if not key:
+            raise ValueError("a cluster key is required (nodes prove they know it)")
+        self.cluster = cluster
+        self.key = key
+        self.host = host
+        self.heartbeat_ms = heartbeat_ms
+        self.window = window
+        self.max_frame = max_frame
+        self.max_message = max_message
+        self.scheduler = Scheduler(retries=retries)
+        self.sessions: dict[str, NodeSession] = {}
+        self.journal = Journal(journal) if journal else None
+        self.refused = 0
+        self._want_tcp, self._want_udp, self._want_control = tcp_port, udp_port, control_port
+        self.tcp_port: int | None = None
+        self.udp_port: int | None = None
+        self.control_port: int | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._jobs: dict[int, JobHandle] = {}
+        self._inproc: list[InprocNode] = []
+        self._joined = asyncio.Condition()
+        self._started = time.monotonic()
+        self._stopping = False
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        if self._want_tcp is not None:
+            server = await asyncio.start_server(self._accept_tcp, self.host, self._want_tcp)
+            self._servers.append(server)
+            self.tcp_port = server.sockets[0].getsockname()[1]
+        if self._want_udp is not None:
+            loop = asyncio.get_running_loop()
+            self._udp, _ = await loop.create_datagram_endpoint(
+                lambda: _Discovery(self), local_addr=(self.host, self._want_udp),
+                allow_broadcast=True,
+            )
+            self.udp_port = self._udp.get_extra_info("sockname")[1]
+        if self._want_control is not None:
+            server = await asyncio.start_server(self._control, "127.0.0.1", self._want_control)
+            self._servers.append(server)
+            self.control_port = server.sockets[0].getsockname()[1]
+        self._spawn(self._ticker())
+        log.info("master %r listening: tcp %s udp %s control %s", self.cluster, self.tcp_port,
+                 self.udp_port, self.control_port)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for session in list(self.sessions.values()):
+            session.close("master stopping")
+        for node in self._inproc:
+            await node.stop()
+        for server in self._servers:
+            server.close()
+        if self._udp is not None:
+            self._udp.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for handle in self._jobs.values():
+            if not handle.future.done():
+                handle.future.cancel()
+        if self.journal is not None:
+            self.journal.close()
+
+    async def __aenter__(self) -> Master:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ------------------------------------------------------------------ attaching nodes
+    def attach(self, link: Link) -> NodeSession:
+        """Serve a node on an already open link (any kind)."""
+        session = NodeSession(link, self, key=self.key, heartbeat_ms=self.heartbeat_ms,
+                              window=self.window, max_frame=self.max_frame,
+                              max_message=self.max_message)
+        self._spawn(session.run())
+        return session
+
+    async def _accept_tcp(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        self.attach(TcpLink(reader, writer))
+
+    async def open_serial(self, port: str, baudrate: int = 115200) -> NodeSession:
+        """Serve a node on a serial port, a pty path or a pyserial URL."""
+        return self.attach(SerialLink(port, baudrate))
+
+    async def add_inproc_nodes(self, count: int, *, prefix: str = "py", via: str = "mem",
+                               slots: int = 4) -> list[InprocNode]:
+        """Start `count` in-process CPython nodes; via "mem" (in-memory pipe) or "tcp"."""
+        nodes = []
+        first = len(self._inproc)
+        for i in range(count):
+            node_id = f"{prefix}{first + i + 1}"
+            if via == "tcp":
+                if self.tcp_port is None:
+                    raise RuntimeError("the master has no TCP port")
+                node = InprocNode(node_id, self.key, slots=slots)
+                await node.connect_tcp(self.host if self.host != "0.0.0.0" else "127.0.0.1",
+                                       self.tcp_port)
+            else:
+                node, far = InprocNode.memory_pair(node_id, self.key, slots=slots)
+                self.attach(far)
+            nodes.append(node)
+        self._inproc.extend(nodes)
+        return nodes
+
+    async def wait_for_nodes(self, count: int, timeout: float | None = 30) -> list[NodeInfo]:
+        async def enough() -> None:
+            async with self._joined:
+                await self._joined.wait_for(lambda: len(self.sessions) >= count)
+
+        try:
+            await asyncio.wait_for(enough(), timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"{len(self.sessions)} of {count} nodes joined within {timeout} s"
+            ) from None
+        return self.nodes
+
+    @property
+    def nodes(self) -> list[NodeInfo]:
+        return [s.info for s in self.sessions.values() if s.info is not None]
+
+    # ------------------------------------------------------------------ jobs
+    def submit(
+        self,
+        kernel: str,
+        arg_lists: Iterable[Sequence[Any]],
+        *,
+        priority: int = 0,
+        key: str | None = None,
+        native: bool = False,
+    ) -> JobHandle:
+        """Start a job of one task per argument list; await the handle for the results."""
+        arg_lists = [list(a) for a in arg_lists]
+        known: dict[int, Any] = {}
+        if key is not None and self.journal is not None:
+            known = self.journal.begin(key, kernel, arg_lists)
+            if known:
+                log.info("job %s: %d of %d tasks already in the journal", key, len(known),
+                         len(arg_lists))
+        todo = [i for i in range(len(arg_lists)) if i not in known]
+        results = [known.get(i) for i in range(len(arg_lists))]
+        handle = JobHandle(kernel, len(arg_lists), key, asyncio.get_running_loop().create_future(),
+                           results, todo, done=len(known), nodes=[None] * len(arg_lists))
+        for i in known:
+            handle.nodes[i] = "journal"
+        job = self.scheduler.submit(
+            kernel, [arg_lists[i] for i in todo], priority=priority, native=native
+        )
+        handle.job_id = job.job_id
+        self._jobs[job.job_id] = handle
+        self._apply()
+        return handle
+
+    async def run(self, kernel: str, arg_lists: Iterable[Sequence[Any]], **kw: Any) -> list[Any]:
+        return await self.submit(kernel, arg_lists, **kw)
+
+    def cancel(self, handle: JobHandle) -> None:
+        self.scheduler.cancel_job(handle.job_id)
+        self._apply()
+        if not handle.future.done():
+            handle.future.cancel()
+        if handle.key and self.journal is not None:
+            self.journal.finish(handle.key, "cancelled")
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return [
+            {"job_id": j, "kernel": h.kernel, "tasks": h.total, "done": h.done, "state": h.state,
+             "key": h.key}
+            for j, h in self._jobs.items()
+        ]
+
+    # ------------------------------------------------------------------ scheduler glue
+    def _apply(self) -> None:
+        sched = self.scheduler
+        while actions := sched.poll():
+            self._apply_actions(actions)
+
+    def _apply_actions(self, actions: list) -> None:
+        sched = self.scheduler
+        for action in actions:
+            if isinstance(action, Dispatch):
+                session = self.sessions.get(action.node_id)
+                if session is None or session.closed:
+                    continue  # its removal is already queued
+                try:
+                    session.send_task(action.task_id, action.kernel, action.args, action.attempt)
+                except FrameError as exc:
+                    sched.error(action.node_id, action.task_id, f"cannot encode task: {exc}")
+                    continue
+                sched.sent(action.node_id, action.task_id)
+            elif isinstance(action, Cancel):
+                session = self.sessions.get(action.node_id)
+                if session is not None and not session.closed:
+                    session.send(MsgType.CANCEL, {0: action.task_id})
+            elif isinstance(action, TaskDone):
+                handle = self._jobs.get(action.job_id)
+                if handle is None:
+                    continue
+                index = handle.todo[action.index]
+                handle.results[index] = action.value
+                handle.nodes[index] = action.node_id
+                handle.done += 1
+                if handle.key and self.journal is not None:
+                    self.journal.record(handle.key, index, action.value, action.node_id)
+            elif isinstance(action, JobDone):
+                handle = self._jobs.get(action.job_id)
+                if handle is not None:
+                    if handle.key and self.journal is not None:
+                        self.journal.finish(handle.key, "done")
+                    if not handle.future.done():
+                        handle.future.set_result(handle.results)
+            elif isinstance(action, JobFailed):
+                handle = self._jobs.get(action.job_id)
+                if handle is not None:
+                    if handle.key and self.journal is not None:
+                        self.journal.finish(handle.key, "failed")
+                    if not handle.future.done():
+                        handle.future.set_exception(JobFailedError(action.cause))
+
+    # NodeSession callbacks
+    def session_joined(self, session: NodeSession) -> None:
+        info = session.info
+        assert info is not None
+        old = self.sessions.get(info.node_id)
+        if old is not None and old is not session:
+            log.warning("node %s joined again: dropping its old link", info.node_id)
+            old.info = None  # the old session's close must not remove the new node
+            old.close("replaced by a new link")
+            self.scheduler.remove_node(info.node_id, f"node {info.node_id} rejoined")
+        self.sessions[info.node_id] = session
+        caps = NodeCaps(
+            kernels=frozenset(info.kernels),
+            native_kernels=frozenset(info.native_kernels),
+            max_message=info.max_message,
+            window=info.window,
+        )
+        self.scheduler.add_node(info.node_id, caps)
+        self._apply()
+        self._spawn(self._notify_joined())
+
+    async def _notify_joined(self) -> None:
+        async with self._joined:
+            self._joined.notify_all()
+
+    def session_result(self, session: NodeSession, task_id: int, body: dict[int, Any],
+                       nbytes: int) -> None:
+        self.scheduler.result(session.node_id, task_id, body.get(1), body.get(3, 0), nbytes)
+        self._apply()
+
+    def session_task_error(self, session: NodeSession, task_id: int, code: int,
+                           text: str) -> None:
+        if code == ErrorCode.CANCELLED:
+            return
+        busy = code == ErrorCode.BUSY
+        self.scheduler.error(session.node_id, task_id, text, penalty=not busy)
+        self._apply()
+
+    def session_closed(self, session: NodeSession, cause: str) -> None:
+        info = session.info
+        if info is None or self.sessions.get(info.node_id) is not session:
+            return
+        del self.sessions[info.node_id]
+        log.log(logging.INFO if self._stopping else logging.WARNING, "node %s left: %s",
+                info.node_id, cause)
+        self.scheduler.remove_node(info.node_id, f"node {info.node_id}: {cause}")
+        self._apply()
+
+    # ------------------------------------------------------------------ ticker
+    async def _ticker(self) -> None:
+        interval = self.heartbeat_ms / 1000
+        next_beat = time.monotonic()
+        while True:
+            await asyncio.sleep(min(0.1, interval / 2))
+            now = time.monotonic()
+            self.scheduler.tick()
+            self._apply()
+            if self.journal is not None and self.journal.due():
+                self.journal.flush()
+            if now < next_beat:
+                continue
+            next_beat = now + interval
+            uptime = int((now - self._started) * 1000)
+            for session in list(self.sessions.values()):
+                if now - session.last_seen > 3 * interval:
+                    session.close(f"silent for {now - session.last_seen:.1f} s")
+                    self.session_closed(session, "lost: no frame for 3 heartbeat intervals")
+                    continue
+                session.send(MsgType.HEARTBEAT, {0: uptime})
+
+    # ------------------------------------------------------------------ control endpoint
+    async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                try:
+                    request = json.loads(line)
+                    cmd = request.get("cmd")
+                    if cmd == "nodes":
+                        answer: dict[str, Any] = {
+                            "cluster": self.cluster,
+                            "nodes": [i.as_dict() for i in self.nodes],
+                            "scheduler": self.scheduler.node_stats(),
+                        }
+                    elif cmd == "jobs":
+                        answer = {"jobs": self.jobs()}
+                    else:
+                        answer = {"error": f"unknown command {cmd!r}; try nodes or jobs"}
+                except (ValueError, AttributeError) as exc:
+                    answer = {"error": f"bad request: {exc}"}
+                writer.write(json.dumps(answer, default=str).encode() + b"\n")
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+
+class _Discovery(asyncio.DatagramProtocol):
+    """Answers DISCOVER beacons for this master's cluster with ANNOUNCE."""
+
+    def __init__(self, master: Master) -> None:
+        self.master = master
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        master = self.master
+        try:
+            frame = decode_frame(data)
+        except FrameError as exc:
+            log.debug("discovery: bad datagram from %s: %s", addr, exc)
+            return
+        if frame.type != MsgType.DISCOVER or master.tcp_port is None:
+            return
+        asked = fields(frame.type, frame.payload)
+        if asked.get("cluster") != master.cluster:
+            return
+        host = master.host
+        if host in ("0.0.0.0", ""):
+            host = _local_address_towards(addr[0])
+        reply = encode_frame(MsgType.ANNOUNCE, build(
+            MsgType.ANNOUNCE, cluster=master.cluster, host=host, port=master.tcp_port),
+            seq=frame.seq)
+        assert self.transport is not None
+        self.transport.sendto(reply, addr)
+
+
+def _local_address_towards(peer: str) -> str:
+    """The local address a datagram to `peer` leaves from (connect() on UDP sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((peer, 9))
+            return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
