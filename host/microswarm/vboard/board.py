@@ -1,0 +1,272 @@
+"""VirtualBoard: one virtual board (the supervisor process and its MicroPython VM) driven
+from Python, for tests, `microswarm up` and the demo.
+
+    with VirtualBoard(link="serial", key=key) as vb:
+        port = vb.serial_port          # open it with pyserial, mpremote or the master
+
+The supervisor runs as a child process (`python -m microswarm.vboard.supervisor`), so a
+board survives a blocked or crashed caller thread, and ends when its owner's process ends
+(it watches the pipe on its stdin).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+from microswarm import bundle, paths
+
+log = logging.getLogger("microswarm.vboard")
+
+READY_TIMEOUT_S = 15.0
+
+
+class VirtualBoardError(RuntimeError):
+    """The virtual board could not be started or did not answer in time."""
+
+
+class VirtualBoard:
+    """A MicroPython unix-port VM that plays a board, with its flash in a folder.
+
+    `firmware=False` gives a blank board: the flash folder is left as it is (empty when
+    new), for deploy tests. `workdir` keeps the flash (and the `serial` symlink, the
+    supervisor's log) in a folder of the caller's; by default a temporary folder is made
+    and removed at stop().
+    """
+
+    def __init__(
+        self,
+        board: str = "unix",
+        link: str = "tcp",
+        node_id: str = "vb1",
+        cluster: str = "demo",
+        key: bytes = b"",
+        master: str = "",
+        workdir: str | os.PathLike | None = None,
+        native: bool = True,
+        *,
+        firmware: bool = True,
+        slots: int | None = None,
+        heap_bytes: int | None = None,
+        console_tcp_port: int | None = None,
+    ) -> None:
+        self.board = board
+        self.board_def = paths.load_board(board)
+        self.link = link
+        self.node_id = node_id
+        self.cluster = cluster
+        self.key = bytes(key)
+        self.master = master
+        self.native = native
+        self.firmware = firmware
+        self.slots = slots
+        self.heap_bytes = heap_bytes or self.board_def.get("heap_bytes")
+        self.console_tcp_port = console_tcp_port
+        self._own_workdir = workdir is None
+        self._workdir_arg = workdir
+        self.workdir: Path | None = None
+        self.serial_port: str | None = None
+        self.console_port: int | None = None
+        self.supervisor_pid: int | None = None
+        self.vm_pid: int | None = None
+        self._process: subprocess.Popen | None = None
+        self._events: queue.Queue[dict] = queue.Queue()
+        self._boots = 0
+        self._lock = threading.Lock()
+        self._reader: threading.Thread | None = None
+
+    # ---- paths -------------------------------------------------------------------------
+
+    @property
+    def flash(self) -> Path:
+        if self.workdir is None:
+            raise VirtualBoardError("the board is not started")
+        return self.workdir / "flash"
+
+    @property
+    def serial_link(self) -> Path:
+        """A symlink to the serial port with a name that only depends on the workdir."""
+        return self.flash.parent / "serial"
+
+    @property
+    def log_path(self) -> Path:
+        return self.flash.parent / "supervisor.log"
+
+    @property
+    def boots(self) -> int:
+        """How many times the VM has been started (power-on, resets, crashes)."""
+        with self._lock:
+            return self._boots
+
+    # ---- life cycle --------------------------------------------------------------------
+
+    def start(self) -> VirtualBoard:
+        if self._process is not None:
+            raise VirtualBoardError("the board is already started")
+        if self._workdir_arg is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix=f"msw-{self.node_id}-"))
+        else:
+            self.workdir = Path(self._workdir_arg).resolve()
+        self.flash.mkdir(parents=True, exist_ok=True)
+        if self.firmware:
+            self.install_firmware()
+        command = [
+            sys.executable, "-m", "microswarm.vboard.supervisor",
+            "--flash", str(self.flash),
+            "--micropython", paths.micropython_command(),
+            "--link", str(self.serial_link),
+            "--log", str(self.log_path),
+            "--events",
+        ]
+        if self.heap_bytes:
+            command += ["--heap", str(int(self.heap_bytes))]
+        if self.console_tcp_port is not None:
+            command += ["--tcp-port", str(self.console_tcp_port)]
+        self._process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None
+        )
+        self._reader = threading.Thread(
+            target=self._read_events, name=f"vboard-{self.node_id}", daemon=True
+        )
+        self._reader.start()
+        ready = self._wait_event("ready", READY_TIMEOUT_S)
+        self.serial_port = ready["serial"]
+        self.console_port = ready.get("tcp_port")
+        self.supervisor_pid = ready["pid"]
+        self._wait_event("vm", READY_TIMEOUT_S)
+        return self
+
+    def install_firmware(self) -> None:
+        """Lay the flash folder out from the bundle (what `microswarm deploy` copies)."""
+        if len(self.key) < 16:
+            raise VirtualBoardError("a virtual board with firmware needs a key of 16+ bytes")
+        config = bundle.render_config(
+            self.node_id, self.cluster, self.key, self.master, self.link, slots=self.slots
+        )
+        files = bundle.layout(self.board, config)
+        if not self.native:
+            files.pop(bundle.NATIVE_MODULE, None)
+            with contextlib.suppress(FileNotFoundError):
+                (self.flash / bundle.NATIVE_MODULE).unlink()
+        bundle.write_layout(self.flash, files)
+
+    def hard_reset(self) -> None:
+        """Press the reset button: a fresh VM that runs boot.py and main.py."""
+        self._signal_supervisor(signal.SIGUSR1)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Switch the board off in order: the supervisor ends the VM and closes the port."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)
+        self._finish()
+
+    def kill(self) -> None:
+        """Cut the power: SIGKILL the VM and its supervisor (crash tests). The VM's sockets
+        close as a crashed host's would; the serial port disappears."""
+        process, self._process = self._process, None
+        if self.vm_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.vm_pid, signal.SIGKILL)
+        if process is not None:
+            process.kill()
+            process.wait(timeout=10)
+        self._finish()
+
+    def crash(self) -> None:
+        """SIGKILL only the VM: the supervisor restarts it as after a watchdog reset."""
+        if self.vm_pid is None:
+            raise VirtualBoardError("no VM is running")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.vm_pid, signal.SIGKILL)
+
+    def wait_boots(self, count: int, timeout: float = 15.0) -> None:
+        """Wait until the VM has been started `count` times in all."""
+        deadline = time.monotonic() + timeout
+        while self.boots < count:
+            if time.monotonic() > deadline:
+                raise VirtualBoardError(f"the VM started {self.boots} times, not {count}")
+            time.sleep(0.01)
+
+    def __enter__(self) -> VirtualBoard:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __del__(self) -> None:
+        process = getattr(self, "_process", None)
+        if process is not None and process.poll() is None:
+            process.kill()
+
+    # ---- internals ---------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+            self._reader = None
+        if self._own_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _signal_supervisor(self, signum: int) -> None:
+        if self._process is None or self._process.poll() is not None:
+            raise VirtualBoardError("the board is not running")
+        self._process.send_signal(signum)
+
+    def _read_events(self) -> None:
+        process = self._process
+        assert process is not None and process.stdout is not None
+        for line in process.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == "vm":
+                with self._lock:
+                    self.vm_pid = event["pid"]
+                    self._boots += 1
+            self._events.put(event)
+        self._events.put({"event": "exit"})
+
+    def _wait_event(self, name: str, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                event = self._events.get(timeout=max(0.0, remaining))
+            except queue.Empty:
+                event = None
+            if event is None or event["event"] == "exit":
+                detail = ""
+                with contextlib.suppress(OSError):
+                    detail = "\n" + self.log_path.read_text()[-2000:]
+                self.kill()
+                raise VirtualBoardError(f"the virtual board did not report {name!r}{detail}")
+            if event["event"] == name:
+                return event

@@ -1,0 +1,84 @@
+"""The MicroPython side of a virtual board: code the supervisor types into the VM.
+
+Every VM start goes the same way: the unix port opens its REPL on the pty, the supervisor
+enters the raw REPL and sends `boot_source(...)`, which mounts the flash folder as `/`
+(so absolute paths behave as on a board), installs the `machine` extension (`reset()` as
+a hard reset), prints a start marker, runs boot.py (and main.py unless the raw REPL is
+to be re-entered) in `__main__`'s globals and prints an end marker. Running boot.py and
+main.py from the raw REPL rather than from `-c` matters: only there does `SystemExit`
+(`sys.exit`, `machine.reset()`, `machine.soft_reset()`) end the process, as it resets a
+board.
+"""
+
+from __future__ import annotations
+
+# Exit status of the VM that asks the supervisor for a hard reset (fresh start that runs
+# boot.py and main.py, raw REPL forgotten). Status 0 is a soft reset.
+HARD_RESET_STATUS = 117
+
+# Mount point of the supervisor's helper modules while the VM boots; unmounted before
+# boot.py runs, so the board's file system shows only its flash.
+SYS_MOUNT = "/.vboard"
+
+MACHINE_PY = f'''"""machine for the virtual board: the unix port's machine plus reset()."""
+import sys
+
+_self = sys.modules["machine"]
+_saved = sys.path[:]
+sys.path.clear()
+del sys.modules["machine"]
+try:
+    import machine as _builtin
+finally:
+    sys.path[:] = _saved
+    sys.modules["machine"] = _self
+for _name in dir(_builtin):
+    if not _name.startswith("__"):
+        globals()[_name] = getattr(_builtin, _name)
+del _self, _saved, _name
+
+
+def reset():
+    """Hard reset: the supervisor starts a fresh VM that runs boot.py and main.py."""
+    sys.exit({HARD_RESET_STATUS})
+
+
+def reset_cause():
+    return 0
+'''
+
+
+def boot_source(flash: str, sys_dir: str, start_marker: bytes, end_marker: bytes,
+                run_main: bool) -> bytes:
+    """Raw-REPL code that boots the board. Markers are ASCII; paths are absolute."""
+    return (
+        "def _msw_boot():\n"
+        "    import os, sys\n"
+        "    os.umount('/')\n"
+        f"    os.mount(os.VfsPosix({flash!r}), '/')\n"
+        f"    os.mount(os.VfsPosix({sys_dir!r}), {SYS_MOUNT!r})\n"
+        "    os.chdir('/')\n"
+        f"    sys.path[:] = [{SYS_MOUNT!r}]\n"
+        "    import machine\n"
+        "    sys.path[:] = ['', '.frozen', '/lib']\n"
+        f"    os.umount({SYS_MOUNT!r})\n"
+        "    g = globals()\n"
+        "    del g['_msw_boot']\n"
+        f"    sys.stdout.write({start_marker.decode()!r})\n"
+        f"    for name in {('boot.py', 'main.py') if run_main else ('boot.py',)!r}:\n"
+        "        try:\n"
+        "            os.stat(name)\n"
+        "        except OSError:\n"
+        "            continue\n"
+        "        try:\n"
+        "            with open(name) as f:\n"
+        "                src = f.read()\n"
+        "            exec(compile(src, name, 'exec'), g)\n"
+        "        except SystemExit:\n"
+        "            raise\n"
+        "        except BaseException as e:\n"
+        "            sys.print_exception(e)\n"
+        "        src = None\n"
+        f"    sys.stdout.write({end_marker.decode()!r})\n"
+        "_msw_boot()\n"
+    ).encode()

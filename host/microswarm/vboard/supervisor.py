@@ -1,0 +1,589 @@
+"""Supervisor of a virtual board: makes the MicroPython unix port behave like a board on a
+serial port.
+
+It owns two raw ptys. The *console* pty is the board's serial port: its path is what
+mpremote, pyserial or the master's serial link open, and it stays the same across VM
+restarts because the supervisor holds both of its ends. The *VM* pty is the unix port's
+stdin/stdout. Bytes are relayed between them, with four corrections:
+
+- a soft reset (Ctrl-D in a REPL, `sys.exit()`, `machine.soft_reset()`: the unix port
+  exits with status 0) becomes a restart with a ``MPY: soft reboot`` banner that runs
+  boot.py and main.py, or only boot.py and the raw REPL again when that was active;
+- `machine.reset()` (exit status HARD_RESET_STATUS) and any crash become a fresh start;
+- 0x03 from the console becomes SIGINT while MicroPython's interrupt key is enabled (the
+  SIGINT bit of SigCgt in /proc/PID/status); otherwise the byte reaches the program, which
+  is how a worker with `micropython.kbd_intr(-1)` sees mpremote's ``\\r\\x03``;
+- output nobody reads is dropped instead of stalling the VM, as on a USB port with no host.
+
+Optionally the console is also served on a TCP port (pyserial's ``socket://host:port``).
+Run it with `python -m microswarm.vboard.supervisor` or through `microswarm vboard`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import errno
+import json
+import logging
+import os
+import re
+import secrets
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tty
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from microswarm.vboard.bootstrap import HARD_RESET_STATUS, MACHINE_PY, boot_source
+
+log = logging.getLogger("microswarm.vboard")
+
+SOFT_REBOOT_BANNER = b"MPY: soft reboot\r\n"
+RAW_REPL_BANNER = b"raw REPL; CTRL-B to exit\r\n"
+FRIENDLY_BANNER_TAIL = b'Type "help()" for more information.'
+RAW_REPL_PROMPT = RAW_REPL_BANNER + b">"
+SIGINT_MASK = 1 << (signal.SIGINT - 1)
+READ_SIZE = 65536
+# After a 0x03 reaches a program that disabled the interrupt key, further console input is
+# held back this long (or until the program returns to the REPL), so that the program does
+# not swallow the bytes mpremote sends next to enter the raw REPL.
+INTERRUPT_HOLD_S = 0.3
+CRASH_BACKOFF_S = 1.0
+# How long a started VM gets to reach the end of its boot banner before it is restarted.
+BOOT_TIMEOUT_S = 20.0
+
+
+class Phase(Enum):
+    BOOTING = "booting"  # VM output discarded until the start marker
+    RUNNING = "running"  # boot.py / main.py / REPL: output relayed
+    ENDING = "ending"  # after the end marker: swallow the raw REPL's "\x04..\x04>"
+
+
+class Reset(Enum):
+    POWER_ON = "power-on"
+    SOFT = "soft"
+    HARD = "hard"
+    CRASH = "crash"
+
+
+@dataclass
+class VmState:
+    process: subprocess.Popen
+    fd: int
+    raw_wanted: bool
+    start_marker: bytes
+    end_marker: bytes
+    phase: Phase = Phase.BOOTING
+    pending: bytearray = field(default_factory=bytearray)
+    started: float = field(default_factory=time.monotonic)
+
+
+def interrupt_key_enabled(pid: int) -> bool:
+    """True while the process catches SIGINT (MicroPython's interrupt key is enabled)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"SigCgt:"):
+                    return bool(int(line.split()[1], 16) & SIGINT_MASK)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def _open_raw_pty() -> tuple[int, int]:
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    return master, slave
+
+
+def _die_with_parent() -> None:
+    """In the VM child: SIGKILL when the supervisor goes away, however it goes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+class Supervisor:
+    """One virtual board: console pty, optional TCP console, and the VM it restarts."""
+
+    def __init__(
+        self,
+        flash: Path,
+        micropython: str,
+        heap_bytes: int | None = None,
+        tcp_port: int | None = None,
+        tcp_host: str = "127.0.0.1",
+        link_path: Path | None = None,
+        on_event: Callable[[dict], None] | None = None,
+    ) -> None:
+        self.flash = flash.resolve()
+        self.micropython = os.path.abspath(shutil.which(micropython) or micropython)
+        self.heap_bytes = heap_bytes
+        self.on_event = on_event or (lambda event: None)
+        self.selector = selectors.DefaultSelector()
+        self.console_fd, self._console_slave = _open_raw_pty()
+        os.set_blocking(self.console_fd, False)
+        self.console_path = os.ttyname(self._console_slave)
+        self.link_path = link_path
+        if link_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                link_path.unlink()
+            link_path.symlink_to(self.console_path)
+        self.listener: socket.socket | None = None
+        self.clients: list[socket.socket] = []
+        if tcp_port is not None:
+            self.listener = socket.create_server((tcp_host, tcp_port))
+            self.listener.setblocking(False)
+            self.selector.register(self.listener, selectors.EVENT_READ, self._accept)
+        self._sys_dir = tempfile.TemporaryDirectory(prefix="msw-vboard-sys-")
+        Path(self._sys_dir.name, "machine.py").write_text(MACHINE_PY)
+        self.selector.register(self.console_fd, selectors.EVENT_READ, self._from_console)
+        self.vm: VmState | None = None
+        self.raw_active = False
+        self._held = bytearray()
+        self._holding = False
+        self._hold_until = 0.0
+        self._mode_tail = b""
+        self._fast_crashes = 0
+        self._stopping = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wakeups)
+        self._requests: list[str] = []
+
+    @property
+    def tcp_port(self) -> int | None:
+        return self.listener.getsockname()[1] if self.listener else None
+
+    # ---- life cycle -------------------------------------------------------------------
+
+    def request(self, what: str) -> None:
+        """Ask the loop, from a signal handler, to 'stop' or 'hard-reset'."""
+        self._requests.append(what)
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"!")
+
+    def serve(self) -> None:
+        """Run until stop is requested; starts the VM at power-on."""
+        self.on_event(
+            {
+                "event": "ready",
+                "serial": self.console_path,
+                "link": str(self.link_path) if self.link_path else None,
+                "tcp_port": self.tcp_port,
+                "pid": os.getpid(),
+                "flash": str(self.flash),
+            }
+        )
+        self._start_vm(Reset.POWER_ON, raw=False)
+        while not self._stopping:
+            timeout = self._next_timeout()
+            for key, _ in self.selector.select(timeout):
+                key.data(key.fileobj)
+                if self._stopping:
+                    break
+            self._release_held_input_if_due()
+            self._check_boot_deadline()
+        self.close()
+
+    def close(self) -> None:
+        self._stop_vm()
+        for client in self.clients:
+            client.close()
+        if self.listener:
+            self.listener.close()
+        for fd in (self.console_fd, self._console_slave, self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if self.link_path is not None:
+            with contextlib.suppress(OSError):
+                if self.link_path.is_symlink():
+                    self.link_path.unlink()
+        self._sys_dir.cleanup()
+        self.selector.close()
+
+    def _next_timeout(self) -> float | None:
+        deadlines = []
+        if self._holding and self._hold_until:
+            deadlines.append(self._hold_until)
+        if self.vm is not None and self.vm.phase is not Phase.RUNNING:
+            deadlines.append(self.vm.started + BOOT_TIMEOUT_S)
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _drain_wakeups(self, _fd: int) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self._wake_r, 64)
+        while self._requests:
+            what = self._requests.pop(0)
+            if what == "stop":
+                self._stopping = True
+            elif what == "hard-reset" and self.vm is not None:
+                log.info("hard reset requested")
+                self._stop_vm()
+                self._start_vm(Reset.HARD, raw=False)
+
+    # ---- the VM -----------------------------------------------------------------------
+
+    def _start_vm(self, reason: Reset, raw: bool) -> None:
+        command = [self.micropython]
+        if self.heap_bytes:
+            command += ["-X", f"heapsize={self.heap_bytes}"]
+        master, slave = _open_raw_pty()
+        try:
+            process = subprocess.Popen(
+                command,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                cwd=self.flash,
+                close_fds=True,
+                preexec_fn=_die_with_parent,
+            )
+        finally:
+            os.close(slave)
+        os.set_blocking(master, False)
+        nonce = secrets.token_hex(8).encode()
+        vm = VmState(
+            process=process,
+            fd=master,
+            raw_wanted=raw,
+            start_marker=b"\x1b[msw-boot:" + nonce + b"]",
+            end_marker=b"\x1b[msw-main-done:" + nonce + b"]",
+        )
+        self.vm = vm
+        self.raw_active = raw
+        self._mode_tail = b""
+        self.selector.register(master, selectors.EVENT_READ, self._from_vm)
+        source = boot_source(
+            str(self.flash), self._sys_dir.name, vm.start_marker, vm.end_marker, run_main=not raw
+        )
+        # The friendly REPL reads Ctrl-A, the raw REPL reads the code up to Ctrl-D. All of
+        # it waits in the pty's input queue until the REPL reads it; console input written
+        # later queues behind it and reaches boot.py/main.py or the REPL, in order.
+        self._write_vm(b"\x01" + source + b"\x04")
+        log.info("VM pid %d started (%s%s)", process.pid, reason.value, ", raw REPL" if raw else "")
+        self.on_event({"event": "vm", "pid": process.pid, "reason": reason.value, "raw": raw})
+
+    def _stop_vm(self) -> None:
+        vm, self.vm = self.vm, None
+        if vm is None:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(vm.fd)
+        if vm.process.poll() is None:
+            vm.process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            vm.process.wait(timeout=5)
+        with contextlib.suppress(OSError):
+            os.close(vm.fd)
+
+    def _vm_exited(self) -> None:
+        vm = self.vm
+        assert vm is not None
+        try:
+            status = vm.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            vm.process.kill()
+            status = vm.process.wait(timeout=5)
+        raw = self.raw_active
+        self._stop_vm()
+        lived = time.monotonic() - vm.started
+        if status == 0:
+            self._fast_crashes = 0
+            self._to_console(SOFT_REBOOT_BANNER)
+            self._start_vm(Reset.SOFT, raw=raw)
+            return
+        if status == HARD_RESET_STATUS:
+            self._fast_crashes = 0
+            self._start_vm(Reset.HARD, raw=False)
+            return
+        how = f"signal {-status}" if status < 0 else f"status {status}"
+        log.warning("VM pid %d ended with %s after %.1f s: restarting", vm.process.pid, how, lived)
+        self._fast_crashes = self._fast_crashes + 1 if lived < CRASH_BACKOFF_S else 0
+        if self._fast_crashes > 1:
+            time.sleep(CRASH_BACKOFF_S)
+        self._start_vm(Reset.CRASH, raw=False)
+
+    def _check_boot_deadline(self) -> None:
+        vm = self.vm
+        if vm is None or vm.phase is Phase.RUNNING:
+            return
+        if time.monotonic() - vm.started > BOOT_TIMEOUT_S:
+            log.warning("VM pid %d did not boot: restarting", vm.process.pid)
+            self._stop_vm()
+            self._start_vm(Reset.CRASH, raw=False)
+
+    def _write_vm(self, data: bytes) -> None:
+        """Write to the VM's stdin; blocks briefly when the VM is not reading (flow control)."""
+        vm = self.vm
+        if vm is None:
+            return
+        view = memoryview(data)
+        deadline = time.monotonic() + 5
+        while view:
+            try:
+                n = os.write(vm.fd, view)
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    log.warning("VM is not reading its input: %d bytes dropped", len(view))
+                    return
+                time.sleep(0.001)
+                continue
+            except OSError as exc:
+                if exc.errno == errno.EIO:
+                    return
+                raise
+            view = view[n:]
+
+    # ---- VM output ----------------------------------------------------------------------
+
+    def _from_vm(self, fd: int) -> None:
+        vm = self.vm
+        if vm is None or fd != vm.fd:
+            return
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            data = b""
+        if not data:
+            self._vm_exited()
+            return
+        vm.pending += data
+        self._advance(vm)
+
+    def _advance(self, vm: VmState) -> None:
+        """Route buffered VM output according to the boot phase."""
+        while vm.pending:
+            if vm.phase is Phase.BOOTING:
+                at = vm.pending.find(vm.start_marker)
+                if at < 0:
+                    keep = len(vm.start_marker) - 1
+                    del vm.pending[: max(0, len(vm.pending) - keep)]
+                    return
+                del vm.pending[: at + len(vm.start_marker)]
+                vm.phase = Phase.RUNNING
+                continue
+            if vm.phase is Phase.RUNNING:
+                at = vm.pending.find(vm.end_marker)
+                if at >= 0:
+                    self._relay(bytes(vm.pending[:at]))
+                    del vm.pending[: at + len(vm.end_marker)]
+                    vm.phase = Phase.ENDING
+                    self._hold_input()
+                    continue
+                keep = _partial_suffix(vm.pending, vm.end_marker)
+                out = bytes(vm.pending[: len(vm.pending) - keep])
+                del vm.pending[: len(out)]
+                self._relay(out)
+                return
+            # ENDING: the raw REPL closes the boot code's output with "\x04", its (empty)
+            # error text, "\x04", then prompts ">".
+            match = re.match(rb"\x04(.*?)\x04>", bytes(vm.pending), re.S)
+            if match is None:
+                return
+            if match.group(1):
+                self._relay(match.group(1))
+            del vm.pending[: match.end()]
+            vm.phase = Phase.RUNNING
+            if vm.raw_wanted:
+                self._to_console(RAW_REPL_PROMPT)
+            else:
+                self._write_vm(b"\x02")
+            self._release_held_input()
+
+    def _relay(self, data: bytes) -> None:
+        if not data:
+            return
+        self._track_repl_mode(data)
+        self._to_console(data)
+
+    def _track_repl_mode(self, data: bytes) -> None:
+        """Remember whether the raw or the friendly REPL was entered last."""
+        window = self._mode_tail + data
+        raw_at = window.rfind(RAW_REPL_BANNER)
+        friendly_at = window.rfind(FRIENDLY_BANNER_TAIL)
+        if raw_at >= 0 or friendly_at >= 0:
+            self.raw_active = raw_at > friendly_at
+        self._mode_tail = window[-len(FRIENDLY_BANNER_TAIL) :]
+
+    def _to_console(self, data: bytes) -> None:
+        """Write to every console; what a console cannot take now is dropped."""
+        with contextlib.suppress(BlockingIOError):
+            os.write(self.console_fd, data)
+        for client in list(self.clients):
+            try:
+                client.sendall(data)
+            except OSError:
+                self._drop_client(client)
+
+    # ---- console input --------------------------------------------------------------------
+
+    def _from_console(self, fd: int) -> None:
+        try:
+            data = os.read(fd, READ_SIZE)
+        except (BlockingIOError, OSError):
+            return
+        if data:
+            self._console_input(data)
+
+    def _accept(self, listener: socket.socket) -> None:
+        try:
+            client, _ = listener.accept()
+        except BlockingIOError:
+            return
+        client.setblocking(True)
+        client.settimeout(2.0)
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.clients.append(client)
+        self.selector.register(client, selectors.EVENT_READ, self._from_client)
+
+    def _from_client(self, client: socket.socket) -> None:
+        try:
+            data = client.recv(READ_SIZE)
+        except OSError:
+            data = b""
+        if not data:
+            self._drop_client(client)
+            return
+        self._console_input(data)
+
+    def _drop_client(self, client: socket.socket) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(client)
+        if client in self.clients:
+            self.clients.remove(client)
+        client.close()
+
+    def _console_input(self, data: bytes) -> None:
+        if self._holding or self.vm is None or self.vm.phase is Phase.ENDING:
+            self._held += data
+            return
+        self._deliver(data)
+
+    def _deliver(self, data: bytes) -> None:
+        """Pass console bytes to the VM, turning 0x03 into SIGINT where a board would."""
+        vm = self.vm
+        assert vm is not None
+        start = 0
+        while True:
+            at = data.find(b"\x03", start)
+            if at < 0:
+                self._write_vm(data[start:])
+                return
+            if interrupt_key_enabled(vm.process.pid):
+                self._write_vm(data[start:at])
+                vm.process.send_signal(signal.SIGINT)
+                start = at + 1
+                continue
+            self._write_vm(data[start : at + 1])
+            rest = data[at + 1 :]
+            self._hold_input(INTERRUPT_HOLD_S)
+            if rest:
+                self._held += rest
+            return
+
+    def _hold_input(self, seconds: float | None = None) -> None:
+        self._holding = True
+        self._hold_until = time.monotonic() + seconds if seconds else 0.0
+
+    def _release_held_input_if_due(self) -> None:
+        if self._holding and self._hold_until and time.monotonic() >= self._hold_until:
+            self._release_held_input()
+
+    def _release_held_input(self) -> None:
+        self._holding = False
+        self._hold_until = 0.0
+        held, self._held = bytes(self._held), bytearray()
+        if held and self.vm is not None:
+            self._deliver(held)
+
+
+def _partial_suffix(buffer: bytearray, marker: bytes) -> int:
+    """Length of the longest proper prefix of `marker` that `buffer` ends with."""
+    first = marker[:1]
+    start = max(0, len(buffer) - len(marker) + 1)
+    at = buffer.find(first, start)
+    while at >= 0:
+        if marker.startswith(buffer[at:]):
+            return len(buffer) - at
+        at = buffer.find(first, at + 1)
+    return 0
+
+
+def _json_events(event: dict) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def _watch_parent(supervisor: Supervisor) -> None:
+    """With --events the parent holds our stdin: its end means the parent is gone."""
+
+    def on_stdin(fd: int) -> None:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            supervisor.selector.unregister(fd)
+            supervisor.request("stop")
+
+    supervisor.selector.register(sys.stdin.fileno(), selectors.EVENT_READ, on_stdin)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m microswarm.vboard.supervisor")
+    parser.add_argument("--flash", type=Path, required=True)
+    parser.add_argument("--micropython", required=True)
+    parser.add_argument("--heap", type=int, default=None)
+    parser.add_argument("--tcp-port", type=int, default=None)
+    parser.add_argument("--link", type=Path, default=None)
+    parser.add_argument("--events", action="store_true", help="JSON events on stdout")
+    parser.add_argument("--log", type=Path, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        filename=args.log,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    supervisor = Supervisor(
+        flash=args.flash,
+        micropython=args.micropython,
+        heap_bytes=args.heap,
+        tcp_port=args.tcp_port,
+        link_path=args.link,
+        on_event=_json_events if args.events else None,
+    )
+    install_signal_handlers(supervisor)
+    if args.events:
+        _watch_parent(supervisor)
+    supervisor.serve()
+    return 0
+
+
+def install_signal_handlers(supervisor: Supervisor) -> None:
+    signal.signal(signal.SIGTERM, lambda *_: supervisor.request("stop"))
+    signal.signal(signal.SIGINT, lambda *_: supervisor.request("stop"))
+    signal.signal(signal.SIGUSR1, lambda *_: supervisor.request("hard-reset"))
+    signal.signal(signal.SIGHUP, lambda *_: supervisor.request("stop"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
