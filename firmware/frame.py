@@ -37,8 +37,11 @@ API (everything raises or returns FrameError; nothing else escapes for bad input
           reuses: send it before the next call. seq=None takes the writer's counter
           (.seq, incremented mod 2**16 per frame written). TOO_LARGE if it does not fit.
       .frames(msg_type, payload) -> iterator of memoryview   the message as one frame if
-          it fits, else as CHUNK frames (new stream id each message, MORE on all but the
-          last). Send each view before advancing the iterator; do not call frame() while
+          it fits, else as CHUNK frames with consecutive seqs (a new stream id per message,
+          MORE on all but the last). Each chunk but the last carries D = max_frame -
+          FRAME_OVERHEAD - len(CBOR({0: stream, 1: inner_type, 2: total, 3: total,
+          4: b""})) - 2 bytes, the rule every sender follows (same frames as the host).
+          Send each view before advancing the iterator; do not call frame() while
           iterating.
       .raw(msg_type, payload_bytes, seq=None, flags=0) -> memoryview   frame an already
           encoded payload.
@@ -63,13 +66,16 @@ API (everything raises or returns FrameError; nothing else escapes for bad input
       or b"\\x03\\x03" is a request to interrupt (what mpremote sends). It can never start
       a v1 frame, because a COBS-encoded frame's second byte is always the version, 0x01.
       It is recognised as soon as its two bytes arrive, without waiting for a delimiter.
-  Reassembler(max_message, copy=True)
-      .add(payload, flags) -> None, or (inner_type, inner_payload) when a CHUNK stream
-          completes (validated against FIELDS). The whole message's buffer is allocated
-          once, at offset 0, after checking its announced total against max_message (and
-          the sum of open streams). Errors: TOO_LARGE, BAD_CHUNK (unknown stream, offset
-          out of order, total or type changing, size mismatch at the end), UNKNOWN_TYPE,
-          BAD_PAYLOAD, NO_MEMORY; the stream is dropped.
+  Reassembler(max_message, copy=True, max_streams=4)
+      .add(payload, flags, seq=None) -> None, or (inner_type, inner_payload) when a CHUNK
+          stream completes (validated against FIELDS). The whole message's buffer is
+          allocated once, at offset 0, after checking its announced total against
+          max_message and the sum of all open streams' totals against max_message too (a
+          board's heap bounds them together). Errors (the stream is dropped): TOO_LARGE
+          (total, open bytes or stream count over the limit), BAD_CHUNK (unknown stream,
+          restart, offset out of order, total or type changing, MORE set on the last piece
+          or missing before it, inner type CHUNK or unknown), BAD_PAYLOAD, NO_MEMORY.
+          The errors carry `seq` when given.
   cobs_encode(data) -> bytes, cobs_decode(data) -> bytes (ValueError when malformed),
   cobs_encode_into / cobs_decode_into(src, start, end, dst) -> length written.
 
@@ -122,7 +128,7 @@ _CRC = "<I"
 # Largest CBOR overhead of a CHUNK map around its data: map head, five keys, stream,
 # inner_type, total and offset as uint32, a byte-string head for up to 65535 bytes.
 _CHUNK_MAP_OVERHEAD = 1 + 5 + 5 + 2 + 5 + 5 + 3
-_MIN_FRAME = FRAME_OVERHEAD + _CHUNK_MAP_OVERHEAD + 16
+_MIN_FRAME = FRAME_OVERHEAD + _CHUNK_MAP_OVERHEAD + 8
 
 
 class FrameError(ValueError):
@@ -419,6 +425,8 @@ class FrameWriter:
         return self._finish(enc, msg_type, flags, seq, n)
 
     def frames(self, msg_type, payload):
+        if msg_type == T_CHUNK:
+            raise FrameError(E_BAD_CHUNK, "a CHUNK cannot itself be chunked")
         enc = self._enc
         try:
             body = enc.encode(payload)
@@ -433,8 +441,8 @@ class FrameWriter:
         cenc = self._chunk_enc
         stream = self.stream
         self.stream = (stream + 1) & 0xFFFF
-        room = self.max_frame - FRAME_OVERHEAD - _CHUNK_MAP_OVERHEAD
-        piece = {0: stream, 1: msg_type, 2: total, 3: 0, 4: b""}
+        piece = {0: stream, 1: msg_type, 2: total, 3: total, 4: b""}
+        room = self.max_frame - FRAME_OVERHEAD - len(cenc.encode(piece)) - 2
         off = 0
         try:
             while off < total:
@@ -586,8 +594,9 @@ class Deframer:
 
 
 class Reassembler:
-    def __init__(self, max_message, copy=True):
+    def __init__(self, max_message, copy=True, max_streams=4):
         self.max_message = max_message
+        self.max_streams = max_streams
         self.copy = copy
         self._streams = {}
         self._open = 0
@@ -597,7 +606,7 @@ class Reassembler:
         if st is not None:
             self._open -= st[1]
 
-    def add(self, payload, flags):
+    def add(self, payload, flags, seq=None):
         stream = payload[0]
         inner = payload[1]
         total = payload[2]
@@ -606,42 +615,49 @@ class Reassembler:
         st = self._streams.get(stream)
         try:
             if st is None:
-                st = self._open_stream(stream, inner, total, off)
+                st = self._open_stream(stream, inner, total, off, seq)
+            elif off == 0:
+                raise FrameError(E_BAD_CHUNK, "stream %d restarted" % stream, seq)
             elif inner != st[0] or total != st[1] or off != st[3]:
-                raise FrameError(E_BAD_CHUNK, "chunk of stream %d out of order" % stream)
+                raise FrameError(E_BAD_CHUNK, "chunk of stream %d out of order" % stream, seq)
             n = len(data)
             if off + n > total:
-                raise FrameError(E_BAD_CHUNK, "chunk runs past the total of stream %d" % stream)
+                raise FrameError(E_BAD_CHUNK, "chunk runs past the total of stream %d" % stream,
+                                 seq)
             st[2][off : off + n] = data
             st[3] = off + n
             if flags & FLAG_MORE:
                 if st[3] == total:
-                    raise FrameError(E_BAD_CHUNK, "stream %d complete but MORE set" % stream)
+                    raise FrameError(E_BAD_CHUNK, "stream %d complete but MORE set" % stream,
+                                     seq)
                 return None
             if st[3] != total:
-                raise FrameError(E_BAD_CHUNK, "stream %d ended short of its total" % stream)
+                raise FrameError(E_BAD_CHUNK, "stream %d ended short of its total" % stream,
+                                 seq)
         except FrameError:
             self._drop(stream)
             raise
         self._drop(stream)
-        message = _load_payload(st[2], 0, total, self.copy, None)
-        check_payload(inner, message)
+        message = _load_payload(st[2], 0, total, self.copy, st[4])
+        check_payload(inner, message, st[4])
         return inner, message
 
-    def _open_stream(self, stream, inner, total, off):
+    def _open_stream(self, stream, inner, total, off, seq):
         if off != 0:
-            raise FrameError(E_BAD_CHUNK, "stream %d is not open" % stream)
-        if inner == T_CHUNK or inner not in FIELDS:
-            raise FrameError(E_UNKNOWN_TYPE, "chunked message of unknown type %d" % inner)
+            raise FrameError(E_BAD_CHUNK, "chunk of unknown stream %d" % stream, seq)
         if total > self.max_message or self._open + total > self.max_message:
             raise FrameError(
-                E_TOO_LARGE, "message of %d bytes over the limit of %d" % (total,
-                                                                          self.max_message),
+                E_TOO_LARGE, "message of %d bytes over the limit of %d (%d bytes open)"
+                % (total, self.max_message, self._open), seq,
             )
+        if len(self._streams) >= self.max_streams:
+            raise FrameError(E_TOO_LARGE, "more than %d open streams" % self.max_streams, seq)
+        if inner == T_CHUNK or inner not in FIELDS:
+            raise FrameError(E_BAD_CHUNK, "inner type %d not allowed" % inner, seq)
         try:
-            st = [inner, total, bytearray(total), 0]
+            st = [inner, total, bytearray(total), 0, seq]
         except MemoryError:
-            raise FrameError(E_NO_MEMORY, "no heap for a message of %d bytes" % total)
+            raise FrameError(E_NO_MEMORY, "no heap for a message of %d bytes" % total, seq)
         self._streams[stream] = st
         self._open += total
         return st
