@@ -354,6 +354,8 @@ def _simple(mv, pos, end, ai):
         return struct.unpack_from(">d", mv, pos)[0], pos + 8
     if ai == 31:
         raise CBORError("unexpected break / indefinite length")
+    if ai > 27:
+        raise CBORError("reserved additional information %d" % ai)
     raise CBORError("unsupported simple value (additional information %d)" % ai)
 
 
