@@ -1,0 +1,188 @@
+"""Build the native kernel module msw_native for each MicroPython arch.
+
+Usage: python tools/build_native.py --all | --arch x64 [--arch armv6m ...] [--force]
+
+Output: firmware/native/build/<arch>/msw_native.mpy. The MicroPython headers come from the
+pinned sdist (downloaded once into .cache/); the ARM cross compiler is installed from Debian
+when missing and this runs as root, and the ARM targets are skipped with a message when it
+cannot be had. Work is skipped while the outputs are newer than every input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from natmod import sdk  # noqa: E402
+from natmod.elflink import LinkError, link_elf  # noqa: E402
+from natmod.mpyfile import write_mpy  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+NATIVE = ROOT / "firmware" / "native"
+BUILD = NATIVE / "build"
+CACHE = ROOT / ".cache"
+MODULE = "msw_native"
+SOURCES = ["msw_native.c", "kernels.c", "frame.c"]
+HEADERS = ["kernels.h", "frame.h"]
+
+
+@dataclass(frozen=True)
+class Target:
+    arch: str
+    prefix: str  # toolchain prefix ("" for the host gcc)
+    flags: tuple[str, ...]
+    float_impl: str
+    debian_package: str | None
+
+
+TARGETS: dict[str, Target] = {
+    "x64": Target("x64", "", ("-fno-stack-protector",), "DOUBLE", None),
+    "armv6m": Target(
+        "armv6m", "arm-none-eabi-", ("-mthumb", "-mcpu=cortex-m0"), "FLOAT", "gcc-arm-none-eabi"
+    ),
+    "armv7emsp": Target(
+        "armv7emsp",
+        "arm-none-eabi-",
+        ("-mthumb", "-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"),
+        "FLOAT",
+        "gcc-arm-none-eabi",
+    ),
+}
+COMMON_FLAGS = (
+    "-std=c99", "-Os", "-Wall", "-Werror", "-DNDEBUG", "-DNO_QSTR",
+    "-DMICROPY_ENABLE_DYNRUNTIME", "-fpic", "-fno-common", "-U_FORTIFY_SOURCE",
+    "-ffunction-sections", "-fno-asynchronous-unwind-tables", "-fno-unwind-tables",
+)
+
+
+class ToolchainMissing(RuntimeError):
+    """The compiler for an arch is not installed and could not be installed."""
+
+
+def log(message: str) -> None:
+    print(f"build_native: {message}", file=sys.stderr)
+
+
+def run(cmd: list[str], timeout: float = 300) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise sdk.BuildError(f"{' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
+
+
+def ensure_toolchain(target: Target) -> None:
+    cc = target.prefix + "gcc"
+    if shutil.which(cc):
+        return
+    package = target.debian_package
+    if package is None:
+        raise ToolchainMissing(f"{cc} is not installed")
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise ToolchainMissing(f"{cc} is missing; install it with: apt-get install -y {package}")
+    log(f"installing {package} from Debian (once; about a minute)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (["apt-get", "install", "-y", "-q", package],):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+        if proc.returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=600, env=env)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+        if proc.returncode != 0 or not shutil.which(cc):
+            raise ToolchainMissing(f"could not install {package}: {proc.stderr.strip()[-400:]}")
+
+
+def newest(paths: list[Path]) -> float:
+    return max(p.stat().st_mtime for p in paths)
+
+
+def stale(output: Path, inputs: list[Path]) -> bool:
+    return not output.exists() or output.stat().st_mtime < newest(inputs)
+
+
+def prepare(force: bool = False) -> tuple[Path, Path, list[str], dict[str, int]]:
+    """sdist root, config header, module qstrs and mp_fun_table indices, shared by arches."""
+    sdk_root = sdk.fetch_sdist(CACHE)
+    BUILD.mkdir(parents=True, exist_ok=True)
+    static = sdk.static_qstrs(sdk_root)
+    module = sdk.module_qstrs(sdk.qstrs_used([NATIVE / s for s in SOURCES]), static)
+    config = BUILD / f"{MODULE}.config.h"
+    text = sdk.config_header(static, module)
+    if force or not config.exists() or config.read_text() != text:
+        config.write_text(text)
+    (BUILD / f"{MODULE}.qstrs").write_text("\n".join(module) + "\n")
+    fun_table = sdk.fun_table_indices(sdk_root, config, BUILD)
+    return sdk_root, config, module, fun_table
+
+
+def build(arch: str, force: bool = False) -> Path:
+    """Build firmware/native/build/<arch>/msw_native.mpy and return its path."""
+    target = TARGETS[arch]
+    ensure_toolchain(target)
+    sdk_root, config, module_qstrs, fun_table = prepare(force)
+    out_dir = BUILD / arch
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mpy = out_dir / f"{MODULE}.mpy"
+    tools = sorted((ROOT / "tools" / "natmod").glob("*.py")) + [Path(__file__).resolve()]
+    headers = [NATIVE / h for h in HEADERS] + [config, sdk_root / "py" / "dynruntime.h"]
+    if not force and not stale(mpy, [NATIVE / s for s in SOURCES] + headers + tools):
+        return mpy
+    cc = target.prefix + "gcc"
+    cflags = [
+        *COMMON_FLAGS, *target.flags,
+        f"-DMICROPY_FLOAT_IMPL=MICROPY_FLOAT_IMPL_{target.float_impl}",
+        f"-DMP_CONFIGFILE=<{config}>", f'-DMSW_ARCH="{arch}"',
+        "-I", str(sdk_root), "-I", str(NATIVE),
+    ]
+    objects = []
+    for source in SOURCES:
+        obj = out_dir / (Path(source).stem + ".o")
+        if force or stale(obj, [NATIVE / source, *headers, Path(__file__).resolve()]):
+            run([cc, *cflags, "-c", str(NATIVE / source), "-o", str(obj)])
+        objects.append(str(obj))
+    merged = out_dir / f"{MODULE}.linked.o"
+    ld_cmd = [target.prefix + "ld", "-r", "-o", str(merged), *objects]
+    if target.prefix:
+        libgcc = subprocess.run(
+            [cc, *target.flags, "--print-libgcc-file-name"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout.strip()
+        ld_cmd.append(libgcc)
+    run(ld_cmd)
+    try:
+        linked = link_elf(merged, arch, fun_table, module_qstrs, f"{MODULE}.c")
+    except LinkError as exc:
+        raise sdk.BuildError(f"linking {arch}: {exc}") from exc
+    mpy.write_bytes(write_mpy(linked))
+    log(f"{arch}: {mpy.relative_to(ROOT)} ({mpy.stat().st_size} bytes)")
+    return mpy
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--all", action="store_true", help="every arch this machine can build")
+    parser.add_argument("--arch", action="append", choices=sorted(TARGETS), default=[])
+    parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    args = parser.parse_args(argv)
+    arches = list(TARGETS) if args.all else args.arch
+    if not arches:
+        parser.error("name an --arch or pass --all")
+    failed = False
+    for arch in arches:
+        try:
+            path = build(arch, force=args.force)
+            print(path.relative_to(ROOT))
+        except ToolchainMissing as exc:
+            log(f"skipping {arch}: {exc}")
+        except sdk.BuildError as exc:
+            log(f"{arch} failed: {exc}")
+            failed = True
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
