@@ -85,4 +85,5 @@ def load_config(board, path="config.json"):
         raise ConfigError(path + ": slots must be a positive int")
     cfg["slots"] = slots
     cfg["max_frame"] = board["max_frame"]
+    cfg["ifconfig"] = doc.get("ifconfig")
     return cfg
