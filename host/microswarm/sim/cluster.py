@@ -1,0 +1,228 @@
+"""One simulation run: build the cluster of a scenario, inject its faults, run the job on
+virtual time, and collect the report.
+
+Determinism: every random choice comes from generators seeded from the scenario's seed
+(links, faults and nonces each have their own), events at equal times run in scheduling
+order, and node compute time comes from the speed model, not the host's clock. The trace
+hash (SHA-256 over every traced event) is therefore equal across runs of the same scenario
+and seed, and different as soon as anything observable differs.
+"""
+
+from __future__ import annotations
+
+import array
+import hashlib
+import random
+import time
+from collections import Counter
+from typing import Any
+
+from microswarm.firmware import kernels
+from microswarm.sim import jobs
+from microswarm.sim.events import EventQueue
+from microswarm.sim.links import PRESETS, Link
+from microswarm.sim.master import SimMaster
+from microswarm.sim.node import SimNode
+from microswarm.sim.scenario import Fault, Scenario
+
+CLUSTER_KEY = b"microswarm-sim-cluster-key"
+TICK_S = 0.1  # scheduler tick (straggler checks)
+RECONNECT_S = 1.0  # a node retries a refused connection after this
+BOOT_SPREAD_S = 0.5  # nodes power on at random moments within this window
+
+
+class Simulation:
+    def __init__(self, scenario: Scenario, seed: int | None = None, keep_gantt: bool = True):
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else seed
+        self.key = CLUSTER_KEY
+        self.reconnect_s = RECONNECT_S
+        self.events = EventQueue()
+        self.rng_link = random.Random(f"{self.seed}/links")
+        self.rng_fault = random.Random(f"{self.seed}/faults")
+        self.rng_nonce = random.Random(f"{self.seed}/nonces")
+        self.kernel_names = kernels.names()
+        self.job = jobs.build(scenario.job, self.seed)
+        self.counters: Counter[str] = Counter()
+        self.keep_gantt = keep_gantt
+        self.gantt: list[tuple[int, int, float, float, str]] = []
+        self.marks: list[tuple[int, float, str]] = []  # (node index or -1, time, label)
+        self._trace = hashlib.sha256()
+        self.trace_events = 0
+        self.fault_at: dict[str, tuple[str, float]] = {}
+        self.detections: list[dict[str, Any]] = []
+        self._memo: dict[Any, tuple[Any, str | None]] = {}
+        self.nodes: list[SimNode] = []
+        for group in scenario.groups:
+            preset = PRESETS[group.link]
+            for i in range(group.count):
+                link = Link(
+                    preset, self.rng_link,
+                    latency_s=None if group.latency_ms is None else group.latency_ms / 1e3,
+                    jitter_s=group.jitter_ms / 1e3, loss=group.loss, corrupt=group.corrupt,
+                )
+                node = SimNode(self, len(self.nodes), f"{group.prefix}{i}", group.board,
+                               group.board_factor, group.slowdown, group.slots, link)
+                self.nodes.append(node)
+        self.node_by_id = {n.node_id: n for n in self.nodes}
+        self.master = SimMaster(self, self.nodes)
+        self.wall_s = 0.0
+
+    # ------------------------------------------------------------------ services
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] += n
+
+    def trace(self, kind: str, node_id: str, detail: str) -> None:
+        self.trace_events += 1
+        self._trace.update(f"{self.events.now:.9f} {kind} {node_id} {detail}\n".encode())
+
+    def trace_hash(self) -> str:
+        return self._trace.hexdigest()
+
+    def run_kernel(self, kernel: str, args: list) -> tuple[Any, str | None]:
+        """Run a kernel as the firmware does; kernels are pure, so results are cached by
+        their arguments (many identical tasks cost the host one call)."""
+        try:
+            memo_key: Any = (kernel, tuple(
+                (a.typecode, a.tobytes()) if isinstance(a, array.array) else a for a in args))
+            hash(memo_key)
+        except TypeError:
+            memo_key = None
+        if memo_key is not None and memo_key in self._memo:
+            return self._memo[memo_key]
+        try:
+            outcome: tuple[Any, str | None] = (kernels.run(kernel, args), None)
+        except KeyError:
+            outcome = (None, f"unknown kernel {kernel}")
+        except (TypeError, ValueError, ArithmeticError, MemoryError) as exc:
+            outcome = (None, f"{type(exc).__name__}: {exc}")
+        if memo_key is not None:
+            self._memo[memo_key] = outcome
+        return outcome
+
+    def gantt_add(self, node: int, task_id: int, start: float, end: float, outcome: str) -> None:
+        if self.keep_gantt:
+            self.gantt.append((node, task_id, start, end, outcome))
+        self.trace("ran", self.nodes[node].node_id, f"{task_id} {outcome}")
+
+    def gantt_close(self, node: SimNode, running: list, outcome: str) -> None:
+        self.gantt_add(node.index, running[0], running[3], self.events.now, outcome)
+
+    def node_lost(self, node: SimNode, why: str) -> None:
+        now = self.events.now
+        self.trace("lost", node.node_id, why)
+        self.marks.append((node.index, now, "lost"))
+        fault = self.fault_at.pop(node.node_id, None)
+        if fault is not None:
+            kind, at = fault
+            self.detections.append({"node": node.node_id, "fault": kind, "at_s": round(at, 6),
+                                    "detected_after_s": round(now - at, 6)})
+
+    # ------------------------------------------------------------------ faults
+    def _targets(self, fault: Fault) -> list[SimNode]:
+        if fault.nodes:
+            missing = [n for n in fault.nodes if n not in self.node_by_id]
+            if missing:
+                raise ValueError(f"fault {fault.kind} names unknown nodes {missing}")
+            return [self.node_by_id[n] for n in fault.nodes]
+        count = fault.count or max(1, round(fault.fraction * len(self.nodes)))
+        return self.rng_fault.sample(self.nodes, min(count, len(self.nodes)))
+
+    def _when(self, fault: Fault) -> float:
+        lo, hi = fault.at_s
+        return lo if lo == hi else self.rng_fault.uniform(lo, hi)
+
+    def _schedule_faults(self) -> None:
+        at = self.events.at
+        for fault in self.scenario.faults:
+            if fault.kind == "restart_master":
+                at(self._when(fault), self.master.restart, fault.duration_s or 1.0)
+                continue
+            targets = self._targets(fault)
+            if fault.kind == "partition":  # one moment for the whole group
+                when = self._when(fault)
+                for node in targets:
+                    at(when, self._apply, fault, node)
+            else:
+                for node in targets:
+                    at(self._when(fault), self._apply, fault, node)
+
+    def _apply(self, fault: Fault, node: SimNode) -> None:
+        now = self.events.now
+        kind = fault.kind
+        self.trace("fault", node.node_id, kind)
+        self.marks.append((node.index, now, kind))
+        if kind == "crash":
+            if node.alive:
+                self.fault_at[node.node_id] = (kind, now)
+                node.crash()
+                if fault.restart_after_s is not None:
+                    self.events.after(fault.restart_after_s, node.power_on)
+        elif kind == "freeze":
+            self.fault_at[node.node_id] = (kind, now)
+            node.frozen_until = now + (fault.duration_s if fault.duration_s else 1e18)
+            if fault.duration_s:
+                self.events.at(node.frozen_until, self._thaw, node, node.boot)
+        elif kind == "straggler":
+            node.slowdown *= fault.factor
+            if fault.duration_s:
+                self.events.after(fault.duration_s, self._unstraggle, node, fault.factor)
+        elif kind in ("partition", "disconnect"):
+            self.fault_at[node.node_id] = (kind, now)
+            node.link.connected = False
+            if fault.duration_s:
+                self.events.after(fault.duration_s, self._heal, node)
+
+    def _thaw(self, node: SimNode, boot: int) -> None:
+        if boot == node.boot:
+            self.trace("thaw", node.node_id, "")
+            self.marks.append((node.index, self.events.now, "thaw"))
+            node.heartbeat()
+            self.fault_at.pop(node.node_id, None)
+
+    def _unstraggle(self, node: SimNode, factor: float) -> None:
+        node.slowdown /= factor
+
+    def _heal(self, node: SimNode) -> None:
+        self.trace("heal", node.node_id, "")
+        self.marks.append((node.index, self.events.now, "heal"))
+        node.link.connected = True
+        self.fault_at.pop(node.node_id, None)
+        if node.alive and not node.joined:
+            node.connect()
+
+    # ------------------------------------------------------------------ periodic
+    def _heartbeats(self) -> None:
+        for node in self.nodes:
+            if node.joined:
+                node.heartbeat()
+        self.events.after(self.master.heartbeat_s, self._heartbeats)
+
+    def _sweep(self) -> None:
+        self.master.sweep()
+        self.events.after(self.master.heartbeat_s, self._sweep)
+
+    def _tick(self) -> None:
+        self.master.tick()
+        self.events.after(TICK_S, self._tick)
+
+    # ------------------------------------------------------------------ run
+    def finished(self) -> bool:
+        return self.master.job_done or bool(self.master.failed_cause)
+
+    def run(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        ev = self.events
+        for node in self.nodes:
+            ev.at(self.rng_fault.uniform(0, BOOT_SPREAD_S), node.power_on)
+        ev.at(BOOT_SPREAD_S, self.master.start_job)
+        hb = self.master.heartbeat_s
+        ev.at(hb, self._heartbeats)
+        ev.at(hb * 1.5, self._sweep)
+        ev.at(TICK_S, self._tick)
+        self._schedule_faults()
+        ev.run(until=self.scenario.duration_s, stop=self.finished)
+        self.wall_s = time.perf_counter() - started
+        from microswarm.sim.report import build_report
+
+        return build_report(self)

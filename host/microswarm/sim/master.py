@@ -1,0 +1,294 @@
+"""The master's side of the simulation: the real sans-IO scheduler behind a session
+layer that does what the asyncio master's sessions do, on virtual time.
+
+Per node link it runs the join handshake (checking the node's HMAC and proving its own),
+feeds RESULT, ERROR and HEARTBEAT frames to the scheduler, turns the scheduler's Dispatch
+and Cancel decisions into TASK and CANCEL frames, declares a node lost after three silent
+heartbeat intervals, and journals every finished task so that a restarted master
+resubmits only what is missing.
+
+Lost frames. A TASK or RESULT lost on the wire leaves a task in flight that no node
+holds. A node's HEARTBEAT reports how many tasks it holds; when it holds none while the
+scheduler still counts tasks sent to it more than two heartbeat intervals ago, those
+tasks are handed back to the scheduler (requeued without a failure penalty).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, Any
+
+from microswarm.master.scheduler import (
+    Cancel,
+    Dispatch,
+    JobDone,
+    JobFailed,
+    NodeCaps,
+    Scheduler,
+    TaskDone,
+)
+from microswarm.protocol.catalog import ErrorCode
+from microswarm.sim import wire as w
+from microswarm.wire import FrameError, master_proof, node_mac
+
+if TYPE_CHECKING:
+    from microswarm.sim.cluster import Simulation
+    from microswarm.sim.node import SimNode
+
+LOST_AFTER_HEARTBEATS = 3
+
+
+class Session:
+    """The master's end of one node's link."""
+
+    __slots__ = ("epoch", "joined", "nonce", "node_nonce", "last_heard", "rx", "seq", "slots")
+
+    def __init__(self, serial: bool) -> None:
+        self.epoch = 0
+        self.joined = False
+        self.nonce = b""
+        self.node_nonce = b""
+        self.last_heard = 0.0
+        self.rx = w.Receiver(serial)
+        self.seq = 0
+        self.slots = 1
+
+
+class SimMaster:
+    def __init__(self, sim: Simulation, nodes: list[SimNode]) -> None:
+        self.sim = sim
+        self.cfg = sim.scenario.master
+        self.heartbeat_s = self.cfg.heartbeat_ms / 1000.0
+        self.sessions = [Session(n.link.serial) for n in nodes]
+        self.down_until = 0.0
+        self.restarts = 0
+        self.results: dict[int, Any] = {}  # the journal: task index -> value
+        self.deliveries: dict[int, int] = {}  # task index -> TaskDone count (must be 1)
+        self.index_of: list[int] = []  # current job's task index -> original index
+        self.outstanding: dict[int, int] = {}  # task_id -> copies on nodes
+        self.dispatched: set[int] = set()
+        self.retries = 0
+        self.speculative = 0
+        self.duplicates = 0
+        self.stale_results = 0
+        self.recovered = 0
+        self.failed_cause = ""
+        self.job_done = False
+        self.dispatches = 0
+        self.scheduler = self._new_scheduler()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _new_scheduler(self) -> Scheduler:
+        opts = dict(self.cfg.options)
+        return Scheduler(clock=self.sim.events.clock, retries=self.cfg.retries, **opts)
+
+    def start_job(self) -> None:
+        """Submit what the journal does not hold yet (all of it on a fresh master)."""
+        tasks = self.sim.job.tasks
+        self.index_of = [i for i in range(len(tasks)) if i not in self.results]
+        self.outstanding.clear()
+        self.dispatched.clear()
+        if not self.index_of:
+            self.job_done = True
+            return
+        self.scheduler.submit(self.sim.job.kernel, [tasks[i] for i in self.index_of])
+        self.pump()
+
+    def restart(self, down_s: float) -> None:
+        """The master process dies and comes back: links close, scheduler state is gone,
+        the journal survives."""
+        now = self.sim.events.now
+        self.restarts += 1
+        self.duplicates += self.scheduler.duplicates
+        self.dispatches += self.scheduler.dispatches
+        self.down_until = now + down_s
+        for s in self.sessions:
+            s.joined = False
+            s.epoch += 1
+        self.scheduler = self._new_scheduler()
+        self.sim.trace("master_restart", "", f"{down_s:.3f}")
+        self.sim.events.at(self.down_until, self.start_job)
+
+    def is_down(self) -> bool:
+        return self.sim.events.now < self.down_until
+
+    # ------------------------------------------------------------------ connections
+    def accept(self, node: SimNode) -> int | None:
+        """A node opens a new connection; the old one (if any) is closed. None when the
+        master or the link is down (connection refused / unreachable)."""
+        if self.is_down() or not node.link.connected:
+            return None
+        s = self.sessions[node.index]
+        if s.joined:
+            self._lose(node, "reconnected")
+        s.epoch += 1
+        return s.epoch
+
+    def nonce_for(self, node: SimNode) -> bytes:
+        return self.sessions[node.index].nonce
+
+    def send(self, node: SimNode, msg_type: int, payload: dict[int, Any]) -> None:
+        s = self.sessions[node.index]
+        s.seq += 1
+        data = w.pack(msg_type, payload, s.seq, node.link.serial)
+        link = node.link
+        delivered = link.send(link.rx, data, self.sim.events.now)
+        if delivered is not None:
+            self.sim.events.at(delivered[0], node.receive, node.boot, s.epoch, delivered[1])
+
+    # ------------------------------------------------------------------ receiving
+    def receive(self, node: SimNode, epoch: int, data: bytes) -> None:
+        if self.is_down():
+            return
+        s = self.sessions[node.index]
+        if epoch != s.epoch:
+            if node.link.connected:  # the closed connection answers with a reset
+                self.sim.events.after(node.link.latency_s, node.reset_by_peer, node.boot)
+            return
+        for frame in s.rx.feed(data):
+            if isinstance(frame, FrameError):
+                self.sim.count("master_bad_frames")
+                self.sim.trace("bad_frame", node.node_id, frame.code.name)
+                continue
+            self._handle(node, s, frame.type, frame.payload)
+        self.pump()
+
+    def _handle(self, node: SimNode, s: Session, msg_type: int, p: dict[int, Any]) -> None:
+        now = self.sim.events.now
+        if msg_type == w.HELLO:
+            s.node_nonce = p[w.H["nonce"]]
+            s.slots = p[w.H["slots"]]
+            s.nonce = self.sim.rng_nonce.randbytes(16)
+            self.send(node, w.CHALLENGE, {w.CH_NONCE: s.nonce})
+            return
+        if msg_type == w.RESPONSE:
+            expected = node_mac(self.sim.key, s.nonce, s.node_nonce, node.node_id)
+            if not hmac.compare_digest(expected, p[w.RS_MAC]):
+                self.send(node, w.ERROR, {w.E_CODE: int(ErrorCode.AUTH_FAILED),
+                                          w.E_TEXT: "wrong cluster key"})
+                return
+            s.joined = True
+            s.last_heard = now
+            window = min(self.cfg.window, s.slots)
+            self.send(node, w.WELCOME, {
+                w.W["node_id"]: node.node_id, w.W["heartbeat_ms"]: self.cfg.heartbeat_ms,
+                w.W["window"]: window, w.W["max_frame"]: 16_384,
+                w.W["proof"]: master_proof(self.sim.key, s.node_nonce, s.nonce),
+            })
+            self.sim.trace("join", node.node_id, "")
+            self.scheduler.add_node(node.node_id, NodeCaps(
+                kernels=frozenset(self.sim.kernel_names), window=window))
+            return
+        if not s.joined:
+            self.send(node, w.ERROR, {w.E_CODE: int(ErrorCode.NOT_JOINED),
+                                      w.E_TEXT: "say HELLO first"})
+            return
+        s.last_heard = now
+        if msg_type == w.RESULT:
+            task_id = p[w.R_ID]
+            if w.R_VALUE in p:
+                self.scheduler.result(node.node_id, task_id, p[w.R_VALUE],
+                                      p[w.R_ELAPSED])
+            else:
+                self.scheduler.error(node.node_id, task_id, p.get(w.R_ERROR, "error"))
+            self._settle(task_id)
+        elif msg_type == w.HEARTBEAT:
+            if p.get(w.HB_QUEUE) == 0:
+                self._recover_lost(node)
+        elif msg_type == w.ERROR:
+            task_id = p.get(w.E_TASK)
+            if task_id is not None:
+                busy = p[w.E_CODE] == ErrorCode.BUSY
+                self.scheduler.error(node.node_id, task_id, p[w.E_TEXT], penalty=not busy)
+                self._settle(task_id)
+
+    def _settle(self, task_id: int) -> None:
+        copies = self.outstanding.get(task_id)
+        if copies is not None:
+            self.outstanding[task_id] = copies - 1
+
+    def _recover_lost(self, node: SimNode) -> None:
+        state = self.scheduler.nodes.get(node.node_id)
+        if state is None or not state.inflight:
+            return
+        cutoff = self.sim.events.now - 2 * self.heartbeat_s
+        for task_id in list(state.inflight):
+            task = self.scheduler.tasks.get(task_id)
+            sent = task.holders.get(node.node_id) if task is not None else None
+            if sent is not None and 0 < sent < cutoff:
+                self.recovered += 1
+                self.sim.trace("recover", node.node_id, str(task_id))
+                self.scheduler.error(node.node_id, task_id, "frame lost", penalty=False)
+                self._settle(task_id)
+
+    # ------------------------------------------------------------------ periodic
+    def tick(self) -> None:
+        if not self.is_down():
+            self.scheduler.tick()
+            self.pump()
+
+    def sweep(self) -> None:
+        """Declare lost every joined node silent for LOST_AFTER_HEARTBEATS intervals."""
+        if self.is_down():
+            return
+        limit = self.sim.events.now - LOST_AFTER_HEARTBEATS * self.heartbeat_s
+        nodes = self.sim.nodes
+        for i, s in enumerate(self.sessions):
+            if s.joined and s.last_heard < limit:
+                self._lose(nodes[i], "silent")
+                s.epoch += 1
+        self.pump()
+
+    def _lose(self, node: SimNode, why: str) -> None:
+        s = self.sessions[node.index]
+        s.joined = False
+        self.sim.node_lost(node, why)
+        state = self.scheduler.nodes.get(node.node_id)
+        if state is not None:
+            for task_id in state.inflight:
+                self._settle(task_id)
+        self.scheduler.remove_node(node.node_id, f"node {node.node_id} {why}")
+
+    # ------------------------------------------------------------------ decisions
+    def pump(self) -> None:
+        sched = self.scheduler
+        nodes = self.sim.node_by_id
+        while True:
+            actions = sched.poll()
+            if not actions:
+                return
+            for a in actions:
+                if type(a) is Dispatch:
+                    self._dispatch(nodes[a.node_id], a)
+                elif type(a) is Cancel:
+                    self.send(nodes[a.node_id], w.CANCEL, {w.C_ID: a.task_id})
+                elif type(a) is TaskDone:
+                    self._done(a)
+                elif type(a) is JobDone:
+                    self.job_done = True
+                    self.sim.trace("job_done", "", "")
+                elif type(a) is JobFailed:
+                    self.failed_cause = a.cause
+                    self.sim.trace("job_failed", "", a.cause)
+
+    def _dispatch(self, node: SimNode, a: Dispatch) -> None:
+        copies = self.outstanding.get(a.task_id, 0)
+        if copies > 0:
+            self.speculative += 1
+        elif a.task_id in self.dispatched:
+            self.retries += 1
+        self.dispatched.add(a.task_id)
+        self.outstanding[a.task_id] = copies + 1
+        self.send(node, w.TASK, {w.T_ID: a.task_id, w.T_KERNEL: a.kernel,
+                                 w.T_ARGS: list(a.args), w.T_ATTEMPT: a.attempt})
+        self.scheduler.sent(a.node_id, a.task_id)
+
+    def _done(self, a: TaskDone) -> None:
+        index = self.index_of[a.index]
+        self.deliveries[index] = self.deliveries.get(index, 0) + 1
+        self.outstanding.pop(a.task_id, None)
+        if index in self.results:
+            self.stale_results += 1
+            return
+        self.results[index] = a.value
+        self.sim.trace("done", a.node_id, str(index))

@@ -1,0 +1,225 @@
+"""A simulated node: the firmware worker's behaviour, as events instead of a loop.
+
+It joins with the real handshake (HELLO, AUTH_CHALLENGE, AUTH_RESPONSE, WELCOME with the
+HMAC proofs), takes TASK frames up to its slot count (BUSY beyond), runs the real kernels
+(`microswarm.firmware.kernels`) one at a time, charges the virtual time of the speed
+model, answers RESULT frames, honours CANCEL and sends HEARTBEATs. All of its state is
+in __slots__ and it owns no thread or task: the event queue drives it.
+
+`boot` counts power cycles: events scheduled for an earlier boot are ignored, which is
+how a crash wipes what was in progress. `epoch` names the node's current connection to
+the master; frames of an older connection are dropped at the master (as TCP would).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from microswarm.protocol.catalog import PROTOCOL_VERSION, ErrorCode
+from microswarm.sim import speed
+from microswarm.sim import wire as w
+from microswarm.sim.links import Link
+from microswarm.wire import FrameError, master_proof, node_mac
+
+if TYPE_CHECKING:
+    from microswarm.sim.cluster import Simulation
+
+FW_VERSION = "sim-1"
+HEAP_TOTAL = 200_000
+MAX_FRAME = 16_384
+
+
+class SimNode:
+    __slots__ = (
+        "sim", "index", "node_id", "board", "factor", "slowdown", "slots", "link", "rx",
+        "alive", "frozen_until", "boot", "epoch", "joined", "nonce", "seq", "queue",
+        "running", "run_token", "done", "busy_s", "booted_at",
+    )
+
+    def __init__(
+        self, sim: Simulation, index: int, node_id: str, board: str, factor: float,
+        slowdown: float, slots: int, link: Link,
+    ) -> None:
+        self.sim = sim
+        self.index = index
+        self.node_id = node_id
+        self.board = board
+        self.factor = factor
+        self.slowdown = slowdown
+        self.slots = slots
+        self.link = link
+        self.rx = w.Receiver(link.serial)
+        self.alive = False
+        self.frozen_until = 0.0
+        self.boot = 0
+        self.epoch = 0
+        self.joined = False
+        self.nonce = b""
+        self.seq = 0
+        self.queue: deque[tuple[int, str, list]] = deque()
+        self.running: list | None = None  # [task_id, value, error, start, seconds, cancelled]
+        self.run_token = 0
+        self.done = 0
+        self.busy_s = 0.0
+        self.booted_at = 0.0
+
+    # ------------------------------------------------------------------ power
+    def power_on(self) -> None:
+        self.boot += 1
+        self.alive = True
+        self.frozen_until = 0.0
+        self.booted_at = self.sim.events.now
+        self._reset_work()
+        self.connect()
+
+    def crash(self) -> None:
+        self.alive = False
+        self.boot += 1
+        self.joined = False
+        self._reset_work()
+
+    def frozen(self) -> bool:
+        return self.frozen_until > self.sim.events.now
+
+    def _reset_work(self) -> None:
+        if self.running is not None:
+            self.sim.gantt_close(self, self.running, "aborted")
+        self.queue.clear()
+        self.running = None
+        self.run_token += 1
+
+    # ------------------------------------------------------------------ connection
+    def connect(self) -> None:
+        """Open a new connection to the master and say HELLO (retry while unreachable)."""
+        if not self.alive:
+            return
+        self.joined = False
+        self._reset_work()
+        epoch = self.sim.master.accept(self)
+        if epoch is None:
+            self.sim.events.after(self.sim.reconnect_s, self._retry_connect, self.boot)
+            return
+        self.epoch = epoch
+        self.nonce = self.sim.rng_nonce.randbytes(16)
+        self.send(w.HELLO, {
+            w.H["node_id"]: self.node_id,
+            w.H["board"]: self.board,
+            w.H["fw_version"]: FW_VERSION,
+            w.H["proto_version"]: PROTOCOL_VERSION,
+            w.H["kernels"]: self.sim.kernel_names,
+            w.H["heap_total"]: HEAP_TOTAL,
+            w.H["heap_free"]: HEAP_TOTAL,
+            w.H["max_frame"]: MAX_FRAME,
+            w.H["slots"]: self.slots,
+            w.H["nonce"]: self.nonce,
+            w.H["link"]: "serial" if self.link.serial else "tcp",
+        })
+
+    def _retry_connect(self, boot: int) -> None:
+        if boot == self.boot and not self.joined:
+            self.connect()
+
+    def reset_by_peer(self, boot: int) -> None:
+        """The master refused a frame of a closed connection (TCP RST): reconnect."""
+        if boot == self.boot and self.alive and not self.frozen():
+            self.connect()
+
+    def send(self, msg_type: int, payload: dict[int, Any]) -> None:
+        self.seq += 1
+        data = w.pack(msg_type, payload, self.seq, self.link.serial)
+        sim = self.sim
+        delivered = self.link.send(self.link.tx, data, sim.events.now)
+        if delivered is not None:
+            sim.events.at(delivered[0], sim.master.receive, self, self.epoch, delivered[1])
+
+    # ------------------------------------------------------------------ receiving
+    def receive(self, boot: int, epoch: int, data: bytes) -> None:
+        if boot != self.boot or not self.alive or epoch != self.epoch or self.frozen():
+            return
+        for frame in self.rx.feed(data):
+            if isinstance(frame, FrameError):
+                self.sim.count("node_bad_frames")
+                continue
+            self._handle(frame.type, frame.payload)
+
+    def _handle(self, msg_type: int, p: dict[int, Any]) -> None:
+        if msg_type == w.TASK:
+            self._task(p)
+        elif msg_type == w.CANCEL:
+            self._cancel(p[w.C_ID])
+        elif msg_type == w.CHALLENGE:
+            mac = node_mac(self.sim.key, p[w.CH_NONCE], self.nonce, self.node_id)
+            self.send(w.RESPONSE, {w.RS_MAC: mac})
+        elif msg_type == w.WELCOME:
+            proof = master_proof(self.sim.key, self.nonce, self.sim.master.nonce_for(self))
+            if hmac.compare_digest(proof, p[w.W["proof"]]):
+                self.joined = True
+        elif msg_type == w.ERROR and p[w.E_CODE] == ErrorCode.NOT_JOINED:
+            self.connect()
+
+    def _task(self, p: dict[int, Any]) -> None:
+        task_id = p[w.T_ID]
+        if not self.joined:
+            return
+        if len(self.queue) + (self.running is not None) >= self.slots:
+            self.send(w.ERROR, {w.E_CODE: int(ErrorCode.BUSY), w.E_TEXT: "no free slot",
+                                w.E_TASK: task_id})
+            return
+        self.queue.append((task_id, p[w.T_KERNEL], p[w.T_ARGS]))
+        self._start_next()
+
+    def _cancel(self, task_id: int) -> None:
+        for item in self.queue:
+            if item[0] == task_id:
+                self.queue.remove(item)
+                return
+        if self.running is not None and self.running[0] == task_id:
+            self.running[5] = True
+
+    # ------------------------------------------------------------------ running
+    def _start_next(self) -> None:
+        if self.running is not None or not self.queue:
+            return
+        task_id, kernel, args = self.queue.popleft()
+        value, error = self.sim.run_kernel(kernel, args)
+        seconds = speed.compute_seconds(kernel, args, value, self.factor, self.slowdown)
+        now = self.sim.events.now
+        self.running = [task_id, value, error, now, seconds, False]
+        self.run_token += 1
+        self.sim.events.at(now + seconds, self._finish, self.boot, self.run_token)
+
+    def _finish(self, boot: int, token: int) -> None:
+        if boot != self.boot or token != self.run_token or self.running is None:
+            return
+        now = self.sim.events.now
+        if self.frozen_until > now:
+            self.sim.events.at(self.frozen_until, self._finish, boot, token)
+            return
+        task_id, value, error, start, seconds, cancelled = self.running
+        self.running = None
+        self.busy_s += now - start
+        self.done += 1
+        self.sim.gantt_add(self.index, task_id, start, now,
+                           "cancelled" if cancelled else ("error" if error else "ok"))
+        if not cancelled:
+            payload: dict[int, Any] = {w.R_ID: task_id, w.R_ELAPSED: int(seconds * 1e6)}
+            if error is None:
+                payload[w.R_VALUE] = value
+            else:
+                payload[w.R_ERROR] = error
+                payload[w.R_CODE] = int(ErrorCode.KERNEL_FAILED)
+            self.send(w.RESULT, payload)
+        self._start_next()
+
+    def heartbeat(self) -> None:
+        if not (self.alive and self.joined) or self.frozen():
+            return
+        now = self.sim.events.now
+        self.send(w.HEARTBEAT, {
+            w.HB_UPTIME: int((now - self.booted_at) * 1000),
+            w.HB_QUEUE: len(self.queue) + (self.running is not None),
+            w.HB_DONE: self.done,
+            w.HB_BAD: self.rx.bad_frames,
+        })
