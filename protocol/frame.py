@@ -409,3 +409,60 @@ def build_message(
             build_frame(MsgType.CHUNK, chunk, (seq + index) % 65536, 0 if last else FLAG_MORE)
         )
     return frames
+
+
+# --- JSON form of payloads (golden vectors) ---------------------------------------------
+# JSON has no byte strings, typed arrays, non-finite floats or int map keys, so vectors
+# write those as one-key objects: {"hex": "..."}, {"typed": "int8", "data": [...]},
+# {"float": "nan" | "inf" | "-inf"}, and every map as {"map": [[key, value], ...]} in
+# encoded order. Integers are JSON integers; floats always carry a "." or an exponent.
+
+TYPED_NAMES = {
+    64: "uint8",
+    69: "uint16",
+    70: "uint32",
+    71: "uint64",
+    72: "int8",
+    77: "int16",
+    78: "int32",
+    79: "int64",
+    85: "float32",
+    86: "float64",
+}
+_NAME_TAGS = {name: tag for tag, name in TYPED_NAMES.items()}
+
+
+def to_json(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return {"float": "nan"}
+        if math.isinf(value):
+            return {"float": "inf" if value > 0 else "-inf"}
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"hex": bytes(value).hex()}
+    if isinstance(value, array.array):
+        return {"typed": TYPED_NAMES[TYPECODE_TAGS[value.typecode]], "data": value.tolist()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(item) for item in value]
+    if isinstance(value, dict):
+        keys = sorted(value, key=_map_key_order)
+        return {"map": [[key, to_json(value[key])] for key in keys]}
+    raise TypeError(f"{type(value).__name__} has no JSON form")
+
+
+def from_json(value: Any) -> Any:
+    if isinstance(value, list):
+        return [from_json(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if "hex" in value:
+        return bytes.fromhex(value["hex"])
+    if "typed" in value:
+        typecode = TYPED_ARRAY_TAGS[_NAME_TAGS[value["typed"]]][0]
+        return array.array(typecode, value["data"])
+    if "float" in value:
+        return float(value["float"])
+    return {key: from_json(item) for key, item in value["map"]}

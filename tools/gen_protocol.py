@@ -1,5 +1,8 @@
 """Render what is derived from the protocol definition: firmware/msgdefs.py (constants for
-the MicroPython codec). Run `make vectors`; tests fail when a derived file is stale.
+the MicroPython codec), the golden vectors protocol/vectors/*.json (built with the
+construct definition in protocol/frame.py) and the generated tables of protocol/SPEC.md
+(between its BEGIN/END GENERATED markers). Run `make vectors`; tests fail when a derived
+file is stale.
 
 Usage: python tools/gen_protocol.py [--check]
 """
@@ -7,10 +10,16 @@ Usage: python tools/gen_protocol.py [--check]
 from __future__ import annotations
 
 import argparse
+import array
+import hashlib
+import hmac
+import json
+import re
 import sys
 from pathlib import Path
 
 from microswarm.protocol import catalog as c
+from microswarm.protocol import frame as P
 
 ROOT = Path(__file__).resolve().parents[1]
 MSGDEFS = ROOT / "firmware" / "msgdefs.py"
@@ -65,8 +74,608 @@ def render_msgdefs() -> str:
     return "\n".join(out)
 
 
+# --- golden vectors -----------------------------------------------------------------------
+
+T = c.MsgType
+KEY = bytes(range(1, 33))  # the fixed cluster key of the auth vectors
+NODE_NONCE = bytes(range(0x10, 0x20))
+MASTER_NONCE = bytes(range(0xA0, 0xB0))
+
+
+def _hello(extra: dict | None = None) -> dict:
+    payload = {
+        0: "vb-pico2-01",
+        1: "w5500-evb-pico2",
+        2: "0.1.0",
+        3: 1,
+        4: ["mandel", "matmul_i8"],
+        6: 520 * 1024,
+        7: 400000,
+        8: 4096,
+        9: 4,
+        10: NODE_NONCE,
+        11: "tcp",
+    }
+    payload.update(extra or {})
+    return payload
+
+
+def _typed_arrays() -> list[tuple[str, array.array]]:
+    samples = {
+        "B": [0, 1, 127, 128, 255],
+        "H": [0, 1, 0x1234, 0xFFFF],
+        "I": [0, 1, 0xDEADBEEF],
+        "Q": [0, 1, 2**64 - 1],
+        "b": [-128, -1, 0, 1, 127],
+        "h": [-32768, -1, 0, 32767],
+        "i": [-(2**31), -1, 0, 2**31 - 1],
+        "q": [-(2**63), -1, 0, 2**63 - 1],
+        "f": [0.0, -1.5, 3.25, float("inf")],
+        "d": [0.0, -1.5, 1e300, 5e-324],
+    }
+    return [
+        (P.TYPED_NAMES[c.TYPECODE_TAGS[code]], array.array(code, data))
+        for code, data in samples.items()
+    ]
+
+
+def _valid_cases() -> list[tuple[str, int, int, dict]]:
+    """(name, type, seq, payload): one or more per message type and per data-model feature."""
+    cases = [
+        ("hello", T.HELLO, 0, _hello()),
+        ("hello_native", T.HELLO, 0, _hello({5: "armv7emsp", 12: ["mandel"], 13: 65536})),
+        (
+            "welcome",
+            T.WELCOME,
+            1,
+            {0: "vb-pico2-01", 1: 1000, 2: 4, 3: 4096, 4: bytes(32), 5: 1 << 20},
+        ),
+        ("auth_challenge", T.AUTH_CHALLENGE, 0, {0: MASTER_NONCE}),
+        ("auth_response", T.AUTH_RESPONSE, 1, {0: bytes(range(32))}),
+        ("task", T.TASK, 2, {0: 1, 1: "mandel", 2: [-2.0, 1.0, -1.5, 1.5, 64, 48, 100], 3: 0}),
+        (
+            "task_tile_4k",
+            T.TASK,
+            3,
+            {
+                0: 2,
+                1: "matmul_i8",
+                2: [array.array("b", (i % 256 - 128 for i in range(4096))), 64, 64],
+                3: 1,
+            },
+        ),
+        ("result", T.RESULT, 4, {0: 1, 1: [3, 1.5], 3: 1234, 4: False}),
+        ("result_error", T.RESULT, 5, {0: 9, 2: "division by zero", 3: 17, 5: 10}),
+        ("cancel", T.CANCEL, 6, {0: 2}),
+        ("heartbeat", T.HEARTBEAT, 7, {0: 123456, 1: 100000, 2: 3, 3: 42, 4: 0, 5: 90000}),
+        ("heartbeat_min", T.HEARTBEAT, 65535, {0: 0}),
+        ("log", T.LOG, 8, {0: c.LogLevel.INFO, 1: "joined: \u00e9t\u00e9 \u2713"}),
+        ("error", T.ERROR, 9, {0: c.ErrorCode.BAD_CRC, 1: "CRC-32 mismatch", 2: 41}),
+        ("bye", T.BYE, 10, {0: "shutdown"}),
+        ("bye_empty", T.BYE, 11, {}),
+        ("chunk_last", T.CHUNK, 12, {0: 3, 1: T.RESULT, 2: 10, 3: 6, 4: b"\x00\x01\x02\x03"}),
+        ("discover", T.DISCOVER, 0, {0: "lab", 1: "vb-pico2-01"}),
+        ("announce", T.ANNOUNCE, 0, {0: "lab", 1: "192.168.1.10", 2: c.TCP_PORT}),
+        ("unknown_key_ignored", T.CANCEL, 13, {0: 5, 99: "from a newer peer"}),
+        (
+            "floats",
+            T.RESULT,
+            14,
+            {
+                0: 3,
+                1: [
+                    0.0,
+                    -0.0,
+                    1.5,
+                    -2.25,
+                    1e300,
+                    5e-324,
+                    float("nan"),
+                    float("inf"),
+                    float("-inf"),
+                ],
+                3: 0,
+            },
+        ),
+        (
+            "integers",
+            T.RESULT,
+            15,
+            {
+                0: 2**64 - 1,
+                1: [0, 23, 24, 255, 256, 65535, 65536, 2**32, -1, -24, -25, -(2**64)],
+                3: 0,
+            },
+        ),
+        (
+            "containers",
+            T.RESULT,
+            16,
+            {
+                0: 4,
+                1: {"b": [], "a": {}, "aa": [None, True, False], 7: b"", 1: "", "\u00e9": 0},
+                3: 0,
+            },
+        ),
+        ("nesting_at_limit", T.RESULT, 17, {0: 5, 1: _nest(c.MAX_NESTING - 1, 1), 3: 0}),
+        ("cobs_254_run", T.LOG, 18, {0: 1, 1: "x" * 251}),
+    ]
+    cases += [
+        (f"typed_{name}", T.RESULT, 20 + i, {0: 100 + i, 1: values, 3: 0})
+        for i, (name, values) in enumerate(_typed_arrays())
+    ]
+    return cases
+
+
+def _nest(depth: int, leaf: object) -> object:
+    for _ in range(depth):
+        leaf = [leaf]
+    return leaf
+
+
+def _frame_vector(name: str, msg_type: int, seq: int, payload: dict, flags: int = 0) -> dict:
+    frame = P.build_frame(msg_type, payload, seq, flags)
+    return {
+        "name": name,
+        "type": int(msg_type),
+        "type_name": c.MsgType(msg_type).name,
+        "seq": seq,
+        "flags": flags,
+        "payload": P.to_json(P.parse_frame(frame)["payload"]),
+        "frame": frame.hex(),
+        "serial": P.serial_form(frame).hex(),
+    }
+
+
+def _lenient_cases() -> list[tuple[str, int, bytes, dict]]:
+    """Valid CBOR a decoder must accept although no encoder of ours writes it."""
+    return [
+        ("float16", T.RESULT, b"\xa3\x00\x00\x01\xf9\x3e\x00\x03\x00", {0: 0, 1: 1.5, 3: 0}),
+        (
+            "float32",
+            T.RESULT,
+            b"\xa3\x00\x00\x01\xfa\x3f\xc0\x00\x00\x03\x00",
+            {0: 0, 1: 1.5, 3: 0},
+        ),
+        ("long_int_forms", T.CANCEL, b"\xa1\x18\x00\x1a\x00\x00\x00\x05", {0: 5}),
+        ("unsorted_keys", T.HEARTBEAT, b"\xa2\x01\x02\x00\x01", {0: 1, 1: 2}),
+    ]
+
+
+def _bad_cases() -> list[tuple[str, bytes, c.ErrorCode, int]]:
+    """(name, frame bytes, expected ErrorCode, max_frame): each with exactly one fault."""
+    good = P.build_frame(T.CANCEL, {0: 7}, 5)
+    raw_ok = P.cbor_encode({0: 7})
+
+    def with_payload(payload: bytes, msg_type: int = T.CANCEL) -> bytes:
+        return P.build_raw(msg_type, payload, 5)
+
+    oversize = P.build_raw(T.CANCEL, bytes(2000), 5)
+    return [
+        ("too_short", good[:6], c.ErrorCode.TRUNCATED, P.MAX_FRAME),
+        ("truncated", good[:-1], c.ErrorCode.TRUNCATED, P.MAX_FRAME),
+        ("longer_than_header_says", good + b"\x00", c.ErrorCode.TRUNCATED, P.MAX_FRAME),
+        ("bad_crc", good[:-1] + bytes([good[-1] ^ 0x80]), c.ErrorCode.BAD_CRC, P.MAX_FRAME),
+        (
+            "bad_crc_payload_bit",
+            good[:7] + bytes([good[7] ^ 1]) + good[8:],
+            c.ErrorCode.BAD_CRC,
+            P.MAX_FRAME,
+        ),
+        (
+            "bad_version",
+            P.build_raw(T.CANCEL, raw_ok, 5, version=2),
+            c.ErrorCode.BAD_VERSION,
+            P.MAX_FRAME,
+        ),
+        (
+            "version_zero",
+            P.build_raw(T.CANCEL, raw_ok, 5, version=0),
+            c.ErrorCode.BAD_VERSION,
+            P.MAX_FRAME,
+        ),
+        ("oversize_length", oversize, c.ErrorCode.TOO_LARGE, 1024),
+        (
+            "reserved_flag",
+            P.build_raw(T.CANCEL, raw_ok, 5, flags=0x02),
+            c.ErrorCode.BAD_FLAGS,
+            P.MAX_FRAME,
+        ),
+        (
+            "more_on_non_chunk",
+            P.build_raw(T.CANCEL, raw_ok, 5, flags=c.FLAG_MORE),
+            c.ErrorCode.BAD_FLAGS,
+            P.MAX_FRAME,
+        ),
+        ("unknown_type", P.build_raw(99, raw_ok, 5), c.ErrorCode.UNKNOWN_TYPE, P.MAX_FRAME),
+        ("type_zero", P.build_raw(0, raw_ok, 5), c.ErrorCode.UNKNOWN_TYPE, P.MAX_FRAME),
+        ("empty_payload", with_payload(b""), c.ErrorCode.BAD_PAYLOAD, P.MAX_FRAME),
+        ("cbor_missing_value", with_payload(b"\xa1\x00"), c.ErrorCode.BAD_PAYLOAD, P.MAX_FRAME),
+        ("cbor_break_alone", with_payload(b"\xff"), c.ErrorCode.BAD_PAYLOAD, P.MAX_FRAME),
+        (
+            "cbor_reserved_additional_info",
+            with_payload(b"\xa1\x00\x1c"),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        (
+            "cbor_bad_utf8",
+            with_payload(b"\xa2\x00\x07\x01\x61\xff"),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        ("trailing_bytes", with_payload(raw_ok + b"\x00"), c.ErrorCode.BAD_PAYLOAD, P.MAX_FRAME),
+        (
+            "missing_required_field",
+            with_payload(b"\xa1\x01\x07"),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        (
+            "wrong_kind_text_for_uint",
+            with_payload(b"\xa1\x00\x61\x37"),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        (
+            "wrong_kind_negative_uint",
+            with_payload(b"\xa1\x00\x20"),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        (
+            "wrong_kind_bool_for_uint",
+            with_payload(b"\xa1\x00\xf5"),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        (
+            "wrong_kind_tstr_list",
+            with_payload(P.cbor_encode({**_hello(), 4: ["mandel", 7]}), T.HELLO),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        ("payload_not_a_map", with_payload(b"\x81\x07"), c.ErrorCode.BAD_PAYLOAD, P.MAX_FRAME),
+        (
+            "nesting_too_deep",
+            with_payload(b"\xa2\x00\x07\x01" + b"\x81" * c.MAX_NESTING + b"\x01", T.CANCEL),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        (
+            "nesting_far_too_deep",
+            with_payload(b"\x81" * 5000),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        (
+            "huge_bstr_length",
+            with_payload(b"\xa2\x00\x07\x01\x5b" + b"\xff" * 8),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        (
+            "huge_tstr_length",
+            with_payload(b"\xa2\x00\x07\x01\x7a\xff\xff\xff\xff"),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        (
+            "huge_array_length",
+            with_payload(b"\xa2\x00\x07\x01\x9b" + b"\xff" * 8),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        (
+            "huge_map_length",
+            with_payload(b"\xbb" + b"\xff" * 8),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        (
+            "indefinite_array",
+            with_payload(b"\xa2\x00\x07\x01\x9f\x01\xff"),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        ("indefinite_map", with_payload(b"\xbf\x00\x07\xff"), c.ErrorCode.BAD_PAYLOAD, P.MAX_FRAME),
+        (
+            "indefinite_bytes",
+            with_payload(b"\xa2\x00\x07\x01\x5f\x41\x00\xff"),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        (
+            "tag_datetime",
+            with_payload(b"\xa2\x00\x07\x01\xc1\x01"),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        (
+            "tag_bignum",
+            with_payload(b"\xa2\x00\x07\x01\xc2\x41\x01"),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        (
+            "tag_unknown",
+            with_payload(b"\xa2\x00\x07\x01\xd9\x12\x34\x01"),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        (
+            "typed_array_odd_length",
+            with_payload(b"\xa2\x00\x07\x01\xd8\x4d\x43\x01\x02\x03"),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        (
+            "typed_array_not_bytes",
+            with_payload(b"\xa2\x00\x07\x01\xd8\x48\x81\x01"),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        (
+            "simple_undefined",
+            with_payload(b"\xa2\x00\x07\x01\xf7"),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        (
+            "simple_unassigned",
+            with_payload(b"\xa2\x00\x07\x01\xe0"),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        (
+            "simple_two_byte",
+            with_payload(b"\xa2\x00\x07\x01\xf8\xff"),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        (
+            "duplicate_key",
+            with_payload(b"\xa2\x00\x07\x00\x08"),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        (
+            "float_map_key",
+            with_payload(b"\xa2\x00\x07\xf9\x3c\x00\x01"),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+        (
+            "bytes_map_key",
+            with_payload(b"\xa2\x00\x07\x41\x00\x01"),
+            c.ErrorCode.BAD_PAYLOAD,
+            P.MAX_FRAME,
+        ),
+    ]
+
+
+def _doc(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _dump(obj: dict) -> str:
+    """JSON with one vector per line: small diffs, easy to grep."""
+    lines = []
+    for key, value in obj.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            items = ",\n".join("  " + json.dumps(v, ensure_ascii=False) for v in value)
+            lines.append(f"{json.dumps(key)}: [\n{items}\n ]")
+        else:
+            lines.append(f"{json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
+    return "{\n " + ",\n ".join(lines) + "\n}\n"
+
+
+def render_vectors() -> dict[str, str]:
+    frames = [_frame_vector(*case) for case in _valid_cases()]
+    lenient = []
+    for name, msg_type, payload, meaning in _lenient_cases():
+        frame = P.build_raw(msg_type, payload, 0)
+        assert P.parse_frame(frame)["payload"] == meaning, name
+        lenient.append(
+            {
+                "name": name,
+                "type": int(msg_type),
+                "frame": frame.hex(),
+                "serial": P.serial_form(frame).hex(),
+                "payload": P.to_json(meaning),
+                "canonical": P.build_frame(msg_type, meaning, 0).hex(),
+            }
+        )
+    bad = []
+    for name, frame, code, max_frame in _bad_cases():
+        try:
+            P.parse_frame(frame, max_frame)
+        except P.ProtocolError as exc:
+            assert exc.code == code, (name, exc)
+        else:
+            raise AssertionError(f"bad vector {name} parses")
+        bad.append(
+            {
+                "name": name,
+                "frame": frame.hex(),
+                "serial": P.serial_form(frame).hex(),
+                "max_frame": max_frame,
+                "error": code.name,
+                "code": int(code),
+            }
+        )
+    big = {0: 77, 1: "matmul_i8", 2: [array.array("h", range(-1500, 1500)), 48, 62], 3: 0}
+    chunked = []
+    for max_frame, stream, seq in ((1024, 1, 65533), (300, 65535, 0)):
+        parts = P.build_message(T.TASK, big, seq, max_frame, stream)
+        assert len(parts) > 1
+        chunked.append(
+            {
+                "name": f"task_6k_in_{max_frame}_byte_frames",
+                "type": int(T.TASK),
+                "seq": seq,
+                "max_frame": max_frame,
+                "stream": stream,
+                "payload": P.to_json(big),
+                "frames": [f.hex() for f in parts],
+                "serial": [P.serial_form(f).hex() for f in parts],
+            }
+        )
+    node_id = "vb-pico2-01"
+    mac = hmac.new(
+        KEY, b"msw-node" + MASTER_NONCE + NODE_NONCE + node_id.encode(), hashlib.sha256
+    ).digest()
+    proof = hmac.new(KEY, b"msw-master" + NODE_NONCE + MASTER_NONCE, hashlib.sha256).digest()
+    exchange = [
+        (T.HELLO, 0, _hello()),
+        (T.AUTH_CHALLENGE, 0, {0: MASTER_NONCE}),
+        (T.AUTH_RESPONSE, 1, {0: mac}),
+        (T.WELCOME, 1, {0: node_id, 1: 1000, 2: 4, 3: 4096, 4: proof}),
+    ]
+    auth = {
+        "key": KEY.hex(),
+        "node_id": node_id,
+        "node_nonce": NODE_NONCE.hex(),
+        "master_nonce": MASTER_NONCE.hex(),
+        "node_mac": mac.hex(),
+        "master_proof": proof.hex(),
+        "wrong_key_mac": hmac.new(
+            b"wrong", b"msw-node" + MASTER_NONCE + NODE_NONCE + node_id.encode(), hashlib.sha256
+        ).hexdigest(),
+        "frames": [
+            _frame_vector(f"auth_{c.MsgType(t).name.lower()}", t, seq, payload)
+            for t, seq, payload in exchange
+        ],
+    }
+    intro = (
+        "Generated by tools/gen_protocol.py from protocol/frame.py; do not edit. "
+        "Format: protocol/SPEC.md, section 'Golden vectors'."
+    )
+    return {
+        "frames.json": _dump({"about": intro, "vectors": frames}),
+        "lenient.json": _dump({"about": intro, "vectors": lenient}),
+        "bad.json": _dump({"about": intro, "vectors": bad}),
+        "chunked.json": _dump({"about": intro, "vectors": chunked}),
+        "auth.json": _dump({"about": intro, **auth}),
+    }
+
+
+# --- SPEC.md tables ----------------------------------------------------------------------
+
+
+def _table_header() -> str:
+    rows = [
+        "| Offset | Size | Field | Meaning |",
+        "|---|---|---|---|",
+        f"| 0 | 1 | version | protocol version, {c.PROTOCOL_VERSION} |",
+        "| 1 | 1 | type | message type (table below) |",
+        f"| 2 | 1 | flags | bit 0 MORE ({c.FLAG_MORE:#04x}): CHUNK only, more pieces follow; "
+        "other bits 0 |",
+        "| 3 | 2 | seq | sender's frame counter, +1 per frame, wraps at 65536 |",
+        f"| 5 | 2 | length | payload bytes, at most {c.MAX_PAYLOAD} |",
+        f"| {c.HEADER_SIZE} | length | payload | one CBOR item |",
+        f"| {c.HEADER_SIZE}+length | {c.CRC_SIZE} | crc | CRC-32 of header and payload |",
+    ]
+    return "\n".join(rows)
+
+
+def _table_messages() -> str:
+    out = ["| Type | Name | Direction | Meaning |", "|---|---|---|---|"]
+    out += [
+        f"| {int(m.type)} | {m.type.name} | {m.direction} | {_doc(m.doc)} |"
+        for m in c.CATALOG.values()
+    ]
+    for m in c.CATALOG.values():
+        out += [
+            "",
+            f"**{m.type.name}** ({int(m.type)})",
+            "",
+            "| Key | Field | Kind | Required | Meaning |",
+            "|---|---|---|---|---|",
+        ]
+        out += [
+            f"| {f.key} | {f.name} | {f.kind} | {'yes' if f.required else 'no'} | {_doc(f.doc)} |"
+            for f in m.fields
+        ]
+    return "\n".join(out)
+
+
+def _table_errors() -> str:
+    comments = _enum_comments("class ErrorCode")
+    out = ["| Code | Name | Meaning |", "|---|---|---|"]
+    out += [f"| {int(e)} | {e.name} | {comments.get(e.name, '')} |" for e in c.ErrorCode]
+    return "\n".join(out)
+
+
+def _table_typed_arrays() -> str:
+    out = ["| Tag | Element | array typecode | Item size |", "|---|---|---|---|"]
+    out += [
+        f"| {tag} | {P.TYPED_NAMES[tag]} (little-endian) | `{code}` | {size} |"
+        for tag, (code, size) in c.TYPED_ARRAY_TAGS.items()
+    ]
+    return "\n".join(out)
+
+
+def _table_constants() -> str:
+    names = (
+        "PROTOCOL_VERSION",
+        "HEADER_SIZE",
+        "CRC_SIZE",
+        "FRAME_OVERHEAD",
+        "MAX_PAYLOAD",
+        "MAX_NESTING",
+        "NONCE_SIZE",
+        "MAC_SIZE",
+        "TCP_PORT",
+        "UDP_DISCOVERY_PORT",
+    )
+    out = ["| Constant | Value |", "|---|---|"]
+    out += [f"| {name} | {getattr(c, name)} |" for name in names]
+    return "\n".join(out)
+
+
+def _enum_comments(class_line: str) -> dict[str, str]:
+    """The trailing comments of an enum in catalog.py: the meaning of each member."""
+    source = Path(c.__file__).read_text().splitlines()
+    start = next(i for i, line in enumerate(source) if line.startswith(class_line))
+    result = {}
+    for line in source[start + 1 :]:
+        if line and not line.startswith(" "):
+            break
+        match = re.match(r"\s+(\w+) = \d+\s+#\s*(.*)", line)
+        if match:
+            result[match.group(1)] = match.group(2)
+    return result
+
+
+TABLES = {
+    "header": _table_header,
+    "constants": _table_constants,
+    "messages": _table_messages,
+    "errors": _table_errors,
+    "typed-arrays": _table_typed_arrays,
+}
+
+
+def render_spec(text: str) -> str:
+    """Replace the body of every <!-- BEGIN GENERATED: name --> block with its table."""
+
+    def fill(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in TABLES:
+            raise SystemExit(f"SPEC.md names an unknown generated table {name!r}")
+        return f"<!-- BEGIN GENERATED: {name} -->\n{TABLES[name]()}\n<!-- END GENERATED: {name} -->"
+
+    pattern = r"<!-- BEGIN GENERATED: ([\w-]+) -->.*?<!-- END GENERATED: \1 -->"
+    return re.sub(pattern, fill, text, flags=re.S)
+
+
 def outputs() -> dict[Path, str]:
-    return {MSGDEFS: render_msgdefs()}
+    spec = ROOT / "protocol" / "SPEC.md"
+    result = {MSGDEFS: render_msgdefs(), spec: render_spec(spec.read_text())}
+    for name, text in render_vectors().items():
+        result[ROOT / "protocol" / "vectors" / name] = text
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
