@@ -67,13 +67,14 @@ class Stats:
 
 
 class Task:
-    __slots__ = ("task_id", "kernel", "args", "cancelled")
+    __slots__ = ("task_id", "kernel", "args", "cancelled", "handle")
 
     def __init__(self, task_id, kernel, args):
         self.task_id = task_id
         self.kernel = kernel
         self.args = args
         self.cancelled = False
+        self.handle = None  # the asyncio task of a kernel that waits
 
 
 class Session:
@@ -295,8 +296,9 @@ class Session:
                 await self.send_failure(task_id, M.E_CANCELLED, "cancelled before it ran")
                 return
         for task in self.waiting:
-            if task.task_id == task_id:
+            if task.task_id == task_id and not task.cancelled:
                 task.cancelled = True
+                task.handle.cancel()
         if self.running is not None and self.running.task_id == task_id:
             self.running.cancelled = True
 
@@ -312,7 +314,8 @@ class Session:
                 task = self.queue.pop(0)
                 if task.kernel in kernels.WAITS:
                     self.waiting.append(task)
-                    self.tasks.append(asyncio.create_task(self.execute(task)))
+                    task.handle = asyncio.create_task(self.execute(task))
+                    self.tasks.append(task.handle)
                     continue
                 self.running = task
                 try:
@@ -334,7 +337,11 @@ class Session:
         try:
             value = fn(*task.args)
             if task.kernel in kernels.WAITS:
-                await asyncio.sleep_ms(value)
+                try:
+                    await asyncio.sleep_ms(value)
+                except asyncio.CancelledError:
+                    if not task.cancelled:
+                        raise
         except MemoryError:
             value = None
             gc.collect()
@@ -345,6 +352,7 @@ class Session:
         task.args = None
         if task in self.waiting:
             self.waiting.remove(task)
+            self.tasks.remove(task.handle)
         free = self.stats.sample_heap()
         if task.cancelled:
             await self.send_failure(task.task_id, M.E_CANCELLED, "cancelled while running",

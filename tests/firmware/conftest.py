@@ -29,8 +29,18 @@ def make_flash(
 
     config = json.loads(bundle.render_config(node_id, CLUSTER, key, master, link))
     config.update(extra or {})
-    bundle.write_layout(root, bundle.layout(board, config))
+    bundle.write_layout(root, bundle.layout(stand_in(board), config))
     return root
+
+
+def stand_in(board: str) -> dict:
+    """A board's definition as the VM plays it: same heap, frame limit and slots, but the
+    host's sockets in place of the WIZnet chip."""
+    definition = dict(paths.load_board(board))
+    if definition.get("net_driver") != "builtin":
+        definition["net_driver"] = "builtin"
+        definition["links"] = ["tcp", "serial"]
+    return definition
 
 
 def heap_of(board: str) -> int:

@@ -1,0 +1,192 @@
+"""A scripted master for protocol-level firmware tests, built on microswarm.wire.
+
+It plays the master's side of a link frame by frame (blocking, with timeouts), so a test
+controls exactly what the worker receives: bad frames, half frames, a wrong key. The VM
+runs the real firmware from a flash folder laid out by microswarm.bundle.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import time
+import tty
+from pathlib import Path
+
+import serial
+
+from microswarm import wire
+from microswarm.protocol.catalog import MsgType, key
+
+from .conftest import KEY, heap_of
+
+HELLO, WELCOME = MsgType.HELLO, MsgType.WELCOME
+
+
+class _Nothing(bytes):
+    """What a receive returns on timeout: no bytes, yet not the end of the stream."""
+
+
+NOTHING = _Nothing()
+T = MsgType
+
+
+class Conn:
+    """One link to a worker: frames in, frames out."""
+
+    def __init__(self, send_bytes, recv_bytes, reader) -> None:
+        self._send = send_bytes
+        self._recv = recv_bytes
+        self._reader = reader
+        self._pending: list = []
+        self.seq = 0
+        self.heartbeats: list[dict] = []
+
+    def send(self, msg_type: int, payload: dict, *, max_frame: int = 16384) -> None:
+        for f in wire.encode_message(msg_type, payload, seq=self.seq, max_frame=max_frame,
+                                     stream=self.seq):
+            self.send_raw(f)
+            self.seq = (self.seq + 1) & 0xFFFF
+
+    def send_raw(self, frame: bytes) -> None:
+        self._send(frame)
+
+    def recv(self, timeout: float = 10.0, *, keep_heartbeats: bool = False):
+        """The next frame (heartbeats are recorded and skipped unless asked for)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while self._pending:
+                item = self._pending.pop(0)
+                if isinstance(item, wire.FrameError):
+                    raise item
+                if item.type == T.HEARTBEAT and not keep_heartbeats:
+                    self.heartbeats.append(item.payload)
+                    continue
+                return item
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no frame from the worker")
+            data = self._recv(left)
+            if not data and data is not NOTHING:
+                raise ConnectionError("worker closed the link")
+            self._pending += self._reader.feed(data)
+
+    def expect(self, msg_type: int, timeout: float = 10.0):
+        frame = self.recv(timeout)
+        assert frame.type == msg_type, f"expected {T(msg_type).name}, got {frame}"
+        return frame
+
+    def join(self, key_bytes: bytes = KEY, *, heartbeat_ms: int = 1000, window: int = 4,
+             max_frame: int = 16384) -> dict:
+        """Answer HELLO and check the worker's MAC; return the HELLO payload."""
+        hello = self.expect(HELLO).payload
+        nonce = secrets.token_bytes(16)
+        self.send(T.AUTH_CHALLENGE, {0: nonce})
+        mac = self.expect(T.AUTH_RESPONSE).payload[0]
+        node_nonce = hello[key(HELLO, "nonce")]
+        node_id = hello[key(HELLO, "node_id")]
+        assert mac == wire.node_mac(key_bytes, nonce, node_nonce, node_id)
+        self.send(WELCOME, {0: node_id, 1: heartbeat_ms, 2: window, 3: max_frame,
+                            4: wire.master_proof(key_bytes, node_nonce, nonce)})
+        return hello
+
+    def task(self, task_id: int, kernel: str, args: list, **kw) -> None:
+        self.send(T.TASK, {0: task_id, 1: kernel, 2: args}, **kw)
+
+    def result(self, timeout: float = 30.0, reassembler: wire.Reassembler | None = None):
+        """The next RESULT payload, reassembling a chunked one."""
+        reassembler = reassembler or wire.Reassembler()
+        while True:
+            frame = self.recv(timeout)
+            if frame.type == T.CHUNK:
+                whole = reassembler.push(frame)
+                if whole is None:
+                    continue
+                frame = whole
+            assert frame.type == T.RESULT, frame
+            return frame.payload
+
+
+class TcpMaster:
+    """A listening socket on loopback; accept() gives a Conn per worker connection."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.sock = socket.create_server(("127.0.0.1", port))
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+
+    def accept(self, timeout: float = 15.0) -> Conn:
+        self.sock.settimeout(timeout)
+        s, _ = self.sock.accept()
+        self.conns.append(s)
+
+        def recv(left: float) -> bytes:
+            s.settimeout(left)
+            try:
+                return s.recv(65536)
+            except TimeoutError:
+                return NOTHING
+
+        return Conn(s.sendall, recv, wire.FrameReader())
+
+    def close(self) -> None:
+        for s in self.conns:
+            s.close()
+        self.sock.close()
+
+
+
+
+class VM:
+    """The firmware's main.py in the MicroPython VM, in a flash folder."""
+
+    def __init__(self, micropython: str, flash: Path, board: str, *, stdio=None) -> None:
+        self.flash = flash
+        self.log_path = flash / "vm.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
+        stdin = stdout = subprocess.DEVNULL
+        if stdio is not None:
+            stdin = stdout = stdio
+        self.proc = subprocess.Popen(
+            [micropython, "-X", f"heapsize={heap_of(board)}", "main.py"],
+            cwd=flash, stdin=stdin, stdout=stdout, stderr=self._log,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        self._log.close()
+
+
+class PtyLink:
+    """A raw pty: the VM on the controlling side, pyserial on /dev/pts/N like a USB port."""
+
+    def __init__(self) -> None:
+        self.vm_fd, slave_fd = os.openpty()
+        tty.setraw(slave_fd)
+        self.path = os.ttyname(slave_fd)
+        self._slave_fd = slave_fd
+        self.port = serial.Serial(self.path, baudrate=115200, timeout=0.05)
+
+    def conn(self, max_frame: int = 16384) -> Conn:
+        def recv(left: float) -> bytes:
+            self.port.timeout = min(left, 0.2)
+            data = self.port.read(4096)
+            return data if data else NOTHING
+
+        def send(frame: bytes) -> None:
+            self.port.write(wire.serial_encode(frame))
+
+        conn = Conn(send, recv, wire.SerialDeframer(max_frame))
+        return conn
+
+    def close(self) -> None:
+        self.port.close()
+        os.close(self._slave_fd)
+        os.close(self.vm_fd)
