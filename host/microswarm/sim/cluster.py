@@ -28,7 +28,7 @@ from microswarm.sim.scenario import Fault, Scenario
 CLUSTER_KEY = b"microswarm-sim-cluster-key"
 TICK_S = 0.1  # scheduler tick (straggler checks)
 RECONNECT_S = 1.0  # a node retries a refused connection after this
-BOOT_SPREAD_S = 0.5  # nodes power on at random moments within this window
+BOOT_SPREAD_S = 0.2  # nodes power on at random moments within this window
 
 
 class Simulation:

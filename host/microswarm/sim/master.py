@@ -278,6 +278,7 @@ class SimMaster:
         elif a.task_id in self.dispatched:
             self.retries += 1
         self.dispatched.add(a.task_id)
+        self.sim.trace("dispatch", a.node_id, f"{a.task_id} {a.attempt}")
         self.outstanding[a.task_id] = copies + 1
         self.send(node, w.TASK, {w.T_ID: a.task_id, w.T_KERNEL: a.kernel,
                                  w.T_ARGS: list(a.args), w.T_ATTEMPT: a.attempt})

@@ -52,6 +52,10 @@ def build_report(sim: Simulation) -> dict[str, Any]:
         "stale_results": m.stale_results,
         "master_restarts": m.restarts,
         "detections": sim.detections,
+        "undetected": [
+            {"node": node, "fault": kind, "at_s": round(at, 6)}
+            for node, (kind, at) in sorted(sim.fault_at.items())
+        ],
         "utilisation": {
             "min": round(values[0], 4),
             "mean": round(sum(values) / len(values), 4),
@@ -110,5 +114,8 @@ def render(report: dict[str, Any]) -> str:
                          f"after {d['detected_after_s']:.2f} s")
         if len(det) > 10:
             lines.append(f"    ... {len(det) - 10} more (see --json)")
+    if report["undetected"]:
+        lines.append(f"  faults not (yet) detected when the run ended: {len(report['undetected'])}"
+                     " (the job finished first, or the node had not joined)")
     lines.append(f"  trace: {report['trace_events']} events, sha256 {report['trace_sha256']}")
     return "\n".join(lines)

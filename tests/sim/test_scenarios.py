@@ -1,0 +1,67 @@
+"""The fault scenarios shipped in scenarios/: each ends with exactly the reference result,
+no task lost, no result delivered twice, and shows the fault it is about."""
+
+from __future__ import annotations
+
+import pytest
+
+from microswarm.sim import scenario
+from microswarm.sim.cluster import Simulation
+
+pytestmark = pytest.mark.slow
+
+
+def simulate(repo, name):
+    sim = Simulation(scenario.load(repo / "scenarios" / f"{name}.toml"))
+    report = sim.run()
+    r = report["result"]
+    assert r["complete"] and r["verified"], r
+    assert r["lost"] == 0 and r["duplicated"] == 0 and not r["failed"]
+    return sim, report
+
+
+def test_random_crashes_of_10_percent_of_100_nodes(repo):
+    sim, report = simulate(repo, "crash-10pct")
+    assert report["nodes"] == 100
+    crashed = [d for d in report["detections"] if d["fault"] == "crash"]
+    assert len(crashed) == 10
+    assert all(0 < d["detected_after_s"] <= 4 * 0.25 for d in crashed)
+    assert report["retried"] > 0
+    aborted = [g for g in sim.gantt if g[4] == "aborted"]
+    assert aborted, "crashes hit running tasks"
+
+
+def test_one_percent_loss_and_corruption_on_every_serial_link(repo):
+    sim, report = simulate(repo, "lossy-serial")
+    links = report["links"]
+    assert links["lost"] > 0 and links["corrupted"] > 0
+    assert links["bad_frames_caught"] >= links["corrupted"] // 2
+    assert report["recovered_lost_frames"] > 0
+    assert all(n.link.serial and n.link.loss == 0.01 for n in sim.nodes)
+
+
+def test_partition_heals_and_the_nodes_rejoin(repo):
+    sim, report = simulate(repo, "partition-heal")
+    cut = {f"eth-{i}" for i in range(20)}
+    lost = {d["node"] for d in report["detections"] if d["fault"] == "partition"}
+    assert lost == cut
+    heal = 0.7 + 1.0
+    worked_after = {sim.nodes[g[0]].node_id for g in sim.gantt if g[2] > heal and g[4] == "ok"}
+    assert cut & worked_after, "healed nodes take tasks again"
+
+
+def test_straggler_at_10x_gets_speculative_copies(repo):
+    sim, report = simulate(repo, "straggler")
+    assert report["speculative"] > 0
+    straggler = sim.node_by_id["pico-3"]
+    assert straggler.slowdown == 10
+    cancelled_or_won = [g for g in sim.gantt if g[0] == straggler.index]
+    assert cancelled_or_won
+
+
+def test_master_restart_mid_job_resumes_from_the_journal(repo):
+    sim, report = simulate(repo, "master-restart")
+    assert report["master_restarts"] == 1
+    journal_before = sum(1 for g in sim.gantt if g[3] < 1.2 and g[4] == "ok")
+    assert 0 < journal_before < report["tasks"]
+    assert report["tasks"] < report["dispatches"] < 2 * report["tasks"]
