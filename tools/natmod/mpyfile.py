@@ -227,7 +227,7 @@ def read_mpy(data: bytes) -> NativeModule:
             if op <= 5:
                 if op & 1:
                     n = r.vuint()
-                dest = _AREA_NAMES[op >> 1] if op >> 1 in _AREA_NAMES else "?"
+                dest = _AREA_NAMES.get(op >> 1, "?")
                 if dest == "?":
                     raise MpyFormatError(f"bad relocation destination {op >> 1}")
             elif op == 6:

@@ -1,0 +1,60 @@
+"""Fixtures for the native module tests: one build per arch per session (a file lock keeps
+parallel workers from building at once), the C cores as a host shared library, and the
+linker's modules from tools/."""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tools"))
+
+import build_native  # noqa: E402
+from natmod import sdk  # noqa: E402
+
+
+def _build(arch: str) -> Path:
+    build_native.BUILD.mkdir(parents=True, exist_ok=True)
+    with open(build_native.BUILD / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return build_native.build(arch)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="session")
+def mpy_x64() -> Path:
+    return _build("x64")
+
+
+@pytest.fixture(scope="session", params=["armv6m", "armv7emsp"])
+def mpy_arm(request) -> tuple[str, Path]:
+    try:
+        return request.param, _build(request.param)
+    except build_native.ToolchainMissing as exc:
+        pytest.skip(f"ARM cross compiler unavailable, ARM checks skipped: {exc}")
+
+
+@pytest.fixture(scope="session")
+def sdk_info(mpy_x64) -> tuple[list[str], dict[str, int]]:
+    """(static qstrs, mp_fun_table indices) of the sdist the build used."""
+    _root, _config, _module, fun_table = build_native.prepare()
+    return sdk.static_qstrs(sdk.fetch_sdist(build_native.CACHE)), fun_table
+
+
+@pytest.fixture(scope="session")
+def host_lib(tmp_path_factory) -> ctypes.CDLL:
+    """kernels.c and frame.c compiled for this machine, as the module compiles them."""
+    out = tmp_path_factory.mktemp("hostlib") / "libmswcore.so"
+    sources = [str(build_native.NATIVE / s) for s in ("kernels.c", "frame.c")]
+    cmd = ["gcc", "-std=c99", "-Os", "-Wall", "-Werror", "-shared", "-fPIC", *sources, "-o",
+           str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    return ctypes.CDLL(str(out))
