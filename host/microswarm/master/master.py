@@ -235,6 +235,10 @@ class Master:
     ) -> JobHandle:
         """Start a job of one task per argument list; await the handle for the results."""
         arg_lists = [list(a) for a in arg_lists]
+        infos = self.nodes
+        if infos and not any(kernel in i.kernels for i in infos):
+            known = sorted({k for i in infos for k in i.kernels})
+            raise ValueError(f"no node has kernel {kernel!r}; the nodes have: {', '.join(known)}")
         known: dict[int, Any] = {}
         if key is not None and self.journal is not None:
             known = self.journal.begin(key, kernel, arg_lists)

@@ -431,7 +431,10 @@ class Scheduler:
         return chosen
 
     def _dispatch(self) -> None:
-        for cls in self._classes.values():
+        classes = [c for c in self._classes.values() if c.pending and c.nodes]
+        if len(classes) > 1:
+            classes.sort(key=lambda c: c.pending[0][:2])  # highest priority, oldest job first
+        for cls in classes:
             pending = cls.pending
             while pending and cls.nodes:
                 task = heapq.heappop(pending)[3]
@@ -508,6 +511,12 @@ class Scheduler:
         task.failures += 1
         task.cause = cause
         task.excluded.add(node_id)
+        key = task.job.key
+        if not any(
+            n.alive and n.can_run(key) and n.node_id not in task.excluded
+            for n in self.nodes.values()
+        ):
+            task.excluded.clear()  # every capable node failed it once: let them try again
         if task.failures <= self.retries:
             self._requeue(task)
             return

@@ -1,0 +1,288 @@
+"""The master end to end with in-process nodes over real loopback TCP and memory pipes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+
+import pytest
+
+from microswarm.firmware import kernels
+from microswarm.master import JobFailedError, Master
+from microswarm.master.inproc import InprocNode
+from microswarm.master.messages import build, fields
+from microswarm.protocol.catalog import PROTOCOL_VERSION, ErrorCode, MsgType
+from microswarm.wire import FrameReader, decode_frame, encode_frame, node_mac
+
+KEY = b"test cluster key"
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 50))
+
+
+def master(**kw) -> Master:
+    kw.setdefault("key", KEY)
+    kw.setdefault("tcp_port", 0)
+    kw.setdefault("udp_port", None)
+    return Master(**kw)
+
+
+def mandel_tasks():
+    step = 1 << 9
+    return [[-2 * 8192 + tx * 8 * step, -8192 + ty * 8 * step, step, 8, 8, 40]
+            for ty in range(4) for tx in range(6)]
+
+
+class RawNode:
+    """A hand-driven node on a TCP socket, to say exactly what a real node might say."""
+
+    def __init__(self, port: int) -> None:
+        self.reader_writer = None
+        self.port = port
+        self.frames = FrameReader()
+        self.seq = 0
+        self.queue = []
+
+    async def open(self):
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+
+    def send(self, msg_type, payload):
+        self.writer.write(encode_frame(msg_type, payload, self.seq, validate=False))
+        self.seq += 1
+
+    async def recv(self):
+        """The next frame other than a HEARTBEAT; None once the master closed the link."""
+        while True:
+            while self.queue:
+                frame = self.queue.pop(0)
+                if frame.type != MsgType.HEARTBEAT:
+                    return frame
+            data = await self.reader.read(65536)
+            if not data:
+                return None
+            self.queue.extend(self.frames.feed(data))
+
+    def hello(self, node_id="raw", version=PROTOCOL_VERSION, nonce=b"n" * 16):
+        self.nonce = nonce
+        self.node_id = node_id
+        self.send(MsgType.HELLO, build(
+            MsgType.HELLO, node_id=node_id, board="unix", fw_version="t",
+            proto_version=version, kernels=["echo", "sleep_ms"], heap_total=1 << 20,
+            heap_free=1 << 20, max_frame=4096, slots=2, nonce=nonce, link="tcp"))
+
+    async def join(self, key=KEY):
+        self.hello()
+        challenge = await self.recv()
+        assert challenge.type == MsgType.AUTH_CHALLENGE
+        mac = node_mac(key, bytes(challenge.payload[0]), self.nonce, self.node_id)
+        self.send(MsgType.AUTH_RESPONSE, build(MsgType.AUTH_RESPONSE, mac=mac))
+        return await self.recv()
+
+
+def test_mixed_links_give_the_reference_result():
+    async def main():
+        async with master() as m:
+            await m.add_inproc_nodes(2, via="mem")
+            await m.add_inproc_nodes(2, via="tcp", prefix="tcp")
+            infos = await m.wait_for_nodes(4, 10)
+            assert sorted(i.link for i in infos) == ["mem", "mem", "tcp", "tcp"]
+            tasks = mandel_tasks()
+            handle = m.submit("mandelbrot", tasks)
+            results = await handle
+            assert results == [kernels.mandelbrot(*t) for t in tasks]
+            assert len({n for n in handle.nodes}) >= 2
+            assert m.scheduler.duplicates == 0
+            echo = await m.run("echo", [[{"a": [1, 2.5, None]}], [b"\x00\x01"], ["text"]])
+            assert echo == [{"a": [1, 2.5, None]}, b"\x00\x01", "text"]
+
+    run(main())
+
+
+def test_large_args_travel_as_chunks():
+    async def main():
+        async with master(max_frame=1024) as m:
+            await m.add_inproc_nodes(1, via="tcp")
+            await m.wait_for_nodes(1, 10)
+            blob = os.urandom(20000)
+            (digest,) = await m.run("sha256", [[blob]])
+            import hashlib
+            assert digest == hashlib.sha256(blob).digest()
+
+    run(main())
+
+
+def test_wrong_key_and_bad_version_refused_others_served():
+    async def main():
+        async with master() as m:
+            await m.add_inproc_nodes(1, via="tcp")
+            intruder = InprocNode("intruder", b"wrong key")
+            await intruder.connect_tcp("127.0.0.1", m.tcp_port)
+            raw = RawNode(m.tcp_port)
+            await raw.open()
+            reply = await raw.join(key=b"also wrong")
+            assert reply.type == MsgType.ERROR
+            assert reply.payload[0] == ErrorCode.AUTH_FAILED
+            assert "wrong cluster key" in reply.payload[1]
+            assert await raw.recv() is None  # closed after the refusal
+            old = RawNode(m.tcp_port)
+            await old.open()
+            old.hello(version=PROTOCOL_VERSION + 1)
+            reply = await old.recv()
+            assert reply.type == MsgType.ERROR and reply.payload[0] == ErrorCode.BAD_VERSION
+            assert await m.run("echo", [[i] for i in range(50)]) == list(range(50))
+            assert [n.node_id for n in m.nodes] == ["py1"]
+            await intruder.stop()
+
+    run(main())
+
+
+def test_bad_frames_counted_and_answered_link_kept():
+    async def main():
+        async with master() as m:
+            raw = RawNode(m.tcp_port)
+            await raw.open()
+            welcome = await raw.join()
+            assert welcome.type == MsgType.WELCOME
+            frame = bytearray(encode_frame(MsgType.HEARTBEAT, {0: 1}, 9))
+            frame[-1] ^= 0xFF  # break the CRC
+            raw.writer.write(bytes(frame))
+            reply = await raw.recv()
+            assert reply.type == MsgType.ERROR and reply.payload[0] == ErrorCode.BAD_CRC
+            assert reply.payload[2] == 9
+            await asyncio.sleep(0.05)
+            (info,) = m.nodes
+            assert info.bad_frames == 1
+            # the link is still up: a task reaches the node
+            handle = m.submit("echo", [["still here"]])
+            task = await raw.recv()
+            assert task.type == MsgType.TASK and task.payload[1] == "echo"
+            raw.send(MsgType.RESULT, {0: task.payload[0], 1: task.payload[2][0], 3: 5})
+            assert await handle == ["still here"]
+
+    run(main())
+
+
+def test_node_lost_mid_job_completes_exactly_once():
+    async def main():
+        async with master(heartbeat_ms=100) as m:
+            await m.add_inproc_nodes(2, via="tcp")
+            silent = RawNode(m.tcp_port)  # joins, takes tasks, never answers again
+            await silent.open()
+            assert (await silent.join()).type == MsgType.WELCOME
+            await m.wait_for_nodes(3, 10)
+            handle = m.submit("sleep_ms", [[5]] * 40)
+            got_task = await silent.recv()
+            assert got_task.type == MsgType.TASK
+            results = await handle
+            assert results == [5] * 40
+            assert "raw" not in [n.node_id for n in m.nodes]
+            assert m.scheduler.duplicates == 0
+            assert handle.nodes.count("raw") == 0
+
+    run(main())
+
+
+def test_kill_node_link_mid_job():
+    async def main():
+        async with master() as m:
+            nodes = await m.add_inproc_nodes(3, via="tcp")
+            await m.wait_for_nodes(3, 10)
+            handle = m.submit("sleep_ms", [[10]] * 60)
+            while handle.done < 10:
+                await asyncio.sleep(0.01)
+            await nodes[0].stop()
+            assert await handle == [10] * 60
+            assert m.scheduler.duplicates == 0
+
+    run(main())
+
+
+def test_failing_kernel_fails_the_job_with_the_cause():
+    async def main():
+        async with master(retries=2) as m:
+            await m.add_inproc_nodes(2)
+            await m.wait_for_nodes(2, 10)
+            with pytest.raises(JobFailedError, match="failed 3 times.*TypeError"):
+                await m.run("dot", [["not", "arrays"]])
+            with pytest.raises(ValueError, match="no node has kernel 'no_such_kernel'"):
+                m.submit("no_such_kernel", [[1]])
+            assert await m.run("echo", [[1]]) == [1]
+
+    run(main())
+
+
+def test_cancel_and_priorities():
+    async def main():
+        async with master() as m:
+            await m.add_inproc_nodes(1, slots=1)
+            await m.wait_for_nodes(1, 10)
+            slow = m.submit("sleep_ms", [[20]] * 50)
+            await asyncio.sleep(0.1)
+            urgent = m.submit("echo", [["now"]], priority=10)
+            assert await urgent == ["now"]
+            assert slow.done < 50
+            m.cancel(slow)
+            assert slow.state == "cancelled"
+            assert await m.run("echo", [[2]]) == [2]
+
+    run(main())
+
+
+def test_journal_resume_skips_finished_tasks(tmp_path):
+    journal = tmp_path / "journal.sqlite"
+    tasks = [[i] for i in range(30)]
+
+    async def first():
+        async with master(journal=journal) as m:
+            await m.add_inproc_nodes(1, slots=1)
+            await m.wait_for_nodes(1, 10)
+            handle = m.submit("sleep_ms", [[5 + (i % 2)] for i in range(30)], key="job-a")
+            while handle.done < 12:
+                await asyncio.sleep(0.005)
+            return handle.done
+
+    async def second():
+        async with master(journal=journal) as m:
+            nodes = await m.add_inproc_nodes(1, slots=1)
+            await m.wait_for_nodes(1, 10)
+            handle = m.submit("sleep_ms", [[5 + (i % 2)] for i in range(30)], key="job-a")
+            results = await handle
+            return results, nodes[0].done, handle.nodes.count("journal")
+
+    done_before = run(first())
+    results, computed, from_journal = run(second())
+    assert results == [5 + (i % 2) for i in range(len(tasks))]
+    assert from_journal >= done_before - 1 and from_journal >= 10
+    assert computed == 30 - from_journal
+
+
+def test_udp_discovery_and_control_endpoint():
+    async def main():
+        async with master(cluster="lab", udp_port=0, control_port=0) as m:
+            await m.add_inproc_nodes(2)
+            await m.wait_for_nodes(2, 10)
+            loop = asyncio.get_running_loop()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.setblocking(False)
+                s.sendto(encode_frame(MsgType.DISCOVER, {0: "other", 1: "x"}),
+                         ("127.0.0.1", m.udp_port))
+                s.sendto(b"\x01garbage", ("127.0.0.1", m.udp_port))
+                s.sendto(encode_frame(MsgType.DISCOVER, {0: "lab", 1: "x"}),
+                         ("127.0.0.1", m.udp_port))
+                data = await asyncio.wait_for(loop.sock_recv(s, 2048), 5)
+            announce = fields(MsgType.ANNOUNCE, decode_frame(data).payload)
+            assert announce == {"cluster": "lab", "host": "127.0.0.1", "port": m.tcp_port}
+            reader, writer = await asyncio.open_connection("127.0.0.1", m.control_port)
+            writer.write(b'{"cmd": "nodes"}\n{"cmd": "bogus"}\nnot json\n')
+            answer = json.loads(await reader.readline())
+            assert sorted(n["node_id"] for n in answer["nodes"]) == ["py1", "py2"]
+            assert "unknown command" in json.loads(await reader.readline())["error"]
+            assert "bad request" in json.loads(await reader.readline())["error"]
+            writer.close()
+
+    run(main())
