@@ -17,7 +17,7 @@ import sys
 
 try:
     import msw_native as _native
-except ImportError:
+except (ImportError, ValueError):  # ValueError: a .mpy built for another architecture
     _native = None
 
 # Kernels whose result is a delay: the worker awaits asyncio.sleep_ms(value) before it

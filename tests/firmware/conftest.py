@@ -35,11 +35,15 @@ def make_flash(
 
 def stand_in(board: str) -> dict:
     """A board's definition as the VM plays it: same heap, frame limit and slots, but the
-    host's sockets in place of the WIZnet chip."""
+    host's sockets in place of the WIZnet chip, and the native module built for the VM
+    (x64) where the board has one of its own (an ESP32 has none: xtensawin is not built)."""
     definition = dict(paths.load_board(board))
     if definition.get("net_driver") != "builtin":
         definition["net_driver"] = "builtin"
         definition["links"] = ["tcp", "serial"]
+    if definition.get("native_arch") not in ("x64", None):
+        has_native = bundle.native_module(definition["native_arch"]) is not None
+        definition["native_arch"] = "x64" if has_native else None
     return definition
 
 

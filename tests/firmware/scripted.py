@@ -36,8 +36,9 @@ T = MsgType
 class Conn:
     """One link to a worker: frames in, frames out."""
 
-    def __init__(self, send_bytes, recv_bytes, reader) -> None:
+    def __init__(self, send_bytes, recv_bytes, reader, send_line=None) -> None:
         self._send = send_bytes
+        self._send_line = send_line or send_bytes
         self._recv = recv_bytes
         self._reader = reader
         self._pending: list = []
@@ -51,7 +52,12 @@ class Conn:
             self.seq = (self.seq + 1) & 0xFFFF
 
     def send_raw(self, frame: bytes) -> None:
+        """One frame, framed for the link (COBS and delimiter on serial)."""
         self._send(frame)
+
+    def send_raw_line(self, data: bytes) -> None:
+        """Bytes straight onto the line, unframed."""
+        self._send_line(data)
 
     def recv(self, timeout: float = 10.0, *, keep_heartbeats: bool = False):
         """The next frame (heartbeats are recorded and skipped unless asked for)."""
@@ -183,8 +189,7 @@ class PtyLink:
         def send(frame: bytes) -> None:
             self.port.write(wire.serial_encode(frame))
 
-        conn = Conn(send, recv, wire.SerialDeframer(max_frame))
-        return conn
+        return Conn(send, recv, wire.SerialDeframer(max_frame), self.port.write)
 
     def close(self) -> None:
         self.port.close()

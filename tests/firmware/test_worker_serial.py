@@ -1,0 +1,83 @@
+"""The firmware worker in the real VM on a raw pty (the USB-serial link of a board), with
+pyserial on the master's side."""
+
+from __future__ import annotations
+
+import array
+import random
+
+import pytest
+
+from microswarm import wire
+from microswarm.protocol.catalog import ErrorCode
+
+from .conftest import make_flash
+from .scripted import VM, PtyLink, T
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def serial_node(tmp_path, micropython):
+    link = PtyLink()
+    flash = make_flash(tmp_path / "flash", "pico2-usb", link="serial")
+    vm = VM(micropython, flash, "pico2-usb", stdio=link.vm_fd)
+    try:
+        yield link.conn(), vm
+    finally:
+        vm.stop()
+        link.close()
+
+
+def test_join_and_tasks_over_serial(serial_node):
+    conn, vm = serial_node
+    hello = conn.join(heartbeat_ms=300)
+    assert hello[11] == "serial" and hello[1] == "pico2-usb"
+    frame_bytes = bytes(range(256))  # every byte value, 0x00 and 0x03 included
+    conn.task(1, "echo", [frame_bytes])
+    assert conn.result()[1] == frame_bytes
+    x = array.array("h", [random.Random(3).randint(-3000, 3000) for _ in range(12000)])
+    conn.task(2, "fir", [x, array.array("h", [1, 2, 1]), 2])  # 24 KB in, 24 KB out: chunked
+    out = conn.result()[1]
+    assert len(out) == len(x) - 2
+    assert out[0] == (x[2] + 2 * x[1] + x[0] + 2) >> 2
+    assert vm.proc.poll() is None
+
+
+def test_garbage_and_half_frames_are_counted_and_answered(serial_node):
+    """Noise costs at most the frames it runs into: the worker answers each bad frame with
+    an ERROR, counts it, and serves the next good frame. A master flushes the line with
+    zero bytes (ignored as empty frames) so a block length read from noise ends quickly."""
+    conn, vm = serial_node
+    conn.join(heartbeat_ms=300)
+    rnd = random.Random(7)
+    flush = b"\x00" * 255
+    whole = wire.serial_encode(wire.encode_frame(T.TASK, {0: 5, 1: "echo", 2: ["x" * 40]}))
+    conn.send_raw_line(bytes(rnd.randrange(1, 256) for _ in range(300)) + flush)
+    conn.send_raw_line(whole[: len(whole) // 2] + flush)  # half a frame
+    conn.send_raw_line(whole)
+    errors = []
+    while True:
+        frame = conn.recv()
+        if frame.type == T.RESULT:
+            break
+        assert frame.type == T.ERROR
+        errors.append(frame.payload[0])
+    assert frame.payload[1] == "x" * 40
+    assert len(errors) >= 2
+    assert set(errors) <= {ErrorCode.TRUNCATED, ErrorCode.BAD_CRC, ErrorCode.TOO_LARGE,
+                           ErrorCode.BAD_VERSION, ErrorCode.BAD_PAYLOAD}
+    beat = conn.recv(keep_heartbeats=True)
+    while beat.type != T.HEARTBEAT:
+        beat = conn.recv(keep_heartbeats=True)
+    assert beat.payload[4] == len(errors)
+    assert vm.proc.poll() is None
+
+
+def test_repl_break_hands_the_console_back(serial_node):
+    conn, vm = serial_node
+    conn.join()
+    conn.task(1, "echo", [1])
+    assert conn.result()[1] == 1
+    conn.send_raw_line(b"\r\x03")  # what mpremote sends first
+    assert vm.proc.wait(timeout=10) == 0  # main.py returned: a board is now at its REPL
