@@ -414,8 +414,9 @@ def build_message(
 # --- JSON form of payloads (golden vectors) ---------------------------------------------
 # JSON has no byte strings, typed arrays, non-finite floats or int map keys, so vectors
 # write those as one-key objects: {"hex": "..."}, {"typed": "int8", "data": [...]},
-# {"float": "nan" | "inf" | "-inf"}, and every map as {"map": [[key, value], ...]} in
-# encoded order. Integers are JSON integers; floats always carry a "." or an exponent.
+# {"float": "nan" | "inf" | "-inf"} (also inside typed arrays), and every map as
+# {"map": [[key, value], ...]} in encoded order. Integers are JSON integers; floats always
+# carry a "." or an exponent.
 
 TYPED_NAMES = {
     64: "uint8",
@@ -441,10 +442,11 @@ def to_json(value: Any) -> Any:
         if math.isinf(value):
             return {"float": "inf" if value > 0 else "-inf"}
         return value
+    if isinstance(value, array.array):
+        name = TYPED_NAMES[TYPECODE_TAGS[value.typecode]]
+        return {"typed": name, "data": [to_json(item) for item in value.tolist()]}
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {"hex": bytes(value).hex()}
-    if isinstance(value, array.array):
-        return {"typed": TYPED_NAMES[TYPECODE_TAGS[value.typecode]], "data": value.tolist()}
     if isinstance(value, (list, tuple)):
         return [to_json(item) for item in value]
     if isinstance(value, dict):
@@ -462,7 +464,7 @@ def from_json(value: Any) -> Any:
         return bytes.fromhex(value["hex"])
     if "typed" in value:
         typecode = TYPED_ARRAY_TAGS[_NAME_TAGS[value["typed"]]][0]
-        return array.array(typecode, value["data"])
+        return array.array(typecode, [from_json(item) for item in value["data"]])
     if "float" in value:
         return float(value["float"])
     return {key: from_json(item) for key, item in value["map"]}

@@ -463,10 +463,14 @@ def _dump(obj: dict) -> str:
     lines = []
     for key, value in obj.items():
         if isinstance(value, list) and value and isinstance(value[0], dict):
-            items = ",\n".join("  " + json.dumps(v, ensure_ascii=False) for v in value)
+            items = ",\n".join(
+                "  " + json.dumps(v, ensure_ascii=False, allow_nan=False) for v in value
+            )
             lines.append(f"{json.dumps(key)}: [\n{items}\n ]")
         else:
-            lines.append(f"{json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
+            lines.append(
+                f"{json.dumps(key)}: {json.dumps(value, ensure_ascii=False, allow_nan=False)}"
+            )
     return "{\n " + ",\n ".join(lines) + "\n}\n"
 
 
