@@ -8,6 +8,7 @@ the same order. Every case of one test runs in one VM process, fed as lines on s
 from __future__ import annotations
 
 import array
+import json
 import random
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ from microswarm.protocol.catalog import (
     ErrorCode,
     MsgType,
 )
+from microswarm.protocol.frame import from_json
 from microswarm.wire import (
     FrameError,
     FrameReader,
@@ -42,7 +44,7 @@ from microswarm.wire import (
 #   M<type>:<payload hex>                             a reassembled message
 #   E<code>  X<code> (fatal)   B<bytes after the break, hex>
 VM_DRIVER = r"""
-import sys, binascii
+import sys, binascii, gc
 import cbor, frame
 
 hexl = lambda b: binascii.hexlify(b).decode()
@@ -65,7 +67,7 @@ def pieces(data, step):
     return out
 
 def reassemble(r, re, out):
-    if isinstance(r, tuple) and r[0] == 12:
+    if re is not None and isinstance(r, tuple) and r[0] == 12:
         try:
             m = re.add(r[3], r[1], r[2])
         except frame.FrameError as e:
@@ -76,8 +78,7 @@ def reassemble(r, re, out):
     else:
         out.append(ev(r))
 
-for line in sys.stdin:
-    args = line.split()
+def handle(args):
     op = args[0]
     out = []
     if op == "frame":
@@ -105,7 +106,7 @@ for line in sys.stdin:
             out.append(ev(e))
     elif op == "deframe":
         d = frame.Deframer(int(args[1]))
-        re = frame.Reassembler(int(args[2]))
+        re = frame.Reassembler(int(args[2])) if int(args[2]) else None
         data = binascii.unhexlify(args[4])
         for p in pieces(data, int(args[3])) if int(args[3]) else [data]:
             for r in d.feed(p):
@@ -119,14 +120,19 @@ for line in sys.stdin:
     elif op == "chunks":
         w = frame.FrameWriter(int(args[1]))
         w.seq = int(args[3])
-        payload = cbor.loads(binascii.unhexlify(args[4]))
+        w.stream = int(args[4])
+        payload = cbor.loads(binascii.unhexlify(args[5]))
         out = [hexl(f) for f in w.frames(int(args[2]), payload)]
     elif op == "cobs":
         data = binascii.unhexlify(args[1]) if len(args) > 1 else b""
         enc = frame.cobs_encode(data)
         out.append(hexl(enc))
         out.append("same" if frame.cobs_decode(enc) == data else "differs")
-    print(",".join(out))
+    return out
+
+for line in sys.stdin:
+    gc.collect()  # each case builds fresh codec objects; a board builds them once
+    print(",".join(handle(line.split())))
 """
 
 
@@ -418,7 +424,7 @@ def test_chunked_messages_are_the_host_frames(run_vm):
             seq = rng.randrange(65536)
             frames = encode_message(MsgType.TASK, payload, seq=seq, max_frame=max_frame)
             expected.append([f.hex() for f in frames])
-            lines.append(f"chunks {max_frame} 5 {seq} {encode_payload(payload).hex()}")
+            lines.append(f"chunks {max_frame} 5 {seq} 0 {encode_payload(payload).hex()}")
     answers = run_driver(run_vm, lines)
     assert answers == expected
     assert max(len(a) for a in answers) > 50
@@ -447,3 +453,82 @@ def test_pack_frame_of_host_matches_vm_for_raw_payloads(run_vm):
     event, again = answers[0][0].rsplit(":", 1)
     assert event == "F6:0:7:" + encode_payload({0: 77, 3: 5}).hex()
     assert bytes.fromhex(again) == encode_frame(MsgType.RESULT, {0: 77, 3: 5}, seq=7)
+
+
+# --- the golden vectors (protocol/vectors/*.json) ---------------------------------------
+
+def vectors(name: str) -> dict:
+    return json.loads((paths.protocol_dir() / "vectors" / f"{name}.json").read_text())
+
+
+def good_vectors() -> list[dict]:
+    return vectors("frames")["vectors"] + vectors("auth")["frames"]
+
+
+def test_golden_frames_decode_to_their_meaning_and_reencode_identically(run_vm):
+    cases = good_vectors()
+    lines = [f"frame 65546 {v['frame']}" for v in cases]
+    lines += [f"serial {v['frame']}" for v in cases]
+    lines += [f"deframe 65546 0 0 {v['serial']}" for v in cases]
+    answers = run_driver(run_vm, lines)
+    n = len(cases)
+    for v, decoded, serial, deframed in zip(
+        cases, answers[:n], answers[n : 2 * n], answers[2 * n :], strict=True
+    ):
+        meaning = f"F{v['type']}:{v['flags']}:{v['seq']}:"
+        meaning += encode_payload(from_json(v["payload"])).hex()
+        event, again = decoded[0].rsplit(":", 1)
+        assert event == meaning, v["name"]
+        assert again == v["frame"], v["name"]
+        assert serial == [v["serial"]], v["name"]
+        assert deframed == [meaning, "bad=0"], v["name"]
+
+
+def test_lenient_vectors_decode_and_reencode_canonically(run_vm):
+    cases = vectors("lenient")["vectors"]
+    answers = run_driver(run_vm, [f"frame 65546 {v['frame']}" for v in cases])
+    for v, answer in zip(cases, answers, strict=True):
+        event, again = answer[0].rsplit(":", 1)
+        assert event.split(":")[3] == encode_payload(from_json(v["payload"])).hex(), v["name"]
+        assert again == v["canonical"], v["name"]
+
+
+def test_bad_vectors_give_their_error_code(run_vm):
+    cases = vectors("bad")["vectors"]
+    lines = [f"frame {v['max_frame']} {v['frame']}" for v in cases]
+    lines += [f"deframe {v['max_frame']} 0 0 {v['serial']}" for v in cases]
+    answers = run_driver(run_vm, lines)
+    n = len(cases)
+    for v, decoded, deframed in zip(cases, answers[:n], answers[n:], strict=True):
+        assert decoded[0][1:] == str(v["code"]) and decoded[0][0] in "EX", v["name"]
+        assert deframed == [f"E{v['code']}", "bad=1"], v["name"]
+
+
+def test_bad_vectors_at_a_64kb_heap(small_board_vm):
+    # The frames a 64 KB board could buffer at all (its max_frame is a few KB).
+    cases = [v for v in vectors("bad")["vectors"] if len(v["frame"]) <= 2 * 4096]
+    lines = [f"frame {min(v['max_frame'], 2048)} {v['frame']}" for v in cases]
+    lines += [f"deframe {min(v['max_frame'], 2048)} 0 0 {v['serial']}" for v in cases]
+    answers = run_driver(small_board_vm, lines)
+    n = len(cases)
+    assert n >= 40
+    for v, decoded, deframed in zip(cases, answers[:n], answers[n:], strict=True):
+        assert decoded[0][1:] == str(v["code"]) and decoded[0][0] in "EX", v["name"]
+        assert deframed == [f"E{v['code']}", "bad=1"], v["name"]
+
+
+def test_chunked_vectors_are_written_identically_and_reassemble(run_vm):
+    cases = vectors("chunked")["vectors"]
+    lines = []
+    for v in cases:
+        body = encode_payload(from_json(v["payload"])).hex()
+        lines.append(f"chunks {v['max_frame']} {v['type']} {v['seq']} {v['stream']} {body}")
+        lines.append(f"stream {v['max_frame']} 65536 {''.join(v['frames'])}")
+        lines.append(f"deframe {v['max_frame']} 65536 300 {''.join(v['serial'])}")
+    answers = run_driver(run_vm, lines)
+    for index, v in enumerate(cases):
+        written, streamed, deframed = answers[3 * index : 3 * index + 3]
+        assert written == v["frames"], v["name"]
+        whole = f"M{v['type']}:" + encode_payload(from_json(v["payload"])).hex()
+        assert streamed == [whole], v["name"]
+        assert deframed == [whole, "bad=0"], v["name"]
