@@ -20,7 +20,7 @@ HARD_RESET_STATUS = 117
 # boot.py runs, so the board's file system shows only its flash.
 SYS_MOUNT = "/.vboard"
 
-MACHINE_PY = f'''"""machine for the virtual board: the unix port's machine plus reset()."""
+MACHINE_PY = '''"""machine for the virtual board: the unix port's machine plus reset()."""
 import sys
 
 _self = sys.modules["machine"]
@@ -39,13 +39,19 @@ del _self, _saved, _name
 
 
 def reset():
-    """Hard reset: the supervisor starts a fresh VM that runs boot.py and main.py."""
-    sys.exit({HARD_RESET_STATUS})
+    """Hard reset: the supervisor cuts the VM off at the marker (a board prints nothing
+    after a reset) and starts a fresh one that runs boot.py and main.py."""
+    sys.stdout.write(%(marker)r)
+    sys.exit(%(status)d)
 
 
 def reset_cause():
     return 0
 '''
+
+
+def machine_py(reset_marker: bytes) -> str:
+    return MACHINE_PY % {"marker": reset_marker.decode(), "status": HARD_RESET_STATUS}
 
 
 def boot_source(flash: str, sys_dir: str, start_marker: bytes, end_marker: bytes,

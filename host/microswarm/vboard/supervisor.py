@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from microswarm.vboard.bootstrap import HARD_RESET_STATUS, MACHINE_PY, boot_source
+from microswarm.vboard.bootstrap import HARD_RESET_STATUS, boot_source, machine_py
 
 log = logging.getLogger("microswarm.vboard")
 
@@ -147,7 +147,8 @@ class Supervisor:
             self.listener.setblocking(False)
             self.selector.register(self.listener, selectors.EVENT_READ, self._accept)
         self._sys_dir = tempfile.TemporaryDirectory(prefix="msw-vboard-sys-")
-        Path(self._sys_dir.name, "machine.py").write_text(MACHINE_PY)
+        self._reset_marker = b"\x1b[msw-reset:" + secrets.token_hex(8).encode() + b"]"
+        Path(self._sys_dir.name, "machine.py").write_text(machine_py(self._reset_marker))
         self.selector.register(self.console_fd, selectors.EVENT_READ, self._from_console)
         self.vm: VmState | None = None
         self.raw_active = False
@@ -382,6 +383,13 @@ class Supervisor:
                 vm.phase = Phase.RUNNING
                 continue
             if vm.phase is Phase.RUNNING:
+                at = vm.pending.find(self._reset_marker)
+                if at >= 0:
+                    self._relay(bytes(vm.pending[:at]))
+                    log.info("machine.reset() in VM pid %d", vm.process.pid)
+                    self._stop_vm()
+                    self._start_vm(Reset.HARD, raw=False)
+                    return
                 at = vm.pending.find(vm.end_marker)
                 if at >= 0:
                     self._relay(bytes(vm.pending[:at]))
@@ -389,7 +397,8 @@ class Supervisor:
                     vm.phase = Phase.ENDING
                     self._hold_input()
                     continue
-                keep = _partial_suffix(vm.pending, vm.end_marker)
+                keep = max(_partial_suffix(vm.pending, vm.end_marker),
+                           _partial_suffix(vm.pending, self._reset_marker))
                 out = bytes(vm.pending[: len(vm.pending) - keep])
                 del vm.pending[: len(out)]
                 self._relay(out)
