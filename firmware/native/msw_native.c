@@ -262,7 +262,10 @@ static MP_DEFINE_CONST_FUN_OBJ_1(cobs_encode_obj, cobs_encode);
 static mp_obj_t cobs_decode(mp_obj_t data_in) {
     mp_buffer_info_t data;
     mp_get_buffer_raise(data_in, &data, MP_BUFFER_READ);
-    uint8_t *out = m_malloc(data.len + 1);
+    if (data.len == 0) {
+        mp_raise_ValueError("empty COBS frame");
+    }
+    uint8_t *out = m_malloc(data.len);
     ptrdiff_t n = msw_cobs_decode(data.buf, data.len, out);
     if (n < 0) {
         m_free(out);

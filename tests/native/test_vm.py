@@ -21,6 +21,7 @@ H = (-32768, 32767)
 """
 
 COMPARE = """
+import frame
 bad = 0
 checks = 0
 def plain(v):
@@ -67,6 +68,8 @@ for _ in range(40):
     enc = nat.cobs_encode(data)
     same("cobs", data, nat.cobs_decode(enc))
     same("cobs zero-free", True, 0 not in enc)
+    pure = bytearray(frame.cobs_max(len(data)))
+    same("cobs as frame.py", bytes(pure[: frame.cobs_encode_into(data, 0, len(data), pure)]), enc)
 print("CHECKS", checks, "BAD", bad)
 """
 
@@ -108,7 +111,7 @@ for name, args in cases:
             outcome.append(type(e).__name__)
     print("ERR", name, outcome[0], outcome[1])
 for fn, arg in ((nat.cobs_decode, b"\\x00"), (nat.cobs_decode, b"\\x05ab"), (nat.crc32, 5),
-                (nat.cobs_encode, None)):
+                (nat.cobs_encode, None), (nat.cobs_decode, b"")):
     try:
         fn(arg)
         print("FRAME ok")
@@ -161,7 +164,7 @@ def test_bad_input_raises_the_same_python_exception(run_vm, module_dir):
         assert want != "ok", f"{name}: the pure kernel accepted a bad argument"
         assert got == want, f"{name}: native raised {got}, pure Python {want}"
     frame = [line.split()[1] for line in out.splitlines() if line.startswith("FRAME")]
-    assert frame == ["ValueError", "ValueError", "TypeError", "TypeError"]
+    assert frame == ["ValueError", "ValueError", "TypeError", "TypeError", "ValueError"]
 
 
 def test_long_loop_with_gc_keeps_results_and_memory(run_vm, module_dir):
