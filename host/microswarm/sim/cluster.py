@@ -28,6 +28,7 @@ from microswarm.sim.scenario import Fault, Scenario
 CLUSTER_KEY = b"microswarm-sim-cluster-key"
 TICK_S = 0.1  # scheduler tick (straggler checks)
 RECONNECT_S = 1.0  # a node retries a refused connection after this
+TRACE_BATCH = 4096  # trace entries hashed at a time
 BOOT_SPREAD_S = 0.2  # nodes power on at random moments within this window
 
 
@@ -48,6 +49,7 @@ class Simulation:
         self.gantt: list[tuple[int, int, float, float, str]] = []
         self.marks: list[tuple[int, float, str]] = []  # (node index or -1, time, label)
         self._trace = hashlib.sha256()
+        self._pending_trace: list[tuple[float, str, str, str]] = []
         self.trace_events = 0
         self.fault_at: dict[str, tuple[str, float]] = {}
         self.detections: list[dict[str, Any]] = []
@@ -74,9 +76,16 @@ class Simulation:
 
     def trace(self, kind: str, node_id: str, detail: str) -> None:
         self.trace_events += 1
-        self._trace.update(f"{self.events.now:.9f} {kind} {node_id} {detail}\n".encode())
+        self._pending_trace.append((self.events.now, kind, node_id, detail))
+        if len(self._pending_trace) >= TRACE_BATCH:
+            self._flush_trace()
+
+    def _flush_trace(self) -> None:
+        self._trace.update(repr(self._pending_trace).encode())
+        self._pending_trace.clear()
 
     def trace_hash(self) -> str:
+        self._flush_trace()
         return self._trace.hexdigest()
 
     def run_kernel(self, kernel: str, args: list) -> tuple[Any, str | None]:
@@ -210,8 +219,8 @@ class Simulation:
     def finished(self) -> bool:
         return self.master.job_done or bool(self.master.failed_cause)
 
-    def run(self) -> dict[str, Any]:
-        started = time.perf_counter()
+    def start(self) -> None:
+        """Power the nodes on, start the periodic duties and schedule the faults."""
         ev = self.events
         for node in self.nodes:
             ev.at(self.rng_fault.uniform(0, BOOT_SPREAD_S), node.power_on)
@@ -221,8 +230,17 @@ class Simulation:
         ev.at(hb * 1.5, self._sweep)
         ev.at(TICK_S, self._tick)
         self._schedule_faults()
-        ev.run(until=self.scenario.duration_s, stop=self.finished)
-        self.wall_s = time.perf_counter() - started
+
+    def advance(self, until: float) -> None:
+        """Run events up to virtual time `until`, or until the job ends."""
+        started = time.perf_counter()
+        self.events.run(until=until, stop=self.finished)
+        self.wall_s += time.perf_counter() - started
+
+    def run(self) -> dict[str, Any]:
+        """Run the scenario to its end (job finished or failed, or duration_s)."""
+        self.start()
+        self.advance(self.scenario.duration_s)
         from microswarm.sim.report import build_report
 
         return build_report(self)

@@ -32,8 +32,11 @@ E_CODE, E_TEXT, E_TASK = (key(MsgType.ERROR, n) for n in ("code", "text", "task_
 
 
 def pack(msg_type: int, payload: dict[int, Any], seq: int, serial: bool) -> bytes:
-    """One frame as it goes on the link: COBS-delimited on serial links."""
-    frame = encode_frame(msg_type, payload, seq & 0xFFFF)
+    """One frame as it goes on the link: COBS-delimited on serial links.
+
+    The sender skips the catalog check: every receiver validates each frame it decodes,
+    so a malformed frame built by the simulator still fails loudly, at the receiver."""
+    frame = encode_frame(msg_type, payload, seq & 0xFFFF, validate=False)
     return serial_encode(frame) if serial else frame
 
 
