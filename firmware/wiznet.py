@@ -98,7 +98,7 @@ class Chip:
 
 W5500 = Chip(
     "W5500",
-    sockets=8, memory_kb=16,
+    sockets=8,
     # common registers
     MR=0x0000, GAR=0x0001, SUBR=0x0005, SHAR=0x0009, SIPR=0x000F, SIR=0x0017, SIMR=0x0018,
     RTR=0x0019, RCR=0x001B, PHY=0x002E, ID=0x0039, ID_VALUE=b"\x04",
@@ -114,7 +114,7 @@ W5500 = Chip(
 
 W6100 = Chip(
     "W6100",
-    sockets=8, memory_kb=16,
+    sockets=8,
     MR=None, GAR=0x4130, SUBR=0x4134, SHAR=0x4120, SIPR=0x4138, SIR=0x2101, SIMR=0x2114,
     RTR=0x4200, RCR=0x4204, PHY=0x3000, ID=0x0000, ID_VALUE=b"\x61\x00",
     SYCR0=0x2004, SYCR1=0x2005, CHPLCKR=0x41F4, NETLCKR=0x41F5,
@@ -169,6 +169,8 @@ class WIZnet:
     SO_BROADCAST = SO_BROADCAST
 
     def __init__(self, spi, cs, rst=None, intr=None, chip=None, mac=None, buffers=None):
+        sizes = tuple(buffers) if buffers is not None else (2,) * 8
+        _check_buffers(sizes)
         self._spi = spi
         self._cs = cs
         self._intr = intr
@@ -184,7 +186,6 @@ class WIZnet:
             rst(1)
         self.chip = self._identify(chip)
         self._soft_reset()
-        sizes = tuple(buffers) if buffers is not None else (2,) * self.chip.sockets
         self._configure_buffers(sizes)
         self._free = [n for n in range(self.chip.sockets) if sizes[n]]
         self._sizes = sizes
@@ -322,11 +323,7 @@ class WIZnet:
 
     def _configure_buffers(self, sizes):
         c = self.chip
-        if len(sizes) != c.sockets or sum(sizes) > c.memory_kb:
-            raise ValueError("buffers: %d sizes summing to <= %d KB" % (c.sockets, c.memory_kb))
         for n in range(c.sockets):
-            if sizes[n] not in _BUFFER_KB:
-                raise ValueError("buffer sizes are 0, 1, 2, 4, 8 or 16 KB")
             self._write8(c.Sn_TXBUF_SIZE, 4 * n + 1, sizes[n])
             self._write8(c.Sn_RXBUF_SIZE, 4 * n + 1, sizes[n])
 
@@ -425,6 +422,15 @@ class WIZnet:
         return self._intr is not None and self._intr() == 1
 
 
+def _check_buffers(sizes):
+    # Both chips: 8 sockets sharing 16 KB of TX and 16 KB of RX memory.
+    if len(sizes) != 8 or sum(sizes) > 16:
+        raise ValueError("buffers: 8 sizes summing to <= 16 KB")
+    for kb in sizes:
+        if kb not in _BUFFER_KB:
+            raise ValueError("buffer sizes are 0, 1, 2, 4, 8 or 16 KB")
+
+
 def _default_mac():
     try:
         import machine
@@ -475,7 +481,7 @@ class WSocket(io.IOBase):
         self._bsb = bsb
         self._tx_wr = nic._read16(c.Sn_TX_WR, bsb)
         self._rx_rd = nic._read16(c.Sn_RX_RD, bsb)
-        self._rsr = 0
+        self._rsr = nic._read16_stable(c.Sn_RX_RSR, bsb)
         self._sending = False
         self._sr = nic._read8(c.Sn_SR, bsb)
         self._rxbufsize = nic._sizes[n] * 1024
@@ -598,6 +604,8 @@ class WSocket(io.IOBase):
             return
         c = nic.chip
         bsb = self._bsb
+        # Status before interrupts: the event that changed the status has set its flag by then.
+        sr = nic._read8(c.Sn_SR, bsb)
         ir = nic._read8(c.Sn_IR, bsb)
         if ir:
             nic._write8(c.Sn_IRCLR, bsb, ir)
@@ -606,7 +614,7 @@ class WSocket(io.IOBase):
             if ir & IR_TIMEOUT:
                 self._sending = False
                 self._err = ETIMEDOUT
-        self._sr = sr = nic._read8(c.Sn_SR, bsb)
+        self._sr = sr
         self._rsr = nic._read16_stable(c.Sn_RX_RSR, bsb)
         if self._kind != SOCK_STREAM or self._listening:
             return
@@ -783,7 +791,7 @@ class WSocket(io.IOBase):
         c = nic.chip
         if self._n is None:
             self._open(c.MR_UDP, self._port)
-        self._wait(self._writable)
+        self._send_done()
         n = len(data)
         if n > nic._read16_stable(c.Sn_TX_FSR, self._bsb):
             raise OSError(EINVAL, "wiznet: datagram larger than the socket's TX buffer")
@@ -796,8 +804,15 @@ class WSocket(io.IOBase):
         self._err = 0
         nic._command(self._n, CMD_SEND)
         self._sending = True
-        self._wait(self._writable)
+        self._send_done()
         return n
+
+    def _send_done(self):
+        # A datagram leaves within microseconds, or the chip gives up on ARP after
+        # RTR x (RCR + 1): wait for either, whatever the blocking mode.
+        while not self._writable():
+            if self._nic._intr is None:
+                time.sleep_ms(1)
 
     def recvfrom(self, n):
         buf = bytearray(n)

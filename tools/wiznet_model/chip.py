@@ -15,6 +15,7 @@ down nothing moves and a pending SEND ends in TIMEOUT.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import time
@@ -444,10 +445,8 @@ class Chip:
         elif cmd == CMD_DISCON and s.sr in (SR_ESTABLISHED, SR_CLOSE_WAIT):
             self._flush(s)
             if s.host is not None:
-                try:
+                with contextlib.suppress(OSError):
                     s.host.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
             s.sr = SR_CLOSED if s.sr == SR_CLOSE_WAIT else SR_FIN_WAIT
             if s.sr == SR_CLOSED:
                 s.drop_host()
@@ -478,10 +477,8 @@ class Chip:
                 s.send_end = s.tx_wr
                 s.deadline = time.monotonic() + self.retransmit_s
                 return
-            try:
+            with contextlib.suppress(OSError):
                 s.host.sendto(data, ("127.0.0.1", dport))
-            except OSError:
-                pass
             s.tx_rd = s.tx_wr
             s.ir |= IR_SENDOK
             return
@@ -498,10 +495,8 @@ class Chip:
         if s.host is not None and s.pending and self.link:
             s.host.setblocking(True)
             s.host.settimeout(1.0)
-            try:
+            with contextlib.suppress(OSError):
                 s.host.sendall(s.pending)
-            except OSError:
-                pass
             s.host.setblocking(False)
             s.pending.clear()
 
@@ -542,6 +537,8 @@ class Chip:
                 self._timeout(s)
             return
         if s.mode == MR_UDP:
+            if s.sending and s.deadline is not None and now >= s.deadline:
+                self._timeout(s)
             self._pump_udp(s)
             return
         if s.pending:

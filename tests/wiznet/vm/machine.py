@@ -81,7 +81,7 @@ class Pin:
             self.value(value)
 
     def __repr__(self):
-        return "Pin(%s)" % self.id
+        return f"Pin({self.id})"
 
     def value(self, v=None):
         role = self.role
@@ -117,8 +117,8 @@ class SPI:
         self.sck, self.mosi, self.miso = sck, mosi, miso
 
     def __repr__(self):
-        return "SPI(%s, baudrate=%d, sck=%s, mosi=%s, miso=%s)" % (
-            self.id, self.baudrate, self.sck, self.mosi, self.miso)
+        pins = f"sck={self.sck}, mosi={self.mosi}, miso={self.miso}"
+        return f"SPI({self.id}, baudrate={self.baudrate}, {pins})"
 
     def init(self, baudrate=None, **kw):
         if baudrate:

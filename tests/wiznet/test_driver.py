@@ -1,0 +1,447 @@
+"""The WIZnet driver in the real MicroPython VM against the register-level chip model."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+
+import pytest
+
+from .conftest import CHIPS
+
+
+def _serve_one(server: socket.socket) -> None:
+    """Echo one connection until the peer closes or resets it."""
+    conn, _ = server.accept()
+    with conn, contextlib.suppress(ConnectionResetError):
+        while data := conn.recv(65536):
+            conn.sendall(data)
+
+
+def _echo_server() -> tuple[socket.socket, threading.Thread]:
+    """A host TCP echo server on loopback serving one connection."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    thread = threading.Thread(target=_serve_one, args=(server,), daemon=True)
+    thread.start()
+    return server, thread
+
+
+def test_identify_configure_and_reset(model, vm):
+    proc = vm(
+        """
+nic = open_nic()
+say("CHIP", nic.chip.name, nic.link_up())
+nic.ifconfig(("10.0.0.2", "255.255.255.0", "10.0.0.1", "10.0.0.53"))
+say("IFCONFIG", nic.ifconfig())
+say("MAC", nic.mac.hex())
+big = open_nic(chip=$chip, buffers=(8, 2, 2, 2, 2, 0, 0, 0))
+socks = []
+try:
+    for i in range(9):
+        s = big.socket(big.AF_INET, big.SOCK_DGRAM)
+        s.bind(("0.0.0.0", 7000 + i))
+        socks.append(s)
+except OSError as e:
+    say("FULL", len(socks), e.errno)
+try:
+    open_nic(buffers=(16, 2, 0, 0, 0, 0, 0, 0))
+except ValueError as e:
+    say("BADSPLIT", e)
+""",
+        model,
+        chip=repr(model.chip.kind),
+    )
+    name = model.chip.map.name
+    assert proc.expect("CHIP") == f"{name} True"
+    assert proc.expect("IFCONFIG") == "('10.0.0.2', '255.255.255.0', '10.0.0.1', '10.0.0.53')"
+    mac = bytes.fromhex(proc.expect("MAC"))
+    assert mac[0] & 0x03 == 0x02  # locally administered unicast
+    assert proc.expect("FULL") == "5 12"  # the three 0 KB sockets are not handed out
+    assert "summing to <= 16" in proc.expect("BADSPLIT")
+    proc.finish()
+    chip = model.chip
+    m = chip.map
+    assert bytes(chip.common[m.shar : m.shar + 6]) == mac
+    assert [s.regs[m.sn_txbuf_size] for s in chip.sockets] == [8, 2, 2, 2, 2, 0, 0, 0]
+    assert [s.regs[m.sn_rxbuf_size] for s in chip.sockets] == [8, 2, 2, 2, 2, 0, 0, 0]
+    assert chip.resets >= 4  # power-on, then a RSTn pulse and a soft reset per open_nic()
+    if chip.kind == "w6100":
+        assert not chip.net_unlocked and not chip.chip_unlocked  # locks closed again
+
+
+def test_wrong_chip_and_silent_bus(model, vm):
+    other = "w6100" if model.chip.kind == "w5500" else "w5500"
+    proc = vm(
+        """
+try:
+    open_nic(chip=$chip)
+except OSError as e:
+    say("WRONG", e.args[0])
+""",
+        model,
+        chip=repr(other),
+    )
+    assert proc.expect("WRONG").startswith(f"no {other.upper()} answered on SPI")
+    proc.finish()
+    silent = vm(
+        """
+for chip in (None, "w5500", "w6100"):
+    try:
+        open_nic(chip=chip)
+    except OSError as e:
+        say("SILENT", e.args[0])
+"""
+    )
+    assert silent.expect("SILENT") == (
+        "no W6100 or W5500 answered on SPI (SPI(0, baudrate=33000000, sck=18, mosi=19, "
+        "miso=16), cs=Pin(17)): check wiring and power"
+    )
+    assert silent.expect("SILENT").startswith("no W5500 answered on SPI (SPI(0,")
+    assert silent.expect("SILENT").startswith("no W6100 answered on SPI (SPI(0,")
+    silent.finish()
+
+
+@pytest.mark.parametrize("intr", ["pin", "polled"])
+def test_tcp_client_frames_wrap_the_rings(model, vm, intr):
+    """Frames of every size around the 2 KB ring, 107 KB in all: the rings wrap many times and
+    the 16-bit pointers wrap past 0xFFFF; each frame must come back intact."""
+    server, thread = _echo_server()
+    port = server.getsockname()[1]
+    proc = vm(
+        """
+nic = open_nic($options)
+nic.ifconfig(("10.0.0.2", "255.255.255.0", "10.0.0.1", "0.0.0.0"))
+s = nic.socket(nic.AF_INET, nic.SOCK_STREAM)
+s.connect(nic.getaddrinfo("10.0.0.1", $port)[0][-1])
+sizes = (1, 7, 2047, 2048, 2049, 3000, 16384, 511, 4096, 16385, 5, 65536 - 2048)
+ok = 0
+total = 0
+for i, size in enumerate(sizes):
+    frame = bytes((i * 31 + k) & 0xFF for k in range(size))
+    s.sendall(frame)
+    got = bytearray(size)
+    mv = memoryview(got)
+    n = 0
+    while n < size:
+        n += s.recv_into(mv[n:])
+    ok += got == frame
+    total += size
+say("FRAMES", ok, len(sizes), total)
+s.close()
+""",
+        model,
+        options="" if intr == "pin" else "intr=None",
+        port=port,
+        heap=2_000_000,
+    )
+    assert proc.expect("FRAMES") == "12 12 110021"
+    proc.finish()
+    thread.join(timeout=10)
+    server.close()
+    sock = model.chip.sockets[0]
+    assert sock.tx_wr == 110021 & 0xFFFF  # the 16-bit pointer wrapped past 0xFFFF
+
+
+def test_nonblocking_connect_poll_and_asyncio_streams(model, vm):
+    server, thread = _echo_server()
+    port = server.getsockname()[1]
+    proc = vm(
+        """
+import errno, select, asyncio
+nic = open_nic()
+nic.ifconfig(("10.0.0.2", "255.255.255.0", "10.0.0.1", "0.0.0.0"))
+s = nic.socket(nic.AF_INET, nic.SOCK_STREAM)
+s.setblocking(False)
+try:
+    s.connect(("10.0.0.1", $port))
+except OSError as e:
+    say("INPROGRESS", e.errno == errno.EINPROGRESS)
+p = select.poll()
+p.register(s, select.POLLOUT)
+say("WRITABLE", p.poll(5000)[0][1] & select.POLLOUT)
+p.modify(s, select.POLLIN)
+say("IDLE", p.poll(50))
+say("NODATA", s.read(10))
+
+async def exchange():
+    stream = asyncio.StreamReader(s)
+    payload = bytes(range(256)) * 64
+    for _ in range(3):
+        stream.write(b"HDR" + payload)
+        await stream.drain()
+        got = bytearray(3 + len(payload))
+        mv = memoryview(got)
+        n = 0
+        while n < len(got):
+            n += await stream.readinto(mv[n:])
+        if bytes(got) != b"HDR" + payload:
+            return False
+    return True
+
+say("ASYNC", asyncio.run(exchange()))
+s.close()
+""",
+        model,
+        port=port,
+    )
+    assert proc.expect("INPROGRESS") == "True"
+    assert proc.expect("WRITABLE") == "4"
+    assert proc.expect("IDLE") == "[]"
+    assert proc.expect("NODATA") == "None"
+    assert proc.expect("ASYNC") == "True"
+    proc.finish()
+    thread.join(timeout=10)
+    server.close()
+
+
+def test_listener_accepts_twice_and_udp_datagrams(model, vm):
+    proc = vm(
+        """
+nic = open_nic()
+nic.ifconfig(("10.0.0.2", "255.255.255.0", "10.0.0.1", "0.0.0.0"))
+srv = nic.socket(nic.AF_INET, nic.SOCK_STREAM)
+srv.bind(("0.0.0.0", 5880))
+srv.listen(1)
+u = nic.socket(nic.AF_INET, nic.SOCK_DGRAM)
+u.bind(("0.0.0.0", 5881))
+say("LISTENING")
+for i in range(2):
+    conn, peer = srv.accept()
+    data = conn.recv(100)
+    conn.sendall(b"echo:" + data)
+    say("PEER", peer[0], peer[1] > 0)
+    conn.close()
+for i in range(2):
+    data, addr = u.recvfrom(1500)
+    u.sendto(b"pong:" + data, addr)
+    say("DGRAM", len(data), addr[0])
+srv.close()
+u.close()
+""",
+        model,
+    )
+    proc.expect("LISTENING")
+    with model.lock:
+        tcp_port = model.chip.tcp_port(5880)
+        udp_port = model.chip.udp_port(5881)
+    for i in range(2):
+        with socket.create_connection(("127.0.0.1", tcp_port), timeout=10) as c:
+            c.sendall(b"hello %d" % i)
+            assert c.recv(100) == b"echo:hello %d" % i
+        assert proc.expect("PEER") == "127.0.0.1 True"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.settimeout(10)
+        u.bind(("127.0.0.1", 0))
+        for payload in (b"x" * 1400, b"ping"):
+            u.sendto(payload, ("127.0.0.1", udp_port))
+            data, addr = u.recvfrom(2000)
+            assert data == b"pong:" + payload
+            assert addr == ("127.0.0.1", udp_port)
+            assert proc.expect("DGRAM") == f"{len(payload)} 127.0.0.1"
+    proc.finish()
+
+
+def test_peer_reset_mid_frame_and_orderly_close(model, vm):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(2)
+    port = server.getsockname()[1]
+    proc = vm(
+        """
+nic = open_nic()
+nic.ifconfig(("10.0.0.2", "255.255.255.0", "10.0.0.1", "0.0.0.0"))
+for case in ("reset", "fin"):
+    s = nic.socket(nic.AF_INET, nic.SOCK_STREAM)
+    s.connect(("10.0.0.1", $port))
+    say("CONNECTED")
+    wait()
+    got = bytearray()
+    try:
+        while True:
+            chunk = s.recv(1000)
+            if not chunk:
+                say("EOF", len(got))
+                break
+            got += chunk
+    except OSError as e:
+        say("ERROR", len(got), e.errno)
+    s.close()
+say("FREE", len(nic._free))
+""",
+        model,
+        port=port,
+    )
+    proc.expect("CONNECTED")
+    conn, _ = server.accept()
+    header = struct.pack("<BBBHH", 1, 5, 0, 1, 4000)
+    conn.sendall(header + bytes(1500))  # half a frame, then RST
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+    proc.reply()
+    assert proc.expect("ERROR") == "1507 104"  # every byte before the reset, then ECONNRESET
+    proc.expect("CONNECTED")
+    conn, _ = server.accept()
+    conn.sendall(b"z" * 3000)
+    conn.shutdown(socket.SHUT_WR)
+    proc.reply()
+    assert proc.expect("EOF") == "3000"
+    assert conn.recv(10) == b""  # the driver's close sent FIN
+    conn.close()
+    assert proc.expect("FREE") == "8"  # every hardware socket back in the pool
+    proc.finish()
+    server.close()
+
+
+def test_refused_and_timed_out_connects(model, vm):
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    model.chip.unreachable.add("10.9.9.9")
+    proc = vm(
+        """
+nic = open_nic()
+nic.ifconfig(("10.0.0.2", "255.255.255.0", "10.0.0.1", "0.0.0.0"))
+for ip in ("10.0.0.1", "10.9.9.9"):
+    s = nic.socket(nic.AF_INET, nic.SOCK_STREAM)
+    try:
+        s.connect((ip, $port))
+        say("CONNECTED?")
+    except OSError as e:
+        say("FAILED", e.errno)
+    s.close()
+u = nic.socket(nic.AF_INET, nic.SOCK_DGRAM)
+try:
+    u.sendto(b"x", ("10.9.9.9", 9))
+except OSError as e:
+    say("ARP", e.errno)
+say("FREE", len(nic._free))
+""",
+        model,
+        port=port,
+    )
+    assert proc.expect("FAILED") == "111"  # ECONNREFUSED
+    assert proc.expect("FAILED") == "110"  # ETIMEDOUT
+    assert proc.expect("ARP") == "110"
+    assert proc.expect("FREE") == "7"  # the UDP socket is still open
+    proc.finish()
+
+
+def test_link_down_then_up(model, vm):
+    server, thread = _echo_server()
+    port = server.getsockname()[1]
+    proc = vm(
+        """
+nic = open_nic()
+nic.ifconfig(("10.0.0.2", "255.255.255.0", "10.0.0.1", "0.0.0.0"))
+s = nic.socket(nic.AF_INET, nic.SOCK_STREAM)
+s.connect(("10.0.0.1", $port))
+say("UP", nic.link_up())
+wait()
+say("DOWN", nic.link_up())
+try:
+    s.sendall(b"lost" * 100)
+    say("SENT?")
+except OSError as e:
+    say("SENDFAIL", e.errno)
+s.close()
+say("WAITING")
+wait()
+say("UP", nic.link_up())
+s = nic.socket(nic.AF_INET, nic.SOCK_STREAM)
+s.connect(("10.0.0.1", $port))
+s.sendall(b"again")
+say("ECHO", s.recv(10))
+s.close()
+""",
+        model,
+        port=port,
+    )
+    assert proc.expect("UP") == "True"
+    with model.lock:
+        model.chip.set_link(False)
+    proc.reply()
+    assert proc.expect("DOWN") == "False"
+    assert proc.expect("SENDFAIL") == "110"
+    proc.expect("WAITING")
+    thread.join(timeout=10)
+    server2_thread = threading.Thread(target=_serve_one, args=(server,), daemon=True)
+    server2_thread.start()
+    with model.lock:
+        model.chip.set_link(True)
+    proc.reply()
+    assert proc.expect("UP") == "True"
+    assert proc.expect("ECHO") == "b'again'"
+    proc.finish()
+    server.close()
+
+
+
+
+def test_rx_buffer_full_holds_back_the_sender(model, vm):
+    """10 KB sent to a 2 KB RX ring that is not being read: the ring fills to exactly its
+    size, the rest waits in the network, and nothing is lost once the node reads."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    proc = vm(
+        """
+import time
+nic = open_nic()
+nic.ifconfig(("10.0.0.2", "255.255.255.0", "10.0.0.1", "0.0.0.0"))
+s = nic.socket(nic.AF_INET, nic.SOCK_STREAM)
+s.connect(("10.0.0.1", $port))
+say("CONNECTED")
+wait()
+time.sleep_ms(200)
+s._refresh()
+say("PENDING", s._rsr)
+got = bytearray()
+while len(got) < 10240:
+    got += s.recv(4096)
+say("ALL", got == bytes(i & 0xFF for i in range(10240)))
+s.close()
+""",
+        model,
+        port=port,
+    )
+    proc.expect("CONNECTED")
+    conn, _ = server.accept()
+    conn.sendall(bytes(i & 0xFF for i in range(10240)))
+    proc.reply()
+    assert proc.expect("PENDING") == "2048"
+    assert proc.expect("ALL") == "True"
+    proc.finish()
+    conn.close()
+    server.close()
+
+
+@pytest.mark.parametrize("kind", CHIPS)
+def test_model_decodes_spi_frames(kind):
+    """The model on its own: an identification read and a register write, frame by frame."""
+    from wiznet_model import Chip
+
+    chip = Chip(kind)
+    ident_addr, ident = (0x0039, b"\x04") if kind == "w5500" else (0x0000, b"\x61\x00")
+    chip.select()
+    miso = chip.clock(bytes([ident_addr >> 8, ident_addr & 0xFF, 0x00]) + bytes(len(ident)))
+    chip.deselect()
+    assert miso[3:] == ident
+    sipr = chip.map.sipr
+    if kind == "w6100":
+        chip.select()
+        chip.clock(bytes([0x41, 0xF5, 0x04, 0x3A]))  # NETLCKR unlock
+        chip.deselect()
+    chip.select()
+    chip.clock(bytes([sipr >> 8, sipr & 0xFF, 0x04]) + bytes([192, 168, 1, 9]))
+    chip.deselect()
+    assert bytes(chip.common[sipr : sipr + 4]) == bytes([192, 168, 1, 9])
+    assert chip.counters() == {"transactions": 3 if kind == "w6100" else 2,
+                               "spi_bytes": (4 + 3 + len(ident) + 7)
+                               if kind == "w6100" else (3 + len(ident) + 7)}
