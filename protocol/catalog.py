@@ -165,8 +165,8 @@ CATALOG: dict[MsgType, Message] = {
             Field(5, "code", "uint", OPT, "ErrorCode when error is present"),
         ),
         _m(
-            MsgType.CANCEL, "master -> node", "Drop a task; a running kernel finishes, its "
-            "result is not sent.",
+            MsgType.CANCEL, "master -> node", "Drop a task. The node still answers with one "
+            "RESULT, code CANCELLED (a running kernel finishes first).",
             Field(0, "task_id", "uint", REQ, "the TASK's id"),
         ),
         _m(
