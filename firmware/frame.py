@@ -53,6 +53,7 @@ API (everything raises or returns FrameError; nothing else escapes for bad input
           failed and every later call raises again; close the link.
       .feed(data) -> list of results and FrameErrors (non-fatal ones, in stream order);
           raises the fatal FrameError.
+      .reset(): start over on a new connection, reusing the buffer.
       With copy=False, payload memoryviews point into the reader's buffer: use them
       before the next want()/feed().
   Deframer(max_frame, copy=True)         serial lines (COBS + 0x00):
@@ -66,6 +67,7 @@ API (everything raises or returns FrameError; nothing else escapes for bad input
       or b"\\x03\\x03" is a request to interrupt (what mpremote sends). It can never start
       a v1 frame, because a COBS-encoded frame's second byte is always the version, 0x01.
       It is recognised as soon as its two bytes arrive, without waiting for a delimiter.
+      .reset(): forget a partial chunk (e.g. when frame mode is entered again).
   Reassembler(max_message, copy=True, max_streams=4)
       .add(payload, flags, seq=None) -> None, or (inner_type, inner_payload) when a CHUNK
           stream completes (validated against FIELDS). The whole message's buffer is
@@ -461,9 +463,12 @@ class StreamReader:
     def __init__(self, max_frame=MAX_FRAME, copy=True):
         self.max_frame = max_frame
         self.copy = copy
-        self.failed = None
         self._buf = bytearray(max_frame)
         self._mv = memoryview(self._buf)
+        self.reset()
+
+    def reset(self):
+        self.failed = None
         self._have = 0
         self._need = HEADER_SIZE
         self._header = None
@@ -523,13 +528,16 @@ class Deframer:
         self.max_frame = max_frame
         self.copy = copy
         self.bad_frames = 0
-        self.after_break = b""
         self._cap = cobs_max(max_frame)
         self._acc = bytearray(self._cap)
-        self._n = 0
-        self._dropping = False
         self._frame = None if _native is not None and hasattr(_native, "cobs_decode") \
             else bytearray(max_frame)
+        self.reset()
+
+    def reset(self):
+        self._n = 0
+        self._dropping = False
+        self.after_break = b""
 
     def _bad(self, out, error):
         self.bad_frames += 1
