@@ -1,6 +1,12 @@
 """The host master: links, sessions, the scheduler, the journal and the user API."""
 
+from microswarm.master.cluster import Cluster, RunningCluster
+from microswarm.master.config import ClusterFileError, ClusterSpec
 from microswarm.master.master import JobFailedError, JobHandle, Master
 from microswarm.master.scheduler import NodeCaps, Scheduler
+from microswarm.master.split import BlockMatmul, Tiles2D
 
-__all__ = ["JobFailedError", "JobHandle", "Master", "NodeCaps", "Scheduler"]
+__all__ = [
+    "BlockMatmul", "Cluster", "ClusterFileError", "ClusterSpec", "JobFailedError", "JobHandle",
+    "Master", "NodeCaps", "RunningCluster", "Scheduler", "Tiles2D",
+]

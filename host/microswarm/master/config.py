@@ -1,0 +1,119 @@
+"""The cluster file (TOML): where the master listens and which nodes make the cluster.
+
+    [cluster]
+    name = "demo"
+    key_file = "demo.key"        # relative to this file; or key = "text" for a throwaway
+    [master]
+    host = "127.0.0.1"           # tcp_port, udp_port, control_port, journal,
+    tcp_port = 5880              # heartbeat_ms, window, retries
+    [serial]
+    ports = ["/dev/ttyACM0"]     # boards on USB serial
+    watch_usb = false            # also open new USB serial devices as they appear
+    [boards]
+    expected_tcp = 2             # physical boards that dial in over TCP
+    [[virtual]]                  # MicroPython VM boards started by `microswarm up`
+    count = 3
+    board = "unix"
+    link = "tcp"                 # or "serial" (a pty)
+    [inproc]
+    count = 2                    # in-process CPython nodes
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from microswarm.protocol.catalog import TCP_PORT, UDP_DISCOVERY_PORT
+
+
+class ClusterFileError(ValueError):
+    pass
+
+
+@dataclass
+class VirtualGroup:
+    count: int
+    board: str = "unix"
+    link: str = "tcp"
+    prefix: str = ""
+
+
+@dataclass
+class ClusterSpec:
+    name: str = "microswarm"
+    key: bytes = b""
+    host: str = "127.0.0.1"
+    tcp_port: int = TCP_PORT
+    udp_port: int | None = UDP_DISCOVERY_PORT
+    control_port: int | None = 5882
+    journal: str | None = None
+    heartbeat_ms: int = 1000
+    window: int = 4
+    retries: int = 3
+    serial_ports: list[str] = field(default_factory=list)
+    watch_usb: bool = False
+    expected_tcp: int = 0
+    virtual: list[VirtualGroup] = field(default_factory=list)
+    inproc: int = 0
+
+    @property
+    def expected_nodes(self) -> int:
+        return (self.expected_tcp + len(self.serial_ports) + self.inproc
+                + sum(g.count for g in self.virtual))
+
+    def master_kwargs(self) -> dict[str, Any]:
+        return dict(cluster=self.name, key=self.key, host=self.host, tcp_port=self.tcp_port,
+                    udp_port=self.udp_port, control_port=self.control_port,
+                    journal=self.journal, heartbeat_ms=self.heartbeat_ms, window=self.window,
+                    retries=self.retries)
+
+
+def _section(data: dict, name: str) -> dict:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ClusterFileError(f"[{name}] must be a table")
+    return value
+
+
+def load(path: str | Path) -> ClusterSpec:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ClusterFileError(f"cannot read cluster file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ClusterFileError(f"{path}: {exc}") from None
+    cluster, master = _section(data, "cluster"), _section(data, "master")
+    spec = ClusterSpec(name=cluster.get("name", "microswarm"))
+    if "key_file" in cluster:
+        key_path = (path.parent / cluster["key_file"]).resolve()
+        try:
+            spec.key = key_path.read_bytes().strip()
+        except OSError as exc:
+            raise ClusterFileError(f"cannot read the key file {key_path}: {exc}") from None
+    elif "key" in cluster:
+        spec.key = str(cluster["key"]).encode()
+    if len(spec.key) < 16:
+        raise ClusterFileError(f"{path}: the cluster key must be at least 16 bytes "
+                               "([cluster] key_file or key)")
+    for name in ("host", "tcp_port", "udp_port", "control_port", "heartbeat_ms", "window",
+                 "retries"):
+        if name in master:
+            setattr(spec, name, master[name])
+    if "journal" in master:
+        spec.journal = str((path.parent / master["journal"]).resolve())
+    serial = _section(data, "serial")
+    spec.serial_ports = list(serial.get("ports", []))
+    spec.watch_usb = bool(serial.get("watch_usb", False))
+    spec.expected_tcp = int(_section(data, "boards").get("expected_tcp", 0))
+    for i, group in enumerate(data.get("virtual", [])):
+        link = group.get("link", "tcp")
+        if link not in ("tcp", "serial"):
+            raise ClusterFileError(f"[[virtual]] #{i + 1}: link must be tcp or serial")
+        spec.virtual.append(VirtualGroup(int(group.get("count", 1)), group.get("board", "unix"),
+                                         link, group.get("prefix", f"vm{link[0]}")))
+    spec.inproc = int(_section(data, "inproc").get("count", 0))
+    return spec
