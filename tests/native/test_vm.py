@@ -181,3 +181,19 @@ def test_module_reports_its_arch_and_every_contract_name(run_vm, module_dir):
     assert out.startswith("x64 ")
     for name in names:
         assert repr(name) in out
+
+
+def test_firmware_kernels_dispatch_to_the_module(run_vm, module_dir):
+    """firmware/kernels.py imports msw_native when it is on the path and runs it in place
+    of its Python kernels; the results are the ones the Python kernels give."""
+    source = PRELUDE.format(path=module_dir, seed=5) + """
+print("NAMES", " ".join(py.native_names()))
+print("ARCH", py.native_arch())
+a, b = arr("b", 12, *B), arr("b", 12, *B)
+fn, native = py.lookup("matmul")
+print("MATMUL", native, list(py.run("matmul", [a, b, 3, 4, 3])) == list(py.matmul(a, b, 3, 4, 3)))
+"""
+    out = run_vm(source)
+    assert "NAMES conv1d dot fir lif_step mandelbrot matmul mlp_int8" in out
+    assert "ARCH x64" in out
+    assert "MATMUL True True" in out
