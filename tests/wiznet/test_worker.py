@@ -1,0 +1,87 @@
+"""The unchanged firmware worker on an emulated W5500 / W6100 board: it finds the real
+master by UDP discovery through the chip's hardware UDP socket, joins over a hardware TCP
+socket and runs tasks, 16 KB frames included."""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from microswarm import bundle, paths
+from microswarm.master import Master
+
+from .conftest import HERE
+
+pytestmark = pytest.mark.slow
+
+KEY = bytes(range(32))
+
+
+def _flash(root, board: str, udp_port: int):
+    config = json.loads(bundle.render_config("wiz-1", "wiz", KEY, "", "tcp",
+                                             discovery_port=udp_port))
+    config["ifconfig"] = ["10.0.0.2", "255.255.255.0", "10.0.0.1", "0.0.0.0"]
+    files = bundle.layout(board, config)
+    files.pop(bundle.NATIVE_MODULE, None)  # built for the board's CPU, not the VM's
+    bundle.write_layout(root, files)
+    shutil.copy(HERE / "vm" / "machine.py", root / "machine.py")  # the SPI/Pin stand-in
+    return root
+
+
+async def _serve_node(model, board: str, flash, micropython: str) -> dict:
+    master = Master(cluster="wiz", key=KEY, host="127.0.0.1", tcp_port=0, udp_port=0,
+                    control_port=None, heartbeat_ms=1000)
+    await master.start()
+    _flash(flash, board, master.udp_port)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WIZNET_")}
+    env["WIZNET_MODEL"] = f"127.0.0.1:{model.port}"
+    heap = paths.load_board(board)["heap_bytes"]
+    log = open(flash / "vm.log", "wb")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen([micropython, "-X", f"heapsize={heap}", "main.py"], cwd=flash,
+                            env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    try:
+        nodes = []
+        for _ in range(60):
+            if proc.poll() is not None:
+                break
+            try:
+                nodes = await master.wait_for_nodes(1, timeout=0.5)
+                break
+            except TimeoutError:
+                continue
+        if not nodes:
+            raise AssertionError((flash / "vm.log").read_text(errors="replace"))
+        node = nodes[0]
+        big = bytes(range(256)) * 64  # 16 KB: a frame that fills the 2 KB rings 8 times
+        a = array.array("b", range(-8, 8))
+        echo = await master.submit("echo", [[big], [b"x"], [{"k": [1, 2.5]}]])
+        product = await master.submit("matmul", [[a, a, 4, 4, 4]])
+        return {"node": node, "echo": echo, "product": product, "big": big, "a": a}
+    finally:
+        await master.stop()
+        proc.kill()
+        proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.mark.parametrize("model", ["w5500", "w6100"], indirect=True)
+def test_worker_joins_by_discovery_and_runs_tasks(model, micropython, tmp_path):
+    board = f"{model.chip.kind}-evb-pico2"
+    out = asyncio.run(_serve_node(model, board, tmp_path / "flash", micropython))
+    node = out["node"]
+    assert node.node_id == "wiz-1" and node.board == board and node.link == "tcp"
+    assert out["echo"] == [out["big"], b"x", {"k": [1, 2.5]}]
+    a = out["a"]
+    expected = [sum(a[r * 4 + p] * a[p * 4 + c] for p in range(4))
+                for r in range(4) for c in range(4)]
+    assert list(out["product"][0]) == expected
+    counters = model.chip.counters()
+    assert counters["spi_bytes"] > 2 * len(out["big"])  # the frames really crossed the SPI bus
+    udp = [s for s in model.chip.sockets if s.mode == 0x02]
+    assert udp, "discovery used a hardware UDP socket"
