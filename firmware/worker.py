@@ -161,6 +161,8 @@ class Session:
             self.end("link: " + str(e))
         except SessionEnd as e:
             self.end(e)
+        except Exception as e:  # MemoryError, or a bug: drop the link, keep the node
+            self.end(e)
 
     async def _read_stream(self):
         reader = frame.StreamReader(self.max_frame)

@@ -23,14 +23,31 @@ def make_flash(
     link: str = "tcp",
     key: bytes = KEY,
     extra: dict | None = None,
+    compiled: bool = True,
 ) -> Path:
-    """Lay out a board's flash in `root` and return it."""
+    """Lay out a board's flash in `root` and return it: the bundle, with the modules
+    compiled to .mpy as `microswarm deploy` puts them on a board (compiling .py source on
+    the board itself needs more heap than an ESP32 has)."""
     import json
+
+    from microswarm.deploy.build import compile_layout
 
     config = json.loads(bundle.render_config(node_id, CLUSTER, key, master, link))
     config.update(extra or {})
-    bundle.write_layout(root, bundle.layout(stand_in(board), config))
+    files = bundle.layout(stand_in(board), config)
+    if compiled:
+        files = _compiled(tuple(sorted(files.items())), compile_layout)
+    bundle.write_layout(root, files)
     return root
+
+
+_COMPILED: dict[tuple, dict[str, bytes]] = {}
+
+
+def _compiled(files: tuple, compile_layout) -> dict[str, bytes]:
+    if files not in _COMPILED:
+        _COMPILED[files] = compile_layout(dict(files), None)
+    return dict(_COMPILED[files])
 
 
 def stand_in(board: str) -> dict:
@@ -67,3 +84,21 @@ def vm_script(micropython):
         return proc.stdout.decode()
 
     return run
+
+
+RESIDENT_PROBE = """
+import gc
+gc.collect()
+before = gc.mem_alloc()
+import asyncio, auth, board, cbor, config, frame, kernels, links, msgdefs, worker
+gc.collect()
+print(gc.mem_alloc() - before)
+"""
+
+
+def firmware_resident(micropython: str, flash: Path) -> int:
+    """Heap bytes the imported firmware modules hold in this (64-bit) VM: on a board whose
+    modules are frozen into the firmware image that code lives in flash instead."""
+    proc = subprocess.run([micropython, "-c", RESIDENT_PROBE], cwd=flash, capture_output=True,
+                          timeout=30, check=True)
+    return int(proc.stdout)

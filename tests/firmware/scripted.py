@@ -148,7 +148,8 @@ class TcpMaster:
 class VM:
     """The firmware's main.py in the MicroPython VM, in a flash folder."""
 
-    def __init__(self, micropython: str, flash: Path, board: str, *, stdio=None) -> None:
+    def __init__(self, micropython: str, flash: Path, board: str, *, stdio=None,
+                 heap: int | None = None) -> None:
         self.flash = flash
         self.log_path = flash / "vm.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
@@ -156,7 +157,7 @@ class VM:
         if stdio is not None:
             stdin = stdout = stdio
         self.proc = subprocess.Popen(
-            [micropython, "-X", f"heapsize={heap_of(board)}", "main.py"],
+            [micropython, "-X", f"heapsize={heap or heap_of(board)}", "main.py"],
             cwd=flash, stdin=stdin, stdout=stdout, stderr=self._log,
         )
 
