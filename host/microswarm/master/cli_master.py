@@ -1,0 +1,60 @@
+"""Run a master: boards and virtual nodes of the cluster join it over TCP (UDP discovery
+answers their DISCOVER beacons) or on the serial ports given. Runs until Ctrl-C.
+
+  microswarm master --key-file cluster.key --serial /dev/ttyACM0 --inproc 2
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from microswarm.protocol.catalog import TCP_PORT, UDP_DISCOVERY_PORT
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cluster", default="microswarm",
+                        help="cluster name (default %(default)s)")
+    key = parser.add_mutually_exclusive_group(required=True)
+    key.add_argument("--key-file", help="file holding the cluster key (16+ bytes)")
+    key.add_argument("--key", help="the cluster key as text (for throwaway clusters)")
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (%(default)s)")
+    parser.add_argument("--port", type=int, default=TCP_PORT, help="TCP port (%(default)s)")
+    parser.add_argument("--udp-port", type=int, default=UDP_DISCOVERY_PORT,
+                        help="UDP discovery port, -1 to disable (%(default)s)")
+    parser.add_argument("--control-port", type=int, default=5882,
+                        help="local control port for `microswarm nodes` (%(default)s)")
+    parser.add_argument("--serial", action="append", default=[], metavar="PORT",
+                        help="a serial port, pty or pyserial URL with a board (repeatable)")
+    parser.add_argument("--watch-usb", action="store_true",
+                        help="also open USB serial devices plugged in later")
+    parser.add_argument("--inproc", type=int, default=0, help="in-process CPython nodes")
+    parser.add_argument("--journal", help="SQLite journal file (resume jobs after a restart)")
+    parser.add_argument("--heartbeat-ms", type=int, default=1000)
+    parser.add_argument("--window", type=int, default=4, help="tasks in flight per node")
+
+
+def spec_from_args(args: argparse.Namespace):
+    from pathlib import Path
+
+    from microswarm.master.config import ClusterSpec
+
+    key = Path(args.key_file).read_bytes().strip() if args.key_file else args.key.encode()
+    if len(key) < 16:
+        raise SystemExit("the cluster key must be at least 16 bytes")
+    return ClusterSpec(
+        name=args.cluster, key=key, host=args.host, tcp_port=args.port,
+        udp_port=None if args.udp_port < 0 else args.udp_port,
+        control_port=None if args.control_port < 0 else args.control_port,
+        journal=args.journal, heartbeat_ms=args.heartbeat_ms, window=args.window,
+        serial_ports=args.serial, watch_usb=args.watch_usb, inproc=args.inproc,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from microswarm.master.cli_up import serve
+
+    logging.getLogger("microswarm").setLevel(logging.INFO)
+    return asyncio.run(serve(spec_from_args(args), wait=False))
