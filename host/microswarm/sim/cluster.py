@@ -13,6 +13,7 @@ from __future__ import annotations
 import array
 import hashlib
 import random
+import tempfile
 import time
 from collections import Counter
 from typing import Any
@@ -67,6 +68,9 @@ class Simulation:
                                group.board_factor, group.slowdown, group.slots, link)
                 self.nodes.append(node)
         self.node_by_id = {n.node_id: n for n in self.nodes}
+        self._scratch = (tempfile.TemporaryDirectory(prefix="msw-sim-")
+                         if scenario.master.journal else None)
+        self.workdir = self._scratch.name if self._scratch else None
         self.master = SimMaster(self, self.nodes)
         self.wall_s = 0.0
 
@@ -239,8 +243,18 @@ class Simulation:
 
     def run(self) -> dict[str, Any]:
         """Run the scenario to its end (job finished or failed, or duration_s)."""
-        self.start()
-        self.advance(self.scenario.duration_s)
         from microswarm.sim.report import build_report
 
-        return build_report(self)
+        self.start()
+        try:
+            self.advance(self.scenario.duration_s)
+            return build_report(self)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the journal and remove its scratch folder."""
+        self.master.journal.close()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None

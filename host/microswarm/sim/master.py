@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 from typing import TYPE_CHECKING, Any
 
+from microswarm.master.journal import Journal
 from microswarm.master.scheduler import (
     Cancel,
     Dispatch,
@@ -62,15 +63,17 @@ class SimMaster:
         self.sessions = [Session(n.link.serial) for n in nodes]
         self.down_until = 0.0
         self.restarts = 0
-        self.results: dict[int, Any] = {}  # the journal: task index -> value
-        self.deliveries: dict[int, int] = {}  # task index -> TaskDone count (must be 1)
+        self.results: dict[int, Any] = {}  # what the user got: task index -> first value
+        self.deliveries: dict[tuple[int, int], int] = {}  # (incarnation, index) -> TaskDones
+        self.recomputed = 0  # results computed again after a restart (journal batch lost)
+        self.journal = _Journal(sim.workdir if self.cfg.journal else None)
+        self.up_since = 0.0
         self.index_of: list[int] = []  # current job's task index -> original index
         self.outstanding: dict[int, int] = {}  # task_id -> copies on nodes
         self.dispatched: set[int] = set()
         self.retries = 0
         self.speculative = 0
         self.duplicates = 0
-        self.stale_results = 0
         self.recovered = 0
         self.failed_cause = ""
         self.job_done = False
@@ -85,7 +88,9 @@ class SimMaster:
     def start_job(self) -> None:
         """Submit what the journal does not hold yet (all of it on a fresh master)."""
         tasks = self.sim.job.tasks
-        self.index_of = [i for i in range(len(tasks)) if i not in self.results]
+        known = self.journal.begin(self.sim.job.kernel, tasks)
+        self.up_since = self.sim.events.now
+        self.index_of = [i for i in range(len(tasks)) if i not in known]
         self.outstanding.clear()
         self.dispatched.clear()
         if not self.index_of:
@@ -106,6 +111,7 @@ class SimMaster:
             s.joined = False
             s.epoch += 1
         self.scheduler = self._new_scheduler()
+        self.journal.reopen()
         self.sim.trace("master_restart", "", f"{down_s:.3f}")
         self.sim.events.at(self.down_until, self.start_job)
 
@@ -189,18 +195,27 @@ class SimMaster:
             if w.R_VALUE in p:
                 self.scheduler.result(node.node_id, task_id, p[w.R_VALUE],
                                       p[w.R_ELAPSED])
+                self._settle(task_id)
             else:
-                self.scheduler.error(node.node_id, task_id, p.get(w.R_ERROR, "error"))
-            self._settle(task_id)
+                self._task_error(node, task_id, p.get(w.R_CODE, 0), p.get(w.R_ERROR, ""))
         elif msg_type == w.HEARTBEAT:
-            if p.get(w.HB_QUEUE) == 0:
+            if p.get(w.HB_QUEUE) == 0 and self.cfg.recover_lost:
                 self._recover_lost(node)
         elif msg_type == w.ERROR:
+            self.sim.count("node_error_frames")
             task_id = p.get(w.E_TASK)
             if task_id is not None:
-                busy = p[w.E_CODE] == ErrorCode.BUSY
-                self.scheduler.error(node.node_id, task_id, p[w.E_TEXT], penalty=not busy)
-                self._settle(task_id)
+                self._task_error(node, task_id, p[w.E_CODE], p[w.E_TEXT])
+
+    def _task_error(self, node: SimNode, task_id: int, code: int, text: str) -> None:
+        """As the real master: CANCELLED is ignored, BUSY requeues without a penalty."""
+        self._settle(task_id)
+        if code == ErrorCode.CANCELLED:
+            return
+        if code == ErrorCode.BUSY:
+            self.sim.count("busy")
+        self.scheduler.error(node.node_id, task_id, text or "error",
+                             penalty=code != ErrorCode.BUSY)
 
     def _settle(self, task_id: int) -> None:
         copies = self.outstanding.get(task_id)
@@ -228,15 +243,24 @@ class SimMaster:
             self.pump()
 
     def sweep(self) -> None:
-        """Declare lost every joined node silent for LOST_AFTER_HEARTBEATS intervals."""
+        """Once per heartbeat interval, as the real master's ticker: declare lost every
+        joined node silent for LOST_AFTER_HEARTBEATS intervals, HEARTBEAT the others, and
+        commit the journal."""
         if self.is_down():
             return
-        limit = self.sim.events.now - LOST_AFTER_HEARTBEATS * self.heartbeat_s
+        now = self.sim.events.now
+        limit = now - LOST_AFTER_HEARTBEATS * self.heartbeat_s
+        beat = {w.HB_UPTIME: int((now - self.up_since) * 1000)}
         nodes = self.sim.nodes
         for i, s in enumerate(self.sessions):
-            if s.joined and s.last_heard < limit:
+            if not s.joined:
+                continue
+            if s.last_heard < limit:
                 self._lose(nodes[i], "silent")
                 s.epoch += 1
+            else:
+                self.send(nodes[i], w.HEARTBEAT, beat)
+        self.journal.flush()
         self.pump()
 
     def _lose(self, node: SimNode, why: str) -> None:
@@ -286,10 +310,58 @@ class SimMaster:
 
     def _done(self, a: TaskDone) -> None:
         index = self.index_of[a.index]
-        self.deliveries[index] = self.deliveries.get(index, 0) + 1
+        once = (self.restarts, index)
+        self.deliveries[once] = self.deliveries.get(once, 0) + 1
         self.outstanding.pop(a.task_id, None)
+        self.journal.record(index, a.value, a.node_id)
+        self.sim.trace("done", a.node_id, str(index))
         if index in self.results:
-            self.stale_results += 1
+            self.recomputed += 1
+            if self.results[index] != a.value:
+                self.sim.count("recomputed_differently")
             return
         self.results[index] = a.value
-        self.sim.trace("done", a.node_id, str(index))
+
+
+class _Journal:
+    """The master's SQLite journal (microswarm.master.journal) in a scratch folder, or
+    nothing when the scenario's master runs without one. A restart drops the Journal
+    object without flushing it, as a killed process would: rows still in its batch are
+    lost and their tasks are computed again."""
+
+    KEY = "sim-job"
+
+    def __init__(self, folder: str | None) -> None:
+        self.path = None if folder is None else f"{folder}/journal.sqlite"
+        self.db: Journal | None = None
+        self.kernel = ""
+        self.tasks: list = []
+        self.reopen()
+
+    def reopen(self) -> None:
+        if self.path is not None:
+            self.db = Journal(self.path)
+
+    def begin(self, kernel: str, tasks: list) -> dict[int, Any]:
+        self.kernel, self.tasks = kernel, tasks
+        return {} if self.db is None else self.db.begin(self.KEY, kernel, tasks)
+
+    def record(self, index: int, value: Any, node_id: str) -> None:
+        if self.db is not None:
+            self.db.record(self.KEY, index, value, node_id)
+
+    def flush(self) -> None:
+        if self.db is not None:
+            self.db.flush()
+
+    def stored(self) -> dict[int, Any] | None:
+        """Every result the journal holds (None without a journal)."""
+        if self.db is None:
+            return None
+        self.db.flush()
+        return self.db.begin(self.KEY, self.kernel, self.tasks)
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None

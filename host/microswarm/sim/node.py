@@ -29,13 +29,19 @@ if TYPE_CHECKING:
 FW_VERSION = "sim-1"
 HEAP_TOTAL = 200_000
 MAX_FRAME = 16_384
+# As firmware/worker.py: re-dial after [b/2, b) with b doubling from 0.2 s up to 10 s, and
+# end a session when the master has been silent for SILENT_BEATS heartbeat intervals.
+BACKOFF_MIN_S = 0.2
+BACKOFF_MAX_S = 10.0
+SILENT_BEATS = 3
 
 
 class SimNode:
     __slots__ = (
         "sim", "index", "node_id", "board", "factor", "slowdown", "slots", "link", "rx",
         "alive", "frozen_until", "boot", "epoch", "joined", "nonce", "seq", "queue",
-        "running", "run_token", "done", "busy_s", "booted_at",
+        "running", "run_token", "done", "busy_s", "booted_at", "last_rx", "backoff_s",
+        "heartbeat_s",
     )
 
     def __init__(
@@ -64,6 +70,9 @@ class SimNode:
         self.done = 0
         self.busy_s = 0.0
         self.booted_at = 0.0
+        self.last_rx = 0.0
+        self.backoff_s = BACKOFF_MIN_S
+        self.heartbeat_s = 1.0
 
     # ------------------------------------------------------------------ power
     def power_on(self) -> None:
@@ -99,9 +108,10 @@ class SimNode:
         self._reset_work()
         epoch = self.sim.master.accept(self)
         if epoch is None:
-            self.sim.events.after(self.sim.reconnect_s, self._retry_connect, self.boot)
+            self.redial()
             return
         self.epoch = epoch
+        self.last_rx = self.sim.events.now
         self.nonce = self.sim.rng_nonce.randbytes(16)
         self.send(w.HELLO, {
             w.H["node_id"]: self.node_id,
@@ -117,9 +127,22 @@ class SimNode:
             w.H["link"]: "serial" if self.link.serial else "tcp",
         })
 
+    def redial(self) -> None:
+        """Dial again after a jittered, doubling backoff (the firmware's reconnect)."""
+        delay = self.backoff_s * (0.5 + 0.5 * self.sim.rng_nonce.random())
+        self.backoff_s = min(BACKOFF_MAX_S, self.backoff_s * 2)
+        self.sim.events.after(delay, self._retry_connect, self.boot)
+
     def _retry_connect(self, boot: int) -> None:
         if boot == self.boot and not self.joined:
             self.connect()
+
+    def end_session(self) -> None:
+        """The master fell silent: drop the session and its work, then re-dial."""
+        self.joined = False
+        self.epoch = -1
+        self._reset_work()
+        self.redial()
 
     def reset_by_peer(self, boot: int) -> None:
         """The master refused a frame of a closed connection (TCP RST): reconnect."""
@@ -138,9 +161,14 @@ class SimNode:
     def receive(self, boot: int, epoch: int, data: bytes) -> None:
         if boot != self.boot or not self.alive or epoch != self.epoch or self.frozen():
             return
+        self.last_rx = self.sim.events.now
         for frame in self.rx.feed(data):
             if isinstance(frame, FrameError):
                 self.sim.count("node_bad_frames")
+                error: dict[int, Any] = {w.E_CODE: int(frame.code), w.E_TEXT: frame.text}
+                if frame.seq is not None:
+                    error[w.E_REF] = frame.seq
+                self.send(w.ERROR, error)
                 continue
             self._handle(frame.type, frame.payload)
 
@@ -156,6 +184,8 @@ class SimNode:
             proof = master_proof(self.sim.key, self.nonce, self.sim.master.nonce_for(self))
             if hmac.compare_digest(proof, p[w.W["proof"]]):
                 self.joined = True
+                self.backoff_s = BACKOFF_MIN_S
+                self.heartbeat_s = p[w.W["heartbeat_ms"]] / 1000.0
         elif msg_type == w.ERROR and p[w.E_CODE] == ErrorCode.NOT_JOINED:
             self.connect()
 
@@ -164,16 +194,20 @@ class SimNode:
         if not self.joined:
             return
         if len(self.queue) + (self.running is not None) >= self.slots:
-            self.send(w.ERROR, {w.E_CODE: int(ErrorCode.BUSY), w.E_TEXT: "no free slot",
-                                w.E_TASK: task_id})
+            self._fail(task_id, ErrorCode.BUSY, "all slots taken")
             return
         self.queue.append((task_id, p[w.T_KERNEL], p[w.T_ARGS]))
         self._start_next()
+
+    def _fail(self, task_id: int, code: ErrorCode, text: str) -> None:
+        self.send(w.RESULT, {w.R_ID: task_id, w.R_ELAPSED: 0, w.R_ERROR: text,
+                             w.R_CODE: int(code)})
 
     def _cancel(self, task_id: int) -> None:
         for item in self.queue:
             if item[0] == task_id:
                 self.queue.remove(item)
+                self._fail(task_id, ErrorCode.CANCELLED, "cancelled before it ran")
                 return
         if self.running is not None and self.running[0] == task_id:
             self.running[5] = True
@@ -217,6 +251,10 @@ class SimNode:
         if not (self.alive and self.joined) or self.frozen():
             return
         now = self.sim.events.now
+        if now - self.last_rx > SILENT_BEATS * self.heartbeat_s:
+            self.sim.trace("master_silent", self.node_id, "")
+            self.end_session()
+            return
         self.send(w.HEARTBEAT, {
             w.HB_UPTIME: int((now - self.booted_at) * 1000),
             w.HB_QUEUE: len(self.queue) + (self.running is not None),

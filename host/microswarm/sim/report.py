@@ -26,6 +26,11 @@ def build_report(sim: Simulation) -> dict[str, Any]:
     values = sorted(util.values())
     links = _link_totals(sim)
     duplicates = m.duplicates + m.scheduler.duplicates
+    journal = m.journal.stored()
+    journal_ok = None
+    if journal is not None:
+        journal_ok = sorted(journal) == list(range(total)) and all(
+            journal[i] == m.results.get(i) for i in range(total))
     return {
         "scenario": sim.scenario.name,
         "seed": sim.seed,
@@ -39,6 +44,7 @@ def build_report(sim: Simulation) -> dict[str, Any]:
             "failed": m.failed_cause,
             "lost": total - len(m.results),
             "duplicated": sum(max(0, c - 1) for c in m.deliveries.values()),
+            "journal_complete": journal_ok,
         },
         "virtual_s": round(makespan, 6),
         "wall_s": round(sim.wall_s, 3),
@@ -49,7 +55,7 @@ def build_report(sim: Simulation) -> dict[str, Any]:
         "recovered_lost_frames": m.recovered,
         "speculative": m.speculative,
         "duplicates_suppressed": duplicates,
-        "stale_results": m.stale_results,
+        "recomputed_after_restart": m.recomputed,
         "master_restarts": m.restarts,
         "detections": sim.detections,
         "undetected": [
@@ -103,7 +109,9 @@ def render(report: dict[str, Any]) -> str:
         f"  utilisation: min {u['min']:.1%}  mean {u['mean']:.1%}  max {u['max']:.1%}",
     ]
     if report["master_restarts"]:
-        lines.append(f"  master restarts: {report['master_restarts']}")
+        lines.append(f"  master restarts: {report['master_restarts']}, "
+                     f"{report['recomputed_after_restart']} tasks computed again (their "
+                     f"journal batch was lost), journal complete: {r['journal_complete']}")
     det = report["detections"]
     if det:
         times = sorted(d["detected_after_s"] for d in det)

@@ -6,6 +6,7 @@ See docs/sim.md for the format. `load(path)` parses and checks a file and return
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,8 @@ class MasterConfig:
     heartbeat_ms: int = 1000
     window: int = 2
     retries: int = 5
+    recover_lost: bool = True  # requeue tasks a HEARTBEAT shows the node never got
+    journal: bool = False  # keep the SQLite journal (on by default with restart_master)
     options: dict[str, Any] = field(default_factory=dict)  # passed to the scheduler
 
 
@@ -101,17 +104,22 @@ def parse(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
         raise ScenarioError(f"{source}: [job] kind must be one of {', '.join(JOB_KINDS)}")
     faults = tuple(_fault(t, i, source) for i, t in enumerate(top.array("faults")))
     top.done()
+    if master.journal is None:
+        restarts = any(f.kind == "restart_master" for f in faults)
+        master = dataclasses.replace(master, journal=restarts)
     return Scenario(name, description, seed, float(duration), master, groups, dict(job),
                     faults, source)
 
 
 def _master(t: _Table | None, source: str) -> MasterConfig:
     if t is None:
-        return MasterConfig()
+        return MasterConfig(journal=None)  # type: ignore[arg-type]  # decided by parse()
     cfg = MasterConfig(
         heartbeat_ms=t.get("heartbeat_ms", int, default=1000),
         window=t.get("window", int, default=2),
         retries=t.get("retries", int, default=5),
+        recover_lost=t.get("recover_lost", bool, default=True),
+        journal=t.get("journal", bool, default=None),
         options=dict(t.get("scheduler", dict, default={})),
     )
     t.done()
@@ -208,7 +216,7 @@ class _Table:
                 raise ScenarioError(f"{self.where}: missing key {key!r}")
             return default
         value = self.data[key]
-        if isinstance(value, bool) or not isinstance(value, kinds):
+        if (isinstance(value, bool) and kinds is not bool) or not isinstance(value, kinds):
             raise ScenarioError(f"{self.where}: {key!r} has the wrong type ({value!r})")
         return value
 

@@ -28,7 +28,8 @@ R_ID, R_VALUE, R_ERROR, R_ELAPSED, R_CODE = (
 C_ID = key(MsgType.CANCEL, "task_id")
 HB_UPTIME, HB_QUEUE, HB_DONE, HB_BAD = (key(MsgType.HEARTBEAT, n)
                                         for n in ("uptime_ms", "queue", "done", "bad_frames"))
-E_CODE, E_TEXT, E_TASK = (key(MsgType.ERROR, n) for n in ("code", "text", "task_id"))
+E_CODE, E_TEXT, E_REF, E_TASK = (key(MsgType.ERROR, n)
+                                 for n in ("code", "text", "ref_seq", "task_id"))
 
 
 def pack(msg_type: int, payload: dict[int, Any], seq: int, serial: bool) -> bytes:
