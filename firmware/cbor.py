@@ -37,8 +37,9 @@ API
           starting `headroom` bytes in (room for a frame header). The view is valid until
           the next encode() (the buffer is reused, and replaced by a bigger one only when
           a message does not fit).
-      .buf, .reserve(n): the current buffer, and growing it to at least n bytes with its
-          content kept (used by frame.FrameWriter to add header and CRC in place).
+      .buf, .view, .reserve(n): the current buffer, a memoryview of it, and growing it to
+          at least n bytes with its content kept (frame.FrameWriter adds header and CRC in
+          place).
   loads(buf, start=0, end=None, copy=True) -> object
       Decodes exactly one item spanning buf[start:end]. copy=False returns byte strings
       and uint8 typed arrays as memoryview slices of buf (zero copy; keep buf alive and
@@ -83,19 +84,21 @@ def _typecode(arr):
 class Encoder:
     def __init__(self, size=256, headroom=0):
         self.buf = bytearray(max(size, headroom + 16))
+        self.view = memoryview(self.buf)
         self.headroom = headroom
         self.pos = 0
 
     def reserve(self, n):
         if n > len(self.buf):
             bigger = bytearray(max(n, 2 * len(self.buf)))
-            bigger[: self.pos] = memoryview(self.buf)[: self.pos]
+            bigger[: self.pos] = self.view[: self.pos]
             self.buf = bigger
+            self.view = memoryview(bigger)
 
     def encode(self, obj):
         self.pos = self.headroom
         self._item(obj, 0)
-        return memoryview(self.buf)[self.headroom : self.pos]
+        return self.view[self.headroom : self.pos]
 
     def _head(self, major, n):
         p = self.pos
@@ -182,16 +185,24 @@ class Encoder:
             self.pos = p + 9
 
     def _map(self, obj, depth):
-        keys = list(obj)
-        simple = True
-        for k in keys:
-            if type(k) is not int or k < 0:
-                simple = False
+        keys = obj
+        last = -1
+        for k in obj:
+            if type(k) is not int or k <= last:
+                keys = None
                 break
-        if simple:
-            keys.sort()
-        else:
-            keys = _canonical_key_order(keys)
+            last = k
+        if keys is None:
+            keys = list(obj)
+            simple = True
+            for k in keys:
+                if type(k) is not int:
+                    simple = False
+                    break
+            if simple:
+                keys.sort()
+            else:
+                keys = _canonical_key_order(keys)
         self._head(0xA0, len(keys))
         for k in keys:
             if type(k) is not int and type(k) is not str:
@@ -256,135 +267,156 @@ def _half(h):
     return -val if h & 0x8000 else val
 
 
-def _arg(mv, pos, end, ai):
-    # The head's argument and the position after it.
-    if ai < 24:
-        return ai, pos
-    if ai == 24:
-        if pos + 1 > end:
-            raise CBORError("truncated head")
-        return mv[pos], pos + 1
-    if ai == 25:
-        if pos + 2 > end:
-            raise CBORError("truncated head")
-        return struct.unpack_from(">H", mv, pos)[0], pos + 2
-    if ai == 26:
-        if pos + 4 > end:
-            raise CBORError("truncated head")
-        return struct.unpack_from(">I", mv, pos)[0], pos + 4
-    if ai == 27:
-        if pos + 8 > end:
-            raise CBORError("truncated head")
-        return struct.unpack_from(">Q", mv, pos)[0], pos + 8
-    if ai == 31:
-        raise CBORError("indefinite length not allowed")
-    raise CBORError("reserved additional information %d" % ai)
+class _Decoder:
+    # One item at a time; the read position lives in self.pos, so decoding allocates
+    # nothing but the values themselves (no (value, pos) tuples per item).
 
+    def __init__(self, mv, pos, end, copy):
+        self.mv = mv
+        self.pos = pos
+        self.end = end
+        self.copy = copy
 
-def _item(mv, pos, end, depth, copy):
-    if depth > MAX_NESTING:
-        raise CBORError("nesting deeper than %d" % MAX_NESTING)
-    if pos >= end:
-        raise CBORError("truncated input")
-    ib = mv[pos]
-    major = ib >> 5
-    ai = ib & 0x1F
-    pos += 1
-    if major == 7:
-        return _simple(mv, pos, end, ai)
-    n, pos = _arg(mv, pos, end, ai)
-    if major == 0:
-        return n, pos
-    if major == 1:
-        return -1 - n, pos
-    if major == 2 or major == 3:
-        if n > end - pos:
-            raise CBORError("string length %d past end of input" % n)
-        stop = pos + n
-        if major == 3:
-            try:
-                return str(mv[pos:stop], "utf-8"), stop
-            except UnicodeError:
-                raise CBORError("invalid UTF-8 in text string")
-        if copy:
-            return bytes(mv[pos:stop]), stop
-        return mv[pos:stop], stop
-    depth += 1
-    if major == 6:
-        return _typed(mv, pos, end, n, depth, copy)
-    if major == 4:
-        if n > end - pos:
-            raise CBORError("array length %d past end of input" % n)
-        out = [None] * n
-        for i in range(n):
-            out[i], pos = _item(mv, pos, end, depth, copy)
-        return out, pos
-    if major == 5:
-        if n > (end - pos) >> 1:
-            raise CBORError("map length %d past end of input" % n)
-        out = {}
-        for _ in range(n):
-            key, pos = _item(mv, pos, end, depth, copy)
-            if type(key) is not int and type(key) is not str:
-                raise CBORError("map key must be int or text")
-            if key in out:
-                raise CBORError("duplicate map key")
-            out[key], pos = _item(mv, pos, end, depth, copy)
-        return out, pos
-
-
-def _simple(mv, pos, end, ai):
-    if ai == 20:
-        return False, pos
-    if ai == 21:
-        return True, pos
-    if ai == 22:
-        return None, pos
-    if ai == 25:
-        if pos + 2 > end:
-            raise CBORError("truncated float16")
-        return _half(struct.unpack_from(">H", mv, pos)[0]), pos + 2
-    if ai == 26:
-        if pos + 4 > end:
-            raise CBORError("truncated float32")
-        return struct.unpack_from(">f", mv, pos)[0], pos + 4
-    if ai == 27:
-        if pos + 8 > end:
-            raise CBORError("truncated float64")
-        return struct.unpack_from(">d", mv, pos)[0], pos + 8
-    if ai == 31:
-        raise CBORError("unexpected break / indefinite length")
-    if ai > 27:
+    def _arg(self, ai):
+        # The argument of a head whose initial byte has been read.
+        if ai < 24:
+            return ai
+        pos = self.pos
+        if ai == 24:
+            if pos + 1 > self.end:
+                raise CBORError("truncated head")
+            self.pos = pos + 1
+            return self.mv[pos]
+        if ai == 25:
+            if pos + 2 > self.end:
+                raise CBORError("truncated head")
+            self.pos = pos + 2
+            return struct.unpack_from(">H", self.mv, pos)[0]
+        if ai == 26:
+            if pos + 4 > self.end:
+                raise CBORError("truncated head")
+            self.pos = pos + 4
+            return struct.unpack_from(">I", self.mv, pos)[0]
+        if ai == 27:
+            if pos + 8 > self.end:
+                raise CBORError("truncated head")
+            self.pos = pos + 8
+            return struct.unpack_from(">Q", self.mv, pos)[0]
+        if ai == 31:
+            raise CBORError("indefinite length not allowed")
         raise CBORError("reserved additional information %d" % ai)
-    raise CBORError("unsupported simple value (additional information %d)" % ai)
 
+    def item(self, depth):
+        if depth > MAX_NESTING:
+            raise CBORError("nesting deeper than %d" % MAX_NESTING)
+        pos = self.pos
+        if pos >= self.end:
+            raise CBORError("truncated input")
+        ib = self.mv[pos]
+        self.pos = pos + 1
+        major = ib >> 5
+        if major == 0:
+            return self._arg(ib & 0x1F)
+        if major == 7:
+            return self._simple(ib & 0x1F)
+        n = self._arg(ib & 0x1F)
+        if major == 1:
+            return -1 - n
+        pos = self.pos
+        if major == 2 or major == 3:
+            if n > self.end - pos:
+                raise CBORError("string length %d past end of input" % n)
+            stop = pos + n
+            self.pos = stop
+            if major == 3:
+                try:
+                    return str(self.mv[pos:stop], "utf-8")
+                except UnicodeError:
+                    raise CBORError("invalid UTF-8 in text string")
+            if self.copy:
+                return bytes(self.mv[pos:stop])
+            return self.mv[pos:stop]
+        depth += 1
+        if major == 4:
+            if n > self.end - pos:
+                raise CBORError("array length %d past end of input" % n)
+            out = [None] * n
+            for i in range(n):
+                out[i] = self.item(depth)
+            return out
+        if major == 5:
+            if n > (self.end - pos) >> 1:
+                raise CBORError("map length %d past end of input" % n)
+            out = {}
+            for _ in range(n):
+                key = self.item(depth)
+                if type(key) is not int and type(key) is not str:
+                    raise CBORError("map key must be int or text")
+                if key in out:
+                    raise CBORError("duplicate map key")
+                out[key] = self.item(depth)
+            return out
+        return self._typed(n, depth)
 
-def _typed(mv, pos, end, tag, depth, copy):
-    spec = TYPED_ARRAY_TAGS.get(tag)
-    if spec is None:
-        raise CBORError("unsupported tag %d" % tag)
-    code, size = spec
-    if depth > MAX_NESTING:
-        raise CBORError("nesting deeper than %d" % MAX_NESTING)
-    if pos >= end:
-        raise CBORError("truncated typed array")
-    ib = mv[pos]
-    if ib >> 5 != 2:
-        raise CBORError("typed array tag %d must wrap a byte string" % tag)
-    n, pos = _arg(mv, pos + 1, end, ib & 0x1F)
-    if n > end - pos:
-        raise CBORError("typed array length %d past end of input" % n)
-    if n % size:
-        raise CBORError("typed array of %d bytes is not a whole number of items" % n)
-    stop = pos + n
-    if size == 1 and code == "B" and not copy:
-        return mv[pos:stop], stop
-    out = array(code)
-    if _HAS_FROMBYTES:
-        out.frombytes(mv[pos:stop])
-    else:
-        out.extend(mv[pos:stop])
-    return out, stop
+    def _simple(self, ai):
+        if ai == 20:
+            return False
+        if ai == 21:
+            return True
+        if ai == 22:
+            return None
+        pos = self.pos
+        if ai == 25:
+            if pos + 2 > self.end:
+                raise CBORError("truncated float16")
+            self.pos = pos + 2
+            return _half(struct.unpack_from(">H", self.mv, pos)[0])
+        if ai == 26:
+            if pos + 4 > self.end:
+                raise CBORError("truncated float32")
+            self.pos = pos + 4
+            return struct.unpack_from(">f", self.mv, pos)[0]
+        if ai == 27:
+            if pos + 8 > self.end:
+                raise CBORError("truncated float64")
+            self.pos = pos + 8
+            return struct.unpack_from(">d", self.mv, pos)[0]
+        if ai == 31:
+            raise CBORError("unexpected break / indefinite length")
+        if ai > 27:
+            raise CBORError("reserved additional information %d" % ai)
+        raise CBORError("unsupported simple value (additional information %d)" % ai)
+
+    def _typed(self, tag, depth):
+        spec = TYPED_ARRAY_TAGS.get(tag)
+        if spec is None:
+            raise CBORError("unsupported tag %d" % tag)
+        code, size = spec
+        if depth > MAX_NESTING:
+            raise CBORError("nesting deeper than %d" % MAX_NESTING)
+        pos = self.pos
+        if pos >= self.end:
+            raise CBORError("truncated typed array")
+        ib = self.mv[pos]
+        if ib >> 5 != 2:
+            raise CBORError("typed array tag %d must wrap a byte string" % tag)
+        self.pos = pos + 1
+        n = self._arg(ib & 0x1F)
+        pos = self.pos
+        if n > self.end - pos:
+            raise CBORError("typed array length %d past end of input" % n)
+        if n % size:
+            raise CBORError("typed array of %d bytes is not a whole number of items" % n)
+        stop = pos + n
+        self.pos = stop
+        if code == "B" and not self.copy:
+            return self.mv[pos:stop]
+        out = array(code)
+        if _HAS_FROMBYTES:
+            out.frombytes(self.mv[pos:stop])
+        else:
+            out.extend(self.mv[pos:stop])
+        return out
 
 
 def loads(buf, start=0, end=None, copy=True):
@@ -395,7 +427,8 @@ def loads(buf, start=0, end=None, copy=True):
         raise CBORError("bad input bounds")
     if start == end:
         raise CBORError("empty input")
-    obj, pos = _item(mv, start, end, 0, copy)
-    if pos != end:
-        raise CBORError("%d trailing bytes" % (end - pos))
+    dec = _Decoder(mv, start, end, copy)
+    obj = dec.item(0)
+    if dec.pos != end:
+        raise CBORError("%d trailing bytes" % (end - dec.pos))
     return obj

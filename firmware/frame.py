@@ -381,6 +381,7 @@ class FrameWriter:
         self._enc = cbor.Encoder(max_frame, HEADER_SIZE)
         self._chunk_enc = None
         self._cobs = bytearray(cobs_max(max_frame) + 1) if serial else None
+        self._cobs_view = memoryview(self._cobs) if serial else None
 
     def _take_seq(self, seq):
         if seq is None:
@@ -401,14 +402,13 @@ class FrameWriter:
         buf = enc.buf
         seq = self._take_seq(seq)
         struct.pack_into(_HEADER, buf, 0, PROTOCOL_VERSION, msg_type, flags, seq, n)
-        view = memoryview(buf)
-        struct.pack_into(_CRC, buf, end, crc32(view[:end]))
+        struct.pack_into(_CRC, buf, end, crc32(enc.view[:end]))
         if not self.serial:
-            return view[: end + CRC_SIZE]
+            return enc.view[: end + CRC_SIZE]
         out = self._cobs
         k = cobs_encode_into(buf, 0, end + CRC_SIZE, out)
         out[k] = 0
-        return memoryview(out)[: k + 1]
+        return self._cobs_view[: k + 1]
 
     def frame(self, msg_type, payload, seq=None, flags=0):
         try:
