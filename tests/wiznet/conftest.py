@@ -1,6 +1,7 @@
 """Fixtures for the WIZnet driver tests: the chip model (tools/wiznet_model) in a thread of
-the test process, and the real MicroPython VM whose `machine.SPI`/`machine.Pin` (the test-only
-stand-in in tests/wiznet/vm) carry every SPI transaction to that model over loopback."""
+the test process, and the real MicroPython VM whose `machine.SPI`/`machine.Pin` (the stand-in
+in tools/wiznet_model/vm, used only by tests and the bench) carry every SPI transaction to
+that model over loopback."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from microswarm import paths
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tools"))
+VM_DIR = REPO / "tools" / "wiznet_model" / "vm"
 
 from wiznet_model import ModelServer  # noqa: E402
 
@@ -50,7 +52,7 @@ class VmProcess:
     """A MicroPython VM running one test script; talks with the test by lines."""
 
     def __init__(self, micropython: str, source: str, env: dict[str, str], heap: int) -> None:
-        prelude = PRELUDE.format(vm_dir=str(HERE / "vm"), firmware=str(paths.firmware_dir()))
+        prelude = PRELUDE.format(vm_dir=str(VM_DIR), firmware=str(paths.firmware_dir()))
         self.proc = subprocess.Popen(
             [micropython, "-X", f"heapsize={heap}", "-c", prelude + source],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -16,7 +16,7 @@ import pytest
 from microswarm import bundle, paths
 from microswarm.master import Master
 
-from .conftest import HERE
+from .conftest import VM_DIR
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ def _flash(root, board: str, udp_port: int):
     files = bundle.layout(board, config)
     files.pop(bundle.NATIVE_MODULE, None)  # built for the board's CPU, not the VM's
     bundle.write_layout(root, files)
-    shutil.copy(HERE / "vm" / "machine.py", root / "machine.py")  # the SPI/Pin stand-in
+    shutil.copy(VM_DIR / "machine.py", root / "machine.py")  # the SPI/Pin stand-in
     return root
 
 

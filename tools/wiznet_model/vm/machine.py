@@ -1,5 +1,6 @@
-# Test-only stand-in for MicroPython's `machine` module on the unix port: SPI and Pin
-# objects whose SPI transactions travel to a WIZnet chip model over a loopback socket.
+# Stand-in for MicroPython's `machine` module on the unix port (tests and the wiznet bench
+# only): SPI and Pin objects whose SPI transactions travel to a WIZnet chip model over a
+# loopback socket.
 # A `machine.py` earlier on sys.path replaces the unix port's built-in module.
 #
 # WIZNET_MODEL=host:port  where the model listens (unset: nothing answers on the bus, MISO
