@@ -57,8 +57,9 @@ API (everything raises or returns FrameError; nothing else escapes for bad input
       With copy=False, payload memoryviews point into the reader's buffer: use them
       before the next want()/feed().
   Deframer(max_frame, copy=True)         serial lines (COBS + 0x00):
-      .feed(data) -> list of (type, flags, seq, payload), FrameError and BREAK items in
-          line order. A bad frame (bad COBS, header, CRC, payload) is a FrameError and is
+      .feed(data, end=None) -> list of (type, flags, seq, payload), FrameError and BREAK
+          items in line order, for the bytes data[:end]. Pass a bytes or bytearray (e.g.
+          the read buffer and the count read): a memoryview is copied first. A bad frame (bad COBS, header, CRC, payload) is a FrameError and is
           counted in .bad_frames; bytes past the largest encoded frame are dropped until
           the next delimiter (one TOO_LARGE), so memory stays bounded; empty chunks (0x00
           0x00) are ignored. After BREAK, feed() stops: the bytes not yet consumed are in
@@ -566,15 +567,16 @@ class Deframer:
             e.fatal = False
             self._bad(out, e)
 
-    def feed(self, data):
+    def feed(self, data, end=None):
         out = []
         if type(data) is not bytes and type(data) is not bytearray:
             data = bytes(data)
         acc = self._acc
-        total = len(data)
+        total = len(data) if end is None else end
+        view = memoryview(data)
         pos = 0
         while pos < total:
-            z = data.find(b"\x00", pos)
+            z = data.find(b"\x00", pos, total)
             stop = total if z < 0 else z
             if not self._dropping and stop > pos:
                 n = self._n
@@ -583,11 +585,11 @@ class Deframer:
                     self._dropping = True
                     self._n = 0
                 else:
-                    acc[n : n + k] = memoryview(data)[pos:stop]
+                    acc[n : n + k] = view[pos:stop]
                     self._n = n + k
                     if n < 2 <= n + k and acc[1] == 0x03 and (acc[0] == 0x0D or acc[0] == 0x03):
                         self._n = 0
-                        self.after_break = data[pos + 2 - n :]
+                        self.after_break = bytes(view[pos + 2 - n : total])
                         out.append(BREAK)
                         return out
             if z < 0:

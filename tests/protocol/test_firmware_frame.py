@@ -406,6 +406,14 @@ def test_repl_break_is_recognised_only_at_a_chunk_start(run_vm):
     # Arriving a byte at a time, the break is still seen (the rest of that read follows it).
     split = run_driver(run_vm, ["deframe 9000 65536 1 78000d03"])  # b"x\0\r\x03"
     assert split == [["E6", "B", "bad=1"]]
+    # A read buffer with its count: only data[:end] is looked at.
+    source = (
+        "import frame\n"
+        "buf = bytearray(b'\\r\\x03\\r\\x01junk')\n"
+        "d = frame.Deframer(256)\n"
+        "print(d.feed(buf, 1), d.feed(buf[1:], 3) == [frame.BREAK], d.after_break)\n"
+    )
+    assert run_vm(source).split() == ["[]", "True", "b'\\r\\x01'"]
     for (data, expected), answer in zip(cases, answers, strict=True):
         if expected is None:
             assert answer[0].startswith("F1:") and answer[1:] == ["B03616263", "bad=0"]
