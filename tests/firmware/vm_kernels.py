@@ -1,6 +1,6 @@
 # Runs inside the MicroPython VM: reads kernel calls as JSON lines on stdin, prints one
-# JSON result line per call. Arrays and floats travel as hex of their bytes, so the
-# comparison on the host side is bit for bit.
+# JSON result line per call and mode (native, then pure Python). Arrays and floats travel
+# as hex of their bytes, so the comparison on the host side is bit for bit.
 import array
 import json
 import struct
@@ -34,11 +34,15 @@ def dump(v):
     return v
 
 
-for line in sys.stdin:
-    call = json.loads(line)
-    try:
-        out = {"ok": dump(kernels.run(call["k"], load(call["args"])))}
-    except Exception as exc:
-        out = {"err": type(exc).__name__}
-    print(json.dumps(out))
-print(json.dumps({"names": kernels.names()}))
+calls = [json.loads(line) for line in sys.stdin]
+# every call twice: through the native module where it serves the kernel, then pure Python
+for native in (True, False):
+    kernels.set_native(native)
+    for call in calls:
+        try:
+            out = {"ok": dump(kernels.run(call["k"], load(call["args"])))}
+        except Exception as exc:
+            out = {"err": type(exc).__name__}
+        print(json.dumps(out))
+kernels.set_native(True)
+print(json.dumps({"names": kernels.names(), "native": kernels.native_names()}))
