@@ -81,5 +81,5 @@ class Mpremote:
 
 
 def _describe(commands: Sequence[Sequence[str]]) -> str:
-    words = " + ".join(" ".join(c[:2]) for c in commands)
+    words = " + ".join(" ".join(c[:2]).splitlines()[0] for c in commands)
     return words if len(words) < 80 else words[:77] + "..."

@@ -54,9 +54,10 @@ FRIENDLY_BANNER_TAIL = b'Type "help()" for more information.'
 RAW_REPL_PROMPT = RAW_REPL_BANNER + b">"
 SIGINT_MASK = 1 << (signal.SIGINT - 1)
 READ_SIZE = 65536
-# After a 0x03 reaches a program that disabled the interrupt key, further console input is
-# held back this long (or until the program returns to the REPL), so that the program does
-# not swallow the bytes mpremote sends next to enter the raw REPL.
+# After a 0x03 reaches a program that disabled the interrupt key, or interrupts main.py,
+# further console input is held back this long (or until main.py has returned to the
+# REPL), so that neither the program nor the raw REPL that ran main.py takes the bytes
+# mpremote sends next to enter the raw REPL.
 INTERRUPT_HOLD_S = 0.3
 CRASH_BACKOFF_S = 1.0
 # How long a started VM gets to reach the end of its boot banner before it is restarted.
@@ -84,6 +85,7 @@ class VmState:
     start_marker: bytes
     end_marker: bytes
     phase: Phase = Phase.BOOTING
+    main_done: bool = False  # boot.py/main.py have returned: a REPL reads the input
     pending: bytearray = field(default_factory=bytearray)
     started: float = field(default_factory=time.monotonic)
 
@@ -395,6 +397,7 @@ class Supervisor:
                     self._relay(bytes(vm.pending[:at]))
                     del vm.pending[: at + len(vm.end_marker)]
                     vm.phase = Phase.ENDING
+                    vm.main_done = True
                     self._hold_input()
                     continue
                 keep = max(_partial_suffix(vm.pending, vm.end_marker),
@@ -501,7 +504,12 @@ class Supervisor:
                 self._write_vm(data[start:at])
                 vm.process.send_signal(signal.SIGINT)
                 start = at + 1
-                continue
+                if vm.main_done:
+                    continue
+                # main.py is unwinding: what follows is for the REPL it falls back to.
+                self._hold_input(INTERRUPT_HOLD_S)
+                self._held += data[start:]
+                return
             self._write_vm(data[start : at + 1])
             rest = data[at + 1 :]
             self._hold_input(INTERRUPT_HOLD_S)
