@@ -20,6 +20,7 @@ HOST_ONLY = frozenset({"__init__.py"})
 
 NATIVE_MODULE = "msw_native.mpy"
 LINKS = ("tcp", "serial")
+VM_ARCH = "x64"  # the unix-port VM this package runs virtual boards on
 
 
 def firmware_files() -> list[Path]:
@@ -35,6 +36,19 @@ def native_module(arch: str | None) -> Path | None:
         return None
     path = paths.firmware_dir() / "native" / "build" / arch / NATIVE_MODULE
     return path if path.is_file() else None
+
+
+def virtual_board(name: str) -> dict:
+    """Board `name` as the MicroPython VM plays it: the same heap, frame limit and slots,
+    the host's sockets in place of a WIZnet chip, and the VM's own native module (x64)
+    where the board has one (an ESP32 has none: xtensawin is not built)."""
+    board = dict(paths.load_board(name))
+    if board.get("net_driver") != "builtin":
+        board["net_driver"] = "builtin"
+        board["links"] = list(LINKS)
+    if board.get("native_arch") not in (VM_ARCH, None):
+        board["native_arch"] = VM_ARCH if native_module(board["native_arch"]) else None
+    return board
 
 
 def render_config(

@@ -34,7 +34,7 @@ def make_flash(
 
     config = json.loads(bundle.render_config(node_id, CLUSTER, key, master, link))
     config.update(extra or {})
-    files = bundle.layout(stand_in(board), config)
+    files = bundle.layout(bundle.virtual_board(board), config)
     if compiled:
         files = _compiled(tuple(sorted(files.items())), compile_layout)
     bundle.write_layout(root, files)
@@ -48,20 +48,6 @@ def _compiled(files: tuple, compile_layout) -> dict[str, bytes]:
     if files not in _COMPILED:
         _COMPILED[files] = compile_layout(dict(files), None)
     return dict(_COMPILED[files])
-
-
-def stand_in(board: str) -> dict:
-    """A board's definition as the VM plays it: same heap, frame limit and slots, but the
-    host's sockets in place of the WIZnet chip, and the native module built for the VM
-    (x64) where the board has one of its own (an ESP32 has none: xtensawin is not built)."""
-    definition = dict(paths.load_board(board))
-    if definition.get("net_driver") != "builtin":
-        definition["net_driver"] = "builtin"
-        definition["links"] = ["tcp", "serial"]
-    if definition.get("native_arch") not in ("x64", None):
-        has_native = bundle.native_module(definition["native_arch"]) is not None
-        definition["native_arch"] = "x64" if has_native else None
-    return definition
 
 
 def heap_of(board: str) -> int:
