@@ -191,6 +191,7 @@ class WIZnet:
         self._sizes = sizes
         self._next_port = 49152 + (time.ticks_ms() & 0x3FFF)
         self._dns = "0.0.0.0"
+        self.lease_s = None
         self._simr = 0
         self.mac = bytes(mac) if mac is not None else _default_mac()
         self._write_net(self.chip.SHAR, self.mac)

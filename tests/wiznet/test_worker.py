@@ -1,6 +1,7 @@
-"""The unchanged firmware worker on an emulated W5500 / W6100 board: it finds the real
-master by UDP discovery through the chip's hardware UDP socket, joins over a hardware TCP
-socket and runs tasks, 16 KB frames included."""
+"""The unchanged firmware worker on an emulated W5500 / W6100 board: it takes its address
+from DHCP (W6100 board) or its config (W5500 board), finds the real master by UDP discovery
+through the chip's hardware UDP socket, joins over a hardware TCP socket and runs tasks,
+16 KB frames included."""
 
 from __future__ import annotations
 
@@ -17,16 +18,18 @@ from microswarm import bundle, paths
 from microswarm.master import Master
 
 from .conftest import VM_DIR
+from .dhcp_server import DhcpServer
 
 pytestmark = pytest.mark.slow
 
 KEY = bytes(range(32))
 
 
-def _flash(root, board: str, udp_port: int):
+def _flash(root, board: str, udp_port: int, dhcp: bool):
     config = json.loads(bundle.render_config("wiz-1", "wiz", KEY, "", "tcp",
                                              discovery_port=udp_port))
-    config["ifconfig"] = ["10.0.0.2", "255.255.255.0", "10.0.0.1", "0.0.0.0"]
+    if not dhcp:
+        config["ifconfig"] = ["10.0.0.2", "255.255.255.0", "10.0.0.1", "0.0.0.0"]
     files = bundle.layout(board, config)
     files.pop(bundle.NATIVE_MODULE, None)  # built for the board's CPU, not the VM's
     bundle.write_layout(root, files)
@@ -38,7 +41,10 @@ async def _serve_node(model, board: str, flash, micropython: str) -> dict:
     master = Master(cluster="wiz", key=KEY, host="127.0.0.1", tcp_port=0, udp_port=0,
                     control_port=None, heartbeat_ms=1000)
     await master.start()
-    _flash(flash, board, master.udp_port)
+    dhcp = DhcpServer() if model.chip.kind == "w6100" else None
+    if dhcp is not None:
+        model.chip.port_map[67] = dhcp.port
+    _flash(flash, board, master.udp_port, dhcp is not None)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WIZNET_")}
     env["WIZNET_MODEL"] = f"127.0.0.1:{model.port}"
     heap = paths.load_board(board)["heap_bytes"]
@@ -65,6 +71,8 @@ async def _serve_node(model, board: str, flash, micropython: str) -> dict:
         return {"node": node, "echo": echo, "product": product, "big": big, "a": a}
     finally:
         await master.stop()
+        if dhcp is not None:
+            dhcp.close()
         proc.kill()
         proc.wait(timeout=10)
         log.close()
@@ -85,3 +93,6 @@ def test_worker_joins_by_discovery_and_runs_tasks(model, micropython, tmp_path):
     assert counters["spi_bytes"] > 2 * len(out["big"])  # the frames really crossed the SPI bus
     udp = [s for s in model.chip.sockets if s.mode == 0x02]
     assert udp, "discovery used a hardware UDP socket"
+    m = model.chip.map
+    leased = bytes(model.chip.common[m.sipr : m.sipr + 4])
+    assert leased == bytes([10, 0, 0, 77] if model.chip.kind == "w6100" else [10, 0, 0, 2])

@@ -8,9 +8,10 @@ received host bytes land in the RX ring. Status (Sn_SR), interrupt (Sn_IR, SIR) 
 registers change the way the chips document. It counts SPI transactions and bytes.
 
 Model choices where the datasheets leave freedom: every destination address is reached on
-127.0.0.1 (the same port), except addresses listed in `unreachable`, where ARP/SYN times out
-after `retransmit_s`; a TCP RST from the peer sets DISCON and state CLOSED; while the link is
-down nothing moves and a pending SEND ends in TIMEOUT.
+127.0.0.1 (the same port, or the one `port_map` gives), except addresses listed in
+`unreachable`, where ARP/SYN times out after `retransmit_s`; a TCP RST from the peer sets
+DISCON and state CLOSED; while the link is down nothing moves and a pending SEND ends in
+TIMEOUT.
 """
 
 from __future__ import annotations
@@ -201,6 +202,7 @@ class Chip:
         self.map = W5500_MAP if kind == "w5500" else W6100_MAP
         self.retransmit_s = retransmit_s
         self.unreachable: set[str] = set()
+        self.port_map: dict[int, int] = {}  # destination port -> host port (e.g. DHCP's 67)
         self.link = True
         self.common = bytearray(self.map.common_size)
         self.sockets = [HwSocket(self, n) for n in range(8)]
@@ -430,7 +432,7 @@ class Chip:
                 self.watch(lst)
         elif cmd == CMD_CONNECT and s.sr == SR_INIT:
             ip = ".".join(str(b) for b in s.regs[m.sn_dipr : m.sn_dipr + 4])
-            dport = _u16(s.regs, m.sn_dport)
+            dport = self.port_map.get(_u16(s.regs, m.sn_dport), _u16(s.regs, m.sn_dport))
             s.sr = SR_SYNSENT
             s.connecting = True
             s.deadline = time.monotonic() + self.retransmit_s
@@ -471,7 +473,7 @@ class Chip:
         data = s.ring_read(s.tx, s.txsize, s.tx_rd, n)
         if s.mode == MR_UDP and s.sr == SR_UDP:
             ip = ".".join(str(b) for b in s.regs[m.sn_dipr : m.sn_dipr + 4])
-            dport = _u16(s.regs, m.sn_dport)
+            dport = self.port_map.get(_u16(s.regs, m.sn_dport), _u16(s.regs, m.sn_dport))
             if ip in self.unreachable or not self.link or s.host is None:
                 s.sending = True
                 s.send_end = s.tx_wr

@@ -1,0 +1,154 @@
+# Minimal DHCP client (RFC 2131) on one of the WIZnet chip's hardware UDP sockets:
+# DISCOVER -> OFFER -> REQUEST -> ACK, then the lease's address, netmask, router and DNS go
+# into the chip. Retries with doubling waits until timeout_ms; a NAK starts over. Renewal is
+# the caller's: call nic.dhcp() again before nic.lease_s runs out.
+
+import struct
+import time
+
+try:
+    import errno
+
+    ETIMEDOUT = errno.ETIMEDOUT
+except (ImportError, AttributeError):
+    ETIMEDOUT = 110
+
+SERVER_PORT = 67
+CLIENT_PORT = 68
+MAGIC = b"\x63\x82\x53\x63"
+
+DISCOVER = 1
+OFFER = 2
+REQUEST = 3
+ACK = 5
+NAK = 6
+
+OPT_SUBNET = 1
+OPT_ROUTER = 3
+OPT_DNS = 6
+OPT_HOSTNAME = 12
+OPT_REQUESTED_IP = 50
+OPT_LEASE = 51
+OPT_MSG_TYPE = 53
+OPT_SERVER_ID = 54
+OPT_PARAMS = 55
+OPT_CLIENT_ID = 61
+OPT_END = 255
+
+_FIXED = 236  # op .. file: the BOOTP part before the magic cookie
+
+
+def _ip(b):
+    return "%d.%d.%d.%d" % (b[0], b[1], b[2], b[3])
+
+
+def build(kind, xid, mac, hostname=None, requested=None, server=None):
+    """One client message (BOOTP header, cookie, options), padded to the 300-byte minimum."""
+    msg = bytearray(_FIXED)
+    msg[0] = 1  # BOOTREQUEST
+    msg[1] = 1  # Ethernet
+    msg[2] = 6
+    struct.pack_into(">I", msg, 4, xid)
+    msg[10] = 0x80  # broadcast flag: the client has no address to receive unicast on yet
+    msg[28:34] = mac
+    msg += MAGIC
+    msg += bytes((OPT_MSG_TYPE, 1, kind))
+    msg += bytes((OPT_CLIENT_ID, 7, 1)) + mac
+    if requested is not None:
+        msg += bytes((OPT_REQUESTED_IP, 4)) + requested
+    if server is not None:
+        msg += bytes((OPT_SERVER_ID, 4)) + server
+    if hostname:
+        name = hostname.encode()[:63]
+        msg += bytes((OPT_HOSTNAME, len(name))) + name
+    msg += bytes((OPT_PARAMS, 4, OPT_SUBNET, OPT_ROUTER, OPT_DNS, OPT_LEASE, OPT_END))
+    if len(msg) < 300:
+        msg += bytes(300 - len(msg))
+    return msg
+
+
+def parse(data, xid, mac):
+    """(message type, your address, options dict) of a server reply for us, else None."""
+    if len(data) < _FIXED + 4 or data[0] != 2 or data[_FIXED:_FIXED + 4] != MAGIC:
+        return None
+    if struct.unpack_from(">I", data, 4)[0] != xid or data[28:34] != mac:
+        return None
+    opts = {}
+    i = _FIXED + 4
+    n = len(data)
+    while i < n:
+        code = data[i]
+        if code == OPT_END:
+            break
+        if code == 0:
+            i += 1
+            continue
+        if i + 1 >= n or i + 2 + data[i + 1] > n:
+            return None
+        opts[code] = bytes(data[i + 2:i + 2 + data[i + 1]])
+        i += 2 + data[i + 1]
+    kind = opts.get(OPT_MSG_TYPE)
+    if not kind:
+        return None
+    return kind[0], bytes(data[16:20]), opts
+
+
+def lease(nic, timeout_ms=10000, hostname=None):
+    """Lease an IPv4 address for nic; returns nic.ifconfig(). OSError(ETIMEDOUT) if no
+    server answers within timeout_ms."""
+    mac = nic.mac
+    xid = (time.ticks_ms() ^ (mac[4] << 24) ^ (mac[5] << 16)) & 0x7FFFFFFF
+    deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
+    sock = nic.socket(nic.AF_INET, nic.SOCK_DGRAM)
+    try:
+        sock.bind(("0.0.0.0", CLIENT_PORT))
+        sock.setblocking(False)
+        buf = bytearray(576)
+        wait_ms = 500
+        while time.ticks_diff(deadline, time.ticks_ms()) > 0:
+            offer = _exchange(sock, build(DISCOVER, xid, mac, hostname), buf, xid, mac,
+                              OFFER, wait_ms, deadline)
+            if offer is None:
+                wait_ms = min(wait_ms * 2, 4000)
+                continue
+            yiaddr, opts = offer
+            server = opts.get(OPT_SERVER_ID)
+            request = build(REQUEST, xid, mac, hostname, yiaddr, server)
+            ack = _exchange(sock, request, buf, xid, mac, ACK, wait_ms, deadline)
+            if ack is None:
+                continue
+            yiaddr, opts = ack
+            subnet = opts.get(OPT_SUBNET, b"\xff\xff\xff\x00")
+            router = opts.get(OPT_ROUTER, b"\x00\x00\x00\x00")
+            dns = opts.get(OPT_DNS, b"\x00\x00\x00\x00")
+            lease_s = opts.get(OPT_LEASE)
+            nic.lease_s = struct.unpack(">I", lease_s)[0] if lease_s else None
+            nic.ifconfig((_ip(yiaddr), _ip(subnet), _ip(router[:4]), _ip(dns[:4])))
+            return nic.ifconfig()
+    finally:
+        sock.close()
+    raise OSError(ETIMEDOUT, "wiznet: no DHCP server answered")
+
+
+def _exchange(sock, msg, buf, xid, mac, want, wait_ms, deadline):
+    """Broadcast msg, then wait up to wait_ms for the reply of type want: (yiaddr, opts).
+    A NAK or silence gives None."""
+    sock.sendto(msg, ("255.255.255.255", SERVER_PORT))
+    until = time.ticks_add(time.ticks_ms(), wait_ms)
+    if time.ticks_diff(deadline, until) < 0:
+        until = deadline
+    while time.ticks_diff(until, time.ticks_ms()) > 0:
+        try:
+            n, _addr = sock.recvfrom_into(buf)
+        except OSError:
+            time.sleep_ms(5)
+            continue
+        got = parse(bytes(buf[:n]), xid, mac)
+        if got is None:
+            continue
+        kind, yiaddr, opts = got
+        if kind == NAK:
+            return None
+        if kind == want:
+            return yiaddr, opts
+    return None
