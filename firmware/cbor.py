@@ -3,50 +3,54 @@
 Runs unchanged on the unix port, RP2350 and ESP32 (and on CPython). Covers what the
 protocol carries and nothing more, so a node never decodes what it cannot check.
 
-Encoding (`dumps`, `Encoder`) writes the project's deterministic form, byte for byte the
-same as the host codec:
-  * int               shortest head, major 0 (n >= 0) or 1 (n < 0); -2**64 <= n < 2**64
-  * float             always float64 (0xfb), except NaN -> f97e00, +inf -> f97c00,
-                      -inf -> f9fc00
-  * str               text string (UTF-8)
-  * bytes, bytearray, memoryview of bytes   byte string
-  * list, tuple       array
-  * dict              map with int or text keys: int keys first, in ascending numeric
-                      order, then text keys by (UTF-8 length, bytes); for keys >= 0 and
-                      text keys this is RFC 8949 4.2.1 order
-  * True/False/None   f5 / f4 / f6
-  * array.array       RFC 8746 typed array: tag from msgdefs.TYPECODE_TAGS around a
-                      byte string of the little-endian items
-Anything else raises CBORError.
-
-Decoding (`loads`) accepts every valid CBOR item the protocol uses: all integer widths,
-byte/text strings, arrays, maps with int or text keys, true/false/null, float16/32/64,
-and typed-array tags (-> array.array, or memoryview for uint8 when copy=False). It rejects,
-with CBORError, before allocating anything for them: indefinite lengths, nesting deeper
-than msgdefs.MAX_NESTING (an item enclosed by more than MAX_NESTING arrays, maps and
-tags), lengths that run past the end of the input, trailing bytes,
-simple values other than false/true/null (including undefined), reserved additional
-information values, tags other than typed arrays, invalid UTF-8, duplicate or
-non-int/non-text map keys.
-
-API
-  CBORError(ValueError)
-  dumps(obj) -> bytes
-  Encoder(size=256, headroom=0)
-      .encode(obj) -> memoryview over the encoded bytes in the encoder's own buffer,
-          starting `headroom` bytes in (room for a frame header). The view is valid until
-          the next encode() (the buffer is reused, and replaced by a bigger one only when
-          a message does not fit).
-      .buf, .view, .reserve(n): the current buffer, a memoryview of it, and growing it to
-          at least n bytes with its content kept (frame.FrameWriter adds header and CRC in
-          place).
-  loads(buf, start=0, end=None, copy=True) -> object
-      Decodes exactly one item spanning buf[start:end]. copy=False returns byte strings
-      and uint8 typed arrays as memoryview slices of buf (zero copy; keep buf alive and
-      unchanged while they are used); other typed arrays are always array.array copies.
-
-Typed arrays travel little-endian; every target this firmware runs on is little-endian.
+The details are the comment block below: on a board a long docstring costs heap while
+the module compiles, a comment costs nothing.
 """
+
+# Encoding (`dumps`, `Encoder`) writes the project's deterministic form, byte for byte the
+# same as the host codec:
+#   * int               shortest head, major 0 (n >= 0) or 1 (n < 0); -2**64 <= n < 2**64
+#   * float             always float64 (0xfb), except NaN -> f97e00, +inf -> f97c00,
+#                       -inf -> f9fc00
+#   * str               text string (UTF-8)
+#   * bytes, bytearray, memoryview of bytes   byte string
+#   * list, tuple       array
+#   * dict              map with int or text keys: int keys first, in ascending numeric
+#                       order, then text keys by (UTF-8 length, bytes); for keys >= 0 and
+#                       text keys this is RFC 8949 4.2.1 order
+#   * True/False/None   f5 / f4 / f6
+#   * array.array       RFC 8746 typed array: tag from msgdefs.TYPECODE_TAGS around a
+#                       byte string of the little-endian items
+# Anything else raises CBORError.
+#
+# Decoding (`loads`) accepts every valid CBOR item the protocol uses: all integer widths,
+# byte/text strings, arrays, maps with int or text keys, true/false/null, float16/32/64,
+# and typed-array tags (-> array.array, or memoryview for uint8 when copy=False). It rejects,
+# with CBORError, before allocating anything for them: indefinite lengths, nesting deeper
+# than msgdefs.MAX_NESTING (an item enclosed by more than MAX_NESTING arrays, maps and
+# tags), lengths that run past the end of the input, trailing bytes,
+# simple values other than false/true/null (including undefined), reserved additional
+# information values, tags other than typed arrays, invalid UTF-8, duplicate or
+# non-int/non-text map keys.
+#
+# API
+#   CBORError(ValueError)
+#   dumps(obj) -> bytes
+#   Encoder(size=256, headroom=0)
+#       .encode(obj) -> memoryview over the encoded bytes in the encoder's own buffer,
+#           starting `headroom` bytes in (room for a frame header). The view is valid until
+#           the next encode() (the buffer is reused, and replaced by a bigger one only when
+#           a message does not fit).
+#       .buf, .view, .reserve(n): the current buffer, a memoryview of it, and growing it to
+#           at least n bytes with its content kept (frame.FrameWriter adds header and CRC in
+#           place).
+#   loads(buf, start=0, end=None, copy=True) -> object
+#       Decodes exactly one item spanning buf[start:end]. copy=False returns byte strings
+#       and uint8 typed arrays as memoryview slices of buf (zero copy; keep buf alive and
+#       unchanged while they are used); other typed arrays are always array.array copies.
+#
+# Typed arrays travel little-endian; every target this firmware runs on is little-endian.
+
 
 import struct
 from array import array

@@ -1,89 +1,93 @@
 """Frame codec of the microswarm wire protocol, in MicroPython (boards and the unix port).
 
-A frame (v1, little-endian) is
-    version u8 (=1) | type u8 | flags u8 | seq u16 | length u16 | payload | crc32 u32
-where the payload is `length` bytes holding one CBOR map (see cbor.py) and the CRC-32
-(IEEE, as binascii.crc32) covers header and payload. Flag bit 0 is MORE, allowed on CHUNK
-frames only; every other flag bit must be zero. Over TCP frames follow each other back to
-back; over serial each frame is COBS-encoded and followed by one 0x00 delimiter.
-
-Checks, in this order (the same order as the host codec, so both give the same code):
-  1. fewer bytes than a header + CRC          TRUNCATED
-  2. version != 1                              BAD_VERSION  (fatal on a stream)
-  3. header + length + CRC > max_frame         TOO_LARGE    (fatal on a stream)
-  4. buffer longer or shorter than the header says   TRUNCATED
-  5. CRC mismatch                              BAD_CRC
-  6. unknown flag bits, or MORE on a non-CHUNK BAD_FLAGS
-  7. type not in the catalog                   UNKNOWN_TYPE
-  8. payload not one valid CBOR item, or not a map with every required field of the
-     declared kind (msgdefs.FIELDS; unknown keys are ignored)   BAD_PAYLOAD
-A payload that does not fit in the heap is NO_MEMORY.
-
-API (everything raises or returns FrameError; nothing else escapes for bad input)
-  FrameError(code, text, seq=None, fatal=False)   ValueError; code is an msgdefs.E_* value,
-      seq the offending frame's sequence number when its header was readable, fatal=True
-      when a byte stream cannot be trusted past this point (close the link).
-  BREAK            marker that Deframer.feed returns when the line asks for the REPL.
-  crc32(data, crc=0) -> int
-  pack_header(buf, offset, msg_type, flags, seq, length); parse_header(buf, offset=0)
-      -> (version, type, flags, seq, length)
-  check_payload(msg_type, payload, seq=None)   validate a decoded map against FIELDS.
-  decode(frame, max_frame=MAX_FRAME, copy=True) -> (type, flags, seq, payload)
-      Exactly one frame (a datagram, a COBS-decoded serial frame). copy=False: byte
-      strings and uint8 typed arrays in the payload are memoryview slices of `frame`.
-  FrameWriter(max_frame, serial=False)
-      .frame(msg_type, payload, seq=None, flags=0) -> memoryview   one complete frame
-          (COBS-encoded with its 0x00 delimiter when serial=True), in a buffer the writer
-          reuses: send it before the next call. seq=None takes the writer's counter
-          (.seq, incremented mod 2**16 per frame written). TOO_LARGE if it does not fit.
-      .frames(msg_type, payload) -> iterator of memoryview   the message as one frame if
-          it fits, else as CHUNK frames with consecutive seqs (a new stream id per message,
-          MORE on all but the last). Each chunk but the last carries D = max_frame -
-          FRAME_OVERHEAD - len(CBOR({0: stream, 1: inner_type, 2: total, 3: total,
-          4: b""})) - 2 bytes, the rule every sender follows (same frames as the host).
-          Send each view before advancing the iterator; do not call frame() while
-          iterating.
-      .raw(msg_type, payload_bytes, seq=None, flags=0) -> memoryview   frame an already
-          encoded payload.
-  StreamReader(max_frame, copy=True)     TCP-like byte streams, no copy of the data:
-      .want() -> memoryview   where the next bytes go (e.g. sock.readinto(r.want()));
-      .advance(n) -> (type, flags, seq, payload) or None   after n bytes were written into
-          want(). Raises FrameError: non-fatal errors skip that frame (the stream stays
-          aligned), fatal ones (bad version, length over max_frame) leave the reader
-          failed and every later call raises again; close the link.
-      .feed(data) -> list of results and FrameErrors (non-fatal ones, in stream order);
-          raises the fatal FrameError.
-      .reset(): start over on a new connection, reusing the buffer.
-      With copy=False, payload memoryviews point into the reader's buffer: use them
-      before the next want()/feed().
-  Deframer(max_frame, copy=True)         serial lines (COBS + 0x00):
-      .feed(data, end=None) -> list of (type, flags, seq, payload), FrameError and BREAK
-          items in line order, for the bytes data[:end]. Pass a bytes or bytearray (e.g.
-          the read buffer and the count read): a memoryview is copied first. A bad frame (bad COBS, header, CRC, payload) is a FrameError and is
-          counted in .bad_frames; bytes past the largest encoded frame are dropped until
-          the next delimiter (one TOO_LARGE), so memory stays bounded; empty chunks (0x00
-          0x00) are ignored. After BREAK, feed() stops: the bytes not yet consumed are in
-          .after_break and the caller leaves frame mode.
-      REPL break rule: a chunk (the bytes since the last 0x00) that begins with b"\\r\\x03"
-      or b"\\x03\\x03" is a request to interrupt (what mpremote sends). It can never start
-      a v1 frame, because a COBS-encoded frame's second byte is always the version, 0x01.
-      It is recognised as soon as its two bytes arrive, without waiting for a delimiter.
-      .reset(): forget a partial chunk (e.g. when frame mode is entered again).
-  Reassembler(max_message, copy=True, max_streams=4)
-      .add(payload, flags, seq=None) -> None, or (inner_type, inner_payload) when a CHUNK
-          stream completes (validated against FIELDS). The whole message's buffer is
-          allocated once, at offset 0, after checking its announced total against
-          max_message and the sum of all open streams' totals against max_message too (a
-          board's heap bounds them together). Errors (the stream is dropped): TOO_LARGE
-          (total, open bytes or stream count over the limit), BAD_CHUNK (unknown stream,
-          restart, offset out of order, total or type changing, MORE set on the last piece
-          or missing before it, inner type CHUNK or unknown), BAD_PAYLOAD, NO_MEMORY.
-          The errors carry `seq` when given.
-  cobs_encode(data) -> bytes, cobs_decode(data) -> bytes (ValueError when malformed),
-  cobs_encode_into / cobs_decode_into(src, start, end, dst) -> length written.
-
-msw_native.crc32 / cobs_encode / cobs_decode are used when that native module imports.
+The API reference is the comment block below: on a board a docstring this long costs
+about 15 KB of heap while the module compiles, a comment costs nothing.
 """
+
+# A frame (v1, little-endian) is
+#     version u8 (=1) | type u8 | flags u8 | seq u16 | length u16 | payload | crc32 u32
+# where the payload is `length` bytes holding one CBOR map (see cbor.py) and the CRC-32
+# (IEEE, as binascii.crc32) covers header and payload. Flag bit 0 is MORE, allowed on CHUNK
+# frames only; every other flag bit must be zero. Over TCP frames follow each other back to
+# back; over serial each frame is COBS-encoded and followed by one 0x00 delimiter.
+#
+# Checks, in this order (the same order as the host codec, so both give the same code):
+#   1. fewer bytes than a header + CRC          TRUNCATED
+#   2. version != 1                              BAD_VERSION  (fatal on a stream)
+#   3. header + length + CRC > max_frame         TOO_LARGE    (fatal on a stream)
+#   4. buffer longer or shorter than the header says   TRUNCATED
+#   5. CRC mismatch                              BAD_CRC
+#   6. unknown flag bits, or MORE on a non-CHUNK BAD_FLAGS
+#   7. type not in the catalog                   UNKNOWN_TYPE
+#   8. payload not one valid CBOR item, or not a map with every required field of the
+#      declared kind (msgdefs.FIELDS; unknown keys are ignored)   BAD_PAYLOAD
+# A payload that does not fit in the heap is NO_MEMORY.
+#
+# API (everything raises or returns FrameError; nothing else escapes for bad input)
+#   FrameError(code, text, seq=None, fatal=False)   ValueError; code is an msgdefs.E_* value,
+#       seq the offending frame's sequence number when its header was readable, fatal=True
+#       when a byte stream cannot be trusted past this point (close the link).
+#   BREAK            marker that Deframer.feed returns when the line asks for the REPL.
+#   crc32(data, crc=0) -> int
+#   pack_header(buf, offset, msg_type, flags, seq, length); parse_header(buf, offset=0)
+#       -> (version, type, flags, seq, length)
+#   check_payload(msg_type, payload, seq=None)   validate a decoded map against FIELDS.
+#   decode(frame, max_frame=MAX_FRAME, copy=True) -> (type, flags, seq, payload)
+#       Exactly one frame (a datagram, a COBS-decoded serial frame). copy=False: byte
+#       strings and uint8 typed arrays in the payload are memoryview slices of `frame`.
+#   FrameWriter(max_frame, serial=False)
+#       .frame(msg_type, payload, seq=None, flags=0) -> memoryview   one complete frame
+#           (COBS-encoded with its 0x00 delimiter when serial=True), in a buffer the writer
+#           reuses: send it before the next call. seq=None takes the writer's counter
+#           (.seq, incremented mod 2**16 per frame written). TOO_LARGE if it does not fit.
+#       .frames(msg_type, payload) -> iterator of memoryview   the message as one frame if
+#           it fits, else as CHUNK frames with consecutive seqs (a new stream id per message,
+#           MORE on all but the last). Each chunk but the last carries D = max_frame -
+#           FRAME_OVERHEAD - len(CBOR({0: stream, 1: inner_type, 2: total, 3: total,
+#           4: b""})) - 2 bytes, the rule every sender follows (same frames as the host).
+#           Send each view before advancing the iterator; do not call frame() while
+#           iterating.
+#       .raw(msg_type, payload_bytes, seq=None, flags=0) -> memoryview   frame an already
+#           encoded payload.
+#   StreamReader(max_frame, copy=True)     TCP-like byte streams, no copy of the data:
+#       .want() -> memoryview   where the next bytes go (e.g. sock.readinto(r.want()));
+#       .advance(n) -> (type, flags, seq, payload) or None   after n bytes were written into
+#           want(). Raises FrameError: non-fatal errors skip that frame (the stream stays
+#           aligned), fatal ones (bad version, length over max_frame) leave the reader
+#           failed and every later call raises again; close the link.
+#       .feed(data) -> list of results and FrameErrors (non-fatal ones, in stream order);
+#           raises the fatal FrameError.
+#       .reset(): start over on a new connection, reusing the buffer.
+#       With copy=False, payload memoryviews point into the reader's buffer: use them
+#       before the next want()/feed().
+#   Deframer(max_frame, copy=True)         serial lines (COBS + 0x00):
+#       .feed(data, end=None) -> list of (type, flags, seq, payload), FrameError and BREAK
+#           items in line order, for the bytes data[:end]. Pass a bytes or bytearray (e.g.
+#           the read buffer and the count read): a memoryview is copied first. A bad frame (bad COBS, header, CRC, payload) is a FrameError and is
+#           counted in .bad_frames; bytes past the largest encoded frame are dropped until
+#           the next delimiter (one TOO_LARGE), so memory stays bounded; empty chunks (0x00
+#           0x00) are ignored. After BREAK, feed() stops: the bytes not yet consumed are in
+#           .after_break and the caller leaves frame mode.
+#       REPL break rule: a chunk (the bytes since the last 0x00) that begins with b"\r\x03"
+#       or b"\x03\x03" is a request to interrupt (what mpremote sends). It can never start
+#       a v1 frame, because a COBS-encoded frame's second byte is always the version, 0x01.
+#       It is recognised as soon as its two bytes arrive, without waiting for a delimiter.
+#       .reset(): forget a partial chunk (e.g. when frame mode is entered again).
+#   Reassembler(max_message, copy=True, max_streams=4)
+#       .add(payload, flags, seq=None) -> None, or (inner_type, inner_payload) when a CHUNK
+#           stream completes (validated against FIELDS). The whole message's buffer is
+#           allocated once, at offset 0, after checking its announced total against
+#           max_message and the sum of all open streams' totals against max_message too (a
+#           board's heap bounds them together). Errors (the stream is dropped): TOO_LARGE
+#           (total, open bytes or stream count over the limit), BAD_CHUNK (unknown stream,
+#           restart, offset out of order, total or type changing, MORE set on the last piece
+#           or missing before it, inner type CHUNK or unknown), BAD_PAYLOAD, NO_MEMORY.
+#           The errors carry `seq` when given.
+#   cobs_encode(data) -> bytes, cobs_decode(data) -> bytes (ValueError when malformed),
+#   cobs_encode_into / cobs_decode_into(src, start, end, dst) -> length written.
+#
+# msw_native.crc32 / cobs_encode / cobs_decode are used when that native module imports.
+
 
 import struct
 

@@ -630,3 +630,17 @@ def test_fuzz_in_the_vm_gives_only_typed_errors(small_board_vm):
     ok, refused, other, bad_frames = (int(x) for x in lines[0].split())
     assert other == 0, lines[1:]
     assert ok > 10_000 and refused > 20_000 and bad_frames > 5_000
+
+
+def test_codec_compiles_from_source_within_the_smallest_boards_heap(run_vm):
+    smallest = min(int(paths.load_board(name)["heap_bytes"]) for name in paths.board_names())
+    source = (
+        "import gc\n"
+        "import frame\n"
+        "gc.collect()\n"
+        "print(gc.mem_alloc(), gc.mem_free())\n"
+    )
+    used, free = (int(x) for x in run_vm(source, heap=smallest).split())
+    # What stays resident (msgdefs, cbor, frame) leaves the worker most of the heap.
+    assert used < smallest * 0.4, (used, smallest)
+    assert free > smallest // 2
