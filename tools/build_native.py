@@ -3,9 +3,9 @@
 Usage: python tools/build_native.py --all | --arch x64 [--arch armv6m ...] [--force]
 
 Output: firmware/native/build/<arch>/msw_native.mpy. The MicroPython headers come from the
-pinned sdist (downloaded once into .cache/); the ARM cross compiler is installed from Debian
-when missing and this runs as root, and the ARM targets are skipped with a message when it
-cannot be had. Work is skipped while the outputs are newer than every input.
+pinned sdist (downloaded once into .cache/); the ARM and RISC-V cross compilers are installed
+from Debian when missing and this runs as root, and their targets are skipped with a message
+when they cannot be had. Work is skipped while the outputs are newer than every input.
 """
 
 from __future__ import annotations
@@ -39,20 +39,30 @@ class Target:
     prefix: str  # toolchain prefix ("" for the host gcc)
     flags: tuple[str, ...]
     float_impl: str
-    debian_package: str | None
+    debian_packages: tuple[str, ...]
+    ld_flags: tuple[str, ...] = ()
 
 
 TARGETS: dict[str, Target] = {
-    "x64": Target("x64", "", ("-fno-stack-protector",), "DOUBLE", None),
+    "x64": Target("x64", "", ("-fno-stack-protector",), "DOUBLE", ()),
     "armv6m": Target(
-        "armv6m", "arm-none-eabi-", ("-mthumb", "-mcpu=cortex-m0"), "FLOAT", "gcc-arm-none-eabi"
+        "armv6m", "arm-none-eabi-", ("-mthumb", "-mcpu=cortex-m0"), "FLOAT",
+        ("gcc-arm-none-eabi",),
     ),
     "armv7emsp": Target(
         "armv7emsp",
         "arm-none-eabi-",
         ("-mthumb", "-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"),
         "FLOAT",
-        "gcc-arm-none-eabi",
+        ("gcc-arm-none-eabi",),
+    ),
+    "rv32imc": Target(
+        "rv32imc",
+        "riscv64-unknown-elf-",
+        ("-march=rv32imac", "-mabi=ilp32", "-mno-relax"),
+        "FLOAT",
+        ("gcc-riscv64-unknown-elf", "picolibc-riscv64-unknown-elf"),
+        ("-m", "elf32lriscv"),
     ),
 }
 COMMON_FLAGS = (
@@ -80,20 +90,33 @@ def ensure_toolchain(target: Target) -> None:
     cc = target.prefix + "gcc"
     if shutil.which(cc):
         return
-    package = target.debian_package
-    if package is None:
+    packages = " ".join(target.debian_packages)
+    if not packages:
         raise ToolchainMissing(f"{cc} is not installed")
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise ToolchainMissing(f"{cc} is missing; install it with: apt-get install -y {package}")
-    log(f"installing {package} from Debian (once; about a minute)")
+        raise ToolchainMissing(f"{cc} is missing; install it with: apt-get install -y {packages}")
+    log(f"installing {packages} from Debian (once; about a minute)")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "install", "-y", "-q", package],):
+    cmd = ["apt-get", "install", "-y", "-q", *target.debian_packages]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    if proc.returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=600, env=env)
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
-        if proc.returncode != 0:
-            subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=600, env=env)
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
-        if proc.returncode != 0 or not shutil.which(cc):
-            raise ToolchainMissing(f"could not install {package}: {proc.stderr.strip()[-400:]}")
+    if proc.returncode != 0 or not shutil.which(cc):
+        raise ToolchainMissing(f"could not install {packages}: {proc.stderr.strip()[-400:]}")
+
+
+def arch_flags(target: Target) -> list[str]:
+    """The target's flags, plus picolibc's specs for the bare-metal RISC-V compiler."""
+    flags = list(target.flags)
+    if target.arch == "rv32imc":
+        specs = subprocess.run(
+            [target.prefix + "gcc", "--print-file-name=picolibc.specs"],
+            capture_output=True, text=True, timeout=60,
+        ).stdout.strip()
+        if specs and specs != "picolibc.specs":
+            flags.append(f"-specs={specs}")
+    return flags
 
 
 def newest(paths: list[Path]) -> float:
@@ -133,7 +156,7 @@ def build(arch: str, force: bool = False) -> Path:
         return mpy
     cc = target.prefix + "gcc"
     cflags = [
-        *COMMON_FLAGS, *target.flags,
+        *COMMON_FLAGS, *arch_flags(target),
         f"-DMICROPY_FLOAT_IMPL=MICROPY_FLOAT_IMPL_{target.float_impl}",
         f"-DMP_CONFIGFILE=<{config}>", f'-DMSW_ARCH="{arch}"',
         "-I", str(sdk_root), "-I", str(NATIVE),
@@ -145,7 +168,7 @@ def build(arch: str, force: bool = False) -> Path:
             run([cc, *cflags, "-c", str(NATIVE / source), "-o", str(obj)])
         objects.append(str(obj))
     merged = out_dir / f"{MODULE}.linked.o"
-    ld_cmd = [target.prefix + "ld", "-r", "-o", str(merged), *objects]
+    ld_cmd = [target.prefix + "ld", *target.ld_flags, "-r", "-o", str(merged), *objects]
     if target.prefix:
         libgcc = subprocess.run(
             [cc, *target.flags, "--print-libgcc-file-name"],

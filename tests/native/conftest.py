@@ -49,8 +49,8 @@ def mpy_x64() -> Path:
     return _build("x64")
 
 
-@pytest.fixture(scope="session", params=["armv6m", "armv7emsp"])
-def mpy_arm(request, build_arch) -> tuple[str, Path]:
+@pytest.fixture(scope="session", params=["armv6m", "armv7emsp", "rv32imc"])
+def mpy_mcu(request, build_arch) -> tuple[str, Path]:
     return request.param, build_arch(request.param)
 
 

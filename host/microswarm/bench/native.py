@@ -9,7 +9,7 @@ Figures, all from one run on fixed inputs in the unix-port VM (x64 build):
   is already C, and the Python COBS).
 Every native result is checked equal to the pure one before it is timed. Also reported:
 the size of the .mpy for each arch this machine can build (ARM only with the cross
-compiler installed).
+compiler installed, rv32imc with the RISC-V one).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 from microswarm import paths
 
-ARCHES = ("x64", "armv6m", "armv7emsp")
+ARCHES = ("x64", "armv6m", "armv7emsp", "rv32imc")
 
 SCRIPT = """
 import sys, time, array, gc

@@ -1,4 +1,4 @@
-"""Run the Thumb code of a built .mpy under the unicorn CPU emulator.
+"""Run the machine code of a built .mpy (Thumb or RISC-V) under the unicorn CPU emulator.
 
 The harness does what MicroPython's loader does (places text and bss, applies the .mpy
 relocations), calls mpy_init, and then lets tests call the module's functions with Python
@@ -13,10 +13,20 @@ from __future__ import annotations
 import array
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from unicorn import UC_ARCH_ARM, UC_HOOK_CODE, UC_MODE_MCLASS, UC_MODE_THUMB, Uc
+from unicorn import (
+    UC_ARCH_ARM,
+    UC_ARCH_RISCV,
+    UC_HOOK_CODE,
+    UC_MODE_MCLASS,
+    UC_MODE_RISCV32,
+    UC_MODE_THUMB,
+    Uc,
+)
 from unicorn import arm_const as arm
+from unicorn import riscv_const as rv
 
 from .mpyfile import NativeModule
 
@@ -26,12 +36,36 @@ HEAP_SIZE, STACK_SIZE, HOOK_SLOTS = 0x40_0000, 0x1_0000, 128
 RETURN = HOOKS + 4 * HOOK_SLOTS  # the emulation ends when code returns here
 MODULE_QSTR_BASE = 0x1000  # fake qstr numbers for the module's own qstrs
 
-CPU_MODELS = {
-    "armv6m": arm.UC_CPU_ARM_CORTEX_M0,
-    "armv7m": arm.UC_CPU_ARM_CORTEX_M3,
-    "armv7emsp": arm.UC_CPU_ARM_CORTEX_M4,
+
+
+@dataclass(frozen=True)
+class Cpu:
+    uc_arch: int
+    uc_mode: int
+    model: int
+    args: tuple[int, int, int, int]  # registers of the first four integer arguments
+    sp: int
+    ra: int  # where a call's return address goes
+    pc: int
+    ret: bytes  # a 4-byte "return to caller" for the hook slots
+    code_bit: int  # set in code addresses (Thumb)
+    float_arg: int | None  # register of a float argument under a hard-float ABI
+
+
+_THUMB = dict(uc_arch=UC_ARCH_ARM, uc_mode=UC_MODE_THUMB | UC_MODE_MCLASS,
+              args=(arm.UC_ARM_REG_R0, arm.UC_ARM_REG_R1, arm.UC_ARM_REG_R2, arm.UC_ARM_REG_R3),
+              sp=arm.UC_ARM_REG_SP, ra=arm.UC_ARM_REG_LR, pc=arm.UC_ARM_REG_PC,
+              ret=b"\x70\x47\x00\xbf", code_bit=1)  # bx lr; nop
+CPUS = {
+    "armv6m": Cpu(model=arm.UC_CPU_ARM_CORTEX_M0, float_arg=None, **_THUMB),
+    "armv7m": Cpu(model=arm.UC_CPU_ARM_CORTEX_M3, float_arg=None, **_THUMB),
+    "armv7emsp": Cpu(model=arm.UC_CPU_ARM_CORTEX_M4, float_arg=arm.UC_ARM_REG_S0, **_THUMB),
+    "rv32imc": Cpu(UC_ARCH_RISCV, UC_MODE_RISCV32, rv.UC_CPU_RISCV32_SIFIVE_E31,
+                   (rv.UC_RISCV_REG_A0, rv.UC_RISCV_REG_A1, rv.UC_RISCV_REG_A2,
+                    rv.UC_RISCV_REG_A3),
+                   rv.UC_RISCV_REG_SP, rv.UC_RISCV_REG_RA, rv.UC_RISCV_REG_PC,
+                   b"\x67\x80\x00\x00", 0, None),  # jalr x0, 0(ra)
 }
-HARD_FLOAT = {"armv7emsp"}
 NATIVE_INT, NATIVE_UINT, NATIVE_BOOL, NATIVE_QSTR = 2, 3, 1, 8
 
 
@@ -55,14 +89,14 @@ class ArrayModule:
     """Stands for MicroPython's `array` module."""
 
 
-class ThumbModule:
+class EmulatedModule:
     def __init__(self, mod: NativeModule, fun_table: dict[str, int], static_qstrs: list[str]):
-        if mod.arch not in CPU_MODELS:
+        if mod.arch not in CPUS:
             raise EmulationError(f"no emulator model for {mod.arch}")
         self.mod = mod
-        self.hard_float = mod.arch in HARD_FLOAT
-        self.uc = Uc(UC_ARCH_ARM, UC_MODE_THUMB | UC_MODE_MCLASS)
-        self.uc.ctl_set_cpu_model(CPU_MODELS[mod.arch])
+        self.cpu = cpu = CPUS[mod.arch]
+        self.uc = Uc(cpu.uc_arch, cpu.uc_mode)
+        self.uc.ctl_set_cpu_model(cpu.model)
         self.qstr_names = {i + 1: s for i, s in enumerate(static_qstrs)}
         self.qstr_names.update({MODULE_QSTR_BASE + i: str(q) for i, q in enumerate(mod.qstrs)})
         self.handles: dict[int, Any] = {}
@@ -87,15 +121,15 @@ class ThumbModule:
             elif name.startswith("type_"):
                 words.append(self.types[name])
             else:
-                words.append(HOOKS + 4 * i | 1)
+                words.append(HOOKS + 4 * i | cpu.code_bit)
         self.uc.mem_write(TABLE, struct.pack(f"<{len(words)}I", *words))
-        self.uc.mem_write(HOOKS, b"\x70\x47\x00\xbf" * (HOOK_SLOTS + 1))  # bx lr; nop
+        self.uc.mem_write(HOOKS, cpu.ret * (HOOK_SLOTS + 1))
         self.uc.hook_add(UC_HOOK_CODE, self._on_hook, begin=HOOKS, end=HOOKS + 4 * HOOK_SLOTS - 1)
         qtable = [0] + [MODULE_QSTR_BASE + i for i in range(len(mod.qstrs))]
         self.uc.mem_write(QSTRS, struct.pack(f"<{len(qtable)}H", *qtable))
         self.uc.mem_write(SELF, struct.pack("<4I", 0, SELF + 0x100, 0, 0))
         self._load()
-        self.call_raw(TEXT | 1, [SELF, 0, 0, 0])
+        self.call_raw(TEXT | cpu.code_bit, [SELF, 0, 0, 0])
 
     # ---- objects ----------------------------------------------------------------------
 
@@ -165,21 +199,21 @@ class ThumbModule:
         self.uc.mem_write(TEXT, bytes(text))
 
     def call_raw(self, fn: int, args: list[int]) -> int:
-        for reg, value in zip((arm.UC_ARM_REG_R0, arm.UC_ARM_REG_R1, arm.UC_ARM_REG_R2,
-                               arm.UC_ARM_REG_R3), args, strict=False):
+        cpu = self.cpu
+        for reg, value in zip(cpu.args, args, strict=False):
             self.uc.reg_write(reg, value)
-        self.uc.reg_write(arm.UC_ARM_REG_SP, STACK + STACK_SIZE - 64)
-        self.uc.reg_write(arm.UC_ARM_REG_LR, RETURN | 1)
+        self.uc.reg_write(cpu.sp, STACK + STACK_SIZE - 64)
+        self.uc.reg_write(cpu.ra, RETURN | cpu.code_bit)
         self.pending = None
         try:
             self.uc.emu_start(fn, RETURN, timeout=30_000_000)
         except Exception as exc:
             if self.pending is None:
-                pc = self.uc.reg_read(arm.UC_ARM_REG_PC)
+                pc = self.uc.reg_read(cpu.pc)
                 raise EmulationError(f"emulation fault at pc={pc:#x}: {exc}") from exc
         if self.pending is not None:
             raise self.pending
-        return self.uc.reg_read(arm.UC_ARM_REG_R0)
+        return self.uc.reg_read(cpu.args[0])
 
     def call(self, name: str, *args: Any) -> Any:
         """Call module function `name` with Python arguments; return a Python result."""
@@ -190,9 +224,9 @@ class ThumbModule:
         if fun_type == var:
             argv = self.alloc(4 * len(words))
             self.uc.mem_write(argv, struct.pack(f"<{len(words)}I", *words))
-            result = self.call_raw(word2, [len(words), argv])
+            result = self.call_raw(word2 | self.cpu.code_bit, [len(words), argv])
         else:
-            result = self.call_raw(word1, words)
+            result = self.call_raw(word1 | self.cpu.code_bit, words)
         return self.unbox(result)
 
     # ---- the fake runtime -----------------------------------------------------------------
@@ -200,8 +234,7 @@ class ThumbModule:
     def _on_hook(self, uc: Uc, address: int, size: int, _data: Any) -> None:
         name = self.index_name.get((address - HOOKS) // 4, "?")
         hook: Callable[..., Any] | None = getattr(self, "rt_" + name, None)
-        regs = [uc.reg_read(r) for r in (arm.UC_ARM_REG_R0, arm.UC_ARM_REG_R1,
-                                         arm.UC_ARM_REG_R2, arm.UC_ARM_REG_R3)]
+        regs = [uc.reg_read(r) for r in self.cpu.args]
         try:
             if hook is None:
                 raise EmulationError(f"mp_fun_table.{name} is not modelled by the harness")
@@ -210,7 +243,7 @@ class ThumbModule:
             self.pending = exc
             uc.emu_stop()
             return
-        uc.reg_write(arm.UC_ARM_REG_R0, (result or 0) & 0xFFFFFFFF)
+        uc.reg_write(self.cpu.args[0], (result or 0) & 0xFFFFFFFF)
 
     def rt_swap_globals(self, *_: int) -> int:
         return 0
@@ -313,8 +346,8 @@ class ThumbModule:
         return self.box(value)
 
     def rt_obj_new_float_from_f(self, r0: int, *_: int) -> int:
-        if self.hard_float:
-            r0 = self.uc.reg_read(arm.UC_ARM_REG_S0)
+        if self.cpu.float_arg is not None:
+            r0 = self.uc.reg_read(self.cpu.float_arg)
         return self._handle(struct.unpack("<f", struct.pack("<I", r0 & 0xFFFFFFFF))[0])
 
     def rt_memset_(self, dest: int, value: int, n: int, *_: int) -> int:
