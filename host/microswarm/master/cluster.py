@@ -59,6 +59,7 @@ class RunningCluster:
                         board=group.board, link=group.link, node_id=f"{group.prefix}{i + 1}",
                         cluster=spec.name, key=spec.key,
                         master=f"{host}:{master.tcp_port}" if group.link == "tcp" else "",
+                        native=group.native,
                     ))
             self.boards = boards
             await asyncio.gather(*(asyncio.to_thread(b.start) for b in boards))

@@ -15,6 +15,7 @@
     count = 3
     board = "unix"
     link = "tcp"                 # or "serial" (a pty)
+    native = true                # load the native kernel module
     [inproc]
     count = 2                    # in-process CPython nodes
 """
@@ -39,6 +40,7 @@ class VirtualGroup:
     board: str = "unix"
     link: str = "tcp"
     prefix: str = ""
+    native: bool = True  # load the native kernel module when the board has one
 
 
 @dataclass
@@ -114,6 +116,7 @@ def load(path: str | Path) -> ClusterSpec:
         if link not in ("tcp", "serial"):
             raise ClusterFileError(f"[[virtual]] #{i + 1}: link must be tcp or serial")
         spec.virtual.append(VirtualGroup(int(group.get("count", 1)), group.get("board", "unix"),
-                                         link, group.get("prefix", f"vm{link[0]}")))
+                                         link, group.get("prefix", f"vm{link[0]}"),
+                                         bool(group.get("native", True))))
     spec.inproc = int(_section(data, "inproc").get("count", 0))
     return spec
