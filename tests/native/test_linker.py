@@ -154,3 +154,14 @@ def test_dump_command_prints_the_module(mpy_x64):
                          check=True).stdout
     assert out.startswith("arch x64; source msw_native.c")
     assert "fun_entry" in out
+
+
+def test_link_command_reproduces_the_build(mpy_x64, tmp_path):
+    build = build_native.BUILD
+    out = tmp_path / "again.mpy"
+    subprocess.run([sys.executable, str(build_native.ROOT / "tools" / "mpy_link.py"), "link",
+                    str(build / "x64" / "msw_native.linked.o"), "--arch", "x64",
+                    "--fun-table", str(build / "fun_table.json"),
+                    "--qstrs", str(build / "msw_native.qstrs"), "-o", str(out)],
+                   check=True, timeout=60, capture_output=True)
+    assert out.read_bytes() == mpy_x64.read_bytes()
