@@ -125,8 +125,10 @@ from msgdefs import (
 
 try:
     import msw_native as _native
-except ImportError:
+except (ImportError, ValueError):  # absent, or built for another arch / .mpy version
     _native = None
+_native_cobs_encode = getattr(_native, "cobs_encode", None)
+_native_cobs_decode = getattr(_native, "cobs_decode", None)
 
 MAX_FRAME = MAX_PAYLOAD + FRAME_OVERHEAD
 BREAK = "BREAK"
@@ -356,8 +358,8 @@ def cobs_decode_into(src, start, end, dst):
 
 
 def cobs_encode(data):
-    if _native is not None and hasattr(_native, "cobs_encode"):
-        return _native.cobs_encode(data)
+    if _native_cobs_encode is not None:
+        return _native_cobs_encode(data)
     if type(data) is not bytes and type(data) is not bytearray:
         data = bytes(data)
     out = bytearray(cobs_max(len(data)))
@@ -365,8 +367,8 @@ def cobs_encode(data):
 
 
 def cobs_decode(data):
-    if _native is not None and hasattr(_native, "cobs_decode"):
-        return _native.cobs_decode(data)
+    if _native_cobs_decode is not None:
+        return _native_cobs_decode(data)
     if type(data) is not bytes and type(data) is not bytearray:
         data = bytes(data)
     if not data or data.find(b"\x00") >= 0:
@@ -411,7 +413,12 @@ class FrameWriter:
         if not self.serial:
             return enc.view[: end + CRC_SIZE]
         out = self._cobs
-        k = cobs_encode_into(buf, 0, end + CRC_SIZE, out)
+        if _native_cobs_encode is not None:
+            encoded = _native_cobs_encode(enc.view[: end + CRC_SIZE])
+            k = len(encoded)
+            out[:k] = encoded
+        else:
+            k = cobs_encode_into(buf, 0, end + CRC_SIZE, out)
         out[k] = 0
         return self._cobs_view[: k + 1]
 
@@ -535,8 +542,7 @@ class Deframer:
         self.bad_frames = 0
         self._cap = cobs_max(max_frame)
         self._acc = bytearray(self._cap)
-        self._frame = None if _native is not None and hasattr(_native, "cobs_decode") \
-            else bytearray(max_frame)
+        self._frame = None if _native_cobs_decode is not None else bytearray(max_frame)
         self.reset()
 
     def reset(self):
@@ -553,7 +559,7 @@ class Deframer:
         self._n = 0
         try:
             if self._frame is None:
-                frame = _native.cobs_decode(bytes(memoryview(self._acc)[:n]))
+                frame = _native_cobs_decode(memoryview(self._acc)[:n])
                 if len(frame) > self.max_frame:
                     raise FrameError(E_TOO_LARGE, "serial frame over the limit")
             else:

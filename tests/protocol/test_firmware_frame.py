@@ -170,6 +170,42 @@ def small_board_vm(micropython, tmp_path_factory):
     return run
 
 
+def x64_native_module() -> Path | None:
+    path = paths.firmware_dir() / "native" / "build" / "x64" / "msw_native.mpy"
+    return path if path.is_file() else None
+
+
+@pytest.fixture(scope="session", params=["python", "native"])
+def codec_vm(request, micropython, run_vm, tmp_path_factory):
+    """The VM with the pure-Python frame helpers, and again with msw_native's CRC-32 and
+    COBS loaded (x64 module from `make native`; skipped when it is not built)."""
+    if request.param == "python":
+        return run_vm
+    native = x64_native_module()
+    if native is None:
+        pytest.skip("msw_native not built for x64 (make native)")
+    flash = tmp_path_factory.mktemp("native-flash")
+    for name in ("msgdefs.py", "cbor.py", "frame.py"):
+        shutil.copy(paths.firmware_dir() / name, flash / name)
+    shutil.copy(native, flash / native.name)
+
+    def run(source: str, heap: int | None = None, stdin: bytes = b"", timeout: float = 60):
+        cmd = [micropython]
+        if heap:
+            cmd += ["-X", f"heapsize={heap}"]
+        check = "import frame\nassert frame._native is not None\n"
+        cmd += ["-c", "import sys; sys.path.insert(0, '')\n" + check + source]
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout, cwd=flash)
+        if proc.returncode != 0:
+            raise AssertionError(
+                f"MicroPython exited {proc.returncode}\nstdout:\n{proc.stdout.decode()}\n"
+                f"stderr:\n{proc.stderr.decode()}"
+            )
+        return proc.stdout.decode()
+
+    return run
+
+
 def run_driver(run_vm, lines: list[str], heap: int | None = None) -> list[list[str]]:
     stdin = "".join(line + "\n" for line in lines).encode()
     out = run_vm(VM_DRIVER, heap=heap, stdin=stdin).splitlines()
@@ -245,20 +281,20 @@ def test_frames_decode_and_reencode_byte_identical(run_vm):
         assert bytes.fromhex(again) == data
 
 
-def test_serial_form_matches_the_host(run_vm):
+def test_serial_form_matches_the_host(codec_vm):
     frames = sample_frames()
-    answers = run_driver(run_vm, [f"serial {f.hex()}" for f in frames])
+    answers = run_driver(codec_vm, [f"serial {f.hex()}" for f in frames])
     for data, answer in zip(frames, answers, strict=True):
         assert bytes.fromhex(answer[0]) == serial_encode(data)
 
 
-def test_cobs_edge_cases_match_the_host(run_vm):
+def test_cobs_edge_cases_match_the_host(codec_vm):
     from microswarm.wire import cobs_encode
 
     cases = [b"", b"\x00", b"\x00\x00", b"a", b"a\x00", b"\x00a", b"x" * 253, b"x" * 254,
              b"x" * 255, b"x" * 254 + b"\x00", b"\x00" + b"y" * 254, b"z" * 600 + b"\x00" * 3,
              bytes(range(256)) * 3]
-    answers = run_driver(run_vm, [f"cobs {c.hex()}" for c in cases])
+    answers = run_driver(codec_vm, [f"cobs {c.hex()}" for c in cases])
     for data, answer in zip(cases, answers, strict=True):
         assert answer == [cobs_encode(data).hex(), "same"]
 
@@ -363,7 +399,7 @@ def test_stream_reader_and_reassembler_agree_with_the_host(run_vm):
     assert answers[-1][-1] == f"X{int(ErrorCode.BAD_VERSION)}"
 
 
-def test_deframer_resyncs_after_garbage_and_agrees_with_the_host(run_vm):
+def test_deframer_resyncs_after_garbage_and_agrees_with_the_host(codec_vm):
     rng = random.Random(2)
     lines, expected, bad_counts = [], [], []
     for _ in range(6):
@@ -383,7 +419,7 @@ def test_deframer_resyncs_after_garbage_and_agrees_with_the_host(run_vm):
         expected.append(host_events(host.feed(bytes(line)), Reassembler(64 * 1024)))
         bad_counts.append(host.bad_frames)
         lines.append(f"deframe 9000 65536 300 {bytes(line).hex()}")
-    answers = run_driver(run_vm, lines)
+    answers = run_driver(codec_vm, lines)
     for answer, events, bad in zip(answers, expected, bad_counts, strict=True):
         assert answer[:-1] == events
         assert answer[-1] == f"bad={bad}"
@@ -391,7 +427,7 @@ def test_deframer_resyncs_after_garbage_and_agrees_with_the_host(run_vm):
         assert sum(e.startswith("F") for e in answer) >= 10
 
 
-def test_repl_break_is_recognised_only_at_a_chunk_start(run_vm):
+def test_repl_break_is_recognised_only_at_a_chunk_start(codec_vm):
     hello = serial_encode(sample_frames()[0])
     cases = [
         (b"\r\x03\r\x01", ["B0d01", "bad=0"]),
@@ -402,9 +438,9 @@ def test_repl_break_is_recognised_only_at_a_chunk_start(run_vm):
         (b"x\r\x03\x00", [f"E{int(ErrorCode.TRUNCATED)}", "bad=1"]),  # not at a chunk start
         (b"\r\x04\x00", [f"E{int(ErrorCode.TRUNCATED)}", "bad=1"]),
     ]
-    answers = run_driver(run_vm, [f"deframe 9000 65536 0 {c.hex()}" for c, _ in cases])
+    answers = run_driver(codec_vm, [f"deframe 9000 65536 0 {c.hex()}" for c, _ in cases])
     # Arriving a byte at a time, the break is still seen (the rest of that read follows it).
-    split = run_driver(run_vm, ["deframe 9000 65536 1 78000d03"])  # b"x\0\r\x03"
+    split = run_driver(codec_vm, ["deframe 9000 65536 1 78000d03"])  # b"x\0\r\x03"
     assert split == [["E6", "B", "bad=1"]]
     # A read buffer with its count: only data[:end] is looked at.
     source = (
@@ -413,7 +449,7 @@ def test_repl_break_is_recognised_only_at_a_chunk_start(run_vm):
         "d = frame.Deframer(256)\n"
         "print(d.feed(buf, 1), d.feed(buf[1:], 3) == [frame.BREAK], d.after_break)\n"
     )
-    assert run_vm(source).split() == ["[]", "True", "b'\\r\\x01'"]
+    assert codec_vm(source).split() == ["[]", "True", "b'\\r\\x01'"]
     for (data, expected), answer in zip(cases, answers, strict=True):
         if expected is None:
             assert answer[0].startswith("F1:") and answer[1:] == ["B03616263", "bad=0"]
@@ -473,12 +509,12 @@ def good_vectors() -> list[dict]:
     return vectors("frames")["vectors"] + vectors("auth")["frames"]
 
 
-def test_golden_frames_decode_to_their_meaning_and_reencode_identically(run_vm):
+def test_golden_frames_decode_to_their_meaning_and_reencode_identically(codec_vm):
     cases = good_vectors()
     lines = [f"frame 65546 {v['frame']}" for v in cases]
     lines += [f"serial {v['frame']}" for v in cases]
     lines += [f"deframe 65546 0 0 {v['serial']}" for v in cases]
-    answers = run_driver(run_vm, lines)
+    answers = run_driver(codec_vm, lines)
     n = len(cases)
     for v, decoded, serial, deframed in zip(
         cases, answers[:n], answers[n : 2 * n], answers[2 * n :], strict=True
@@ -501,11 +537,11 @@ def test_lenient_vectors_decode_and_reencode_canonically(run_vm):
         assert again == v["canonical"], v["name"]
 
 
-def test_bad_vectors_give_their_error_code(run_vm):
+def test_bad_vectors_give_their_error_code(codec_vm):
     cases = vectors("bad")["vectors"]
     lines = [f"frame {v['max_frame']} {v['frame']}" for v in cases]
     lines += [f"deframe {v['max_frame']} 0 0 {v['serial']}" for v in cases]
-    answers = run_driver(run_vm, lines)
+    answers = run_driver(codec_vm, lines)
     n = len(cases)
     for v, decoded, deframed in zip(cases, answers[:n], answers[n:], strict=True):
         assert decoded[0][1:] == str(v["code"]) and decoded[0][0] in "EX", v["name"]
