@@ -300,12 +300,15 @@ class WIZnet:
     def _soft_reset(self):
         c = self.chip
         if c.MR is not None:
-            self._write8(c.MR, 0, 0x80)
-            while self._read8(c.MR, 0) & 0x80:
-                pass
+            self._write8(c.MR, 0, 0x80)  # RST, clears itself when the reset is done
         else:
-            self._chip_unlocked(c.SYCR0, b"\x00")
+            self._chip_unlocked(c.SYCR0, b"\x00")  # RST is active low on the W6100
+        for _ in range(100):
+            if c.MR is None or not self._read8(c.MR, 0) & 0x80:
+                if bytes(self._read_reg(c.ID, 0, len(c.ID_VALUE))) == c.ID_VALUE:
+                    return
             time.sleep_ms(1)
+        raise OSError(ETIMEDOUT, "wiznet: %s did not come back from reset" % c.name)
 
     def _chip_unlocked(self, addr, data):
         c = self.chip
@@ -601,7 +604,7 @@ class WSocket(io.IOBase):
             if not self._err:
                 self._err = EBADF
             return
-        if nic._quiet() and self._sr != SR_SYNSENT:
+        if nic._quiet():
             return
         c = nic.chip
         bsb = self._bsb
