@@ -175,11 +175,13 @@ def _check_map(value: dict) -> None:
 
 
 class _Decoders(threading.local):
-    """One configured decoder per thread, re-pointed at each payload (saves its set-up)."""
+    """One configured decoder per thread, re-pointed at each payload (saves its set-up).
+    It keeps a reference to the last payload decoded in its thread until the next one."""
 
     def __init__(self) -> None:
         self.decoder = cbor2.CBORDecoder(
             io.BytesIO(b""),
+            read_size=256,  # its read-ahead buffer is re-made on every fp change
             semantic_decoders=_SEMANTIC_DECODERS,
             tag_hook=_reject_unknown_tag,
             max_depth=MAX_NESTING,
@@ -189,7 +191,6 @@ class _Decoders(threading.local):
 
 
 _decoders = _Decoders()
-_EMPTY = io.BytesIO(b"")
 
 
 def decode_payload(data: bytes | bytearray | memoryview) -> Any:
@@ -216,6 +217,4 @@ def decode_payload(data: bytes | bytearray | memoryview) -> Any:
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
         detail = str(exc.__cause__) if exc.__cause__ is not None else str(exc)
         raise FrameError(ErrorCode.BAD_PAYLOAD, f"bad CBOR: {detail}") from None
-    finally:
-        decoder.fp = _EMPTY
     return value

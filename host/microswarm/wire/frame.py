@@ -86,24 +86,27 @@ def check_header(version: int, length: int, seq: int, max_frame: int) -> FrameEr
     return None
 
 
+# CRC-32 of any message followed by its own CRC-32 (little-endian): one pass over the frame
+# checks it, without slicing off the trailer.
+_CRC_RESIDUE = 0x2144DF1C
+
+
 def decode_body(
-    view: memoryview, msg_type: int, flags: int, seq: int, length: int, validate: bool
+    frame: bytes, msg_type: int, flags: int, seq: int, length: int, validate: bool
 ) -> Frame:
-    """Check CRC, flags and type of one complete frame in `view`, then decode its payload.
+    """Check CRC, flags and type of one complete frame, then decode its payload.
 
     The order of checks is normative (SPEC.md, "Receiving a frame"); the caller has already
-    checked version, length limit and completeness.
+    checked version, length limit and size.
     """
-    end = HEADER_SIZE + length
-    (crc,) = _CRC.unpack_from(view, end)
-    if zlib.crc32(view[:end]) != crc:
+    if zlib.crc32(frame) != _CRC_RESIDUE:
         raise FrameError(ErrorCode.BAD_CRC, "CRC-32 mismatch", seq)
     if flags & ~FLAGS_KNOWN or (flags & FLAG_MORE and msg_type != _CHUNK):
         raise FrameError(ErrorCode.BAD_FLAGS, f"flags {flags:#04x} not allowed here", seq)
     if msg_type not in _KNOWN_TYPES:
         raise FrameError(ErrorCode.UNKNOWN_TYPE, f"message type {msg_type} is not known", seq)
     try:
-        payload = decode_payload(view[HEADER_SIZE:end])
+        payload = decode_payload(frame[HEADER_SIZE : HEADER_SIZE + length])
     except FrameError as exc:
         exc.seq = seq
         raise
@@ -119,20 +122,20 @@ def decode_frame(
 
     Raises FrameError; a buffer longer or shorter than the header says is TRUNCATED.
     """
-    view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
-    if len(view) < FRAME_OVERHEAD:
-        raise FrameError(ErrorCode.TRUNCATED, f"{len(view)} bytes is shorter than any frame")
-    version, msg_type, flags, seq, length = _HEADER.unpack_from(view)
-    error = check_header(version, length, seq, max_frame)
-    if error is not None:
+    if type(data) is not bytes:
+        data = bytes(data)
+    if len(data) < FRAME_OVERHEAD:
+        raise FrameError(ErrorCode.TRUNCATED, f"{len(data)} bytes is shorter than any frame")
+    version, msg_type, flags, seq, length = _HEADER.unpack_from(data)
+    if (error := check_header(version, length, seq, max_frame)) is not None:
         raise error
-    if len(view) != length + FRAME_OVERHEAD:
+    if len(data) != length + FRAME_OVERHEAD:
         raise FrameError(
             ErrorCode.TRUNCATED,
-            f"frame is {len(view)} bytes, its header says {length + FRAME_OVERHEAD}",
+            f"frame is {len(data)} bytes, its header says {length + FRAME_OVERHEAD}",
             seq,
         )
-    return decode_body(view, msg_type, flags, seq, length, validate)
+    return decode_body(data, msg_type, flags, seq, length, validate)
 
 
 class FrameReader:
@@ -176,7 +179,7 @@ class FrameReader:
                 if len(buf) - pos < size:
                     break
                 # A copy, so that nothing returned (or a traceback) pins the buffer.
-                frame = memoryview(bytes(view[pos : pos + size]))
+                frame = bytes(view[pos : pos + size])
                 pos += size
                 try:
                     out.append(decode_body(frame, msg_type, flags, seq, length, self.validate))
