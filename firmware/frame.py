@@ -138,6 +138,7 @@ _CRC = "<I"
 # inner_type, total and offset as uint32, a byte-string head for up to 65535 bytes.
 _CHUNK_MAP_OVERHEAD = 1 + 5 + 5 + 2 + 5 + 5 + 3
 _MIN_FRAME = FRAME_OVERHEAD + _CHUNK_MAP_OVERHEAD + 8
+_HEAD_SLACK = 16
 
 
 class FrameError(ValueError):
@@ -385,7 +386,10 @@ class FrameWriter:
         self.serial = serial
         self.seq = 0
         self.stream = 0
-        self._enc = cbor.Encoder(max_frame, HEADER_SIZE)
+        # The slack covers the longest CBOR head the encoder reserves room for before
+        # writing it, so a payload that fits in a frame never grows the buffer.
+        self._size = max_frame + _HEAD_SLACK
+        self._enc = cbor.Encoder(self._size, HEADER_SIZE)
         self._chunk_enc = None
         self._cobs = bytearray(cobs_max(max_frame) + 1) if serial else None
         self._cobs_view = memoryview(self._cobs) if serial else None
@@ -451,7 +455,7 @@ class FrameWriter:
             yield self._finish(enc, msg_type, 0, None, total)
             return
         if self._chunk_enc is None:
-            self._chunk_enc = cbor.Encoder(self.max_frame, HEADER_SIZE)
+            self._chunk_enc = cbor.Encoder(self._size, HEADER_SIZE)
         cenc = self._chunk_enc
         stream = self.stream
         self.stream = (stream + 1) & 0xFFFF
@@ -467,8 +471,8 @@ class FrameWriter:
                 off += k
                 yield self._finish(cenc, T_CHUNK, FLAG_MORE if off < total else 0, None, n)
         finally:
-            if len(enc.buf) > self.max_frame:
-                self._enc = cbor.Encoder(self.max_frame, HEADER_SIZE)
+            if len(enc.buf) > self._size:  # a message too big for a frame grew it
+                self._enc = cbor.Encoder(self._size, HEADER_SIZE)
 
 
 class StreamReader:

@@ -680,3 +680,18 @@ def test_codec_compiles_from_source_within_the_smallest_boards_heap(run_vm):
     # What stays resident (msgdefs, cbor, frame) leaves the worker most of the heap.
     assert used < smallest * 0.4, (used, smallest)
     assert free > smallest // 2
+
+
+def test_writer_keeps_one_buffer_and_releases_a_chunked_messages(run_vm):
+    source = (
+        "import frame\n"
+        "w = frame.FrameWriter(100)\n"
+        "size = len(w._enc.buf)\n"
+        "for n in range(40, 120):\n"
+        "    sent = [bytes(f) for f in w.frames(9, {0: 1, 1: 'x' * n})]\n"
+        "    assert len(w._enc.buf) == size, (n, len(w._enc.buf))\n"
+        "    assert (len(sent) == 1) == (n < 84), (n, len(sent))\n"
+        "    assert all(len(f) <= 100 for f in sent)\n"
+        "print('ok', size)\n"
+    )
+    assert run_vm(source).split() == ["ok", "116"]
