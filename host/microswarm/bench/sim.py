@@ -22,7 +22,6 @@ import time
 import tracemalloc
 from typing import Any
 
-from microswarm import paths
 from microswarm.master.scheduler import Dispatch, NodeCaps, Scheduler
 from microswarm.sim import scenario as scenario_mod
 from microswarm.sim.cluster import Simulation
@@ -107,7 +106,7 @@ def measure_memory() -> dict[str, Any]:
 
 
 def measure_hour() -> dict[str, Any]:
-    path = paths.firmware_dir().parent.parent.parent / "scenarios" / "scale-1000.toml"
+    path = scenario_mod.shipped_dir() / "scale-1000.toml"
     if not path.is_file():
         return {"skipped": f"{path.name} not found (run from a checkout)"}
     sim = Simulation(scenario_mod.load(path), keep_gantt=False)

@@ -15,7 +15,8 @@ import sys
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("scenario", help="scenario file (TOML)")
+    parser.add_argument("scenario",
+                        help="scenario file (TOML), or the name of one in scenarios/")
     parser.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     parser.add_argument("--plot", metavar="PNG", help="write a timeline (Gantt) to this PNG")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -136,7 +136,9 @@ class SimMaster:
     def send(self, node: SimNode, msg_type: int, payload: dict[int, Any]) -> None:
         s = self.sessions[node.index]
         s.seq += 1
-        data = w.pack(msg_type, payload, s.seq, node.link.serial)
+        self._put(node, s, w.pack(msg_type, payload, s.seq, node.link.serial))
+
+    def _put(self, node: SimNode, s: Session, data: bytes) -> None:
         link = node.link
         delivered = link.send(link.rx, data, self.sim.events.now)
         if delivered is not None:
@@ -250,7 +252,7 @@ class SimMaster:
             return
         now = self.sim.events.now
         limit = now - LOST_AFTER_HEARTBEATS * self.heartbeat_s
-        beat = {w.HB_UPTIME: int((now - self.up_since) * 1000)}
+        beat = w.encode({w.HB_UPTIME: int((now - self.up_since) * 1000)})
         nodes = self.sim.nodes
         for i, s in enumerate(self.sessions):
             if not s.joined:
@@ -259,7 +261,9 @@ class SimMaster:
                 self._lose(nodes[i], "silent")
                 s.epoch += 1
             else:
-                self.send(nodes[i], w.HEARTBEAT, beat)
+                node = nodes[i]
+                s.seq += 1
+                self._put(node, s, w.pack_encoded(w.HEARTBEAT, beat, s.seq, node.link.serial))
         self.journal.flush()
         self.pump()
 

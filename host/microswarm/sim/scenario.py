@@ -77,8 +77,27 @@ class Scenario:
         return sum(g.count for g in self.groups)
 
 
+def shipped_dir() -> Path:
+    """scenarios/ of the repository (the scenarios are data, not part of the wheel)."""
+    from microswarm import paths
+
+    return paths.firmware_dir().parent / "scenarios"
+
+
+def resolve(name: str | Path) -> Path:
+    """A scenario file path, or the name of a shipped scenario (`crash-10pct`)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = shipped_dir() / f"{Path(name).stem}.toml"
+    if shipped.is_file():
+        return shipped
+    known = ", ".join(sorted(p.stem for p in shipped_dir().glob("*.toml")))
+    raise ScenarioError(f"no scenario file {name} (shipped scenarios: {known or 'none'})")
+
+
 def load(path: str | Path) -> Scenario:
-    path = Path(path)
+    path = resolve(path)
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:

@@ -7,7 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 from microswarm.protocol.catalog import MsgType, key
-from microswarm.wire import FrameError, SerialDeframer, decode_frame, encode_frame, serial_encode
+from microswarm.wire import (
+    FrameError,
+    SerialDeframer,
+    decode_frame,
+    encode_frame,
+    encode_payload,
+    pack_frame,
+    serial_encode,
+)
 
 HELLO, WELCOME = int(MsgType.HELLO), int(MsgType.WELCOME)
 CHALLENGE, RESPONSE = int(MsgType.AUTH_CHALLENGE), int(MsgType.AUTH_RESPONSE)
@@ -39,6 +47,16 @@ def pack(msg_type: int, payload: dict[int, Any], seq: int, serial: bool) -> byte
     so a malformed frame built by the simulator still fails loudly, at the receiver."""
     frame = encode_frame(msg_type, payload, seq & 0xFFFF, validate=False)
     return serial_encode(frame) if serial else frame
+
+
+def pack_encoded(msg_type: int, payload: bytes, seq: int, serial: bool) -> bytes:
+    """As pack(), for a payload already encoded (one HEARTBEAT payload sent to many)."""
+    frame = pack_frame(msg_type, payload, seq & 0xFFFF)
+    return serial_encode(frame) if serial else frame
+
+
+def encode(payload: dict[int, Any]) -> bytes:
+    return encode_payload(payload)
 
 
 class Receiver:
