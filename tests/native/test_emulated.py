@@ -111,3 +111,24 @@ def test_bad_input_raises_like_python(emu):
         with pytest.raises(Exception) as got:
             emu.call(name, *args)
         assert got.type is want.type, (name, got.value)
+
+
+STACK_BUDGET = 512  # bytes of the caller's stack one call may use (the runtime's own excluded)
+
+
+def test_stack_use_per_call_is_small(emu):
+    a8, a16 = array.array("b", range(16)), array.array("h", range(16))
+    af = array.array("f", [0.5] * 16)
+    calls = [
+        ("dot", (af, af)), ("matmul", (a8, a8, 4, 4, 4)), ("matmul", (af, af, 4, 4, 4)),
+        ("mandelbrot", (-16384, -8192, 1024, 4, 4, 30)), ("fir", (a16, a16[:3], 4)),
+        ("conv1d", (a16, a16[:3])), ("mlp_int8", (a8[:4], a8[:8], array.array("i", [1, 2]),
+                                                  a8[:2], array.array("i", [3]), 2, 2)),
+        ("lif_step", (a16, a16, 2, 9, 0)), ("crc32", (b"abc",)), ("cobs_encode", (b"a\0b",)),
+        ("cobs_decode", (b"\x02a\x02b",)),
+    ]
+    used = {}
+    for name, args in calls:
+        emu.call(name, *args)
+        used[name] = max(used.get(name, 0), emu.stack_used)
+    assert all(0 < n <= STACK_BUDGET for n in used.values()), used

@@ -31,6 +31,10 @@ from unicorn import riscv_const as rv
 from .mpyfile import NativeModule
 
 TEXT, BSS, HEAP, STACK = 0x1000_0000, 0x2000_0000, 0x2100_0000, 0x2200_0000
+# The loader puts text and bss in heap blocks, which are only 16-byte aligned on a board:
+# load them off any larger boundary so that code assuming more would fail here too.
+TEXT_AT, BSS_AT = TEXT + 16, BSS + 16
+STACK_FILL = 0xA5
 TABLE, HOOKS, QSTRS, SELF, HANDLES = 0x3000_0000, 0x3001_0000, 0x3002_0000, 0x3003_0000, 0x4000_0000
 HEAP_SIZE, STACK_SIZE, HOOK_SLOTS = 0x40_0000, 0x1_0000, 128
 RETURN = HOOKS + 4 * HOOK_SLOTS  # the emulation ends when code returns here
@@ -105,8 +109,10 @@ class EmulatedModule:
         self.sizes: dict[int, int] = {}
         self.globals: dict[str, int] = {}
         self.pending: BaseException | None = None
-        for base, size in ((TEXT, len(mod.text)), (BSS, mod.bss_size), (HEAP, HEAP_SIZE),
-                           (STACK, STACK_SIZE), (TABLE, 0x4_0000), (HANDLES, 0x10_0000)):
+        self.stack_used = 0
+        regions = ((TEXT, len(mod.text) + 16), (BSS, mod.bss_size + 16), (HEAP, HEAP_SIZE),
+                   (STACK, STACK_SIZE), (TABLE, 0x4_0000), (HANDLES, 0x10_0000))
+        for base, size in regions:
             self.uc.mem_map(base, (size + 0xFFFF) & ~0xFFFF or 0x1_0000)
         self.index_name = {i: name for name, i in fun_table.items() if not name.startswith("__")}
         self.const_none = self.box(None)
@@ -129,7 +135,7 @@ class EmulatedModule:
         self.uc.mem_write(QSTRS, struct.pack(f"<{len(qtable)}H", *qtable))
         self.uc.mem_write(SELF, struct.pack("<4I", 0, SELF + 0x100, 0, 0))
         self._load()
-        self.call_raw(TEXT | cpu.code_bit, [SELF, 0, 0, 0])
+        self.call_raw(TEXT_AT | cpu.code_bit, [SELF, 0, 0, 0])
 
     # ---- objects ----------------------------------------------------------------------
 
@@ -187,7 +193,7 @@ class EmulatedModule:
 
     def _load(self) -> None:
         text = bytearray(self.mod.text)
-        dests = {"text": TEXT, "bss": BSS, "qstr_table": QSTRS, "fun_table": TABLE}
+        dests = {"text": TEXT_AT, "bss": BSS_AT, "qstr_table": QSTRS, "fun_table": TABLE}
         table = self.read(TABLE, 4 * len(self.index_name) + 64)
         for r in self.mod.relocs:
             if isinstance(r.dest, tuple):
@@ -196,13 +202,15 @@ class EmulatedModule:
                 add = dests[r.dest]
             (value,) = struct.unpack_from("<I", text, 4 * r.word)
             struct.pack_into("<I", text, 4 * r.word, (value + add) & 0xFFFFFFFF)
-        self.uc.mem_write(TEXT, bytes(text))
+        self.uc.mem_write(TEXT_AT, bytes(text))
 
     def call_raw(self, fn: int, args: list[int]) -> int:
         cpu = self.cpu
         for reg, value in zip(cpu.args, args, strict=False):
             self.uc.reg_write(reg, value)
-        self.uc.reg_write(cpu.sp, STACK + STACK_SIZE - 64)
+        top = STACK + STACK_SIZE - 64
+        self.uc.mem_write(STACK, bytes([STACK_FILL]) * (top - STACK))
+        self.uc.reg_write(cpu.sp, top)
         self.uc.reg_write(cpu.ra, RETURN | cpu.code_bit)
         self.pending = None
         try:
@@ -211,6 +219,9 @@ class EmulatedModule:
             if self.pending is None:
                 pc = self.uc.reg_read(cpu.pc)
                 raise EmulationError(f"emulation fault at pc={pc:#x}: {exc}") from exc
+        stack = self.read(STACK, top - STACK)
+        untouched = len(stack) - len(stack.lstrip(bytes([STACK_FILL])))
+        self.stack_used = (top - STACK) - untouched  # bytes below the caller's sp written
         if self.pending is not None:
             raise self.pending
         return self.uc.reg_read(cpu.args[0])
