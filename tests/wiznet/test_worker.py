@@ -30,9 +30,7 @@ def _flash(root, board: str, udp_port: int, dhcp: bool):
                                              discovery_port=udp_port))
     if not dhcp:
         config["ifconfig"] = ["10.0.0.2", "255.255.255.0", "10.0.0.1", "0.0.0.0"]
-    files = bundle.layout(board, config)
-    files.pop(bundle.NATIVE_MODULE, None)  # built for the board's CPU, not the VM's
-    bundle.write_layout(root, files)
+    bundle.write_layout(root, bundle.layout(board, config))
     shutil.copy(VM_DIR / "machine.py", root / "machine.py")  # the SPI/Pin stand-in
     return root
 
