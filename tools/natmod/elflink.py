@@ -242,7 +242,6 @@ class _Linker:
                     if target not in got:
                         got.append(target)
         text = self.out.text
-        stub_entries: list[Target] = []
         for name in sorted(stubs):
             entry = ("fun_entry", self.fun_table[STUB_SYMBOLS[name]])
             if self.arch.isa == "thumb":
@@ -263,7 +262,6 @@ class _Linker:
                 offset = _align(len(text), 8)
                 text += bytes(offset - len(text)) + b"\xff\x25\x00\x00\x00\x00\xcc\xcc"
                 self.out.stubs[name] = offset
-                stub_entries.append(entry)
                 if entry not in got:
                     got.append(entry)
         word = self.arch.word
