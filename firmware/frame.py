@@ -73,6 +73,10 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 #       a v1 frame, because a COBS-encoded frame's second byte is always the version, 0x01.
 #       It is recognised as soon as its two bytes arrive, without waiting for a delimiter.
 #       .reset(): forget a partial chunk (e.g. when frame mode is entered again).
+#       .pending() -> bytes held of an unfinished chunk (1 while dropping an oversize one).
+#       A break that arrives behind a partial frame (a sender that died mid-frame) is not
+#       at a chunk start; a worker that finds pending() > 0 on a line idle for ~100 ms
+#       calls reset(), so the next interrupt request is seen.
 #   Reassembler(max_message, copy=True, max_streams=4)
 #       .add(payload, flags, seq=None) -> None, or (inner_type, inner_payload) when a CHUNK
 #           stream completes (validated against FIELDS). The whole message's buffer is
@@ -153,14 +157,24 @@ class FrameError(ValueError):
         return "FrameError(%d, %r, seq=%r, fatal=%r)" % (self.code, self.text, self.seq, self.fatal)
 
 
-def _crc_table():
+def table_crc32():
+    """A table-driven CRC-32 (the table built once, here), for ports without
+    binascii.crc32. One table lookup per byte; on 32-bit ports the values above 2**30
+    are long ints, so it is slow: a fallback only."""
     table = []
     for i in range(256):
         c = i
         for _ in range(8):
             c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
         table.append(c)
-    return table
+
+    def crc32_table(data, crc=0):
+        c = crc ^ 0xFFFFFFFF
+        for b in data:
+            c = table[(c ^ b) & 0xFF] ^ (c >> 8)
+        return c ^ 0xFFFFFFFF
+
+    return crc32_table
 
 
 def _make_crc32():
@@ -172,17 +186,7 @@ def _make_crc32():
 
         return fn
     except ImportError:
-        pass
-    table = _crc_table()
-
-    def crc32_table(data, crc=0):
-        # Only for ports without binascii.crc32; one table lookup per byte.
-        c = crc ^ 0xFFFFFFFF
-        for b in data:
-            c = table[(c ^ b) & 0xFF] ^ (c >> 8)
-        return c ^ 0xFFFFFFFF
-
-    return crc32_table
+        return table_crc32()
 
 
 crc32 = _make_crc32()
@@ -553,6 +557,9 @@ class Deframer:
         self._n = 0
         self._dropping = False
         self.after_break = b""
+
+    def pending(self):
+        return self._n + self._dropping
 
     def _bad(self, out, error):
         self.bad_frames += 1

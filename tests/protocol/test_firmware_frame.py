@@ -450,6 +450,15 @@ def test_repl_break_is_recognised_only_at_a_chunk_start(codec_vm):
         "print(d.feed(buf, 1), d.feed(buf[1:], 3) == [frame.BREAK], d.after_break)\n"
     )
     assert codec_vm(source).split() == ["[]", "True", "b'\\r\\x01'"]
+    # Behind a partial frame the break is not at a chunk start, until reset().
+    source = (
+        "import frame\n"
+        "d = frame.Deframer(256)\n"
+        "print(d.feed(b'\\x05\\x01\\x02'), d.pending(), d.feed(b'\\r\\x03'), d.pending())\n"
+        "d.reset()\n"
+        "print(d.pending(), d.feed(b'\\r\\x03') == [frame.BREAK])\n"
+    )
+    assert codec_vm(source).split() == ["[]", "3", "[]", "5", "0", "True"]
     for (data, expected), answer in zip(cases, answers, strict=True):
         if expected is None:
             assert answer[0].startswith("F1:") and answer[1:] == ["B03616263", "bad=0"]
@@ -695,3 +704,20 @@ def test_writer_keeps_one_buffer_and_releases_a_chunked_messages(run_vm):
         "print('ok', size)\n"
     )
     assert run_vm(source).split() == ["ok", "116"]
+
+
+def test_table_crc32_fallback_equals_zlib(run_vm):
+    rng = random.Random(32)
+    blobs = [b"", b"a", rng.randbytes(7), rng.randbytes(300), bytes(1000)]
+    source = (
+        "import sys, binascii, frame\n"
+        "crc = frame.table_crc32()\n"
+        "for line in sys.stdin:\n"
+        "    data = binascii.unhexlify(line.strip())\n"
+        "    print(crc(data), crc(data[3:], crc(data[:3])))\n"
+    )
+    stdin = "".join(b.hex() + "\n" for b in blobs).encode()
+    lines = run_vm(source, stdin=stdin).splitlines()
+    assert [[int(x) for x in line.split()] for line in lines] == [
+        [zlib.crc32(b), zlib.crc32(b)] for b in blobs
+    ]
