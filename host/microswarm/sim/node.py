@@ -34,6 +34,7 @@ MAX_FRAME = 16_384
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 10.0
 SILENT_BEATS = 3
+JOIN_TIMEOUT_S = 5.0  # no WELCOME this long after dialling: hang up and dial again
 
 
 class SimNode:
@@ -112,6 +113,7 @@ class SimNode:
             return
         self.epoch = epoch
         self.last_rx = self.sim.events.now
+        self.sim.events.after(JOIN_TIMEOUT_S, self._join_deadline, self.boot, epoch)
         self.nonce = self.sim.rng_nonce.randbytes(16)
         self.send(w.HELLO, {
             w.H["node_id"]: self.node_id,
@@ -132,6 +134,11 @@ class SimNode:
         delay = self.backoff_s * (0.5 + 0.5 * self.sim.rng_nonce.random())
         self.backoff_s = min(BACKOFF_MAX_S, self.backoff_s * 2)
         self.sim.events.after(delay, self._retry_connect, self.boot)
+
+    def _join_deadline(self, boot: int, epoch: int) -> None:
+        if boot == self.boot and epoch == self.epoch and self.alive and not self.joined:
+            self.sim.trace("join_timeout", self.node_id, "")
+            self.end_session()
 
     def _retry_connect(self, boot: int) -> None:
         if boot == self.boot and not self.joined:
