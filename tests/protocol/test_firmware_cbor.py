@@ -210,7 +210,7 @@ BATCH = settings(max_examples=1, deadline=None, suppress_health_check=list(Healt
 
 
 @BATCH
-@given(st.lists(values, min_size=300, max_size=300))
+@given(st.lists(values, min_size=500, max_size=500))
 def test_vm_reencodes_cbor2_input_deterministically(run_vm, batch):
     rng = random.Random(8949)
     lines = [f"rt {loose(v, rng).hex()}" for v in batch]
@@ -224,7 +224,7 @@ def test_vm_reencodes_cbor2_input_deterministically(run_vm, batch):
 
 
 @BATCH
-@given(st.lists(values, min_size=300, max_size=300))
+@given(st.lists(values, min_size=500, max_size=500))
 def test_vm_encoding_is_what_cbor2_and_the_host_read(run_vm, batch):
     answers = run_driver(run_vm, [f"mk {text_form(v)}" for v in batch])
     for value, answer in zip(batch, answers, strict=True):
