@@ -7,6 +7,8 @@ Figures, all from one run on fixed inputs:
   nodes on 100 Mbit links running 1 ms sleep_ms tasks.
 - scheduler_decisions_per_s: the sans-IO scheduler alone on the same job (results fed
   back at once, no frames): the ceiling the frame path is measured against (ratio given).
+- codec_us_per_task: the frame work of one task alone (TASK and RESULT frames encoded and
+  decoded, as on a packet link), to show where the rest of the time goes.
 - memory_per_node_bytes: tracemalloc growth per node of a 1,000-node UART cluster at
   steady state (every node joined and busy), goal under 50 KB.
 - hour_1000_uart: wall-clock time to simulate scenarios/scale-1000.toml (1,000 RP2350
@@ -24,6 +26,7 @@ from typing import Any
 
 from microswarm.master.scheduler import Dispatch, NodeCaps, Scheduler
 from microswarm.sim import scenario as scenario_mod
+from microswarm.sim import wire as w
 from microswarm.sim.cluster import Simulation
 
 NODES = 1000
@@ -47,11 +50,14 @@ def _throughput_scenario() -> scenario_mod.Scenario:
 
 def measure_sim_dispatches() -> dict[str, Any]:
     sim = Simulation(_throughput_scenario(), keep_gantt=False)
+    cpu = time.process_time()
     report = sim.run()
+    cpu = time.process_time() - cpu
     assert report["result"]["verified"], report["result"]
     return {
         "dispatches": report["dispatches"],
         "wall_s": round(sim.wall_s, 3),
+        "cpu_s": round(cpu, 3),
         "virtual_s": report["virtual_s"],
         "dispatches_per_s": round(report["dispatches"] / sim.wall_s),
     }
@@ -84,6 +90,21 @@ def measure_scheduler_alone() -> dict[str, Any]:
             "decisions_per_s": round(decisions / wall)}
 
 
+def measure_codec() -> dict[str, Any]:
+    task = {w.T_ID: 1, w.T_KERNEL: "sleep_ms", w.T_ARGS: [1], w.T_ATTEMPT: 0}
+    result = {w.R_ID: 1, w.R_VALUE: 1, w.R_ELAPSED: 1000}
+    rx_node, rx_master = w.Receiver(False), w.Receiver(False)
+    started = time.perf_counter()
+    for seq in range(TASKS):
+        task[w.T_ID] = result[w.R_ID] = seq
+        rx_node.feed(w.pack(w.TASK, task, seq, False))
+        rx_master.feed(w.pack(w.RESULT, result, seq, False))
+    wall = time.perf_counter() - started
+    assert rx_node.bad_frames == rx_master.bad_frames == 0
+    return {"tasks": TASKS, "wall_s": round(wall, 3),
+            "codec_us_per_task": round(wall / TASKS * 1e6, 2)}
+
+
 def measure_memory() -> dict[str, Any]:
     spec = scenario_mod.parse({
         "name": "bench-memory",
@@ -110,11 +131,14 @@ def measure_hour() -> dict[str, Any]:
     if not path.is_file():
         return {"skipped": f"{path.name} not found (run from a checkout)"}
     sim = Simulation(scenario_mod.load(path), keep_gantt=False)
+    cpu = time.process_time()
     report = sim.run()
+    cpu = time.process_time() - cpu
     return {
         "nodes": report["nodes"],
         "virtual_s": report["virtual_s"],
         "wall_s": round(sim.wall_s, 3),
+        "cpu_s": round(cpu, 3),
         "speedup": report["speedup"],
         "node_seconds_per_wall_s": round(report["nodes"] * report["virtual_s"] / sim.wall_s),
         "frames": report["links"]["frames"],
@@ -126,10 +150,13 @@ def measure_hour() -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     full = measure_sim_dispatches()
     alone = measure_scheduler_alone()
+    codec = measure_codec()
     memory = measure_memory()
     out: dict[str, Any] = {
         "sim_dispatch": full,
         "scheduler_alone": alone,
+        "codec": codec,
+        "sim_us_per_dispatch": round(1e6 / full["dispatches_per_s"], 2),
         "frame_path_over_scheduler": round(full["dispatches_per_s"] / alone["decisions_per_s"],
                                            3),
         "memory": memory,
