@@ -47,11 +47,19 @@ def run(args: argparse.Namespace) -> int:
     if args.journal:
         spec.journal = args.journal
     with Cluster(spec) as cluster:
+        from microswarm.master.cluster import progress_bar
+
         start = time.perf_counter()
-        key = f"{plan.name}:{args.params}" if args.journal else None
-        answer = plan.gather(cluster.map(plan.kernel, plan.tasks, progress=True, key=key))
+        key = f"{plan.name}:{' '.join(args.params)}" if spec.journal else None
+        handle = cluster.submit_job(plan.kernel, plan.tasks, key=key)
+        resumed = handle.done
+        if resumed:
+            print(f"resuming: {resumed} of {handle.total} tasks already in the journal")
+        with progress_bar(f"{plan.name} x{handle.total}", handle.total) as update:
+            answer = plan.gather(cluster.wait(handle, update))
         elapsed = time.perf_counter() - start
     ok = answer == plan.reference()
-    print(f"{plan.name}: {plan.describe(answer)}; {len(plan.tasks)} tasks in {elapsed:.2f} s; "
+    print(f"{plan.name}: {plan.describe(answer)}; {handle.total - resumed} tasks computed "
+          f"in {elapsed:.2f} s ({resumed} from the journal); "
           f"{'matches the reference' if ok else 'DIFFERS FROM THE REFERENCE'}")
     return 0 if ok else 1

@@ -100,7 +100,7 @@ class Master:
         self.scheduler = Scheduler(retries=retries)
         self.sessions: dict[str, NodeSession] = {}
         self.journal = Journal(journal) if journal else None
-        self.refused = 0
+        self.refusals: list[str] = []  # why nodes were refused at join, most recent last
         self._want_tcp, self._want_udp, self._want_control = tcp_port, udp_port, control_port
         self.tcp_port: int | None = None
         self.udp_port: int | None = None
@@ -362,6 +362,10 @@ class Master:
         busy = code == ErrorCode.BUSY
         self.scheduler.error(session.node_id, task_id, text, penalty=not busy)
         self._apply()
+
+    def session_refused(self, session: NodeSession, text: str) -> None:
+        self.refusals.append(f"{session.link.kind} {session.link.peer}: {text}")
+        del self.refusals[:-100]
 
     def session_closed(self, session: NodeSession, cause: str) -> None:
         info = session.info

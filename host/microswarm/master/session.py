@@ -88,6 +88,7 @@ class SessionOwner(Protocol):
     def session_task_error(self, session: NodeSession, task_id: int, code: int,
                            text: str) -> None: ...
     def session_closed(self, session: NodeSession, cause: str) -> None: ...
+    def session_refused(self, session: NodeSession, text: str) -> None: ...
 
 
 class NodeSession:
@@ -266,6 +267,7 @@ class NodeSession:
                 if not self.closed:
                     self.send_error(code, text)
                 cause = f"refused: {text}"
+                self.owner.session_refused(self, text)
                 return
             self.last_seen = time.monotonic()
             log.info("node %s joined over %s (%s)", self.info.node_id, self.link.kind,
