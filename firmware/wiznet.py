@@ -175,10 +175,9 @@ class WIZnet:
         self._cs = cs
         self._intr = intr
         self._hdr = bytearray(3)
-        self._reg = bytearray(3 + 8)
-        self._regmv = memoryview(self._reg)
-        self._in = bytearray(3 + 8)
-        self._inmv = memoryview(self._in)
+        # Register access without allocation: (out, in) views of 3 + n bytes, n = 1..8.
+        out, inp = memoryview(bytearray(11)), memoryview(bytearray(11))
+        self._views = [(out[: 3 + n], inp[: 3 + n]) for n in range(9)]
         cs(1)
         if rst is not None:
             rst(0)
@@ -227,25 +226,30 @@ class WIZnet:
             self._cs(1)
 
     def _read_reg(self, addr, bsb, n):
-        """A register of up to 8 bytes, header and data in one write_readinto call."""
-        out = self._regmv[: 3 + n]
+        """A register of up to 8 bytes, header and data in one write_readinto call.
+
+        Returns the shared input view: the value is at [3:3 + n] until the next access.
+        """
+        out, inp = self._views[n]
         out[0] = addr >> 8
         out[1] = addr & 0xFF
         out[2] = bsb << 3
-        inp = self._inmv[: 3 + n]
         self._cs(0)
         try:
             self._spi.write_readinto(out, inp)
         finally:
             self._cs(1)
-        return inp[3:]
+        return inp
+
+    def _read_bytes(self, addr, bsb, n):
+        return bytes(self._read_reg(addr, bsb, n)[3:])
 
     def _read8(self, addr, bsb):
-        return self._read_reg(addr, bsb, 1)[0]
+        return self._read_reg(addr, bsb, 1)[3]
 
     def _read16(self, addr, bsb):
         r = self._read_reg(addr, bsb, 2)
-        return (r[0] << 8) | r[1]
+        return (r[3] << 8) | r[4]
 
     def _read16_stable(self, addr, bsb):
         # The chip updates 16-bit counters byte by byte: read until two reads agree.
@@ -257,7 +261,7 @@ class WIZnet:
             a = b
 
     def _write_reg(self, addr, bsb, value, n):
-        out = self._regmv[: 3 + n]
+        out = self._views[n][0]
         out[0] = addr >> 8
         out[1] = addr & 0xFF
         out[2] = (bsb << 3) | 0x04
@@ -286,7 +290,7 @@ class WIZnet:
         while True:
             for name in names:
                 chip = CHIPS[name]
-                got = bytes(self._read_reg(chip.ID, 0, len(chip.ID_VALUE)))
+                got = self._read_bytes(chip.ID, 0, len(chip.ID_VALUE))
                 if got == chip.ID_VALUE:
                     return chip
             if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
@@ -305,7 +309,7 @@ class WIZnet:
             self._chip_unlocked(c.SYCR0, b"\x00")  # RST is active low on the W6100
         for _ in range(100):
             if c.MR is None or not self._read8(c.MR, 0) & 0x80:
-                if bytes(self._read_reg(c.ID, 0, len(c.ID_VALUE))) == c.ID_VALUE:
+                if self._read_bytes(c.ID, 0, len(c.ID_VALUE)) == c.ID_VALUE:
                     return
             time.sleep_ms(1)
         raise OSError(ETIMEDOUT, "wiznet: %s did not come back from reset" % c.name)
@@ -337,9 +341,9 @@ class WIZnet:
         """Get or set (ip, subnet, gateway, dns) as dotted strings. DNS is only recorded."""
         c = self.chip
         if config is None:
-            ip = bytes(self._read_reg(c.SIPR, 0, 4))
-            sub = bytes(self._read_reg(c.SUBR, 0, 4))
-            gw = bytes(self._read_reg(c.GAR, 0, 4))
+            ip = self._read_bytes(c.SIPR, 0, 4)
+            sub = self._read_bytes(c.SUBR, 0, 4)
+            gw = self._read_bytes(c.GAR, 0, 4)
             return (_ip_text(ip), _ip_text(sub), _ip_text(gw), self._dns)
         ip, sub, gw = _ip_bytes(config[0]), _ip_bytes(config[1]), _ip_bytes(config[2])
         self._write_net(c.SIPR, ip)
@@ -558,7 +562,7 @@ class WSocket(io.IOBase):
         self._wait(self._accepted)
         nic = self._nic
         c = nic.chip
-        ip = bytes(nic._read_reg(c.Sn_DIPR, self._bsb, 4))
+        ip = nic._read_bytes(c.Sn_DIPR, self._bsb, 4)
         port = nic._read16(c.Sn_DPORT, self._bsb)
         conn = WSocket(nic, SOCK_STREAM, self._n)
         conn._sr = SR_ESTABLISHED
