@@ -34,24 +34,25 @@ def sample_frames() -> dict[str, tuple[int, dict]]:
 
 
 def _calls_in(fn: Callable[[], Any], budget: float) -> int:
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < budget / 10 or calls < 3:
+    calls, start = 0, time.process_time()
+    while time.process_time() - start < budget / 10 or calls < 3:
         fn()
         calls += 1
-    return max(1, int(budget * calls / (time.perf_counter() - start)))
+    return max(1, int(budget * calls / (time.process_time() - start)))
 
 
 def _best_per_call(fns: list[Callable[[], Any]], budget: float, repeat: int) -> list[float]:
-    """Best seconds per call of each function; rounds alternate between the functions so
-    that a change in machine load hits all of them alike."""
+    """Best CPU seconds per call of each function. CPU time, not wall time, so that other
+    processes on the machine do not count; rounds alternate between the functions so that
+    what remains (caches, frequency) hits all of them alike."""
     counts = [_calls_in(fn, budget) for fn in fns]
     best = [float("inf")] * len(fns)
     for _ in range(repeat):
         for i, (fn, n) in enumerate(zip(fns, counts, strict=True)):
-            start = time.perf_counter()
+            start = time.process_time()
             for _ in range(n):
                 fn()
-            best[i] = min(best[i], (time.perf_counter() - start) / n)
+            best[i] = min(best[i], (time.process_time() - start) / n)
     return best
 
 
@@ -97,7 +98,8 @@ def run(args: argparse.Namespace) -> dict:
         "fast_us_total": round(fast_total * 1e6, 2),
         "construct_us_total": round(construct_total * 1e6, 2),
         "firmware_codec": firmware,
-        "measures": "encode + decode of one frame (incl. CRC and catalog validation)",
+        "measures": "CPU time of encode + decode of one frame (incl. CRC and catalog "
+        "validation), best of --repeat rounds",
         "headline": {
             "name": "construct time / fast codec time, encode+decode, 3 frames",
             "value": round(ratio, 1),

@@ -73,14 +73,16 @@ def map_key_order(key: int | str) -> tuple:
 def _prepare(obj: Any) -> Any:
     """Turn obj into something cbor2's C encoder writes in our deterministic form: maps
     re-ordered, arrays as typed-array tags, memoryviews as bytes. Anything outside the
-    data model raises TypeError. Already-conforming containers are returned as they are."""
+    data model raises TypeError. Containers holding only scalars are returned as they are."""
     kind = type(obj)
     if kind in _PLAIN:
         return obj
     if kind is dict:
         return _prepare_map(obj)
     if kind is list or kind is tuple:
-        return obj if set(map(type, obj)) <= _PLAIN else [_prepare(v) for v in obj]
+        if set(map(type, obj)) <= _PLAIN:
+            return obj
+        return [v if type(v) in _PLAIN else _prepare(v) for v in obj]
     if kind is array.array:
         return _typed_array_tag(obj)
     if kind is memoryview:
@@ -102,8 +104,12 @@ def _prepare_map(value: dict) -> dict:
         bad = next(t for t in key_types if t not in _KEY_TYPES)
         raise TypeError(f"map keys must be int or str, not {bad.__name__}")
     if set(map(type, value.values())) <= _PLAIN:
-        return value if keys == list(value) else {k: value[k] for k in keys}
-    return {k: _prepare(value[k]) for k in keys}
+        return value if keys == list(value) else {key: value[key] for key in keys}
+    out = {}
+    for key in keys:
+        item = value[key]
+        out[key] = item if type(item) in _PLAIN else _prepare(item)
+    return out
 
 
 def _typed_array_tag(value: array.array) -> cbor2.CBORTag:
@@ -123,55 +129,65 @@ def encode_payload(obj: Any) -> bytes:
     return cbor2.dumps(_prepare(obj))
 
 
-def _typed_array(tag: int):
-    typecode, size = TYPED_ARRAY_TAGS[tag]
-
-    def decode(value: Any, immutable: bool) -> array.array:
-        if type(value) is not bytes:
-            raise ValueError(f"typed array tag {tag} must wrap a byte string")
-        if len(value) % size:
-            raise ValueError(f"typed array tag {tag}: {len(value)} bytes, item size {size}")
-        result = array.array(typecode, value)
-        if _BIG_ENDIAN_HOST:
-            result.byteswap()
-        return result
-
-    return decode
-
-
 def _reject_tag(value: Any, immutable: bool) -> None:
     raise ValueError("tag not allowed (only RFC 8746 typed arrays)")
 
 
-def _reject_unknown_tag(tag: cbor2.CBORTag, immutable: bool) -> None:
-    raise ValueError(f"tag {tag.tag} not allowed (only RFC 8746 typed arrays)")
-
-
+# Typed-array tags come out of cbor2 as CBORTag objects (no Python callback per tag) and
+# are turned into arrays by the data-model check below, which also refuses other tags.
 _SEMANTIC_DECODERS = {tag: _reject_tag for tag in _CBOR2_BUILTIN_TAGS}
-_SEMANTIC_DECODERS.update({tag: _typed_array(tag) for tag in TYPED_ARRAY_TAGS})
+_TAG = cbor2.CBORTag
 
 
-def _check_items(values: Any) -> None:
-    """Reject decoded values outside the data model (simple values, undefined)."""
-    types = set(map(type, values))
-    if types <= _SCALARS:
+def _typed_array(tag: cbor2.CBORTag) -> array.array:
+    spec = TYPED_ARRAY_TAGS.get(tag.tag)
+    if spec is None:
+        raise ValueError(f"tag {tag.tag} not allowed (only RFC 8746 typed arrays)")
+    typecode, size = spec
+    data = tag.value
+    if type(data) is not bytes or len(data) % size:
+        raise ValueError(f"typed array tag {tag.tag} needs a byte string of whole items")
+    result = array.array(typecode, data)
+    if _BIG_ENDIAN_HOST:
+        result.byteswap()
+    return result
+
+
+def _check_list(items: list) -> None:
+    """Refuse values outside the data model; turn typed-array tags into arrays in place."""
+    if set(map(type, items)) <= _SCALARS:
         return
-    for value in values:
+    for index, value in enumerate(items):
         kind = type(value)
-        if kind in _SCALARS or kind is array.array:
+        if kind in _SCALARS:
             continue
         if kind is list:
-            _check_items(value)
+            _check_list(value)
         elif kind is dict:
             _check_map(value)
+        elif kind is _TAG:
+            items[index] = _typed_array(value)
         else:
             raise ValueError(f"value of kind {kind.__name__} not allowed")
 
 
-def _check_map(value: dict) -> None:
-    if not set(map(type, value)) <= _KEY_TYPES:
+def _check_map(items: dict) -> None:
+    if not set(map(type, items)) <= _KEY_TYPES:
         raise ValueError("map keys must be integers or text")
-    _check_items(value.values())
+    if set(map(type, items.values())) <= _SCALARS:
+        return
+    for key, value in items.items():
+        kind = type(value)
+        if kind in _SCALARS:
+            continue
+        if kind is list:
+            _check_list(value)
+        elif kind is dict:
+            _check_map(value)
+        elif kind is _TAG:
+            items[key] = _typed_array(value)
+        else:
+            raise ValueError(f"value of kind {kind.__name__} not allowed")
 
 
 class _Decoders(threading.local):
@@ -183,7 +199,6 @@ class _Decoders(threading.local):
             io.BytesIO(b""),
             read_size=256,  # its read-ahead buffer is re-made on every fp change
             semantic_decoders=_SEMANTIC_DECODERS,
-            tag_hook=_reject_unknown_tag,
             max_depth=MAX_NESTING,
             allow_indefinite=False,
             allow_duplicate_keys=False,
@@ -211,8 +226,10 @@ def decode_payload(data: bytes | bytearray | memoryview) -> Any:
         if kind is dict:
             _check_map(value)
         elif kind is list:
-            _check_items(value)
-        elif kind not in _SCALARS and kind is not array.array:
+            _check_list(value)
+        elif kind is _TAG:
+            value = _typed_array(value)
+        elif kind not in _SCALARS:
             raise ValueError(f"value of kind {kind.__name__} not allowed")
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
         detail = str(exc.__cause__) if exc.__cause__ is not None else str(exc)
