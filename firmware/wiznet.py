@@ -150,7 +150,7 @@ def _ip_text(b):
 class WIZnet:
     """One W5500 or W6100 on an SPI bus.
 
-    spi: a configured machine.SPI (mode 0, up to 33 MHz on the W5500, 70 MHz on the W6100);
+    spi: a configured machine.SPI (mode 0 or 3, MSB first; the board file gives the clock);
     cs: the chip-select machine.Pin (output); rst: optional reset Pin (output); intr:
     optional interrupt Pin (input, the chip drives it low while a socket interrupt is
     pending; without it readiness is polled over SPI); chip: "w5500", "w6100" or None to
