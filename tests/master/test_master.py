@@ -211,6 +211,8 @@ def test_failing_kernel_fails_the_job_with_the_cause():
                 await m.run("dot", [["not", "arrays"]])
             with pytest.raises(ValueError, match="no node has kernel 'no_such_kernel'"):
                 m.submit("no_such_kernel", [[1]])
+            with pytest.raises(ValueError, match="larger than any node accepts"):
+                m.submit("echo", [[bytes(2 << 20)]])
             assert await m.run("echo", [[1]]) == [1]
 
     run(main())

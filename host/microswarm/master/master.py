@@ -7,6 +7,7 @@ heartbeats, declares silent nodes lost, looks for stragglers and flushes the jou
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import json
@@ -246,13 +247,20 @@ class Master:
                 log.info("job %s: %d of %d tasks already in the journal", key, len(known),
                          len(arg_lists))
         todo = [i for i in range(len(arg_lists)) if i not in known]
+        sizes = [wire_size(arg_lists[i]) for i in todo]
+        if infos and sizes:
+            largest = max(i.max_message for i in infos if kernel in i.kernels)
+            if max(sizes) > largest:
+                raise ValueError(f"a task of {max(sizes)} bytes is larger than any node accepts "
+                                 f"({largest} bytes): split the job finer")
         results = [known.get(i) for i in range(len(arg_lists))]
         handle = JobHandle(kernel, len(arg_lists), key, asyncio.get_running_loop().create_future(),
                            results, todo, done=len(known), nodes=[None] * len(arg_lists))
         for i in known:
             handle.nodes[i] = "journal"
         job = self.scheduler.submit(
-            kernel, [arg_lists[i] for i in todo], priority=priority, native=native
+            kernel, [arg_lists[i] for i in todo], priority=priority, native=native,
+            sizes=sizes,
         )
         handle.job_id = job.job_id
         self._jobs[job.job_id] = handle
@@ -292,7 +300,7 @@ class Master:
                     continue  # its removal is already queued
                 try:
                     session.send_task(action.task_id, action.kernel, action.args, action.attempt)
-                except FrameError as exc:
+                except (FrameError, TypeError, ValueError) as exc:
                     sched.error(action.node_id, action.task_id, f"cannot encode task: {exc}")
                     continue
                 sched.sent(action.node_id, action.task_id)
@@ -352,7 +360,8 @@ class Master:
 
     def session_result(self, session: NodeSession, task_id: int, body: dict[int, Any],
                        nbytes: int) -> None:
-        self.scheduler.result(session.node_id, task_id, body.get(1), body.get(3, 0), nbytes)
+        value = body.get(1)
+        self.scheduler.result(session.node_id, task_id, value, body.get(3, 0), wire_size(value))
         self._apply()
 
     def session_task_error(self, session: NodeSession, task_id: int, code: int,
@@ -456,6 +465,20 @@ class _Discovery(asyncio.DatagramProtocol):
             seq=frame.seq)
         assert self.transport is not None
         self.transport.sendto(reply, addr)
+
+
+def wire_size(value: Any) -> int:
+    """About how many bytes a value takes in CBOR: exact enough to learn link speeds and
+    to keep a task off a node whose max_message it exceeds, and far cheaper than encoding."""
+    if isinstance(value, bytes | bytearray | memoryview | str):
+        return len(value) + 3
+    if isinstance(value, array.array):
+        return len(value) * value.itemsize + 5
+    if isinstance(value, list | tuple):
+        return 1 + sum(wire_size(v) for v in value)
+    if isinstance(value, dict):
+        return 1 + sum(wire_size(k) + wire_size(v) for k, v in value.items())
+    return 9
 
 
 def _local_address_towards(peer: str) -> str:
