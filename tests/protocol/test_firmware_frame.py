@@ -721,3 +721,34 @@ def test_table_crc32_fallback_equals_zlib(run_vm):
     assert [[int(x) for x in line.split()] for line in lines] == [
         [zlib.crc32(b), zlib.crc32(b)] for b in blobs
     ]
+
+
+def test_zero_copy_decoding_returns_views_into_the_buffer(run_vm):
+    tile = array.array("B", range(200))
+    shorts = array.array("h", [-1, 2, -3])
+    data = encode_frame(MsgType.TASK, {0: 1, 1: "dot", 2: [tile, b"\xfa\xfb\xfc", shorts]})
+    source = (
+        "import sys, binascii, frame\n"
+        "buf = bytearray(binascii.unhexlify(sys.stdin.readline().strip()))\n"
+        "t, f, s, p = frame.decode(buf, 4096, False)\n"
+        "tile, blob, shorts = p[2]\n"
+        "print(type(tile).__name__, type(blob).__name__, type(shorts).__name__)\n"
+        "at = bytes(buf).find(bytes(blob))\n"
+        "buf[at] = 0x7f\n"  # the view sees a change of the frame buffer: nothing was copied
+        "print(blob[0], len(tile), tile[199], shorts[2])\n"
+        "t, f, s, p = frame.decode(binascii.unhexlify(sys.stdin.readline().strip()), 4096)\n"
+        "print(type(p[2][0]).__name__, type(p[2][1]).__name__)\n"
+        "r = frame.StreamReader(4096, copy=False)\n"
+        "items = r.feed(binascii.unhexlify(sys.stdin.readline().strip()))\n"
+        "blob = items[0][3][2][1]\n"
+        "r.feed(binascii.unhexlify(sys.stdin.readline().strip()))\n"
+        "print(type(blob).__name__, bytes(blob) != b'\\xfa\\xfb\\xfc')\n"
+    )
+    other = encode_frame(MsgType.TASK, {0: 2, 1: "dot", 2: [b"\xaa" * 300]})
+    stdin = "\n".join([data.hex(), data.hex(), data.hex(), other.hex()]).encode()
+    assert run_vm(source, stdin=stdin).split() == [
+        "memoryview", "memoryview", "array",
+        "127", "200", "199", "-3",
+        "array", "bytes",
+        "memoryview", "True",
+    ]
