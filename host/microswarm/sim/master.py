@@ -157,6 +157,10 @@ class SimMaster:
             if isinstance(frame, FrameError):
                 self.sim.count("master_bad_frames")
                 self.sim.trace("bad_frame", node.node_id, frame.code.name)
+                error: dict[int, Any] = {w.E_CODE: int(frame.code), w.E_TEXT: frame.text}
+                if frame.seq is not None:
+                    error[w.E_REF] = frame.seq
+                self.send(node, w.ERROR, error)
                 continue
             self._handle(node, s, frame.type, frame.payload)
         self.pump()

@@ -193,8 +193,9 @@ class SimNode:
                 self.joined = True
                 self.backoff_s = BACKOFF_MIN_S
                 self.heartbeat_s = p[w.W["heartbeat_ms"]] / 1000.0
-        elif msg_type == w.ERROR and p[w.E_CODE] == ErrorCode.NOT_JOINED:
-            self.connect()
+        elif msg_type == w.ERROR and p[w.E_CODE] in (ErrorCode.NOT_JOINED,
+                                                      ErrorCode.BAD_VERSION):
+            self.end_session()
 
     def _task(self, p: dict[int, Any]) -> None:
         task_id = p[w.T_ID]
