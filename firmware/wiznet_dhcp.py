@@ -90,6 +90,9 @@ def parse(data, xid, mac):
     kind = opts.get(OPT_MSG_TYPE)
     if not kind:
         return None
+    for code in (OPT_SUBNET, OPT_ROUTER, OPT_DNS, OPT_SERVER_ID, OPT_LEASE):
+        if code in opts and len(opts[code]) < 4:
+            del opts[code]  # malformed: as if the server had not sent it
     return kind[0], bytes(data[16:20]), opts
 
 
@@ -118,11 +121,11 @@ def lease(nic, timeout_ms=10000, hostname=None):
             if ack is None:
                 continue
             yiaddr, opts = ack
-            subnet = opts.get(OPT_SUBNET, b"\xff\xff\xff\x00")
+            subnet = opts.get(OPT_SUBNET, b"\xff\xff\xff\x00")[:4]
             router = opts.get(OPT_ROUTER, b"\x00\x00\x00\x00")
             dns = opts.get(OPT_DNS, b"\x00\x00\x00\x00")
             lease_s = opts.get(OPT_LEASE)
-            nic.lease_s = struct.unpack(">I", lease_s)[0] if lease_s else None
+            nic.lease_s = struct.unpack(">I", lease_s[:4])[0] if lease_s else None
             nic.ifconfig((_ip(yiaddr), _ip(subnet), _ip(router[:4]), _ip(dns[:4])))
             return nic.ifconfig()
     finally:

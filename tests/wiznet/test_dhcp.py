@@ -49,3 +49,33 @@ except OSError as e:
     assert proc.expect("NOLEASE") == "110 0.0.0.0"
     proc.finish()
     silent.close()
+
+
+def test_malformed_server_replies_are_ignored(run_vm):
+    """parse() in the VM on replies cut short, with option lengths past the end, with short
+    address options, and on random bytes: a value or None, never an exception."""
+    import random
+
+    mac = bytes([2, 0, 0, 0, 0, 1])
+    xid = 0x1234
+    good = bytearray(236)
+    good[0:3] = b"\x02\x01\x06"
+    good[4:8] = xid.to_bytes(4, "big")
+    good[16:20] = bytes([10, 0, 0, 9])
+    good[28:34] = mac
+    good += b"\x63\x82\x53\x63" + bytes([53, 1, 5, 3, 2, 10, 0, 1, 4, 10, 0, 0, 1, 255])
+    rng = random.Random(7)
+    cases = [bytes(good)] + [bytes(good[:n]) for n in range(0, len(good), 17)]
+    cases.append(bytes(good[:-1]) + bytes([51, 40]))  # option length past the end
+    cases += [rng.randbytes(rng.randrange(0, 400)) for _ in range(60)]
+    out = run_vm(
+        "import wiznet_dhcp\n"
+        f"cases = {cases!r}\n"
+        "for c in cases:\n"
+        f"    r = wiznet_dhcp.parse(c, {xid}, {mac!r})\n"
+        "    print('None' if r is None else (r[0], r[1], sorted(r[2])))\n"
+    )
+    lines = out.splitlines()
+    assert len(lines) == len(cases)
+    assert lines[0] == "(5, b'\\n\\x00\\x00\\t', [1, 53])"  # the 2-byte router is dropped
+    assert all(line == "None" for line in lines[1:])

@@ -557,9 +557,6 @@ class Chip:
             s.tx_rd = s.send_end
             s.deadline = None
             s.ir |= IR_SENDOK
-        elif s.sending and s.deadline is not None and now >= s.deadline + 5.0:
-            self._timeout(s)
-            return
         if s.sr in (SR_ESTABLISHED, SR_FIN_WAIT):
             room = s.rxsize - s.rsr
             while room > 0:
