@@ -288,3 +288,17 @@ def test_udp_discovery_and_control_endpoint():
             writer.close()
 
     run(main())
+
+
+def test_a_stalled_master_does_not_declare_nodes_lost():
+    async def main():
+        async with master(heartbeat_ms=50) as m:
+            await m.add_inproc_nodes(2)
+            await m.wait_for_nodes(2, 10)
+            # a kernel that holds the shared event loop for 6 heartbeat intervals
+            (hits,) = await m.run("monte_carlo_pi", [[1, 150_000]])
+            assert hits == kernels.monte_carlo_pi(1, 150_000)
+            await asyncio.sleep(0.2)
+            assert len(m.nodes) == 2
+
+    run(main())

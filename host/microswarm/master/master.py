@@ -389,10 +389,17 @@ class Master:
     # ------------------------------------------------------------------ ticker
     async def _ticker(self) -> None:
         interval = self.heartbeat_ms / 1000
-        next_beat = time.monotonic()
+        period = min(0.1, interval / 2)
+        next_beat = last_tick = time.monotonic()
         while True:
-            await asyncio.sleep(min(0.1, interval / 2))
+            await asyncio.sleep(period)
             now = time.monotonic()
+            if now - last_tick > interval:
+                # The master itself stalled (a long in-process kernel, a GC pause): it could
+                # not read anyone's frames, so silence in that time says nothing about nodes.
+                for session in self.sessions.values():
+                    session.last_seen = max(session.last_seen, now - interval)
+            last_tick = now
             self.scheduler.tick()
             self._apply()
             if self.journal is not None and self.journal.due():
