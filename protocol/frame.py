@@ -155,31 +155,12 @@ def _reject(value: Any, immutable: bool) -> Any:
 
 
 # cbor2 decodes these tags itself unless told otherwise; none is part of the protocol.
+# fmt: off
 _NOT_TYPED_ARRAYS = (
-    0,
-    1,
-    2,
-    3,
-    4,
-    5,
-    25,
-    28,
-    29,
-    30,
-    35,
-    36,
-    37,
-    52,
-    54,
-    100,
-    256,
-    258,
-    260,
-    261,
-    1004,
-    43000,
-    55799,
+    0, 1, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261, 1004,
+    43000, 55799,
 )
+# fmt: on
 _SEMANTIC = {tag: _reject for tag in _NOT_TYPED_ARRAYS}
 
 

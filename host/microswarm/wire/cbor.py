@@ -23,38 +23,21 @@ from .errors import FrameError
 
 _BIG_ENDIAN_HOST = sys.byteorder == "big"
 
-# Types a decoded payload may contain (besides list, dict and array.array).
+# Leaf types of a decoded payload; lists, dicts and typed-array tags are walked.
 _SCALARS = frozenset({int, float, str, bytes, bool, type(None)})
 _KEY_TYPES = frozenset({int, str})
+# Leaf types cbor2 already encodes the way the protocol wants.
 _PLAIN = frozenset({int, float, str, bytes, bytearray, bool, type(None)})
 _INT_ONLY = frozenset({int})
 
-# Tags cbor2 interprets on its own; each is overridden so that only typed arrays pass.
+# Tags cbor2 interprets on its own (dates, bignums, sets, shared values, string references,
+# ...); each is overridden with a refusal so that only typed arrays pass.
+# fmt: off
 _CBOR2_BUILTIN_TAGS = (
-    0,
-    1,
-    2,
-    3,
-    4,
-    5,
-    25,
-    28,
-    29,
-    30,
-    35,
-    36,
-    37,
-    52,
-    54,
-    100,
-    256,
-    258,
-    260,
-    261,
-    1004,
-    43000,
-    55799,
+    0, 1, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261, 1004,
+    43000, 55799,
 )
+# fmt: on
 
 
 def map_key_order(key: int | str) -> tuple:
