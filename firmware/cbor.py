@@ -208,11 +208,22 @@ class Encoder:
             else:
                 keys = _canonical_key_order(keys)
         self._head(0xA0, len(keys))
+        depth += 1
+        if keys and depth > MAX_NESTING:
+            raise CBORError("nesting deeper than %d" % MAX_NESTING)
         for k in keys:
-            if type(k) is not int and type(k) is not str:
+            if type(k) is int and 0 <= k < 24:
+                # The protocol's field keys: one byte, written here without a call.
+                p = self.pos
+                if p >= len(self.buf):
+                    self.reserve(p + 1)
+                self.buf[p] = k
+                self.pos = p + 1
+            elif type(k) is int or type(k) is str:
+                self._item(k, depth)
+            else:
                 raise CBORError("map keys must be int or str")
-            self._item(k, depth + 1)
-            self._item(obj[k], depth + 1)
+            self._item(obj[k], depth)
 
     def _typed_array(self, arr):
         code = _typecode(arr)
@@ -318,6 +329,8 @@ class _Decoder:
             raise CBORError("truncated input")
         ib = self.mv[pos]
         self.pos = pos + 1
+        if ib < 24:  # the most common item: a small unsigned int (field keys, counts)
+            return ib
         major = ib >> 5
         if major == 0:
             return self._arg(ib & 0x1F)
