@@ -84,6 +84,9 @@ class _Stream:
 class Reassembler:
     """Collect CHUNK frames into whole messages; other frames pass through unchanged.
 
+    Frames must come from decode_frame/FrameReader/SerialDeframer with validation on (the
+    default), so that every CHUNK holds its fields.
+
     push() returns the whole message (as a Frame with the first chunk's seq) when its last
     chunk arrives, None while chunks are outstanding, and raises FrameError for a chunk out
     of order or of an unknown stream (BAD_CHUNK; the stream is dropped), a message over
