@@ -344,3 +344,31 @@ def test_nesting_limit_matches_the_host(run_vm):
             host_ok = False
         assert answer.startswith("ok") == host_ok, (hexed, answer)
     assert [a.startswith("ok") for a in answers] == [True, True, True, True, False, False]
+
+
+def test_encoder_refuses_exactly_what_decoders_refuse_for_nesting(run_vm):
+    def nest(inner, depth):
+        for _ in range(depth):
+            inner = [inner]
+        return inner
+
+    cases = [
+        nest([], MAX_NESTING),
+        nest(1, MAX_NESTING),
+        nest({}, MAX_NESTING),
+        nest({1: 2}, MAX_NESTING),
+        nest(array.array("b", [1]), MAX_NESTING),
+        nest(array.array("b", [1]), MAX_NESTING - 1),
+        nest(1, MAX_NESTING + 1),
+    ]
+    answers = run_driver(run_vm, [f"mk {text_form(v)}" for v in cases])
+    for value, answer in zip(cases, answers, strict=True):
+        try:
+            decode_payload(encode_payload(value))
+            accepted = True
+        except Exception:
+            accepted = False
+        assert answer.startswith("ok") == accepted, answer
+        if accepted:
+            assert bytes.fromhex(answer.split()[1]) == encode_payload(value)
+    assert [a.startswith("ok") for a in answers] == [True, True, True, False, False, True, False]
