@@ -50,7 +50,7 @@ class Simulation:
         self.gantt: list[tuple[int, int, float, float, str]] = []
         self.marks: list[tuple[int, float, str]] = []  # (node index or -1, time, label)
         self._trace = hashlib.sha256()
-        self._pending_trace: list[tuple[float, str, str, str]] = []
+        self._pending_trace: list[tuple[float, str, str, object]] = []
         self.trace_events = 0
         self.fault_at: dict[str, tuple[str, float]] = {}
         self.detections: list[dict[str, Any]] = []
@@ -78,7 +78,7 @@ class Simulation:
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
 
-    def trace(self, kind: str, node_id: str, detail: str) -> None:
+    def trace(self, kind: str, node_id: str, detail: object = None) -> None:
         self.trace_events += 1
         self._pending_trace.append((self.events.now, kind, node_id, detail))
         if len(self._pending_trace) >= TRACE_BATCH:
@@ -116,7 +116,7 @@ class Simulation:
     def gantt_add(self, node: int, task_id: int, start: float, end: float, outcome: str) -> None:
         if self.keep_gantt:
             self.gantt.append((node, task_id, start, end, outcome))
-        self.trace("ran", self.nodes[node].node_id, f"{task_id} {outcome}")
+        self.trace("ran", self.nodes[node].node_id, (task_id, outcome))
 
     def gantt_close(self, node: SimNode, running: list, outcome: str) -> None:
         self.gantt_add(node.index, running[0], running[3], self.events.now, outcome)
@@ -188,7 +188,7 @@ class Simulation:
 
     def _thaw(self, node: SimNode, boot: int) -> None:
         if boot == node.boot:
-            self.trace("thaw", node.node_id, "")
+            self.trace("thaw", node.node_id)
             self.marks.append((node.index, self.events.now, "thaw"))
             node.heartbeat()
             self.fault_at.pop(node.node_id, None)
@@ -197,7 +197,7 @@ class Simulation:
         node.slowdown /= factor
 
     def _heal(self, node: SimNode) -> None:
-        self.trace("heal", node.node_id, "")
+        self.trace("heal", node.node_id)
         self.marks.append((node.index, self.events.now, "heal"))
         node.link.connected = True
         self.fault_at.pop(node.node_id, None)

@@ -112,7 +112,7 @@ class SimMaster:
             s.epoch += 1
         self.scheduler = self._new_scheduler()
         self.journal.reopen()
-        self.sim.trace("master_restart", "", f"{down_s:.3f}")
+        self.sim.trace("master_restart", "", down_s)
         self.sim.events.at(self.down_until, self.start_job)
 
     def is_down(self) -> bool:
@@ -167,6 +167,15 @@ class SimMaster:
 
     def _handle(self, node: SimNode, s: Session, msg_type: int, p: dict[int, Any]) -> None:
         now = self.sim.events.now
+        if msg_type == w.RESULT and s.joined:
+            s.last_heard = now
+            task_id = p[w.R_ID]
+            if w.R_VALUE in p:
+                self.scheduler.result(node.node_id, task_id, p[w.R_VALUE], p[w.R_ELAPSED])
+                self._settle(task_id)
+            else:
+                self._task_error(node, task_id, p.get(w.R_CODE, 0), p.get(w.R_ERROR, ""))
+            return
         if msg_type == w.HELLO:
             s.node_nonce = p[w.H["nonce"]]
             s.slots = p[w.H["slots"]]
@@ -187,7 +196,7 @@ class SimMaster:
                 w.W["window"]: window, w.W["max_frame"]: 16_384,
                 w.W["proof"]: master_proof(self.sim.key, s.node_nonce, s.nonce),
             })
-            self.sim.trace("join", node.node_id, "")
+            self.sim.trace("join", node.node_id)
             self.scheduler.add_node(node.node_id, NodeCaps(
                 kernels=frozenset(self.sim.kernel_names), window=window))
             return
@@ -196,15 +205,7 @@ class SimMaster:
                                       w.E_TEXT: "say HELLO first"})
             return
         s.last_heard = now
-        if msg_type == w.RESULT:
-            task_id = p[w.R_ID]
-            if w.R_VALUE in p:
-                self.scheduler.result(node.node_id, task_id, p[w.R_VALUE],
-                                      p[w.R_ELAPSED])
-                self._settle(task_id)
-            else:
-                self._task_error(node, task_id, p.get(w.R_CODE, 0), p.get(w.R_ERROR, ""))
-        elif msg_type == w.HEARTBEAT:
+        if msg_type == w.HEARTBEAT:
             if p.get(w.HB_QUEUE) == 0 and self.cfg.recover_lost:
                 self._recover_lost(node)
         elif msg_type == w.ERROR:
@@ -238,7 +239,7 @@ class SimMaster:
             sent = task.holders.get(node.node_id) if task is not None else None
             if sent is not None and 0 < sent < cutoff:
                 self.recovered += 1
-                self.sim.trace("recover", node.node_id, str(task_id))
+                self.sim.trace("recover", node.node_id, task_id)
                 self.scheduler.error(node.node_id, task_id, "frame lost", penalty=False)
                 self._settle(task_id)
 
@@ -298,7 +299,7 @@ class SimMaster:
                     self._done(a)
                 elif type(a) is JobDone:
                     self.job_done = True
-                    self.sim.trace("job_done", "", "")
+                    self.sim.trace("job_done", "")
                 elif type(a) is JobFailed:
                     self.failed_cause = a.cause
                     self.sim.trace("job_failed", "", a.cause)
@@ -310,10 +311,11 @@ class SimMaster:
         elif a.task_id in self.dispatched:
             self.retries += 1
         self.dispatched.add(a.task_id)
-        self.sim.trace("dispatch", a.node_id, f"{a.task_id} {a.attempt}")
+        self.sim.trace("dispatch", a.node_id, (a.task_id, a.attempt))
         self.outstanding[a.task_id] = copies + 1
-        self.send(node, w.TASK, {w.T_ID: a.task_id, w.T_KERNEL: a.kernel,
-                                 w.T_ARGS: list(a.args), w.T_ATTEMPT: a.attempt})
+        args = a.args if type(a.args) is list else list(a.args)
+        self.send(node, w.TASK, {w.T_ID: a.task_id, w.T_KERNEL: a.kernel, w.T_ARGS: args,
+                                 w.T_ATTEMPT: a.attempt})
         self.scheduler.sent(a.node_id, a.task_id)
 
     def _done(self, a: TaskDone) -> None:
@@ -322,7 +324,7 @@ class SimMaster:
         self.deliveries[once] = self.deliveries.get(once, 0) + 1
         self.outstanding.pop(a.task_id, None)
         self.journal.record(index, a.value, a.node_id)
-        self.sim.trace("done", a.node_id, str(index))
+        self.sim.trace("done", a.node_id, index)
         if index in self.results:
             self.recomputed += 1
             if self.results[index] != a.value:

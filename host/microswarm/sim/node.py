@@ -137,7 +137,7 @@ class SimNode:
 
     def _join_deadline(self, boot: int, epoch: int) -> None:
         if boot == self.boot and epoch == self.epoch and self.alive and not self.joined:
-            self.sim.trace("join_timeout", self.node_id, "")
+            self.sim.trace("join_timeout", self.node_id)
             self.end_session()
 
     def _retry_connect(self, boot: int) -> None:
@@ -260,7 +260,7 @@ class SimNode:
             return
         now = self.sim.events.now
         if now - self.last_rx > SILENT_BEATS * self.heartbeat_s:
-            self.sim.trace("master_silent", self.node_id, "")
+            self.sim.trace("master_silent", self.node_id)
             self.end_session()
             return
         self.send(w.HEARTBEAT, {
