@@ -87,6 +87,7 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 #           restart, offset out of order, total or type changing, MORE set on the last piece
 #           or missing before it, inner type CHUNK or unknown), BAD_PAYLOAD, NO_MEMORY.
 #           The errors carry `seq` when given.
+#       .reset(): drop every unfinished stream (a new link); .open_bytes() -> bytes held.
 #   cobs_encode(data) -> bytes, cobs_decode(data) -> bytes (ValueError when malformed),
 #   cobs_encode_into / cobs_decode_into(src, start, end, dst) -> length written.
 #
@@ -629,8 +630,14 @@ class Reassembler:
         self.max_message = max_message
         self.max_streams = max_streams
         self.copy = copy
+        self.reset()
+
+    def reset(self):
         self._streams = {}
         self._open = 0
+
+    def open_bytes(self):
+        return self._open
 
     def _drop(self, stream):
         st = self._streams.pop(stream, None)

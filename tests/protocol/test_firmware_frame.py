@@ -752,3 +752,26 @@ def test_zero_copy_decoding_returns_views_into_the_buffer(run_vm):
         "array", "bytes",
         "memoryview", "True",
     ]
+
+
+def test_reassembler_holds_memory_only_for_open_streams(run_vm):
+    first = encode_frame(MsgType.CHUNK, {0: 1, 1: 5, 2: 3000, 3: 0, 4: b"x" * 100}, flags=1)
+    second = encode_frame(MsgType.CHUNK, {0: 2, 1: 5, 2: 2000, 3: 0, 4: b"y" * 100}, flags=1)
+    source = (
+        "import sys, binascii, frame\n"
+        "re = frame.Reassembler(4096)\n"
+        "for line in sys.stdin:\n"
+        "    t, f, s, p = frame.decode(binascii.unhexlify(line.strip()))\n"
+        "    try:\n"
+        "        re.add(p, f, s)\n"
+        "        print('held', re.open_bytes())\n"
+        "    except frame.FrameError as e:\n"
+        "        print('E%d' % e.code, e.seq, re.open_bytes())\n"
+        "re.reset()\n"
+        "print('reset', re.open_bytes())\n"
+    )
+    stdin = "\n".join([first.hex(), second.hex()]).encode()
+    # The second stream would take the open total past max_message: refused, first kept.
+    assert run_vm(source, stdin=stdin).splitlines() == [
+        "held 3000", f"E{int(ErrorCode.TOO_LARGE)} 0 3000", "reset 0",
+    ]
