@@ -26,7 +26,7 @@ async def serve(spec, *, wait: bool = True, timeout: float = 60) -> int:
     running = await RunningCluster.launch(spec, wait=wait, timeout=timeout)
     master = running.master
     print(f"master {spec.name!r}: tcp {master.tcp_port}, udp discovery {master.udp_port}, "
-          f"control {master.control_port} (Ctrl-C stops)")
+          f"control {master.control_port} (Ctrl-C stops)", flush=True)
     if wait:
         print_nodes([n.as_dict() for n in master.nodes], master.scheduler.node_stats())
     stop = asyncio.Event()
