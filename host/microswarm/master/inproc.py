@@ -19,7 +19,19 @@ from typing import Any
 
 from microswarm.firmware import kernels
 from microswarm.master.links import Link, MemoryLink, TcpLink
-from microswarm.master.messages import build, fields
+from microswarm.master.messages import (
+    CANCEL_TASK_ID,
+    RESULT_CODE,
+    RESULT_ELAPSED,
+    RESULT_ERROR,
+    RESULT_TASK_ID,
+    RESULT_VALUE,
+    TASK_ARGS,
+    TASK_ID,
+    TASK_KERNEL,
+    build,
+    fields,
+)
 from microswarm.protocol.catalog import NONCE_SIZE, PROTOCOL_VERSION, ErrorCode, MsgType
 from microswarm.wire import (
     MAX_FRAME,
@@ -134,12 +146,12 @@ class InprocNode:
                 t = frame.type
                 body = frame.payload
                 if t == MsgType.TASK:
-                    self._queue.append((body[0], body[1], body[2]))
+                    self._queue.append((body[TASK_ID], body[TASK_KERNEL], body[TASK_ARGS]))
                     self._wake.set()
                 elif t == MsgType.CANCEL:
-                    self._cancelled.add(body[0])
+                    self._cancelled.add(body[CANCEL_TASK_ID])
                 elif t == MsgType.AUTH_CHALLENGE:
-                    master_nonce = bytes(body[0])
+                    master_nonce = bytes(fields(t, body)["nonce"])
                     mac = node_mac(self.key, master_nonce, nonce, self.node_id)
                     self._send(MsgType.AUTH_RESPONSE, build(MsgType.AUTH_RESPONSE, mac=mac))
                 elif t == MsgType.WELCOME:
@@ -189,19 +201,23 @@ class InprocNode:
                 if name in kernels.WAITS:
                     await asyncio.sleep(value / 1000)
                 elapsed = int((time.perf_counter() - start) * 1e6)
-                payload = {0: task_id, 1: value, 3: elapsed}
+                payload = {RESULT_TASK_ID: task_id, RESULT_VALUE: value, RESULT_ELAPSED: elapsed}
             except LookupError:
-                payload = {0: task_id, 2: f"no kernel {name!r}", 3: 0,
-                           5: int(ErrorCode.UNKNOWN_KERNEL)}
+                payload = failure(task_id, ErrorCode.UNKNOWN_KERNEL, f"no kernel {name!r}", 0)
             except MemoryError:
-                payload = {0: task_id, 2: "out of memory", 3: 0, 5: int(ErrorCode.NO_MEMORY)}
+                payload = failure(task_id, ErrorCode.NO_MEMORY, "out of memory", 0)
             except Exception as exc:
                 elapsed = int((time.perf_counter() - start) * 1e6)
-                payload = {0: task_id, 2: f"{type(exc).__name__}: {exc}", 3: elapsed,
-                           5: int(ErrorCode.KERNEL_FAILED)}
+                payload = failure(task_id, ErrorCode.KERNEL_FAILED, f"{type(exc).__name__}: {exc}",
+                                  elapsed)
             if task_id in self._cancelled:
                 self._cancelled.discard(task_id)
                 continue
             self.done += 1
             self._send(MsgType.RESULT, payload)
             await asyncio.sleep(0)  # let the link and the master breathe between tasks
+
+
+def failure(task_id: int, code: ErrorCode, text: str, elapsed_us: int) -> dict[int, Any]:
+    return {RESULT_TASK_ID: task_id, RESULT_ERROR: text, RESULT_ELAPSED: elapsed_us,
+            RESULT_CODE: int(code)}

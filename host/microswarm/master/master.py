@@ -22,7 +22,13 @@ from typing import Any
 from microswarm.master.inproc import InprocNode
 from microswarm.master.journal import Journal
 from microswarm.master.links import Link, SerialLink, TcpLink
-from microswarm.master.messages import build, fields
+from microswarm.master.messages import (
+    CANCEL_TASK_ID,
+    RESULT_ELAPSED,
+    RESULT_VALUE,
+    build,
+    fields,
+)
 from microswarm.master.scheduler import (
     Cancel,
     Dispatch,
@@ -307,7 +313,7 @@ class Master:
             elif isinstance(action, Cancel):
                 session = self.sessions.get(action.node_id)
                 if session is not None and not session.closed:
-                    session.send(MsgType.CANCEL, {0: action.task_id})
+                    session.send(MsgType.CANCEL, {CANCEL_TASK_ID: action.task_id})
             elif isinstance(action, TaskDone):
                 handle = self._jobs.get(action.job_id)
                 if handle is None:
@@ -360,8 +366,9 @@ class Master:
 
     def session_result(self, session: NodeSession, task_id: int, body: dict[int, Any],
                        nbytes: int) -> None:
-        value = body.get(1)
-        self.scheduler.result(session.node_id, task_id, value, body.get(3, 0), wire_size(value))
+        value = body.get(RESULT_VALUE)
+        self.scheduler.result(session.node_id, task_id, value, body.get(RESULT_ELAPSED, 0),
+                              wire_size(value))
         self._apply()
 
     def session_task_error(self, session: NodeSession, task_id: int, code: int,
@@ -413,7 +420,7 @@ class Master:
                     session.close(f"silent for {now - session.last_seen:.1f} s")
                     self.session_closed(session, "lost: no frame for 3 heartbeat intervals")
                     continue
-                session.send(MsgType.HEARTBEAT, {0: uptime})
+                session.send(MsgType.HEARTBEAT, build(MsgType.HEARTBEAT, uptime_ms=uptime))
 
     # ------------------------------------------------------------------ control endpoint
     async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

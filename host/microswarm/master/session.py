@@ -15,11 +15,23 @@ import hmac
 import logging
 import os
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from microswarm.master.links import Link
-from microswarm.master.messages import build, fields
+from microswarm.master.messages import (
+    RESULT_CODE,
+    RESULT_ELAPSED,
+    RESULT_ERROR,
+    RESULT_TASK_ID,
+    TASK_ARGS,
+    TASK_ATTEMPT,
+    TASK_ID,
+    TASK_KERNEL,
+    build,
+    fields,
+)
 from microswarm.protocol.catalog import NONCE_SIZE, PROTOCOL_VERSION, ErrorCode, MsgType
 from microswarm.wire import (
     MAX_FRAME,
@@ -120,7 +132,7 @@ class NodeSession:
             SerialDeframer(MAX_FRAME) if self._serial else FrameReader(MAX_FRAME)
         )
         self._reassembler = Reassembler(max_message)
-        self._inbox: list[Frame] = []
+        self._inbox: deque[Frame] = deque()
 
     @property
     def node_id(self) -> str:
@@ -140,7 +152,8 @@ class NodeSession:
         self.link.write(data)
 
     def send_task(self, task_id: int, kernel: str, args: Any, attempt: int) -> None:
-        self.send(MsgType.TASK, {0: task_id, 1: kernel, 2: list(args), 3: attempt})
+        self.send(MsgType.TASK, {TASK_ID: task_id, TASK_KERNEL: kernel, TASK_ARGS: list(args),
+                                 TASK_ATTEMPT: attempt})
         if self.info is not None:
             self.info.tasks_sent += 1
 
@@ -179,7 +192,7 @@ class NodeSession:
                     continue
                 if whole is not None:
                     self._inbox.append(whole)
-        return self._inbox.pop(0)
+        return self._inbox.popleft()
 
     def _bad_frame(self, exc: FrameError) -> None:
         if self.info is not None:
@@ -291,12 +304,13 @@ class NodeSession:
             t = frame.type
             if t == _RESULT:
                 body = frame.payload
-                task_id = body[0]
+                task_id = body[RESULT_TASK_ID]
                 info.results += 1
-                info.compute_us += body.get(3, 0)
-                if 2 in body:
+                info.compute_us += body.get(RESULT_ELAPSED, 0)
+                if RESULT_ERROR in body:
                     info.errors += 1
-                    self.owner.session_task_error(self, task_id, body.get(5, 0), body[2])
+                    self.owner.session_task_error(self, task_id, body.get(RESULT_CODE, 0),
+                                                  body[RESULT_ERROR])
                 else:
                     self.owner.session_result(self, task_id, body, 0)
             elif t == MsgType.HEARTBEAT:
