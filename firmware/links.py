@@ -30,6 +30,8 @@ except ImportError:
 
 CTRL_C = 0x03
 CR = 0x0D
+IPPROTO_TCP = 6  # not exported by every port's socket module
+TCP_NODELAY = 1
 
 
 class LinkClosed(OSError):
@@ -57,6 +59,11 @@ class TcpLink:
         except OSError:
             sock.close()
             raise
+        try:
+            # a chunked message leaves in several writes: do not let Nagle hold them back
+            sock.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
+        except (AttributeError, OSError):
+            pass
         self._sock = sock
         self._stream = asyncio.StreamReader(sock)
 
