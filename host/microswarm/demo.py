@@ -26,10 +26,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tcp-boards", type=int, default=3, help="VM boards over TCP")
     parser.add_argument("--serial-boards", type=int, default=1, help="VM boards on pty serial")
     parser.add_argument("--inproc", type=int, default=2, help="in-process CPython nodes")
-    parser.add_argument("--width", type=int, default=480)
-    parser.add_argument("--height", type=int, default=360)
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--tile", type=int, default=40, help="tile edge in pixels")
-    parser.add_argument("--max-iter", type=int, default=128)
+    parser.add_argument("--max-iter", type=int, default=256)
     parser.add_argument("--python-only", action="store_true",
                         help="VM boards run the pure-Python kernel (no native module)")
     parser.add_argument("--out", default="out/demo-mandelbrot.png", help="PNG to write")
@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_png(path: Path, tiles: Any, image: Any, owners: list[str | None], max_iter: int) -> None:
+    import math
+
     from PIL import Image, ImageDraw
 
     names = sorted({o for o in owners if o})
@@ -93,6 +95,7 @@ def write_png(path: Path, tiles: Any, image: Any, owners: list[str | None], max_
     legend_h = 16 * ((len(names) + 3) // 4) + 8
     picture = Image.new("RGB", (width, height + legend_h), (20, 20, 20))
     pixels = picture.load()
+    log_max = math.log1p(max_iter)
     for y in range(height):
         row = y * width
         for x in range(width):
@@ -101,7 +104,7 @@ def write_png(path: Path, tiles: Any, image: Any, owners: list[str | None], max_
             if it >= max_iter:
                 pixels[x, y] = (r // 6, g // 6, b // 6)
             else:
-                shade = 0.25 + 0.75 * (it / max_iter) ** 0.5
+                shade = 0.3 + 0.7 * math.log1p(it) / log_max
                 pixels[x, y] = (int(r * shade), int(g * shade), int(b * shade))
     draw = ImageDraw.Draw(picture)
     column = max(1, width // 4)

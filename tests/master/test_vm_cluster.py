@@ -159,3 +159,21 @@ def test_master_killed_and_restarted_resumes_from_the_journal(tmp_path):
     assert kept <= resumed < 300
     assert f"; {300 - resumed} tasks computed" in second.stdout
     assert f"({resumed} from the journal); matches the reference" in second.stdout
+
+
+def test_demo_command_small(tmp_path):
+    out = tmp_path / "demo.png"
+    done = subprocess.run(
+        [sys.executable, "-m", "microswarm.cli", "demo", "--tcp-boards", "1", "--serial-boards",
+         "1", "--inproc", "1", "--width", "120", "--height", "80", "--tile", "40",
+         "--max-iter", "64", "--out", str(out)],
+        capture_output=True, text=True, timeout=100,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "image matches the reference" in done.stdout
+    for node in ("vm-tcp1", "vm-serial1", "py1"):
+        assert node in done.stdout
+    from PIL import Image
+
+    with Image.open(out) as picture:
+        assert picture.size[0] == 120 and picture.size[1] > 80  # the legend sits below
