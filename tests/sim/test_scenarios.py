@@ -65,3 +65,16 @@ def test_master_restart_mid_job_resumes_from_the_journal(repo):
     journal_before = sum(1 for g in sim.gantt if g[3] < 1.3 and g[4] == "ok")
     assert 0 < journal_before < report["tasks"]
     assert report["tasks"] < report["dispatches"] < 2 * report["tasks"]
+
+
+def test_mixed_cluster_with_real_micropython_vm_boards(repo):
+    """Real time: two VMs running the real firmware share the job with simulated boards."""
+    sim, report = simulate(repo, "mixed-vm")
+    assert report["real_time"] and report["vm_boards"] == 2
+    vm_rows = {sim.nodes[g[0]].node_id for g in sim.gantt if sim.nodes[g[0]].real}
+    assert vm_rows == {"vm-0", "vm-1"}
+    assert all(not sim.nodes[g[0]].real or g[4] == "ok" for g in sim.gantt)
+    # In real time the job may end before the crash is detected; either way it is seen.
+    seen = report["detections"] + report["undetected"]
+    assert [(d["node"], d["fault"]) for d in seen] == [("sim-2", "crash")]
+    assert all(n.vboard is not None for n in sim.nodes if n.real)

@@ -67,6 +67,15 @@ class Simulation:
                 node = SimNode(self, len(self.nodes), f"{group.prefix}{i}", group.board,
                                group.board_factor, group.slowdown, group.slots, link)
                 self.nodes.append(node)
+        self.simulated = list(self.nodes)
+        if scenario.vms:
+            from microswarm.sim.realtime import VmNode
+
+            for vms in scenario.vms:
+                for i in range(vms.count):
+                    self.nodes.append(VmNode(self, len(self.nodes), f"{vms.prefix}{i}",
+                                             vms.board))
+        self.t0: float | None = None  # wall-clock origin in real-time runs
         self.node_by_id = {n.node_id: n for n in self.nodes}
         self._scratch = (tempfile.TemporaryDirectory(prefix="msw-sim-")
                          if scenario.master.journal else None)
@@ -138,8 +147,9 @@ class Simulation:
             if missing:
                 raise ValueError(f"fault {fault.kind} names unknown nodes {missing}")
             return [self.node_by_id[n] for n in fault.nodes]
-        count = fault.count or max(1, round(fault.fraction * len(self.nodes)))
-        return self.rng_fault.sample(self.nodes, min(count, len(self.nodes)))
+        pool = self.simulated
+        count = fault.count or max(1, round(fault.fraction * len(pool)))
+        return self.rng_fault.sample(pool, min(count, len(pool)))
 
     def _when(self, fault: Fault) -> float:
         lo, hi = fault.at_s
@@ -206,7 +216,7 @@ class Simulation:
 
     # ------------------------------------------------------------------ periodic
     def _heartbeats(self) -> None:
-        for node in self.nodes:
+        for node in self.simulated:
             if node.joined:
                 node.heartbeat()
         self.events.after(self.master.heartbeat_s, self._heartbeats)
@@ -226,7 +236,7 @@ class Simulation:
     def start(self) -> None:
         """Power the nodes on, start the periodic duties and schedule the faults."""
         ev = self.events
-        for node in self.nodes:
+        for node in self.simulated:
             ev.at(self.rng_fault.uniform(0, BOOT_SPREAD_S), node.power_on)
         ev.at(BOOT_SPREAD_S, self.master.start_job)
         hb = self.master.heartbeat_s
@@ -234,6 +244,11 @@ class Simulation:
         ev.at(hb * 1.5, self._sweep)
         ev.at(TICK_S, self._tick)
         self._schedule_faults()
+
+    def catch_up(self) -> None:
+        """Real time: run every event due by the wall clock."""
+        if self.t0 is not None:
+            self.events.run(until=time.monotonic() - self.t0, stop=self.finished)
 
     def advance(self, until: float) -> None:
         """Run events up to virtual time `until`, or until the job ends."""
@@ -247,7 +262,14 @@ class Simulation:
 
         self.start()
         try:
-            self.advance(self.scenario.duration_s)
+            if self.scenario.vms:
+                from microswarm.sim.realtime import run_realtime
+
+                started = time.perf_counter()
+                run_realtime(self, self.scenario.duration_s)
+                self.wall_s = time.perf_counter() - started
+            else:
+                self.advance(self.scenario.duration_s)
             return build_report(self)
         finally:
             self.close()

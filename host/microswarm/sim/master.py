@@ -42,17 +42,27 @@ LOST_AFTER_HEARTBEATS = 3
 class Session:
     """The master's end of one node's link."""
 
-    __slots__ = ("epoch", "joined", "nonce", "node_nonce", "last_heard", "rx", "seq", "slots")
+    __slots__ = ("epoch", "joined", "nonce", "node_nonce", "last_heard", "rx", "seq", "slots",
+                 "kernels")
 
-    def __init__(self, serial: bool) -> None:
+    def __init__(self, rx: Any) -> None:
         self.epoch = 0
         self.joined = False
         self.nonce = b""
         self.node_nonce = b""
         self.last_heard = 0.0
-        self.rx = w.Receiver(serial)
+        self.rx = rx
         self.seq = 0
         self.slots = 1
+        self.kernels: frozenset[str] = frozenset()
+
+
+def _receiver_for(node: Any) -> Any:
+    if node.real:
+        from microswarm.sim.realtime import StreamReceiver
+
+        return StreamReceiver()
+    return w.Receiver(node.link.serial)
 
 
 class SimMaster:
@@ -60,7 +70,7 @@ class SimMaster:
         self.sim = sim
         self.cfg = sim.scenario.master
         self.heartbeat_s = self.cfg.heartbeat_ms / 1000.0
-        self.sessions = [Session(n.link.serial) for n in nodes]
+        self.sessions = [Session(_receiver_for(n)) for n in nodes]
         self.down_until = 0.0
         self.restarts = 0
         self.results: dict[int, Any] = {}  # what the user got: task index -> first value
@@ -139,6 +149,9 @@ class SimMaster:
         self._put(node, s, w.pack(msg_type, payload, s.seq, node.link.serial))
 
     def _put(self, node: SimNode, s: Session, data: bytes) -> None:
+        if node.real:
+            node.write(data)
+            return
         link = node.link
         delivered = link.send(link.rx, data, self.sim.events.now)
         if delivered is not None:
@@ -171,6 +184,10 @@ class SimMaster:
             s.last_heard = now
             task_id = p[w.R_ID]
             if w.R_VALUE in p:
+                if node.real:
+                    elapsed = p[w.R_ELAPSED] / 1e6
+                    node.task_finished(elapsed)
+                    self.sim.gantt_add(node.index, task_id, now - elapsed, now, "ok")
                 self.scheduler.result(node.node_id, task_id, p[w.R_VALUE], p[w.R_ELAPSED])
                 self._settle(task_id)
             else:
@@ -179,6 +196,7 @@ class SimMaster:
         if msg_type == w.HELLO:
             s.node_nonce = p[w.H["nonce"]]
             s.slots = p[w.H["slots"]]
+            s.kernels = frozenset(p[w.H["kernels"]])
             s.nonce = self.sim.rng_nonce.randbytes(16)
             self.send(node, w.CHALLENGE, {w.CH_NONCE: s.nonce})
             return
@@ -197,8 +215,7 @@ class SimMaster:
                 w.W["proof"]: master_proof(self.sim.key, s.node_nonce, s.nonce),
             })
             self.sim.trace("join", node.node_id)
-            self.scheduler.add_node(node.node_id, NodeCaps(
-                kernels=frozenset(self.sim.kernel_names), window=window))
+            self.scheduler.add_node(node.node_id, NodeCaps(kernels=s.kernels, window=window))
             return
         if not s.joined:
             self.send(node, w.ERROR, {w.E_CODE: int(ErrorCode.NOT_JOINED),

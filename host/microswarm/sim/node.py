@@ -38,6 +38,7 @@ JOIN_TIMEOUT_S = 5.0  # no WELCOME this long after dialling: hang up and dial ag
 
 
 class SimNode:
+    real = False
     __slots__ = (
         "sim", "index", "node_id", "board", "factor", "slowdown", "slots", "link", "rx",
         "alive", "frozen_until", "boot", "epoch", "joined", "nonce", "seq", "queue",

@@ -35,6 +35,8 @@ def build_report(sim: Simulation) -> dict[str, Any]:
         "scenario": sim.scenario.name,
         "seed": sim.seed,
         "nodes": len(sim.nodes),
+        "vm_boards": len(sim.nodes) - len(sim.simulated),
+        "real_time": bool(sim.scenario.vms),
         "job": job.describe,
         "tasks": total,
         "result": {
@@ -77,7 +79,7 @@ def build_report(sim: Simulation) -> dict[str, Any]:
 
 def _link_totals(sim: Simulation) -> dict[str, int]:
     out = {"frames": 0, "bytes": 0, "lost": 0, "corrupted": 0, "bad_frames_caught": 0}
-    for node in sim.nodes:
+    for node in sim.simulated:
         for d in (node.link.tx, node.link.rx):
             out["frames"] += d.frames
             out["bytes"] += d.bytes

@@ -39,6 +39,16 @@ class NodeGroup:
 
 
 @dataclass(frozen=True)
+class VmGroup:
+    """Real MicroPython VM boards (the real firmware) that join the simulated master;
+    their presence makes the run real-time."""
+
+    count: int
+    prefix: str
+    board: str = "unix"
+
+
+@dataclass(frozen=True)
 class Fault:
     kind: str
     at_s: tuple[float, float]  # a window; a fault without one happens at its start
@@ -71,6 +81,7 @@ class Scenario:
     job: dict[str, Any]
     faults: tuple[Fault, ...]
     source: str = ""
+    vms: tuple[VmGroup, ...] = ()
 
     @property
     def node_count(self) -> int:
@@ -115,7 +126,8 @@ def parse(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
     groups = tuple(_group(t, i, source) for i, t in enumerate(top.array("nodes")))
     if not groups:
         raise ScenarioError(f"{source}: at least one [[nodes]] group is required")
-    prefixes = [g.prefix for g in groups]
+    vms = tuple(_vms(t, i, source) for i, t in enumerate(top.array("vms")))
+    prefixes = [g.prefix for g in groups] + [v.prefix for v in vms]
     if len(set(prefixes)) != len(prefixes):
         raise ScenarioError(f"{source}: [[nodes]] groups need distinct prefixes: {prefixes}")
     job = top.sub("job", required=True).data
@@ -126,8 +138,30 @@ def parse(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
     if master.journal is None:
         restarts = any(f.kind == "restart_master" for f in faults)
         master = dataclasses.replace(master, journal=restarts)
+    for fault in faults:
+        named_vms = [n for n in fault.nodes if any(n.startswith(v.prefix) for v in vms)]
+        if named_vms:
+            raise ScenarioError(f"{source}: faults apply to simulated nodes, not VM boards "
+                                f"{named_vms}")
     return Scenario(name, description, seed, float(duration), master, groups, dict(job),
-                    faults, source)
+                    faults, source, vms)
+
+
+def _vms(t: _Table, index: int, source: str) -> VmGroup:
+    from microswarm import paths
+
+    group = VmGroup(
+        count=t.get("count", int, default=1),
+        prefix=t.get("prefix", str, default=f"vm{index}-"),
+        board=t.get("board", str, default="unix"),
+    )
+    t.done()
+    if group.count < 1:
+        raise ScenarioError(f"{source}: [[vms]] #{index + 1}: count must be >= 1")
+    if group.board not in paths.board_names():
+        raise ScenarioError(f"{source}: [[vms]] #{index + 1}: unknown board {group.board!r} "
+                            f"(boards/: {', '.join(paths.board_names())})")
+    return group
 
 
 def _master(t: _Table | None, source: str) -> MasterConfig:

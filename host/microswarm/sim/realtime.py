@@ -1,0 +1,174 @@
+"""Real time: simulated nodes beside real MicroPython VM boards.
+
+The event queue is paced to the wall clock (virtual second = wall second) inside an
+asyncio loop, and the simulated master listens on a loopback TCP port. Each `[[vms]]`
+group of a scenario starts virtual boards (`microswarm.vboard.VirtualBoard`: the real
+firmware in the real VM) that dial that port; their frames go through the same session
+code as the simulated nodes' (handshake, scheduler, journal), so both kinds share one job.
+A run in real time is not deterministic: the VMs run at the host's pace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING, Any
+
+from microswarm.wire import FrameReader, Reassembler
+
+if TYPE_CHECKING:
+    from microswarm.sim.cluster import Simulation
+
+POLL_S = 0.005  # longest the pacer sleeps before looking at the queue again
+
+
+class StreamLink:
+    """What the master needs of a real node's link: a TCP stream, no model."""
+
+    __slots__ = ("writer", "connected", "latency_s")
+    serial = False
+
+    def __init__(self) -> None:
+        self.writer: asyncio.StreamWriter | None = None
+        self.connected = True
+        self.latency_s = 0.0
+
+
+class StreamReceiver:
+    """A TCP byte stream -> whole messages (CHUNKs reassembled), bad frames counted."""
+
+    __slots__ = ("reader", "chunks", "bad_frames")
+
+    def __init__(self) -> None:
+        self.reader = FrameReader()
+        self.chunks = Reassembler()
+        self.bad_frames = 0
+
+    def feed(self, data: bytes) -> list:
+        out: list = []
+        for item in self.reader.feed(data):
+            if not hasattr(item, "payload"):
+                self.bad_frames += 1
+                out.append(item)
+                continue
+            try:
+                whole = self.chunks.push(item)
+            except Exception as exc:  # FrameError from a bad CHUNK sequence
+                self.bad_frames += 1
+                out.append(exc)
+                continue
+            if whole is not None:
+                out.append(whole)
+        return out
+
+
+class VmNode:
+    """A real virtual board as the simulated master sees it."""
+
+    __slots__ = ("sim", "index", "node_id", "board", "link", "boot", "epoch", "joined",
+                 "alive", "busy_s", "done", "vboard", "slowdown")
+    real = True
+
+    def __init__(self, sim: Simulation, index: int, node_id: str, board: str) -> None:
+        self.sim = sim
+        self.index = index
+        self.node_id = node_id
+        self.board = board
+        self.link = StreamLink()
+        self.boot = 1
+        self.epoch = 0
+        self.joined = False
+        self.alive = True
+        self.busy_s = 0.0
+        self.done = 0
+        self.vboard: Any = None
+        self.slowdown = 1.0
+
+    def write(self, data: bytes) -> None:
+        writer = self.link.writer
+        if writer is not None and not writer.is_closing():
+            writer.write(data)
+
+    def reset_by_peer(self, boot: int) -> None:
+        writer, self.link.writer = self.link.writer, None
+        if writer is not None:
+            writer.close()
+
+    def heartbeat(self) -> None:
+        """The board sends its own."""
+
+    def task_finished(self, elapsed_s: float) -> None:
+        self.busy_s += elapsed_s
+        self.done += 1
+
+
+async def _serve(sim: Simulation, port_box: list[int]) -> asyncio.Server:
+    by_id = {n.node_id: n for n in sim.nodes if getattr(n, "real", False)}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        first = await reader.read(4096)
+        node = _claim(sim, by_id, first)
+        if node is None:
+            writer.close()
+            return
+        sim.catch_up()
+        node.link.writer = writer
+        epoch = sim.master.accept(node)
+        if epoch is None:
+            writer.close()
+            return
+        node.epoch = epoch
+        sim.master.receive(node, epoch, first)
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            sim.catch_up()
+            sim.master.receive(node, epoch, data)
+        if node.link.writer is writer:
+            node.link.writer = None
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port_box.append(server.sockets[0].getsockname()[1])
+    return server
+
+
+def _claim(sim: Simulation, by_id: dict, first: bytes) -> VmNode | None:
+    """The VmNode a new connection belongs to, by the node_id of its HELLO."""
+    from microswarm.sim import wire as w
+
+    frames = [f for f in FrameReader().feed(first) if hasattr(f, "payload")]
+    if not frames or frames[0].type != w.HELLO:
+        return None
+    return by_id.get(frames[0].payload.get(w.H["node_id"]))
+
+
+async def _run(sim: Simulation, duration_s: float) -> None:
+    from microswarm.vboard import VirtualBoard
+
+    port_box: list[int] = []
+    server = await _serve(sim, port_box)
+    boards = []
+    try:
+        for node in sim.nodes:
+            if getattr(node, "real", False):
+                vb = VirtualBoard(board=node.board, link="tcp", node_id=node.node_id,
+                                  key=sim.key, master=f"127.0.0.1:{port_box[0]}")
+                boards.append(vb)
+                node.vboard = vb
+        await asyncio.gather(*(asyncio.to_thread(vb.start) for vb in boards))
+        sim.t0 = time.monotonic() - sim.events.now
+        while not sim.finished() and sim.events.now < duration_s:
+            sim.catch_up()
+            await asyncio.sleep(POLL_S)
+    finally:
+        server.close()
+        for vb in boards:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(vb.stop)
+
+
+def run_realtime(sim: Simulation, duration_s: float) -> None:
+    asyncio.run(_run(sim, duration_s))
