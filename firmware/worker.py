@@ -53,6 +53,21 @@ def _jitter(ms):
     return half + (int.from_bytes(auth.nonce(2), "little") % (half + 1))
 
 
+def _detach(value):
+    """`value` with every memoryview replaced by a bytes copy. Frames are decoded in place
+    (byte strings are views into the receive buffer); a task that outlives the next read
+    must own its bytes."""
+    if isinstance(value, memoryview):
+        return bytes(value)
+    if isinstance(value, list):
+        for i in range(len(value)):
+            value[i] = _detach(value[i])
+    elif isinstance(value, dict):
+        for k in value:
+            value[k] = _detach(value[k])
+    return value
+
+
 class Stats:
     def __init__(self):
         self.done = 0
@@ -165,7 +180,7 @@ class Session:
             self.end(e)
 
     async def _read_stream(self):
-        reader = frame.StreamReader(self.max_frame)
+        reader = frame.StreamReader(self.max_frame, copy=False)
         link = self.link
         while True:
             n = await link.read_into(reader.want())
@@ -180,7 +195,7 @@ class Session:
                 await self.dispatch(item)
 
     async def _read_serial(self):
-        deframer = frame.Deframer(self.max_frame)
+        deframer = frame.Deframer(self.max_frame, copy=False)
         buf = bytearray(SERIAL_CHUNK)
         view = memoryview(buf)
         link = self.link
@@ -207,6 +222,7 @@ class Session:
     async def dispatch(self, item):
         msg_type, flags, seq, payload = item
         self.last_rx = time.ticks_ms()
+        in_place = True
         if msg_type == M.T_CHUNK:
             try:
                 whole = self.reassembler.add(payload, flags, seq)
@@ -216,7 +232,10 @@ class Session:
             if whole is None:
                 return
             msg_type, payload = whole
+            in_place = False  # views into the message's own buffer, which the task keeps
         if msg_type == M.T_TASK:
+            if in_place:
+                payload[M.TASK_ARGS] = _detach(payload[M.TASK_ARGS])
             await self.on_task(payload, seq)
         elif msg_type == M.T_CANCEL:
             await self.on_cancel(payload[M.CANCEL_TASK_ID])
