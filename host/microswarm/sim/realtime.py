@@ -15,7 +15,8 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
-from microswarm.wire import FrameReader, Reassembler
+from microswarm.sim import wire as w
+from microswarm.wire import FrameError, FrameReader, Reassembler
 
 if TYPE_CHECKING:
     from microswarm.sim.cluster import Simulation
@@ -48,13 +49,13 @@ class StreamReceiver:
     def feed(self, data: bytes) -> list:
         out: list = []
         for item in self.reader.feed(data):
-            if not hasattr(item, "payload"):
+            if isinstance(item, FrameError):
                 self.bad_frames += 1
                 out.append(item)
                 continue
             try:
                 whole = self.chunks.push(item)
-            except Exception as exc:  # FrameError from a bad CHUNK sequence
+            except FrameError as exc:
                 self.bad_frames += 1
                 out.append(exc)
                 continue
@@ -107,8 +108,8 @@ async def _serve(sim: Simulation, port_box: list[int]) -> asyncio.Server:
     by_id = {n.node_id: n for n in sim.nodes if getattr(n, "real", False)}
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        first = await reader.read(4096)
-        node = _claim(sim, by_id, first)
+        first = await _first_frame(reader)
+        node = _claim(by_id, first)
         if node is None:
             writer.close()
             return
@@ -135,14 +136,27 @@ async def _serve(sim: Simulation, port_box: list[int]) -> asyncio.Server:
     return server
 
 
-def _claim(sim: Simulation, by_id: dict, first: bytes) -> VmNode | None:
-    """The VmNode a new connection belongs to, by the node_id of its HELLO."""
-    from microswarm.sim import wire as w
+async def _first_frame(reader: asyncio.StreamReader) -> bytes:
+    """The bytes of a new connection up to its first whole frame (or whatever came before
+    the peer closed or sent too much)."""
+    data = b""
+    probe = FrameReader()
+    while len(data) < 65536:
+        chunk = await reader.read(4096)
+        if not chunk:
+            break
+        data += chunk
+        if probe.feed(chunk):
+            break
+    return data
 
-    frames = [f for f in FrameReader().feed(first) if hasattr(f, "payload")]
-    if not frames or frames[0].type != w.HELLO:
+
+def _claim(by_id: dict, first: bytes) -> VmNode | None:
+    """The VmNode a new connection belongs to, by the node_id of its HELLO."""
+    items = FrameReader().feed(first)
+    if not items or isinstance(items[0], FrameError) or items[0].type != w.HELLO:
         return None
-    return by_id.get(frames[0].payload.get(w.H["node_id"]))
+    return by_id.get(items[0].payload.get(w.H["node_id"]))
 
 
 async def _run(sim: Simulation, duration_s: float) -> None:
