@@ -180,7 +180,7 @@ class _Decoders(threading.local):
     def __init__(self) -> None:
         self.decoder = cbor2.CBORDecoder(
             io.BytesIO(b""),
-            read_size=256,  # its read-ahead buffer is re-made on every fp change
+            read_size=16384,  # one read for most payloads: fewer calls into BytesIO
             semantic_decoders=_SEMANTIC_DECODERS,
             max_depth=MAX_NESTING,
             allow_indefinite=False,
