@@ -67,3 +67,43 @@ def test_run_refuses_bad_parameters_and_help_explains():
         help_text = subprocess.run([*CLI, command, "--help"], capture_output=True, text=True,
                                    timeout=30)
         assert help_text.returncode == 0 and "usage: microswarm" in help_text.stdout
+
+
+@pytest.mark.slow
+def test_up_starts_the_virtual_part_of_a_cluster_file(tmp_path):
+    path = tmp_path / "cluster.toml"
+    path.write_text("""
+[cluster]
+name = "uptest"
+key = "up-test-cluster-key-0123"
+[master]
+tcp_port = 0
+udp_port = 0
+control_port = 0
+[[virtual]]
+count = 1
+link = "tcp"
+[[virtual]]
+count = 1
+link = "serial"
+[inproc]
+count = 1
+""")
+    up = subprocess.Popen([*CLI, "up", str(path)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+    try:
+        first = up.stdout.readline()
+        assert "master 'uptest'" in first, first + up.stderr.read()
+        table = ""
+        while "└" not in table:  # the table's last line
+            line = up.stdout.readline()
+            assert line, up.stderr.read()
+            table += line
+        for node in ("vmt1", "vms1", "py1"):
+            assert node in table
+        up.send_signal(signal.SIGINT)
+        assert up.wait(30) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait(10)

@@ -38,7 +38,9 @@ def print_nodes(nodes: list[dict[str, Any]], stats: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"{len(nodes)} nodes")
-    for col in ("node", "board", "link", "native", "heap free", "done", "failed", "bad",
+    longest = max((len(n["node_id"]) for n in nodes), default=4)
+    table.add_column("node", no_wrap=True, min_width=longest)
+    for col in ("board", "link", "native", "heap free", "done", "failed", "bad",
                 "bytes in/out"):
         table.add_column(col, no_wrap=True)
     for n in sorted(nodes, key=lambda n: n["node_id"]):

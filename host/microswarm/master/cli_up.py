@@ -19,6 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 async def serve(spec, *, wait: bool = True, timeout: float = 60) -> int:
     import asyncio
     import signal
+    import sys
 
     from microswarm.master.cli_nodes import print_nodes
     from microswarm.master.cluster import RunningCluster
@@ -29,6 +30,7 @@ async def serve(spec, *, wait: bool = True, timeout: float = 60) -> int:
           f"control {master.control_port} (Ctrl-C stops)", flush=True)
     if wait:
         print_nodes([n.as_dict() for n in master.nodes], master.scheduler.node_stats())
+        sys.stdout.flush()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
