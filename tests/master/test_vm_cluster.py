@@ -177,3 +177,28 @@ def test_demo_command_small(tmp_path):
 
     with Image.open(out) as picture:
         assert picture.size[0] == 120 and picture.size[1] > 80  # the legend sits below
+
+
+def test_board_finds_the_master_by_udp_discovery(tmp_path):
+    """A VM board with no master address asks by DISCOVER (sent here to the loopback
+    address, as a board on a LAN sends it to the broadcast address) and joins over TCP."""
+    import json
+
+    from microswarm import bundle
+
+    async def main():
+        async with Master(key=KEY, cluster="disc", tcp_port=0, udp_port=0) as m:
+            config = json.loads(bundle.render_config("vm-disc", "disc", KEY, "", "tcp"))
+            config.update(discovery_host="127.0.0.1", discovery_port=m.udp_port)
+            bundle.write_layout(tmp_path / "flash", bundle.layout("unix", json.dumps(config)))
+            board = VirtualBoard(link="tcp", node_id="vm-disc", cluster="disc", key=KEY,
+                                 workdir=tmp_path, firmware=False)
+            try:
+                await start_boards([board])
+                (info,) = await m.wait_for_nodes(1, 30)
+                assert info.node_id == "vm-disc" and info.link == "tcp"
+                assert await m.run("echo", [["found"]]) == ["found"]
+            finally:
+                await stop_boards([board])
+
+    asyncio.run(main())
