@@ -24,6 +24,10 @@ async def serve(spec, *, wait: bool = True, timeout: float = 60) -> int:
     from microswarm.master.cli_nodes import print_nodes
     from microswarm.master.cluster import RunningCluster
 
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     running = await RunningCluster.launch(spec, wait=wait, timeout=timeout)
     master = running.master
     print(f"master {spec.name!r}: tcp {master.tcp_port}, udp discovery {master.udp_port}, "
@@ -31,10 +35,6 @@ async def serve(spec, *, wait: bool = True, timeout: float = 60) -> int:
     if wait:
         print_nodes([n.as_dict() for n in master.nodes], master.scheduler.node_stats())
         sys.stdout.flush()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:
