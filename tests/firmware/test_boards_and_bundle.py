@@ -34,6 +34,7 @@ def test_board_schema(name):
     assert 1 <= board["slots"] <= 16
     assert board["links"] and set(board["links"]) <= {"tcp", "serial"}
     assert board["nic"] in ("w5500", "w6100", None)
+    assert isinstance(board.get("frozen_modules", False), bool)
     if board["nic"] is None:
         assert board["spi"] is None
         assert board["net_driver"] in ("builtin", None)

@@ -69,11 +69,21 @@ JOB_TIMEOUT_S = 120.0
 PROBE_TIMEOUT_S = 4.0
 
 
-async def _rate(master, kernel: str, arg_lists: list[list[Any]]) -> float:
-    await asyncio.wait_for(master.submit(kernel, arg_lists[:8]), JOB_TIMEOUT_S)  # warm up
-    start = time.perf_counter()
-    await asyncio.wait_for(master.submit(kernel, arg_lists), JOB_TIMEOUT_S)
+async def _rate(master, kernel: str, arg_lists: list[list[Any]]) -> float | None:
+    """Tasks per second, or None when the board cannot run them (out of heap)."""
+    from microswarm.master.master import JobFailedError
+
+    try:
+        await asyncio.wait_for(master.submit(kernel, arg_lists[:8]), JOB_TIMEOUT_S)  # warm
+        start = time.perf_counter()
+        await asyncio.wait_for(master.submit(kernel, arg_lists), JOB_TIMEOUT_S)
+    except JobFailedError:
+        return None
     return len(arg_lists) / (time.perf_counter() - start)
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def _tile() -> list[Any]:
@@ -140,12 +150,13 @@ def _resident(board: str) -> int:
     return int(out.stdout)
 
 
-async def _board_over_tcp(board: str, echo: list, tiles: list, native: bool) -> dict:
+async def _board_over_tcp(board: str, heap: int, echo: list, tiles: list,
+                          native: bool) -> dict:
     master = await _master()
     try:
         with tempfile.TemporaryDirectory(prefix="msw-bench-") as tmp:
-            spec = _flash(Path(tmp), board, "tcp", f"127.0.0.1:{master.tcp_port}", native)
-            with _vm(Path(tmp), spec["heap_bytes"]):
+            _flash(Path(tmp), board, "tcp", f"127.0.0.1:{master.tcp_port}", native)
+            with _vm(Path(tmp), heap):
                 await master.wait_for_nodes(1, timeout=30)
                 out = {"matmul_tiles_per_s": await _rate(master, "matmul", tiles)}
                 if native:
@@ -155,7 +166,7 @@ async def _board_over_tcp(board: str, echo: list, tiles: list, native: bool) -> 
         await master.stop()
 
 
-async def _board_over_serial(board: str, echo: list, tiles: list) -> dict:
+async def _board_over_serial(board: str, heap: int, echo: list, tiles: list) -> dict:
     vm_fd, slave_fd = os.openpty()
     tty.setraw(slave_fd)
     # One task in flight: the master writes a serial frame synchronously, so with more in
@@ -163,8 +174,8 @@ async def _board_over_serial(board: str, echo: list, tiles: list) -> dict:
     master = await _master(window=1)
     try:
         with tempfile.TemporaryDirectory(prefix="msw-bench-") as tmp:
-            spec = _flash(Path(tmp), board, "serial", "", True)
-            with _vm(Path(tmp), spec["heap_bytes"], vm_fd):
+            _flash(Path(tmp), board, "serial", "", True)
+            with _vm(Path(tmp), heap, vm_fd):
                 await master.open_serial(os.ttyname(slave_fd))
                 await master.wait_for_nodes(1, timeout=30)
                 return {"echo_tasks_per_s": await _rate(master, "echo", echo),
@@ -185,28 +196,36 @@ async def _inproc_over_tcp(echo: list, slots: int) -> float:
         await master.stop()
 
 
+def _ratio(a: float | None, b: float | None, digits: int) -> float | None:
+    return None if a is None or not b else round(a / b, digits)
+
+
 async def _bench(board: str, n_echo: int, n_tiles: int) -> dict:
     from microswarm import paths
 
-    spec = paths.load_board(board)
+    spec = dict(paths.load_board(board))
+    resident = _resident(board)
+    if spec.get("frozen_modules"):
+        # the board keeps the firmware's code in flash: the VM adds what it holds in heap
+        spec["heap_bytes"] += resident
     echo = [[i] for i in range(n_echo)]
     tiles = [_tile()] * n_tiles
-    tcp = await _board_over_tcp(board, echo, tiles, native=True)
-    tcp_python = await _board_over_tcp(board, echo, tiles[: max(2, n_tiles // 4)],
+    heap = spec["heap_bytes"]
+    tcp = await _board_over_tcp(board, heap, echo, tiles, native=True)
+    tcp_python = await _board_over_tcp(board, heap, echo, tiles[: max(2, n_tiles // 4)],
                                        native=False)
-    serial = await _board_over_serial(board, echo, tiles)
+    serial = await _board_over_serial(board, heap, echo, tiles)
     serial["window"] = 1
     baseline = await _inproc_over_tcp(echo, spec["slots"])
     smallest = await _smallest_heap(board, spec["heap_bytes"])
-    resident = _resident(board)
     rate = tcp["echo_tasks_per_s"]
     return {
         "board": board,
-        "heap_bytes": spec["heap_bytes"],
-        "tcp": {k: (round(v, 1) if isinstance(v, float) else v) for k, v in tcp.items()},
-        "tcp_pure_python_matmul_tiles_per_s": round(tcp_python["matmul_tiles_per_s"], 2),
-        "serial": {k: round(v, 1) if isinstance(v, float) else v for k, v in serial.items()},
-        "inproc_cpython_echo_tasks_per_s": round(baseline, 1),
+        "vm_heap_bytes": spec["heap_bytes"],
+        "tcp": {k: _round(v) for k, v in tcp.items()},
+        "tcp_pure_python_matmul_tiles_per_s": _round(tcp_python["matmul_tiles_per_s"], 2),
+        "serial": {k: _round(v) if k != "window" else v for k, v in serial.items()},
+        "inproc_cpython_echo_tasks_per_s": _round(baseline),
         "heap_32k_task": {
             "smallest_vm_heap_bytes": smallest,
             "firmware_modules_bytes": resident,
@@ -214,14 +233,14 @@ async def _bench(board: str, n_echo: int, n_tiles: int) -> dict:
             "note": "smallest -X heapsize (4 KB steps) at which the VM joins and answers "
                     "sha256 of a 32 KB chunked input; modules measured after import",
         },
-        "vm_vs_inproc_echo_ratio": round(rate / baseline, 3),
-        "native_vs_python_matmul_ratio": round(
-            tcp["matmul_tiles_per_s"] / tcp_python["matmul_tiles_per_s"], 2),
+        "vm_vs_inproc_echo_ratio": _ratio(rate, baseline, 3),
+        "native_vs_python_matmul_ratio": _ratio(tcp["matmul_tiles_per_s"],
+                                                tcp_python["matmul_tiles_per_s"], 2),
         "headline": {
             "name": "echo tasks/s, one virtual board over TCP",
-            "value": round(rate, 1),
+            "value": _round(rate),
             "unit": "tasks/s",
-            "baseline": round(baseline, 1),
+            "baseline": _round(baseline),
         },
         "baseline_is": "the same echo job on an in-process CPython node over TCP, same master",
     }
