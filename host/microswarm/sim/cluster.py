@@ -28,7 +28,6 @@ from microswarm.sim.scenario import Fault, Scenario
 
 CLUSTER_KEY = b"microswarm-sim-cluster-key"
 TICK_S = 0.1  # scheduler tick (straggler checks)
-RECONNECT_S = 1.0  # a node retries a refused connection after this
 TRACE_BATCH = 4096  # trace entries hashed at a time
 BOOT_SPREAD_S = 0.2  # nodes power on at random moments within this window
 
@@ -38,7 +37,6 @@ class Simulation:
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
         self.key = CLUSTER_KEY
-        self.reconnect_s = RECONNECT_S
         self.events = EventQueue()
         self.rng_link = random.Random(f"{self.seed}/links")
         self.rng_fault = random.Random(f"{self.seed}/faults")
