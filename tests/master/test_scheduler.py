@@ -44,7 +44,7 @@ def test_transition_table_names_and_rejects():
     with pytest.raises(InvalidTransition):
         transition_name(TaskState.DONE, TaskState.RUNNING)
     with pytest.raises(InvalidTransition):
-        transition_name(TaskState.PENDING, TaskState.DONE)
+        transition_name(TaskState.CANCELLED, TaskState.PENDING)
 
 
 def test_job_runs_to_done_through_every_state():
@@ -206,3 +206,17 @@ def test_placement_scales_without_scanning_nodes():
             done += 1
     assert job.state == "done" and job.results == list(range(20000))
     assert s.dispatches == 20000
+
+
+def test_result_of_an_earlier_attempt_after_requeue_is_taken_once():
+    s, _ = make()
+    s.add_node("a", caps("echo", window=1))
+    job = s.submit("echo", [["v"]])
+    (d,) = dispatches(s.poll())
+    s.remove_node("a", "silent")  # declared lost: the task waits for another node
+    assert job.tasks[0].state is TaskState.PENDING and s.pending_count == 1
+    s.result("a", d.task_id, "v")  # its result was already on the way
+    assert s.poll()[-1] == JobDone(job.job_id, ["v"])
+    assert s.pending_count == 0
+    s.add_node("b", caps("echo", window=1))
+    assert dispatches(s.poll()) == []  # the stale queue entry is not dispatched

@@ -296,6 +296,8 @@ class Scheduler:
             self._dispatch()
             return
         task.holders.pop(node_id, None)
+        if task.state is TaskState.PENDING:
+            self._pending_count -= 1  # its queue entry is skipped when it comes up
         self._move(task, TaskState.DONE)
         job = task.job
         job.results[task.index] = value

@@ -32,6 +32,7 @@ TRANSITIONS: dict[tuple[TaskState, TaskState], str] = {
     (R, P): "requeue",  # node lost, kernel error with retries left, node busy
     (R, D): "finish",
     (A, D): "finish",  # a result can overtake the send notification (in-memory links)
+    (P, D): "finish",  # an earlier attempt's result, after the task was requeued
     (R, R): "speculate",  # a second copy on another node
     (P, F): "fail",
     (R, F): "fail",
