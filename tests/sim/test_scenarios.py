@@ -55,8 +55,11 @@ def test_straggler_at_10x_gets_speculative_copies(repo):
     assert report["speculative"] > 0
     straggler = sim.node_by_id["pico-3"]
     assert straggler.slowdown == 10
-    cancelled_or_won = [g for g in sim.gantt if g[0] == straggler.index]
-    assert cancelled_or_won
+    held = {g[1] for g in sim.gantt if g[0] == straggler.index and g[4] != "ok"}
+    won_elsewhere = {g[1] for g in sim.gantt if g[0] != straggler.index and g[4] == "ok"}
+    assert held & won_elsewhere, "a copy elsewhere finished a task the straggler held"
+    stretched = [g for g in sim.gantt if g[0] == straggler.index and g[2] < 0.3 < g[3]]
+    assert stretched and stretched[0][3] - stretched[0][2] > 0.5, "running task slowed too"
 
 
 def test_master_restart_mid_job_resumes_from_the_journal(repo):

@@ -185,7 +185,7 @@ class Simulation:
             if fault.duration_s:
                 self.events.at(node.frozen_until, self._thaw, node, node.boot)
         elif kind == "straggler":
-            node.slowdown *= fault.factor
+            node.set_slowdown(node.slowdown * fault.factor)
             if fault.duration_s:
                 self.events.after(fault.duration_s, self._unstraggle, node, fault.factor)
         elif kind in ("partition", "disconnect"):
@@ -202,7 +202,7 @@ class Simulation:
             self.fault_at.pop(node.node_id, None)
 
     def _unstraggle(self, node: SimNode, factor: float) -> None:
-        node.slowdown /= factor
+        node.set_slowdown(node.slowdown / factor)
 
     def _heal(self, node: SimNode) -> None:
         self.trace("heal", node.node_id)
@@ -268,6 +268,9 @@ class Simulation:
                 self.wall_s = time.perf_counter() - started
             else:
                 self.advance(self.scenario.duration_s)
+            for node in self.simulated:
+                if node.running is not None:
+                    self.gantt_close(node, node.running, "unfinished")
             return build_report(self)
         finally:
             self.close()

@@ -256,6 +256,17 @@ class SimNode:
             self.send(w.RESULT, payload)
         self._start_next()
 
+    def set_slowdown(self, slowdown: float) -> None:
+        """Change the node's speed; the kernel it is running stretches (or shrinks) too."""
+        running = self.running
+        if running is not None:
+            now = self.sim.events.now
+            left = max(0.0, running[3] + running[4] - now) * slowdown / self.slowdown
+            running[4] = now + left - running[3]
+            self.run_token += 1
+            self.sim.events.at(now + left, self._finish, self.boot, self.run_token)
+        self.slowdown = slowdown
+
     def heartbeat(self) -> None:
         if not (self.alive and self.joined) or self.frozen():
             return

@@ -24,6 +24,7 @@ COLOURS = {
     "cancelled": (200, 200, 200),
     "error": (230, 150, 40),
     "aborted": (200, 60, 60),
+    "unfinished": (170, 200, 225),
 }
 MARK_COLOURS = {
     "crash": (200, 0, 0),
@@ -89,7 +90,8 @@ def plot_timeline(sim: Simulation, path: str) -> None:
         t = end * i / 10
         draw.line([(x(t), axis_y), (x(t), axis_y + 4)], fill="black")
         draw.text((x(t) - 12, axis_y + 6), f"{t:.3g}s", fill="black", font=font)
-    legend = "bars: ok (blue) cancelled (grey) aborted (red); marks: crash red, freeze " \
-             "purple, partition orange, straggler green, lost black, heal/thaw teal"
+    legend = ("bars: ok (blue), cancelled copy (grey), lost to a crash (red), still running "
+              "at the end (pale); marks: crash red, freeze purple, partition orange, "
+              "straggler green, lost black, heal/thaw teal")
     draw.text((LEFT, height - 14), legend, fill="black", font=font)
     img.save(path)
