@@ -43,3 +43,14 @@ def test_other_seed_other_trace():
     a, b = run(5), run(6)
     assert b["result"]["verified"]
     assert a["trace_sha256"] != b["trace_sha256"]
+
+
+def test_trace_file_lists_every_hashed_event(tmp_path):
+    path = tmp_path / "trace.txt"
+    report = Simulation(scenario.parse(NOISY), seed=5, trace_file=str(path)).run()
+    lines = path.read_text().splitlines()
+    assert len(lines) == report["trace_events"]
+    kinds = {line.split()[1] for line in lines}
+    assert {"join", "dispatch", "ran", "done", "fault", "bad_frame", "job_done"} <= kinds
+    times = [float(line.split()[0]) for line in lines]
+    assert times == sorted(times)

@@ -22,6 +22,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--per-node", action="store_true",
                         help="keep per-node utilisation in the JSON report")
+    parser.add_argument("--trace", metavar="FILE",
+                        help="write the event trace (what trace_sha256 hashes), one a line")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         scenario = load(args.scenario)
-        sim = Simulation(scenario, seed=args.seed, keep_gantt=bool(args.plot))
+        sim = Simulation(scenario, seed=args.seed, keep_gantt=bool(args.plot),
+                         trace_file=args.trace)
     except (ScenarioError, JobError) as exc:
         print(f"microswarm sim: {exc}", file=sys.stderr)
         return 2

@@ -33,7 +33,8 @@ BOOT_SPREAD_S = 0.2  # nodes power on at random moments within this window
 
 
 class Simulation:
-    def __init__(self, scenario: Scenario, seed: int | None = None, keep_gantt: bool = True):
+    def __init__(self, scenario: Scenario, seed: int | None = None, keep_gantt: bool = True,
+                 trace_file: str | None = None):
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
         self.key = CLUSTER_KEY
@@ -49,6 +50,7 @@ class Simulation:
         self.marks: list[tuple[int, float, str]] = []  # (node index or -1, time, label)
         self._trace = hashlib.sha256()
         self._pending_trace: list[tuple[float, str, str, object]] = []
+        self._trace_out = open(trace_file, "w") if trace_file else None  # noqa: SIM115
         self.trace_events = 0
         self.fault_at: dict[str, tuple[str, float]] = {}
         self.detections: list[dict[str, Any]] = []
@@ -93,6 +95,10 @@ class Simulation:
 
     def _flush_trace(self) -> None:
         self._trace.update(repr(self._pending_trace).encode())
+        if self._trace_out is not None:
+            self._trace_out.writelines(
+                f"{t:.9f} {kind} {node} {'' if detail is None else detail}".rstrip() + "\n"
+                for t, kind, node, detail in self._pending_trace)
         self._pending_trace.clear()
 
     def trace_hash(self) -> str:
@@ -276,8 +282,12 @@ class Simulation:
             self.close()
 
     def close(self) -> None:
-        """Close the journal and remove its scratch folder."""
+        """Close the journal and the trace file, and remove the scratch folder."""
         self.master.journal.close()
+        if self._trace_out is not None:
+            self._flush_trace()
+            self._trace_out.close()
+            self._trace_out = None
         if self._scratch is not None:
             self._scratch.cleanup()
             self._scratch = None

@@ -127,5 +127,10 @@ def render(report: dict[str, Any]) -> str:
     if report["undetected"]:
         lines.append(f"  faults not (yet) detected when the run ended: {len(report['undetected'])}"
                      " (the job finished first, or the node had not joined)")
+    per_node = u.get("per_node", {})
+    if 0 < len(per_node) <= 20:
+        cells = [f"{k} {v:.0%}" for k, v in per_node.items()]
+        lines.append("  per node:")
+        lines += ["    " + "  ".join(cells[i : i + 8]) for i in range(0, len(cells), 8)]
     lines.append(f"  trace: {report['trace_events']} events, sha256 {report['trace_sha256']}")
     return "\n".join(lines)
