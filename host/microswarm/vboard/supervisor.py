@@ -155,6 +155,7 @@ class Supervisor:
         self.vm: VmState | None = None
         self.raw_active = False
         self._held = bytearray()
+        self._last_input = 0
         self._holding = False
         self._hold_until = 0.0
         self._mode_tail = b""
@@ -499,7 +500,7 @@ class Supervisor:
             at = data.find(b"\x03", start)
             if at < 0:
                 self._write_vm(data[start:])
-                return
+                break
             if interrupt_key_enabled(vm.process.pid):
                 self._write_vm(data[start:at])
                 vm.process.send_signal(signal.SIGINT)
@@ -509,13 +510,20 @@ class Supervisor:
                 # main.py is unwinding: what follows is for the REPL it falls back to.
                 self._hold_input(INTERRUPT_HOLD_S)
                 self._held += data[start:]
+                self._last_input = 0x03
                 return
+            before = data[at - 1] if at else self._last_input
             self._write_vm(data[start : at + 1])
-            rest = data[at + 1 :]
-            self._hold_input(INTERRUPT_HOLD_S)
-            if rest:
-                self._held += rest
-            return
+            start = at + 1
+            if before in (0x0D, 0x03):
+                # mpremote's interrupt (b"\r\x03", b"\x03\x03") reached a program that
+                # reads 0x03 as data: let it act before the next bytes arrive.
+                self._hold_input(INTERRUPT_HOLD_S)
+                self._held += data[start:]
+                self._last_input = 0x03
+                return
+        if data:
+            self._last_input = data[-1]
 
     def _hold_input(self, seconds: float | None = None) -> None:
         self._holding = True
@@ -546,8 +554,9 @@ def _partial_suffix(buffer: bytearray, marker: bytes) -> int:
 
 
 def _json_events(event: dict) -> None:
-    sys.stdout.write(json.dumps(event) + "\n")
-    sys.stdout.flush()
+    with contextlib.suppress(BrokenPipeError):  # the parent is gone: stdin EOF stops us
+        sys.stdout.write(json.dumps(event) + "\n")
+        sys.stdout.flush()
 
 
 def _watch_parent(supervisor: Supervisor) -> None:

@@ -1,0 +1,318 @@
+"""A master's half of the protocol, synchronous and by hand, to examine one board.
+
+The conformance suite and `microswarm bench board` use it: they need to say exactly what
+a master might say (including bad frames), and to count every byte on the wire. The
+production master is `microswarm.master`; this probe shares its codec, not its logic.
+
+    probe = Probe(SerialTransport("/dev/ttyACM0"), key)
+    hello = probe.join()
+    result = probe.task("echo", [42])          # the RESULT payload, as a dict
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import serial
+
+from microswarm.protocol.catalog import ErrorCode, MsgType
+from microswarm.protocol.catalog import key as field_key
+from microswarm.wire import (
+    FrameError,
+    FrameReader,
+    Reassembler,
+    SerialDeframer,
+    encode_message,
+    master_proof,
+    node_mac,
+    serial_encode,
+)
+from microswarm.wire.frame import Frame
+
+HEARTBEAT_MS = 1000
+WINDOW = 4
+
+
+class ProbeError(RuntimeError):
+    """The board said something a conforming node would not, or said nothing in time."""
+
+
+@dataclass
+class WireCounters:
+    bytes_out: int = 0
+    bytes_in: int = 0
+    frames_out: int = 0
+    frames_in: int = 0
+
+
+class Transport:
+    """Moves raw frames; counts the bytes that actually cross the link."""
+
+    kind = "?"
+
+    def __init__(self) -> None:
+        self.counters = WireCounters()
+
+    def send_frame(self, frame: bytes) -> None:
+        raise NotImplementedError
+
+    def send_bytes(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def frames(self, timeout: float) -> Iterator[Frame | FrameError]:
+        """Frames (or per-frame errors) that arrive within `timeout` seconds."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class SerialTransport(Transport):
+    """COBS frames with a 0x00 delimiter on a serial port, pty or pyserial URL."""
+
+    kind = "serial"
+
+    def __init__(self, port: str, baudrate: int = 115200) -> None:
+        super().__init__()
+        self.port = serial.serial_for_url(port, baudrate=baudrate, timeout=0.02,
+                                          exclusive=True)
+        self.deframer = SerialDeframer(validate=False)
+
+    def send_frame(self, frame: bytes) -> None:
+        self.send_bytes(serial_encode(frame))
+        self.counters.frames_out += 1
+
+    def send_bytes(self, data: bytes) -> None:
+        self.port.write(data)
+        self.port.flush()
+        self.counters.bytes_out += len(data)
+
+    def frames(self, timeout: float) -> Iterator[Frame | FrameError]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            data = self.port.read(self.port.in_waiting or 1)
+            if not data:
+                continue
+            self.counters.bytes_in += len(data)
+            for item in self.deframer.feed(data):
+                self.counters.frames_in += 1
+                yield item
+
+    def close(self) -> None:
+        self.port.close()
+
+
+class TcpTransport(Transport):
+    """Frames back to back on the TCP connection the board dialled."""
+
+    kind = "tcp"
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self.sock = sock
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = FrameReader(validate=False)
+
+    @classmethod
+    def accept(cls, listener: socket.socket, timeout: float,
+               peer: str | None = None) -> TcpTransport:
+        """Wait for the board to dial; with `peer`, ignore connections from elsewhere."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProbeError(f"the board did not dial {listener.getsockname()} "
+                                 f"in {timeout:g} s")
+            listener.settimeout(remaining)
+            try:
+                sock, address = listener.accept()
+            except TimeoutError:
+                continue
+            if peer is None or address[0] == peer:
+                sock.settimeout(None)
+                return cls(sock)
+            sock.close()
+
+    def send_frame(self, frame: bytes) -> None:
+        self.send_bytes(frame)
+        self.counters.frames_out += 1
+
+    def send_bytes(self, data: bytes) -> None:
+        self.sock.sendall(data)
+        self.counters.bytes_out += len(data)
+
+    def frames(self, timeout: float) -> Iterator[Frame | FrameError]:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self.sock.settimeout(min(remaining, 0.5))
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                raise ProbeError(f"the TCP link broke: {exc}") from exc
+            if not data:
+                raise ProbeError("the board closed the TCP link")
+            self.counters.bytes_in += len(data)
+            try:
+                items = self.reader.feed(data)
+            except FrameError as exc:
+                items = [exc]
+            for item in items:
+                self.counters.frames_in += 1
+                yield item
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclass
+class Probe:
+    """One session with one board: join, tasks, raw frames, heartbeats observed."""
+
+    transport: Transport
+    key: bytes = field(repr=False)
+    heartbeat_ms: int = HEARTBEAT_MS
+    window: int = WINDOW
+    max_frame: int = 0
+    hello: dict = field(default_factory=dict)
+    heartbeats: list[dict] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
+    seq: int = 0
+    next_task: int = 1
+    stream: int = 1
+
+    def __post_init__(self) -> None:
+        self.reassembler = Reassembler()
+        self.results: dict[int, dict] = {}
+
+    # ---- sending -------------------------------------------------------------------
+
+    def send(self, msg_type: int, payload: dict, *, max_frame: int | None = None) -> None:
+        limit = max_frame or self.max_frame or 16384
+        frames = encode_message(msg_type, payload, seq=self.seq, max_frame=limit,
+                                stream=self.stream)
+        if len(frames) > 1:
+            self.stream = self.stream % 60000 + 1
+        for frame in frames:
+            self.transport.send_frame(frame)
+        self.seq = (self.seq + len(frames)) & 0xFFFF
+
+    # ---- receiving -----------------------------------------------------------------
+
+    def receive(self, timeout: float) -> Iterator[Frame | FrameError]:
+        """Whole messages (CHUNKs reassembled); heartbeats and logs are recorded here."""
+        for item in self.transport.frames(timeout):
+            if isinstance(item, FrameError):
+                yield item
+                continue
+            try:
+                whole = self.reassembler.push(item)
+            except FrameError as exc:
+                yield exc
+                continue
+            if whole is None:
+                continue
+            if whole.type == MsgType.HEARTBEAT:
+                self.heartbeats.append(whole.payload)
+                continue
+            if whole.type == MsgType.LOG:
+                self.logs.append(str(whole.payload.get(1, "")))
+                continue
+            yield whole
+
+    def expect(self, msg_type: MsgType, timeout: float = 10.0) -> Frame:
+        for item in self.receive(timeout):
+            if isinstance(item, Frame) and item.type == msg_type:
+                return item
+            if isinstance(item, Frame) and item.type == MsgType.ERROR:
+                self.errors.append(item.payload)
+        raise ProbeError(f"no {msg_type.name} from the board in {timeout:g} s")
+
+    # ---- the join --------------------------------------------------------------------
+
+    def join(self, timeout: float = 20.0, *, proof: bytes | None = None) -> dict:
+        """HELLO -> AUTH_CHALLENGE -> AUTH_RESPONSE -> WELCOME; returns the HELLO payload."""
+        hello = self.expect(MsgType.HELLO, timeout).payload
+        node_nonce = hello[field_key(MsgType.HELLO, "nonce")]
+        node_id = hello[field_key(MsgType.HELLO, "node_id")]
+        master_nonce = os.urandom(16)
+        self.seq = 0
+        self.send(MsgType.AUTH_CHALLENGE, {0: master_nonce})
+        response = self.expect(MsgType.AUTH_RESPONSE, timeout).payload
+        if response[0] != node_mac(self.key, master_nonce, node_nonce, node_id):
+            raise ProbeError("the board's AUTH_RESPONSE does not prove the cluster key")
+        node_max = hello[field_key(MsgType.HELLO, "max_frame")]
+        self.max_frame = min(node_max, 16384)
+        self.send(MsgType.WELCOME, {
+            0: node_id,
+            1: self.heartbeat_ms,
+            2: self.window,
+            3: self.max_frame,
+            4: proof if proof is not None else master_proof(self.key, node_nonce, master_nonce),
+        })
+        self.hello = hello
+        return hello
+
+    # ---- tasks -------------------------------------------------------------------------
+
+    def submit(self, kernel: str, args: list[Any]) -> int:
+        task_id = self.next_task
+        self.next_task += 1
+        self.send(MsgType.TASK, {0: task_id, 1: kernel, 2: list(args)})
+        return task_id
+
+    def result(self, task_id: int, timeout: float = 30.0) -> dict:
+        if task_id in self.results:
+            return self.results.pop(task_id)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for item in self.receive(deadline - time.monotonic()):
+                if not isinstance(item, Frame):
+                    continue
+                if item.type == MsgType.RESULT:
+                    got = item.payload[0]
+                    if got == task_id:
+                        return item.payload
+                    self.results[got] = item.payload
+                elif item.type == MsgType.ERROR:
+                    self.errors.append(item.payload)
+                    if item.payload.get(3) == task_id:
+                        return {0: task_id, 2: item.payload.get(1), 5: item.payload.get(0)}
+        raise ProbeError(f"no RESULT for task {task_id} in {timeout:g} s")
+
+    def task(self, kernel: str, args: list[Any], timeout: float = 30.0) -> dict:
+        return self.result(self.submit(kernel, args), timeout)
+
+    def errors_seen(self, timeout: float, count: int) -> list[dict]:
+        """Collect ERROR payloads until `count` have arrived or `timeout` passes."""
+        deadline = time.monotonic() + timeout
+        while len(self.errors) < count and time.monotonic() < deadline:
+            for item in self.receive(min(0.2, deadline - time.monotonic())):
+                if isinstance(item, Frame) and item.type == MsgType.ERROR:
+                    self.errors.append(item.payload)
+                    if len(self.errors) >= count:
+                        break
+        return list(self.errors)
+
+    def close(self, reason: str = "probe done") -> None:
+        with contextlib.suppress(OSError):
+            self.send(MsgType.BYE, {0: reason})
+        self.transport.close()
+
+
+def error_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return str(code)
