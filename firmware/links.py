@@ -10,14 +10,15 @@ object with the same calls (socket(), getaddrinfo(); sockets that connect, read 
 buffer, write and are pollable through the stream ioctl). Frames travel back to back.
 
 SerialLink speaks COBS frames on the REPL's own stdin/stdout. While it is open Ctrl-C is
-turned off (`micropython.kbd_intr(-1)`, so 0x03 inside a frame is data); when the bytes
-mpremote sends to take the board back (b"\\r\\x03" or b"\\x03\\x03" at the start of a
-frame) arrive, Ctrl-C is turned back on and KeyboardInterrupt is raised, so the worker
-unwinds and the board drops to its REPL.
+turned off (`micropython.kbd_intr(-1)`, so 0x03 inside a frame is data); when the frame
+codec reports the bytes mpremote sends to take the board back (b"\\r\\x03" or
+b"\\x03\\x03" at the start of a frame), the worker closes the link, which turns Ctrl-C
+back on, and raises KeyboardInterrupt, so the board drops to its REPL.
 
 `discover()` finds the master with a UDP DISCOVER beacon answered by ANNOUNCE.
 """
 
+import select
 import sys
 import time
 
@@ -29,7 +30,6 @@ except ImportError:
     micropython = None
 
 CTRL_C = 0x03
-CR = 0x0D
 IPPROTO_TCP = 6  # not exported by every port's socket module
 TCP_NODELAY = 1
 
@@ -95,9 +95,14 @@ class TcpLink:
 
 
 class SerialLink:
-    """COBS frames on stdin/stdout. Reads follow the COBS block structure (a code byte c
-    announces c-1 data bytes), so each readinto asks for bytes the sender has already
-    committed to: the port's stdin read blocks until it has all it was asked for."""
+    """COBS frames on stdin/stdout.
+
+    A port's stdin `readinto` blocks until it has every byte it was asked for, and no port
+    says how many bytes are pending. So the link waits (on the event loop) for one byte,
+    then takes only the bytes `poll` reports ready, one at a time, up to a delimiter: it
+    never blocks the worker on bytes that may not come (a half frame, noise announcing a
+    long COBS block), and the frame codec resynchronises at the next 0x00.
+    """
 
     kind = "serial"
     cobs = True
@@ -106,13 +111,15 @@ class SerialLink:
         self._rx = rx if rx is not None else sys.stdin.buffer
         self._tx = tx if tx is not None else sys.stdout.buffer
         self._stream = None
-        self._at_frame_start = True
+        self._one = bytearray(1)
+        self._poller = None
 
     async def open(self):
         if micropython is not None:
             micropython.kbd_intr(-1)
         self._stream = asyncio.StreamReader(self._rx)
-        self._at_frame_start = True
+        self._poller = select.poll()
+        self._poller.register(self._rx, select.POLLIN)
 
     async def read_into(self, view):
         stream = self._stream
@@ -120,35 +127,35 @@ class SerialLink:
             raise LinkClosed("link is not open")
         if not await stream.readinto(view[:1]):
             raise LinkClosed("serial input closed")
-        code = view[0]
-        if code == 0:
-            self._at_frame_start = True
+        if view[0] == 0:
             return 1
-        got = 1
-        if self._at_frame_start:
-            self._at_frame_start = False
-            if code == CR or code == CTRL_C:
-                self._readinto_all(view[1:2])
-                if view[1] == CTRL_C:
-                    self.close()
-                    raise KeyboardInterrupt
-                got = 2
-        end = code if code <= len(view) else len(view)
-        if end > got:
-            self._readinto_all(view[got:end])
-            got = end
-        return got
-
-    def _readinto_all(self, view):
-        n = self._rx.readinto(view)
-        if n is None or n < len(view):
-            raise LinkClosed("serial input closed inside a frame")
+        rx = self._rx
+        one = self._one
+        poller = self._poller
+        limit = len(view)
+        n = 1
+        while n < limit:
+            for _ in poller.ipoll(0):
+                break
+            else:
+                break
+            if not rx.readinto(one):
+                raise LinkClosed("serial input closed")
+            byte = one[0]
+            view[n] = byte
+            n += 1
+            if byte == 0:
+                break
+        return n
 
     async def write(self, data):
         self._tx.write(data)
 
     def close(self):
         self._stream = None
+        if self._poller is not None:
+            self._poller.unregister(self._rx)
+            self._poller = None
         if micropython is not None:
             micropython.kbd_intr(CTRL_C)
 
