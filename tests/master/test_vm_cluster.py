@@ -202,3 +202,30 @@ def test_board_finds_the_master_by_udp_discovery(tmp_path):
                 await stop_boards([board])
 
     asyncio.run(main())
+
+
+def test_serial_board_reset_mid_job_rejoins_on_the_same_port():
+    plan = mandelbrot(96, 64, 16, 200)
+
+    async def main():
+        async with Master(key=KEY, cluster="t", tcp_port=None, udp_port=None) as m:
+            board = VirtualBoard(link="serial", node_id="vm-serial", cluster="t", key=KEY,
+                                 native=False)
+            try:
+                await start_boards([board])
+                await m.open_serial(board.serial_port)
+                await m.wait_for_nodes(1, 30)
+                handle = m.submit(plan.kernel, plan.tasks)
+                while handle.done < 3:
+                    await asyncio.sleep(0.01)
+                assert not handle.future.done()
+                board.hard_reset()  # the VM restarts and says HELLO on the same pty
+                image = plan.gather(await handle)
+                assert image == plan.reference()
+                (info,) = m.nodes
+                assert info.node_id == "vm-serial" and info.link == "serial"
+                assert board.boots >= 2
+            finally:
+                await stop_boards([board])
+
+    asyncio.run(main())

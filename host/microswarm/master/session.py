@@ -133,6 +133,7 @@ class NodeSession:
         )
         self._reassembler = Reassembler(max_message)
         self._inbox: deque[Frame] = deque()
+        self._restart_hello: Frame | None = None  # a HELLO that arrived on a joined link
 
     @property
     def node_id(self) -> str:
@@ -202,8 +203,8 @@ class NodeSession:
             self.send_error(exc.code, exc.text, exc.seq)
 
     # ------------------------------------------------------------------ join
-    async def _join(self) -> NodeInfo:
-        frame = await self._next_frame()
+    async def _join(self, hello: Frame | None = None) -> NodeInfo:
+        frame = hello if hello is not None else await self._next_frame()
         if frame is None:
             raise JoinRefused(ErrorCode.NOT_JOINED, "link closed before HELLO")
         if frame.type != MsgType.HELLO:
@@ -266,10 +267,22 @@ class NodeSession:
 
     # ------------------------------------------------------------------ main loop
     async def run(self) -> None:
+        """Join, serve, and join again when the node restarts on the same link (a board
+        behind a USB-UART bridge keeps its port when it resets, and says HELLO again)."""
+        hello: Frame | None = None
+        while True:
+            _cause, hello = await self._run_once(hello)
+            if hello is None or self.closed:
+                break
+        self.closed = True
+        self.link.close()
+
+    async def _run_once(self, hello: Frame | None) -> tuple[str, Frame | None]:
         cause = "link closed"
+        self._restart_hello = None
         try:
             try:
-                self.info = await asyncio.wait_for(self._join(), JOIN_TIMEOUT_S)
+                self.info = await asyncio.wait_for(self._join(hello), JOIN_TIMEOUT_S)
             except (JoinRefused, TimeoutError, KeyError, TypeError) as exc:
                 code, text = (
                     (exc.code, exc.text)
@@ -279,19 +292,18 @@ class NodeSession:
                 log.warning("refused a node on %s %s: %s", self.link.kind, self.link.peer, text)
                 if not self.closed:
                     self.send_error(code, text)
-                cause = f"refused: {text}"
                 self.owner.session_refused(self, text)
-                return
+                return f"refused: {text}", None
             self.last_seen = time.monotonic()
             log.info("node %s joined over %s (%s)", self.info.node_id, self.link.kind,
                      self.link.peer)
             self.owner.session_joined(self)
             cause = await self._serve()
+            return cause, self._restart_hello
         finally:
-            self.closed = True
-            self.link.close()
             if self.info is not None:
                 self.owner.session_closed(self, cause)
+                self.info = None
 
     async def _serve(self) -> str:
         info = self.info
@@ -325,6 +337,9 @@ class NodeSession:
             elif t == MsgType.LOG:
                 entry = fields(t, frame.payload)
                 log.log(10 + 10 * min(entry["level"], 3), "%s: %s", info.node_id, entry["text"])
+            elif t == MsgType.HELLO:
+                self._restart_hello = frame
+                return "node restarted (HELLO on a joined link)"
             elif t == MsgType.BYE:
                 reason = fields(t, frame.payload).get("reason", "")
                 return f"node said BYE {reason}".strip()
