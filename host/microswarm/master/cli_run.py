@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         key = f"{plan.name}:{' '.join(args.params)}" if spec.journal else None
         handle = cluster.submit_job(plan.kernel, plan.tasks, key=key)
-        resumed = handle.done
+        resumed = handle.resumed
         if resumed:
             print(f"resuming: {resumed} of {handle.total} tasks already in the journal")
         with progress_bar(f"{plan.name} x{handle.total}", handle.total) as update:

@@ -63,6 +63,7 @@ class JobHandle:
     todo: list[int]  # scheduler index -> task index
     job_id: int = 0
     done: int = 0
+    resumed: int = 0  # tasks whose results came from the journal
     started: float = field(default_factory=time.monotonic)
     nodes: list[str | None] = field(default_factory=list)  # who computed each task
 
@@ -261,7 +262,8 @@ class Master:
                                  f"({largest} bytes): split the job finer")
         results = [known.get(i) for i in range(len(arg_lists))]
         handle = JobHandle(kernel, len(arg_lists), key, asyncio.get_running_loop().create_future(),
-                           results, todo, done=len(known), nodes=[None] * len(arg_lists))
+                           results, todo, done=len(known), resumed=len(known),
+                           nodes=[None] * len(arg_lists))
         for i in known:
             handle.nodes[i] = "journal"
         job = self.scheduler.submit(
