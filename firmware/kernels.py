@@ -7,7 +7,9 @@ firmware module. Integer kernels are bit-exact on all three. When the native mod
 
 Hot loops bind everything they touch to locals, write into output arrays allocated once at
 their final size, and index arrays directly (MicroPython arrays have no per-item object
-cost, a list of results would).
+cost, a list of results would). The loop kernels are compiled to machine code by
+MicroPython's native emitter (`@micropython.native`: same semantics, ~1.4x faster in the
+VM); a .mpy of this file must be built with mpy-cross -march for the board.
 """
 
 import array
@@ -19,6 +21,15 @@ try:
     import msw_native as _native
 except (ImportError, ValueError):  # ValueError: a .mpy built for another architecture
     _native = None
+
+try:
+    import micropython
+except ImportError:  # CPython: @micropython.native marks are plain functions here
+
+    class micropython:  # noqa: N801 (stands in for the MicroPython module)
+        @staticmethod
+        def native(fn):
+            return fn
 
 # Kernels whose result is a delay: the worker awaits asyncio.sleep_ms(value) before it
 # answers, so the kernel itself never blocks the event loop.
@@ -71,6 +82,7 @@ def sleep_ms(ms):
     return _int(ms, "ms", 0, 3600000)
 
 
+@micropython.native
 def dot(a, b):
     code = _arr(a, "bhf", "a")
     if _arr(b, "bhf", "b") != code:
@@ -84,6 +96,7 @@ def dot(a, b):
     return acc
 
 
+@micropython.native
 def matmul(a, b, m, k, n):
     code = _arr(a, "bhf", "a")
     if _arr(b, "bhf", "b") != code:
@@ -117,6 +130,7 @@ def matmul(a, b, m, k, n):
     return out
 
 
+@micropython.native
 def mandelbrot(x0, y0, step, w, h, max_iter):
     _int(x0, "x0")
     _int(y0, "y0")
@@ -150,6 +164,7 @@ def mandelbrot(x0, y0, step, w, h, max_iter):
     return out
 
 
+@micropython.native
 def monte_carlo_pi(seed, n):
     _int(seed, "seed")
     _int(n, "n", 0)
@@ -173,6 +188,7 @@ def monte_carlo_pi(seed, n):
     return hits
 
 
+@micropython.native
 def fir(x, taps, shift):
     _arr(x, "h", "x")
     _arr(taps, "h", "taps")
@@ -196,6 +212,7 @@ def fir(x, taps, shift):
     return out
 
 
+@micropython.native
 def conv1d(x, kernel):
     code = _arr(x, "bh", "x")
     if _arr(kernel, "bh", "kernel") != code:
@@ -239,6 +256,7 @@ def zscore_anomaly(x, threshold):
     return [i for i in range(n) if abs(x[i] - mean) > limit]
 
 
+@micropython.native
 def mlp_int8(x, w1, b1, w2, b2, shift1, shift2):
     _arr(x, "b", "x")
     _arr(w1, "b", "w1")
@@ -273,6 +291,7 @@ def mlp_int8(x, w1, b1, w2, b2, shift1, shift2):
     return out
 
 
+@micropython.native
 def lif_step(v, i_in, leak_shift, threshold, v_reset):
     _arr(v, "h", "v")
     _arr(i_in, "h", "i_in")

@@ -46,7 +46,7 @@ _COMPILED: dict[tuple, dict[str, bytes]] = {}
 
 def _compiled(files: tuple, compile_layout) -> dict[str, bytes]:
     if files not in _COMPILED:
-        _COMPILED[files] = compile_layout(dict(files), None)
+        _COMPILED[files] = compile_layout(dict(files), bundle.VM_ARCH)
     return dict(_COMPILED[files])
 
 

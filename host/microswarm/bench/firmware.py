@@ -47,7 +47,7 @@ def _flash(root: Path, board: str, link: str, master: str, native: bool) -> dict
     files = bundle.layout(definition, config)
     if not native:
         files.pop(bundle.NATIVE_MODULE, None)
-    bundle.write_layout(root, compile_layout(files, None))
+    bundle.write_layout(root, compile_layout(files, bundle.VM_ARCH))
     return definition
 
 
