@@ -35,6 +35,7 @@ def dispatches(actions):
 
 def make(**kw):
     clock = Clock()
+    kw.setdefault("hold_ratio", 0.7)
     return Scheduler(clock=clock, **kw), clock
 
 
@@ -88,10 +89,49 @@ def test_placement_prefers_faster_node_and_respects_capability():
     assert j.state == "done"
     job = s.submit("mandelbrot", [[i] for i in range(2)])
     d = dispatches(s.poll())
-    # both free, one at a time each: the first task goes to the faster node
-    assert d[0].node_id == "fast" and {x.node_id for x in d} == {"fast", "slow"}
-    assert all(x.node_id != "echo-only" for x in d)
-    assert job.remaining == 2
+    # one task at a time each: the first goes to the faster node, and the second waits for
+    # it too, since fast's 0.2 s (its backlog, then this task) beats slow's 1 s
+    assert [x.node_id for x in d] == ["fast"]
+    s.sent("fast", d[0].task_id)
+    s.result("fast", d[0].task_id, 0, elapsed_us=100_000)
+    assert [x.node_id for x in dispatches(s.poll())] == ["fast"]
+    assert job.remaining == 1
+
+
+def test_similar_nodes_share_and_a_much_slower_one_waits():
+    s, _ = make()
+    s.add_node("a", caps("echo", window=2))
+    s.add_node("b", caps("echo", window=2))
+    s.add_node("slow", caps("echo", window=2))
+    warm = s.submit("echo", [[0]] * 6)
+    for d in dispatches(s.poll()):
+        s.sent(d.node_id, d.task_id)
+        s.result(d.node_id, d.task_id, 0, elapsed_us=50_000 if d.node_id == "slow" else 1000)
+    s.poll()
+    assert warm.state == "done"
+    job = s.submit("echo", [[i] for i in range(40)])
+    used: dict[str, int] = {}
+    while job.state == "running":
+        for d in dispatches(s.poll()):
+            used[d.node_id] = used.get(d.node_id, 0) + 1
+            s.sent(d.node_id, d.task_id)
+            s.result(d.node_id, d.task_id, d.args[0], elapsed_us=1000)
+    assert job.results == list(range(40))
+    assert used.get("a", 0) > 10 and used.get("b", 0) > 10 and "slow" not in used
+
+
+def test_without_hold_every_free_credit_is_filled():
+    s, _ = make(hold_ratio=None)
+    s.add_node("fast", caps("echo", window=1))
+    s.add_node("slow", caps("echo", window=1))
+    warm = s.submit("echo", [[0], [0]])
+    for d in dispatches(s.poll()):
+        s.sent(d.node_id, d.task_id)
+        s.result(d.node_id, d.task_id, 0, elapsed_us=100_000 if d.node_id == "slow" else 1000)
+    s.poll()
+    assert warm.state == "done"
+    s.submit("echo", [[1], [2]])
+    assert sorted(d.node_id for d in dispatches(s.poll())) == ["fast", "slow"]
 
 
 def test_native_and_message_size_filters():

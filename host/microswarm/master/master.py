@@ -45,6 +45,7 @@ from microswarm.wire import MAX_FRAME, FrameError, decode_frame, encode_frame
 log = logging.getLogger(__name__)
 
 CONTROL_PORT = 5882
+HOLD_RATIO = 0.7  # a task waits for a busy node that would finish it this much sooner
 
 
 class JobFailedError(RuntimeError):
@@ -105,7 +106,7 @@ class Master:
         self.window = window
         self.max_frame = max_frame
         self.max_message = max_message
-        self.scheduler = Scheduler(retries=retries)
+        self.scheduler = Scheduler(retries=retries, hold_ratio=HOLD_RATIO)
         self.sessions: dict[str, NodeSession] = {}
         self.journal = Journal(journal) if journal else None
         self.refusals: list[str] = []  # why nodes were refused at join, most recent last

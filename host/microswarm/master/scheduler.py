@@ -15,6 +15,11 @@ invalidated lazily by a per-node version number, so a dispatch costs O(log n) he
 per active class and never scans all nodes. Estimates are exponential moving averages
 learned online per (node, kernel) for compute time and per node for link bandwidth.
 
+Waiting for a faster node (``hold_ratio``, off by default; the master sets 0.7): when a
+node without a free credit would still finish the next task in less than ``hold_ratio``
+times the best free node's expected finish time, the task waits for that node instead of
+going to the slow one. Without it every free credit is filled at once (work-conserving).
+
 Credits. A node holds at most ``window`` tasks (the WELCOME window); with a window of
 two or more the next task is already on the wire while the current one runs.
 
@@ -151,12 +156,13 @@ class Job:
 class _Class:
     """Pending tasks and candidate nodes of one (kernel, native) class."""
 
-    __slots__ = ("key", "pending", "nodes", "parked")
+    __slots__ = ("key", "pending", "nodes", "everyone", "parked")
 
     def __init__(self, key: ClassKey) -> None:
         self.key = key
         self.pending: list[tuple[int, int, int, Task]] = []  # (-priority, job, index, task)
-        self.nodes: list[tuple[float, int, int, NodeState]] = []  # (eft, seq, version, node)
+        self.nodes: list[tuple[float, int, int, NodeState]] = []  # free nodes: (eft, seq, version)
+        self.everyone: list[tuple[float, int, int, NodeState]] = []  # free or full
         self.parked: list[Task] = []  # no free node fits them right now
 
 
@@ -169,8 +175,10 @@ class Scheduler:
         retries: int = 3,
         speculate_after: float = 3.0,
         speculate_min_s: float = 0.5,
+        hold_ratio: float | None = None,
     ) -> None:
         self.clock = clock
+        self.hold_ratio = hold_ratio
         self.retries = retries
         self.speculate_after = speculate_after
         self.speculate_min_s = speculate_min_s
@@ -370,7 +378,7 @@ class Scheduler:
         if cls is None:
             cls = self._classes[key] = _Class(key)
             for node in self.nodes.values():
-                if node.alive and node.free() > 0 and node.can_run(key):
+                if node.alive and node.can_run(key):
                     self._push_node(cls, node)
         return cls
 
@@ -381,21 +389,27 @@ class Scheduler:
         return compute + size / node.bandwidth
 
     def _push_node(self, cls: _Class, node: NodeState) -> None:
-        eft = node.backlog + self._estimate(node, cls.key[0], 0)
-        heapq.heappush(cls.nodes, (eft, next(self._seq), node.version, node))
-        if len(cls.nodes) > 4 * len(self.nodes) + 64:
+        entry = (node.backlog + self._estimate(node, cls.key[0], 0), next(self._seq),
+                 node.version, node)
+        heapq.heappush(cls.everyone, entry)
+        if node.free() > 0:
+            heapq.heappush(cls.nodes, entry)
+        if len(cls.everyone) > 4 * len(self.nodes) + 64:
             cls.nodes = [e for e in cls.nodes if e[2] == e[3].version]
+            cls.everyone = [e for e in cls.everyone if e[2] == e[3].version]
             heapq.heapify(cls.nodes)
+            heapq.heapify(cls.everyone)
 
     def _offer(self, node: NodeState) -> None:
         """The node's load changed: (re)enter it in every class it can serve."""
         node.version += 1
-        if not node.alive or node.free() <= 0:
+        if not node.alive:
             return
+        free = node.free() > 0
         for cls in self._classes.values():
             if node.can_run(cls.key):
                 self._push_node(cls, node)
-                if cls.parked:
+                if free and cls.parked:
                     self._unpark(cls)
 
     def _unpark(self, cls: _Class) -> None:
@@ -408,8 +422,11 @@ class Scheduler:
             if cls.parked:
                 self._unpark(cls)
 
-    def _pick(self, cls: _Class, task: Task, idle_only: bool = False) -> NodeState | None:
-        """Pop the best valid node for task from the class heap (O(log n) amortised)."""
+    def _pick(
+        self, cls: _Class, task: Task, idle_only: bool = False
+    ) -> tuple[float, NodeState] | None:
+        """Pop the best valid free node for task from the class heap (O(log n) amortised);
+        its expected finish time comes with it."""
         heap = cls.nodes
         aside = []
         chosen = None
@@ -418,19 +435,35 @@ class Scheduler:
             node = entry[3]
             if entry[2] != node.version or not node.alive or node.free() <= 0:
                 continue  # stale: a fresher entry exists if the node is still eligible
-            if (
-                node.node_id in task.excluded
-                or node.node_id in task.holders
-                or task.size > node.caps.max_message
-                or (idle_only and node.inflight)
-            ):
+            if not self._fits(task, node) or (idle_only and node.inflight):
                 aside.append(entry)
                 continue
-            chosen = node
+            chosen = (entry[0], node)
             break
         for entry in aside:
             heapq.heappush(heap, entry)
         return chosen
+
+    @staticmethod
+    def _fits(task: Task, node: NodeState) -> bool:
+        return (
+            node.node_id not in task.excluded
+            and node.node_id not in task.holders
+            and task.size <= node.caps.max_message
+        )
+
+    def _better_busy_node(self, cls: _Class, task: Task, eft: float) -> bool:
+        """Whether a node with no free credit would still finish the task sooner, by the
+        margin ``hold_ratio``, than the free node at hand (then the task waits for that
+        node's next credit)."""
+        everyone = cls.everyone
+        while everyone:
+            best_eft, _, version, node = everyone[0]
+            if version == node.version and node.alive:
+                return (node.free() <= 0 and best_eft < eft * self.hold_ratio
+                        and self._fits(task, node))
+            heapq.heappop(everyone)
+        return False
 
     def _dispatch(self) -> None:
         classes = [c for c in self._classes.values() if c.pending and c.nodes]
@@ -439,13 +472,19 @@ class Scheduler:
         for cls in classes:
             pending = cls.pending
             while pending and cls.nodes:
-                task = heapq.heappop(pending)[3]
+                entry = heapq.heappop(pending)
+                task = entry[3]
                 if task.state is not TaskState.PENDING:
                     continue  # cancelled or failed while queued
-                node = self._pick(cls, task)
-                if node is None:
+                picked = self._pick(cls, task)
+                if picked is None:
                     cls.parked.append(task)
                     continue
+                eft, node = picked
+                if self.hold_ratio is not None and self._better_busy_node(cls, task, eft):
+                    heapq.heappush(pending, entry)
+                    self._push_node(cls, node)
+                    break
                 self._assign(task, node)
 
     def _assign(self, task: Task, node: NodeState) -> None:
@@ -465,9 +504,10 @@ class Scheduler:
 
     def _speculate(self, task: Task) -> bool:
         cls = self._classes[task.job.key]
-        node = self._pick(cls, task, idle_only=True)
-        if node is None:
+        picked = self._pick(cls, task, idle_only=True)
+        if picked is None:
             return False
+        node = picked[1]
         task.speculated = True
         self._move(task, TaskState.RUNNING)
         self._place(task, node)
