@@ -370,6 +370,9 @@ class Session:
         except Exception as e:
             failure = (M.E_KERNEL_FAILED, type(e).__name__ + ": " + str(e))
         elapsed = time.ticks_diff(time.ticks_us(), start)
+        # The link was not read while the kernel held the loop: what the master sent in
+        # that time is still waiting, so that time does not count as the master's silence.
+        self.last_rx = time.ticks_ms()
         task.args = None
         if task in self.waiting:
             self.waiting.remove(task)
