@@ -112,6 +112,10 @@ def test_large_args_travel_as_chunks():
             (digest,) = await m.run("sha256", [[blob]])
             import hashlib
             assert digest == hashlib.sha256(blob).digest()
+            (back,) = await m.run("echo", [[blob]])  # the RESULT comes back in CHUNKs too
+            assert back == blob
+            (info,) = m.nodes
+            assert info.bytes_in > 20000 and info.bad_frames == 0
 
     run(main())
 
