@@ -193,3 +193,16 @@ def test_wrong_key_is_refused(tmp_path, micropython, side):
     finally:
         vm.stop()
         master.close()
+
+
+def test_a_long_kernel_is_not_taken_for_master_silence(tcp_node):
+    _master, conn, _vm = tcp_node
+    conn.join(heartbeat_ms=150)
+    conn.task(1, "monte_carlo_pi", [7, 6_000_000])  # holds the VM's loop for several intervals
+    time.sleep(0.2)
+    conn.send(T.HEARTBEAT, {0: 1})  # waits in the socket while the kernel runs
+    res = conn.result(timeout=60)
+    assert res[0] == 1 and res[3] > 3 * 150_000, "the kernel must outlast 3 intervals"
+    conn.send(T.HEARTBEAT, {0: 2})
+    conn.task(2, "echo", ["same link"])
+    assert conn.result()[1] == "same link"
