@@ -78,10 +78,13 @@ def load_config(board, path="config.json"):
     if link not in board["links"]:
         raise ConfigError(path + ": link " + str(link) + " is not one this board has")
     cfg["link"] = link
-    cfg["discovery_port"] = doc.get("discovery_port") or msgdefs.UDP_DISCOVERY_PORT
+    port = doc.get("discovery_port", msgdefs.UDP_DISCOVERY_PORT)
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise ConfigError(path + ": discovery_port must be a port number")
+    cfg["discovery_port"] = port
     cfg["discovery_host"] = doc.get("discovery_host") or "255.255.255.255"
-    slots = doc.get("slots") or board.get("slots") or DEFAULT_SLOTS
-    if not isinstance(slots, int) or slots < 1:
+    slots = doc.get("slots", board.get("slots", DEFAULT_SLOTS))
+    if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
         raise ConfigError(path + ": slots must be a positive int")
     cfg["slots"] = slots
     cfg["max_frame"] = board["max_frame"]
