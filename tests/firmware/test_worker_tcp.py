@@ -206,3 +206,11 @@ def test_a_long_kernel_is_not_taken_for_master_silence(tcp_node):
     conn.send(T.HEARTBEAT, {0: 2})
     conn.task(2, "echo", ["same link"])
     assert conn.result()[1] == "same link"
+
+
+def test_a_task_before_welcome_is_refused(tcp_node):
+    _master, conn, _vm = tcp_node
+    conn.expect(MsgType.HELLO)
+    conn.task(9, "echo", [1])
+    err = conn.expect(T.ERROR).payload
+    assert err[0] == ErrorCode.NOT_JOINED and err[3] == 9
