@@ -195,7 +195,9 @@ class Session:
                 await self.dispatch(item)
 
     async def _read_serial(self):
-        deframer = frame.Deframer(self.max_frame, copy=False)
+        # copy=True: one feed may complete several frames, and in-place views into the
+        # deframer's buffer would not survive the next one
+        deframer = frame.Deframer(self.max_frame)
         buf = bytearray(SERIAL_CHUNK)
         view = memoryview(buf)
         link = self.link
