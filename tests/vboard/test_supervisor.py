@@ -65,6 +65,7 @@ def test_soft_reset_in_raw_repl_prints_banner_runs_boot_only_and_reenters_raw(
 def test_soft_reset_in_friendly_repl_runs_boot_and_main(blank_board, console_of):
     vb = blank_board(BOOT_FILES)
     console = console_of(vb.serial_port)
+    console.expect(b"main says hi")
     console.write(b"\r")
     console.expect(b">>> ")
     console.write(b"\x04")
@@ -77,6 +78,7 @@ def test_soft_reset_in_friendly_repl_runs_boot_and_main(blank_board, console_of)
 def test_machine_reset_is_a_hard_reset_that_runs_boot_and_main(blank_board, console_of):
     vb = blank_board(BOOT_FILES)
     console = console_of(vb.serial_port)
+    console.expect(b"main says hi")
     enter_raw_repl(console)
     console.write(b"import machine; machine.reset()\x04")
     console.expect(b"main says hi")
@@ -120,6 +122,17 @@ def test_sigint_interrupts_code_run_from_the_raw_repl(blank_board, console_of):
     console.write(b"\x03")
     assert b"KeyboardInterrupt" in console.expect(b"\x04>")
     assert console.raw_exec("print(1 + 1)") == b"2\n"
+
+
+def test_ctrl_c_during_boot_interrupts_main_py_like_a_board(blank_board, console_of):
+    vb = blank_board({"main.py": "import time\nwhile True:\n time.sleep_ms(5)\n"})
+    console = console_of(vb.serial_port)
+    console.write(b"\r\x03")  # may arrive while the VM is still starting: it waits
+    console.expect(b"KeyboardInterrupt")
+    console.write(b"\r\x01")
+    console.expect(RAW_PROMPT)
+    assert console.raw_exec("print('alive')") == b"alive\n"
+    assert vb.boots == 1
 
 
 def test_a_crashed_vm_is_restarted_on_the_same_port(blank_board, console_of):

@@ -195,6 +195,7 @@ class Probe:
     def __post_init__(self) -> None:
         self.reassembler = Reassembler()
         self.results: dict[int, dict] = {}
+        self.frame_errors: list[FrameError] = []  # what the board sent that did not decode
 
     # ---- sending -------------------------------------------------------------------
 
@@ -214,11 +215,13 @@ class Probe:
         """Whole messages (CHUNKs reassembled); heartbeats and logs are recorded here."""
         for item in self.transport.frames(timeout):
             if isinstance(item, FrameError):
+                self.frame_errors.append(item)
                 yield item
                 continue
             try:
                 whole = self.reassembler.push(item)
             except FrameError as exc:
+                self.frame_errors.append(exc)
                 yield exc
                 continue
             if whole is None:
@@ -289,7 +292,13 @@ class Probe:
                     self.errors.append(item.payload)
                     if item.payload.get(3) == task_id:
                         return {0: task_id, 2: item.payload.get(1), 5: item.payload.get(0)}
-        raise ProbeError(f"no RESULT for task {task_id} in {timeout:g} s")
+        raise ProbeError(f"no RESULT for task {task_id} in {timeout:g} s"
+                         f"{self._recent_trouble()}")
+
+    def _recent_trouble(self) -> str:
+        said = [f"ERROR {error_name(e.get(0, 0))}: {e.get(1)}" for e in self.errors[-3:]]
+        said += [f"undecodable frame: {e}" for e in self.frame_errors[-3:]]
+        return ("; the board said: " + "; ".join(said)) if said else ""
 
     def task(self, kernel: str, args: list[Any], timeout: float = 30.0) -> dict:
         return self.result(self.submit(kernel, args), timeout)

@@ -53,6 +53,7 @@ RAW_REPL_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 FRIENDLY_BANNER_TAIL = b'Type "help()" for more information.'
 RAW_REPL_PROMPT = RAW_REPL_BANNER + b">"
 SIGINT_MASK = 1 << (signal.SIGINT - 1)
+INTERRUPT_REQUESTS = (b"\r\x03", b"\x03\x03")  # what mpremote writes to stop a program
 READ_SIZE = 65536
 # After a 0x03 reaches a program that disabled the interrupt key, or interrupts main.py,
 # further console input is held back this long (or until main.py has returned to the
@@ -60,6 +61,14 @@ READ_SIZE = 65536
 # mpremote sends next to enter the raw REPL.
 INTERRUPT_HOLD_S = 0.3
 CRASH_BACKOFF_S = 1.0
+# Console output waiting for a slow reader; past this the VM's output is not read.
+BACKLOG_LIMIT = 256 * 1024
+# A console that takes nothing for this long has no reader: its backlog is dropped.
+STALL_DROP_S = 1.0
+# Console input waits this long for boot.py to finish when no main.py will read it.
+BOOT_PY_HOLD_S = 2.0
+# A VM killed by SIGINT this soon after we sent one was interrupted as it left a program.
+SIGINT_RACE_S = 1.0
 # How long a started VM gets to reach the end of its boot banner before it is restarted.
 BOOT_TIMEOUT_S = 20.0
 
@@ -86,6 +95,7 @@ class VmState:
     end_marker: bytes
     phase: Phase = Phase.BOOTING
     main_done: bool = False  # boot.py/main.py have returned: a REPL reads the input
+    main_reads_input: bool = False  # main.py runs: console input is for it from the start
     pending: bytearray = field(default_factory=bytearray)
     started: float = field(default_factory=time.monotonic)
 
@@ -136,6 +146,10 @@ class Supervisor:
         self.selector = selectors.DefaultSelector()
         self.console_fd, self._console_slave = _open_raw_pty()
         os.set_blocking(self.console_fd, False)
+        self._console_wfd = os.dup(self.console_fd)
+        self._backlog = bytearray()
+        self._stalled_since = 0.0
+        self._vm_reading = False
         self.console_path = os.ttyname(self._console_slave)
         self.link_path = link_path
         if link_path is not None:
@@ -155,9 +169,9 @@ class Supervisor:
         self.vm: VmState | None = None
         self.raw_active = False
         self._held = bytearray()
-        self._last_input = 0
         self._holding = False
         self._hold_until = 0.0
+        self._sigint_at = 0.0
         self._mode_tail = b""
         self._fast_crashes = 0
         self._stopping = False
@@ -199,6 +213,7 @@ class Supervisor:
                 if self._stopping:
                     break
             self._release_held_input_if_due()
+            self._drop_stalled_output()
             self._check_boot_deadline()
         self.close()
 
@@ -208,7 +223,8 @@ class Supervisor:
             client.close()
         if self.listener:
             self.listener.close()
-        for fd in (self.console_fd, self._console_slave, self._wake_r, self._wake_w):
+        for fd in (self.console_fd, self._console_wfd, self._console_slave, self._wake_r,
+                   self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
         if self.link_path is not None:
@@ -224,6 +240,8 @@ class Supervisor:
             deadlines.append(self._hold_until)
         if self.vm is not None and self.vm.phase is not Phase.RUNNING:
             deadlines.append(self.vm.started + BOOT_TIMEOUT_S)
+        if self._backlog:
+            deadlines.append(self._stalled_since + STALL_DROP_S)
         if not deadlines:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
@@ -242,7 +260,7 @@ class Supervisor:
 
     # ---- the VM -----------------------------------------------------------------------
 
-    def _start_vm(self, reason: Reset, raw: bool) -> None:
+    def _start_vm(self, reason: Reset, raw: bool, run_main: bool | None = None) -> None:
         command = [self.micropython]
         if self.heap_bytes:
             command += ["-X", f"heapsize={self.heap_bytes}"]
@@ -261,7 +279,9 @@ class Supervisor:
             os.close(slave)
         os.set_blocking(master, False)
         nonce = secrets.token_hex(8).encode()
+        run_main = not raw if run_main is None else run_main
         vm = VmState(
+            main_reads_input=run_main and (self.flash / "main.py").exists(),
             process=process,
             fd=master,
             raw_wanted=raw,
@@ -272,8 +292,9 @@ class Supervisor:
         self.raw_active = raw
         self._mode_tail = b""
         self.selector.register(master, selectors.EVENT_READ, self._from_vm)
+        self._vm_reading = True
         source = boot_source(
-            str(self.flash), self._sys_dir.name, vm.start_marker, vm.end_marker, run_main=not raw
+            str(self.flash), self._sys_dir.name, vm.start_marker, vm.end_marker, run_main
         )
         # The friendly REPL reads Ctrl-A, the raw REPL reads the code up to Ctrl-D. All of
         # it waits in the pty's input queue until the REPL reads it; console input written
@@ -286,8 +307,9 @@ class Supervisor:
         vm, self.vm = self.vm, None
         if vm is None:
             return
-        with contextlib.suppress(KeyError, ValueError):
+        if self._vm_reading:
             self.selector.unregister(vm.fd)
+            self._vm_reading = False
         if vm.process.poll() is None:
             vm.process.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -314,6 +336,12 @@ class Supervisor:
         if status == HARD_RESET_STATUS:
             self._fast_crashes = 0
             self._start_vm(Reset.HARD, raw=False)
+            return
+        if status == -signal.SIGINT and time.monotonic() - self._sigint_at < SIGINT_RACE_S:
+            # The program ended between our look at SigCgt and the signal, and the REPL's
+            # default action ended the VM. A board would have shown a prompt: so do we.
+            log.info("Ctrl-C arrived as the program ended: VM restarted to its REPL")
+            self._start_vm(Reset.SOFT, raw=raw, run_main=False)
             return
         how = f"signal {-status}" if status < 0 else f"status {status}"
         log.warning("VM pid %d ended with %s after %.1f s: restarting", vm.process.pid, how, lived)
@@ -384,6 +412,11 @@ class Supervisor:
                     return
                 del vm.pending[: at + len(vm.start_marker)]
                 vm.phase = Phase.RUNNING
+                if vm.main_reads_input:
+                    self._release_held_input()
+                else:
+                    # For the REPL once boot.py is done (or for a long boot.py, later).
+                    self._hold_input(BOOT_PY_HOLD_S)
                 continue
             if vm.phase is Phase.RUNNING:
                 at = vm.pending.find(self._reset_marker)
@@ -438,14 +471,52 @@ class Supervisor:
         self._mode_tail = window[-len(FRIENDLY_BANNER_TAIL) :]
 
     def _to_console(self, data: bytes) -> None:
-        """Write to every console; what a console cannot take now is dropped."""
-        with contextlib.suppress(BlockingIOError):
-            os.write(self.console_fd, data)
+        """Write to every console. A reader that is slow holds the VM back (flow control,
+        as USB does); output that no one takes for STALL_DROP_S is dropped, as on a USB
+        port with no host, so a board nobody listens to keeps running."""
         for client in list(self.clients):
             try:
                 client.sendall(data)
             except OSError:
                 self._drop_client(client)
+        if not self._backlog:
+            try:
+                written = os.write(self.console_fd, data)
+            except BlockingIOError:
+                written = 0
+            if written == len(data):
+                return
+            data = data[written:]
+            self._stalled_since = time.monotonic()
+            self.selector.register(self._console_wfd, selectors.EVENT_WRITE, self._flush_console)
+        self._backlog += data
+        if len(self._backlog) > BACKLOG_LIMIT and self.vm is not None and self._vm_reading:
+            self.selector.unregister(self.vm.fd)
+            self._vm_reading = False
+
+    def _flush_console(self, _fd: int) -> None:
+        try:
+            written = os.write(self.console_fd, self._backlog)
+        except BlockingIOError:
+            written = 0
+        if written:
+            del self._backlog[:written]
+            self._stalled_since = time.monotonic()
+        if not self._backlog:
+            self.selector.unregister(self._console_wfd)
+        self._resume_vm_output()
+
+    def _drop_stalled_output(self) -> None:
+        if self._backlog and time.monotonic() - self._stalled_since > STALL_DROP_S:
+            log.info("nobody reads the serial port: %d bytes dropped", len(self._backlog))
+            self._backlog.clear()
+            self.selector.unregister(self._console_wfd)
+            self._resume_vm_output()
+
+    def _resume_vm_output(self) -> None:
+        if len(self._backlog) <= BACKLOG_LIMIT and self.vm is not None and not self._vm_reading:
+            self.selector.register(self.vm.fd, selectors.EVENT_READ, self._from_vm)
+            self._vm_reading = True
 
     # ---- console input --------------------------------------------------------------------
 
@@ -486,8 +557,8 @@ class Supervisor:
         client.close()
 
     def _console_input(self, data: bytes) -> None:
-        if self._holding or self.vm is None or self.vm.phase is Phase.ENDING:
-            self._held += data
+        if self._holding or self.vm is None or self.vm.phase is not Phase.RUNNING:
+            self._held += data  # the VM is booting, or switching REPL modes
             return
         self._deliver(data)
 
@@ -500,9 +571,10 @@ class Supervisor:
             at = data.find(b"\x03", start)
             if at < 0:
                 self._write_vm(data[start:])
-                break
+                return
             if interrupt_key_enabled(vm.process.pid):
                 self._write_vm(data[start:at])
+                self._sigint_at = time.monotonic()
                 vm.process.send_signal(signal.SIGINT)
                 start = at + 1
                 if vm.main_done:
@@ -510,20 +582,15 @@ class Supervisor:
                 # main.py is unwinding: what follows is for the REPL it falls back to.
                 self._hold_input(INTERRUPT_HOLD_S)
                 self._held += data[start:]
-                self._last_input = 0x03
                 return
-            before = data[at - 1] if at else self._last_input
             self._write_vm(data[start : at + 1])
             start = at + 1
-            if before in (0x0D, 0x03):
-                # mpremote's interrupt (b"\r\x03", b"\x03\x03") reached a program that
-                # reads 0x03 as data: let it act before the next bytes arrive.
+            if data in INTERRUPT_REQUESTS:
+                # mpremote's interrupt, written on its own, reached a program that reads
+                # 0x03 as data: let it act before mpremote's next bytes arrive. (0x03 inside
+                # a longer write is data: a pause there would split a frame.)
                 self._hold_input(INTERRUPT_HOLD_S)
-                self._held += data[start:]
-                self._last_input = 0x03
                 return
-        if data:
-            self._last_input = data[-1]
 
     def _hold_input(self, seconds: float | None = None) -> None:
         self._holding = True

@@ -1,0 +1,214 @@
+"""Board link and kernel figures: round-trip latency, payload throughput, link efficiency,
+kernel rates with the native module against pure Python.
+
+With --port the board on that port is measured (the firmware is deployed first, with a
+fresh key); without it a virtual board is started. Headline: link efficiency for 16 KB
+payloads over serial (payload bytes / wire bytes, both directions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from array import array
+from pathlib import Path
+
+from microswarm.hil.probe import Probe
+from microswarm.hil.target import BoardUnderTest
+
+TINY_TASKS = 300
+PAYLOADS = {"1k": (1024, 60), "16k": (16384, 15)}
+# Same inputs every run: kernel -> (arguments, work items per call, unit).
+KERNEL_INPUTS = {
+    "mandelbrot": ([-2 * 8192, -8192, 256, 32, 32, 64], 32 * 32, "pixels"),
+    "dot": ([array("h", range(-2048, 2048)), array("h", range(4096))], 4096, "MAC"),
+    "conv1d": ([array("b", [(i * 7) % 256 - 128 for i in range(2048)]),
+                array("b", [1, -2, 3, -2, 1])], 2044 * 5, "MAC"),
+    "fir": ([array("h", range(2048)), array("h", [1, 2, 3, 4, 3, 2, 1]), 4], 2042 * 7, "MAC"),
+    "matmul": ([array("b", [i % 13 - 6 for i in range(32 * 32)]),
+                array("b", [i % 11 - 5 for i in range(32 * 32)]), 32, 32, 32],
+               32 * 32 * 32, "MAC"),
+}
+KERNEL_REPEATS = 3
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", default=None,
+                        help="serial port of a real board (default: start a virtual board)")
+    parser.add_argument("--board", default=None, help="board definition of --port's board")
+    parser.add_argument("--report", type=Path, default=None,
+                        help="write report.md and latency.png into this folder")
+
+
+def run(args: argparse.Namespace) -> dict:
+    board = args.board or ("unix" if args.port is None else None)
+    if board is None:
+        raise SystemExit("--port needs --board NAME")
+    target = BoardUnderTest.open(port=args.port, board=board, link="serial", native=True)
+    try:
+        probe = target.connect()
+        latencies = measure_latency(probe)
+        throughput = {name: measure_payload(probe, size, reps)
+                      for name, (size, reps) in PAYLOADS.items()}
+        kernels = measure_kernels(probe)
+        probe.close()
+    finally:
+        target.close()
+    comparison = None
+    if args.port is None:
+        comparison = compare_pure(board)
+    report = build_report(board, args.port, latencies, throughput, kernels, comparison)
+    if args.report:
+        write_report(args.report, report, latencies)
+    return report
+
+
+def measure_latency(probe: Probe) -> list[float]:
+    """Round trips of the smallest task, one at a time, in milliseconds."""
+    probe.task("echo", [0])
+    samples = []
+    for i in range(TINY_TASKS):
+        started = time.perf_counter()
+        result = probe.task("echo", [i])
+        samples.append((time.perf_counter() - started) * 1000)
+        if result.get(1) != i:
+            raise RuntimeError(f"echo returned {result!r}")
+    return samples
+
+
+def measure_payload(probe: Probe, size: int, repeats: int) -> dict:
+    """Echo `size` bytes `repeats` times; payload counted both ways."""
+    data = bytes((i * 31 + 7) & 0xFF for i in range(size))
+    probe.task("echo", [data])
+    counters = probe.transport.counters
+    wire_before = counters.bytes_in + counters.bytes_out
+    started = time.perf_counter()
+    for _ in range(repeats):
+        if probe.task("echo", [data], timeout=60).get(1) != data:
+            raise RuntimeError("echo returned other bytes")
+    seconds = time.perf_counter() - started
+    wire = counters.bytes_in + counters.bytes_out - wire_before
+    payload = 2 * size * repeats
+    return {
+        "payload_bytes": size,
+        "repeats": repeats,
+        "throughput_kB_s": round(payload / seconds / 1000, 1),
+        "efficiency": round(payload / wire, 4),
+        "wire_bytes": wire,
+    }
+
+
+def measure_kernels(probe: Probe) -> dict:
+    """Node-side compute rate of each kernel (elapsed_us from its RESULT)."""
+    rates = {}
+    for name, (args, items, unit) in KERNEL_INPUTS.items():
+        best = None
+        native = False
+        for _ in range(KERNEL_REPEATS):
+            result = probe.task(name, args, timeout=120)
+            if 2 in result:
+                raise RuntimeError(f"{name} failed: {result[2]}")
+            elapsed = max(1, result[3])
+            best = elapsed if best is None else min(best, elapsed)
+            native = bool(result.get(4))
+        rates[name] = {"rate": round(items / (best / 1e6)), "unit": f"{unit}/s",
+                       "elapsed_us": best, "native": native}
+    return rates
+
+
+def compare_pure(board: str) -> dict:
+    """The same kernels on a virtual board deployed without the native module."""
+    target = BoardUnderTest.open(board=board, link="serial", native=False)
+    try:
+        probe = target.connect()
+        pure = measure_kernels(probe)
+        probe.close()
+    finally:
+        target.close()
+    return pure
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def build_report(board, port, latencies, throughput, kernels, pure) -> dict:
+    kernel_table = {}
+    for name, figures in kernels.items():
+        entry = dict(figures)
+        if pure is not None:
+            entry["pure_rate"] = pure[name]["rate"]
+            entry["native_speedup"] = round(figures["rate"] / max(1, pure[name]["rate"]), 2)
+        kernel_table[name] = entry
+    return {
+        "board": board,
+        "port": port or "virtual board (pty)",
+        "link": "serial",
+        "latency_ms": {
+            "median": round(statistics.median(latencies), 3),
+            "p99": round(percentile(latencies, 0.99), 3),
+            "tasks": len(latencies),
+        },
+        "payloads": throughput,
+        "kernels": kernel_table,
+        "headline": {
+            "name": "link efficiency, 16 KB echo payloads over serial",
+            "value": throughput["16k"]["efficiency"],
+            "unit": "payload/wire",
+            "baseline": None,
+        },
+    }
+
+
+def write_report(folder: Path, report: dict, latencies: list[float]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    lat = report["latency_ms"]
+    lines = [
+        f"# Board benchmark: {report['board']} on {report['port']} ({report['link']})",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| round trip, tiny task, median | {lat['median']} ms |",
+        f"| round trip, tiny task, p99 | {lat['p99']} ms |",
+    ]
+    for name, figures in report["payloads"].items():
+        lines.append(f"| echo {name}: throughput (both ways) | {figures['throughput_kB_s']} kB/s |")
+        lines.append(f"| echo {name}: payload / wire bytes | {figures['efficiency']} |")
+    lines += ["", "| kernel | rate | native | pure Python | speedup |", "|---|---|---|---|---|"]
+    for name, k in report["kernels"].items():
+        lines.append(f"| {name} | {k['rate']} {k['unit']} | {k['native']} | "
+                     f"{k.get('pure_rate', '-')} | {k.get('native_speedup', '-')} |")
+    (folder / "report.md").write_text("\n".join(lines) + "\n")
+    latency_plot(latencies, folder / "latency.png")
+
+
+def latency_plot(samples: list[float], path: Path, width: int = 640, height: int = 360) -> None:
+    """Histogram of round-trip times, drawn with Pillow."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    left, right, top, bottom = 50, width - 20, 30, height - 40
+    low, high = min(samples), percentile(samples, 0.995)
+    high = max(high, low + 1e-3)
+    bins = 40
+    counts = [0] * bins
+    for value in samples:
+        index = min(bins - 1, int((min(value, high) - low) / (high - low) * bins))
+        counts[index] += 1
+    peak = max(counts)
+    bar = (right - left) / bins
+    for i, count in enumerate(counts):
+        x0 = left + i * bar
+        y0 = bottom - (bottom - top) * count / peak
+        draw.rectangle([x0 + 1, y0, x0 + bar - 1, bottom], fill=(70, 110, 180))
+    draw.line([left, bottom, right, bottom], fill="black")
+    draw.line([left, top, left, bottom], fill="black")
+    draw.text((left, 8), f"round-trip latency of a tiny task, n={len(samples)}", fill="black")
+    draw.text((left, bottom + 8), f"{low:.2f} ms", fill="black")
+    draw.text((right - 70, bottom + 8), f"{high:.2f} ms", fill="black")
+    draw.text((4, top), str(peak), fill="black")
+    image.save(path)
