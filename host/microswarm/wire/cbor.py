@@ -23,8 +23,8 @@ from .errors import FrameError
 
 _BIG_ENDIAN_HOST = sys.byteorder == "big"
 
-# Leaf types of a decoded payload; lists, dicts and typed-array tags are walked.
-_SCALARS = frozenset({int, float, str, bytes, bool, type(None)})
+# Leaf types of a decoded payload (typed arrays arrive converted by the tag hook).
+_LEAVES = frozenset({int, float, str, bytes, bool, type(None), array.array})
 _KEY_TYPES = frozenset({int, str})
 # Leaf types cbor2 already encodes the way the protocol wants.
 _PLAIN = frozenset({int, float, str, bytes, bytearray, bool, type(None)})
@@ -63,9 +63,10 @@ def _prepare(obj: Any) -> Any:
     if kind is dict:
         return _prepare_map(obj)
     if kind is list or kind is tuple:
-        if set(map(type, obj)) <= _PLAIN:
-            return obj
-        return [v if type(v) in _PLAIN else _prepare(v) for v in obj]
+        for item in obj:
+            if type(item) not in _PLAIN:
+                return [v if type(v) in _PLAIN else _prepare(v) for v in obj]
+        return obj
     if kind is array.array:
         return _typed_array_tag(obj)
     if kind is memoryview:
@@ -77,7 +78,23 @@ def _prepare(obj: Any) -> Any:
     raise TypeError(f"{kind.__name__} is not part of the payload data model")
 
 
+def _int_keys_in_order(value: dict) -> bool:
+    """True when every key is an int and they already ascend (how payloads are built)."""
+    previous = -(1 << 64) - 1
+    for key in value:
+        if type(key) is not int or key <= previous:
+            return False
+        previous = key
+    return True
+
+
 def _prepare_map(value: dict) -> dict:
+    if _int_keys_in_order(value):
+        for item in value.values():
+            if type(item) not in _PLAIN:
+                return {key: item if type(item) in _PLAIN else _prepare(item)
+                        for key, item in value.items()}
+        return value
     key_types = set(map(type, value))
     if key_types <= _INT_ONLY:
         keys = sorted(value)
@@ -86,7 +103,10 @@ def _prepare_map(value: dict) -> dict:
     else:
         bad = next(t for t in key_types if t not in _KEY_TYPES)
         raise TypeError(f"map keys must be int or str, not {bad.__name__}")
-    if set(map(type, value.values())) <= _PLAIN:
+    for item in value.values():
+        if type(item) not in _PLAIN:
+            break
+    else:
         return value if keys == list(value) else {key: value[key] for key in keys}
     out = {}
     for key in keys:
@@ -116,13 +136,12 @@ def _reject_tag(value: Any, immutable: bool) -> None:
     raise ValueError("tag not allowed (only RFC 8746 typed arrays)")
 
 
-# Typed-array tags come out of cbor2 as CBORTag objects (no Python callback per tag) and
-# are turned into arrays by the data-model check below, which also refuses other tags.
 _SEMANTIC_DECODERS = {tag: _reject_tag for tag in _CBOR2_BUILTIN_TAGS}
-_TAG = cbor2.CBORTag
 
 
-def _typed_array(tag: cbor2.CBORTag) -> array.array:
+def _typed_array(tag: cbor2.CBORTag, immutable: bool = False) -> array.array:
+    """cbor2's tag hook (cbor2 6.3 calls it as hook(tag, immutable)): typed arrays become
+    array.array, every other tag is refused."""
     spec = TYPED_ARRAY_TAGS.get(tag.tag)
     if spec is None:
         raise ValueError(f"tag {tag.tag} not allowed (only RFC 8746 typed arrays)")
@@ -136,41 +155,22 @@ def _typed_array(tag: cbor2.CBORTag) -> array.array:
     return result
 
 
-def _check_list(items: list) -> None:
-    """Refuse values outside the data model; turn typed-array tags into arrays in place."""
-    if set(map(type, items)) <= _SCALARS:
-        return
-    for index, value in enumerate(items):
-        kind = type(value)
-        if kind in _SCALARS:
-            continue
-        if kind is list:
-            _check_list(value)
-        elif kind is dict:
-            _check_map(value)
-        elif kind is _TAG:
-            items[index] = _typed_array(value)
-        else:
-            raise ValueError(f"value of kind {kind.__name__} not allowed")
-
-
-def _check_map(items: dict) -> None:
-    if not set(map(type, items)) <= _KEY_TYPES:
-        raise ValueError("map keys must be integers or text")
-    if set(map(type, items.values())) <= _SCALARS:
-        return
-    for key, value in items.items():
-        kind = type(value)
-        if kind in _SCALARS:
-            continue
-        if kind is list:
-            _check_list(value)
-        elif kind is dict:
-            _check_map(value)
-        elif kind is _TAG:
-            items[key] = _typed_array(value)
-        else:
-            raise ValueError(f"value of kind {kind.__name__} not allowed")
+def _check(value: Any) -> None:
+    """Refuse values outside the data model (simple values, undefined, non-int/str keys)."""
+    kind = type(value)
+    if kind is dict:
+        for key in value:
+            if type(key) not in _KEY_TYPES:
+                raise ValueError("map keys must be integers or text")
+        for item in value.values():
+            if type(item) not in _LEAVES:
+                _check(item)
+    elif kind is list:
+        for item in value:
+            if type(item) not in _LEAVES:
+                _check(item)
+    elif kind not in _LEAVES:
+        raise ValueError(f"value of kind {kind.__name__} not allowed")
 
 
 class _Decoders(threading.local):
@@ -181,6 +181,7 @@ class _Decoders(threading.local):
         self.decoder = cbor2.CBORDecoder(
             io.BytesIO(b""),
             read_size=16384,  # one read for most payloads: fewer calls into BytesIO
+            tag_hook=_typed_array,
             semantic_decoders=_SEMANTIC_DECODERS,
             max_depth=MAX_NESTING,
             allow_indefinite=False,
@@ -205,15 +206,8 @@ def decode_payload(data: bytes | bytearray | memoryview) -> Any:
         value = decoder.decode()
         if stream.tell() != len(data):
             raise ValueError(f"{len(data) - stream.tell()} bytes after the CBOR item")
-        kind = type(value)
-        if kind is dict:
-            _check_map(value)
-        elif kind is list:
-            _check_list(value)
-        elif kind is _TAG:
-            value = _typed_array(value)
-        elif kind not in _SCALARS:
-            raise ValueError(f"value of kind {kind.__name__} not allowed")
+        if type(value) not in _LEAVES:
+            _check(value)
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
         detail = str(exc.__cause__) if exc.__cause__ is not None else str(exc)
         raise FrameError(ErrorCode.BAD_PAYLOAD, f"bad CBOR: {detail}") from None
