@@ -260,3 +260,26 @@ def test_result_of_an_earlier_attempt_after_requeue_is_taken_once():
     assert s.pending_count == 0
     s.add_node("b", caps("echo", window=1))
     assert dispatches(s.poll()) == []  # the stale queue entry is not dispatched
+
+
+def test_reconcile_requeues_tasks_an_idle_node_never_got_without_penalty():
+    """A TASK or RESULT frame dropped on the link leaves the task in flight on a node whose
+    HEARTBEAT reports an empty queue: reconcile frees the credit and runs it again; a late
+    RESULT of the lost copy is then a duplicate, dropped."""
+    s, clock = make()
+    s.add_node("a", caps("echo", window=1))
+    job = s.submit("echo", [[1]])
+    (d,) = dispatches(s.poll())
+    s.sent("a", d.task_id)
+    clock.now += 0.5
+    assert s.reconcile("a", sent_before=clock.now - 1.0) == []  # sent too recently to judge
+    clock.now += 5
+    assert s.reconcile("a", sent_before=clock.now - 1.0) == [d.task_id]
+    assert s.nodes["a"].failed == 0
+    (again,) = dispatches(s.poll())
+    assert again.task_id == d.task_id and again.node_id == "a"
+    s.sent("a", again.task_id)
+    s.result("a", again.task_id, 1)
+    s.result("a", d.task_id, 1)  # the first copy's RESULT, late
+    assert s.duplicates == 1
+    assert job.results == [1]

@@ -382,6 +382,16 @@ class Master:
         self.scheduler.error(session.node_id, task_id, text, penalty=not busy)
         self._apply()
 
+    def session_idle(self, session: NodeSession) -> None:
+        """The node's HEARTBEAT says its queue is empty: tasks sent to it more than two
+        heartbeat intervals ago were lost on the link (a corrupted TASK or RESULT frame is
+        dropped by CRC on serial links) and would hold its credits for ever."""
+        cutoff = self.scheduler.clock() - 2 * self.heartbeat_ms / 1000
+        lost = self.scheduler.reconcile(session.node_id, cutoff)
+        if lost:
+            log.warning("%s: %d task(s) lost on the link, requeued", session.node_id, len(lost))
+            self._apply()
+
     def session_refused(self, session: NodeSession, text: str) -> None:
         self.refusals.append(f"{session.link.kind} {session.link.peer}: {text}")
         del self.refusals[:-100]

@@ -343,6 +343,22 @@ class Scheduler:
                 self._requeue(task)
         self._dispatch()
 
+    def reconcile(self, node_id: str, sent_before: float) -> list[int]:
+        """The node reports an empty queue: every task it holds that was sent before
+        `sent_before` was lost on the link (a dropped TASK or RESULT frame). Requeue those
+        without a penalty and return their ids; a late RESULT is still dropped by task id."""
+        node = self.nodes.get(node_id)
+        if node is None or not node.inflight:
+            return []
+        lost = []
+        for task_id in list(node.inflight):
+            task = self.tasks.get(task_id)
+            sent = task.holders.get(node_id) if task is not None else None
+            if sent is not None and 0 < sent < sent_before:
+                lost.append(task_id)
+                self.error(node_id, task_id, "frame lost on the link", penalty=False)
+        return lost
+
     def tick(self) -> None:
         """Look for stragglers; call it now and then (every 100 ms or so)."""
         now = self.clock()

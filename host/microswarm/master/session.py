@@ -99,6 +99,7 @@ class SessionOwner(Protocol):
                        nbytes: int) -> None: ...
     def session_task_error(self, session: NodeSession, task_id: int, code: int,
                            text: str) -> None: ...
+    def session_idle(self, session: NodeSession) -> None: ...
     def session_closed(self, session: NodeSession, cause: str) -> None: ...
     def session_refused(self, session: NodeSession, text: str) -> None: ...
 
@@ -329,6 +330,8 @@ class NodeSession:
                 info.node_heartbeat = fields(t, frame.payload)
                 if "heap_free" in info.node_heartbeat:
                     info.heap_free = info.node_heartbeat["heap_free"]
+                if info.node_heartbeat.get("queue") == 0:
+                    self.owner.session_idle(self)
             elif t == MsgType.ERROR:
                 err = fields(t, frame.payload)
                 log.warning("%s: ERROR %s: %s", info.node_id, err["code"], err["text"])

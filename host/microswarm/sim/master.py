@@ -247,18 +247,11 @@ class SimMaster:
             self.outstanding[task_id] = copies - 1
 
     def _recover_lost(self, node: SimNode) -> None:
-        state = self.scheduler.nodes.get(node.node_id)
-        if state is None or not state.inflight:
-            return
         cutoff = self.sim.events.now - 2 * self.heartbeat_s
-        for task_id in list(state.inflight):
-            task = self.scheduler.tasks.get(task_id)
-            sent = task.holders.get(node.node_id) if task is not None else None
-            if sent is not None and 0 < sent < cutoff:
-                self.recovered += 1
-                self.sim.trace("recover", node.node_id, task_id)
-                self.scheduler.error(node.node_id, task_id, "frame lost", penalty=False)
-                self._settle(task_id)
+        for task_id in self.scheduler.reconcile(node.node_id, cutoff):
+            self.recovered += 1
+            self.sim.trace("recover", node.node_id, task_id)
+            self._settle(task_id)
 
     # ------------------------------------------------------------------ periodic
     def tick(self) -> None:
