@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all venv test demo lint vectors native clean distclean
+.PHONY: all venv test demo lint vectors native native-x64 clean distclean
 
 all: test
 
@@ -24,7 +24,10 @@ test: $(STAMP)
 	$(BIN)/ruff check host protocol tools tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The VM boards load the x64 native module when it builds; without a C compiler they run
+# the pure-Python kernels and the demo says so in its table.
 demo: $(STAMP)
+	-$(BIN)/python tools/build_native.py --arch x64
 	$(BIN)/microswarm demo
 
 lint: $(STAMP)
@@ -35,6 +38,9 @@ vectors: $(STAMP)
 
 native: $(STAMP)
 	$(BIN)/python tools/build_native.py --all
+
+native-x64: $(STAMP)
+	$(BIN)/python tools/build_native.py --arch x64
 
 clean:
 	rm -rf .pytest_cache .ruff_cache .hypothesis out firmware/native/build
