@@ -185,8 +185,6 @@ def test_heap_stays_within_the_budget_under_load(hil_board, probe: Probe):
     assert 0 < beats[-1][5] <= beats[-1].get(1, heap_total) <= heap_total
 
 
-@pytest.mark.xfail(reason="the worker's SerialLink reads a COBS block by its code byte and "
-                   "can swallow the 0x00 delimiter and the next frame", strict=False)
 def test_garbage_on_the_line_is_skipped(hil_board, probe: Probe):
     if hil_board.link != "serial":
         pytest.skip("resynchronisation at delimiters is a serial-link property")

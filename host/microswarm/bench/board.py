@@ -21,14 +21,16 @@ TINY_TASKS = 300
 PAYLOADS = {"1k": (1024, 60), "16k": (16384, 15)}
 # Same inputs every run: kernel -> (arguments, work items per call, unit).
 KERNEL_INPUTS = {
-    "mandelbrot": ([-2 * 8192, -8192, 256, 32, 32, 64], 32 * 32, "pixels"),
-    "dot": ([array("h", range(-2048, 2048)), array("h", range(4096))], 4096, "MAC"),
-    "conv1d": ([array("b", [(i * 7) % 256 - 128 for i in range(2048)]),
-                array("b", [1, -2, 3, -2, 1])], 2044 * 5, "MAC"),
-    "fir": ([array("h", range(2048)), array("h", [1, 2, 3, 4, 3, 2, 1]), 4], 2042 * 7, "MAC"),
-    "matmul": ([array("b", [i % 13 - 6 for i in range(32 * 32)]),
-                array("b", [i % 11 - 5 for i in range(32 * 32)]), 32, 32, 32],
-               32 * 32 * 32, "MAC"),
+    "mandelbrot": ([-2 * 8192, -8192, 128, 64, 64, 128], 64 * 64, "pixels"),
+    "dot": ([array("h", [(i * 13) % 2001 - 1000 for i in range(8192)]),
+             array("h", [(i * 7) % 1001 - 500 for i in range(8192)])], 8192, "MAC"),
+    "conv1d": ([array("b", [(i * 7) % 256 - 128 for i in range(4096)]),
+                array("b", [(i * 5) % 15 - 7 for i in range(31)])], (4096 - 30) * 31, "MAC"),
+    "fir": ([array("h", [(i * 29) % 4001 - 2000 for i in range(4096)]),
+             array("h", [(i * 3) % 9 - 4 for i in range(31)]), 6], (4096 - 30) * 31, "MAC"),
+    "matmul": ([array("b", [i % 13 - 6 for i in range(48 * 48)]),
+                array("b", [i % 11 - 5 for i in range(48 * 48)]), 48, 48, 48],
+               48 * 48 * 48, "MAC"),
 }
 KERNEL_REPEATS = 3
 
