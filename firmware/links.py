@@ -24,10 +24,7 @@ import time
 
 import asyncio
 
-try:
-    import micropython
-except ImportError:
-    micropython = None
+import micropython
 
 CTRL_C = 0x03
 IPPROTO_TCP = 6  # not exported by every port's socket module
@@ -115,8 +112,7 @@ class SerialLink:
         self._poller = None
 
     async def open(self):
-        if micropython is not None:
-            micropython.kbd_intr(-1)
+        micropython.kbd_intr(-1)
         self._stream = asyncio.StreamReader(self._rx)
         self._poller = select.poll()
         self._poller.register(self._rx, select.POLLIN)
@@ -129,23 +125,9 @@ class SerialLink:
             raise LinkClosed("serial input closed")
         if view[0] == 0:
             return 1
-        rx = self._rx
-        one = self._one
-        poller = self._poller
-        limit = len(view)
-        n = 1
-        while n < limit:
-            for _ in poller.ipoll(0):
-                break
-            else:
-                break
-            if not rx.readinto(one):
-                raise LinkClosed("serial input closed")
-            byte = one[0]
-            view[n] = byte
-            n += 1
-            if byte == 0:
-                break
+        n = _take_pending(self._rx, self._one, self._poller, view, 1, len(view))
+        if n < 0:
+            raise LinkClosed("serial input closed")
         return n
 
     async def write(self, data):
@@ -156,8 +138,26 @@ class SerialLink:
         if self._poller is not None:
             self._poller.unregister(self._rx)
             self._poller = None
-        if micropython is not None:
-            micropython.kbd_intr(CTRL_C)
+        micropython.kbd_intr(CTRL_C)
+
+
+@micropython.native
+def _take_pending(rx, one, poller, view, n, limit):
+    """Move the bytes `poller` reports ready from `rx` into view[n:limit], one at a time,
+    stopping after a 0x00 delimiter; returns the new fill level, or -1 at end of input."""
+    while n < limit:
+        for _ in poller.ipoll(0):
+            break
+        else:
+            break
+        if not rx.readinto(one):
+            return -1
+        byte = one[0]
+        view[n] = byte
+        n += 1
+        if byte == 0:
+            break
+    return n
 
 
 async def discover(net, host, port, request, parse, attempts=0, interval_ms=500):
