@@ -111,6 +111,22 @@ def test_task_frames_from_the_golden_vectors_run_as_sent(probe: Probe):
     assert sent == len(tasks)
 
 
+def test_chunked_task_vectors_are_reassembled_and_answered(hil_board, probe: Probe):
+    cases = [v for v in vectors("chunked") if v["type"] == MsgType.TASK]
+    assert cases
+    for vector in cases:
+        if hil_board.link == "serial":
+            probe.transport.send_bytes(b"".join(bytes.fromhex(f) for f in vector["serial"]))
+        else:
+            probe.transport.send_bytes(b"".join(bytes.fromhex(f) for f in vector["frames"]))
+        task_id = _task_id_of(vector)
+        result = probe.result(task_id, timeout=30)
+        if _kernel_of(vector) in probe.hello[HELLO["kernels"]]:
+            assert 2 not in result, result
+        else:
+            assert result.get(5) == ErrorCode.UNKNOWN_KERNEL
+
+
 def test_bad_frame_vectors_are_refused_and_the_link_survives(hil_board, probe: Probe):
     fatal = {ErrorCode.BAD_VERSION, ErrorCode.TOO_LARGE, ErrorCode.TRUNCATED}
     cases = [v for v in vectors("bad")
