@@ -169,9 +169,7 @@ async def _board_over_tcp(board: str, heap: int, echo: list, tiles: list,
 async def _board_over_serial(board: str, heap: int, echo: list, tiles: list) -> dict:
     vm_fd, slave_fd = os.openpty()
     tty.setraw(slave_fd)
-    # One task in flight: the master writes a serial frame synchronously, so with more in
-    # flight both ends can block writing to each other (see docs/firmware.md).
-    master = await _master(window=1)
+    master = await _master()
     try:
         with tempfile.TemporaryDirectory(prefix="msw-bench-") as tmp:
             _flash(Path(tmp), board, "serial", "", True)
@@ -215,7 +213,6 @@ async def _bench(board: str, n_echo: int, n_tiles: int) -> dict:
     tcp_python = await _board_over_tcp(board, heap, echo, tiles[: max(2, n_tiles // 4)],
                                        native=False)
     serial = await _board_over_serial(board, heap, echo, tiles)
-    serial["window"] = 1
     baseline = await _inproc_over_tcp(echo, spec["slots"])
     smallest = await _smallest_heap(board, spec["heap_bytes"])
     rate = tcp["echo_tasks_per_s"]
@@ -224,7 +221,7 @@ async def _bench(board: str, n_echo: int, n_tiles: int) -> dict:
         "vm_heap_bytes": spec["heap_bytes"],
         "tcp": {k: _round(v) for k, v in tcp.items()},
         "tcp_pure_python_matmul_tiles_per_s": _round(tcp_python["matmul_tiles_per_s"], 2),
-        "serial": {k: _round(v) if k != "window" else v for k, v in serial.items()},
+        "serial": {k: _round(v) for k, v in serial.items()},
         "inproc_cpython_echo_tasks_per_s": _round(baseline),
         "heap_32k_task": {
             "smallest_vm_heap_bytes": smallest,

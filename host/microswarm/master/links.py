@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,10 @@ class MemoryLink(Link):
 class SerialLink(Link):
     """A serial port, a pty path, or any pyserial URL (``socket://``, ``loop://``).
 
-    Ports with a file descriptor are read on the event loop with ``add_reader``; URL
-    ports without one are read in a worker thread.
+    Ports with a file descriptor are read and written on the event loop (``add_reader``,
+    and ``add_writer`` for what the port does not take at once); URL ports without one are
+    read in a worker thread and written by another, in order. Writes never block the loop:
+    a node that is itself busy writing a RESULT must not stall the master's reading.
     """
 
     kind = "serial"
@@ -142,10 +145,17 @@ class SerialLink(Link):
             self._fd = self._serial.fileno()
         except Exception:  # pyserial URL handlers without a descriptor
             self._fd = None
+        self._wfd = self._fd
+        self._out = bytearray()
+        self._flushed = asyncio.Event()
+        self._flushed.set()
+        self._writer_thread: ThreadPoolExecutor | None = None
         if self._fd is not None:
             self._serial.timeout = 0
+            os.set_blocking(self._fd, False)
             self._loop.add_reader(self._fd, self._on_readable)
         else:
+            self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="serial-write")
             self._thread_task = self._loop.run_in_executor(None, self._read_thread)
 
     def _on_readable(self) -> None:
@@ -183,17 +193,62 @@ class SerialLink(Link):
     def write(self, data: bytes) -> None:
         if self._closed:
             return
+        if self._writer_thread is not None:
+            self._writer_thread.submit(self._blocking_write, bytes(data))
+            return
+        if self._out:
+            self._out += data
+            return
+        try:
+            sent = os.write(self._wfd, data)  # type: ignore[arg-type]
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._write_failed(exc)
+            return
+        if sent < len(data):
+            self._out += memoryview(data)[sent:]
+            self._flushed.clear()
+            self._loop.add_writer(self._wfd, self._on_writable)  # type: ignore[arg-type]
+
+    def _on_writable(self) -> None:
+        try:
+            sent = os.write(self._wfd, self._out)  # type: ignore[arg-type]
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._write_failed(exc)
+            return
+        del self._out[:sent]
+        if not self._out:
+            self._loop.remove_writer(self._wfd)  # type: ignore[arg-type]
+            self._flushed.set()
+
+    def _blocking_write(self, data: bytes) -> None:
         try:
             self._serial.write(data)
         except Exception as exc:
-            log.warning("serial %s: write failed: %s", self.peer, exc)
-            self.close()
+            self._loop.call_soon_threadsafe(self._write_failed, exc)
+
+    def _write_failed(self, exc: BaseException) -> None:
+        log.warning("serial %s: write failed: %s", self.peer, exc)
+        self.close()
+
+    async def drain(self) -> None:
+        await self._flushed.wait()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         self._stop_reading()
+        if self._out and self._wfd is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_writer(self._wfd)
+        self._out.clear()
+        self._flushed.set()
+        if self._writer_thread is not None:
+            self._writer_thread.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(Exception):
             self._serial.close()
         self._queue.put_nowait(b"")
