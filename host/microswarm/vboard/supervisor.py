@@ -69,7 +69,8 @@ STALL_DROP_S = 1.0
 BOOT_PY_HOLD_S = 2.0
 # A VM killed by SIGINT this soon after we sent one was interrupted as it left a program.
 SIGINT_RACE_S = 1.0
-# How long a started VM gets to reach the end of its boot banner before it is restarted.
+# How long a VM may take to start its boot program, or to return to its REPL after it,
+# before it is restarted.
 BOOT_TIMEOUT_S = 20.0
 
 
@@ -98,6 +99,13 @@ class VmState:
     main_reads_input: bool = False  # main.py runs: console input is for it from the start
     pending: bytearray = field(default_factory=bytearray)
     started: float = field(default_factory=time.monotonic)
+    phase_since: float = field(default_factory=time.monotonic)
+    inbox: bytearray = field(default_factory=bytearray)  # console input the VM has not taken
+    wfd: int = -1  # a second descriptor of the VM's pty, polled for room to write
+
+    def enter(self, phase: Phase) -> None:
+        self.phase = phase
+        self.phase_since = time.monotonic()
 
 
 def interrupt_key_enabled(pid: int) -> bool:
@@ -239,7 +247,7 @@ class Supervisor:
         if self._holding and self._hold_until:
             deadlines.append(self._hold_until)
         if self.vm is not None and self.vm.phase is not Phase.RUNNING:
-            deadlines.append(self.vm.started + BOOT_TIMEOUT_S)
+            deadlines.append(self.vm.phase_since + BOOT_TIMEOUT_S)
         if self._backlog:
             deadlines.append(self._stalled_since + STALL_DROP_S)
         if not deadlines:
@@ -284,6 +292,7 @@ class Supervisor:
             main_reads_input=run_main and (self.flash / "main.py").exists(),
             process=process,
             fd=master,
+            wfd=os.dup(master),
             raw_wanted=raw,
             start_marker=b"\x1b[msw-boot:" + nonce + b"]",
             end_marker=b"\x1b[msw-main-done:" + nonce + b"]",
@@ -296,9 +305,9 @@ class Supervisor:
         source = boot_source(
             str(self.flash), self._sys_dir.name, vm.start_marker, vm.end_marker, run_main
         )
-        # The friendly REPL reads Ctrl-A, the raw REPL reads the code up to Ctrl-D. All of
-        # it waits in the pty's input queue until the REPL reads it; console input written
-        # later queues behind it and reaches boot.py/main.py or the REPL, in order.
+        # The friendly REPL reads Ctrl-A, the raw REPL reads the code up to Ctrl-D; it all
+        # waits in the pty until the REPL reads it. Console input is held meanwhile and
+        # queues behind it (see _advance), so it reaches main.py or the REPL, in order.
         self._write_vm(b"\x01" + source + b"\x04")
         log.info("VM pid %d started (%s%s)", process.pid, reason.value, ", raw REPL" if raw else "")
         self.on_event({"event": "vm", "pid": process.pid, "reason": reason.value, "raw": raw})
@@ -310,12 +319,15 @@ class Supervisor:
         if self._vm_reading:
             self.selector.unregister(vm.fd)
             self._vm_reading = False
+        if vm.inbox:
+            self.selector.unregister(vm.wfd)
         if vm.process.poll() is None:
             vm.process.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             vm.process.wait(timeout=5)
-        with contextlib.suppress(OSError):
-            os.close(vm.fd)
+        for fd in (vm.fd, vm.wfd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _vm_exited(self) -> None:
         vm = self.vm
@@ -354,32 +366,46 @@ class Supervisor:
         vm = self.vm
         if vm is None or vm.phase is Phase.RUNNING:
             return
-        if time.monotonic() - vm.started > BOOT_TIMEOUT_S:
-            log.warning("VM pid %d did not boot: restarting", vm.process.pid)
+        if time.monotonic() - vm.phase_since > BOOT_TIMEOUT_S:
+            log.warning("VM pid %d stuck %s: restarting", vm.process.pid, vm.phase.value)
             self._stop_vm()
             self._start_vm(Reset.CRASH, raw=False)
 
     def _write_vm(self, data: bytes) -> None:
-        """Write to the VM's stdin; blocks briefly when the VM is not reading (flow control)."""
+        """Queue bytes for the VM's stdin. What the VM does not take now waits in its inbox
+        and goes out when the pty has room, so the loop never blocks on a VM that is busy
+        writing its own output."""
+        vm = self.vm
+        if vm is None or not data:
+            return
+        if not vm.inbox:
+            try:
+                written = os.write(vm.fd, data)
+            except BlockingIOError:
+                written = 0
+            except OSError as exc:
+                if exc.errno == errno.EIO:  # the VM is gone; its exit is handled on read
+                    return
+                raise
+            if written == len(data):
+                return
+            data = data[written:]
+            self.selector.register(vm.wfd, selectors.EVENT_WRITE, self._flush_vm_input)
+        vm.inbox += data
+
+    def _flush_vm_input(self, _fd: int) -> None:
         vm = self.vm
         if vm is None:
             return
-        view = memoryview(data)
-        deadline = time.monotonic() + 5
-        while view:
-            try:
-                n = os.write(vm.fd, view)
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    log.warning("VM is not reading its input: %d bytes dropped", len(view))
-                    return
-                time.sleep(0.001)
-                continue
-            except OSError as exc:
-                if exc.errno == errno.EIO:
-                    return
-                raise
-            view = view[n:]
+        try:
+            written = os.write(vm.fd, vm.inbox)
+        except BlockingIOError:
+            return
+        except OSError:
+            written = len(vm.inbox)  # the VM is gone; its exit is handled on read
+        del vm.inbox[:written]
+        if not vm.inbox:
+            self.selector.unregister(vm.wfd)
 
     # ---- VM output ----------------------------------------------------------------------
 
@@ -411,7 +437,7 @@ class Supervisor:
                     del vm.pending[: max(0, len(vm.pending) - keep)]
                     return
                 del vm.pending[: at + len(vm.start_marker)]
-                vm.phase = Phase.RUNNING
+                vm.enter(Phase.RUNNING)
                 if vm.main_reads_input:
                     self._release_held_input()
                 else:
@@ -426,16 +452,17 @@ class Supervisor:
                     self._stop_vm()
                     self._start_vm(Reset.HARD, raw=False)
                     return
-                at = vm.pending.find(vm.end_marker)
+                at = -1 if vm.main_done else vm.pending.find(vm.end_marker)
                 if at >= 0:
                     self._relay(bytes(vm.pending[:at]))
                     del vm.pending[: at + len(vm.end_marker)]
-                    vm.phase = Phase.ENDING
+                    vm.enter(Phase.ENDING)
                     vm.main_done = True
                     self._hold_input()
                     continue
-                keep = max(_partial_suffix(vm.pending, vm.end_marker),
-                           _partial_suffix(vm.pending, self._reset_marker))
+                keep = _partial_suffix(vm.pending, self._reset_marker)
+                if not vm.main_done:
+                    keep = max(keep, _partial_suffix(vm.pending, vm.end_marker))
                 out = bytes(vm.pending[: len(vm.pending) - keep])
                 del vm.pending[: len(out)]
                 self._relay(out)
@@ -448,7 +475,7 @@ class Supervisor:
             if match.group(1):
                 self._relay(match.group(1))
             del vm.pending[: match.end()]
-            vm.phase = Phase.RUNNING
+            vm.enter(Phase.RUNNING)
             if vm.raw_wanted:
                 self._to_console(RAW_REPL_PROMPT)
             else:
