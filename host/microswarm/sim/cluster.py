@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import array
 import hashlib
+import marshal
 import random
 import tempfile
 import time
@@ -94,7 +95,11 @@ class Simulation:
             self._flush_trace()
 
     def _flush_trace(self) -> None:
-        self._trace.update(repr(self._pending_trace).encode())
+        try:  # marshal: exact and about 20x quicker than repr for these plain tuples
+            data = marshal.dumps(self._pending_trace)
+        except ValueError:  # a detail that is not a plain value
+            data = repr(self._pending_trace).encode()
+        self._trace.update(data)
         if self._trace_out is not None:
             self._trace_out.writelines(
                 f"{t:.9f} {kind} {node} {'' if detail is None else detail}".rstrip() + "\n"

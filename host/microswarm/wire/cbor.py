@@ -90,11 +90,16 @@ def _int_keys_in_order(value: dict) -> bool:
 
 def _prepare_map(value: dict) -> dict:
     if _int_keys_in_order(value):
-        for item in value.values():
-            if type(item) not in _PLAIN:
-                return {key: item if type(item) in _PLAIN else _prepare(item)
-                        for key, item in value.items()}
-        return value
+        out = None
+        for key, item in value.items():
+            if type(item) in _PLAIN:
+                continue
+            prepared = _prepare(item)
+            if prepared is not item:
+                if out is None:
+                    out = dict(value)
+                out[key] = prepared
+        return value if out is None else out
     key_types = set(map(type, value))
     if key_types <= _INT_ONLY:
         keys = sorted(value)
