@@ -4,7 +4,7 @@ serial port.
 It owns two raw ptys. The *console* pty is the board's serial port: its path is what
 mpremote, pyserial or the master's serial link open, and it stays the same across VM
 restarts because the supervisor holds both of its ends. The *VM* pty is the unix port's
-stdin/stdout. Bytes are relayed between them, with four corrections:
+stdin/stdout. Bytes are relayed between them, with these corrections:
 
 - a soft reset (Ctrl-D in a REPL, `sys.exit()`, `machine.soft_reset()`: the unix port
   exits with status 0) becomes a restart with a ``MPY: soft reboot`` banner that runs
@@ -13,7 +13,10 @@ stdin/stdout. Bytes are relayed between them, with four corrections:
 - 0x03 from the console becomes SIGINT while MicroPython's interrupt key is enabled (the
   SIGINT bit of SigCgt in /proc/PID/status); otherwise the byte reaches the program, which
   is how a worker with `micropython.kbd_intr(-1)` sees mpremote's ``\\r\\x03``;
-- output nobody reads is dropped instead of stalling the VM, as on a USB port with no host.
+- a slow reader holds the VM's output back (flow control), and output nobody reads is
+  dropped instead of stalling the VM, as on a USB port with no host;
+- console input waits while the VM boots or switches REPL modes, so it reaches main.py or
+  the REPL in the order it was sent.
 
 Optionally the console is also served on a TCP port (pyserial's ``socket://host:port``).
 Run it with `python -m microswarm.vboard.supervisor` or through `microswarm vboard`.
@@ -157,7 +160,7 @@ class Supervisor:
         self._console_wfd = os.dup(self.console_fd)
         self._backlog = bytearray()
         self._stalled_since = 0.0
-        self._vm_reading = False
+        self._reading_vm = False
         self.console_path = os.ttyname(self._console_slave)
         self.link_path = link_path
         if link_path is not None:
@@ -301,7 +304,7 @@ class Supervisor:
         self.raw_active = raw
         self._mode_tail = b""
         self.selector.register(master, selectors.EVENT_READ, self._from_vm)
-        self._vm_reading = True
+        self._reading_vm = True
         source = boot_source(
             str(self.flash), self._sys_dir.name, vm.start_marker, vm.end_marker, run_main
         )
@@ -316,9 +319,9 @@ class Supervisor:
         vm, self.vm = self.vm, None
         if vm is None:
             return
-        if self._vm_reading:
+        if self._reading_vm:
             self.selector.unregister(vm.fd)
-            self._vm_reading = False
+            self._reading_vm = False
         if vm.inbox:
             self.selector.unregister(vm.wfd)
         if vm.process.poll() is None:
@@ -517,9 +520,9 @@ class Supervisor:
             self._stalled_since = time.monotonic()
             self.selector.register(self._console_wfd, selectors.EVENT_WRITE, self._flush_console)
         self._backlog += data
-        if len(self._backlog) > BACKLOG_LIMIT and self.vm is not None and self._vm_reading:
+        if len(self._backlog) > BACKLOG_LIMIT and self.vm is not None and self._reading_vm:
             self.selector.unregister(self.vm.fd)
-            self._vm_reading = False
+            self._reading_vm = False
 
     def _flush_console(self, _fd: int) -> None:
         try:
@@ -541,9 +544,9 @@ class Supervisor:
             self._resume_vm_output()
 
     def _resume_vm_output(self) -> None:
-        if len(self._backlog) <= BACKLOG_LIMIT and self.vm is not None and not self._vm_reading:
+        if len(self._backlog) <= BACKLOG_LIMIT and self.vm is not None and not self._reading_vm:
             self.selector.register(self.vm.fd, selectors.EVENT_READ, self._from_vm)
-            self._vm_reading = True
+            self._reading_vm = True
 
     # ---- console input --------------------------------------------------------------------
 
