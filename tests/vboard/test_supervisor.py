@@ -113,6 +113,29 @@ def test_ctrl_c_interrupts_only_while_the_interrupt_key_is_enabled(blank_board, 
     assert vb.boots == 1
 
 
+def test_mpremote_interrupt_and_raw_repl_request_in_one_write_reach_a_framing_main(
+    blank_board, console_of
+):
+    main = (
+        "import sys, micropython\n"
+        "micropython.kbd_intr(-1)\n"
+        "print('framing')\n"
+        "while True:\n"
+        "    b = sys.stdin.buffer.read(2)\n"
+        "    if b in (b'\\r\\x03', b'\\x03\\x03'):\n"
+        "        micropython.kbd_intr(3)\n"
+        "        raise KeyboardInterrupt\n"
+    )
+    vb = blank_board({"main.py": main})
+    console = console_of(vb.serial_port)
+    console.expect(b"framing")
+    console.write(b"\r\x03\r\x01")  # what a slow reader sees of mpremote's two writes
+    console.expect(b"KeyboardInterrupt")
+    console.expect(RAW_PROMPT)
+    assert console.raw_exec("print(3 * 3)") == b"9\n"
+    assert vb.boots == 1
+
+
 def test_sigint_interrupts_code_run_from_the_raw_repl(blank_board, console_of):
     vb = blank_board()
     console = console_of(vb.serial_port)

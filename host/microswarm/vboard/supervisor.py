@@ -63,6 +63,8 @@ READ_SIZE = 65536
 # REPL), so that neither the program nor the raw REPL that ran main.py takes the bytes
 # mpremote sends next to enter the raw REPL.
 INTERRUPT_HOLD_S = 0.3
+# Console input after this much silence starts afresh (not inside a frame).
+LINE_IDLE_S = 0.05
 CRASH_BACKOFF_S = 1.0
 # Console output waiting for a slow reader; past this the VM's output is not read.
 BACKLOG_LIMIT = 256 * 1024
@@ -183,6 +185,8 @@ class Supervisor:
         self._holding = False
         self._hold_until = 0.0
         self._sigint_at = 0.0
+        self._last_input: int | None = None  # last console byte passed to the VM
+        self._last_input_at = 0.0
         self._mode_tail = b""
         self._fast_crashes = 0
         self._stopping = False
@@ -596,11 +600,14 @@ class Supervisor:
         """Pass console bytes to the VM, turning 0x03 into SIGINT where a board would."""
         vm = self.vm
         assert vm is not None
+        at_boundary = self._last_input in (None, 0) or (
+            time.monotonic() - self._last_input_at > LINE_IDLE_S)
         start = 0
         while True:
             at = data.find(b"\x03", start)
             if at < 0:
                 self._write_vm(data[start:])
+                self._note_input(data)
                 return
             if interrupt_key_enabled(vm.process.pid):
                 self._write_vm(data[start:at])
@@ -612,15 +619,23 @@ class Supervisor:
                 # main.py is unwinding: what follows is for the REPL it falls back to.
                 self._hold_input(INTERRUPT_HOLD_S)
                 self._held += data[start:]
+                self._note_input(data[:start])
                 return
             self._write_vm(data[start : at + 1])
             start = at + 1
-            if data in INTERRUPT_REQUESTS:
-                # mpremote's interrupt, written on its own, reached a program that reads
-                # 0x03 as data: let it act before mpremote's next bytes arrive. (0x03 inside
-                # a longer write is data: a pause there would split a frame.)
+            if at == 1 and data[:2] in INTERRUPT_REQUESTS and at_boundary:
+                # mpremote's interrupt reached a program that reads 0x03 as data: let it
+                # act before mpremote's next bytes (often in the same read) arrive. Only
+                # at a frame boundary: a pause inside a frame would split it.
                 self._hold_input(INTERRUPT_HOLD_S)
+                self._held += data[start:]
+                self._note_input(data[:start])
                 return
+
+    def _note_input(self, data: bytes) -> None:
+        if data:
+            self._last_input = data[-1]
+            self._last_input_at = time.monotonic()
 
     def _hold_input(self, seconds: float | None = None) -> None:
         self._holding = True
