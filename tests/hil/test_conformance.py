@@ -86,19 +86,11 @@ def test_a_large_task_travels_in_chunks_both_ways(probe: Probe):
     assert probe.task("sha256", [data])[1] == reference.sha256(data)
 
 
-def test_large_tasks_in_flight_together_all_come_back(hil_board, probe: Probe):
+def test_large_tasks_in_flight_together_all_come_back(probe: Probe):
     payloads = [bytes([i]) * 12000 + bytes(range(256)) for i in range(probe.window)]
     ids = [probe.submit("echo", [data]) for data in payloads]
-    try:
-        for task_id, data in zip(ids, payloads, strict=True):
-            assert probe.result(task_id, timeout=60)[1] == data
-    except ProbeError as exc:
-        hil_board.drop_session()
-        if hil_board.link == "tcp":
-            # Seen on the virtual board now and then: the node closes its TCP link while
-            # several large RESULTs leave at once (concurrent writers on one stream).
-            pytest.xfail(f"known firmware issue, large results in flight over TCP: {exc}")
-        raise
+    for task_id, data in zip(ids, payloads, strict=True):
+        assert probe.result(task_id, timeout=60)[1] == data
 
 
 def test_unknown_kernel_and_bad_arguments_fail_the_task_not_the_node(probe: Probe):

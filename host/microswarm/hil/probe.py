@@ -36,6 +36,7 @@ from microswarm.wire import (
 from microswarm.wire.frame import Frame
 
 HEARTBEAT_MS = 1000
+IDLE_TICK_S = 0.1  # how often a waiting transport hands control back to the probe
 WINDOW = 4
 
 
@@ -65,7 +66,7 @@ class Transport:
     def send_bytes(self, data: bytes) -> None:
         raise NotImplementedError
 
-    def frames(self, timeout: float) -> Iterator[Frame | FrameError]:
+    def frames(self, timeout: float) -> Iterator[Frame | FrameError | None]:
         """Frames (or per-frame errors) that arrive within `timeout` seconds."""
         raise NotImplementedError
 
@@ -93,11 +94,12 @@ class SerialTransport(Transport):
         self.port.flush()
         self.counters.bytes_out += len(data)
 
-    def frames(self, timeout: float) -> Iterator[Frame | FrameError]:
+    def frames(self, timeout: float) -> Iterator[Frame | FrameError | None]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             data = self.port.read(self.port.in_waiting or 1)
             if not data:
+                yield None  # an idle tick: the probe may owe the board a HEARTBEAT
                 continue
             self.counters.bytes_in += len(data)
             for item in self.deframer.feed(data):
@@ -147,16 +149,17 @@ class TcpTransport(Transport):
         self.sock.sendall(data)
         self.counters.bytes_out += len(data)
 
-    def frames(self, timeout: float) -> Iterator[Frame | FrameError]:
+    def frames(self, timeout: float) -> Iterator[Frame | FrameError | None]:
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            self.sock.settimeout(min(remaining, 0.5))
+            self.sock.settimeout(min(remaining, IDLE_TICK_S))
             try:
                 data = self.sock.recv(65536)
             except TimeoutError:
+                yield None  # an idle tick: the probe may owe the board a HEARTBEAT
                 continue
             except OSError as exc:
                 raise ProbeError(f"the TCP link broke: {exc}") from exc
@@ -193,6 +196,8 @@ class Probe:
     stream: int = 1
 
     def __post_init__(self) -> None:
+        self._joined_at: float | None = None
+        self._last_beat = 0.0
         self.reassembler = Reassembler()
         self.results: dict[int, dict] = {}
         self.frame_errors: list[FrameError] = []  # what the board sent that did not decode
@@ -214,6 +219,9 @@ class Probe:
     def receive(self, timeout: float) -> Iterator[Frame | FrameError]:
         """Whole messages (CHUNKs reassembled); heartbeats and logs are recorded here."""
         for item in self.transport.frames(timeout):
+            self._keep_alive()
+            if item is None:
+                continue
             if isinstance(item, FrameError):
                 self.frame_errors.append(item)
                 yield item
@@ -265,7 +273,18 @@ class Probe:
             4: proof if proof is not None else master_proof(self.key, node_nonce, master_nonce),
         })
         self.hello = hello
+        self._joined_at = self._last_beat = time.monotonic()
         return hello
+
+    def _keep_alive(self) -> None:
+        """HEARTBEAT the board as a master does, so a test waiting on slow results does
+        not look like a silent master (the node ends a session silent for 3 intervals)."""
+        if self._joined_at is None:
+            return
+        now = time.monotonic()
+        if now - self._last_beat >= self.heartbeat_ms / 2000:
+            self._last_beat = now
+            self.send(MsgType.HEARTBEAT, {0: int((now - self._joined_at) * 1000)})
 
     # ---- tasks -------------------------------------------------------------------------
 
