@@ -15,6 +15,7 @@ import contextlib
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,9 @@ class Transport:
 
     def __init__(self) -> None:
         self.counters = WireCounters()
+        # Decoded but not yet handed out: one read can complete several frames, and a
+        # caller that stops iterating after the one it waited for must not lose the rest.
+        self._pending: deque[Frame | FrameError] = deque()
 
     def send_frame(self, frame: bytes) -> None:
         raise NotImplementedError
@@ -67,7 +71,25 @@ class Transport:
         raise NotImplementedError
 
     def frames(self, timeout: float) -> Iterator[Frame | FrameError | None]:
-        """Frames (or per-frame errors) that arrive within `timeout` seconds."""
+        """Frames (or per-frame errors) that arrive within `timeout` seconds, and None on
+        each idle tick (so the caller may send a HEARTBEAT while it waits)."""
+        deadline = time.monotonic() + timeout
+        pending = self._pending
+        while True:
+            while pending:
+                yield pending.popleft()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            items = self._read(min(remaining, IDLE_TICK_S))
+            if items is None:
+                yield None
+                continue
+            self.counters.frames_in += len(items)
+            pending.extend(items)
+
+    def _read(self, timeout: float) -> list[Frame | FrameError] | None:
+        """What the next bytes (waiting at most `timeout` s) complete; None if none came."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -94,17 +116,12 @@ class SerialTransport(Transport):
         self.port.flush()
         self.counters.bytes_out += len(data)
 
-    def frames(self, timeout: float) -> Iterator[Frame | FrameError | None]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            data = self.port.read(self.port.in_waiting or 1)
-            if not data:
-                yield None  # an idle tick: the probe may owe the board a HEARTBEAT
-                continue
-            self.counters.bytes_in += len(data)
-            for item in self.deframer.feed(data):
-                self.counters.frames_in += 1
-                yield item
+    def _read(self, timeout: float) -> list[Frame | FrameError] | None:
+        data = self.port.read(self.port.in_waiting or 1)  # the port's own 20 ms timeout
+        if not data:
+            return None
+        self.counters.bytes_in += len(data)
+        return self.deframer.feed(data)
 
     def close(self) -> None:
         self.port.close()
@@ -149,30 +166,21 @@ class TcpTransport(Transport):
         self.sock.sendall(data)
         self.counters.bytes_out += len(data)
 
-    def frames(self, timeout: float) -> Iterator[Frame | FrameError | None]:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            self.sock.settimeout(min(remaining, IDLE_TICK_S))
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                yield None  # an idle tick: the probe may owe the board a HEARTBEAT
-                continue
-            except OSError as exc:
-                raise ProbeError(f"the TCP link broke: {exc}") from exc
-            if not data:
-                raise ProbeError("the board closed the TCP link")
-            self.counters.bytes_in += len(data)
-            try:
-                items = self.reader.feed(data)
-            except FrameError as exc:
-                items = [exc]
-            for item in items:
-                self.counters.frames_in += 1
-                yield item
+    def _read(self, timeout: float) -> list[Frame | FrameError] | None:
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except TimeoutError:
+            return None
+        except OSError as exc:
+            raise ProbeError(f"the TCP link broke: {exc}") from exc
+        if not data:
+            raise ProbeError("the board closed the TCP link")
+        self.counters.bytes_in += len(data)
+        try:
+            return self.reader.feed(data)
+        except FrameError as exc:
+            return [exc]
 
     def close(self) -> None:
         self.sock.close()
