@@ -25,10 +25,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-# The arguments after the chosen command, for commands that dispatch further (bench).
-chosen_argv: list[str] = []
-
-
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     """Declare every command; import and configure only the one named in argv."""
     parser = argparse.ArgumentParser(
@@ -38,9 +34,6 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((a for a in argv if not a.startswith("-")), None)
-    if chosen is not None:
-        global chosen_argv
-        chosen_argv = argv[argv.index(chosen) + 1 :]
     for name, (module_name, help_text) in COMMANDS.items():
         if name != chosen:
             sub.add_parser(name, help=help_text)

@@ -1,6 +1,6 @@
 """Run a benchmark. Every benchmark measures ours against a baseline side by side in
 one run and reports ratios; `--json` prints one JSON object whose `headline` holds the
-figure its issue names."""
+figure its goal names."""
 
 from __future__ import annotations
 
@@ -24,14 +24,8 @@ BENCHES: dict[str, str] = {
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="bench", metavar="NAME", required=True)
-    from microswarm.cli import chosen_argv
-
-    chosen = next((a for a in chosen_argv if not a.startswith("-")), None)
     for name, module_name in BENCHES.items():
-        if name != chosen:
-            sub.add_parser(name, help=f"the {name} benchmark")
-            continue
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(module_name)  # light: each imports its tools in run
         cmd = sub.add_parser(name, help=(module.__doc__ or name).strip().splitlines()[0])
         cmd.add_argument("--json", action="store_true", help="print one JSON object")
         module.configure(cmd)
