@@ -5,7 +5,7 @@ in-process CPython nodes; splits the image into tiles (the `mandelbrot` kernel, 
 point), checks the assembled image against the reference computed here, writes a PNG in
 which each tile is tinted by the node that computed it, and prints a per-node table.
 
-  microswarm demo                       # about a minute on a 2-core machine
+  microswarm demo                       # a few seconds on a 2-core machine
   microswarm demo --tcp-boards 2 --serial-boards 1 --inproc 2 --width 480 --height 360
 """
 
