@@ -20,6 +20,10 @@ class TaskState(Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"
 
+    # Members are singletons: identity hashing is exact, and C-fast where Enum's own
+    # __hash__ (on the name) runs Python code on every transition-table lookup.
+    __hash__ = object.__hash__
+
 
 P, A, R = TaskState.PENDING, TaskState.ASSIGNED, TaskState.RUNNING
 D, F, C = TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED

@@ -78,28 +78,25 @@ def _prepare(obj: Any) -> Any:
     raise TypeError(f"{kind.__name__} is not part of the payload data model")
 
 
-def _int_keys_in_order(value: dict) -> bool:
-    """True when every key is an int and they already ascend (how payloads are built)."""
-    previous = -(1 << 64) - 1
-    for key in value:
-        if type(key) is not int or key <= previous:
-            return False
-        previous = key
-    return True
-
-
 def _prepare_map(value: dict) -> dict:
-    if _int_keys_in_order(value):
-        out = None
-        for key, item in value.items():
-            if type(item) in _PLAIN:
-                continue
-            prepared = _prepare(item)
-            if prepared is not item:
-                if out is None:
-                    out = dict(value)
-                out[key] = prepared
-        return value if out is None else out
+    # Fast path, one pass: int keys already ascending (how payloads are built).
+    previous = -(1 << 64) - 1
+    out = None
+    for key, item in value.items():
+        if type(key) is not int or key <= previous:
+            return _prepare_unordered_map(value)
+        previous = key
+        if type(item) in _PLAIN:
+            continue
+        prepared = _prepare(item)
+        if prepared is not item:
+            if out is None:
+                out = dict(value)
+            out[key] = prepared
+    return value if out is None else out
+
+
+def _prepare_unordered_map(value: dict) -> dict:
     key_types = set(map(type, value))
     if key_types <= _INT_ONLY:
         keys = sorted(value)
