@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from microswarm import paths
+from microswarm.vm import run_script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,20 +31,8 @@ def run_vm(micropython):
     """
 
     def run(source: str, heap: int | None = None, stdin: bytes = b"", timeout: float = 60) -> str:
-        cmd = [micropython]
-        if heap:
-            cmd += ["-X", f"heapsize={heap}"]
-        cmd += ["-c", "import sys; sys.path.insert(0, '')\n" + source]
-        proc = subprocess.run(
-            cmd, input=stdin, capture_output=True, timeout=timeout, cwd=paths.firmware_dir()
-        )
-        if proc.returncode != 0:
-            out = proc.stdout.decode(errors="replace")
-            err = proc.stderr.decode(errors="replace")
-            raise AssertionError(
-                f"MicroPython exited {proc.returncode}\nstdout:\n{out}\nstderr:\n{err}"
-            )
-        return proc.stdout.decode()
+        return run_script(source, cwd=paths.firmware_dir(), heap=heap, stdin=stdin,
+                          timeout=timeout, micropython=micropython)
 
     return run
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from microswarm import bundle, paths
+from microswarm.vm import run_script
 
 KEY = bytes(range(32))
 CLUSTER = "test"
@@ -59,15 +60,8 @@ def vm_script(micropython):
     """Run a script in the VM inside a flash folder: vm_script(flash, source, heap, stdin)."""
 
     def run(flash: Path, source: str, heap: int, stdin: bytes = b"", timeout: float = 60) -> str:
-        cmd = [micropython, "-X", f"heapsize={heap}", "-c",
-               "import sys; sys.path.insert(0, '')\n" + source]
-        proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout, cwd=flash)
-        if proc.returncode != 0:
-            raise AssertionError(
-                f"MicroPython exited {proc.returncode}\nstdout:\n{proc.stdout.decode()}\n"
-                f"stderr:\n{proc.stderr.decode()}"
-            )
-        return proc.stdout.decode()
+        return run_script(source, cwd=flash, heap=heap, stdin=stdin, timeout=timeout,
+                          micropython=micropython)
 
     return run
 

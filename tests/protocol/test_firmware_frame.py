@@ -26,6 +26,7 @@ from microswarm.protocol.catalog import (
     MsgType,
 )
 from microswarm.protocol.frame import from_json
+from microswarm.vm import run_script
 from microswarm.wire import (
     FrameError,
     FrameReader,
@@ -157,15 +158,8 @@ def small_board_vm(micropython, tmp_path_factory):
         )
 
     def run(source: str, heap: int | None = None, stdin: bytes = b"", timeout: float = 60):
-        cmd = [micropython, "-X", f"heapsize={heap or SMALL_HEAP}", "-c",
-               "import sys; sys.path.insert(0, '')\n" + source]
-        proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout, cwd=flash)
-        if proc.returncode != 0:
-            raise AssertionError(
-                f"MicroPython exited {proc.returncode}\nstdout:\n{proc.stdout.decode()}\n"
-                f"stderr:\n{proc.stderr.decode()}"
-            )
-        return proc.stdout.decode()
+        return run_script(source, cwd=flash, heap=heap or SMALL_HEAP, stdin=stdin,
+                          timeout=timeout, micropython=micropython)
 
     return run
 
@@ -190,18 +184,9 @@ def codec_vm(request, micropython, run_vm, tmp_path_factory):
     shutil.copy(native, flash / native.name)
 
     def run(source: str, heap: int | None = None, stdin: bytes = b"", timeout: float = 60):
-        cmd = [micropython]
-        if heap:
-            cmd += ["-X", f"heapsize={heap}"]
         check = "import frame\nassert frame._native is not None\n"
-        cmd += ["-c", "import sys; sys.path.insert(0, '')\n" + check + source]
-        proc = subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout, cwd=flash)
-        if proc.returncode != 0:
-            raise AssertionError(
-                f"MicroPython exited {proc.returncode}\nstdout:\n{proc.stdout.decode()}\n"
-                f"stderr:\n{proc.stderr.decode()}"
-            )
-        return proc.stdout.decode()
+        return run_script(check + source, cwd=flash, heap=heap, stdin=stdin, timeout=timeout,
+                          micropython=micropython)
 
     return run
 

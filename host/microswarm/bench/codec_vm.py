@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import array
 import json
-import subprocess
 import sys
 from typing import Any
 
 from microswarm import paths
 from microswarm.protocol.catalog import MsgType
+from microswarm.vm import run_script
 from microswarm.wire import encode_frame
 
 MAX_FRAME = 8192
@@ -114,21 +114,10 @@ def measure_firmware_codec(
         f"{name} {frames} {encode_frame(msg_type, payload, seq=7).hex()}\n"
         for name, (msg_type, payload) in messages.items()
     ).encode()
-    command = micropython or paths.micropython_command()
-    cmd = [command]
-    if heap:
-        cmd += ["-X", f"heapsize={heap}"]
-    cmd += ["-c", "import sys; sys.path.insert(0, '')\n" + _VM_SCRIPT]
-    proc = subprocess.run(
-        cmd, input=stdin, capture_output=True, timeout=timeout, cwd=paths.firmware_dir()
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(
-            f"MicroPython exited {proc.returncode}: "
-            f"{(proc.stderr or proc.stdout).decode(errors='replace').strip()}"
-        )
+    out = run_script(_VM_SCRIPT, cwd=paths.firmware_dir(), heap=heap, stdin=stdin,
+                     timeout=timeout, micropython=micropython)
     results: dict[str, dict[str, Any]] = {}
-    for line in proc.stdout.decode().splitlines():
+    for line in out.splitlines():
         figures = json.loads(line)
         name = figures.pop("name")
         for key, value in figures.items():
@@ -139,10 +128,8 @@ def measure_firmware_codec(
         results[name] = figures
     if set(results) != set(messages):
         raise RuntimeError(f"VM reported {sorted(results)}, expected {sorted(messages)}")
-    version = subprocess.run(
-        [command, "-c", "import sys; print(sys.version)"],
-        capture_output=True, text=True, timeout=30,
-    ).stdout.strip()
+    version = run_script("print(sys.version)", cwd=paths.firmware_dir(), timeout=30,
+                         micropython=micropython).strip()
     return {"vm": version, "frames": frames, "heap": heap, "messages": results}
 
 
