@@ -26,7 +26,10 @@ two or more the next task is already on the wire while the current one runs.
 Failure. A task whose node is lost, or whose kernel failed, is requeued (avoiding the
 node that failed it) until it has failed ``retries + 1`` times; then its job fails with
 the last cause and the job's other tasks are cancelled. A result for a task that is
-already finished is dropped (and counted): the user sees each task's result once.
+already finished is dropped (and counted): the user sees each task's result once. A node
+whose HEARTBEAT reports an empty queue while it still holds tasks sent long before lost
+them on the link (a TASK or RESULT frame dropped by CRC): ``reconcile`` requeues those
+without a penalty, so a lossy serial link cannot leak credits.
 
 Stragglers. When no task is pending and a running task is well past its expected finish
 time, ``tick`` places a second copy on an idle capable node; the first result wins and
@@ -136,7 +139,9 @@ class Task:
     failures: int = 0
     attempt: int = 0
     holders: dict[str, float] = field(default_factory=dict)  # node_id -> sent time
-    excluded: set[str] = field(default_factory=set)
+    # Nodes that failed it; replaced, never mutated, so the many tasks that never fail
+    # share one empty frozenset instead of each holding a set.
+    excluded: frozenset[str] = frozenset()
     speculated: bool = False
     cause: str = ""
 
@@ -162,7 +167,7 @@ class _Class:
         self.key = key
         self.pending: list[tuple[int, int, int, Task]] = []  # (-priority, job, index, task)
         self.nodes: list[tuple[float, int, int, NodeState]] = []  # free nodes: (eft, seq, version)
-        self.everyone: list[tuple[float, int, int, NodeState]] = []  # free or full
+        self.everyone: list[tuple[float, int, int, NodeState]] = []  # free or full (hold_ratio)
         self.parked: list[Task] = []  # no free node fits them right now
 
 
@@ -407,10 +412,12 @@ class Scheduler:
     def _push_node(self, cls: _Class, node: NodeState) -> None:
         entry = (node.backlog + self._estimate(node, cls.key[0], 0), next(self._seq),
                  node.version, node)
-        heapq.heappush(cls.everyone, entry)
+        if self.hold_ratio is not None:  # only _better_busy_node reads it
+            heapq.heappush(cls.everyone, entry)
         if node.free() > 0:
             heapq.heappush(cls.nodes, entry)
-        if len(cls.everyone) > 4 * len(self.nodes) + 64:
+        limit = 4 * len(self.nodes) + 64
+        if len(cls.everyone) > limit or len(cls.nodes) > limit:
             cls.nodes = [e for e in cls.nodes if e[2] == e[3].version]
             cls.everyone = [e for e in cls.everyone if e[2] == e[3].version]
             heapq.heapify(cls.nodes)
@@ -568,13 +575,13 @@ class Scheduler:
     def _retry(self, task: Task, cause: str, node_id: str) -> None:
         task.failures += 1
         task.cause = cause
-        task.excluded.add(node_id)
+        task.excluded = task.excluded | {node_id}
         key = task.job.key
         if not any(
             n.alive and n.can_run(key) and n.node_id not in task.excluded
             for n in self.nodes.values()
         ):
-            task.excluded.clear()  # every capable node failed it once: let them try again
+            task.excluded = frozenset()  # every capable node failed it once: try them again
         if task.failures <= self.retries:
             self._requeue(task)
             return
