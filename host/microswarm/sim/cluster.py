@@ -95,8 +95,11 @@ class Simulation:
             self._flush_trace()
 
     def _flush_trace(self) -> None:
-        try:  # marshal: exact and about 20x quicker than repr for these plain tuples
-            data = marshal.dumps(self._pending_trace)
+        # marshal: exact and a few times quicker than repr for these plain tuples. Format
+        # version 0, because later ones write back-references for objects whose refcount
+        # is above one and mark interned strings: equal traces could hash differently.
+        try:
+            data = marshal.dumps(self._pending_trace, 0)
         except ValueError:  # a detail that is not a plain value
             data = repr(self._pending_trace).encode()
         self._trace.update(data)
