@@ -29,8 +29,24 @@ from microswarm.sim.scenario import Fault, Scenario
 
 CLUSTER_KEY = b"microswarm-sim-cluster-key"
 TICK_S = 0.1  # scheduler tick (straggler checks)
-TRACE_BATCH = 4096  # trace entries hashed at a time
+TRACE_BATCH = 256  # entries hashed at a time; few, so they are freed before the GC scans them
 BOOT_SPREAD_S = 0.2  # nodes power on at random moments within this window
+
+
+def _memo_key(kernel: str, args: list) -> Any:
+    """A hashable key for a kernel call, or None when an argument cannot be one. Typed
+    arrays (unhashable) stand in as their typecode and bytes."""
+    key: Any = (kernel, tuple(args))
+    try:
+        hash(key)
+    except TypeError:
+        key = (kernel, tuple(
+            (a.typecode, a.tobytes()) if isinstance(a, array.array) else a for a in args))
+        try:
+            hash(key)
+        except TypeError:
+            return None
+    return key
 
 
 class Simulation:
@@ -95,11 +111,11 @@ class Simulation:
             self._flush_trace()
 
     def _flush_trace(self) -> None:
-        # marshal: exact and a few times quicker than repr for these plain tuples. Format
-        # version 0, because later ones write back-references for objects whose refcount
-        # is above one and mark interned strings: equal traces could hash differently.
+        # marshal: exact and about 10x quicker than repr for these plain tuples. Format
+        # version 2, the last whose bytes depend on values only: later ones write
+        # back-references for objects whose refcount is above one and mark interned strings.
         try:
-            data = marshal.dumps(self._pending_trace, 0)
+            data = marshal.dumps(self._pending_trace, 2)
         except ValueError:  # a detail that is not a plain value
             data = repr(self._pending_trace).encode()
         self._trace.update(data)
@@ -116,14 +132,11 @@ class Simulation:
     def run_kernel(self, kernel: str, args: list) -> tuple[Any, str | None]:
         """Run a kernel as the firmware does; kernels are pure, so results are cached by
         their arguments (many identical tasks cost the host one call)."""
-        try:
-            memo_key: Any = (kernel, tuple(
-                (a.typecode, a.tobytes()) if isinstance(a, array.array) else a for a in args))
-            hash(memo_key)
-        except TypeError:
-            memo_key = None
-        if memo_key is not None and memo_key in self._memo:
-            return self._memo[memo_key]
+        memo_key = _memo_key(kernel, args)
+        if memo_key is not None:
+            known = self._memo.get(memo_key)
+            if known is not None:
+                return known
         try:
             outcome: tuple[Any, str | None] = (kernels.run(kernel, args), None)
         except KeyError:

@@ -70,13 +70,13 @@ class Receiver:
         self.bad_frames = 0
 
     def feed(self, data: bytes) -> list:
-        if self.deframer is not None:
-            items = self.deframer.feed(data)
-        else:
+        if self.deframer is None:
             try:
-                items = [decode_frame(data)]
+                return [decode_frame(data)]
             except FrameError as exc:
-                items = [exc]
+                self.bad_frames += 1
+                return [exc]
+        items = self.deframer.feed(data)
         for item in items:
             if isinstance(item, FrameError):
                 self.bad_frames += 1
