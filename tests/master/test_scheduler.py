@@ -283,3 +283,21 @@ def test_reconcile_requeues_tasks_an_idle_node_never_got_without_penalty():
     s.result("a", d.task_id, 1)  # the first copy's RESULT, late
     assert s.duplicates == 1
     assert job.results == [1]
+
+
+@pytest.mark.parametrize("hold_ratio", [None, 0.7])
+def test_candidate_heaps_stay_bounded_and_the_full_heap_is_kept_only_for_hold(hold_ratio):
+    s, _ = make(hold_ratio=hold_ratio)
+    for i in range(50):
+        s.add_node(f"n{i}", caps("echo", window=2))
+    job = s.submit("echo", [[i] for i in range(5000)])
+    cls = s._classes[("echo", False)]
+    largest = 0
+    while job.state == "running":
+        for d in dispatches(s.poll()):
+            s.sent(d.node_id, d.task_id)
+            s.result(d.node_id, d.task_id, d.args[0], elapsed_us=1000)
+            largest = max(largest, len(cls.nodes), len(cls.everyone))
+    assert job.results == list(range(5000))
+    assert largest <= 4 * 50 + 64 + 1  # stale entries do not pile up
+    assert (len(cls.everyone) == 0) == (hold_ratio is None)
