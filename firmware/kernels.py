@@ -265,29 +265,25 @@ def mlp_int8(x, w1, b1, w2, b2, shift1, shift2):
     _arr(b2, "i", "b2")
     _int(shift1, "shift1", 0, 31)
     _int(shift2, "shift2", 0, 31)
-    n_in = len(x)
-    nh = len(b1)
-    n_out = len(b2)
-    if len(w1) != nh * n_in or len(w2) != n_out * nh:
+    if len(w1) != len(b1) * len(x) or len(w2) != len(b2) * len(b1):
         raise ValueError("w1 must hold len(b1)*len(x) and w2 len(b2)*len(b1) items")
-    hidden = _zeros("b", nh, 1)
-    w = 0
-    for j in range(nh):
-        acc = b1[j]
+    hidden = _dense_int8(x, w1, b1, shift1, 0)  # ReLU: clamp at 0
+    return _dense_int8(hidden, w2, b2, shift2, -128)
+
+
+@micropython.native
+def _dense_int8(x, w, b, shift, low):
+    """One requantised int8 layer: out[o] = clamp((w[o] . x + b[o]) >> shift, low, 127)."""
+    n_in = len(x)
+    out = _zeros("b", len(b), 1)
+    k = 0
+    for o in range(len(b)):
+        acc = b[o]
         for i in range(n_in):
-            acc += w1[w] * x[i]
-            w += 1
-        acc >>= shift1
-        hidden[j] = 0 if acc < 0 else (127 if acc > 127 else acc)
-    out = _zeros("b", n_out, 1)
-    w = 0
-    for o in range(n_out):
-        acc = b2[o]
-        for j in range(nh):
-            acc += w2[w] * hidden[j]
-            w += 1
-        acc >>= shift2
-        out[o] = -128 if acc < -128 else (127 if acc > 127 else acc)
+            acc += w[k] * x[i]
+            k += 1
+        acc >>= shift
+        out[o] = low if acc < low else (127 if acc > 127 else acc)
     return out
 
 
