@@ -188,17 +188,21 @@ def monte_carlo_pi(seed, n):
     return hits
 
 
+def _valid_length(n_x, n_k, name):
+    """Outputs of a 'valid' convolution of n_x inputs with n_k taps (none if n_x < n_k)."""
+    if n_k == 0:
+        raise ValueError(name + " must not be empty")
+    n_out = n_x - n_k + 1
+    return n_out if n_out > 0 else 0
+
+
 @micropython.native
 def fir(x, taps, shift):
     _arr(x, "h", "x")
     _arr(taps, "h", "taps")
     _int(shift, "shift", 0, 31)
     taps_n = len(taps)
-    if taps_n == 0:
-        raise ValueError("taps must not be empty")
-    n_out = len(x) - taps_n + 1
-    if n_out < 0:
-        n_out = 0
+    n_out = _valid_length(len(x), taps_n, "taps")
     out = _zeros("h", n_out, 2)
     rnd = (1 << (shift - 1)) if shift > 0 else 0
     last = taps_n - 1
@@ -218,11 +222,7 @@ def conv1d(x, kernel):
     if _arr(kernel, "bh", "kernel") != code:
         raise ValueError("x and kernel must have the same typecode")
     k_n = len(kernel)
-    if k_n == 0:
-        raise ValueError("kernel must not be empty")
-    n_out = len(x) - k_n + 1
-    if n_out < 0:
-        n_out = 0
+    n_out = _valid_length(len(x), k_n, "kernel")
     out = _zeros("i", n_out, 4)
     for i in range(n_out):
         acc = 0
