@@ -128,6 +128,8 @@ CATALOG: dict[MsgType, Message] = {
             Field(11, "link", "tstr", REQ, "link kind: tcp, serial, mem"),
             Field(12, "native_kernels", "tstr[]", OPT, "kernels served by the native module"),
             Field(13, "max_message", "uint", OPT, "largest reassembled CHUNK message accepted"),
+            Field(16, "cluster", "tstr", OPT, "the cluster name the node was configured with; "
+                  "a master serving another name refuses it (AUTH_FAILED naming both)"),
         ),
         _m(
             MsgType.WELCOME, "master -> node", "The node is admitted; the link limits.",
