@@ -266,17 +266,21 @@ def test_without_threads_silence_while_a_task_runs_is_not_loss_the_deadline_is()
     for t in range(2, 31):
         assert s.on_timer(float(t)) == [], t
     assert s.joined and s.next_deadline() <= 31.0
-    got = s.on_timer(31.0)
+    got = s.on_timer(31.0)  # the driver's scheduler requeues it and sends CANCEL
     assert got == [ev.TaskFailed(1, ErrorCode.DEADLINE, got[0].text)]
-    assert [(f.type, f.payload) for f in out(s) if f.type == MsgType.CANCEL] == [
-        (MsgType.CANCEL, {0: 1})]
-    # task 2's clock starts now that it is the oldest: still excused, for 30 s more
-    for t in range(32, 61):
+    assert {f.type for f in out(s)} == {MsgType.HEARTBEAT}  # no CANCEL from here
+    # task 1 stays held (cancelled) for 3 intervals; task 2 is still queued behind it
+    for t in range(32, 34):
         assert s.on_timer(float(t)) == [], t
-    got = s.on_timer(61.0)
+    # task 1 dropped at 34: task 2 becomes the oldest and starts its clock
+    for t in range(34, 64):
+        assert s.on_timer(float(t)) == [], t
+    got = s.on_timer(64.0)
     assert [e.task_id for e in got] == [2]
-    # nothing held any more: the silence since the last frame (at 0) counts again
-    got = s.on_timer(62.0)
+    for t in range(65, 67):
+        assert s.on_timer(float(t)) == [], t
+    # task 2's grace is over: nothing held, the silence since the last frame counts again
+    got = s.on_timer(67.0)
     assert [type(e) for e in got] == [ev.Left]
 
 
@@ -311,6 +315,14 @@ def test_a_stalled_driver_does_not_count_as_the_nodes_silence():
     assert s.on_timer(10.0) == [] and s.joined  # 9.9 s without a tick: our stall
     assert s.on_timer(11.0) == [] and s.on_timer(12.0) == []
     assert [type(e) for e in s.on_timer(12.5)] == [ev.Left]  # 3.5 s since 10.0 - 1
+
+
+def test_a_hello_for_another_cluster_is_refused_naming_both():
+    s = session(cluster="lab")
+    s.receive(hello(seq=2, cluster="home"), 0.0)
+    ((code, ref),) = errors(frames := out(s))
+    assert (code, ref) == (ErrorCode.AUTH_FAILED, 2) and s.closed
+    assert "'home'" in frames[0].payload[1] and "'lab'" in frames[0].payload[1]
 
 
 def test_node_bye_and_closing_error_end_the_session():

@@ -74,8 +74,9 @@ class Limits:
     max_message: int = 1 << 20
 
 
-def check_hello(hello: dict[str, Any], seq: int) -> None:
-    """Refuse a HELLO the master cannot serve (its payload already matched the catalog)."""
+def check_hello(hello: dict[str, Any], seq: int, cluster: str | None = None) -> None:
+    """Refuse a HELLO the master cannot serve (its payload already matched the catalog).
+    `cluster`: the master's cluster name (None: any name is accepted)."""
     if hello["proto_version"] != PROTOCOL_VERSION:
         raise JoinRefused(
             ErrorCode.BAD_VERSION,
@@ -85,18 +86,25 @@ def check_hello(hello: dict[str, Any], seq: int) -> None:
         raise JoinRefused(ErrorCode.BAD_PAYLOAD, f"HELLO nonce must be {NONCE_SIZE} bytes", seq)
     if not hello["node_id"]:
         raise JoinRefused(ErrorCode.BAD_PAYLOAD, "HELLO node_id is empty", seq)
+    if "cluster" in hello and cluster is not None and hello["cluster"] != cluster:
+        raise JoinRefused(
+            ErrorCode.AUTH_FAILED,
+            f"node {hello['node_id']!r} is configured for cluster {hello['cluster']!r}, this "
+            f"master serves cluster {cluster!r}: give both the same cluster name", seq)
     if hello["max_frame"] < MIN_FRAME:
         raise JoinRefused(ErrorCode.BAD_PAYLOAD,
                           f"HELLO max_frame {hello['max_frame']} is below {MIN_FRAME}", seq)
 
 
 def check_response(key: bytes, hello: dict[str, Any], master_nonce: bytes, mac: bytes,
-                   seq: int) -> None:
+                   seq: int, cluster: str | None = None) -> None:
     """The node's AUTH_RESPONSE MAC, compared in constant time."""
     expected = node_mac(key, master_nonce, bytes(hello["nonce"]), hello["node_id"])
     if not hmac.compare_digest(bytes(mac), expected):
-        raise JoinRefused(ErrorCode.AUTH_FAILED,
-                          f"node {hello['node_id']!r}: wrong cluster key (MAC mismatch)", seq)
+        raise JoinRefused(
+            ErrorCode.AUTH_FAILED,
+            f"node {hello['node_id']!r}: wrong cluster key (its proof does not verify with the "
+            f"key of this master's cluster {cluster!r}): give both the same key file", seq)
 
 
 def welcome(key: bytes, hello: dict[str, Any], master_nonce: bytes, limits: Limits, *,

@@ -6,7 +6,8 @@ Deadlines. Each task gets a budget of max(DEADLINE_FACTOR x its estimate, DEADLI
 clock starts when the task is known to run: when a HEARTBEAT's `running` lists it
 (kernel start = now - elapsed), or else when it becomes the node's oldest unanswered task
 (at send, if the node held nothing). A task past its budget is overdue: the session
-requeues it elsewhere and sends CANCEL.
+requeues it elsewhere and sends CANCEL; the task stays held (cancelled) for a grace of
+LOST_BEATS heartbeat intervals, then is dropped: a node whose kernel hangs is then lost.
 
 Reconciliation. A HEARTBEAT whose `queue` is 0 while the master still counts tasks sent
 to the node more than RECONCILE_BEATS heartbeat intervals ago means those TASK (or RESULT)
@@ -88,13 +89,25 @@ class HeldTasks:
                     best = due
         return best
 
-    def overdue(self, now: float) -> list[int]:
-        """Remove the tasks past their deadline; return those not cancelled already."""
-        late = [(task_id, held.cancelled) for task_id, held in self.tasks.items()
-                if held.started_at is not None and now >= held.started_at + held.budget_s]
-        for task_id, _ in late:
+    def overdue(self, now: float, grace_s: float) -> list[int]:
+        """The tasks past their deadline, not cancelled before: returned, and kept as
+        cancelled for `grace_s` more (the node still runs the kernel; the master sends
+        CANCEL). Cancelled tasks past their deadline are dropped."""
+        late = []
+        drop = []
+        for task_id, held in self.tasks.items():
+            if held.started_at is None or now < held.started_at + held.budget_s:
+                continue
+            if held.cancelled:
+                drop.append(task_id)
+            else:
+                held.cancelled = True
+                held.started_at = now
+                held.budget_s = grace_s
+                late.append(task_id)
+        for task_id in drop:
             self.answered(task_id, now)
-        return [task_id for task_id, cancelled in late if not cancelled]
+        return late
 
     def lost(self, now: float, sent_before: float) -> list[int]:
         """The node says it holds nothing: remove every task sent before `sent_before` and

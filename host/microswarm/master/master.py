@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from microswarm.keys import DEFAULT_CLUSTER
 from microswarm.master import events as ev
 from microswarm.master.conn import Admission, Connection, SerialPort
 from microswarm.master.handshake import Limits, NodeInfo
@@ -88,7 +89,7 @@ class Master:
     def __init__(
         self,
         *,
-        cluster: str = "microswarm",
+        cluster: str = DEFAULT_CLUSTER,
         key: bytes = b"",
         host: str = "127.0.0.1",
         tcp_port: int | None = TCP_PORT,
@@ -201,7 +202,7 @@ class Master:
     def new_session(self, link: Link) -> NodeSession:
         """A sans-IO session for a new link, with this master's limits."""
         return NodeSession(
-            self.key, now=time.monotonic(), kind=link.kind, peer=link.peer,
+            self.key, now=time.monotonic(), cluster=self.cluster, kind=link.kind, peer=link.peer,
             framing=link.framing,
             limits=Limits(heartbeat_ms=self.heartbeat_ms, window=self.window,
                           max_frame=self.max_frame, max_message=self.max_message),
@@ -294,8 +295,10 @@ class Master:
         priority: int = 0,
         key: str | None = None,
         native: bool = False,
+        timeout: float | None = None,
     ) -> JobHandle:
-        """Start a job of one task per argument list; await the handle for the results."""
+        """Start a job of one task per argument list; await the handle for the results.
+        With `timeout` (seconds) the job fails (JobFailedError) if not done by then."""
         arg_lists = [list(a) for a in arg_lists]
         infos = self.nodes
         if infos and not any(kernel in i.kernels for i in infos):
@@ -322,7 +325,7 @@ class Master:
             handle.nodes[i] = "journal"
         job = self.scheduler.submit(
             kernel, [arg_lists[i] for i in todo], priority=priority, native=native,
-            sizes=sizes,
+            sizes=sizes, timeout=timeout,
         )
         handle.job_id = job.job_id
         self._jobs[job.job_id] = handle
@@ -413,7 +416,7 @@ class Master:
                 self._task_failed(conn, e)
             elif kind is ev.TaskLost:
                 log.warning("%s: task %d lost on the link, requeued", conn.node_id, e.task_id)
-                sched.error(conn.node_id, e.task_id, "frame lost on the link", penalty=False)
+                sched.lost(conn.node_id, e.task_id)
             elif kind is ev.Joined:
                 self._node_joined(conn, e.info)
             elif kind is ev.Left:
@@ -436,11 +439,18 @@ class Master:
         self._apply()
 
     def _task_failed(self, conn: Connection, e: ev.TaskFailed) -> None:
-        if e.code == ErrorCode.CANCELLED:
+        code, text = e.code, e.text
+        if code == ErrorCode.CANCELLED:
             return
-        if e.code == ErrorCode.DEADLINE:
-            log.warning("%s", e.text)
-        self.scheduler.error(conn.node_id, e.task_id, e.text, penalty=e.code != ErrorCode.BUSY)
+        if code == ErrorCode.DEADLINE:  # requeued elsewhere, CANCEL to the node
+            log.warning("%s", text)
+            self.scheduler.timed_out(conn.node_id, e.task_id, text)
+            return
+        # Bad arguments fail the same way on every node: no retry elsewhere.
+        fatal = code == ErrorCode.BAD_ARGS or (
+            code == ErrorCode.KERNEL_FAILED and text.startswith(("TypeError", "ValueError")))
+        self.scheduler.error(conn.node_id, e.task_id, text, penalty=code != ErrorCode.BUSY,
+                             fatal=fatal)
 
     def _node_joined(self, conn: Connection, info: NodeInfo) -> None:
         address = self._tcp_address.pop(conn, None)
@@ -460,6 +470,7 @@ class Master:
             native_kernels=frozenset(info.native_kernels),
             max_message=info.max_message,
             window=info.window,
+            heap_free=info.heap_free,
         )
         self.scheduler.add_node(info.node_id, caps)
         self._spawn(self._notify_joined())
@@ -474,7 +485,9 @@ class Master:
         del self.sessions[node_id]
         log.log(logging.INFO if self._stopping else logging.WARNING, "node %s left: %s",
                 node_id, cause)
-        self.scheduler.remove_node(node_id, f"node {node_id}: {cause}")
+        # A node that said BYE, or that the master let go, was not taken down by a task.
+        blame = not self._stopping and not cause.startswith("node said BYE")
+        self.scheduler.remove_node(node_id, f"node {node_id}: {cause}", blame=blame)
 
     def forget(self, conn: Connection) -> None:
         """The connection's session ended: drop every reference to it (once)."""
@@ -491,6 +504,13 @@ class Master:
             now = time.monotonic()
             for conn in list(self.connections):
                 conn.on_timer(now)  # every tick: a late tick tells the session we stalled
+            for conn in self.sessions.values():  # what the last HEARTBEAT said
+                info = conn.info
+                if info is not None:
+                    self.scheduler.heap(info.node_id, info.heap_free)
+                    if "uptime_ms" in info.node_heartbeat:  # restarted while running a task?
+                        self.scheduler.uptime(info.node_id,
+                                              info.node_heartbeat["uptime_ms"] / 1000)
             self.scheduler.tick()
             self._apply()
             if self.journal is not None and self.journal.due():
@@ -524,11 +544,13 @@ class Master:
 
 
 class _Discovery(asyncio.DatagramProtocol):
-    """Answers DISCOVER beacons for this master's cluster with ANNOUNCE."""
+    """Answers DISCOVER beacons with ANNOUNCE naming this master's cluster (a node asking
+    for another cluster ignores it and logs both names)."""
 
     def __init__(self, master: Master) -> None:
         self.master = master
         self.transport: asyncio.DatagramTransport | None = None
+        self.mismatches: set[tuple[str, Any]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -544,7 +566,14 @@ class _Discovery(asyncio.DatagramProtocol):
             return
         asked = fields(frame.type, frame.payload)
         if asked.get("cluster") != master.cluster:
-            return
+            # Answered all the same: the node learns which cluster this master serves and
+            # says why it does not join. Logged once per address and name.
+            seen = (addr[0], asked.get("cluster"))
+            if seen not in self.mismatches and len(self.mismatches) < 256:
+                self.mismatches.add(seen)
+                log.warning("discovery: node %r at %s asks for cluster %r, this master serves "
+                            "cluster %r: give both the same cluster name", asked.get("node_id"),
+                            addr[0], asked.get("cluster"), master.cluster)
         host = master.host
         if host in ("0.0.0.0", ""):
             host = _local_address_towards(addr[0])

@@ -143,7 +143,7 @@ class NodeSession:
     """One link's session; see the module docstring."""
 
     __slots__ = (
-        "key", "kind", "peer", "framing", "limits", "state", "info", "bad_frames",
+        "key", "cluster", "kind", "peer", "framing", "limits", "state", "info", "bad_frames",
         "master_nonce", "last_rx", "heartbeat_s", "held", "reconcile", "close_cause",
         "_nonce", "_hello", "_hello_seq", "_join_deadline", "_join_timeout_s",
         "_wait_for_hello", "_deframer", "_reassembler", "_out", "_seq", "_stream",
@@ -155,6 +155,7 @@ class NodeSession:
         key: bytes,
         *,
         now: float,
+        cluster: str | None = None,
         kind: str = "tcp",
         peer: str = "",
         framing: str = "stream",
@@ -172,6 +173,7 @@ class NodeSession:
         cobs framing) starts the join deadline at HELLO instead of now. `origin` is when
         the master started (HEARTBEAT uptime); `nonce(n)` gives n random bytes."""
         self.key = key
+        self.cluster = cluster  # None: accept any HELLO cluster name
         self.kind = kind
         self.peer = peer
         self.framing = framing
@@ -334,17 +336,16 @@ class NodeSession:
             # The driver itself stalled: it could not read frames, so that time is not
             # the node's silence.
             self.last_rx = max(self.last_rx, now - beat)
+        if self.held.tasks:  # the scheduler requeues it and sends CANCEL (timed_out)
+            for task_id in self.held.overdue(now, LOST_BEATS * beat):
+                events.append(TaskFailed(task_id, int(ErrorCode.DEADLINE),
+                                         f"task {task_id} passed its deadline on "
+                                         f"{self.node_id}: requeued elsewhere"))
         if now - self.last_rx > LOST_BEATS * beat and not self._excused():
             events.extend(self._close(
                 f"lost: no frame for {LOST_BEATS} heartbeat intervals "
                 f"({now - self.last_rx:.1f} s)"))
             return events
-        if self.held.tasks:
-            for task_id in self.held.overdue(now):
-                self._send(_CANCEL, {_CANCEL_ID: task_id})
-                events.append(TaskFailed(task_id, int(ErrorCode.DEADLINE),
-                                         f"task {task_id} passed its deadline on "
-                                         f"{self.node_id}: requeued elsewhere"))
         if now + TIMER_SLACK_S >= self._next_beat:
             self._next_beat = now + beat
             self._send_encoded(_HEARTBEAT,
@@ -525,7 +526,7 @@ class NodeSession:
     def _on_hello(self, frame: Frame, now: float, events: list[Event]) -> None:
         hello = fields(_HELLO, frame.payload)
         try:
-            check_hello(hello, frame.seq)
+            check_hello(hello, frame.seq, self.cluster)
         except JoinRefused as exc:
             self._refuse(exc.code, exc.text, exc.ref_seq, events)
             return
@@ -542,7 +543,8 @@ class NodeSession:
         assert hello is not None
         try:
             check_response(self.key, hello, self.master_nonce,
-                           fields(_AUTH_RESPONSE, frame.payload)["mac"], frame.seq)
+                           fields(_AUTH_RESPONSE, frame.payload)["mac"], frame.seq,
+                           self.cluster)
         except JoinRefused as exc:
             self._refuse(exc.code, exc.text, exc.ref_seq, events)
             return

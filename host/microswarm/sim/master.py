@@ -178,8 +178,7 @@ class SimMaster:
                 self.recovered += 1
                 sim.trace("recover", node.node_id, e.task_id)
                 self._settle(e.task_id)
-                self.scheduler.error(node.node_id, e.task_id, "frame lost on the link",
-                                     penalty=False)
+                self.scheduler.lost(node.node_id, e.task_id)
             elif kind is ev.Joined:
                 sim.trace("join", node.node_id)
                 info = e.info
@@ -204,9 +203,11 @@ class SimMaster:
             return
         if code == ErrorCode.BUSY:
             self.sim.count("busy")
-        elif code == ErrorCode.DEADLINE:
+        elif code == ErrorCode.DEADLINE:  # requeued elsewhere, CANCEL to the node
             self.sim.count("deadline")
             self.sim.trace("deadline", node.node_id, task_id)
+            self.scheduler.timed_out(node.node_id, task_id, text)
+            return
         self.scheduler.error(node.node_id, task_id, text or "error",
                              penalty=code != ErrorCode.BUSY)
 
