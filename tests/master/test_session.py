@@ -152,6 +152,20 @@ def test_serial_waits_for_hello_and_only_counts_noise_before_it():
     assert s.joined
 
 
+def test_serial_console_text_is_counted_never_answered():
+    """A board that dropped to its REPL echoes what it gets: answering its text would
+    feed the loop. A damaged frame of ours (readable header, bad CRC) is still answered."""
+    s = session("cobs")
+    join(s, framing="cobs")
+    got = s.receive(b"Traceback (most recent call last):\r\n>>> \x00raw REPL\x00", 1.0)
+    assert [type(e) for e in got] == [ev.BadFrame, ev.BadFrame] and s.info.bad_frames == 2
+    assert not s.take_output() and s.joined
+    damaged = bytearray(encode_frame(MsgType.HEARTBEAT, {0: 1}, 9))
+    damaged[-1] ^= 0xFF
+    s.receive(serial_encode(bytes(damaged)), 1.1)
+    assert errors(out(s, "cobs")) == [(ErrorCode.BAD_CRC, 9)]
+
+
 def test_chunk_before_welcome_is_refused_not_reassembled():
     s = session()
     frames = encode_message(MsgType.HELLO, {0: "x" * 9000}, max_frame=4096, stream=1,
@@ -176,8 +190,9 @@ def test_negotiated_max_frame_on_serial_skips_the_frame():
     s = session("cobs", limits=Limits(max_frame=8192))
     join(s, framing="cobs", max_frame=2048)
     got = s.receive(frame(MsgType.LOG, {0: 1, 1: "x" * 3000}, 12, "cobs"), 1.0)
-    # discarded as it arrives, in bounded memory: its header is never read
-    assert errors(out(s, "cobs")) == [(ErrorCode.TOO_LARGE, None)]
+    # discarded as it arrives, in bounded memory: its header is never read, so it is
+    # counted and not answered
+    assert errors(out(s, "cobs")) == [] and s.info.bad_frames == 1
     assert [type(e) for e in got] == [ev.BadFrame] and s.joined
 
 
@@ -236,6 +251,18 @@ def test_master_heartbeats_each_interval():
     assert beat.type == MsgType.HEARTBEAT and beat.payload == {0: 1000}
     s.on_timer(1.5)
     assert out(s) == []
+
+
+def test_serial_master_holds_its_heartbeat_while_the_node_is_silent():
+    s = session("cobs")
+    join(s, now=0.0, framing="cobs")
+    s.on_timer(1.0)
+    assert [f.type for f in out(s, "cobs")] == [MsgType.HEARTBEAT]
+    s.on_timer(2.0)  # nothing heard for 2 intervals: a board that may be rebooting
+    assert out(s, "cobs") == []
+    s.receive(frame(MsgType.HEARTBEAT, {0: 5}, 3, "cobs"), 2.5)
+    s.on_timer(3.0)
+    assert [f.type for f in out(s, "cobs")] == [MsgType.HEARTBEAT]
 
 
 def test_a_silent_node_is_lost_after_three_intervals():

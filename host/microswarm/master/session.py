@@ -88,6 +88,7 @@ from microswarm.wire import (
 JOIN_TIMEOUT_S = 10.0  # HANDSHAKE_TIMEOUT: link open (or HELLO, on serial) to AUTH_RESPONSE
 LOST_BEATS = 3  # silent this many heartbeat intervals: lost
 MAX_STREAMS = 4  # open CHUNK streams a node may hold towards the master
+QUIET_AFTER_BEATS = 1.5  # serial: no master HEARTBEAT to a node silent this many intervals
 TIMER_SLACK_S = 0.001  # timers fire this much early, so a driver ticking exactly on time
                        # does not skip a heartbeat to float rounding
 
@@ -348,8 +349,12 @@ class NodeSession:
             return events
         if now + TIMER_SLACK_S >= self._next_beat:
             self._next_beat = now + beat
-            self._send_encoded(_HEARTBEAT,
-                               _heartbeat_payload(int((now - self._origin) * 1000)))
+            # On serial, not to a node that missed its own heartbeat (busy in a kernel,
+            # frozen, or restarting): the frame would only queue up, or reach a board
+            # while it boots, before its worker has turned the interrupt key off.
+            if not self._cobs or now - self.last_rx <= QUIET_AFTER_BEATS * beat:
+                self._send_encoded(_HEARTBEAT,
+                                   _heartbeat_payload(int((now - self._origin) * 1000)))
         return events
 
     # ------------------------------------------------------------------ internals
@@ -406,13 +411,18 @@ class NodeSession:
 
     def _bad(self, exc: FrameError, msg_type: int | None, events: list[Event]) -> None:
         """A frame that failed a check: counted, answered, logged by the driver; before
-        WELCOME it ends the session, except unreadable bytes on a serial line (a board's
-        boot text, line noise), which are only counted."""
+        WELCOME it ends the session. On a serial line, bytes without a readable header of
+        this protocol version are only counted, and before WELCOME so is any frame that
+        fails a check before its type is known."""
         self.bad_frames += 1
         info = self.info
         if info is not None:
             info.bad_frames += 1
         events.append(BadFrame(int(exc.code), exc.text, exc.seq))
+        if self._cobs and (exc.seq is None or exc.code == ErrorCode.BAD_VERSION):
+            # Not a frame of ours at all (a console's text, boot noise, line noise): an
+            # answer could only feed a loop with a console that echoes what it gets.
+            return
         if self.state is State.JOINED:
             self.send_error(exc.code, exc.text, exc.seq)
             if exc.fatal:
