@@ -56,7 +56,7 @@ class HeldTasks:
         """A RESULT or ERROR for the task: the next oldest task starts its clock."""
         tasks = self.tasks
         if tasks.pop(task_id, None) is not None and tasks:
-            self._start_oldest(now)
+            self.start_oldest(now)
 
     def cancelled(self, task_id: int) -> None:
         """The master sent CANCEL (another copy won, the job ended): the node still holds
@@ -117,10 +117,11 @@ class HeldTasks:
         for task_id, _ in gone:
             del self.tasks[task_id]
         if gone and self.tasks:
-            self._start_oldest(now)
+            self.start_oldest(now)
         return [task_id for task_id, cancelled in gone if not cancelled]
 
-    def _start_oldest(self, now: float) -> None:
+    def start_oldest(self, now: float) -> None:
+        """The oldest unanswered task's clock starts now, if it has not yet."""
         for held in self.tasks.values():
             if held.started_at is None:
                 held.started_at = now

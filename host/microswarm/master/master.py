@@ -443,7 +443,7 @@ class Master:
         if code == ErrorCode.CANCELLED:
             return
         if code == ErrorCode.DEADLINE:  # requeued elsewhere, CANCEL to the node
-            log.warning("%s", text)
+            log.warning("task %d %s: requeued elsewhere", e.task_id, text)
             self.scheduler.timed_out(conn.node_id, e.task_id, text)
             return
         # Bad arguments fail the same way on every node: no retry elsewhere.

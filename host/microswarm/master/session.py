@@ -225,6 +225,10 @@ class NodeSession:
     def closed(self) -> bool:
         return self.state is State.CLOSED
 
+    @property
+    def has_output(self) -> bool:
+        return bool(self._out)
+
     def take_output(self) -> Sequence[bytes]:
         """The frames to write, in order (each COBS-encoded and delimited on serial)."""
         out = self._out
@@ -340,8 +344,7 @@ class NodeSession:
         if self.held.tasks:  # the scheduler requeues it and sends CANCEL (timed_out)
             for task_id in self.held.overdue(now, LOST_BEATS * beat):
                 events.append(TaskFailed(task_id, int(ErrorCode.DEADLINE),
-                                         f"task {task_id} passed its deadline on "
-                                         f"{self.node_id}: requeued elsewhere"))
+                                         f"passed its deadline on {self.node_id}"))
         if now - self.last_rx > LOST_BEATS * beat and not self._excused():
             events.extend(self._close(
                 f"lost: no frame for {LOST_BEATS} heartbeat intervals "
@@ -465,7 +468,10 @@ class NodeSession:
 
     def _result(self, body: dict[int, Any], now: float, events: list[Event]) -> None:
         task_id = body[RESULT_TASK_ID]
-        self.held.answered(task_id, now)
+        held = self.held
+        tasks = held.tasks
+        if tasks.pop(task_id, None) is not None and tasks:  # held.answered(), inlined
+            held.start_oldest(now)
         info = self.info
         assert info is not None
         info.results += 1

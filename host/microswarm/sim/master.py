@@ -147,15 +147,17 @@ class SimMaster:
 
     # ------------------------------------------------------------------ receiving
     def receive(self, node: SimNode, epoch: int, data: bytes) -> None:
-        if self.is_down():
+        now = self.sim.events.now
+        if now < self.down_until:
             return
         session = self.sessions[node.index]
         if epoch != self.epochs[node.index] or session is None or session.closed:
             if node.link.connected:  # the closed connection answers with a reset
                 self.sim.events.after(node.link.latency_s, node.reset_by_peer, node.boot)
             return
-        events = session.receive(data, self.sim.events.now)
-        self._flush(node, session)
+        events = session.receive(data, now)
+        if session.has_output:
+            self._flush(node, session)
         if events:
             self._events(node, events)
         self.pump()
