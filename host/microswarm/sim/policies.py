@@ -64,8 +64,8 @@ class QueuedPolicy(Scheduler):
         return None
 
     # ------------------------------------------------------------------ overrides
-    def tick(self) -> None:
-        self._dispatch()  # no speculative copies
+    def _speculate(self, task: Task) -> bool:
+        return False  # no speculative copies
 
     def add_node(self, node_id: str, caps: NodeCaps) -> None:
         if self.rebalance_on_join:
@@ -76,11 +76,11 @@ class QueuedPolicy(Scheduler):
         self.queues.setdefault(node_id, deque())
         super().add_node(node_id, caps)
 
-    def remove_node(self, node_id: str, cause: str = "") -> None:
+    def remove_node(self, node_id: str, cause: str = "", **kw: Any) -> None:
         queued = self.queues.pop(node_id, None)
         if queued:
             self.unplaced.extend(queued)
-        super().remove_node(node_id, cause)
+        super().remove_node(node_id, cause, **kw)
 
     def _dispatch(self) -> None:
         for cls in self._classes.values():
