@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from microswarm.master.cluster import ClusterStartError, progress_bar
     from microswarm.master.config import ClusterFileError, ClusterSpec, load
     from microswarm.master.jobs import JOBS, parse_params
+    from microswarm.master.journal import JournalKeyError
 
     try:
         plan = JOBS[args.job](**parse_params(args.params))
@@ -94,7 +95,10 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(str(exc)) from None
     with contextlib.closing(cluster):
         start = time.perf_counter()
-        handle = cluster.submit_job(plan.kernel, plan.tasks, key=journal_key)
+        try:
+            handle = cluster.submit_job(plan.kernel, plan.tasks, key=journal_key)
+        except JournalKeyError as exc:
+            raise SystemExit(f"run: {exc}") from None
         resumed = handle.resumed
         if resumed:
             print(f"resuming: {resumed} of {handle.total} tasks already in the journal")

@@ -26,6 +26,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from microswarm.keys import read_key
 from microswarm.wire import decode_payload, encode_payload
 
 SERVICE = "microswarm-client"
@@ -95,10 +96,5 @@ def parse_address(text: str, default_port: int = CLIENT_PORT) -> tuple[str, int]
 
 
 def read_key_file(path: str | Path) -> bytes:
-    """The cluster key in a key file. The one place clients read a key file, so it follows
-    the project's key reader where there is one (``microswarm.keys.read_key``)."""
-    try:
-        from microswarm.keys import read_key  # type: ignore[import-not-found]
-    except ImportError:
-        return Path(path).read_bytes().strip()
+    """The cluster key in a key file, read by the project's one key reader."""
     return read_key(path)
