@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from microswarm.master import events as ev
+from microswarm.master import session_events as ev
 from microswarm.master.handshake import Limits
 from microswarm.master.messages import build, fields
 from microswarm.master.session import NodeSession, State
@@ -356,7 +356,8 @@ def test_node_bye_and_closing_error_end_the_session():
     s = session()
     join(s)
     got = s.receive(frame(MsgType.BYE, {0: "update"}, 3), 1.0)
-    assert got == [ev.Left("n1", "node said BYE update")] and s.closed
+    assert [(type(e), e.node_id, e.cause) for e in got] == [
+        (ev.Left, "n1", "node said BYE update")] and s.closed
     s = session()
     join(s)
     got = s.receive(frame(MsgType.ERROR, {0: int(ErrorCode.AUTH_FAILED), 1: "bad proof"}, 3),

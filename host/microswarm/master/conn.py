@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from microswarm.master.events import Event
 from microswarm.master.handshake import NodeInfo
 from microswarm.master.links import Link, SerialLink
 from microswarm.master.session import NodeSession
+from microswarm.master.session_events import Event
 
 log = logging.getLogger(__name__)
 

@@ -1,83 +1,46 @@
-"""What a NodeSession reports to whoever drives it (the asyncio master, the simulator).
+"""What the master tells its observers: a small publish/subscribe feed.
 
-Each is a small immutable record; drivers dispatch on ``type(event)``. Task events name
-the scheduler call they map to.
+The master calls ``emit(kind, **data)`` at a few points (a node joined, left, was refused,
+sent a LOG line; a job was submitted or cancelled; the scheduler's actions were applied).
+Observers (the client port, the dashboard's recorder, the metrics) subscribe with a
+callback ``fn(kind, data)``. Emitting with no subscriber costs one attribute test, so the
+master pays nothing for observers nobody started. An observer that raises is logged and
+kept: one broken view must not stop the master.
+
+Kinds and their data:
+  node_joined   session, info               node_left   session, info, cause
+  node_refused  session, text               node_log    node_id, level, text
+  job_submitted handle                      job_cancelled handle
+  actions       actions (scheduler Dispatch/Cancel/TaskDone/JobDone/JobFailed, applied)
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import logging
+from collections.abc import Callable
+from typing import Any
 
-from microswarm.master.handshake import NodeInfo
+log = logging.getLogger(__name__)
 
-
-class Joined(NamedTuple):
-    """WELCOME is out: the scheduler may place tasks on the node."""
-
-    info: NodeInfo
+Observer = Callable[[str, dict[str, Any]], None]
 
 
-class Refused(NamedTuple):
-    """The join failed; the ERROR is queued and the session is closed."""
+class Events:
+    __slots__ = ("observers",)
 
-    code: int
-    text: str
+    def __init__(self) -> None:
+        self.observers: list[Observer] = []
 
+    def subscribe(self, fn: Observer) -> Callable[[], None]:
+        """Add an observer; returns the function that removes it."""
+        self.observers.append(fn)
+        return lambda: self.observers.remove(fn) if fn in self.observers else None
 
-class Result(NamedTuple):
-    """A RESULT with a value: scheduler.result()."""
-
-    task_id: int
-    value: Any
-    elapsed_us: int
-    body: dict[int, Any]
-
-
-class TaskFailed(NamedTuple):
-    """A RESULT with an error, an ERROR naming a task, or a task past its deadline
-    (code DEADLINE; CANCEL already queued): scheduler.error(), without a penalty for BUSY,
-    ignored for CANCELLED."""
-
-    task_id: int
-    code: int
-    text: str
-
-
-class TaskLost(NamedTuple):
-    """The node's HEARTBEAT says it no longer holds the task (a frame lost on the link):
-    requeue without a penalty."""
-
-    task_id: int
-
-
-class BadFrame(NamedTuple):
-    """A frame refused (already counted and answered); for the driver's rate-limited log."""
-
-    code: int
-    text: str
-    seq: int | None
-
-
-class NodeError(NamedTuple):
-    """An ERROR from the node that names no task."""
-
-    code: int
-    text: str
-
-
-class NodeLog(NamedTuple):
-    """A LOG line from the node (LogLevel 0-3)."""
-
-    level: int
-    text: str
-
-
-class Left(NamedTuple):
-    """The joined node is gone from this session (lost, BYE, restarted, closed): remove it
-    from the scheduler. A restarted node's new join follows as another Joined."""
-
-    node_id: str
-    cause: str
-
-
-Event = Joined | Refused | Result | TaskFailed | TaskLost | BadFrame | NodeError | NodeLog | Left
+    def emit(self, kind: str, **data: Any) -> None:
+        if not self.observers:
+            return
+        for fn in list(self.observers):
+            try:
+                fn(kind, data)
+            except Exception:  # noqa: BLE001 - an observer's bug must not stop the master
+                log.exception("observer %r failed on %s", fn, kind)

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from microswarm.keys import DEFAULT_CLUSTER
-from microswarm.master import events as ev
+from microswarm.master import session_events as ev
 from microswarm.master.conn import Admission, Connection, SerialPort
+from microswarm.master.events import Events
 from microswarm.master.handshake import Limits, NodeInfo
 from microswarm.master.held import DEADLINE_MIN_S
 from microswarm.master.inproc import InprocNode
@@ -128,6 +129,7 @@ class Master:
         self._log = RateLimitedLog(log)
         self.journal = Journal(journal) if journal else None
         self.refusals: list[str] = []  # why nodes were refused at join, most recent last
+        self.events = Events()  # observers: client port, dashboard, metrics (events.py)
         self._want_tcp, self._want_udp, self._want_control = tcp_port, udp_port, control_port
         self.tcp_port: int | None = None
         self.udp_port: int | None = None
@@ -329,6 +331,7 @@ class Master:
         )
         handle.job_id = job.job_id
         self._jobs[job.job_id] = handle
+        self.events.emit("job_submitted", handle=handle)
         self._apply()
         return handle
 
@@ -340,8 +343,12 @@ class Master:
         self._apply()
         if not handle.future.done():
             handle.future.cancel()
+        self.events.emit("job_cancelled", handle=handle)
         if handle.key and self.journal is not None:
             self.journal.finish(handle.key, "cancelled")
+
+    def job(self, job_id: int) -> JobHandle | None:
+        return self._jobs.get(job_id)
 
     def jobs(self) -> list[dict[str, Any]]:
         return [
@@ -402,6 +409,7 @@ class Master:
                         self.journal.finish(handle.key, "failed")
                     if not handle.future.done():
                         handle.future.set_exception(JobFailedError(action.cause))
+        self.events.emit("actions", actions=actions)
 
     # ------------------------------------------------------------------ session events
     def on_events(self, conn: Connection, events: list[ev.Event]) -> None:
@@ -420,7 +428,7 @@ class Master:
             elif kind is ev.Joined:
                 self._node_joined(conn, e.info)
             elif kind is ev.Left:
-                self._node_left(conn, e.node_id, e.cause)
+                self._node_left(conn, e.info, e.cause)
             elif kind is ev.BadFrame:
                 self.stats["bad_frames"] += 1
                 self._log.log(logging.WARNING, "%s: bad frame: %s: %s", conn.node_id,
@@ -432,10 +440,12 @@ class Master:
                 self._log.log(logging.WARNING, "refused a node on %s", text)
                 self.refusals.append(text)
                 del self.refusals[:-100]
+                self.events.emit("node_refused", session=conn, text=e.text)
             elif kind is ev.NodeError:
                 self._log.log(logging.WARNING, "%s: ERROR %s: %s", conn.node_id, e.code, e.text)
             elif kind is ev.NodeLog:
                 log.log(10 + 10 * min(e.level, 3), "%s: %s", conn.node_id, e.text)
+                self.events.emit("node_log", node_id=conn.node_id, level=e.level, text=e.text)
         self._apply()
 
     def _task_failed(self, conn: Connection, e: ev.TaskFailed) -> None:
@@ -473,16 +483,19 @@ class Master:
             heap_free=info.heap_free,
         )
         self.scheduler.add_node(info.node_id, caps)
+        self.events.emit("node_joined", session=conn, info=info)
         self._spawn(self._notify_joined())
 
     async def _notify_joined(self) -> None:
         async with self._joined:
             self._joined.notify_all()
 
-    def _node_left(self, conn: Connection, node_id: str, cause: str) -> None:
+    def _node_left(self, conn: Connection, info: NodeInfo, cause: str) -> None:
+        node_id = info.node_id
         if self.sessions.get(node_id) is not conn:
             return
         del self.sessions[node_id]
+        self.events.emit("node_left", session=conn, info=info, cause=cause)
         log.log(logging.INFO if self._stopping else logging.WARNING, "node %s left: %s",
                 node_id, cause)
         # A node that said BYE, or that the master let go, was not taken down by a task.

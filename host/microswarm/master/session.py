@@ -29,18 +29,6 @@ from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any
 
-from microswarm.master.events import (
-    BadFrame,
-    Event,
-    Joined,
-    Left,
-    NodeError,
-    NodeLog,
-    Refused,
-    Result,
-    TaskFailed,
-    TaskLost,
-)
 from microswarm.master.handshake import (
     JoinRefused,
     Limits,
@@ -62,6 +50,18 @@ from microswarm.master.messages import (
     TASK_KERNEL,
     build,
     fields,
+)
+from microswarm.master.session_events import (
+    BadFrame,
+    Event,
+    Joined,
+    Left,
+    NodeError,
+    NodeLog,
+    Refused,
+    Result,
+    TaskFailed,
+    TaskLost,
 )
 from microswarm.protocol.catalog import (
     CATALOG,
@@ -403,7 +403,7 @@ class NodeSession:
         self._deframer = None
         self.held = HeldTasks()
         if was_joined and self.info is not None:
-            return [Left(self.info.node_id, cause)]
+            return [Left(self.info, cause)]
         return []
 
     def _refuse(self, code: ErrorCode, text: str, ref_seq: int | None,
@@ -511,7 +511,7 @@ class NodeSession:
         elif t == _HELLO:
             info = self.info
             assert info is not None
-            events.append(Left(info.node_id, "node restarted (HELLO on a joined link)"))
+            events.append(Left(info, "node restarted (HELLO on a joined link)"))
             self.info = None
             self._reassembler = None
             self.held = HeldTasks(self.held.factor, self.held.min_s)

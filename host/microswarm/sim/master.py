@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from microswarm.master import events as ev
+from microswarm.master import session_events as ev
 from microswarm.master.handshake import Limits
+from microswarm.master.master import wire_size
 from microswarm.master.scheduler import (
     Cancel,
     Dispatch,
@@ -32,6 +33,8 @@ from microswarm.master.scheduler import (
 from microswarm.master.session import NodeSession
 from microswarm.protocol.catalog import ErrorCode
 from microswarm.sim.journal import SimJournal
+from microswarm.sim.links import known_rate
+from microswarm.sim.speed import prior_speed
 
 if TYPE_CHECKING:
     from microswarm.sim.cluster import Simulation
@@ -70,6 +73,12 @@ class SimMaster:
     # ------------------------------------------------------------------ lifecycle
     def _new_scheduler(self) -> Scheduler:
         opts = dict(self.cfg.options)
+        policy = getattr(self.sim, "policy", "ours")
+        if policy != "ours":  # a baseline placement policy, to compare against
+            from microswarm.sim.policies import make_for
+
+            return make_for(self.sim, clock=self.sim.events.clock, retries=self.cfg.retries,
+                            **opts)
         return Scheduler(clock=self.sim.events.clock, retries=self.cfg.retries, **opts)
 
     def start_job(self) -> None:
@@ -83,7 +92,9 @@ class SimMaster:
         if not self.index_of:
             self.job_done = True
             return
-        self.scheduler.submit(self.sim.job.kernel, [tasks[i] for i in self.index_of])
+        todo = [tasks[i] for i in self.index_of]
+        # sizes as the real master passes them: the link's share of a finish-time estimate
+        self.scheduler.submit(self.sim.job.kernel, todo, sizes=[wire_size(t) for t in todo])
         self.pump()
 
     def restart(self, down_s: float) -> None:
@@ -183,10 +194,12 @@ class SimMaster:
                 self.scheduler.lost(node.node_id, e.task_id)
             elif kind is ev.Joined:
                 sim.trace("join", node.node_id)
+                sim.joined_at.setdefault(node.index, sim.events.now)  # the lower bound's start
                 info = e.info
                 self.scheduler.add_node(node.node_id, NodeCaps(
                     kernels=frozenset(info.kernels), window=info.window,
-                    max_message=info.max_message))
+                    max_message=info.max_message, speed=prior_speed(node.board),
+                    bandwidth=known_rate(node.link)))
             elif kind is ev.Left:
                 self._lose(node, e.cause)
             elif kind is ev.BadFrame:
