@@ -214,6 +214,18 @@ def test_bad_crc_after_join_counted_answered_link_kept():
     assert errors(out(s)) == [(ErrorCode.BAD_CRC, 9)] and s.joined
 
 
+def test_a_flood_of_bad_frames_is_counted_in_full_and_answered_at_a_bounded_rate():
+    s = session()
+    join(s)
+    data = bytearray(frame(MsgType.HEARTBEAT, {0: 1}, 9))
+    data[-1] ^= 0xFF
+    got = s.receive(bytes(data) * 1000, 1.0)
+    assert len(got) == 1000 and s.info.bad_frames == 1000
+    assert len(errors(out(s))) == 20  # the burst
+    s.receive(bytes(data) * 1000, 2.0)
+    assert len(errors(out(s))) == 10 and s.info.bad_frames == 2000 and s.joined
+
+
 def test_results_errors_and_chunked_results():
     s = session()
     join(s)

@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 
 REOPEN_MIN_S = 0.2
 REOPEN_MAX_S = 5.0
+# A read that held bad frames is followed by a pause of this many times the time it took:
+# a link that floods the master with bad frames gets at most a fifth of its loop, and the
+# other nodes' jobs go on (TCP flow control then slows the sender down).
+BAD_FRAME_BACKOFF = 4.0
+SLICE = 4096  # bytes fed to a session at a time, so that a pause can come between slices
 
 
 class Owner(Protocol):
@@ -76,8 +81,32 @@ class Connection:
         if self.session.closed:
             self.ended()
 
-    def receive(self, data: bytes) -> None:
-        self.handle(self.session.receive(data, self.clock()))
+    def receive(self, data: bytes) -> float:
+        """Feed bytes; returns how long to pause reading this link (0 unless they held bad
+        frames)."""
+        session = self.session
+        bad = session.bad_frames
+        started = time.perf_counter()
+        self.handle(session.receive(data, self.clock()))
+        if session.bad_frames == bad:
+            return 0.0
+        return (time.perf_counter() - started) * BAD_FRAME_BACKOFF
+
+    async def feed(self, data: bytes) -> None:
+        """Feed bytes a slice at a time, pausing after a slice that held bad frames: one
+        link's flood never holds the event loop for long."""
+        if len(data) <= SLICE:
+            pause = self.receive(data)
+            if pause:
+                await asyncio.sleep(pause)
+            return
+        view = memoryview(data)
+        for start in range(0, len(data), SLICE):
+            if self.session.closed:
+                return
+            pause = self.receive(view[start:start + SLICE])
+            if pause:
+                await asyncio.sleep(pause)
 
     def on_timer(self, now: float) -> None:
         self.handle(self.session.on_timer(now))
@@ -103,7 +132,7 @@ class Connection:
                 if not data:
                     self.handle(session.close(cause="link closed"))
                     break
-                self.receive(data)
+                await self.feed(data)
         except Exception as exc:  # a bug must not leave the link half served
             log.exception("%s: session failed", self.node_id)
             self.handle(session.close(cause=f"session failed: {exc!r}"))
@@ -158,7 +187,7 @@ class SerialPort:
                         break
                     if conn.closed:  # lost, refused or BYE: the next session takes over
                         conn = self._next(link)
-                    conn.receive(data)
+                    await conn.feed(data)
             finally:
                 conn.handle(conn.session.close(cause="serial port closed"))
                 link.close()

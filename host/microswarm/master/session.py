@@ -88,6 +88,7 @@ from microswarm.wire import (
 JOIN_TIMEOUT_S = 10.0  # HANDSHAKE_TIMEOUT: link open (or HELLO, on serial) to AUTH_RESPONSE
 LOST_BEATS = 3  # silent this many heartbeat intervals: lost
 MAX_STREAMS = 4  # open CHUNK streams a node may hold towards the master
+ANSWER_BURST, ANSWERS_PER_S = 20, 10.0  # ERROR answers to a joined node's bad frames
 QUIET_AFTER_BEATS = 1.5  # serial: no master HEARTBEAT to a node silent this many intervals
 TIMER_SLACK_S = 0.001  # timers fire this much early, so a driver ticking exactly on time
                        # does not skip a heartbeat to float rounding
@@ -148,7 +149,8 @@ class NodeSession:
         "master_nonce", "last_rx", "heartbeat_s", "held", "reconcile", "close_cause",
         "_nonce", "_hello", "_hello_seq", "_join_deadline", "_join_timeout_s",
         "_wait_for_hello", "_deframer", "_reassembler", "_out", "_seq", "_stream",
-        "_max_frame", "_next_beat", "_last_timer", "_origin", "_cobs",
+        "_max_frame", "_next_beat", "_last_timer", "_origin", "_cobs", "_answer_tokens",
+        "_answer_at", "__weakref__",
     )
 
     def __init__(
@@ -211,6 +213,8 @@ class NodeSession:
         self._next_beat = 0.0
         self._last_timer = now
         self._origin = now if origin is None else origin
+        self._answer_tokens = float(ANSWER_BURST)
+        self._answer_at = now
 
     # ------------------------------------------------------------------ queries
     @property
@@ -303,7 +307,7 @@ class NodeSession:
             items = deframer.feed(data)
         for item in items:
             if type(item) is not Frame:
-                self._bad(item, None, events)
+                self._bad(item, None, events, now)
                 if item.fatal or self.state is _CLOSED:
                     break
                 continue
@@ -314,7 +318,7 @@ class NodeSession:
                     if item is None:
                         continue
             except FrameError as exc:
-                self._bad(exc, item.type, events)
+                self._bad(exc, item.type, events, now)
                 if self.state is _CLOSED:
                     break
                 continue
@@ -412,7 +416,8 @@ class NodeSession:
         events.append(Refused(int(code), text))
         events.extend(self._close(f"refused: {text}"))
 
-    def _bad(self, exc: FrameError, msg_type: int | None, events: list[Event]) -> None:
+    def _bad(self, exc: FrameError, msg_type: int | None, events: list[Event],
+             now: float) -> None:
         """A frame that failed a check: counted, answered, logged by the driver; before
         WELCOME it ends the session. On a serial line, bytes without a readable header of
         this protocol version are only counted, and before WELCOME so is any frame that
@@ -427,13 +432,26 @@ class NodeSession:
             # answer could only feed a loop with a console that echoes what it gets.
             return
         if self.state is State.JOINED:
-            self.send_error(exc.code, exc.text, exc.seq)
             if exc.fatal:
+                self.send_error(exc.code, exc.text, exc.seq)
                 events.extend(self._close(f"unrecoverable frame: {exc.text}"))
+            elif self._may_answer(now):
+                self.send_error(exc.code, exc.text, exc.seq)
             return
         if self._cobs and msg_type is None:
             return
         self._refuse(exc.code, exc.text, exc.seq, events)
+
+    def _may_answer(self, now: float) -> bool:
+        """A token bucket for ERROR answers to bad frames: a flood of them is counted in
+        full but answered at ANSWERS_PER_S, so it cannot make the master queue output."""
+        tokens = min(ANSWER_BURST, self._answer_tokens + (now - self._answer_at) * ANSWERS_PER_S)
+        self._answer_at = now
+        if tokens < 1:
+            self._answer_tokens = tokens
+            return False
+        self._answer_tokens = tokens - 1
+        return True
 
     def _chunk(self, frame: Frame) -> Frame | None:
         if self._reassembler is None:  # no reassembly before WELCOME
@@ -525,7 +543,8 @@ class NodeSession:
             if self.info is not None:
                 self.info.bad_frames += 1
             events.append(BadFrame(int(ErrorCode.UNEXPECTED), text, frame.seq))
-            self.send_error(ErrorCode.UNEXPECTED, text, frame.seq)
+            if self._may_answer(now):
+                self.send_error(ErrorCode.UNEXPECTED, text, frame.seq)
 
     def _node_error(self, err: dict[str, Any], events: list[Event]) -> None:
         task_id = err.get("task_id")
