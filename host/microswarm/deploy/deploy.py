@@ -19,6 +19,7 @@ from microswarm.deploy.join import (
 )
 from microswarm.deploy.mpremote import Mpremote
 from microswarm.deploy.sync import Plan, apply_plan, make_plan, probe, verify
+from microswarm.keys import DEFAULT_CLUSTER
 
 
 @dataclass
@@ -29,7 +30,7 @@ class DeployOptions:
     master: str = ""
     link: str = "serial"
     node_id: str = "node1"
-    cluster: str = "demo"
+    cluster: str = DEFAULT_CLUSTER
     slots: int | None = None
     control: str | None = None
     compiled: bool = True
