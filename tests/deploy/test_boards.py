@@ -132,7 +132,7 @@ def test_a_board_that_cannot_join_says_why(master, tmp_path):
                          "--control", master.control, "--timeout", "8")
         assert out.returncode == 1
         assert "the master refused: " in out.stderr and "wrong cluster key" in out.stderr
-        assert "the board says: microswarm: auth: master refused the key" in out.stderr
+        assert "the board says: microswarm: auth: master refused the join" in out.stderr
     finally:
         vb.stop()
     plain = VirtualBoard(board="unix", workdir=tmp_path / "b", firmware=False)
@@ -161,7 +161,7 @@ def test_vboard_command_prints_why_its_board_cannot_join(master, tmp_path):
             line = proc.stdout.readline()
             assert line, "".join(lines)
             lines.append(line)
-        assert "board says: microswarm: auth: master refused the key" in lines[-1]
+        assert "board says: microswarm: auth: master refused the join" in lines[-1]
         assert "wrong cluster key" in lines[-1]
     finally:
         proc.terminate()
