@@ -21,7 +21,16 @@ HOST_ONLY = frozenset({"__init__.py"})
 NATIVE_MODULE = "msw_native.mpy"
 LINKS = ("tcp", "serial")
 VM_ARCH = "x64"  # the unix-port VM this package runs virtual boards on
+# The arches tools/build_native.py can build (xtensawin, the ESP32's, needs a toolchain no
+# registry ships). A test keeps the two lists equal.
+NATIVE_ARCHES = ("x64", "armv6m", "armv7emsp", "rv32imc")
 
+
+def vm_arch(board_def: Mapping) -> str | None:
+    """The native arch a virtual board of this board runs: the VM's own, where the board has
+    a native arch the project builds (an ESP32 runs the pure-Python kernels, so does its
+    virtual board)."""
+    return VM_ARCH if board_def.get("native_arch") in NATIVE_ARCHES else None
 
 
 def arch_of_mpy(value: int) -> str | None:
@@ -51,15 +60,15 @@ def native_module(arch: str | None) -> Path | None:
 def virtual_board(name: str) -> dict:
     """Board `name` as a bare MicroPython VM plays it (tests and benchmarks that run the
     worker without a supervisor): the same heap, frame limit and slots, the host's sockets
-    in place of a WIZnet chip, and the VM's own native module (x64) where the board has one
-    (an ESP32 has none: xtensawin is not built). A virtual board (`microswarm vboard`) keeps
-    the board's own network driver: its chip is a model on an emulated SPI bus."""
+    in place of a WIZnet chip, and the VM's own native module (x64) where the board's arch
+    is one the project builds (an ESP32's xtensawin is not). A virtual board (`microswarm
+    vboard`) keeps the board's own network driver: its chip is a model on an SPI bus."""
     board = dict(paths.load_board(name))
     if board.get("net_driver") != "builtin":
         board["net_driver"] = "builtin"
         board["links"] = list(LINKS)
     if board.get("native_arch") not in (VM_ARCH, None):
-        board["native_arch"] = VM_ARCH if native_module(board["native_arch"]) else None
+        board["native_arch"] = vm_arch(board)
     return board
 
 

@@ -91,8 +91,10 @@ def deploy(options: DeployOptions, out: Callable[[str], None] = lambda line: Non
     mp = Mpremote(options.port, timeout=options.mpremote_timeout)
     mpy, remote = probe(mp, candidate_names())
     arch, note = target_arch(board_def, mpy)
-    files = build(options.board, config, compiled=options.compiled, native=options.native,
-                  arch=arch)
+    # A virtual board plays native by the board's arch, as `microswarm vboard` lays it out.
+    native = options.native and (arch == board_def.get("native_arch")
+                                 or bundle.vm_arch(board_def) is not None)
+    files = build(options.board, config, compiled=options.compiled, native=native, arch=arch)
     total = sum(len(d) for d in files.values())
     kind = "compiled with mpy-cross" if options.compiled else "as source"
     out(f"deploy to {options.board} on {options.port} as {options.node_id!r} "

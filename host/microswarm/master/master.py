@@ -244,8 +244,10 @@ class Master:
         priority: int = 0,
         key: str | None = None,
         native: bool = False,
+        timeout: float | None = None,
     ) -> JobHandle:
-        """Start a job of one task per argument list; await the handle for the results."""
+        """Start a job of one task per argument list; await the handle for the results.
+        With `timeout` (seconds) the job fails (JobFailedError) if not done by then."""
         arg_lists = [list(a) for a in arg_lists]
         infos = self.nodes
         if infos and not any(kernel in i.kernels for i in infos):
@@ -272,7 +274,7 @@ class Master:
             handle.nodes[i] = "journal"
         job = self.scheduler.submit(
             kernel, [arg_lists[i] for i in todo], priority=priority, native=native,
-            sizes=sizes,
+            sizes=sizes, timeout=timeout,
         )
         handle.job_id = job.job_id
         self._jobs[job.job_id] = handle
@@ -361,6 +363,7 @@ class Master:
             native_kernels=frozenset(info.native_kernels),
             max_message=info.max_message,
             window=info.window,
+            heap_free=info.heap_free,
         )
         self.scheduler.add_node(info.node_id, caps)
         self._apply()
@@ -382,7 +385,10 @@ class Master:
         if code == ErrorCode.CANCELLED:
             return
         busy = code == ErrorCode.BUSY
-        self.scheduler.error(session.node_id, task_id, text, penalty=not busy)
+        # Bad arguments fail the same way on every node: no retry elsewhere.
+        fatal = code == ErrorCode.BAD_ARGS or (
+            code == ErrorCode.KERNEL_FAILED and text.startswith(("TypeError", "ValueError")))
+        self.scheduler.error(session.node_id, task_id, text, penalty=not busy, fatal=fatal)
         self._apply()
 
     def session_idle(self, session: NodeSession) -> None:
@@ -406,7 +412,9 @@ class Master:
         del self.sessions[info.node_id]
         log.log(logging.INFO if self._stopping else logging.WARNING, "node %s left: %s",
                 info.node_id, cause)
-        self.scheduler.remove_node(info.node_id, f"node {info.node_id}: {cause}")
+        # A node that said BYE, or that the master let go, was not taken down by a task.
+        blame = not self._stopping and not cause.startswith("node said BYE")
+        self.scheduler.remove_node(info.node_id, f"node {info.node_id}: {cause}", blame=blame)
         self._apply()
 
     # ------------------------------------------------------------------ ticker
@@ -423,6 +431,13 @@ class Master:
                 for session in self.sessions.values():
                     session.last_seen = max(session.last_seen, now - interval)
             last_tick = now
+            for session in self.sessions.values():  # what the last HEARTBEAT said
+                info = session.info
+                if info is not None:
+                    self.scheduler.heap(info.node_id, info.heap_free)
+                    if "uptime_ms" in info.node_heartbeat:  # restarted while running a task?
+                        self.scheduler.uptime(info.node_id,
+                                              info.node_heartbeat["uptime_ms"] / 1000)
             self.scheduler.tick()
             self._apply()
             if self.journal is not None and self.journal.due():

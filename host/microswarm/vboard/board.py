@@ -45,6 +45,7 @@ def install_layout(flash: Path, board: str, config: str, *, compiled: bool = Tru
     the x64 native module, and nothing left over that would shadow them."""
     from microswarm.deploy.build import build, shadowed_names
 
+    native = native and bundle.vm_arch(paths.load_board(board)) is not None
     files = build(board, config, compiled=compiled, native=native, arch=bundle.VM_ARCH)
     stale = shadowed_names(files)
     if bundle.NATIVE_MODULE not in files:
