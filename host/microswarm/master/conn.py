@@ -67,6 +67,11 @@ class Connection:
     def closed(self) -> bool:
         return self.session.closed
 
+    @property
+    def last_seen(self) -> float:
+        """When the node's last valid frame arrived (the master's monotonic clock)."""
+        return self.session.last_rx
+
     def flush(self) -> None:
         out = self.session.take_output()
         if out:
