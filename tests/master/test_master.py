@@ -146,6 +146,45 @@ def test_wrong_key_and_bad_version_refused_others_served():
     run(main())
 
 
+def test_spec_refusals_on_tcp_one_error_with_ref_seq_then_closed():
+    """SPEC section 2 check 3 with the negotiated max_frame (fatal on TCP), a bad header
+    version (exactly one ERROR), a malformed HELLO (ERROR, then the link closes), a message
+    in the wrong direction (UNEXPECTED, the link stays)."""
+    async def errors_then_eof(raw):
+        codes = []
+        while (frame := await raw.recv()) is not None:
+            codes.append((frame.payload[0], frame.payload.get(2)))
+        return codes
+
+    async def main():
+        async with master() as m:
+            raw = RawNode(m.tcp_port)
+            await raw.open()
+            assert (await raw.join()).type == MsgType.WELCOME  # HELLO max_frame 4096
+            raw.send(MsgType.TASK, {0: 1, 1: "echo", 2: []})
+            reply = await raw.recv()
+            assert (reply.payload[0], reply.payload[2]) == (ErrorCode.UNEXPECTED, 2)
+            raw.seq = 40
+            raw.send(MsgType.LOG, {0: 1, 1: "x" * 5000})
+            assert await errors_then_eof(raw) == [(ErrorCode.TOO_LARGE, 40)]
+
+            old = RawNode(m.tcp_port)
+            await old.open()
+            frame = bytearray(encode_frame(MsgType.HEARTBEAT, {0: 1}, 7))
+            frame[0] = PROTOCOL_VERSION + 1
+            old.writer.write(bytes(frame))
+            assert await errors_then_eof(old) == [(ErrorCode.BAD_VERSION, 7)]
+
+            bad = RawNode(m.tcp_port)
+            await bad.open()
+            bad.seq = 3
+            bad.send(MsgType.HELLO, build(MsgType.HELLO, node_id="x", board="unix"))
+            assert await errors_then_eof(bad) == [(ErrorCode.BAD_PAYLOAD, 3)]
+            assert len(m.refusals) == 2 and m.stats["bad_frames"] == 4
+
+    run(main())
+
+
 def test_bad_frames_counted_and_answered_link_kept():
     async def main():
         async with master() as m:
