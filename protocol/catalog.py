@@ -68,6 +68,7 @@ class ErrorCode(IntEnum):
     BUSY = 14  # a task arrived with no credit left in the window
     CANCELLED = 15  # task cancelled before it finished
     BAD_ARGS = 16  # arguments do not match the kernel (deterministic: fail at once, no retry)
+    UNEXPECTED = 19  # a known message in the wrong direction or state
 
 
 class LogLevel(IntEnum):

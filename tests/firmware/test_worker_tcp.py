@@ -10,7 +10,7 @@ import zlib
 import pytest
 
 from microswarm import wire
-from microswarm.protocol.catalog import ErrorCode, MsgType
+from microswarm.protocol.catalog import ErrorCode, MsgType, key
 
 from .conftest import make_flash
 from .scripted import VM, T, TcpMaster
@@ -57,7 +57,7 @@ def test_join_announces_the_node_and_serves_tasks(tcp_node):
 
     conn.task(4, "dot", [array.array("b", [1]), array.array("h", [1])])
     res = conn.result()
-    assert res[5] == ErrorCode.KERNEL_FAILED and "ValueError" in res[2]
+    assert res[5] == ErrorCode.BAD_ARGS and "ValueError" in res[2]
 
     beats = []
     while len(beats) < 2:
@@ -186,6 +186,8 @@ def test_wrong_key_is_refused(tmp_path, micropython, side):
             with pytest.raises(AssertionError):
                 conn.join(wrong)
             conn.send(T.WELCOME, {0: "vm-1", 1: 1000, 2: 4, 3: 16384, 4: bytes(32)})
+            # ... with an ERROR that says so, and the node hangs up
+            assert conn.expect(T.ERROR).payload[0] == ErrorCode.AUTH_FAILED
             with pytest.raises(ConnectionError):
                 conn.recv(timeout=5)
             assert "proof does not verify" in vm.log()
@@ -195,15 +197,32 @@ def test_wrong_key_is_refused(tmp_path, micropython, side):
         master.close()
 
 
-def test_a_long_kernel_is_not_taken_for_master_silence(tcp_node):
+def test_a_long_kernel_runs_beside_the_link(tcp_node):
+    """The VM runs kernels on a second thread: while one runs for many heartbeat intervals
+    the node keeps heartbeating, its heartbeats name the running task, and it still
+    notices the master's own heartbeats (it would hang up after 3 silent intervals)."""
     _master, conn, _vm = tcp_node
-    conn.join(heartbeat_ms=150)
-    conn.task(1, "monte_carlo_pi", [7, 6_000_000])  # holds the VM's loop for several intervals
-    time.sleep(0.2)
-    conn.send(T.HEARTBEAT, {0: 1})  # waits in the socket while the kernel runs
-    res = conn.result(timeout=60)
+    hello = conn.join(heartbeat_ms=150)
+    assert hello[key(MsgType.HELLO, "threads")] is True
+    conn.task(1, "monte_carlo_pi", [7, 6_000_000])
+    beats: list[dict] = []
+    res = None
+    while res is None:
+        conn.send(T.HEARTBEAT, {0: 1})
+        try:
+            frame = conn.recv(timeout=0.1, keep_heartbeats=True)
+        except TimeoutError:
+            continue
+        if frame.type == T.HEARTBEAT:
+            beats.append(frame.payload)
+        else:
+            assert frame.type == T.RESULT
+            res = frame.payload
     assert res[0] == 1 and res[3] > 3 * 150_000, "the kernel must outlast 3 intervals"
-    conn.send(T.HEARTBEAT, {0: 2})
+    running = [b[6] for b in beats if 6 in b]
+    assert len(running) >= 3, beats
+    assert all(r[0][0] == 1 for r in running) and running[-1][0][1] > running[0][0][1]
+    assert all(b[2] == 1 for b in beats if 6 in b), "queue counts the running task"
     conn.task(2, "echo", ["same link"])
     assert conn.result()[1] == "same link"
 
