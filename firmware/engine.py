@@ -249,7 +249,7 @@ class Engine:
         code = payload[M.ERROR_CODE]
         if code == M.E_AUTH_FAILED:
             self.refused = True
-            self.end("master refused the key: " + payload[M.ERROR_TEXT])
+            self.end("master refused the join: " + payload[M.ERROR_TEXT])
         elif code == M.E_BAD_VERSION or code == M.E_NOT_JOINED:
             self.end("master error " + str(code) + ": " + payload[M.ERROR_TEXT])
 

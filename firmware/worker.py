@@ -340,6 +340,9 @@ class Session:
                 if wait > 0:
                     await asyncio.sleep_ms(wait if wait < TICK_MS else TICK_MS)
                     continue
+                maintain = getattr(self.w.net, "maintain", None)  # WIZnet: DHCP renewal
+                if maintain is not None:
+                    maintain()
                 eng.on_timer(board.uptime_ms())
                 await self.flush()
         except asyncio.CancelledError:
@@ -377,6 +380,7 @@ class Worker:
             M.HELLO_LINK: link_kind,
             M.HELLO_MAX_MESSAGE: self.max_message,
             M.HELLO_THREADS: self.thread is not None,
+            M.HELLO_CLUSTER: self.cfg["cluster"],
         }
         arch = kernels.native_arch()
         if arch:
@@ -413,12 +417,22 @@ class Worker:
         request = bytes(writer.frame(M.T_DISCOVER, {
             M.DISCOVER_CLUSTER: cfg["cluster"], M.DISCOVER_NODE_ID: cfg["node_id"]}))
 
+        told = []
+
         def parse(datagram):
             try:
                 msg_type, _flags, _seq, payload = frame.decode(datagram, 1024)
             except frame.FrameError:
                 return None
-            if msg_type != M.T_ANNOUNCE or payload[M.ANNOUNCE_CLUSTER] != cfg["cluster"]:
+            if msg_type != M.T_ANNOUNCE:
+                return None
+            name = payload[M.ANNOUNCE_CLUSTER]
+            if name != cfg["cluster"]:
+                if name not in told:  # a master of another cluster: say so once
+                    told.append(name)
+                    self.log("discovery: the master at " + payload[M.ANNOUNCE_HOST] + " serves "
+                             "cluster '" + name + "', this node is configured for cluster '"
+                             + cfg["cluster"] + "'")
                 return None
             return payload[M.ANNOUNCE_HOST], payload[M.ANNOUNCE_PORT]
 
@@ -464,4 +478,4 @@ def main():
             print("microswarm: stopped")
     finally:
         if cfg["link"] == "serial":
-            links.release_console()
+            links.console_to_repl()

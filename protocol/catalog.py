@@ -132,6 +132,8 @@ CATALOG: dict[MsgType, Message] = {
             Field(13, "max_message", "uint", OPT, "largest reassembled CHUNK message accepted"),
             Field(14, "threads", "bool", OPT, "kernels run beside the link (second core or "
                   "thread): heartbeats continue during a kernel; absent/false: they do not"),
+            Field(16, "cluster", "tstr", OPT, "the cluster name the node was configured with; "
+                  "a master serving another name refuses it (AUTH_FAILED naming both)"),
         ),
         _m(
             MsgType.WELCOME, "master -> node", "The node is admitted; the link limits.",

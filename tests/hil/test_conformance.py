@@ -190,6 +190,32 @@ def test_the_node_comes_back_after_the_link_drops(hil_board):
     assert time.monotonic() - started < 60
 
 
+def test_a_master_speaking_between_sessions_never_interrupts_the_node(hil_board):
+    """Every frame begins with a COBS code byte, 0x03 whenever the header's flags byte is
+    the first zero, and 0x03 is Ctrl-C to a REPL. A master that falls silent and then
+    speaks again (its old session still sending, a restart) reaches the node while it waits
+    to dial again: those bytes are data, never an interrupt that drops it to the REPL."""
+    if hil_board.link != "serial":
+        pytest.skip("the console's interrupt key is a serial-link property")
+    from microswarm.hil.probe import SerialTransport
+
+    probe = hil_board.joined()
+    assert probe.task("echo", [1])[1] == 1
+    hil_board.drop_session()  # the master falls silent: the node ends its session
+    transport = SerialTransport(hil_board.port)
+    try:
+        # Stale frames keep arriving through the silence, the session's end and the
+        # node's wait before it dials again: each a lone 0x03 chunk (a bad frame).
+        until = time.monotonic() + 3 * hil_board.heartbeat_ms / 1000 + 3.0
+        while time.monotonic() < until:
+            transport.send_bytes(b"\x03\x00")
+            time.sleep(0.01)
+    finally:
+        transport.close()
+    probe = hil_board.joined()  # a board at its REPL would never say HELLO again
+    assert probe.task("echo", [2])[1] == 2
+
+
 def test_heap_stays_within_the_budget_under_load(hil_board, probe: Probe):
     budget = hil_board.heap_budget
     big = array("b", range(-64, 64)) * 32  # 4 KB operands

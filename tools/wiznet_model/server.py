@@ -7,7 +7,8 @@ Bridge protocol (VM -> model), one op byte then its arguments:
   X len:u32 data  clock data out; the model answers with len MISO bytes
   R len:u32       clock len zero bytes out; the model answers with len MISO bytes
   I               the model answers with the INTn level (one byte, 0 or 1)
-  L / H           drive RSTn low / high (a rising edge resets the chip)
+  L / H           drive RSTn low / high (a rising edge resets the chip; the model records
+                  how long RSTn was low and how long the host waited before the next access)
 The VM side may batch ops that need no answer and send them with the next one that does.
 """
 
@@ -17,10 +18,12 @@ import selectors
 import socket
 import struct
 import threading
+import time
 
 from .chip import Chip
 
 _LEN = struct.Struct(">I")
+PUMP_S = 0.0005
 
 
 class ModelServer:
@@ -39,7 +42,7 @@ class ModelServer:
         self.chip.watch_hook = self._watch
         self._conns: dict[socket.socket, bytearray] = {}
         self._stop = False
-        self._rst_low = False
+        self._pumped = 0.0
         self._thread = threading.Thread(target=self._run, name=f"{kind}-model", daemon=True)
 
     def __enter__(self) -> ModelServer:
@@ -80,7 +83,16 @@ class ModelServer:
                         self._accept()
                     elif key.data == "bridge":
                         self._serve(key.fileobj)  # type: ignore[arg-type]
-                self.chip.pump_all()
+                self._pump()
+
+    def _pump(self) -> None:
+        """Let the network side move (at most every PUMP_S: it costs host system calls)."""
+        now = time.monotonic()
+        if now - self._pumped >= PUMP_S:
+            self._pumped = now
+            self.chip.pump_all()
+        else:
+            self.chip.tick()
 
     def _accept(self) -> None:
         try:
@@ -138,19 +150,17 @@ class ModelServer:
                 pos += 5 + n
                 continue
             if op == ord("S"):
-                chip.pump_all()
+                self._pump()
                 chip.select()
             elif op == ord("D"):
                 chip.deselect()
             elif op == ord("I"):
-                chip.pump_all()
+                self._pump()
                 out.append(chip.interrupt_pin())
             elif op == ord("L"):
-                self._rst_low = True
+                chip.rst_pin(0)
             elif op == ord("H"):
-                if self._rst_low:
-                    chip.reset()
-                self._rst_low = False
+                chip.rst_pin(1)
             else:
                 raise ValueError(f"bridge: unknown op {op:#x}")
             pos += 1

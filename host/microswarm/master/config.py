@@ -6,6 +6,8 @@
     [master]
     host = "127.0.0.1"           # tcp_port, udp_port, control_port, journal,
     tcp_port = 5880              # heartbeat_ms, window, retries
+    client = "127.0.0.1:5883"    # client port (Cluster.connect, run --master); false: none
+    http = "127.0.0.1:5884"      # web dashboard and /metrics; false: none
     [serial]
     ports = ["/dev/ttyACM0"]     # boards on USB serial
     watch_usb = false            # also open new USB serial devices as they appear
@@ -27,7 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from microswarm.keys import DEFAULT_CLUSTER, MIN_KEY_BYTES, KeyFileError, read_key
+from microswarm.master.client_proto import CLIENT_PORT
 from microswarm.protocol.catalog import TCP_PORT, UDP_DISCOVERY_PORT
+
+DASHBOARD_PORT = 5884
 
 
 class ClusterFileError(ValueError):
@@ -45,12 +51,14 @@ class VirtualGroup:
 
 @dataclass
 class ClusterSpec:
-    name: str = "microswarm"
+    name: str = DEFAULT_CLUSTER
     key: bytes = b""
     host: str = "127.0.0.1"
     tcp_port: int = TCP_PORT
     udp_port: int | None = UDP_DISCOVERY_PORT
     control_port: int | None = 5882
+    client: str | None = f"127.0.0.1:{CLIENT_PORT}"  # the client port (client_port.py)
+    http: str | None = f"127.0.0.1:{DASHBOARD_PORT}"  # dashboard and /metrics (dashboard/)
     journal: str | None = None
     heartbeat_ms: int = 1000
     window: int = 4
@@ -89,22 +97,27 @@ def load(path: str | Path) -> ClusterSpec:
     except tomllib.TOMLDecodeError as exc:
         raise ClusterFileError(f"{path}: {exc}") from None
     cluster, master = _section(data, "cluster"), _section(data, "master")
-    spec = ClusterSpec(name=cluster.get("name", "microswarm"))
+    spec = ClusterSpec(name=str(cluster.get("name", DEFAULT_CLUSTER)))
     if "key_file" in cluster:
-        key_path = (path.parent / cluster["key_file"]).resolve()
         try:
-            spec.key = key_path.read_bytes().strip()
-        except OSError as exc:
-            raise ClusterFileError(f"cannot read the key file {key_path}: {exc}") from None
+            spec.key = read_key((path.parent / cluster["key_file"]).resolve())
+        except KeyFileError as exc:
+            raise ClusterFileError(f"{path}: [cluster] key_file: {exc}") from None
     elif "key" in cluster:
         spec.key = str(cluster["key"]).encode()
-    if len(spec.key) < 16:
-        raise ClusterFileError(f"{path}: the cluster key must be at least 16 bytes "
+    if len(spec.key) < MIN_KEY_BYTES:
+        raise ClusterFileError(f"{path}: the cluster key must be at least {MIN_KEY_BYTES} bytes "
                                "([cluster] key_file or key)")
     for name in ("host", "tcp_port", "udp_port", "control_port", "heartbeat_ms", "window",
                  "retries"):
         if name in master:
             setattr(spec, name, master[name])
+    for name in ("client", "http"):
+        if name in master:
+            value = master[name]
+            if value is not False and not isinstance(value, str):
+                raise ClusterFileError(f"{path}: [master] {name} must be \"HOST:PORT\" or false")
+            setattr(spec, name, value or None)
     if "journal" in master:
         spec.journal = str((path.parent / master["journal"]).resolve())
     serial = _section(data, "serial")

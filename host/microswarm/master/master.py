@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from microswarm.keys import DEFAULT_CLUSTER
+from microswarm.master.events import Events
 from microswarm.master.inproc import InprocNode
 from microswarm.master.journal import Journal
 from microswarm.master.links import Link, SerialLink, TcpLink
@@ -84,7 +86,7 @@ class Master:
     def __init__(
         self,
         *,
-        cluster: str = "microswarm",
+        cluster: str = DEFAULT_CLUSTER,
         key: bytes = b"",
         host: str = "127.0.0.1",
         tcp_port: int | None = TCP_PORT,
@@ -110,6 +112,7 @@ class Master:
         self.sessions: dict[str, NodeSession] = {}
         self.journal = Journal(journal) if journal else None
         self.refusals: list[str] = []  # why nodes were refused at join, most recent last
+        self.events = Events()  # observers: client port, dashboard, metrics (events.py)
         self._want_tcp, self._want_udp, self._want_control = tcp_port, udp_port, control_port
         self.tcp_port: int | None = None
         self.udp_port: int | None = None
@@ -181,7 +184,8 @@ class Master:
     # ------------------------------------------------------------------ attaching nodes
     def attach(self, link: Link) -> NodeSession:
         """Serve a node on an already open link (any kind)."""
-        session = NodeSession(link, self, key=self.key, heartbeat_ms=self.heartbeat_ms,
+        session = NodeSession(link, self, key=self.key, cluster=self.cluster,
+                              heartbeat_ms=self.heartbeat_ms,
                               window=self.window, max_frame=self.max_frame,
                               max_message=self.max_message)
         self._spawn(session.run())
@@ -241,8 +245,10 @@ class Master:
         priority: int = 0,
         key: str | None = None,
         native: bool = False,
+        timeout: float | None = None,
     ) -> JobHandle:
-        """Start a job of one task per argument list; await the handle for the results."""
+        """Start a job of one task per argument list; await the handle for the results.
+        With `timeout` (seconds) the job fails (JobFailedError) if not done by then."""
         arg_lists = [list(a) for a in arg_lists]
         infos = self.nodes
         if infos and not any(kernel in i.kernels for i in infos):
@@ -269,10 +275,11 @@ class Master:
             handle.nodes[i] = "journal"
         job = self.scheduler.submit(
             kernel, [arg_lists[i] for i in todo], priority=priority, native=native,
-            sizes=sizes,
+            sizes=sizes, timeout=timeout,
         )
         handle.job_id = job.job_id
         self._jobs[job.job_id] = handle
+        self.events.emit("job_submitted", handle=handle)
         self._apply()
         return handle
 
@@ -284,8 +291,12 @@ class Master:
         self._apply()
         if not handle.future.done():
             handle.future.cancel()
+        self.events.emit("job_cancelled", handle=handle)
         if handle.key and self.journal is not None:
             self.journal.finish(handle.key, "cancelled")
+
+    def job(self, job_id: int) -> JobHandle | None:
+        return self._jobs.get(job_id)
 
     def jobs(self) -> list[dict[str, Any]]:
         return [
@@ -341,6 +352,7 @@ class Master:
                         self.journal.finish(handle.key, "failed")
                     if not handle.future.done():
                         handle.future.set_exception(JobFailedError(action.cause))
+        self.events.emit("actions", actions=actions)
 
     # NodeSession callbacks
     def session_joined(self, session: NodeSession) -> None:
@@ -358,8 +370,10 @@ class Master:
             native_kernels=frozenset(info.native_kernels),
             max_message=info.max_message,
             window=info.window,
+            heap_free=info.heap_free,
         )
         self.scheduler.add_node(info.node_id, caps)
+        self.events.emit("node_joined", session=session, info=info)
         self._apply()
         self._spawn(self._notify_joined())
 
@@ -379,7 +393,10 @@ class Master:
         if code == ErrorCode.CANCELLED:
             return
         busy = code == ErrorCode.BUSY
-        self.scheduler.error(session.node_id, task_id, text, penalty=not busy)
+        # Bad arguments fail the same way on every node: no retry elsewhere.
+        fatal = code == ErrorCode.BAD_ARGS or (
+            code == ErrorCode.KERNEL_FAILED and text.startswith(("TypeError", "ValueError")))
+        self.scheduler.error(session.node_id, task_id, text, penalty=not busy, fatal=fatal)
         self._apply()
 
     def session_idle(self, session: NodeSession) -> None:
@@ -395,15 +412,23 @@ class Master:
     def session_refused(self, session: NodeSession, text: str) -> None:
         self.refusals.append(f"{session.link.kind} {session.link.peer}: {text}")
         del self.refusals[:-100]
+        self.events.emit("node_refused", session=session, text=text)
+
+    def session_log(self, session: NodeSession, level: int, text: str) -> None:
+        """A LOG frame from a joined node (kept per node by the recorder, events.py)."""
+        self.events.emit("node_log", node_id=session.node_id, level=level, text=text)
 
     def session_closed(self, session: NodeSession, cause: str) -> None:
         info = session.info
         if info is None or self.sessions.get(info.node_id) is not session:
             return
         del self.sessions[info.node_id]
+        self.events.emit("node_left", session=session, info=info, cause=cause)
         log.log(logging.INFO if self._stopping else logging.WARNING, "node %s left: %s",
                 info.node_id, cause)
-        self.scheduler.remove_node(info.node_id, f"node {info.node_id}: {cause}")
+        # A node that said BYE, or that the master let go, was not taken down by a task.
+        blame = not self._stopping and not cause.startswith("node said BYE")
+        self.scheduler.remove_node(info.node_id, f"node {info.node_id}: {cause}", blame=blame)
         self._apply()
 
     # ------------------------------------------------------------------ ticker
@@ -420,6 +445,13 @@ class Master:
                 for session in self.sessions.values():
                     session.last_seen = max(session.last_seen, now - interval)
             last_tick = now
+            for session in self.sessions.values():  # what the last HEARTBEAT said
+                info = session.info
+                if info is not None:
+                    self.scheduler.heap(info.node_id, info.heap_free)
+                    if "uptime_ms" in info.node_heartbeat:  # restarted while running a task?
+                        self.scheduler.uptime(info.node_id,
+                                              info.node_heartbeat["uptime_ms"] / 1000)
             self.scheduler.tick()
             self._apply()
             if self.journal is not None and self.journal.due():
@@ -463,11 +495,13 @@ class Master:
 
 
 class _Discovery(asyncio.DatagramProtocol):
-    """Answers DISCOVER beacons for this master's cluster with ANNOUNCE."""
+    """Answers DISCOVER beacons with ANNOUNCE naming this master's cluster (a node asking
+    for another cluster ignores it and logs both names)."""
 
     def __init__(self, master: Master) -> None:
         self.master = master
         self.transport: asyncio.DatagramTransport | None = None
+        self.mismatches: set[tuple[str, Any]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -483,7 +517,14 @@ class _Discovery(asyncio.DatagramProtocol):
             return
         asked = fields(frame.type, frame.payload)
         if asked.get("cluster") != master.cluster:
-            return
+            # Answered all the same: the node learns which cluster this master serves and
+            # says why it does not join. Logged once per address and name.
+            seen = (addr[0], asked.get("cluster"))
+            if seen not in self.mismatches and len(self.mismatches) < 256:
+                self.mismatches.add(seen)
+                log.warning("discovery: node %r at %s asks for cluster %r, this master serves "
+                            "cluster %r: give both the same cluster name", asked.get("node_id"),
+                            addr[0], asked.get("cluster"), master.cluster)
         host = master.host
         if host in ("0.0.0.0", ""):
             host = _local_address_towards(addr[0])

@@ -25,7 +25,16 @@ two or more the next task is already on the wire while the current one runs.
 
 Failure. A task whose node is lost, or whose kernel failed, is requeued (avoiding the
 node that failed it) until it has failed ``retries + 1`` times; then its job fails with
-the last cause and the job's other tasks are cancelled. A result for a task that is
+the last cause and the job's other tasks are cancelled. Three rules end it sooner: an
+error the node calls deterministic (``error(..., fatal=True)``: its arguments are bad)
+fails the job at once; a task that took down two nodes (it was the oldest task in flight,
+i.e. the running one, on a node that was lost and came back restarted since it was sent,
+``uptime``; or it ran past its deadline, ``timed_out``) fails the job instead of taking
+down a third; a task lost on the link of
+the same node twice counts as a failure there. A node that reported its free heap
+(``NodeCaps.heap_free``, ``heap``) gets no task whose encoded size exceeds
+``heap_free / HEAP_FACTOR``. A job may have a ``timeout`` (seconds on the clock): past it
+the job fails. A result for a task that is
 already finished is dropped (and counted): the user sees each task's result once. A node
 whose HEARTBEAT reports an empty queue while it still holds tasks sent long before lost
 them on the link (a TASK or RESULT frame dropped by CRC): ``reconcile`` requeues those
@@ -49,6 +58,10 @@ from microswarm.master.states import TERMINAL, TaskState, transition_name
 
 ClassKey = tuple[str, bool]  # (kernel, needs native)
 
+# A node needs about this many times a task's encoded size free: the frame, the decoded
+# arguments and room for the result.
+HEAP_FACTOR = 2
+KILLS_TO_FAIL = 2  # nodes a task may take down (lost while running it, or timed out)
 DEFAULT_COMPUTE_S = 0.001
 DEFAULT_BANDWIDTH = 10e6  # bytes/s, until a node's link is measured
 EWMA_ALPHA = 0.3
@@ -102,6 +115,12 @@ class NodeCaps:
     native_kernels: frozenset[str] = frozenset()
     max_message: int = 1 << 30  # largest task payload it accepts (bytes)
     window: int = 4
+    heap_free: int | None = None  # free heap it reported (HELLO, HEARTBEAT); None: unknown
+    # Priors until the node's own figures are learned: compute speed relative to the
+    # reference (the unix-port VM on a PC: 1.0; an RP2350 about 1/84, from its board file)
+    # and link bytes/s (0: unknown, DEFAULT_BANDWIDTH).
+    speed: float = 1.0
+    bandwidth: float = 0.0
 
 
 @dataclass(slots=True, eq=False)
@@ -118,6 +137,8 @@ class NodeState:
     done: int = 0
     failed: int = 0
     busy_s: float = 0.0
+    heap_best: int = 0  # the most free heap it ever reported
+
 
     def free(self) -> int:
         return self.caps.window - len(self.inflight)
@@ -144,6 +165,8 @@ class Task:
     excluded: frozenset[str] = frozenset()
     speculated: bool = False
     cause: str = ""
+    kills: tuple[str, ...] = ()  # causes of the nodes it took down (lost running it, timed out)
+    lost_on: frozenset[str] = frozenset()  # nodes whose link lost it once
 
 
 @dataclass(slots=True, eq=False)
@@ -156,12 +179,13 @@ class Job:
     remaining: int
     state: str = "running"  # running, done, failed, cancelled
     cause: str = ""
+    deadline: float | None = None  # clock time past which the job fails
 
 
 class _Class:
     """Pending tasks and candidate nodes of one (kernel, native) class."""
 
-    __slots__ = ("key", "pending", "nodes", "everyone", "parked")
+    __slots__ = ("key", "pending", "nodes", "everyone", "parked", "rate", "rate_stamp")
 
     def __init__(self, key: ClassKey) -> None:
         self.key = key
@@ -169,6 +193,8 @@ class _Class:
         self.nodes: list[tuple[float, int, int, NodeState]] = []  # free nodes: (eft, seq, version)
         self.everyone: list[tuple[float, int, int, NodeState]] = []  # free or full (hold_ratio)
         self.parked: list[Task] = []  # no free node fits them right now
+        self.rate = 0.0  # tasks per second all its nodes together finish (cached)
+        self.rate_stamp: tuple[int, int] = (-1, -1)
 
 
 # ----------------------------------------------------------------------------- scheduler
@@ -193,13 +219,19 @@ class Scheduler:
         self.duplicates = 0
         self.dispatches = 0
         self._classes: dict[ClassKey, _Class] = {}
-        self._kernel_avg: dict[str, float] = {}
+        self._kernel_avg: dict[str, float] = {}  # seconds on a speed-1 node (EWMA)
+        self._kernel_dev: dict[str, float] = {}  # their mean absolute deviation (EWMA)
         self._deadlines: list[tuple[float, int]] = []  # (when, task_id): straggler checks
+        self._job_deadlines: list[tuple[float, int]] = []  # (when, job_id): job timeouts
+        self._suspects: dict[str, tuple[float, int, str]] = {}  # node -> (sent, task, cause)
         self._out: list[Action] = []
         self._task_ids = itertools.count(1)
         self._job_ids = itertools.count(1)
         self._seq = itertools.count()
         self._pending_count = 0
+        self._membership = 0  # bumped when a node joins or leaves (class rates go stale)
+        self._learned = 0  # results learned from
+        self._fastest = 0.0  # the highest speed prior of any node seen
 
     # ------------------------------------------------------------------ outputs
     def poll(self) -> list[Action]:
@@ -215,20 +247,33 @@ class Scheduler:
     def add_node(self, node_id: str, caps: NodeCaps) -> None:
         if node_id in self.nodes and self.nodes[node_id].alive:
             self.remove_node(node_id, f"node {node_id} joined again")
-        node = NodeState(node_id, caps, last_result=self.clock())
+        node = NodeState(node_id, caps, last_result=self.clock(), heap_best=caps.heap_free or 0,
+                         bandwidth=caps.bandwidth or DEFAULT_BANDWIDTH)
         self.nodes[node_id] = node
+        self._membership += 1
+        self._fastest = max(self._fastest, caps.speed)
         self._offer(node)
         self._unpark_all()
         self._dispatch()
 
-    def remove_node(self, node_id: str, cause: str = "") -> None:
-        """The node is gone (lost, left, or closed): requeue what it held."""
+    def remove_node(self, node_id: str, cause: str = "", *, blame: bool = True) -> None:
+        """The node is gone (lost, left, or closed): requeue what it held. With `blame`
+        (not for a node that said BYE) the oldest task it held, the one it was running,
+        is its suspect: if the node comes back having restarted since that task was sent
+        (``uptime``), the task took it down."""
         node = self.nodes.get(node_id)
         if node is None or not node.alive:
             return
         node.alive = False
         node.version += 1
+        self._membership += 1
         cause = cause or f"node {node_id} lost"
+        if blame:
+            sent = [(t.holders.get(node_id, 0.0), t.task_id) for t in
+                    map(self.tasks.get, node.inflight) if t is not None]
+            sent = [s for s in sent if s[0] > 0]
+            if sent:
+                self._suspects[node_id] = (*min(sent), cause)
         for task_id in list(node.inflight):
             self._release(node, task_id)
             task = self.tasks.get(task_id)
@@ -239,6 +284,42 @@ class Scheduler:
                 self._retry(task, cause, node_id)
         self._dispatch()
 
+    def uptime(self, node_id: str, uptime_s: float) -> None:
+        """The node (joined again) says how long it has been up (HEARTBEAT uptime_ms). If
+        it restarted after its suspect task was sent, that task took it down; a task that
+        took down two nodes fails instead of going to a third. A node that only redialled
+        (a link glitch) has been up longer and blames nothing."""
+        suspect = self._suspects.pop(node_id, None)
+        if suspect is None:
+            return
+        sent_at, task_id, cause = suspect
+        task = self.tasks.get(task_id)
+        if uptime_s >= self.clock() - sent_at or task is None or task.state in TERMINAL:
+            return
+        self._strike(task, f"{cause} (restarted while running it)")
+        self._dispatch()
+
+    def _strike(self, task: Task, cause: str) -> bool:
+        """Count a node the task took down; fail it at the second. True if it failed."""
+        task.kills += (cause,)
+        if len(task.kills) < KILLS_TO_FAIL:
+            return False
+        self._fail(task, f"took down {len(task.kills)} nodes: " + "; ".join(task.kills))
+        return True
+
+    def heap(self, node_id: str, heap_free: int) -> None:
+        """The node reported its free heap (HEARTBEAT): placement respects it."""
+        node = self.nodes.get(node_id)
+        if node is None or not node.alive or node.caps.heap_free == heap_free:
+            return
+        grew = node.caps.heap_free is not None and heap_free > node.caps.heap_free
+        node.caps.heap_free = heap_free
+        node.heap_best = max(node.heap_best, heap_free)
+        if grew:
+            self._offer(node)
+            self._unpark_all()
+            self._dispatch()
+
     # ------------------------------------------------------------------ jobs
     def submit(
         self,
@@ -248,10 +329,15 @@ class Scheduler:
         priority: int = 0,
         native: bool = False,
         sizes: Sequence[int] | None = None,
+        timeout: float | None = None,
     ) -> Job:
-        """A job: one task per argument list. Higher priority runs first."""
+        """A job: one task per argument list. Higher priority runs first. With `timeout`
+        (seconds) the job fails if it is not done by then."""
         key = (kernel, native)
         job = Job(next(self._job_ids), priority, key, [], [], 0)
+        if timeout is not None:
+            job.deadline = self.clock() + timeout
+            heapq.heappush(self._job_deadlines, (job.deadline, job.job_id))
         cls = self._class(key)
         for index, args in enumerate(arg_lists):
             size = sizes[index] if sizes is not None else 0
@@ -325,10 +411,12 @@ class Scheduler:
             self._out.append(JobDone(job.job_id, job.results))
         self._dispatch()
 
-    def error(self, node_id: str, task_id: int, cause: str, *, penalty: bool = True) -> None:
+    def error(self, node_id: str, task_id: int, cause: str, *, penalty: bool = True,
+              fatal: bool = False) -> None:
         """A RESULT with an error (or an ERROR naming the task) arrived from node_id.
 
-        ``penalty=False`` (the node was busy) requeues without counting a failure.
+        ``penalty=False`` (the node was busy) requeues without counting a failure;
+        ``fatal=True`` (its arguments are bad: no node can run it) fails the job at once.
         """
         node = self.nodes.get(node_id)
         if node is not None and task_id in node.inflight:
@@ -341,7 +429,9 @@ class Scheduler:
             self._dispatch()
             return
         del task.holders[node_id]
-        if not task.holders:
+        if fatal:
+            self._fail(task, f"bad arguments: {cause} (on {node_id})")
+        elif not task.holders:
             if penalty:
                 self._retry(task, f"{cause} (on {node_id})", node_id)
             else:
@@ -361,18 +451,45 @@ class Scheduler:
             sent = task.holders.get(node_id) if task is not None else None
             if sent is not None and 0 < sent < sent_before:
                 lost.append(task_id)
-                self.error(node_id, task_id, "frame lost on the link", penalty=False)
+                # Lost twice on one node is no accident (a TASK the node cannot hold is
+                # answered by an ERROR without its id): a failure there, not a free retry.
+                again = node_id in task.lost_on
+                task.lost_on = task.lost_on | {node_id}
+                self.error(node_id, task_id, "lost twice on the link: the node may not have "
+                           "the heap for it" if again else "frame lost on the link",
+                           penalty=again)
         return lost
 
+    def timed_out(self, node_id: str, task_id: int, cause: str = "") -> None:
+        """The task ran on node_id past its deadline: requeue it elsewhere (the caller
+        sends CANCEL); the second node it times out on fails the job."""
+        task = self.tasks.get(task_id)
+        if task is None or task.state in TERMINAL or node_id not in task.holders:
+            return
+        cause = cause or f"ran past its deadline on {node_id}"
+        if not self._strike(task, cause):
+            self._cancel_on(node_id, task_id)
+            self.error(node_id, task_id, cause)
+        self._dispatch()
+
     def tick(self) -> None:
-        """Look for stragglers; call it now and then (every 100 ms or so)."""
+        """Look for stragglers and jobs past their timeout; call it now and then (every
+        100 ms or so)."""
         now = self.clock()
+        while self._job_deadlines and self._job_deadlines[0][0] <= now:
+            _, job_id = heapq.heappop(self._job_deadlines)
+            job = self.jobs.get(job_id)
+            if job is not None and job.state == "running":
+                total = len(job.tasks)
+                self._fail_job(job, f"timed out: {total - job.remaining} of {total} tasks "
+                                    "done by the job's timeout")
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
             _, task_id = heapq.heappop(deadlines)
             task = self.tasks.get(task_id)
             if task is None or task.state is not TaskState.RUNNING or task.speculated:
                 continue
+            self._overdue(task, now)
             if self._pending_count or not self._speculate(task):
                 heapq.heappush(deadlines, (now + self.speculate_min_s, task_id))
                 break
@@ -405,9 +522,49 @@ class Scheduler:
 
     def _estimate(self, node: NodeState, kernel: str, size: int) -> float:
         compute = node.compute.get(kernel)
-        if compute is None:
-            compute = self._kernel_avg.get(kernel, DEFAULT_COMPUTE_S)
+        if compute is None:  # the kernel's time on a reference node, scaled by the prior
+            compute = self._kernel_avg.get(kernel, DEFAULT_COMPUTE_S) / node.caps.speed
         return compute + size / node.bandwidth
+
+    def _overdue(self, task: Task, now: float) -> None:
+        """A running task is past its straggler deadline: its node is slower than learned
+        (it slowed down, or it is stuck); count the time it has taken so far, shared with
+        the tasks ahead of it, so that placement stops feeding it before a result says so."""
+        for node_id, sent in task.holders.items():
+            node = self.nodes.get(node_id)
+            if node is None or not node.alive or not sent:
+                continue
+            taken = (now - sent) / max(1, len(node.inflight))
+            if taken > node.compute.get(task.kernel, 0.0):
+                node.compute[task.kernel] = taken
+                self._offer(node)
+
+    def _class_rate(self, cls: _Class) -> float:
+        """Tasks per second the class's alive nodes finish together (1 / estimate each),
+        recomputed when nodes come or go, on the first results, and then after every
+        len(nodes) / 8 results."""
+        learned = self._learned
+        stamp = (self._membership,
+                 learned if learned < 16 else learned // max(1, len(self.nodes) // 8))
+        if cls.rate_stamp != stamp:
+            kernel = cls.key[0]
+            cls.rate = sum(1.0 / max(self._estimate(n, kernel, 0), 1e-9)
+                           for n in self.nodes.values() if n.alive and n.can_run(cls.key))
+            cls.rate_stamp = stamp
+        return cls.rate
+
+    def _tail(self, cls: _Class, eft: float) -> bool:
+        """Whether a node that would finish the task at `eft` might finish after the rest
+        of the class's queue is done by everyone (then a faster node should take it).
+        The estimate is stretched by how much the kernel's task times vary (a Mandelbrot
+        tile's by 100x, a matmul block's not at all)."""
+        rate = self._class_rate(cls)
+        drain = len(cls.pending) / rate if rate > 0 else 0.0
+        best = cls.everyone[0][0] if cls.everyone else 0.0
+        kernel = cls.key[0]
+        avg = self._kernel_avg.get(kernel)
+        spread = min(2.0, 2 * self._kernel_dev.get(kernel, 0.0) / avg) if avg else 0.0
+        return (1 + spread) * eft > drain + best
 
     def _push_node(self, cls: _Class, node: NodeState) -> None:
         entry = (node.backlog + self._estimate(node, cls.key[0], 0), next(self._seq),
@@ -453,12 +610,18 @@ class Scheduler:
         heap = cls.nodes
         aside = []
         chosen = None
+        # A kernel nobody has timed yet: a node whose prior says it is much slower than the
+        # fastest gets one task until a first result says how long the kernel takes (else
+        # its whole window may hold the job's last tasks).
+        probe = (self.hold_ratio is not None and task.kernel not in self._kernel_avg)
+        slow = self._fastest * self.hold_ratio if probe and self.hold_ratio else 0.0
         while heap:
             entry = heapq.heappop(heap)
             node = entry[3]
             if entry[2] != node.version or not node.alive or node.free() <= 0:
                 continue  # stale: a fresher entry exists if the node is still eligible
-            if not self._fits(task, node) or (idle_only and node.inflight):
+            if (not self._fits(task, node) or (idle_only and node.inflight)
+                    or (node.inflight and node.caps.speed < slow)):
                 aside.append(entry)
                 continue
             chosen = (entry[0], node)
@@ -469,11 +632,26 @@ class Scheduler:
 
     @staticmethod
     def _fits(task: Task, node: NodeState) -> bool:
+        heap = node.caps.heap_free
         return (
             node.node_id not in task.excluded
             and node.node_id not in task.holders
             and task.size <= node.caps.max_message
+            and (heap is None or task.size * HEAP_FACTOR <= heap)
         )
+
+    def _heap_too_small(self, cls: _Class, task: Task) -> int | None:
+        """The most free heap any capable node ever reported, if that is too small for the
+        task on every one of them (it would wait for ever); None otherwise."""
+        need = task.size * HEAP_FACTOR
+        best = None
+        for node in self.nodes.values():
+            if not node.alive or not node.can_run(cls.key):
+                continue
+            if node.caps.heap_free is None or node.heap_best >= need:
+                return None
+            best = max(best or 0, node.heap_best)
+        return best
 
     def _better_busy_node(self, cls: _Class, task: Task, eft: float) -> bool:
         """Whether a node with no free credit would still finish the task sooner, by the
@@ -501,10 +679,16 @@ class Scheduler:
                     continue  # cancelled or failed while queued
                 picked = self._pick(cls, task)
                 if picked is None:
+                    best = self._heap_too_small(cls, task)
+                    if best is not None:
+                        self._fail(task, f"needs about {task.size * HEAP_FACTOR} bytes of free "
+                                         f"heap; the nodes that can run it had at most {best}")
+                        continue
                     cls.parked.append(task)
                     continue
                 eft, node = picked
-                if self.hold_ratio is not None and self._better_busy_node(cls, task, eft):
+                if (self.hold_ratio is not None and self._better_busy_node(cls, task, eft)
+                        and self._tail(cls, eft)):
                     heapq.heappush(pending, entry)
                     self._push_node(cls, node)
                     break
@@ -546,14 +730,19 @@ class Scheduler:
             return
         now = self.clock()
         compute = elapsed_us / 1e6
+        self._learned += 1
         old = node.compute.get(task.kernel)
         node.compute[task.kernel] = (
             compute if old is None else old + EWMA_ALPHA * (compute - old)
         )
+        reference = compute * node.caps.speed  # on a speed-1 node
         avg = self._kernel_avg.get(task.kernel)
         self._kernel_avg[task.kernel] = (
-            compute if avg is None else avg + EWMA_ALPHA * (compute - avg)
+            reference if avg is None else avg + EWMA_ALPHA * (reference - avg)
         )
+        if avg is not None:  # mean absolute deviation, as an EWMA too
+            dev = self._kernel_dev.get(task.kernel, 0.0)
+            self._kernel_dev[task.kernel] = dev + EWMA_ALPHA * (abs(reference - avg) - dev)
         sent = task.holders.get(node.node_id, 0.0)
         service = now - max(sent, node.last_result)
         node.last_result = now
@@ -585,11 +774,21 @@ class Scheduler:
         if task.failures <= self.retries:
             self._requeue(task)
             return
-        job = task.job
+        self._fail(task, f"failed {task.failures} times: {cause}")
+
+    def _fail(self, task: Task, why: str) -> None:
+        """The task cannot succeed: it fails, and its job with it."""
+        if task.state is TaskState.PENDING:
+            self._pending_count -= 1  # its queue entry is skipped when it comes up
         self._move(task, TaskState.FAILED)
+        for node_id in task.holders:
+            self._cancel_on(node_id, task.task_id)
+        task.holders.clear()
         self._forget(task)
-        job.state = "failed"
-        job.cause = f"task {task.index} ({task.kernel}) failed {task.failures} times: {cause}"
+        self._fail_job(task.job, f"task {task.index} ({task.kernel}) {why}")
+
+    def _fail_job(self, job: Job, cause: str) -> None:
+        job.state, job.cause = "failed", cause
         self._close_tasks(job, TaskState.CANCELLED)
         self._out.append(JobFailed(job.job_id, job.cause))
 
