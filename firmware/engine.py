@@ -60,7 +60,7 @@ SILENT_BEATS = const(3)
 # after each failed session up to BACKOFF_MAX_MS, back to the minimum after a join.
 BACKOFF_MIN_MS = const(200)
 BACKOFF_MAX_MS = const(10000)
-MIN_HEARTBEAT_MS = const(100)
+MIN_HEARTBEAT_MS = const(10)
 MAX_STREAMS = const(4)  # CHUNK streams a node holds open at once
 
 # states
@@ -137,6 +137,7 @@ class Engine:
         self.join_deadline = 0
         self.next_beat = 0
         self.last_rx = 0
+        self.last_tick = 0
 
     # ---- life cycle ------------------------------------------------------------------
 
@@ -243,6 +244,7 @@ class Engine:
         self.peer_max_message = payload.get(M.WELCOME_MAX_MESSAGE, 0)
         self.state = JOINED
         self.next_beat = now + self.heartbeat_ms
+        self.last_tick = now
         self.io.on_joined()
 
     def _error(self, payload):
@@ -378,6 +380,12 @@ class Engine:
             if now >= self.join_deadline:
                 self.end("no WELCOME within " + str(JOIN_TIMEOUT_MS) + " ms")
             return
+        # The clock runs at least once per interval; a longer gap means this node did not
+        # run (its host stalled): that time is not the master's silence.
+        gap = now - self.last_tick - self.heartbeat_ms
+        if gap > 0:
+            self.last_rx += gap
+        self.last_tick = now
         silent = now - self.last_rx
         if silent > SILENT_BEATS * self.heartbeat_ms:
             self.end("master silent for " + str(int(silent)) + " ms")
