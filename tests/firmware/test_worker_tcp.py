@@ -233,3 +233,47 @@ def test_a_task_before_welcome_is_refused(tcp_node):
     conn.task(9, "echo", [1])
     err = conn.expect(T.ERROR).payload
     assert err[0] == ErrorCode.NOT_JOINED and err[3] == 9
+
+
+def _chunk(conn, stream: int, task_id: int, total: int, more: bool) -> None:
+    """The first CHUNK of a TASK stream announcing `total` bytes (the encoded TASK starts
+    with its task id, as every sender writes it)."""
+    head = wire.encode_payload({0: task_id, 1: "echo", 2: [b""]})[:8]
+    payload = {0: stream, 1: int(T.TASK), 2: total, 3: 0, 4: head}
+    conn.send_raw(wire.encode_frame(T.CHUNK, payload, conn.seq, flags=1 if more else 0))
+    conn.seq += 1
+
+
+def test_poison_tasks_get_their_code_and_the_board_keeps_serving(tcp_node):
+    """One task of each poison class, each answered with its code and task id; after all of
+    them the same session still serves tasks."""
+    _master, conn, _vm = tcp_node
+    hello = conn.join()
+    code = 5
+    # empty typed arrays of every item width encode (they used to end the session)
+    for n, tc in enumerate("bBhHiIqQfd"):
+        conn.task(100 + n, "echo", [array.array(tc)])
+        res = conn.result()
+        assert res[0] == 100 + n and len(res[1]) == 0 and code not in res
+    conn.task(120, "mandelbrot", [0, 0, 8, 0, 4, 16])  # w=0: an empty result
+    assert list(conn.result()[1]) == []
+    # wrong arguments: deterministic, BAD_ARGS
+    conn.task(121, "dot", [array.array("h", [1, 2]), array.array("h", [1])])
+    conn.task(122, "matmul", [array.array("b", [1])])
+    assert [(r[0], r[code]) for r in (conn.result(), conn.result())] == [
+        (121, ErrorCode.BAD_ARGS), (122, ErrorCode.BAD_ARGS)]
+    # a CHUNK stream over max_message: TOO_LARGE with the task's id
+    _chunk(conn, 1, 130, hello[key(MsgType.HELLO, "max_message")] + 1, more=True)
+    err = conn.expect(T.ERROR).payload
+    assert err[0] == ErrorCode.TOO_LARGE and err[3] == 130
+    # more open CHUNK streams than the stated limit: the extra one is refused, not a restart
+    for stream in range(2, 7):
+        _chunk(conn, stream, 140 + stream, 4000, more=True)
+    err = conn.expect(T.ERROR).payload
+    assert err[0] == ErrorCode.TOO_LARGE and err[3] == 146
+    # an unexpected WELCOME after the join: answered, the session stays
+    conn.send(T.WELCOME, {0: "vm-1", 1: 1000, 2: 4, 3: 16384, 4: bytes(32)})
+    err = conn.expect(T.ERROR).payload
+    assert err[0] == ErrorCode.UNEXPECTED
+    conn.task(150, "echo", ["still serving"])
+    assert conn.result()[1] == "still serving"
