@@ -87,6 +87,42 @@ def test_top_shows_nodes_and_a_job(cluster):
         assert text in frame.stdout, text
 
 
+def test_top_refreshes_on_a_terminal_until_ctrl_c(cluster):
+    import os
+    import pty
+    import select
+    import signal
+
+    here, there = pty.openpty()
+    top = subprocess.Popen(
+        [*CLI, "top", "--interval", "0.2", "--master", cluster.services.client_address,
+         "--key", KEY], stdin=there, stdout=there, stderr=there,
+        env={"COLUMNS": "140", "LINES": "60", "TERM": "xterm-256color"})
+    os.close(there)
+    screen = b""
+
+    def shows(text: bytes) -> bool:
+        nonlocal screen
+        while select.select([here], [], [], 0.1)[0]:
+            try:
+                screen += os.read(here, 65536)
+            except OSError:
+                break
+        return text in screen
+
+    try:
+        until(lambda: shows(b"py3"), 30, "top's first frame")
+        cluster.map("echo", [[i] for i in range(7)])  # appears in a later frame
+        until(lambda: shows(b"7/7"), 30, "the new job in a refreshed frame")
+        top.send_signal(signal.SIGINT)
+        assert top.wait(20) == 0
+    finally:
+        if top.poll() is None:
+            top.kill()
+            top.wait(10)
+        os.close(here)
+
+
 def test_dashboard_state_page_and_vendored_chart_library(cluster):
     url = cluster.services.http_url
     page = get(url).decode()
