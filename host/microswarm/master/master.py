@@ -47,6 +47,7 @@ from microswarm.wire import MAX_FRAME, FrameError, decode_frame, encode_frame
 log = logging.getLogger(__name__)
 
 CONTROL_PORT = 5882
+ACCEPT_BACKLOG = 1024  # thousands of nodes may dial at once (a cluster powering up)
 HOLD_RATIO = 0.7  # a task waits for a busy node that would finish it this much sooner
 
 
@@ -125,11 +126,13 @@ class Master:
         self._joined = asyncio.Condition()
         self._started = time.monotonic()
         self._stopping = False
+        self._told: set[str] = set()  # nodes sent a TASK since the last heartbeat round
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         if self._want_tcp is not None:
-            server = await asyncio.start_server(self._accept_tcp, self.host, self._want_tcp)
+            server = await asyncio.start_server(self._accept_tcp, self.host, self._want_tcp,
+                                                backlog=ACCEPT_BACKLOG)
             self._servers.append(server)
             self.tcp_port = server.sockets[0].getsockname()[1]
         if self._want_udp is not None:
@@ -324,6 +327,7 @@ class Master:
                     sched.error(action.node_id, action.task_id, f"cannot encode task: {exc}")
                     continue
                 sched.sent(action.node_id, action.task_id)
+                self._told.add(action.node_id)
             elif isinstance(action, Cancel):
                 session = self.sessions.get(action.node_id)
                 if session is not None and not session.closed:
@@ -445,6 +449,19 @@ class Master:
                 for session in self.sessions.values():
                     session.last_seen = max(session.last_seen, now - interval)
             last_tick = now
+            self.scheduler.tick()
+            self._apply()
+            if self.journal is not None and self.journal.due():
+                self.journal.flush()
+            # Silence is checked every period, so a node is lost 3 intervals after its last
+            # frame, not up to a 4th later at the next beat.
+            limit = now - 3 * interval
+            for session in [s for s in self.sessions.values() if s.last_seen < limit]:
+                session.close(f"silent for {now - session.last_seen:.1f} s")
+                self.session_closed(session, "lost: no frame for 3 heartbeat intervals")
+            if now < next_beat:
+                continue
+            next_beat = now + interval
             for session in self.sessions.values():  # what the last HEARTBEAT said
                 info = session.info
                 if info is not None:
@@ -452,20 +469,12 @@ class Master:
                     if "uptime_ms" in info.node_heartbeat:  # restarted while running a task?
                         self.scheduler.uptime(info.node_id,
                                               info.node_heartbeat["uptime_ms"] / 1000)
-            self.scheduler.tick()
-            self._apply()
-            if self.journal is not None and self.journal.due():
-                self.journal.flush()
-            if now < next_beat:
-                continue
-            next_beat = now + interval
-            uptime = int((now - self._started) * 1000)
+            beat = build(MsgType.HEARTBEAT, uptime_ms=int((now - self._started) * 1000))
+            told, self._told = self._told, set()
             for session in list(self.sessions.values()):
-                if now - session.last_seen > 3 * interval:
-                    session.close(f"silent for {now - session.last_seen:.1f} s")
-                    self.session_closed(session, "lost: no frame for 3 heartbeat intervals")
-                    continue
-                session.send(MsgType.HEARTBEAT, build(MsgType.HEARTBEAT, uptime_ms=uptime))
+                # a node that got a TASK since the last beat heard from the master already
+                if session.info is None or session.info.node_id not in told:
+                    session.send(MsgType.HEARTBEAT, beat)
 
     # ------------------------------------------------------------------ control endpoint
     async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
