@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     limits = raise_fd_limit()
     per = [args.sessions // args.procs + (1 if i < args.sessions % args.procs else 0)
            for i in range(args.procs)]
-    master = _Child(["master", "--heartbeat-ms", str(args.heartbeat_ms)])
+    master = _Child(["master", "--heartbeat-ms", str(args.heartbeat_ms), "--sessions",
+                     str(args.sessions)])
     gens: list[_Child] = []
     try:
         hello = master.ask()

@@ -61,21 +61,23 @@ async def _read_line() -> str:
 
 
 # ----------------------------------------------------------------------------- master
-async def serve_master(heartbeat_ms: int, window: int) -> None:
+async def serve_master(heartbeat_ms: int, window: int, sessions: int) -> None:
     from microswarm.master import Master
 
     limits = raise_fd_limit()
     closed: list[tuple[float, float]] = []  # (monotonic at close, last frame heard)
+    # Every generator dials from 127.0.0.1: the per-address admission limit (meant for one
+    # board per address) is raised to the whole load, as is the connection limit.
     async with Master(key=KEY, tcp_port=0, udp_port=None, heartbeat_ms=heartbeat_ms,
-                      window=window) as master:
-        original = master.session_closed
+                      window=window, max_connections=sessions + 64,
+                      max_pending_per_address=1024, max_pending=1024) as master:
+        original = master._node_left
 
-        def session_closed(session: Any, cause: str) -> None:
-            if session.info is not None and master.sessions.get(session.info.node_id) is session:
-                closed.append((time.monotonic(), session.last_seen))
-            original(session, cause)
+        def node_left(conn: Any, info: Any, cause: str) -> None:
+            closed.append((time.monotonic(), conn.last_seen))
+            original(conn, info, cause)
 
-        master.session_closed = session_closed  # type: ignore[method-assign]
+        master._node_left = node_left  # type: ignore[method-assign]
         _say({"port": master.tcp_port, "fd_limit": limits, "rss_kb": rss_kb()})
         while line := await _read_line():
             cmd = json.loads(line)
@@ -159,6 +161,7 @@ def main() -> None:
     m = sub.add_parser("master")
     m.add_argument("--heartbeat-ms", type=int, default=1000)
     m.add_argument("--window", type=int, default=2)
+    m.add_argument("--sessions", type=int, default=8192, help="connections to admit")
     n = sub.add_parser("nodes")
     n.add_argument("--host", default="127.0.0.1")
     n.add_argument("--port", type=int, required=True)
@@ -173,10 +176,11 @@ def main() -> None:
             import cProfile
 
             prof = cProfile.Profile(time.process_time)  # CPU time, not the loaded wall clock
-            prof.runcall(asyncio.run, serve_master(args.heartbeat_ms, args.window))
+            prof.runcall(asyncio.run, serve_master(args.heartbeat_ms, args.window,
+                                                   args.sessions))
             prof.dump_stats(profile)
         else:
-            asyncio.run(serve_master(args.heartbeat_ms, args.window))
+            asyncio.run(serve_master(args.heartbeat_ms, args.window, args.sessions))
     else:
         asyncio.run(run_nodes(args.host, args.port, args.count, args.prefix, args.concurrency))
 
