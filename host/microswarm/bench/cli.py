@@ -21,6 +21,8 @@ BENCHES: dict[str, str] = {
     "board": "microswarm.bench.board",
     "sched": "microswarm.bench.sched",
     "footprint": "microswarm.bench.footprint",
+    "scale": "microswarm.bench.scale",
+    "all": "microswarm.bench.report",
 }
 
 
