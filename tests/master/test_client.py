@@ -112,8 +112,7 @@ def test_run_master_jobs_and_cancel_from_the_command_line(master):
     assert "matches the reference" in done.stdout
 
     with Cluster.connect(master.client, key=KEY) as cluster:
-        # long enough to be running whatever the machine's load: it ends by the cancel
-        slow = cluster.submit_job("sleep_ms", [[20_000]] * 60)
+        slow = cluster.submit_job("sleep_ms", [[60_000]] * 60)  # cannot finish before cancel
         listed = subprocess.run([*CLI, "jobs", "--master", master.client, "--key", KEY,
                                  "--json"], capture_output=True, text=True, timeout=30)
         assert listed.returncode == 0, listed.stderr

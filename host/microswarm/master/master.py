@@ -48,6 +48,7 @@ from microswarm.wire import MAX_FRAME, FrameError, decode_frame, encode_frame
 log = logging.getLogger(__name__)
 
 CONTROL_PORT = 5882
+ACCEPT_BACKLOG = 1024  # thousands of nodes may dial at once (a cluster powering up)
 HOLD_RATIO = 0.7  # a task waits for a busy node that would finish it this much sooner
 MAX_PENDING_PER_ADDRESS = 16  # TCP links not yet joined, per peer address
 MAX_PENDING = 256  # TCP links not yet joined, in all
@@ -146,7 +147,8 @@ class Master:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         if self._want_tcp is not None:
-            server = await asyncio.start_server(self._accept_tcp, self.host, self._want_tcp)
+            server = await asyncio.start_server(self._accept_tcp, self.host, self._want_tcp,
+                                                backlog=ACCEPT_BACKLOG)
             self._servers.append(server)
             self.tcp_port = server.sockets[0].getsockname()[1]
         if self._want_udp is not None:
