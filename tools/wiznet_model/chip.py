@@ -28,8 +28,8 @@ datasheet v1.0.9 pages, w5500.h / w6100.h, ioLibrary functions) is tabled in doc
   waits); during a W6100 software reset (SYCR0, no completion flag) everything but the
   identification bytes reads garbage for `sw_reset_s` (10 ms; WIZnet's W6100 code waits
   100 ms). Both are short of the driver's waits by a wide margin because the model times
-  them when its thread handles the bridge's ops, which a loaded machine delays; the W5500 MR.RST bit reads 1 for
-  two transactions ("cleared automatically after reset").
+  them when its thread handles the bridge's ops, which a loaded machine delays. The W5500
+  MR.RST bit reads 1 for two transactions ("cleared automatically after reset").
 - The PHY link comes up `link_delay_s` (0.3 s) after every reset (auto-negotiation).
 - A 16-bit counter (Sn_TX_FSR, Sn_RX_RSR) read in one burst may change between its two
   bytes: the model moves network data between reading the high and the low byte ("Before
