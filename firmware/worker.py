@@ -111,6 +111,8 @@ class Session:
         self.joined = False
         self.node_nonce = auth.nonce(M.NONCE_SIZE)
         self.master_nonce = None
+        self.reader = None  # the link's StreamReader or Deframer
+        self.link_auth = None  # frame MACs (auth.LinkAuth), from WELCOME on
         self.heartbeat_ms = 0
         self.window = 0
         self.last_rx = time.ticks_ms()
@@ -180,7 +182,7 @@ class Session:
             self.end(e)
 
     async def _read_stream(self):
-        reader = frame.StreamReader(self.max_frame, copy=False)
+        reader = self.reader = frame.StreamReader(self.max_frame, copy=False)
         link = self.link
         while True:
             n = await link.read_into(reader.want())
@@ -197,7 +199,7 @@ class Session:
     async def _read_serial(self):
         # copy=True: one feed may complete several frames, and in-place views into the
         # deframer's buffer would not survive the next one
-        deframer = frame.Deframer(self.max_frame)
+        deframer = self.reader = frame.Deframer(self.max_frame)
         buf = bytearray(SERIAL_CHUNK)
         view = memoryview(buf)
         link = self.link
@@ -269,6 +271,9 @@ class Session:
         self.master_nonce = nonce
         mac = auth.node_mac(self.cfg["key"], nonce, self.node_nonce, self.cfg["node_id"])
         await self.send(M.T_AUTH_RESPONSE, {M.AUTH_RESPONSE_MAC: mac})
+        # every frame from WELCOME on carries a MAC, both ways (SPEC.md section 5)
+        self.link_auth = auth.LinkAuth(self.cfg["key"], nonce, self.node_nonce)
+        self.writer.auth = self.reader.auth = self.link_auth
 
     def on_welcome(self, payload):
         if self.master_nonce is None or self.joined:
@@ -283,6 +288,7 @@ class Session:
         if negotiated != self.max_frame:
             self.max_frame = negotiated
             self.writer = frame.FrameWriter(negotiated, serial=self.link.cobs)
+            self.writer.auth = self.link_auth
         self.joined = True
         self.w.joined()
         self.tasks.append(asyncio.create_task(self.run_loop()))

@@ -25,13 +25,19 @@ MAX_PAYLOAD = 0xFFFF  # the header's length field is 16 bits; larger messages tr
 
 # Header flag bits. Every bit not listed here must be zero.
 FLAG_MORE = 0x01  # CHUNK only: more chunks of the same stream follow
-FLAGS_KNOWN = FLAG_MORE
+FLAG_MAC = 0x02  # a MAC trailer (counter + tag) follows the CRC: every frame after WELCOME
+FLAGS_KNOWN = FLAG_MORE | FLAG_MAC
 
 TCP_PORT = 5880  # master's listening port for node links
 UDP_DISCOVERY_PORT = 5881  # master answers DISCOVER beacons here
 
 NONCE_SIZE = 16
 MAC_SIZE = 32
+# Frame authentication after the join (SPEC.md, "Frame authentication"): a trailer of a
+# u32 counter and the first MAC_TAG_SIZE bytes of HMAC-SHA256 follows the CRC.
+MAC_COUNTER_SIZE = 4
+MAC_TAG_SIZE = 8
+MAC_TRAILER_SIZE = MAC_COUNTER_SIZE + MAC_TAG_SIZE
 
 
 class MsgType(IntEnum):
@@ -68,6 +74,7 @@ class ErrorCode(IntEnum):
     BUSY = 14  # a task arrived with no credit left in the window
     CANCELLED = 15  # task cancelled before it finished
     BAD_ARGS = 16  # arguments do not match the kernel (deterministic: fail at once, no retry)
+    BAD_MAC = 17  # frame authentication failed: no or a wrong MAC, or a replayed counter
 
 
 class LogLevel(IntEnum):

@@ -98,19 +98,25 @@ def test_chunked_result_and_bad_frames_keep_the_link(tcp_node):
     assert conn.result()[1] == big
 
     good = wire.encode_frame(T.TASK, {0: 31, 1: "echo", 2: [7]}, seq=900)
-    bad_crc = good[:-4] + struct.pack("<I", zlib.crc32(good[:-4]) ^ 1)
+    sealed = conn.seal(good)
+    crc_at = len(sealed) - 12 - 4  # the 12-byte MAC trailer follows the CRC
+    bad_crc = sealed[:crc_at] + struct.pack("<I", zlib.crc32(sealed[:crc_at]) ^ 1) + \
+        sealed[crc_at + 4:]
     conn.send_raw(bad_crc)
     err = conn.expect(T.ERROR).payload
     assert err[0] == ErrorCode.BAD_CRC and err[2] == 900
     bad_payload = wire.pack_frame(T.TASK, b"\xa1\x00\x61", seq=901)  # {0: "..." truncated
-    conn.send_raw(bad_payload)
+    conn.send_raw(conn.seal(bad_payload))
     assert conn.expect(T.ERROR).payload[0] == ErrorCode.BAD_PAYLOAD
-    conn.send_raw(good)
+    conn.send_raw(good)  # no MAC after the join: refused, never run
+    err = conn.expect(T.ERROR).payload
+    assert err[0] == ErrorCode.BAD_MAC and err[2] == 900
+    conn.send_raw(conn.seal(good))
     assert conn.result()[1] == 7
     beat = conn.recv(keep_heartbeats=True, timeout=5)
     while beat.type != T.HEARTBEAT:
         beat = conn.recv(keep_heartbeats=True, timeout=5)
-    assert beat.payload[4] == 2
+    assert beat.payload[4] == 3
 
 
 def test_fatal_header_drops_the_link_and_the_worker_dials_again(tcp_node):

@@ -14,7 +14,7 @@ from microswarm.master import JobFailedError, Master
 from microswarm.master.inproc import InprocNode
 from microswarm.master.messages import build, fields
 from microswarm.protocol.catalog import PROTOCOL_VERSION, ErrorCode, MsgType
-from microswarm.wire import FrameReader, decode_frame, encode_frame, node_mac
+from microswarm.wire import FrameReader, LinkAuth, decode_frame, encode_frame, node_mac
 
 KEY = b"test cluster key"
 
@@ -47,12 +47,14 @@ class RawNode:
         self.frames = FrameReader()
         self.seq = 0
         self.queue = []
+        self.auth = None  # LinkAuth once challenged: frames after WELCOME carry a MAC
 
     async def open(self):
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
 
     def send(self, msg_type, payload):
-        self.writer.write(encode_frame(msg_type, payload, self.seq, validate=False))
+        self.writer.write(encode_frame(msg_type, payload, self.seq, validate=False,
+                                       auth=self.auth))
         self.seq += 1
 
     async def recv(self):
@@ -81,6 +83,8 @@ class RawNode:
         assert challenge.type == MsgType.AUTH_CHALLENGE
         mac = node_mac(key, bytes(challenge.payload[0]), self.nonce, self.node_id)
         self.send(MsgType.AUTH_RESPONSE, build(MsgType.AUTH_RESPONSE, mac=mac))
+        self.auth = self.frames.auth = LinkAuth.node(key, bytes(challenge.payload[0]),
+                                                     self.nonce)
         return await self.recv()
 
 

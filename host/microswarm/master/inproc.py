@@ -37,6 +37,7 @@ from microswarm.wire import (
     MAX_FRAME,
     FrameError,
     FrameReader,
+    LinkAuth,
     Reassembler,
     encode_message,
     master_proof,
@@ -73,6 +74,8 @@ class InprocNode:
         self._stream = 0
         self._started = time.monotonic()
         self._tasks: list[asyncio.Task] = []
+        self._auth: LinkAuth | None = None
+        self._reader = FrameReader(MAX_FRAME)
 
     # ------------------------------------------------------------------ attach
     async def connect_tcp(self, host: str, port: int) -> None:
@@ -103,13 +106,13 @@ class InprocNode:
     def _send(self, msg_type: MsgType, payload: dict[int, Any]) -> None:
         self._stream = (self._stream + 1) & 0xFFFF
         frames = encode_message(msg_type, payload, seq=self._seq, max_frame=self.max_frame,
-                                stream=self._stream, validate=False)
+                                stream=self._stream, validate=False, auth=self._auth)
         self._seq = (self._seq + len(frames)) & 0xFFFF
         assert self.link is not None
         self.link.write(b"".join(frames))
 
     async def _frames(self):
-        reader = FrameReader(MAX_FRAME)
+        reader = self._reader = FrameReader(MAX_FRAME)
         reassembler = Reassembler(1 << 24)
         assert self.link is not None
         while True:
@@ -154,6 +157,8 @@ class InprocNode:
                     master_nonce = bytes(fields(t, body)["nonce"])
                     mac = node_mac(self.key, master_nonce, nonce, self.node_id)
                     self._send(MsgType.AUTH_RESPONSE, build(MsgType.AUTH_RESPONSE, mac=mac))
+                    # frames are authenticated from WELCOME on (SPEC.md section 5)
+                    self._auth = self._reader.auth = LinkAuth.node(self.key, master_nonce, nonce)
                 elif t == MsgType.WELCOME:
                     welcome = fields(t, body)
                     proof = master_proof(self.key, nonce, master_nonce)

@@ -38,6 +38,7 @@ from microswarm.wire import (
     Frame,
     FrameError,
     FrameReader,
+    LinkAuth,
     Reassembler,
     SerialDeframer,
     encode_message,
@@ -137,6 +138,7 @@ class NodeSession:
         self._reassembler = Reassembler(max_message)
         self._inbox: deque[Frame] = deque()
         self._restart_hello: Frame | None = None  # a HELLO that arrived on a joined link
+        self._auth: LinkAuth | None = None  # frame authentication, on after WELCOME
 
     @property
     def node_id(self) -> str:
@@ -147,13 +149,18 @@ class NodeSession:
         self._stream = (self._stream + 1) & 0xFFFF
         frames = encode_message(
             msg_type, payload, seq=self._seq, max_frame=self.max_frame, stream=self._stream,
-            validate=False,
+            validate=False, auth=self._auth,
         )
         self._seq = (self._seq + len(frames)) & 0xFFFF
         data = b"".join(serial_encode(f) for f in frames) if self._serial else b"".join(frames)
         if self.info is not None:
             self.info.bytes_out += len(data)
         self.link.write(data)
+
+    def enable_auth(self, auth: LinkAuth) -> None:
+        """From now on every frame sent and received on this link is authenticated."""
+        self._auth = auth
+        self._deframer.auth = auth
 
     def send_task(self, task_id: int, kernel: str, args: Any, attempt: int) -> None:
         self.send(MsgType.TASK, {TASK_ID: task_id, TASK_KERNEL: kernel, TASK_ARGS: list(args),
@@ -259,6 +266,7 @@ class NodeSession:
                 max_message=self.max_message,
             ),
         )
+        self.enable_auth(LinkAuth.master(self.key, master_nonce, hello["nonce"]))
         self.max_frame = max_frame
         return NodeInfo(
             node_id=node_id,
@@ -292,6 +300,7 @@ class NodeSession:
     async def _run_once(self, hello: Frame | None) -> tuple[str, Frame | None]:
         cause = "link closed"
         self._restart_hello = None
+        self._auth = self._deframer.auth = None  # a new join: frames without MAC until WELCOME
         try:
             try:
                 self.info = await asyncio.wait_for(self._join(hello), JOIN_TIMEOUT_S)

@@ -30,7 +30,7 @@ from microswarm.master.scheduler import (
 )
 from microswarm.protocol.catalog import ErrorCode
 from microswarm.sim import wire as w
-from microswarm.wire import FrameError, master_proof, node_mac
+from microswarm.wire import FrameError, LinkAuth, master_proof, node_mac
 
 if TYPE_CHECKING:
     from microswarm.sim.cluster import Simulation
@@ -43,7 +43,7 @@ class Session:
     """The master's end of one node's link."""
 
     __slots__ = ("epoch", "joined", "nonce", "node_nonce", "last_heard", "rx", "seq", "slots",
-                 "kernels")
+                 "kernels", "auth")
 
     def __init__(self, rx: Any) -> None:
         self.epoch = 0
@@ -55,6 +55,7 @@ class Session:
         self.seq = 0
         self.slots = 1
         self.kernels: frozenset[str] = frozenset()
+        self.auth: LinkAuth | None = None  # frame MACs after WELCOME, as the real master
 
 
 def _receiver_for(node: Any) -> Any:
@@ -146,7 +147,7 @@ class SimMaster:
     def send(self, node: SimNode, msg_type: int, payload: dict[int, Any]) -> None:
         s = self.sessions[node.index]
         s.seq += 1
-        self._put(node, s, w.pack(msg_type, payload, s.seq, node.link.serial))
+        self._put(node, s, w.pack(msg_type, payload, s.seq, node.link.serial, s.auth))
 
     def _put(self, node: SimNode, s: Session, data: bytes) -> None:
         if node.real:
@@ -194,6 +195,8 @@ class SimMaster:
                 self._task_error(node, task_id, p.get(w.R_CODE, 0), p.get(w.R_ERROR, ""))
             return
         if msg_type == w.HELLO:
+            s.auth = None  # a new join: no MACs until WELCOME
+            s.rx.set_auth(None)
             s.node_nonce = p[w.H["nonce"]]
             s.slots = p[w.H["slots"]]
             s.kernels = frozenset(p[w.H["kernels"]])
@@ -214,6 +217,8 @@ class SimMaster:
                 w.W["window"]: window, w.W["max_frame"]: 16_384,
                 w.W["proof"]: master_proof(self.sim.key, s.node_nonce, s.nonce),
             })
+            s.auth = LinkAuth.master(self.sim.key, s.nonce, s.node_nonce)
+            s.rx.set_auth(s.auth)
             self.sim.trace("join", node.node_id)
             self.scheduler.add_node(node.node_id, NodeCaps(kernels=s.kernels, window=window))
             return
@@ -278,7 +283,8 @@ class SimMaster:
             else:
                 node = nodes[i]
                 s.seq += 1
-                self._put(node, s, w.pack_encoded(w.HEARTBEAT, beat, s.seq, node.link.serial))
+                self._put(node, s, w.pack_encoded(w.HEARTBEAT, beat, s.seq, node.link.serial,
+                                                  s.auth))
         self.journal.flush()
         self.pump()
 

@@ -21,7 +21,7 @@ from microswarm.protocol.catalog import PROTOCOL_VERSION, ErrorCode
 from microswarm.sim import speed
 from microswarm.sim import wire as w
 from microswarm.sim.links import Link
-from microswarm.wire import FrameError, master_proof, node_mac
+from microswarm.wire import FrameError, LinkAuth, master_proof, node_mac
 
 if TYPE_CHECKING:
     from microswarm.sim.cluster import Simulation
@@ -43,7 +43,7 @@ class SimNode:
         "sim", "index", "node_id", "board", "factor", "slowdown", "slots", "link", "rx",
         "alive", "frozen_until", "boot", "epoch", "joined", "nonce", "seq", "queue",
         "running", "run_token", "done", "busy_s", "booted_at", "last_rx", "backoff_s",
-        "heartbeat_s",
+        "heartbeat_s", "auth",
     )
 
     def __init__(
@@ -59,6 +59,7 @@ class SimNode:
         self.slots = slots
         self.link = link
         self.rx = w.Receiver(link.serial)
+        self.auth: LinkAuth | None = None  # frame MACs from WELCOME on
         self.alive = False
         self.frozen_until = 0.0
         self.boot = 0
@@ -108,6 +109,8 @@ class SimNode:
             return
         self.joined = False
         self._reset_work()
+        self.auth = None  # a new connection: no MACs until WELCOME
+        self.rx.set_auth(None)
         epoch = self.sim.master.accept(self)
         if epoch is None:
             self.redial()
@@ -159,7 +162,7 @@ class SimNode:
 
     def send(self, msg_type: int, payload: dict[int, Any]) -> None:
         self.seq += 1
-        data = w.pack(msg_type, payload, self.seq, self.link.serial)
+        data = w.pack(msg_type, payload, self.seq, self.link.serial, self.auth)
         sim = self.sim
         delivered = self.link.send(self.link.tx, data, sim.events.now)
         if delivered is not None:
@@ -188,6 +191,8 @@ class SimNode:
         elif msg_type == w.CHALLENGE:
             mac = node_mac(self.sim.key, p[w.CH_NONCE], self.nonce, self.node_id)
             self.send(w.RESPONSE, {w.RS_MAC: mac})
+            self.auth = LinkAuth.node(self.sim.key, p[w.CH_NONCE], self.nonce)
+            self.rx.set_auth(self.auth)
         elif msg_type == w.WELCOME:
             proof = master_proof(self.sim.key, self.nonce, self.sim.master.nonce_for(self))
             if hmac.compare_digest(proof, p[w.W["proof"]]):

@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from microswarm.sim import wire as w
-from microswarm.wire import FrameError, FrameReader, Reassembler
+from microswarm.wire import FrameError, FrameReader, LinkAuth, Reassembler
 
 if TYPE_CHECKING:
     from microswarm.sim.cluster import Simulation
@@ -45,6 +45,10 @@ class StreamReceiver:
         self.reader = FrameReader()
         self.chunks = Reassembler()
         self.bad_frames = 0
+
+    def set_auth(self, auth: LinkAuth | None) -> None:
+        """Check frame MACs from now on (None: a new join, none until WELCOME)."""
+        self.reader.auth = auth
 
     def feed(self, data: bytes) -> list:
         out: list = []
