@@ -21,9 +21,13 @@ def _options(data: bytes) -> dict[int, bytes]:
 
 
 class DhcpServer:
-    """Offers 10.0.0.77/24 via 10.0.0.1 to whoever asks; NAKs the first REQUEST when told."""
+    """Offers 10.0.0.77/24 via 10.0.0.1 to whoever asks; NAKs the first REQUEST when told;
+    leases for lease_s seconds; calls on_message(kind, data) for each client message and
+    answers only those for which it returns true (None: all)."""
 
-    def __init__(self, nak_first: bool = False) -> None:
+    def __init__(self, nak_first: bool = False, lease_s: int = 3600, on_message=None) -> None:
+        self.lease_s = lease_s
+        self.on_message = on_message
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
@@ -45,7 +49,7 @@ class DhcpServer:
         reply += MAGIC + bytes([53, 1, kind, 54, 4, 10, 0, 0, 1])
         if kind != 6:
             reply += bytes([1, 4, 255, 255, 255, 0, 3, 4, 10, 0, 0, 1, 6, 4, 10, 0, 0, 53])
-            reply += bytes([51, 4]) + struct.pack(">I", 3600)
+            reply += bytes([51, 4]) + struct.pack(">I", self.lease_s)
         reply += b"\xff"
         self.sock.sendto(bytes(reply), addr)
 
@@ -62,6 +66,8 @@ class DhcpServer:
             opts = _options(data)
             kind = opts[53][0]
             self.seen.append((kind, opts, data))
+            if self.on_message is not None and not self.on_message(kind, data):
+                continue
             if kind == 1:
                 self._reply(data, 2, addr)
             elif kind == 3:

@@ -20,6 +20,7 @@ BENCHES: dict[str, str] = {
     "wiznet": "microswarm.bench.wiznet",
     "board": "microswarm.bench.board",
     "mac": "microswarm.bench.mac",
+    "sched": "microswarm.bench.sched",
 }
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from microswarm.keys import DEFAULT_CLUSTER
+from microswarm.master.events import Events
 from microswarm.master.inproc import InprocNode
 from microswarm.master.journal import Journal
 from microswarm.master.links import Link, SerialLink, TcpLink
@@ -111,6 +112,7 @@ class Master:
         self.sessions: dict[str, NodeSession] = {}
         self.journal = Journal(journal) if journal else None
         self.refusals: list[str] = []  # why nodes were refused at join, most recent last
+        self.events = Events()  # observers: client port, dashboard, metrics (events.py)
         self._want_tcp, self._want_udp, self._want_control = tcp_port, udp_port, control_port
         self.tcp_port: int | None = None
         self.udp_port: int | None = None
@@ -225,8 +227,9 @@ class Master:
         try:
             await asyncio.wait_for(enough(), timeout)
         except TimeoutError:
+            why = f"; last refusal: {self.refusals[-1]}" if self.refusals else ""
             raise TimeoutError(
-                f"{len(self.sessions)} of {count} nodes joined within {timeout} s"
+                f"{len(self.sessions)} of {count} nodes joined within {timeout} s{why}"
             ) from None
         return self.nodes
 
@@ -277,6 +280,7 @@ class Master:
         )
         handle.job_id = job.job_id
         self._jobs[job.job_id] = handle
+        self.events.emit("job_submitted", handle=handle)
         self._apply()
         return handle
 
@@ -288,8 +292,12 @@ class Master:
         self._apply()
         if not handle.future.done():
             handle.future.cancel()
+        self.events.emit("job_cancelled", handle=handle)
         if handle.key and self.journal is not None:
             self.journal.finish(handle.key, "cancelled")
+
+    def job(self, job_id: int) -> JobHandle | None:
+        return self._jobs.get(job_id)
 
     def jobs(self) -> list[dict[str, Any]]:
         return [
@@ -345,6 +353,7 @@ class Master:
                         self.journal.finish(handle.key, "failed")
                     if not handle.future.done():
                         handle.future.set_exception(JobFailedError(action.cause))
+        self.events.emit("actions", actions=actions)
 
     # NodeSession callbacks
     def session_joined(self, session: NodeSession) -> None:
@@ -365,6 +374,7 @@ class Master:
             heap_free=info.heap_free,
         )
         self.scheduler.add_node(info.node_id, caps)
+        self.events.emit("node_joined", session=session, info=info)
         self._apply()
         self._spawn(self._notify_joined())
 
@@ -403,12 +413,18 @@ class Master:
     def session_refused(self, session: NodeSession, text: str) -> None:
         self.refusals.append(f"{session.link.kind} {session.link.peer}: {text}")
         del self.refusals[:-100]
+        self.events.emit("node_refused", session=session, text=text)
+
+    def session_log(self, session: NodeSession, level: int, text: str) -> None:
+        """A LOG frame from a joined node (kept per node by the recorder, events.py)."""
+        self.events.emit("node_log", node_id=session.node_id, level=level, text=text)
 
     def session_closed(self, session: NodeSession, cause: str) -> None:
         info = session.info
         if info is None or self.sessions.get(info.node_id) is not session:
             return
         del self.sessions[info.node_id]
+        self.events.emit("node_left", session=session, info=info, cause=cause)
         log.log(logging.INFO if self._stopping else logging.WARNING, "node %s left: %s",
                 info.node_id, cause)
         # A node that said BYE, or that the master let go, was not taken down by a task.
@@ -464,6 +480,7 @@ class Master:
                             "cluster": self.cluster,
                             "nodes": [i.as_dict() for i in self.nodes],
                             "scheduler": self.scheduler.node_stats(),
+                            "refusals": self.refusals[-20:],
                         }
                     elif cmd == "jobs":
                         answer = {"jobs": self.jobs()}
