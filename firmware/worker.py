@@ -415,7 +415,8 @@ class Session:
         started = time.ticks_ms()
         while not self.joined:
             await asyncio.sleep_ms(50)
-            if time.ticks_diff(time.ticks_ms(), started) > JOIN_TIMEOUT_MS:
+            # (joined while this slept, e.g. behind a long first kernel: not a timeout)
+            if not self.joined and time.ticks_diff(time.ticks_ms(), started) > JOIN_TIMEOUT_MS:
                 self.end("no WELCOME within " + str(JOIN_TIMEOUT_MS) + " ms")
                 return
         while True:

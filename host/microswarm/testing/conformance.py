@@ -112,7 +112,7 @@ def test_task_frames_from_the_golden_vectors_run_as_sent(probe: Probe):
     sent = 0
     for vector in tasks:
         frame = bytes.fromhex(vector["frame"])
-        probe.transport.send_frame(frame)
+        probe.transport.send_frame(probe.seal(frame))  # the vector's bytes, plus the MAC
         sent += 1
         task_id = _task_id_of(vector)
         result = probe.result(task_id, timeout=30)
@@ -127,10 +127,8 @@ def test_chunked_task_vectors_are_reassembled_and_answered(hil_board, probe: Pro
     cases = [v for v in vectors("chunked") if v["type"] == MsgType.TASK]
     assert cases
     for vector in cases:
-        if hil_board.link == "serial":
-            probe.transport.send_bytes(b"".join(bytes.fromhex(f) for f in vector["serial"]))
-        else:
-            probe.transport.send_bytes(b"".join(bytes.fromhex(f) for f in vector["frames"]))
+        for frame in vector["frames"]:  # the vector's pieces, each with its MAC
+            probe.transport.send_frame(probe.seal(bytes.fromhex(frame)))
         task_id = _task_id_of(vector)
         result = probe.result(task_id, timeout=30)
         if _kernel_of(vector) in probe.hello[HELLO["kernels"]]:
