@@ -47,6 +47,7 @@ E_BUSY = 14
 E_CANCELLED = 15
 E_BAD_ARGS = 16
 E_BAD_MAC = 17
+E_UNEXPECTED = 19
 
 # Field kinds
 K_UINT = 0

@@ -87,6 +87,42 @@ def test_top_shows_nodes_and_a_job(cluster):
         assert text in frame.stdout, text
 
 
+def test_top_refreshes_on_a_terminal_until_ctrl_c(cluster):
+    import os
+    import pty
+    import select
+    import signal
+
+    here, there = pty.openpty()
+    top = subprocess.Popen(
+        [*CLI, "top", "--interval", "0.2", "--master", cluster.services.client_address,
+         "--key", KEY], stdin=there, stdout=there, stderr=there,
+        env={"COLUMNS": "140", "LINES": "60", "TERM": "xterm-256color"})
+    os.close(there)
+    screen = b""
+
+    def shows(text: bytes) -> bool:
+        nonlocal screen
+        while select.select([here], [], [], 0.1)[0]:
+            try:
+                screen += os.read(here, 65536)
+            except OSError:
+                break
+        return text in screen
+
+    try:
+        until(lambda: shows(b"py3"), 30, "top's first frame")
+        cluster.map("echo", [[i] for i in range(7)])  # appears in a later frame
+        until(lambda: shows(b"7/7"), 30, "the new job in a refreshed frame")
+        top.send_signal(signal.SIGINT)
+        assert top.wait(20) == 0
+    finally:
+        if top.poll() is None:
+            top.kill()
+            top.wait(10)
+        os.close(here)
+
+
 def test_dashboard_state_page_and_vendored_chart_library(cluster):
     url = cluster.services.http_url
     page = get(url).decode()
@@ -106,6 +142,44 @@ def test_dashboard_state_page_and_vendored_chart_library(cluster):
         assert first.startswith(b"data: {") and json.loads(first[6:])["cluster"] == "views"
 
 
+def test_refusals_losses_and_retries_show_as_events_and_metrics(cluster):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from microswarm.master.inproc import InprocNode
+
+    async def intruder():
+        node = InprocNode("intruder", b"wrong-key-0123456789")
+        await node.connect_tcp("127.0.0.1", cluster.master.tcp_port)
+        return node
+
+    stranger = cluster._call(intruder())
+    recorder = cluster.services.recorder
+    until(lambda: recorder.refusals == 1, what="the refusal")
+    handle = cluster.submit_job("sleep_ms", [[50]] * 60)
+    until(lambda: handle.done >= 6, what="a few results")
+
+    async def stop_a_busy_node():
+        assert cluster.master.scheduler.node_stats()["py1"]["inflight"] > 0
+        await cluster.inproc[0].stop()  # py1 goes away with tasks in flight
+
+    cluster._call(stop_a_busy_node())
+    assert cluster.wait(handle, timeout=60) == [50] * 60  # sleep_ms answers its argument
+    cluster._call(stranger.stop())
+    texts = [text for _t, _kind, text in recorder.events]
+    assert any("wrong cluster key" in t and t.startswith("tcp ") for t in texts), texts
+    assert any(t.startswith("py1 left: ") for t in texts), texts
+    assert any(" attempt 2 on py" in t for t in texts), texts
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(get(
+                   cluster.services.http_url + "metrics").decode())
+               for s in family.samples}
+    assert samples[("microswarm_join_refusals_total", ())] == 1
+    assert samples[("microswarm_nodes_left_total", (("link", "mem"),))] == 1
+    assert samples[("microswarm_task_retries_total", (("kernel", "sleep_ms"),))] >= 1
+    assert samples[("microswarm_tasks_completed_total", (("kernel", "sleep_ms"),))] == 60
+    assert samples[("microswarm_nodes", (("link", "mem"), ("state", "idle")))] == 2
+
+
 @pytest.mark.slow
 def test_dashboard_in_a_real_browser_shows_nodes_and_a_running_job(cluster, tmp_path):
     try:
@@ -121,7 +195,7 @@ def test_dashboard_in_a_real_browser_shows_nodes_and_a_running_job(cluster, tmp_
         driver.get(cluster.services.http_url)
         until(lambda: all(n in text_of("#nodes tbody") for n in ("py1", "py2", "py3")), 60,
               "the page listing the three joined nodes")
-        handle = cluster.submit_job("sleep_ms", [[100]] * 400)  # ~13 s on three nodes
+        handle = cluster.submit_job("sleep_ms", [[250]] * 400)  # ~33 s on three nodes
 
         def running_with_progress():
             rows = driver.execute_script(JOB_ROWS)

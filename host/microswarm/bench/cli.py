@@ -21,6 +21,9 @@ BENCHES: dict[str, str] = {
     "board": "microswarm.bench.board",
     "mac": "microswarm.bench.mac",
     "sched": "microswarm.bench.sched",
+    "footprint": "microswarm.bench.footprint",
+    "scale": "microswarm.bench.scale",
+    "all": "microswarm.bench.report",
 }
 
 
