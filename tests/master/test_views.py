@@ -75,6 +75,24 @@ def test_log_frames_are_kept_per_node_and_shown_by_logs(cluster):
     assert any("py2 error: sensor bus stuck" in e[2] for e in state["events"])
 
 
+@pytest.mark.slow
+def test_a_virtual_boards_console_errors_land_in_its_log():
+    from microswarm.master.config import VirtualGroup
+
+    spec = ClusterSpec(name="console", key=KEY.encode(), tcp_port=0, udp_port=None,
+                       control_port=None, client="127.0.0.1:0", http=None,
+                       virtual=[VirtualGroup(1, "unix", "tcp", "vmt", False)])
+    with Cluster(spec) as cluster:
+        cluster._call(_value(lambda: cluster.master.sessions["vmt1"].close("maintenance")))
+        recorder = cluster.services.recorder
+        until(lambda: recorder.logs.get("vmt1"), 30, "the board's console error in its log")
+        shown = subprocess.run([*CLI, "logs", "vmt1", "--master",
+                                cluster.services.client_address, "--key", KEY],
+                               capture_output=True, text=True, timeout=30)
+    assert "error" in shown.stdout
+    assert "console: microswarm: link down: master said bye: maintenance" in shown.stdout
+
+
 def test_top_shows_nodes_and_a_job(cluster):
     handle = cluster.submit_job("echo", [[i] for i in range(30)])
     cluster.wait(handle)
