@@ -238,6 +238,7 @@ class Engine:
         expected = auth.master_proof(self.key, self.node_nonce, self.master_nonce)
         if not auth.equal(proof, expected):
             self.refused = True
+            self.io.challenged(None, None, None)  # an impostor cannot check MACs: none
             self._send_error(M.E_AUTH_FAILED, "master proof does not verify", seq)
             self.end("the master's proof does not verify: wrong key or impostor")
             return

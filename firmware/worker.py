@@ -165,7 +165,8 @@ class Session:
         self.ended.set()
 
     def challenged(self, key, master_nonce, node_nonce):
-        self.link_auth = auth.LinkAuth(key, master_nonce, node_nonce)
+        # (key None: frame MACs off again, for the refusal of an impostor's WELCOME)
+        self.link_auth = None if key is None else auth.LinkAuth(key, master_nonce, node_nonce)
         self.writer.auth = self.link_auth
         if self.reader is not None:
             self.reader.auth = self.link_auth

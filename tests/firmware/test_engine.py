@@ -55,7 +55,7 @@ class FakeIO:
     def on_joined(self) -> None:
         self.joins += 1
 
-    def challenged(self, key: bytes, master_nonce: bytes, node_nonce: bytes) -> None:
+    def challenged(self, key, master_nonce, node_nonce) -> None:
         self.challenges = getattr(self, "challenges", 0) + 1  # frame MACs start here
 
     def heap_free(self) -> int:

@@ -246,7 +246,8 @@ def _chunk(conn, stream: int, task_id: int, total: int, more: bool) -> None:
     with its task id, as every sender writes it)."""
     head = wire.encode_payload({0: task_id, 1: "echo", 2: [b""]})[:8]
     payload = {0: stream, 1: int(T.TASK), 2: total, 3: 0, 4: head}
-    conn.send_raw(wire.encode_frame(T.CHUNK, payload, conn.seq, flags=1 if more else 0))
+    conn.send_raw(wire.encode_frame(T.CHUNK, payload, conn.seq, flags=1 if more else 0,
+                                    auth=conn.auth))
     conn.seq += 1
 
 

@@ -179,9 +179,11 @@ class InprocNode:
             await self.link.drain()
 
     # ------------------------------------------------------------------ the engine's io
-    def challenged(self, key: bytes, master_nonce: bytes, node_nonce: bytes) -> None:
-        """Frame MACs from WELCOME on (SPEC.md section 5)."""
-        self._auth = self._reader.auth = LinkAuth.node(key, master_nonce, node_nonce)
+    def challenged(self, key: bytes | None, master_nonce: bytes | None,
+                   node_nonce: bytes | None) -> None:
+        """Frame MACs from WELCOME on (SPEC.md section 5); key None: off again."""
+        self._auth = self._reader.auth = (
+            None if key is None else LinkAuth.node(key, master_nonce, node_nonce))
 
     def send(self, msg_type: int, payload: dict[int, Any]) -> None:
         eng = self.engine

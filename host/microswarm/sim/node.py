@@ -199,9 +199,10 @@ class SimNode:
         if boot == self.boot and engine is self.engine:
             self.end_session()
 
-    def challenged(self, key: bytes, master_nonce: bytes, node_nonce: bytes) -> None:
-        """Frame MACs from WELCOME on, as a board (SPEC.md section 5)."""
-        self.auth = LinkAuth.node(key, master_nonce, node_nonce)
+    def challenged(self, key: bytes | None, master_nonce: bytes | None,
+                   node_nonce: bytes | None) -> None:
+        """Frame MACs from WELCOME on, as a board (SPEC.md section 5); key None: off."""
+        self.auth = None if key is None else LinkAuth.node(key, master_nonce, node_nonce)
         self.rx.set_auth(self.auth)
 
     def on_joined(self) -> None:
