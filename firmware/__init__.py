@@ -1,2 +1,11 @@
 """The MicroPython worker. On a board these modules are top-level; on the host this folder is
-importable as microswarm.firmware so in-process nodes run the very same kernels. Never deployed."""
+importable as microswarm.firmware so in-process nodes run the very same kernels. Never deployed.
+
+The kernel registry is also made importable under its board name, `msw_kernel`, so that
+kernels.py and users' kernel packages register in one registry on the host as on a board."""
+
+import sys
+
+from . import msw_kernel
+
+sys.modules.setdefault("msw_kernel", msw_kernel)

@@ -46,6 +46,7 @@ E_AUTH_FAILED = 12
 E_NOT_JOINED = 13
 E_BUSY = 14
 E_CANCELLED = 15
+E_BAD_ARGS = 16
 
 # Log levels
 LOG_DEBUG = 0
@@ -80,6 +81,7 @@ HELLO_NONCE = 10
 HELLO_LINK = 11
 HELLO_NATIVE_KERNELS = 12
 HELLO_MAX_MESSAGE = 13
+HELLO_KERNEL_HASHES = 15
 WELCOME_NODE_ID = 0
 WELCOME_HEARTBEAT_MS = 1
 WELCOME_WINDOW = 2
@@ -125,7 +127,7 @@ ANNOUNCE_PORT = 2
 
 # Per message type: ((key, kind, required), ...) for payload validation
 FIELDS = {
-    1: ((0, 2, 1), (1, 2, 1), (2, 2, 1), (3, 0, 1), (4, 8, 1), (5, 2, 0), (6, 0, 1), (7, 0, 1), (8, 0, 1), (9, 0, 1), (10, 3, 1), (11, 2, 1), (12, 8, 0), (13, 0, 0),),
+    1: ((0, 2, 1), (1, 2, 1), (2, 2, 1), (3, 0, 1), (4, 8, 1), (5, 2, 0), (6, 0, 1), (7, 0, 1), (8, 0, 1), (9, 0, 1), (10, 3, 1), (11, 2, 1), (12, 8, 0), (13, 0, 0), (15, 9, 0),),
     2: ((0, 2, 1), (1, 0, 1), (2, 0, 1), (3, 0, 1), (4, 3, 1), (5, 0, 0),),
     3: ((0, 3, 1),),
     4: ((0, 3, 1),),

@@ -309,6 +309,10 @@ class Session:
         if name not in kernels.KERNELS:
             await self.send_failure(task_id, M.E_UNKNOWN_KERNEL, "no kernel named " + name)
             return
+        bad = kernels.check(name, payload[M.TASK_ARGS])
+        if bad is not None:
+            await self.send_failure(task_id, M.E_BAD_ARGS, bad)
+            return
         self.queue.append(Task(task_id, name, payload[M.TASK_ARGS]))
         self.wake.set()
 
@@ -369,6 +373,8 @@ class Session:
             value = None
             gc.collect()
             failure = (M.E_NO_MEMORY, "out of heap running " + task.kernel)
+        except (TypeError, ValueError) as e:  # the arguments: retrying elsewhere cannot help
+            failure = (M.E_BAD_ARGS, type(e).__name__ + ": " + str(e))
         except Exception as e:
             failure = (M.E_KERNEL_FAILED, type(e).__name__ + ": " + str(e))
         elapsed = time.ticks_diff(time.ticks_us(), start)
@@ -452,7 +458,6 @@ class Worker:
             M.HELLO_BOARD: self.board["name"],
             M.HELLO_FW_VERSION: FW_VERSION,
             M.HELLO_PROTO_VERSION: M.PROTOCOL_VERSION,
-            M.HELLO_KERNELS: kernels.names(),
             M.HELLO_HEAP_TOTAL: self.heap_total,
             M.HELLO_HEAP_FREE: self.stats.sample_heap(),
             M.HELLO_MAX_FRAME: self.cfg["max_frame"],
@@ -461,10 +466,12 @@ class Worker:
             M.HELLO_LINK: link_kind,
             M.HELLO_MAX_MESSAGE: self.max_message,
         }
-        arch = kernels.native_arch()
-        if arch:
-            msg[M.HELLO_NATIVE_ARCH] = arch
-            msg[M.HELLO_NATIVE_KERNELS] = kernels.native_names()
+        about = kernels.hello_fields()
+        msg[M.HELLO_KERNELS] = about["kernels"]
+        msg[M.HELLO_KERNEL_HASHES] = about["kernel_hashes"]
+        if "native_arch" in about:
+            msg[M.HELLO_NATIVE_ARCH] = about["native_arch"]
+            msg[M.HELLO_NATIVE_KERNELS] = about["native_kernels"]
         return msg
 
     def log(self, text):

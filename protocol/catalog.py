@@ -67,6 +67,8 @@ class ErrorCode(IntEnum):
     NOT_JOINED = 13  # message other than HELLO/AUTH before WELCOME
     BUSY = 14  # a task arrived with no credit left in the window
     CANCELLED = 15  # task cancelled before it finished
+    BAD_ARGS = 16  # arguments do not fit the kernel's declared kinds, or the kernel raised
+    # TypeError/ValueError on them: deterministic, the master fails the task without retry
 
 
 class LogLevel(IntEnum):
@@ -128,6 +130,8 @@ CATALOG: dict[MsgType, Message] = {
             Field(11, "link", "tstr", REQ, "link kind: tcp, serial, mem"),
             Field(12, "native_kernels", "tstr[]", OPT, "kernels served by the native module"),
             Field(13, "max_message", "uint", OPT, "largest reassembled CHUNK message accepted"),
+            Field(15, "kernel_hashes", "map", OPT, "kernel name -> short content hash (tstr) "
+                  "of its code: the kernel's version"),
         ),
         _m(
             MsgType.WELCOME, "master -> node", "The node is admitted; the link limits.",

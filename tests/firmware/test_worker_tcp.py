@@ -9,7 +9,7 @@ import zlib
 
 import pytest
 
-from microswarm import wire
+from microswarm import kernelpkg, paths, wire
 from microswarm.protocol.catalog import ErrorCode, MsgType
 
 from .conftest import make_flash
@@ -56,8 +56,17 @@ def test_join_announces_the_node_and_serves_tasks(tcp_node):
     assert res[5] == ErrorCode.UNKNOWN_KERNEL and 1 not in res
 
     conn.task(4, "dot", [array.array("b", [1]), array.array("h", [1])])
-    res = conn.result()
-    assert res[5] == ErrorCode.KERNEL_FAILED and "ValueError" in res[2]
+    res = conn.result()  # the kernel's own check: a ValueError is the arguments' fault
+    assert res[5] == ErrorCode.BAD_ARGS and "ValueError" in res[2]
+
+    conn.task(5, "dot", [array.array("b", [1]), "text"])
+    res = conn.result()  # the declared kinds, checked before the kernel runs
+    assert res[5] == ErrorCode.BAD_ARGS and res[2] == "dot: argument b must be tarray:bhf, got str"
+
+    # every kernel with its version: the built-in ones are the source hash of kernels.py,
+    # from the manifest (the node holds only kernels.mpy)
+    version = kernelpkg.source_hash((paths.firmware_dir() / "kernels.py").read_bytes())
+    assert hello[15] == {name: version for name in hello[4]}
 
     beats = []
     while len(beats) < 2:

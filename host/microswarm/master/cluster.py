@@ -160,11 +160,13 @@ class Cluster:
     def wait_for_nodes(self, count: int, timeout: float = 30) -> list[Any]:
         return self._call(self.master.wait_for_nodes(count, timeout))
 
-    def submit(self, kernel: str, *args: Any, priority: int = 0) -> concurrent.futures.Future:
-        """One kernel call; the future gives its result."""
+    def submit(self, kernel: str, *args: Any, priority: int = 0,
+               version: str | None = None) -> concurrent.futures.Future:
+        """One kernel call; the future gives its result. `version`: see ``map``."""
 
         async def one() -> Any:
-            (value,) = await self.master.submit(kernel, [args], priority=priority)
+            (value,) = await self.master.submit(kernel, [args], priority=priority,
+                                                version=version)
             return value
 
         return asyncio.run_coroutine_threadsafe(one(), self._loop)
@@ -190,7 +192,11 @@ class Cluster:
 
     def map(self, kernel: str, arg_lists: Iterable[Sequence[Any]], *, progress: bool = False,
             **kw: Any) -> list[Any]:
-        """Run one task per argument list; the results in order. `progress` shows a bar."""
+        """Run one task per argument list; the results in order. `progress` shows a bar.
+
+        Only nodes with the same version of the kernel run it: `version=None` (default)
+        takes the content hash of the kernel as this process has it (built-in, or from a
+        kernel package it loaded); pass a hash to pin another, or "" to accept any."""
         arg_lists = [a if isinstance(a, list | tuple) else [a] for a in arg_lists]
         handle = self.submit_job(kernel, arg_lists, **kw)
         if not progress:

@@ -133,7 +133,7 @@ class InprocNode:
             MsgType.HELLO,
             build(
                 MsgType.HELLO, node_id=self.node_id, board=self.board, fw_version="cpython",
-                proto_version=PROTOCOL_VERSION, kernels=kernels.names(),
+                proto_version=PROTOCOL_VERSION, **kernels.hello_fields(),
                 heap_total=self.heap_total, heap_free=self.heap_total, max_frame=self.max_frame,
                 slots=self.slots, nonce=nonce, link=self.link.kind if self.link else "mem",
                 max_message=1 << 24,
@@ -197,6 +197,9 @@ class InprocNode:
             try:
                 if found is None:
                     raise LookupError(name)
+                bad = kernels.check(name, args)
+                if bad is not None:
+                    raise _BadArgs(bad)
                 value = found[0](*args)
                 if name in kernels.WAITS:
                     await asyncio.sleep(value / 1000)
@@ -206,6 +209,12 @@ class InprocNode:
                 payload = failure(task_id, ErrorCode.UNKNOWN_KERNEL, f"no kernel {name!r}", 0)
             except MemoryError:
                 payload = failure(task_id, ErrorCode.NO_MEMORY, "out of memory", 0)
+            except _BadArgs as exc:
+                payload = failure(task_id, ErrorCode.BAD_ARGS, str(exc), 0)
+            except (TypeError, ValueError) as exc:
+                elapsed = int((time.perf_counter() - start) * 1e6)
+                payload = failure(task_id, ErrorCode.BAD_ARGS, f"{type(exc).__name__}: {exc}",
+                                  elapsed)
             except Exception as exc:
                 elapsed = int((time.perf_counter() - start) * 1e6)
                 payload = failure(task_id, ErrorCode.KERNEL_FAILED, f"{type(exc).__name__}: {exc}",
@@ -216,6 +225,10 @@ class InprocNode:
             self.done += 1
             self._send(MsgType.RESULT, payload)
             await asyncio.sleep(0)  # let the link and the master breathe between tasks
+
+
+class _BadArgs(Exception):
+    """The arguments do not fit the kernel's declared kinds (kernels.check)."""
 
 
 def failure(task_id: int, code: ErrorCode, text: str, elapsed_us: int) -> dict[int, Any]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from microswarm.firmware import msw_kernel
 from microswarm.master.inproc import InprocNode
 from microswarm.master.journal import Journal
 from microswarm.master.links import Link, SerialLink, TcpLink
@@ -241,13 +242,26 @@ class Master:
         priority: int = 0,
         key: str | None = None,
         native: bool = False,
+        version: str | None = None,
     ) -> JobHandle:
-        """Start a job of one task per argument list; await the handle for the results."""
+        """Start a job of one task per argument list; await the handle for the results.
+
+        `version` is the kernel's content hash: the job runs only on nodes that report
+        exactly that hash for it. None (the default) takes the version this process has
+        (its built-in kernels and the kernel packages it loaded); "" accepts any version.
+        """
         arg_lists = [list(a) for a in arg_lists]
+        version = resolve_version(kernel, version)
         infos = self.nodes
         if infos and not any(kernel in i.kernels for i in infos):
             known = sorted({k for i in infos for k in i.kernels})
             raise ValueError(f"no node has kernel {kernel!r}; the nodes have: {', '.join(known)}")
+        if version and infos:
+            infos = [i for i in infos if i.kernel_hashes.get(kernel) == version]
+            if not infos:
+                raise ValueError(f"no node has kernel {kernel!r} at version {version}: "
+                                 f"{versions_of(self.nodes, kernel)} (deploy the package "
+                                 "again, or pass version='' to accept any)")
         known: dict[int, Any] = {}
         if key is not None and self.journal is not None:
             known = self.journal.begin(key, kernel, arg_lists)
@@ -269,7 +283,7 @@ class Master:
             handle.nodes[i] = "journal"
         job = self.scheduler.submit(
             kernel, [arg_lists[i] for i in todo], priority=priority, native=native,
-            sizes=sizes,
+            sizes=sizes, version=version,
         )
         handle.job_id = job.job_id
         self._jobs[job.job_id] = handle
@@ -358,6 +372,7 @@ class Master:
             native_kernels=frozenset(info.native_kernels),
             max_message=info.max_message,
             window=info.window,
+            kernel_hashes=dict(info.kernel_hashes),
         )
         self.scheduler.add_node(info.node_id, caps)
         self._apply()
@@ -379,7 +394,8 @@ class Master:
         if code == ErrorCode.CANCELLED:
             return
         busy = code == ErrorCode.BUSY
-        self.scheduler.error(session.node_id, task_id, text, penalty=not busy)
+        self.scheduler.error(session.node_id, task_id, text, penalty=not busy,
+                             final=code == ErrorCode.BAD_ARGS)
         self._apply()
 
     def session_idle(self, session: NodeSession) -> None:
@@ -492,6 +508,21 @@ class _Discovery(asyncio.DatagramProtocol):
             seq=frame.seq)
         assert self.transport is not None
         self.transport.sendto(reply, addr)
+
+
+def resolve_version(kernel: str, version: str | None) -> str:
+    """The version a job asks for: `version` itself, or with None the content hash of the
+    kernel as this process has it ("" when it does not have the kernel: any version)."""
+    if version is None:
+        return msw_kernel.version(kernel) or ""
+    return version
+
+
+def versions_of(nodes: Iterable[NodeInfo], kernel: str) -> str:
+    """Which node has which version of `kernel`, for error messages."""
+    have = [f"{i.node_id} {i.kernel_hashes.get(kernel, 'unversioned')}"
+            for i in nodes if kernel in i.kernels]
+    return "the nodes have " + (", ".join(sorted(have)) or "none")
 
 
 def wire_size(value: Any) -> int:

@@ -7,13 +7,16 @@ and ``Cancel`` decisions for the links, ``TaskDone``, ``JobDone`` and ``JobFaile
 events for the user. The master drives it with real links and ``time.monotonic``; the
 simulator drives it with a virtual clock and thousands of nodes.
 
-Placement. Tasks fall into classes by (kernel, native). Each class keeps a heap of its
+Placement. Tasks fall into classes by (kernel, native, version). Each class keeps a heap of its
 pending tasks (priority first, then submission order) and a heap of the capable nodes
 that have a free credit, keyed by the node's expected finish time for one more task of
-that kernel: ``backlog + compute estimate + transfer estimate``. Node entries are
-invalidated lazily by a per-node version number, so a dispatch costs O(log n) heap work
-per active class and never scans all nodes. Estimates are exponential moving averages
-learned online per (node, kernel) for compute time and per node for link bandwidth.
+that kernel: ``backlog + compute estimate + transfer estimate``. A job that names a
+kernel version (a content hash, see firmware/msw_kernel.py) is placed only on nodes whose
+HELLO reported that very hash for the kernel; a node with another version is never used.
+Node entries are invalidated lazily by a per-node version number, so a dispatch costs
+O(log n) heap work per active class and never scans all nodes. Estimates are exponential
+moving averages learned online per (node, kernel) for compute time and per node for link
+bandwidth.
 
 Waiting for a faster node (``hold_ratio``, off by default; the master sets 0.7): when a
 node without a free credit would still finish the next task in less than ``hold_ratio``
@@ -41,13 +44,13 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from microswarm.master.states import TERMINAL, TaskState, transition_name
 
-ClassKey = tuple[str, bool]  # (kernel, needs native)
+ClassKey = tuple[str, bool, str]  # (kernel, needs native, version hash or "" for any)
 
 DEFAULT_COMPUTE_S = 0.001
 DEFAULT_BANDWIDTH = 10e6  # bytes/s, until a node's link is measured
@@ -102,6 +105,7 @@ class NodeCaps:
     native_kernels: frozenset[str] = frozenset()
     max_message: int = 1 << 30  # largest task payload it accepts (bytes)
     window: int = 4
+    kernel_hashes: Mapping[str, str] = field(default_factory=dict)  # kernel -> version
 
 
 @dataclass(slots=True, eq=False)
@@ -123,7 +127,9 @@ class NodeState:
         return self.caps.window - len(self.inflight)
 
     def can_run(self, key: ClassKey) -> bool:
-        kernel, native = key
+        kernel, native, version = key
+        if version and self.caps.kernel_hashes.get(kernel) != version:
+            return False
         return kernel in (self.caps.native_kernels if native else self.caps.kernels)
 
 
@@ -248,9 +254,11 @@ class Scheduler:
         priority: int = 0,
         native: bool = False,
         sizes: Sequence[int] | None = None,
+        version: str = "",
     ) -> Job:
-        """A job: one task per argument list. Higher priority runs first."""
-        key = (kernel, native)
+        """A job: one task per argument list. Higher priority runs first. A `version`
+        (kernel content hash) restricts it to nodes that have exactly that version."""
+        key = (kernel, native, version)
         job = Job(next(self._job_ids), priority, key, [], [], 0)
         cls = self._class(key)
         for index, args in enumerate(arg_lists):
@@ -325,10 +333,13 @@ class Scheduler:
             self._out.append(JobDone(job.job_id, job.results))
         self._dispatch()
 
-    def error(self, node_id: str, task_id: int, cause: str, *, penalty: bool = True) -> None:
+    def error(self, node_id: str, task_id: int, cause: str, *, penalty: bool = True,
+              final: bool = False) -> None:
         """A RESULT with an error (or an ERROR naming the task) arrived from node_id.
 
         ``penalty=False`` (the node was busy) requeues without counting a failure.
+        ``final=True`` (a deterministic error such as BAD_ARGS: the same arguments fail
+        the same way everywhere) fails the task, and so its job, without a retry.
         """
         node = self.nodes.get(node_id)
         if node is not None and task_id in node.inflight:
@@ -341,9 +352,9 @@ class Scheduler:
             self._dispatch()
             return
         del task.holders[node_id]
-        if not task.holders:
-            if penalty:
-                self._retry(task, f"{cause} (on {node_id})", node_id)
+        if not task.holders or final:
+            if penalty or final:
+                self._retry(task, f"{cause} (on {node_id})", node_id, final)
             else:
                 self._requeue(task)
         self._dispatch()
@@ -572,7 +583,7 @@ class Scheduler:
         cls = self._classes[task.job.key]
         heapq.heappush(cls.pending, (-task.job.priority, task.job.job_id, task.index, task))
 
-    def _retry(self, task: Task, cause: str, node_id: str) -> None:
+    def _retry(self, task: Task, cause: str, node_id: str, final: bool = False) -> None:
         task.failures += 1
         task.cause = cause
         task.excluded = task.excluded | {node_id}
@@ -582,14 +593,17 @@ class Scheduler:
             for n in self.nodes.values()
         ):
             task.excluded = frozenset()  # every capable node failed it once: try them again
-        if task.failures <= self.retries:
+        if task.failures <= self.retries and not final:
             self._requeue(task)
             return
         job = task.job
         self._move(task, TaskState.FAILED)
         self._forget(task)
         job.state = "failed"
-        job.cause = f"task {task.index} ({task.kernel}) failed {task.failures} times: {cause}"
+        if final:
+            job.cause = f"task {task.index} ({task.kernel}) failed, not retried: {cause}"
+        else:
+            job.cause = f"task {task.index} ({task.kernel}) failed {task.failures} times: {cause}"
         self._close_tasks(job, TaskState.CANCELLED)
         self._out.append(JobFailed(job.job_id, job.cause))
 

@@ -88,6 +88,7 @@ class NodeInfo:
     bytes_out: int = 0
     compute_us: int = 0
     node_heartbeat: dict[str, Any] = field(default_factory=dict)
+    kernel_hashes: dict[str, str] = field(default_factory=dict)  # kernel -> version hash
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -258,6 +259,7 @@ class NodeSession:
             kernels=list(hello["kernels"]),
             native_kernels=list(hello.get("native_kernels", [])),
             native_arch=hello.get("native_arch"),
+            kernel_hashes={str(k): str(v) for k, v in hello.get("kernel_hashes", {}).items()},
             heap_total=hello["heap_total"],
             heap_free=hello["heap_free"],
             max_frame=max_frame,
