@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("microswarm.master.cli_run", "run a job on a cluster file"),
     "vboard": ("microswarm.vboard.cli", "run the firmware on a virtual board (MicroPython VM)"),
     "deploy": ("microswarm.deploy.cli", "build and copy the firmware to a board with mpremote"),
+    "native": ("microswarm.native_cli", "build a user's C kernel into a native module (.mpy)"),
     "sim": ("microswarm.sim.cli", "run a cluster simulation scenario"),
     "bench": ("microswarm.bench.cli", "run a benchmark and report figures (--json)"),
 }

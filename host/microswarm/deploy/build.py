@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from microswarm import bundle
@@ -61,10 +61,12 @@ def compile_layout(files: Mapping[str, bytes], arch: str | None) -> dict[str, by
 
 
 def build(board: str, config_text: str, *, compiled: bool = True,
-          native: bool = True) -> dict[str, bytes]:
-    """Everything that goes on the board, by file name."""
+          native: bool = True, kernels: Sequence[str | Path] = ()) -> dict[str, bytes]:
+    """Everything that goes on the board, by file name; `kernels` are kernel package
+    folders (their modules are compiled like the firmware's, their native modules come
+    built for the board's arch)."""
     board_def = _board_def(board)
-    files = bundle.layout(board, config_text)
+    files = bundle.layout(board, config_text, kernels)
     if not native:
         files.pop(bundle.NATIVE_MODULE, None)
     if compiled:

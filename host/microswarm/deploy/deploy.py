@@ -29,6 +29,7 @@ class DeployOptions:
     control: str | None = None
     compiled: bool = True
     native: bool = True
+    kernels: list[str] = field(default_factory=list)  # kernel package folders
     dry_run: bool = False
     wait: bool = True
     timeout: float = 30.0
@@ -59,13 +60,16 @@ def deploy(options: DeployOptions, out: Callable[[str], None] = lambda line: Non
         options.node_id, options.cluster, options.key, options.master, options.link,
         slots=options.slots,
     )
-    files = build(options.board, config, compiled=options.compiled, native=options.native)
+    files = build(options.board, config, compiled=options.compiled, native=options.native,
+                  kernels=options.kernels)
     total = sum(len(d) for d in files.values())
     arch = board_def.get("native_arch") or "bytecode"
     kind = "compiled with mpy-cross" if options.compiled else "as source"
     out(f"deploy to {options.board} on {options.port} as {options.node_id!r} "
         f"({options.link} link{', master ' + options.master if options.master else ''})")
     out(f"  bundle: {len(files)} files, {total / 1024:.1f} KB, {kind} for {arch}")
+    for folder in options.kernels:
+        out(f"  kernel package {folder}")
 
     mp = Mpremote(options.port, timeout=options.mpremote_timeout)
     shadowed = shadowed_names(files)

@@ -2,6 +2,7 @@
 answers their DISCOVER beacons) or on the serial ports given. Runs until Ctrl-C.
 
   microswarm master --key-file cluster.key --serial /dev/ttyACM0 --inproc 2
+  microswarm master --key-file cluster.key --inproc 2 --kernels examples/kernels
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--watch-usb", action="store_true",
                         help="also open USB serial devices plugged in later")
     parser.add_argument("--inproc", type=int, default=0, help="in-process CPython nodes")
+    parser.add_argument("--kernels", action="append", default=[], metavar="DIR",
+                        help="a kernel package folder for the in-process nodes (repeatable)")
     parser.add_argument("--journal", help="SQLite journal file (resume jobs after a restart)")
     parser.add_argument("--heartbeat-ms", type=int, default=1000)
     parser.add_argument("--window", type=int, default=4, help="tasks in flight per node")
@@ -47,6 +50,7 @@ def spec_from_args(args: argparse.Namespace):
         control_port=None if args.control_port < 0 else args.control_port,
         journal=args.journal, heartbeat_ms=args.heartbeat_ms, window=args.window,
         serial_ports=args.serial, watch_usb=args.watch_usb, inproc=args.inproc,
+        kernels=list(args.kernels),
     )
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from microswarm import kernelpkg
 from microswarm.master.config import ClusterSpec, load
 from microswarm.master.master import JobHandle, Master
 
@@ -46,6 +47,8 @@ class RunningCluster:
 
     async def _start_nodes(self) -> None:
         spec, master = self.spec, self.master
+        if spec.kernels:  # this process's nodes and the submitter's versions
+            kernelpkg.load(spec.kernels)
         if spec.inproc:
             await master.add_inproc_nodes(spec.inproc)
         if spec.virtual:
@@ -59,7 +62,7 @@ class RunningCluster:
                         board=group.board, link=group.link, node_id=f"{group.prefix}{i + 1}",
                         cluster=spec.name, key=spec.key,
                         master=f"{host}:{master.tcp_port}" if group.link == "tcp" else "",
-                        native=group.native,
+                        native=group.native, kernels=spec.kernels,
                     ))
             self.boards = boards
             await asyncio.gather(*(asyncio.to_thread(b.start) for b in boards))
@@ -100,13 +103,18 @@ class Cluster:
         with Cluster(inproc=4) as cluster:
             cluster.submit("echo", 1).result()
             cluster.map("monte_carlo_pi", [(seed, 10000) for seed in range(64)])
+
+    `kernels` are kernel package folders: loaded into this process (its in-process nodes
+    run them, and `map` takes their versions from them) and installed on virtual boards.
     """
 
     def __init__(self, spec: ClusterSpec | None = None, *, inproc: int = 0,
-                 key: bytes = b"", timeout: float = 60, **master: Any) -> None:
+                 key: bytes = b"", timeout: float = 60,
+                 kernels: Sequence[str | Path] = (), **master: Any) -> None:
         if spec is None:
             spec = ClusterSpec(key=key or _throwaway_key(), tcp_port=0, udp_port=None,
-                               control_port=None, inproc=inproc)
+                               control_port=None, inproc=inproc,
+                               kernels=[str(k) for k in kernels])
             for name, value in master.items():
                 setattr(spec, name, value)
         self.spec = spec

@@ -61,6 +61,7 @@ class VirtualBoard:
         slots: int | None = None,
         heap_bytes: int | None = None,
         console_tcp_port: int | None = None,
+        kernels: list[str | os.PathLike] | tuple = (),
     ) -> None:
         self.board = board
         self.board_def = paths.load_board(board)
@@ -74,6 +75,7 @@ class VirtualBoard:
         self.slots = slots
         self.heap_bytes = heap_bytes or self.board_def.get("heap_bytes")
         self.console_tcp_port = console_tcp_port
+        self.kernels = list(kernels)  # kernel package folders installed with the firmware
         self._own_workdir = workdir is None
         self._workdir_arg = workdir
         self.workdir: Path | None = None
@@ -155,7 +157,7 @@ class VirtualBoard:
         config = bundle.render_config(
             self.node_id, self.cluster, self.key, self.master, self.link, slots=self.slots
         )
-        files = bundle.layout(self.board, config)
+        files = bundle.layout(self.board, config, self.kernels)
         if not self.native:
             files.pop(bundle.NATIVE_MODULE, None)
             with contextlib.suppress(FileNotFoundError):

@@ -4,6 +4,7 @@ its flash in a folder, and a serial port (a pty) that mpremote and the master ca
   microswarm vboard --board unix --link tcp --master 127.0.0.1:5880 --key-file cluster.key
   microswarm vboard --link serial --key-file cluster.key        # master opens the pty
   microswarm vboard --blank --flash ./flash --tcp-port 7000     # empty board for deploy
+  microswarm vboard --kernels examples/kernels --key-file cluster.key --master 127.0.0.1:5880
 
 The port's path and a stable symlink (FLASH/../serial) are printed at start; Ctrl-C stops
 the board. `kill -USR1 PID` presses its reset button.
@@ -33,6 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blank", action="store_true",
                         help="install no firmware: keep the flash folder as it is")
     parser.add_argument("--no-native", action="store_true", help="leave the native module out")
+    parser.add_argument("--kernels", action="append", default=[], metavar="DIR",
+                        help="a kernel package folder to load beside the firmware (repeatable)")
     parser.add_argument("--tcp-port", type=int, default=None,
                         help="also serve the console on 127.0.0.1:N (socket://127.0.0.1:N)")
     parser.add_argument("--heap", type=int, default=None,
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             args.node_id, args.cluster, read_key(args.key_file), args.master, args.link,
             slots=args.slots,
         )
-        files = bundle.layout(args.board, config)
+        files = bundle.layout(args.board, config, args.kernels)
         if args.no_native:
             files.pop(bundle.NATIVE_MODULE, None)
         bundle.write_layout(flash, files)
