@@ -48,12 +48,6 @@ E_BUSY = 14
 E_CANCELLED = 15
 E_BAD_ARGS = 16
 
-# Log levels
-LOG_DEBUG = 0
-LOG_INFO = 1
-LOG_WARNING = 2
-LOG_ERROR = 3
-
 # Field kinds
 K_UINT = 0
 K_INT = 1
@@ -81,7 +75,9 @@ HELLO_NONCE = 10
 HELLO_LINK = 11
 HELLO_NATIVE_KERNELS = 12
 HELLO_MAX_MESSAGE = 13
+HELLO_THREADS = 14
 HELLO_KERNEL_HASHES = 15
+HELLO_CLUSTER = 16
 WELCOME_NODE_ID = 0
 WELCOME_HEARTBEAT_MS = 1
 WELCOME_WINDOW = 2
@@ -107,6 +103,7 @@ HEARTBEAT_QUEUE = 2
 HEARTBEAT_DONE = 3
 HEARTBEAT_BAD_FRAMES = 4
 HEARTBEAT_HEAP_MIN = 5
+HEARTBEAT_RUNNING = 6
 LOG_LEVEL = 0
 LOG_TEXT = 1
 ERROR_CODE = 0
@@ -127,14 +124,14 @@ ANNOUNCE_PORT = 2
 
 # Per message type: ((key, kind, required), ...) for payload validation
 FIELDS = {
-    1: ((0, 2, 1), (1, 2, 1), (2, 2, 1), (3, 0, 1), (4, 8, 1), (5, 2, 0), (6, 0, 1), (7, 0, 1), (8, 0, 1), (9, 0, 1), (10, 3, 1), (11, 2, 1), (12, 8, 0), (13, 0, 0), (15, 9, 0),),
+    1: ((0, 2, 1), (1, 2, 1), (2, 2, 1), (3, 0, 1), (4, 8, 1), (5, 2, 0), (6, 0, 1), (7, 0, 1), (8, 0, 1), (9, 0, 1), (10, 3, 1), (11, 2, 1), (12, 8, 0), (13, 0, 0), (14, 4, 0), (15, 9, 0), (16, 2, 0),),
     2: ((0, 2, 1), (1, 0, 1), (2, 0, 1), (3, 0, 1), (4, 3, 1), (5, 0, 0),),
     3: ((0, 3, 1),),
     4: ((0, 3, 1),),
     5: ((0, 0, 1), (1, 2, 1), (2, 7, 1), (3, 0, 0),),
     6: ((0, 0, 1), (1, 6, 0), (2, 2, 0), (3, 0, 1), (4, 4, 0), (5, 0, 0),),
     7: ((0, 0, 1),),
-    8: ((0, 0, 1), (1, 0, 0), (2, 0, 0), (3, 0, 0), (4, 0, 0), (5, 0, 0),),
+    8: ((0, 0, 1), (1, 0, 0), (2, 0, 0), (3, 0, 0), (4, 0, 0), (5, 0, 0), (6, 7, 0),),
     9: ((0, 0, 1), (1, 2, 1),),
     10: ((0, 0, 1), (1, 2, 1), (2, 0, 0), (3, 0, 0),),
     11: ((0, 2, 0),),

@@ -291,7 +291,7 @@ class Session:
         code = payload[M.ERROR_CODE]
         text = payload[M.ERROR_TEXT]
         if code == M.E_AUTH_FAILED:
-            raise AuthRefused("master refused the key: " + text)
+            raise AuthRefused("master refused the join: " + text)
         if code in (M.E_BAD_VERSION, M.E_NOT_JOINED):
             raise SessionEnd("master error " + str(code) + ": " + text)
 
@@ -465,6 +465,7 @@ class Worker:
             M.HELLO_NONCE: nonce,
             M.HELLO_LINK: link_kind,
             M.HELLO_MAX_MESSAGE: self.max_message,
+            M.HELLO_CLUSTER: self.cfg["cluster"],
         }
         about = kernels.hello_fields()
         msg[M.HELLO_KERNELS] = about["kernels"]
@@ -503,12 +504,22 @@ class Worker:
         request = bytes(writer.frame(M.T_DISCOVER, {
             M.DISCOVER_CLUSTER: cfg["cluster"], M.DISCOVER_NODE_ID: cfg["node_id"]}))
 
+        told = []
+
         def parse(datagram):
             try:
                 msg_type, _flags, _seq, payload = frame.decode(datagram, 1024)
             except frame.FrameError:
                 return None
-            if msg_type != M.T_ANNOUNCE or payload[M.ANNOUNCE_CLUSTER] != cfg["cluster"]:
+            if msg_type != M.T_ANNOUNCE:
+                return None
+            name = payload[M.ANNOUNCE_CLUSTER]
+            if name != cfg["cluster"]:
+                if name not in told:  # a master of another cluster: say so once
+                    told.append(name)
+                    self.log("discovery: the master at " + payload[M.ANNOUNCE_HOST] + " serves "
+                             "cluster '" + name + "', this node is configured for cluster '"
+                             + cfg["cluster"] + "'")
                 return None
             return payload[M.ANNOUNCE_HOST], payload[M.ANNOUNCE_PORT]
 

@@ -67,8 +67,7 @@ class ErrorCode(IntEnum):
     NOT_JOINED = 13  # message other than HELLO/AUTH before WELCOME
     BUSY = 14  # a task arrived with no credit left in the window
     CANCELLED = 15  # task cancelled before it finished
-    BAD_ARGS = 16  # arguments do not fit the kernel's declared kinds, or the kernel raised
-    # TypeError/ValueError on them: deterministic, the master fails the task without retry
+    BAD_ARGS = 16  # arguments do not match the kernel (deterministic: fail at once, no retry)
 
 
 class LogLevel(IntEnum):
@@ -130,8 +129,12 @@ CATALOG: dict[MsgType, Message] = {
             Field(11, "link", "tstr", REQ, "link kind: tcp, serial, mem"),
             Field(12, "native_kernels", "tstr[]", OPT, "kernels served by the native module"),
             Field(13, "max_message", "uint", OPT, "largest reassembled CHUNK message accepted"),
+            Field(14, "threads", "bool", OPT, "kernels run beside the link (second core or "
+                  "thread): heartbeats continue during a kernel; absent/false: they do not"),
             Field(15, "kernel_hashes", "map", OPT, "kernel name -> short content hash (tstr) "
                   "of its code: the kernel's version"),
+            Field(16, "cluster", "tstr", OPT, "the cluster name the node was configured with; "
+                  "a master serving another name refuses it (AUTH_FAILED naming both)"),
         ),
         _m(
             MsgType.WELCOME, "master -> node", "The node is admitted; the link limits.",
@@ -181,6 +184,8 @@ CATALOG: dict[MsgType, Message] = {
             Field(3, "done", "uint", OPT, "tasks completed since start"),
             Field(4, "bad_frames", "uint", OPT, "frames rejected since start"),
             Field(5, "heap_min", "uint", OPT, "lowest free heap seen since start"),
+            Field(6, "running", "array", OPT, "[[task_id, elapsed_ms], ...] of the kernels "
+                  "running now (queue counts them too)"),
         ),
         _m(
             MsgType.LOG, "node -> master", "A line for the master's log.",

@@ -50,8 +50,8 @@ def render_msgdefs() -> str:
     out += [f"T_{t.name} = {int(t)}" for t in c.MsgType]
     out += ["", "# Error codes"]
     out += [f"E_{e.name} = {int(e)}" for e in c.ErrorCode]
-    out += ["", "# Log levels"]
-    out += [f"LOG_{lv.name} = {int(lv)}" for lv in c.LogLevel]
+    # No log levels: the firmware sends no LOG, and every module-level name costs a board
+    # heap (the module's dict grows in steps of ~2.6 KB on 64-bit ports).
     out += ["", "# Field kinds"]
     out += [f"K_{kind.upper().replace('[]', 'S')} = {code}" for kind, code in KIND_CODES.items()]
     out += ["", "# Field keys: <MESSAGE>_<FIELD>"]

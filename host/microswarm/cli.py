@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("microswarm.demo", "the main job: a mixed virtual cluster renders a Mandelbrot set"),
     "master": ("microswarm.master.cli_master", "run a master that boards and virtual nodes join"),
     "up": ("microswarm.master.cli_up", "start a master plus the virtual part of a cluster file"),
+    "keygen": ("microswarm.cli_keygen", "make a cluster key file (random, hex, mode 0600)"),
     "nodes": ("microswarm.master.cli_nodes", "list the nodes of a running master"),
     "run": ("microswarm.master.cli_run", "run a job on a cluster file"),
     "vboard": ("microswarm.vboard.cli", "run the firmware on a virtual board (MicroPython VM)"),

@@ -272,7 +272,7 @@ def test_journal_resume_skips_finished_tasks(tmp_path):
     assert computed == 30 - from_journal
 
 
-def test_udp_discovery_and_control_endpoint():
+def test_udp_discovery_and_control_endpoint(caplog):
     async def main():
         async with master(cluster="lab", udp_port=0, control_port=0) as m:
             await m.add_inproc_nodes(2)
@@ -285,9 +285,13 @@ def test_udp_discovery_and_control_endpoint():
                 s.sendto(b"\x01garbage", ("127.0.0.1", m.udp_port))
                 s.sendto(encode_frame(MsgType.DISCOVER, {0: "lab", 1: "x"}),
                          ("127.0.0.1", m.udp_port))
-                data = await asyncio.wait_for(loop.sock_recv(s, 2048), 5)
-            announce = fields(MsgType.ANNOUNCE, decode_frame(data).payload)
-            assert announce == {"cluster": "lab", "host": "127.0.0.1", "port": m.tcp_port}
+                # both DISCOVERs are answered with this master's name: a node asking for
+                # another cluster learns why it does not join
+                for _ in range(2):
+                    data = await asyncio.wait_for(loop.sock_recv(s, 2048), 5)
+                    announce = fields(MsgType.ANNOUNCE, decode_frame(data).payload)
+                    assert announce == {"cluster": "lab", "host": "127.0.0.1",
+                                        "port": m.tcp_port}
             reader, writer = await asyncio.open_connection("127.0.0.1", m.control_port)
             writer.write(b'{"cmd": "nodes"}\n{"cmd": "bogus"}\nnot json\n')
             answer = json.loads(await reader.readline())
@@ -296,7 +300,10 @@ def test_udp_discovery_and_control_endpoint():
             assert "bad request" in json.loads(await reader.readline())["error"]
             writer.close()
 
-    run(main())
+    with caplog.at_level("WARNING", logger="microswarm"):
+        run(main())
+    told = [r.getMessage() for r in caplog.records if "discovery" in r.getMessage()]
+    assert len(told) == 1 and "'other'" in told[0] and "'lab'" in told[0], told
 
 
 def test_a_stalled_master_does_not_declare_nodes_lost():

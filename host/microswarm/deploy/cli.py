@@ -21,6 +21,8 @@ import argparse
 import time
 from pathlib import Path
 
+from microswarm.keys import DEFAULT_CLUSTER
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--board", required=True, help="board definition (boards/NAME.json)")
@@ -31,9 +33,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--link", choices=("tcp", "serial"), default=None,
                         help="node link (default: tcp with --master, else serial)")
     parser.add_argument("--key-file", type=Path, required=True,
-                        help="cluster key file (hex text or raw bytes)")
+                        help="cluster key file: hex text or raw bytes (microswarm keygen)")
     parser.add_argument("--node-id", default=None, help="node name (default: the board name)")
-    parser.add_argument("--cluster", default="demo", help="cluster name (default demo)")
+    parser.add_argument("--cluster", default=DEFAULT_CLUSTER,
+                        help="cluster name (default %(default)s)")
     parser.add_argument("--slots", type=int, default=None, help="tasks the node holds at once")
     parser.add_argument("--control", default=None,
                         help="master's control endpoint HOST:PORT: wait for a TCP node to join")
@@ -57,12 +60,17 @@ def run(args: argparse.Namespace) -> int:
     from microswarm.deploy.mpremote import MpremoteError
     from microswarm.deploy.sync import DeployError
     from microswarm.kernelpkg import KernelPackageError
-    from microswarm.vboard.cli import read_key
+    from microswarm.keys import KeyFileError, read_key
 
+    try:
+        key = read_key(args.key_file)
+    except KeyFileError as exc:
+        print(f"deploy failed: {exc}", file=sys.stderr)
+        return 1
     options = DeployOptions(
         board=args.board,
         port=args.port,
-        key=read_key(args.key_file),
+        key=key,
         master=args.master,
         link=args.link or ("tcp" if args.master else "serial"),
         node_id=args.node_id or args.board,

@@ -14,6 +14,7 @@ from microswarm.deploy.build import build, shadowed_names
 from microswarm.deploy.join import open_port, wait_for_hello, wait_for_join
 from microswarm.deploy.mpremote import Mpremote
 from microswarm.deploy.sync import Plan, apply_plan, make_plan, remote_hashes, verify
+from microswarm.keys import DEFAULT_CLUSTER
 
 
 @dataclass
@@ -24,7 +25,7 @@ class DeployOptions:
     master: str = ""
     link: str = "serial"
     node_id: str = "node1"
-    cluster: str = "demo"
+    cluster: str = DEFAULT_CLUSTER
     slots: int | None = None
     control: str | None = None
     compiled: bool = True

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 
+from microswarm.keys import DEFAULT_CLUSTER
 from microswarm.protocol.catalog import TCP_PORT, UDP_DISCOVERY_PORT
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cluster", default="microswarm",
+    parser.add_argument("--cluster", default=DEFAULT_CLUSTER,
                         help="cluster name (default %(default)s)")
     key = parser.add_mutually_exclusive_group(required=True)
-    key.add_argument("--key-file", help="file holding the cluster key (16+ bytes)")
+    key.add_argument("--key-file",
+                     help="cluster key file: hex text or raw bytes, 16+ bytes (microswarm keygen)")
     key.add_argument("--key", help="the cluster key as text (for throwaway clusters)")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (%(default)s)")
     parser.add_argument("--port", type=int, default=TCP_PORT, help="TCP port (%(default)s)")
@@ -37,13 +39,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def spec_from_args(args: argparse.Namespace):
-    from pathlib import Path
-
+    from microswarm.keys import MIN_KEY_BYTES, KeyFileError, read_key
     from microswarm.master.config import ClusterSpec
 
-    key = Path(args.key_file).read_bytes().strip() if args.key_file else args.key.encode()
-    if len(key) < 16:
-        raise SystemExit("the cluster key must be at least 16 bytes")
+    try:
+        key = read_key(args.key_file) if args.key_file else args.key.encode()
+    except KeyFileError as exc:
+        raise SystemExit(f"master: {exc}") from None
+    if len(key) < MIN_KEY_BYTES:
+        raise SystemExit(f"master: --key must be at least {MIN_KEY_BYTES} bytes")
     return ClusterSpec(
         name=args.cluster, key=key, host=args.host, tcp_port=args.port,
         udp_port=None if args.udp_port < 0 else args.udp_port,

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from microswarm.keys import DEFAULT_CLUSTER, MIN_KEY_BYTES, KeyFileError, read_key
 from microswarm.protocol.catalog import TCP_PORT, UDP_DISCOVERY_PORT
 
 
@@ -47,7 +48,7 @@ class VirtualGroup:
 
 @dataclass
 class ClusterSpec:
-    name: str = "microswarm"
+    name: str = DEFAULT_CLUSTER
     key: bytes = b""
     host: str = "127.0.0.1"
     tcp_port: int = TCP_PORT
@@ -92,17 +93,16 @@ def load(path: str | Path) -> ClusterSpec:
     except tomllib.TOMLDecodeError as exc:
         raise ClusterFileError(f"{path}: {exc}") from None
     cluster, master = _section(data, "cluster"), _section(data, "master")
-    spec = ClusterSpec(name=cluster.get("name", "microswarm"))
+    spec = ClusterSpec(name=str(cluster.get("name", DEFAULT_CLUSTER)))
     if "key_file" in cluster:
-        key_path = (path.parent / cluster["key_file"]).resolve()
         try:
-            spec.key = key_path.read_bytes().strip()
-        except OSError as exc:
-            raise ClusterFileError(f"cannot read the key file {key_path}: {exc}") from None
+            spec.key = read_key((path.parent / cluster["key_file"]).resolve())
+        except KeyFileError as exc:
+            raise ClusterFileError(f"{path}: [cluster] key_file: {exc}") from None
     elif "key" in cluster:
         spec.key = str(cluster["key"]).encode()
-    if len(spec.key) < 16:
-        raise ClusterFileError(f"{path}: the cluster key must be at least 16 bytes "
+    if len(spec.key) < MIN_KEY_BYTES:
+        raise ClusterFileError(f"{path}: the cluster key must be at least {MIN_KEY_BYTES} bytes "
                                "([cluster] key_file or key)")
     kernels = cluster.get("kernels", [])
     if not isinstance(kernels, list) or not all(isinstance(k, str) for k in kernels):

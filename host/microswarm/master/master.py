@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from microswarm.firmware import msw_kernel
+from microswarm.keys import DEFAULT_CLUSTER
 from microswarm.master.inproc import InprocNode
 from microswarm.master.journal import Journal
 from microswarm.master.links import Link, SerialLink, TcpLink
@@ -85,7 +86,7 @@ class Master:
     def __init__(
         self,
         *,
-        cluster: str = "microswarm",
+        cluster: str = DEFAULT_CLUSTER,
         key: bytes = b"",
         host: str = "127.0.0.1",
         tcp_port: int | None = TCP_PORT,
@@ -182,7 +183,8 @@ class Master:
     # ------------------------------------------------------------------ attaching nodes
     def attach(self, link: Link) -> NodeSession:
         """Serve a node on an already open link (any kind)."""
-        session = NodeSession(link, self, key=self.key, heartbeat_ms=self.heartbeat_ms,
+        session = NodeSession(link, self, key=self.key, cluster=self.cluster,
+                              heartbeat_ms=self.heartbeat_ms,
                               window=self.window, max_frame=self.max_frame,
                               max_message=self.max_message)
         self._spawn(session.run())
@@ -479,11 +481,13 @@ class Master:
 
 
 class _Discovery(asyncio.DatagramProtocol):
-    """Answers DISCOVER beacons for this master's cluster with ANNOUNCE."""
+    """Answers DISCOVER beacons with ANNOUNCE naming this master's cluster (a node asking
+    for another cluster ignores it and logs both names)."""
 
     def __init__(self, master: Master) -> None:
         self.master = master
         self.transport: asyncio.DatagramTransport | None = None
+        self.mismatches: set[tuple[str, Any]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -499,7 +503,14 @@ class _Discovery(asyncio.DatagramProtocol):
             return
         asked = fields(frame.type, frame.payload)
         if asked.get("cluster") != master.cluster:
-            return
+            # Answered all the same: the node learns which cluster this master serves and
+            # says why it does not join. Logged once per address and name.
+            seen = (addr[0], asked.get("cluster"))
+            if seen not in self.mismatches and len(self.mismatches) < 256:
+                self.mismatches.add(seen)
+                log.warning("discovery: node %r at %s asks for cluster %r, this master serves "
+                            "cluster %r: give both the same cluster name", asked.get("node_id"),
+                            addr[0], asked.get("cluster"), master.cluster)
         host = master.host
         if host in ("0.0.0.0", ""):
             host = _local_address_towards(addr[0])

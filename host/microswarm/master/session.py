@@ -112,6 +112,7 @@ class NodeSession:
         owner: SessionOwner,
         *,
         key: bytes,
+        cluster: str | None = None,
         heartbeat_ms: int,
         window: int,
         max_frame: int = MAX_FRAME,
@@ -120,6 +121,7 @@ class NodeSession:
         self.link = link
         self.owner = owner
         self.key = key
+        self.cluster = cluster  # None: accept any HELLO cluster name
         self.heartbeat_ms = heartbeat_ms
         self.window = window
         self.max_frame = max_frame
@@ -221,6 +223,13 @@ class NodeSession:
         if len(hello["nonce"]) != NONCE_SIZE:
             raise JoinRefused(ErrorCode.BAD_PAYLOAD, f"HELLO nonce must be {NONCE_SIZE} bytes")
         node_id = hello["node_id"]
+        cluster = self.cluster
+        if "cluster" in hello and cluster is not None and hello["cluster"] != cluster:
+            raise JoinRefused(
+                ErrorCode.AUTH_FAILED,
+                f"node {node_id!r} is configured for cluster {hello['cluster']!r}, this master "
+                f"serves cluster {cluster!r}: give both the same cluster name",
+            )
         master_nonce = os.urandom(NONCE_SIZE)
         self.send(MsgType.AUTH_CHALLENGE, build(MsgType.AUTH_CHALLENGE, nonce=master_nonce))
         frame = await self._next_frame()
@@ -232,7 +241,9 @@ class NodeSession:
         expected = node_mac(self.key, master_nonce, hello["nonce"], node_id)
         if not hmac.compare_digest(bytes(mac), expected):
             raise JoinRefused(
-                ErrorCode.AUTH_FAILED, f"node {node_id!r}: wrong cluster key (MAC mismatch)"
+                ErrorCode.AUTH_FAILED,
+                f"node {node_id!r}: wrong cluster key (its proof does not verify with the key "
+                f"of this master's cluster {cluster!r}): give both the same key file",
             )
         max_frame = min(hello["max_frame"], self.max_frame)
         max_message = min(hello.get("max_message", max_frame), self.max_message)

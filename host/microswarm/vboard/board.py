@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 
 from microswarm import bundle, paths
+from microswarm.keys import DEFAULT_CLUSTER
 
 log = logging.getLogger("microswarm.vboard")
 
@@ -51,7 +52,7 @@ class VirtualBoard:
         board: str = "unix",
         link: str = "tcp",
         node_id: str = "vb1",
-        cluster: str = "demo",
+        cluster: str = DEFAULT_CLUSTER,
         key: bytes = b"",
         master: str = "",
         workdir: str | os.PathLike | None = None,

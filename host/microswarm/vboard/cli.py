@@ -13,10 +13,11 @@ the board. `kill -USR1 PID` presses its reset button.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import tempfile
 from pathlib import Path
+
+from microswarm.keys import DEFAULT_CLUSTER
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,9 +26,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="how the worker reaches the master (default tcp)")
     parser.add_argument("--master", default="",
                         help="HOST:PORT the worker dials (tcp link); empty: UDP discovery")
-    parser.add_argument("--key-file", type=Path, help="cluster key file (hex or raw bytes)")
+    parser.add_argument("--key-file", type=Path,
+                        help="cluster key file: hex text or raw bytes (microswarm keygen)")
     parser.add_argument("--node-id", default="vboard1", help="node name (default vboard1)")
-    parser.add_argument("--cluster", default="demo", help="cluster name (default demo)")
+    parser.add_argument("--cluster", default=DEFAULT_CLUSTER,
+                        help="cluster name (default %(default)s)")
     parser.add_argument("--slots", type=int, default=None, help="tasks held at once")
     parser.add_argument("--flash", type=Path, default=None,
                         help="folder that plays the flash (default: a temporary folder)")
@@ -42,16 +45,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="heap bytes (default: the board's heap_bytes)")
 
 
-def read_key(path: Path) -> bytes:
-    """A key file holds the key as hex text, or as raw bytes."""
-    data = path.read_bytes()
-    with contextlib.suppress(ValueError):
-        return bytes.fromhex(data.decode("ascii").strip())
-    return data
-
-
 def run(args: argparse.Namespace) -> int:
     from microswarm import bundle, paths
+    from microswarm.keys import KeyFileError, read_key
     from microswarm.vboard.supervisor import Supervisor, install_signal_handlers
 
     board = paths.load_board(args.board)
@@ -60,8 +56,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.blank:
         if args.key_file is None:
             raise SystemExit("--key-file is required unless --blank")
+        try:
+            key = read_key(args.key_file)
+        except KeyFileError as exc:
+            raise SystemExit(f"vboard: {exc}") from None
         config = bundle.render_config(
-            args.node_id, args.cluster, read_key(args.key_file), args.master, args.link,
+            args.node_id, args.cluster, key, args.master, args.link,
             slots=args.slots,
         )
         files = bundle.layout(args.board, config, args.kernels)
