@@ -19,10 +19,11 @@ list the calibration can time. `native` names a native module (.mpy built by `mi
 native build`) whose function of the same name replaces the Python one when it loads.
 
 A kernel's version is a short content hash of the source file that defines it: the first
-12 hex digits of its SHA-256. A board holds compiled .mpy files, so the deploy writes the
-source hashes into `kpkg_<package>.json` next to them; where no manifest names a module,
-the node hashes its .py file itself. The hash covers the whole file: any edit to it makes
-a new version of every kernel in it.
+12 hex digits of its SHA-256. Where that file is a .py source the node hashes it itself;
+a board holding compiled .mpy files takes the source hashes from the `kpkg_<package>.json`
+manifest the deploy writes next to them. The hash covers the whole file: any edit to it
+makes a new version of every kernel in it. The manifests also say which modules to import
+at boot (`load_installed`).
 
 Runs on boards, in the unix-port VM and in CPython (the host imports this file as
 microswarm.firmware.msw_kernel and also under the plain name, so user packages import the
@@ -277,25 +278,24 @@ def _hex(data):
 
 
 def _module_hash(entry):
-    stem = entry.module
-    if stem is None:
-        return None
-    known = _manifest.get(stem)
-    if known:
-        return known
+    """The defining file's own hash where it is a .py source (the truth, even if a
+    manifest beside it is stale), else the manifest's (a board holding .mpy files)."""
     try:
         path = entry.fn.__globals__["__file__"]
     except (AttributeError, KeyError, TypeError):
+        path = ""
+    if path.endswith(".py"):
+        known = _file_hashes.get(path)
+        if known is None:
+            try:
+                known = _file_hashes[path] = file_hash(path)
+            except OSError:
+                known = None
+        if known:
+            return known
+    if entry.module is None:
         return None
-    if not path.endswith(".py"):
-        return None
-    known = _file_hashes.get(path)
-    if known is None:
-        try:
-            known = _file_hashes[path] = file_hash(path)
-        except OSError:
-            return None
-    return known
+    return _manifest.get(entry.module)
 
 
 def hashes():

@@ -10,6 +10,13 @@ boards and virtual boards (copied beside the firmware, with a manifest
 `kpkg_<package>.json` that lists the modules and their source hashes, see
 firmware/msw_kernel.py), and by this process (`load`) for in-process and local nodes and
 for the submitter, which takes a kernel's version from the package it loaded.
+
+    python -m microswarm.kernelpkg mykernels/     # write mykernels/package.json for mip
+
+writes the folder's `package.json` (its modules and manifest, by relative URL) and the
+manifest itself, so `mpremote mip install --target / mykernels/package.json` installs the
+package on a board that has the firmware. mip copies .py sources; native modules go on a
+board with `microswarm deploy --kernels`.
 """
 
 from __future__ import annotations
@@ -53,6 +60,10 @@ class KernelPackage:
 
     def hashes(self) -> dict[str, str]:
         return {stem: source_hash(path.read_bytes()) for stem, path in self.modules.items()}
+
+    def hashes_digest(self) -> str:
+        """One version for the whole package (mip's "version" field)."""
+        return source_hash(json.dumps(self.hashes(), sort_keys=True).encode())
 
     def manifest(self) -> bytes:
         doc = {"package": self.name, "modules": self.hashes()}
@@ -161,3 +172,37 @@ def load(folders: Iterable[str | Path]) -> list[KernelPackage]:
             except Exception as exc:
                 raise KernelPackageError(f"{path}: {type(exc).__name__}: {exc}") from exc
     return packages
+
+
+def write_mip_package(folder: str | Path) -> list[Path]:
+    """Write FOLDER/package.json and the manifest it lists; the paths written."""
+    pkg = find(folder)
+    manifest = pkg.root / pkg.manifest_name
+    manifest.write_bytes(pkg.manifest())
+    names = [f"{stem}.py" for stem in pkg.modules] + [pkg.manifest_name]
+    urls = ",\n".join(f"  {json.dumps([name, name])}" for name in names)
+    text = f'{{\n "urls": [\n{urls}\n ],\n "deps": [],\n "version": "{pkg.hashes_digest()}"\n}}\n'
+    target = pkg.root / "package.json"
+    target.write_text(text)
+    return [target, manifest]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="write a kernel package's package.json "
+                                     "(mpremote mip) and manifest")
+    parser.add_argument("folder", help="the kernel package folder")
+    args = parser.parse_args(argv)
+    try:
+        written = write_mip_package(args.folder)
+    except KernelPackageError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {path.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
