@@ -41,7 +41,9 @@ def _open_wiznet(board, ifconfig):
               sck=Pin(pins["sck"]), mosi=Pin(pins["mosi"]), miso=Pin(pins["miso"]))
     nic = wiznet.WIZnet(spi, Pin(pins["cs"], Pin.OUT, value=1),
                         rst=Pin(pins["rst"], Pin.OUT, value=1),
-                        intr=Pin(pins["int"], Pin.IN), chip=board["nic"])
+                        intr=Pin(pins["int"], Pin.IN), chip=board["nic"],
+                        reset_ms=pins.get("reset_ms", (100, 100)))
+    nic.wait_link()  # auto-negotiation: a connect before the link is up would time out
     if ifconfig:
         nic.ifconfig(tuple(ifconfig))
     else:

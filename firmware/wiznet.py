@@ -17,6 +17,15 @@
 # 4n+2 (TX buffer) and 4n+3 (RX buffer). Inside a buffer block the chip takes the 16-bit
 # pointer modulo the buffer size, so a transfer that runs past the end of the ring wraps to
 # its start: a whole frame moves in one SPI transaction however the ring pointers lie.
+#
+# What the vendor's documents say and how this driver follows them is tabled in
+# docs/wiznet.md; the rules that matter most here:
+# - Sn_TX_WR / Sn_RX_RD are re-initialised when a TCP connection is established: they are
+#   read fresh for every transfer, never kept across one.
+# - Sn_CR reading 0 only means "accepted": state commands are complete when Sn_SR says so.
+# - No Sn_IR bit is promised for a refused connect or a peer's RST, nor a repeated RECV bit
+#   while data remains: with INTn wired, a socket still reads its status every _POLL_MS.
+# - Every wait has a time limit.
 
 import io
 import time
@@ -38,6 +47,7 @@ except (ImportError, AttributeError):
     ECONNREFUSED, ENOTCONN, EBADF, EINVAL, ENOMEM = 111, 107, 9, 22, 12
 
 AF_INET = 2
+AF_INET6 = 10
 SOCK_STREAM = 1
 SOCK_DGRAM = 2
 IPPROTO_TCP = 6
@@ -45,12 +55,20 @@ IPPROTO_UDP = 17
 SOL_SOCKET = 1
 SO_REUSEADDR = 4
 SO_BROADCAST = 32
+TCP_NODELAY = 1
 
 _POLL = 3  # MP_STREAM_POLL
 _POLLIN = 1
 _POLLOUT = 4
 _POLLERR = 8
 _POLLHUP = 16
+
+# Time limits (ms). A socket with INTn wired still reads its status every _POLL_MS.
+_CMD_MS = 100  # Sn_CR back to 0
+_STATE_MS = 500  # Sn_SR reaching the state a command leads to
+_CLOSE_MS = 2000  # DISCON: the peer's FIN/ACK
+_POLL_MS = 20
+_ARP_MS = 4000  # a UDP SEND: SENDOK or TIMEOUT (RTR 200 ms x (RCR 8 + 1) by default)
 
 # Socket commands (Sn_CR), interrupt bits (Sn_IR) and states (Sn_SR): the same on both chips.
 CMD_OPEN = 0x01
@@ -60,6 +78,7 @@ CMD_DISCON = 0x08
 CMD_CLOSE = 0x10
 CMD_SEND = 0x20
 CMD_RECV = 0x40
+CMD_V6 = 0x80  # W6100: CONNECT6 = 0x84, SEND6 = 0xA0
 
 IR_CON = 0x01
 IR_DISCON = 0x02
@@ -71,14 +90,14 @@ SR_CLOSED = 0x00
 SR_INIT = 0x13
 SR_LISTEN = 0x14
 SR_SYNSENT = 0x15
-SR_SYNRECV = 0x16
 SR_ESTABLISHED = 0x17
-SR_FIN_WAIT = 0x18
-SR_CLOSING = 0x1A
-SR_TIME_WAIT = 0x1B
 SR_CLOSE_WAIT = 0x1C
-SR_LAST_ACK = 0x1D
 SR_UDP = 0x22
+
+MR_TCP = 0x01
+MR_UDP = 0x02
+MR_V6 = 0x08  # W6100: Sn_MR TCP6 = 0x09, UDP6 = 0x0A
+MR_ND = 0x20  # no delayed ACK (TCP)
 
 _BUFFER_KB = (0, 1, 2, 4, 8, 16)
 
@@ -102,12 +121,12 @@ W5500 = Chip(
     # common registers
     MR=0x0000, GAR=0x0001, SUBR=0x0005, SHAR=0x0009, SIPR=0x000F, SIR=0x0017, SIMR=0x0018,
     RTR=0x0019, RCR=0x001B, PHY=0x002E, ID=0x0039, ID_VALUE=b"\x04",
-    SYCR1=None, CHPLCKR=None, NETLCKR=None,
+    SYCR1=None, CHPLCKR=None, NETLCKR=None, LLAR=None,
     # socket registers
     Sn_MR=0x0000, Sn_CR=0x0001, Sn_IR=0x0002, Sn_IRCLR=0x0002, Sn_SR=0x0003, Sn_PORT=0x0004,
-    Sn_DIPR=0x000C, Sn_DPORT=0x0010, Sn_RXBUF_SIZE=0x001E, Sn_TXBUF_SIZE=0x001F,
-    Sn_TX_FSR=0x0020, Sn_TX_WR=0x0024, Sn_RX_RSR=0x0026, Sn_RX_RD=0x0028, Sn_IMR=0x002C,
-    MR_TCP=0x01, MR_UDP=0x02,
+    Sn_DIPR=0x000C, Sn_DIP6R=None, Sn_DPORT=0x0010, Sn_RXBUF_SIZE=0x001E,
+    Sn_TXBUF_SIZE=0x001F, Sn_TX_FSR=0x0020, Sn_TX_WR=0x0024, Sn_RX_RSR=0x0026,
+    Sn_RX_RD=0x0028, Sn_IMR=0x002C,
     # UDP receive header: ip(4) port(2) length(2)
     UDP_IP=0, UDP_PORT=4, UDP_LEN=6, UDP_LEN_MASK=0xFFFF,
 )
@@ -117,13 +136,13 @@ W6100 = Chip(
     sockets=8,
     MR=None, GAR=0x4130, SUBR=0x4134, SHAR=0x4120, SIPR=0x4138, SIR=0x2101, SIMR=0x2114,
     RTR=0x4200, RCR=0x4204, PHY=0x3000, ID=0x0000, ID_VALUE=b"\x61\x00",
-    SYCR0=0x2004, SYCR1=0x2005, CHPLCKR=0x41F4, NETLCKR=0x41F5,
-    CHPLCK_UNLOCK=0xCE, NETLCK_UNLOCK=0x3A, NETLCK_LOCK=0xC5,
+    SYCR0=0x2004, SYCR1=0x2005, CHPLCKR=0x41F4, NETLCKR=0x41F5, LLAR=0x4140, GUAR=0x4150,
+    CHPLCK_UNLOCK=0xCE, CHPLCK_LOCK=0xFF, NETLCK_UNLOCK=0x3A, NETLCK_LOCK=0xC5,
     Sn_MR=0x0000, Sn_CR=0x0010, Sn_IR=0x0020, Sn_IRCLR=0x0028, Sn_SR=0x0030, Sn_PORT=0x0114,
-    Sn_DIPR=0x0120, Sn_DPORT=0x0140, Sn_RXBUF_SIZE=0x0220, Sn_TXBUF_SIZE=0x0200,
-    Sn_TX_FSR=0x0204, Sn_TX_WR=0x020C, Sn_RX_RSR=0x0224, Sn_RX_RD=0x0228, Sn_IMR=0x0024,
-    MR_TCP=0x01, MR_UDP=0x02,
-    # UDP receive header: info|length(2, low 11 bits) ip(4) port(2)
+    Sn_DIPR=0x0120, Sn_DIP6R=0x0130, Sn_DPORT=0x0140, Sn_RXBUF_SIZE=0x0220,
+    Sn_TXBUF_SIZE=0x0200, Sn_TX_FSR=0x0204, Sn_TX_WR=0x020C, Sn_RX_RSR=0x0224,
+    Sn_RX_RD=0x0228, Sn_IMR=0x0024,
+    # UDP receive header: info|length(2, low 11 bits) ip(4, or 16 for IPv6) port(2)
     UDP_IP=2, UDP_PORT=6, UDP_LEN=0, UDP_LEN_MASK=0x07FF,
 )
 
@@ -147,6 +166,10 @@ def _ip_text(b):
     return "%d.%d.%d.%d" % (b[0], b[1], b[2], b[3])
 
 
+def _expired(deadline):
+    return time.ticks_diff(deadline, time.ticks_ms()) <= 0
+
+
 class WIZnet:
     """One W5500 or W6100 on an SPI bus.
 
@@ -156,10 +179,12 @@ class WIZnet:
     pending; without it readiness is polled over SPI); chip: "w5500", "w6100" or None to
     identify it; mac: 6 bytes (default: derived from machine.unique_id when available);
     buffers: per-socket buffer sizes in KB for TX and RX (8 values from 0/1/2/4/8/16
-    summing to at most 16; default 2 KB each).
+    summing to at most 16; default 2 KB each); reset_ms: (RSTn held low, wait after it),
+    WIZnet's board code uses (100, 100).
     """
 
     AF_INET = AF_INET
+    AF_INET6 = AF_INET6
     SOCK_STREAM = SOCK_STREAM
     SOCK_DGRAM = SOCK_DGRAM
     IPPROTO_TCP = IPPROTO_TCP
@@ -167,8 +192,10 @@ class WIZnet:
     SOL_SOCKET = SOL_SOCKET
     SO_REUSEADDR = SO_REUSEADDR
     SO_BROADCAST = SO_BROADCAST
+    TCP_NODELAY = TCP_NODELAY
 
-    def __init__(self, spi, cs, rst=None, intr=None, chip=None, mac=None, buffers=None):
+    def __init__(self, spi, cs, rst=None, intr=None, chip=None, mac=None, buffers=None,
+                 reset_ms=(100, 100)):
         sizes = tuple(buffers) if buffers is not None else (2,) * 8
         _check_buffers(sizes)
         self._spi = spi
@@ -181,8 +208,9 @@ class WIZnet:
         cs(1)
         if rst is not None:
             rst(0)
-            time.sleep_ms(2)
+            time.sleep_ms(reset_ms[0])
             rst(1)
+            time.sleep_ms(reset_ms[1])
         self.chip = self._identify(chip)
         self._soft_reset()
         self._configure_buffers(sizes)
@@ -191,6 +219,7 @@ class WIZnet:
         self._next_port = 49152 + (time.ticks_ms() & 0x3FFF)
         self._dns = "0.0.0.0"
         self.lease_s = None
+        self._renew_at = None  # ticks_ms when the DHCP lease needs attention (wiznet_dhcp)
         self._simr = 0
         self.mac = bytes(mac) if mac is not None else _default_mac()
         self._write_net(self.chip.SHAR, self.mac)
@@ -252,13 +281,15 @@ class WIZnet:
         return (r[3] << 8) | r[4]
 
     def _read16_stable(self, addr, bsb):
-        # The chip updates 16-bit counters byte by byte: read until two reads agree.
+        # The chip updates 16-bit counters byte by byte: read until two reads agree
+        # (datasheet p.54-55 notes; ioLibrary getSn_TX_FSR / getSn_RX_RSR loop the same way).
         a = self._read16(addr, bsb)
-        while True:
+        for _ in range(16):
             b = self._read16(addr, bsb)
             if a == b:
                 return a
             a = b
+        raise OSError(ETIMEDOUT, "wiznet: a 16-bit counter never read the same twice")
 
     def _write_reg(self, addr, bsb, value, n):
         out = self._views[n][0]
@@ -290,10 +321,9 @@ class WIZnet:
         while True:
             for name in names:
                 chip = CHIPS[name]
-                got = self._read_bytes(chip.ID, 0, len(chip.ID_VALUE))
-                if got == chip.ID_VALUE:
+                if self._read_bytes(chip.ID, 0, len(chip.ID_VALUE)) == chip.ID_VALUE:
                     return chip
-            if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
+            if _expired(deadline):
                 break
             time.sleep_ms(5)
         label = " or ".join(CHIPS[n].name for n in names)
@@ -304,21 +334,25 @@ class WIZnet:
     def _soft_reset(self):
         c = self.chip
         if c.MR is not None:
-            self._write8(c.MR, 0, 0x80)  # RST, clears itself when the reset is done
+            self._write8(c.MR, 0, 0x80)  # W5500 MR.RST: reads 1 until the reset is done
+            deadline = time.ticks_add(time.ticks_ms(), 100)
+            while self._read8(c.MR, 0) & 0x80:
+                if _expired(deadline):
+                    raise OSError(ETIMEDOUT, "wiznet: W5500 did not come back from reset")
+                time.sleep_ms(1)
         else:
-            self._chip_unlocked(c.SYCR0, b"\x00")  # RST is active low on the W6100
-        for _ in range(100):
-            if c.MR is None or not self._read8(c.MR, 0) & 0x80:
-                if self._read_bytes(c.ID, 0, len(c.ID_VALUE)) == c.ID_VALUE:
-                    return
-            time.sleep_ms(1)
-        raise OSError(ETIMEDOUT, "wiznet: %s did not come back from reset" % c.name)
+            # W6100 SYCR0.RST (active low) has no completion flag and CIDR is a constant:
+            # wait as WIZnet's own W6100 code does (100 ms), then check the chip answers.
+            self._chip_unlocked(c.SYCR0, b"\x00")
+            time.sleep_ms(100)
+        if self._read_bytes(c.ID, 0, len(c.ID_VALUE)) != c.ID_VALUE:
+            raise OSError(ETIMEDOUT, "wiznet: %s did not come back from reset" % c.name)
 
     def _chip_unlocked(self, addr, data):
         c = self.chip
         self._write8(c.CHPLCKR, 0, c.CHPLCK_UNLOCK)
         self.write(addr, 0, data)
-        self._write8(c.CHPLCKR, 0, 0x00)
+        self._write8(c.CHPLCKR, 0, c.CHPLCK_LOCK)
 
     def _write_net(self, addr, data):
         c = self.chip
@@ -353,34 +387,72 @@ class WIZnet:
             self._dns = config[3]
         return None
 
+    def ifconfig6(self, config=None):
+        """W6100: get or set (link-local, global, prefix mask, gateway) IPv6 addresses."""
+        import wiznet6
+
+        return wiznet6.ifconfig6(self, config)
+
     def link_up(self):
         """True while the PHY reports a link (bit 0 of PHYCFGR / PHYSR)."""
         return bool(self._read8(self.chip.PHY, 0) & 0x01)
+
+    def wait_link(self, timeout_ms=5000):
+        """Wait up to timeout_ms for the PHY link (auto-negotiation takes a while after a
+        reset); returns link_up()."""
+        deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
+        while not self.link_up():
+            if _expired(deadline):
+                return False
+            time.sleep_ms(10)
+        return True
 
     def isconnected(self):
         return self.link_up() and self.ifconfig()[0] != "0.0.0.0"
 
     def dhcp(self, timeout_ms=10000, hostname=None):
-        """Lease an address with DHCP on a hardware UDP socket; returns ifconfig()."""
+        """Lease an address with DHCP on a hardware UDP socket; returns ifconfig(). Call
+        maintain() now and then to renew the lease (RFC 2131 T1 / T2)."""
         import wiznet_dhcp
 
         return wiznet_dhcp.lease(self, timeout_ms, hostname)
 
+    def maintain(self):
+        """Renew a DHCP lease when it is due; cheap otherwise. Blocks about a second while it
+        talks to the server (once per half lease)."""
+        if self._renew_at is not None and time.ticks_diff(time.ticks_ms(), self._renew_at) >= 0:
+            import wiznet_dhcp
+
+            wiznet_dhcp.maintain(self)
+
     def getaddrinfo(self, host, port, af=0, type=0, proto=0, flags=0):
         if host == "localhost":
             host = "127.0.0.1"
-        try:
-            _ip_bytes(host)
-        except ValueError:
-            raise OSError(EINVAL, "wiznet: no DNS resolver; give a dotted IPv4 address")
         kind = type or SOCK_STREAM
-        return [(AF_INET, kind, IPPROTO_UDP if kind == SOCK_DGRAM else IPPROTO_TCP, "",
+        family = AF_INET
+        if ":" in host:
+            import wiznet6
+
+            wiznet6.pton(host)
+            family = AF_INET6
+        else:
+            try:
+                _ip_bytes(host)
+            except ValueError:
+                raise OSError(EINVAL, "wiznet: no DNS resolver; give a numeric address")
+        return [(family, kind, IPPROTO_UDP if kind == SOCK_DGRAM else IPPROTO_TCP, "",
                  (host, port))]
 
     def socket(self, af=AF_INET, type=SOCK_STREAM, proto=0):
-        if af != AF_INET or type not in (SOCK_STREAM, SOCK_DGRAM):
-            raise OSError(EINVAL, "wiznet: IPv4 TCP or UDP sockets only")
-        return WSocket(self, type)
+        if af == AF_INET6 and self.chip.Sn_DIP6R is not None:
+            import wiznet6
+
+            wiznet6.ensure_lla(self)
+        elif af != AF_INET:
+            raise OSError(EINVAL, "wiznet: IPv4 sockets only on the %s" % self.chip.name)
+        if type not in (SOCK_STREAM, SOCK_DGRAM):
+            raise OSError(EINVAL, "wiznet: TCP or UDP sockets only")
+        return WSocket(self, type, af == AF_INET6)
 
     # ---- hardware socket allocation and commands --------------------------------------
 
@@ -407,22 +479,41 @@ class WIZnet:
         return p
 
     def _command(self, n, cmd):
+        """Write Sn_CR and wait until the chip has accepted it (Sn_CR back to 0). For OPEN,
+        LISTEN and CLOSE the command is complete only when Sn_SR shows it (p.46)."""
         c = self.chip
         bsb = 4 * n + 1
         self._write8(c.Sn_CR, bsb, cmd)
-        for _ in range(10000):
-            if not self._read8(c.Sn_CR, bsb):
-                return
-        raise OSError(ETIMEDOUT, "wiznet: %s stopped accepting socket commands" % c.name)
+        deadline = time.ticks_add(time.ticks_ms(), _CMD_MS)
+        late = False
+        while self._read8(c.Sn_CR, bsb):
+            if late:
+                raise OSError(ETIMEDOUT, "wiznet: %s stopped accepting socket commands" % c.name)
+            late = _expired(deadline)  # one more look after the deadline
+
+    def _await_sr(self, n, states):
+        """Sn_SR once it is one of states; OSError(ETIMEDOUT) after _STATE_MS."""
+        c = self.chip
+        deadline = time.ticks_add(time.ticks_ms(), _STATE_MS)
+        late = False
+        while True:
+            sr = self._read8(c.Sn_SR, 4 * n + 1)
+            if sr in states:
+                return sr
+            if late:
+                raise OSError(ETIMEDOUT, "wiznet: socket %d stuck in state 0x%02x" % (n, sr))
+            late = _expired(deadline)
 
     def _open(self, n, mode, port):
         c = self.chip
         bsb = 4 * n + 1
         self._command(n, CMD_CLOSE)
+        self._await_sr(n, (SR_CLOSED,))
         self._write8(c.Sn_IRCLR, bsb, 0xFF)
         self._write8(c.Sn_MR, bsb, mode)
         self._write16(c.Sn_PORT, bsb, port)
         self._command(n, CMD_OPEN)
+        self._await_sr(n, (SR_INIT, SR_UDP))
         self._set_simr(n, True)
 
     def _quiet(self):
@@ -456,9 +547,10 @@ def _default_mac():
 class WSocket(io.IOBase):
     """A hardware socket with the calls of a MicroPython socket, poll-able as a stream."""
 
-    def __init__(self, nic, kind, n=None):
+    def __init__(self, nic, kind, v6=False, n=None):
         self._nic = nic
         self._kind = kind
+        self._v6 = v6
         self._n = n
         self._timeout = None
         self._err = 0
@@ -467,11 +559,11 @@ class WSocket(io.IOBase):
         self._connecting = False
         self._listening = False
         self._sending = False
-        self._tx_wr = 0
-        self._rx_rd = 0
+        self._nd = 0
         self._rsr = 0
         self._sr = SR_CLOSED
-        self._udp_head = bytearray(8)
+        self._polled = 0
+        self._udp_head = None
         self._rxbufsize = 0
         if n is not None:
             self._attach(n)
@@ -487,23 +579,30 @@ class WSocket(io.IOBase):
         bsb = 4 * n + 1
         self._n = n
         self._bsb = bsb
-        self._tx_wr = nic._read16(c.Sn_TX_WR, bsb)
-        self._rx_rd = nic._read16(c.Sn_RX_RD, bsb)
         self._rsr = nic._read16_stable(c.Sn_RX_RSR, bsb)
         self._sending = False
         self._sr = nic._read8(c.Sn_SR, bsb)
+        self._polled = time.ticks_ms()
         self._rxbufsize = nic._sizes[n] * 1024
 
-    def _open(self, mode, port):
+    def _mode(self):
+        mode = MR_TCP | self._nd if self._kind == SOCK_STREAM else MR_UDP
+        return mode | MR_V6 if self._v6 else mode
+
+    def _open(self, port):
         nic = self._nic
         if self._n is None:
             self._n = nic._take()
-        nic._open(self._n, mode, port or nic._port())
+        nic._open(self._n, self._mode(), port or nic._port())
         self._port = port
         self._attach(self._n)
 
     def setsockopt(self, level, opt, value):
-        pass
+        if level == IPPROTO_TCP and opt == TCP_NODELAY and self._kind == SOCK_STREAM:
+            # Sn_MR.ND: ACK at once instead of delaying it; written now if the socket is open
+            self._nd = MR_ND if value else 0
+            if self._n is not None:
+                self._nic._write8(self._nic.chip.Sn_MR, self._bsb, self._mode())
 
     def setblocking(self, flag):
         self._timeout = None if flag else 0
@@ -514,31 +613,39 @@ class WSocket(io.IOBase):
     def bind(self, addr):
         self._port = addr[1]
         if self._kind == SOCK_DGRAM:
-            self._open(self._nic.chip.MR_UDP, addr[1])
+            self._open(addr[1])
 
     def listen(self, backlog=1):
         if self._kind != SOCK_STREAM:
             raise OSError(EINVAL)
         if not self._port:
             raise OSError(EINVAL, "wiznet: bind() a port before listen()")
-        self._open(self._nic.chip.MR_TCP, self._port)
+        self._open(self._port)
         self._nic._command(self._n, CMD_LISTEN)
+        self._sr = self._nic._await_sr(self._n, (SR_LISTEN, SR_ESTABLISHED, SR_CLOSE_WAIT))
         self._listening = True
-        self._sr = SR_LISTEN
+
+    def _set_peer(self, addr):
+        nic = self._nic
+        c = nic.chip
+        if self._v6:
+            import wiznet6
+
+            nic.write(c.Sn_DIP6R, self._bsb, wiznet6.pton(addr[0]))
+        else:
+            nic.write(c.Sn_DIPR, self._bsb, _ip_bytes(addr[0]))
+        nic._write16(c.Sn_DPORT, self._bsb, addr[1])
 
     def connect(self, addr):
         nic = self._nic
-        c = nic.chip
         if self._kind == SOCK_DGRAM:
             self._peer = addr
             if self._n is None:
-                self._open(c.MR_UDP, self._port)
+                self._open(self._port)
             return
-        self._open(c.MR_TCP, self._port)
-        nic.write(c.Sn_DIPR, self._bsb, _ip_bytes(addr[0]))
-        nic._write16(c.Sn_DPORT, self._bsb, addr[1])
-        nic._command(self._n, CMD_CONNECT)
-        self._sr = SR_SYNSENT
+        self._open(self._port)
+        self._set_peer(addr)
+        nic._command(self._n, CMD_CONNECT | (CMD_V6 if self._v6 else 0))
         self._connecting = True
         self._err = 0
         if self._timeout == 0:
@@ -562,16 +669,21 @@ class WSocket(io.IOBase):
         self._wait(self._accepted)
         nic = self._nic
         c = nic.chip
-        ip = nic._read_bytes(c.Sn_DIPR, self._bsb, 4)
         port = nic._read16(c.Sn_DPORT, self._bsb)
-        conn = WSocket(nic, SOCK_STREAM, self._n)
-        conn._sr = SR_ESTABLISHED
+        if self._v6:
+            import wiznet6
+
+            ip = wiznet6.ntop(nic._read_bytes(c.Sn_DIP6R, self._bsb, 8)
+                              + nic._read_bytes(c.Sn_DIP6R + 8, self._bsb, 8))
+        else:
+            ip = _ip_text(nic._read_bytes(c.Sn_DIPR, self._bsb, 4))
+        conn = WSocket(nic, SOCK_STREAM, self._v6, self._n)
         self._n = None
         try:
             self.listen()
         except OSError:
             self._listening = False
-        return conn, (_ip_text(ip), port)
+        return conn, (ip, port)
 
     def _accepted(self):
         self._refresh()
@@ -586,13 +698,21 @@ class WSocket(io.IOBase):
         if n is None:
             return
         nic = self._nic
-        if self._kind == SOCK_STREAM and self._sr in (SR_ESTABLISHED, SR_CLOSE_WAIT):
-            nic._command(n, CMD_DISCON)
-            for _ in range(100):
-                if nic._read8(nic.chip.Sn_SR, self._bsb) not in (SR_ESTABLISHED, SR_CLOSE_WAIT):
-                    break
+        c = nic.chip
+        if self._kind == SOCK_STREAM and not self._listening:
+            sr = nic._read8(c.Sn_SR, self._bsb)
+            if sr == SR_ESTABLISHED or sr == SR_CLOSE_WAIT:
+                # ioLibrary disconnect(): DISCON, then wait for SOCK_CLOSED or TIMEOUT; CLOSE
+                # right away would cut the FIN handshake and drop bytes still unsent.
+                nic._command(n, CMD_DISCON)
+                deadline = time.ticks_add(time.ticks_ms(), _CLOSE_MS)
+                while nic._read8(c.Sn_SR, self._bsb) != SR_CLOSED:
+                    if nic._read8(c.Sn_IR, self._bsb) & IR_TIMEOUT or _expired(deadline):
+                        break
+                    time.sleep_ms(1)
         nic._command(n, CMD_CLOSE)
-        nic._write8(nic.chip.Sn_IRCLR, self._bsb, 0xFF)
+        nic._await_sr(n, (SR_CLOSED,))
+        nic._write8(c.Sn_IRCLR, self._bsb, 0xFF)
         nic._give(n)
         self._n = None
         self._sr = SR_CLOSED
@@ -601,18 +721,23 @@ class WSocket(io.IOBase):
     # ---- state ------------------------------------------------------------------------
 
     def _refresh(self):
-        """Bring the cached socket state up to date (skipped while INTn says nothing new)."""
+        """Bring the cached socket state up to date. With INTn wired and high it is skipped,
+        but never for longer than _POLL_MS: Sn_SR may change without any interrupt."""
         nic = self._nic
         n = self._n
         if n is None:
             if not self._err:
                 self._err = EBADF
             return
-        if nic._quiet():
+        now = time.ticks_ms()
+        if nic._quiet() and time.ticks_diff(now, self._polled) < _POLL_MS:
             return
+        self._polled = now
         c = nic.chip
         bsb = self._bsb
-        # Status before interrupts: the event that changed the status has set its flag by then.
+        # Status before interrupts: the event that changed the status has set its flag by
+        # then. Interrupts are cleared before Sn_RX_RSR is read, so data arriving later
+        # raises RECV again.
         sr = nic._read8(c.Sn_SR, bsb)
         ir = nic._read8(c.Sn_IR, bsb)
         if ir:
@@ -632,7 +757,10 @@ class WSocket(io.IOBase):
             self._err = ECONNREFUSED if self._connecting else ECONNRESET
 
     def _readiness(self):
-        self._refresh()
+        if not self._rsr:
+            self._refresh()
+        elif self._sending or self._sr != SR_ESTABLISHED:
+            self._refresh()
         flags = 0
         if self._kind == SOCK_DGRAM:
             if self._rsr:
@@ -672,7 +800,7 @@ class WSocket(io.IOBase):
             raise OSError(EAGAIN)
         deadline = None if t is None else time.ticks_add(time.ticks_ms(), int(t * 1000))
         while not ready():
-            if deadline is not None and time.ticks_diff(deadline, time.ticks_ms()) <= 0:
+            if deadline is not None and _expired(deadline):
                 raise OSError(ETIMEDOUT)
             if self._nic._intr is None:
                 time.sleep_ms(1)
@@ -695,16 +823,17 @@ class WSocket(io.IOBase):
             self._check_failed()
             if self._sr != SR_ESTABLISHED and self._sr != SR_CLOSE_WAIT:
                 raise OSError(ENOTCONN)
-        free = nic._read16_stable(c.Sn_TX_FSR, self._bsb)
+        bsb = self._bsb
+        free = nic._read16_stable(c.Sn_TX_FSR, bsb)
         n = len(data)
         if n > free:
             n = free
         if n == 0:
             return None
         mv = memoryview(data)
-        nic.write(self._tx_wr, self._bsb + 1, mv[:n] if n < len(data) else mv)
-        self._tx_wr = (self._tx_wr + n) & 0xFFFF
-        nic._write16(c.Sn_TX_WR, self._bsb, self._tx_wr)
+        wr = nic._read16(c.Sn_TX_WR, bsb)  # fresh: re-initialised when the connection opened
+        nic.write(wr, bsb + 1, mv[:n] if n < len(data) else mv)
+        nic._write16(c.Sn_TX_WR, bsb, (wr + n) & 0xFFFF)
         nic._command(self._n, CMD_SEND)
         self._sending = True
         return n
@@ -756,11 +885,12 @@ class WSocket(io.IOBase):
                     self._check_failed()
                     return 0
                 return None
+        bsb = self._bsb
         n = self._rsr if self._rsr < len(mv) else len(mv)
-        nic.read(self._rx_rd, self._bsb + 2, mv[:n])
-        self._rx_rd = (self._rx_rd + n) & 0xFFFF
+        rd = nic._read16(c.Sn_RX_RD, bsb)  # fresh: re-initialised when the connection opened
+        nic.read(rd, bsb + 2, mv[:n])
         self._rsr -= n
-        nic._write16(c.Sn_RX_RD, self._bsb, self._rx_rd)
+        nic._write16(c.Sn_RX_RD, bsb, (rd + n) & 0xFFFF)
         nic._command(self._n, CMD_RECV)
         return n
 
@@ -798,27 +928,30 @@ class WSocket(io.IOBase):
         nic = self._nic
         c = nic.chip
         if self._n is None:
-            self._open(c.MR_UDP, self._port)
+            self._open(self._port)
         self._send_done()
         n = len(data)
-        if n > nic._read16_stable(c.Sn_TX_FSR, self._bsb):
-            raise OSError(EINVAL, "wiznet: datagram larger than the socket's TX buffer")
         bsb = self._bsb
-        nic.write(c.Sn_DIPR, bsb, _ip_bytes(addr[0]))
-        nic._write16(c.Sn_DPORT, bsb, addr[1])
-        nic.write(self._tx_wr, bsb + 1, data)
-        self._tx_wr = (self._tx_wr + n) & 0xFFFF
-        nic._write16(c.Sn_TX_WR, bsb, self._tx_wr)
+        if n > nic._read16_stable(c.Sn_TX_FSR, bsb):
+            raise OSError(EINVAL, "wiznet: datagram larger than the socket's TX buffer")
+        self._set_peer(addr)
+        wr = nic._read16(c.Sn_TX_WR, bsb)
+        nic.write(wr, bsb + 1, data)
+        nic._write16(c.Sn_TX_WR, bsb, (wr + n) & 0xFFFF)
         self._err = 0
-        nic._command(self._n, CMD_SEND)
+        nic._command(self._n, CMD_SEND | (CMD_V6 if self._v6 else 0))
         self._sending = True
         self._send_done()
         return n
 
     def _send_done(self):
         # A datagram leaves within microseconds, or the chip gives up on ARP after
-        # RTR x (RCR + 1): wait for either, whatever the blocking mode.
+        # RTR x (RCR + 1): wait for either, whatever the blocking mode, but not forever.
+        deadline = time.ticks_add(time.ticks_ms(), _ARP_MS)
         while not self._writable():
+            if _expired(deadline):
+                self._sending = False
+                raise OSError(ETIMEDOUT, "wiznet: SEND neither completed nor timed out")
             if self._nic._intr is None:
                 time.sleep_ms(1)
 
@@ -830,23 +963,34 @@ class WSocket(io.IOBase):
     def recvfrom_into(self, buf, nbytes=-1):
         """One datagram into buf (the excess of a longer one is dropped); (count, addr)."""
         if self._n is None:
-            self._open(self._nic.chip.MR_UDP, self._port)
+            self._open(self._port)
         self._wait(self._readable)
         nic = self._nic
         c = nic.chip
+        bsb = self._bsb
         head = self._udp_head
-        nic.read(self._rx_rd, self._bsb + 2, head)
+        if head is None:
+            head = self._udp_head = bytearray(20 if self._v6 else 8)
+        rd = nic._read16(c.Sn_RX_RD, bsb)
+        nic.read(rd, bsb + 2, head)
         size = ((head[c.UDP_LEN] << 8) | head[c.UDP_LEN + 1]) & c.UDP_LEN_MASK
-        ip = _ip_text(head[c.UDP_IP: c.UDP_IP + 4])
-        port = (head[c.UDP_PORT] << 8) | head[c.UDP_PORT + 1]
+        if self._v6:
+            import wiznet6
+
+            ip = wiznet6.ntop(head[2:18])
+            port = (head[18] << 8) | head[19]
+        else:
+            ip = _ip_text(head[c.UDP_IP: c.UDP_IP + 4])
+            port = (head[c.UDP_PORT] << 8) | head[c.UDP_PORT + 1]
         mv = memoryview(buf)
         if 0 <= nbytes < len(mv):
             mv = mv[:nbytes]
         take = size if size < len(mv) else len(mv)
         if take:
-            nic.read((self._rx_rd + 8) & 0xFFFF, self._bsb + 2, mv[:take])
-        self._rx_rd = (self._rx_rd + 8 + size) & 0xFFFF
-        self._rsr = 0
-        nic._write16(c.Sn_RX_RD, self._bsb, self._rx_rd)
+            nic.read((rd + len(head)) & 0xFFFF, bsb + 2, mv[:take])
+        nic._write16(c.Sn_RX_RD, bsb, (rd + len(head) + size) & 0xFFFF)
         nic._command(self._n, CMD_RECV)
+        # More datagrams may be queued; no RECV interrupt is promised for them: read
+        # Sn_RX_RSR again, as ioLibrary's recvfrom() does before every datagram.
+        self._rsr = nic._read16_stable(c.Sn_RX_RSR, bsb)
         return take, (ip, port)

@@ -95,3 +95,18 @@ def test_write_layout(tmp_path):
     files = {"a.py": b"x = 1\n", "config.json": b"{}"}
     bundle.write_layout(tmp_path / "flash", files)
     assert (tmp_path / "flash" / "a.py").read_bytes() == b"x = 1\n"
+
+
+def test_a_virtual_board_plays_native_by_arch_not_by_what_was_cross_built(repo):
+    """The VM loads the x64 module for any board whose arch the project builds: which
+    cross-built modules exist (make demo builds only x64) must not change a test's board."""
+    import ast
+
+    tree = ast.parse((repo / "tools" / "build_native.py").read_text())
+    targets = next(node.value for node in ast.walk(tree) if isinstance(node, ast.AnnAssign)
+                   and getattr(node.target, "id", "") == "TARGETS")
+    assert sorted(ast.literal_eval(k) for k in targets.keys) == sorted(bundle.NATIVE_ARCHES)
+    assert bundle.virtual_board("w5500-evb-pico2")["native_arch"] == bundle.VM_ARCH
+    assert bundle.virtual_board("pico2-usb")["native_arch"] == bundle.VM_ARCH
+    assert bundle.virtual_board("esp32-devkit-w5500")["native_arch"] is None
+    assert bundle.virtual_board("unix")["native_arch"] == bundle.VM_ARCH

@@ -58,7 +58,7 @@ def test_cluster_submit_map_and_progress():
 
 
 def test_cluster_file(tmp_path):
-    (tmp_path / "k.key").write_bytes(b"0123456789abcdef0123\n")
+    (tmp_path / "k.key").write_bytes(b"0123456789abcdef 0123456789abcdef\n")  # hex text
     path = tmp_path / "c.toml"
     path.write_text("""
 [cluster]
@@ -79,7 +79,7 @@ link = "serial"
 count = 2
 """)
     spec = load(path)
-    assert spec.name == "lab" and spec.key == b"0123456789abcdef0123"
+    assert spec.name == "lab" and spec.key == bytes.fromhex("0123456789abcdef" * 2)
     assert spec.tcp_port == 0 and spec.journal == str(tmp_path / "j.sqlite")
     assert spec.expected_nodes == 2 + 1 + 3 + 2
     assert spec.virtual[0].link == "serial"

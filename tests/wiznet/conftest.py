@@ -38,7 +38,15 @@ def open_nic(**kw):
     cs = machine.Pin(17, machine.Pin.OUT, value=1)
     rst = machine.Pin(20, machine.Pin.OUT, value=1)
     intr = kw.pop("intr", machine.Pin(21, machine.Pin.IN))
-    return wiznet.WIZnet(spi, cs, rst=rst, intr=intr, **kw)
+    link = kw.pop("link", True)
+    nic = wiznet.WIZnet(spi, cs, rst=rst, intr=intr, **kw)
+    if link:  # the strict model's PHY link comes up a while after reset
+        import time
+        for _ in range(300):
+            if nic.link_up():
+                break
+            time.sleep_ms(10)
+    return nic
 
 def say(*args):
     print(*args)

@@ -7,7 +7,8 @@ Bridge protocol (VM -> model), one op byte then its arguments:
   X len:u32 data  clock data out; the model answers with len MISO bytes
   R len:u32       clock len zero bytes out; the model answers with len MISO bytes
   I               the model answers with the INTn level (one byte, 0 or 1)
-  L / H           drive RSTn low / high (a rising edge resets the chip)
+  L / H           drive RSTn low / high (a rising edge resets the chip; the model records
+                  how long RSTn was low and how long the host waited before the next access)
 The VM side may batch ops that need no answer and send them with the next one that does.
 """
 
@@ -39,7 +40,6 @@ class ModelServer:
         self.chip.watch_hook = self._watch
         self._conns: dict[socket.socket, bytearray] = {}
         self._stop = False
-        self._rst_low = False
         self._thread = threading.Thread(target=self._run, name=f"{kind}-model", daemon=True)
 
     def __enter__(self) -> ModelServer:
@@ -146,11 +146,9 @@ class ModelServer:
                 chip.pump_all()
                 out.append(chip.interrupt_pin())
             elif op == ord("L"):
-                self._rst_low = True
+                chip.rst_pin(0)
             elif op == ord("H"):
-                if self._rst_low:
-                    chip.reset()
-                self._rst_low = False
+                chip.rst_pin(1)
             else:
                 raise ValueError(f"bridge: unknown op {op:#x}")
             pos += 1

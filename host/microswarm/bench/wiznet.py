@@ -50,6 +50,7 @@ cls = Naive if $naive else wiznet.WIZnet
 spi = machine.SPI(0, baudrate=33000000, sck=18, mosi=19, miso=16)
 nic = cls(spi, machine.Pin(17, machine.Pin.OUT, value=1), rst=machine.Pin(20, machine.Pin.OUT),
           intr=machine.Pin(21, machine.Pin.IN), buffers=$buffers)
+nic.wait_link(3000)
 nic.ifconfig(("10.0.0.2", "255.255.255.0", "10.0.0.1", "0.0.0.0"))
 s = nic.socket(nic.AF_INET, nic.SOCK_STREAM)
 s.connect(("10.0.0.1", $port))

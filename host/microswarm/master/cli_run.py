@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from microswarm.master import Cluster
     from microswarm.master.config import ClusterFileError, ClusterSpec, load
     from microswarm.master.jobs import JOBS, parse_params
+    from microswarm.master.journal import JournalKeyError
 
     try:
         plan = JOBS[args.job](**parse_params(args.params))
@@ -51,7 +52,10 @@ def run(args: argparse.Namespace) -> int:
 
         start = time.perf_counter()
         key = f"{plan.name}:{' '.join(args.params)}" if spec.journal else None
-        handle = cluster.submit_job(plan.kernel, plan.tasks, key=key)
+        try:
+            handle = cluster.submit_job(plan.kernel, plan.tasks, key=key)
+        except JournalKeyError as exc:
+            raise SystemExit(f"run: {exc}") from None
         resumed = handle.resumed
         if resumed:
             print(f"resuming: {resumed} of {handle.total} tasks already in the journal")

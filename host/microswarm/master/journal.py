@@ -1,6 +1,10 @@
 """The journal: jobs, tasks and results in SQLite, so a restarted master resumes a job.
 
-A job is journaled under a caller-chosen key. Results are buffered and committed in
+A job is journaled under a caller-chosen key, with the SHA-256 of each task's encoded
+arguments: a key reused for another kernel, task count or arguments is refused
+(JournalKeyError naming the key and the first task that differs), whether the earlier job
+finished or was cut off mid-way, so no stale result is ever returned for new arguments.
+Results are buffered and committed in
 batches (WAL mode, synchronous=NORMAL), so journaling costs a few microseconds per
 result; a crash loses at most the last batch, whose tasks are simply computed again.
 Values are stored in the wire's deterministic CBOR (typed arrays included).
@@ -8,6 +12,7 @@ Values are stored in the wire's deterministic CBOR (typed arrays included).
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -22,13 +27,22 @@ CREATE TABLE IF NOT EXISTS jobs (
     state TEXT NOT NULL, created REAL NOT NULL, finished REAL
 );
 CREATE TABLE IF NOT EXISTS tasks (
-    key TEXT NOT NULL, idx INTEGER NOT NULL, args BLOB NOT NULL, PRIMARY KEY (key, idx)
+    key TEXT NOT NULL, idx INTEGER NOT NULL, digest BLOB NOT NULL, PRIMARY KEY (key, idx)
 );
 CREATE TABLE IF NOT EXISTS results (
     key TEXT NOT NULL, idx INTEGER NOT NULL, value BLOB NOT NULL, node TEXT NOT NULL,
     elapsed_us INTEGER NOT NULL, PRIMARY KEY (key, idx)
 );
 """
+
+
+class JournalKeyError(ValueError):
+    """A journal key already names a job with another kernel, task count or arguments."""
+
+
+def args_digest(args: Sequence[Any]) -> bytes:
+    """SHA-256 of one task's arguments as the wire encodes them (deterministic CBOR)."""
+    return hashlib.sha256(encode_payload(list(args))).digest()
 
 
 class Journal:
@@ -40,28 +54,48 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
+        # A journal written before digests were kept holds each task's encoded arguments.
+        self._legacy = "digest" not in columns
         self._rows: list[tuple[str, int, bytes, str, int]] = []
         self._oldest = 0.0
 
     def begin(self, key: str, kernel: str, arg_lists: Sequence[Sequence[Any]]) -> dict[int, Any]:
-        """Record a job (once per key); return the results already journaled for it."""
-        row = self._db.execute("SELECT kernel, tasks FROM jobs WHERE key = ?", (key,)).fetchone()
+        """Record a job (once per key); return the results already journaled for it.
+        JournalKeyError if the key names a job with other arguments."""
+        row = self._db.execute(
+            "SELECT kernel, tasks, state FROM jobs WHERE key = ?", (key,)).fetchone()
         if row is not None and (row[0] != kernel or row[1] != len(arg_lists)):
-            raise ValueError(
-                f"journal already holds job {key!r} as {row[1]} {row[0]} tasks: use another key"
+            raise JournalKeyError(
+                f"journal already holds job {key!r} as {row[1]} {row[0]} tasks ({row[2]}), "
+                f"not {len(arg_lists)} {kernel} tasks: use another key"
             )
+        if self._legacy:
+            blobs = [encode_payload(list(a)) for a in arg_lists]
+            digests = [hashlib.sha256(b).digest() for b in blobs]
+        else:
+            digests = blobs = [args_digest(a) for a in arg_lists]
         if row is None:
             self._db.execute("BEGIN")
             self._db.execute(
                 "INSERT INTO jobs VALUES (?, ?, ?, 'running', ?, NULL)",
                 (key, kernel, len(arg_lists), time.time()),
             )
-            self._db.executemany(
-                "INSERT INTO tasks VALUES (?, ?, ?)",
-                ((key, i, encode_payload(list(a))) for i, a in enumerate(arg_lists)),
-            )
+            self._db.executemany("INSERT INTO tasks VALUES (?, ?, ?)",
+                                 ((key, i, b) for i, b in enumerate(blobs)))
             self._db.execute("COMMIT")
             return {}
+        column = "args" if self._legacy else "digest"
+        stored = self._db.execute(
+            f"SELECT idx, {column} FROM tasks WHERE key = ? ORDER BY idx", (key,))
+        for idx, value in stored:
+            held = hashlib.sha256(value).digest() if self._legacy else value
+            if idx >= len(digests) or held != digests[idx]:
+                raise JournalKeyError(
+                    f"journal already holds job {key!r} ({row[0]}, {row[2]}) with other "
+                    f"arguments (task {idx} differs): its results are not for these "
+                    "arguments; use another key"
+                )
         return {
             idx: decode_payload(value)
             for idx, value in self._db.execute(

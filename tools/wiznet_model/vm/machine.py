@@ -33,6 +33,13 @@ class _Bridge:
             self.out += self.len4
             self.out += data
 
+    def flush(self):
+        """Send the batched ops now: at the end of each SPI transaction and at RSTn edges, so
+        the model sees them when they happen (it times resets and command latencies)."""
+        if self.out:
+            self.sock.write(self.out)
+            self.out = bytearray()
+
     def ask(self, op, n, data=None):
         """Send the batched ops plus this one and wait for its n-byte answer."""
         if data is None and op == b"R":
@@ -94,8 +101,11 @@ class Pin:
         if _bridge is not None:
             if role == "cs" and v != self.level:
                 _bridge.post(b"D" if v else b"S")
+                if v:
+                    _bridge.flush()  # each transaction reaches the model when it happens
             elif role == "rst" and v != self.level:
                 _bridge.post(b"H" if v else b"L")
+                _bridge.flush()
         self.level = v
         return None
 
