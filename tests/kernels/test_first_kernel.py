@@ -93,3 +93,8 @@ def test_the_tutorial_runs_as_written(tmp_path):
     assert '"histogram"' in calibrated and "vm_s_per_unit" in calibrated
     (simulated,) = [out for cmd, out in outputs if cmd.startswith("microswarm sim examples")]
     assert "result: OK - 400 tasks" in simulated
+
+
+def test_the_code_the_tutorial_shows_is_the_example_package():
+    shown = re.search(r"```python\n(.*?)```", DOC.read_text(), re.S).group(1)
+    assert shown in (REPO / "examples" / "kernels" / "histogram.py").read_text()
