@@ -2,7 +2,6 @@
 answers their DISCOVER beacons) or on the serial ports given. Runs until Ctrl-C.
 
   microswarm master --key-file cluster.key --serial /dev/ttyACM0 --inproc 2
-  microswarm master --key-file cluster.key --inproc 2 --kernels examples/kernels
 """
 
 from __future__ import annotations

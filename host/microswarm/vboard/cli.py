@@ -4,7 +4,7 @@ its flash in a folder, and a serial port (a pty) that mpremote and the master ca
   microswarm vboard --board unix --link tcp --master 127.0.0.1:5880 --key-file cluster.key
   microswarm vboard --link serial --key-file cluster.key        # master opens the pty
   microswarm vboard --blank --flash ./flash --tcp-port 7000     # empty board for deploy
-  microswarm vboard --kernels examples/kernels --key-file cluster.key --master 127.0.0.1:5880
+  microswarm vboard --link serial --key-file cluster.key --kernels examples/kernels
 
 The port's path and a stable symlink (FLASH/../serial) are printed at start; Ctrl-C stops
 the board. `kill -USR1 PID` presses its reset button.
