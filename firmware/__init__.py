@@ -2,10 +2,15 @@
 importable as microswarm.firmware so in-process nodes run the very same kernels. Never deployed.
 
 The kernel registry is also made importable under its board name, `msw_kernel`, so that
-kernels.py and users' kernel packages register in one registry on the host as on a board."""
+kernels.py and users' kernel packages register in one registry on the host as on a board;
+the built-in kernels' version is the content hash of kernels.py, as on a board."""
 
+import hashlib
 import sys
+from pathlib import Path
 
 from . import msw_kernel
 
 sys.modules.setdefault("msw_kernel", msw_kernel)
+msw_kernel.versions.setdefault("kernels", hashlib.sha256(
+    (Path(__file__).parent / "kernels.py").read_bytes()).hexdigest()[:msw_kernel.HASH_HEX])

@@ -82,17 +82,17 @@ def _sat16(v):
     return -32768 if v < -32768 else (32767 if v > 32767 else v)
 
 
-@kernel("echo", args=[("x", "any")])
+@kernel("echo", args=(("x", "any"),))
 def echo(x):
     return x
 
 
-@kernel("sleep_ms", args=[("ms", "uint")])
+@kernel("sleep_ms", args=(("ms", "uint"),))
 def sleep_ms(ms):
     return _int(ms, "ms", 0, 3600000)
 
 
-@kernel("dot", args=[("a", "tarray:bhf"), ("b", "tarray:bhf")], native=_NATIVE)
+@kernel("dot", args=(("a", "tarray:bhf"), ("b", "tarray:bhf")), native=_NATIVE)
 @micropython.native
 def dot(a, b):
     code = _arr(a, "bhf", "a")
@@ -107,8 +107,8 @@ def dot(a, b):
     return acc
 
 
-@kernel("matmul", args=[("a", "tarray:bhf"), ("b", "tarray:bhf"), ("m", "uint"), ("k", "uint"),
-              ("n", "uint")], native=_NATIVE)
+@kernel("matmul", args=(("a", "tarray:bhf"), ("b", "tarray:bhf"), ("m", "uint"), ("k", "uint"),
+              ("n", "uint")), native=_NATIVE)
 @micropython.native
 def matmul(a, b, m, k, n):
     code = _arr(a, "bhf", "a")
@@ -143,8 +143,8 @@ def matmul(a, b, m, k, n):
     return out
 
 
-@kernel("mandelbrot", args=[("x0", "int"), ("y0", "int"), ("step", "int"), ("w", "uint"),
-                  ("h", "uint"), ("max_iter", "uint")], native=_NATIVE)
+@kernel("mandelbrot", args=(("x0", "int"), ("y0", "int"), ("step", "int"), ("w", "uint"),
+                  ("h", "uint"), ("max_iter", "uint")), native=_NATIVE)
 @micropython.native
 def mandelbrot(x0, y0, step, w, h, max_iter):
     _int(x0, "x0")
@@ -179,7 +179,7 @@ def mandelbrot(x0, y0, step, w, h, max_iter):
     return out
 
 
-@kernel("monte_carlo_pi", args=[("seed", "int"), ("n", "uint")], native=_NATIVE)
+@kernel("monte_carlo_pi", args=(("seed", "int"), ("n", "uint")), native=_NATIVE)
 @micropython.native
 def monte_carlo_pi(seed, n):
     _int(seed, "seed")
@@ -212,7 +212,7 @@ def _valid_length(n_x, n_k, name):
     return n_out if n_out > 0 else 0
 
 
-@kernel("fir", args=[("x", "tarray:h"), ("taps", "tarray:h"), ("shift", "uint")], native=_NATIVE)
+@kernel("fir", args=(("x", "tarray:h"), ("taps", "tarray:h"), ("shift", "uint")), native=_NATIVE)
 @micropython.native
 def fir(x, taps, shift):
     _arr(x, "h", "x")
@@ -233,7 +233,7 @@ def fir(x, taps, shift):
     return out
 
 
-@kernel("conv1d", args=[("x", "tarray:bh"), ("kernel", "tarray:bh")], native=_NATIVE)
+@kernel("conv1d", args=(("x", "tarray:bh"), ("kernel", "tarray:bh")), native=_NATIVE)
 @micropython.native
 def conv1d(x, kernel):
     code = _arr(x, "bh", "x")
@@ -252,7 +252,7 @@ def conv1d(x, kernel):
     return out
 
 
-@kernel("zscore_anomaly", args=[("x", "tarray:f"), ("threshold", "float")])
+@kernel("zscore_anomaly", args=(("x", "tarray:f"), ("threshold", "float")))
 def zscore_anomaly(x, threshold):
     _arr(x, "f", "x")
     if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
@@ -275,9 +275,9 @@ def zscore_anomaly(x, threshold):
     return [i for i in range(n) if abs(x[i] - mean) > limit]
 
 
-@kernel("mlp_int8", args=[("x", "tarray:b"), ("w1", "tarray:b"), ("b1", "tarray:i"),
+@kernel("mlp_int8", args=(("x", "tarray:b"), ("w1", "tarray:b"), ("b1", "tarray:i"),
                 ("w2", "tarray:b"), ("b2", "tarray:i"), ("shift1", "uint"),
-                ("shift2", "uint")], native=_NATIVE)
+                ("shift2", "uint")), native=_NATIVE)
 @micropython.native
 def mlp_int8(x, w1, b1, w2, b2, shift1, shift2):
     _arr(x, "b", "x")
@@ -309,8 +309,8 @@ def _dense_int8(x, w, b, shift, low):
     return out
 
 
-@kernel("lif_step", args=[("v", "tarray:h"), ("i_in", "tarray:h"), ("leak_shift", "uint"),
-                ("threshold", "int"), ("v_reset", "int")], native=_NATIVE)
+@kernel("lif_step", args=(("v", "tarray:h"), ("i_in", "tarray:h"), ("leak_shift", "uint"),
+                ("threshold", "int"), ("v_reset", "int")), native=_NATIVE)
 @micropython.native
 def lif_step(v, i_in, leak_shift, threshold, v_reset):
     _arr(v, "h", "v")
@@ -334,7 +334,7 @@ def lif_step(v, i_in, leak_shift, threshold, v_reset):
     return [v_new, spikes]
 
 
-@kernel("sha256", args=[("data", "bstr")])
+@kernel("sha256", args=(("data", "bstr"),))
 def sha256(data):
     if isinstance(data, str) or not isinstance(data, (bytes, bytearray, memoryview, array.array)):
         raise TypeError("data must be bytes-like")
@@ -345,19 +345,17 @@ msw_kernel.builtins(False)
 KERNELS = msw_kernel.FUNCS  # every kernel this node has, built-in and from packages
 
 
-def names():
-    """Every kernel this node can run (built-in and from kernel packages), sorted."""
-    return msw_kernel.names()
-
-
-def builtin_names():
-    """The built-in kernels (docs/kernels.md), sorted."""
-    return msw_kernel.builtin_names()
-
-
-def native_names():
-    """The kernels a loaded native module serves, sorted (empty without one)."""
-    return msw_kernel.native_names()
+# The registry's queries under the names the worker and the host use (aliases: no extra
+# function objects on a board). names(): every kernel, built-in and from packages;
+# builtin_names(): the documented built-in set; native_names(): those a native module
+# serves; lookup(name) -> (function, runs_native) or None; check(name, args) -> None or
+# why the arguments do not fit (BAD_ARGS); set_native(enabled) for benchmarks.
+names = msw_kernel.names
+builtin_names = msw_kernel.builtin_names
+native_names = msw_kernel.native_names
+lookup = msw_kernel.lookup
+check = msw_kernel.check
+set_native = msw_kernel.set_native
 
 
 def native_arch():
@@ -372,21 +370,6 @@ def native_arch():
         return None
     index = (mpy >> 10) & 0x0F
     return _MPY_ARCHES[index] if index < len(_MPY_ARCHES) else None
-
-
-def set_native(enabled):
-    """Turn the native dispatch on or off (benchmarks compare both)."""
-    msw_kernel.set_native(enabled)
-
-
-def lookup(name):
-    """(function, runs_native) for a kernel name, or None if this node lacks it."""
-    return msw_kernel.lookup(name)
-
-
-def check(name, args):
-    """None when `args` fit kernel `name`'s declared kinds, else the reason (BAD_ARGS)."""
-    return msw_kernel.check(name, args)
 
 
 def hello_fields():

@@ -1,8 +1,12 @@
-"""Boot entry of a microswarm node: load the kernel packages on the flash (kpkg_*.json,
-see msw_kernel.py), then run the worker (see worker.py)."""
-import msw_kernel
+"""Boot entry of a microswarm node: load the kernel packages on the flash and settle the
+kernels' versions (msw_boot.py, dropped afterwards), then run the worker (worker.py)."""
+import sys
 
-msw_kernel.load_installed()
+import msw_boot
+
+msw_boot.load_installed()
+del msw_boot
+sys.modules.pop("msw_boot", None)
 
 import worker  # noqa: E402
 

@@ -7,9 +7,9 @@
 
 Every top-level `*.py` of the folder is a kernel module. The same files are imported by
 boards and virtual boards (copied beside the firmware, with a manifest
-`kpkg_<package>.json` that lists the modules and their source hashes, see
-firmware/msw_kernel.py), and by this process (`load`) for in-process and local nodes and
-for the submitter, which takes a kernel's version from the package it loaded.
+`kpkg_<package>.json` that lists the modules and their source hashes, which
+firmware/msw_boot.py reads at boot), and by this process (`load`) for in-process and local
+nodes and for the submitter, which takes a kernel's version from the package it loaded.
 
     python -m microswarm.kernelpkg mykernels/     # write mykernels/package.json for mip
 
@@ -31,7 +31,7 @@ from pathlib import Path
 from microswarm import paths
 from microswarm.firmware import msw_kernel
 
-MANIFEST_PREFIX = msw_kernel.MANIFEST_PREFIX
+MANIFEST_PREFIX = "kpkg_"  # as firmware/msw_boot.py looks for them
 FIRMWARE_PACKAGE = "firmware"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -91,7 +91,7 @@ class KernelPackage:
 def firmware_modules() -> set[str]:
     """Module names the firmware itself uses on a board (a package must not shadow them)."""
     names = {p.stem for p in paths.firmware_dir().glob("*.py")}
-    names |= {"msw_native", "boot", "main", "config", "board"}
+    names |= {"msw_native", "boot", "main", "config", "board", "kernels"}
     return names
 
 
@@ -167,10 +167,14 @@ def load(folders: Iterable[str | Path]) -> list[KernelPackage]:
                 continue
             if root not in sys.path:
                 sys.path.append(root)
+            msw_kernel.versions[stem] = source_hash(path.read_bytes())
+            msw_kernel.loading = stem
             try:
-                msw_kernel.load_module(stem)
+                __import__(stem)
             except Exception as exc:
                 raise KernelPackageError(f"{path}: {type(exc).__name__}: {exc}") from exc
+            finally:
+                msw_kernel.loading = None
     return packages
 
 

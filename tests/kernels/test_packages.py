@@ -32,10 +32,10 @@ def test_the_kinds_are_the_catalogs_plus_typed_arrays():
     assert set(KINDS) <= set(msw_kernel.KINDS)
     assert set(msw_kernel.KINDS) - set(KINDS) == {"tarray"}
     for code, _size in TYPED_ARRAY_TAGS.values():
-        msw_kernel._check_kind("tarray:" + code)  # every typed array the wire carries
+        assert msw_kernel._kind_ok("tarray:" + code)  # every typed array the wire carries
     with pytest.raises(ValueError, match="unknown argument kind"):
         msw_kernel.add("bad_kind_kernel", lambda x: x, [("x", "number")])
-    with pytest.raises(ValueError, match="unknown typecode"):
+    with pytest.raises(ValueError, match="unknown argument kind 'tarray:z'"):
         msw_kernel.add("bad_code_kernel", lambda x: x, [("x", "tarray:z")])
     assert "bad_kind_kernel" not in msw_kernel.KERNELS
 
@@ -60,9 +60,7 @@ def test_checks_name_the_argument(name, args, problem):
 
 
 def test_uint8_data_may_arrive_as_bytes_or_a_typed_array():
-    kernels_with_u8 = msw_kernel.Kernel("k", None, ("d",), ("tarray:B",), None, None, None,
-                                        None, False)
-    msw_kernel.KERNELS["_u8_probe"] = kernels_with_u8
+    msw_kernel.KERNELS["_u8_probe"] = [None, (("d", "tarray:B"),), None, None, None, "t", 0]
     try:
         for value in (b"\x01", bytearray(2), memoryview(b"ab"), array.array("B", [1])):
             assert kernels.check("_u8_probe", [value]) is None
@@ -125,16 +123,15 @@ def test_loading_a_package_adds_kernels_with_its_version_and_leaves_the_builtins
 _VM_AGREE = """
 import sys, json, array
 sys.path.insert(0, '')
-import msw_kernel
-msw_kernel.load_installed()
-out = {"errors": msw_kernel.errors, "native": msw_kernel.native_names(),
-       "hashes": msw_kernel.hashes(), "cases": []}
-entry = msw_kernel.KERNELS['histogram']
+import msw_boot, msw_kernel as K
+msw_boot.load_installed()
+out = {"errors": K.errors, "native": K.native_names(), "hashes": K.hashes(), "cases": []}
+entry = K.KERNELS['histogram']
 for line in sys.stdin:
     data = bytes.fromhex(line.split()[0])
     bins = int(line.split()[1])
     row = []
-    for fn in (entry.native_fn, entry.fn):
+    for fn in (entry[K.NATIVE], entry[K.FN]):
         for arg in (data, array.array('B', data)):
             try:
                 row.append(list(fn(arg, bins)))
@@ -157,7 +154,8 @@ def test_the_native_build_agrees_with_the_python_kernel_in_the_vm(tmp_path, micr
     assert built == pkg_dir / "build" / "x64" / "fast_hist.mpy"
     flash = tmp_path / "flash"
     flash.mkdir()
-    shutil.copy(paths.firmware_dir() / "msw_kernel.py", flash)
+    for module in ("msw_kernel.py", "msw_boot.py"):
+        shutil.copy(paths.firmware_dir() / module, flash)
     for name, data in kernelpkg.layout_files([pkg_dir], "x64").items():
         (flash / name).write_bytes(data)
     assert (flash / "fast_hist.mpy").read_bytes() == built.read_bytes()
@@ -191,8 +189,9 @@ def test_mip_installs_a_kernel_package_that_the_node_loads(tmp_path, micropython
         out = Mpremote(vb.serial_port, timeout=60).run(
             "mip", "install", "--target", "/", str(pkg_dir / "package.json"))
         assert "Done" in out
-        shutil.copy(paths.firmware_dir() / "msw_kernel.py", vb.flash)
-        probe = ("import msw_kernel; msw_kernel.load_installed(); "
+        for module in ("msw_kernel.py", "msw_boot.py"):
+            shutil.copy(paths.firmware_dir() / module, vb.flash)
+        probe = ("import msw_boot, msw_kernel; msw_boot.load_installed(); "
                  "print(msw_kernel.errors, msw_kernel.hashes(), "
                  "list(msw_kernel.lookup('histogram')[0](b'\\x00\\xff', 2)))")
         answer = subprocess.run([micropython, "-c", probe], capture_output=True, text=True,

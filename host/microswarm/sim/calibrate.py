@@ -79,24 +79,23 @@ def measure_cpython(repeat: int) -> dict[str, float]:
 _PACKAGE_SCRIPT = """
 import sys, time, json
 sys.path.insert(0, '')
-import msw_kernel
-msw_kernel.load_installed()
-msw_kernel.set_native(False)
+import msw_boot, msw_kernel as K
+msw_boot.load_installed()
 out = {{}}
 for name in {names!r}:
-    e = msw_kernel.KERNELS.get(name)
-    if e is None or e.sample is None:
+    e = K.KERNELS.get(name)
+    if e is None or e[K.SAMPLE] is None:
         continue
-    args = e.sample()
-    units = e.cost(*args) if e.cost is not None else 1
+    args = e[K.SAMPLE]()
+    units = e[K.COST](*args) if e[K.COST] is not None else 1
     best = None
     for _ in range({repeat}):
         t0 = time.ticks_us()
-        e.fn(*args)
+        e[K.FN](*args)
         dt = time.ticks_diff(time.ticks_us(), t0)
         best = dt if best is None or dt < best else best
     out[name] = [best, units]
-print(json.dumps({{"times": out, "errors": msw_kernel.errors}}))
+print(json.dumps({{"times": out, "errors": K.errors}}))
 """
 
 
@@ -109,15 +108,16 @@ def calibrate_packages(folders: list[str], repeat: int = 5) -> dict[str, dict[st
     from pathlib import Path
 
     from microswarm import kernelpkg
+    from microswarm.firmware import msw_kernel as K
 
     packages = kernelpkg.load(folders)
-    names = sorted({name for name, e in kernels.msw_kernel.KERNELS.items()
-                    if not e.builtin and e.sample is not None
-                    and any(e.module in p.modules for p in packages)})
+    names = sorted({name for name, e in K.KERNELS.items()
+                    if e[K.SAMPLE] is not None and any(e[K.MODULE] in p.modules
+                                                       for p in packages)})
     with tempfile.TemporaryDirectory(prefix="msw-calibrate-") as tmp:
         flash = Path(tmp)
-        (flash / "msw_kernel.py").write_bytes((paths.firmware_dir() / "msw_kernel.py")
-                                              .read_bytes())
+        for module in ("msw_kernel.py", "msw_boot.py"):
+            (flash / module).write_bytes((paths.firmware_dir() / module).read_bytes())
         for name, data in kernelpkg.layout_files(folders, None).items():
             (flash / name).write_bytes(data)
         proc = subprocess.run(

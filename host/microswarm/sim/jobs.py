@@ -121,23 +121,23 @@ def _synthetic(spec: dict[str, Any], seed: int) -> Job:
 def _kernel(spec: dict[str, Any]) -> Job:
     """`tasks` calls of any kernel this process has (a kernel package loaded with
     `microswarm sim --kernels DIR`) on the argument list its `sample` hint gives."""
-    from microswarm.firmware import msw_kernel
+    from microswarm.firmware import msw_kernel as K
 
     name = str(spec["kernel"])
     count = int(spec.get("tasks", 100))
-    entry = msw_kernel.KERNELS.get(name)
+    entry = K.KERNELS.get(name)
     if entry is None:
         raise JobError(f"[job] kernel: no kernel {name!r} here (load its package with "
                        "--kernels DIR)")
-    if entry.sample is None:
+    if entry[K.SAMPLE] is None:
         raise JobError(f"[job] kernel: {name} has no sample= hint to take arguments from")
     if count <= 0:
         raise JobError("[job] kernel: tasks must be > 0")
-    args = list(entry.sample())
+    args = list(entry[K.SAMPLE]())
     tasks = [args for _ in range(count)]
 
     def reference() -> list[Any]:
-        value = entry.fn(*args)
+        value = entry[K.FN](*args)
         return [value] * count
 
     return Job("kernel", name, tasks, list, reference,

@@ -79,12 +79,12 @@ def work_units(kernel: str, args: Any, result: Any) -> int:
 
 def _cost_hint(kernel: str, args: Any) -> int:
     """Work units from a registered kernel's cost= hint; 1 without one."""
-    from microswarm.firmware import msw_kernel
+    from microswarm.firmware import msw_kernel as K
 
-    entry = msw_kernel.KERNELS.get(kernel)
-    if entry is None or entry.cost is None:
+    entry = K.KERNELS.get(kernel)
+    if entry is None or entry[K.COST] is None:
         return 1
-    return max(1, int(entry.cost(*args)))
+    return max(1, int(entry[K.COST](*args)))
 
 
 def compute_seconds(
