@@ -1,7 +1,10 @@
 # Minimal DHCP client (RFC 2131) on one of the WIZnet chip's hardware UDP sockets:
 # DISCOVER -> OFFER -> REQUEST -> ACK, then the lease's address, netmask, router and DNS go
-# into the chip. Retries with doubling waits until timeout_ms; a NAK starts over. Renewal is
-# the caller's: call nic.dhcp() again before nic.lease_s runs out.
+# into the chip. Retries with doubling waits until timeout_ms; a NAK starts over. As in
+# WIZnet's ioLibrary (Internet/DHCP/dhcp.c), the chip's address and gateway are zeroed before
+# DISCOVER and the lease is renewed at T1 (half the lease) with a REQUEST unicast to the
+# server carrying ciaddr; past T2 (7/8) the REQUEST is broadcast (rebinding, RFC 2131
+# 4.4.5); at expiry the address is dropped and leased anew. nic.maintain() drives renewal.
 
 import struct
 import time
@@ -32,9 +35,12 @@ OPT_LEASE = 51
 OPT_MSG_TYPE = 53
 OPT_SERVER_ID = 54
 OPT_PARAMS = 55
+OPT_RENEWAL = 58
+OPT_REBINDING = 59
 OPT_CLIENT_ID = 61
 OPT_END = 255
 
+_CAP_S = 200000
 _FIXED = 236  # op .. file: the BOOTP part before the magic cookie
 
 
@@ -42,14 +48,19 @@ def _ip(b):
     return "%d.%d.%d.%d" % (b[0], b[1], b[2], b[3])
 
 
-def build(kind, xid, mac, hostname=None, requested=None, server=None):
-    """One client message (BOOTP header, cookie, options), padded to the 300-byte minimum."""
+def build(kind, xid, mac, hostname=None, requested=None, server=None, ciaddr=None):
+    """One client message (BOOTP header, cookie, options), padded to the 300-byte minimum.
+    With ciaddr (renewing, rebinding) the client can take unicast replies: no broadcast
+    flag."""
     msg = bytearray(_FIXED)
     msg[0] = 1  # BOOTREQUEST
     msg[1] = 1  # Ethernet
     msg[2] = 6
     struct.pack_into(">I", msg, 4, xid)
-    msg[10] = 0x80  # broadcast flag: the client has no address to receive unicast on yet
+    if ciaddr is None:
+        msg[10] = 0x80  # broadcast flag: the client has no address to receive unicast on yet
+    else:
+        msg[12:16] = ciaddr
     msg[28:34] = mac
     msg += MAGIC
     msg += bytes((OPT_MSG_TYPE, 1, kind))
@@ -96,16 +107,29 @@ def parse(data, xid, mac):
     return kind[0], bytes(data[16:20]), opts
 
 
+def _xid(mac):
+    return (time.ticks_ms() ^ (mac[4] << 24) ^ (mac[5] << 16)) & 0x7FFFFFFF
+
+
+def _open(nic):
+    sock = nic.socket(nic.AF_INET, nic.SOCK_DGRAM)
+    sock.bind(("0.0.0.0", CLIENT_PORT))
+    sock.setblocking(False)
+    return sock
+
+
 def lease(nic, timeout_ms=10000, hostname=None):
     """Lease an IPv4 address for nic; returns nic.ifconfig(). OSError(ETIMEDOUT) if no
     server answers within timeout_ms."""
     mac = nic.mac
-    xid = (time.ticks_ms() ^ (mac[4] << 24) ^ (mac[5] << 16)) & 0x7FFFFFFF
+    xid = _xid(mac)
     deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
-    sock = nic.socket(nic.AF_INET, nic.SOCK_DGRAM)
+    nic._renew_at = None
+    zero = bytes(4)
+    nic._write_net(nic.chip.SIPR, zero)  # the client has no address while it asks for one
+    nic._write_net(nic.chip.GAR, zero)
+    sock = _open(nic)
     try:
-        sock.bind(("0.0.0.0", CLIENT_PORT))
-        sock.setblocking(False)
         buf = bytearray(576)
         wait_ms = 500
         while time.ticks_diff(deadline, time.ticks_ms()) > 0:
@@ -120,23 +144,79 @@ def lease(nic, timeout_ms=10000, hostname=None):
             ack = _exchange(sock, request, buf, xid, mac, ACK, wait_ms, deadline)
             if ack is None:
                 continue
-            yiaddr, opts = ack
-            subnet = opts.get(OPT_SUBNET, b"\xff\xff\xff\x00")[:4]
-            router = opts.get(OPT_ROUTER, b"\x00\x00\x00\x00")
-            dns = opts.get(OPT_DNS, b"\x00\x00\x00\x00")
-            lease_s = opts.get(OPT_LEASE)
-            nic.lease_s = struct.unpack(">I", lease_s[:4])[0] if lease_s else None
-            nic.ifconfig((_ip(yiaddr), _ip(subnet), _ip(router[:4]), _ip(dns[:4])))
+            _bound(nic, ack[0], ack[1], server, hostname)
             return nic.ifconfig()
     finally:
         sock.close()
     raise OSError(ETIMEDOUT, "wiznet: no DHCP server answered")
 
 
-def _exchange(sock, msg, buf, xid, mac, want, wait_ms, deadline):
-    """Broadcast msg, then wait up to wait_ms for the reply of type want: (yiaddr, opts).
-    A NAK or silence gives None."""
-    sock.sendto(msg, ("255.255.255.255", SERVER_PORT))
+def _bound(nic, yiaddr, opts, server, hostname):
+    """Put the lease into the chip and schedule its renewal."""
+    subnet = opts.get(OPT_SUBNET, b"\xff\xff\xff\x00")[:4]
+    router = opts.get(OPT_ROUTER, b"\x00\x00\x00\x00")
+    dns = opts.get(OPT_DNS, b"\x00\x00\x00\x00")
+    lease_s = opts.get(OPT_LEASE)
+    lease_s = struct.unpack(">I", lease_s[:4])[0] if lease_s else None
+    nic.lease_s = lease_s
+    nic.ifconfig((_ip(yiaddr), _ip(subnet), _ip(router[:4]), _ip(dns[:4])))
+    nic._renew_at = None
+    if lease_s is None or lease_s == 0xFFFFFFFF:
+        return  # infinite lease
+    # ticks_ms differences are only valid below about 6 days: a longer lease is renewed as
+    # if it were _CAP_S long (early renewal is always allowed)
+    lease_ms = min(lease_s, _CAP_S) * 1000
+    t1 = _ms(opts.get(OPT_RENEWAL), lease_ms // 2, lease_ms)
+    t2 = _ms(opts.get(OPT_REBINDING), lease_ms * 7 // 8, lease_ms)
+    now = time.ticks_ms()
+    nic._dhcp = (opts.get(OPT_SERVER_ID, server), now, lease_ms, t2, hostname)
+    nic._renew_at = time.ticks_add(now, t1)
+
+
+def _ms(raw, default, cap):
+    """A T1 / T2 option (seconds) in ms, at most cap; default when the server sent none."""
+    if raw and len(raw) >= 4:
+        return min(struct.unpack(">I", raw[:4])[0] * 1000, cap)
+    return default
+
+
+def maintain(nic, wait_ms=1000):
+    """The lease is past T1: ask to extend it (unicast to the server before T2, broadcast
+    after); past expiry, drop the address and lease anew."""
+    server, start, lease_ms, t2_ms, hostname = nic._dhcp
+    now = time.ticks_ms()
+    elapsed = time.ticks_diff(now, start)
+    if elapsed >= lease_ms:
+        lease(nic, hostname=hostname)
+        return
+    mac = nic.mac
+    xid = _xid(mac)
+    ciaddr = nic._read_bytes(nic.chip.SIPR, 0, 4)
+    rebinding = elapsed >= t2_ms or server is None
+    dest = "255.255.255.255" if rebinding else _ip(server)
+    sock = _open(nic)
+    try:
+        buf = bytearray(576)
+        msg = build(REQUEST, xid, mac, hostname, ciaddr=ciaddr)
+        until = time.ticks_add(now, wait_ms)
+        got = _exchange(sock, msg, buf, xid, mac, ACK, wait_ms, until, dest, True)
+    finally:
+        sock.close()
+    if got is None:
+        # no answer: try again after half the time left to T2 (or to expiry), >= 1 s
+        end = lease_ms if rebinding else t2_ms
+        nic._renew_at = time.ticks_add(now, max((end - elapsed) // 2, 1000))
+    elif got == NAK:
+        lease(nic, hostname=hostname)
+    else:
+        _bound(nic, got[0], got[1], server, hostname)
+
+
+def _exchange(sock, msg, buf, xid, mac, want, wait_ms, deadline,
+              dest="255.255.255.255", nak=False):
+    """Send msg, then wait up to wait_ms for the reply of type want: (yiaddr, opts).
+    Silence gives None, a NAK None (or NAK when nak is true)."""
+    sock.sendto(msg, (dest, SERVER_PORT))
     until = time.ticks_add(time.ticks_ms(), wait_ms)
     if time.ticks_diff(deadline, until) < 0:
         until = deadline
@@ -151,7 +231,7 @@ def _exchange(sock, msg, buf, xid, mac, want, wait_ms, deadline):
             continue
         kind, yiaddr, opts = got
         if kind == NAK:
-            return None
+            return NAK if nak else None
         if kind == want:
             return yiaddr, opts
     return None

@@ -426,6 +426,9 @@ class Session:
                 return
             stats = self.stats
             try:
+                maintain = getattr(self.w.net, "maintain", None)  # WIZnet: DHCP renewal
+                if maintain is not None:
+                    maintain()
                 await self.send(M.T_HEARTBEAT, {
                     M.HEARTBEAT_UPTIME_MS: board.uptime_ms(),
                     M.HEARTBEAT_HEAP_FREE: stats.sample_heap(),

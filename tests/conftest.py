@@ -35,14 +35,3 @@ def run_vm(micropython):
                           timeout=timeout, micropython=micropython)
 
     return run
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    """Options of the hardware-in-the-loop suite (tests/hil); see docs/hil.md."""
-    group = parser.getgroup("hil", "hardware-in-the-loop conformance suite (tests/hil)")
-    group.addoption("--board-port", default=None,
-                    help="serial port of a real board (env MICROSWARM_BOARD_PORT)")
-    group.addoption("--board", default=None,
-                    help="board definition of that board (env MICROSWARM_BOARD)")
-    group.addoption("--board-host", default=None,
-                    help="the board's IP address: test its TCP link (env MICROSWARM_BOARD_HOST)")

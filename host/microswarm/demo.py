@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     spec = ClusterSpec(
         name="demo", key=os.urandom(16).hex().encode(), tcp_port=0, udp_port=None,
-        control_port=None, inproc=args.inproc,
+        control_port=None, client=None, http=None, inproc=args.inproc,
         virtual=[g for g in (
             VirtualGroup(args.tcp_boards, "unix", "tcp", "vm-tcp", not args.python_only),
             VirtualGroup(args.serial_boards, "unix", "serial", "vm-serial", not args.python_only),

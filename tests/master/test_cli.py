@@ -21,7 +21,8 @@ CLI = [sys.executable, "-m", "microswarm.cli"]
 def test_master_answers_nodes_then_stops_on_ctrl_c():
     master = subprocess.Popen(
         [*CLI, "master", "--key", "cli-test-key-0123456", "--host", "127.0.0.1", "--port", "0",
-         "--udp-port", "-1", "--control-port", "0", "--inproc", "2"],
+         "--udp-port", "-1", "--control-port", "0", "--client", "off", "--http", "off",
+         "--inproc", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -86,6 +87,8 @@ key = "up-test-cluster-key-0123"
 tcp_port = 0
 udp_port = 0
 control_port = 0
+client = "127.0.0.1:0"
+http = "127.0.0.1:0"
 [[virtual]]
 count = 1
 link = "tcp"

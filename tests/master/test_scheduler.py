@@ -339,10 +339,10 @@ def test_bad_args_fail_the_job_at_once_without_retry():
     first = dispatches(s.poll())
     for d in first:
         s.sent(d.node_id, d.task_id)
-    s.error(first[0].node_id, first[0].task_id, "dot: argument a must be tarray", final=True)
+    s.error(first[0].node_id, first[0].task_id, "dot: argument a must be tarray", fatal=True)
     actions = s.poll()
     assert not dispatches(actions)  # not retried on the other node
     (failed,) = [a for a in actions if isinstance(a, JobFailed)]
-    assert "not retried: dot: argument a" in failed.cause
+    assert "bad arguments: dot: argument a" in failed.cause
     assert job.state == "failed"
     assert Cancel(first[1].node_id, first[1].task_id) in actions  # the job's other task

@@ -34,7 +34,7 @@ sys.path.insert(1, {firmware!r})
 import machine, wiznet
 
 def open_nic(**kw):
-    spi = machine.SPI(0, baudrate=33000000, sck=18, mosi=19, miso=16)
+    spi = machine.SPI(0, baudrate=20000000, sck=18, mosi=19, miso=16)
     cs = machine.Pin(17, machine.Pin.OUT, value=1)
     rst = machine.Pin(20, machine.Pin.OUT, value=1)
     intr = kw.pop("intr", machine.Pin(21, machine.Pin.IN))

@@ -100,7 +100,7 @@ for chip in (None, "w5500", "w6100"):
 """
     )
     assert silent.expect("SILENT") == (
-        "no W6100 or W5500 answered on SPI (SPI(0, baudrate=33000000, sck=18, mosi=19, "
+        "no W6100 or W5500 answered on SPI (SPI(0, baudrate=20000000, sck=18, mosi=19, "
         "miso=16), cs=Pin(17)): check wiring and power"
     )
     assert silent.expect("SILENT").startswith("no W5500 answered on SPI (SPI(0,")

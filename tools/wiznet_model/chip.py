@@ -13,8 +13,9 @@ docs/wiznet.md ("How strict the model is"); in short:
 - Sn_TX_WR / Sn_TX_RD and Sn_RX_RD / Sn_RX_WR jump to arbitrary (seeded random) values when
   a TCP connection is established, as client or server, on both chips.
 - Sn_CR reads back the command for one more transaction, then 0; OPEN, LISTEN, CONNECT,
-  DISCON and CLOSE change Sn_SR only `cmd_latency` transactions (or `cmd_latency_s`) after
-  Sn_CR has cleared. A command that finds the socket in the wrong state is ignored.
+  DISCON and CLOSE take effect (Sn_SR, and OPEN's pointer reset) only `cmd_latency_s`
+  (5 ms) after they were written, well after Sn_CR has cleared. A command that finds the
+  socket in the wrong state when it takes effect is ignored.
 - A refused CONNECT and a peer's RST set Sn_SR to CLOSED and no Sn_IR bit.
 - Sn_IR.RECV is raised when data arrives, never again by a RECV command while data remains.
 - After RSTn rises the chip answers garbage and ignores writes for `reset_s`; during a W6100
@@ -65,8 +66,7 @@ class Chip:
 
     def __init__(self, kind: str, *, retransmit_s: float = 0.2, strict: bool = True,
                  seed: int = 5500, reset_s: float = 0.05, sw_reset_s: float = 0.02,
-                 link_delay_s: float = 0.3, cmd_latency: int = 2,
-                 cmd_latency_s: float = 0.002) -> None:
+                 link_delay_s: float = 0.3, cmd_latency_s: float = 0.005) -> None:
         if kind not in ("w5500", "w6100"):
             raise ValueError(f"unknown chip {kind!r}")
         self.kind = kind
@@ -76,7 +76,6 @@ class Chip:
         self.reset_s = reset_s if strict else 0.0
         self.sw_reset_s = sw_reset_s if strict else 0.0
         self.link_delay_s = link_delay_s if strict else 0.0
-        self.cmd_latency = cmd_latency if strict else 0
         self.cmd_latency_s = cmd_latency_s if strict else 0.0
         self.rng = random.Random(seed)
         self.unreachable: set[str] = set()
@@ -89,6 +88,11 @@ class Chip:
         self.sent: list[tuple[int, str, int, int]] = []  # UDP: (socket, dest ip, port, len)
         self.lock_writes: list[tuple[int, int]] = []  # (address, value) to CHPLCKR / NETLCKR
         self.watch_hook = None  # set by the server: called as hook(sock, add: bool)
+        # Faults for testing a driver's time limits (no datasheet behaviour): a stalled chip
+        # accepts commands (Sn_CR clears) but carries none out; a flapping chip returns a
+        # different value for every read of a 16-bit counter.
+        self.stalled = False
+        self.flapping = False
         self.transactions = 0
         self.spi_bytes = 0
         self.resets = 0
@@ -278,6 +282,8 @@ class Chip:
         if sock.cr_shown and addr <= m.sn_cr < addr + n:
             sock.regs[m.sn_cr] = sock.cr_shown if self.transactions <= sock.cr_clear_tx else 0
         for high in (m.sn_tx_fsr, m.sn_rx_rsr):
+            if self.flapping and addr <= high < addr + n:
+                return self._garbage(bsb, addr, n)
             if self.strict and addr <= high and high + 1 < addr + n:
                 # the counter changes between its two bytes (datasheet p.54-55 note)
                 first = self._span(sock.regs, addr, high + 1 - addr)
@@ -367,17 +373,18 @@ class Chip:
 
     def _command_written(self, s: HwSocket, cmd: int) -> None:
         """Sn_CR written. It reads back the command for one more transaction, then 0 (p.46:
-        'automatically cleared to 0x00'); a state command takes effect cmd_latency
-        transactions or cmd_latency_s later ('even though Sn_CR is cleared to 0x00, the
-        command is still being processed'). SEND and RECV act at once."""
+        'automatically cleared to 0x00'); a state command takes effect cmd_latency_s after
+        it was written ('even though Sn_CR is cleared to 0x00, the command is still being
+        processed'). SEND and RECV act at once."""
+        if self.stalled:
+            return
         if not self.strict:
             self._execute(s, cmd)
             return
         s.cr_shown = cmd
         s.cr_clear_tx = self.transactions + 1
         if cmd in _STATE_COMMANDS:
-            s.cmds.append((s.cr_clear_tx + 1 + self.cmd_latency,
-                           time.monotonic() + self.cmd_latency_s, cmd))
+            s.cmds.append((time.monotonic() + self.cmd_latency_s, cmd))
         else:
             self._execute(s, cmd)
 
@@ -385,8 +392,8 @@ class Chip:
         """Carry out state commands whose latency has passed."""
         now = time.monotonic()
         for s in self.sockets:
-            while s.cmds and (self.transactions >= s.cmds[0][0] or now >= s.cmds[0][1]):
-                self._execute(s, s.cmds.pop(0)[2])
+            while s.cmds and now >= s.cmds[0][0]:
+                self._execute(s, s.cmds.pop(0)[1])
 
     def _execute(self, s: HwSocket, cmd: int) -> None:
         if cmd == CMD_OPEN:

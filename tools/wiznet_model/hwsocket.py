@@ -57,7 +57,7 @@ class HwSocket:
         self.host: socket.socket | None = None
         self.listen_port: int | None = None
         self.pending = bytearray()  # TCP bytes SENT by the driver, not yet taken by the host
-        self.cmds: list[tuple[int, float, int]] = []  # (due transaction, due time, command)
+        self.cmds: list[tuple[float, int]] = []  # (due time, state command)
         self.cr_shown = 0
         self.cr_clear_tx = -1
         self.jumped: tuple[int, int] | None = None  # (TX, RX) pointers set at establishment

@@ -47,7 +47,7 @@ class Naive(wiznet.WIZnet):
             wiznet.WIZnet.write(self, (addr + i) & 0xFFFF, bsb, data[i:i + 1])
 
 cls = Naive if $naive else wiznet.WIZnet
-spi = machine.SPI(0, baudrate=33000000, sck=18, mosi=19, miso=16)
+spi = machine.SPI(0, baudrate=20000000, sck=18, mosi=19, miso=16)
 nic = cls(spi, machine.Pin(17, machine.Pin.OUT, value=1), rst=machine.Pin(20, machine.Pin.OUT),
           intr=machine.Pin(21, machine.Pin.IN), buffers=$buffers)
 nic.wait_link(3000)

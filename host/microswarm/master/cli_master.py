@@ -25,6 +25,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="UDP discovery port, -1 to disable (%(default)s)")
     parser.add_argument("--control-port", type=int, default=5882,
                         help="local control port for `microswarm nodes` (%(default)s)")
+    parser.add_argument("--client", default="127.0.0.1:5883", metavar="HOST:PORT",
+                        help="client port for Cluster.connect, run --master, jobs, top; "
+                             "'off' for none (%(default)s)")
+    parser.add_argument("--http", default="127.0.0.1:5884", metavar="HOST:PORT",
+                        help="web dashboard and /metrics; 'off' for none (%(default)s)")
     parser.add_argument("--serial", action="append", default=[], metavar="PORT",
                         help="a serial port, pty or pyserial URL with a board (repeatable)")
     parser.add_argument("--watch-usb", action="store_true",
@@ -54,6 +59,8 @@ def spec_from_args(args: argparse.Namespace):
         journal=args.journal, heartbeat_ms=args.heartbeat_ms, window=args.window,
         serial_ports=args.serial, watch_usb=args.watch_usb, inproc=args.inproc,
         kernels=list(args.kernels),
+        client=None if args.client == "off" else args.client,
+        http=None if args.http == "off" else args.http,
     )
 
 

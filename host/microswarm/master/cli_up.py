@@ -22,16 +22,21 @@ async def serve(spec, *, wait: bool = True, timeout: float = 60) -> int:
     import sys
 
     from microswarm.master.cli_nodes import print_nodes
-    from microswarm.master.cluster import RunningCluster
+    from microswarm.master.cluster import ClusterStartError, RunningCluster
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    running = await RunningCluster.launch(spec, wait=wait, timeout=timeout)
-    master = running.master
+    try:
+        running = await RunningCluster.launch(spec, wait=wait, timeout=timeout)
+    except ClusterStartError as exc:
+        raise SystemExit(str(exc)) from None
+    master, services = running.master, running.services
     print(f"master {spec.name!r}: tcp {master.tcp_port}, udp discovery {master.udp_port}, "
-          f"control {master.control_port} (Ctrl-C stops)", flush=True)
+          f"control {master.control_port}, client {services.client_address or 'off'} "
+          "(Ctrl-C stops)")
+    print(f"dashboard: {services.http_url or 'off'}", flush=True)
     if wait:
         print_nodes([n.as_dict() for n in master.nodes], master.scheduler.node_stats())
         sys.stdout.flush()

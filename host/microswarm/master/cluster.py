@@ -6,27 +6,37 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from microswarm import kernelpkg
 from microswarm.master.config import ClusterSpec, load
 from microswarm.master.master import JobHandle, Master
+from microswarm.master.services import Services
+
+if TYPE_CHECKING:
+    from microswarm.master.client import ClusterClient
 
 log = logging.getLogger(__name__)
 
 USB_POLL_S = 2.0
 
 
+class ClusterStartError(RuntimeError):
+    """The master could not start (a port in use, most often); the text says which."""
+
+
 class RunningCluster:
-    """A started master plus the virtual boards it owns."""
+    """A started master plus the virtual boards it owns and its views (services.py)."""
 
     def __init__(self, spec: ClusterSpec, master: Master) -> None:
         self.spec = spec
         self.master = master
+        self.services = Services(master, client=spec.client, http=spec.http)
         self.boards: list[Any] = []  # VirtualBoard
         self._watch: asyncio.Task | None = None
 
@@ -34,8 +44,19 @@ class RunningCluster:
     async def launch(cls, spec: ClusterSpec, *, wait: bool = True,
                      timeout: float = 60) -> RunningCluster:
         master = Master(**spec.master_kwargs())
-        await master.start()
         running = cls(spec, master)
+        try:
+            await master.start()
+            await running.services.start()
+        except BaseException as exc:
+            await running.stop()
+            if not isinstance(exc, OSError) or exc.errno != errno.EADDRINUSE:
+                raise
+            raise ClusterStartError(
+                f"cannot start the master of cluster {spec.name!r}: {exc}. "
+                "Is a master already running with these ports? "
+                "Send work to it with `microswarm run JOB --cluster FILE` (or --master "
+                "HOST:PORT), or give this one other ports.") from None
         try:
             await running._start_nodes()
             if wait:
@@ -65,6 +86,7 @@ class RunningCluster:
                         native=group.native, kernels=spec.kernels,
                     ))
             self.boards = boards
+            self.services.boards = {b.node_id: b for b in boards}
             await asyncio.gather(*(asyncio.to_thread(b.start) for b in boards))
             for board in boards:
                 if board.link == "serial":
@@ -92,6 +114,7 @@ class RunningCluster:
     async def stop(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
+        await self.services.stop()
         await self.master.stop()
         await asyncio.gather(*(asyncio.to_thread(b.stop) for b in self.boards),
                              return_exceptions=True)
@@ -113,7 +136,7 @@ class Cluster:
                  kernels: Sequence[str | Path] = (), **master: Any) -> None:
         if spec is None:
             spec = ClusterSpec(key=key or _throwaway_key(), tcp_port=0, udp_port=None,
-                               control_port=None, inproc=inproc,
+                               control_port=None, client=None, http=None, inproc=inproc,
                                kernels=[str(k) for k in kernels])
             for name, value in master.items():
                 setattr(spec, name, value)
@@ -127,6 +150,20 @@ class Cluster:
     @classmethod
     def from_file(cls, path: str | Path, **kw: Any) -> Cluster:
         return cls(load(path), **kw)
+
+    @staticmethod
+    def connect(address: str, *, key_file: str | Path | None = None,
+                key: bytes | str | None = None, timeout: float = 10) -> ClusterClient:
+        """A client of a master that is already running (``microswarm master`` or ``up``),
+        over its client port: the same submit / map / submit_job / wait / nodes."""
+        from microswarm.master.client import ClusterClient
+
+        return ClusterClient(address, key=key, key_file=key_file, timeout=timeout).connect()
+
+    @property
+    def services(self) -> Services:
+        assert self._running is not None, "the cluster is not started"
+        return self._running.services
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Cluster:

@@ -8,6 +8,8 @@
     [master]
     host = "127.0.0.1"           # tcp_port, udp_port, control_port, journal,
     tcp_port = 5880              # heartbeat_ms, window, retries
+    client = "127.0.0.1:5883"    # client port (Cluster.connect, run --master); false: none
+    http = "127.0.0.1:5884"      # web dashboard and /metrics; false: none
     [serial]
     ports = ["/dev/ttyACM0"]     # boards on USB serial
     watch_usb = false            # also open new USB serial devices as they appear
@@ -30,7 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from microswarm.keys import DEFAULT_CLUSTER, MIN_KEY_BYTES, KeyFileError, read_key
+from microswarm.master.client_proto import CLIENT_PORT
 from microswarm.protocol.catalog import TCP_PORT, UDP_DISCOVERY_PORT
+
+DASHBOARD_PORT = 5884
 
 
 class ClusterFileError(ValueError):
@@ -54,6 +59,8 @@ class ClusterSpec:
     tcp_port: int = TCP_PORT
     udp_port: int | None = UDP_DISCOVERY_PORT
     control_port: int | None = 5882
+    client: str | None = f"127.0.0.1:{CLIENT_PORT}"  # the client port (client_port.py)
+    http: str | None = f"127.0.0.1:{DASHBOARD_PORT}"  # dashboard and /metrics (dashboard/)
     journal: str | None = None
     heartbeat_ms: int = 1000
     window: int = 4
@@ -112,6 +119,12 @@ def load(path: str | Path) -> ClusterSpec:
                  "retries"):
         if name in master:
             setattr(spec, name, master[name])
+    for name in ("client", "http"):
+        if name in master:
+            value = master[name]
+            if value is not False and not isinstance(value, str):
+                raise ClusterFileError(f"{path}: [master] {name} must be \"HOST:PORT\" or false")
+            setattr(spec, name, value or None)
     if "journal" in master:
         spec.journal = str((path.parent / master["journal"]).resolve())
     serial = _section(data, "serial")

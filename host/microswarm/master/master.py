@@ -21,6 +21,7 @@ from typing import Any
 
 from microswarm.firmware import msw_kernel
 from microswarm.keys import DEFAULT_CLUSTER
+from microswarm.master.events import Events
 from microswarm.master.inproc import InprocNode
 from microswarm.master.journal import Journal
 from microswarm.master.links import Link, SerialLink, TcpLink
@@ -112,6 +113,7 @@ class Master:
         self.sessions: dict[str, NodeSession] = {}
         self.journal = Journal(journal) if journal else None
         self.refusals: list[str] = []  # why nodes were refused at join, most recent last
+        self.events = Events()  # observers: client port, dashboard, metrics (events.py)
         self._want_tcp, self._want_udp, self._want_control = tcp_port, udp_port, control_port
         self.tcp_port: int | None = None
         self.udp_port: int | None = None
@@ -245,8 +247,10 @@ class Master:
         key: str | None = None,
         native: bool = False,
         version: str | None = None,
+        timeout: float | None = None,
     ) -> JobHandle:
         """Start a job of one task per argument list; await the handle for the results.
+        With `timeout` (seconds) the job fails (JobFailedError) if not done by then.
 
         `version` is the kernel's content hash: the job runs only on nodes that report
         exactly that hash for it. None (the default) takes the version this process has
@@ -285,10 +289,11 @@ class Master:
             handle.nodes[i] = "journal"
         job = self.scheduler.submit(
             kernel, [arg_lists[i] for i in todo], priority=priority, native=native,
-            sizes=sizes, version=version,
+            sizes=sizes, version=version, timeout=timeout,
         )
         handle.job_id = job.job_id
         self._jobs[job.job_id] = handle
+        self.events.emit("job_submitted", handle=handle)
         self._apply()
         return handle
 
@@ -300,8 +305,12 @@ class Master:
         self._apply()
         if not handle.future.done():
             handle.future.cancel()
+        self.events.emit("job_cancelled", handle=handle)
         if handle.key and self.journal is not None:
             self.journal.finish(handle.key, "cancelled")
+
+    def job(self, job_id: int) -> JobHandle | None:
+        return self._jobs.get(job_id)
 
     def jobs(self) -> list[dict[str, Any]]:
         return [
@@ -357,6 +366,7 @@ class Master:
                         self.journal.finish(handle.key, "failed")
                     if not handle.future.done():
                         handle.future.set_exception(JobFailedError(action.cause))
+        self.events.emit("actions", actions=actions)
 
     # NodeSession callbacks
     def session_joined(self, session: NodeSession) -> None:
@@ -375,8 +385,10 @@ class Master:
             max_message=info.max_message,
             window=info.window,
             kernel_hashes=dict(info.kernel_hashes),
+            heap_free=info.heap_free,
         )
         self.scheduler.add_node(info.node_id, caps)
+        self.events.emit("node_joined", session=session, info=info)
         self._apply()
         self._spawn(self._notify_joined())
 
@@ -396,8 +408,10 @@ class Master:
         if code == ErrorCode.CANCELLED:
             return
         busy = code == ErrorCode.BUSY
-        self.scheduler.error(session.node_id, task_id, text, penalty=not busy,
-                             final=code == ErrorCode.BAD_ARGS)
+        # Bad arguments fail the same way on every node: no retry elsewhere.
+        fatal = code == ErrorCode.BAD_ARGS or (
+            code == ErrorCode.KERNEL_FAILED and text.startswith(("TypeError", "ValueError")))
+        self.scheduler.error(session.node_id, task_id, text, penalty=not busy, fatal=fatal)
         self._apply()
 
     def session_idle(self, session: NodeSession) -> None:
@@ -413,15 +427,23 @@ class Master:
     def session_refused(self, session: NodeSession, text: str) -> None:
         self.refusals.append(f"{session.link.kind} {session.link.peer}: {text}")
         del self.refusals[:-100]
+        self.events.emit("node_refused", session=session, text=text)
+
+    def session_log(self, session: NodeSession, level: int, text: str) -> None:
+        """A LOG frame from a joined node (kept per node by the recorder, events.py)."""
+        self.events.emit("node_log", node_id=session.node_id, level=level, text=text)
 
     def session_closed(self, session: NodeSession, cause: str) -> None:
         info = session.info
         if info is None or self.sessions.get(info.node_id) is not session:
             return
         del self.sessions[info.node_id]
+        self.events.emit("node_left", session=session, info=info, cause=cause)
         log.log(logging.INFO if self._stopping else logging.WARNING, "node %s left: %s",
                 info.node_id, cause)
-        self.scheduler.remove_node(info.node_id, f"node {info.node_id}: {cause}")
+        # A node that said BYE, or that the master let go, was not taken down by a task.
+        blame = not self._stopping and not cause.startswith("node said BYE")
+        self.scheduler.remove_node(info.node_id, f"node {info.node_id}: {cause}", blame=blame)
         self._apply()
 
     # ------------------------------------------------------------------ ticker
@@ -438,6 +460,13 @@ class Master:
                 for session in self.sessions.values():
                     session.last_seen = max(session.last_seen, now - interval)
             last_tick = now
+            for session in self.sessions.values():  # what the last HEARTBEAT said
+                info = session.info
+                if info is not None:
+                    self.scheduler.heap(info.node_id, info.heap_free)
+                    if "uptime_ms" in info.node_heartbeat:  # restarted while running a task?
+                        self.scheduler.uptime(info.node_id,
+                                              info.node_heartbeat["uptime_ms"] / 1000)
             self.scheduler.tick()
             self._apply()
             if self.journal is not None and self.journal.due():

@@ -28,7 +28,16 @@ two or more the next task is already on the wire while the current one runs.
 
 Failure. A task whose node is lost, or whose kernel failed, is requeued (avoiding the
 node that failed it) until it has failed ``retries + 1`` times; then its job fails with
-the last cause and the job's other tasks are cancelled. A result for a task that is
+the last cause and the job's other tasks are cancelled. Three rules end it sooner: an
+error the node calls deterministic (``error(..., fatal=True)``: its arguments are bad)
+fails the job at once; a task that took down two nodes (it was the oldest task in flight,
+i.e. the running one, on a node that was lost and came back restarted since it was sent,
+``uptime``; or it ran past its deadline, ``timed_out``) fails the job instead of taking
+down a third; a task lost on the link of
+the same node twice counts as a failure there. A node that reported its free heap
+(``NodeCaps.heap_free``, ``heap``) gets no task whose encoded size exceeds
+``heap_free / HEAP_FACTOR``. A job may have a ``timeout`` (seconds on the clock): past it
+the job fails. A result for a task that is
 already finished is dropped (and counted): the user sees each task's result once. A node
 whose HEARTBEAT reports an empty queue while it still holds tasks sent long before lost
 them on the link (a TASK or RESULT frame dropped by CRC): ``reconcile`` requeues those
@@ -52,6 +61,10 @@ from microswarm.master.states import TERMINAL, TaskState, transition_name
 
 ClassKey = tuple[str, bool, str]  # (kernel, needs native, version hash or "" for any)
 
+# A node needs about this many times a task's encoded size free: the frame, the decoded
+# arguments and room for the result.
+HEAP_FACTOR = 2
+KILLS_TO_FAIL = 2  # nodes a task may take down (lost while running it, or timed out)
 DEFAULT_COMPUTE_S = 0.001
 DEFAULT_BANDWIDTH = 10e6  # bytes/s, until a node's link is measured
 EWMA_ALPHA = 0.3
@@ -106,6 +119,7 @@ class NodeCaps:
     max_message: int = 1 << 30  # largest task payload it accepts (bytes)
     window: int = 4
     kernel_hashes: Mapping[str, str] = field(default_factory=dict)  # kernel -> version
+    heap_free: int | None = None  # free heap it reported (HELLO, HEARTBEAT); None: unknown
 
 
 @dataclass(slots=True, eq=False)
@@ -122,6 +136,8 @@ class NodeState:
     done: int = 0
     failed: int = 0
     busy_s: float = 0.0
+    heap_best: int = 0  # the most free heap it ever reported
+
 
     def free(self) -> int:
         return self.caps.window - len(self.inflight)
@@ -150,6 +166,8 @@ class Task:
     excluded: frozenset[str] = frozenset()
     speculated: bool = False
     cause: str = ""
+    kills: tuple[str, ...] = ()  # causes of the nodes it took down (lost running it, timed out)
+    lost_on: frozenset[str] = frozenset()  # nodes whose link lost it once
 
 
 @dataclass(slots=True, eq=False)
@@ -162,6 +180,7 @@ class Job:
     remaining: int
     state: str = "running"  # running, done, failed, cancelled
     cause: str = ""
+    deadline: float | None = None  # clock time past which the job fails
 
 
 class _Class:
@@ -201,6 +220,8 @@ class Scheduler:
         self._classes: dict[ClassKey, _Class] = {}
         self._kernel_avg: dict[str, float] = {}
         self._deadlines: list[tuple[float, int]] = []  # (when, task_id): straggler checks
+        self._job_deadlines: list[tuple[float, int]] = []  # (when, job_id): job timeouts
+        self._suspects: dict[str, tuple[float, int, str]] = {}  # node -> (sent, task, cause)
         self._out: list[Action] = []
         self._task_ids = itertools.count(1)
         self._job_ids = itertools.count(1)
@@ -221,20 +242,29 @@ class Scheduler:
     def add_node(self, node_id: str, caps: NodeCaps) -> None:
         if node_id in self.nodes and self.nodes[node_id].alive:
             self.remove_node(node_id, f"node {node_id} joined again")
-        node = NodeState(node_id, caps, last_result=self.clock())
+        node = NodeState(node_id, caps, last_result=self.clock(), heap_best=caps.heap_free or 0)
         self.nodes[node_id] = node
         self._offer(node)
         self._unpark_all()
         self._dispatch()
 
-    def remove_node(self, node_id: str, cause: str = "") -> None:
-        """The node is gone (lost, left, or closed): requeue what it held."""
+    def remove_node(self, node_id: str, cause: str = "", *, blame: bool = True) -> None:
+        """The node is gone (lost, left, or closed): requeue what it held. With `blame`
+        (not for a node that said BYE) the oldest task it held, the one it was running,
+        is its suspect: if the node comes back having restarted since that task was sent
+        (``uptime``), the task took it down."""
         node = self.nodes.get(node_id)
         if node is None or not node.alive:
             return
         node.alive = False
         node.version += 1
         cause = cause or f"node {node_id} lost"
+        if blame:
+            sent = [(t.holders.get(node_id, 0.0), t.task_id) for t in
+                    map(self.tasks.get, node.inflight) if t is not None]
+            sent = [s for s in sent if s[0] > 0]
+            if sent:
+                self._suspects[node_id] = (*min(sent), cause)
         for task_id in list(node.inflight):
             self._release(node, task_id)
             task = self.tasks.get(task_id)
@@ -244,6 +274,42 @@ class Scheduler:
             if not task.holders:
                 self._retry(task, cause, node_id)
         self._dispatch()
+
+    def uptime(self, node_id: str, uptime_s: float) -> None:
+        """The node (joined again) says how long it has been up (HEARTBEAT uptime_ms). If
+        it restarted after its suspect task was sent, that task took it down; a task that
+        took down two nodes fails instead of going to a third. A node that only redialled
+        (a link glitch) has been up longer and blames nothing."""
+        suspect = self._suspects.pop(node_id, None)
+        if suspect is None:
+            return
+        sent_at, task_id, cause = suspect
+        task = self.tasks.get(task_id)
+        if uptime_s >= self.clock() - sent_at or task is None or task.state in TERMINAL:
+            return
+        self._strike(task, f"{cause} (restarted while running it)")
+        self._dispatch()
+
+    def _strike(self, task: Task, cause: str) -> bool:
+        """Count a node the task took down; fail it at the second. True if it failed."""
+        task.kills += (cause,)
+        if len(task.kills) < KILLS_TO_FAIL:
+            return False
+        self._fail(task, f"took down {len(task.kills)} nodes: " + "; ".join(task.kills))
+        return True
+
+    def heap(self, node_id: str, heap_free: int) -> None:
+        """The node reported its free heap (HEARTBEAT): placement respects it."""
+        node = self.nodes.get(node_id)
+        if node is None or not node.alive or node.caps.heap_free == heap_free:
+            return
+        grew = node.caps.heap_free is not None and heap_free > node.caps.heap_free
+        node.caps.heap_free = heap_free
+        node.heap_best = max(node.heap_best, heap_free)
+        if grew:
+            self._offer(node)
+            self._unpark_all()
+            self._dispatch()
 
     # ------------------------------------------------------------------ jobs
     def submit(
@@ -255,11 +321,16 @@ class Scheduler:
         native: bool = False,
         sizes: Sequence[int] | None = None,
         version: str = "",
+        timeout: float | None = None,
     ) -> Job:
         """A job: one task per argument list. Higher priority runs first. A `version`
-        (kernel content hash) restricts it to nodes that have exactly that version."""
+        (kernel content hash) restricts it to nodes that have exactly that version. With
+        `timeout` (seconds) the job fails if it is not done by then."""
         key = (kernel, native, version)
         job = Job(next(self._job_ids), priority, key, [], [], 0)
+        if timeout is not None:
+            job.deadline = self.clock() + timeout
+            heapq.heappush(self._job_deadlines, (job.deadline, job.job_id))
         cls = self._class(key)
         for index, args in enumerate(arg_lists):
             size = sizes[index] if sizes is not None else 0
@@ -334,12 +405,11 @@ class Scheduler:
         self._dispatch()
 
     def error(self, node_id: str, task_id: int, cause: str, *, penalty: bool = True,
-              final: bool = False) -> None:
+              fatal: bool = False) -> None:
         """A RESULT with an error (or an ERROR naming the task) arrived from node_id.
 
-        ``penalty=False`` (the node was busy) requeues without counting a failure.
-        ``final=True`` (a deterministic error such as BAD_ARGS: the same arguments fail
-        the same way everywhere) fails the task, and so its job, without a retry.
+        ``penalty=False`` (the node was busy) requeues without counting a failure;
+        ``fatal=True`` (its arguments are bad: no node can run it) fails the job at once.
         """
         node = self.nodes.get(node_id)
         if node is not None and task_id in node.inflight:
@@ -352,9 +422,11 @@ class Scheduler:
             self._dispatch()
             return
         del task.holders[node_id]
-        if not task.holders or final:
-            if penalty or final:
-                self._retry(task, f"{cause} (on {node_id})", node_id, final)
+        if fatal:
+            self._fail(task, f"bad arguments: {cause} (on {node_id})")
+        elif not task.holders:
+            if penalty:
+                self._retry(task, f"{cause} (on {node_id})", node_id)
             else:
                 self._requeue(task)
         self._dispatch()
@@ -372,12 +444,38 @@ class Scheduler:
             sent = task.holders.get(node_id) if task is not None else None
             if sent is not None and 0 < sent < sent_before:
                 lost.append(task_id)
-                self.error(node_id, task_id, "frame lost on the link", penalty=False)
+                # Lost twice on one node is no accident (a TASK the node cannot hold is
+                # answered by an ERROR without its id): a failure there, not a free retry.
+                again = node_id in task.lost_on
+                task.lost_on = task.lost_on | {node_id}
+                self.error(node_id, task_id, "lost twice on the link: the node may not have "
+                           "the heap for it" if again else "frame lost on the link",
+                           penalty=again)
         return lost
 
+    def timed_out(self, node_id: str, task_id: int, cause: str = "") -> None:
+        """The task ran on node_id past its deadline: requeue it elsewhere (the caller
+        sends CANCEL); the second node it times out on fails the job."""
+        task = self.tasks.get(task_id)
+        if task is None or task.state in TERMINAL or node_id not in task.holders:
+            return
+        cause = cause or f"ran past its deadline on {node_id}"
+        if not self._strike(task, cause):
+            self._cancel_on(node_id, task_id)
+            self.error(node_id, task_id, cause)
+        self._dispatch()
+
     def tick(self) -> None:
-        """Look for stragglers; call it now and then (every 100 ms or so)."""
+        """Look for stragglers and jobs past their timeout; call it now and then (every
+        100 ms or so)."""
         now = self.clock()
+        while self._job_deadlines and self._job_deadlines[0][0] <= now:
+            _, job_id = heapq.heappop(self._job_deadlines)
+            job = self.jobs.get(job_id)
+            if job is not None and job.state == "running":
+                total = len(job.tasks)
+                self._fail_job(job, f"timed out: {total - job.remaining} of {total} tasks "
+                                    "done by the job's timeout")
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
             _, task_id = heapq.heappop(deadlines)
@@ -480,11 +578,26 @@ class Scheduler:
 
     @staticmethod
     def _fits(task: Task, node: NodeState) -> bool:
+        heap = node.caps.heap_free
         return (
             node.node_id not in task.excluded
             and node.node_id not in task.holders
             and task.size <= node.caps.max_message
+            and (heap is None or task.size * HEAP_FACTOR <= heap)
         )
+
+    def _heap_too_small(self, cls: _Class, task: Task) -> int | None:
+        """The most free heap any capable node ever reported, if that is too small for the
+        task on every one of them (it would wait for ever); None otherwise."""
+        need = task.size * HEAP_FACTOR
+        best = None
+        for node in self.nodes.values():
+            if not node.alive or not node.can_run(cls.key):
+                continue
+            if node.caps.heap_free is None or node.heap_best >= need:
+                return None
+            best = max(best or 0, node.heap_best)
+        return best
 
     def _better_busy_node(self, cls: _Class, task: Task, eft: float) -> bool:
         """Whether a node with no free credit would still finish the task sooner, by the
@@ -512,6 +625,11 @@ class Scheduler:
                     continue  # cancelled or failed while queued
                 picked = self._pick(cls, task)
                 if picked is None:
+                    best = self._heap_too_small(cls, task)
+                    if best is not None:
+                        self._fail(task, f"needs about {task.size * HEAP_FACTOR} bytes of free "
+                                         f"heap; the nodes that can run it had at most {best}")
+                        continue
                     cls.parked.append(task)
                     continue
                 eft, node = picked
@@ -583,7 +701,7 @@ class Scheduler:
         cls = self._classes[task.job.key]
         heapq.heappush(cls.pending, (-task.job.priority, task.job.job_id, task.index, task))
 
-    def _retry(self, task: Task, cause: str, node_id: str, final: bool = False) -> None:
+    def _retry(self, task: Task, cause: str, node_id: str) -> None:
         task.failures += 1
         task.cause = cause
         task.excluded = task.excluded | {node_id}
@@ -593,17 +711,24 @@ class Scheduler:
             for n in self.nodes.values()
         ):
             task.excluded = frozenset()  # every capable node failed it once: try them again
-        if task.failures <= self.retries and not final:
+        if task.failures <= self.retries:
             self._requeue(task)
             return
-        job = task.job
+        self._fail(task, f"failed {task.failures} times: {cause}")
+
+    def _fail(self, task: Task, why: str) -> None:
+        """The task cannot succeed: it fails, and its job with it."""
+        if task.state is TaskState.PENDING:
+            self._pending_count -= 1  # its queue entry is skipped when it comes up
         self._move(task, TaskState.FAILED)
+        for node_id in task.holders:
+            self._cancel_on(node_id, task.task_id)
+        task.holders.clear()
         self._forget(task)
-        job.state = "failed"
-        if final:
-            job.cause = f"task {task.index} ({task.kernel}) failed, not retried: {cause}"
-        else:
-            job.cause = f"task {task.index} ({task.kernel}) failed {task.failures} times: {cause}"
+        self._fail_job(task.job, f"task {task.index} ({task.kernel}) {why}")
+
+    def _fail_job(self, job: Job, cause: str) -> None:
+        job.state, job.cause = "failed", cause
         self._close_tasks(job, TaskState.CANCELLED)
         self._out.append(JobFailed(job.job_id, job.cause))
 

@@ -103,6 +103,7 @@ class SessionOwner(Protocol):
     def session_idle(self, session: NodeSession) -> None: ...
     def session_closed(self, session: NodeSession, cause: str) -> None: ...
     def session_refused(self, session: NodeSession, text: str) -> None: ...
+    def session_log(self, session: NodeSession, level: int, text: str) -> None: ...
 
 
 class NodeSession:
@@ -353,6 +354,7 @@ class NodeSession:
             elif t == MsgType.LOG:
                 entry = fields(t, frame.payload)
                 log.log(10 + 10 * min(entry["level"], 3), "%s: %s", info.node_id, entry["text"])
+                self.owner.session_log(self, entry["level"], entry["text"])
             elif t == MsgType.HELLO:
                 self._restart_hello = frame
                 return "node restarted (HELLO on a joined link)"
