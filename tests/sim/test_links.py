@@ -23,15 +23,25 @@ def test_uart_preset_is_115200_baud_8n1():
 
 def test_presets_rank_by_speed():
     order = sorted(PRESETS.values(), key=lambda p: p.bytes_per_s)
-    assert [p.name for p in order] == ["uart115200", "usb_fs_cdc", "w5500_spi20", "eth100"]
+    assert [p.name for p in order] == ["uart115200", "usb_fs_cdc", "w5500_spi20", "eth100",
+                                       "loopback"]
     assert PRESETS["eth100"].bytes_per_s == pytest.approx(11.87e6, rel=1e-3)
+
+
+def test_usb_cdc_into_a_board_is_slower_than_out_of_it():
+    link = Link(PRESETS["usb_fs_cdc"], random.Random(1))
+    assert link.rx.bytes_per_s == 150e3 and link.tx.bytes_per_s == 600e3
+    to_node, _ = link.send(link.rx, b"x" * 15000, 0.0)
+    from_node, _ = link.send(link.tx, b"x" * 15000, 0.0)
+    assert to_node == pytest.approx(0.1 + 0.001)
+    assert from_node == pytest.approx(0.025 + 0.001)
 
 
 def test_frames_queue_behind_each_other_and_never_overtake_under_jitter():
     link = Link(PRESETS["usb_fs_cdc"], random.Random(7), jitter_s=0.01)
     arrivals = [link.send(link.rx, bytes(1000), now=0.0)[0] for _ in range(200)]
     assert arrivals == sorted(arrivals)
-    assert link.rx.busy_until == pytest.approx(200 * 1000 / 1.0e6)
+    assert link.rx.busy_until == pytest.approx(200 * 1000 / link.rx.bytes_per_s)
     assert link.tx.frames == 0 and link.rx.frames == 200
 
 

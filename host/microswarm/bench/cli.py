@@ -19,6 +19,7 @@ BENCHES: dict[str, str] = {
     "native": "microswarm.bench.native",
     "wiznet": "microswarm.bench.wiznet",
     "board": "microswarm.bench.board",
+    "sched": "microswarm.bench.sched",
 }
 
 

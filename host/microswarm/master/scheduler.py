@@ -120,6 +120,11 @@ class NodeCaps:
     window: int = 4
     kernel_hashes: Mapping[str, str] = field(default_factory=dict)  # kernel -> version
     heap_free: int | None = None  # free heap it reported (HELLO, HEARTBEAT); None: unknown
+    # Priors until the node's own figures are learned: compute speed relative to the
+    # reference (the unix-port VM on a PC: 1.0; an RP2350 about 1/84, from its board file)
+    # and link bytes/s (0: unknown, DEFAULT_BANDWIDTH).
+    speed: float = 1.0
+    bandwidth: float = 0.0
 
 
 @dataclass(slots=True, eq=False)
@@ -186,7 +191,7 @@ class Job:
 class _Class:
     """Pending tasks and candidate nodes of one (kernel, native) class."""
 
-    __slots__ = ("key", "pending", "nodes", "everyone", "parked")
+    __slots__ = ("key", "pending", "nodes", "everyone", "parked", "rate", "rate_stamp")
 
     def __init__(self, key: ClassKey) -> None:
         self.key = key
@@ -194,6 +199,8 @@ class _Class:
         self.nodes: list[tuple[float, int, int, NodeState]] = []  # free nodes: (eft, seq, version)
         self.everyone: list[tuple[float, int, int, NodeState]] = []  # free or full (hold_ratio)
         self.parked: list[Task] = []  # no free node fits them right now
+        self.rate = 0.0  # tasks per second all its nodes together finish (cached)
+        self.rate_stamp: tuple[int, int] = (-1, -1)
 
 
 # ----------------------------------------------------------------------------- scheduler
@@ -218,7 +225,8 @@ class Scheduler:
         self.duplicates = 0
         self.dispatches = 0
         self._classes: dict[ClassKey, _Class] = {}
-        self._kernel_avg: dict[str, float] = {}
+        self._kernel_avg: dict[str, float] = {}  # seconds on a speed-1 node (EWMA)
+        self._kernel_dev: dict[str, float] = {}  # their mean absolute deviation (EWMA)
         self._deadlines: list[tuple[float, int]] = []  # (when, task_id): straggler checks
         self._job_deadlines: list[tuple[float, int]] = []  # (when, job_id): job timeouts
         self._suspects: dict[str, tuple[float, int, str]] = {}  # node -> (sent, task, cause)
@@ -227,6 +235,9 @@ class Scheduler:
         self._job_ids = itertools.count(1)
         self._seq = itertools.count()
         self._pending_count = 0
+        self._membership = 0  # bumped when a node joins or leaves (class rates go stale)
+        self._learned = 0  # results learned from
+        self._fastest = 0.0  # the highest speed prior of any node seen
 
     # ------------------------------------------------------------------ outputs
     def poll(self) -> list[Action]:
@@ -242,8 +253,11 @@ class Scheduler:
     def add_node(self, node_id: str, caps: NodeCaps) -> None:
         if node_id in self.nodes and self.nodes[node_id].alive:
             self.remove_node(node_id, f"node {node_id} joined again")
-        node = NodeState(node_id, caps, last_result=self.clock(), heap_best=caps.heap_free or 0)
+        node = NodeState(node_id, caps, last_result=self.clock(), heap_best=caps.heap_free or 0,
+                         bandwidth=caps.bandwidth or DEFAULT_BANDWIDTH)
         self.nodes[node_id] = node
+        self._membership += 1
+        self._fastest = max(self._fastest, caps.speed)
         self._offer(node)
         self._unpark_all()
         self._dispatch()
@@ -258,6 +272,7 @@ class Scheduler:
             return
         node.alive = False
         node.version += 1
+        self._membership += 1
         cause = cause or f"node {node_id} lost"
         if blame:
             sent = [(t.holders.get(node_id, 0.0), t.task_id) for t in
@@ -482,6 +497,7 @@ class Scheduler:
             task = self.tasks.get(task_id)
             if task is None or task.state is not TaskState.RUNNING or task.speculated:
                 continue
+            self._overdue(task, now)
             if self._pending_count or not self._speculate(task):
                 heapq.heappush(deadlines, (now + self.speculate_min_s, task_id))
                 break
@@ -514,9 +530,49 @@ class Scheduler:
 
     def _estimate(self, node: NodeState, kernel: str, size: int) -> float:
         compute = node.compute.get(kernel)
-        if compute is None:
-            compute = self._kernel_avg.get(kernel, DEFAULT_COMPUTE_S)
+        if compute is None:  # the kernel's time on a reference node, scaled by the prior
+            compute = self._kernel_avg.get(kernel, DEFAULT_COMPUTE_S) / node.caps.speed
         return compute + size / node.bandwidth
+
+    def _overdue(self, task: Task, now: float) -> None:
+        """A running task is past its straggler deadline: its node is slower than learned
+        (it slowed down, or it is stuck); count the time it has taken so far, shared with
+        the tasks ahead of it, so that placement stops feeding it before a result says so."""
+        for node_id, sent in task.holders.items():
+            node = self.nodes.get(node_id)
+            if node is None or not node.alive or not sent:
+                continue
+            taken = (now - sent) / max(1, len(node.inflight))
+            if taken > node.compute.get(task.kernel, 0.0):
+                node.compute[task.kernel] = taken
+                self._offer(node)
+
+    def _class_rate(self, cls: _Class) -> float:
+        """Tasks per second the class's alive nodes finish together (1 / estimate each),
+        recomputed when nodes come or go, on the first results, and then after every
+        len(nodes) / 8 results."""
+        learned = self._learned
+        stamp = (self._membership,
+                 learned if learned < 16 else learned // max(1, len(self.nodes) // 8))
+        if cls.rate_stamp != stamp:
+            kernel = cls.key[0]
+            cls.rate = sum(1.0 / max(self._estimate(n, kernel, 0), 1e-9)
+                           for n in self.nodes.values() if n.alive and n.can_run(cls.key))
+            cls.rate_stamp = stamp
+        return cls.rate
+
+    def _tail(self, cls: _Class, eft: float) -> bool:
+        """Whether a node that would finish the task at `eft` might finish after the rest
+        of the class's queue is done by everyone (then a faster node should take it).
+        The estimate is stretched by how much the kernel's task times vary (a Mandelbrot
+        tile's by 100x, a matmul block's not at all)."""
+        rate = self._class_rate(cls)
+        drain = len(cls.pending) / rate if rate > 0 else 0.0
+        best = cls.everyone[0][0] if cls.everyone else 0.0
+        kernel = cls.key[0]
+        avg = self._kernel_avg.get(kernel)
+        spread = min(2.0, 2 * self._kernel_dev.get(kernel, 0.0) / avg) if avg else 0.0
+        return (1 + spread) * eft > drain + best
 
     def _push_node(self, cls: _Class, node: NodeState) -> None:
         entry = (node.backlog + self._estimate(node, cls.key[0], 0), next(self._seq),
@@ -562,12 +618,18 @@ class Scheduler:
         heap = cls.nodes
         aside = []
         chosen = None
+        # A kernel nobody has timed yet: a node whose prior says it is much slower than the
+        # fastest gets one task until a first result says how long the kernel takes (else
+        # its whole window may hold the job's last tasks).
+        probe = (self.hold_ratio is not None and task.kernel not in self._kernel_avg)
+        slow = self._fastest * self.hold_ratio if probe and self.hold_ratio else 0.0
         while heap:
             entry = heapq.heappop(heap)
             node = entry[3]
             if entry[2] != node.version or not node.alive or node.free() <= 0:
                 continue  # stale: a fresher entry exists if the node is still eligible
-            if not self._fits(task, node) or (idle_only and node.inflight):
+            if (not self._fits(task, node) or (idle_only and node.inflight)
+                    or (node.inflight and node.caps.speed < slow)):
                 aside.append(entry)
                 continue
             chosen = (entry[0], node)
@@ -633,7 +695,8 @@ class Scheduler:
                     cls.parked.append(task)
                     continue
                 eft, node = picked
-                if self.hold_ratio is not None and self._better_busy_node(cls, task, eft):
+                if (self.hold_ratio is not None and self._better_busy_node(cls, task, eft)
+                        and self._tail(cls, eft)):
                     heapq.heappush(pending, entry)
                     self._push_node(cls, node)
                     break
@@ -675,14 +738,19 @@ class Scheduler:
             return
         now = self.clock()
         compute = elapsed_us / 1e6
+        self._learned += 1
         old = node.compute.get(task.kernel)
         node.compute[task.kernel] = (
             compute if old is None else old + EWMA_ALPHA * (compute - old)
         )
+        reference = compute * node.caps.speed  # on a speed-1 node
         avg = self._kernel_avg.get(task.kernel)
         self._kernel_avg[task.kernel] = (
-            compute if avg is None else avg + EWMA_ALPHA * (compute - avg)
+            reference if avg is None else avg + EWMA_ALPHA * (reference - avg)
         )
+        if avg is not None:  # mean absolute deviation, as an EWMA too
+            dev = self._kernel_dev.get(task.kernel, 0.0)
+            self._kernel_dev[task.kernel] = dev + EWMA_ALPHA * (abs(reference - avg) - dev)
         sent = task.holders.get(node.node_id, 0.0)
         service = now - max(sent, node.last_result)
         node.last_result = now

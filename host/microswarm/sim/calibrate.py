@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import time
+from typing import Any
 
 from microswarm import paths
 from microswarm.firmware import kernels
@@ -143,6 +145,34 @@ def units(name: str) -> int:
 
     args = eval(CASES[name])
     return speed.work_units(name, args, kernels.run(name, args))
+
+
+_HOST: dict[str, Any] = {}
+
+
+def host_scale(repeat: int = 3) -> dict[str, Any]:
+    """This host's MicroPython VM against the reference PC of `speed.VM_SECONDS_PER_UNIT`,
+    measured once per process with the fixed calibration cases (about 0.3 s): `scale` is
+    the geometric mean of (seconds per unit here) / (reference seconds per unit), > 1 when
+    this host runs the VM slower (a slower CPU, or other load at the time). A virtual board
+    in a simulation runs at this pace; simulated boards do not depend on it."""
+    if not _HOST:
+        started = time.perf_counter()
+        try:
+            vm = measure_vm(repeat)
+        except (OSError, subprocess.SubprocessError) as exc:
+            _HOST.update(scale=1.0, measured=False, error=str(exc))
+            return dict(_HOST)
+        ratios = {}
+        for name in CASES:
+            if name == "echo":  # one call: below the VM clock's resolution
+                continue
+            ratios[name] = vm[name] / units(name) / speed.VM_SECONDS_PER_UNIT[name]
+        scale = math.exp(sum(math.log(r) for r in ratios.values()) / len(ratios))
+        _HOST.update(scale=round(scale, 4), measured=True,
+                     per_kernel={k: round(v, 4) for k, v in ratios.items()},
+                     seconds=round(time.perf_counter() - started, 3))
+    return dict(_HOST)
 
 
 def main() -> None:

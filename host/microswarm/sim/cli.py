@@ -34,11 +34,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="write the event trace (what trace_sha256 hashes), one a line")
     parser.add_argument("--kernels", action="append", default=[], metavar="DIR",
                         help="a kernel package to load and calibrate in the VM (repeatable)")
+    parser.add_argument("--policy", default="ours",
+                        help="placement policy: ours (the scheduler's), round-robin, random, "
+                             "work-stealing or heft (baselines to compare with, "
+                             "`microswarm bench sched`)")
 
 
 def run(args: argparse.Namespace) -> int:
     from microswarm.sim.cluster import Simulation
     from microswarm.sim.jobs import JobError
+    from microswarm.sim.policies import POLICIES
     from microswarm.sim.report import render
     from microswarm.sim.scenario import ScenarioError, load
 
@@ -56,8 +61,10 @@ def run(args: argparse.Namespace) -> int:
             return 0
     try:
         scenario = load(args.scenario)
+        if args.policy not in POLICIES:
+            raise ScenarioError(f"unknown policy {args.policy!r} (known: {', '.join(POLICIES)})")
         sim = Simulation(scenario, seed=args.seed, keep_gantt=bool(args.plot),
-                         trace_file=args.trace)
+                         trace_file=args.trace, policy=args.policy)
     except (ScenarioError, JobError) as exc:
         print(f"microswarm sim: {exc}", file=sys.stderr)
         return 2

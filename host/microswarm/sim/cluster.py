@@ -51,8 +51,9 @@ def _memo_key(kernel: str, args: list) -> Any:
 
 class Simulation:
     def __init__(self, scenario: Scenario, seed: int | None = None, keep_gantt: bool = True,
-                 trace_file: str | None = None):
+                 trace_file: str | None = None, policy: str = "ours"):
         self.scenario = scenario
+        self.policy = policy  # placement: the scheduler's own, or a baseline (sim/policies.py)
         self.seed = scenario.seed if seed is None else seed
         self.key = CLUSTER_KEY
         self.events = EventQueue()
@@ -97,6 +98,8 @@ class Simulation:
         self._scratch = (tempfile.TemporaryDirectory(prefix="msw-sim-")
                          if scenario.master.journal else None)
         self.workdir = self._scratch.name if self._scratch else None
+        self.job_start = BOOT_SPREAD_S  # when start_job submits the job
+        self.joined_at: dict[int, float] = {}  # node index -> first WELCOME
         self.master = SimMaster(self, self.nodes)
         self.wall_s = 0.0
 

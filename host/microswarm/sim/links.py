@@ -1,7 +1,8 @@
 """Link models: how long a frame takes between a node and the master, and what can
 happen to it on the way.
 
-A link has two independent directions (full duplex). Each direction is a queue: a frame
+A link has two independent directions (full duplex), each with its own bandwidth (USB CDC
+into a MicroPython board is far slower than out of it). Each direction is a queue: a frame
 starts when the previous one has left the wire, occupies it for `size / bytes_per_s`,
 then arrives after the one-way latency plus a random jitter. Frames on one direction
 never overtake each other (UART, USB CDC and TCP all deliver in order), so jitter only
@@ -25,6 +26,8 @@ class LinkPreset:
     latency_s: float  # one-way latency floor
     serial: bool  # a byte stream with COBS framing (corruption possible) vs. packets
     source: str  # where the figures come from
+    to_node_bytes_per_s: float | None = None  # master -> node when slower than bytes_per_s
+    published: bool = False  # the bandwidth is a published measurement, not an estimate
 
 
 # Figures: see docs/sim.md, "Link presets", for the derivations.
@@ -34,29 +37,51 @@ PRESETS: dict[str, LinkPreset] = {
         LinkPreset(
             "uart115200", 115200 / 10, 0.001, True,
             "115200 baud, 8N1 = 10 bits per byte; 1 ms USB-UART bridge poll",
+            published=True,
         ),
         LinkPreset(
-            "usb_fs_cdc", 1.0e6, 0.001, True,
-            "USB full speed (12 Mbit/s) bulk CDC, ~1 MB/s in practice; 1 ms USB frame",
+            "usb_fs_cdc", 600e3, 0.001, True,
+            "USB CDC on RP2040/RP2350 under MicroPython: ~0.6 MB/s board to PC through "
+            "sys.stdout.buffer, ~0.1-0.2 MB/s PC to board through sys.stdin.buffer (the "
+            "port's byte-by-byte path; 0.15 MB/s used); 1 ms USB frame",
+            to_node_bytes_per_s=150e3, published=True,
         ),
         LinkPreset(
-            "w5500_spi20", 20e6 / 8 * 0.8, 0.0003, False,
-            "W5500 on 20 MHz SPI = 2.5 MB/s raw, 80% after address phases and polling",
+            "w5500_spi20", 10.5e6 / 8, 0.0003, False,
+            "W5500 under MicroPython on an RP2040-class board at 20 MHz SPI, the chip's own "
+            "TCP stack: ~10.5 Mbit/s measured (lwIP over the W5100S: 5.5)",
+            published=True,
         ),
         LinkPreset(
             "eth100", 100e6 / 8 * 1460 / 1538, 0.0001, False,
             "100 Mbit/s Ethernet, TCP payload share of a 1538-byte wire frame",
         ),
+        LinkPreset(
+            "loopback", 500e6, 0.00005, False,
+            "a local CPython node on the master's host: TCP on loopback (estimate: "
+            "~0.5 GB/s, 50 us one way through asyncio)",
+        ),
     )
 }
+
+
+def known_rate(link: object) -> float:
+    """The byte rate a master knows a link has before measuring it: a UART it opened at a
+    baud rate; 0.0 (unknown) for USB CDC, TCP and anything else."""
+    preset = getattr(link, "preset", None)
+    if preset is not None and preset.name.startswith("uart"):
+        return float(preset.bytes_per_s)
+    return 0.0
 
 
 class Direction:
     """One direction of a link: a FIFO wire with a bandwidth and a latency."""
 
-    __slots__ = ("busy_until", "last_arrival", "frames", "bytes", "lost", "corrupted")
+    __slots__ = ("bytes_per_s", "busy_until", "last_arrival", "frames", "bytes", "lost",
+                 "corrupted")
 
-    def __init__(self) -> None:
+    def __init__(self, bytes_per_s: float) -> None:
+        self.bytes_per_s = bytes_per_s
         self.busy_until = 0.0
         self.last_arrival = 0.0
         self.frames = 0
@@ -99,8 +124,8 @@ class Link:
         self.loss = loss
         self.corrupt = corrupt
         self.connected = True
-        self.tx = Direction()
-        self.rx = Direction()
+        self.tx = Direction(self.bytes_per_s)
+        self.rx = Direction(bytes_per_s or preset.to_node_bytes_per_s or self.bytes_per_s)
         self.rng = rng
 
     @property
@@ -114,7 +139,7 @@ class Link:
         """Put `data` on direction `d` at `now`. Returns (arrival time, bytes as they
         arrive), or None if the frame is lost or the link is down."""
         start = now if now > d.busy_until else d.busy_until
-        done = start + len(data) / self.bytes_per_s
+        done = start + len(data) / d.bytes_per_s
         d.busy_until = done
         d.frames += 1
         d.bytes += len(data)

@@ -19,6 +19,7 @@ import hmac
 from typing import TYPE_CHECKING, Any
 
 from microswarm.master.journal import Journal
+from microswarm.master.master import wire_size
 from microswarm.master.scheduler import (
     Cancel,
     Dispatch,
@@ -30,6 +31,8 @@ from microswarm.master.scheduler import (
 )
 from microswarm.protocol.catalog import ErrorCode
 from microswarm.sim import wire as w
+from microswarm.sim.links import known_rate
+from microswarm.sim.speed import prior_speed
 from microswarm.wire import FrameError, master_proof, node_mac
 
 if TYPE_CHECKING:
@@ -93,6 +96,12 @@ class SimMaster:
     # ------------------------------------------------------------------ lifecycle
     def _new_scheduler(self) -> Scheduler:
         opts = dict(self.cfg.options)
+        policy = getattr(self.sim, "policy", "ours")
+        if policy != "ours":  # a baseline placement policy, to compare against
+            from microswarm.sim.policies import make_for
+
+            return make_for(self.sim, clock=self.sim.events.clock, retries=self.cfg.retries,
+                            **opts)
         return Scheduler(clock=self.sim.events.clock, retries=self.cfg.retries, **opts)
 
     def start_job(self) -> None:
@@ -106,7 +115,9 @@ class SimMaster:
         if not self.index_of:
             self.job_done = True
             return
-        self.scheduler.submit(self.sim.job.kernel, [tasks[i] for i in self.index_of])
+        todo = [tasks[i] for i in self.index_of]
+        # sizes as the real master passes them: the link's share of a finish-time estimate
+        self.scheduler.submit(self.sim.job.kernel, todo, sizes=[wire_size(t) for t in todo])
         self.pump()
 
     def restart(self, down_s: float) -> None:
@@ -215,7 +226,10 @@ class SimMaster:
                 w.W["proof"]: master_proof(self.sim.key, s.node_nonce, s.nonce),
             })
             self.sim.trace("join", node.node_id)
-            self.scheduler.add_node(node.node_id, NodeCaps(kernels=s.kernels, window=window))
+            self.sim.joined_at.setdefault(node.index, now)  # the lower bound's start
+            self.scheduler.add_node(node.node_id, NodeCaps(
+                kernels=s.kernels, window=window, speed=prior_speed(node.board),
+                bandwidth=known_rate(node.link)))
             return
         if not s.joined:
             self.send(node, w.ERROR, {w.E_CODE: int(ErrorCode.NOT_JOINED),

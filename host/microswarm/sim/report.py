@@ -64,6 +64,7 @@ def build_report(sim: Simulation) -> dict[str, Any]:
             {"node": node, "fault": kind, "at_s": round(at, 6)}
             for node, (kind, at) in sorted(sim.fault_at.items())
         ],
+        "schedule": schedule_quality(sim, complete),
         "utilisation": {
             "min": round(values[0], 4),
             "mean": round(sum(values) / len(values), 4),
@@ -77,6 +78,24 @@ def build_report(sim: Simulation) -> dict[str, Any]:
     }
 
 
+def schedule_quality(sim: Simulation, complete: bool) -> dict[str, Any]:
+    """The makespan (job submitted to last result in), the lower bound no placement can
+    beat (sim/bounds.py) and their ratio."""
+    from microswarm.sim.bounds import lower_bound
+
+    start = sim.job_start
+    bound = lower_bound(sim, start, getattr(sim, "vm_factor", 1.0))
+    makespan = sim.events.now - start if complete else None
+    lb = bound.pop("lower_bound_s")
+    return {
+        "policy": sim.policy,
+        "makespan_s": None if makespan is None else round(makespan, 6),
+        "lower_bound_s": round(lb, 6),
+        "ratio": None if makespan is None or lb <= 0 else round(makespan / lb, 4),
+        "bound": bound,
+    }
+
+
 def _link_totals(sim: Simulation) -> dict[str, int]:
     out = {"frames": 0, "bytes": 0, "lost": 0, "corrupted": 0, "bad_frames_caught": 0}
     for node in sim.simulated:
@@ -87,6 +106,14 @@ def _link_totals(sim: Simulation) -> dict[str, int]:
             out["corrupted"] += d.corrupted
     out["bad_frames_caught"] = sim.counters["master_bad_frames"] + sim.counters["node_bad_frames"]
     return out
+
+
+def _schedule_line(q: dict[str, Any]) -> str:
+    if q["makespan_s"] is None:
+        return (f"  schedule ({q['policy']}): unfinished; lower bound "
+                f"{q['lower_bound_s']:.3f} s ({q['bound']['binding']})")
+    return (f"  schedule ({q['policy']}): makespan {q['makespan_s']:.3f} s, lower bound "
+            f"{q['lower_bound_s']:.3f} s ({q['bound']['binding']}), ratio {q['ratio']:.3f}")
 
 
 def render(report: dict[str, Any]) -> str:
@@ -108,6 +135,7 @@ def render(report: dict[str, Any]) -> str:
         "lost frames",
         f"  links: {links['frames']} frames, {links['bytes']} bytes, {links['lost']} lost, "
         f"{links['corrupted']} corrupted, {links['bad_frames_caught']} bad frames caught",
+        _schedule_line(report["schedule"]),
         f"  utilisation: min {u['min']:.1%}  mean {u['mean']:.1%}  max {u['max']:.1%}",
     ]
     if report["master_restarts"]:

@@ -8,13 +8,24 @@ busy the host is:
               * BOARD_FACTOR[board] * slowdown + TASK_OVERHEAD_S * BOARD_FACTOR[board]
 
 `VM_SECONDS_PER_UNIT` is measured: `python -m microswarm.sim.calibrate` times each kernel
-in the MicroPython unix-port VM on the development PC (and in CPython for comparison).
-`BOARD_FACTOR` scales the PC's VM to a board. The RP2350 figure is an estimate (no board
-was at hand to measure): the PC core runs ~20x the RP2350's 150 MHz clock at a higher
-IPC. The other boards are placed relative to the RP2350 with a published run of one
-MicroPython benchmark on all of them (scruss.com, "Parallel MicroPython Benchmarking",
-2025: RP2350 10.3 s, ESP32-S3 8.9 s, ESP32 15.4 s, RP2040 19.8 s). Scenarios can
-override any factor; replace the estimate with a board measurement when one exists.
+in the MicroPython unix-port VM on the reference PC (x86-64, the kind of machine the
+published board ratios below were measured against). `BOARD_FACTOR` is how many times
+slower a board runs the same code than that VM; the figures and their sources live in the
+board files (`boards/*.json`, key `model`), each marked published or estimate:
+
+- RP2350: 84x (published; 64-109x by workload).
+- ESP32: 126x (estimate from published relative figures; 126-156x).
+- RP2040: 1.75x the RP2350 (published range 1.6-1.9x; no board file, estimate in the
+  middle of the range).
+- ESP32-S3: 8.9/10.3 of the RP2350 (one published benchmark run on both, scruss.com
+  2025; estimate).
+- unix: 1 (a virtual board; it runs at this host's pace, which
+  `calibrate.host_scale()` measures when a benchmark starts).
+- cpython: an in-process CPython node on the reference PC (`VM_OVER_CPYTHON`, measured).
+
+A board's speed does not depend on the host the simulator runs on, so simulated boards
+keep these fixed figures (and a run stays a pure function of the scenario and the seed);
+only real VM boards run at the host's pace. Scenarios can override any factor.
 """
 
 from __future__ import annotations
@@ -43,14 +54,67 @@ DEFAULT_SECONDS_PER_UNIT = 1.0e-7
 # (`microswarm sim --kernels DIR`); their work units come from the kernel's cost hint.
 CALIBRATED: dict[str, float] = {}
 
-RP2350_OVER_PC_VM = 40.0  # estimate, see the module docstring
+
+def _board_figures() -> dict[str, dict]:
+    """mcu -> the `model` entry of the first board file for it (boards of one MCU agree)."""
+    from microswarm import paths
+
+    out: dict[str, dict] = {}
+    for name in paths.board_names():
+        board = paths.load_board(name)
+        model = board.get("model")
+        if model and board.get("mcu") not in out:
+            out[board["mcu"]] = {**model, "board_file": name}
+    return out
+
+
+BOARD_FIGURES = _board_figures()
+RP2350_OVER_PC_VM = float(BOARD_FIGURES.get("rp2350", {}).get("compute_vs_unix_port", 84))
+RP2040_OVER_RP2350 = 1.75  # published range 1.6-1.9 (DESIGN notes); middle of it
 BOARD_FACTOR: dict[str, float] = {
-    "unix": 1.0,  # the unix-port VM on the PC itself
-    "rp2350": RP2350_OVER_PC_VM,
-    "esp32s3": RP2350_OVER_PC_VM * 8.9 / 10.3,
-    "esp32": RP2350_OVER_PC_VM * 15.4 / 10.3,
-    "rp2040": RP2350_OVER_PC_VM * 19.8 / 10.3,
+    mcu: float(fig["compute_vs_unix_port"]) for mcu, fig in BOARD_FIGURES.items()
 }
+BOARD_FACTOR.setdefault("unix", 1.0)
+BOARD_FACTOR["rp2040"] = RP2350_OVER_PC_VM * RP2040_OVER_RP2350
+BOARD_FACTOR["esp32s3"] = RP2350_OVER_PC_VM * 8.9 / 10.3
+BOARD_FACTOR["cpython"] = 1.0 / VM_OVER_CPYTHON["matmul"]
+
+
+def prior_speed(board: str) -> float:
+    """A node's compute speed relative to the reference VM, from the board it names in
+    HELLO (an MCU name such as "rp2350" or a board file name): the scheduler's prior until
+    it has measured the node. 1.0 for a board it does not know."""
+    factor = BOARD_FACTOR.get(board)
+    if factor is None:
+        from microswarm import paths
+
+        if board in paths.board_names():
+            factor = BOARD_FACTOR.get(paths.load_board(board).get("mcu", ""))
+    return 1.0 / factor if factor else 1.0
+
+
+def figure_sources() -> list[dict]:
+    """Every board factor with where it comes from and whether it is published."""
+    out = []
+    for mcu, factor in sorted(BOARD_FACTOR.items(), key=lambda kv: kv[1]):
+        fig = BOARD_FIGURES.get(mcu)
+        if fig is not None:
+            out.append({"board": mcu, "factor": round(factor, 3),
+                        "range": fig.get("compute_range"),
+                        "published": bool(fig.get("compute_published")),
+                        "source": f"boards/{fig['board_file']}.json: {fig['compute_source']}"})
+        elif mcu == "rp2040":
+            out.append({"board": mcu, "factor": round(factor, 3), "published": False,
+                        "source": f"RP2350 factor x {RP2040_OVER_RP2350} (published range "
+                                  "1.6-1.9x slower than the RP2350)"})
+        elif mcu == "esp32s3":
+            out.append({"board": mcu, "factor": round(factor, 3), "published": False,
+                        "source": "RP2350 factor x 8.9/10.3 (scruss.com 2025, one benchmark "
+                                  "on both boards)"})
+        elif mcu == "cpython":
+            out.append({"board": mcu, "factor": round(factor, 3), "published": False,
+                        "source": "measured: VM over CPython for matmul (sim.calibrate)"})
+    return out
 
 # Frame decode, dispatch and result encode of one task in the VM on the PC (seconds).
 TASK_OVERHEAD_S = 50e-6

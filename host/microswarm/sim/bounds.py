@@ -1,0 +1,294 @@
+"""A lower bound on a simulated job's makespan, and the task costs it rests on.
+
+No schedule, however clever, finishes before the largest of:
+
+- **compute**: the job's total work over the cluster's total speed. Node i computes from
+  the moment its first TASK frame can have arrived (job start + one-way latency + the
+  smallest task's transfer) to the moment its last RESULT must leave (makespan - latency
+  - the smallest result's transfer), at its speed, which drops when a straggler fault
+  slows it and is zero before it first joined and while it is crashed (times from the
+  run).
+- **link down / link up**: the bytes every task's TASK frame (resp. RESULT frame) must
+  carry at least once, over the links' total bandwidth in that direction, each link
+  counted while its node is up. On one link that is the busiest link's bytes over its
+  bandwidth; with many links the bytes could at best be spread over all of them.
+- **pipeline**: node i finishes at most one task per `max(compute, down, up)` of the
+  cheapest task, after its first task has gone through transfer, compute and transfer
+  back: the number of tasks the nodes can finish by T must reach the job's task count.
+- **longest task**: the task whose best node still takes longest, from job start.
+
+Everything here is a relaxation (tasks split fluidly over nodes, frames sized with the
+smallest task id and no retries, a crashed node assumed back as early as any crash fault
+allows), so the bound is never above what the best possible placement could achieve; the
+ratio makespan / bound is how far a policy is from that ideal (1.0 cannot be beaten).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from microswarm.sim import speed
+from microswarm.sim import wire as w
+
+if TYPE_CHECKING:
+    from microswarm.master.scheduler import Task
+    from microswarm.sim.cluster import Simulation
+
+LOOPBACK_BYTES_PER_S = 200e6  # a VM board's TCP link on loopback (far from binding)
+
+
+@dataclass(slots=True)
+class TaskCost:
+    work_s: float  # compute seconds at board factor 1 (the unix-port VM on the reference PC)
+    down: int  # TASK frame bytes on a packet link (COBS adds to it on serial links)
+    up: int  # RESULT frame bytes, likewise
+
+
+@dataclass(slots=True)
+class NodeModel:
+    node_id: str
+    factor: float  # seconds per reference second of work
+    down_bps: float
+    up_bps: float
+    latency_s: float
+    # (start, end, slowdown) pieces of time the node is up; end may be inf
+    pieces: list[tuple[float, float, float]] = field(default_factory=list)
+
+
+def task_costs(sim: Simulation) -> list[TaskCost]:
+    """Work and frame sizes of every task of the simulation's job (kernels are run
+    through the simulation's memo, so this costs little after a run)."""
+    job = sim.job
+    out = []
+    seen: dict[Any, TaskCost] = {}
+    for args in job.tasks:
+        key = _hashable(args)
+        known = seen.get(key) if key is not None else None
+        if known is not None:
+            out.append(known)
+            continue
+        value, error = sim.run_kernel(job.kernel, list(args))
+        work = speed.compute_seconds(job.kernel, args, value, 1.0)
+        down = len(w.pack(w.TASK, {w.T_ID: 1, w.T_KERNEL: job.kernel, w.T_ARGS: list(args),
+                                   w.T_ATTEMPT: 0}, 1, False))
+        body = {w.R_ID: 1, w.R_VALUE: value, w.R_ELAPSED: 0} if error is None else {
+            w.R_ID: 1, w.R_ERROR: error, w.R_ELAPSED: 0}
+        up = len(w.pack(w.RESULT, body, 1, False))
+        cost = TaskCost(work, down, up)
+        if key is not None:
+            seen[key] = cost
+        out.append(cost)
+    return out
+
+
+def _hashable(args: Any) -> Any:
+    try:
+        key = tuple(a if not hasattr(a, "tobytes") else (a.typecode, a.tobytes())
+                    for a in args)
+        hash(key)
+        return key
+    except TypeError:
+        return None
+
+
+def node_models(sim: Simulation, vm_factor: float = 1.0) -> list[NodeModel]:
+    """Speed, links and up-time of every node, from the scenario and the faults that
+    happened in the run (sim.marks)."""
+    scenario = sim.scenario
+    models = []
+    for node in sim.nodes:
+        if getattr(node, "real", False):
+            models.append(NodeModel(node.node_id, vm_factor, LOOPBACK_BYTES_PER_S,
+                                    LOOPBACK_BYTES_PER_S, 0.0, [(0.0, math.inf, 1.0)]))
+            continue
+        link = node.link
+        models.append(NodeModel(node.node_id, node.factor, link.rx.bytes_per_s,
+                                link.tx.bytes_per_s,
+                                link.latency_s, [(0.0, math.inf, _group_slowdown(sim, node))]))
+    for index, at in getattr(sim, "joined_at", {}).items():  # no work before a node joins
+        _down(models[index], 0.0, at)
+    restart = [f.restart_after_s for f in scenario.faults
+               if f.kind == "crash" and f.restart_after_s is not None]
+    back_after = min(restart) if restart else None
+    slow = [f for f in scenario.faults if f.kind == "straggler"]
+    for index, at, kind in sorted(sim.marks, key=lambda m: m[1]):
+        if index < 0 or index >= len(models):
+            continue
+        model = models[index]
+        if kind == "crash":
+            _down(model, at, None if back_after is None else at + back_after)
+        elif kind == "straggler" and slow:
+            name = model.node_id
+            fits = [f for f in slow if not f.nodes or name in f.nodes] or slow
+            factor = min(f.factor for f in fits)
+            lasts = [f.duration_s for f in fits]
+            until = at + min(d for d in lasts if d) if all(lasts) else math.inf
+            _slow(model, at, until, factor)
+    return models
+
+
+def _group_slowdown(sim: Simulation, node: Any) -> float:
+    for group in sim.scenario.groups:
+        if node.node_id.startswith(group.prefix):
+            return group.slowdown
+    return 1.0
+
+
+def _down(model: NodeModel, start: float, end: float | None) -> None:
+    """The node is crashed in [start, end) (end None: for good)."""
+    stop = math.inf if end is None else end
+    pieces = []
+    for a, b, s in model.pieces:
+        if b <= start or a >= stop:
+            pieces.append((a, b, s))
+            continue
+        if a < start:
+            pieces.append((a, start, s))
+        if b > stop:
+            pieces.append((stop, b, s))
+    model.pieces = pieces
+
+
+def _slow(model: NodeModel, start: float, end: float, factor: float) -> None:
+    pieces = []
+    for a, b, s in model.pieces:
+        if b <= start or a >= end:
+            pieces.append((a, b, s))
+            continue
+        if a < start:
+            pieces.append((a, start, s))
+        pieces.append((max(a, start), min(b, end), s * factor))
+        if b > end:
+            pieces.append((end, b, s))
+    model.pieces = pieces
+
+
+def _overlap(pieces: list[tuple[float, float, float]], lo: float, hi: float,
+             speed_weighted: bool) -> float:
+    total = 0.0
+    for a, b, s in pieces:
+        x, y = max(a, lo), min(b, hi)
+        if y > x:
+            total += (y - x) / s if speed_weighted else (y - x)
+    return total
+
+
+def _up_intervals(pieces: list[tuple[float, float, float]]) -> list[tuple[float, float, list]]:
+    """Contiguous runs of pieces: (start, end, the pieces), one per time the node is up."""
+    out: list[tuple[float, float, list]] = []
+    for a, b, s in sorted(pieces):
+        if out and out[-1][1] == a:
+            lo, _, run = out[-1]
+            run.append((a, b, s))
+            out[-1] = (lo, b, run)
+        else:
+            out.append((a, b, [(a, b, s)]))
+    return out
+
+
+def _solve(fn: Any, need: float, start: float, hi: float) -> float:
+    """The smallest T >= start with fn(T) >= need (fn non-decreasing), by bisection."""
+    if need <= 0:
+        return start
+    while fn(hi) < need:
+        hi = start + 2 * (hi - start) + 1.0
+        if hi > 1e9:
+            return math.inf
+    lo = start
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if fn(mid) >= need:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def lower_bound(sim: Simulation, start: float, vm_factor: float = 1.0,
+                costs: list[TaskCost] | None = None) -> dict[str, Any]:
+    """The bound's parts (seconds after `start`, the moment the job was submitted)."""
+    costs = task_costs(sim) if costs is None else costs
+    models = node_models(sim, vm_factor)
+    if not costs:
+        return {"lower_bound_s": 0.0, "binding": "none"}
+    work = sum(c.work_s for c in costs)
+    down = sum(c.down for c in costs)
+    up = sum(c.up for c in costs)
+    w_min = min(c.work_s for c in costs)
+    d_min = min(c.down for c in costs)
+    u_min = min(c.up for c in costs)
+    guess = start + 1.0
+
+    def first_in(m: NodeModel) -> float:
+        return m.latency_s + d_min / m.down_bps
+
+    def last_out(m: NodeModel) -> float:
+        return m.latency_s + u_min / m.up_bps
+
+    def compute_done(t: float) -> float:
+        return sum(_overlap(m.pieces, start + first_in(m), t - last_out(m), True) / m.factor
+                   for m in models)
+
+    def down_done(t: float) -> float:
+        return sum(m.down_bps * _overlap(m.pieces, start, t - m.latency_s - w_min * m.factor
+                                         - last_out(m), False) for m in models)
+
+    def up_done(t: float) -> float:
+        return sum(m.up_bps * _overlap(m.pieces, start + first_in(m) + w_min * m.factor,
+                                       t - m.latency_s, False) for m in models)
+
+    def tasks_done(t: float) -> float:
+        total = 0.0
+        for m in models:
+            c = w_min * m.factor
+            dn, upl = d_min / m.down_bps, u_min / m.up_bps
+            for lo, hi, pieces in _up_intervals(m.pieces):
+                # the first task of an up-interval goes through the whole pipe
+                first = max(lo, start) + 2 * m.latency_s + dn + c * pieces[0][2] + upl
+                end = min(hi, t)
+                if end < first:
+                    continue
+                cpu = _overlap(pieces, first, end, True) / max(c, 1e-12)
+                links = (end - first) / max(dn, upl, 1e-12)
+                total += 1 + min(cpu, links)
+        return total
+
+    longest = 0.0
+    for c in costs:
+        best = min(2 * m.latency_s + c.down / m.down_bps + c.work_s * m.factor
+                   * min((p[2] for p in m.pieces), default=1.0) + c.up / m.up_bps
+                   for m in models)
+        longest = max(longest, best)
+    parts = {
+        "compute_s": _solve(compute_done, work, start, guess) - start,
+        "link_down_s": _solve(down_done, down, start, guess) - start,
+        "link_up_s": _solve(up_done, up, start, guess) - start,
+        "pipeline_s": _solve(tasks_done, len(costs), start, guess) - start,
+        "longest_task_s": longest,
+    }
+    binding = max(parts, key=lambda k: parts[k])
+    return {"lower_bound_s": parts[binding], "binding": binding.removesuffix("_s"),
+            **{k: round(v, 6) for k, v in parts.items()},
+            "work_s_at_factor_1": round(work, 6), "bytes_down": down, "bytes_up": up}
+
+
+class CostModel:
+    """What HEFT is told: each task's true transfer and compute time on each node."""
+
+    def __init__(self, sim: Simulation, vm_factor: float = 1.0) -> None:
+        self.sim = sim
+        self.vm_factor = vm_factor
+        self._costs: list[TaskCost] | None = None
+        self._models: dict[str, NodeModel] | None = None
+
+    def __call__(self, node_id: str, task: Task) -> tuple[float, float]:
+        if self._costs is None or self._models is None:
+            self._costs = task_costs(self.sim)
+            self._models = {m.node_id: m for m in node_models(self.sim, self.vm_factor)}
+        index = self.sim.master.index_of[task.index]
+        c = self._costs[index]
+        m = self._models[node_id]
+        slow = m.pieces[0][2] if m.pieces else 1.0
+        return m.latency_s + c.down / m.down_bps, c.work_s * m.factor * slow + c.up / m.up_bps
