@@ -9,6 +9,7 @@ import json
 import random
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -183,8 +184,11 @@ def test_mip_installs_a_kernel_package_that_the_node_loads(tmp_path, micropython
 
     pkg_dir = tmp_path / "mykernels"
     shutil.copytree(EXAMPLES, pkg_dir, ignore=shutil.ignore_patterns("build"))
-    written = kernelpkg.write_mip_package(pkg_dir)
-    assert [p.name for p in written] == ["package.json", "kpkg_mykernels.json"]
+    wrote = subprocess.run([sys.executable, "-m", "microswarm.kernelpkg", str(pkg_dir)],
+                           capture_output=True, text=True, timeout=60)
+    assert wrote.stdout.split("\n")[:2] == ["wrote package.json", "wrote kpkg_mykernels.json"]
+    urls = json.loads((pkg_dir / "package.json").read_text())["urls"]
+    assert urls == [["histogram.py", "histogram.py"], ["kpkg_mykernels.json"] * 2]
     with VirtualBoard(workdir=tmp_path / "board", firmware=False, node_id="mip") as vb:
         out = Mpremote(vb.serial_port, timeout=60).run(
             "mip", "install", "--target", "/", str(pkg_dir / "package.json"))
