@@ -18,7 +18,8 @@ import pytest
 
 from microswarm import kernelpkg
 from microswarm.firmware import msw_kernel
-from microswarm.master import Master
+from microswarm.master import Cluster, Master
+from microswarm.master.client import RemoteError
 from microswarm.vboard import VirtualBoard
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -114,15 +115,17 @@ def test_vboard_cli_loads_a_package_as_its_help_shows(tmp_path):
         proc.wait(20)
 
 
-def test_master_cli_kernels_feed_its_inproc_nodes_and_nodes_shows_versions():
+def test_master_cli_kernels_feed_its_inproc_nodes_and_nodes_shows_versions(tmp_path):
     master = subprocess.Popen(
         [*CLI, "master", "--key", "kernels-cli-key-0123", "--host", "127.0.0.1", "--port",
-         "0", "--udp-port", "-1", "--control-port", "0", "--inproc", "1",
-         "--kernels", str(EXAMPLES)],
+         "0", "--udp-port", "-1", "--control-port", "0", "--client", "127.0.0.1:0", "--http",
+         "off", "--inproc", "1", "--kernels", str(EXAMPLES)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        control = re.search(r"control (\d+)", master.stdout.readline()).group(1)
+        first = master.stdout.readline()
+        control = re.search(r"control (\d+)", first).group(1)
+        client = re.search(r"client (\S+) ", first).group(1)
         answer = subprocess.run([*CLI, "nodes", "--control", f"127.0.0.1:{control}", "--json"],
                                 capture_output=True, text=True, timeout=30)
         (node,) = json.loads(answer.stdout)["nodes"]
@@ -132,6 +135,13 @@ def test_master_cli_kernels_feed_its_inproc_nodes_and_nodes_shows_versions():
                                capture_output=True, text=True, timeout=30,
                                env={**os.environ, "COLUMNS": "250"})
         assert f"histogram@{version}" in table.stdout and "built-in@" in table.stdout
+        # a client submits with its own version of the kernel: the package it loaded
+        kernelpkg.load([EXAMPLES])
+        with Cluster.connect(client, key="kernels-cli-key-0123") as cluster:
+            assert cluster.map("histogram", [(b"\x00\xff", 2)]) == [array.array("I", [1, 1])]
+            stale = kernelpkg.find(stale_copy(tmp_path)).hashes()["histogram"]
+            with pytest.raises(RemoteError, match=f"at version {stale}"):
+                cluster.map("histogram", [(b"\x00", 2)], version=stale)
     finally:
         master.send_signal(signal.SIGINT)
         master.wait(20)
