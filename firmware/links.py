@@ -9,11 +9,13 @@ TcpLink dials the master over a `net` object: MicroPython's socket module or a d
 object with the same calls (socket(), getaddrinfo(); sockets that connect, read into a
 buffer, write and are pollable through the stream ioctl). Frames travel back to back.
 
-SerialLink speaks COBS frames on the REPL's own stdin/stdout. While it is open Ctrl-C is
-turned off (`micropython.kbd_intr(-1)`, so 0x03 inside a frame is data); when the frame
-codec reports the bytes mpremote sends to take the board back (b"\\r\\x03" or
-b"\\x03\\x03" at the start of a frame), the worker closes the link, which turns Ctrl-C
-back on, and raises KeyboardInterrupt, so the board drops to its REPL.
+SerialLink speaks COBS frames on the REPL's own stdin/stdout. From the first time it opens
+until the worker leaves, Ctrl-C is turned off (`micropython.kbd_intr(-1)`), between sessions
+too: every COBS frame begins with a code byte, often 0x03, and a master that speaks while
+the worker waits to dial again must not interrupt it. 0x03 is data; the way back to the
+REPL is the frame codec's break rule (b"\\r\\x03" or b"\\x03\\x03" at the start of a frame,
+what mpremote sends, and something no v1 frame can begin with). On a break, and whenever the
+worker stops, `console_to_repl()` turns Ctrl-C back on and the board drops to its REPL.
 
 `discover()` finds the master with a UDP DISCOVER beacon answered by ANNOUNCE.
 """
@@ -134,11 +136,16 @@ class SerialLink:
         self._tx.write(data)
 
     def close(self):
+        """End this session's use of the console. Ctrl-C stays off: see console_to_repl()."""
         self._stream = None
         if self._poller is not None:
             self._poller.unregister(self._rx)
             self._poller = None
-        micropython.kbd_intr(CTRL_C)
+
+
+def console_to_repl():
+    """Give the console back to the REPL: Ctrl-C interrupts again."""
+    micropython.kbd_intr(CTRL_C)
 
 
 @micropython.native

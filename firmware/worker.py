@@ -564,3 +564,6 @@ def main():
     except KeyboardInterrupt:
         if cfg["link"] != "serial":
             print("microswarm: stopped")
+    finally:
+        if cfg["link"] == "serial":
+            links.console_to_repl()

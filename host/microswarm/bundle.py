@@ -28,6 +28,22 @@ VM_ARCH = "x64"  # the unix-port VM this package runs virtual boards on
 NATIVE_ARCHES = ("x64", "armv6m", "armv7emsp", "rv32imc")
 
 
+def vm_arch(board_def: Mapping) -> str | None:
+    """The native arch a virtual board of this board runs: the VM's own, where the board has
+    a native arch the project builds (an ESP32 runs the pure-Python kernels, so does its
+    virtual board)."""
+    return VM_ARCH if board_def.get("native_arch") in NATIVE_ARCHES else None
+
+
+def arch_of_mpy(value: int) -> str | None:
+    """The native arch a MicroPython reports in `sys.implementation._mpy` (bits 10 and up,
+    the .mpy format's arch numbers; the firmware's kernels hold the table), or None."""
+    from microswarm.firmware.kernels import _MPY_ARCHES
+
+    index = (int(value) >> 10) & 0x0F
+    return _MPY_ARCHES[index] if index < len(_MPY_ARCHES) else None
+
+
 def firmware_files() -> list[Path]:
     """The firmware modules a board needs, sorted by name."""
     return sorted(
@@ -44,16 +60,17 @@ def native_module(arch: str | None) -> Path | None:
 
 
 def virtual_board(name: str) -> dict:
-    """Board `name` as the MicroPython VM plays it: the same heap, frame limit and slots,
-    the host's sockets in place of a WIZnet chip, and the VM's own native module (x64)
-    where the board's arch is one the project builds (an ESP32's xtensawin is not). Which
-    cross-built modules happen to exist does not matter: the VM loads only x64."""
+    """Board `name` as a bare MicroPython VM plays it (tests and benchmarks that run the
+    worker without a supervisor): the same heap, frame limit and slots, the host's sockets
+    in place of a WIZnet chip, and the VM's own native module (x64) where the board's arch
+    is one the project builds (an ESP32's xtensawin is not). A virtual board (`microswarm
+    vboard`) keeps the board's own network driver: its chip is a model on an SPI bus."""
     board = dict(paths.load_board(name))
     if board.get("net_driver") != "builtin":
         board["net_driver"] = "builtin"
         board["links"] = list(LINKS)
     if board.get("native_arch") not in (VM_ARCH, None):
-        board["native_arch"] = VM_ARCH if board["native_arch"] in NATIVE_ARCHES else None
+        board["native_arch"] = vm_arch(board)
     return board
 
 
@@ -103,13 +120,16 @@ def board_json(name: str) -> str:
     return json.dumps(paths.load_board(name), indent=1, sort_keys=True) + "\n"
 
 
-def layout(board: str | Mapping, config: str | Mapping,
+def layout(board: str | Mapping, config: str | Mapping, arch: str | None = None,
            kernels: Iterable[str | Path] = ()) -> dict[str, bytes]:
     """The whole flash contents, by file name.
 
     `board` is a board name (boards/<name>.json) or an already loaded definition; `config`
-    is the text from `render_config` or a dict with the same fields; `kernels` are kernel
-    package folders to add.
+    is the text from `render_config` or a dict with the same fields. `arch` is the native
+    arch the target really runs, when it is known and differs from the board's (a virtual
+    board runs the VM's arch, VM_ARCH; `deploy` asks the target): the native module of
+    that arch goes in, never one the target cannot load. `kernels` are kernel package
+    folders to add (their native modules for that same arch).
     """
     if isinstance(board, str):
         board_text = board_json(board)
@@ -125,12 +145,12 @@ def layout(board: str | Mapping, config: str | Mapping,
     files = {p.name: p.read_bytes() for p in firmware_files()}
     files["board.json"] = board_text.encode()
     files["config.json"] = config_text.encode()
-    native = native_module(board_def.get("native_arch"))
+    native = native_module(arch or board_def.get("native_arch"))
     if native is not None:
         files[NATIVE_MODULE] = native.read_bytes()
     name, manifest = kernelpkg.firmware_manifest()
     files[name] = manifest
-    extra = kernelpkg.layout_files(kernels, board_def.get("native_arch"))
+    extra = kernelpkg.layout_files(kernels, arch or board_def.get("native_arch"))
     clash = sorted(set(extra) & set(files))
     if clash:
         raise kernelpkg.KernelPackageError(f"kernel package files {', '.join(clash)} would "

@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("microswarm.master.cli_run", "run a job here, on a cluster file or a running master"),
     "jobs": ("microswarm.master.cli_jobs", "list the jobs of a running master"),
     "cancel": ("microswarm.master.cli_cancel", "cancel a job on a running master"),
+    "top": ("microswarm.master.cli_top", "a live terminal view of a running master"),
+    "logs": ("microswarm.master.cli_logs", "the log lines a running master kept for a node"),
     "vboard": ("microswarm.vboard.cli", "run the firmware on a virtual board (MicroPython VM)"),
     "deploy": ("microswarm.deploy.cli", "build and copy the firmware to a board with mpremote"),
     "native": ("microswarm.native_cli", "build a user's C kernel into a native module (.mpy)"),

@@ -30,6 +30,13 @@ def boards_dir() -> Path:
     return _package_dir("microswarm.boards")
 
 
+def tools_dir() -> Path | None:
+    """The checkout's tools/ folder (the chip models, the QEMU firmware build), or None
+    when this package runs from an installed wheel, which does not carry it."""
+    tools = firmware_dir().parent / "tools"
+    return tools if tools.is_dir() else None
+
+
 def board_names() -> list[str]:
     return sorted(p.stem for p in boards_dir().glob("*.json"))
 

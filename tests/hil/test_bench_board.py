@@ -27,4 +27,18 @@ def test_report_table_plot_and_headline(tmp_path):
     assert "| dot | 1000 MAC/s | True | 40 | 25.0 |" in table
     with Image.open(tmp_path / "latency.png") as image:
         assert image.size == (640, 360)
-        assert image.getpixel((56, 318)) != (255, 255, 255)  # the first bar, above the axis
+        colours = {colour for _count, colour in image.getcolors(640 * 360)}
+        assert (70, 110, 180) in colours  # the histogram's bars
+        assert (30, 140, 60) in colours and (200, 40, 40) in colours  # median and p99 marks
+        # The 3.0 ms outlier is folded into the last bar at the right edge, not drawn to scale.
+        assert image.getpixel((610, 300)) == (200, 120, 60)
+
+
+def test_tick_steps_are_one_two_or_five_times_a_power_of_ten():
+    from microswarm.plotting import nice_step, nice_ticks, tick_label
+
+    assert nice_ticks(0.43, 0.92, 6) == [0.5, 0.6, 0.7, 0.8, 0.9]
+    assert nice_ticks(0, 2.56, 10) == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
+    assert nice_ticks(0, 3600, 10) == [float(t) for t in range(0, 3601, 500)]
+    assert nice_step(37, 4) == 10 and nice_step(0.0042, 5) == 0.001
+    assert tick_label(0.5, 0.1) == "0.5" and tick_label(1500, 500, "s") == "1500 s"

@@ -46,6 +46,17 @@ def test_text_report_and_plot(tmp_path, capsys):
         colours = {img.getpixel((x, y)) for x in range(0, img.width, 4)
                    for y in range(30, img.height - 40, 3)}
         assert (70, 130, 180) in colours  # task bars were drawn
+        legend = {img.getpixel((x, y)) for x in range(0, img.width // 2)
+                  for y in range(img.height - 44, img.height)}
+        assert (70, 130, 180) in legend and (200, 0, 0) in legend  # bar and crash entries
+
+
+def test_timeline_axis_picks_a_readable_unit_and_step():
+    from microswarm.sim.plot import time_axis
+
+    assert time_axis(2.56) == (1.0, "s", [0.0, 0.5, 1.0, 1.5, 2.0, 2.5])
+    assert time_axis(3600.0) == (60.0, "min", [0, 10, 20, 30, 40, 50, 60])
+    assert time_axis(6 * 3600.0)[:2] == (3600.0, "h")
 
 
 def test_json_report_and_seed_override(tmp_path, capsys):

@@ -191,8 +191,9 @@ def test_mpremote_cp_exec_run_soft_reset_and_reset(blank_board, mpremote_of, tmp
     assert mp.run("run", str(script)).strip() == "run 2048"
     mp.soft_reset()
     assert mp.exec("print(open('boots.log').read())").strip().startswith("bmb")
+    boots = vb.boots  # before the reset: the new VM may be up before mpremote returns
     mp.reset()
-    vb.wait_boots(vb.boots + 1)
+    vb.wait_boots(boots + 1)
     wait_for(lambda: (vb.flash / "boots.log").read_text().endswith("bm"))
     assert mp.exec("print(len(open('data.txt', 'rb').read()))").strip() == "2048"
 

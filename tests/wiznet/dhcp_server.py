@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-import time
 
 MAGIC = b"\x63\x82\x53\x63"
 
@@ -23,15 +22,11 @@ def _options(data: bytes) -> dict[int, bytes]:
 
 class DhcpServer:
     """Offers 10.0.0.77/24 via 10.0.0.1 to whoever asks; NAKs the first REQUEST when told;
-    leases for lease_s seconds; leaves REQUESTs that carry a ciaddr unanswered for
-    `deaf_s` seconds after each ACK (a server that cannot be reached for a while); calls
-    on_message(kind, data) before answering."""
+    leases for lease_s seconds; calls on_message(kind, data) for each client message and
+    answers only those for which it returns true (None: all)."""
 
-    def __init__(self, nak_first: bool = False, lease_s: int = 3600, deaf_s: float = 0.0,
-                 on_message=None) -> None:
+    def __init__(self, nak_first: bool = False, lease_s: int = 3600, on_message=None) -> None:
         self.lease_s = lease_s
-        self.deaf_s = deaf_s
-        self.last_ack = 0.0
         self.on_message = on_message
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
@@ -71,18 +66,13 @@ class DhcpServer:
             opts = _options(data)
             kind = opts[53][0]
             self.seen.append((kind, opts, data))
-            if self.on_message is not None:
-                self.on_message(kind, data)
-            renewal = kind == 3 and data[12:16] != bytes(4)
-            if renewal and time.monotonic() - self.last_ack < self.deaf_s:
+            if self.on_message is not None and not self.on_message(kind, data):
                 continue
             if kind == 1:
                 self._reply(data, 2, addr)
             elif kind == 3:
                 nak = self.nak_first and sum(1 for k, _, _ in self.seen if k == 3) == 1
                 self._reply(data, 6 if nak else 5, addr)
-                if not nak:
-                    self.last_ack = time.monotonic()
 
     def close(self) -> None:
         self.stop = True

@@ -6,24 +6,35 @@ register file and the per-socket TX/RX ring buffers, and executes socket command
 bridging each hardware socket to a real host socket on loopback (`hwsocket.py`). It counts
 SPI transactions and bytes.
 
-It is strict by default: wherever the datasheets leave the chip latitude, the model takes
-the choice least convenient for a driver. Each choice and the text it rests on is listed in
-docs/wiznet.md ("How strict the model is"); in short:
+It is strict by default: wherever the documents leave the chip latitude, the model takes
+the choice least convenient for a driver. Each choice and the text it rests on (W5500
+datasheet v1.0.9 pages, w5500.h / w6100.h, ioLibrary functions) is tabled in docs/wiznet.md
+("The vendor's rules, the driver, and the model"); in short:
 
 - Sn_TX_WR / Sn_TX_RD and Sn_RX_RD / Sn_RX_WR jump to arbitrary (seeded random) values when
-  a TCP connection is established, as client or server, on both chips.
+  a TCP connection is established, as client or server, on both chips ("re-initialized while
+  connecting with TCP", p.54-55, w6100.h Sn_TX_RD / Sn_TX_WR).
 - Sn_CR reads back the command for one more transaction, then 0; OPEN, LISTEN, CONNECT,
   DISCON and CLOSE take effect (Sn_SR, and OPEN's pointer reset) only `cmd_latency_s`
-  (5 ms) after they were written, well after Sn_CR has cleared. A command that finds the
+  (5 ms) after they were written, well after Sn_CR has cleared ("Even though Sn_CR is
+  cleared to 0x00, the command is still being processed", p.46). A command that finds the
   socket in the wrong state when it takes effect is ignored.
-- A refused CONNECT and a peer's RST set Sn_SR to CLOSED and no Sn_IR bit.
-- Sn_IR.RECV is raised when data arrives, never again by a RECV command while data remains.
-- After RSTn rises the chip answers garbage and ignores writes for `reset_s`; during a W6100
-  software reset (SYCR0) everything but the identification bytes reads garbage for
-  `sw_reset_s`; the W5500 MR.RST bit reads 1 for two transactions.
-- The PHY link comes up `link_delay_s` after every reset.
+- A refused CONNECT and a peer's RST set Sn_SR to CLOSED and no Sn_IR bit (p.46-47 name
+  only Sn_SR for both).
+- Sn_IR.RECV is raised when data arrives, never again by a RECV command while data remains
+  (p.48; ioLibrary recvfrom() polls Sn_RX_RSR instead).
+- After RSTn rises the chip answers garbage and ignores writes for `reset_s` (50 ms, within
+  the 100 ms WIZnet-PICO-C's wizchip_reset() waits); during a W6100 software reset (SYCR0,
+  no completion flag) everything but the identification bytes reads garbage for
+  `sw_reset_s` (20 ms; WIZnet's W6100 code waits 100 ms); the W5500 MR.RST bit reads 1 for
+  two transactions ("cleared automatically after reset").
+- The PHY link comes up `link_delay_s` (0.3 s) after every reset (auto-negotiation).
 - A 16-bit counter (Sn_TX_FSR, Sn_RX_RSR) read in one burst may change between its two
-  bytes: the model moves network data between reading the high and the low byte.
+  bytes: the model moves network data between reading the high and the low byte ("Before
+  16 bit-read operation is not completed, the value may be changed", p.55).
+- DISCON sends FIN after the queued bytes; CLOSE of an unfinished connection aborts it with
+  RST, dropping what the peer has not taken ("only Sn_SR is changed to SOCK_CLOSED without
+  disconnect-process", p.47).
 
 `Chip(kind, strict=False)` drops the latencies and delays (not the semantics): it exists for
 timing-insensitive speed measurements only; every test uses the strict model.

@@ -18,10 +18,12 @@ import selectors
 import socket
 import struct
 import threading
+import time
 
 from .chip import Chip
 
 _LEN = struct.Struct(">I")
+PUMP_S = 0.0005
 
 
 class ModelServer:
@@ -40,6 +42,7 @@ class ModelServer:
         self.chip.watch_hook = self._watch
         self._conns: dict[socket.socket, bytearray] = {}
         self._stop = False
+        self._pumped = 0.0
         self._thread = threading.Thread(target=self._run, name=f"{kind}-model", daemon=True)
 
     def __enter__(self) -> ModelServer:
@@ -80,7 +83,16 @@ class ModelServer:
                         self._accept()
                     elif key.data == "bridge":
                         self._serve(key.fileobj)  # type: ignore[arg-type]
-                self.chip.pump_all()
+                self._pump()
+
+    def _pump(self) -> None:
+        """Let the network side move (at most every PUMP_S: it costs host system calls)."""
+        now = time.monotonic()
+        if now - self._pumped >= PUMP_S:
+            self._pumped = now
+            self.chip.pump_all()
+        else:
+            self.chip.tick()
 
     def _accept(self) -> None:
         try:
@@ -138,12 +150,12 @@ class ModelServer:
                 pos += 5 + n
                 continue
             if op == ord("S"):
-                chip.pump_all()
+                self._pump()
                 chip.select()
             elif op == ord("D"):
                 chip.deselect()
             elif op == ord("I"):
-                chip.pump_all()
+                self._pump()
                 out.append(chip.interrupt_pin())
             elif op == ord("L"):
                 chip.rst_pin(0)

@@ -9,6 +9,7 @@ payloads over serial (payload bytes / wire bytes, both directions).
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from array import array
@@ -187,30 +188,90 @@ def write_report(folder: Path, report: dict, latencies: list[float]) -> None:
     latency_plot(latencies, folder / "latency.png")
 
 
+TAIL_FACTOR = 1.5  # the histogram's range ends at p99 + this much of (p99 - median)
+
+
 def latency_plot(samples: list[float], path: Path, width: int = 640, height: int = 360) -> None:
-    """Histogram of round-trip times, drawn with Pillow."""
+    """Histogram of round-trip times (Pillow): axis ticks in ms and counts, the median and
+    p99 marked, and the tail past p99 + 1.5 x (p99 - median) folded into one bar at the
+    right edge with its count, so one slow outlier cannot squash the picture."""
     from PIL import Image, ImageDraw
+
+    from microswarm.plotting import (
+        dashed_vline,
+        font,
+        nice_step,
+        nice_ticks,
+        text_width,
+        tick_label,
+    )
 
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
-    left, right, top, bottom = 50, width - 20, 30, height - 40
-    low, high = min(samples), percentile(samples, 0.995)
-    high = max(high, low + 1e-3)
+    small, normal = font(11), font(13)
+    left, right, top, bottom = 56, width - 24, 62, height - 48
+    median, p99 = statistics.median(samples), percentile(samples, 0.99)
+    low = min(samples)
+    clip = p99 + TAIL_FACTOR * max(p99 - median, 0.01 * p99, 1e-3)
+    high = max(min(max(samples), clip), low + 1e-3)
+    step = nice_step(high - low, 6)
+    low = math.floor(low / step) * step
+    high = math.ceil(high / step) * step
+    clipped = [v for v in samples if v > high]
     bins = 40
     counts = [0] * bins
     for value in samples:
-        index = min(bins - 1, int((min(value, high) - low) / (high - low) * bins))
-        counts[index] += 1
-    peak = max(counts)
-    bar = (right - left) / bins
+        if value <= high:
+            counts[min(bins - 1, int((value - low) / (high - low) * bins))] += 1
+    peak = max(max(counts), len(clipped), 1)
+    y_ticks = nice_ticks(0, peak, 4)
+    y_top = max(y_ticks[-1], peak)
+    plot_right = right - (22 if clipped else 0)
+    bar = (plot_right - left) / bins
+
+    def x_of(value: float) -> float:
+        return left + (value - low) / (high - low) * (plot_right - left)
+
+    def y_of(count: float) -> float:
+        return bottom - (bottom - top) * count / y_top
+
+    for tick in y_ticks:
+        y = y_of(tick)
+        draw.line([left, y, right, y], fill=(232, 232, 232))
+        label = str(int(tick))
+        draw.text((left - 6 - text_width(draw, label, small), y - 7), label, fill="black",
+                  font=small)
     for i, count in enumerate(counts):
-        x0 = left + i * bar
-        y0 = bottom - (bottom - top) * count / peak
-        draw.rectangle([x0 + 1, y0, x0 + bar - 1, bottom], fill=(70, 110, 180))
+        if count:
+            x0 = left + i * bar
+            draw.rectangle([x0 + 1, y_of(count), x0 + bar - 1, bottom], fill=(70, 110, 180))
+    if clipped:
+        x0 = plot_right + 6
+        draw.rectangle([x0, y_of(len(clipped)), right, bottom], fill=(200, 120, 60))
+        note = f"{len(clipped)} beyond {high:g} ms (max {max(samples):.2f} ms)"
+        draw.text((right - text_width(draw, note, small), bottom + 24), note,
+                  fill=(160, 80, 30), font=small)
     draw.line([left, bottom, right, bottom], fill="black")
     draw.line([left, top, left, bottom], fill="black")
-    draw.text((left, 8), f"round-trip latency of a tiny task, n={len(samples)}", fill="black")
-    draw.text((left, bottom + 8), f"{low:.2f} ms", fill="black")
-    draw.text((right - 70, bottom + 8), f"{high:.2f} ms", fill="black")
-    draw.text((4, top), str(peak), fill="black")
+    x_step = nice_step(high - low, 6)
+    for tick in nice_ticks(low, high, 6):
+        x = x_of(tick)
+        draw.line([x, bottom, x, bottom + 4], fill="black")
+        label = tick_label(tick, x_step)
+        draw.text((x - text_width(draw, label, small) / 2, bottom + 6), label, fill="black",
+                  font=small)
+    for value, name, colour in ((median, "median", (30, 140, 60)), (p99, "p99", (200, 40, 40))):
+        x = x_of(min(value, high))
+        dashed_vline(draw, x, top, bottom, colour)
+        text = f"{name} {value:.2f} ms"
+        w = text_width(draw, text, small)
+        tx = x - w / 2 if x + w / 2 < right else right - w
+        draw.line([x, top - 4, x, top - 1], fill=colour, width=2)
+        draw.text((tx, top - (34 if name == "median" else 18)), text, fill=colour, font=small)
+    draw.text((left, 6), f"round-trip latency of a tiny task, n={len(samples)}", fill="black",
+              font=normal)
+    axis = "round-trip time (ms)"
+    draw.text(((left + plot_right - text_width(draw, axis, small)) / 2, bottom + 24), axis,
+              fill="black", font=small)
+    draw.text((6, top - 16), "tasks", fill="black", font=small)
     image.save(path)

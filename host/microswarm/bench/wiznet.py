@@ -1,11 +1,12 @@
 """SPI bytes and transactions the WIZnet driver spends per task frame, W5500 and W6100.
 
-The firmware driver runs in the MicroPython VM against the register-level chip model
-(tools/wiznet_model, so a source checkout is needed); the model counts every SPI transaction
-and byte. A master-side socket sends the node a TASK frame whose payload is a 1 KB or 16 KB
-byte string, and the node sends the same frame back (the result direction). Figures are
-SPI bytes per payload byte and SPI transactions per frame, each direction, median over the
-repetitions; they measure the driver's access pattern, not the model's speed.
+The firmware driver runs in the MicroPython VM against the register-level chip model in its
+strict (default) mode (tools/wiznet_model, so a source checkout is needed); the model counts
+every SPI transaction and byte. A master-side socket sends the node a TASK frame whose
+payload is a 1 KB or 16 KB byte string, and the node sends the same frame back (the result
+direction). Figures are SPI bytes per payload byte and SPI transactions per frame, each
+direction, median over the repetitions; they measure the driver's access pattern, not the
+model's speed.
 
 Baseline: the same frames moved by the same driver with byte-at-a-time buffer access (one
 SPI transaction per data byte, as a naive register-poke driver does), through the same model.
@@ -226,5 +227,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "driver_8k_rings_on_socket_0": wide,
         "goal": "under 1.05 bytes/byte on 16 KB",
         "buffers": "2 KB TX and RX per socket (the reset split); INTn wired",
+        "model": "strict (pointer jumps, command latency, torn counter reads)",
         "reps": reps,
     }

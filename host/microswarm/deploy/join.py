@@ -1,7 +1,10 @@
-"""After the reset: wait until the deployed node shows up.
+"""After the reset: wait until the deployed node shows up, or say why it does not.
 
 On a serial link the worker's first frame is HELLO; on a TCP link the node appears in the
-master's node list (its local control endpoint, the one `microswarm nodes` reads).
+master's node list (its local control endpoint, the one `microswarm nodes` reads). Either
+way the board's console is read meanwhile: when the node does not show up, the error it
+printed there (a traceback's last line, the worker's log line) and the master's reasons
+for refusing nodes since the reset go into the error, not only "timeout".
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import time
 
 import serial
 
+from microswarm.console import ConsoleErrors
 from microswarm.protocol.catalog import MsgType, key
 from microswarm.wire import FrameError, SerialDeframer
 
@@ -26,6 +30,10 @@ def open_port(port: str) -> serial.SerialBase | None:
         return None
 
 
+def _board_says(console: ConsoleErrors) -> str:
+    return f"; the board says: {console.last}" if console.last else ""
+
+
 def wait_for_hello(port: str, node_id: str, timeout: float,
                    opened: serial.SerialBase | None = None) -> dict:
     """Read the serial port until the node's HELLO arrives; return its payload.
@@ -37,6 +45,7 @@ def wait_for_hello(port: str, node_id: str, timeout: float,
     deadline = time.monotonic() + timeout
     node_key = key(MsgType.HELLO, "node_id")
     last_error = "no HELLO"
+    console = ConsoleErrors()
     link = opened
     while time.monotonic() < deadline:
         if link is None:
@@ -47,7 +56,9 @@ def wait_for_hello(port: str, node_id: str, timeout: float,
         try:
             deframer = SerialDeframer()
             while time.monotonic() < deadline:
-                for item in deframer.feed(link.read(4096)):
+                data = link.read(4096)
+                console.feed(data)
+                for item in deframer.feed(data):
                     if isinstance(item, FrameError) or item.type != MsgType.HELLO:
                         continue
                     if item.payload.get(node_key) == node_id:
@@ -58,25 +69,44 @@ def wait_for_hello(port: str, node_id: str, timeout: float,
         finally:
             link.close()
             link = None
-    raise TimeoutError(f"no HELLO from {node_id!r} on {port} in {timeout:g} s ({last_error})")
+    raise TimeoutError(f"no HELLO from {node_id!r} on {port} in {timeout:g} s ({last_error})"
+                       + _board_says(console))
 
 
-def master_nodes(control: str, timeout: float = 5.0) -> list[dict]:
-    """The node list of a running master, from its control endpoint HOST:PORT."""
+def master_status(control: str, timeout: float = 5.0) -> dict:
+    """A running master's answer to "nodes" from its control endpoint HOST:PORT: the
+    node list, and why it refused nodes lately ("refusals")."""
     host, _, port = control.rpartition(":")
     with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout) as sock:
         sock.sendall(b'{"cmd": "nodes"}\n')
         reader = sock.makefile("rb")
-        answer = json.loads(reader.readline())
-    return list(answer.get("nodes", []))
+        return dict(json.loads(reader.readline()))
 
 
-def wait_for_join(control: str, node_id: str, timeout: float, since: float = 0.0) -> dict:
+def master_nodes(control: str, timeout: float = 5.0) -> list[dict]:
+    """The node list of a running master, from its control endpoint HOST:PORT."""
+    return list(master_status(control, timeout).get("nodes", []))
+
+
+def master_refusals(control: str) -> list[str]:
+    """The master's recent reasons for refusing a node; empty when it cannot be asked."""
+    try:
+        return [str(r) for r in master_status(control).get("refusals", [])]
+    except (OSError, ValueError):
+        return []
+
+
+def wait_for_join(control: str, node_id: str, timeout: float, since: float = 0.0,
+                  console: serial.SerialBase | None = None,
+                  refused_before: list[str] | None = None) -> dict:
     """Poll the master until `node_id` has joined at or after `since` (time.time());
     return its entry. A session from before a reset may linger until the master sees
-    it is gone, hence `since`."""
+    it is gone, hence `since`. `console` (the board's serial port, opened before the
+    reset) is read meanwhile for the board's errors; `refused_before` are the master's
+    refusals from before the reset, left out of the error."""
     deadline = time.monotonic() + timeout
     last_error = "not joined"
+    errors = ConsoleErrors()
     while time.monotonic() < deadline:
         try:
             for node in master_nodes(control):
@@ -84,6 +114,23 @@ def wait_for_join(control: str, node_id: str, timeout: float, since: float = 0.0
                     return node
         except (OSError, ValueError) as exc:
             last_error = str(exc)
-        time.sleep(POLL_S * 2)
+        _read_console(console, errors, POLL_S * 2)
+    old = set(refused_before or ())
+    refused = [r for r in master_refusals(control) if r not in old]
+    why = f"; the master refused: {refused[-1]}" if refused else ""
     raise TimeoutError(f"{node_id!r} did not join the master at {control} in {timeout:g} s "
-                       f"({last_error})")
+                       f"({last_error}){why}{_board_says(errors)}")
+
+
+def _read_console(console: serial.SerialBase | None, errors: ConsoleErrors,
+                  seconds: float) -> None:
+    """Read the board's console for `seconds` (or sleep, without one)."""
+    if console is None:
+        time.sleep(seconds)
+        return
+    end = time.monotonic() + seconds
+    try:
+        while time.monotonic() < end:
+            errors.feed(console.read(4096))
+    except (serial.SerialException, OSError):
+        time.sleep(max(0.0, end - time.monotonic()))

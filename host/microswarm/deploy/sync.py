@@ -17,9 +17,11 @@ from microswarm.deploy.mpremote import Mpremote
 
 MISSING = "-"
 
-# Runs on the board. Reads in small blocks: a board's heap is small.
+# Runs on the board. Reads in small blocks: a board's heap is small. The first line says
+# which .mpy version and native arch the board's MicroPython runs.
 _HASH_CODE = """\
-import hashlib, binascii
+import hashlib, binascii, sys
+print(':mpy', getattr(sys.implementation, '_mpy', 0))
 def _msw_sha(n):
     try:
         f = open(n, 'rb')
@@ -58,20 +60,29 @@ class Plan:
 
 def remote_hashes(mp: Mpremote, names: Iterable[str]) -> dict[str, str]:
     """sha256 (hex) of each named file on the board; MISSING for files it lacks."""
+    return probe(mp, names)[1]
+
+
+def probe(mp: Mpremote, names: Iterable[str]) -> tuple[int, dict[str, str]]:
+    """The board's `sys.implementation._mpy` (0 where it has none) and the sha256 (hex)
+    of each named file on it (MISSING for files it lacks), in one exec."""
     wanted = sorted(set(names))
     for name in wanted:
         if not name or "/" in name or "'" in name or "\\" in name:
             raise ValueError(f"unexpected file name {name!r}")
     output = mp.exec(_HASH_CODE.format(names=wanted))
     found: dict[str, str] = {}
+    mpy = 0
     for line in output.splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[0] in wanted:
             found[parts[0]] = parts[1]
+        elif len(parts) == 2 and parts[0] == ":mpy" and parts[1].isdigit():
+            mpy = int(parts[1])
     missing = [n for n in wanted if n not in found]
     if missing:
         raise DeployError(f"the board did not report {', '.join(missing)}: {output[-300:]!r}")
-    return found
+    return mpy, found
 
 
 def make_plan(files: Mapping[str, bytes], remote: Mapping[str, str],

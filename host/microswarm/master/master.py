@@ -228,8 +228,9 @@ class Master:
         try:
             await asyncio.wait_for(enough(), timeout)
         except TimeoutError:
+            why = f"; last refusal: {self.refusals[-1]}" if self.refusals else ""
             raise TimeoutError(
-                f"{len(self.sessions)} of {count} nodes joined within {timeout} s"
+                f"{len(self.sessions)} of {count} nodes joined within {timeout} s{why}"
             ) from None
         return self.nodes
 
@@ -494,6 +495,7 @@ class Master:
                             "cluster": self.cluster,
                             "nodes": [i.as_dict() for i in self.nodes],
                             "scheduler": self.scheduler.node_stats(),
+                            "refusals": self.refusals[-20:],
                         }
                     elif cmd == "jobs":
                         answer = {"jobs": self.jobs()}

@@ -6,7 +6,6 @@ public state, so the master runs the same with or without them.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,7 @@ class Services:
         self.dashboard: Any = None
         self._client, self._http = client, http
         self.boards: dict[str, Any] = {}  # node id -> VirtualBoard, for their console logs
+        self._console_seen: dict[str, list[str]] = {}
         self.recorder.master.events.subscribe(self._on_event)
 
     @property
@@ -65,11 +65,14 @@ class Services:
         self.recorder.unsubscribe()
 
     def _on_event(self, kind: str, data: dict[str, Any]) -> None:
-        """A virtual board whose node left may have died: keep its console's last lines."""
+        """A virtual board whose node left may have died: keep the errors its console
+        showed (the vboard picks them out of the console stream) in the node's log."""
         if kind != "node_left" or data["info"].node_id not in self.boards:
             return
         board = self.boards[data["info"].node_id]
-        with contextlib.suppress(OSError, AttributeError):
-            tail = board.log_path.read_text(errors="replace").splitlines()[-30:]
-            if any("Traceback" in line or "Error" in line for line in tail):
-                self.recorder.add_log(board.node_id, "error", "\n".join(tail))
+        before = self._console_seen.get(board.node_id, [])
+        errors = list(getattr(board, "console_errors", []))
+        new = errors[len(before):] if errors[:len(before)] == before else errors
+        for text in new:
+            self.recorder.add_log(board.node_id, "error", f"console: {text}")
+        self._console_seen[board.node_id] = errors

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from microswarm.plotting import font, legend, nice_step, nice_ticks, text_width, tick_label
 
 if TYPE_CHECKING:
     from microswarm.sim.cluster import Simulation
@@ -16,7 +18,8 @@ ROW_H = 14
 LEFT = 110
 RIGHT = 20
 TOP = 40
-BOTTOM = 40
+BOTTOM = 44  # the time axis; the legend goes below it
+LEGEND_H = 44
 WIDTH = 1200
 
 COLOURS = {
@@ -25,6 +28,17 @@ COLOURS = {
     "error": (230, 150, 40),
     "aborted": (200, 60, 60),
     "unfinished": (170, 200, 225),
+}
+BAR_LABELS = {
+    "ok": "task ran",
+    "cancelled": "cancelled copy",
+    "error": "kernel error",
+    "aborted": "lost with its node",
+    "unfinished": "running at the end",
+}
+MARK_LABELS = {
+    "crash": "crash", "freeze": "freeze", "partition": "partition", "disconnect": "disconnect",
+    "straggler": "straggler", "lost": "declared lost", "heal": "heal", "thaw": "thaw",
 }
 MARK_COLOURS = {
     "crash": (200, 0, 0),
@@ -47,14 +61,21 @@ def _rows(sim: Simulation) -> list[int]:
     return sorted(keep + rest)
 
 
+def time_axis(end: float) -> tuple[float, str, list[float]]:
+    """(scale, unit, ticks in that unit) for a run `end` seconds long: seconds, minutes or
+    hours, whichever gives readable numbers, at a 1/2/5 step."""
+    scale, unit = (1.0, "s") if end < 300 else (60.0, "min") if end < 3 * 3600 else (3600.0, "h")
+    return scale, unit, nice_ticks(0.0, end / scale, 10)
+
+
 def plot_timeline(sim: Simulation, path: str) -> None:
     rows = _rows(sim)
     row_of = {node: r for r, node in enumerate(rows)}
     end = max(sim.events.now, 1e-9)
-    height = TOP + ROW_H * len(rows) + BOTTOM
+    height = TOP + ROW_H * len(rows) + BOTTOM + LEGEND_H
     img = Image.new("RGB", (WIDTH, height), "white")
     draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default()
+    label_font, title_font = font(11), font(13)
     span = WIDTH - LEFT - RIGHT
 
     def x(t: float) -> int:
@@ -63,11 +84,18 @@ def plot_timeline(sim: Simulation, path: str) -> None:
     title = (f"{sim.scenario.name}: {len(sim.nodes)} nodes, {sim.job.describe}"
              f" ({len(rows)} rows shown)" if len(rows) < len(sim.nodes) else
              f"{sim.scenario.name}: {len(sim.nodes)} nodes, {sim.job.describe}")
-    draw.text((LEFT, 8), title, fill="black", font=font)
+    draw.text((LEFT, 10), title, fill="black", font=title_font)
+    scale, unit, ticks = time_axis(end)
+    step = nice_step(end / scale, 10)
+    plot_bottom = TOP + ROW_H * len(rows)
+    for tick in ticks:
+        draw.line([(x(tick * scale), TOP), (x(tick * scale), plot_bottom)], fill=(236, 236, 236))
     for r, node in enumerate(rows):
         y = TOP + r * ROW_H
-        draw.text((4, y), sim.nodes[node].node_id[:16], fill="black", font=font)
-        draw.line([(LEFT, y + ROW_H - 1), (WIDTH - RIGHT, y + ROW_H - 1)], fill=(235, 235, 235))
+        name = sim.nodes[node].node_id[:16]
+        draw.text((LEFT - 6 - text_width(draw, name, label_font), y + 1), name, fill="black",
+                  font=label_font)
+        draw.line([(LEFT, y + ROW_H - 1), (WIDTH - RIGHT, y + ROW_H - 1)], fill=(245, 245, 245))
     for node, _task, start, stop, outcome in sim.gantt:
         r = row_of.get(node)
         if r is None:
@@ -84,14 +112,22 @@ def plot_timeline(sim: Simulation, path: str) -> None:
         y = TOP + r * ROW_H
         colour = MARK_COLOURS.get(kind, "black")
         draw.polygon([(x(t), y + ROW_H - 2), (x(t) - 4, y), (x(t) + 4, y)], fill=colour)
-    axis_y = TOP + ROW_H * len(rows) + 4
+    axis_y = plot_bottom + 4
     draw.line([(LEFT, axis_y), (WIDTH - RIGHT, axis_y)], fill="black")
-    for i in range(11):
-        t = end * i / 10
-        draw.line([(x(t), axis_y), (x(t), axis_y + 4)], fill="black")
-        draw.text((x(t) - 12, axis_y + 6), f"{t:.3g}s", fill="black", font=font)
-    legend = ("bars: ok (blue), cancelled copy (grey), lost to a crash (red), still running "
-              "at the end (pale); marks: crash red, freeze purple, partition orange, "
-              "straggler green, lost black, heal/thaw teal")
-    draw.text((LEFT, height - 14), legend, fill="black", font=font)
+    for tick in ticks:
+        tx = x(tick * scale)
+        draw.line([(tx, axis_y), (tx, axis_y + 4)], fill="black")
+        label = tick_label(tick, step)
+        draw.text((tx - text_width(draw, label, label_font) / 2, axis_y + 6), label,
+                  fill="black", font=label_font)
+    axis = f"simulated time ({unit})"
+    draw.text(((LEFT + WIDTH - RIGHT - text_width(draw, axis, label_font)) / 2, axis_y + 22),
+              axis, fill="black", font=label_font)
+    outcomes = {outcome for *_rest, outcome in sim.gantt}
+    kinds = {kind for _node, _t, kind in sim.marks}
+    entries = [(BAR_LABELS.get(o, o), COLOURS.get(o, "gray"), "box")
+               for o in COLOURS if o in outcomes]
+    entries += [(MARK_LABELS.get(k, k), MARK_COLOURS.get(k, "black"), "mark")
+                for k in MARK_COLOURS if k in kinds]
+    legend(draw, LEFT, height - LEGEND_H + 4, WIDTH - RIGHT, entries, label_font)
     img.save(path)

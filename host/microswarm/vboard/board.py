@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -36,6 +37,28 @@ READY_TIMEOUT_S = 15.0
 
 class VirtualBoardError(RuntimeError):
     """The virtual board could not be started or did not answer in time."""
+
+
+def install_layout(flash: Path, board: str, config: str, *, compiled: bool = True,
+                   native: bool = True, kernels: Sequence[str | os.PathLike] = ()
+                   ) -> dict[str, bytes]:
+    """Lay a virtual board's flash out as `microswarm deploy` would for a board running
+    the VM's arch: the bundle, modules compiled to .mpy (or sources with compiled=False),
+    the x64 native module, kernel packages, and nothing left over that would shadow
+    them."""
+    from microswarm.deploy.build import build, shadowed_names
+
+    native = native and bundle.vm_arch(paths.load_board(board)) is not None
+    files = build(board, config, compiled=compiled, native=native, arch=bundle.VM_ARCH,
+                  kernels=kernels)
+    stale = shadowed_names(files)
+    if bundle.NATIVE_MODULE not in files:
+        stale.add(bundle.NATIVE_MODULE)
+    for name in stale:
+        with contextlib.suppress(FileNotFoundError):
+            (flash / name).unlink()
+    bundle.write_layout(flash, files)
+    return files
 
 
 class VirtualBoard:
@@ -62,6 +85,7 @@ class VirtualBoard:
         slots: int | None = None,
         heap_bytes: int | None = None,
         console_tcp_port: int | None = None,
+        compiled: bool = True,
         kernels: list[str | os.PathLike] | tuple = (),
     ) -> None:
         self.board = board
@@ -73,6 +97,7 @@ class VirtualBoard:
         self.master = master
         self.native = native
         self.firmware = firmware
+        self.compiled = compiled
         self.slots = slots
         self.heap_bytes = heap_bytes or self.board_def.get("heap_bytes")
         self.console_tcp_port = console_tcp_port
@@ -89,6 +114,7 @@ class VirtualBoard:
         self._boots = 0
         self._lock = threading.Lock()
         self._reader: threading.Thread | None = None
+        self.console_errors: list[str] = []
 
     # ---- paths -------------------------------------------------------------------------
 
@@ -100,8 +126,18 @@ class VirtualBoard:
 
     @property
     def serial_link(self) -> Path:
-        """A symlink to the serial port with a name that only depends on the workdir."""
-        return self.flash.parent / "serial"
+        """A symlink to the serial port with a name that only depends on the flash folder
+        (`<workdir>/flash.serial`)."""
+        from microswarm.vboard.supervisor import link_path_for
+
+        return link_path_for(self.flash)
+
+    @property
+    def last_error(self) -> str | None:
+        """The last error the board printed on its console (a worker's log line, or the
+        exception that ended a program), or None."""
+        with self._lock:
+            return self.console_errors[-1] if self.console_errors else None
 
     @property
     def log_path(self) -> Path:
@@ -131,6 +167,7 @@ class VirtualBoard:
             "--micropython", paths.micropython_command(),
             "--link", str(self.serial_link),
             "--log", str(self.log_path),
+            "--board", self.board,
             "--events",
         ]
         if self.heap_bytes:
@@ -152,18 +189,15 @@ class VirtualBoard:
         return self
 
     def install_firmware(self) -> None:
-        """Lay the flash folder out from the bundle (what `microswarm deploy` copies)."""
+        """Lay the flash folder out from the bundle (what `microswarm deploy` copies), with
+        the native module of the VM's arch: the board's own arch cannot load here."""
         if len(self.key) < 16:
             raise VirtualBoardError("a virtual board with firmware needs a key of 16+ bytes")
         config = bundle.render_config(
             self.node_id, self.cluster, self.key, self.master, self.link, slots=self.slots
         )
-        files = bundle.layout(self.board, config, self.kernels)
-        if not self.native:
-            files.pop(bundle.NATIVE_MODULE, None)
-            with contextlib.suppress(FileNotFoundError):
-                (self.flash / bundle.NATIVE_MODULE).unlink()
-        bundle.write_layout(self.flash, files)
+        install_layout(self.flash, self.board, config, compiled=self.compiled,
+                       native=self.native, kernels=self.kernels)
 
     def hard_reset(self) -> None:
         """Press the reset button: a fresh VM that runs boot.py and main.py."""
@@ -254,6 +288,10 @@ class VirtualBoard:
                 with self._lock:
                     self.vm_pid = event["pid"]
                     self._boots += 1
+            elif event.get("event") == "console-error":
+                with self._lock:
+                    self.console_errors.append(event["text"])
+                    del self.console_errors[:-20]
             self._events.put(event)
         self._events.put({"event": "exit"})
 
@@ -265,6 +303,9 @@ class VirtualBoard:
                 event = self._events.get(timeout=max(0.0, remaining))
             except queue.Empty:
                 event = None
+            if event is not None and event["event"] == "error":
+                self.kill()
+                raise VirtualBoardError(event["text"])
             if event is None or event["event"] == "exit":
                 detail = ""
                 with contextlib.suppress(OSError):

@@ -36,6 +36,7 @@ for _name in dir(_builtin):
     if not _name.startswith("__"):
         globals()[_name] = getattr(_builtin, _name)
 del _self, _saved, _name
+%(bus)s
 
 
 def reset():
@@ -50,8 +51,19 @@ def reset_cause():
 '''
 
 
-def machine_py(reset_marker: bytes) -> str:
-    return MACHINE_PY % {"marker": reset_marker.decode(), "status": HARD_RESET_STATUS}
+# A board with a network chip on SPI: the bus stand-in's SPI and Pin replace the port's.
+BUS_IMPORT = '''
+from %s import SPI, Pin, unique_id
+'''
+
+
+def machine_py(reset_marker: bytes, bus_module: str | None = None) -> str:
+    """The VM's `machine`; with `bus_module`, SPI and Pin reach the board's chip model."""
+    return MACHINE_PY % {
+        "marker": reset_marker.decode(),
+        "status": HARD_RESET_STATUS,
+        "bus": BUS_IMPORT % bus_module if bus_module else "",
+    }
 
 
 def boot_source(flash: str, sys_dir: str, start_marker: bytes, end_marker: bytes,

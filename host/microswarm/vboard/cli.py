@@ -1,13 +1,16 @@
 """Run the firmware on a virtual board: the MicroPython unix port with the board's heap,
 its flash in a folder, and a serial port (a pty) that mpremote and the master can open.
+A WIZnet board's driver talks to a model of its chip on an emulated SPI bus.
 
   microswarm vboard --board unix --link tcp --master 127.0.0.1:5880 --key-file cluster.key
+  microswarm vboard --board w5500-evb-pico2 --link tcp --master 127.0.0.1:5880 --key-file k
   microswarm vboard --link serial --key-file cluster.key        # master opens the pty
   microswarm vboard --blank --flash ./flash --tcp-port 7000     # empty board for deploy
   microswarm vboard --link serial --key-file cluster.key --kernels examples/kernels
 
-The port's path and a stable symlink (FLASH/../serial) are printed at start; Ctrl-C stops
-the board. `kill -USR1 PID` presses its reset button.
+The port's path and a stable symlink (FLASH.serial, next to the flash folder) are printed
+at start, and every error the board prints on its console; Ctrl-C stops the board.
+`kill -USR1 PID` presses its reset button.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-native", action="store_true", help="leave the native module out")
     parser.add_argument("--kernels", action="append", default=[], metavar="DIR",
                         help="a kernel package folder to load beside the firmware (repeatable)")
+    parser.add_argument("--source", action="store_true",
+                        help="lay out .py sources instead of .mpy compiled as deploy ships them")
     parser.add_argument("--tcp-port", type=int, default=None,
                         help="also serve the console on 127.0.0.1:N (socket://127.0.0.1:N)")
     parser.add_argument("--heap", type=int, default=None,
@@ -48,7 +53,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from microswarm import bundle, paths
     from microswarm.keys import KeyFileError, read_key
-    from microswarm.vboard.supervisor import Supervisor, install_signal_handlers
+    from microswarm.vboard.board import install_layout
+    from microswarm.vboard.nic import NicError
+    from microswarm.vboard.supervisor import (
+        Supervisor,
+        SupervisorError,
+        install_signal_handlers,
+        link_path_for,
+    )
 
     board = paths.load_board(args.board)
     flash = args.flash or Path(tempfile.mkdtemp(prefix="msw-vboard-")) / "flash"
@@ -64,10 +76,8 @@ def run(args: argparse.Namespace) -> int:
             args.node_id, args.cluster, key, args.master, args.link,
             slots=args.slots,
         )
-        files = bundle.layout(args.board, config, args.kernels)
-        if args.no_native:
-            files.pop(bundle.NATIVE_MODULE, None)
-        bundle.write_layout(flash, files)
+        install_layout(flash, args.board, config, compiled=not args.source,
+                       native=not args.no_native, kernels=args.kernels)
 
     def announce(event: dict) -> None:
         if event["event"] == "ready":
@@ -75,19 +85,31 @@ def run(args: argparse.Namespace) -> int:
             print(f"  serial port: {event['serial']}  (link: {event['link']})")
             if event.get("tcp_port"):
                 print(f"  console:     socket://127.0.0.1:{event['tcp_port']}")
+            if event.get("nic"):
+                print(f"  network:     {event['nic'].upper()} chip model on the SPI bus, "
+                      "bridged to this machine's loopback")
             print(f"  supervisor pid {event['pid']}: Ctrl-C stops, SIGUSR1 resets")
         elif event["event"] == "vm":
             print(f"  VM pid {event['pid']} started ({event['reason']})")
+        elif event["event"] == "dhcp":
+            print(f"  the board's chip took {event['address']} by DHCP")
+        elif event["event"] == "console-error":
+            print(f"  board says: {event['text']}")
         sys.stdout.flush()
 
-    supervisor = Supervisor(
-        flash=flash,
-        micropython=paths.micropython_command(),
-        heap_bytes=args.heap or board.get("heap_bytes"),
-        tcp_port=args.tcp_port,
-        link_path=flash.parent / "serial",
-        on_event=announce,
-    )
+    try:
+        supervisor = Supervisor(
+            flash=flash,
+            micropython=paths.micropython_command(),
+            heap_bytes=args.heap or board.get("heap_bytes"),
+            tcp_port=args.tcp_port,
+            link_path=link_path_for(flash),
+            on_event=announce,
+            board_def=board,
+        )
+    except (SupervisorError, NicError) as exc:
+        print(f"vboard: {exc}", file=sys.stderr)
+        return 1
     install_signal_handlers(supervisor)
     supervisor.serve()
     return 0

@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import ctypes
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -47,7 +48,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from microswarm.console import ConsoleErrors
 from microswarm.vboard.bootstrap import HARD_RESET_STATUS, boot_source, machine_py
+from microswarm.vboard.nic import BUS_MODULE, NicError, VirtualNic
 
 log = logging.getLogger("microswarm.vboard")
 
@@ -132,6 +135,30 @@ def _open_raw_pty() -> tuple[int, int]:
     return master, slave
 
 
+class SupervisorError(RuntimeError):
+    """The board cannot start (its flash folder is in use, its chip cannot be emulated)."""
+
+
+def link_path_for(flash: Path) -> Path:
+    """The stable name of a board's serial port: next to its flash folder and named after
+    it, so boards whose flash folders share a parent do not take each other's link."""
+    flash = flash.resolve()
+    return flash.with_name(flash.name + ".serial")
+
+
+def _lock_flash(flash: Path) -> int:
+    """Hold an exclusive lock on the flash folder for the supervisor's life: two boards
+    on one flash would overwrite each other's files."""
+    fd = os.open(flash, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SupervisorError(
+            f"flash folder {flash} is in use by another virtual board") from None
+    return fd
+
+
 def _die_with_parent() -> None:
     """In the VM child: SIGKILL when the supervisor goes away, however it goes."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -151,11 +178,20 @@ class Supervisor:
         tcp_host: str = "127.0.0.1",
         link_path: Path | None = None,
         on_event: Callable[[dict], None] | None = None,
+        board_def: dict | None = None,
     ) -> None:
         self.flash = flash.resolve()
+        self._flash_lock = _lock_flash(self.flash)
+        try:
+            self.nic = (VirtualNic(board_def, on_lease=self._leased)
+                        if board_def and board_def.get("nic") else None)
+        except BaseException:
+            os.close(self._flash_lock)
+            raise
         self.micropython = os.path.abspath(shutil.which(micropython) or micropython)
         self.heap_bytes = heap_bytes
         self.on_event = on_event or (lambda event: None)
+        self.console_errors = ConsoleErrors()
         self.selector = selectors.DefaultSelector()
         self.console_fd, self._console_slave = _open_raw_pty()
         os.set_blocking(self.console_fd, False)
@@ -177,7 +213,14 @@ class Supervisor:
             self.selector.register(self.listener, selectors.EVENT_READ, self._accept)
         self._sys_dir = tempfile.TemporaryDirectory(prefix="msw-vboard-sys-")
         self._reset_marker = b"\x1b[msw-reset:" + secrets.token_hex(8).encode() + b"]"
-        Path(self._sys_dir.name, "machine.py").write_text(machine_py(self._reset_marker))
+        bus = None
+        if self.nic is not None:
+            bus = BUS_MODULE
+            Path(self._sys_dir.name, BUS_MODULE + ".py").write_text(self.nic.bus_source)
+            self.nic.start()
+            self.selector.register(self.nic.dhcp, selectors.EVENT_READ,
+                                   lambda _: self.nic.dhcp.handle())
+        Path(self._sys_dir.name, "machine.py").write_text(machine_py(self._reset_marker, bus))
         self.selector.register(self.console_fd, selectors.EVENT_READ, self._from_console)
         self.vm: VmState | None = None
         self.raw_active = False
@@ -195,6 +238,10 @@ class Supervisor:
         os.set_blocking(self._wake_w, False)
         self.selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wakeups)
         self._requests: list[str] = []
+
+    def _leased(self, address: str) -> None:
+        log.info("DHCP: the board's chip took %s", address)
+        self.on_event({"event": "dhcp", "address": address})
 
     @property
     def tcp_port(self) -> int | None:
@@ -218,6 +265,7 @@ class Supervisor:
                 "tcp_port": self.tcp_port,
                 "pid": os.getpid(),
                 "flash": str(self.flash),
+                "nic": self.nic.kind if self.nic else None,
             }
         )
         self._start_vm(Reset.POWER_ON, raw=False)
@@ -247,7 +295,11 @@ class Supervisor:
                 if self.link_path.is_symlink():
                     self.link_path.unlink()
         self._sys_dir.cleanup()
+        if self.nic is not None:
+            self.nic.close()
         self.selector.close()
+        with contextlib.suppress(OSError):
+            os.close(self._flash_lock)
 
     def _next_timeout(self) -> float | None:
         deadlines = []
@@ -286,6 +338,7 @@ class Supervisor:
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,
+                env={**os.environ, **self.nic.env()} if self.nic else None,
                 cwd=self.flash,
                 close_fds=True,
                 preexec_fn=_die_with_parent,
@@ -493,6 +546,10 @@ class Supervisor:
         if not data:
             return
         self._track_repl_mode(data)
+        if not self.raw_active:  # the raw REPL's tracebacks are its client's business
+            for text in self.console_errors.feed(data):
+                log.warning("board console: %s", text)
+                self.on_event({"event": "console-error", "text": text})
         self._to_console(data)
 
     def _track_repl_mode(self, data: bytes) -> None:
@@ -695,25 +752,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--link", type=Path, default=None)
     parser.add_argument("--events", action="store_true", help="JSON events on stdout")
     parser.add_argument("--log", type=Path, default=None)
+    parser.add_argument("--board", default=None,
+                        help="board definition: a WIZnet board gets its chip on the SPI bus")
     args = parser.parse_args(argv)
     logging.basicConfig(
         filename=args.log,
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    supervisor = Supervisor(
-        flash=args.flash,
-        micropython=args.micropython,
-        heap_bytes=args.heap,
-        tcp_port=args.tcp_port,
-        link_path=args.link,
-        on_event=_json_events if args.events else None,
-    )
+    on_event = _json_events if args.events else None
+    try:
+        supervisor = Supervisor(
+            flash=args.flash,
+            micropython=args.micropython,
+            heap_bytes=args.heap,
+            tcp_port=args.tcp_port,
+            link_path=args.link,
+            on_event=on_event,
+            board_def=_board_def(args.board),
+        )
+    except (SupervisorError, NicError, OSError) as exc:
+        log.error("%s", exc)
+        if on_event is not None:
+            on_event({"event": "error", "text": str(exc)})
+        print(f"virtual board: {exc}", file=sys.stderr)
+        return 1
     install_signal_handlers(supervisor)
     if args.events:
         _watch_parent(supervisor)
     supervisor.serve()
     return 0
+
+
+def _board_def(name: str | None) -> dict | None:
+    if name is None:
+        return None
+    from microswarm import paths
+
+    return paths.load_board(name)
 
 
 def install_signal_handlers(supervisor: Supervisor) -> None:

@@ -67,7 +67,8 @@ const timeline = new Chart($("timeline"), {
   data: { labels: [], datasets: [] },
   options: {
     indexAxis: "y", animation: false, maintainAspectRatio: false,
-    scales: { x: { type: "linear", title: { display: true, text: "time since start (s)" } },
+    scales: { x: { type: "linear", beginAtZero: false,
+                   title: { display: true, text: "time since start (s)" } },
               y: { stacked: false } },
     datasets: { bar: { grouped: false, barPercentage: 0.8, categoryPercentage: 1.0 } },
     plugins: {
@@ -142,7 +143,8 @@ function draw(s) {
   palette = s.palette || palette;
   $("cluster").textContent = s.cluster;
   const running = s.jobs.filter((j) => j.state === "running").length;
-  $("summary").textContent = `${s.nodes.length} nodes · ${running} jobs running · ` +
+  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  $("summary").textContent = `${plural(s.nodes.length, "node")} · ${plural(running, "job")} running · ` +
     `${s.tasks.pending} pending, ${s.tasks.running} running, ${s.tasks.completed} done tasks · ` +
     `up ${Math.round(s.now)} s`;
   drawNodes(s); drawJobs(s); drawCharts(s); drawEvents(s); drawLogs(s);
