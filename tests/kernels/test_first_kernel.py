@@ -75,12 +75,14 @@ def test_the_tutorial_runs_as_written(tmp_path):
     assert len(runs) == 4 and all("16 bins: exact" in out for out in runs)
     local, mixed, stale, redeployed = (tiles_by_node(out) for out in runs)
     assert set(local) == {"py1", "py2"} and sum(local.values()) == 48
-    assert set(mixed) == {"py1", "py2", "unix"} and sum(mixed.values()) == 48
+    board = "w5500-evb-pico2"
+    assert set(mixed) == {"py1", "py2", board} and sum(mixed.values()) == 48
     assert set(stale) == {"py1", "py2"}, "the board's old version must not be used"
-    assert "unix" in redeployed and sum(redeployed.values()) == 48
+    assert board in redeployed and sum(redeployed.values()) == 48
 
     deploys = [out for cmd, out in outputs if cmd.startswith("microswarm deploy")]
     assert len(deploys) == 2 and all("is up after" in out for out in deploys)
+    assert "the target runs x64, not armv7emsp" in deploys[0]  # the virtual board's arch
     assert "copy histogram.mpy" in deploys[0] and "copy fast_hist.mpy" in deploys[0]
     assert "copy kpkg_kernels.json" in deploys[0] and "copy kpkg_firmware.json" in deploys[0]
     # the edit changed one module: only it and the manifest are copied again
