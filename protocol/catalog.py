@@ -68,6 +68,9 @@ class ErrorCode(IntEnum):
     BUSY = 14  # a task arrived with no credit left in the window
     CANCELLED = 15  # task cancelled before it finished
     BAD_ARGS = 16  # arguments do not match the kernel (deterministic: fail at once, no retry)
+    HANDSHAKE_TIMEOUT = 18  # the join did not complete in time
+    UNEXPECTED = 19  # a known message in the wrong direction or state
+    DEADLINE = 20  # a running task passed its deadline; the master requeued it elsewhere
 
 
 class LogLevel(IntEnum):

@@ -49,7 +49,10 @@ def render_msgdefs() -> str:
     ]
     out += [f"T_{t.name} = {int(t)}" for t in c.MsgType]
     out += ["", "# Error codes"]
-    out += [f"E_{e.name} = {int(e)}" for e in c.ErrorCode]
+    # Codes only a master sends (a node treats a received ERROR by its code generically)
+    # stay out: each module-level name costs board heap.
+    master_only = {c.ErrorCode.HANDSHAKE_TIMEOUT, c.ErrorCode.DEADLINE}
+    out += [f"E_{e.name} = {int(e)}" for e in c.ErrorCode if e not in master_only]
     # No log levels: the firmware sends no LOG, and every module-level name costs a board
     # heap (the module's dict grows in steps of ~2.6 KB on 64-bit ports).
     out += ["", "# Field kinds"]
@@ -611,6 +614,12 @@ def _table_errors() -> str:
     return "\n".join(out)
 
 
+def _table_log_levels() -> str:
+    out = ["| Level | Name |", "|---|---|"]
+    out += [f"| {int(lv)} | {lv.name} |" for lv in c.LogLevel]
+    return "\n".join(out)
+
+
 def _table_typed_arrays() -> str:
     out = ["| Tag | Element | array typecode | Item size |", "|---|---|---|---|"]
     out += [
@@ -657,6 +666,7 @@ TABLES = {
     "constants": _table_constants,
     "messages": _table_messages,
     "errors": _table_errors,
+    "log-levels": _table_log_levels,
     "typed-arrays": _table_typed_arrays,
 }
 

@@ -70,7 +70,7 @@ def test_run_refuses_bad_parameters_and_help_explains():
     bad = subprocess.run([*CLI, "run", "mandelbrot", "colour=3"], capture_output=True,
                          text=True, timeout=30)
     assert bad.returncode != 0 and "bad parameters for mandelbrot" in bad.stderr
-    for command in ("master", "up", "nodes", "run", "demo"):
+    for command in ("master", "up", "nodes", "run", "demo", "jobs", "cancel", "top", "logs"):
         help_text = subprocess.run([*CLI, command, "--help"], capture_output=True, text=True,
                                    timeout=30)
         assert help_text.returncode == 0 and "usage: microswarm" in help_text.stdout

@@ -139,6 +139,14 @@ def test_a_wrong_key_is_refused_and_the_master_goes_on(master):
     bad = subprocess.run([*CLI, "jobs", "--master", master.client, "--key", "x" * 20],
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode != 0 and "wrong cluster key" in bad.stderr
+    import socket
+
+    from microswarm.master.client_proto import parse_address
+
+    with socket.create_connection(parse_address(master.client), timeout=10) as raw:
+        assert raw.recv(4096)  # the master's challenge
+        raw.sendall(b"\xff\xff\xff\xff" + b"x" * 64)  # a 4 GB message before any proof
+        assert raw.recv(4096) == b""  # dropped at once, nothing allocated for it
     with Cluster.connect(master.client, key=KEY) as cluster:
         assert cluster.submit("echo", 1).result(30) == 1
     assert master.metrics()["microswarm_client_refusals_total"][()] == 2

@@ -67,18 +67,18 @@ class RawNode:
                 return None
             self.queue.extend(self.frames.feed(data))
 
-    def hello(self, node_id="raw", version=PROTOCOL_VERSION, nonce=b"n" * 16):
+    def hello(self, node_id="raw", version=PROTOCOL_VERSION, nonce=b"n" * 16, threads=None):
         self.nonce = nonce
         self.node_id = node_id
         self.send(MsgType.HELLO, build(
             MsgType.HELLO, node_id=node_id, board="unix", fw_version="t",
             proto_version=version, kernels=["echo", "sleep_ms"], heap_total=1 << 20,
             heap_free=1 << 20, max_frame=4096, slots=2, nonce=nonce, link="tcp",
-            kernel_hashes={k: kernels.hello_fields()["kernel_hashes"][k]
-                           for k in ("echo", "sleep_ms")}))
+            threads=threads, kernel_hashes={k: kernels.hello_fields()["kernel_hashes"][k]
+                                            for k in ("echo", "sleep_ms")}))
 
-    async def join(self, key=KEY):
-        self.hello()
+    async def join(self, key=KEY, threads=None):
+        self.hello(threads=threads)
         challenge = await self.recv()
         assert challenge.type == MsgType.AUTH_CHALLENGE
         mac = node_mac(key, bytes(challenge.payload[0]), self.nonce, self.node_id)
@@ -179,7 +179,8 @@ def test_node_lost_mid_job_completes_exactly_once():
             await m.add_inproc_nodes(2, via="tcp")
             silent = RawNode(m.tcp_port)  # joins, takes tasks, never answers again
             await silent.open()
-            assert (await silent.join()).type == MsgType.WELCOME
+            # threads: it says it heartbeats during kernels, so its silence is loss
+            assert (await silent.join(threads=True)).type == MsgType.WELCOME
             await m.wait_for_nodes(3, 10)
             handle = m.submit("sleep_ms", [[5]] * 40)
             got_task = await silent.recv()
@@ -189,6 +190,29 @@ def test_node_lost_mid_job_completes_exactly_once():
             assert "raw" not in [n.node_id for n in m.nodes]
             assert m.scheduler.duplicates == 0
             assert handle.nodes.count("raw") == 0
+
+    run(main())
+
+
+def test_node_without_threads_silent_in_a_task_is_caught_by_the_deadline():
+    """A node that runs kernels on its link's thread cannot heartbeat during one: silence
+    while it holds a task is not loss; the task's deadline requeues it elsewhere and the
+    node gets a CANCEL."""
+    async def main():
+        async with master(heartbeat_ms=100, task_deadline_min_s=1.0) as m:
+            busy = RawNode(m.tcp_port)
+            await busy.open()
+            assert (await busy.join()).type == MsgType.WELCOME
+            handle = m.submit("sleep_ms", [[5]])
+            task = await busy.recv()
+            assert task.type == MsgType.TASK
+            await m.add_inproc_nodes(1, via="mem")
+            await asyncio.sleep(0.6)  # 6 heartbeat intervals of silence
+            assert "raw" in [n.node_id for n in m.nodes]
+            assert await handle == [5]
+            cancel = await busy.recv()
+            assert cancel.type == MsgType.CANCEL and cancel.payload[0] == task.payload[0]
+            assert handle.nodes == ["py1"]
 
     run(main())
 

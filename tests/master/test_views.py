@@ -106,6 +106,39 @@ def test_dashboard_state_page_and_vendored_chart_library(cluster):
         assert first.startswith(b"data: {") and json.loads(first[6:])["cluster"] == "views"
 
 
+def test_refusals_losses_and_retries_show_as_events_and_metrics(cluster):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from microswarm.master.inproc import InprocNode
+
+    async def intruder():
+        node = InprocNode("intruder", b"wrong-key-0123456789")
+        await node.connect_tcp("127.0.0.1", cluster.master.tcp_port)
+        return node
+
+    stranger = cluster._call(intruder())
+    recorder = cluster.services.recorder
+    until(lambda: recorder.refusals == 1, what="the refusal")
+    handle = cluster.submit_job("sleep_ms", [[50]] * 60)
+    until(lambda: handle.done >= 6, what="a few results")
+    cluster._call(cluster.inproc[0].stop())  # py1 goes away with tasks in flight
+    assert cluster.wait(handle, timeout=60) == [50] * 60  # sleep_ms answers its argument
+    cluster._call(stranger.stop())
+    texts = [text for _t, _kind, text in recorder.events]
+    assert any("wrong cluster key" in t and t.startswith("tcp ") for t in texts), texts
+    assert any(t.startswith("py1 left: ") for t in texts), texts
+    assert any(" attempt 2 on py" in t for t in texts), texts
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(get(
+                   cluster.services.http_url + "metrics").decode())
+               for s in family.samples}
+    assert samples[("microswarm_join_refusals_total", ())] == 1
+    assert samples[("microswarm_nodes_left_total", (("link", "mem"),))] == 1
+    assert samples[("microswarm_task_retries_total", (("kernel", "sleep_ms"),))] >= 1
+    assert samples[("microswarm_tasks_completed_total", (("kernel", "sleep_ms"),))] == 60
+    assert samples[("microswarm_nodes", (("link", "mem"), ("state", "idle")))] == 2
+
+
 @pytest.mark.slow
 def test_dashboard_in_a_real_browser_shows_nodes_and_a_running_job(cluster, tmp_path):
     try:

@@ -229,3 +229,41 @@ def test_serial_board_reset_mid_job_rejoins_on_the_same_port():
                 await stop_boards([board])
 
     asyncio.run(main())
+
+
+async def _until(predicate, timeout: float) -> None:
+    """Wait until predicate() holds, looking every 20 ms (fails after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+def test_serial_board_declared_lost_rejoins_on_its_own():
+    """A board frozen for more than 3 heartbeat intervals is declared lost; the master keeps
+    its port open, and the board, once it runs again, rejoins with no help."""
+
+    async def main():
+        async with Master(key=KEY, cluster="t", tcp_port=None, udp_port=None,
+                          heartbeat_ms=200) as m:
+            board = VirtualBoard(link="serial", node_id="vm-frozen", cluster="t", key=KEY,
+                                 native=False)
+            try:
+                await start_boards([board])
+                port = await m.open_serial(board.serial_port)
+                await m.wait_for_nodes(1, 30)
+                assert await m.run("echo", [[1]]) == [1]
+                os.kill(board.vm_pid, signal.SIGSTOP)
+                try:
+                    await _until(lambda: not m.nodes, 10)  # lost: 3 silent intervals
+                finally:
+                    os.kill(board.vm_pid, signal.SIGCONT)
+                await m.wait_for_nodes(1, 30)
+                (info,) = m.nodes
+                assert info.node_id == "vm-frozen" and info.link == "serial"
+                assert port.opened == 1 and port.sessions >= 2  # the same open port
+                assert await m.run("echo", [[i] for i in range(20)]) == list(range(20))
+            finally:
+                await stop_boards([board])
+
+    asyncio.run(main())

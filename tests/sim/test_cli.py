@@ -104,7 +104,7 @@ def test_host_memory_per_node_stays_far_below_50_kb():
         after = tracemalloc.take_snapshot()
     finally:
         tracemalloc.stop()
-    assert all(s.joined for s in sim.master.sessions)
+    assert all(s is not None and s.joined for s in sim.master.sessions)
     assert all(n.running is not None for n in sim.nodes)
     grown = sum(d.size_diff for d in after.compare_to(before, "filename"))
     assert grown / 300 < 50_000

@@ -20,6 +20,8 @@ BENCHES: dict[str, str] = {
     "wiznet": "microswarm.bench.wiznet",
     "board": "microswarm.bench.board",
     "sched": "microswarm.bench.sched",
+    "scale": "microswarm.bench.scale",
+    "all": "microswarm.bench.report",
 }
 
 

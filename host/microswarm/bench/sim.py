@@ -128,7 +128,7 @@ def measure_memory() -> dict[str, Any]:
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
     grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
-    joined = sum(1 for s in sim.master.sessions if s.joined)
+    joined = sum(1 for s in sim.master.sessions if s is not None and s.joined)
     busy = sum(1 for n in sim.nodes if n.running is not None)
     return {"nodes": NODES, "joined": joined, "busy": busy, "total_bytes": grown,
             "per_node_bytes": round(grown / NODES)}

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from microswarm.master.client_proto import (
+    MAX_HANDSHAKE,
     SERVICE,
     ClientProtocolError,
     client_mac,
@@ -106,12 +107,12 @@ class _Connection:
         return conn
 
     async def _authenticate(self, key: bytes) -> None:
-        hello = await read_message(self.reader)
+        hello = await read_message(self.reader, MAX_HANDSHAKE)
         if hello is None or hello.get("service") != SERVICE:
             raise ClientProtocolError("not a microswarm client port")
         theirs, mine = hello["nonce"], new_nonce()
         self.writer.write(pack({"nonce": mine, "mac": client_mac(key, theirs, mine)}))
-        answer = await read_message(self.reader)
+        answer = await read_message(self.reader, MAX_HANDSHAKE)
         if answer is None or "error" in answer:
             text = answer["error"] if answer else "connection closed"
             raise ClientProtocolError(f"the master refused this client: {text}")

@@ -16,6 +16,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from microswarm.master.client_proto import (
+    MAX_HANDSHAKE,
     NONCE_SIZE,
     SERVICE,
     VERSION,
@@ -114,7 +115,7 @@ class _Client:
         nonce = new_nonce()
         self.send({"service": SERVICE, "version": VERSION, "cluster": self.master.cluster,
                    "nonce": nonce})
-        answer = await read_message(self.reader)
+        answer = await read_message(self.reader, MAX_HANDSHAKE)
         if answer is None:
             return False
         theirs, mac = answer.get("nonce"), answer.get("mac")

@@ -34,6 +34,7 @@ VERSION = 1
 CLIENT_PORT = 5883
 NONCE_SIZE = 16
 MAX_MESSAGE = 64 << 20
+MAX_HANDSHAKE = 1024  # before the peer proved the key, nothing longer is read
 _LEN = struct.Struct(">I")
 
 
@@ -59,7 +60,8 @@ def pack(message: dict[str, Any]) -> bytes:
     return _LEN.pack(len(body)) + body
 
 
-async def read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+async def read_message(reader: asyncio.StreamReader,
+                       limit: int = MAX_MESSAGE) -> dict[str, Any] | None:
     """The next message; None at a clean end of stream."""
     try:
         head = await reader.readexactly(_LEN.size)
@@ -68,8 +70,8 @@ async def read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
             raise ClientProtocolError("connection closed inside a message") from None
         return None
     (size,) = _LEN.unpack(head)
-    if size > MAX_MESSAGE:
-        raise ClientProtocolError(f"message of {size} bytes is over the {MAX_MESSAGE} limit")
+    if size > limit:
+        raise ClientProtocolError(f"message of {size} bytes is over the {limit} limit")
     try:
         body = await reader.readexactly(size)
     except asyncio.IncompleteReadError:

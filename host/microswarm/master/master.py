@@ -1,8 +1,10 @@
 """The master: accepts nodes on every link, drives the scheduler, hands results back.
 
-Every link ends in a NodeSession; every session reports to the one Scheduler; every
-decision the scheduler makes goes back out through the sessions. One ticker sends
-heartbeats, declares silent nodes lost, looks for stragglers and flushes the journal.
+Every link is a Connection (master/conn.py) driving one sans-IO NodeSession
+(master/session.py); session events go to the one Scheduler; every decision the scheduler
+makes goes back out through the sessions. One ticker gives every session its timers
+(handshake deadline, heartbeats, liveness, task deadlines), looks for stragglers and
+flushes the journal.
 """
 
 from __future__ import annotations
@@ -21,17 +23,16 @@ from typing import Any
 
 from microswarm.firmware import msw_kernel
 from microswarm.keys import DEFAULT_CLUSTER
+from microswarm.master import session_events as ev
+from microswarm.master.conn import Admission, Connection, SerialPort
 from microswarm.master.events import Events
+from microswarm.master.handshake import Limits, NodeInfo
+from microswarm.master.held import DEADLINE_MIN_S
 from microswarm.master.inproc import InprocNode
 from microswarm.master.journal import Journal
 from microswarm.master.links import Link, SerialLink, TcpLink
-from microswarm.master.messages import (
-    CANCEL_TASK_ID,
-    RESULT_ELAPSED,
-    RESULT_VALUE,
-    build,
-    fields,
-)
+from microswarm.master.messages import build, fields
+from microswarm.master.ratelog import RateLimitedLog
 from microswarm.master.scheduler import (
     Cancel,
     Dispatch,
@@ -41,14 +42,18 @@ from microswarm.master.scheduler import (
     Scheduler,
     TaskDone,
 )
-from microswarm.master.session import NodeInfo, NodeSession
+from microswarm.master.session import JOIN_TIMEOUT_S, NodeSession
 from microswarm.protocol.catalog import TCP_PORT, UDP_DISCOVERY_PORT, ErrorCode, MsgType
 from microswarm.wire import MAX_FRAME, FrameError, decode_frame, encode_frame
 
 log = logging.getLogger(__name__)
 
 CONTROL_PORT = 5882
+ACCEPT_BACKLOG = 1024  # thousands of nodes may dial at once (a cluster powering up)
 HOLD_RATIO = 0.7  # a task waits for a busy node that would finish it this much sooner
+MAX_PENDING_PER_ADDRESS = 16  # TCP links not yet joined, per peer address
+MAX_PENDING = 256  # TCP links not yet joined, in all
+MAX_CONNECTIONS = 4096  # TCP node links in all
 
 
 class JobFailedError(RuntimeError):
@@ -99,6 +104,11 @@ class Master:
         retries: int = 3,
         max_frame: int = MAX_FRAME,
         max_message: int = 1 << 20,
+        join_timeout_s: float = JOIN_TIMEOUT_S,
+        task_deadline_min_s: float = DEADLINE_MIN_S,
+        max_pending_per_address: int = MAX_PENDING_PER_ADDRESS,
+        max_pending: int = MAX_PENDING,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         if not key:
             raise ValueError("a cluster key is required (nodes prove they know it)")
@@ -109,8 +119,16 @@ class Master:
         self.window = window
         self.max_frame = max_frame
         self.max_message = max_message
+        self.join_timeout_s = join_timeout_s
+        self.task_deadline_min_s = task_deadline_min_s
         self.scheduler = Scheduler(retries=retries, hold_ratio=HOLD_RATIO)
-        self.sessions: dict[str, NodeSession] = {}
+        self.sessions: dict[str, Connection] = {}  # joined nodes by node_id
+        self.connections: set[Connection] = set()  # every link, joined or not
+        self.serial_ports: list[SerialPort] = []
+        self.admission = Admission(max_pending_per_address, max_pending, max_connections)
+        self._tcp_address: dict[Connection, str] = {}  # TCP links not yet joined
+        self.stats = {"bad_frames": 0, "refused": 0, "connections_refused": 0}
+        self._log = RateLimitedLog(log)
         self.journal = Journal(journal) if journal else None
         self.refusals: list[str] = []  # why nodes were refused at join, most recent last
         self.events = Events()  # observers: client port, dashboard, metrics (events.py)
@@ -130,7 +148,8 @@ class Master:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         if self._want_tcp is not None:
-            server = await asyncio.start_server(self._accept_tcp, self.host, self._want_tcp)
+            server = await asyncio.start_server(self._accept_tcp, self.host, self._want_tcp,
+                                                backlog=ACCEPT_BACKLOG)
             self._servers.append(server)
             self.tcp_port = server.sockets[0].getsockname()[1]
         if self._want_udp is not None:
@@ -150,8 +169,10 @@ class Master:
 
     async def stop(self) -> None:
         self._stopping = True
-        for session in list(self.sessions.values()):
-            session.close("master stopping")
+        for port in self.serial_ports:
+            port.stop()
+        for conn in list(self.connections):
+            conn.close("master stopping")
         for node in self._inproc:
             await node.stop()
         for server in self._servers:
@@ -183,22 +204,55 @@ class Master:
         return task
 
     # ------------------------------------------------------------------ attaching nodes
-    def attach(self, link: Link) -> NodeSession:
+    def new_session(self, link: Link) -> NodeSession:
+        """A sans-IO session for a new link, with this master's limits."""
+        return NodeSession(
+            self.key, now=time.monotonic(), cluster=self.cluster, kind=link.kind, peer=link.peer,
+            framing=link.framing,
+            limits=Limits(heartbeat_ms=self.heartbeat_ms, window=self.window,
+                          max_frame=self.max_frame, max_message=self.max_message),
+            join_timeout_s=self.join_timeout_s, origin=self._started,
+            deadline_min_s=self.task_deadline_min_s,
+        )
+
+    def attach_session(self, link: Link, *, owns_link: bool) -> Connection:
+        """A new session on `link`, known to the ticker; the caller feeds it."""
+        conn = Connection(self, link, self.new_session(link), owns_link=owns_link)
+        self.connections.add(conn)
+        return conn
+
+    def attach(self, link: Link) -> Connection:
         """Serve a node on an already open link (any kind)."""
-        session = NodeSession(link, self, key=self.key, cluster=self.cluster,
-                              heartbeat_ms=self.heartbeat_ms,
-                              window=self.window, max_frame=self.max_frame,
-                              max_message=self.max_message)
-        self._spawn(session.run())
-        return session
+        conn = self.attach_session(link, owns_link=True)
+        self._spawn(conn.run())
+        return conn
 
     async def _accept_tcp(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
-        self.attach(TcpLink(reader, writer))
+        peer = writer.get_extra_info("peername")
+        address = str(peer[0]) if peer else "?"
+        if self._stopping or not self.admission.admit(address):
+            self.stats["connections_refused"] += 1
+            self._log.log(logging.WARNING, "refused a TCP link from %s: too many links "
+                          "not yet joined (%d from there, %d in all)", address,
+                          self.admission.pending.get(address, 0), self.admission.waiting)
+            writer.close()
+            return
+        conn = self.attach_session(TcpLink(reader, writer), owns_link=True)
+        self._tcp_address[conn] = address
+        await conn.run()
 
-    async def open_serial(self, port: str, baudrate: int = 115200) -> NodeSession:
-        """Serve a node on a serial port, a pty path or a pyserial URL."""
-        return self.attach(SerialLink(port, baudrate))
+    async def open_serial(self, port: str, baudrate: int = 115200) -> SerialPort:
+        """Serve nodes on a serial port, a pty path or a pyserial URL for as long as the
+        master runs. The first open must work (a wrong path raises); later the port is
+        reopened whenever it fails, and a board lost on it rejoins on its own."""
+        for keeper in self.serial_ports:
+            if keeper.port == port:
+                return keeper
+        keeper = SerialPort(self, port, baudrate, SerialLink(port, baudrate))
+        self.serial_ports.append(keeper)
+        self._spawn(keeper.run())
+        return keeper
 
     async def add_inproc_nodes(self, count: int, *, prefix: str = "py", via: str = "mem",
                                slots: int = 4) -> list[InprocNode]:
@@ -236,7 +290,7 @@ class Master:
 
     @property
     def nodes(self) -> list[NodeInfo]:
-        return [s.info for s in self.sessions.values() if s.info is not None]
+        return [c.info for c in self.sessions.values() if c.info is not None]
 
     # ------------------------------------------------------------------ jobs
     def submit(
@@ -330,19 +384,24 @@ class Master:
         sched = self.scheduler
         for action in actions:
             if isinstance(action, Dispatch):
-                session = self.sessions.get(action.node_id)
-                if session is None or session.closed:
+                conn = self.sessions.get(action.node_id)
+                if conn is None or conn.closed:
                     continue  # its removal is already queued
+                node = sched.nodes.get(action.node_id)
+                estimate = node.inflight.get(action.task_id) if node is not None else None
                 try:
-                    session.send_task(action.task_id, action.kernel, action.args, action.attempt)
+                    conn.session.send_task(action.task_id, action.kernel, action.args,
+                                           action.attempt, time.monotonic(), estimate)
                 except (FrameError, TypeError, ValueError) as exc:
                     sched.error(action.node_id, action.task_id, f"cannot encode task: {exc}")
                     continue
+                conn.flush()
                 sched.sent(action.node_id, action.task_id)
             elif isinstance(action, Cancel):
-                session = self.sessions.get(action.node_id)
-                if session is not None and not session.closed:
-                    session.send(MsgType.CANCEL, {CANCEL_TASK_ID: action.task_id})
+                conn = self.sessions.get(action.node_id)
+                if conn is not None and not conn.closed:
+                    conn.session.cancel(action.task_id)
+                    conn.flush()
             elif isinstance(action, TaskDone):
                 handle = self._jobs.get(action.job_id)
                 if handle is None:
@@ -369,17 +428,70 @@ class Master:
                         handle.future.set_exception(JobFailedError(action.cause))
         self.events.emit("actions", actions=actions)
 
-    # NodeSession callbacks
-    def session_joined(self, session: NodeSession) -> None:
-        info = session.info
-        assert info is not None
+    # ------------------------------------------------------------------ session events
+    def on_events(self, conn: Connection, events: list[ev.Event]) -> None:
+        """What a session reported (Connection calls this after each input)."""
+        sched = self.scheduler
+        for e in events:
+            kind = type(e)
+            if kind is ev.Result:
+                value = e.value
+                sched.result(conn.node_id, e.task_id, value, e.elapsed_us, wire_size(value))
+            elif kind is ev.TaskFailed:
+                self._task_failed(conn, e)
+            elif kind is ev.TaskLost:
+                log.warning("%s: task %d lost on the link, requeued", conn.node_id, e.task_id)
+                sched.lost(conn.node_id, e.task_id)
+            elif kind is ev.Joined:
+                self._node_joined(conn, e.info)
+            elif kind is ev.Left:
+                self._node_left(conn, e.info, e.cause)
+            elif kind is ev.BadFrame:
+                self.stats["bad_frames"] += 1
+                self._log.log(logging.WARNING, "%s: bad frame: %s: %s", conn.node_id,
+                              ErrorCode(e.code).name if e.code in ErrorCode._value2member_map_
+                              else e.code, e.text)
+            elif kind is ev.Refused:
+                self.stats["refused"] += 1
+                text = f"{conn.link.kind} {conn.link.peer}: {e.text}"
+                self._log.log(logging.WARNING, "refused a node on %s", text)
+                self.refusals.append(text)
+                del self.refusals[:-100]
+                self.events.emit("node_refused", session=conn, text=e.text)
+            elif kind is ev.NodeError:
+                self._log.log(logging.WARNING, "%s: ERROR %s: %s", conn.node_id, e.code, e.text)
+            elif kind is ev.NodeLog:
+                log.log(10 + 10 * min(e.level, 3), "%s: %s", conn.node_id, e.text)
+                self.events.emit("node_log", node_id=conn.node_id, level=e.level, text=e.text)
+        self._apply()
+
+    def _task_failed(self, conn: Connection, e: ev.TaskFailed) -> None:
+        code, text = e.code, e.text
+        if code == ErrorCode.CANCELLED:
+            return
+        if code == ErrorCode.DEADLINE:  # requeued elsewhere, CANCEL to the node
+            log.warning("task %d %s: requeued elsewhere", e.task_id, text)
+            self.scheduler.timed_out(conn.node_id, e.task_id, text)
+            return
+        # Bad arguments fail the same way on every node: no retry elsewhere.
+        fatal = code == ErrorCode.BAD_ARGS or (
+            code == ErrorCode.KERNEL_FAILED and text.startswith(("TypeError", "ValueError")))
+        self.scheduler.error(conn.node_id, e.task_id, text, penalty=code != ErrorCode.BUSY,
+                             fatal=fatal)
+
+    def _node_joined(self, conn: Connection, info: NodeInfo) -> None:
+        address = self._tcp_address.pop(conn, None)
+        if address is not None:
+            self.admission.joined(address)
         old = self.sessions.get(info.node_id)
-        if old is not None and old is not session:
+        if old is not None and old is not conn:
             log.warning("node %s joined again: dropping its old link", info.node_id)
-            old.info = None  # the old session's close must not remove the new node
+            del self.sessions[info.node_id]  # the old link's Left must not remove the new node
             old.close("replaced by a new link")
             self.scheduler.remove_node(info.node_id, f"node {info.node_id} rejoined")
-        self.sessions[info.node_id] = session
+        self.sessions[info.node_id] = conn
+        info.joined_at = time.time()
+        log.info("node %s joined over %s (%s)", info.node_id, info.link, info.peer)
         caps = NodeCaps(
             kernels=frozenset(info.kernels),
             native_kernels=frozenset(info.native_kernels),
@@ -389,80 +501,42 @@ class Master:
             heap_free=info.heap_free,
         )
         self.scheduler.add_node(info.node_id, caps)
-        self.events.emit("node_joined", session=session, info=info)
-        self._apply()
+        self.events.emit("node_joined", session=conn, info=info)
         self._spawn(self._notify_joined())
 
     async def _notify_joined(self) -> None:
         async with self._joined:
             self._joined.notify_all()
 
-    def session_result(self, session: NodeSession, task_id: int, body: dict[int, Any],
-                       nbytes: int) -> None:
-        value = body.get(RESULT_VALUE)
-        self.scheduler.result(session.node_id, task_id, value, body.get(RESULT_ELAPSED, 0),
-                              wire_size(value))
-        self._apply()
-
-    def session_task_error(self, session: NodeSession, task_id: int, code: int,
-                           text: str) -> None:
-        if code == ErrorCode.CANCELLED:
+    def _node_left(self, conn: Connection, info: NodeInfo, cause: str) -> None:
+        node_id = info.node_id
+        if self.sessions.get(node_id) is not conn:
             return
-        busy = code == ErrorCode.BUSY
-        # Bad arguments fail the same way on every node: no retry elsewhere.
-        fatal = code == ErrorCode.BAD_ARGS or (
-            code == ErrorCode.KERNEL_FAILED and text.startswith(("TypeError", "ValueError")))
-        self.scheduler.error(session.node_id, task_id, text, penalty=not busy, fatal=fatal)
-        self._apply()
-
-    def session_idle(self, session: NodeSession) -> None:
-        """The node's HEARTBEAT says its queue is empty: tasks sent to it more than two
-        heartbeat intervals ago were lost on the link (a corrupted TASK or RESULT frame is
-        dropped by CRC on serial links) and would hold its credits for ever."""
-        cutoff = self.scheduler.clock() - 2 * self.heartbeat_ms / 1000
-        lost = self.scheduler.reconcile(session.node_id, cutoff)
-        if lost:
-            log.warning("%s: %d task(s) lost on the link, requeued", session.node_id, len(lost))
-            self._apply()
-
-    def session_refused(self, session: NodeSession, text: str) -> None:
-        self.refusals.append(f"{session.link.kind} {session.link.peer}: {text}")
-        del self.refusals[:-100]
-        self.events.emit("node_refused", session=session, text=text)
-
-    def session_log(self, session: NodeSession, level: int, text: str) -> None:
-        """A LOG frame from a joined node (kept per node by the recorder, events.py)."""
-        self.events.emit("node_log", node_id=session.node_id, level=level, text=text)
-
-    def session_closed(self, session: NodeSession, cause: str) -> None:
-        info = session.info
-        if info is None or self.sessions.get(info.node_id) is not session:
-            return
-        del self.sessions[info.node_id]
-        self.events.emit("node_left", session=session, info=info, cause=cause)
+        del self.sessions[node_id]
+        self.events.emit("node_left", session=conn, info=info, cause=cause)
         log.log(logging.INFO if self._stopping else logging.WARNING, "node %s left: %s",
-                info.node_id, cause)
+                node_id, cause)
         # A node that said BYE, or that the master let go, was not taken down by a task.
         blame = not self._stopping and not cause.startswith("node said BYE")
-        self.scheduler.remove_node(info.node_id, f"node {info.node_id}: {cause}", blame=blame)
-        self._apply()
+        self.scheduler.remove_node(node_id, f"node {node_id}: {cause}", blame=blame)
+
+    def forget(self, conn: Connection) -> None:
+        """The connection's session ended: drop every reference to it (once)."""
+        self.connections.discard(conn)
+        address = self._tcp_address.pop(conn, None)
+        if isinstance(conn.link, TcpLink):
+            self.admission.gone(address or "", was_pending=address is not None)
 
     # ------------------------------------------------------------------ ticker
     async def _ticker(self) -> None:
-        interval = self.heartbeat_ms / 1000
-        period = min(0.1, interval / 2)
-        next_beat = last_tick = time.monotonic()
+        period = min(0.1, self.heartbeat_ms / 2000)
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
-            if now - last_tick > interval:
-                # The master itself stalled (a long in-process kernel, a GC pause): it could
-                # not read anyone's frames, so silence in that time says nothing about nodes.
-                for session in self.sessions.values():
-                    session.last_seen = max(session.last_seen, now - interval)
-            last_tick = now
-            for session in self.sessions.values():  # what the last HEARTBEAT said
-                info = session.info
+            for conn in list(self.connections):
+                conn.on_timer(now)  # every tick: a late tick tells the session we stalled
+            for conn in self.sessions.values():  # what the last HEARTBEAT said
+                info = conn.info
                 if info is not None:
                     self.scheduler.heap(info.node_id, info.heap_free)
                     if "uptime_ms" in info.node_heartbeat:  # restarted while running a task?
@@ -472,16 +546,6 @@ class Master:
             self._apply()
             if self.journal is not None and self.journal.due():
                 self.journal.flush()
-            if now < next_beat:
-                continue
-            next_beat = now + interval
-            uptime = int((now - self._started) * 1000)
-            for session in list(self.sessions.values()):
-                if now - session.last_seen > 3 * interval:
-                    session.close(f"silent for {now - session.last_seen:.1f} s")
-                    self.session_closed(session, "lost: no frame for 3 heartbeat intervals")
-                    continue
-                session.send(MsgType.HEARTBEAT, build(MsgType.HEARTBEAT, uptime_ms=uptime))
 
     # ------------------------------------------------------------------ control endpoint
     async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -459,14 +459,23 @@ class Scheduler:
             sent = task.holders.get(node_id) if task is not None else None
             if sent is not None and 0 < sent < sent_before:
                 lost.append(task_id)
-                # Lost twice on one node is no accident (a TASK the node cannot hold is
-                # answered by an ERROR without its id): a failure there, not a free retry.
-                again = node_id in task.lost_on
-                task.lost_on = task.lost_on | {node_id}
-                self.error(node_id, task_id, "lost twice on the link: the node may not have "
-                           "the heap for it" if again else "frame lost on the link",
-                           penalty=again)
+                self.lost(node_id, task_id)
         return lost
+
+    def lost(self, node_id: str, task_id: int) -> None:
+        """One task the node no longer holds (the master's session reconciled the node's
+        HEARTBEAT queue): requeued without a penalty."""
+        task = self.tasks.get(task_id)
+        if task is None:
+            self.error(node_id, task_id, "frame lost on the link", penalty=False)
+            return
+        # Lost twice on one node is no accident (a TASK the node cannot hold is
+        # answered by an ERROR without its id): a failure there, not a free retry.
+        again = node_id in task.lost_on
+        task.lost_on = task.lost_on | {node_id}
+        self.error(node_id, task_id, "lost twice on the link: the node may not have "
+                   "the heap for it" if again else "frame lost on the link",
+                   penalty=again)
 
     def timed_out(self, node_id: str, task_id: int, cause: str = "") -> None:
         """The task ran on node_id past its deadline: requeue it elsewhere (the caller

@@ -1,30 +1,49 @@
-"""NodeSession: the master's end of one node link, whatever the link is.
+"""NodeSession: the master's end of one node link, sans-IO.
 
-It runs the join (HELLO -> AUTH_CHALLENGE -> AUTH_RESPONSE -> WELCOME, mutual HMAC),
-then turns frames into calls on its owner: results, task errors, heartbeats. It counts
-bad frames and answers each with an ERROR; a frame that breaks the stream's framing
-closes the link. A node that fails the join gets an ERROR saying why and is closed; the
-master keeps serving the others.
+Bytes and the time go in (``receive(data, now)``, ``on_timer(now)``); frames to write
+(``take_output()``) and events for the scheduler (``microswarm.master.events``) come out.
+The session never touches a socket, a clock or a task: the asyncio master
+(``master/conn.py``) and the simulator (``sim/master.py``) drive this same class, and the
+tests drive it with scripted bytes and a fake clock.
+
+States (SPEC.md section 5; the table is in docs/master.md):
+
+    HELLO   waiting for the node's HELLO (a serial port waits as long as it takes; other
+            links get `join_timeout_s` from when the link opened)
+    AUTH    AUTH_CHALLENGE sent, waiting for AUTH_RESPONSE (`join_timeout_s` from HELLO)
+    JOINED  WELCOME sent: tasks, results, heartbeats, liveness, deadlines
+    CLOSED  nothing more in or out; the driver closes the link (a serial port keeper
+            starts a new session on the same port)
+
+Liveness: a joined node is lost when nothing valid arrived for LOST_BEATS heartbeat
+intervals, except that a node without `threads` (its kernels run on the link's own
+thread, so it cannot heartbeat during one) is not lost for silence while it holds a
+task; that task's deadline (``held.py``) catches a hang. A driver that calls on_timer
+late (its own loop stalled) does not count the stall as the node's silence.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hmac
-import logging
 import os
-import time
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from enum import Enum
+from typing import Any
 
-from microswarm.master.links import Link
+from microswarm.master.handshake import (
+    JoinRefused,
+    Limits,
+    NodeInfo,
+    check_hello,
+    check_response,
+    welcome,
+)
+from microswarm.master.held import DEADLINE_FACTOR, DEADLINE_MIN_S, RECONCILE_BEATS, HeldTasks
 from microswarm.master.messages import (
     RESULT_CODE,
     RESULT_ELAPSED,
     RESULT_ERROR,
     RESULT_TASK_ID,
+    RESULT_VALUE,
     TASK_ARGS,
     TASK_ATTEMPT,
     TASK_ID,
@@ -32,7 +51,25 @@ from microswarm.master.messages import (
     build,
     fields,
 )
-from microswarm.protocol.catalog import NONCE_SIZE, PROTOCOL_VERSION, ErrorCode, MsgType
+from microswarm.master.session_events import (
+    BadFrame,
+    Event,
+    Joined,
+    Left,
+    NodeError,
+    NodeLog,
+    Refused,
+    Result,
+    TaskFailed,
+    TaskLost,
+)
+from microswarm.protocol.catalog import (
+    CATALOG,
+    FRAME_OVERHEAD,
+    NONCE_SIZE,
+    ErrorCode,
+    MsgType,
+)
 from microswarm.wire import (
     MAX_FRAME,
     Frame,
@@ -40,327 +77,523 @@ from microswarm.wire import (
     FrameReader,
     Reassembler,
     SerialDeframer,
+    decode_frame,
     encode_message,
-    master_proof,
-    node_mac,
+    encode_payload,
+    pack_frame,
     serial_encode,
+    validate_payload,
 )
 
-log = logging.getLogger(__name__)
+JOIN_TIMEOUT_S = 10.0  # HANDSHAKE_TIMEOUT: link open (or HELLO, on serial) to AUTH_RESPONSE
+LOST_BEATS = 3  # silent this many heartbeat intervals: lost
+MAX_STREAMS = 4  # open CHUNK streams a node may hold towards the master
+ANSWER_BURST, ANSWERS_PER_S = 20, 10.0  # ERROR answers to a joined node's bad frames
+QUIET_AFTER_BEATS = 1.5  # serial: no master HEARTBEAT to a node silent this many intervals
+TIMER_SLACK_S = 0.001  # timers fire this much early, so a driver ticking exactly on time
+                       # does not skip a heartbeat to float rounding
 
-JOIN_TIMEOUT_S = 10.0
-
-_TASK = int(MsgType.TASK)
-_RESULT = int(MsgType.RESULT)
-
-
-class JoinRefused(Exception):
-    def __init__(self, code: ErrorCode, text: str) -> None:
-        super().__init__(text)
-        self.code = code
-        self.text = text
-
-
-@dataclass
-class NodeInfo:
-    """What the master knows about a joined node (HELLO plus live counters)."""
-
-    node_id: str
-    board: str
-    fw_version: str
-    link: str
-    peer: str
-    kernels: list[str]
-    native_kernels: list[str]
-    native_arch: str | None
-    heap_total: int
-    heap_free: int
-    max_frame: int
-    max_message: int
-    slots: int
-    window: int
-    joined_at: float = field(default_factory=time.time)
-    tasks_sent: int = 0
-    results: int = 0
-    errors: int = 0
-    bad_frames: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    compute_us: int = 0
-    node_heartbeat: dict[str, Any] = field(default_factory=dict)
-    kernel_hashes: dict[str, str] = field(default_factory=dict)  # kernel -> version hash
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+_HELLO, _AUTH_RESPONSE = int(MsgType.HELLO), int(MsgType.AUTH_RESPONSE)
+_RESULT, _HEARTBEAT, _ERROR = int(MsgType.RESULT), int(MsgType.HEARTBEAT), int(MsgType.ERROR)
+_LOG, _BYE, _CHUNK = int(MsgType.LOG), int(MsgType.BYE), int(MsgType.CHUNK)
+_TASK, _CANCEL = int(MsgType.TASK), int(MsgType.CANCEL)
+_HB_QUEUE = CATALOG[MsgType.HEARTBEAT].field("queue").key
+_HB_RUNNING = CATALOG[MsgType.HEARTBEAT].field("running").key
+_HB_HEAP = CATALOG[MsgType.HEARTBEAT].field("heap_free").key
+_CANCEL_ID = CATALOG[MsgType.CANCEL].field("task_id").key
+_CLOSING_CODES = frozenset(
+    int(c) for c in (ErrorCode.AUTH_FAILED, ErrorCode.BAD_VERSION, ErrorCode.NOT_JOINED))
 
 
-class SessionOwner(Protocol):
-    def session_joined(self, session: NodeSession) -> None: ...
-    def session_result(self, session: NodeSession, task_id: int, body: dict[str, Any],
-                       nbytes: int) -> None: ...
-    def session_task_error(self, session: NodeSession, task_id: int, code: int,
-                           text: str) -> None: ...
-    def session_idle(self, session: NodeSession) -> None: ...
-    def session_closed(self, session: NodeSession, cause: str) -> None: ...
-    def session_refused(self, session: NodeSession, text: str) -> None: ...
-    def session_log(self, session: NodeSession, level: int, text: str) -> None: ...
+class State(Enum):
+    HELLO = "hello"
+    AUTH = "auth"
+    JOINED = "joined"
+    CLOSED = "closed"
+
+
+H, A, J, C = State.HELLO, State.AUTH, State.JOINED, State.CLOSED
+_JOINED, _CLOSED = J, C  # for the hot paths
+
+# (from, to) -> what moves the session. Anything else is a bug.
+TRANSITIONS: dict[tuple[State, State], str] = {
+    (H, A): "HELLO accepted: AUTH_CHALLENGE sent",
+    (A, A): "HELLO again (the node restarted): a new challenge",
+    (A, J): "AUTH_RESPONSE verified: WELCOME sent",
+    (J, A): "HELLO on the joined link (the node restarted): the node left, a new challenge",
+    (H, C): "refused (bad or unexpected frame, bad HELLO), handshake timeout, BYE, close()",
+    (A, C): "refused (wrong MAC, unexpected frame), handshake timeout, BYE, close()",
+    (J, C): "lost (silent), BYE, fatal frame, ERROR closing the link, close()",
+}
+
+
+class InvalidTransition(RuntimeError):
+    """A session state change the table above does not allow."""
+
+
+_BEAT_CACHE: list[Any] = [-1, b""]  # (uptime_ms, encoded HEARTBEAT payload): shared by all
+
+
+def _heartbeat_payload(uptime_ms: int) -> bytes:
+    if _BEAT_CACHE[0] != uptime_ms:
+        _BEAT_CACHE[1] = encode_payload({0: uptime_ms})
+        _BEAT_CACHE[0] = uptime_ms
+    return _BEAT_CACHE[1]
 
 
 class NodeSession:
+    """One link's session; see the module docstring."""
+
+    __slots__ = (
+        "key", "cluster", "kind", "peer", "framing", "limits", "state", "info", "bad_frames",
+        "master_nonce", "last_rx", "heartbeat_s", "held", "reconcile", "close_cause",
+        "_nonce", "_hello", "_hello_seq", "_join_deadline", "_join_timeout_s",
+        "_wait_for_hello", "_deframer", "_reassembler", "_out", "_seq", "_stream",
+        "_max_frame", "_next_beat", "_last_timer", "_origin", "_cobs", "_answer_tokens",
+        "_answer_at", "__weakref__",
+    )
+
     def __init__(
         self,
-        link: Link,
-        owner: SessionOwner,
-        *,
         key: bytes,
+        *,
+        now: float,
         cluster: str | None = None,
-        heartbeat_ms: int,
-        window: int,
-        max_frame: int = MAX_FRAME,
-        max_message: int = 1 << 20,
+        kind: str = "tcp",
+        peer: str = "",
+        framing: str = "stream",
+        limits: Limits | None = None,
+        nonce: Callable[[int], bytes] = os.urandom,
+        join_timeout_s: float = JOIN_TIMEOUT_S,
+        wait_for_hello: bool | None = None,
+        origin: float | None = None,
+        reconcile: bool = True,
+        deadline_factor: float = DEADLINE_FACTOR,
+        deadline_min_s: float = DEADLINE_MIN_S,
     ) -> None:
-        self.link = link
-        self.owner = owner
+        """`framing`: "stream" (TCP, memory pipe: frames back to back), "cobs" (serial)
+        or "packet" (each receive() is exactly one frame). `wait_for_hello` (default: on
+        cobs framing) starts the join deadline at HELLO instead of now. `origin` is when
+        the master started (HEARTBEAT uptime); `nonce(n)` gives n random bytes."""
         self.key = key
         self.cluster = cluster  # None: accept any HELLO cluster name
-        self.heartbeat_ms = heartbeat_ms
-        self.window = window
-        self.max_frame = max_frame
-        self.max_message = max_message
+        self.kind = kind
+        self.peer = peer
+        self.framing = framing
+        self._cobs = framing == "cobs"
+        self.limits = limits or Limits()
+        self.state = State.HELLO
         self.info: NodeInfo | None = None
-        self.last_seen = time.monotonic()
-        self.closed = False
+        self.bad_frames = 0
+        self.master_nonce = b""
+        self.last_rx = now
+        self.heartbeat_s = self.limits.heartbeat_ms / 1000
+        self.held = HeldTasks(deadline_factor, deadline_min_s)
+        self.reconcile = reconcile
+        self.close_cause = ""
+        self._nonce = nonce
+        self._hello: dict[str, Any] | None = None
+        self._hello_seq = 0
+        self._join_timeout_s = join_timeout_s
+        self._wait_for_hello = framing == "cobs" if wait_for_hello is None else wait_for_hello
+        self._join_deadline: float | None = None if self._wait_for_hello else now + join_timeout_s
+        self._max_frame = min(self.limits.max_frame, MAX_FRAME)
+        if framing == "cobs":
+            self._deframer: Any = SerialDeframer(self._max_frame, validate=False)
+        elif framing == "stream":
+            self._deframer = FrameReader(self._max_frame, validate=False)
+        elif framing == "packet":
+            self._deframer = None
+        else:
+            raise ValueError(f"framing must be stream, cobs or packet, not {framing!r}")
+        self._reassembler: Reassembler | None = None  # made at WELCOME, never before
+        self._out: list[bytes] = []
         self._seq = 0
         self._stream = 0
-        self._serial = link.framing == "cobs"
-        self._deframer: FrameReader | SerialDeframer = (
-            SerialDeframer(MAX_FRAME) if self._serial else FrameReader(MAX_FRAME)
-        )
-        self._reassembler = Reassembler(max_message)
-        self._inbox: deque[Frame] = deque()
-        self._restart_hello: Frame | None = None  # a HELLO that arrived on a joined link
+        self._next_beat = 0.0
+        self._last_timer = now
+        self._origin = now if origin is None else origin
+        self._answer_tokens = float(ANSWER_BURST)
+        self._answer_at = now
 
+    # ------------------------------------------------------------------ queries
     @property
     def node_id(self) -> str:
-        return self.info.node_id if self.info else f"<{self.link.kind} {self.link.peer}>"
+        return self.info.node_id if self.info else f"<{self.kind} {self.peer}>"
 
-    # ------------------------------------------------------------------ sending
-    def send(self, msg_type: MsgType, payload: dict[int, Any]) -> None:
-        self._stream = (self._stream + 1) & 0xFFFF
-        frames = encode_message(
-            msg_type, payload, seq=self._seq, max_frame=self.max_frame, stream=self._stream,
-            validate=False,
-        )
-        self._seq = (self._seq + len(frames)) & 0xFFFF
-        data = b"".join(serial_encode(f) for f in frames) if self._serial else b"".join(frames)
-        if self.info is not None:
-            self.info.bytes_out += len(data)
-        self.link.write(data)
+    @property
+    def joined(self) -> bool:
+        return self.state is State.JOINED
 
-    def send_task(self, task_id: int, kernel: str, args: Any, attempt: int) -> None:
-        self.send(MsgType.TASK, {TASK_ID: task_id, TASK_KERNEL: kernel, TASK_ARGS: list(args),
-                                 TASK_ATTEMPT: attempt})
-        if self.info is not None:
-            self.info.tasks_sent += 1
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
 
-    def send_error(self, code: ErrorCode, text: str, ref_seq: int | None = None) -> None:
-        self.send(MsgType.ERROR, build(MsgType.ERROR, code=int(code), text=text,
-                                       ref_seq=ref_seq))
+    @property
+    def has_output(self) -> bool:
+        return bool(self._out)
 
-    def close(self, reason: str = "") -> None:
-        if self.closed:
-            return
-        if reason:
-            with contextlib.suppress(Exception):  # the link may already be gone
-                self.send(MsgType.BYE, build(MsgType.BYE, reason=reason))
-        self.closed = True
-        self.link.close()
+    def take_output(self) -> Sequence[bytes]:
+        """The frames to write, in order (each COBS-encoded and delimited on serial)."""
+        out = self._out
+        if not out:
+            return ()
+        self._out = []
+        return out
 
-    # ------------------------------------------------------------------ receiving
-    async def _next_frame(self) -> Frame | None:
-        """The next whole message; None when the link closed. Bad frames are answered."""
-        while not self._inbox:
-            data = await self.link.read()
-            if not data:
-                return None
-            if self.info is not None:
-                self.info.bytes_in += len(data)
-            for item in self._deframer.feed(data):
-                if isinstance(item, FrameError):
-                    self._bad_frame(item)
-                    if item.fatal:
-                        return None
-                    continue
-                try:
-                    whole = self._reassembler.push(item)
-                except FrameError as exc:
-                    self._bad_frame(exc)
-                    continue
-                if whole is not None:
-                    self._inbox.append(whole)
-        return self._inbox.popleft()
+    def next_deadline(self) -> float | None:
+        """When on_timer() next has something to do (None: nothing until more input)."""
+        state = self.state
+        if state is State.CLOSED:
+            return None
+        if state is not State.JOINED:
+            return self._join_deadline
+        due = self._next_beat
+        if not self._excused():
+            due = min(due, self.last_rx + LOST_BEATS * self.heartbeat_s)
+        task_due = self.held.next_deadline()
+        return due if task_due is None else min(due, task_due)
 
-    def _bad_frame(self, exc: FrameError) -> None:
-        if self.info is not None:
-            self.info.bad_frames += 1
-        log.warning("%s: bad frame: %s", self.node_id, exc)
-        if not self.closed:
-            self.send_error(exc.code, exc.text, exc.seq)
+    # ------------------------------------------------------------------ commands
+    def send_task(self, task_id: int, kernel: str, args: Any, attempt: int, now: float,
+                  estimate_s: float | None = None) -> None:
+        """Queue a TASK. Raises FrameError/TypeError/ValueError when it cannot be encoded
+        (nothing is queued then). `estimate_s` sets its deadline (see held.py)."""
+        payload = {TASK_ID: task_id, TASK_KERNEL: kernel,
+                   TASK_ARGS: args if type(args) is list else list(args),
+                   TASK_ATTEMPT: attempt}
+        self._send(_TASK, payload)
+        self.held.sent(task_id, now, estimate_s)
+        info = self.info
+        if info is not None:
+            info.tasks_sent += 1
 
-    # ------------------------------------------------------------------ join
-    async def _join(self, hello: Frame | None = None) -> NodeInfo:
-        frame = hello if hello is not None else await self._next_frame()
-        if frame is None:
-            raise JoinRefused(ErrorCode.NOT_JOINED, "link closed before HELLO")
-        if frame.type != MsgType.HELLO:
-            raise JoinRefused(ErrorCode.NOT_JOINED, "the first message must be HELLO")
-        hello = fields(frame.type, frame.payload)
-        if hello["proto_version"] != PROTOCOL_VERSION:
-            raise JoinRefused(
-                ErrorCode.BAD_VERSION,
-                f"node speaks protocol {hello['proto_version']}, master speaks "
-                f"{PROTOCOL_VERSION}: update the firmware",
-            )
-        if len(hello["nonce"]) != NONCE_SIZE:
-            raise JoinRefused(ErrorCode.BAD_PAYLOAD, f"HELLO nonce must be {NONCE_SIZE} bytes")
-        node_id = hello["node_id"]
-        cluster = self.cluster
-        if "cluster" in hello and cluster is not None and hello["cluster"] != cluster:
-            raise JoinRefused(
-                ErrorCode.AUTH_FAILED,
-                f"node {node_id!r} is configured for cluster {hello['cluster']!r}, this master "
-                f"serves cluster {cluster!r}: give both the same cluster name",
-            )
-        master_nonce = os.urandom(NONCE_SIZE)
-        self.send(MsgType.AUTH_CHALLENGE, build(MsgType.AUTH_CHALLENGE, nonce=master_nonce))
-        frame = await self._next_frame()
-        if frame is None:
-            raise JoinRefused(ErrorCode.NOT_JOINED, "link closed during authentication")
-        if frame.type != MsgType.AUTH_RESPONSE:
-            raise JoinRefused(ErrorCode.NOT_JOINED, "expected AUTH_RESPONSE after the challenge")
-        mac = fields(frame.type, frame.payload)["mac"]
-        expected = node_mac(self.key, master_nonce, hello["nonce"], node_id)
-        if not hmac.compare_digest(bytes(mac), expected):
-            raise JoinRefused(
-                ErrorCode.AUTH_FAILED,
-                f"node {node_id!r}: wrong cluster key (its proof does not verify with the key "
-                f"of this master's cluster {cluster!r}): give both the same key file",
-            )
-        max_frame = min(hello["max_frame"], self.max_frame)
-        max_message = min(hello.get("max_message", max_frame), self.max_message)
-        window = max(1, min(hello["slots"], self.window))
-        self.send(
-            MsgType.WELCOME,
-            build(
-                MsgType.WELCOME,
-                node_id=node_id,
-                heartbeat_ms=self.heartbeat_ms,
-                window=window,
-                max_frame=max_frame,
-                proof=master_proof(self.key, hello["nonce"], master_nonce),
-                max_message=self.max_message,
-            ),
-        )
-        self.max_frame = max_frame
-        return NodeInfo(
-            node_id=node_id,
-            board=hello["board"],
-            fw_version=hello["fw_version"],
-            link=self.link.kind,
-            peer=self.link.peer,
-            kernels=list(hello["kernels"]),
-            native_kernels=list(hello.get("native_kernels", [])),
-            native_arch=hello.get("native_arch"),
-            kernel_hashes={str(k): str(v) for k, v in hello.get("kernel_hashes", {}).items()},
-            heap_total=hello["heap_total"],
-            heap_free=hello["heap_free"],
-            max_frame=max_frame,
-            max_message=max_message,
-            slots=hello["slots"],
-            window=window,
-        )
+    def cancel(self, task_id: int) -> None:
+        """Queue CANCEL; the node's CANCELLED answer then needs no deadline."""
+        self.held.cancelled(task_id)
+        self._send(_CANCEL, {_CANCEL_ID: task_id})
 
-    # ------------------------------------------------------------------ main loop
-    async def run(self) -> None:
-        """Join, serve, and join again when the node restarts on the same link (a board
-        behind a USB-UART bridge keeps its port when it resets, and says HELLO again)."""
-        hello: Frame | None = None
-        while True:
-            _cause, hello = await self._run_once(hello)
-            if hello is None or self.closed:
-                break
-        self.closed = True
-        self.link.close()
+    def send_error(self, code: int, text: str, ref_seq: int | None = None,
+                   task_id: int | None = None) -> None:
+        self._send(_ERROR, build(MsgType.ERROR, code=int(code), text=text, ref_seq=ref_seq,
+                                 task_id=task_id))
 
-    async def _run_once(self, hello: Frame | None) -> tuple[str, Frame | None]:
-        cause = "link closed"
-        self._restart_hello = None
-        try:
+    def close(self, reason: str = "", cause: str = "") -> list[Event]:
+        """End the session: BYE (when `reason` is given) and CLOSED. A joined node's Left
+        carries `cause` (default: "closed by the master: <reason>")."""
+        if self.state is State.CLOSED:
+            return []
+        if reason and self.state is not State.CLOSED:
+            self._send(_BYE, build(MsgType.BYE, reason=reason))
+        return self._close(cause or f"closed by the master: {reason or 'no reason given'}")
+
+    # ------------------------------------------------------------------ input
+    def receive(self, data: bytes, now: float) -> list[Event]:
+        """Bytes from the link. Returns the events they caused."""
+        events: list[Event] = []
+        if self.state is _CLOSED or not data:
+            return events
+        info = self.info
+        if info is not None:
+            info.bytes_in += len(data)
+        deframer = self._deframer
+        if deframer is None:
             try:
-                self.info = await asyncio.wait_for(self._join(hello), JOIN_TIMEOUT_S)
-            except (JoinRefused, TimeoutError, KeyError, TypeError) as exc:
-                code, text = (
-                    (exc.code, exc.text)
-                    if isinstance(exc, JoinRefused)
-                    else (ErrorCode.BAD_PAYLOAD, f"join failed: {exc!r}")
-                )
-                log.warning("refused a node on %s %s: %s", self.link.kind, self.link.peer, text)
-                if not self.closed:
-                    self.send_error(code, text)
-                self.owner.session_refused(self, text)
-                return f"refused: {text}", None
-            self.last_seen = time.monotonic()
-            log.info("node %s joined over %s (%s)", self.info.node_id, self.link.kind,
-                     self.link.peer)
-            self.owner.session_joined(self)
-            cause = await self._serve()
-            return cause, self._restart_hello
-        finally:
-            if self.info is not None:
-                self.owner.session_closed(self, cause)
-                self.info = None
+                items: list[Any] = [decode_frame(data, max_frame=self._max_frame,
+                                                 validate=False)]
+            except FrameError as exc:
+                items = [exc]
+        else:
+            items = deframer.feed(data)
+        for item in items:
+            if type(item) is not Frame:
+                self._bad(item, None, events, now)
+                if item.fatal or self.state is _CLOSED:
+                    break
+                continue
+            try:
+                validate_payload(item.type, item.payload, item.seq)
+                if item.type == _CHUNK:
+                    item = self._chunk(item)
+                    if item is None:
+                        continue
+            except FrameError as exc:
+                self._bad(exc, item.type, events, now)
+                if self.state is _CLOSED:
+                    break
+                continue
+            self._handle(item, now, events)
+            if self.state is _CLOSED:
+                break
+        return events
 
-    async def _serve(self) -> str:
+    def on_timer(self, now: float) -> list[Event]:
+        """Handshake deadline, liveness, task deadlines and the master's HEARTBEAT."""
+        events: list[Event] = []
+        state = self.state
+        if state is State.CLOSED:
+            return events
+        last, self._last_timer = self._last_timer, now
+        if state is not State.JOINED:
+            if self._join_deadline is not None and now + TIMER_SLACK_S >= self._join_deadline:
+                self._refuse(ErrorCode.HANDSHAKE_TIMEOUT,
+                             f"the join did not complete within {self._join_timeout_s:g} s",
+                             None, events)
+            return events
+        beat = self.heartbeat_s
+        if now - last > 1.5 * beat:
+            # The driver itself stalled: it could not read frames, so that time is not
+            # the node's silence.
+            self.last_rx = max(self.last_rx, now - beat)
+        if self.held.tasks:  # the scheduler requeues it and sends CANCEL (timed_out)
+            for task_id in self.held.overdue(now, LOST_BEATS * beat):
+                events.append(TaskFailed(task_id, int(ErrorCode.DEADLINE),
+                                         f"passed its deadline on {self.node_id}"))
+        if now - self.last_rx > LOST_BEATS * beat and not self._excused():
+            events.extend(self._close(
+                f"lost: no frame for {LOST_BEATS} heartbeat intervals "
+                f"({now - self.last_rx:.1f} s)"))
+            return events
+        if now + TIMER_SLACK_S >= self._next_beat:
+            self._next_beat = now + beat
+            # On serial, not to a node that missed its own heartbeat (busy in a kernel,
+            # frozen, or restarting): the frame would only queue up, or reach a board
+            # while it boots, before its worker has turned the interrupt key off.
+            if not self._cobs or now - self.last_rx <= QUIET_AFTER_BEATS * beat:
+                self._send_encoded(_HEARTBEAT,
+                                   _heartbeat_payload(int((now - self._origin) * 1000)))
+        return events
+
+    # ------------------------------------------------------------------ internals
+    def _excused(self) -> bool:
+        """Silence is not loss: a node without threads is running one of our tasks."""
+        info = self.info
+        return info is not None and not info.threads and self.held.active()
+
+    def _move(self, new: State) -> None:
+        if (self.state, new) not in TRANSITIONS:
+            raise InvalidTransition(f"session cannot go from {self.state.value} to {new.value}")
+        self.state = new
+
+    def _send(self, msg_type: int, payload: dict[int, Any]) -> None:
+        body = encode_payload(payload)
+        if len(body) + FRAME_OVERHEAD <= self._max_frame:
+            self._put(pack_frame(msg_type, body, self._seq))
+            self._seq = (self._seq + 1) & 0xFFFF
+            return
+        self._stream = (self._stream + 1) & 0xFFFF
+        frames = encode_message(msg_type, payload, seq=self._seq, max_frame=self._max_frame,
+                                stream=self._stream, validate=False)
+        self._seq = (self._seq + len(frames)) & 0xFFFF
+        for frame in frames:
+            self._put(frame)
+
+    def _send_encoded(self, msg_type: int, body: bytes) -> None:
+        self._put(pack_frame(msg_type, body, self._seq))
+        self._seq = (self._seq + 1) & 0xFFFF
+
+    def _put(self, frame: bytes) -> None:
+        data = serial_encode(frame) if self._cobs else frame
+        info = self.info
+        if info is not None:
+            info.bytes_out += len(data)
+        self._out.append(data)
+
+    def _close(self, cause: str) -> list[Event]:
+        was_joined = self.state is State.JOINED
+        self._move(State.CLOSED)
+        self.close_cause = cause
+        self._reassembler = None
+        self._deframer = None
+        self.held = HeldTasks()
+        if was_joined and self.info is not None:
+            return [Left(self.info, cause)]
+        return []
+
+    def _refuse(self, code: ErrorCode, text: str, ref_seq: int | None,
+                events: list[Event]) -> None:
+        self.send_error(code, text, ref_seq)
+        events.append(Refused(int(code), text))
+        events.extend(self._close(f"refused: {text}"))
+
+    def _bad(self, exc: FrameError, msg_type: int | None, events: list[Event],
+             now: float) -> None:
+        """A frame that failed a check: counted, answered, logged by the driver; before
+        WELCOME it ends the session. On a serial line, bytes without a readable header of
+        this protocol version are only counted, and before WELCOME so is any frame that
+        fails a check before its type is known."""
+        self.bad_frames += 1
+        info = self.info
+        if info is not None:
+            info.bad_frames += 1
+        events.append(BadFrame(int(exc.code), exc.text, exc.seq))
+        if self._cobs and (exc.seq is None or exc.code == ErrorCode.BAD_VERSION):
+            # Not a frame of ours at all (a console's text, boot noise, line noise): an
+            # answer could only feed a loop with a console that echoes what it gets.
+            return
+        if self.state is State.JOINED:
+            if exc.fatal:
+                self.send_error(exc.code, exc.text, exc.seq)
+                events.extend(self._close(f"unrecoverable frame: {exc.text}"))
+            elif self._may_answer(now):
+                self.send_error(exc.code, exc.text, exc.seq)
+            return
+        if self._cobs and msg_type is None:
+            return
+        self._refuse(exc.code, exc.text, exc.seq, events)
+
+    def _may_answer(self, now: float) -> bool:
+        """A token bucket for ERROR answers to bad frames: a flood of them is counted in
+        full but answered at ANSWERS_PER_S, so it cannot make the master queue output."""
+        tokens = min(ANSWER_BURST, self._answer_tokens + (now - self._answer_at) * ANSWERS_PER_S)
+        self._answer_at = now
+        if tokens < 1:
+            self._answer_tokens = tokens
+            return False
+        self._answer_tokens = tokens - 1
+        return True
+
+    def _chunk(self, frame: Frame) -> Frame | None:
+        if self._reassembler is None:  # no reassembly before WELCOME
+            raise FrameError(ErrorCode.NOT_JOINED, "CHUNK before WELCOME", frame.seq)
+        return self._reassembler.push(frame)
+
+    def _handle(self, frame: Frame, now: float, events: list[Event]) -> None:
+        t = frame.type
+        state = self.state
+        if state is _JOINED:
+            self.last_rx = now
+            if t == _RESULT:
+                self._result(frame.payload, now, events)
+            elif t == _HEARTBEAT:
+                self._heartbeat(frame.payload, now, events)
+            else:
+                self._joined_other(frame, now, events)
+            return
+        if t == _HELLO:
+            self._on_hello(frame, now, events)
+        elif t == _AUTH_RESPONSE and state is State.AUTH:
+            self._on_response(frame, now, events)
+        elif t == _ERROR:
+            self._node_error(fields(t, frame.payload), events)
+        elif t == _BYE:
+            self._close("the node said BYE before joining")
+        else:
+            name = MsgType(t).name
+            self._refuse(ErrorCode.NOT_JOINED,
+                         f"{name} before the join completed: say HELLO, then AUTH_RESPONSE",
+                         frame.seq, events)
+
+    def _result(self, body: dict[int, Any], now: float, events: list[Event]) -> None:
+        task_id = body[RESULT_TASK_ID]
+        held = self.held
+        tasks = held.tasks
+        if tasks.pop(task_id, None) is not None and tasks:  # held.answered(), inlined
+            held.start_oldest(now)
         info = self.info
         assert info is not None
-        while True:
-            frame = await self._next_frame()
-            if frame is None:
-                return "link closed" if not self.closed else "closed by the master"
-            self.last_seen = time.monotonic()
-            t = frame.type
-            if t == _RESULT:
-                body = frame.payload
-                task_id = body[RESULT_TASK_ID]
-                info.results += 1
-                info.compute_us += body.get(RESULT_ELAPSED, 0)
-                if RESULT_ERROR in body:
-                    info.errors += 1
-                    self.owner.session_task_error(self, task_id, body.get(RESULT_CODE, 0),
-                                                  body[RESULT_ERROR])
-                else:
-                    self.owner.session_result(self, task_id, body, 0)
-            elif t == MsgType.HEARTBEAT:
-                info.node_heartbeat = fields(t, frame.payload)
-                if "heap_free" in info.node_heartbeat:
-                    info.heap_free = info.node_heartbeat["heap_free"]
-                if info.node_heartbeat.get("queue") == 0:
-                    self.owner.session_idle(self)
-            elif t == MsgType.ERROR:
-                err = fields(t, frame.payload)
-                log.warning("%s: ERROR %s: %s", info.node_id, err["code"], err["text"])
-                if "task_id" in err:
-                    self.owner.session_task_error(self, err["task_id"], err["code"], err["text"])
-            elif t == MsgType.LOG:
-                entry = fields(t, frame.payload)
-                log.log(10 + 10 * min(entry["level"], 3), "%s: %s", info.node_id, entry["text"])
-                self.owner.session_log(self, entry["level"], entry["text"])
-            elif t == MsgType.HELLO:
-                self._restart_hello = frame
-                return "node restarted (HELLO on a joined link)"
-            elif t == MsgType.BYE:
-                reason = fields(t, frame.payload).get("reason", "")
-                return f"node said BYE {reason}".strip()
-            else:
-                self.send_error(ErrorCode.UNKNOWN_TYPE,
-                                f"message type {t} is not expected from a node", frame.seq)
+        info.results += 1
+        elapsed = body.get(RESULT_ELAPSED, 0)
+        info.compute_us += elapsed
+        if RESULT_ERROR in body:
+            info.errors += 1
+            events.append(TaskFailed(task_id, body.get(RESULT_CODE, 0), body[RESULT_ERROR]))
+        else:
+            events.append(Result(task_id, body.get(RESULT_VALUE), elapsed, body))
+
+    def _heartbeat(self, body: dict[int, Any], now: float, events: list[Event]) -> None:
+        info = self.info
+        assert info is not None
+        info.node_heartbeat = fields(_HEARTBEAT, body)
+        heap = body.get(_HB_HEAP)
+        if heap is not None:
+            info.heap_free = heap
+        held = self.held
+        if not held.tasks:
+            return
+        running = body.get(_HB_RUNNING)
+        if running is not None:
+            held.running(now, running)
+        if body.get(_HB_QUEUE) == 0 and self.reconcile:
+            cutoff = now - RECONCILE_BEATS * self.heartbeat_s
+            for task_id in held.lost(now, cutoff):
+                events.append(TaskLost(task_id))
+
+    def _joined_other(self, frame: Frame, now: float, events: list[Event]) -> None:
+        t = frame.type
+        if t == _ERROR:
+            self._node_error(fields(t, frame.payload), events)
+        elif t == _LOG:
+            entry = fields(t, frame.payload)
+            events.append(NodeLog(entry["level"], entry["text"]))
+        elif t == _HELLO:
+            info = self.info
+            assert info is not None
+            events.append(Left(info, "node restarted (HELLO on a joined link)"))
+            self.info = None
+            self._reassembler = None
+            self.held = HeldTasks(self.held.factor, self.held.min_s)
+            self._on_hello(frame, now, events)
+        elif t == _BYE:
+            reason = fields(t, frame.payload).get("reason", "")
+            events.extend(self._close(f"node said BYE {reason}".strip()))
+        else:  # a message of the catalog that a node does not send, or not now
+            text = f"{MsgType(t).name} is not a message a joined node sends"
+            self.bad_frames += 1
+            if self.info is not None:
+                self.info.bad_frames += 1
+            events.append(BadFrame(int(ErrorCode.UNEXPECTED), text, frame.seq))
+            if self._may_answer(now):
+                self.send_error(ErrorCode.UNEXPECTED, text, frame.seq)
+
+    def _node_error(self, err: dict[str, Any], events: list[Event]) -> None:
+        task_id = err.get("task_id")
+        if task_id is not None and self.state is State.JOINED:
+            self.held.answered(task_id, self.last_rx)
+            if self.info is not None:
+                self.info.errors += 1
+            events.append(TaskFailed(task_id, err["code"], err["text"]))
+        else:
+            events.append(NodeError(err["code"], err["text"]))
+        if err["code"] in _CLOSING_CODES:
+            events.extend(self._close(f"the node refused the link: {err['text']}"))
+
+    def _on_hello(self, frame: Frame, now: float, events: list[Event]) -> None:
+        hello = fields(_HELLO, frame.payload)
+        try:
+            check_hello(hello, frame.seq, self.cluster)
+        except JoinRefused as exc:
+            self._refuse(exc.code, exc.text, exc.ref_seq, events)
+            return
+        self._hello = hello
+        self._hello_seq = frame.seq
+        self.master_nonce = self._nonce(NONCE_SIZE)
+        if self._join_deadline is None:  # a serial link, or a restart on a joined link
+            self._join_deadline = now + self._join_timeout_s
+        self._move(State.AUTH)
+        self._send(int(MsgType.AUTH_CHALLENGE), {0: self.master_nonce})
+
+    def _on_response(self, frame: Frame, now: float, events: list[Event]) -> None:
+        hello = self._hello
+        assert hello is not None
+        try:
+            check_response(self.key, hello, self.master_nonce,
+                           fields(_AUTH_RESPONSE, frame.payload)["mac"], frame.seq,
+                           self.cluster)
+        except JoinRefused as exc:
+            self._refuse(exc.code, exc.text, exc.ref_seq, events)
+            return
+        payload, info = welcome(self.key, hello, self.master_nonce, self.limits,
+                                kind=self.kind, peer=self.peer)
+        self._send(int(MsgType.WELCOME), payload)
+        self._move(State.JOINED)
+        self.info = info
+        self._hello = None
+        self._join_deadline = None
+        self._max_frame = info.max_frame
+        if self._deframer is not None:
+            self._deframer.set_max_frame(info.max_frame)
+        self._reassembler = Reassembler(self.limits.max_message, max_streams=MAX_STREAMS)
+        self.last_rx = self._last_timer = now
+        self._next_beat = now + self.heartbeat_s
+        events.append(Joined(info))

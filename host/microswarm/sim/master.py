@@ -1,24 +1,25 @@
-"""The master's side of the simulation: the real sans-IO scheduler behind a session
-layer that does what the asyncio master's sessions do, on virtual time.
+"""The master's side of the simulation: the real sans-IO scheduler and the real sans-IO
+node sessions (microswarm.master.session, the same class the asyncio master drives), on
+virtual time.
 
-Per node link it runs the join handshake (checking the node's HMAC and proving its own),
-feeds RESULT, ERROR and HEARTBEAT frames to the scheduler, turns the scheduler's Dispatch
-and Cancel decisions into TASK and CANCEL frames, declares a node lost after three silent
-heartbeat intervals, and journals every finished task so that a restarted master
-resubmits only what is missing.
+This module is only the driver: it gives each node connection a NodeSession, carries the
+bytes between the sessions and the link models, calls the sessions' timers once per
+heartbeat interval (as the real master's ticker does, but on the virtual clock), turns
+session events into scheduler calls and scheduler decisions into session commands, and
+journals every finished task in the real SQLite journal so that a restarted master
+resubmits only what is missing. Join, authentication, liveness, task deadlines, lost-frame
+reconciliation and bad-frame handling are the session's.
 
-Lost frames. A TASK or RESULT lost on the wire leaves a task in flight that no node
-holds. A node's HEARTBEAT reports how many tasks it holds; when it holds none while the
-scheduler still counts tasks sent to it more than two heartbeat intervals ago, those
-tasks are handed back to the scheduler (requeued without a failure penalty).
+A connection is named by an epoch per node: frames of a connection the master no longer
+serves are refused (the node sees a reset, as over TCP).
 """
 
 from __future__ import annotations
 
-import hmac
 from typing import TYPE_CHECKING, Any
 
-from microswarm.master.journal import Journal
+from microswarm.master import session_events as ev
+from microswarm.master.handshake import Limits
 from microswarm.master.master import wire_size
 from microswarm.master.scheduler import (
     Cancel,
@@ -29,43 +30,17 @@ from microswarm.master.scheduler import (
     Scheduler,
     TaskDone,
 )
+from microswarm.master.session import NodeSession
 from microswarm.protocol.catalog import ErrorCode
-from microswarm.sim import wire as w
+from microswarm.sim.journal import SimJournal
 from microswarm.sim.links import known_rate
 from microswarm.sim.speed import prior_speed
-from microswarm.wire import FrameError, master_proof, node_mac
 
 if TYPE_CHECKING:
     from microswarm.sim.cluster import Simulation
     from microswarm.sim.node import SimNode
 
-LOST_AFTER_HEARTBEATS = 3
-
-
-class Session:
-    """The master's end of one node's link."""
-
-    __slots__ = ("epoch", "joined", "nonce", "node_nonce", "last_heard", "rx", "seq", "slots",
-                 "kernels")
-
-    def __init__(self, rx: Any) -> None:
-        self.epoch = 0
-        self.joined = False
-        self.nonce = b""
-        self.node_nonce = b""
-        self.last_heard = 0.0
-        self.rx = rx
-        self.seq = 0
-        self.slots = 1
-        self.kernels: frozenset[str] = frozenset()
-
-
-def _receiver_for(node: Any) -> Any:
-    if node.real:
-        from microswarm.sim.realtime import StreamReceiver
-
-        return StreamReceiver()
-    return w.Receiver(node.link.serial)
+_Result, _TaskFailed, _TaskLost = ev.Result, ev.TaskFailed, ev.TaskLost
 
 
 class SimMaster:
@@ -73,13 +48,15 @@ class SimMaster:
         self.sim = sim
         self.cfg = sim.scenario.master
         self.heartbeat_s = self.cfg.heartbeat_ms / 1000.0
-        self.sessions = [Session(_receiver_for(n)) for n in nodes]
+        self.limits = Limits(heartbeat_ms=self.cfg.heartbeat_ms, window=self.cfg.window)
+        self.sessions: list[NodeSession | None] = [None] * len(nodes)
+        self.epochs = [0] * len(nodes)
         self.down_until = 0.0
         self.restarts = 0
         self.results: dict[int, Any] = {}  # what the user got: task index -> first value
         self.deliveries: dict[tuple[int, int], int] = {}  # (incarnation, index) -> TaskDones
         self.recomputed = 0  # results computed again after a restart (journal batch lost)
-        self.journal = _Journal(sim.workdir if self.cfg.journal else None)
+        self.journal = SimJournal(sim.workdir if self.cfg.journal else None)
         self.up_since = 0.0
         self.index_of: list[int] = []  # current job's task index -> original index
         self.outstanding: dict[int, int] = {}  # task_id -> copies on nodes
@@ -121,16 +98,16 @@ class SimMaster:
         self.pump()
 
     def restart(self, down_s: float) -> None:
-        """The master process dies and comes back: links close, scheduler state is gone,
-        the journal survives."""
+        """The master process dies and comes back: links close, sessions and scheduler
+        state are gone, the journal survives."""
         now = self.sim.events.now
         self.restarts += 1
         self.duplicates += self.scheduler.duplicates
         self.dispatches += self.scheduler.dispatches
         self.down_until = now + down_s
-        for s in self.sessions:
-            s.joined = False
-            s.epoch += 1
+        for i in range(len(self.sessions)):
+            self.sessions[i] = None
+            self.epochs[i] += 1
         self.scheduler = self._new_scheduler()
         self.journal.reopen()
         self.sim.trace("master_restart", "", down_s)
@@ -145,105 +122,94 @@ class SimMaster:
         master or the link is down (connection refused / unreachable)."""
         if self.is_down() or not node.link.connected:
             return None
-        s = self.sessions[node.index]
-        if s.joined:
-            self._lose(node, "reconnected")
-        s.epoch += 1
-        return s.epoch
+        i = node.index
+        old = self.sessions[i]
+        if old is not None and not old.closed:
+            self._events(node, old.close(cause="reconnected"))
+        framing = "cobs" if node.link.serial else ("stream" if node.real else "packet")
+        self.sessions[i] = NodeSession(
+            self.sim.key, now=self.sim.events.now, kind="serial" if node.link.serial else "tcp",
+            peer=node.node_id, framing=framing, limits=self.limits,
+            nonce=self.sim.rng_nonce.randbytes, origin=self.up_since,
+            reconcile=self.cfg.recover_lost, wait_for_hello=False,
+        )
+        self.epochs[i] += 1
+        return self.epochs[i]
 
     def nonce_for(self, node: SimNode) -> bytes:
-        return self.sessions[node.index].nonce
+        session = self.sessions[node.index]
+        return session.master_nonce if session is not None else b""
 
-    def send(self, node: SimNode, msg_type: int, payload: dict[int, Any]) -> None:
-        s = self.sessions[node.index]
-        s.seq += 1
-        self._put(node, s, w.pack(msg_type, payload, s.seq, node.link.serial))
-
-    def _put(self, node: SimNode, s: Session, data: bytes) -> None:
+    def _flush(self, node: SimNode, session: NodeSession) -> None:
+        out = session.take_output()
+        if not out:
+            return
         if node.real:
-            node.write(data)
+            for data in out:
+                node.write(data)
             return
         link = node.link
-        delivered = link.send(link.rx, data, self.sim.events.now)
-        if delivered is not None:
-            self.sim.events.at(delivered[0], node.receive, node.boot, s.epoch, delivered[1])
+        events = self.sim.events
+        epoch = self.epochs[node.index]
+        for data in out:
+            delivered = link.send(link.rx, data, events.now)
+            if delivered is not None:
+                events.at(delivered[0], node.receive, node.boot, epoch, delivered[1])
 
     # ------------------------------------------------------------------ receiving
     def receive(self, node: SimNode, epoch: int, data: bytes) -> None:
-        if self.is_down():
+        now = self.sim.events.now
+        if now < self.down_until:
             return
-        s = self.sessions[node.index]
-        if epoch != s.epoch:
+        session = self.sessions[node.index]
+        if epoch != self.epochs[node.index] or session is None or session.closed:
             if node.link.connected:  # the closed connection answers with a reset
                 self.sim.events.after(node.link.latency_s, node.reset_by_peer, node.boot)
             return
-        for frame in s.rx.feed(data):
-            if isinstance(frame, FrameError):
-                self.sim.count("master_bad_frames")
-                self.sim.trace("bad_frame", node.node_id, frame.code.name)
-                error: dict[int, Any] = {w.E_CODE: int(frame.code), w.E_TEXT: frame.text}
-                if frame.seq is not None:
-                    error[w.E_REF] = frame.seq
-                self.send(node, w.ERROR, error)
-                continue
-            self._handle(node, s, frame.type, frame.payload)
+        events = session.receive(data, now)
+        if session.has_output:
+            self._flush(node, session)
+        if events:
+            self._events(node, events)
         self.pump()
 
-    def _handle(self, node: SimNode, s: Session, msg_type: int, p: dict[int, Any]) -> None:
-        now = self.sim.events.now
-        if msg_type == w.RESULT and s.joined:
-            s.last_heard = now
-            task_id = p[w.R_ID]
-            if w.R_VALUE in p:
+    def _events(self, node: SimNode, events: list) -> None:
+        sim = self.sim
+        for e in events:
+            kind = type(e)
+            if kind is _Result:
                 if node.real:
-                    elapsed = p[w.R_ELAPSED] / 1e6
+                    elapsed = e.elapsed_us / 1e6
                     node.task_finished(elapsed)
-                    self.sim.gantt_add(node.index, task_id, now - elapsed, now, "ok")
-                self.scheduler.result(node.node_id, task_id, p[w.R_VALUE], p[w.R_ELAPSED])
-                self._settle(task_id)
-            else:
-                self._task_error(node, task_id, p.get(w.R_CODE, 0), p.get(w.R_ERROR, ""))
-            return
-        if msg_type == w.HELLO:
-            s.node_nonce = p[w.H["nonce"]]
-            s.slots = p[w.H["slots"]]
-            s.kernels = frozenset(p[w.H["kernels"]])
-            s.nonce = self.sim.rng_nonce.randbytes(16)
-            self.send(node, w.CHALLENGE, {w.CH_NONCE: s.nonce})
-            return
-        if msg_type == w.RESPONSE:
-            expected = node_mac(self.sim.key, s.nonce, s.node_nonce, node.node_id)
-            if not hmac.compare_digest(expected, p[w.RS_MAC]):
-                self.send(node, w.ERROR, {w.E_CODE: int(ErrorCode.AUTH_FAILED),
-                                          w.E_TEXT: "wrong cluster key"})
-                return
-            s.joined = True
-            s.last_heard = now
-            window = min(self.cfg.window, s.slots)
-            self.send(node, w.WELCOME, {
-                w.W["node_id"]: node.node_id, w.W["heartbeat_ms"]: self.cfg.heartbeat_ms,
-                w.W["window"]: window, w.W["max_frame"]: 16_384,
-                w.W["proof"]: master_proof(self.sim.key, s.node_nonce, s.nonce),
-            })
-            self.sim.trace("join", node.node_id)
-            self.sim.joined_at.setdefault(node.index, now)  # the lower bound's start
-            self.scheduler.add_node(node.node_id, NodeCaps(
-                kernels=s.kernels, window=window, speed=prior_speed(node.board),
-                bandwidth=known_rate(node.link)))
-            return
-        if not s.joined:
-            self.send(node, w.ERROR, {w.E_CODE: int(ErrorCode.NOT_JOINED),
-                                      w.E_TEXT: "say HELLO first"})
-            return
-        s.last_heard = now
-        if msg_type == w.HEARTBEAT:
-            if p.get(w.HB_QUEUE) == 0 and self.cfg.recover_lost:
-                self._recover_lost(node)
-        elif msg_type == w.ERROR:
-            self.sim.count("node_error_frames")
-            task_id = p.get(w.E_TASK)
-            if task_id is not None:
-                self._task_error(node, task_id, p[w.E_CODE], p[w.E_TEXT])
+                    now = sim.events.now
+                    sim.gantt_add(node.index, e.task_id, now - elapsed, now, "ok")
+                self.scheduler.result(node.node_id, e.task_id, e.value, e.elapsed_us)
+                self._settle(e.task_id)
+            elif kind is _TaskFailed:
+                self._task_error(node, e.task_id, e.code, e.text)
+            elif kind is _TaskLost:
+                self.recovered += 1
+                sim.trace("recover", node.node_id, e.task_id)
+                self._settle(e.task_id)
+                self.scheduler.lost(node.node_id, e.task_id)
+            elif kind is ev.Joined:
+                sim.trace("join", node.node_id)
+                sim.joined_at.setdefault(node.index, sim.events.now)  # the lower bound's start
+                info = e.info
+                self.scheduler.add_node(node.node_id, NodeCaps(
+                    kernels=frozenset(info.kernels), window=info.window,
+                    max_message=info.max_message, speed=prior_speed(node.board),
+                    bandwidth=known_rate(node.link)))
+            elif kind is ev.Left:
+                self._lose(node, e.cause)
+            elif kind is ev.BadFrame:
+                sim.count("master_bad_frames")
+                sim.trace("bad_frame", node.node_id, ErrorCode(e.code).name)
+            elif kind is ev.NodeError:
+                sim.count("node_error_frames")
+            elif kind is ev.Refused:
+                sim.count("refused")
+                sim.trace("refused", node.node_id, e.text)
 
     def _task_error(self, node: SimNode, task_id: int, code: int, text: str) -> None:
         """As the real master: CANCELLED is ignored, BUSY requeues without a penalty."""
@@ -252,6 +218,11 @@ class SimMaster:
             return
         if code == ErrorCode.BUSY:
             self.sim.count("busy")
+        elif code == ErrorCode.DEADLINE:  # requeued elsewhere, CANCEL to the node
+            self.sim.count("deadline")
+            self.sim.trace("deadline", node.node_id, task_id)
+            self.scheduler.timed_out(node.node_id, task_id, text)
+            return
         self.scheduler.error(node.node_id, task_id, text or "error",
                              penalty=code != ErrorCode.BUSY)
 
@@ -260,12 +231,15 @@ class SimMaster:
         if copies is not None:
             self.outstanding[task_id] = copies - 1
 
-    def _recover_lost(self, node: SimNode) -> None:
-        cutoff = self.sim.events.now - 2 * self.heartbeat_s
-        for task_id in self.scheduler.reconcile(node.node_id, cutoff):
-            self.recovered += 1
-            self.sim.trace("recover", node.node_id, task_id)
-            self._settle(task_id)
+    def _lose(self, node: SimNode, why: str) -> None:
+        """The node's session ended: the connection is closed, its tasks requeued."""
+        self.epochs[node.index] += 1
+        self.sim.node_lost(node, why)
+        state = self.scheduler.nodes.get(node.node_id)
+        if state is not None:
+            for task_id in state.inflight:
+                self._settle(task_id)
+        self.scheduler.remove_node(node.node_id, f"node {node.node_id} {why}")
 
     # ------------------------------------------------------------------ periodic
     def tick(self) -> None:
@@ -274,37 +248,23 @@ class SimMaster:
             self.pump()
 
     def sweep(self) -> None:
-        """Once per heartbeat interval, as the real master's ticker: declare lost every
-        joined node silent for LOST_AFTER_HEARTBEATS intervals, HEARTBEAT the others, and
+        """Once per heartbeat interval, as the real master's ticker: every session's
+        timers (handshake deadline, liveness, task deadlines, the master's HEARTBEAT), then
         commit the journal."""
         if self.is_down():
             return
         now = self.sim.events.now
-        limit = now - LOST_AFTER_HEARTBEATS * self.heartbeat_s
-        beat = w.encode({w.HB_UPTIME: int((now - self.up_since) * 1000)})
         nodes = self.sim.nodes
-        for i, s in enumerate(self.sessions):
-            if not s.joined:
+        for i, session in enumerate(self.sessions):
+            if session is None or session.closed:
                 continue
-            if s.last_heard < limit:
-                self._lose(nodes[i], "silent")
-                s.epoch += 1
-            else:
-                node = nodes[i]
-                s.seq += 1
-                self._put(node, s, w.pack_encoded(w.HEARTBEAT, beat, s.seq, node.link.serial))
+            events = session.on_timer(now)
+            node = nodes[i]
+            self._flush(node, session)
+            if events:
+                self._events(node, events)
         self.journal.flush()
         self.pump()
-
-    def _lose(self, node: SimNode, why: str) -> None:
-        s = self.sessions[node.index]
-        s.joined = False
-        self.sim.node_lost(node, why)
-        state = self.scheduler.nodes.get(node.node_id)
-        if state is not None:
-            for task_id in state.inflight:
-                self._settle(task_id)
-        self.scheduler.remove_node(node.node_id, f"node {node.node_id} {why}")
 
     # ------------------------------------------------------------------ decisions
     def pump(self) -> None:
@@ -318,7 +278,11 @@ class SimMaster:
                 if type(a) is Dispatch:
                     self._dispatch(nodes[a.node_id], a)
                 elif type(a) is Cancel:
-                    self.send(nodes[a.node_id], w.CANCEL, {w.C_ID: a.task_id})
+                    node = nodes[a.node_id]
+                    session = self.sessions[node.index]
+                    if session is not None and session.joined:
+                        session.cancel(a.task_id)
+                        self._flush(node, session)
                 elif type(a) is TaskDone:
                     self._done(a)
                 elif type(a) is JobDone:
@@ -329,6 +293,9 @@ class SimMaster:
                     self.sim.trace("job_failed", "", a.cause)
 
     def _dispatch(self, node: SimNode, a: Dispatch) -> None:
+        session = self.sessions[node.index]
+        if session is None or not session.joined:
+            return  # its removal is already queued
         copies = self.outstanding.get(a.task_id, 0)
         if copies > 0:
             self.speculative += 1
@@ -337,9 +304,9 @@ class SimMaster:
         self.dispatched.add(a.task_id)
         self.sim.trace("dispatch", a.node_id, (a.task_id, a.attempt))
         self.outstanding[a.task_id] = copies + 1
-        args = a.args if type(a.args) is list else list(a.args)
-        self.send(node, w.TASK, {w.T_ID: a.task_id, w.T_KERNEL: a.kernel, w.T_ARGS: args,
-                                 w.T_ATTEMPT: a.attempt})
+        estimate = self.scheduler.nodes[a.node_id].inflight.get(a.task_id)
+        session.send_task(a.task_id, a.kernel, a.args, a.attempt, self.sim.events.now, estimate)
+        self._flush(node, session)
         self.scheduler.sent(a.node_id, a.task_id)
 
     def _done(self, a: TaskDone) -> None:
@@ -355,47 +322,3 @@ class SimMaster:
                 self.sim.count("recomputed_differently")
             return
         self.results[index] = a.value
-
-
-class _Journal:
-    """The master's SQLite journal (microswarm.master.journal) in a scratch folder, or
-    nothing when the scenario's master runs without one. A restart drops the Journal
-    object without flushing it, as a killed process would: rows still in its batch are
-    lost and their tasks are computed again."""
-
-    KEY = "sim-job"
-
-    def __init__(self, folder: str | None) -> None:
-        self.path = None if folder is None else f"{folder}/journal.sqlite"
-        self.db: Journal | None = None
-        self.kernel = ""
-        self.tasks: list = []
-        self.reopen()
-
-    def reopen(self) -> None:
-        if self.path is not None:
-            self.db = Journal(self.path)
-
-    def begin(self, kernel: str, tasks: list) -> dict[int, Any]:
-        self.kernel, self.tasks = kernel, tasks
-        return {} if self.db is None else self.db.begin(self.KEY, kernel, tasks)
-
-    def record(self, index: int, value: Any, node_id: str) -> None:
-        if self.db is not None:
-            self.db.record(self.KEY, index, value, node_id)
-
-    def flush(self) -> None:
-        if self.db is not None:
-            self.db.flush()
-
-    def stored(self) -> dict[int, Any] | None:
-        """Every result the journal holds (None without a journal)."""
-        if self.db is None:
-            return None
-        self.db.flush()
-        return self.db.begin(self.KEY, self.kernel, self.tasks)
-
-    def close(self) -> None:
-        if self.db is not None:
-            self.db.close()
-            self.db = None

@@ -128,6 +128,7 @@ class SimNode:
             w.H["slots"]: self.slots,
             w.H["nonce"]: self.nonce,
             w.H["link"]: "serial" if self.link.serial else "tcp",
+            w.H["threads"]: True,  # it heartbeats while a kernel runs
         })
 
     def redial(self) -> None:

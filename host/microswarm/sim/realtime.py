@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from microswarm.sim import wire as w
-from microswarm.wire import FrameError, FrameReader, Reassembler
+from microswarm.wire import FrameError, FrameReader
 
 if TYPE_CHECKING:
     from microswarm.sim.cluster import Simulation
@@ -34,34 +34,6 @@ class StreamLink:
         self.writer: asyncio.StreamWriter | None = None
         self.connected = True
         self.latency_s = 0.0
-
-
-class StreamReceiver:
-    """A TCP byte stream -> whole messages (CHUNKs reassembled), bad frames counted."""
-
-    __slots__ = ("reader", "chunks", "bad_frames")
-
-    def __init__(self) -> None:
-        self.reader = FrameReader()
-        self.chunks = Reassembler()
-        self.bad_frames = 0
-
-    def feed(self, data: bytes) -> list:
-        out: list = []
-        for item in self.reader.feed(data):
-            if isinstance(item, FrameError):
-                self.bad_frames += 1
-                out.append(item)
-                continue
-            try:
-                whole = self.chunks.push(item)
-            except FrameError as exc:
-                self.bad_frames += 1
-                out.append(exc)
-                continue
-            if whole is not None:
-                out.append(whole)
-        return out
 
 
 class VmNode:

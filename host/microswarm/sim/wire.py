@@ -24,7 +24,7 @@ HEARTBEAT, ERROR, BYE = int(MsgType.HEARTBEAT), int(MsgType.ERROR), int(MsgType.
 
 H = {n: key(MsgType.HELLO, n) for n in (
     "node_id", "board", "fw_version", "proto_version", "kernels", "heap_total", "heap_free",
-    "max_frame", "slots", "nonce", "link")}
+    "max_frame", "slots", "nonce", "link", "threads")}
 W = {n: key(MsgType.WELCOME, n) for n in ("node_id", "heartbeat_ms", "window", "max_frame",
                                           "proof")}
 CH_NONCE = key(MsgType.AUTH_CHALLENGE, "nonce")

@@ -87,6 +87,11 @@ class SerialDeframer:
     def buffered(self) -> int:
         return len(self._buf)
 
+    def set_max_frame(self, max_frame: int) -> None:
+        """The limit negotiated at the join, for the frames that follow."""
+        self.max_frame = max_frame
+        self._limit = max_encoded_size(max_frame)
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame | FrameError]:
         out: list[Frame | FrameError] = []
         data = bytes(data)

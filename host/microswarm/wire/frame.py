@@ -158,6 +158,10 @@ class FrameReader:
     def buffered(self) -> int:
         return len(self._buf)
 
+    def set_max_frame(self, max_frame: int) -> None:
+        """The limit negotiated at the join, for the frames that follow."""
+        self.max_frame = max_frame
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame | FrameError]:
         if self.failed is not None:
             return []
