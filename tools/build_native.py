@@ -87,23 +87,27 @@ def run(cmd: list[str], timeout: float = 300) -> None:
 
 
 def ensure_toolchain(target: Target) -> None:
-    cc = target.prefix + "gcc"
-    if shutil.which(cc):
+    ensure_command(target.prefix + "gcc", target.debian_packages)
+
+
+def ensure_command(command: str, packages: tuple[str, ...]) -> None:
+    """`command` is on PATH, installed from Debian's `packages` when missing and root."""
+    if shutil.which(command):
         return
-    packages = " ".join(target.debian_packages)
-    if not packages:
-        raise ToolchainMissing(f"{cc} is not installed")
+    names = " ".join(packages)
+    if not names:
+        raise ToolchainMissing(f"{command} is not installed")
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise ToolchainMissing(f"{cc} is missing; install it with: apt-get install -y {packages}")
-    log(f"installing {packages} from Debian (once; about a minute)")
+        raise ToolchainMissing(f"{command} is missing; install it with: apt-get install -y {names}")
+    log(f"installing {names} from Debian (once; about a minute)")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    cmd = ["apt-get", "install", "-y", "-q", *target.debian_packages]
+    cmd = ["apt-get", "install", "-y", "-q", *packages]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     if proc.returncode != 0:
         subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=600, env=env)
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
-    if proc.returncode != 0 or not shutil.which(cc):
-        raise ToolchainMissing(f"could not install {packages}: {proc.stderr.strip()[-400:]}")
+    if proc.returncode != 0 or not shutil.which(command):
+        raise ToolchainMissing(f"could not install {names}: {proc.stderr.strip()[-400:]}")
 
 
 def arch_flags(target: Target) -> list[str]:

@@ -20,6 +20,7 @@ BENCHES: dict[str, str] = {
     "wiznet": "microswarm.bench.wiznet",
     "board": "microswarm.bench.board",
     "sched": "microswarm.bench.sched",
+    "footprint": "microswarm.bench.footprint",
     "scale": "microswarm.bench.scale",
     "all": "microswarm.bench.report",
 }
