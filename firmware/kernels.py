@@ -45,8 +45,6 @@ _ONE_Q13 = 1 << 13
 _MPY_ARCHES = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
                "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc")
 
-msw_kernel.builtins(True)
-
 
 def _typecode(a):
     """array.array typecode; MicroPython arrays lack .typecode but an empty slice's repr
@@ -341,21 +339,27 @@ def sha256(data):
     return hashlib.sha256(data).digest()
 
 
-msw_kernel.builtins(False)
-KERNELS = msw_kernel.FUNCS  # every kernel this node has, built-in and from packages
 
 
-# The registry's queries under the names the worker and the host use (aliases: no extra
-# function objects on a board). names(): every kernel, built-in and from packages;
-# builtin_names(): the documented built-in set; native_names(): those a native module
-# serves; lookup(name) -> (function, runs_native) or None; check(name, args) -> None or
-# why the arguments do not fit (BAD_ARGS); set_native(enabled) for benchmarks.
+KERNELS = msw_kernel.KERNELS  # every kernel this node has, built-in and from packages
+# The registry's queries under the names the worker and the host use: names() every
+# kernel, built-in and from packages; native_names() those a native module serves;
+# lookup(name) -> (function, runs_native) or None; check(name, args) -> None or why the
+# arguments do not fit (BAD_ARGS).
 names = msw_kernel.names
-builtin_names = msw_kernel.builtin_names
 native_names = msw_kernel.native_names
 lookup = msw_kernel.lookup
 check = msw_kernel.check
-set_native = msw_kernel.set_native
+
+
+def builtin_names():
+    """The built-in kernels (docs/kernels.md), sorted."""
+    return msw_kernel.names("kernels")
+
+
+def set_native(enabled):
+    """Turn the native dispatch on or off (benchmarks compare both)."""
+    msw_kernel.native_on = bool(enabled)
 
 
 def native_arch():

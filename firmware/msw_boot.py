@@ -19,6 +19,7 @@ import sys
 import msw_kernel
 
 MANIFEST_PREFIX = "kpkg_"
+HASH_HEX = 12  # hex digits of SHA-256 that name a version
 
 
 def file_hash(path):
@@ -30,7 +31,7 @@ def file_hash(path):
             if not block:
                 break
             h.update(block)
-    return "".join("%02x" % b for b in h.digest())[:msw_kernel.HASH_HEX]
+    return "".join("%02x" % b for b in h.digest())[:HASH_HEX]
 
 
 def _import(stem):

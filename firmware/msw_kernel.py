@@ -18,199 +18,123 @@ units (the simulator times one unit on the VM). `sample`, optional, returns an a
 list the calibration can time. `native` names a native module (.mpy built by `microswarm
 native build`) whose function of the same name replaces the Python one where it loads.
 
-A kernel's version is a short content hash of the source file that defines it (the first
-12 hex digits of its SHA-256), kept per module in `versions`. At boot msw_boot.py fills it
-(from the .py file itself, or on a board holding .mpy files from the `kpkg_*.json`
-manifest the deploy wrote) and imports the packages; on the host, microswarm.kernelpkg
-does. The hash covers the whole file: any edit makes a new version of its kernels.
+A kernel's version is a short content hash of the source file that defines it, kept per
+module in `versions`: msw_boot.py fills it at boot, microswarm.kernelpkg on the host.
 
-Resident on the node, so kept small: an entry is a list, not an object. Runs on boards,
-in the unix-port VM and in CPython (the host imports this file as
-microswarm.firmware.msw_kernel and also under its plain name, so that user packages
-import the same registry everywhere).
+Resident on every node, so it is kept small: an entry is a list, kinds are checked where
+they are registered on the host (microswarm.kernelpkg), and the boot-time work lives in
+msw_boot.py. The host imports this file as microswarm.firmware.msw_kernel and also under
+its plain name, so that user packages import the same registry everywhere.
 """
 
 import array
 
-HASH_HEX = 12
-KINDS = ("uint", "int", "float", "bool", "tstr", "bstr", "array", "tstr[]", "map", "any",
-         "tarray")
-
-# An entry: [fn, args ((name, kind), ...) or None, cost, sample, native fn, module, builtin]
-FN, ARGS, COST, SAMPLE, NATIVE, MODULE, BUILTIN = 0, 1, 2, 3, 4, 5, 6
+# An entry: [fn, args ((name, kind), ...) or None, cost, sample, native fn or None, module]
+FN, ARGS, COST, SAMPLE, NATIVE, MODULE = 0, 1, 2, 3, 4, 5
 
 KERNELS = {}  # name -> entry
-FUNCS = {}  # name -> the Python function (kernels.KERNELS is this dict)
-versions = {}  # module stem -> content hash
+versions = {}  # module (file stem) -> content hash
 errors = []  # (module, text) for each package module that failed to load at boot
 loading = None  # module stem while msw_boot imports it
-_builtin = False
-_use_native = True
-
-
-def _stem(path):
-    name = path[path.rfind("/") + 1:]
-    dot = name.rfind(".")
-    return name[:dot] if dot > 0 else name
-
-
-def module_of(fn):
-    """The file stem of the module that defines `fn` ("kernels", "histogram")."""
-    try:
-        return _stem(fn.__globals__["__file__"])
-    except (AttributeError, KeyError, TypeError):
-        return loading
-
-
-def _kind_ok(kind):
-    if kind in KINDS:
-        return True
-    if kind[:7] != "tarray:" or len(kind) == 7:
-        return False
-    for code in kind[7:]:
-        if code not in "BHIQbhiqfd":
-            return False
-    return True
+native_on = True
+_TYPES = {"uint": int, "int": int, "float": (int, float), "bool": bool, "tstr": str,
+          "map": dict, "array": (list, tuple), "tstr[]": (list, tuple)}
 
 
 def kernel(name, args=None, cost=None, sample=None, native=None):
     """Decorator: register the function as kernel `name` (see the module docstring)."""
 
     def register(fn):
-        add(name, fn, args, cost, sample, native)
+        try:
+            path = fn.__globals__["__file__"]
+            module = path[path.rfind("/") + 1:path.rfind(".")]
+        except (AttributeError, KeyError):
+            module = loading
+        old = KERNELS.get(name)
+        if old is not None and old[MODULE] != module:
+            raise ValueError("kernel " + name + " is already defined in " + str(old[MODULE]))
+        fast = None
+        if native:
+            try:
+                fast = getattr(__import__(native), name, None)
+            except (ImportError, ValueError):  # ValueError: a .mpy of another arch
+                pass
+        KERNELS[name] = [fn, args, cost, sample, fast, module]
         return fn
 
     return register
 
 
-def add(name, fn, args=None, cost=None, sample=None, native=None):
-    """Register `fn` as kernel `name`; `args` is a sequence of (argument name, kind)."""
-    if not isinstance(name, str) or not name:
-        raise ValueError("a kernel name must be a non-empty string")
-    for pair in args or ():
-        if not _kind_ok(pair[1]):
-            raise ValueError("unknown argument kind " + repr(pair[1]))
-    module = module_of(fn)
-    old = KERNELS.get(name)
-    if old is not None and old[MODULE] != module:
-        raise ValueError("kernel " + name + " is already defined in " + str(old[MODULE]))
-    native_fn = None
-    if native:
-        try:
-            native_fn = getattr(__import__(native), name, None)
-        except (ImportError, ValueError):  # ValueError: built for another architecture
-            pass
-    KERNELS[name] = [fn, args, cost, sample, native_fn, module, _builtin]
-    FUNCS[name] = fn
-
-
-def builtins(on):
-    """kernels.py marks its own registrations as built-in (the documented set)."""
-    global _builtin
-    _builtin = bool(on)
-
-
-def set_native(enabled):
-    global _use_native
-    _use_native = bool(enabled)
-
-
-def names():
-    return sorted(KERNELS)
-
-
-def builtin_names():
-    return sorted(n for n in KERNELS if KERNELS[n][BUILTIN])
+def names(module=None):
+    """Every kernel name, sorted; only those of `module` ("kernels": the built-in ones)."""
+    return sorted(n for n in KERNELS if module is None or KERNELS[n][MODULE] == module)
 
 
 def native_names():
-    if not _use_native:
-        return []
-    return sorted(n for n in KERNELS if KERNELS[n][NATIVE] is not None)
+    return sorted(n for n in KERNELS if native_on and KERNELS[n][NATIVE] is not None)
 
 
 def lookup(name):
     """(function, runs_native) for kernel `name`, or None if this node lacks it."""
-    entry = KERNELS.get(name)
-    if entry is None:
+    e = KERNELS.get(name)
+    if e is None:
         return None
-    if _use_native and entry[NATIVE] is not None:
-        return entry[NATIVE], True
-    return entry[FN], False
-
-
-def version(name):
-    """The version hash of kernel `name` here, or None."""
-    entry = KERNELS.get(name)
-    return None if entry is None else versions.get(entry[MODULE])
+    if native_on and e[NATIVE] is not None:
+        return e[NATIVE], True
+    return e[FN], False
 
 
 def hashes():
     """Kernel name -> version hash, for every kernel whose version is known."""
     out = {}
-    for name in KERNELS:
-        h = versions.get(KERNELS[name][MODULE])
+    for n in KERNELS:
+        h = versions.get(KERNELS[n][MODULE])
         if h:
-            out[name] = h
+            out[n] = h
     return out
 
 
-# ---- argument checking ----------------------------------------------------------------
-
-
-def _typecode(a):
+def _code(v):
     try:
-        return a.typecode
+        return v.typecode
     except AttributeError:  # MicroPython: repr of an empty slice is "array('x')"
-        return repr(a[:0])[7]
+        return repr(v[:0])[7]
 
 
 def _fits(kind, v):
+    t = _TYPES.get(kind)
+    if t is not None:
+        if isinstance(v, bool) and kind != "bool" or not isinstance(v, t):
+            return False
+        if kind == "uint":
+            return v >= 0
+        return kind != "tstr[]" or all(isinstance(x, str) for x in v)
     if kind == "any":
         return True
-    if isinstance(v, bool):
-        return kind == "bool"
-    if kind == "uint":
-        return isinstance(v, int) and v >= 0
-    if kind == "int":
-        return isinstance(v, int)
-    if kind == "float":
-        return isinstance(v, (int, float))
-    if kind == "tstr":
-        return isinstance(v, str)
-    if kind == "array" or kind == "tstr[]":
-        if not isinstance(v, (list, tuple)):
-            return False
-        return kind == "array" or all(isinstance(x, str) for x in v)
-    if kind == "map":
-        return isinstance(v, dict)
+    codes = kind[7:] if kind[:7] == "tarray:" else ""
     if isinstance(v, array.array):  # bstr, tarray, tarray:CODES
-        return kind[:7] != "tarray:" or _typecode(v) in kind[7:]
-    if isinstance(v, (bytes, bytearray, memoryview)):
-        return kind[:7] != "tarray:" or "B" in kind[7:]
-    return False
-
-
-def _describe(v):
-    if isinstance(v, array.array):
-        return "array('" + _typecode(v) + "')"
-    if isinstance(v, int) and not isinstance(v, bool) and v < 0:
-        return "negative int"
-    return type(v).__name__
+        return not codes or _code(v) in codes
+    return isinstance(v, (bytes, bytearray, memoryview)) and (not codes or "B" in codes)
 
 
 def check(name, args):
     """None if `args` fit kernel `name`'s declared kinds, else what is wrong, naming the
     argument. A kernel without declared kinds accepts anything here."""
-    entry = KERNELS.get(name)
-    if entry is None or entry[ARGS] is None:
+    e = KERNELS.get(name)
+    spec = None if e is None else e[ARGS]
+    if spec is None:
         return None
-    spec = entry[ARGS]
     if len(args) != len(spec):
         return (name + " takes " + str(len(spec)) + " arguments ("
                 + ", ".join(p[0] for p in spec) + "), got " + str(len(args)))
     for i in range(len(spec)):
-        if not _fits(spec[i][1], args[i]):
-            return (name + ": argument " + spec[i][0] + " must be " + spec[i][1] + ", got "
-                    + _describe(args[i]))
+        v = args[i]
+        if not _fits(spec[i][1], v):
+            if isinstance(v, array.array):
+                got = "array('" + _code(v) + "')"
+            elif isinstance(v, int) and not isinstance(v, bool) and v < 0:
+                got = "negative int"
+            else:
+                got = type(v).__name__
+            return "%s: argument %s must be %s, got %s" % (name, spec[i][0], spec[i][1], got)
     return None

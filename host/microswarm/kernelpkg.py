@@ -29,9 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from microswarm import paths
-from microswarm.firmware import msw_kernel
+from microswarm.firmware import msw_boot, msw_kernel
 
-MANIFEST_PREFIX = "kpkg_"  # as firmware/msw_boot.py looks for them
+MANIFEST_PREFIX = msw_boot.MANIFEST_PREFIX
+KINDS = ("uint", "int", "float", "bool", "tstr", "bstr", "array", "tstr[]", "map", "any",
+         "tarray")  # the catalog's field kinds and typed arrays (see msw_kernel)
+TYPECODES = "BHIQbhiqfd"
 FIRMWARE_PACKAGE = "firmware"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -44,7 +47,7 @@ def source_hash(data: bytes) -> str:
     """A kernel module's version: the first hex digits of the SHA-256 of its source."""
     import hashlib
 
-    return hashlib.sha256(data).hexdigest()[: msw_kernel.HASH_HEX]
+    return hashlib.sha256(data).hexdigest()[: msw_boot.HASH_HEX]
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,39 @@ def find_all(folders: Iterable[str | Path]) -> list[KernelPackage]:
     return packages
 
 
+def kind_ok(kind: object) -> bool:
+    """A kind the node checks: one of KINDS, or "tarray:" and typed-array typecodes."""
+    if kind in KINDS:
+        return True
+    return (isinstance(kind, str) and kind.startswith("tarray:") and len(kind) > 7
+            and all(code in TYPECODES for code in kind[7:]))
+
+
+def kinds_problem(args: object) -> str:
+    """What is wrong with a kernel's declared `args` ((name, kind), ...), or ""; the node
+    itself does not check declarations (its registry stays small), so packages are
+    checked here when they load on the host (and so before every deploy's own load)."""
+    if args is None:
+        return ""
+    try:
+        pairs = [(name, kind) for name, kind in args]
+    except (TypeError, ValueError):
+        return "args must be a sequence of (name, kind) pairs"
+    for name, kind in pairs:
+        if not isinstance(name, str) or not name:
+            return f"argument name {name!r} is not a name"
+        if not kind_ok(kind):
+            return (f"argument {name}: unknown kind {kind!r} (known: {', '.join(KINDS)}, "
+                    f"tarray:CODES with CODES from {TYPECODES})")
+    return ""
+
+
+def version(kernel: str) -> str | None:
+    """The version (content hash) of `kernel` as this process has it, or None."""
+    entry = msw_kernel.KERNELS.get(kernel)
+    return None if entry is None else msw_kernel.versions.get(entry[msw_kernel.MODULE])
+
+
 def firmware_manifest() -> tuple[str, bytes]:
     """The built-in kernels' manifest: their version on a board whose kernels are .mpy."""
     source = (paths.firmware_dir() / "kernels.py").read_bytes()
@@ -175,6 +211,11 @@ def load(folders: Iterable[str | Path]) -> list[KernelPackage]:
                 raise KernelPackageError(f"{path}: {type(exc).__name__}: {exc}") from exc
             finally:
                 msw_kernel.loading = None
+            for name, entry in msw_kernel.KERNELS.items():
+                if entry[msw_kernel.MODULE] == stem:
+                    problem = kinds_problem(entry[msw_kernel.ARGS])
+                    if problem:
+                        raise KernelPackageError(f"{path}: kernel {name}: {problem}")
     return packages
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from microswarm import kernelpkg
-from microswarm.firmware import msw_kernel
 from microswarm.master import Cluster, Master
 from microswarm.master.client import RemoteError
 from microswarm.vboard import VirtualBoard
@@ -60,7 +59,7 @@ def test_a_stale_node_is_never_used_and_an_explicit_version_picks_it(tmp_path):
                 await m.wait_for_nodes(3, 30)
                 versions = {i.node_id: i.kernel_hashes.get("histogram") for i in m.nodes}
                 assert versions == {"py1": new, "vb-new": new, "vb-old": old}
-                assert all(i.kernel_hashes["echo"] == msw_kernel.version("echo")
+                assert all(i.kernel_hashes["echo"] == kernelpkg.version("echo")
                            for i in m.nodes)
                 handle = m.submit("histogram", [[tile, 8]] * 40)
                 assert await handle == [EIGHTHS] * 40

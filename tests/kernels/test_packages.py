@@ -29,16 +29,24 @@ def ref_histogram(data: bytes, bins: int) -> list[int]:
     return [counted[i] for i in range(bins)]
 
 
-def test_the_kinds_are_the_catalogs_plus_typed_arrays():
-    assert set(KINDS) <= set(msw_kernel.KINDS)
-    assert set(msw_kernel.KINDS) - set(KINDS) == {"tarray"}
-    for code, _size in TYPED_ARRAY_TAGS.values():
-        assert msw_kernel._kind_ok("tarray:" + code)  # every typed array the wire carries
-    with pytest.raises(ValueError, match="unknown argument kind"):
-        msw_kernel.add("bad_kind_kernel", lambda x: x, [("x", "number")])
-    with pytest.raises(ValueError, match="unknown argument kind 'tarray:z'"):
-        msw_kernel.add("bad_code_kernel", lambda x: x, [("x", "tarray:z")])
-    assert "bad_kind_kernel" not in msw_kernel.KERNELS
+def test_the_kinds_are_the_catalogs_plus_typed_arrays(tmp_path):
+    assert set(KINDS) <= set(kernelpkg.KINDS)
+    assert set(kernelpkg.KINDS) - set(KINDS) == {"tarray"}
+    assert set(kernelpkg.TYPECODES) == {code for code, _size in TYPED_ARRAY_TAGS.values()}
+    assert kernelpkg.kinds_problem((("x", "number"),)).startswith("argument x: unknown kind")
+    assert "unknown kind 'tarray:z'" in kernelpkg.kinds_problem((("x", "tarray:z"),))
+    assert kernelpkg.kinds_problem([("a", "tarray:bhf"), ("n", "uint")]) == ""
+    for kernel in kernels.builtin_names():  # the built-in declarations are valid too
+        assert kernelpkg.kinds_problem(msw_kernel.KERNELS[kernel][msw_kernel.ARGS]) == ""
+    # a package declaring an unknown kind is refused where it loads on the host
+    bad = tmp_path / "badkinds"
+    bad.mkdir()
+    (bad / "wrongkind.py").write_text(
+        "from msw_kernel import kernel\n\n\n"
+        "@kernel('wrongkind', args=(('x', 'number'),))\ndef wrongkind(x):\n    return x\n")
+    with pytest.raises(kernelpkg.KernelPackageError, match="kernel wrongkind: argument x: "
+                       "unknown kind 'number'"):
+        kernelpkg.load([bad])
 
 
 @pytest.mark.parametrize(("name", "args", "problem"), [
@@ -61,7 +69,7 @@ def test_checks_name_the_argument(name, args, problem):
 
 
 def test_uint8_data_may_arrive_as_bytes_or_a_typed_array():
-    msw_kernel.KERNELS["_u8_probe"] = [None, (("d", "tarray:B"),), None, None, None, "t", 0]
+    msw_kernel.KERNELS["_u8_probe"] = [None, (("d", "tarray:B"),), None, None, None, "t"]
     try:
         for value in (b"\x01", bytearray(2), memoryview(b"ab"), array.array("B", [1])):
             assert kernels.check("_u8_probe", [value]) is None
@@ -108,7 +116,7 @@ def test_loading_a_package_adds_kernels_with_its_version_and_leaves_the_builtins
     (pkg,) = kernelpkg.load([EXAMPLES])
     kernelpkg.load([EXAMPLES])  # again: nothing happens
     assert "histogram" in kernels.names() and kernels.builtin_names() == builtins
-    assert msw_kernel.version("histogram") == pkg.hashes()["histogram"]
+    assert kernelpkg.version("histogram") == pkg.hashes()["histogram"]
     data = bytes(random.Random(3).randrange(256) for _ in range(3000))
     assert list(kernels.run("histogram", [data, 16])) == ref_histogram(data, 16)
     assert kernels.check("histogram", [data, -1]) == (
@@ -118,7 +126,7 @@ def test_loading_a_package_adds_kernels_with_its_version_and_leaves_the_builtins
     shutil.copytree(EXAMPLES, other, ignore=shutil.ignore_patterns("build"))
     with pytest.raises(kernelpkg.KernelPackageError, match="already imported"):
         kernelpkg.load([other])
-    assert msw_kernel.version("histogram") == pkg.hashes()["histogram"]
+    assert kernelpkg.version("histogram") == pkg.hashes()["histogram"]
 
 
 _VM_AGREE = """

@@ -268,11 +268,11 @@ class ClusterClient:
         """Start a job of many tasks; ``wait(handle)`` or ``map`` give the results.
         `version` as in Cluster.map: None takes the kernel's version in this process (a
         package it loaded, or the built-in kernels), else the master's."""
-        from microswarm.firmware import msw_kernel
+        from microswarm import kernelpkg
 
         tasks = [list(a) for a in arg_lists]
         if version is None:
-            version = msw_kernel.version(kernel)
+            version = kernelpkg.version(kernel)
         return self._call(self._connection.submit(kernel, tasks, priority=priority, key=key,
                                                   native=native or None, version=version),
                           self.timeout)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from microswarm.firmware import msw_kernel
+from microswarm import kernelpkg
 from microswarm.keys import DEFAULT_CLUSTER
 from microswarm.master import session_events as ev
 from microswarm.master.conn import Admission, Connection, SerialPort
@@ -620,7 +620,7 @@ def resolve_version(kernel: str, version: str | None) -> str:
     """The version a job asks for: `version` itself, or with None the content hash of the
     kernel as this process has it ("" when it does not have the kernel: any version)."""
     if version is None:
-        return msw_kernel.version(kernel) or ""
+        return kernelpkg.version(kernel) or ""
     return version
 
 
