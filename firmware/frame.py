@@ -40,13 +40,14 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 #           (COBS-encoded with its 0x00 delimiter when serial=True), in a buffer the writer
 #           reuses: send it before the next call. seq=None takes the writer's counter
 #           (.seq, incremented mod 2**16 per frame written). TOO_LARGE if it does not fit.
-#       .frames(msg_type, payload) -> iterator of memoryview   the message as one frame if
-#           it fits, else as CHUNK frames with consecutive seqs (a new stream id per message,
-#           MORE on all but the last). Each chunk but the last carries D = max_frame -
+#       .frames(msg_type, payload, max_message=0) -> iterator of memoryview   the message
+#           as one frame if it fits, else as CHUNK frames with consecutive seqs (a new
+#           stream id per message, MORE on all but the last). Each chunk but the last carries D = max_frame -
 #           FRAME_OVERHEAD - len(CBOR({0: stream, 1: inner_type, 2: total, 3: total,
 #           4: b""})) - 2 bytes, the rule every sender follows (same frames as the host).
 #           Send each view before advancing the iterator; do not call frame() while
-#           iterating.
+#           iterating. TOO_LARGE, before any frame, when max_message (the receiver's limit
+#           on a reassembled message; 0: none) is exceeded.
 #       .raw(msg_type, payload_bytes, seq=None, flags=0) -> memoryview   frame an already
 #           encoded payload.
 #   StreamReader(max_frame, copy=True)     TCP-like byte streams, no copy of the data:
@@ -447,7 +448,7 @@ class FrameWriter:
         enc.buf[HEADER_SIZE : HEADER_SIZE + n] = payload_bytes
         return self._finish(enc, msg_type, flags, seq, n)
 
-    def frames(self, msg_type, payload):
+    def frames(self, msg_type, payload, max_message=0):
         if msg_type == T_CHUNK:
             raise FrameError(E_BAD_CHUNK, "a CHUNK cannot itself be chunked")
         enc = self._enc
@@ -456,6 +457,9 @@ class FrameWriter:
         except cbor.CBORError as e:
             raise FrameError(E_BAD_PAYLOAD, "cannot encode payload: %s" % e)
         total = len(body)
+        if max_message and total > max_message:
+            raise FrameError(E_TOO_LARGE, "message of %d bytes over the peer's limit of %d"
+                             % (total, max_message))
         if total + FRAME_OVERHEAD <= self.max_frame:
             yield self._finish(enc, msg_type, 0, None, total)
             return

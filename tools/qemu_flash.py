@@ -196,7 +196,7 @@ class Flash:
         return (512, 512, (self.end - self.base) // 512, free, free, 0, 0, 0, 0, 255)
 
 
-def mount(base=0x00200000, size=0x00100000):
+def mount(base=0x00300000, size=0x00080000):
     import os
 
     fs = Flash(base, size)

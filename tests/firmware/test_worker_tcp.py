@@ -10,7 +10,7 @@ import zlib
 import pytest
 
 from microswarm import kernelpkg, paths, wire
-from microswarm.protocol.catalog import ErrorCode, MsgType
+from microswarm.protocol.catalog import ErrorCode, MsgType, key
 
 from .conftest import make_flash
 from .scripted import VM, T, TcpMaster
@@ -61,7 +61,8 @@ def test_join_announces_the_node_and_serves_tasks(tcp_node):
 
     conn.task(5, "dot", [array.array("b", [1]), "text"])
     res = conn.result()  # the declared kinds, checked before the kernel runs
-    assert res[5] == ErrorCode.BAD_ARGS and res[2] == "dot: argument b must be tarray:bhf, got str"
+    assert res[5] == ErrorCode.BAD_ARGS
+    assert res[2].endswith("dot: argument b must be tarray:bhf, got str")
 
     # every kernel with its version: the built-in ones are the source hash of kernels.py,
     # from the manifest (the node holds only kernels.mpy)
@@ -195,6 +196,8 @@ def test_wrong_key_is_refused(tmp_path, micropython, side):
             with pytest.raises(AssertionError):
                 conn.join(wrong)
             conn.send(T.WELCOME, {0: "vm-1", 1: 1000, 2: 4, 3: 16384, 4: bytes(32)})
+            # ... with an ERROR that says so, and the node hangs up
+            assert conn.expect(T.ERROR).payload[0] == ErrorCode.AUTH_FAILED
             with pytest.raises(ConnectionError):
                 conn.recv(timeout=5)
             assert "proof does not verify" in vm.log()
@@ -204,15 +207,32 @@ def test_wrong_key_is_refused(tmp_path, micropython, side):
         master.close()
 
 
-def test_a_long_kernel_is_not_taken_for_master_silence(tcp_node):
+def test_a_long_kernel_runs_beside_the_link(tcp_node):
+    """The VM runs kernels on a second thread: while one runs for many heartbeat intervals
+    the node keeps heartbeating, its heartbeats name the running task, and it still
+    notices the master's own heartbeats (it would hang up after 3 silent intervals)."""
     _master, conn, _vm = tcp_node
-    conn.join(heartbeat_ms=150)
-    conn.task(1, "monte_carlo_pi", [7, 6_000_000])  # holds the VM's loop for several intervals
-    time.sleep(0.2)
-    conn.send(T.HEARTBEAT, {0: 1})  # waits in the socket while the kernel runs
-    res = conn.result(timeout=60)
+    hello = conn.join(heartbeat_ms=150)
+    assert hello[key(MsgType.HELLO, "threads")] is True
+    conn.task(1, "monte_carlo_pi", [7, 6_000_000])
+    beats: list[dict] = []
+    res = None
+    while res is None:
+        conn.send(T.HEARTBEAT, {0: 1})
+        try:
+            frame = conn.recv(timeout=0.1, keep_heartbeats=True)
+        except TimeoutError:
+            continue
+        if frame.type == T.HEARTBEAT:
+            beats.append(frame.payload)
+        else:
+            assert frame.type == T.RESULT
+            res = frame.payload
     assert res[0] == 1 and res[3] > 3 * 150_000, "the kernel must outlast 3 intervals"
-    conn.send(T.HEARTBEAT, {0: 2})
+    running = [b[6] for b in beats if 6 in b]
+    assert len(running) >= 3, beats
+    assert all(r[0][0] == 1 for r in running) and running[-1][0][1] > running[0][0][1]
+    assert all(b[2] == 1 for b in beats if 6 in b), "queue counts the running task"
     conn.task(2, "echo", ["same link"])
     assert conn.result()[1] == "same link"
 
@@ -223,3 +243,47 @@ def test_a_task_before_welcome_is_refused(tcp_node):
     conn.task(9, "echo", [1])
     err = conn.expect(T.ERROR).payload
     assert err[0] == ErrorCode.NOT_JOINED and err[3] == 9
+
+
+def _chunk(conn, stream: int, task_id: int, total: int, more: bool) -> None:
+    """The first CHUNK of a TASK stream announcing `total` bytes (the encoded TASK starts
+    with its task id, as every sender writes it)."""
+    head = wire.encode_payload({0: task_id, 1: "echo", 2: [b""]})[:8]
+    payload = {0: stream, 1: int(T.TASK), 2: total, 3: 0, 4: head}
+    conn.send_raw(wire.encode_frame(T.CHUNK, payload, conn.seq, flags=1 if more else 0))
+    conn.seq += 1
+
+
+def test_poison_tasks_get_their_code_and_the_board_keeps_serving(tcp_node):
+    """One task of each poison class, each answered with its code and task id; after all of
+    them the same session still serves tasks."""
+    _master, conn, _vm = tcp_node
+    hello = conn.join()
+    code = 5
+    # empty typed arrays of every item width encode (they used to end the session)
+    for n, tc in enumerate("bBhHiIqQfd"):
+        conn.task(100 + n, "echo", [array.array(tc)])
+        res = conn.result()
+        assert res[0] == 100 + n and len(res[1]) == 0 and code not in res
+    conn.task(120, "mandelbrot", [0, 0, 8, 0, 4, 16])  # w=0: an empty result
+    assert list(conn.result()[1]) == []
+    # wrong arguments: deterministic, BAD_ARGS
+    conn.task(121, "dot", [array.array("h", [1, 2]), array.array("h", [1])])
+    conn.task(122, "matmul", [array.array("b", [1])])
+    assert [(r[0], r[code]) for r in (conn.result(), conn.result())] == [
+        (121, ErrorCode.BAD_ARGS), (122, ErrorCode.BAD_ARGS)]
+    # a CHUNK stream over max_message: TOO_LARGE with the task's id
+    _chunk(conn, 1, 130, hello[key(MsgType.HELLO, "max_message")] + 1, more=True)
+    err = conn.expect(T.ERROR).payload
+    assert err[0] == ErrorCode.TOO_LARGE and err[3] == 130
+    # more open CHUNK streams than the stated limit: the extra one is refused, not a restart
+    for stream in range(2, 7):
+        _chunk(conn, stream, 140 + stream, 4000, more=True)
+    err = conn.expect(T.ERROR).payload
+    assert err[0] == ErrorCode.TOO_LARGE and err[3] == 146
+    # an unexpected WELCOME after the join: answered, the session stays
+    conn.send(T.WELCOME, {0: "vm-1", 1: 1000, 2: 4, 3: 16384, 4: bytes(32)})
+    err = conn.expect(T.ERROR).payload
+    assert err[0] == ErrorCode.UNEXPECTED
+    conn.task(150, "echo", ["still serving"])
+    assert conn.result()[1] == "still serving"

@@ -52,6 +52,14 @@ def test_bench_all_writes_a_report_with_the_table_and_the_machine(repo, tmp_path
     assert report.readme_table(readme.read_text()) == report.readme_block(saved["results"])
 
 
+def test_readme_benchmark_table_is_generated_from_the_committed_report(repo):
+    saved = json.loads((repo / "docs" / "bench" / "results.json").read_text())
+    readme = (repo / "README.md").read_text()
+    assert report.readme_table(readme) == report.readme_block(saved["results"])
+    assert (repo / "docs" / "bench" / "report.md").read_text().count(
+        report.table(saved["results"])) == 1
+
+
 def test_plots_draw_from_small_results(tmp_path):
     from microswarm.bench import plots
 

@@ -16,6 +16,7 @@ BENCHES: dict[str, str] = {
     "firmware": "microswarm.bench.firmware",
     "master": "microswarm.bench.master",
     "sim": "microswarm.bench.sim",
+    "local": "microswarm.bench.local",
     "native": "microswarm.bench.native",
     "wiznet": "microswarm.bench.wiznet",
     "board": "microswarm.bench.board",

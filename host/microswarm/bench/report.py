@@ -60,15 +60,21 @@ FIGURES: tuple[Figure, ...] = (
            "k", ">= 20k", lambda v, r: v >= 20_000),
     Figure("native", "int8 64x64 matmul, native vs pure MicroPython in the VM", _head, "x",
            ">= 20x", lambda v, r: v >= 20),
-    Figure("wiznet", "SPI bytes per payload byte, 16 KB frame", _head, "f3", "< 1.05",
-           lambda v, r: v < 1.05, _base),
+    Figure("wiznet", "SPI bytes per payload byte, 16 KB frame, strict chip model", _head,
+           "f3", "<= 1.05", lambda v, r: v <= 1.05, _base),
     Figure("board", "link efficiency, 16 KB payloads over serial", _head, "f3"),
     Figure("sched", "makespan / lower bound, geometric mean over mixed-vm, straggler, "
            "crash-10pct, heterogeneous", _head, "f3", "<= 1.15", lambda v, r: v <= 1.15,
            _base),
-    Figure("sched", "ours better than every baseline policy on every scenario",
-           lambda r: sum(r["ours_better_than_every_baseline"].values()), "int",
-           "all scenarios", lambda v, r: v == len(r["ours_better_than_every_baseline"])),
+    Figure("sched", "the same over the simulated scenarios only (mixed-vm runs real VMs in "
+           "real time)", lambda r: r["geomean_ratio_simulated_only"]["ours"], "f3", "<= 1.15",
+           lambda v, r: v is not None and v <= 1.15,
+           lambda r: min((v for p, v in r["geomean_ratio_simulated_only"].items()
+                          if p != "ours" and v is not None), default=None)),
+    Figure("sched", "scenarios where ours beats every baseline policy",
+           lambda r: (f"{sum(r['ours_better_than_every_baseline'].values())} of "
+                      f"{len(r['ours_better_than_every_baseline'])}"), "str",
+           "all", lambda v, r: all(r["ours_better_than_every_baseline"].values())),
     Figure("scale", "sessions one master holds over loopback TCP", _head, "int", ">= 5,000",
            lambda v, r: v >= 5000),
     Figure("scale", "master RSS per session", lambda r: r["rss_per_session_kb"], "kb",
@@ -153,6 +159,8 @@ def fmt(value: Any, how: str) -> str:
         return f"{value:.2f} s"
     if how == "f3":
         return f"{value:.3f}"
+    if how == "str":
+        return str(value)
     return f"{int(value):,}"
 
 
@@ -216,6 +224,10 @@ def write_report(folder: Path, results: dict[str, Any], host: dict[str, Any]) ->
         table(results),
         "",
     ]
+    for name, r in results.items():
+        if isinstance(r, dict) and r.get("parameters"):
+            given = ", ".join(f"{k} {v}" for k, v in r["parameters"].items())
+            lines += [f"`bench {name}` ran with: {given}.", ""]
     pictures = []
     if "board" in results and (folder / "board" / "latency.png").is_file():
         pictures.append(("Round trips of a tiny task to a virtual board over serial",

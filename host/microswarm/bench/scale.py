@@ -143,6 +143,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rss_per = (full["rss_kb"] - empty["rss_kb"]) / max(1, sessions)
     limit_s = 3 * interval + GOALS["loss_margin_s"]
     out: dict[str, Any] = {
+        "parameters": {"sessions": args.sessions, "procs": args.procs,
+                       "heartbeat_ms": args.heartbeat_ms, "tasks": args.tasks},
         "sessions_held": sessions,
         "fd_limit": {"bench": limits, "master": hello["fd_limit"]},
         "master_rss_kb": {"empty": empty["rss_kb"], "full": full["rss_kb"]},

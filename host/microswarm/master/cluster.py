@@ -1,5 +1,5 @@
-"""Bring a cluster up (master, virtual boards, serial boards, in-process nodes) and the
-synchronous ``Cluster`` facade that runs it on a background event loop."""
+"""Bring a cluster up (master, virtual boards, serial boards, local and in-process nodes)
+and the synchronous ``Cluster`` facade that runs it on a background event loop."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ class RunningCluster:
         self.master = master
         self.services = Services(master, client=spec.client, http=spec.http)
         self.boards: list[Any] = []  # VirtualBoard
+        self.local: Any = None  # local.LocalNodes
         self._watch: asyncio.Task | None = None
 
     @classmethod
@@ -72,6 +73,12 @@ class RunningCluster:
             kernelpkg.load(spec.kernels)
         if spec.inproc:
             await master.add_inproc_nodes(spec.inproc)
+        if spec.local:
+            from microswarm.master.local import LocalNodes
+
+            self.local = LocalNodes()
+            host = "127.0.0.1" if spec.host in ("0.0.0.0", "") else spec.host
+            await self.local.start(spec.local, host, master.tcp_port, spec.key)
         if spec.virtual:
             from microswarm.vboard import VirtualBoard
 
@@ -115,6 +122,8 @@ class RunningCluster:
         if self._watch is not None:
             self._watch.cancel()
         await self.services.stop()
+        if self.local is not None:
+            await self.local.stop()
         await self.master.stop()
         await asyncio.gather(*(asyncio.to_thread(b.stop) for b in self.boards),
                              return_exceptions=True)
@@ -123,21 +132,23 @@ class RunningCluster:
 class Cluster:
     """Synchronous use of a cluster from ordinary code:
 
-        with Cluster(inproc=4) as cluster:
+        with Cluster(local=2) as cluster:
             cluster.submit("echo", 1).result()
             cluster.map("monte_carlo_pi", [(seed, 10000) for seed in range(64)])
 
+    local=N starts N CPython nodes in processes of their own (they compute in parallel);
+    inproc=N starts them inside this process (they share its interpreter lock).
     `kernels` are kernel package folders: loaded into this process (its in-process nodes
     run them, and `map` takes their versions from them) and installed on virtual boards.
     """
 
-    def __init__(self, spec: ClusterSpec | None = None, *, inproc: int = 0,
+    def __init__(self, spec: ClusterSpec | None = None, *, inproc: int = 0, local: int = 0,
                  key: bytes = b"", timeout: float = 60,
                  kernels: Sequence[str | Path] = (), **master: Any) -> None:
         if spec is None:
             spec = ClusterSpec(key=key or _throwaway_key(), tcp_port=0, udp_port=None,
                                control_port=None, client=None, http=None, inproc=inproc,
-                               kernels=[str(k) for k in kernels])
+                               local=local, kernels=[str(k) for k in kernels])
             for name, value in master.items():
                 setattr(spec, name, value)
         self.spec = spec

@@ -21,7 +21,9 @@
     link = "tcp"                 # or "serial" (a pty)
     native = true                # load the native kernel module
     [inproc]
-    count = 2                    # in-process CPython nodes
+    count = 2                    # in-process CPython nodes (share the master's process)
+    [local]
+    count = 2                    # CPython nodes in processes of their own (one core each)
 """
 
 from __future__ import annotations
@@ -71,10 +73,11 @@ class ClusterSpec:
     virtual: list[VirtualGroup] = field(default_factory=list)
     inproc: int = 0
     kernels: list[str] = field(default_factory=list)  # kernel package folders
+    local: int = 0
 
     @property
     def expected_nodes(self) -> int:
-        return (self.expected_tcp + len(self.serial_ports) + self.inproc
+        return (self.expected_tcp + len(self.serial_ports) + self.inproc + self.local
                 + sum(g.count for g in self.virtual))
 
     def master_kwargs(self) -> dict[str, Any]:
@@ -139,4 +142,7 @@ def load(path: str | Path) -> ClusterSpec:
                                          link, group.get("prefix", f"vm{link[0]}"),
                                          bool(group.get("native", True))))
     spec.inproc = int(_section(data, "inproc").get("count", 0))
+    spec.local = int(_section(data, "local").get("count", 0))
+    if spec.local < 0 or spec.inproc < 0:
+        raise ClusterFileError(f"{path}: [local] and [inproc] count must be >= 0")
     return spec

@@ -105,7 +105,7 @@ def test_unknown_kernel_and_bad_arguments_fail_the_task_not_the_node(probe: Prob
     assert bad.get(5) == ErrorCode.BAD_ARGS and "same typecode" in bad.get(2)
     wrong_kind = probe.task("dot", [array("h", [1, 2]), "text"])
     assert wrong_kind.get(5) == ErrorCode.BAD_ARGS
-    assert wrong_kind.get(2) == "dot: argument b must be tarray:bhf, got str"
+    assert wrong_kind.get(2).endswith("dot: argument b must be tarray:bhf, got str")
     assert probe.hello[HELLO["kernel_hashes"]]["dot"]  # every kernel with its version
     assert probe.task("echo", [3])[1] == 3
 

@@ -44,8 +44,8 @@ def install_layout(flash: Path, board: str, config: str, *, compiled: bool = Tru
                    ) -> dict[str, bytes]:
     """Lay a virtual board's flash out as `microswarm deploy` would for a board running
     the VM's arch: the bundle, modules compiled to .mpy (or sources with compiled=False),
-    the x64 native module, kernel packages, and nothing left over that would shadow
-    them."""
+    the x64 native module (where the board's arch is one the project builds: not an
+    ESP32's), kernel packages, and nothing left over that would shadow them."""
     from microswarm.deploy.build import build, shadowed_names
 
     native = native and bundle.vm_arch(paths.load_board(board)) is not None
