@@ -144,3 +144,13 @@ def test_master_cli_kernels_feed_its_inproc_nodes_and_nodes_shows_versions(tmp_p
     finally:
         master.send_signal(signal.SIGINT)
         master.wait(20)
+
+
+def test_local_node_processes_load_the_package():
+    from microswarm.master import Cluster
+
+    (pkg,) = kernelpkg.load([EXAMPLES])
+    with Cluster(local=1, kernels=[EXAMPLES]) as cluster:
+        (info,) = cluster.nodes()
+        assert info.kernel_hashes["histogram"] == pkg.hashes()["histogram"]
+        assert cluster.map("histogram", [(b"\x00\x80\xff", 2)]) == [array.array("I", [1, 2])]

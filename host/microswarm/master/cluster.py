@@ -78,7 +78,8 @@ class RunningCluster:
 
             self.local = LocalNodes()
             host = "127.0.0.1" if spec.host in ("0.0.0.0", "") else spec.host
-            await self.local.start(spec.local, host, master.tcp_port, spec.key)
+            await self.local.start(spec.local, host, master.tcp_port, spec.key,
+                                   kernels=spec.kernels)
         if spec.virtual:
             from microswarm.vboard import VirtualBoard
 
