@@ -74,7 +74,7 @@ def test_join_announces_the_node_and_serves_tasks(tcp_node):
         frame = conn.recv(keep_heartbeats=True)
         if frame.type == T.HEARTBEAT:
             beats.append(frame.payload)
-    assert beats[-1][3] == 3 and beats[-1][2] == 0 and beats[-1][4] == 0
+    assert beats[-1][3] == 4 and beats[-1][2] == 0 and beats[-1][4] == 0  # 4 tasks ran
     assert beats[-1][5] <= beats[-1][1] and beats[-1][0] > 0
     assert vm.proc.poll() is None
 
