@@ -298,6 +298,10 @@ class Session:
                     await self.wake.wait()
                 task = self.todo.pop(0)
                 fn, task.native = kernels.lookup(task.kernel)
+                bad = kernels.check(task.kernel, task.args)  # the declared kinds: BAD_ARGS
+                if bad is not None:
+                    eng.finished(task, None, ValueError(bad), 0, board.uptime_ms())
+                    continue
                 if task.waits:
                     task.handle = asyncio.create_task(self.wait(task, fn))
                     continue
@@ -382,7 +386,6 @@ class Worker:
             M.HELLO_BOARD: self.board["name"],
             M.HELLO_FW_VERSION: FW_VERSION,
             M.HELLO_PROTO_VERSION: M.PROTOCOL_VERSION,
-            M.HELLO_KERNELS: kernels.names(),
             M.HELLO_HEAP_TOTAL: self.heap_total,
             M.HELLO_HEAP_FREE: gc.mem_free(),
             M.HELLO_MAX_FRAME: self.cfg["max_frame"],
@@ -392,10 +395,12 @@ class Worker:
             M.HELLO_THREADS: self.thread is not None,
             M.HELLO_CLUSTER: self.cfg["cluster"],
         }
-        arch = kernels.native_arch()
-        if arch:
-            msg[M.HELLO_NATIVE_ARCH] = arch
-            msg[M.HELLO_NATIVE_KERNELS] = kernels.native_names()
+        about = kernels.hello_fields()
+        msg[M.HELLO_KERNELS] = about["kernels"]
+        msg[M.HELLO_KERNEL_HASHES] = about["kernel_hashes"]
+        if "native_arch" in about:
+            msg[M.HELLO_NATIVE_ARCH] = about["native_arch"]
+            msg[M.HELLO_NATIVE_KERNELS] = about["native_kernels"]
         return msg
 
     def log(self, text):

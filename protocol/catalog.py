@@ -141,6 +141,8 @@ CATALOG: dict[MsgType, Message] = {
             Field(13, "max_message", "uint", OPT, "largest reassembled CHUNK message accepted"),
             Field(14, "threads", "bool", OPT, "kernels run beside the link (second core or "
                   "thread): heartbeats continue during a kernel; absent/false: they do not"),
+            Field(15, "kernel_hashes", "map", OPT, "kernel name -> short content hash (tstr) "
+                  "of its code: the kernel's version"),
             Field(16, "cluster", "tstr", OPT, "the cluster name the node was configured with; "
                   "a master serving another name refuses it (AUTH_FAILED naming both)"),
         ),

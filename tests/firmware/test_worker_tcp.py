@@ -9,7 +9,7 @@ import zlib
 
 import pytest
 
-from microswarm import wire
+from microswarm import kernelpkg, paths, wire
 from microswarm.protocol.catalog import ErrorCode, MsgType, key
 
 from .conftest import make_flash
@@ -56,15 +56,25 @@ def test_join_announces_the_node_and_serves_tasks(tcp_node):
     assert res[5] == ErrorCode.UNKNOWN_KERNEL and 1 not in res
 
     conn.task(4, "dot", [array.array("b", [1]), array.array("h", [1])])
-    res = conn.result()
+    res = conn.result()  # the kernel's own check: a ValueError is the arguments' fault
     assert res[5] == ErrorCode.BAD_ARGS and "ValueError" in res[2]
+
+    conn.task(5, "dot", [array.array("b", [1]), "text"])
+    res = conn.result()  # the declared kinds, checked before the kernel runs
+    assert res[5] == ErrorCode.BAD_ARGS
+    assert res[2].endswith("dot: argument b must be tarray:bhf, got str")
+
+    # every kernel with its version: the built-in ones are the source hash of kernels.py,
+    # from the manifest (the node holds only kernels.mpy)
+    version = kernelpkg.source_hash((paths.firmware_dir() / "kernels.py").read_bytes())
+    assert hello[15] == {name: version for name in hello[4]}
 
     beats = []
     while len(beats) < 2:
         frame = conn.recv(keep_heartbeats=True)
         if frame.type == T.HEARTBEAT:
             beats.append(frame.payload)
-    assert beats[-1][3] == 3 and beats[-1][2] == 0 and beats[-1][4] == 0
+    assert beats[-1][3] == 4 and beats[-1][2] == 0 and beats[-1][4] == 0  # 4 tasks ran
     assert beats[-1][5] <= beats[-1][1] and beats[-1][0] > 0
     assert vm.proc.poll() is None
 

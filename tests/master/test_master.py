@@ -76,7 +76,8 @@ class RawNode:
             MsgType.HELLO, node_id=node_id, board="unix", fw_version="t",
             proto_version=version, kernels=["echo", "sleep_ms"], heap_total=1 << 20,
             heap_free=1 << 20, max_frame=4096, slots=2, nonce=nonce, link="tcp",
-            threads=threads))
+            threads=threads, kernel_hashes={k: kernels.hello_fields()["kernel_hashes"][k]
+                                            for k in ("echo", "sleep_ms")}))
 
     async def join(self, key=KEY, threads=None):
         self.hello(threads=threads)
@@ -240,10 +241,10 @@ def test_failing_kernel_fails_the_job_with_the_cause():
         async with master(retries=2) as m:
             await m.add_inproc_nodes(2)
             await m.wait_for_nodes(2, 10)
-            # a TypeError/ValueError from the kernel's checks fails the same way anywhere:
-            # the job fails at once with the cause, no retry on the other node
+            # wrong arguments fail the same way everywhere: BAD_ARGS, the node's check names
+            # the argument, and the job fails at once, no retry on the other node
             with pytest.raises(JobFailedError, match=r"task 0 \(dot\) bad arguments: "
-                                                     r"TypeError: a must be a typed array"):
+                               r"ValueError: dot: argument a must be tarray:bhf, got str"):
                 await m.run("dot", [["not", "arrays"]])
             assert sum(s["failed"] for s in m.scheduler.node_stats().values()) == 1
             with pytest.raises(ValueError, match="no node has kernel 'no_such_kernel'"):

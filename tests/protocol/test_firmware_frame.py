@@ -132,8 +132,10 @@ def handle(args):
     return out
 
 for line in sys.stdin:
+    args = line.split()
+    line = None  # the hex text is the harness's, not the board's: free it before the case
     gc.collect()  # each case builds fresh codec objects; a board builds them once
-    print(",".join(handle(line.split())))
+    print(",".join(handle(args)))
 """
 
 

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 FW_VERSION = "cpython"
 _H = {n: key(MsgType.HELLO, n) for n in (
     "node_id", "board", "fw_version", "proto_version", "kernels", "heap_total", "heap_free",
-    "max_frame", "slots", "link", "max_message", "threads")}
+    "max_frame", "slots", "link", "max_message", "threads", "kernel_hashes")}
 
 
 def _now_ms() -> float:
@@ -124,6 +124,7 @@ class InprocNode:
             _H["heap_total"]: self.heap_total, _H["heap_free"]: self.heap_total,
             _H["max_frame"]: self.max_frame, _H["slots"]: self.slots, _H["link"]: link_kind,
             _H["max_message"]: 1 << 24, _H["threads"]: True,
+            _H["kernel_hashes"]: kernels.hello_fields()["kernel_hashes"],
         }
 
     async def _run(self) -> None:
@@ -202,6 +203,11 @@ class InprocNode:
     def run(self, task: E.Task) -> None:
         fn, task.native = kernels.lookup(task.kernel)
         task.native = None  # no native module in CPython: RESULT does not say
+        bad = kernels.check(task.kernel, task.args)  # the declared kinds: BAD_ARGS
+        if bad is not None:
+            task.handle = asyncio.get_running_loop().call_soon(
+                self._finished, task, None, ValueError(bad), 0)
+            return
         if task.waits:
             task.handle = asyncio.ensure_future(self._wait(task, fn))
         else:
