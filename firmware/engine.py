@@ -220,6 +220,9 @@ class Engine:
         self.state = AUTH_SENT
         mac = auth.node_mac(self.key, nonce, self.node_nonce, self.node_id)
         self.io.send(M.T_AUTH_RESPONSE, {M.AUTH_RESPONSE_MAC: mac})
+        # every frame from WELCOME on carries a MAC, both ways (SPEC.md section 5): the io
+        # hangs the codec's frame authentication on its reader and writer
+        self.io.challenged(self.key, nonce, self.node_nonce)
 
     def _welcome(self, payload, seq, now):
         if self.state == JOINED:
@@ -235,6 +238,7 @@ class Engine:
         expected = auth.master_proof(self.key, self.node_nonce, self.master_nonce)
         if not auth.equal(proof, expected):
             self.refused = True
+            self.io.challenged(None, None, None)  # an impostor cannot check MACs: none
             self._send_error(M.E_AUTH_FAILED, "master proof does not verify", seq)
             self.end("the master's proof does not verify: wrong key or impostor")
             return

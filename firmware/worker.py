@@ -143,6 +143,8 @@ class Session:
         self.wake = asyncio.Event()
         self.ended = asyncio.Event()
         self.interrupted = False
+        self.reader = None  # the link's StreamReader or Deframer
+        self.link_auth = None  # frame MACs (auth.LinkAuth), from WELCOME on
 
     # ---- what the engine calls -------------------------------------------------------
 
@@ -162,11 +164,19 @@ class Session:
     def close(self, reason):
         self.ended.set()
 
+    def challenged(self, key, master_nonce, node_nonce):
+        # (key None: frame MACs off again, for the refusal of an impostor's WELCOME)
+        self.link_auth = None if key is None else auth.LinkAuth(key, master_nonce, node_nonce)
+        self.writer.auth = self.link_auth
+        if self.reader is not None:
+            self.reader.auth = self.link_auth
+
     def on_joined(self):
         self.w.joined()
         if self.engine.max_frame != self.max_frame:
             self.max_frame = self.engine.max_frame
             self.writer = frame.FrameWriter(self.max_frame, serial=self.link.cobs)
+            self.writer.auth = self.link_auth
 
     def heap_free(self):
         return gc.mem_free()
@@ -226,7 +236,7 @@ class Session:
             self.fail(e)
 
     async def _read_stream(self):
-        reader = frame.StreamReader(self.max_frame, copy=False)
+        reader = self.reader = frame.StreamReader(self.max_frame, copy=False)
         link = self.link
         eng = self.engine
         while True:
@@ -252,7 +262,7 @@ class Session:
     async def _read_serial(self):
         # copy=True: one feed may complete several frames, and in-place views into the
         # deframer's buffer would not survive the next one
-        deframer = frame.Deframer(self.max_frame)
+        deframer = self.reader = frame.Deframer(self.max_frame)
         buf = bytearray(SERIAL_CHUNK)
         view = memoryview(buf)
         link = self.link
@@ -288,6 +298,10 @@ class Session:
                     await self.wake.wait()
                 task = self.todo.pop(0)
                 fn, task.native = kernels.lookup(task.kernel)
+                bad = kernels.check(task.kernel, task.args)  # the declared kinds: BAD_ARGS
+                if bad is not None:
+                    eng.finished(task, None, ValueError(bad), 0, board.uptime_ms())
+                    continue
                 if task.waits:
                     task.handle = asyncio.create_task(self.wait(task, fn))
                     continue
@@ -372,7 +386,6 @@ class Worker:
             M.HELLO_BOARD: self.board["name"],
             M.HELLO_FW_VERSION: FW_VERSION,
             M.HELLO_PROTO_VERSION: M.PROTOCOL_VERSION,
-            M.HELLO_KERNELS: kernels.names(),
             M.HELLO_HEAP_TOTAL: self.heap_total,
             M.HELLO_HEAP_FREE: gc.mem_free(),
             M.HELLO_MAX_FRAME: self.cfg["max_frame"],
@@ -382,10 +395,12 @@ class Worker:
             M.HELLO_THREADS: self.thread is not None,
             M.HELLO_CLUSTER: self.cfg["cluster"],
         }
-        arch = kernels.native_arch()
-        if arch:
-            msg[M.HELLO_NATIVE_ARCH] = arch
-            msg[M.HELLO_NATIVE_KERNELS] = kernels.native_names()
+        about = kernels.hello_fields()
+        msg[M.HELLO_KERNELS] = about["kernels"]
+        msg[M.HELLO_KERNEL_HASHES] = about["kernel_hashes"]
+        if "native_arch" in about:
+            msg[M.HELLO_NATIVE_ARCH] = about["native_arch"]
+            msg[M.HELLO_NATIVE_KERNELS] = about["native_kernels"]
         return msg
 
     def log(self, text):

@@ -55,6 +55,9 @@ class FakeIO:
     def on_joined(self) -> None:
         self.joins += 1
 
+    def challenged(self, key, master_nonce, node_nonce) -> None:
+        self.challenges = getattr(self, "challenges", 0) + 1  # frame MACs start here
+
     def heap_free(self) -> int:
         return 50_000
 

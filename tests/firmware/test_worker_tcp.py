@@ -9,7 +9,7 @@ import zlib
 
 import pytest
 
-from microswarm import wire
+from microswarm import kernelpkg, paths, wire
 from microswarm.protocol.catalog import ErrorCode, MsgType, key
 
 from .conftest import make_flash
@@ -56,15 +56,25 @@ def test_join_announces_the_node_and_serves_tasks(tcp_node):
     assert res[5] == ErrorCode.UNKNOWN_KERNEL and 1 not in res
 
     conn.task(4, "dot", [array.array("b", [1]), array.array("h", [1])])
-    res = conn.result()
+    res = conn.result()  # the kernel's own check: a ValueError is the arguments' fault
     assert res[5] == ErrorCode.BAD_ARGS and "ValueError" in res[2]
+
+    conn.task(5, "dot", [array.array("b", [1]), "text"])
+    res = conn.result()  # the declared kinds, checked before the kernel runs
+    assert res[5] == ErrorCode.BAD_ARGS
+    assert res[2].endswith("dot: argument b must be tarray:bhf, got str")
+
+    # every kernel with its version: the built-in ones are the source hash of kernels.py,
+    # from the manifest (the node holds only kernels.mpy)
+    version = kernelpkg.source_hash((paths.firmware_dir() / "kernels.py").read_bytes())
+    assert hello[15] == {name: version for name in hello[4]}
 
     beats = []
     while len(beats) < 2:
         frame = conn.recv(keep_heartbeats=True)
         if frame.type == T.HEARTBEAT:
             beats.append(frame.payload)
-    assert beats[-1][3] == 3 and beats[-1][2] == 0 and beats[-1][4] == 0
+    assert beats[-1][3] == 4 and beats[-1][2] == 0 and beats[-1][4] == 0  # 4 tasks ran
     assert beats[-1][5] <= beats[-1][1] and beats[-1][0] > 0
     assert vm.proc.poll() is None
 
@@ -98,19 +108,25 @@ def test_chunked_result_and_bad_frames_keep_the_link(tcp_node):
     assert conn.result()[1] == big
 
     good = wire.encode_frame(T.TASK, {0: 31, 1: "echo", 2: [7]}, seq=900)
-    bad_crc = good[:-4] + struct.pack("<I", zlib.crc32(good[:-4]) ^ 1)
+    sealed = conn.seal(good)
+    crc_at = len(sealed) - 12 - 4  # the 12-byte MAC trailer follows the CRC
+    bad_crc = sealed[:crc_at] + struct.pack("<I", zlib.crc32(sealed[:crc_at]) ^ 1) + \
+        sealed[crc_at + 4:]
     conn.send_raw(bad_crc)
     err = conn.expect(T.ERROR).payload
     assert err[0] == ErrorCode.BAD_CRC and err[2] == 900
     bad_payload = wire.pack_frame(T.TASK, b"\xa1\x00\x61", seq=901)  # {0: "..." truncated
-    conn.send_raw(bad_payload)
+    conn.send_raw(conn.seal(bad_payload))
     assert conn.expect(T.ERROR).payload[0] == ErrorCode.BAD_PAYLOAD
-    conn.send_raw(good)
+    conn.send_raw(good)  # no MAC after the join: refused, never run
+    err = conn.expect(T.ERROR).payload
+    assert err[0] == ErrorCode.BAD_MAC and err[2] == 900
+    conn.send_raw(conn.seal(good))
     assert conn.result()[1] == 7
     beat = conn.recv(keep_heartbeats=True, timeout=5)
     while beat.type != T.HEARTBEAT:
         beat = conn.recv(keep_heartbeats=True, timeout=5)
-    assert beat.payload[4] == 2
+    assert beat.payload[4] == 3
 
 
 def test_fatal_header_drops_the_link_and_the_worker_dials_again(tcp_node):
@@ -240,7 +256,8 @@ def _chunk(conn, stream: int, task_id: int, total: int, more: bool) -> None:
     with its task id, as every sender writes it)."""
     head = wire.encode_payload({0: task_id, 1: "echo", 2: [b""]})[:8]
     payload = {0: stream, 1: int(T.TASK), 2: total, 3: 0, 4: head}
-    conn.send_raw(wire.encode_frame(T.CHUNK, payload, conn.seq, flags=1 if more else 0))
+    conn.send_raw(wire.encode_frame(T.CHUNK, payload, conn.seq, flags=1 if more else 0,
+                                    auth=conn.auth))
     conn.seq += 1
 
 

@@ -20,6 +20,7 @@ BENCHES: dict[str, str] = {
     "native": "microswarm.bench.native",
     "wiznet": "microswarm.bench.wiznet",
     "board": "microswarm.bench.board",
+    "mac": "microswarm.bench.mac",
     "sched": "microswarm.bench.sched",
     "footprint": "microswarm.bench.footprint",
     "scale": "microswarm.bench.scale",

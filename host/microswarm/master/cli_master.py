@@ -35,6 +35,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--watch-usb", action="store_true",
                         help="also open USB serial devices plugged in later")
     parser.add_argument("--inproc", type=int, default=0, help="in-process CPython nodes")
+    parser.add_argument("--kernels", action="append", default=[], metavar="DIR",
+                        help="a kernel package folder for the in-process nodes (repeatable)")
     parser.add_argument("--local", type=int, default=0,
                         help="CPython nodes in processes of their own, dialling this master "
                              "over TCP loopback (one core each)")
@@ -59,6 +61,7 @@ def spec_from_args(args: argparse.Namespace):
         control_port=None if args.control_port < 0 else args.control_port,
         journal=args.journal, heartbeat_ms=args.heartbeat_ms, window=args.window,
         serial_ports=args.serial, watch_usb=args.watch_usb, inproc=args.inproc,
+        kernels=list(args.kernels),
         local=args.local,
         client=None if args.client == "off" else args.client,
         http=None if args.http == "off" else args.http,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from microswarm import kernelpkg
 from microswarm.master.config import ClusterSpec, load
 from microswarm.master.master import JobHandle, Master
 from microswarm.master.services import Services
@@ -68,6 +69,8 @@ class RunningCluster:
 
     async def _start_nodes(self) -> None:
         spec, master = self.spec, self.master
+        if spec.kernels:  # this process's nodes and the submitter's versions
+            kernelpkg.load(spec.kernels)
         if spec.inproc:
             await master.add_inproc_nodes(spec.inproc)
         if spec.local:
@@ -75,7 +78,8 @@ class RunningCluster:
 
             self.local = LocalNodes()
             host = "127.0.0.1" if spec.host in ("0.0.0.0", "") else spec.host
-            await self.local.start(spec.local, host, master.tcp_port, spec.key)
+            await self.local.start(spec.local, host, master.tcp_port, spec.key,
+                                   kernels=spec.kernels)
         if spec.virtual:
             from microswarm.vboard import VirtualBoard
 
@@ -87,7 +91,7 @@ class RunningCluster:
                         board=group.board, link=group.link, node_id=f"{group.prefix}{i + 1}",
                         cluster=spec.name, key=spec.key,
                         master=f"{host}:{master.tcp_port}" if group.link == "tcp" else "",
-                        native=group.native,
+                        native=group.native, kernels=spec.kernels,
                     ))
             self.boards = boards
             self.services.boards = {b.node_id: b for b in boards}
@@ -135,14 +139,17 @@ class Cluster:
 
     local=N starts N CPython nodes in processes of their own (they compute in parallel);
     inproc=N starts them inside this process (they share its interpreter lock).
+    `kernels` are kernel package folders: loaded into this process (its in-process nodes
+    run them, and `map` takes their versions from them) and installed on virtual boards.
     """
 
     def __init__(self, spec: ClusterSpec | None = None, *, inproc: int = 0, local: int = 0,
-                 key: bytes = b"", timeout: float = 60, **master: Any) -> None:
+                 key: bytes = b"", timeout: float = 60,
+                 kernels: Sequence[str | Path] = (), **master: Any) -> None:
         if spec is None:
             spec = ClusterSpec(key=key or _throwaway_key(), tcp_port=0, udp_port=None,
                                control_port=None, client=None, http=None, inproc=inproc,
-                               local=local)
+                               local=local, kernels=[str(k) for k in kernels])
             for name, value in master.items():
                 setattr(spec, name, value)
         self.spec = spec
@@ -210,11 +217,13 @@ class Cluster:
     def wait_for_nodes(self, count: int, timeout: float = 30) -> list[Any]:
         return self._call(self.master.wait_for_nodes(count, timeout))
 
-    def submit(self, kernel: str, *args: Any, priority: int = 0) -> concurrent.futures.Future:
-        """One kernel call; the future gives its result."""
+    def submit(self, kernel: str, *args: Any, priority: int = 0,
+               version: str | None = None) -> concurrent.futures.Future:
+        """One kernel call; the future gives its result. `version`: see ``map``."""
 
         async def one() -> Any:
-            (value,) = await self.master.submit(kernel, [args], priority=priority)
+            (value,) = await self.master.submit(kernel, [args], priority=priority,
+                                                version=version)
             return value
 
         return asyncio.run_coroutine_threadsafe(one(), self._loop)
@@ -240,7 +249,11 @@ class Cluster:
 
     def map(self, kernel: str, arg_lists: Iterable[Sequence[Any]], *, progress: bool = False,
             **kw: Any) -> list[Any]:
-        """Run one task per argument list; the results in order. `progress` shows a bar."""
+        """Run one task per argument list; the results in order. `progress` shows a bar.
+
+        Only nodes with the same version of the kernel run it: `version=None` (default)
+        takes the content hash of the kernel as this process has it (built-in, or from a
+        kernel package it loaded); pass a hash to pin another, or "" to accept any."""
         arg_lists = [a if isinstance(a, list | tuple) else [a] for a in arg_lists]
         handle = self.submit_job(kernel, arg_lists, **kw)
         if not progress:

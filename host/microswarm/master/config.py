@@ -3,6 +3,8 @@
     [cluster]
     name = "demo"
     key_file = "demo.key"        # relative to this file; or key = "text" for a throwaway
+    kernels = ["mykernels"]      # kernel package folders (relative to this file): loaded
+                                 # by the master's own nodes and every virtual board
     [master]
     host = "127.0.0.1"           # tcp_port, udp_port, control_port, journal,
     tcp_port = 5880              # heartbeat_ms, window, retries
@@ -70,6 +72,7 @@ class ClusterSpec:
     expected_tcp: int = 0
     virtual: list[VirtualGroup] = field(default_factory=list)
     inproc: int = 0
+    kernels: list[str] = field(default_factory=list)  # kernel package folders
     local: int = 0
 
     @property
@@ -111,6 +114,10 @@ def load(path: str | Path) -> ClusterSpec:
     if len(spec.key) < MIN_KEY_BYTES:
         raise ClusterFileError(f"{path}: the cluster key must be at least {MIN_KEY_BYTES} bytes "
                                "([cluster] key_file or key)")
+    kernels = cluster.get("kernels", [])
+    if not isinstance(kernels, list) or not all(isinstance(k, str) for k in kernels):
+        raise ClusterFileError(f"{path}: [cluster] kernels must be a list of folder names")
+    spec.kernels = [str((path.parent / k).resolve()) for k in kernels]
     for name in ("host", "tcp_port", "udp_port", "control_port", "heartbeat_ms", "window",
                  "retries"):
         if name in master:

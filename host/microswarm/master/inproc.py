@@ -24,14 +24,21 @@ from microswarm.firmware import engine as E
 from microswarm.firmware import kernels
 from microswarm.master.links import Link, MemoryLink, TcpLink
 from microswarm.protocol.catalog import NONCE_SIZE, PROTOCOL_VERSION, ErrorCode, MsgType, key
-from microswarm.wire import MAX_FRAME, FrameError, FrameReader, encode_message, encode_payload
+from microswarm.wire import (
+    MAX_FRAME,
+    FrameError,
+    FrameReader,
+    LinkAuth,
+    encode_message,
+    encode_payload,
+)
 
 log = logging.getLogger(__name__)
 
 FW_VERSION = "cpython"
 _H = {n: key(MsgType.HELLO, n) for n in (
     "node_id", "board", "fw_version", "proto_version", "kernels", "heap_total", "heap_free",
-    "max_frame", "slots", "link", "max_message", "threads")}
+    "max_frame", "slots", "link", "max_message", "threads", "kernel_hashes")}
 
 
 def _now_ms() -> float:
@@ -71,6 +78,8 @@ class InprocNode:
         self.engine: E.Engine | None = None
         self._seq = 0
         self._stream = 0
+        self._auth: LinkAuth | None = None  # frame MACs, from WELCOME on
+        self._reader = FrameReader(MAX_FRAME)
         self._threads = ThreadPoolExecutor(1, thread_name_prefix=f"kernel-{node_id}")
         self._tasks: list[asyncio.Future] = []
         self._wake = asyncio.Event()
@@ -115,6 +124,7 @@ class InprocNode:
             _H["heap_total"]: self.heap_total, _H["heap_free"]: self.heap_total,
             _H["max_frame"]: self.max_frame, _H["slots"]: self.slots, _H["link"]: link_kind,
             _H["max_message"]: 1 << 24, _H["threads"]: True,
+            _H["kernel_hashes"]: kernels.hello_fields()["kernel_hashes"],
         }
 
     async def _run(self) -> None:
@@ -125,7 +135,7 @@ class InprocNode:
         clock = asyncio.ensure_future(self._clock(eng))
         try:
             eng.start(_now_ms(), os.urandom(NONCE_SIZE))
-            reader = FrameReader(MAX_FRAME)
+            reader = self._reader = FrameReader(MAX_FRAME)
             while eng.end_reason is None:
                 data = await link.read()
                 if not data:
@@ -170,12 +180,18 @@ class InprocNode:
             await self.link.drain()
 
     # ------------------------------------------------------------------ the engine's io
+    def challenged(self, key: bytes | None, master_nonce: bytes | None,
+                   node_nonce: bytes | None) -> None:
+        """Frame MACs from WELCOME on (SPEC.md section 5); key None: off again."""
+        self._auth = self._reader.auth = (
+            None if key is None else LinkAuth.node(key, master_nonce, node_nonce))
+
     def send(self, msg_type: int, payload: dict[int, Any]) -> None:
         eng = self.engine
         assert eng is not None and self.link is not None
         self._stream = (self._stream + 1) & 0xFFFF
         frames = encode_message(msg_type, payload, seq=self._seq, max_frame=eng.max_frame,
-                                stream=self._stream, validate=False)
+                                stream=self._stream, validate=False, auth=self._auth)
         if len(frames) > 1 and eng.peer_max_message:
             size = len(encode_payload(payload))
             if size > eng.peer_max_message:
@@ -187,6 +203,11 @@ class InprocNode:
     def run(self, task: E.Task) -> None:
         fn, task.native = kernels.lookup(task.kernel)
         task.native = None  # no native module in CPython: RESULT does not say
+        bad = kernels.check(task.kernel, task.args)  # the declared kinds: BAD_ARGS
+        if bad is not None:
+            task.handle = asyncio.get_running_loop().call_soon(
+                self._finished, task, None, ValueError(bad), 0)
+            return
         if task.waits:
             task.handle = asyncio.ensure_future(self._wait(task, fn))
         else:

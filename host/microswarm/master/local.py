@@ -37,8 +37,10 @@ class LocalNodes:
         self.procs: list[asyncio.subprocess.Process] = []
 
     async def start(self, count: int, host: str, port: int, key: bytes, *,
-                    prefix: str = "local", slots: int = SLOTS) -> list[str]:
-        """Start `count` nodes dialling host:port; returns their node ids."""
+                    prefix: str = "local", slots: int = SLOTS,
+                    kernels: list[str] | tuple = ()) -> list[str]:
+        """Start `count` nodes dialling host:port; returns their node ids. `kernels`:
+        kernel package folders each node loads (kernelpkg.load) before it dials."""
         env = dict(os.environ, **{KEY_ENV: key.hex()})
         ids = []
         first = len(self.procs)
@@ -46,7 +48,8 @@ class LocalNodes:
             node_id = f"{prefix}{first + i + 1}"
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "microswarm.master.local", "--master", f"{host}:{port}",
-                "--node-id", node_id, "--slots", str(slots), env=env,
+                "--node-id", node_id, "--slots", str(slots),
+                *[arg for folder in kernels for arg in ("--kernels", str(folder))], env=env,
                 stdin=asyncio.subprocess.DEVNULL)
             self.procs.append(proc)
             ids.append(node_id)
@@ -103,7 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--master", required=True, metavar="HOST:PORT")
     parser.add_argument("--node-id", required=True)
     parser.add_argument("--slots", type=int, default=SLOTS)
+    parser.add_argument("--kernels", action="append", default=[], metavar="DIR",
+                        help="a kernel package folder to load (repeatable)")
     args = parser.parse_args(argv)
+    if args.kernels:
+        from microswarm import kernelpkg
+
+        kernelpkg.load(args.kernels)
     try:
         key = bytes.fromhex(os.environ[KEY_ENV])
     except (KeyError, ValueError):

@@ -23,7 +23,7 @@ from microswarm.protocol.catalog import PROTOCOL_VERSION, MsgType, key
 from microswarm.sim import speed
 from microswarm.sim import wire as w
 from microswarm.sim.links import Link
-from microswarm.wire import FrameError
+from microswarm.wire import FrameError, LinkAuth
 
 if TYPE_CHECKING:
     from microswarm.sim.cluster import Simulation
@@ -44,7 +44,7 @@ class SimNode:
         "sim", "index", "node_id", "board", "factor", "slowdown", "slots", "link", "rx",
         "alive", "frozen_until", "boot", "epoch", "joined", "seq", "engine", "stats",
         "threads", "timer", "timer_at", "busy_s", "busy_since", "booted_at", "backoff_ms",
-        "heartbeat_s",
+        "heartbeat_s", "auth",
     )
 
     def __init__(
@@ -60,6 +60,7 @@ class SimNode:
         self.slots = slots
         self.link = link
         self.rx = w.Receiver(link.serial)
+        self.auth: LinkAuth | None = None  # frame MACs from WELCOME on
         self.alive = False
         self.frozen_until = 0.0
         self.boot = 0
@@ -115,6 +116,8 @@ class SimNode:
         """Forget the session and the work in it (a crash, or the link went down)."""
         eng, self.engine = self.engine, None
         self.joined = False
+        self.auth = None  # a new session: no MACs until WELCOME
+        self.rx.set_auth(None)
         self.sim.events.cancel(self.timer)
         self.timer = None
         if eng is None:
@@ -182,7 +185,7 @@ class SimNode:
     # ------------------------------------------------------------------ the engine's io
     def send(self, msg_type: int, payload: dict[int, Any]) -> None:
         self.seq += 1
-        data = w.pack(msg_type, payload, self.seq, self.link.serial)
+        data = w.pack(msg_type, payload, self.seq, self.link.serial, self.auth)
         sim = self.sim
         delivered = self.link.send(self.link.tx, data, sim.events.now)
         if delivered is not None:
@@ -195,6 +198,12 @@ class SimNode:
     def _closed(self, boot: int, engine: E.Engine) -> None:
         if boot == self.boot and engine is self.engine:
             self.end_session()
+
+    def challenged(self, key: bytes | None, master_nonce: bytes | None,
+                   node_nonce: bytes | None) -> None:
+        """Frame MACs from WELCOME on, as a board (SPEC.md section 5); key None: off."""
+        self.auth = None if key is None else LinkAuth.node(key, master_nonce, node_nonce)
+        self.rx.set_auth(self.auth)
 
     def on_joined(self) -> None:
         self.joined = True
