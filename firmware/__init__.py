@@ -1,2 +1,33 @@
 """The MicroPython worker. On a board these modules are top-level; on the host this folder is
-importable as microswarm.firmware so in-process nodes run the very same kernels. Never deployed."""
+importable as microswarm.firmware so in-process, local and simulated nodes run the very same
+kernels and node engine. Never deployed.
+
+The firmware's modules import their siblings by bare name (`import cbor`, `from msgdefs
+import ...`, `from msw_kernel import kernel`), as a board sees them. So that they import
+unchanged here too, those they name are registered under those bare names: the codec's two,
+and the kernel registry, so that kernels.py and users' kernel packages register in one
+registry on the host as on a board. The built-in kernels' version is the content hash of
+kernels.py, as on a board.
+"""
+
+import sys
+from pathlib import Path
+
+from . import msgdefs
+
+if sys.modules.setdefault("msgdefs", msgdefs) is not msgdefs:
+    raise ImportError("another module named 'msgdefs' is loaded: the firmware needs its own")
+
+from . import cbor  # noqa: E402 (after msgdefs is registered)
+
+if sys.modules.setdefault("cbor", cbor) is not cbor:
+    raise ImportError("another module named 'cbor' is loaded: the firmware needs its own")
+
+from . import msw_kernel  # noqa: E402
+
+sys.modules.setdefault("msw_kernel", msw_kernel)
+
+from . import msw_boot  # noqa: E402  (it imports msw_kernel by its board name)
+
+msw_kernel.versions.setdefault("kernels", msw_boot.file_hash(str(Path(__file__).parent
+                                                                 / "kernels.py")))

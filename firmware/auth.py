@@ -7,6 +7,8 @@ the master with `master_proof`; `equal` compares MACs in time independent of con
 
 import hashlib
 
+from msgdefs import FLAG_MAC, FRAME_OVERHEAD, T_WELCOME
+
 try:
     from os import urandom as _urandom
 except ImportError:
@@ -34,6 +36,87 @@ def hmac_sha256(key, parts):
     outer = hashlib.sha256(pad)
     outer.update(inner_digest)
     return outer.digest()
+
+
+def hkdf(ikm, salt, info):
+    """32 bytes of HKDF-SHA256 (RFC 5869): one extract, one expand block."""
+    return hmac_sha256(hmac_sha256(salt, (ikm,)), (info, b"\x01"))
+
+
+class LinkAuth:
+    # Frame authentication after the join (SPEC.md section 5). The node makes one when
+    # AUTH_CHALLENGE arrives and hangs it on its frame reader and writer (their `auth`):
+    # frames are accepted without a MAC up to WELCOME; from WELCOME on every frame sent
+    # carries, and every frame received needs, the trailer: counter u32 | tag, tag = HMAC
+    # (direction key, counter | header | payload)[:8]. check() raises FrameError BAD_MAC.
+    # The key blocks are padded once; a frame costs two sha256 objects and two digests.
+
+    def __init__(self, key, master_nonce, node_nonce):
+        salt = bytes(master_nonce) + bytes(node_nonce)
+        self._tx = self._pads(hkdf(key, salt, b"msw-frame node->master"))
+        self._rx = self._pads(hkdf(key, salt, b"msw-frame master->node"))
+        self.tx_counter = 0
+        self.rx_counter = -1
+        self.on = False
+        self.rejected = 0
+        self._ctr = bytearray(4)
+
+    @staticmethod
+    def _pads(key):
+        inner = bytearray(_BLOCK)
+        inner[: len(key)] = key
+        outer = bytearray(inner)
+        for i in range(_BLOCK):
+            inner[i] ^= 0x36
+            outer[i] ^= 0x5C
+        return bytes(inner), bytes(outer)
+
+    @staticmethod
+    def _tag(pads, counter, data):
+        h = hashlib.sha256(pads[0])
+        h.update(counter)
+        h.update(data)
+        o = hashlib.sha256(pads[1])
+        o.update(h.digest())
+        return o.digest()[:8]
+
+    def trailer(self, signed):
+        n = self.tx_counter
+        if n >> 32:
+            raise OSError("frame counter exhausted: join again")
+        self.tx_counter = n + 1
+        c = self._ctr
+        c[0] = n & 0xFF
+        c[1] = (n >> 8) & 0xFF
+        c[2] = (n >> 16) & 0xFF
+        c[3] = (n >> 24) & 0xFF
+        return bytes(c) + self._tag(self._tx, c, signed)
+
+    def check(self, mv, msg_type, flags, length):
+        # mv: the whole frame; returns None, or why it is refused (the codec raises BAD_MAC)
+        why = self._why(mv, msg_type, flags, length)
+        if why is not None:
+            self.rejected += 1
+        return why
+
+    def _why(self, mv, msg_type, flags, length):
+        if not self.on:
+            if flags & FLAG_MAC:
+                return "authenticated frame before the join"
+            if msg_type == T_WELCOME:  # the last frame without a MAC
+                self.on = True
+            return None
+        if not flags & FLAG_MAC:
+            return "frame without a MAC after the join"
+        end = FRAME_OVERHEAD + length
+        counter = mv[end] | mv[end + 1] << 8 | mv[end + 2] << 16 | mv[end + 3] << 24
+        tag = self._tag(self._rx, mv[end : end + 4], mv[: end - 4])
+        if not equal(tag, mv[end + 4 : end + 12]):
+            return "MAC mismatch: forged or altered frame"
+        if counter <= self.rx_counter:
+            return "replayed or reordered frame"
+        self.rx_counter = counter
+        return None
 
 
 def node_mac(key, master_nonce, node_nonce, node_id):

@@ -234,7 +234,9 @@ class Encoder:
         nbytes = len(arr) * size
         self._head(0xC0, tag)
         self._head(0x40, nbytes)
-        if size == 1 or nbytes == 0:
+        if nbytes == 0:
+            return  # nothing to copy (and an empty wide array cannot be sliced into bytes)
+        if size == 1:
             self._raw(arr, nbytes)
         elif uctypes is not None:
             self._raw(uctypes.bytearray_at(uctypes.addressof(arr), nbytes), nbytes)

@@ -18,9 +18,14 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 #   4. buffer longer or shorter than the header says   TRUNCATED
 #   5. CRC mismatch                              BAD_CRC
 #   6. unknown flag bits, or MORE on a non-CHUNK BAD_FLAGS
-#   7. type not in the catalog                   UNKNOWN_TYPE
-#   8. payload not one valid CBOR item, or not a map with every required field of the
+#   7. MAC flag before the join; after it (an `auth` is on) no MAC flag, a wrong tag or a
+#      counter not above the last one accepted   BAD_MAC
+#   8. type not in the catalog                   UNKNOWN_TYPE
+#   9. payload not one valid CBOR item, or not a map with every required field of the
 #      declared kind (msgdefs.FIELDS; unknown keys are ignored)   BAD_PAYLOAD
+# With flag MAC (0x02) a 12-byte trailer follows the CRC: counter u32 | 8-byte tag
+# (auth.LinkAuth); it does not count towards max_frame. Readers and writers have an
+# `auth` attribute (None, or the session's auth.LinkAuth) that checks and adds it.
 # A payload that does not fit in the heap is NO_MEMORY.
 #
 # API (everything raises or returns FrameError; nothing else escapes for bad input)
@@ -32,7 +37,7 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 #   pack_header(buf, offset, msg_type, flags, seq, length); parse_header(buf, offset=0)
 #       -> (version, type, flags, seq, length)
 #   check_payload(msg_type, payload, seq=None)   validate a decoded map against FIELDS.
-#   decode(frame, max_frame=MAX_FRAME, copy=True) -> (type, flags, seq, payload)
+#   decode(frame, max_frame=MAX_FRAME, copy=True, auth=None) -> (type, flags, seq, payload)
 #       Exactly one frame (a datagram, a COBS-decoded serial frame). copy=False: byte
 #       strings and uint8 typed arrays in the payload are memoryview slices of `frame`.
 #   FrameWriter(max_frame, serial=False)
@@ -40,13 +45,14 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 #           (COBS-encoded with its 0x00 delimiter when serial=True), in a buffer the writer
 #           reuses: send it before the next call. seq=None takes the writer's counter
 #           (.seq, incremented mod 2**16 per frame written). TOO_LARGE if it does not fit.
-#       .frames(msg_type, payload) -> iterator of memoryview   the message as one frame if
-#           it fits, else as CHUNK frames with consecutive seqs (a new stream id per message,
-#           MORE on all but the last). Each chunk but the last carries D = max_frame -
+#       .frames(msg_type, payload, max_message=0) -> iterator of memoryview   the message
+#           as one frame if it fits, else as CHUNK frames with consecutive seqs (a new
+#           stream id per message, MORE on all but the last). Each chunk but the last carries D = max_frame -
 #           FRAME_OVERHEAD - len(CBOR({0: stream, 1: inner_type, 2: total, 3: total,
 #           4: b""})) - 2 bytes, the rule every sender follows (same frames as the host).
 #           Send each view before advancing the iterator; do not call frame() while
-#           iterating.
+#           iterating. TOO_LARGE, before any frame, when max_message (the receiver's limit
+#           on a reassembled message; 0: none) is exceeded.
 #       .raw(msg_type, payload_bytes, seq=None, flags=0) -> memoryview   frame an already
 #           encoded payload.
 #   StreamReader(max_frame, copy=True)     TCP-like byte streams, no copy of the data:
@@ -102,6 +108,7 @@ from msgdefs import (
     E_BAD_CHUNK,
     E_BAD_CRC,
     E_BAD_FLAGS,
+    E_BAD_MAC,
     E_BAD_PAYLOAD,
     E_BAD_VERSION,
     E_NO_MEMORY,
@@ -109,6 +116,7 @@ from msgdefs import (
     E_TRUNCATED,
     E_UNKNOWN_TYPE,
     FIELDS,
+    FLAG_MAC,
     FLAG_MORE,
     FLAGS_KNOWN,
     FRAME_OVERHEAD,
@@ -144,6 +152,7 @@ _CRC = "<I"
 _CHUNK_MAP_OVERHEAD = 1 + 5 + 5 + 2 + 5 + 5 + 3
 _MIN_FRAME = FRAME_OVERHEAD + _CHUNK_MAP_OVERHEAD + 8
 _HEAD_SLACK = 16
+_TRAILER = 12  # MAC trailer after the CRC once joined (auth.LinkAuth): not in max_frame
 
 
 class FrameError(ValueError):
@@ -261,13 +270,17 @@ def _check_header(version, length, seq, max_frame):
         )
 
 
-def _decode_body(mv, msg_type, flags, seq, length, copy):
+def _decode_body(mv, msg_type, flags, seq, length, copy, auth=None):
     end = HEADER_SIZE + length
     if crc32(mv[:end]) != struct.unpack_from(_CRC, mv, end)[0]:
         raise FrameError(E_BAD_CRC, "CRC-32 mismatch", seq)
     if flags & ~FLAGS_KNOWN or (flags & FLAG_MORE and msg_type != T_CHUNK):
         raise FrameError(E_BAD_FLAGS, "flags 0x%02x not allowed on type %d" % (flags, msg_type),
                          seq)
+    if auth or flags & FLAG_MAC:
+        why = auth.check(mv, msg_type, flags, length) if auth else "MAC before the join"
+        if why:
+            raise FrameError(E_BAD_MAC, why, seq)
     if msg_type not in FIELDS:
         raise FrameError(E_UNKNOWN_TYPE, "message type %d is not known" % msg_type, seq)
     payload = _load_payload(mv, HEADER_SIZE, end, copy, seq)
@@ -284,19 +297,17 @@ def _load_payload(buf, start, end, copy, seq):
         raise FrameError(E_NO_MEMORY, "payload does not fit in the heap", seq)
 
 
-def decode(frame, max_frame=MAX_FRAME, copy=True):
+def decode(frame, max_frame=MAX_FRAME, copy=True, auth=None):
     mv = frame if type(frame) is memoryview else memoryview(frame)
     n = len(mv)
     if n < FRAME_OVERHEAD:
         raise FrameError(E_TRUNCATED, "%d bytes is shorter than any frame" % n)
     version, msg_type, flags, seq, length = struct.unpack_from(_HEADER, mv, 0)
     _check_header(version, length, seq, max_frame)
-    if n != length + FRAME_OVERHEAD:
-        raise FrameError(
-            E_TRUNCATED, "frame is %d bytes, its header says %d" % (n, length + FRAME_OVERHEAD),
-            seq,
-        )
-    return _decode_body(mv, msg_type, flags, seq, length, copy)
+    size = length + FRAME_OVERHEAD + (_TRAILER if flags & FLAG_MAC else 0)
+    if n != size:
+        raise FrameError(E_TRUNCATED, "frame is %d bytes, its header says %d" % (n, size), seq)
+    return _decode_body(mv, msg_type, flags, seq, length, copy, auth)
 
 
 # COBS (Cheshire and Baker): blocks of a code byte n (1..255) and n-1 non-zero bytes; a
@@ -391,12 +402,13 @@ class FrameWriter:
         self.serial = serial
         self.seq = 0
         self.stream = 0
+        self.auth = None  # an auth.LinkAuth: frames carry the MAC trailer once it is on
         # The slack covers the longest CBOR head the encoder reserves room for before
         # writing it, so a payload that fits in a frame never grows the buffer.
-        self._size = max_frame + _HEAD_SLACK
+        self._size = max_frame + _HEAD_SLACK + _TRAILER
         self._enc = cbor.Encoder(self._size, HEADER_SIZE)
         self._chunk_enc = None
-        self._cobs = bytearray(cobs_max(max_frame) + 1) if serial else None
+        self._cobs = bytearray(cobs_max(max_frame + _TRAILER) + 1) if serial else None
         self._cobs_view = memoryview(self._cobs) if serial else None
 
     def _take_seq(self, seq):
@@ -414,20 +426,26 @@ class FrameWriter:
                 seq,
             )
         end = HEADER_SIZE + n
-        enc.reserve(end + CRC_SIZE)
+        auth = self.auth
+        if auth and auth.on:
+            flags |= FLAG_MAC
+        total = end + CRC_SIZE + (_TRAILER if flags & FLAG_MAC else 0)
+        enc.reserve(total)
         buf = enc.buf
         seq = self._take_seq(seq)
         struct.pack_into(_HEADER, buf, 0, PROTOCOL_VERSION, msg_type, flags, seq, n)
         struct.pack_into(_CRC, buf, end, crc32(enc.view[:end]))
+        if flags & FLAG_MAC:
+            buf[end + CRC_SIZE : total] = auth.trailer(enc.view[:end])
         if not self.serial:
-            return enc.view[: end + CRC_SIZE]
+            return enc.view[:total]
         out = self._cobs
         if _native_cobs_encode is not None:
-            encoded = _native_cobs_encode(enc.view[: end + CRC_SIZE])
+            encoded = _native_cobs_encode(enc.view[:total])
             k = len(encoded)
             out[:k] = encoded
         else:
-            k = cobs_encode_into(buf, 0, end + CRC_SIZE, out)
+            k = cobs_encode_into(buf, 0, total, out)
         out[k] = 0
         return self._cobs_view[: k + 1]
 
@@ -447,7 +465,7 @@ class FrameWriter:
         enc.buf[HEADER_SIZE : HEADER_SIZE + n] = payload_bytes
         return self._finish(enc, msg_type, flags, seq, n)
 
-    def frames(self, msg_type, payload):
+    def frames(self, msg_type, payload, max_message=0):
         if msg_type == T_CHUNK:
             raise FrameError(E_BAD_CHUNK, "a CHUNK cannot itself be chunked")
         enc = self._enc
@@ -456,6 +474,9 @@ class FrameWriter:
         except cbor.CBORError as e:
             raise FrameError(E_BAD_PAYLOAD, "cannot encode payload: %s" % e)
         total = len(body)
+        if max_message and total > max_message:
+            raise FrameError(E_TOO_LARGE, "message of %d bytes over the peer's limit of %d"
+                             % (total, max_message))
         if total + FRAME_OVERHEAD <= self.max_frame:
             yield self._finish(enc, msg_type, 0, None, total)
             return
@@ -484,7 +505,8 @@ class StreamReader:
     def __init__(self, max_frame=MAX_FRAME, copy=True):
         self.max_frame = max_frame
         self.copy = copy
-        self._buf = bytearray(max_frame)
+        self.auth = None  # an auth.LinkAuth once the join began
+        self._buf = bytearray(max_frame + _TRAILER)
         self._mv = memoryview(self._buf)
         self.reset()
 
@@ -513,14 +535,14 @@ class StreamReader:
                 self.failed = e
                 raise
             self._header = (msg_type, flags, seq, length)
-            self._need = length + FRAME_OVERHEAD
+            self._need = length + FRAME_OVERHEAD + (_TRAILER if flags & FLAG_MAC else 0)
             return None
         msg_type, flags, seq, length = self._header
+        size = self._need
         self._header = None
         self._have = 0
         self._need = HEADER_SIZE
-        return _decode_body(self._mv[: length + FRAME_OVERHEAD], msg_type, flags, seq, length,
-                            self.copy)
+        return _decode_body(self._mv[:size], msg_type, flags, seq, length, self.copy, self.auth)
 
     def feed(self, data):
         out = []
@@ -549,9 +571,11 @@ class Deframer:
         self.max_frame = max_frame
         self.copy = copy
         self.bad_frames = 0
-        self._cap = cobs_max(max_frame)
+        self.auth = None  # an auth.LinkAuth once the join began
+        self._cap = cobs_max(max_frame + _TRAILER)
         self._acc = bytearray(self._cap)
-        self._frame = None if _native_cobs_decode is not None else bytearray(max_frame)
+        self._frame = (None if _native_cobs_decode is not None
+                       else bytearray(max_frame + _TRAILER))
         self.reset()
 
     def reset(self):
@@ -572,7 +596,7 @@ class Deframer:
         try:
             if self._frame is None:
                 frame = _native_cobs_decode(memoryview(self._acc)[:n])
-                if len(frame) > self.max_frame:
+                if len(frame) > self.max_frame + _TRAILER:
                     raise FrameError(E_TOO_LARGE, "serial frame over the limit")
             else:
                 k = cobs_decode_into(self._acc, 0, n, self._frame)
@@ -584,7 +608,7 @@ class Deframer:
                 self._bad(out, FrameError(E_TRUNCATED, "bad COBS: %s" % e))
             return
         try:
-            out.append(decode(frame, self.max_frame, self.copy))
+            out.append(decode(frame, self.max_frame, self.copy, self.auth))
         except FrameError as e:
             e.fatal = False
             self._bad(out, e)

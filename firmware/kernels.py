@@ -1,9 +1,11 @@
 """The compute kernels a task can name, in pure Python (docs/kernels.md is their contract).
 
 Runs unchanged on MicroPython boards, in the unix-port VM and in CPython (the host imports
-this file as microswarm.firmware.kernels for in-process nodes), so it imports no sibling
-firmware module. Integer kernels are bit-exact on all three. When the native module
-`msw_native` loads, its functions of the same name replace the Python ones.
+this file as microswarm.firmware.kernels for in-process nodes). Its one sibling import is
+the registry, msw_kernel, which the host also provides under that plain name. Each kernel
+registers there with its argument kinds, as users' kernel packages do; these are the
+built-in ones (docs/kernels.md). Integer kernels are bit-exact on all three. When the
+native module `msw_native` loads, its functions of the same name replace the Python ones.
 
 Hot loops bind everything they touch to locals, write into output arrays allocated once at
 their final size, and index arrays directly (MicroPython arrays have no per-item object
@@ -17,10 +19,14 @@ import hashlib
 import math
 import sys
 
+import msw_kernel
+from msw_kernel import kernel
+
 try:
     import msw_native as _native
 except (ImportError, ValueError):  # ValueError: a .mpy built for another architecture
     _native = None
+_NATIVE = "msw_native"
 
 try:
     import micropython
@@ -74,14 +80,17 @@ def _sat16(v):
     return -32768 if v < -32768 else (32767 if v > 32767 else v)
 
 
+@kernel("echo", args=(("x", "any"),))
 def echo(x):
     return x
 
 
+@kernel("sleep_ms", args=(("ms", "uint"),))
 def sleep_ms(ms):
     return _int(ms, "ms", 0, 3600000)
 
 
+@kernel("dot", args=(("a", "tarray:bhf"), ("b", "tarray:bhf")), native=_NATIVE)
 @micropython.native
 def dot(a, b):
     code = _arr(a, "bhf", "a")
@@ -96,6 +105,8 @@ def dot(a, b):
     return acc
 
 
+@kernel("matmul", args=(("a", "tarray:bhf"), ("b", "tarray:bhf"), ("m", "uint"), ("k", "uint"),
+              ("n", "uint")), native=_NATIVE)
 @micropython.native
 def matmul(a, b, m, k, n):
     code = _arr(a, "bhf", "a")
@@ -130,6 +141,8 @@ def matmul(a, b, m, k, n):
     return out
 
 
+@kernel("mandelbrot", args=(("x0", "int"), ("y0", "int"), ("step", "int"), ("w", "uint"),
+                  ("h", "uint"), ("max_iter", "uint")), native=_NATIVE)
 @micropython.native
 def mandelbrot(x0, y0, step, w, h, max_iter):
     _int(x0, "x0")
@@ -164,6 +177,7 @@ def mandelbrot(x0, y0, step, w, h, max_iter):
     return out
 
 
+@kernel("monte_carlo_pi", args=(("seed", "int"), ("n", "uint")), native=_NATIVE)
 @micropython.native
 def monte_carlo_pi(seed, n):
     _int(seed, "seed")
@@ -196,6 +210,7 @@ def _valid_length(n_x, n_k, name):
     return n_out if n_out > 0 else 0
 
 
+@kernel("fir", args=(("x", "tarray:h"), ("taps", "tarray:h"), ("shift", "uint")), native=_NATIVE)
 @micropython.native
 def fir(x, taps, shift):
     _arr(x, "h", "x")
@@ -216,6 +231,7 @@ def fir(x, taps, shift):
     return out
 
 
+@kernel("conv1d", args=(("x", "tarray:bh"), ("kernel", "tarray:bh")), native=_NATIVE)
 @micropython.native
 def conv1d(x, kernel):
     code = _arr(x, "bh", "x")
@@ -234,6 +250,7 @@ def conv1d(x, kernel):
     return out
 
 
+@kernel("zscore_anomaly", args=(("x", "tarray:f"), ("threshold", "float")))
 def zscore_anomaly(x, threshold):
     _arr(x, "f", "x")
     if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
@@ -256,6 +273,9 @@ def zscore_anomaly(x, threshold):
     return [i for i in range(n) if abs(x[i] - mean) > limit]
 
 
+@kernel("mlp_int8", args=(("x", "tarray:b"), ("w1", "tarray:b"), ("b1", "tarray:i"),
+                ("w2", "tarray:b"), ("b2", "tarray:i"), ("shift1", "uint"),
+                ("shift2", "uint")), native=_NATIVE)
 @micropython.native
 def mlp_int8(x, w1, b1, w2, b2, shift1, shift2):
     _arr(x, "b", "x")
@@ -287,6 +307,8 @@ def _dense_int8(x, w, b, shift, low):
     return out
 
 
+@kernel("lif_step", args=(("v", "tarray:h"), ("i_in", "tarray:h"), ("leak_shift", "uint"),
+                ("threshold", "int"), ("v_reset", "int")), native=_NATIVE)
 @micropython.native
 def lif_step(v, i_in, leak_shift, threshold, v_reset):
     _arr(v, "h", "v")
@@ -310,45 +332,39 @@ def lif_step(v, i_in, leak_shift, threshold, v_reset):
     return [v_new, spikes]
 
 
+@kernel("sha256", args=(("data", "bstr"),))
 def sha256(data):
     if isinstance(data, str) or not isinstance(data, (bytes, bytearray, memoryview, array.array)):
         raise TypeError("data must be bytes-like")
     return hashlib.sha256(data).digest()
 
 
-KERNELS = {
-    "echo": echo,
-    "sleep_ms": sleep_ms,
-    "dot": dot,
-    "matmul": matmul,
-    "mandelbrot": mandelbrot,
-    "monte_carlo_pi": monte_carlo_pi,
-    "fir": fir,
-    "conv1d": conv1d,
-    "zscore_anomaly": zscore_anomaly,
-    "mlp_int8": mlp_int8,
-    "lif_step": lif_step,
-    "sha256": sha256,
-}
-
-_use_native = True
 
 
-def names():
-    """Every kernel this node can run, sorted."""
-    return sorted(KERNELS)
+KERNELS = msw_kernel.KERNELS  # every kernel this node has, built-in and from packages
+# The registry's queries under the names the worker and the host use: names() every
+# kernel, built-in and from packages; native_names() those a native module serves;
+# lookup(name) -> (function, runs_native) or None; check(name, args) -> None or why the
+# arguments do not fit (BAD_ARGS).
+names = msw_kernel.names
+native_names = msw_kernel.native_names
+lookup = msw_kernel.lookup
+check = msw_kernel.check
 
 
-def native_names():
-    """The kernels the loaded native module serves, sorted (empty without it)."""
-    if _native is None or not _use_native:
-        return []
-    return sorted(name for name in KERNELS if hasattr(_native, name))
+def builtin_names():
+    """The built-in kernels (docs/kernels.md), sorted."""
+    return msw_kernel.names("kernels")
+
+
+def set_native(enabled):
+    """Turn the native dispatch on or off (benchmarks compare both)."""
+    msw_kernel.native_on = bool(enabled)
 
 
 def native_arch():
     """The architecture of the loaded native module, or None."""
-    if _native is None or not _use_native:
+    if not msw_kernel.native_names():
         return None
     arch = getattr(_native, "ARCH", None)
     if arch:
@@ -360,22 +376,15 @@ def native_arch():
     return _MPY_ARCHES[index] if index < len(_MPY_ARCHES) else None
 
 
-def set_native(enabled):
-    """Turn the native dispatch on or off (benchmarks compare both)."""
-    global _use_native
-    _use_native = bool(enabled)
-
-
-def lookup(name):
-    """(function, runs_native) for a kernel name, or None if this node lacks it."""
-    fn = KERNELS.get(name)
-    if fn is None:
-        return None
-    if _native is not None and _use_native:
-        native_fn = getattr(_native, name, None)
-        if native_fn is not None:
-            return native_fn, True
-    return fn, False
+def hello_fields():
+    """HELLO's fields about kernels, by catalog field name: kernels, kernel_hashes and,
+    with a native module, native_arch and native_kernels."""
+    fields = {"kernels": msw_kernel.names(), "kernel_hashes": msw_kernel.hashes()}
+    arch = native_arch()
+    if arch:
+        fields["native_arch"] = arch
+        fields["native_kernels"] = msw_kernel.native_names()
+    return fields
 
 
 def run(name, args):

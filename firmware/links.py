@@ -2,7 +2,9 @@
 
     await link.open()                 connect (raises OSError when it cannot)
     n = await link.read_into(view)    some bytes into `view`; raises LinkClosed at EOF
-    await link.write(data)            all of `data`
+    link.put(data)                    queue `data` (copied when it cannot leave at once)
+    link.pending() -> bool            bytes queued by put() wait for drain()
+    await link.drain()                send what put() queued, in order
     link.close()
 
 TcpLink dials the master over a `net` object: MicroPython's socket module or a driver
@@ -47,6 +49,8 @@ class TcpLink:
         self._port = port
         self._sock = None
         self._stream = None
+        self._backlog = None  # bytes put() could not hand to the socket yet
+        self._draining = False
 
     async def open(self):
         net = self._net
@@ -75,17 +79,51 @@ class TcpLink:
                 raise LinkClosed("master closed the connection")
             return n
 
-    async def write(self, data):
-        stream = self._stream
-        if stream is None:
+    def put(self, data):
+        # The socket is non-blocking: hand it what it takes now, keep the rest in order.
+        # Writes during a drain queue behind it (asyncio's Stream drops bytes written
+        # while its own drain runs, so only drain() writes through the Stream).
+        sock = self._sock
+        if sock is None:
             raise LinkClosed("link is not open")
-        stream.write(data)
-        await stream.drain()
+        if self._backlog is None and not self._draining:
+            n = sock.write(data)
+            if n is None:
+                n = 0
+            if n == len(data):
+                return
+            self._backlog = bytearray(data[n:]) if n else bytearray(data)
+        else:
+            self._backlog += data
+
+    def pending(self):
+        return self._backlog is not None
+
+    async def drain(self):
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._backlog is not None:
+                stream = self._stream
+                if stream is None:
+                    raise LinkClosed("link is not open")
+                data = self._backlog
+                self._backlog = None
+                stream.write(data)
+                await stream.drain()
+        finally:
+            self._draining = False
+
+    async def write(self, data):
+        self.put(data)
+        await self.drain()
 
     def close(self):
         sock = self._sock
         self._sock = None
         self._stream = None
+        self._backlog = None
         if sock is not None:
             try:
                 sock.close()
@@ -131,6 +169,27 @@ class SerialLink:
         if n < 0:
             raise LinkClosed("serial input closed")
         return n
+
+    def put(self, data):
+        # A console may take part of a write (a full pty or USB buffer): write the rest,
+        # blocking the node as a blocking write would, never dropping bytes mid-frame.
+        tx = self._tx
+        n = tx.write(data)
+        if n is None or n < len(data):
+            view = memoryview(data)
+            done = n or 0
+            while done < len(view):
+                n = tx.write(view[done:])
+                if n:
+                    done += n
+                else:
+                    time.sleep_ms(1)
+
+    def pending(self):
+        return False
+
+    async def drain(self):
+        pass
 
     async def write(self, data):
         self._tx.write(data)

@@ -7,11 +7,10 @@ CRC_SIZE = 4
 FRAME_OVERHEAD = 11
 MAX_PAYLOAD = 65535
 FLAG_MORE = 1
-FLAGS_KNOWN = 1
-TCP_PORT = 5880
+FLAG_MAC = 2
+FLAGS_KNOWN = 3
 UDP_DISCOVERY_PORT = 5881
 NONCE_SIZE = 16
-MAC_SIZE = 32
 MAX_NESTING = 16
 
 # Message types
@@ -47,6 +46,7 @@ E_NOT_JOINED = 13
 E_BUSY = 14
 E_CANCELLED = 15
 E_BAD_ARGS = 16
+E_BAD_MAC = 17
 E_UNEXPECTED = 19
 
 # Field kinds
@@ -77,6 +77,7 @@ HELLO_LINK = 11
 HELLO_NATIVE_KERNELS = 12
 HELLO_MAX_MESSAGE = 13
 HELLO_THREADS = 14
+HELLO_KERNEL_HASHES = 15
 HELLO_CLUSTER = 16
 WELCOME_NODE_ID = 0
 WELCOME_HEARTBEAT_MS = 1
@@ -124,7 +125,7 @@ ANNOUNCE_PORT = 2
 
 # Per message type: ((key, kind, required), ...) for payload validation
 FIELDS = {
-    1: ((0, 2, 1), (1, 2, 1), (2, 2, 1), (3, 0, 1), (4, 8, 1), (5, 2, 0), (6, 0, 1), (7, 0, 1), (8, 0, 1), (9, 0, 1), (10, 3, 1), (11, 2, 1), (12, 8, 0), (13, 0, 0), (14, 4, 0), (16, 2, 0),),
+    1: ((0, 2, 1), (1, 2, 1), (2, 2, 1), (3, 0, 1), (4, 8, 1), (5, 2, 0), (6, 0, 1), (7, 0, 1), (8, 0, 1), (9, 0, 1), (10, 3, 1), (11, 2, 1), (12, 8, 0), (13, 0, 0), (14, 4, 0), (15, 9, 0), (16, 2, 0),),
     2: ((0, 2, 1), (1, 0, 1), (2, 0, 1), (3, 0, 1), (4, 3, 1), (5, 0, 0),),
     3: ((0, 3, 1),),
     4: ((0, 3, 1),),

@@ -1,21 +1,23 @@
-"""The worker: joins a master over one link and runs the kernels its tasks name.
+"""The worker: the node engine (engine.py) driven by asyncio links and a kernel runner.
 
-One Worker lives for the whole boot; it opens a link, joins (HELLO, mutual HMAC auth,
-WELCOME), serves tasks until the link fails, then dials again with capped exponential
-backoff plus jitter. A Session is one joined link. Inside a session three coroutines
-share the event loop:
-
-  reader   link bytes -> frame codec -> dispatch (join steps, TASK, CANCEL, CHUNK, ...)
-  runner   takes queued tasks in order, runs the kernel, sends the RESULT
-  monitor  sends HEARTBEATs, ends the session when the master falls silent
-
-Every outgoing message goes through one lock, since the frame writer reuses its buffer
-(and a chunked message spans several awaited writes). Task-level outcomes (unknown
-kernel, kernel error, out of memory, busy, cancelled) are RESULTs with `error` and
-`code`, so every TASK gets exactly one RESULT and the master gets its credit back;
-frame-level problems are ERROR frames and count in `bad_frames`. Nothing on the wire is
-ever executed: a TASK can only name a kernel from kernels.KERNELS.
+One Worker lives for the whole boot; it opens a link, runs a Session on it until the
+session ends, then dials again with capped exponential backoff plus jitter. What a node
+says and answers is decided by the engine; this file moves bytes and runs kernels.
 """
+
+# A Session runs three coroutines on one link:
+#   reader   link bytes -> frame codec -> engine.receive / engine.bad_frame
+#   runner   runs the kernels the engine starts; engine.finished answers the RESULT
+#   clock    engine.on_timer at engine.next_deadline(): heartbeats, join and silence
+# The engine sends through Session.send, which frames a message and puts it on the link at
+# once (no lock: every frame is queued whole and in order); the coroutine that called
+# the engine then drains the link.
+#
+# Kernels run on a second thread (KernelThread) where the port has one without a global
+# interpreter lock (the unix port, rp2's second core): the link keeps being read and the
+# heartbeats carry the running task (HELLO says threads=true). Elsewhere, and for the
+# INLINE kernels that only hand back their argument, they run on the event loop. Nothing
+# on the wire is ever executed: a TASK can only name a kernel from kernels.KERNELS.
 
 import gc
 import sys
@@ -24,19 +26,21 @@ import time
 import asyncio
 import auth
 import board
+import engine
 import frame
 import kernels
 import links
 import msgdefs as M
+from micropython import const
 
-FW_VERSION = "0.1.0"
+FW_VERSION = "0.2.0"
 
-JOIN_TIMEOUT_MS = 5000
-BACKOFF_MIN_MS = 200
-BACKOFF_MAX_MS = 10000
-SERIAL_CHUNK = 512
-SILENT_BEATS = 3
-COLLECT_BELOW = 4  # gc.collect() after a task when less than 1/4 of the heap is free
+BACKOFF_MIN_MS = engine.BACKOFF_MIN_MS
+BACKOFF_MAX_MS = engine.BACKOFF_MAX_MS
+SERIAL_CHUNK = const(512)
+TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
+COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
+INLINE = ("echo",)  # kernels that only hand back their argument: no thread round trip
 
 
 class SessionEnd(Exception):
@@ -68,96 +72,157 @@ def _detach(value):
     return value
 
 
-class Stats:
-    def __init__(self):
-        self.done = 0
-        self.bad_frames = 0
-        self.heap_min = gc.mem_free()
-
-    def sample_heap(self):
-        free = gc.mem_free()
-        if free < self.heap_min:
-            self.heap_min = free
-        return free
+def _call(fn, args):
+    """(value, error, elapsed_us) of one kernel call."""
+    start = time.ticks_us()
+    value = error = None
+    try:
+        value = fn(*args)
+    except Exception as e:  # MemoryError included: the engine maps it to NO_MEMORY
+        error = e
+    return value, error, time.ticks_diff(time.ticks_us(), start)
 
 
-class Task:
-    __slots__ = ("task_id", "kernel", "args", "cancelled", "handle")
+class KernelThread:
+    """One thread for the whole boot that runs one kernel at a time beside the loop.
 
-    def __init__(self, task_id, kernel, args):
-        self.task_id = task_id
-        self.kernel = kernel
-        self.args = args
-        self.cancelled = False
-        self.handle = None  # the asyncio task of a kernel that waits
+    The loop hands a call over through a lock, the thread answers through a
+    ThreadSafeFlag. Nothing else is shared: the arguments belong to the running task."""
+
+    def __init__(self, thread):
+        self._go = thread.allocate_lock()
+        self._go.acquire()
+        self._flag = asyncio.ThreadSafeFlag()
+        self._job = None
+        self._out = None
+        thread.start_new_thread(self._serve, ())
+
+    def _serve(self):
+        while True:
+            self._go.acquire()
+            job = self._job
+            self._out = _call(job[0], job[1])
+            job = None
+            self._job = None
+            self._flag.set()
+
+    async def run(self, fn, args):
+        while self._job is not None:  # a kernel of an ended session still runs
+            await self._flag.wait()
+        self._out = None
+        self._job = (fn, args)
+        self._go.release()
+        while self._job is not None:
+            await self._flag.wait()
+        out = self._out
+        self._out = None
+        return out
+
+
+def kernel_thread():
+    """A KernelThread where the port runs threads in parallel without a global lock, else
+    None (with a GIL a native-code kernel would hold the lock, and the link, anyway)."""
+    if getattr(sys.implementation, "_thread", None) == "GIL":
+        return None
+    try:
+        import _thread
+    except ImportError:
+        return None
+    return KernelThread(_thread)
 
 
 class Session:
     def __init__(self, worker, link):
         self.w = worker
-        self.cfg = worker.cfg
         self.link = link
-        self.stats = worker.stats
-        self.max_frame = self.cfg["max_frame"]
+        self.max_frame = worker.cfg["max_frame"]
         self.writer = frame.FrameWriter(self.max_frame, serial=link.cobs)
-        self.reassembler = frame.Reassembler(worker.max_message, copy=False)
-        self.send_lock = asyncio.Lock()
-        self.queue = []
-        self.waiting = []
-        self.running = None
+        self.engine = engine.Engine(self, worker.hello(link.kind), worker.cfg["key"],
+                                    kernels.KERNELS, kernels.WAITS, worker.stats)
+        self.todo = []
         self.wake = asyncio.Event()
         self.ended = asyncio.Event()
-        self.end_reason = None
-        self.joined = False
-        self.node_nonce = auth.nonce(M.NONCE_SIZE)
-        self.master_nonce = None
-        self.heartbeat_ms = 0
-        self.window = 0
-        self.last_rx = time.ticks_ms()
-        self.tasks = []
+        self.interrupted = False
+        self.reader = None  # the link's StreamReader or Deframer
+        self.link_auth = None  # frame MACs (auth.LinkAuth), from WELCOME on
 
-    # ---- life cycle ----------------------------------------------------------------
+    # ---- what the engine calls -------------------------------------------------------
 
-    async def run(self):
-        await self.send(M.T_HELLO, self.w.hello(self.node_nonce, self.link.kind))
-        self.tasks = [asyncio.create_task(self.read_loop()), asyncio.create_task(self.monitor())]
-        try:
-            await self.ended.wait()
-        finally:
-            for t in self.tasks:
-                t.cancel()
-            self.queue = []
-        if isinstance(self.end_reason, BaseException):
-            raise self.end_reason
-        raise SessionEnd(self.end_reason or "session ended")
+    def send(self, msg_type, payload):
+        link = self.link
+        for view in self.writer.frames(msg_type, payload, self.engine.peer_max_message):
+            link.put(view)
 
-    def end(self, reason):
-        if self.end_reason is None:
-            self.end_reason = reason
+    def run(self, task):
+        self.todo.append(task)
+        self.wake.set()
+
+    def cancel(self, task):
+        if task.handle is not None:
+            task.handle.cancel()
+
+    def close(self, reason):
         self.ended.set()
 
-    # ---- sending ---------------------------------------------------------------------
+    def challenged(self, key, master_nonce, node_nonce):
+        # (key None: frame MACs off again, for the refusal of an impostor's WELCOME)
+        self.link_auth = None if key is None else auth.LinkAuth(key, master_nonce, node_nonce)
+        self.writer.auth = self.link_auth
+        if self.reader is not None:
+            self.reader.auth = self.link_auth
 
-    async def send(self, msg_type, payload):
-        async with self.send_lock:
-            for view in self.writer.frames(msg_type, payload):
-                await self.link.write(view)
+    def on_joined(self):
+        self.w.joined()
+        if self.engine.max_frame != self.max_frame:
+            self.max_frame = self.engine.max_frame
+            self.writer = frame.FrameWriter(self.max_frame, serial=self.link.cobs)
+            self.writer.auth = self.link_auth
 
-    async def send_error(self, code, text, ref_seq=None, task_id=None):
-        payload = {M.ERROR_CODE: code, M.ERROR_TEXT: text}
-        if ref_seq is not None:
-            payload[M.ERROR_REF_SEQ] = ref_seq
-        if task_id is not None:
-            payload[M.ERROR_TASK_ID] = task_id
-        await self.send(M.T_ERROR, payload)
+    def heap_free(self):
+        return gc.mem_free()
 
-    async def send_failure(self, task_id, code, text, elapsed_us=0):
-        await self.send(M.T_RESULT, {
-            M.RESULT_TASK_ID: task_id, M.RESULT_ERROR: text,
-            M.RESULT_ELAPSED_US: elapsed_us, M.RESULT_CODE: code,
-        })
+    # ---- life cycle ------------------------------------------------------------------
 
-    # ---- receiving -------------------------------------------------------------------
+    async def run_session(self):
+        eng = self.engine
+        coros = ()
+        try:
+            eng.start(board.uptime_ms(), auth.nonce(M.NONCE_SIZE))
+            await self.flush()
+            coros = (asyncio.create_task(self.read_loop()), asyncio.create_task(self.clock()),
+                     asyncio.create_task(self.run_loop()))
+            await self.ended.wait()
+        except Exception as e:
+            self.fail(e)
+        finally:
+            for t in coros:
+                t.cancel()
+            for task in eng.running:
+                if task.handle is not None:
+                    task.handle.cancel()
+            self.todo = []
+        if self.interrupted:
+            raise KeyboardInterrupt
+        if eng.refused:
+            raise AuthRefused(eng.end_reason)
+        raise SessionEnd(eng.end_reason)
+
+    def fail(self, e):
+        if isinstance(e, KeyboardInterrupt):
+            self.interrupted = True
+            reason = "interrupted"
+        elif isinstance(e, OSError):
+            reason = "link: " + str(e)
+        else:  # MemoryError, or a bug: drop the link, keep the node
+            reason = type(e).__name__ + ": " + str(e)
+        self.engine.end(reason)
+        self.ended.set()
+
+    async def flush(self):
+        if self.link.pending():
+            await self.link.drain()
+
+    # ---- reader ----------------------------------------------------------------------
 
     async def read_loop(self):
         try:
@@ -167,273 +232,137 @@ class Session:
                 await self._read_stream()
         except asyncio.CancelledError:
             raise
-        except KeyboardInterrupt as e:
-            self.end(e)
-        except frame.FrameError as e:
-            await self._refuse(e)
-            self.end("unrecoverable frame: " + e.text)
-        except OSError as e:
-            self.end("link: " + str(e))
-        except SessionEnd as e:
-            self.end(e)
-        except Exception as e:  # MemoryError, or a bug: drop the link, keep the node
-            self.end(e)
+        except BaseException as e:
+            self.fail(e)
 
     async def _read_stream(self):
-        reader = frame.StreamReader(self.max_frame, copy=False)
+        reader = self.reader = frame.StreamReader(self.max_frame, copy=False)
         link = self.link
+        eng = self.engine
         while True:
             n = await link.read_into(reader.want())
+            eng.last_rx = board.uptime_ms()  # bytes arriving: the master is not silent
             try:
                 item = reader.advance(n)
             except frame.FrameError as e:
-                if e.fatal:
-                    raise
-                await self._refuse(e)
+                task_id = None
+                if e.code == M.E_NO_MEMORY and reader._mv[1] == M.T_TASK:
+                    # the frame is still in the reader's buffer: answer with its task id
+                    from engine_chunks import peek_task_id
+
+                    task_id = peek_task_id(reader._mv[M.HEADER_SIZE:])
+                    gc.collect()
+                eng.bad_frame(e.code, e.text, e.seq, e.fatal, board.uptime_ms(), task_id)
+                await self.flush()
                 continue
             if item is not None:
-                await self.dispatch(item)
+                self.dispatch(item)
+                await self.flush()
 
     async def _read_serial(self):
         # copy=True: one feed may complete several frames, and in-place views into the
         # deframer's buffer would not survive the next one
-        deframer = frame.Deframer(self.max_frame)
+        deframer = self.reader = frame.Deframer(self.max_frame)
         buf = bytearray(SERIAL_CHUNK)
         view = memoryview(buf)
         link = self.link
+        eng = self.engine
         while True:
             n = await link.read_into(view)
-            for item in deframer.feed(view[:n]):
+            eng.last_rx = board.uptime_ms()  # bytes arriving: the master is not silent
+            for item in deframer.feed(buf, n):
                 if item is frame.BREAK:
                     link.close()
                     raise KeyboardInterrupt
                 if isinstance(item, frame.FrameError):
-                    self.stats.bad_frames += 1
-                    await self._refuse(item, counted=True)
+                    eng.bad_frame(item.code, item.text, item.seq, False, board.uptime_ms())
                 else:
-                    await self.dispatch(item)
+                    self.dispatch(item)
+            await self.flush()
 
-    async def _refuse(self, error, counted=False):
-        if not counted:
-            self.stats.bad_frames += 1
-        try:
-            await self.send_error(error.code, error.text, error.seq)
-        except OSError:
-            pass
-
-    async def dispatch(self, item):
+    def dispatch(self, item):
         msg_type, flags, seq, payload = item
-        self.last_rx = time.ticks_ms()
-        in_place = True
-        if msg_type == M.T_CHUNK:
-            try:
-                whole = self.reassembler.add(payload, flags, seq)
-            except frame.FrameError as e:
-                await self._refuse(e)
-                return
-            if whole is None:
-                return
-            msg_type, payload = whole
-            in_place = False  # views into the message's own buffer, which the task keeps
         if msg_type == M.T_TASK:
-            if in_place:
-                payload[M.TASK_ARGS] = _detach(payload[M.TASK_ARGS])
-            await self.on_task(payload, seq)
-        elif msg_type == M.T_CANCEL:
-            await self.on_cancel(payload[M.CANCEL_TASK_ID])
-        elif msg_type == M.T_HEARTBEAT:
-            pass
-        elif msg_type == M.T_AUTH_CHALLENGE:
-            await self.on_challenge(payload)
-        elif msg_type == M.T_WELCOME:
-            self.on_welcome(payload)
-        elif msg_type == M.T_ERROR:
-            self.on_error(payload)
-        elif msg_type == M.T_BYE:
-            self.end("master said bye: " + str(payload.get(M.BYE_REASON, "")))
-        else:
-            self.stats.bad_frames += 1
-            await self.send_error(M.E_UNKNOWN_TYPE, "a node does not accept message type "
-                                  + str(msg_type), seq)
+            payload[M.TASK_ARGS] = _detach(payload[M.TASK_ARGS])
+        self.engine.receive(msg_type, flags, seq, payload, board.uptime_ms())
 
-    # ---- joining ---------------------------------------------------------------------
-
-    async def on_challenge(self, payload):
-        if self.joined or self.master_nonce is not None:
-            await self.send_error(M.E_BAD_PAYLOAD, "unexpected AUTH_CHALLENGE")
-            return
-        nonce = bytes(payload[M.AUTH_CHALLENGE_NONCE])
-        if len(nonce) != M.NONCE_SIZE:
-            await self.send_error(M.E_BAD_PAYLOAD, "master nonce must be 16 bytes")
-            raise SessionEnd("bad challenge")
-        self.master_nonce = nonce
-        mac = auth.node_mac(self.cfg["key"], nonce, self.node_nonce, self.cfg["node_id"])
-        await self.send(M.T_AUTH_RESPONSE, {M.AUTH_RESPONSE_MAC: mac})
-
-    def on_welcome(self, payload):
-        if self.master_nonce is None or self.joined:
-            raise SessionEnd("WELCOME out of order")
-        proof = bytes(payload[M.WELCOME_PROOF])
-        expected = auth.master_proof(self.cfg["key"], self.node_nonce, self.master_nonce)
-        if not auth.equal(proof, expected):
-            raise AuthRefused("the master's proof does not verify: wrong key or impostor")
-        self.heartbeat_ms = max(100, payload[M.WELCOME_HEARTBEAT_MS])
-        self.window = payload[M.WELCOME_WINDOW]
-        negotiated = min(self.max_frame, payload[M.WELCOME_MAX_FRAME])
-        if negotiated != self.max_frame:
-            self.max_frame = negotiated
-            self.writer = frame.FrameWriter(negotiated, serial=self.link.cobs)
-        self.joined = True
-        self.w.joined()
-        self.tasks.append(asyncio.create_task(self.run_loop()))
-
-    def on_error(self, payload):
-        code = payload[M.ERROR_CODE]
-        text = payload[M.ERROR_TEXT]
-        if code == M.E_AUTH_FAILED:
-            raise AuthRefused("master refused the join: " + text)
-        if code in (M.E_BAD_VERSION, M.E_NOT_JOINED):
-            raise SessionEnd("master error " + str(code) + ": " + text)
-
-    # ---- tasks -----------------------------------------------------------------------
-
-    async def on_task(self, payload, seq):
-        task_id = payload[M.TASK_TASK_ID]
-        if not self.joined:
-            await self.send_error(M.E_NOT_JOINED, "TASK before WELCOME", seq, task_id)
-            return
-        if self.busy() >= self.cfg["slots"]:
-            await self.send_failure(task_id, M.E_BUSY, "all slots taken")
-            return
-        name = payload[M.TASK_KERNEL]
-        if name not in kernels.KERNELS:
-            await self.send_failure(task_id, M.E_UNKNOWN_KERNEL, "no kernel named " + name)
-            return
-        self.queue.append(Task(task_id, name, payload[M.TASK_ARGS]))
-        self.wake.set()
-
-    async def on_cancel(self, task_id):
-        for i in range(len(self.queue)):
-            if self.queue[i].task_id == task_id:
-                del self.queue[i]
-                await self.send_failure(task_id, M.E_CANCELLED, "cancelled before it ran")
-                return
-        for task in self.waiting:
-            if task.task_id == task_id and not task.cancelled:
-                task.cancelled = True
-                task.handle.cancel()
-        if self.running is not None and self.running.task_id == task_id:
-            self.running.cancelled = True
-
-    def busy(self):
-        return len(self.queue) + len(self.waiting) + (1 if self.running else 0)
+    # ---- kernels ---------------------------------------------------------------------
 
     async def run_loop(self):
+        eng = self.engine
+        thread = self.w.thread
         try:
             while True:
-                while not self.queue:
+                while not self.todo:
                     self.wake.clear()
                     await self.wake.wait()
-                task = self.queue.pop(0)
-                if task.kernel in kernels.WAITS:
-                    self.waiting.append(task)
-                    task.handle = asyncio.create_task(self.execute(task))
-                    self.tasks.append(task.handle)
+                task = self.todo.pop(0)
+                fn, task.native = kernels.lookup(task.kernel)
+                bad = kernels.check(task.kernel, task.args)  # the declared kinds: BAD_ARGS
+                if bad is not None:
+                    eng.finished(task, None, ValueError(bad), 0, board.uptime_ms())
                     continue
-                self.running = task
-                try:
-                    await self.execute(task)
-                finally:
-                    self.running = None
+                if task.waits:
+                    task.handle = asyncio.create_task(self.wait(task, fn))
+                    continue
+                if thread is None or task.kernel in INLINE:
+                    value, error, elapsed = _call(fn, task.args)
+                else:
+                    value, error, elapsed = await thread.run(fn, task.args)
+                if isinstance(error, MemoryError):
+                    gc.collect()
+                eng.finished(task, value, error, elapsed, board.uptime_ms())
+                value = error = None
+                await self.flush()
+                if gc.mem_free() < self.w.heap_total // COLLECT_BELOW:
+                    gc.collect()
         except asyncio.CancelledError:
             raise
-        except OSError as e:
-            self.end("link: " + str(e))
         except Exception as e:
-            self.end(e)
+            self.fail(e)
 
-    async def execute(self, task):
-        fn, native = kernels.lookup(task.kernel)
+    async def wait(self, task, fn):
         start = time.ticks_us()
-        value = None
-        failure = None
+        value = error = None
         try:
             value = fn(*task.args)
-            if task.kernel in kernels.WAITS:
-                try:
-                    await asyncio.sleep_ms(value)
-                except asyncio.CancelledError:
-                    if not task.cancelled:
-                        raise
-        except MemoryError:
-            value = None
-            gc.collect()
-            failure = (M.E_NO_MEMORY, "out of heap running " + task.kernel)
+            await asyncio.sleep_ms(value)
+        except asyncio.CancelledError:
+            if not task.cancelled:
+                raise  # the session ends
         except Exception as e:
-            failure = (M.E_KERNEL_FAILED, type(e).__name__ + ": " + str(e))
+            error = e
         elapsed = time.ticks_diff(time.ticks_us(), start)
-        # The link was not read while the kernel held the loop: what the master sent in
-        # that time is still waiting, so that time does not count as the master's silence.
-        self.last_rx = time.ticks_ms()
-        task.args = None
-        if task in self.waiting:
-            self.waiting.remove(task)
-            self.tasks.remove(task.handle)
-        free = self.stats.sample_heap()
-        if task.cancelled:
-            await self.send_failure(task.task_id, M.E_CANCELLED, "cancelled while running",
-                                    elapsed)
-        elif failure is not None:
-            await self.send_failure(task.task_id, failure[0], failure[1], elapsed)
-        else:
-            result = {M.RESULT_TASK_ID: task.task_id, M.RESULT_VALUE: value,
-                      M.RESULT_ELAPSED_US: elapsed, M.RESULT_NATIVE: native}
-            try:
-                await self.send(M.T_RESULT, result)
-            except frame.FrameError as e:
-                await self.send_failure(task.task_id, e.code, "result not sendable: " + e.text,
-                                        elapsed)
-            except MemoryError:
-                value = result = None
-                gc.collect()
-                await self.send_failure(task.task_id, M.E_NO_MEMORY, "no heap for the result",
-                                        elapsed)
-        self.stats.done += 1
-        value = None
-        if free < self.w.heap_total // COLLECT_BELOW:
-            gc.collect()
+        if error is None and not task.cancelled and elapsed < value * 1000:
+            elapsed = value * 1000  # the wait ran on the ms clock: it did last `value` ms
+        try:
+            self.engine.finished(task, value, error, elapsed, board.uptime_ms())
+            await self.flush()
+        except Exception as e:
+            self.fail(e)
 
-    # ---- liveness --------------------------------------------------------------------
+    # ---- clock -----------------------------------------------------------------------
 
-    async def monitor(self):
-        started = time.ticks_ms()
-        while not self.joined:
-            await asyncio.sleep_ms(50)
-            if time.ticks_diff(time.ticks_ms(), started) > JOIN_TIMEOUT_MS:
-                self.end("no WELCOME within " + str(JOIN_TIMEOUT_MS) + " ms")
-                return
-        while True:
-            await asyncio.sleep_ms(self.heartbeat_ms)
-            silent = time.ticks_diff(time.ticks_ms(), self.last_rx)
-            if silent > SILENT_BEATS * self.heartbeat_ms:
-                self.end("master silent for " + str(silent) + " ms")
-                return
-            stats = self.stats
-            try:
+    async def clock(self):
+        eng = self.engine
+        try:
+            while True:
+                deadline = eng.next_deadline()
+                if deadline is None:
+                    return
+                wait = deadline - board.uptime_ms()
+                if wait > 0:
+                    await asyncio.sleep_ms(wait if wait < TICK_MS else TICK_MS)
+                    continue
                 maintain = getattr(self.w.net, "maintain", None)  # WIZnet: DHCP renewal
                 if maintain is not None:
                     maintain()
-                await self.send(M.T_HEARTBEAT, {
-                    M.HEARTBEAT_UPTIME_MS: board.uptime_ms(),
-                    M.HEARTBEAT_HEAP_FREE: stats.sample_heap(),
-                    M.HEARTBEAT_QUEUE: self.busy(),
-                    M.HEARTBEAT_DONE: stats.done,
-                    M.HEARTBEAT_BAD_FRAMES: stats.bad_frames,
-                    M.HEARTBEAT_HEAP_MIN: stats.heap_min,
-                })
-            except OSError as e:
-                self.end("link: " + str(e))
-                return
+                eng.on_timer(board.uptime_ms())
+                await self.flush()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.fail(e)
 
 
 class Worker:
@@ -442,33 +371,36 @@ class Worker:
         self.cfg = cfg
         self.net = net
         self.serial = serial
-        self.stats = Stats()
         self.heap_total = board.heap_total()
+        self.stats = engine.Stats(0, gc.mem_free())
         self.max_message = min(self.heap_total // 3, 1 << 20)
+        self.thread = kernel_thread()
         self.backoff_ms = BACKOFF_MIN_MS
         self.sessions = 0
 
-    def hello(self, nonce, link_kind):
+    def hello(self, link_kind):
+        """The HELLO payload (the engine adds the nonce)."""
         gc.collect()
         msg = {
             M.HELLO_NODE_ID: self.cfg["node_id"],
             M.HELLO_BOARD: self.board["name"],
             M.HELLO_FW_VERSION: FW_VERSION,
             M.HELLO_PROTO_VERSION: M.PROTOCOL_VERSION,
-            M.HELLO_KERNELS: kernels.names(),
             M.HELLO_HEAP_TOTAL: self.heap_total,
-            M.HELLO_HEAP_FREE: self.stats.sample_heap(),
+            M.HELLO_HEAP_FREE: gc.mem_free(),
             M.HELLO_MAX_FRAME: self.cfg["max_frame"],
             M.HELLO_SLOTS: self.cfg["slots"],
-            M.HELLO_NONCE: nonce,
             M.HELLO_LINK: link_kind,
             M.HELLO_MAX_MESSAGE: self.max_message,
+            M.HELLO_THREADS: self.thread is not None,
             M.HELLO_CLUSTER: self.cfg["cluster"],
         }
-        arch = kernels.native_arch()
-        if arch:
-            msg[M.HELLO_NATIVE_ARCH] = arch
-            msg[M.HELLO_NATIVE_KERNELS] = kernels.native_names()
+        about = kernels.hello_fields()
+        msg[M.HELLO_KERNELS] = about["kernels"]
+        msg[M.HELLO_KERNEL_HASHES] = about["kernel_hashes"]
+        if "native_arch" in about:
+            msg[M.HELLO_NATIVE_ARCH] = about["native_arch"]
+            msg[M.HELLO_NATIVE_KERNELS] = about["native_kernels"]
         return msg
 
     def log(self, text):
@@ -527,11 +459,13 @@ class Worker:
             link = None
             try:
                 link = await self.open_link()
-                await Session(self, link).run()
+                await Session(self, link).run_session()
             except AuthRefused as e:
                 self.log("auth: " + str(e))
             except (SessionEnd, OSError) as e:
                 self.log("link down: " + str(e))
+            except KeyboardInterrupt:
+                raise
             except Exception as e:
                 self.log("session failed: " + type(e).__name__ + ": " + str(e))
             finally:

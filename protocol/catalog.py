@@ -25,13 +25,19 @@ MAX_PAYLOAD = 0xFFFF  # the header's length field is 16 bits; larger messages tr
 
 # Header flag bits. Every bit not listed here must be zero.
 FLAG_MORE = 0x01  # CHUNK only: more chunks of the same stream follow
-FLAGS_KNOWN = FLAG_MORE
+FLAG_MAC = 0x02  # a MAC trailer (counter + tag) follows the CRC: every frame after WELCOME
+FLAGS_KNOWN = FLAG_MORE | FLAG_MAC
 
 TCP_PORT = 5880  # master's listening port for node links
 UDP_DISCOVERY_PORT = 5881  # master answers DISCOVER beacons here
 
 NONCE_SIZE = 16
 MAC_SIZE = 32
+# Frame authentication after the join (SPEC.md, "Frame authentication"): a trailer of a
+# u32 counter and the first MAC_TAG_SIZE bytes of HMAC-SHA256 follows the CRC.
+MAC_COUNTER_SIZE = 4
+MAC_TAG_SIZE = 8
+MAC_TRAILER_SIZE = MAC_COUNTER_SIZE + MAC_TAG_SIZE
 
 
 class MsgType(IntEnum):
@@ -68,6 +74,7 @@ class ErrorCode(IntEnum):
     BUSY = 14  # a task arrived with no credit left in the window
     CANCELLED = 15  # task cancelled before it finished
     BAD_ARGS = 16  # arguments do not match the kernel (deterministic: fail at once, no retry)
+    BAD_MAC = 17  # frame authentication failed: no or a wrong MAC, or a replayed counter
     HANDSHAKE_TIMEOUT = 18  # the join did not complete in time
     UNEXPECTED = 19  # a known message in the wrong direction or state
     DEADLINE = 20  # a running task passed its deadline; the master requeued it elsewhere
@@ -134,6 +141,8 @@ CATALOG: dict[MsgType, Message] = {
             Field(13, "max_message", "uint", OPT, "largest reassembled CHUNK message accepted"),
             Field(14, "threads", "bool", OPT, "kernels run beside the link (second core or "
                   "thread): heartbeats continue during a kernel; absent/false: they do not"),
+            Field(15, "kernel_hashes", "map", OPT, "kernel name -> short content hash (tstr) "
+                  "of its code: the kernel's version"),
             Field(16, "cluster", "tstr", OPT, "the cluster name the node was configured with; "
                   "a master serving another name refuses it (AUTH_FAILED naming both)"),
         ),

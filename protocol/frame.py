@@ -4,20 +4,26 @@ This module is the reference the fast codecs are tested against (the host's
 `microswarm.wire`, the firmware's `frame.py`): it favours being obviously right over being
 fast. Golden vectors (`protocol/vectors/`) are built with it.
 
-    frame   = header payload crc
+    frame   = header payload crc [mac]
     header  = version:u8 type:u8 flags:u8 seq:u16le length:u16le      (7 bytes)
     payload = `length` bytes holding exactly one CBOR item: a map with small int keys
     crc     = CRC-32 (IEEE 802.3, as zlib.crc32) of header+payload, u32le
+    mac     = counter:u32le tag:8 bytes, present when flags has MAC (0x02): every frame
+              after WELCOME. tag = HMAC-SHA256(direction key, counter | header | payload)
+              truncated to 8 bytes; direction keys: `direction_keys` below.
 
 A receiver checks, in this order, and answers the first failure with its ErrorCode:
   1. at least HEADER_SIZE + CRC_SIZE bytes              else TRUNCATED
   2. version == PROTOCOL_VERSION                         else BAD_VERSION (link closes)
   3. length + FRAME_OVERHEAD <= negotiated max_frame     else TOO_LARGE   (link closes)
-  4. the frame is exactly length + FRAME_OVERHEAD bytes  else TRUNCATED
+  4. the frame is exactly length + FRAME_OVERHEAD bytes (+ MAC_TRAILER_SIZE with flag
+     MAC)                                                else TRUNCATED
   5. CRC matches                                         else BAD_CRC
   6. flags: no reserved bit, MORE only on CHUNK          else BAD_FLAGS
-  7. type is in the catalog                              else UNKNOWN_TYPE
-  8. payload is one well-formed CBOR item of the data model, fields match the catalog
+  7. after the join: flag MAC set, tag valid, counter above the last accepted; before
+     it: flag MAC clear                                  else BAD_MAC
+  8. type is in the catalog                              else UNKNOWN_TYPE
+  9. payload is one well-formed CBOR item of the data model, fields match the catalog
                                                          else BAD_PAYLOAD
 Checks 2 and 3 come before the CRC because a stream receiver must decide from the header
 alone whether it can trust the length to find the next frame.
@@ -26,6 +32,8 @@ alone whether it can trust the length to find the next frame.
 from __future__ import annotations
 
 import array
+import hashlib
+import hmac
 import io
 import math
 import struct
@@ -39,6 +47,7 @@ from construct import (
     Checksum,
     ChecksumError,
     GreedyBytes,
+    If,
     Int8ul,
     Int16ul,
     Int32ul,
@@ -50,10 +59,13 @@ from construct import (
 from .catalog import (
     CATALOG,
     CRC_SIZE,
+    FLAG_MAC,
     FLAG_MORE,
     FLAGS_KNOWN,
     FRAME_OVERHEAD,
     HEADER_SIZE,
+    MAC_TAG_SIZE,
+    MAC_TRAILER_SIZE,
     MAX_NESTING,
     MAX_PAYLOAD,
     PROTOCOL_VERSION,
@@ -272,16 +284,49 @@ assert HEADER.sizeof() == HEADER_SIZE
 
 # The frame's byte layout with its checksum. The payload stays raw here so that the CRC
 # is checked before any payload byte is interpreted (check order in the module docstring).
-FRAME = Struct(
+_BODY = Struct(
     "body" / RawCopy(Struct("header" / HEADER, "payload" / Bytes(this.header.length))),
     "crc" / Checksum(Int32ul, zlib.crc32, this.body.data),
+)
+FRAME = Struct(
+    *_BODY.subcons,
+    "mac" / If(this.body.value.header.flags & FLAG_MAC,
+               Struct("counter" / Int32ul, "tag" / Bytes(MAC_TAG_SIZE))),
 )
 
 PAYLOAD = Cbor(GreedyBytes)
 
 
-def build_frame(msg_type: int, payload: Any, seq: int = 0, flags: int = 0) -> bytes:
-    """The bytes of one frame. Refuses what a receiver would refuse."""
+# --- frame authentication after the join ------------------------------------------------
+
+
+def hkdf(ikm: bytes, salt: bytes, info: bytes, length: int = 32) -> bytes:
+    """RFC 5869 HKDF with HMAC-SHA256."""
+    prk = hmac.new(salt, ikm, hashlib.sha256).digest()
+    okm, t = b"", b""
+    for i in range(1, -(-length // 32) + 1):
+        t = hmac.new(prk, t + info + bytes([i]), hashlib.sha256).digest()
+        okm += t
+    return okm[:length]
+
+
+def direction_keys(key: bytes, master_nonce: bytes, node_nonce: bytes) -> dict[str, bytes]:
+    """The two keys of one joined link: HKDF(ikm=cluster key, salt=master nonce | node
+    nonce, info=b"msw-frame master->node" or b"msw-frame node->master")."""
+    salt = master_nonce + node_nonce
+    return {"master->node": hkdf(key, salt, b"msw-frame master->node"),
+            "node->master": hkdf(key, salt, b"msw-frame node->master")}
+
+
+def frame_tag(direction_key: bytes, counter: int, header_and_payload: bytes) -> bytes:
+    message = struct.pack("<I", counter) + header_and_payload
+    return hmac.new(direction_key, message, hashlib.sha256).digest()[:MAC_TAG_SIZE]
+
+
+def build_frame(msg_type: int, payload: Any, seq: int = 0, flags: int = 0,
+                mac: tuple[bytes, int] | None = None) -> bytes:
+    """The bytes of one frame. Refuses what a receiver would refuse. `mac`: (direction
+    key, counter) of a frame after the join."""
     if msg_type not in CATALOG:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"message type {msg_type}")
     if flags & ~FLAGS_KNOWN or (flags & FLAG_MORE and msg_type != MsgType.CHUNK):
@@ -290,19 +335,29 @@ def build_frame(msg_type: int, payload: Any, seq: int = 0, flags: int = 0) -> by
     raw = PAYLOAD.build(payload)
     if len(raw) > MAX_PAYLOAD:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"payload of {len(raw)} bytes")
-    return build_raw(msg_type, raw, seq, flags)
+    return build_raw(msg_type, raw, seq, flags, mac=mac)
 
 
 def build_raw(
-    msg_type: int, payload: bytes, seq: int = 0, flags: int = 0, version: int = PROTOCOL_VERSION
+    msg_type: int, payload: bytes, seq: int = 0, flags: int = 0, version: int = PROTOCOL_VERSION,
+    mac: tuple[bytes, int] | None = None,
 ) -> bytes:
-    """Header + given payload bytes + CRC, unchecked (for building bad-frame vectors)."""
+    """Header + given payload bytes + CRC (+ MAC trailer), unchecked (for bad vectors)."""
+    if mac is not None:
+        flags |= FLAG_MAC
     header = dict(version=version, type=msg_type, flags=flags, seq=seq, length=len(payload))
-    return FRAME.build(dict(body=dict(value=dict(header=header, payload=payload))))
+    body = dict(body=dict(value=dict(header=header, payload=payload)))
+    if mac is None:  # (a MAC flag without its trailer only in a bad vector)
+        return _BODY.build(body)
+    signed = HEADER.build(header) + payload
+    return FRAME.build(dict(body, mac=dict(counter=mac[1], tag=frame_tag(mac[0], mac[1], signed))))
 
 
-def parse_frame(data: bytes, max_frame: int = MAX_FRAME) -> dict:
-    """Parse one frame: {"type", "flags", "seq", "payload"}; ProtocolError on bad input."""
+def parse_frame(data: bytes, max_frame: int = MAX_FRAME,
+                mac: tuple[bytes, int] | None = None) -> dict:
+    """Parse one frame: {"type", "flags", "seq", "payload"} (and "counter" when
+    authenticated); ProtocolError on bad input. `mac`: (direction key, last counter
+    accepted, -1 for none) on a joined link; None before the join."""
     if len(data) < HEADER_SIZE + CRC_SIZE:
         raise ProtocolError(ErrorCode.TRUNCATED, f"{len(data)} bytes")
     header = HEADER.parse(data[:HEADER_SIZE])
@@ -310,7 +365,8 @@ def parse_frame(data: bytes, max_frame: int = MAX_FRAME) -> dict:
         raise ProtocolError(ErrorCode.BAD_VERSION, f"version {header.version}")
     if header.length + FRAME_OVERHEAD > max_frame:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"length {header.length}")
-    if len(data) != header.length + FRAME_OVERHEAD:
+    trailer = MAC_TRAILER_SIZE if header.flags & FLAG_MAC else 0
+    if len(data) != header.length + FRAME_OVERHEAD + trailer:
         raise ProtocolError(ErrorCode.TRUNCATED, "size disagrees with the header's length")
     try:
         frame = FRAME.parse(data)
@@ -318,11 +374,24 @@ def parse_frame(data: bytes, max_frame: int = MAX_FRAME) -> dict:
         raise ProtocolError(ErrorCode.BAD_CRC, "CRC-32 mismatch") from None
     if header.flags & ~FLAGS_KNOWN or (header.flags & FLAG_MORE and header.type != MsgType.CHUNK):
         raise ProtocolError(ErrorCode.BAD_FLAGS, f"flags {header.flags:#x}")
+    result = {"type": header.type, "flags": header.flags, "seq": header.seq}
+    if mac is None and frame.mac is not None:
+        raise ProtocolError(ErrorCode.BAD_MAC, "authenticated frame before the join")
+    if mac is not None:
+        if frame.mac is None:
+            raise ProtocolError(ErrorCode.BAD_MAC, "frame without a MAC after the join")
+        expected = frame_tag(mac[0], frame.mac.counter, frame.body.data)
+        if not hmac.compare_digest(expected, frame.mac.tag):
+            raise ProtocolError(ErrorCode.BAD_MAC, "MAC mismatch")
+        if frame.mac.counter <= mac[1]:
+            raise ProtocolError(ErrorCode.BAD_MAC, "replayed or reordered counter")
+        result["counter"] = frame.mac.counter
     if header.type not in CATALOG:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"message type {header.type}")
     payload = PAYLOAD.parse(frame.body.value.payload)
     check_payload(header.type, payload)
-    return {"type": header.type, "flags": header.flags, "seq": header.seq, "payload": payload}
+    result["payload"] = payload
+    return result
 
 
 # --- serial framing and chunking --------------------------------------------------------

@@ -87,23 +87,27 @@ def run(cmd: list[str], timeout: float = 300) -> None:
 
 
 def ensure_toolchain(target: Target) -> None:
-    cc = target.prefix + "gcc"
-    if shutil.which(cc):
+    ensure_command(target.prefix + "gcc", target.debian_packages)
+
+
+def ensure_command(command: str, packages: tuple[str, ...]) -> None:
+    """`command` is on PATH, installed from Debian's `packages` when missing and root."""
+    if shutil.which(command):
         return
-    packages = " ".join(target.debian_packages)
-    if not packages:
-        raise ToolchainMissing(f"{cc} is not installed")
+    names = " ".join(packages)
+    if not names:
+        raise ToolchainMissing(f"{command} is not installed")
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise ToolchainMissing(f"{cc} is missing; install it with: apt-get install -y {packages}")
-    log(f"installing {packages} from Debian (once; about a minute)")
+        raise ToolchainMissing(f"{command} is missing; install it with: apt-get install -y {names}")
+    log(f"installing {names} from Debian (once; about a minute)")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    cmd = ["apt-get", "install", "-y", "-q", *target.debian_packages]
+    cmd = ["apt-get", "install", "-y", "-q", *packages]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     if proc.returncode != 0:
         subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=600, env=env)
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
-    if proc.returncode != 0 or not shutil.which(cc):
-        raise ToolchainMissing(f"could not install {packages}: {proc.stderr.strip()[-400:]}")
+    if proc.returncode != 0 or not shutil.which(command):
+        raise ToolchainMissing(f"could not install {names}: {proc.stderr.strip()[-400:]}")
 
 
 def arch_flags(target: Target) -> list[str]:
@@ -127,47 +131,55 @@ def stale(output: Path, inputs: list[Path]) -> bool:
     return not output.exists() or output.stat().st_mtime < newest(inputs)
 
 
-def prepare(force: bool = False) -> tuple[Path, Path, list[str], dict[str, int]]:
+def prepare(force: bool = False, *, module: str = MODULE, sources: list[Path] | None = None,
+            build_dir: Path = BUILD) -> tuple[Path, Path, list[str], dict[str, int]]:
     """sdist root, config header, module qstrs and mp_fun_table indices, shared by arches."""
+    sources = [NATIVE / s for s in SOURCES] if sources is None else sources
     sdk_root = sdk.fetch_sdist(CACHE)
-    BUILD.mkdir(parents=True, exist_ok=True)
+    build_dir.mkdir(parents=True, exist_ok=True)
     static = sdk.static_qstrs(sdk_root)
-    module = sdk.module_qstrs(sdk.qstrs_used([NATIVE / s for s in SOURCES]), static)
-    config = BUILD / f"{MODULE}.config.h"
-    text = sdk.config_header(static, module)
+    module_qstrs = sdk.module_qstrs(sdk.qstrs_used(sources), static)
+    config = build_dir / f"{module}.config.h"
+    text = sdk.config_header(static, module_qstrs)
     if force or not config.exists() or config.read_text() != text:
         config.write_text(text)
-    (BUILD / f"{MODULE}.qstrs").write_text("\n".join(module) + "\n")
-    fun_table = sdk.fun_table_indices(sdk_root, config, BUILD)
-    return sdk_root, config, module, fun_table
+    (build_dir / f"{module}.qstrs").write_text("\n".join(module_qstrs) + "\n")
+    fun_table = sdk.fun_table_indices(sdk_root, config, build_dir)
+    return sdk_root, config, module_qstrs, fun_table
 
 
-def build(arch: str, force: bool = False) -> Path:
-    """Build firmware/native/build/<arch>/msw_native.mpy and return its path."""
+def build_module(module: str, sources: list[Path], build_dir: Path, arch: str, *,
+                 headers: list[Path] = (), include: list[Path] = (),
+                 defines: list[str] = (), force: bool = False) -> Path:
+    """Compile C `sources` into the native module `module` for `arch` with the SDK's
+    headers and rules, link it with our linker, and return build_dir/<arch>/<module>.mpy.
+    msw_native and users' kernels (`microswarm native build`) are built by this one path."""
     target = TARGETS[arch]
     ensure_toolchain(target)
-    sdk_root, config, module_qstrs, fun_table = prepare(force)
-    out_dir = BUILD / arch
+    sdk_root, config, module_qstrs, fun_table = prepare(
+        force, module=module, sources=sources, build_dir=build_dir)
+    out_dir = build_dir / arch
     out_dir.mkdir(parents=True, exist_ok=True)
-    mpy = out_dir / f"{MODULE}.mpy"
+    mpy = out_dir / f"{module}.mpy"
     tools = sorted((ROOT / "tools" / "natmod").glob("*.py")) + [Path(__file__).resolve()]
-    headers = [NATIVE / h for h in HEADERS] + [config, sdk_root / "py" / "dynruntime.h"]
-    if not force and not stale(mpy, [NATIVE / s for s in SOURCES] + headers + tools):
+    headers = [*headers, config, sdk_root / "py" / "dynruntime.h"]
+    if not force and not stale(mpy, [*sources, *headers, *tools]):
         return mpy
     cc = target.prefix + "gcc"
     cflags = [
         *COMMON_FLAGS, *arch_flags(target),
         f"-DMICROPY_FLOAT_IMPL=MICROPY_FLOAT_IMPL_{target.float_impl}",
-        f"-DMP_CONFIGFILE=<{config}>", f'-DMSW_ARCH="{arch}"',
-        "-I", str(sdk_root), "-I", str(NATIVE),
+        f"-DMP_CONFIGFILE=<{config}>", *defines, "-I", str(sdk_root),
     ]
+    for folder in include:
+        cflags += ["-I", str(folder)]
     objects = []
-    for source in SOURCES:
-        obj = out_dir / (Path(source).stem + ".o")
-        if force or stale(obj, [NATIVE / source, *headers, Path(__file__).resolve()]):
-            run([cc, *cflags, "-c", str(NATIVE / source), "-o", str(obj)])
+    for source in sources:
+        obj = out_dir / (source.stem + ".o")
+        if force or stale(obj, [source, *headers, Path(__file__).resolve()]):
+            run([cc, *cflags, "-c", str(source), "-o", str(obj)])
         objects.append(str(obj))
-    merged = out_dir / f"{MODULE}.linked.o"
+    merged = out_dir / f"{module}.linked.o"
     ld_cmd = [target.prefix + "ld", *target.ld_flags, "-r", "-o", str(merged), *objects]
     if target.prefix:
         libgcc = subprocess.run(
@@ -177,12 +189,19 @@ def build(arch: str, force: bool = False) -> Path:
         ld_cmd.append(libgcc)
     run(ld_cmd)
     try:
-        linked = link_elf(merged, arch, fun_table, module_qstrs, f"{MODULE}.c")
+        linked = link_elf(merged, arch, fun_table, module_qstrs, f"{module}.c")
     except LinkError as exc:
-        raise sdk.BuildError(f"linking {arch}: {exc}") from exc
+        raise sdk.BuildError(f"linking {module} for {arch}: {exc}") from exc
     mpy.write_bytes(write_mpy(linked))
-    log(f"{arch}: {mpy.relative_to(ROOT)} ({mpy.stat().st_size} bytes)")
+    log(f"{arch}: {mpy} ({mpy.stat().st_size} bytes)")
     return mpy
+
+
+def build(arch: str, force: bool = False) -> Path:
+    """Build firmware/native/build/<arch>/msw_native.mpy and return its path."""
+    return build_module(MODULE, [NATIVE / s for s in SOURCES], BUILD, arch,
+                        headers=[NATIVE / h for h in HEADERS], include=[NATIVE],
+                        defines=[f'-DMSW_ARCH="{arch}"'], force=force)
 
 
 def main(argv: list[str] | None = None) -> int:

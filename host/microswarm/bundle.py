@@ -1,5 +1,7 @@
-"""What goes on a board's flash: the firmware modules, board.json, config.json and the
-native module built for the board's architecture.
+"""What goes on a board's flash: the firmware modules, board.json, config.json, the native
+module built for the board's architecture, and kernel packages (see kernelpkg.py) with
+their manifests (the built-in kernels have one too: a deployed board holds .mpy files, so
+it cannot hash its kernels' sources itself).
 
 The vboard supervisor lays a virtual board's flash folder out from `layout()`, and
 `microswarm deploy` copies the same files to a real board, so both run identical bytes.
@@ -8,10 +10,10 @@ The vboard supervisor lays a virtual board's flash folder out from `layout()`, a
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from microswarm import paths
+from microswarm import kernelpkg, paths
 from microswarm.protocol.catalog import TCP_PORT
 
 # Files in firmware/ that exist for the host only (the package marker that lets the host
@@ -118,15 +120,16 @@ def board_json(name: str) -> str:
     return json.dumps(paths.load_board(name), indent=1, sort_keys=True) + "\n"
 
 
-def layout(board: str | Mapping, config: str | Mapping, arch: str | None = None
-           ) -> dict[str, bytes]:
+def layout(board: str | Mapping, config: str | Mapping, arch: str | None = None,
+           kernels: Iterable[str | Path] = ()) -> dict[str, bytes]:
     """The whole flash contents, by file name.
 
     `board` is a board name (boards/<name>.json) or an already loaded definition; `config`
     is the text from `render_config` or a dict with the same fields. `arch` is the native
     arch the target really runs, when it is known and differs from the board's (a virtual
     board runs the VM's arch, VM_ARCH; `deploy` asks the target): the native module of
-    that arch goes in, never one the target cannot load.
+    that arch goes in, never one the target cannot load. `kernels` are kernel package
+    folders to add (their native modules for that same arch).
     """
     if isinstance(board, str):
         board_text = board_json(board)
@@ -145,6 +148,14 @@ def layout(board: str | Mapping, config: str | Mapping, arch: str | None = None
     native = native_module(arch or board_def.get("native_arch"))
     if native is not None:
         files[NATIVE_MODULE] = native.read_bytes()
+    name, manifest = kernelpkg.firmware_manifest()
+    files[name] = manifest
+    extra = kernelpkg.layout_files(kernels, arch or board_def.get("native_arch"))
+    clash = sorted(set(extra) & set(files))
+    if clash:
+        raise kernelpkg.KernelPackageError(f"kernel package files {', '.join(clash)} would "
+                                           "replace firmware files")
+    files.update(extra)
     return files
 
 

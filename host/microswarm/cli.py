@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logs": ("microswarm.master.cli_logs", "the log lines a running master kept for a node"),
     "vboard": ("microswarm.vboard.cli", "run the firmware on a virtual board (MicroPython VM)"),
     "deploy": ("microswarm.deploy.cli", "build and copy the firmware to a board with mpremote"),
+    "native": ("microswarm.native_cli", "build a user's C kernel into a native module (.mpy)"),
     "sim": ("microswarm.sim.cli", "run a cluster simulation scenario"),
     "bench": ("microswarm.bench.cli", "run a benchmark and report figures (--json)"),
 }

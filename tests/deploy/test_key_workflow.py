@@ -21,7 +21,7 @@ from microswarm.keys import read_key
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
-PORTS = (5880, 5881, 5882, 7000)
+PORTS = (5880, 5881, 5882, 5883, 5884, 7000)  # master: tcp, udp, control, client, http
 
 
 def documented_workflow(repo: Path) -> list[str]:
@@ -54,7 +54,7 @@ class Namespace:
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     pytest.skip(f"no network namespace can be made here and port {port} is "
-                              "taken: the documented workflow needs ports 5880-5882 and 7000")
+                              "taken: the documented workflow needs ports 5880-5884 and 7000")
 
     def close(self) -> None:
         if self.holder is not None:

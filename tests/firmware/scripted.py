@@ -44,16 +44,24 @@ class Conn:
         self._pending: list = []
         self.seq = 0
         self.heartbeats: list[dict] = []
+        self.auth: wire.LinkAuth | None = None  # frame MACs, from WELCOME on
 
     def send(self, msg_type: int, payload: dict, *, max_frame: int = 16384) -> None:
         for f in wire.encode_message(msg_type, payload, seq=self.seq, max_frame=max_frame,
-                                     stream=self.seq):
+                                     stream=self.seq, auth=self.auth):
             self.send_raw(f)
             self.seq = (self.seq + 1) & 0xFFFF
 
     def send_raw(self, frame: bytes) -> None:
         """One frame, framed for the link (COBS and delimiter on serial)."""
         self._send(frame)
+
+    def seal(self, frame: bytes) -> bytes:
+        """`frame` (e.g. a golden vector) as a joined master sends it: the same type, seq,
+        flags and payload bytes, plus the MAC every frame after WELCOME carries."""
+        length = frame[5] | frame[6] << 8
+        return wire.pack_frame(frame[1], frame[7:7 + length], frame[3] | frame[4] << 8,
+                               frame[2], self.auth)
 
     def send_raw_line(self, data: bytes) -> None:
         """Bytes straight onto the line, unframed."""
@@ -87,6 +95,7 @@ class Conn:
     def join(self, key_bytes: bytes = KEY, *, heartbeat_ms: int = 1000, window: int = 4,
              max_frame: int = 16384) -> dict:
         """Answer HELLO and check the worker's MAC; return the HELLO payload."""
+        self.auth = self._reader.auth = None  # a new join: no MACs until WELCOME
         hello = self.expect(HELLO).payload
         nonce = secrets.token_bytes(16)
         self.send(T.AUTH_CHALLENGE, {0: nonce})
@@ -96,6 +105,7 @@ class Conn:
         assert mac == wire.node_mac(key_bytes, nonce, node_nonce, node_id)
         self.send(WELCOME, {0: node_id, 1: heartbeat_ms, 2: window, 3: max_frame,
                             4: wire.master_proof(key_bytes, node_nonce, nonce)})
+        self.auth = self._reader.auth = wire.LinkAuth.master(key_bytes, nonce, node_nonce)
         return hello
 
     def task(self, task_id: int, kernel: str, args: list, **kw) -> None:

@@ -50,7 +50,8 @@ def test_garbage_and_half_frames_are_counted_and_answered(serial_node):
     conn, vm = serial_node
     conn.join(heartbeat_ms=300)
     rnd = random.Random(7)
-    whole = wire.serial_encode(wire.encode_frame(T.TASK, {0: 5, 1: "echo", 2: ["x" * 40]}))
+    whole = wire.serial_encode(conn.seal(wire.encode_frame(T.TASK, {0: 5, 1: "echo",
+                                                                    2: ["x" * 40]})))
     conn.send_raw_line(bytes(rnd.randrange(1, 256) for _ in range(300)) + b"\x00")
     conn.send_raw_line(whole[: len(whole) // 2] + b"\x00")  # half a frame
     conn.send_raw_line(whole)

@@ -9,8 +9,8 @@ import zlib
 
 import pytest
 
-from microswarm import wire
-from microswarm.protocol.catalog import ErrorCode, MsgType
+from microswarm import kernelpkg, paths, wire
+from microswarm.protocol.catalog import ErrorCode, MsgType, key
 
 from .conftest import make_flash
 from .scripted import VM, T, TcpMaster
@@ -56,15 +56,25 @@ def test_join_announces_the_node_and_serves_tasks(tcp_node):
     assert res[5] == ErrorCode.UNKNOWN_KERNEL and 1 not in res
 
     conn.task(4, "dot", [array.array("b", [1]), array.array("h", [1])])
-    res = conn.result()
-    assert res[5] == ErrorCode.KERNEL_FAILED and "ValueError" in res[2]
+    res = conn.result()  # the kernel's own check: a ValueError is the arguments' fault
+    assert res[5] == ErrorCode.BAD_ARGS and "ValueError" in res[2]
+
+    conn.task(5, "dot", [array.array("b", [1]), "text"])
+    res = conn.result()  # the declared kinds, checked before the kernel runs
+    assert res[5] == ErrorCode.BAD_ARGS
+    assert res[2].endswith("dot: argument b must be tarray:bhf, got str")
+
+    # every kernel with its version: the built-in ones are the source hash of kernels.py,
+    # from the manifest (the node holds only kernels.mpy)
+    version = kernelpkg.source_hash((paths.firmware_dir() / "kernels.py").read_bytes())
+    assert hello[15] == {name: version for name in hello[4]}
 
     beats = []
     while len(beats) < 2:
         frame = conn.recv(keep_heartbeats=True)
         if frame.type == T.HEARTBEAT:
             beats.append(frame.payload)
-    assert beats[-1][3] == 3 and beats[-1][2] == 0 and beats[-1][4] == 0
+    assert beats[-1][3] == 4 and beats[-1][2] == 0 and beats[-1][4] == 0  # 4 tasks ran
     assert beats[-1][5] <= beats[-1][1] and beats[-1][0] > 0
     assert vm.proc.poll() is None
 
@@ -98,19 +108,25 @@ def test_chunked_result_and_bad_frames_keep_the_link(tcp_node):
     assert conn.result()[1] == big
 
     good = wire.encode_frame(T.TASK, {0: 31, 1: "echo", 2: [7]}, seq=900)
-    bad_crc = good[:-4] + struct.pack("<I", zlib.crc32(good[:-4]) ^ 1)
+    sealed = conn.seal(good)
+    crc_at = len(sealed) - 12 - 4  # the 12-byte MAC trailer follows the CRC
+    bad_crc = sealed[:crc_at] + struct.pack("<I", zlib.crc32(sealed[:crc_at]) ^ 1) + \
+        sealed[crc_at + 4:]
     conn.send_raw(bad_crc)
     err = conn.expect(T.ERROR).payload
     assert err[0] == ErrorCode.BAD_CRC and err[2] == 900
     bad_payload = wire.pack_frame(T.TASK, b"\xa1\x00\x61", seq=901)  # {0: "..." truncated
-    conn.send_raw(bad_payload)
+    conn.send_raw(conn.seal(bad_payload))
     assert conn.expect(T.ERROR).payload[0] == ErrorCode.BAD_PAYLOAD
-    conn.send_raw(good)
+    conn.send_raw(good)  # no MAC after the join: refused, never run
+    err = conn.expect(T.ERROR).payload
+    assert err[0] == ErrorCode.BAD_MAC and err[2] == 900
+    conn.send_raw(conn.seal(good))
     assert conn.result()[1] == 7
     beat = conn.recv(keep_heartbeats=True, timeout=5)
     while beat.type != T.HEARTBEAT:
         beat = conn.recv(keep_heartbeats=True, timeout=5)
-    assert beat.payload[4] == 2
+    assert beat.payload[4] == 3
 
 
 def test_fatal_header_drops_the_link_and_the_worker_dials_again(tcp_node):
@@ -186,6 +202,8 @@ def test_wrong_key_is_refused(tmp_path, micropython, side):
             with pytest.raises(AssertionError):
                 conn.join(wrong)
             conn.send(T.WELCOME, {0: "vm-1", 1: 1000, 2: 4, 3: 16384, 4: bytes(32)})
+            # ... with an ERROR that says so, and the node hangs up
+            assert conn.expect(T.ERROR).payload[0] == ErrorCode.AUTH_FAILED
             with pytest.raises(ConnectionError):
                 conn.recv(timeout=5)
             assert "proof does not verify" in vm.log()
@@ -195,15 +213,32 @@ def test_wrong_key_is_refused(tmp_path, micropython, side):
         master.close()
 
 
-def test_a_long_kernel_is_not_taken_for_master_silence(tcp_node):
+def test_a_long_kernel_runs_beside_the_link(tcp_node):
+    """The VM runs kernels on a second thread: while one runs for many heartbeat intervals
+    the node keeps heartbeating, its heartbeats name the running task, and it still
+    notices the master's own heartbeats (it would hang up after 3 silent intervals)."""
     _master, conn, _vm = tcp_node
-    conn.join(heartbeat_ms=150)
-    conn.task(1, "monte_carlo_pi", [7, 6_000_000])  # holds the VM's loop for several intervals
-    time.sleep(0.2)
-    conn.send(T.HEARTBEAT, {0: 1})  # waits in the socket while the kernel runs
-    res = conn.result(timeout=60)
+    hello = conn.join(heartbeat_ms=150)
+    assert hello[key(MsgType.HELLO, "threads")] is True
+    conn.task(1, "monte_carlo_pi", [7, 6_000_000])
+    beats: list[dict] = []
+    res = None
+    while res is None:
+        conn.send(T.HEARTBEAT, {0: 1})
+        try:
+            frame = conn.recv(timeout=0.1, keep_heartbeats=True)
+        except TimeoutError:
+            continue
+        if frame.type == T.HEARTBEAT:
+            beats.append(frame.payload)
+        else:
+            assert frame.type == T.RESULT
+            res = frame.payload
     assert res[0] == 1 and res[3] > 3 * 150_000, "the kernel must outlast 3 intervals"
-    conn.send(T.HEARTBEAT, {0: 2})
+    running = [b[6] for b in beats if 6 in b]
+    assert len(running) >= 3, beats
+    assert all(r[0][0] == 1 for r in running) and running[-1][0][1] > running[0][0][1]
+    assert all(b[2] == 1 for b in beats if 6 in b), "queue counts the running task"
     conn.task(2, "echo", ["same link"])
     assert conn.result()[1] == "same link"
 
@@ -214,3 +249,48 @@ def test_a_task_before_welcome_is_refused(tcp_node):
     conn.task(9, "echo", [1])
     err = conn.expect(T.ERROR).payload
     assert err[0] == ErrorCode.NOT_JOINED and err[3] == 9
+
+
+def _chunk(conn, stream: int, task_id: int, total: int, more: bool) -> None:
+    """The first CHUNK of a TASK stream announcing `total` bytes (the encoded TASK starts
+    with its task id, as every sender writes it)."""
+    head = wire.encode_payload({0: task_id, 1: "echo", 2: [b""]})[:8]
+    payload = {0: stream, 1: int(T.TASK), 2: total, 3: 0, 4: head}
+    conn.send_raw(wire.encode_frame(T.CHUNK, payload, conn.seq, flags=1 if more else 0,
+                                    auth=conn.auth))
+    conn.seq += 1
+
+
+def test_poison_tasks_get_their_code_and_the_board_keeps_serving(tcp_node):
+    """One task of each poison class, each answered with its code and task id; after all of
+    them the same session still serves tasks."""
+    _master, conn, _vm = tcp_node
+    hello = conn.join()
+    code = 5
+    # empty typed arrays of every item width encode (they used to end the session)
+    for n, tc in enumerate("bBhHiIqQfd"):
+        conn.task(100 + n, "echo", [array.array(tc)])
+        res = conn.result()
+        assert res[0] == 100 + n and len(res[1]) == 0 and code not in res
+    conn.task(120, "mandelbrot", [0, 0, 8, 0, 4, 16])  # w=0: an empty result
+    assert list(conn.result()[1]) == []
+    # wrong arguments: deterministic, BAD_ARGS
+    conn.task(121, "dot", [array.array("h", [1, 2]), array.array("h", [1])])
+    conn.task(122, "matmul", [array.array("b", [1])])
+    assert [(r[0], r[code]) for r in (conn.result(), conn.result())] == [
+        (121, ErrorCode.BAD_ARGS), (122, ErrorCode.BAD_ARGS)]
+    # a CHUNK stream over max_message: TOO_LARGE with the task's id
+    _chunk(conn, 1, 130, hello[key(MsgType.HELLO, "max_message")] + 1, more=True)
+    err = conn.expect(T.ERROR).payload
+    assert err[0] == ErrorCode.TOO_LARGE and err[3] == 130
+    # more open CHUNK streams than the stated limit: the extra one is refused, not a restart
+    for stream in range(2, 7):
+        _chunk(conn, stream, 140 + stream, 4000, more=True)
+    err = conn.expect(T.ERROR).payload
+    assert err[0] == ErrorCode.TOO_LARGE and err[3] == 146
+    # an unexpected WELCOME after the join: answered, the session stays
+    conn.send(T.WELCOME, {0: "vm-1", 1: 1000, 2: 4, 3: 16384, 4: bytes(32)})
+    err = conn.expect(T.ERROR).payload
+    assert err[0] == ErrorCode.UNEXPECTED
+    conn.task(150, "echo", ["still serving"])
+    assert conn.result()[1] == "still serving"

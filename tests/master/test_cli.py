@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
 
 import pytest
+
+from microswarm.firmware import kernels
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -35,9 +38,12 @@ def test_master_answers_nodes_then_stops_on_ctrl_c():
         assert sorted(n["node_id"] for n in nodes) == ["py1", "py2"]
         table = subprocess.run(
             [*CLI, "nodes", "--control", f"127.0.0.1:{found.group(1)}"],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True, text=True, timeout=30, env={**os.environ, "COLUMNS": "200"},
         )
         assert "py1" in table.stdout and "mem" in table.stdout
+        version = kernels.hello_fields()["kernel_hashes"]["echo"]
+        assert all(n["kernel_hashes"]["echo"] == version for n in nodes)
+        assert f"built-in@{version}" in table.stdout
         master.send_signal(signal.SIGINT)
         assert master.wait(20) == 0
     finally:

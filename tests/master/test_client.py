@@ -112,7 +112,7 @@ def test_run_master_jobs_and_cancel_from_the_command_line(master):
     assert "matches the reference" in done.stdout
 
     with Cluster.connect(master.client, key=KEY) as cluster:
-        slow = cluster.submit_job("sleep_ms", [[200]] * 60)
+        slow = cluster.submit_job("sleep_ms", [[60_000]] * 60)  # cannot finish before cancel
         listed = subprocess.run([*CLI, "jobs", "--master", master.client, "--key", KEY,
                                  "--json"], capture_output=True, text=True, timeout=30)
         assert listed.returncode == 0, listed.stderr

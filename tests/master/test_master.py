@@ -14,7 +14,7 @@ from microswarm.master import JobFailedError, Master
 from microswarm.master.inproc import InprocNode
 from microswarm.master.messages import build, fields
 from microswarm.protocol.catalog import PROTOCOL_VERSION, ErrorCode, MsgType
-from microswarm.wire import FrameReader, decode_frame, encode_frame, node_mac
+from microswarm.wire import FrameReader, LinkAuth, decode_frame, encode_frame, node_mac
 
 KEY = b"test cluster key"
 
@@ -47,12 +47,14 @@ class RawNode:
         self.frames = FrameReader()
         self.seq = 0
         self.queue = []
+        self.auth = None  # LinkAuth once challenged: frames after WELCOME carry a MAC
 
     async def open(self):
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
 
     def send(self, msg_type, payload):
-        self.writer.write(encode_frame(msg_type, payload, self.seq, validate=False))
+        self.writer.write(encode_frame(msg_type, payload, self.seq, validate=False,
+                                       auth=self.auth))
         self.seq += 1
 
     async def recv(self):
@@ -74,7 +76,8 @@ class RawNode:
             MsgType.HELLO, node_id=node_id, board="unix", fw_version="t",
             proto_version=version, kernels=["echo", "sleep_ms"], heap_total=1 << 20,
             heap_free=1 << 20, max_frame=4096, slots=2, nonce=nonce, link="tcp",
-            threads=threads))
+            threads=threads, kernel_hashes={k: kernels.hello_fields()["kernel_hashes"][k]
+                                            for k in ("echo", "sleep_ms")}))
 
     async def join(self, key=KEY, threads=None):
         self.hello(threads=threads)
@@ -82,6 +85,8 @@ class RawNode:
         assert challenge.type == MsgType.AUTH_CHALLENGE
         mac = node_mac(key, bytes(challenge.payload[0]), self.nonce, self.node_id)
         self.send(MsgType.AUTH_RESPONSE, build(MsgType.AUTH_RESPONSE, mac=mac))
+        self.auth = self.frames.auth = LinkAuth.node(key, bytes(challenge.payload[0]),
+                                                     self.nonce)
         return await self.recv()
 
 
@@ -275,10 +280,10 @@ def test_failing_kernel_fails_the_job_with_the_cause():
         async with master(retries=2) as m:
             await m.add_inproc_nodes(2)
             await m.wait_for_nodes(2, 10)
-            # a TypeError/ValueError from the kernel's checks fails the same way anywhere:
-            # the job fails at once with the cause, no retry on the other node
+            # wrong arguments fail the same way everywhere: BAD_ARGS, the node's check names
+            # the argument, and the job fails at once, no retry on the other node
             with pytest.raises(JobFailedError, match=r"task 0 \(dot\) bad arguments: "
-                                                     r"TypeError: a must be a typed array"):
+                               r"ValueError: dot: argument a must be tarray:bhf, got str"):
                 await m.run("dot", [["not", "arrays"]])
             assert sum(s["failed"] for s in m.scheduler.node_stats().values()) == 1
             with pytest.raises(ValueError, match="no node has kernel 'no_such_kernel'"):

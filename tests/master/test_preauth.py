@@ -17,7 +17,7 @@ from microswarm.master import Master
 from microswarm.master.messages import build
 from microswarm.master.ratelog import BURST, LINES_PER_S
 from microswarm.protocol.catalog import PROTOCOL_VERSION, ErrorCode, MsgType
-from microswarm.wire import FrameReader, encode_frame, encode_message, node_mac
+from microswarm.wire import FrameReader, LinkAuth, encode_frame, encode_message, node_mac
 
 KEY = b"test cluster key"
 MIB = 1 << 20
@@ -150,6 +150,9 @@ class RawJoined:
         challenge = await self.next(MsgType.AUTH_CHALLENGE)
         mac = node_mac(KEY, bytes(challenge.payload[0]), b"n" * 16, "flood")
         self.writer.write(encode_frame(MsgType.AUTH_RESPONSE, {0: mac}, 1))
+        # frames after WELCOME carry a MAC (SPEC.md section 5)
+        self.auth = self.frames.auth = LinkAuth.node(KEY, bytes(challenge.payload[0]),
+                                                     b"n" * 16)
         await self.next(MsgType.WELCOME)
 
     async def next(self, msg_type: int):
@@ -169,7 +172,7 @@ def test_a_flood_of_bad_frames_is_counted_rate_limits_the_log_and_spares_other_j
     bad[-1] ^= 0xFF
     # 56 KB of bad-CRC frames a write, then one good HEARTBEAT (bad frames are no sign of
     # life: without it the flooding node would be lost after 3 intervals)
-    burst = bytes(bad) * 4095 + encode_frame(MsgType.HEARTBEAT, {0: 1}, 10)
+    bad_part = bytes(bad) * 4095
 
     async def job(m: Master) -> float:
         started = time.perf_counter()
@@ -193,7 +196,8 @@ def test_a_flood_of_bad_frames_is_counted_rate_limits_the_log_and_spares_other_j
             async def pour():
                 nonlocal sent
                 while not stop.is_set():
-                    flood.writer.write(burst)
+                    flood.writer.write(bad_part + encode_frame(MsgType.HEARTBEAT, {0: 1}, 10,
+                                                               auth=flood.auth))
                     sent += 4095
                     await flood.writer.drain()
 

@@ -291,7 +291,7 @@ def test_candidate_heaps_stay_bounded_and_the_full_heap_is_kept_only_for_hold(ho
     for i in range(50):
         s.add_node(f"n{i}", caps("echo", window=2))
     job = s.submit("echo", [[i] for i in range(5000)])
-    cls = s._classes[("echo", False)]
+    cls = s._classes[("echo", False, "")]
     largest = 0
     while job.state == "running":
         for d in dispatches(s.poll()):
@@ -301,3 +301,48 @@ def test_candidate_heaps_stay_bounded_and_the_full_heap_is_kept_only_for_hold(ho
     assert job.results == list(range(5000))
     assert largest <= 4 * 50 + 64 + 1  # stale entries do not pile up
     assert (len(cls.everyone) == 0) == (hold_ratio is None)
+
+
+def test_a_versioned_job_runs_only_on_nodes_with_that_version():
+    s, _clock = make()
+    s.add_node("new", NodeCaps(frozenset({"hist"}), window=2, kernel_hashes={"hist": "aaaa"}))
+    s.add_node("old", NodeCaps(frozenset({"hist"}), window=2, kernel_hashes={"hist": "bbbb"}))
+    s.add_node("bare", NodeCaps(frozenset({"hist"}), window=2))  # reports no versions
+    job = s.submit("hist", [[i] for i in range(6)], version="aaaa")
+    placed = dispatches(s.poll())
+    assert {d.node_id for d in placed} == {"new"} and len(placed) == 2
+    while placed:  # the stale and the unversioned node stay idle although they are free
+        for d in placed:
+            s.sent(d.node_id, d.task_id)
+            s.result(d.node_id, d.task_id, d.args[0])
+        actions = s.poll()
+        placed = dispatches(actions)
+        assert {d.node_id for d in placed} <= {"new"}
+    assert job.results == list(range(6))
+    # a task that failed on the only matching node is not moved to a stale one
+    job2 = s.submit("hist", [[9]], version="aaaa")
+    (d,) = dispatches(s.poll())
+    s.sent("new", d.task_id)
+    s.error("new", d.task_id, "KERNEL_FAILED")
+    (again,) = dispatches(s.poll())
+    assert again.node_id == "new" and job2.state == "running"
+    # without a version any node with the kernel will do
+    s.submit("hist", [[1]] * 6, version="")
+    assert {"old", "bare"} <= {d.node_id for d in dispatches(s.poll())}
+
+
+def test_bad_args_fail_the_job_at_once_without_retry():
+    s, _clock = make(retries=3)
+    s.add_node("a", caps("dot"))
+    s.add_node("b", caps("dot"))
+    job = s.submit("dot", [["x"], ["y"]])
+    first = dispatches(s.poll())
+    for d in first:
+        s.sent(d.node_id, d.task_id)
+    s.error(first[0].node_id, first[0].task_id, "dot: argument a must be tarray", fatal=True)
+    actions = s.poll()
+    assert not dispatches(actions)  # not retried on the other node
+    (failed,) = [a for a in actions if isinstance(a, JobFailed)]
+    assert "bad arguments: dot: argument a" in failed.cause
+    assert job.state == "failed"
+    assert Cancel(first[1].node_id, first[1].task_id) in actions  # the job's other task

@@ -16,6 +16,7 @@ from microswarm.master.session import NodeSession, State
 from microswarm.protocol.catalog import PROTOCOL_VERSION, ErrorCode, MsgType
 from microswarm.wire import (
     FrameReader,
+    LinkAuth,
     SerialDeframer,
     encode_frame,
     encode_message,
@@ -29,20 +30,32 @@ MASTER_NONCE = bytes(range(100, 116))
 VECTORS = Path(__file__).resolve().parents[2] / "protocol" / "vectors"
 
 
+class _Node:
+    """The scripted node's end of the link: its frame MACs once challenged (SPEC.md 5)."""
+
+    auth: LinkAuth | None = None
+
+
+NODE = _Node()
+
+
 def session(framing="stream", *, now=0.0, **kw):
     kw.setdefault("limits", Limits(heartbeat_ms=1000, window=4, max_frame=4096))
+    NODE.auth = None
     return NodeSession(KEY, now=now, framing=framing, nonce=lambda n: MASTER_NONCE[:n], **kw)
 
 
 def out(s, framing="stream"):
     reader = SerialDeframer() if framing == "cobs" else FrameReader()
+    reader.auth = NODE.auth
     frames = reader.feed(b"".join(s.take_output()))
     assert all(not isinstance(f, Exception) for f in frames), frames
     return frames
 
 
-def frame(msg_type, payload, seq=0, framing="stream"):
-    data = encode_frame(msg_type, payload, seq, validate=False)
+def frame(msg_type, payload, seq=0, framing="stream", auth=True):
+    data = encode_frame(msg_type, payload, seq, validate=False,
+                        auth=NODE.auth if auth else None)
     return serial_encode(data) if framing == "cobs" else data
 
 
@@ -51,6 +64,7 @@ def hello(seq=0, framing="stream", node_id="n1", **over):
                    proto_version=PROTOCOL_VERSION, kernels=["echo"], heap_total=1 << 20,
                    heap_free=1 << 20, max_frame=4096, slots=2, nonce=NONCE, link="tcp")
     payload.update(over)
+    NODE.auth = None  # a (new) join: no MACs until WELCOME
     return frame(MsgType.HELLO, build(MsgType.HELLO, **payload), seq, framing)
 
 
@@ -61,6 +75,7 @@ def join(s, now=0.0, framing="stream", **over):
     assert challenge.type == MsgType.AUTH_CHALLENGE
     mac = node_mac(KEY, bytes(challenge.payload[0]), NONCE, over.get("node_id", "n1"))
     got = s.receive(frame(MsgType.AUTH_RESPONSE, {0: mac}, 1, framing), now)
+    NODE.auth = LinkAuth.node(KEY, bytes(challenge.payload[0]), NONCE)
     (welcome,) = out(s, framing)
     assert welcome.type == MsgType.WELCOME
     assert [type(e) for e in got] == [ev.Joined]
@@ -209,9 +224,15 @@ def test_bad_crc_after_join_counted_answered_link_kept():
     s = session()
     join(s)
     data = bytearray(frame(MsgType.HEARTBEAT, {0: 1}, 9))
-    data[-1] ^= 0xFF
+    data[-13] ^= 0xFF  # a CRC byte: the 12-byte MAC trailer follows it
     s.receive(bytes(data), 1.0)
     assert errors(out(s)) == [(ErrorCode.BAD_CRC, 9)] and s.joined
+    data[-13] ^= 0xFF
+    data[-1] ^= 0xFF  # the MAC tag
+    s.receive(bytes(data), 1.1)
+    assert errors(out(s)) == [(ErrorCode.BAD_MAC, 9)] and s.joined
+    s.receive(frame(MsgType.HEARTBEAT, {0: 1}, 10, auth=None), 1.2)  # no MAC at all
+    assert errors(out(s)) == [(ErrorCode.BAD_MAC, 10)] and s.info.bad_frames == 3
 
 
 def test_a_flood_of_bad_frames_is_counted_in_full_and_answered_at_a_bounded_rate():
@@ -234,7 +255,7 @@ def test_results_errors_and_chunked_results():
     assert [f.type for f in tasks] == [MsgType.CHUNK] * 3  # 4096-byte frames
     body = {0: 5, 1: "y" * 10_000, 3: 77}
     pieces = encode_message(MsgType.RESULT, body, seq=2, max_frame=4096, stream=3,
-                            validate=False)
+                            validate=False, auth=NODE.auth)
     got = [e for p in pieces for e in s.receive(p, 1.5)]
     assert got == [ev.Result(5, "y" * 10_000, 77, body)]
     s.send_task(6, "echo", [1], 0, 2.0)

@@ -75,6 +75,24 @@ def test_log_frames_are_kept_per_node_and_shown_by_logs(cluster):
     assert any("py2 error: sensor bus stuck" in e[2] for e in state["events"])
 
 
+@pytest.mark.slow
+def test_a_virtual_boards_console_errors_land_in_its_log():
+    from microswarm.master.config import VirtualGroup
+
+    spec = ClusterSpec(name="console", key=KEY.encode(), tcp_port=0, udp_port=None,
+                       control_port=None, client="127.0.0.1:0", http=None,
+                       virtual=[VirtualGroup(1, "unix", "tcp", "vmt", False)])
+    with Cluster(spec) as cluster:
+        cluster._call(_value(lambda: cluster.master.sessions["vmt1"].close("maintenance")))
+        recorder = cluster.services.recorder
+        until(lambda: recorder.logs.get("vmt1"), 30, "the board's console error in its log")
+        shown = subprocess.run([*CLI, "logs", "vmt1", "--master",
+                                cluster.services.client_address, "--key", KEY],
+                               capture_output=True, text=True, timeout=30)
+    assert "error" in shown.stdout
+    assert "console: microswarm: link down: master said bye: maintenance" in shown.stdout
+
+
 def test_top_shows_nodes_and_a_job(cluster):
     handle = cluster.submit_job("echo", [[i] for i in range(30)])
     cluster.wait(handle)
@@ -85,6 +103,42 @@ def test_top_shows_nodes_and_a_job(cluster):
     for text in ("microswarm 'views'", "3 nodes", "py1", "py3", "30/30", "echo", "done",
                  "py1 joined over mem"):
         assert text in frame.stdout, text
+
+
+def test_top_refreshes_on_a_terminal_until_ctrl_c(cluster):
+    import os
+    import pty
+    import select
+    import signal
+
+    here, there = pty.openpty()
+    top = subprocess.Popen(
+        [*CLI, "top", "--interval", "0.2", "--master", cluster.services.client_address,
+         "--key", KEY], stdin=there, stdout=there, stderr=there,
+        env={"COLUMNS": "140", "LINES": "60", "TERM": "xterm-256color"})
+    os.close(there)
+    screen = b""
+
+    def shows(text: bytes) -> bool:
+        nonlocal screen
+        while select.select([here], [], [], 0.1)[0]:
+            try:
+                screen += os.read(here, 65536)
+            except OSError:
+                break
+        return text in screen
+
+    try:
+        until(lambda: shows(b"py3"), 30, "top's first frame")
+        cluster.map("echo", [[i] for i in range(7)])  # appears in a later frame
+        until(lambda: shows(b"7/7"), 30, "the new job in a refreshed frame")
+        top.send_signal(signal.SIGINT)
+        assert top.wait(20) == 0
+    finally:
+        if top.poll() is None:
+            top.kill()
+            top.wait(10)
+        os.close(here)
 
 
 def test_dashboard_state_page_and_vendored_chart_library(cluster):
@@ -121,7 +175,12 @@ def test_refusals_losses_and_retries_show_as_events_and_metrics(cluster):
     until(lambda: recorder.refusals == 1, what="the refusal")
     handle = cluster.submit_job("sleep_ms", [[50]] * 60)
     until(lambda: handle.done >= 6, what="a few results")
-    cluster._call(cluster.inproc[0].stop())  # py1 goes away with tasks in flight
+
+    async def stop_a_busy_node():
+        assert cluster.master.scheduler.node_stats()["py1"]["inflight"] > 0
+        await cluster.inproc[0].stop()  # py1 goes away with tasks in flight
+
+    cluster._call(stop_a_busy_node())
     assert cluster.wait(handle, timeout=60) == [50] * 60  # sleep_ms answers its argument
     cluster._call(stranger.stop())
     texts = [text for _t, _kind, text in recorder.events]
@@ -154,7 +213,7 @@ def test_dashboard_in_a_real_browser_shows_nodes_and_a_running_job(cluster, tmp_
         driver.get(cluster.services.http_url)
         until(lambda: all(n in text_of("#nodes tbody") for n in ("py1", "py2", "py3")), 60,
               "the page listing the three joined nodes")
-        handle = cluster.submit_job("sleep_ms", [[100]] * 400)  # ~13 s on three nodes
+        handle = cluster.submit_job("sleep_ms", [[250]] * 400)  # ~33 s on three nodes
 
         def running_with_progress():
             rows = driver.execute_script(JOB_ROWS)

@@ -25,8 +25,9 @@ from microswarm.wire.cbor import decode_payload, encode_payload
 #   rt   decode, then re-encode with dumps (and with a reused Encoder: both must agree)
 #   mk   build the value from the text form below, encode it
 VM_DRIVER = r"""
-import sys, struct, binascii
+import gc, sys, struct, binascii
 from array import array
+gc.collect()  # the compiler's leftovers: 64 KB runs close to the edge otherwise
 import cbor
 
 def build(tokens, i):

@@ -79,6 +79,7 @@ def test_the_check_order_in_the_prose_is_the_one_the_codecs_use():
         "TRUNCATED",
         "BAD_CRC",
         "BAD_FLAGS",
+        "BAD_MAC",
         "UNKNOWN_TYPE",
         "BAD_PAYLOAD",
     ]

@@ -23,11 +23,13 @@ datasheet v1.0.9 pages, w5500.h / w6100.h, ioLibrary functions) is tabled in doc
   only Sn_SR for both).
 - Sn_IR.RECV is raised when data arrives, never again by a RECV command while data remains
   (p.48; ioLibrary recvfrom() polls Sn_RX_RSR instead).
-- After RSTn rises the chip answers garbage and ignores writes for `reset_s` (50 ms, within
-  the 100 ms WIZnet-PICO-C's wizchip_reset() waits); during a W6100 software reset (SYCR0,
-  no completion flag) everything but the identification bytes reads garbage for
-  `sw_reset_s` (20 ms; WIZnet's W6100 code waits 100 ms); the W5500 MR.RST bit reads 1 for
-  two transactions ("cleared automatically after reset").
+- After RSTn rises the chip answers garbage and ignores writes for `reset_s` (10 ms, ten
+  times the W5500's PLL lock time, well within the 100 ms WIZnet-PICO-C's wizchip_reset()
+  waits); during a W6100 software reset (SYCR0, no completion flag) everything but the
+  identification bytes reads garbage for `sw_reset_s` (10 ms; WIZnet's W6100 code waits
+  100 ms). Both are short of the driver's waits by a wide margin because the model times
+  them when its thread handles the bridge's ops, which a loaded machine delays. The W5500
+  MR.RST bit reads 1 for two transactions ("cleared automatically after reset").
 - The PHY link comes up `link_delay_s` (0.3 s) after every reset (auto-negotiation).
 - A 16-bit counter (Sn_TX_FSR, Sn_RX_RSR) read in one burst may change between its two
   bytes: the model moves network data between reading the high and the low byte ("Before
@@ -76,7 +78,7 @@ class Chip:
     """The register file, SPI decoder and socket engine of one W5500 or W6100."""
 
     def __init__(self, kind: str, *, retransmit_s: float = 0.2, strict: bool = True,
-                 seed: int = 5500, reset_s: float = 0.05, sw_reset_s: float = 0.02,
+                 seed: int = 5500, reset_s: float = 0.01, sw_reset_s: float = 0.01,
                  link_delay_s: float = 0.3, cmd_latency_s: float = 0.005) -> None:
         if kind not in ("w5500", "w6100"):
             raise ValueError(f"unknown chip {kind!r}")

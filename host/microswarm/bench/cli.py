@@ -16,10 +16,15 @@ BENCHES: dict[str, str] = {
     "firmware": "microswarm.bench.firmware",
     "master": "microswarm.bench.master",
     "sim": "microswarm.bench.sim",
+    "local": "microswarm.bench.local",
     "native": "microswarm.bench.native",
     "wiznet": "microswarm.bench.wiznet",
     "board": "microswarm.bench.board",
+    "mac": "microswarm.bench.mac",
     "sched": "microswarm.bench.sched",
+    "footprint": "microswarm.bench.footprint",
+    "scale": "microswarm.bench.scale",
+    "all": "microswarm.bench.report",
 }
 
 

@@ -10,7 +10,7 @@ import functools
 import hashlib
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from microswarm import bundle
@@ -64,12 +64,15 @@ def compile_layout(files: Mapping[str, bytes], arch: str | None) -> dict[str, by
 
 
 def build(board: str, config_text: str, *, compiled: bool = True,
-          native: bool = True, arch: str | None = None) -> dict[str, bytes]:
+          native: bool = True, arch: str | None = None,
+          kernels: Sequence[str | Path] = ()) -> dict[str, bytes]:
     """Everything that goes on the board, by file name. `arch` is the native arch the
     target runs (deploy asks the target; a virtual board runs bundle.VM_ARCH); by default
-    the board's own. Modules are compiled for it and only its native module goes in."""
+    the board's own. Modules are compiled for it and only its native module goes in.
+    `kernels` are kernel package folders: their modules are compiled like the firmware's,
+    and their native modules built for that arch go in."""
     arch = arch or _board_def(board).get("native_arch")
-    files = bundle.layout(board, config_text, arch=arch)
+    files = bundle.layout(board, config_text, arch=arch, kernels=kernels)
     if not native:
         files.pop(bundle.NATIVE_MODULE, None)
     if compiled:

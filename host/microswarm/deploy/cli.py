@@ -5,6 +5,7 @@ wait until the node joins.
       --master 192.168.1.10:5880 --key-file cluster.key --control 127.0.0.1:5882
   microswarm deploy --board pico2-usb --port /dev/ttyACM0 --key-file cluster.key   # serial
   microswarm deploy ... --dry-run      # list what would be copied, change nothing
+  microswarm deploy ... --kernels mykernels/   # add a kernel package (docs/first-kernel.md)
 
 The board's files are compared by sha256 (computed on the board), so a second deploy
 copies only the modules that changed. A running worker is interrupted the way mpremote
@@ -42,6 +43,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", action="store_true",
                         help="copy .py sources instead of mpy-cross output")
     parser.add_argument("--no-native", action="store_true", help="leave the native module out")
+    parser.add_argument("--kernels", action="append", default=[], metavar="DIR",
+                        help="a kernel package folder to deploy with the firmware (repeatable)")
     parser.add_argument("--dry-run", action="store_true",
                         help="compare with the board and list what would change; copy nothing")
     parser.add_argument("--no-wait", action="store_true", help="do not wait for the node")
@@ -56,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from microswarm.deploy.deploy import DeployOptions, deploy
     from microswarm.deploy.mpremote import MpremoteError
     from microswarm.deploy.sync import DeployError
+    from microswarm.kernelpkg import KernelPackageError
     from microswarm.keys import KeyFileError, read_key
 
     try:
@@ -75,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         control=args.control,
         compiled=not args.source,
         native=not args.no_native,
+        kernels=list(args.kernels),
         dry_run=args.dry_run,
         wait=not args.no_wait,
         timeout=args.timeout,
@@ -82,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         report = deploy(options, out=print)
-    except (BuildError, DeployError, MpremoteError, TimeoutError, ValueError) as exc:
+    except (BuildError, DeployError, MpremoteError, TimeoutError, ValueError,
+            KernelPackageError) as exc:
         print(f"deploy failed: {exc}", file=sys.stderr)
         return 1
     print(f"done in {time.monotonic() - started:.1f} s: {report.summary()}")

@@ -6,10 +6,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from microswarm import bundle, paths
+from microswarm import bundle, kernelpkg, paths
 from microswarm.deploy.build import ENTRY_POINTS, build, shadowed_names
 from microswarm.deploy.join import (
     master_refusals,
@@ -35,6 +35,7 @@ class DeployOptions:
     control: str | None = None
     compiled: bool = True
     native: bool = True
+    kernels: list[str] = field(default_factory=list)  # kernel package folders
     dry_run: bool = False
     wait: bool = True
     timeout: float = 30.0
@@ -58,12 +59,18 @@ class DeployReport:
         return changes
 
 
-def candidate_names() -> list[str]:
+def candidate_names(kernels: Sequence[str] = ()) -> list[str]:
     """Every file name a deploy may write or remove on a board: each module as .py and
-    .mpy, the entry points, board.json, config.json and the native module."""
-    names = {"board.json", "config.json", bundle.NATIVE_MODULE, *ENTRY_POINTS}
+    .mpy, the entry points, board.json, config.json, the native module, the kernel
+    manifests, and each module of the kernel packages as .py and .mpy."""
+    names = {"board.json", "config.json", bundle.NATIVE_MODULE, *ENTRY_POINTS,
+             kernelpkg.firmware_manifest()[0]}
     for path in bundle.firmware_files():
         names.update({path.name, path.stem + ".mpy"})
+    for pkg in kernelpkg.find_all(kernels):
+        names.add(pkg.manifest_name)
+        for stem in [*pkg.modules, *pkg.natives]:
+            names.update({stem + ".py", stem + ".mpy"})
     return sorted(names)
 
 
@@ -89,12 +96,13 @@ def deploy(options: DeployOptions, out: Callable[[str], None] = lambda line: Non
         slots=options.slots,
     )
     mp = Mpremote(options.port, timeout=options.mpremote_timeout)
-    mpy, remote = probe(mp, candidate_names())
+    mpy, remote = probe(mp, candidate_names(options.kernels))
     arch, note = target_arch(board_def, mpy)
     # A virtual board plays native by the board's arch, as `microswarm vboard` lays it out.
     native = options.native and (arch == board_def.get("native_arch")
                                  or bundle.vm_arch(board_def) is not None)
-    files = build(options.board, config, compiled=options.compiled, native=native, arch=arch)
+    files = build(options.board, config, compiled=options.compiled, native=native, arch=arch,
+                  kernels=options.kernels)
     total = sum(len(d) for d in files.values())
     kind = "compiled with mpy-cross" if options.compiled else "as source"
     out(f"deploy to {options.board} on {options.port} as {options.node_id!r} "
@@ -102,6 +110,8 @@ def deploy(options: DeployOptions, out: Callable[[str], None] = lambda line: Non
     if note:
         out(f"  {note}")
     out(f"  bundle: {len(files)} files, {total / 1024:.1f} KB, {kind} for {arch or 'bytecode'}")
+    for folder in options.kernels:
+        out(f"  kernel package {folder}")
 
     shadowed = shadowed_names(files)
     if bundle.NATIVE_MODULE not in files:

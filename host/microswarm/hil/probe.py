@@ -27,11 +27,13 @@ from microswarm.protocol.catalog import key as field_key
 from microswarm.wire import (
     FrameError,
     FrameReader,
+    LinkAuth,
     Reassembler,
     SerialDeframer,
     encode_message,
     master_proof,
     node_mac,
+    pack_frame,
     serial_encode,
 )
 from microswarm.wire.frame import Frame
@@ -69,6 +71,10 @@ class Transport:
 
     def send_bytes(self, data: bytes) -> None:
         raise NotImplementedError
+
+    def decoder(self) -> FrameReader | SerialDeframer:
+        """The object that decodes what the board sends (its `auth` checks frame MACs)."""
+        return getattr(self, "deframer", None) or self.reader  # type: ignore[attr-defined]
 
     def frames(self, timeout: float) -> Iterator[Frame | FrameError | None]:
         """Frames (or per-frame errors) that arrive within `timeout` seconds, and None on
@@ -215,12 +221,19 @@ class Probe:
     def send(self, msg_type: int, payload: dict, *, max_frame: int | None = None) -> None:
         limit = max_frame or self.max_frame or 16384
         frames = encode_message(msg_type, payload, seq=self.seq, max_frame=limit,
-                                stream=self.stream)
+                                stream=self.stream, auth=self.transport.decoder().auth)
         if len(frames) > 1:
             self.stream = self.stream % 60000 + 1
         for frame in frames:
             self.transport.send_frame(frame)
         self.seq = (self.seq + len(frames)) & 0xFFFF
+
+    def seal(self, frame: bytes) -> bytes:
+        """`frame` (a golden vector's bytes) as this joined master sends it: the same type,
+        seq, flags and payload bytes, with the MAC every frame after WELCOME carries."""
+        length = frame[5] | frame[6] << 8
+        return pack_frame(frame[1], frame[7:7 + length], frame[3] | frame[4] << 8, frame[2],
+                          self.transport.decoder().auth)
 
     # ---- receiving -----------------------------------------------------------------
 
@@ -262,6 +275,7 @@ class Probe:
 
     def join(self, timeout: float = 20.0, *, proof: bytes | None = None) -> dict:
         """HELLO -> AUTH_CHALLENGE -> AUTH_RESPONSE -> WELCOME; returns the HELLO payload."""
+        self.transport.decoder().auth = None  # a new join: no MACs until WELCOME
         hello = self.expect(MsgType.HELLO, timeout).payload
         node_nonce = hello[field_key(MsgType.HELLO, "nonce")]
         node_id = hello[field_key(MsgType.HELLO, "node_id")]
@@ -280,6 +294,8 @@ class Probe:
             3: self.max_frame,
             4: proof if proof is not None else master_proof(self.key, node_nonce, master_nonce),
         })
+        # every later frame carries a MAC, both ways (SPEC.md section 5)
+        self.transport.decoder().auth = LinkAuth.master(self.key, master_nonce, node_nonce)
         self.hello = hello
         self._joined_at = self._last_beat = time.monotonic()
         return hello

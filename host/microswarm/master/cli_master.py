@@ -35,6 +35,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--watch-usb", action="store_true",
                         help="also open USB serial devices plugged in later")
     parser.add_argument("--inproc", type=int, default=0, help="in-process CPython nodes")
+    parser.add_argument("--kernels", action="append", default=[], metavar="DIR",
+                        help="a kernel package folder for the in-process nodes (repeatable)")
+    parser.add_argument("--local", type=int, default=0,
+                        help="CPython nodes in processes of their own, dialling this master "
+                             "over TCP loopback (one core each)")
     parser.add_argument("--journal", help="SQLite journal file (resume jobs after a restart)")
     parser.add_argument("--heartbeat-ms", type=int, default=1000)
     parser.add_argument("--window", type=int, default=4, help="tasks in flight per node")
@@ -56,6 +61,8 @@ def spec_from_args(args: argparse.Namespace):
         control_port=None if args.control_port < 0 else args.control_port,
         journal=args.journal, heartbeat_ms=args.heartbeat_ms, window=args.window,
         serial_ports=args.serial, watch_usb=args.watch_usb, inproc=args.inproc,
+        kernels=list(args.kernels),
+        local=args.local,
         client=None if args.client == "off" else args.client,
         http=None if args.http == "off" else args.http,
     )

@@ -1,4 +1,6 @@
-"""List the nodes of a running master (asks its local control endpoint).
+"""List the nodes of a running master (asks its local control endpoint), with the
+kernels each one has and their versions (content hashes; a task that names a version
+runs only where it matches).
 
   microswarm nodes                       # the master on this machine, port 5882
   microswarm nodes --control 127.0.0.1:6000 --json
@@ -33,6 +35,26 @@ def query(control: str, command: str, timeout: float = 5.0) -> dict[str, Any]:
     return json.loads(data)
 
 
+def kernel_versions(names: list[str], hashes: dict[str, str]) -> str:
+    """Kernels grouped by version: "built-in@3f2a9c1b07aa histogram@1e4b..."; the built-in
+    set (the same version for all of them) is named as such, unversioned kernels get "?"."""
+    from microswarm.firmware import kernels
+
+    groups: dict[str, list[str]] = {}
+    for name in sorted(names):
+        groups.setdefault(hashes.get(name, "?"), []).append(name)
+    builtin = set(kernels.builtin_names())
+    parts = []
+    for version, members in groups.items():
+        if builtin and builtin <= set(members):
+            rest = [m for m in members if m not in builtin]
+            parts.append(f"built-in@{version}")
+            parts.extend(f"{m}@{version}" for m in rest)
+        else:
+            parts.extend(f"{m}@{version}" for m in members)
+    return " ".join(parts)
+
+
 def print_nodes(nodes: list[dict[str, Any]], stats: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -43,6 +65,7 @@ def print_nodes(nodes: list[dict[str, Any]], stats: dict[str, Any]) -> None:
     for col in ("board", "link", "native", "heap free", "done", "failed", "bad",
                 "bytes in/out"):
         table.add_column(col, no_wrap=True)
+    table.add_column("kernels @ version")
     for n in sorted(nodes, key=lambda n: n["node_id"]):
         s = stats.get(n["node_id"], {})
         table.add_row(
@@ -50,6 +73,7 @@ def print_nodes(nodes: list[dict[str, Any]], stats: dict[str, Any]) -> None:
             f"{n['heap_free']:,}", str(s.get("done", 0)),
             str(s.get("failed", 0)), str(n["bad_frames"]),
             f"{n['bytes_in']:,}/{n['bytes_out']:,}",
+            kernel_versions(n.get("kernels", []), n.get("kernel_hashes", {})),
         )
     Console().print(table)
 

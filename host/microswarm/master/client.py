@@ -264,15 +264,23 @@ class ClusterClient:
     # ------------------------------------------------------------------ work
     def submit_job(self, kernel: str, arg_lists: Iterable[Sequence[Any]], *,
                    priority: int = 0, key: str | None = None,
-                   native: bool = False) -> RemoteJob:
-        """Start a job of many tasks; ``wait(handle)`` or ``map`` give the results."""
-        tasks = [list(a) for a in arg_lists]
-        return self._call(self._connection.submit(kernel, tasks, priority=priority, key=key,
-                                                  native=native or None), self.timeout)
+                   native: bool = False, version: str | None = None) -> RemoteJob:
+        """Start a job of many tasks; ``wait(handle)`` or ``map`` give the results.
+        `version` as in Cluster.map: None takes the kernel's version in this process (a
+        package it loaded, or the built-in kernels), else the master's."""
+        from microswarm import kernelpkg
 
-    def submit(self, kernel: str, *args: Any, priority: int = 0) -> concurrent.futures.Future:
+        tasks = [list(a) for a in arg_lists]
+        if version is None:
+            version = kernelpkg.version(kernel)
+        return self._call(self._connection.submit(kernel, tasks, priority=priority, key=key,
+                                                  native=native or None, version=version),
+                          self.timeout)
+
+    def submit(self, kernel: str, *args: Any, priority: int = 0,
+               version: str | None = None) -> concurrent.futures.Future:
         """One kernel call; the future gives its result."""
-        job = self.submit_job(kernel, [args], priority=priority)
+        job = self.submit_job(kernel, [args], priority=priority, version=version)
         one: concurrent.futures.Future = concurrent.futures.Future()
 
         def chain(fut: concurrent.futures.Future) -> None:

@@ -154,9 +154,11 @@ class _Client:
         if not isinstance(kernel, str) or not isinstance(tasks, list):
             raise ValueError("kernel must be text and tasks a list of argument lists")
         key = request.get("key")
+        version = request.get("version")  # the submitter's kernel version; absent: ours
         handle = self.master.submit(kernel, tasks, priority=int(request.get("priority", 0)),
                                     key=key if isinstance(key, str) else None,
-                                    native=bool(request.get("native", False)))
+                                    native=bool(request.get("native", False)),
+                                    version=version if isinstance(version, str) else None)
         self.jobs[handle.job_id] = handle
         self._after = [{"job": handle.job_id, "index": index, "value": handle.results[index]}
                        for index, who in enumerate(handle.nodes) if who == "journal"]

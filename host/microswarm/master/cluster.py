@@ -1,5 +1,5 @@
-"""Bring a cluster up (master, virtual boards, serial boards, in-process nodes) and the
-synchronous ``Cluster`` facade that runs it on a background event loop."""
+"""Bring a cluster up (master, virtual boards, serial boards, local and in-process nodes)
+and the synchronous ``Cluster`` facade that runs it on a background event loop."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from microswarm import kernelpkg
 from microswarm.master.config import ClusterSpec, load
 from microswarm.master.master import JobHandle, Master
 from microswarm.master.services import Services
@@ -37,6 +38,7 @@ class RunningCluster:
         self.master = master
         self.services = Services(master, client=spec.client, http=spec.http)
         self.boards: list[Any] = []  # VirtualBoard
+        self.local: Any = None  # local.LocalNodes
         self._watch: asyncio.Task | None = None
 
     @classmethod
@@ -67,8 +69,17 @@ class RunningCluster:
 
     async def _start_nodes(self) -> None:
         spec, master = self.spec, self.master
+        if spec.kernels:  # this process's nodes and the submitter's versions
+            kernelpkg.load(spec.kernels)
         if spec.inproc:
             await master.add_inproc_nodes(spec.inproc)
+        if spec.local:
+            from microswarm.master.local import LocalNodes
+
+            self.local = LocalNodes()
+            host = "127.0.0.1" if spec.host in ("0.0.0.0", "") else spec.host
+            await self.local.start(spec.local, host, master.tcp_port, spec.key,
+                                   kernels=spec.kernels)
         if spec.virtual:
             from microswarm.vboard import VirtualBoard
 
@@ -80,7 +91,7 @@ class RunningCluster:
                         board=group.board, link=group.link, node_id=f"{group.prefix}{i + 1}",
                         cluster=spec.name, key=spec.key,
                         master=f"{host}:{master.tcp_port}" if group.link == "tcp" else "",
-                        native=group.native,
+                        native=group.native, kernels=spec.kernels,
                     ))
             self.boards = boards
             self.services.boards = {b.node_id: b for b in boards}
@@ -112,6 +123,8 @@ class RunningCluster:
         if self._watch is not None:
             self._watch.cancel()
         await self.services.stop()
+        if self.local is not None:
+            await self.local.stop()
         await self.master.stop()
         await asyncio.gather(*(asyncio.to_thread(b.stop) for b in self.boards),
                              return_exceptions=True)
@@ -120,16 +133,23 @@ class RunningCluster:
 class Cluster:
     """Synchronous use of a cluster from ordinary code:
 
-        with Cluster(inproc=4) as cluster:
+        with Cluster(local=2) as cluster:
             cluster.submit("echo", 1).result()
             cluster.map("monte_carlo_pi", [(seed, 10000) for seed in range(64)])
+
+    local=N starts N CPython nodes in processes of their own (they compute in parallel);
+    inproc=N starts them inside this process (they share its interpreter lock).
+    `kernels` are kernel package folders: loaded into this process (its in-process nodes
+    run them, and `map` takes their versions from them) and installed on virtual boards.
     """
 
-    def __init__(self, spec: ClusterSpec | None = None, *, inproc: int = 0,
-                 key: bytes = b"", timeout: float = 60, **master: Any) -> None:
+    def __init__(self, spec: ClusterSpec | None = None, *, inproc: int = 0, local: int = 0,
+                 key: bytes = b"", timeout: float = 60,
+                 kernels: Sequence[str | Path] = (), **master: Any) -> None:
         if spec is None:
             spec = ClusterSpec(key=key or _throwaway_key(), tcp_port=0, udp_port=None,
-                               control_port=None, client=None, http=None, inproc=inproc)
+                               control_port=None, client=None, http=None, inproc=inproc,
+                               local=local, kernels=[str(k) for k in kernels])
             for name, value in master.items():
                 setattr(spec, name, value)
         self.spec = spec
@@ -197,11 +217,13 @@ class Cluster:
     def wait_for_nodes(self, count: int, timeout: float = 30) -> list[Any]:
         return self._call(self.master.wait_for_nodes(count, timeout))
 
-    def submit(self, kernel: str, *args: Any, priority: int = 0) -> concurrent.futures.Future:
-        """One kernel call; the future gives its result."""
+    def submit(self, kernel: str, *args: Any, priority: int = 0,
+               version: str | None = None) -> concurrent.futures.Future:
+        """One kernel call; the future gives its result. `version`: see ``map``."""
 
         async def one() -> Any:
-            (value,) = await self.master.submit(kernel, [args], priority=priority)
+            (value,) = await self.master.submit(kernel, [args], priority=priority,
+                                                version=version)
             return value
 
         return asyncio.run_coroutine_threadsafe(one(), self._loop)
@@ -227,7 +249,11 @@ class Cluster:
 
     def map(self, kernel: str, arg_lists: Iterable[Sequence[Any]], *, progress: bool = False,
             **kw: Any) -> list[Any]:
-        """Run one task per argument list; the results in order. `progress` shows a bar."""
+        """Run one task per argument list; the results in order. `progress` shows a bar.
+
+        Only nodes with the same version of the kernel run it: `version=None` (default)
+        takes the content hash of the kernel as this process has it (built-in, or from a
+        kernel package it loaded); pass a hash to pin another, or "" to accept any."""
         arg_lists = [a if isinstance(a, list | tuple) else [a] for a in arg_lists]
         handle = self.submit_job(kernel, arg_lists, **kw)
         if not progress:

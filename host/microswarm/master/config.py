@@ -3,6 +3,8 @@
     [cluster]
     name = "demo"
     key_file = "demo.key"        # relative to this file; or key = "text" for a throwaway
+    kernels = ["mykernels"]      # kernel package folders (relative to this file): loaded
+                                 # by the master's own nodes and every virtual board
     [master]
     host = "127.0.0.1"           # tcp_port, udp_port, control_port, journal,
     tcp_port = 5880              # heartbeat_ms, window, retries
@@ -19,7 +21,9 @@
     link = "tcp"                 # or "serial" (a pty)
     native = true                # load the native kernel module
     [inproc]
-    count = 2                    # in-process CPython nodes
+    count = 2                    # in-process CPython nodes (share the master's process)
+    [local]
+    count = 2                    # CPython nodes in processes of their own (one core each)
 """
 
 from __future__ import annotations
@@ -68,10 +72,12 @@ class ClusterSpec:
     expected_tcp: int = 0
     virtual: list[VirtualGroup] = field(default_factory=list)
     inproc: int = 0
+    kernels: list[str] = field(default_factory=list)  # kernel package folders
+    local: int = 0
 
     @property
     def expected_nodes(self) -> int:
-        return (self.expected_tcp + len(self.serial_ports) + self.inproc
+        return (self.expected_tcp + len(self.serial_ports) + self.inproc + self.local
                 + sum(g.count for g in self.virtual))
 
     def master_kwargs(self) -> dict[str, Any]:
@@ -108,6 +114,10 @@ def load(path: str | Path) -> ClusterSpec:
     if len(spec.key) < MIN_KEY_BYTES:
         raise ClusterFileError(f"{path}: the cluster key must be at least {MIN_KEY_BYTES} bytes "
                                "([cluster] key_file or key)")
+    kernels = cluster.get("kernels", [])
+    if not isinstance(kernels, list) or not all(isinstance(k, str) for k in kernels):
+        raise ClusterFileError(f"{path}: [cluster] kernels must be a list of folder names")
+    spec.kernels = [str((path.parent / k).resolve()) for k in kernels]
     for name in ("host", "tcp_port", "udp_port", "control_port", "heartbeat_ms", "window",
                  "retries"):
         if name in master:
@@ -132,4 +142,7 @@ def load(path: str | Path) -> ClusterSpec:
                                          link, group.get("prefix", f"vm{link[0]}"),
                                          bool(group.get("native", True))))
     spec.inproc = int(_section(data, "inproc").get("count", 0))
+    spec.local = int(_section(data, "local").get("count", 0))
+    if spec.local < 0 or spec.inproc < 0:
+        raise ClusterFileError(f"{path}: [local] and [inproc] count must be >= 0")
     return spec

@@ -59,6 +59,7 @@ class NodeInfo:
     bytes_out: int = 0
     compute_us: int = 0
     node_heartbeat: dict[str, Any] = field(default_factory=dict)
+    kernel_hashes: dict[str, str] = field(default_factory=dict)  # kernel -> version hash
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
@@ -129,5 +130,6 @@ def welcome(key: bytes, hello: dict[str, Any], master_nonce: bytes, limits: Limi
         native_arch=hello.get("native_arch"), heap_total=hello["heap_total"],
         heap_free=hello["heap_free"], max_frame=max_frame, max_message=max_message,
         slots=hello["slots"], window=window, threads=bool(hello.get("threads", False)),
+        kernel_hashes={str(k): str(v) for k, v in hello.get("kernel_hashes", {}).items()},
     )
     return payload, info

@@ -1,49 +1,57 @@
-"""In-process node: a CPython worker that runs the firmware's own kernels module.
+"""A CPython node: the firmware's node engine (firmware/engine.py) and kernels on asyncio.
 
-It speaks the same frames as a board (HELLO, the mutual HMAC, TASK/RESULT, CANCEL,
-HEARTBEAT, CHUNKs) over any link, so a task placed on it takes the same scheduler and
-codec path as a task placed on a board. Kernels run on the event loop one at a time;
-`slots` tasks may be queued.
+What the node says and answers is the engine's, the same code a board runs; this file
+moves bytes over a master link (memory pipe or TCP) with the host's codec and runs the
+kernels the engine starts. A computing kernel runs on a thread of its own, so the event
+loop keeps reading the link and heartbeating while it runs (HELLO says threads=true).
+
+In-process nodes share the master's process and its interpreter lock: they are for tests
+and demos. For real parallelism, `microswarm.master.local` runs the same node in processes
+of its own (`Cluster(local=N)`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import os
 import time
-from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from microswarm.firmware import engine as E
 from microswarm.firmware import kernels
 from microswarm.master.links import Link, MemoryLink, TcpLink
-from microswarm.master.messages import (
-    CANCEL_TASK_ID,
-    RESULT_CODE,
-    RESULT_ELAPSED,
-    RESULT_ERROR,
-    RESULT_TASK_ID,
-    RESULT_VALUE,
-    TASK_ARGS,
-    TASK_ID,
-    TASK_KERNEL,
-    build,
-    fields,
-)
-from microswarm.protocol.catalog import NONCE_SIZE, PROTOCOL_VERSION, ErrorCode, MsgType
+from microswarm.protocol.catalog import NONCE_SIZE, PROTOCOL_VERSION, ErrorCode, MsgType, key
 from microswarm.wire import (
     MAX_FRAME,
     FrameError,
     FrameReader,
-    Reassembler,
+    LinkAuth,
     encode_message,
-    master_proof,
-    node_mac,
+    encode_payload,
 )
 
 log = logging.getLogger(__name__)
+
+FW_VERSION = "cpython"
+_H = {n: key(MsgType.HELLO, n) for n in (
+    "node_id", "board", "fw_version", "proto_version", "kernels", "heap_total", "heap_free",
+    "max_frame", "slots", "link", "max_message", "threads", "kernel_hashes")}
+
+
+def _now_ms() -> float:
+    return time.monotonic() * 1000.0
+
+
+def _call(fn: Any, args: list) -> tuple[Any, BaseException | None, int]:
+    start = time.perf_counter()
+    try:
+        value, error = fn(*args), None
+    except Exception as exc:  # the engine maps it to its ErrorCode
+        value, error = None, exc
+    return value, error, int((time.perf_counter() - start) * 1e6)
 
 
 class InprocNode:
@@ -63,16 +71,22 @@ class InprocNode:
         self.board = board
         self.heap_total = heap_total
         self.max_frame = max_frame
-        self.done = 0
+        self.stats = E.Stats(_now_ms(), None)
         self.joined = asyncio.Event()
+        self.ended = asyncio.Event()
         self.link: Link | None = None
-        self._queue: deque[tuple[int, str, list]] = deque()
-        self._wake = asyncio.Event()
-        self._cancelled: set[int] = set()
+        self.engine: E.Engine | None = None
         self._seq = 0
         self._stream = 0
-        self._started = time.monotonic()
-        self._tasks: list[asyncio.Task] = []
+        self._auth: LinkAuth | None = None  # frame MACs, from WELCOME on
+        self._reader = FrameReader(MAX_FRAME)
+        self._threads = ThreadPoolExecutor(1, thread_name_prefix=f"kernel-{node_id}")
+        self._tasks: list[asyncio.Future] = []
+        self._wake = asyncio.Event()
+
+    @property
+    def done(self) -> int:
+        return self.stats.done
 
     # ------------------------------------------------------------------ attach
     async def connect_tcp(self, host: str, port: int) -> None:
@@ -80,6 +94,7 @@ class InprocNode:
 
     def start(self, link: Link) -> None:
         self.link = link
+        self.ended.clear()
         self._tasks.append(asyncio.ensure_future(self._run()))
 
     @classmethod
@@ -98,126 +113,142 @@ class InprocNode:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        self._tasks.clear()
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
-    # ------------------------------------------------------------------ frames
-    def _send(self, msg_type: MsgType, payload: dict[int, Any]) -> None:
-        self._stream = (self._stream + 1) & 0xFFFF
-        frames = encode_message(msg_type, payload, seq=self._seq, max_frame=self.max_frame,
-                                stream=self._stream, validate=False)
-        self._seq = (self._seq + len(frames)) & 0xFFFF
-        assert self.link is not None
-        self.link.write(b"".join(frames))
-
-    async def _frames(self):
-        reader = FrameReader(MAX_FRAME)
-        reassembler = Reassembler(1 << 24)
-        assert self.link is not None
-        while True:
-            data = await self.link.read()
-            if not data:
-                return
-            for item in reader.feed(data):
-                if isinstance(item, FrameError):
-                    if item.fatal:
-                        return
-                    self._send(MsgType.ERROR, build(MsgType.ERROR, code=int(item.code),
-                                                    text=item.text, ref_seq=item.seq))
-                    continue
-                whole = reassembler.push(item)
-                if whole is not None:
-                    yield whole
+    # ------------------------------------------------------------------ session
+    def hello(self, link_kind: str) -> dict[int, Any]:
+        return {
+            _H["node_id"]: self.node_id, _H["board"]: self.board, _H["fw_version"]: FW_VERSION,
+            _H["proto_version"]: PROTOCOL_VERSION, _H["kernels"]: kernels.names(),
+            _H["heap_total"]: self.heap_total, _H["heap_free"]: self.heap_total,
+            _H["max_frame"]: self.max_frame, _H["slots"]: self.slots, _H["link"]: link_kind,
+            _H["max_message"]: 1 << 24, _H["threads"]: True,
+            _H["kernel_hashes"]: kernels.hello_fields()["kernel_hashes"],
+        }
 
     async def _run(self) -> None:
-        nonce = os.urandom(NONCE_SIZE)
-        self._send(
-            MsgType.HELLO,
-            build(
-                MsgType.HELLO, node_id=self.node_id, board=self.board, fw_version="cpython",
-                proto_version=PROTOCOL_VERSION, kernels=kernels.names(),
-                heap_total=self.heap_total, heap_free=self.heap_total, max_frame=self.max_frame,
-                slots=self.slots, nonce=nonce, link=self.link.kind if self.link else "mem",
-                max_message=1 << 24,
-            ),
-        )
-        frames = self._frames()
-        master_nonce = b""
+        link = self.link
+        assert link is not None
+        eng = self.engine = E.Engine(self, self.hello(link.kind), self.key, kernels.KERNELS,
+                                     kernels.WAITS, self.stats)
+        clock = asyncio.ensure_future(self._clock(eng))
         try:
-            async for frame in frames:
-                t = frame.type
-                body = frame.payload
-                if t == MsgType.TASK:
-                    self._queue.append((body[TASK_ID], body[TASK_KERNEL], body[TASK_ARGS]))
-                    self._wake.set()
-                elif t == MsgType.CANCEL:
-                    self._cancelled.add(body[CANCEL_TASK_ID])
-                elif t == MsgType.AUTH_CHALLENGE:
-                    master_nonce = bytes(fields(t, body)["nonce"])
-                    mac = node_mac(self.key, master_nonce, nonce, self.node_id)
-                    self._send(MsgType.AUTH_RESPONSE, build(MsgType.AUTH_RESPONSE, mac=mac))
-                elif t == MsgType.WELCOME:
-                    welcome = fields(t, body)
-                    proof = master_proof(self.key, nonce, master_nonce)
-                    if not hmac.compare_digest(bytes(welcome["proof"]), proof):
-                        log.warning("%s: master proof did not verify", self.node_id)
-                        return
-                    self.max_frame = welcome["max_frame"]
-                    self._tasks.append(asyncio.ensure_future(self._worker()))
-                    self._tasks.append(
-                        asyncio.ensure_future(self._heartbeat(welcome["heartbeat_ms"]))
-                    )
-                    self.joined.set()
-                elif t == MsgType.ERROR:
-                    err = fields(t, body)
-                    log.info("%s: master says %s", self.node_id, err["text"])
-                elif t == MsgType.BYE:
-                    return
+            eng.start(_now_ms(), os.urandom(NONCE_SIZE))
+            reader = self._reader = FrameReader(MAX_FRAME)
+            while eng.end_reason is None:
+                data = await link.read()
+                if not data:
+                    eng.end("link closed")
+                    break
+                now = _now_ms()
+                eng.last_rx = now
+                for item in reader.feed(data):
+                    if isinstance(item, FrameError):
+                        eng.bad_frame(int(item.code), item.text, item.seq, item.fatal, now)
+                    else:
+                        eng.receive(item.type, item.flags, item.seq, item.payload, now)
+                await link.drain()
+                # a memory pipe's read does not yield while bytes wait: let the kernels'
+                # tasks (a cancelled wait among them) run between reads
+                await asyncio.sleep(0)
+        except Exception as exc:  # a bug: end the session, keep the process
+            log.exception("%s: session failed", self.node_id)
+            eng.end(f"{type(exc).__name__}: {exc}")
         finally:
-            if self.link is not None:
-                self.link.close()
+            clock.cancel()
+            for task in eng.running:
+                if task.handle is not None:
+                    task.handle.cancel()
+            link.close()
+            self.ended.set()
+        log.info("%s: session ended: %s", self.node_id, eng.end_reason)
 
-    async def _heartbeat(self, interval_ms: int) -> None:
+    async def _clock(self, eng: E.Engine) -> None:
         while True:
-            await asyncio.sleep(interval_ms / 1000)
-            uptime = int((time.monotonic() - self._started) * 1000)
-            self._send(MsgType.HEARTBEAT, build(MsgType.HEARTBEAT, uptime_ms=uptime,
-                                                queue=len(self._queue), done=self.done))
-
-    async def _worker(self) -> None:
-        while True:
-            while not self._queue:
+            deadline = eng.next_deadline()
+            if deadline is None:
+                return
+            wait = deadline - _now_ms()
+            if wait > 0:
                 self._wake.clear()
-                await self._wake.wait()
-            task_id, name, args = self._queue.popleft()
-            if task_id in self._cancelled:
-                self._cancelled.discard(task_id)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), min(wait, 1000.0) / 1000.0)
                 continue
-            start = time.perf_counter()
-            payload: dict[int, Any]
-            found = kernels.lookup(name)
-            try:
-                if found is None:
-                    raise LookupError(name)
-                value = found[0](*args)
-                if name in kernels.WAITS:
-                    await asyncio.sleep(value / 1000)
-                elapsed = int((time.perf_counter() - start) * 1e6)
-                payload = {RESULT_TASK_ID: task_id, RESULT_VALUE: value, RESULT_ELAPSED: elapsed}
-            except LookupError:
-                payload = failure(task_id, ErrorCode.UNKNOWN_KERNEL, f"no kernel {name!r}", 0)
-            except MemoryError:
-                payload = failure(task_id, ErrorCode.NO_MEMORY, "out of memory", 0)
-            except Exception as exc:
-                elapsed = int((time.perf_counter() - start) * 1e6)
-                payload = failure(task_id, ErrorCode.KERNEL_FAILED, f"{type(exc).__name__}: {exc}",
-                                  elapsed)
-            if task_id in self._cancelled:
-                self._cancelled.discard(task_id)
-                continue
-            self.done += 1
-            self._send(MsgType.RESULT, payload)
-            await asyncio.sleep(0)  # let the link and the master breathe between tasks
+            eng.on_timer(_now_ms())
+            assert self.link is not None
+            await self.link.drain()
 
+    # ------------------------------------------------------------------ the engine's io
+    def challenged(self, key: bytes | None, master_nonce: bytes | None,
+                   node_nonce: bytes | None) -> None:
+        """Frame MACs from WELCOME on (SPEC.md section 5); key None: off again."""
+        self._auth = self._reader.auth = (
+            None if key is None else LinkAuth.node(key, master_nonce, node_nonce))
 
-def failure(task_id: int, code: ErrorCode, text: str, elapsed_us: int) -> dict[int, Any]:
-    return {RESULT_TASK_ID: task_id, RESULT_ERROR: text, RESULT_ELAPSED: elapsed_us,
-            RESULT_CODE: int(code)}
+    def send(self, msg_type: int, payload: dict[int, Any]) -> None:
+        eng = self.engine
+        assert eng is not None and self.link is not None
+        self._stream = (self._stream + 1) & 0xFFFF
+        frames = encode_message(msg_type, payload, seq=self._seq, max_frame=eng.max_frame,
+                                stream=self._stream, validate=False, auth=self._auth)
+        if len(frames) > 1 and eng.peer_max_message:
+            size = len(encode_payload(payload))
+            if size > eng.peer_max_message:
+                raise FrameError(ErrorCode.TOO_LARGE, f"message of {size} bytes over the "
+                                 f"master's limit of {eng.peer_max_message}")
+        self._seq = (self._seq + len(frames)) & 0xFFFF
+        self.link.write(b"".join(frames))
+
+    def run(self, task: E.Task) -> None:
+        fn, task.native = kernels.lookup(task.kernel)
+        task.native = None  # no native module in CPython: RESULT does not say
+        bad = kernels.check(task.kernel, task.args)  # the declared kinds: BAD_ARGS
+        if bad is not None:
+            task.handle = asyncio.get_running_loop().call_soon(
+                self._finished, task, None, ValueError(bad), 0)
+            return
+        if task.waits:
+            task.handle = asyncio.ensure_future(self._wait(task, fn))
+        else:
+            task.handle = asyncio.ensure_future(self._compute(task, fn))
+
+    def cancel(self, task: E.Task) -> None:
+        if task.waits and task.handle is not None:
+            task.handle.cancel()
+
+    def close(self, reason: str) -> None:
+        self._wake.set()
+
+    def on_joined(self) -> None:
+        self.joined.set()
+        self._wake.set()  # the heartbeat clock starts
+
+    def heap_free(self) -> None:
+        return None
+
+    async def _compute(self, task: E.Task, fn: Any) -> None:
+        loop = asyncio.get_running_loop()
+        value, error, elapsed = await loop.run_in_executor(self._threads, _call, fn, task.args)
+        self._finished(task, value, error, elapsed)
+
+    async def _wait(self, task: E.Task, fn: Any) -> None:
+        start = time.perf_counter()
+        value = error = None
+        try:
+            value = fn(*task.args)
+            await asyncio.sleep(value / 1000)
+        except asyncio.CancelledError:
+            if not task.cancelled:
+                raise
+        except Exception as exc:
+            error = exc
+        self._finished(task, value, error, int((time.perf_counter() - start) * 1e6))
+
+    def _finished(self, task: E.Task, value: Any, error: BaseException | None,
+                  elapsed_us: int) -> None:
+        eng = self.engine
+        if eng is None or eng.end_reason is not None:
+            return
+        eng.finished(task, value, error, elapsed_us, _now_ms())
+        self._wake.set()

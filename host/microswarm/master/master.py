@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from microswarm import kernelpkg
 from microswarm.keys import DEFAULT_CLUSTER
 from microswarm.master import session_events as ev
 from microswarm.master.conn import Admission, Connection, SerialPort
@@ -48,6 +49,7 @@ from microswarm.wire import MAX_FRAME, FrameError, decode_frame, encode_frame
 log = logging.getLogger(__name__)
 
 CONTROL_PORT = 5882
+ACCEPT_BACKLOG = 1024  # thousands of nodes may dial at once (a cluster powering up)
 HOLD_RATIO = 0.7  # a task waits for a busy node that would finish it this much sooner
 MAX_PENDING_PER_ADDRESS = 16  # TCP links not yet joined, per peer address
 MAX_PENDING = 256  # TCP links not yet joined, in all
@@ -146,7 +148,8 @@ class Master:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         if self._want_tcp is not None:
-            server = await asyncio.start_server(self._accept_tcp, self.host, self._want_tcp)
+            server = await asyncio.start_server(self._accept_tcp, self.host, self._want_tcp,
+                                                backlog=ACCEPT_BACKLOG)
             self._servers.append(server)
             self.tcp_port = server.sockets[0].getsockname()[1]
         if self._want_udp is not None:
@@ -298,15 +301,28 @@ class Master:
         priority: int = 0,
         key: str | None = None,
         native: bool = False,
+        version: str | None = None,
         timeout: float | None = None,
     ) -> JobHandle:
         """Start a job of one task per argument list; await the handle for the results.
-        With `timeout` (seconds) the job fails (JobFailedError) if not done by then."""
+        With `timeout` (seconds) the job fails (JobFailedError) if not done by then.
+
+        `version` is the kernel's content hash: the job runs only on nodes that report
+        exactly that hash for it. None (the default) takes the version this process has
+        (its built-in kernels and the kernel packages it loaded); "" accepts any version.
+        """
         arg_lists = [list(a) for a in arg_lists]
+        version = resolve_version(kernel, version)
         infos = self.nodes
         if infos and not any(kernel in i.kernels for i in infos):
             known = sorted({k for i in infos for k in i.kernels})
             raise ValueError(f"no node has kernel {kernel!r}; the nodes have: {', '.join(known)}")
+        if version and infos:
+            infos = [i for i in infos if i.kernel_hashes.get(kernel) == version]
+            if not infos:
+                raise ValueError(f"no node has kernel {kernel!r} at version {version}: "
+                                 f"{versions_of(self.nodes, kernel)} (deploy the package "
+                                 "again, or pass version='' to accept any)")
         known: dict[int, Any] = {}
         if key is not None and self.journal is not None:
             known = self.journal.begin(key, kernel, arg_lists)
@@ -328,7 +344,7 @@ class Master:
             handle.nodes[i] = "journal"
         job = self.scheduler.submit(
             kernel, [arg_lists[i] for i in todo], priority=priority, native=native,
-            sizes=sizes, timeout=timeout,
+            sizes=sizes, version=version, timeout=timeout,
         )
         handle.job_id = job.job_id
         self._jobs[job.job_id] = handle
@@ -481,6 +497,7 @@ class Master:
             native_kernels=frozenset(info.native_kernels),
             max_message=info.max_message,
             window=info.window,
+            kernel_hashes=dict(info.kernel_hashes),
             heap_free=info.heap_free,
         )
         self.scheduler.add_node(info.node_id, caps)
@@ -597,6 +614,21 @@ class _Discovery(asyncio.DatagramProtocol):
             seq=frame.seq)
         assert self.transport is not None
         self.transport.sendto(reply, addr)
+
+
+def resolve_version(kernel: str, version: str | None) -> str:
+    """The version a job asks for: `version` itself, or with None the content hash of the
+    kernel as this process has it ("" when it does not have the kernel: any version)."""
+    if version is None:
+        return kernelpkg.version(kernel) or ""
+    return version
+
+
+def versions_of(nodes: Iterable[NodeInfo], kernel: str) -> str:
+    """Which node has which version of `kernel`, for error messages."""
+    have = [f"{i.node_id} {i.kernel_hashes.get(kernel, 'unversioned')}"
+            for i in nodes if kernel in i.kernels]
+    return "the nodes have " + (", ".join(sorted(have)) or "none")
 
 
 def wire_size(value: Any) -> int:

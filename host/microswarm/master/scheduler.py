@@ -7,13 +7,16 @@ and ``Cancel`` decisions for the links, ``TaskDone``, ``JobDone`` and ``JobFaile
 events for the user. The master drives it with real links and ``time.monotonic``; the
 simulator drives it with a virtual clock and thousands of nodes.
 
-Placement. Tasks fall into classes by (kernel, native). Each class keeps a heap of its
+Placement. Tasks fall into classes by (kernel, native, version). Each class keeps a heap of its
 pending tasks (priority first, then submission order) and a heap of the capable nodes
 that have a free credit, keyed by the node's expected finish time for one more task of
-that kernel: ``backlog + compute estimate + transfer estimate``. Node entries are
-invalidated lazily by a per-node version number, so a dispatch costs O(log n) heap work
-per active class and never scans all nodes. Estimates are exponential moving averages
-learned online per (node, kernel) for compute time and per node for link bandwidth.
+that kernel: ``backlog + compute estimate + transfer estimate``. A job that names a
+kernel version (a content hash, see firmware/msw_kernel.py) is placed only on nodes whose
+HELLO reported that very hash for the kernel; a node with another version is never used.
+Node entries are invalidated lazily by a per-node version number, so a dispatch costs
+O(log n) heap work per active class and never scans all nodes. Estimates are exponential
+moving averages learned online per (node, kernel) for compute time and per node for link
+bandwidth.
 
 Waiting for a faster node (``hold_ratio``, off by default; the master sets 0.7): when a
 node without a free credit would still finish the next task in less than ``hold_ratio``
@@ -50,13 +53,13 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from microswarm.master.states import TERMINAL, TaskState, transition_name
 
-ClassKey = tuple[str, bool]  # (kernel, needs native)
+ClassKey = tuple[str, bool, str]  # (kernel, needs native, version hash or "" for any)
 
 # A node needs about this many times a task's encoded size free: the frame, the decoded
 # arguments and room for the result.
@@ -115,6 +118,7 @@ class NodeCaps:
     native_kernels: frozenset[str] = frozenset()
     max_message: int = 1 << 30  # largest task payload it accepts (bytes)
     window: int = 4
+    kernel_hashes: Mapping[str, str] = field(default_factory=dict)  # kernel -> version
     heap_free: int | None = None  # free heap it reported (HELLO, HEARTBEAT); None: unknown
     # Priors until the node's own figures are learned: compute speed relative to the
     # reference (the unix-port VM on a PC: 1.0; an RP2350 about 1/84, from its board file)
@@ -144,7 +148,9 @@ class NodeState:
         return self.caps.window - len(self.inflight)
 
     def can_run(self, key: ClassKey) -> bool:
-        kernel, native = key
+        kernel, native, version = key
+        if version and self.caps.kernel_hashes.get(kernel) != version:
+            return False
         return kernel in (self.caps.native_kernels if native else self.caps.kernels)
 
 
@@ -329,11 +335,13 @@ class Scheduler:
         priority: int = 0,
         native: bool = False,
         sizes: Sequence[int] | None = None,
+        version: str = "",
         timeout: float | None = None,
     ) -> Job:
-        """A job: one task per argument list. Higher priority runs first. With `timeout`
-        (seconds) the job fails if it is not done by then."""
-        key = (kernel, native)
+        """A job: one task per argument list. Higher priority runs first. A `version`
+        (kernel content hash) restricts it to nodes that have exactly that version. With
+        `timeout` (seconds) the job fails if it is not done by then."""
+        key = (kernel, native, version)
         job = Job(next(self._job_ids), priority, key, [], [], 0)
         if timeout is not None:
             job.deadline = self.clock() + timeout

@@ -6,6 +6,7 @@ public state, so the master runs the same with or without them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+CONSOLE_POLL_S = 0.5
+
 
 class Services:
     def __init__(self, master: Master, *, client: str | None = None,
@@ -30,7 +33,7 @@ class Services:
         self._client, self._http = client, http
         self.boards: dict[str, Any] = {}  # node id -> VirtualBoard, for their console logs
         self._console_seen: dict[str, list[str]] = {}
-        self.recorder.master.events.subscribe(self._on_event)
+        self._watch: asyncio.Task | None = None
 
     @property
     def client_address(self) -> str | None:
@@ -45,6 +48,7 @@ class Services:
         return self.dashboard.url
 
     async def start(self) -> None:
+        self._watch = asyncio.ensure_future(self._watch_consoles())
         if self._client:
             host, port = parse_address(self._client)
             self.client_port = ClientPort(self.master, host=host, port=port,
@@ -58,21 +62,25 @@ class Services:
             await self.dashboard.start()
 
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
         if self.dashboard is not None:
             await self.dashboard.stop()
         if self.client_port is not None:
             await self.client_port.stop()
         self.recorder.unsubscribe()
 
-    def _on_event(self, kind: str, data: dict[str, Any]) -> None:
-        """A virtual board whose node left may have died: keep the errors its console
-        showed (the vboard picks them out of the console stream) in the node's log."""
-        if kind != "node_left" or data["info"].node_id not in self.boards:
-            return
-        board = self.boards[data["info"].node_id]
-        before = self._console_seen.get(board.node_id, [])
-        errors = list(getattr(board, "console_errors", []))
-        new = errors[len(before):] if errors[:len(before)] == before else errors
-        for text in new:
-            self.recorder.add_log(board.node_id, "error", f"console: {text}")
-        self._console_seen[board.node_id] = errors
+    async def _watch_consoles(self) -> None:
+        """Keep the errors the virtual boards' consoles show (the vboard picks them out of
+        the console stream: a worker's log line, the exception that ended a program) in
+        their nodes' logs, joined or not."""
+        while True:
+            await asyncio.sleep(CONSOLE_POLL_S)
+            for node_id, board in list(self.boards.items()):
+                errors = list(getattr(board, "console_errors", []))
+                before = self._console_seen.get(node_id, [])
+                new = errors[len(before):] if errors[:len(before)] == before else errors
+                for text in new:
+                    self.recorder.add_log(node_id, "error", f"console: {text}")
+                self._console_seen[node_id] = errors

@@ -75,6 +75,7 @@ from microswarm.wire import (
     Frame,
     FrameError,
     FrameReader,
+    LinkAuth,
     Reassembler,
     SerialDeframer,
     decode_frame,
@@ -150,7 +151,7 @@ class NodeSession:
         "_nonce", "_hello", "_hello_seq", "_join_deadline", "_join_timeout_s",
         "_wait_for_hello", "_deframer", "_reassembler", "_out", "_seq", "_stream",
         "_max_frame", "_next_beat", "_last_timer", "_origin", "_cobs", "_answer_tokens",
-        "_answer_at", "__weakref__",
+        "_answer_at", "_auth", "__weakref__",
     )
 
     def __init__(
@@ -207,6 +208,7 @@ class NodeSession:
         else:
             raise ValueError(f"framing must be stream, cobs or packet, not {framing!r}")
         self._reassembler: Reassembler | None = None  # made at WELCOME, never before
+        self._auth: LinkAuth | None = None  # frame MACs, from the first frame after WELCOME
         self._out: list[bytes] = []
         self._seq = 0
         self._stream = 0
@@ -300,7 +302,7 @@ class NodeSession:
         if deframer is None:
             try:
                 items: list[Any] = [decode_frame(data, max_frame=self._max_frame,
-                                                 validate=False)]
+                                                 validate=False, auth=self._auth)]
             except FrameError as exc:
                 items = [exc]
         else:
@@ -378,19 +380,25 @@ class NodeSession:
     def _send(self, msg_type: int, payload: dict[int, Any]) -> None:
         body = encode_payload(payload)
         if len(body) + FRAME_OVERHEAD <= self._max_frame:
-            self._put(pack_frame(msg_type, body, self._seq))
+            self._put(pack_frame(msg_type, body, self._seq, 0, self._auth))
             self._seq = (self._seq + 1) & 0xFFFF
             return
         self._stream = (self._stream + 1) & 0xFFFF
         frames = encode_message(msg_type, payload, seq=self._seq, max_frame=self._max_frame,
-                                stream=self._stream, validate=False)
+                                stream=self._stream, validate=False, auth=self._auth)
         self._seq = (self._seq + len(frames)) & 0xFFFF
         for frame in frames:
             self._put(frame)
 
     def _send_encoded(self, msg_type: int, body: bytes) -> None:
-        self._put(pack_frame(msg_type, body, self._seq))
+        self._put(pack_frame(msg_type, body, self._seq, 0, self._auth))
         self._seq = (self._seq + 1) & 0xFFFF
+
+    def _enable_auth(self, auth: LinkAuth | None) -> None:
+        """Frame authentication on this link from now on (None: off, before a join)."""
+        self._auth = auth
+        if self._deframer is not None:
+            self._deframer.auth = auth
 
     def _put(self, frame: bytes) -> None:
         data = serial_encode(frame) if self._cobs else frame
@@ -567,6 +575,7 @@ class NodeSession:
             return
         self._hello = hello
         self._hello_seq = frame.seq
+        self._enable_auth(None)  # a new join: frames without MAC until WELCOME
         self.master_nonce = self._nonce(NONCE_SIZE)
         if self._join_deadline is None:  # a serial link, or a restart on a joined link
             self._join_deadline = now + self._join_timeout_s
@@ -586,6 +595,8 @@ class NodeSession:
         payload, info = welcome(self.key, hello, self.master_nonce, self.limits,
                                 kind=self.kind, peer=self.peer)
         self._send(int(MsgType.WELCOME), payload)
+        # every later frame both ways carries a MAC (SPEC.md section 5)
+        self._enable_auth(LinkAuth.master(self.key, self.master_nonce, hello["nonce"]))
         self._move(State.JOINED)
         self.info = info
         self._hello = None

@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from microswarm.protocol.catalog import MAC_TRAILER_SIZE
 from microswarm.sim import speed
 from microswarm.sim import wire as w
 
@@ -71,11 +72,12 @@ def task_costs(sim: Simulation) -> list[TaskCost]:
             continue
         value, error = sim.run_kernel(job.kernel, list(args))
         work = speed.compute_seconds(job.kernel, args, value, 1.0)
+        # + the MAC trailer every frame of a joined link carries (SPEC.md section 5)
         down = len(w.pack(w.TASK, {w.T_ID: 1, w.T_KERNEL: job.kernel, w.T_ARGS: list(args),
-                                   w.T_ATTEMPT: 0}, 1, False))
+                                   w.T_ATTEMPT: 0}, 1, False)) + MAC_TRAILER_SIZE
         body = {w.R_ID: 1, w.R_VALUE: value, w.R_ELAPSED: 0} if error is None else {
             w.R_ID: 1, w.R_ERROR: error, w.R_ELAPSED: 0}
-        up = len(w.pack(w.RESULT, body, 1, False))
+        up = len(w.pack(w.RESULT, body, 1, False)) + MAC_TRAILER_SIZE
         cost = TaskCost(work, down, up)
         if key is not None:
             seen[key] = cost

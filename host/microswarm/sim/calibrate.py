@@ -1,6 +1,7 @@
 """Measure how fast the MicroPython VM runs the firmware kernels compared with CPython.
 
     python -m microswarm.sim.calibrate [--repeat 5]
+    microswarm sim calibrate --kernels examples/kernels     # users' kernel packages
 
 Runs each calibration case (a kernel call of known work units, see `speed.work_units`)
 in the unix-port VM (`micropython`, firmware/kernels.py as on a board) and in this
@@ -75,6 +76,68 @@ def measure_cpython(repeat: int) -> dict[str, float]:
             best = min(best, time.perf_counter() - t0)
         out[name] = best
     return out
+
+
+_PACKAGE_SCRIPT = """
+import sys, time, json
+sys.path.insert(0, '')
+import msw_boot, msw_kernel as K
+msw_boot.load_installed()
+out = {{}}
+for name in {names!r}:
+    e = K.KERNELS.get(name)
+    if e is None or e[K.SAMPLE] is None:
+        continue
+    args = e[K.SAMPLE]()
+    units = e[K.COST](*args) if e[K.COST] is not None else 1
+    best = None
+    for _ in range({repeat}):
+        t0 = time.ticks_us()
+        e[K.FN](*args)
+        dt = time.ticks_diff(time.ticks_us(), t0)
+        best = dt if best is None or dt < best else best
+    out[name] = [best, units]
+print(json.dumps({{"times": out, "errors": K.errors}}))
+"""
+
+
+def calibrate_packages(folders: list[str], repeat: int = 5) -> dict[str, dict[str, float]]:
+    """Time every kernel of the given packages that has a `sample` hint, in the VM, in
+    its Python version (a board without a native build for its arch runs that one).
+    Seconds per work unit (the `cost` hint's unit) go into `speed.CALIBRATED`, which the
+    simulator's speed model then uses for those kernels."""
+    import tempfile
+    from pathlib import Path
+
+    from microswarm import kernelpkg
+    from microswarm.firmware import msw_kernel as K
+
+    packages = kernelpkg.load(folders)
+    names = sorted({name for name, e in K.KERNELS.items()
+                    if e[K.SAMPLE] is not None and any(e[K.MODULE] in p.modules
+                                                       for p in packages)})
+    with tempfile.TemporaryDirectory(prefix="msw-calibrate-") as tmp:
+        flash = Path(tmp)
+        for module in ("msw_kernel.py", "msw_boot.py"):
+            (flash / module).write_bytes((paths.firmware_dir() / module).read_bytes())
+        for name, data in kernelpkg.layout_files(folders, None).items():
+            (flash / name).write_bytes(data)
+        proc = subprocess.run(
+            [paths.micropython_command(), "-c",
+             _PACKAGE_SCRIPT.format(names=names, repeat=repeat)],
+            capture_output=True, timeout=300, cwd=flash, check=False,
+        )
+    if proc.returncode != 0:
+        raise RuntimeError(f"calibration in the VM failed: {proc.stderr.decode()[-500:]}")
+    answer = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    if answer["errors"]:
+        raise RuntimeError(f"the VM could not load the package: {answer['errors']}")
+    table = {}
+    for name, (best_us, units) in answer["times"].items():
+        per_unit = best_us / 1e6 / max(1, units)
+        speed.CALIBRATED[name] = per_unit
+        table[name] = {"units": units, "vm_s_per_unit": per_unit}
+    return table
 
 
 def units(name: str) -> int:

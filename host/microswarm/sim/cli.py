@@ -5,6 +5,14 @@ retried, speculated or lost, how many duplicate results were suppressed, how lon
 failure took to detect, and how busy every node was. --plot writes a PNG timeline.
 
 Scenarios shipped with microswarm: scenarios/*.toml in the repository (docs/sim.md).
+
+  microswarm sim crash-10pct
+  microswarm sim calibrate --kernels examples/kernels     # time a package's kernels
+  microswarm sim examples/histogram-sim.toml --kernels examples/kernels
+
+--kernels loads kernel packages (docs/first-kernel.md) and times each of their kernels
+that has a sample= hint in the MicroPython VM first, so a scenario's job (kind "kernel")
+can run them on simulated boards. The scenario name "calibrate" only prints those times.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="keep per-node utilisation in the JSON report")
     parser.add_argument("--trace", metavar="FILE",
                         help="write the event trace (what trace_sha256 hashes), one a line")
+    parser.add_argument("--kernels", action="append", default=[], metavar="DIR",
+                        help="a kernel package to load and calibrate in the VM (repeatable)")
     parser.add_argument("--policy", default="ours",
                         help="placement policy: ours (the scheduler's), round-robin, random, "
                              "work-stealing or heft (baselines to compare with, "
@@ -37,6 +47,18 @@ def run(args: argparse.Namespace) -> int:
     from microswarm.sim.report import render
     from microswarm.sim.scenario import ScenarioError, load
 
+    if args.kernels or args.scenario == "calibrate":
+        from microswarm.kernelpkg import KernelPackageError
+        from microswarm.sim.calibrate import calibrate_packages
+
+        try:
+            table = calibrate_packages(args.kernels)
+        except (KernelPackageError, RuntimeError) as exc:
+            print(f"microswarm sim: {exc}", file=sys.stderr)
+            return 2
+        if args.scenario == "calibrate":
+            print(json.dumps(table, indent=2, sort_keys=True))
+            return 0
     try:
         scenario = load(args.scenario)
         if args.policy not in POLICIES:

@@ -72,7 +72,7 @@ class Simulation:
         self.trace_events = 0
         self.fault_at: dict[str, tuple[str, float]] = {}
         self.detections: list[dict[str, Any]] = []
-        self._memo: dict[Any, tuple[Any, str | None]] = {}
+        self._memo: dict[Any, tuple[Any, Exception | None]] = {}
         self.nodes: list[SimNode] = []
         for group in scenario.groups:
             preset = PRESETS[group.link]
@@ -132,7 +132,7 @@ class Simulation:
         self._flush_trace()
         return self._trace.hexdigest()
 
-    def run_kernel(self, kernel: str, args: list) -> tuple[Any, str | None]:
+    def run_kernel(self, kernel: str, args: list) -> tuple[Any, Exception | None]:
         """Run a kernel as the firmware does; kernels are pure, so results are cached by
         their arguments (many identical tasks cost the host one call)."""
         memo_key = _memo_key(kernel, args)
@@ -141,11 +141,9 @@ class Simulation:
             if known is not None:
                 return known
         try:
-            outcome: tuple[Any, str | None] = (kernels.run(kernel, args), None)
-        except KeyError:
-            outcome = (None, f"unknown kernel {kernel}")
-        except (TypeError, ValueError, ArithmeticError, MemoryError) as exc:
-            outcome = (None, f"{type(exc).__name__}: {exc}")
+            outcome: tuple[Any, Exception | None] = (kernels.run(kernel, args), None)
+        except Exception as exc:  # the node engine maps it to its ErrorCode, as on a board
+            outcome = (None, exc)
         if memo_key is not None:
             self._memo[memo_key] = outcome
         return outcome

@@ -42,6 +42,8 @@ def build(spec: dict[str, Any], seed: int) -> Job:
             return _matmul(spec, seed)
         if kind == "synthetic":
             return _synthetic(spec, seed)
+        if kind == "kernel":
+            return _kernel(spec)
     except (KeyError, TypeError) as exc:
         raise JobError(f"[job] {kind}: missing or wrong key {exc}") from None
     raise JobError(f"[job] unknown kind {kind!r}")
@@ -114,3 +116,29 @@ def _synthetic(spec: dict[str, Any], seed: int) -> Job:
     tasks = [[ms] for ms in durations]
     return Job("synthetic", "sleep_ms", tasks, list, lambda: list(durations),
                f"{count} sleep_ms tasks of ~{task_ms} ms")
+
+
+def _kernel(spec: dict[str, Any]) -> Job:
+    """`tasks` calls of any kernel this process has (a kernel package loaded with
+    `microswarm sim --kernels DIR`) on the argument list its `sample` hint gives."""
+    from microswarm.firmware import msw_kernel as K
+
+    name = str(spec["kernel"])
+    count = int(spec.get("tasks", 100))
+    entry = K.KERNELS.get(name)
+    if entry is None:
+        raise JobError(f"[job] kernel: no kernel {name!r} here (load its package with "
+                       "--kernels DIR)")
+    if entry[K.SAMPLE] is None:
+        raise JobError(f"[job] kernel: {name} has no sample= hint to take arguments from")
+    if count <= 0:
+        raise JobError("[job] kernel: tasks must be > 0")
+    args = list(entry[K.SAMPLE]())
+    tasks = [args for _ in range(count)]
+
+    def reference() -> list[Any]:
+        value = entry[K.FN](*args)
+        return [value] * count
+
+    return Job("kernel", name, tasks, list, reference,
+               f"{count} calls of {name} on its sample arguments")

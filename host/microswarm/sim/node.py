@@ -1,10 +1,12 @@
-"""A simulated node: the firmware worker's behaviour, as events instead of a loop.
+"""A simulated node: the firmware's node engine (firmware/engine.py) on virtual time.
 
-It joins with the real handshake (HELLO, AUTH_CHALLENGE, AUTH_RESPONSE, WELCOME with the
-HMAC proofs), takes TASK frames up to its slot count (BUSY beyond), runs the real kernels
-(`microswarm.firmware.kernels`) one at a time, charges the virtual time of the speed
-model, answers RESULT frames, honours CANCEL and sends HEARTBEATs. All of its state is
-in __slots__ and it owns no thread or task: the event queue drives it.
+What the node says and answers (the join with its HMAC proofs, heartbeats, slots and BUSY,
+CANCEL, error codes, the silence and join clocks) is the engine's, the very code a board
+runs. This file only drives it: frames from the link model go in, the engine's messages go
+out as frames, its timers become events, and a kernel it starts really runs (in CPython)
+while the speed model says how much virtual time it takes. A node whose board runs kernels
+on the event loop (no parallel thread: the ESP32 port, see firmware/worker.py) cannot
+heartbeat during a kernel, and neither can its simulation: the engine is told so in HELLO.
 
 `boot` counts power cycles: events scheduled for an earlier boot are ignored, which is
 how a crash wipes what was in progress. `epoch` names the node's current connection to
@@ -13,15 +15,15 @@ the master; frames of an older connection are dropped at the master (as TCP woul
 
 from __future__ import annotations
 
-import hmac
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from microswarm.protocol.catalog import PROTOCOL_VERSION, ErrorCode
+from microswarm.firmware import engine as E
+from microswarm.firmware import kernels
+from microswarm.protocol.catalog import PROTOCOL_VERSION, MsgType, key
 from microswarm.sim import speed
 from microswarm.sim import wire as w
 from microswarm.sim.links import Link
-from microswarm.wire import FrameError, master_proof, node_mac
+from microswarm.wire import FrameError, LinkAuth
 
 if TYPE_CHECKING:
     from microswarm.sim.cluster import Simulation
@@ -29,21 +31,20 @@ if TYPE_CHECKING:
 FW_VERSION = "sim-1"
 HEAP_TOTAL = 200_000
 MAX_FRAME = 16_384
-# As firmware/worker.py: re-dial after [b/2, b) with b doubling from 0.2 s up to 10 s, and
-# end a session when the master has been silent for SILENT_BEATS heartbeat intervals.
-BACKOFF_MIN_S = 0.2
-BACKOFF_MAX_S = 10.0
-SILENT_BEATS = 3
-JOIN_TIMEOUT_S = 5.0  # no WELCOME this long after dialling: hang up and dial again
+# Boards whose MicroPython port runs _thread under a global interpreter lock: the worker
+# runs their kernels on the event loop and says threads=false in HELLO.
+NO_THREADS = frozenset({"esp32", "esp32s3"})
+
+_HB = {n: key(MsgType.HELLO, n) for n in ("threads", "max_message")}
 
 
 class SimNode:
     real = False
     __slots__ = (
         "sim", "index", "node_id", "board", "factor", "slowdown", "slots", "link", "rx",
-        "alive", "frozen_until", "boot", "epoch", "joined", "nonce", "seq", "queue",
-        "running", "run_token", "done", "busy_s", "booted_at", "last_rx", "backoff_s",
-        "heartbeat_s",
+        "alive", "frozen_until", "boot", "epoch", "joined", "seq", "engine", "stats",
+        "threads", "timer", "timer_at", "busy_s", "busy_since", "booted_at", "backoff_ms",
+        "heartbeat_s", "auth",
     )
 
     def __init__(
@@ -59,22 +60,36 @@ class SimNode:
         self.slots = slots
         self.link = link
         self.rx = w.Receiver(link.serial)
+        self.auth: LinkAuth | None = None  # frame MACs from WELCOME on
         self.alive = False
         self.frozen_until = 0.0
         self.boot = 0
         self.epoch = 0
         self.joined = False
-        self.nonce = b""
         self.seq = 0
-        self.queue: deque[tuple[int, str, list]] = deque()
-        self.running: list | None = None  # [task_id, value, error, start, seconds, cancelled]
-        self.run_token = 0
-        self.done = 0
+        self.engine: E.Engine | None = None
+        self.stats = E.Stats(0, None)
+        self.threads = board not in NO_THREADS
+        self.timer: list | None = None
+        self.timer_at = 0.0
         self.busy_s = 0.0
+        self.busy_since = -1.0
         self.booted_at = 0.0
-        self.last_rx = 0.0
-        self.backoff_s = BACKOFF_MIN_S
+        self.backoff_ms = E.BACKOFF_MIN_MS
         self.heartbeat_s = 1.0
+
+    @property
+    def done(self) -> int:
+        return self.stats.done
+
+    @property
+    def running(self) -> list | None:
+        """[task_id, value, error, start_s] of the oldest running kernel, or None."""
+        eng = self.engine
+        if eng is None or not eng.running:
+            return None
+        task = eng.running[0]
+        return [task.task_id, None, None, task.handle[2]]
 
     # ------------------------------------------------------------------ power
     def power_on(self) -> None:
@@ -82,75 +97,84 @@ class SimNode:
         self.alive = True
         self.frozen_until = 0.0
         self.booted_at = self.sim.events.now
-        self._reset_work()
+        self.stats = E.Stats(self._now_ms(), None)
+        self._drop_session()
         self.connect()
 
     def crash(self) -> None:
         self.alive = False
         self.boot += 1
-        self.joined = False
-        self._reset_work()
+        self._drop_session()
 
     def frozen(self) -> bool:
         return self.frozen_until > self.sim.events.now
 
-    def _reset_work(self) -> None:
-        if self.running is not None:
-            self.sim.gantt_close(self, self.running, "aborted")
-        self.queue.clear()
-        self.running = None
-        self.run_token += 1
+    def _now_ms(self) -> float:
+        return self.sim.events.now * 1000.0
+
+    def _drop_session(self) -> None:
+        """Forget the session and the work in it (a crash, or the link went down)."""
+        eng, self.engine = self.engine, None
+        self.joined = False
+        self.auth = None  # a new session: no MACs until WELCOME
+        self.rx.set_auth(None)
+        self.sim.events.cancel(self.timer)
+        self.timer = None
+        if eng is None:
+            return
+        now = self.sim.events.now
+        for task in eng.running:
+            self.sim.gantt_add(self.index, task.task_id, task.handle[2], now, "aborted")
+            self.sim.events.cancel(task.handle[3])
+        if eng.running:
+            self._idle(now)
+        eng.running = []
+        eng.queue = []
 
     # ------------------------------------------------------------------ connection
     def connect(self) -> None:
         """Open a new connection to the master and say HELLO (retry while unreachable)."""
         if not self.alive:
             return
-        self.joined = False
-        self._reset_work()
+        self._drop_session()
         epoch = self.sim.master.accept(self)
         if epoch is None:
             self.redial()
             return
         self.epoch = epoch
-        self.last_rx = self.sim.events.now
-        self.sim.events.after(JOIN_TIMEOUT_S, self._join_deadline, self.boot, epoch)
-        self.nonce = self.sim.rng_nonce.randbytes(16)
-        self.send(w.HELLO, {
+        sim = self.sim
+        hello = {
             w.H["node_id"]: self.node_id,
             w.H["board"]: self.board,
             w.H["fw_version"]: FW_VERSION,
             w.H["proto_version"]: PROTOCOL_VERSION,
-            w.H["kernels"]: self.sim.kernel_names,
+            w.H["kernels"]: sim.kernel_names,
             w.H["heap_total"]: HEAP_TOTAL,
             w.H["heap_free"]: HEAP_TOTAL,
             w.H["max_frame"]: MAX_FRAME,
             w.H["slots"]: self.slots,
-            w.H["nonce"]: self.nonce,
             w.H["link"]: "serial" if self.link.serial else "tcp",
-            w.H["threads"]: True,  # it heartbeats while a kernel runs
-        })
+            _HB["max_message"]: HEAP_TOTAL // 3,
+            _HB["threads"]: self.threads,
+        }
+        self.engine = E.Engine(self, hello, sim.key, waits=kernels.WAITS, stats=self.stats)
+        self.engine.start(self._now_ms(), sim.rng_nonce.randbytes(16))
+        self._arm()
 
     def redial(self) -> None:
         """Dial again after a jittered, doubling backoff (the firmware's reconnect)."""
-        delay = self.backoff_s * (0.5 + 0.5 * self.sim.rng_nonce.random())
-        self.backoff_s = min(BACKOFF_MAX_S, self.backoff_s * 2)
-        self.sim.events.after(delay, self._retry_connect, self.boot)
-
-    def _join_deadline(self, boot: int, epoch: int) -> None:
-        if boot == self.boot and epoch == self.epoch and self.alive and not self.joined:
-            self.sim.trace("join_timeout", self.node_id)
-            self.end_session()
+        delay_ms = self.backoff_ms * (0.5 + 0.5 * self.sim.rng_nonce.random())
+        self.backoff_ms = min(E.BACKOFF_MAX_MS, self.backoff_ms * 2)
+        self.sim.events.after(delay_ms / 1000.0, self._retry_connect, self.boot)
 
     def _retry_connect(self, boot: int) -> None:
-        if boot == self.boot and not self.joined:
+        if boot == self.boot and not self.joined and self.engine is None:
             self.connect()
 
     def end_session(self) -> None:
-        """The master fell silent: drop the session and its work, then re-dial."""
-        self.joined = False
+        """The session is over: drop it and its work, then re-dial."""
         self.epoch = -1
-        self._reset_work()
+        self._drop_session()
         self.redial()
 
     def reset_by_peer(self, boot: int) -> None:
@@ -158,129 +182,135 @@ class SimNode:
         if boot == self.boot and self.alive and not self.frozen():
             self.connect()
 
+    # ------------------------------------------------------------------ the engine's io
     def send(self, msg_type: int, payload: dict[int, Any]) -> None:
         self.seq += 1
-        data = w.pack(msg_type, payload, self.seq, self.link.serial)
+        data = w.pack(msg_type, payload, self.seq, self.link.serial, self.auth)
         sim = self.sim
         delivered = self.link.send(self.link.tx, data, sim.events.now)
         if delivered is not None:
             sim.events.at(delivered[0], sim.master.receive, self, self.epoch, delivered[1])
 
-    # ------------------------------------------------------------------ receiving
-    def receive(self, boot: int, epoch: int, data: bytes) -> None:
-        if boot != self.boot or not self.alive or epoch != self.epoch or self.frozen():
-            return
-        self.last_rx = self.sim.events.now
-        for frame in self.rx.feed(data):
-            if isinstance(frame, FrameError):
-                self.sim.count("node_bad_frames")
-                error: dict[int, Any] = {w.E_CODE: int(frame.code), w.E_TEXT: frame.text}
-                if frame.seq is not None:
-                    error[w.E_REF] = frame.seq
-                self.send(w.ERROR, error)
-                continue
-            self._handle(frame.type, frame.payload)
+    def close(self, reason: str) -> None:
+        self.sim.trace("session_end", self.node_id, reason)
+        self.sim.events.after(0.0, self._closed, self.boot, self.engine)
 
-    def _handle(self, msg_type: int, p: dict[int, Any]) -> None:
-        if msg_type == w.TASK:
-            self._task(p)
-        elif msg_type == w.CANCEL:
-            self._cancel(p[w.C_ID])
-        elif msg_type == w.CHALLENGE:
-            mac = node_mac(self.sim.key, p[w.CH_NONCE], self.nonce, self.node_id)
-            self.send(w.RESPONSE, {w.RS_MAC: mac})
-        elif msg_type == w.WELCOME:
-            proof = master_proof(self.sim.key, self.nonce, self.sim.master.nonce_for(self))
-            if hmac.compare_digest(proof, p[w.W["proof"]]):
-                self.joined = True
-                self.backoff_s = BACKOFF_MIN_S
-                self.heartbeat_s = p[w.W["heartbeat_ms"]] / 1000.0
-        elif msg_type == w.ERROR and p[w.E_CODE] in (ErrorCode.NOT_JOINED,
-                                                      ErrorCode.BAD_VERSION):
+    def _closed(self, boot: int, engine: E.Engine) -> None:
+        if boot == self.boot and engine is self.engine:
             self.end_session()
 
-    def _task(self, p: dict[int, Any]) -> None:
-        task_id = p[w.T_ID]
-        if not self.joined:
-            return
-        if len(self.queue) + (self.running is not None) >= self.slots:
-            self._fail(task_id, ErrorCode.BUSY, "all slots taken")
-            return
-        self.queue.append((task_id, p[w.T_KERNEL], p[w.T_ARGS]))
-        self._start_next()
+    def challenged(self, key: bytes | None, master_nonce: bytes | None,
+                   node_nonce: bytes | None) -> None:
+        """Frame MACs from WELCOME on, as a board (SPEC.md section 5); key None: off."""
+        self.auth = None if key is None else LinkAuth.node(key, master_nonce, node_nonce)
+        self.rx.set_auth(self.auth)
 
-    def _fail(self, task_id: int, code: ErrorCode, text: str) -> None:
-        self.send(w.RESULT, {w.R_ID: task_id, w.R_ELAPSED: 0, w.R_ERROR: text,
-                             w.R_CODE: int(code)})
+    def on_joined(self) -> None:
+        self.joined = True
+        self.backoff_ms = E.BACKOFF_MIN_MS
+        assert self.engine is not None
+        self.heartbeat_s = self.engine.heartbeat_ms / 1000.0
 
-    def _cancel(self, task_id: int) -> None:
-        for item in self.queue:
-            if item[0] == task_id:
-                self.queue.remove(item)
-                self._fail(task_id, ErrorCode.CANCELLED, "cancelled before it ran")
-                return
-        if self.running is not None and self.running[0] == task_id:
-            self.running[5] = True
+    def heap_free(self) -> None:
+        return None
 
-    # ------------------------------------------------------------------ running
-    def _start_next(self) -> None:
-        if self.running is not None or not self.queue:
-            return
-        task_id, kernel, args = self.queue.popleft()
-        value, error = self.sim.run_kernel(kernel, args)
-        seconds = speed.compute_seconds(kernel, args, value, self.factor, self.slowdown)
-        now = self.sim.events.now
-        self.running = [task_id, value, error, now, seconds, False]
-        self.run_token += 1
-        self.sim.events.at(now + seconds, self._finish, self.boot, self.run_token)
+    def run(self, task: E.Task) -> None:
+        sim = self.sim
+        now = sim.events.now
+        value, error = sim.run_kernel(task.kernel, task.args)
+        seconds = speed.compute_seconds(task.kernel, task.args, value, self.factor,
+                                        self.slowdown)
+        if self.busy_since < 0:
+            self.busy_since = now
+        # handle: [value, error, start_s, finish event, seconds]
+        task.handle = [value, error, now, None, seconds]
+        task.handle[3] = sim.events.at(now + seconds, self._finish, self.engine, task)
 
-    def _finish(self, boot: int, token: int) -> None:
-        if boot != self.boot or token != self.run_token or self.running is None:
+    def cancel(self, task: E.Task) -> None:
+        if task.waits:  # the firmware cuts a waiting kernel short
+            self.sim.events.cancel(task.handle[3])
+            task.handle[3] = self.sim.events.after(0.0, self._finish, self.engine, task)
+
+    # ------------------------------------------------------------------ events
+    def _finish(self, engine: E.Engine, task: E.Task) -> None:
+        if engine is not self.engine:
             return
         now = self.sim.events.now
         if self.frozen_until > now:
-            self.sim.events.at(self.frozen_until, self._finish, boot, token)
+            task.handle[3] = self.sim.events.at(self.frozen_until, self._finish, engine, task)
             return
-        task_id, value, error, start, seconds, cancelled = self.running
-        self.running = None
-        self.busy_s += now - start
-        self.done += 1
-        self.sim.gantt_add(self.index, task_id, start, now,
-                           "cancelled" if cancelled else ("error" if error else "ok"))
-        if not cancelled:
-            # Built in key order, as the encoder then takes its no-sort fast path.
-            elapsed_us = int(seconds * 1e6)
-            if error is None:
-                payload: dict[int, Any] = {w.R_ID: task_id, w.R_VALUE: value,
-                                           w.R_ELAPSED: elapsed_us}
+        value, error, start, _event, _seconds = task.handle
+        outcome = "cancelled" if task.cancelled else ("error" if error else "ok")
+        self.sim.gantt_add(self.index, task.task_id, start, now, outcome)
+        engine.finished(task, value, error, int((now - start) * 1e6), now * 1000.0)
+        if not engine.running:
+            self._idle(now)
+        self._arm()
+
+    def _idle(self, now: float) -> None:
+        if self.busy_since >= 0:
+            self.busy_s += now - self.busy_since
+            self.busy_since = -1.0
+
+    def receive(self, boot: int, epoch: int, data: bytes) -> None:
+        eng = self.engine
+        if (boot != self.boot or not self.alive or epoch != self.epoch or eng is None
+                or self.frozen()):
+            return
+        now_ms = self.sim.events.now * 1000.0
+        eng.last_rx = now_ms
+        for frame in self.rx.feed(data):
+            if isinstance(frame, FrameError):
+                self.sim.count("node_bad_frames")
+                eng.bad_frame(int(frame.code), frame.text, frame.seq, False, now_ms)
             else:
-                payload = {w.R_ID: task_id, w.R_ERROR: error, w.R_ELAPSED: elapsed_us,
-                           w.R_CODE: int(ErrorCode.KERNEL_FAILED)}
-            self.send(w.RESULT, payload)
-        self._start_next()
+                eng.receive(frame.type, frame.flags, frame.seq, frame.payload, now_ms)
+        self._arm()
+
+    def _arm(self) -> None:
+        """Schedule the engine's next deadline (once: a later one replaces nothing)."""
+        eng = self.engine
+        if eng is None:
+            return
+        deadline = eng.next_deadline()
+        if deadline is None:
+            return
+        if self.timer is not None and self.timer[2] is not None and self.timer_at <= deadline:
+            return
+        self.sim.events.cancel(self.timer)
+        self.timer_at = deadline
+        self.timer = self.sim.events.at(deadline / 1000.0, self._on_timer, self.engine)
+
+    def _on_timer(self, engine: E.Engine) -> None:
+        if engine is not self.engine:
+            return
+        self.timer = None
+        now = self.sim.events.now
+        if self.frozen_until > now:  # a frozen board runs nothing, its clock included
+            self.timer_at = self.frozen_until * 1000.0
+            self.timer = self.sim.events.at(self.frozen_until, self._on_timer, engine)
+            return
+        # the deadline itself, not now * 1000 (which float rounding may put just before it)
+        engine.on_timer(max(now * 1000.0, self.timer_at))
+        self._arm()
+
+    def heartbeat(self) -> None:
+        """Let the engine look at its clock now (it heartbeats when one is due)."""
+        if self.engine is not None and self.alive and not self.frozen():
+            self.engine.on_timer(self.sim.events.now * 1000.0)
+            self._arm()
 
     def set_slowdown(self, slowdown: float) -> None:
         """Change the node's speed; the kernel it is running stretches (or shrinks) too."""
-        running = self.running
-        if running is not None:
+        eng = self.engine
+        if eng is not None:
             now = self.sim.events.now
-            left = max(0.0, running[3] + running[4] - now) * slowdown / self.slowdown
-            running[4] = now + left - running[3]
-            self.run_token += 1
-            self.sim.events.at(now + left, self._finish, self.boot, self.run_token)
+            for task in eng.running:
+                if task.waits:
+                    continue
+                handle = task.handle
+                left = max(0.0, handle[2] + handle[4] - now) * slowdown / self.slowdown
+                handle[4] = now + left - handle[2]
+                self.sim.events.cancel(handle[3])
+                handle[3] = self.sim.events.at(now + left, self._finish, eng, task)
         self.slowdown = slowdown
-
-    def heartbeat(self) -> None:
-        if not (self.alive and self.joined) or self.frozen():
-            return
-        now = self.sim.events.now
-        if now - self.last_rx > SILENT_BEATS * self.heartbeat_s:
-            self.sim.trace("master_silent", self.node_id)
-            self.end_session()
-            return
-        self.send(w.HEARTBEAT, {
-            w.HB_UPTIME: int((now - self.booted_at) * 1000),
-            w.HB_QUEUE: len(self.queue) + (self.running is not None),
-            w.HB_DONE: self.done,
-            w.HB_BAD: self.rx.bad_frames,
-        })

@@ -16,7 +16,7 @@ from microswarm.sim.links import PRESETS
 from microswarm.sim.speed import BOARD_FACTOR
 
 FAULT_KINDS = ("crash", "freeze", "straggler", "partition", "disconnect", "restart_master")
-JOB_KINDS = ("mandelbrot", "matmul", "synthetic")
+JOB_KINDS = ("mandelbrot", "matmul", "synthetic", "kernel")
 
 
 class ScenarioError(ValueError):

@@ -50,6 +50,9 @@ VM_OVER_CPYTHON: dict[str, float] = {
     "echo": 4.76,
 }
 DEFAULT_SECONDS_PER_UNIT = 1.0e-7
+# Kernels of users' packages, measured at run time by `calibrate.calibrate_packages`
+# (`microswarm sim --kernels DIR`); their work units come from the kernel's cost hint.
+CALIBRATED: dict[str, float] = {}
 
 
 def _board_figures() -> dict[str, dict]:
@@ -132,9 +135,20 @@ def work_units(kernel: str, args: Any, result: Any) -> int:
             return len(result) * len(args[1])
         if kernel == "mlp_int8":
             return len(args[1]) + len(args[3])
+        return _cost_hint(kernel, args)
     except (TypeError, ValueError, IndexError):
         pass
     return 1
+
+
+def _cost_hint(kernel: str, args: Any) -> int:
+    """Work units from a registered kernel's cost= hint; 1 without one."""
+    from microswarm.firmware import msw_kernel as K
+
+    entry = K.KERNELS.get(kernel)
+    if entry is None or entry[K.COST] is None:
+        return 1
+    return max(1, int(entry[K.COST](*args)))
 
 
 def compute_seconds(
@@ -143,6 +157,7 @@ def compute_seconds(
     """Virtual seconds a node of `board_factor` spends on this call."""
     if kernel == "sleep_ms":
         return max(0, int(args[0])) / 1000.0
-    per_unit = VM_SECONDS_PER_UNIT.get(kernel, DEFAULT_SECONDS_PER_UNIT)
+    per_unit = VM_SECONDS_PER_UNIT.get(kernel) or CALIBRATED.get(kernel,
+                                                                  DEFAULT_SECONDS_PER_UNIT)
     work = work_units(kernel, args, result) * per_unit + TASK_OVERHEAD_S
     return work * board_factor * slowdown

@@ -9,6 +9,7 @@ from typing import Any
 from microswarm.protocol.catalog import MsgType, key
 from microswarm.wire import (
     FrameError,
+    LinkAuth,
     SerialDeframer,
     decode_frame,
     encode_frame,
@@ -40,18 +41,20 @@ E_CODE, E_TEXT, E_REF, E_TASK = (key(MsgType.ERROR, n)
                                  for n in ("code", "text", "ref_seq", "task_id"))
 
 
-def pack(msg_type: int, payload: dict[int, Any], seq: int, serial: bool) -> bytes:
+def pack(msg_type: int, payload: dict[int, Any], seq: int, serial: bool,
+         auth: LinkAuth | None = None) -> bytes:
     """One frame as it goes on the link: COBS-delimited on serial links.
 
     The sender skips the catalog check: every receiver validates each frame it decodes,
     so a malformed frame built by the simulator still fails loudly, at the receiver."""
-    frame = encode_frame(msg_type, payload, seq & 0xFFFF, validate=False)
+    frame = encode_frame(msg_type, payload, seq & 0xFFFF, validate=False, auth=auth)
     return serial_encode(frame) if serial else frame
 
 
-def pack_encoded(msg_type: int, payload: bytes, seq: int, serial: bool) -> bytes:
+def pack_encoded(msg_type: int, payload: bytes, seq: int, serial: bool,
+                 auth: LinkAuth | None = None) -> bytes:
     """As pack(), for a payload already encoded (one HEARTBEAT payload sent to many)."""
-    frame = pack_frame(msg_type, payload, seq & 0xFFFF)
+    frame = pack_frame(msg_type, payload, seq & 0xFFFF, 0, auth)
     return serial_encode(frame) if serial else frame
 
 
@@ -63,16 +66,23 @@ class Receiver:
     """One receiving end of a link: serial bytes go through a SerialDeframer (COBS and
     CRC catch corruption), packet links carry exactly one frame per delivery."""
 
-    __slots__ = ("deframer", "bad_frames")
+    __slots__ = ("deframer", "bad_frames", "auth")
 
     def __init__(self, serial: bool) -> None:
         self.deframer = SerialDeframer() if serial else None
         self.bad_frames = 0
+        self.auth: LinkAuth | None = None
+
+    def set_auth(self, auth: LinkAuth | None) -> None:
+        """Check frame MACs from now on (None: a new connection, none until WELCOME)."""
+        self.auth = auth
+        if self.deframer is not None:
+            self.deframer.auth = auth
 
     def feed(self, data: bytes) -> list:
         if self.deframer is None:
             try:
-                return [decode_frame(data)]
+                return [decode_frame(data, auth=self.auth)]
             except FrameError as exc:
                 self.bad_frames += 1
                 return [exc]

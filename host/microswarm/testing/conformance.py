@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 HELLO = {name: field_key(MsgType.HELLO, name) for name in
          ("node_id", "board", "kernels", "heap_total", "heap_free", "max_frame", "slots",
-          "link", "native_kernels")}
+          "link", "native_kernels", "kernel_hashes")}
 
 KERNEL_CASES: dict[str, list] = {
     "echo": [[1, -2, 2.5, "text", b"\x00\xff\x03", None, True, [array("h", [1, -1])]]],
@@ -102,7 +102,11 @@ def test_unknown_kernel_and_bad_arguments_fail_the_task_not_the_node(probe: Prob
     unknown = probe.task("no_such_kernel", [1])
     assert unknown.get(5) == ErrorCode.UNKNOWN_KERNEL
     bad = probe.task("dot", [array("h", [1, 2]), array("b", [1])])
-    assert bad.get(5) == ErrorCode.KERNEL_FAILED and bad.get(2)
+    assert bad.get(5) == ErrorCode.BAD_ARGS and "same typecode" in bad.get(2)
+    wrong_kind = probe.task("dot", [array("h", [1, 2]), "text"])
+    assert wrong_kind.get(5) == ErrorCode.BAD_ARGS
+    assert wrong_kind.get(2).endswith("dot: argument b must be tarray:bhf, got str")
+    assert probe.hello[HELLO["kernel_hashes"]]["dot"]  # every kernel with its version
     assert probe.task("echo", [3])[1] == 3
 
 
@@ -112,7 +116,7 @@ def test_task_frames_from_the_golden_vectors_run_as_sent(probe: Probe):
     sent = 0
     for vector in tasks:
         frame = bytes.fromhex(vector["frame"])
-        probe.transport.send_frame(frame)
+        probe.transport.send_frame(probe.seal(frame))  # the vector's bytes, plus the MAC
         sent += 1
         task_id = _task_id_of(vector)
         result = probe.result(task_id, timeout=30)
@@ -127,10 +131,8 @@ def test_chunked_task_vectors_are_reassembled_and_answered(hil_board, probe: Pro
     cases = [v for v in vectors("chunked") if v["type"] == MsgType.TASK]
     assert cases
     for vector in cases:
-        if hil_board.link == "serial":
-            probe.transport.send_bytes(b"".join(bytes.fromhex(f) for f in vector["serial"]))
-        else:
-            probe.transport.send_bytes(b"".join(bytes.fromhex(f) for f in vector["frames"]))
+        for frame in vector["frames"]:  # the vector's pieces, each with its MAC
+            probe.transport.send_frame(probe.seal(bytes.fromhex(frame)))
         task_id = _task_id_of(vector)
         result = probe.result(task_id, timeout=30)
         if _kernel_of(vector) in probe.hello[HELLO["kernels"]]:

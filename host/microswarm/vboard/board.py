@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -39,14 +40,17 @@ class VirtualBoardError(RuntimeError):
 
 
 def install_layout(flash: Path, board: str, config: str, *, compiled: bool = True,
-                   native: bool = True) -> dict[str, bytes]:
+                   native: bool = True, kernels: Sequence[str | os.PathLike] = ()
+                   ) -> dict[str, bytes]:
     """Lay a virtual board's flash out as `microswarm deploy` would for a board running
     the VM's arch: the bundle, modules compiled to .mpy (or sources with compiled=False),
-    the x64 native module, and nothing left over that would shadow them."""
+    the x64 native module (where the board's arch is one the project builds: not an
+    ESP32's), kernel packages, and nothing left over that would shadow them."""
     from microswarm.deploy.build import build, shadowed_names
 
     native = native and bundle.vm_arch(paths.load_board(board)) is not None
-    files = build(board, config, compiled=compiled, native=native, arch=bundle.VM_ARCH)
+    files = build(board, config, compiled=compiled, native=native, arch=bundle.VM_ARCH,
+                  kernels=kernels)
     stale = shadowed_names(files)
     if bundle.NATIVE_MODULE not in files:
         stale.add(bundle.NATIVE_MODULE)
@@ -82,6 +86,7 @@ class VirtualBoard:
         heap_bytes: int | None = None,
         console_tcp_port: int | None = None,
         compiled: bool = True,
+        kernels: list[str | os.PathLike] | tuple = (),
     ) -> None:
         self.board = board
         self.board_def = paths.load_board(board)
@@ -96,6 +101,7 @@ class VirtualBoard:
         self.slots = slots
         self.heap_bytes = heap_bytes or self.board_def.get("heap_bytes")
         self.console_tcp_port = console_tcp_port
+        self.kernels = list(kernels)  # kernel package folders installed with the firmware
         self._own_workdir = workdir is None
         self._workdir_arg = workdir
         self.workdir: Path | None = None
@@ -191,7 +197,7 @@ class VirtualBoard:
             self.node_id, self.cluster, self.key, self.master, self.link, slots=self.slots
         )
         install_layout(self.flash, self.board, config, compiled=self.compiled,
-                       native=self.native)
+                       native=self.native, kernels=self.kernels)
 
     def hard_reset(self) -> None:
         """Press the reset button: a fresh VM that runs boot.py and main.py."""

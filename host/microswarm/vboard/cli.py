@@ -6,6 +6,7 @@ A WIZnet board's driver talks to a model of its chip on an emulated SPI bus.
   microswarm vboard --board w5500-evb-pico2 --link tcp --master 127.0.0.1:5880 --key-file k
   microswarm vboard --link serial --key-file cluster.key        # master opens the pty
   microswarm vboard --blank --flash ./flash --tcp-port 7000     # empty board for deploy
+  microswarm vboard --link serial --key-file cluster.key --kernels examples/kernels
 
 The port's path and a stable symlink (FLASH.serial, next to the flash folder) are printed
 at start, and every error the board prints on its console; Ctrl-C stops the board.
@@ -39,6 +40,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blank", action="store_true",
                         help="install no firmware: keep the flash folder as it is")
     parser.add_argument("--no-native", action="store_true", help="leave the native module out")
+    parser.add_argument("--kernels", action="append", default=[], metavar="DIR",
+                        help="a kernel package folder to load beside the firmware (repeatable)")
     parser.add_argument("--source", action="store_true",
                         help="lay out .py sources instead of .mpy compiled as deploy ships them")
     parser.add_argument("--tcp-port", type=int, default=None,
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             slots=args.slots,
         )
         install_layout(flash, args.board, config, compiled=not args.source,
-                       native=not args.no_native)
+                       native=not args.no_native, kernels=args.kernels)
 
     def announce(event: dict) -> None:
         if event["event"] == "ready":

@@ -10,6 +10,7 @@ from .chunks import DEFAULT_MAX_MESSAGE, Reassembler, encode_message
 from .cobs import SerialDeframer, cobs_decode, cobs_encode, serial_encode
 from .errors import FrameError
 from .frame import MAX_FRAME, Frame, FrameReader, decode_frame, encode_frame, pack_frame
+from .mac import LinkAuth
 from .validate import validate_payload
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "Frame",
     "FrameError",
     "FrameReader",
+    "LinkAuth",
     "Reassembler",
     "SerialDeframer",
     "cobs_decode",

@@ -9,7 +9,7 @@ states the same rule, so every sender produces the same frames.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from microswarm.protocol.catalog import (
     CATALOG,
@@ -23,6 +23,9 @@ from .cbor import decode_payload, encode_payload
 from .errors import FrameError
 from .frame import MAX_FRAME, Frame, pack_frame
 from .validate import validate_payload
+
+if TYPE_CHECKING:
+    from .mac import LinkAuth
 
 _CHUNK = int(MsgType.CHUNK)
 _STREAM, _INNER, _TOTAL, _OFFSET, _DATA = (
@@ -47,6 +50,7 @@ def encode_message(
     max_frame: int = MAX_FRAME,
     stream: int = 0,
     validate: bool = True,
+    auth: LinkAuth | None = None,
 ) -> list[bytes]:
     """One frame if the message fits in `max_frame`, else CHUNK frames numbered seq, seq+1,
     ... (mod 65536). `stream` must be unique among this sender's unfinished streams."""
@@ -55,7 +59,7 @@ def encode_message(
     body = encode_payload(payload)
     max_frame = min(max_frame, MAX_FRAME)
     if len(body) + FRAME_OVERHEAD <= max_frame:
-        return [pack_frame(msg_type, body, seq)]
+        return [pack_frame(msg_type, body, seq, 0, auth)]
     if msg_type == _CHUNK:
         raise FrameError(ErrorCode.BAD_CHUNK, "a CHUNK cannot itself be chunked", seq)
     total = len(body)
@@ -67,7 +71,8 @@ def encode_message(
         piece = body[offset : offset + room]
         more = FLAG_MORE if offset + room < total else 0
         chunk = {_STREAM: stream, _INNER: msg_type, _TOTAL: total, _OFFSET: offset, _DATA: piece}
-        frames.append(pack_frame(_CHUNK, encode_payload(chunk), (seq + index) & 0xFFFF, more))
+        frames.append(pack_frame(_CHUNK, encode_payload(chunk), (seq + index) & 0xFFFF, more,
+                                 auth))
     return frames
 
 

@@ -8,10 +8,15 @@ exactly 254 non-zero bytes, so every input has exactly one encoding.
 
 from __future__ import annotations
 
-from microswarm.protocol.catalog import ErrorCode
+from typing import TYPE_CHECKING
+
+from microswarm.protocol.catalog import MAC_TRAILER_SIZE, ErrorCode
 
 from .errors import FrameError
 from .frame import MAX_FRAME, Frame, decode_frame
+
+if TYPE_CHECKING:
+    from .mac import LinkAuth
 
 DELIMITER = b"\x00"
 _BLOCK = 254
@@ -72,14 +77,16 @@ class SerialDeframer:
     the output, is counted in `bad_frames`, and reception resumes after the next delimiter.
     Bytes between delimiters beyond the largest valid encoded frame are dropped as they
     arrive, so memory stays bounded whatever the line carries. Empty frames (two delimiters
-    in a row, as senders may use to resynchronise) are ignored.
+    in a row, as senders may use to resynchronise) are ignored. Set `auth` (a LinkAuth)
+    to check frame MACs.
     """
 
     def __init__(self, max_frame: int = MAX_FRAME, *, validate: bool = True) -> None:
         self.max_frame = max_frame
         self.validate = validate
         self.bad_frames = 0
-        self._limit = max_encoded_size(max_frame)
+        self.auth: LinkAuth | None = None
+        self._limit = max_encoded_size(max_frame + MAC_TRAILER_SIZE)
         self._buf = bytearray()
         self._overflow = False
 
@@ -90,7 +97,7 @@ class SerialDeframer:
     def set_max_frame(self, max_frame: int) -> None:
         """The limit negotiated at the join, for the frames that follow."""
         self.max_frame = max_frame
-        self._limit = max_encoded_size(max_frame)
+        self._limit = max_encoded_size(max_frame + MAC_TRAILER_SIZE)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame | FrameError]:
         out: list[Frame | FrameError] = []
@@ -111,7 +118,8 @@ class SerialDeframer:
                 self._buf.clear()
                 try:
                     frame = decode_frame(
-                        cobs_decode(encoded), max_frame=self.max_frame, validate=self.validate
+                        cobs_decode(encoded), max_frame=self.max_frame, validate=self.validate,
+                        auth=self.auth,
                     )
                 except FrameError as exc:
                     self._bad(out, exc)

@@ -1,7 +1,8 @@
 """Frame codec for byte streams and datagrams: header, CBOR payload, CRC-32.
 
 Layout (little-endian): version u8 | type u8 | flags u8 | seq u16 | length u16 | payload
-| crc32 u32, the CRC covering header and payload. protocol/frame.py holds the normative
+| crc32 u32, the CRC covering header and payload; with flag MAC (every frame after the
+join) a trailer follows: counter u32 | tag (mac.py). protocol/frame.py holds the normative
 construct definition; this module is the fast path and must agree with it byte for byte.
 """
 
@@ -9,14 +10,16 @@ from __future__ import annotations
 
 import struct
 import zlib
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from microswarm.protocol.catalog import (
     CATALOG,
+    FLAG_MAC,
     FLAG_MORE,
     FLAGS_KNOWN,
     FRAME_OVERHEAD,
     HEADER_SIZE,
+    MAC_TRAILER_SIZE,
     MAX_PAYLOAD,
     PROTOCOL_VERSION,
     ErrorCode,
@@ -26,6 +29,9 @@ from microswarm.protocol.catalog import (
 from .cbor import decode_payload, encode_payload
 from .errors import FrameError
 from .validate import validate_payload
+
+if TYPE_CHECKING:
+    from .mac import LinkAuth
 
 MAX_FRAME = MAX_PAYLOAD + FRAME_OVERHEAD
 
@@ -42,8 +48,10 @@ class Frame(NamedTuple):
     payload: Any
 
 
-def pack_frame(msg_type: int, payload: bytes, seq: int = 0, flags: int = 0) -> bytes:
-    """Wrap an already encoded payload in header and CRC."""
+def pack_frame(msg_type: int, payload: bytes, seq: int = 0, flags: int = 0,
+               auth: LinkAuth | None = None) -> bytes:
+    """Wrap an already encoded payload in header and CRC (and the MAC trailer when `auth`
+    is sending)."""
     if len(payload) > MAX_PAYLOAD:
         raise FrameError(
             ErrorCode.TOO_LARGE, f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}", seq
@@ -52,19 +60,25 @@ def pack_frame(msg_type: int, payload: bytes, seq: int = 0, flags: int = 0) -> b
         raise FrameError(ErrorCode.UNKNOWN_TYPE, f"message type {msg_type} is not known", seq)
     if flags & ~FLAGS_KNOWN or (flags & FLAG_MORE and msg_type != _CHUNK):
         raise FrameError(ErrorCode.BAD_FLAGS, f"flags {flags:#04x} not allowed here", seq)
+    if auth is not None and auth.sending:
+        header = _HEADER.pack(PROTOCOL_VERSION, msg_type, flags | FLAG_MAC, seq & 0xFFFF,
+                              len(payload))
+        crc = zlib.crc32(payload, zlib.crc32(header))
+        return b"".join((header, payload, _CRC.pack(crc), auth.trailer(header, payload)))
     header = _HEADER.pack(PROTOCOL_VERSION, msg_type, flags, seq & 0xFFFF, len(payload))
     crc = zlib.crc32(payload, zlib.crc32(header))
     return b"".join((header, payload, _CRC.pack(crc)))
 
 
 def encode_frame(
-    msg_type: int, payload: Any, seq: int = 0, flags: int = 0, *, validate: bool = True
+    msg_type: int, payload: Any, seq: int = 0, flags: int = 0, *, validate: bool = True,
+    auth: LinkAuth | None = None,
 ) -> bytes:
     """Encode one frame. Raises FrameError when the payload does not match the catalog
     (BAD_PAYLOAD) or does not fit in one frame (TOO_LARGE: use encode_message)."""
     if validate:
         validate_payload(msg_type, payload, seq)
-    return pack_frame(msg_type, encode_payload(payload), seq, flags)
+    return pack_frame(msg_type, encode_payload(payload), seq, flags, auth)
 
 
 def check_header(version: int, length: int, seq: int, max_frame: int) -> FrameError | None:
@@ -91,18 +105,33 @@ def check_header(version: int, length: int, seq: int, max_frame: int) -> FrameEr
 _CRC_RESIDUE = 0x2144DF1C
 
 
+def frame_size(length: int, flags: int) -> int:
+    """Bytes of a whole frame whose header says `length` and `flags`."""
+    return length + FRAME_OVERHEAD + (MAC_TRAILER_SIZE if flags & FLAG_MAC else 0)
+
+
 def decode_body(
-    frame: bytes, msg_type: int, flags: int, seq: int, length: int, validate: bool
+    frame: bytes, msg_type: int, flags: int, seq: int, length: int, validate: bool,
+    auth: LinkAuth | None = None,
 ) -> Frame:
-    """Check CRC, flags and type of one complete frame, then decode its payload.
+    """Check CRC, flags, MAC and type of one complete frame, then decode its payload.
 
     The order of checks is normative (SPEC.md, "Receiving a frame"); the caller has already
     checked version, length limit and size.
     """
-    if zlib.crc32(frame) != _CRC_RESIDUE:
+    if flags & FLAG_MAC:
+        crc_ok = zlib.crc32(memoryview(frame)[: length + FRAME_OVERHEAD]) == _CRC_RESIDUE
+    else:
+        crc_ok = zlib.crc32(frame) == _CRC_RESIDUE
+    if not crc_ok:
         raise FrameError(ErrorCode.BAD_CRC, "CRC-32 mismatch", seq)
     if flags & ~FLAGS_KNOWN or (flags & FLAG_MORE and msg_type != _CHUNK):
         raise FrameError(ErrorCode.BAD_FLAGS, f"flags {flags:#04x} not allowed here", seq)
+    if auth is not None:
+        auth.check(frame, msg_type, flags, seq, length)
+    elif flags & FLAG_MAC:
+        raise FrameError(ErrorCode.BAD_MAC, "authenticated frame on a link that has not "
+                         "joined", seq)
     if msg_type not in _KNOWN_TYPES:
         raise FrameError(ErrorCode.UNKNOWN_TYPE, f"message type {msg_type} is not known", seq)
     try:
@@ -116,7 +145,8 @@ def decode_body(
 
 
 def decode_frame(
-    data: bytes | bytearray | memoryview, *, max_frame: int = MAX_FRAME, validate: bool = True
+    data: bytes | bytearray | memoryview, *, max_frame: int = MAX_FRAME, validate: bool = True,
+    auth: LinkAuth | None = None,
 ) -> Frame:
     """Decode exactly one frame (a datagram, a COBS-decoded serial frame).
 
@@ -129,13 +159,11 @@ def decode_frame(
     version, msg_type, flags, seq, length = _HEADER.unpack_from(data)
     if (error := check_header(version, length, seq, max_frame)) is not None:
         raise error
-    if len(data) != length + FRAME_OVERHEAD:
+    size = frame_size(length, flags)
+    if len(data) != size:
         raise FrameError(
-            ErrorCode.TRUNCATED,
-            f"frame is {len(data)} bytes, its header says {length + FRAME_OVERHEAD}",
-            seq,
-        )
-    return decode_body(data, msg_type, flags, seq, length, validate)
+            ErrorCode.TRUNCATED, f"frame is {len(data)} bytes, its header says {size}", seq)
+    return decode_body(data, msg_type, flags, seq, length, validate, auth)
 
 
 class FrameReader:
@@ -145,13 +173,15 @@ class FrameReader:
     whose header is sane but whose CRC, flags, type or payload is bad comes out as a
     FrameError and is skipped. A header that cannot be trusted (wrong version, length over
     `max_frame`) gives one FrameError with fatal=True; the reader then stops and the caller
-    must close the link. Buffered bytes never exceed max_frame plus one feed.
+    must close the link. Buffered bytes never exceed max_frame plus one feed. Set `auth`
+    (a LinkAuth) to check frame MACs.
     """
 
     def __init__(self, max_frame: int = MAX_FRAME, *, validate: bool = True) -> None:
         self.max_frame = max_frame
         self.validate = validate
         self.failed: FrameError | None = None
+        self.auth: LinkAuth | None = None
         self._buf = bytearray()
 
     @property
@@ -179,14 +209,15 @@ class FrameReader:
                     out.append(error)
                     pos = len(buf)
                     break
-                size = length + FRAME_OVERHEAD
+                size = frame_size(length, flags)
                 if len(buf) - pos < size:
                     break
                 # A copy, so that nothing returned (or a traceback) pins the buffer.
                 frame = bytes(view[pos : pos + size])
                 pos += size
                 try:
-                    out.append(decode_body(frame, msg_type, flags, seq, length, self.validate))
+                    out.append(decode_body(frame, msg_type, flags, seq, length, self.validate,
+                                           self.auth))
                 except FrameError as exc:
                     exc.__traceback__ = None
                     out.append(exc)

@@ -1,0 +1,416 @@
+"""The node's protocol engine: one place where a node's behaviour on the wire is defined.
+
+Sans-IO, and unchanged on MicroPython boards, in the unix-port VM and in CPython (the
+host's in-process, local and simulated nodes import it as microswarm.firmware.engine).
+docs/engine.md describes its states and the liveness rules; the details are comments
+below (on a board a long docstring costs heap while the module compiles).
+"""
+
+# The engine takes decoded frames and events, and answers through the `io` object its
+# driver gives it; it owns no socket, no thread, no clock:
+#
+#   Engine(io, hello, key, known=None, waits=(), stats=None)
+#       hello: the HELLO payload without its nonce (msgdefs keys); the engine reads its
+#           node_id, slots, kernels, threads and max_message. known: a container of the
+#           kernel names it runs (default hello's list). waits: kernels that wait instead
+#           of computing (sleep_ms): they start beside a running kernel.
+#   .start(now, nonce)                     send HELLO, start the join clock
+#   .receive(msg_type, flags, seq, payload, now)   one decoded frame from the master
+#   .bad_frame(code, text, seq, fatal, now, task_id=None)   one frame the codec refused
+#   .finished(task, value, error, elapsed_us, now)  the kernel of `task` returned `value`
+#           or raised `error` (an exception); the engine answers the RESULT
+#   .next_deadline() -> ms or None;  .on_timer(now)   heartbeats, join and silence clocks
+#   .end_reason: None while the session lives; .refused: True when auth failed
+#   .last_rx = now   the driver sets it whenever link bytes arrive, a frame whole or not:
+#           a long frame still coming in is not the master's silence
+#
+#   io.send(msg_type, payload)   frame and queue one message. May raise the codec's
+#       FrameError (.code) or MemoryError: the engine maps both for RESULTs.
+#   io.run(task)                 start task's kernel; answer later with engine.finished
+#   io.cancel(task)              the master cancelled a running task (a waiting kernel can
+#       stop early; a computing one cannot and finishes first)
+#   io.close(reason)             the session is over (called once)
+#   io.on_joined()               the master's proof verified; the link is up
+#   io.heap_free() -> int        free heap now, for HEARTBEAT (None: not reported)
+#
+# Times are milliseconds on the driver's monotonic clock (ints on a board, floats allowed
+# on the host). Every TASK gets exactly one RESULT or one ERROR carrying its task id.
+
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+try:
+    import msgdefs as M
+except ImportError:
+    from microswarm.firmware import msgdefs as M
+
+try:
+    import auth
+except ImportError:
+    from microswarm.firmware import auth
+
+JOIN_TIMEOUT_MS = const(5000)
+SILENT_BEATS = const(3)
+# A node dials again after a delay in [b/2, b) (random), b doubling from BACKOFF_MIN_MS
+# after each failed session up to BACKOFF_MAX_MS, back to the minimum after a join.
+BACKOFF_MIN_MS = const(200)
+BACKOFF_MAX_MS = const(10000)
+MIN_HEARTBEAT_MS = const(10)
+MAX_STREAMS = const(4)  # CHUNK streams a node holds open at once
+
+# states
+HELLO_SENT = const(0)  # waiting for AUTH_CHALLENGE
+AUTH_SENT = const(1)  # waiting for WELCOME
+JOINED = const(2)
+CLOSED = const(3)
+
+
+def error_code(error):
+    """The ErrorCode for an exception a kernel raised: no heap, a deterministic argument
+    error (the kernel's own checks raise TypeError/ValueError), anything else."""
+    if isinstance(error, MemoryError):
+        return M.E_NO_MEMORY
+    if isinstance(error, (TypeError, ValueError)):
+        return M.E_BAD_ARGS
+    return M.E_KERNEL_FAILED
+
+
+def describe(error):
+    return type(error).__name__ + ": " + str(error)
+
+
+class Stats:
+    """What a node counts over its whole boot, across sessions."""
+
+    def __init__(self, boot_ms=0, heap_min=None):
+        self.boot_ms = boot_ms
+        self.done = 0
+        self.bad_frames = 0
+        self.heap_min = heap_min
+
+
+class Task:
+    __slots__ = ("task_id", "kernel", "args", "waits", "started", "cancelled", "native",
+                 "handle")
+
+    def __init__(self, task_id, kernel, args, waits):
+        self.task_id = task_id
+        self.kernel = kernel
+        self.args = args
+        self.waits = waits
+        self.started = -1  # ms when its kernel started; -1 while queued
+        self.cancelled = False
+        self.native = None  # the runner sets True/False when it knows
+        self.handle = None  # the runner's own
+
+
+class Engine:
+    def __init__(self, io, hello, key, known=None, waits=(), stats=None):
+        self.io = io
+        self.hello = hello
+        self.key = key
+        self.node_id = hello[M.HELLO_NODE_ID]
+        self.slots = hello[M.HELLO_SLOTS]
+        self.threads = hello.get(M.HELLO_THREADS, False)
+        self.max_message = hello.get(M.HELLO_MAX_MESSAGE, 0)
+        self.known = hello[M.HELLO_KERNELS] if known is None else known
+        self.waits = waits
+        self.stats = stats if stats is not None else Stats()
+        self.state = HELLO_SENT
+        self.end_reason = None
+        self.refused = False
+        self.node_nonce = None
+        self.master_nonce = None
+        self.heartbeat_ms = 1000
+        self.window = 0
+        self.max_frame = hello[M.HELLO_MAX_FRAME]
+        self.peer_max_message = 0  # the master's limit for our messages; 0: unknown
+        self.queue = []
+        self.running = []
+        self.computing = 0  # running tasks that are not waits
+        self.chunks = None
+        self.join_deadline = 0
+        self.next_beat = 0
+        self.last_rx = 0
+        self.last_tick = 0
+
+    # ---- life cycle ------------------------------------------------------------------
+
+    def start(self, now, nonce):
+        self.node_nonce = nonce
+        self.join_deadline = now + JOIN_TIMEOUT_MS
+        self.last_rx = now
+        hello = self.hello
+        hello[M.HELLO_NONCE] = nonce
+        self.io.send(M.T_HELLO, hello)
+
+    def end(self, reason):
+        if self.state == CLOSED:
+            return
+        self.state = CLOSED
+        self.end_reason = reason
+        self.queue = []
+        self.io.close(reason)
+
+    def busy(self):
+        return len(self.queue) + len(self.running)
+
+    # ---- receiving -------------------------------------------------------------------
+
+    def receive(self, msg_type, flags, seq, payload, now):
+        if self.state == CLOSED:
+            return
+        self.last_rx = now
+        if msg_type == M.T_TASK:
+            self._task(payload, seq, now)
+        elif msg_type == M.T_HEARTBEAT:
+            pass
+        elif msg_type == M.T_CANCEL:
+            self._cancel(payload[M.CANCEL_TASK_ID])
+        elif msg_type == M.T_CHUNK:
+            self._chunk(payload, flags, seq, now)
+        elif msg_type == M.T_AUTH_CHALLENGE:
+            self._challenge(payload, seq)
+        elif msg_type == M.T_WELCOME:
+            self._welcome(payload, seq, now)
+        elif msg_type == M.T_ERROR:
+            self._error(payload)
+        elif msg_type == M.T_BYE:
+            self.end("master said bye: " + str(payload.get(M.BYE_REASON, "")))
+        else:
+            self.stats.bad_frames += 1
+            self._send_error(M.E_UNEXPECTED, "a node does not accept message type "
+                             + str(msg_type), seq)
+
+    def bad_frame(self, code, text, seq, fatal, now, task_id=None):
+        """A frame the codec refused: answered with an ERROR, counted; a fatal one (the
+        byte stream cannot be trusted past it) ends the session."""
+        if self.state == CLOSED:
+            return
+        self.stats.bad_frames += 1
+        self._send_error(code, text, seq, task_id)
+        if fatal:
+            self.end("unrecoverable frame: " + text)
+
+    def _send_error(self, code, text, seq=None, task_id=None):
+        payload = {M.ERROR_CODE: code, M.ERROR_TEXT: text}
+        if seq is not None:
+            payload[M.ERROR_REF_SEQ] = seq
+        if task_id is not None:
+            payload[M.ERROR_TASK_ID] = task_id
+        self.io.send(M.T_ERROR, payload)
+
+    # ---- joining ---------------------------------------------------------------------
+
+    def _challenge(self, payload, seq):
+        if self.state != HELLO_SENT:
+            self._send_error(M.E_UNEXPECTED, "AUTH_CHALLENGE after the challenge", seq)
+            return
+        nonce = bytes(payload[M.AUTH_CHALLENGE_NONCE])
+        if len(nonce) != M.NONCE_SIZE:
+            self._send_error(M.E_BAD_PAYLOAD, "master nonce must be 16 bytes", seq)
+            self.end("bad challenge")
+            return
+        self.master_nonce = nonce
+        self.state = AUTH_SENT
+        mac = auth.node_mac(self.key, nonce, self.node_nonce, self.node_id)
+        self.io.send(M.T_AUTH_RESPONSE, {M.AUTH_RESPONSE_MAC: mac})
+        # every frame from WELCOME on carries a MAC, both ways (SPEC.md section 5): the io
+        # hangs the codec's frame authentication on its reader and writer
+        self.io.challenged(self.key, nonce, self.node_nonce)
+
+    def _welcome(self, payload, seq, now):
+        if self.state == JOINED:
+            # a master bug or a replay: the session we have stays as it is
+            self.stats.bad_frames += 1
+            self._send_error(M.E_UNEXPECTED, "WELCOME after the join", seq)
+            return
+        if self.state != AUTH_SENT:
+            self._send_error(M.E_UNEXPECTED, "WELCOME before AUTH_CHALLENGE", seq)
+            self.end("WELCOME out of order")
+            return
+        proof = bytes(payload[M.WELCOME_PROOF])
+        expected = auth.master_proof(self.key, self.node_nonce, self.master_nonce)
+        if not auth.equal(proof, expected):
+            self.refused = True
+            self.io.challenged(None, None, None)  # an impostor cannot check MACs: none
+            self._send_error(M.E_AUTH_FAILED, "master proof does not verify", seq)
+            self.end("the master's proof does not verify: wrong key or impostor")
+            return
+        self.heartbeat_ms = max(MIN_HEARTBEAT_MS, payload[M.WELCOME_HEARTBEAT_MS])
+        self.window = payload[M.WELCOME_WINDOW]
+        self.max_frame = min(self.max_frame, payload[M.WELCOME_MAX_FRAME])
+        self.peer_max_message = payload.get(M.WELCOME_MAX_MESSAGE, 0)
+        self.state = JOINED
+        self.next_beat = now + self.heartbeat_ms
+        self.last_tick = now
+        self.io.on_joined()
+
+    def _error(self, payload):
+        code = payload[M.ERROR_CODE]
+        if code == M.E_AUTH_FAILED:
+            self.refused = True
+            self.end("master refused the join: " + payload[M.ERROR_TEXT])
+        elif code == M.E_BAD_VERSION or code == M.E_NOT_JOINED:
+            self.end("master error " + str(code) + ": " + payload[M.ERROR_TEXT])
+
+    # ---- tasks -----------------------------------------------------------------------
+
+    def _task(self, payload, seq, now):
+        task_id = payload[M.TASK_TASK_ID]
+        if self.state != JOINED:
+            self._send_error(M.E_NOT_JOINED, "TASK before WELCOME", seq, task_id)
+            return
+        if len(self.queue) + len(self.running) >= self.slots:
+            self._fail(task_id, M.E_BUSY, "all slots taken", 0)
+            return
+        name = payload[M.TASK_KERNEL]
+        if name not in self.known:
+            self._fail(task_id, M.E_UNKNOWN_KERNEL, "no kernel named " + name, 0)
+            return
+        self.queue.append(Task(task_id, name, payload[M.TASK_ARGS], name in self.waits))
+        self._pump(now)
+
+    def _pump(self, now):
+        queue = self.queue
+        while queue and self.state == JOINED:
+            task = queue[0]
+            if self.computing and not task.waits:
+                return
+            queue.pop(0)
+            task.started = now
+            self.running.append(task)
+            if not task.waits:
+                self.computing += 1
+            self.io.run(task)
+
+    def _cancel(self, task_id):
+        queue = self.queue
+        for i in range(len(queue)):
+            if queue[i].task_id == task_id:
+                del queue[i]
+                self._fail(task_id, M.E_CANCELLED, "cancelled before it ran", 0)
+                return
+        for task in self.running:
+            if task.task_id == task_id and not task.cancelled:
+                task.cancelled = True
+                self.io.cancel(task)
+                return
+        # not held (its RESULT crossed the CANCEL on the wire): nothing to answer
+
+    def _fail(self, task_id, code, text, elapsed_us):
+        self.io.send(M.T_RESULT, {M.RESULT_TASK_ID: task_id, M.RESULT_ERROR: text,
+                                  M.RESULT_ELAPSED_US: elapsed_us, M.RESULT_CODE: code})
+
+    def finished(self, task, value, error, elapsed_us, now):
+        try:
+            self.running.remove(task)
+        except ValueError:
+            return  # a kernel of an ended session
+        if not task.waits:
+            self.computing -= 1
+        task.args = None
+        stats = self.stats
+        stats.done += 1
+        if not self.threads:
+            # the link was not read while the kernel held the node: what the master sent
+            # meanwhile is still waiting, so that time is not the master's silence
+            self.last_rx = now
+        if self.state != JOINED:
+            return
+        task_id = task.task_id
+        if task.cancelled:
+            self._fail(task_id, M.E_CANCELLED, "cancelled while running", elapsed_us)
+        elif error is not None:
+            self._fail(task_id, error_code(error), describe(error), elapsed_us)
+        else:
+            result = {M.RESULT_TASK_ID: task_id, M.RESULT_VALUE: value,
+                      M.RESULT_ELAPSED_US: elapsed_us}
+            if task.native is not None:
+                result[M.RESULT_NATIVE] = task.native
+            try:
+                self.io.send(M.T_RESULT, result)
+            except MemoryError:
+                result = value = None
+                self._fail(task_id, M.E_NO_MEMORY, "no heap to encode the result", elapsed_us)
+            except Exception as e:  # the codec's FrameError: too large, not encodable
+                code = getattr(e, "code", M.E_KERNEL_FAILED)
+                result = value = None
+                self._fail(task_id, code, "result not sendable: " + str(e), elapsed_us)
+        self._pump(now)
+
+    # ---- chunks ----------------------------------------------------------------------
+
+    def _chunk(self, payload, flags, seq, now):
+        if self.state != JOINED:
+            self._send_error(M.E_NOT_JOINED, "CHUNK before WELCOME", seq)
+            return
+        if self.chunks is None:
+            try:
+                from engine_chunks import Chunks
+            except ImportError:
+                from microswarm.firmware.engine_chunks import Chunks
+            self.chunks = Chunks(self.max_message, MAX_STREAMS)
+        try:
+            whole = self.chunks.add(payload, flags, seq)
+        except ValueError as e:  # the codec's FrameError
+            self.stats.bad_frames += 1
+            self._send_error(e.code, e.text, seq, getattr(e, "task_id", None))
+            return
+        if whole is not None:
+            self.receive(whole[0], 0, seq, whole[1], now)
+
+    # ---- clocks ----------------------------------------------------------------------
+
+    def next_deadline(self):
+        state = self.state
+        if state == JOINED:
+            silent = self.last_rx + SILENT_BEATS * self.heartbeat_ms + 1
+            return self.next_beat if self.next_beat < silent else silent
+        if state == CLOSED:
+            return None
+        return self.join_deadline
+
+    def on_timer(self, now):
+        state = self.state
+        if state == CLOSED:
+            return
+        if state != JOINED:
+            if now >= self.join_deadline:
+                self.end("no WELCOME within " + str(JOIN_TIMEOUT_MS) + " ms")
+            return
+        # The clock runs at least once per interval; a longer gap means this node did not
+        # run (its host stalled): that time is not the master's silence.
+        gap = now - self.last_tick - self.heartbeat_ms
+        if gap > 0:
+            self.last_rx += gap
+        self.last_tick = now
+        silent = now - self.last_rx
+        if silent > SILENT_BEATS * self.heartbeat_ms:
+            self.end("master silent for " + str(int(silent)) + " ms")
+            return
+        if now >= self.next_beat:
+            self.next_beat = now + self.heartbeat_ms
+            self.heartbeat(now)
+
+    def heartbeat(self, now):
+        stats = self.stats
+        beat = {M.HEARTBEAT_UPTIME_MS: int(now - stats.boot_ms)}
+        free = self.io.heap_free()
+        if free is not None:
+            beat[M.HEARTBEAT_HEAP_FREE] = free
+            if stats.heap_min is None or free < stats.heap_min:
+                stats.heap_min = free
+        beat[M.HEARTBEAT_QUEUE] = len(self.queue) + len(self.running)
+        beat[M.HEARTBEAT_DONE] = stats.done
+        beat[M.HEARTBEAT_BAD_FRAMES] = stats.bad_frames
+        if stats.heap_min is not None:
+            beat[M.HEARTBEAT_HEAP_MIN] = stats.heap_min
+        if self.running:
+            beat[M.HEARTBEAT_RUNNING] = [[t.task_id, int(now - t.started)] for t in self.running]
+        self.io.send(M.T_HEARTBEAT, beat)

@@ -1,0 +1,140 @@
+"""The kernel registry: what a node can run, each kernel's argument kinds, and its version.
+
+Built-in kernels (kernels.py) and users' kernel packages register the same way:
+
+    from msw_kernel import kernel
+
+    @kernel("histogram", args=(("data", "tarray:B"), ("bins", "uint")),
+            cost=lambda data, bins: len(data))
+    def histogram(data, bins):
+        ...
+
+Argument kinds are the catalog's field kinds (protocol/catalog.py): uint, int, float (an
+int is accepted too), bool, tstr, bstr (any bytes-like value), array (a list), tstr[],
+map, any; plus typed arrays: "tarray" (any typecode) or "tarray:CODES" (one of the
+array.array typecodes in CODES, e.g. "tarray:bhf"; uint8 data may also arrive as bytes).
+`cost` is an optional hint: a function of the same arguments that returns the call's work
+units (the simulator times one unit on the VM). `sample`, optional, returns an argument
+list the calibration can time. `native` names a native module (.mpy built by `microswarm
+native build`) whose function of the same name replaces the Python one where it loads.
+
+A kernel's version is a short content hash of the source file that defines it, kept per
+module in `versions`: msw_boot.py fills it at boot, microswarm.kernelpkg on the host.
+
+Resident on every node, so it is kept small: an entry is a list, kinds are checked where
+they are registered on the host (microswarm.kernelpkg), and the boot-time work lives in
+msw_boot.py. The host imports this file as microswarm.firmware.msw_kernel and also under
+its plain name, so that user packages import the same registry everywhere.
+"""
+
+import array
+
+# An entry: [fn, args ((name, kind), ...) or None, cost, sample, native fn or None, module]
+FN, ARGS, COST, SAMPLE, NATIVE, MODULE = 0, 1, 2, 3, 4, 5
+
+KERNELS = {}  # name -> entry
+versions = {}  # module (file stem) -> content hash
+errors = []  # (module, text) for each package module that failed to load at boot
+loading = None  # module stem while msw_boot imports it
+native_on = True
+_TYPES = {"uint": int, "int": int, "float": (int, float), "bool": bool, "tstr": str,
+          "map": dict, "array": (list, tuple), "tstr[]": (list, tuple)}
+
+
+def kernel(name, args=None, cost=None, sample=None, native=None):
+    """Decorator: register the function as kernel `name` (see the module docstring)."""
+
+    def register(fn):
+        try:
+            path = fn.__globals__["__file__"]
+            module = path[path.rfind("/") + 1:path.rfind(".")]
+        except (AttributeError, KeyError):
+            module = loading
+        old = KERNELS.get(name)
+        if old is not None and old[MODULE] != module:
+            raise ValueError("kernel " + name + " is already defined in " + str(old[MODULE]))
+        fast = None
+        if native:
+            try:
+                fast = getattr(__import__(native), name, None)
+            except (ImportError, ValueError):  # ValueError: a .mpy of another arch
+                pass
+        KERNELS[name] = [fn, args, cost, sample, fast, module]
+        return fn
+
+    return register
+
+
+def names(module=None):
+    """Every kernel name, sorted; only those of `module` ("kernels": the built-in ones)."""
+    return sorted(n for n in KERNELS if module is None or KERNELS[n][MODULE] == module)
+
+
+def native_names():
+    return sorted(n for n in KERNELS if native_on and KERNELS[n][NATIVE] is not None)
+
+
+def lookup(name):
+    """(function, runs_native) for kernel `name`, or None if this node lacks it."""
+    e = KERNELS.get(name)
+    if e is None:
+        return None
+    if native_on and e[NATIVE] is not None:
+        return e[NATIVE], True
+    return e[FN], False
+
+
+def hashes():
+    """Kernel name -> version hash, for every kernel whose version is known."""
+    out = {}
+    for n in KERNELS:
+        h = versions.get(KERNELS[n][MODULE])
+        if h:
+            out[n] = h
+    return out
+
+
+def _code(v):
+    try:
+        return v.typecode
+    except AttributeError:  # MicroPython: repr of an empty slice is "array('x')"
+        return repr(v[:0])[7]
+
+
+def _fits(kind, v):
+    t = _TYPES.get(kind)
+    if t is not None:
+        if isinstance(v, bool) and kind != "bool" or not isinstance(v, t):
+            return False
+        if kind == "uint":
+            return v >= 0
+        return kind != "tstr[]" or all(isinstance(x, str) for x in v)
+    if kind == "any":
+        return True
+    codes = kind[7:] if kind[:7] == "tarray:" else ""
+    if isinstance(v, array.array):  # bstr, tarray, tarray:CODES
+        return not codes or _code(v) in codes
+    return isinstance(v, (bytes, bytearray, memoryview)) and (not codes or "B" in codes)
+
+
+def check(name, args):
+    """None if `args` fit kernel `name`'s declared kinds, else what is wrong, naming the
+    argument. A kernel without declared kinds accepts anything here."""
+    e = KERNELS.get(name)
+    spec = None if e is None else e[ARGS]
+    if spec is None:
+        return None
+    if len(args) != len(spec):
+        return (name + " takes " + str(len(spec)) + " arguments ("
+                + ", ".join(p[0] for p in spec) + "), got " + str(len(args)))
+    for i in range(len(spec)):
+        v = args[i]
+        if not _fits(spec[i][1], v):
+            if isinstance(v, array.array):
+                got = "array('" + _code(v) + "')"
+            elif isinstance(v, int) and not isinstance(v, bool) and v < 0:
+                got = "negative int"
+            else:
+                got = type(v).__name__
+            return "%s: argument %s must be %s, got %s" % (name, spec[i][0], spec[i][1], got)
+    return None

@@ -1,0 +1,210 @@
+"""Resident heap of the firmware per board: each module, and the node after it joins.
+
+For every board file, the modules that board loads (the worker and what it imports, the
+WIZnet driver and its DHCP client on WIZnet boards, asyncio's Python package where the
+port has no built-in one) are built as `microswarm deploy` ships them (.mpy from mpy-cross,
+the native module of the board's arch when built) and loaded on MicroPython's own 32-bit
+`ports/qemu` firmware (Cortex-M7, tools/qemu_firmware.py) from a flash file system in the
+emulated board's RAM outside its heap. Each module is imported in dependency order and the
+heap in use after `gc.collect()` is recorded; then the worker starts on the emulated UART
+and joins a real master over that serial link, and the node's own figure at the join
+(HELLO's heap_free, sampled after gc.collect()) gives the resident total. The x64 unix-port
+VM's per-module figures are measured beside it the same way (its asyncio is built in).
+
+Headline: the ESP32+W5500 board's total on 32-bit after the join, without asyncio's own
+modules (boards carry those frozen or in C). Goal: <= 40 KB. An ESP32's xtensawin code
+cannot run on ARM: its modules are compiled for armv7emsp there (only the few
+@micropython.native functions differ in size between arches).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HEADLINE_BOARD = "esp32-devkit-w5500"
+GOAL_BYTES = 40 * 1024
+KEY = bytes(range(7, 39))
+CLUSTER = "footprint"
+# Leaves first: each import's growth is that module's own.
+ORDER = ("asyncio", "msgdefs", "cbor", "auth", "frame", "config", "board", "kernels", "links",
+         "wiznet_dhcp", "wiznet", "worker")
+WIZNET_MODULES = ("wiznet_dhcp", "wiznet")
+ASYNCIO = "asyncio"
+JOIN_TIMEOUT_S = 60
+QEMU_ARCH_FOR = {"xtensawin": "armv7emsp"}  # arches the ARM firmware cannot load
+
+MEASURE = """
+import gc, sys
+gc.collect()
+gc.collect()
+_b = gc.mem_alloc()
+_r = []
+_p = _b
+for _n in {names!r}:
+    __import__(_n)
+    gc.collect()
+    _a = gc.mem_alloc()
+    _r.append((_n, _a - _p))
+    _p = _a
+print('FOOTPRINT', _b, gc.mem_free() + gc.mem_alloc(), _r)
+"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from microswarm import paths
+
+    parser.add_argument("--board", action="append", choices=paths.board_names(),
+                        help="board file to measure (repeatable; default: every board)")
+    parser.add_argument("--no-join", action="store_true",
+                        help="imports only: do not start the worker and join a master")
+    parser.add_argument("--qemu-board", default="MPS2_AN500",
+                        help="ports/qemu board (default MPS2_AN500, a Cortex-M7)")
+
+
+def run(args: argparse.Namespace) -> dict:
+    from microswarm import paths
+
+    boards = args.board or [b for b in paths.board_names()]
+    return measure(boards, join=not args.no_join, qemu_board=args.qemu_board)
+
+
+def modules_of(board_def: dict) -> list[str]:
+    """The firmware modules a board loads up to its join, in import order."""
+    names = [n for n in ORDER if n not in WIZNET_MODULES]
+    if board_def.get("net_driver") == "wiznet":
+        names = [n for n in ORDER]
+    return names
+
+
+def measure(boards: list[str], join: bool = True, qemu_board: str = "MPS2_AN500") -> dict:
+    from microswarm import paths
+
+    tools = paths.tools_dir()
+    if tools is None:
+        raise SystemExit("bench footprint needs a source checkout (tools/qemu_firmware.py)")
+    if str(tools) not in sys.path:
+        sys.path.insert(0, str(tools))
+    import qemu_firmware
+
+    report: dict[str, Any] = {"boards": {}, "goal_bytes": GOAL_BYTES}
+    try:
+        qemu_firmware.firmware(qemu_board)
+    except qemu_firmware.QemuUnavailable as exc:
+        raise SystemExit(f"bench footprint: skipped: {exc}") from None
+    for name in boards:
+        entry = measure_board(name, join, qemu_board, qemu_firmware)
+        entry["x64"] = measure_x64(name)
+        report["boards"][name] = entry
+    head = report["boards"].get(HEADLINE_BOARD)
+    value = None
+    if head is not None:
+        # after the join where the node joined; its modules' total where it could not
+        total = head["qemu"].get("joined_total") or head["qemu"]["modules_total"]
+        value = total - head["qemu"]["modules"].get(ASYNCIO, 0)
+    report["headline"] = {
+        "name": f"{HEADLINE_BOARD} resident heap after join on 32-bit MicroPython, "
+                "without asyncio",
+        "value": value, "unit": "bytes", "baseline": GOAL_BYTES,
+    }
+    return report
+
+
+def deploy_files(board: str, arch: str | None, config: str) -> dict[str, bytes]:
+    """The files `microswarm deploy` ships to `board` running `arch`, plus asyncio's
+    Python package compiled the same way (for ports with no built-in asyncio)."""
+    from microswarm.deploy.build import build, compile_module
+
+    files = build(board, config, arch=arch)
+    import qemu_firmware
+
+    package = qemu_firmware.source_tree() / "extmod" / "asyncio"
+    for path in sorted(package.glob("*.py")):
+        if path.name in ("manifest.py", "uasyncio.py"):
+            continue
+        files[f"asyncio/{path.stem}.mpy"] = compile_module(path.name, path.read_bytes(), arch)
+    return files
+
+
+def measure_board(name: str, join: bool, qemu_board: str, qemu_firmware) -> dict:
+    from microswarm import bundle, paths
+
+    board_def = paths.load_board(name)
+    arch = QEMU_ARCH_FOR.get(board_def.get("native_arch"), board_def.get("native_arch"))
+    native = board_def.get("native_arch") == arch  # no ARM stand-in for an ESP32's module
+    config = bundle.render_config(f"fp-{name}", CLUSTER, KEY, "", "serial")
+    files = deploy_files(name, arch, config)
+    if not native:
+        files.pop(bundle.NATIVE_MODULE, None)
+    names = modules_of(board_def)
+    with qemu_firmware.Qemu(qemu_board) as board:
+        board.install(files)
+        out = board.exec(MEASURE.format(names=names))
+        base, heap, modules = _parse(out)
+        entry: dict[str, Any] = {
+            "qemu": {
+                "firmware": f"{qemu_board} ({board.board.cpu})", "mpy_arch": arch,
+                "native_module": bundle.NATIVE_MODULE in files, "heap_total": heap,
+                "heap_before": base, "modules": dict(modules),
+                "modules_total": sum(v for _, v in modules),
+            }
+        }
+        if join:
+            try:
+                hello = asyncio.run(_join(board))
+            except (TimeoutError, OSError, AssertionError) as exc:
+                entry["qemu"]["join_error"] = str(exc)
+            else:
+                entry["qemu"]["joined_total"] = hello["heap_total"] - hello["heap_free"] - base
+    return entry
+
+
+async def _join(board) -> dict:
+    from microswarm.master import Master
+
+    async with Master(key=KEY, cluster=CLUSTER, tcp_port=None, udp_port=None) as master:
+        board.run_detached("import main")
+        await master.open_serial(board.port)
+        (info,) = await master.wait_for_nodes(1, JOIN_TIMEOUT_S)
+        assert await master.submit("echo", [[b"x" * 1000]]) == [b"x" * 1000]
+        return {"heap_total": info.heap_total, "heap_free": info.heap_free}
+
+
+def _parse(out: str) -> tuple[int, int, list[tuple[str, int]]]:
+    found = re.search(r"FOOTPRINT (\d+) (\d+) (\[.*\])", out)
+    if found is None:
+        raise RuntimeError(f"the board printed no figures:\n{out[-2000:]}")
+    pairs = json.loads(found.group(3).replace("(", "[").replace(")", "]").replace("'", '"'))
+    return int(found.group(1)), int(found.group(2)), [(n, int(v)) for n, v in pairs]
+
+
+def measure_x64(name: str) -> dict:
+    """The same imports in the x64 unix-port VM (asyncio built in), with twice the board's
+    heap: the same modules hold more heap there (64-bit objects)."""
+    from microswarm import bundle, paths
+
+    board_def = paths.load_board(name)
+    config = bundle.render_config(f"fp-{name}", CLUSTER, KEY, "", "serial")
+    from microswarm.deploy.build import build
+
+    files = build(name, config, arch=bundle.VM_ARCH,
+                  native=bundle.vm_arch(board_def) is not None)
+    with tempfile.TemporaryDirectory(prefix="msw-footprint-") as tmp:
+        bundle.write_layout(Path(tmp), files)
+        proc = subprocess.run(
+            # 64-bit objects take up to twice a 32-bit board's room: the VM gets twice the
+            # board's heap to measure in (the board's own fit is the 32-bit figure above)
+            [paths.micropython_command(), "-X", f"heapsize={2 * board_def['heap_bytes']}", "-c",
+             "import sys; sys.path.insert(0, '')\n" + MEASURE.format(
+                 names=modules_of(board_def))],
+            capture_output=True, text=True, timeout=120, cwd=tmp)
+    base, heap, modules = _parse(proc.stdout + proc.stderr)
+    return {"heap_total": heap, "modules": dict(modules),
+            "modules_total": sum(v for _, v in modules)}

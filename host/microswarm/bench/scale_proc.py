@@ -1,0 +1,189 @@
+"""The processes of `microswarm bench scale`: one real master, and load generators that
+each run many lightweight nodes over loopback TCP.
+
+    python -m microswarm.bench.scale_proc master [--heartbeat-ms 1000] [--window 2]
+    python -m microswarm.bench.scale_proc nodes --port P --count N --prefix g0-
+
+The master process prints {"port": ...} and then answers one JSON command a line on stdin
+with one JSON line on stdout (wait, stats, job, watch_loss, quit), so that its RSS and CPU
+time are its own. A node process starts N in-process nodes (`microswarm.master.inproc`,
+the same node the master's own `add_inproc_nodes` runs), each with its own TCP connection,
+heartbeat and kernel queue on one asyncio loop, prints {"joined": N} once every node has
+its WELCOME, and runs until stdin closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import asyncio
+import json
+import logging
+import os
+import resource
+import sys
+import time
+from typing import Any
+
+KEY = b"bench-scale-key-0123456789"
+log = logging.getLogger(__name__)
+
+
+def raise_fd_limit() -> dict[str, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (one descriptor per session)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return {"before": soft, "after": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+            "hard": hard}
+
+
+def rss_kb() -> int:
+    """Resident set size of this process now (Linux /proc; peak RSS elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _say(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+async def _read_line() -> str:
+    return await asyncio.to_thread(sys.stdin.readline)
+
+
+# ----------------------------------------------------------------------------- master
+async def serve_master(heartbeat_ms: int, window: int, sessions: int) -> None:
+    from microswarm.master import Master
+
+    limits = raise_fd_limit()
+    closed: list[tuple[float, float]] = []  # (monotonic at close, last frame heard)
+    # Every generator dials from 127.0.0.1: the per-address admission limit (meant for one
+    # board per address) is raised to the whole load, as is the connection limit.
+    async with Master(key=KEY, tcp_port=0, udp_port=None, heartbeat_ms=heartbeat_ms,
+                      window=window, max_connections=sessions + 64,
+                      max_pending_per_address=1024, max_pending=1024) as master:
+        original = master._node_left
+
+        def node_left(conn: Any, info: Any, cause: str) -> None:
+            closed.append((time.monotonic(), conn.last_seen))
+            original(conn, info, cause)
+
+        master._node_left = node_left  # type: ignore[method-assign]
+        _say({"port": master.tcp_port, "fd_limit": limits, "rss_kb": rss_kb()})
+        while line := await _read_line():
+            cmd = json.loads(line)
+            what = cmd["cmd"]
+            if what == "quit":
+                break
+            if what == "stats":
+                _say({"sessions": len(master.sessions), "rss_kb": rss_kb(),
+                      "cpu_s": time.process_time(), "t": time.monotonic()})
+            elif what == "wait":
+                started = time.monotonic()
+                try:
+                    await master.wait_for_nodes(cmd["count"], cmd.get("timeout", 120))
+                    ok = True
+                except TimeoutError:
+                    ok = False
+                _say({"ok": ok, "sessions": len(master.sessions), "t": time.monotonic(),
+                      "waited_s": time.monotonic() - started})
+            elif what == "job":
+                kernel, args, count = cmd["kernel"], cmd["args"], cmd["tasks"]
+                # JSON lists named in "int8" become int8 typed arrays (matmul's operands)
+                args = [array.array("b", v) if i in cmd.get("int8", ()) else v
+                        for i, v in enumerate(args)]
+                cpu, wall = time.process_time(), time.perf_counter()
+                dispatches = master.scheduler.dispatches
+                try:
+                    results = await master.run(kernel, [args] * count)
+                    ok = len(results) == count and all(r is not None for r in results)
+                except Exception as exc:  # reported, the bench goes on
+                    results, ok = [], False
+                    log.error("job %s failed: %s", kernel, exc)
+                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+                _say({"ok": ok, "cpu_s": cpu, "wall_s": wall,
+                      "dispatches": master.scheduler.dispatches - dispatches,
+                      "duplicates": master.scheduler.duplicates,
+                      "sessions": len(master.sessions)})
+            elif what == "watch_loss":
+                closed.clear()
+                deadline = time.monotonic() + cmd.get("timeout", 30)
+                while len(closed) < cmd["count"] and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                _say({"closed": closed, "sessions": len(master.sessions),
+                      "heartbeat_s": heartbeat_ms / 1000})
+
+
+# ----------------------------------------------------------------------------- nodes
+async def run_nodes(host: str, port: int, count: int, prefix: str, concurrency: int) -> None:
+    from microswarm.master.inproc import InprocNode
+
+    raise_fd_limit()
+    gate = asyncio.Semaphore(concurrency)
+    nodes: list[InprocNode] = []
+
+    async def start(i: int) -> None:
+        node = InprocNode(f"{prefix}{i}", KEY, slots=2)
+        async with gate:
+            for attempt in range(20):
+                try:
+                    await node.connect_tcp(host, port)
+                    break
+                except OSError:
+                    await asyncio.sleep(0.05 * (attempt + 1))
+            else:
+                raise OSError(f"{node.node_id}: could not connect")
+            await node.joined.wait()
+        nodes.append(node)
+
+    started = time.monotonic()
+    await asyncio.gather(*(start(i) for i in range(count)))
+    _say({"joined": len(nodes), "join_s": time.monotonic() - started})
+    while await _read_line():
+        pass
+    for node in nodes:
+        if node.link is not None:
+            node.link.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="role", required=True)
+    m = sub.add_parser("master")
+    m.add_argument("--heartbeat-ms", type=int, default=1000)
+    m.add_argument("--window", type=int, default=2)
+    m.add_argument("--sessions", type=int, default=8192, help="connections to admit")
+    n = sub.add_parser("nodes")
+    n.add_argument("--host", default="127.0.0.1")
+    n.add_argument("--port", type=int, required=True)
+    n.add_argument("--count", type=int, required=True)
+    n.add_argument("--prefix", default="n")
+    n.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    if args.role == "master":
+        profile = os.environ.get("MICROSWARM_SCALE_PROFILE")  # a path: cProfile the master
+        if profile:
+            import cProfile
+
+            prof = cProfile.Profile(time.process_time)  # CPU time, not the loaded wall clock
+            prof.runcall(asyncio.run, serve_master(args.heartbeat_ms, args.window,
+                                                   args.sessions))
+            prof.dump_stats(profile)
+        else:
+            asyncio.run(serve_master(args.heartbeat_ms, args.window, args.sessions))
+    else:
+        asyncio.run(run_nodes(args.host, args.port, args.count, args.prefix, args.concurrency))
+
+
+if __name__ == "__main__":
+    main()

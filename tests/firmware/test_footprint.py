@@ -1,0 +1,53 @@
+"""The firmware's resident heap on MicroPython's own 32-bit firmware (ports/qemu under
+qemu-system-arm, tools/qemu_firmware.py): `microswarm bench footprint` for the ESP32 board,
+the benchmark's headline board. Skips with the reason where the firmware cannot be built
+(no MicroPython source, no cross compiler or QEMU)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from microswarm import paths
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="module")
+def qemu_firmware():
+    tools = paths.tools_dir()
+    assert tools is not None
+    sys.path.insert(0, str(tools))
+    import qemu_firmware
+
+    try:
+        qemu_firmware.firmware("MPS2_AN500")
+    except qemu_firmware.QemuUnavailable as exc:
+        pytest.skip(f"QEMU firmware: {exc}")
+    return qemu_firmware
+
+
+def test_bench_footprint_measures_every_module_on_32_bit(qemu_firmware):
+    out = subprocess.run(
+        [sys.executable, "-m", "microswarm.cli", "bench", "footprint", "--json",
+         "--board", "esp32-devkit-w5500", "--no-join"],
+        capture_output=True, text=True, timeout=800)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    board = report["boards"]["esp32-devkit-w5500"]
+    qemu, x64 = board["qemu"], board["x64"]
+    assert qemu["mpy_arch"] == "armv7emsp" and not qemu["native_module"]
+    assert set(qemu["modules"]) == {"asyncio", "msgdefs", "cbor", "auth", "frame", "config",
+                                    "board", "kernels", "links", "wiznet_dhcp", "wiznet",
+                                    "worker"}
+    assert all(size > 0 for size in qemu["modules"].values()), qemu["modules"]
+    assert qemu["modules_total"] == sum(qemu["modules"].values())
+    # 64-bit objects are larger: the same modules hold more heap in the x64 VM
+    assert x64["modules_total"] - x64["modules"]["asyncio"] > (
+        qemu["modules_total"] - qemu["modules"]["asyncio"])
+    headline = report["headline"]
+    assert headline["value"] == qemu["modules_total"] - qemu["modules"]["asyncio"]
+    assert headline["unit"] == "bytes" and headline["baseline"] == 40 * 1024

@@ -1,0 +1,58 @@
+"""The worker on MicroPython's own 32-bit firmware (ports/qemu on a Cortex-M7 under
+qemu-system-arm), deployed as `microswarm deploy` ships it (.mpy for armv7emsp, the
+armv7emsp native module), joins a real master over the emulated UART and runs tasks. The
+firmware is built with the board's heap (pico2-usb: a serial-only board)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from array import array
+
+import pytest
+
+from microswarm import bundle, paths
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+BOARD = "pico2-usb"
+KEY = bytes(range(40, 72))
+
+
+async def _serve(board) -> dict:
+    from microswarm.master import Master
+
+    async with Master(key=KEY, cluster="qemu", tcp_port=None, udp_port=None) as master:
+        board.run_detached("import main")
+        await master.open_serial(board.port)
+        (info,) = await master.wait_for_nodes(1, 90)
+        a = array("b", range(-8, 8))
+        echo = await master.submit("echo", [[b"q" * 3000], [{"k": [1, 2.5]}]])
+        product = await master.submit("matmul", [[a, a, 4, 4, 4]])
+        return {"info": info, "echo": echo, "product": product, "a": a}
+
+
+def test_worker_joins_a_master_over_the_emulated_uart_and_runs_tasks():
+    sys.path.insert(0, str(paths.tools_dir()))
+    import qemu_firmware
+    from microswarm.bench.footprint import deploy_files
+
+    heap = paths.load_board(BOARD)["heap_bytes"]
+    try:
+        qemu_firmware.firmware("MPS2_AN500", heap)
+    except qemu_firmware.QemuUnavailable as exc:
+        pytest.skip(f"QEMU firmware: {exc}")
+    config = bundle.render_config("qemu-1", "qemu", KEY, "", "serial")
+    files = deploy_files(BOARD, "armv7emsp", config)
+    with qemu_firmware.Qemu("MPS2_AN500", heap) as board:
+        board.install(files)
+        out = asyncio.run(_serve(board))
+    info = out["info"]
+    assert info.node_id == "qemu-1" and info.board == BOARD and info.link == "serial"
+    assert info.heap_total <= heap
+    if bundle.NATIVE_MODULE in files:
+        assert info.native_arch == "armv7emsp" and "matmul" in info.native_kernels
+    assert out["echo"] == [b"q" * 3000, {"k": [1, 2.5]}]
+    a = out["a"]
+    assert list(out["product"][0]) == [sum(a[r * 4 + p] * a[p * 4 + c] for p in range(4))
+                                       for r in range(4) for c in range(4)]

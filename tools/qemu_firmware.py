@@ -1,0 +1,261 @@
+"""MicroPython's own `ports/qemu` firmware as a tool of the project: a real 32-bit
+MicroPython (Thumb-2 code, 32-bit objects, a UART REPL) for figures and checks that the
+64-bit unix-port VM cannot give.
+
+Usage: python tools/qemu_firmware.py [--board MPS2_AN500|MPS2_AN385] [--heap N] [--run]
+
+Source: `$MICROPYTHON_SRC` (a MicroPython tree with py/ and ports/qemu), else the pinned
+tarball `micropython-1c3c2011.tar.gz` (upstream commit 1c3c2011..., a subset with its
+LICENSE) from `$MICROSWARM_MICROPYTHON_TARBALL` or `../shared/vendor/` beside the
+repository; no package registry carries it. Where neither exists, `QemuUnavailable` says so
+and the tests and benchmarks that need the firmware skip with that message.
+
+Build: `make -C ports/qemu BOARD=... FROZEN_MANIFEST=` (empty manifest: micropython-lib is
+not in the tree) with `MICROPY_HEAP_SIZE` when a heap is asked for; cached under
+`.cache/qemu/` per source, board and heap. The ARM compiler (`gcc-arm-none-eabi`) and
+Debian's `qemu-system-arm` are installed with apt when missing and this runs as root, as
+tools/build_native.py does for its compilers.
+
+Run: `Qemu(board)` starts `qemu-system-arm -machine mps2-an500 -serial pty ...` and gives the
+pty of the emulated UART, which mpremote (and the master's serial link) open like a board's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from build_native import TARGETS, ToolchainMissing, ensure_command, ensure_toolchain  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / ".cache" / "qemu"
+TARBALL = "micropython-1c3c2011.tar.gz"
+VENDOR = ROOT.parent / "shared" / "vendor"
+BUILD_TIMEOUT_S = 1800
+
+
+@dataclass(frozen=True)
+class QemuBoard:
+    name: str  # BOARD= of ports/qemu
+    machine: str  # qemu-system-arm -machine
+    mpy_arch: str  # what mpy-cross -march= targets on it (its _mpy arch)
+    cpu: str
+
+
+BOARDS = {
+    "MPS2_AN500": QemuBoard("MPS2_AN500", "mps2-an500", "armv7emdp", "Cortex-M7"),
+    "MPS2_AN385": QemuBoard("MPS2_AN385", "mps2-an385", "armv7m", "Cortex-M3"),
+}
+
+
+class QemuUnavailable(RuntimeError):
+    """The firmware cannot be built or run here; the message says what is missing."""
+
+
+def log(message: str) -> None:
+    print(f"qemu_firmware: {message}", file=sys.stderr)
+
+
+def tarball() -> Path | None:
+    named = os.environ.get("MICROSWARM_MICROPYTHON_TARBALL")
+    path = Path(named) if named else VENDOR / TARBALL
+    return path if path.is_file() else None
+
+
+def source_tree() -> Path:
+    """The MicroPython tree to build from (extracted once from the tarball)."""
+    named = os.environ.get("MICROPYTHON_SRC")
+    if named:
+        tree = Path(named).resolve()
+        if not (tree / "ports" / "qemu" / "Makefile").is_file():
+            raise QemuUnavailable(f"MICROPYTHON_SRC={named} holds no ports/qemu/Makefile")
+        return tree
+    archive = tarball()
+    if archive is None:
+        raise QemuUnavailable(
+            f"no MicroPython source: set MICROPYTHON_SRC to a MicroPython tree, or put {TARBALL} "
+            f"in ../shared/vendor/ beside the repository (or name it in "
+            f"MICROSWARM_MICROPYTHON_TARBALL)")
+    target = CACHE / ("src-" + archive.name.removesuffix(".tar.gz"))
+    tree = target / "micropython"
+    if not (tree / "ports" / "qemu" / "Makefile").is_file():
+        log(f"extracting {archive.name}")
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, filter="data")
+    return tree
+
+
+def ensure_tools() -> None:
+    try:
+        ensure_toolchain(TARGETS["armv7emsp"])
+        ensure_command("qemu-system-arm", ("qemu-system-arm",))
+    except ToolchainMissing as exc:
+        raise QemuUnavailable(str(exc)) from None
+
+
+def firmware(board: str = "MPS2_AN500", heap: int | None = None) -> Path:
+    """The firmware.elf of `board` (built once, then cached); `heap` sets its GC heap."""
+    if board not in BOARDS:
+        raise QemuUnavailable(f"unknown QEMU board {board!r}; known: {', '.join(BOARDS)}")
+    tree = source_tree()
+    key = tree.parent.name if tree.is_relative_to(CACHE) else "src-" + _slug(str(tree))
+    build = CACHE / "build" / key / (board + (f"-heap{heap}" if heap else ""))
+    elf = build / "firmware.elf"
+    if elf.is_file():
+        return elf
+    ensure_tools()
+    command = ["make", "-C", str(tree / "ports" / "qemu"), f"BOARD={board}", "FROZEN_MANIFEST=",
+               f"BUILD={build}", f"-j{os.cpu_count() or 1}"]
+    if heap:
+        command.append(f"MICROPY_HEAP_SIZE={int(heap)}")
+    log(f"building {board}{f' with a {heap}-byte heap' if heap else ''} (once, about 30 s)")
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    if proc.returncode != 0 or not elf.is_file():
+        raise QemuUnavailable(f"the {board} firmware did not build:\n{proc.stderr[-2000:]}")
+    return elf
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[-60:]
+
+
+class Qemu:
+    """One emulated board running the firmware; `port` is its UART's pty.
+
+        with Qemu("MPS2_AN500") as board:
+            Mpremote(board.port).exec("print(1)")
+    """
+
+    def __init__(self, board: str = "MPS2_AN500", heap: int | None = None) -> None:
+        self.board = BOARDS.get(board)
+        if self.board is None:
+            raise QemuUnavailable(f"unknown QEMU board {board!r}")
+        self.elf = firmware(board, heap)
+        self.process: subprocess.Popen | None = None
+        self.port: str | None = None
+        self._resumed = False
+
+    def start(self, timeout: float = 20.0) -> Qemu:
+        qemu = shutil.which("qemu-system-arm")
+        if qemu is None:
+            raise QemuUnavailable("qemu-system-arm is not installed")
+        self.process = subprocess.Popen(
+            [qemu, "-machine", self.board.machine, "-nographic", "-monitor", "null",
+             "-semihosting", "-serial", "pty", "-kernel", str(self.elf)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+        deadline = time.monotonic() + timeout
+        assert self.process.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            found = re.search(r"char device redirected to (/dev/pts/\d+)", line)
+            if found:
+                self.port = found.group(1)
+                return self
+        self.stop()
+        raise QemuUnavailable(f"qemu-system-arm gave no serial pty for {self.board.name}")
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+    # ---- driving it with mpremote ---------------------------------------------------------
+    # The first mpremote command soft-resets the board (mpremote's default); every later one
+    # starts with `resume`, so the flash mounted in RAM and the imported modules stay.
+
+    def mpremote(self, *commands: list[str], timeout: float = 120.0) -> str:
+        from microswarm.deploy.mpremote import Mpremote
+
+        assert self.port is not None, "start() the board first"
+        chain = [["resume"], *commands] if self._resumed else list(commands)
+        self._resumed = True
+        return Mpremote(self.port, timeout=timeout).run_chain(chain, timeout=timeout)
+
+    def exec(self, code: str, timeout: float = 120.0) -> str:
+        return self.mpremote(["exec", code], timeout=timeout)
+
+    def install(self, files: dict[str, bytes], timeout: float = 300.0) -> None:
+        """Mount a flash file system in the board's RAM outside its heap (qemu_flash.py)
+        and copy `files` (name -> bytes; "pkg/mod.mpy" makes the folder) onto it."""
+        if not self._resumed:
+            self.exec("pass")  # mpremote's soft reset happens here, before the mount
+        mount = (ROOT / "tools" / "qemu_flash.py").read_text() + "\n_msw_flash = mount()\n"
+        self.exec(mount)
+        with tempfile.TemporaryDirectory(prefix="msw-qemu-") as tmp:
+            commands: list[list[str]] = []
+            folders = sorted({name.rpartition("/")[0] for name in files if "/" in name})
+            for folder in folders:
+                commands.append(["fs", "mkdir", ":" + folder])
+            staged = []
+            for name, data in sorted(files.items()):
+                path = Path(tmp) / name.replace("/", "__")
+                path.write_bytes(data)
+                staged.append((str(path), name))
+            for local, name in staged:
+                commands.append(["fs", "cp", local, ":" + name])
+            self.mpremote(*commands, timeout=timeout)
+
+    def run_detached(self, code: str) -> None:
+        """Start `code` and leave it running (mpremote exec --no-follow): the worker of a
+        serial link keeps the UART for its frames."""
+        self.mpremote(["exec", "--no-follow", code])
+
+    def __enter__(self) -> Qemu:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __del__(self) -> None:
+        process = getattr(self, "process", None)
+        if process is not None and process.poll() is None:
+            process.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--board", choices=sorted(BOARDS), default="MPS2_AN500")
+    parser.add_argument("--heap", type=int, default=None, help="GC heap bytes")
+    parser.add_argument("--run", action="store_true",
+                        help="start it and print the UART's pty until Ctrl-C")
+    args = parser.parse_args(argv)
+    try:
+        elf = firmware(args.board, args.heap)
+        print(elf)
+        if args.run:
+            with Qemu(args.board, args.heap) as board:
+                print(f"{args.board} running: its UART is {board.port} (mpremote connect "
+                      f"{board.port} ...); Ctrl-C stops it")
+                with contextlib.suppress(KeyboardInterrupt):
+                    board.process.wait()
+    except QemuUnavailable as exc:
+        print(f"qemu_firmware: skipped: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
