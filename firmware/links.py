@@ -86,15 +86,17 @@ class TcpLink:
         sock = self._sock
         if sock is None:
             raise LinkClosed("link is not open")
-        if self._backlog is None and not self._draining:
+        if self._backlog is not None:
+            self._backlog += data
+        elif self._draining:  # drain() has taken the backlog and writes it now
+            self._backlog = bytearray(data)
+        else:
             n = sock.write(data)
             if n is None:
                 n = 0
             if n == len(data):
                 return
             self._backlog = bytearray(data[n:]) if n else bytearray(data)
-        else:
-            self._backlog += data
 
     def pending(self):
         return self._backlog is not None

@@ -53,9 +53,9 @@ def get(url: str) -> bytes:
 
 def test_log_frames_are_kept_per_node_and_shown_by_logs(cluster):
     node = cluster.inproc[1]
-    cluster._call(_value(lambda: node._send(
+    cluster._call(_value(lambda: node.send(
         MsgType.LOG, build(MsgType.LOG, level=3, text="sensor bus stuck"))))
-    cluster._call(_value(lambda: node._send(
+    cluster._call(_value(lambda: node.send(
         MsgType.LOG, build(MsgType.LOG, level=1, text="calibrated"))))
     recorder = cluster.services.recorder
     until(lambda: len(recorder.logs.get("py2", ())) == 2, what="two LOG lines from py2")
