@@ -24,7 +24,10 @@ times the best free node's expected finish time, the task waits for that node in
 going to the slow one. Without it every free credit is filled at once (work-conserving).
 
 Credits. A node holds at most ``window`` tasks (the WELCOME window); with a window of
-two or more the next task is already on the wire while the current one runs.
+two or more the next task is already on the wire while the current one runs. A task
+cancelled on a node (another copy won, its job ended, it passed its deadline) keeps its
+credit until the node answers (CANCELLED: ``error(..., penalty=False)``) or is lost: the
+node holds the slot until its kernel returns, and a new TASK there would be answered BUSY.
 
 Failure. A task whose node is lost, or whose kernel failed, is requeued (avoiding the
 node that failed it) until it has failed ``retries + 1`` times; then its job fails with
@@ -283,9 +286,8 @@ class Scheduler:
         for task_id in list(node.inflight):
             self._release(node, task_id)
             task = self.tasks.get(task_id)
-            if task is None:
-                continue
-            task.holders.pop(node_id, None)
+            if task is None or task.holders.pop(node_id, None) is None:
+                continue  # cancelled there (finished, or requeued elsewhere)
             if not task.holders:
                 self._retry(task, cause, node_id)
         self._dispatch()
@@ -432,6 +434,10 @@ class Scheduler:
             if penalty:
                 node.failed += 1
             self._offer(node)
+        self._task_error(node_id, task_id, cause, penalty, fatal)
+
+    def _task_error(self, node_id: str, task_id: int, cause: str, penalty: bool,
+                    fatal: bool) -> None:
         task = self.tasks.get(task_id)
         if task is None or task.state in TERMINAL or node_id not in task.holders:
             self._dispatch()
@@ -485,8 +491,9 @@ class Scheduler:
             return
         cause = cause or f"ran past its deadline on {node_id}"
         if not self._strike(task, cause):
-            self._cancel_on(node_id, task_id)
-            self.error(node_id, task_id, cause)
+            self._cancel_on(node_id, task_id)  # its credit stays taken until it answers
+            self.nodes[node_id].failed += 1
+            self._task_error(node_id, task_id, cause, True, False)
         self._dispatch()
 
     def tick(self) -> None:
@@ -822,12 +829,13 @@ class Scheduler:
             self._forget(task)
 
     def _cancel_on(self, node_id: str, task_id: int) -> None:
+        """CANCEL to the node. The task keeps its slot there (a running kernel finishes
+        first), so its credit stays taken until the node answers (CANCELLED, or the
+        result that crossed the CANCEL: ``error``/``result``) or is lost."""
         node = self.nodes.get(node_id)
         if node is None or not node.alive:
             return
-        self._release(node, task_id)
         self._out.append(Cancel(node_id, task_id))
-        self._offer(node)
 
     def _forget(self, task: Task) -> None:
         self.tasks.pop(task.task_id, None)

@@ -212,9 +212,11 @@ class SimMaster:
                 sim.trace("refused", node.node_id, e.text)
 
     def _task_error(self, node: SimNode, task_id: int, code: int, text: str) -> None:
-        """As the real master: CANCELLED is ignored, BUSY requeues without a penalty."""
+        """As the real master: CANCELLED frees the node's slot, BUSY requeues without a
+        penalty."""
         self._settle(task_id)
         if code == ErrorCode.CANCELLED:
+            self.scheduler.error(node.node_id, task_id, text, penalty=False)
             return
         if code == ErrorCode.BUSY:
             self.sim.count("busy")
