@@ -215,6 +215,27 @@ def test_straggler_is_speculated_and_loser_cancelled():
     assert s.nodes["a"].free() == 1
 
 
+def test_end_game_copies_a_slow_nodes_last_task_to_a_much_faster_idle_node():
+    """Nothing waits and a board 147 times slower holds the job's last task: a free VM-class
+    node takes a copy at once (no straggler deadline), the first result wins."""
+    s, clock = make(speculate_after=3.0, speculate_min_s=0.5)
+    s.add_node("pico", NodeCaps(frozenset({"echo"}), window=1, speed=1 / 147))
+    job = s.submit("echo", [[7]])
+    (d,) = dispatches(s.poll())
+    s.sent("pico", d.task_id)
+    s.add_node("twin", NodeCaps(frozenset({"echo"}), window=1, speed=1 / 147))
+    assert s.poll() == []  # as slow as the holder and not late: no copy
+    clock.now += 0.05  # the end-game scan runs at most every ENDGAME_EVERY_S
+    s.add_node("vm", NodeCaps(frozenset({"echo"}), window=1, speed=1.0))
+    (copy,) = dispatches(s.poll())
+    assert (copy.node_id, copy.task_id, copy.attempt) == ("vm", d.task_id, 1)
+    s.sent("vm", copy.task_id)
+    clock.now += 0.002
+    s.result("vm", copy.task_id, 7, elapsed_us=1000)
+    out = s.poll()
+    assert Cancel("pico", d.task_id) in out and out[-1] == JobDone(job.job_id, [7])
+
+
 def test_priorities_and_cancel():
     s, _ = make()
     low = s.submit("echo", [["low"]] * 3, priority=0)

@@ -34,7 +34,7 @@ from microswarm.master.session import NodeSession
 from microswarm.protocol.catalog import ErrorCode
 from microswarm.sim.journal import SimJournal
 from microswarm.sim.links import known_rate
-from microswarm.sim.speed import prior_speed
+from microswarm.sim.speed import compute_seconds, prior_speed
 
 if TYPE_CHECKING:
     from microswarm.sim.cluster import Simulation
@@ -180,7 +180,9 @@ class SimMaster:
             if kind is _Result:
                 if node.real:
                     elapsed = e.elapsed_us / 1e6
-                    node.task_finished(elapsed)
+                    task = self.scheduler.tasks.get(e.task_id)
+                    node.task_finished(elapsed, 0.0 if task is None else compute_seconds(
+                        task.kernel, task.args, e.value, 1.0))
                     now = sim.events.now
                     sim.gantt_add(node.index, e.task_id, now - elapsed, now, "ok")
                 self.scheduler.result(node.node_id, e.task_id, e.value, e.elapsed_us)
