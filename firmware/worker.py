@@ -176,8 +176,11 @@ class Session:
         self.w.joined()
         if self.engine.max_frame != self.max_frame:
             self.max_frame = self.engine.max_frame
-            self.writer = frame.FrameWriter(self.max_frame, serial=self.link.cobs)
+            old, self.writer = self.writer, frame.FrameWriter(self.max_frame,
+                                                              serial=self.link.cobs)
             self.writer.auth = self.link_auth
+            self.writer.seq = old.seq  # one numbering per link, across the new limit
+            self.writer.stream = old.stream
 
     def heap_free(self):
         return gc.mem_free()
@@ -257,7 +260,7 @@ class Session:
                 await self.flush()
                 continue
             if item is not None:
-                self.dispatch(item)
+                self.dispatch(item, board.uptime_ms())
                 await self.flush()
 
     async def _read_serial(self):
@@ -278,14 +281,14 @@ class Session:
                 if isinstance(item, frame.FrameError):
                     eng.bad_frame(item.code, item.text, item.seq, False, board.uptime_ms())
                 else:
-                    self.dispatch(item)
+                    self.dispatch(item, board.uptime_ms())
             await self.flush()
 
-    def dispatch(self, item):
+    def dispatch(self, item, now):
         msg_type, flags, seq, payload = item
         if msg_type == M.T_TASK:
             payload[M.TASK_ARGS] = _detach(payload[M.TASK_ARGS])
-        self.engine.receive(msg_type, flags, seq, payload, board.uptime_ms())
+        self.engine.receive(msg_type, flags, seq, payload, now)
 
     # ---- kernels ---------------------------------------------------------------------
 

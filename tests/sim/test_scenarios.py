@@ -74,9 +74,6 @@ def test_master_restart_mid_job_resumes_from_the_journal(repo):
     assert report["tasks"] < report["dispatches"] < 2 * report["tasks"]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known defect, open in issue 17: in real time the crash of sim-2 is at times neither "
-    "detected nor reported undetected since the board models were recalibrated"))
 def test_mixed_cluster_with_real_micropython_vm_boards(repo):
     """Real time: two VMs running the real firmware share the job with simulated boards."""
     sim, report = simulate(repo, "mixed-vm")
@@ -84,7 +81,12 @@ def test_mixed_cluster_with_real_micropython_vm_boards(repo):
     vm_rows = {sim.nodes[g[0]].node_id for g in sim.gantt if sim.nodes[g[0]].real}
     assert vm_rows == {"vm-0", "vm-1"}
     assert all(not sim.nodes[g[0]].real or g[4] == "ok" for g in sim.gantt)
-    # In real time the job may end before the crash is detected; either way it is seen.
-    seen = report["detections"] + report["undetected"]
+    # In real time the VMs set the pace (with the native module built they finish the job
+    # in a fraction of a second): the crash may be detected, come before the job's end but
+    # after its last result, or be due after the end; the report accounts for it either way.
+    seen = report["detections"] + report["undetected"] + report["not_injected"]
     assert [(d["node"], d["fault"]) for d in seen] == [("sim-2", "crash")]
+    crashed = [m for m in sim.marks if m[2] == "crash"]
+    assert bool(crashed) == (not report["not_injected"])
+    assert not report["not_injected"] or report["not_injected"][0]["at_s"] > report["virtual_s"]
     assert all(n.vboard is not None for n in sim.nodes if n.real)

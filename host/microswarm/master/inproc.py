@@ -137,19 +137,13 @@ class InprocNode:
         clock = asyncio.ensure_future(self._clock(eng))
         try:
             eng.start(_now_ms(), os.urandom(NONCE_SIZE))
-            reader = self._reader = FrameReader(MAX_FRAME)
+            self._reader = FrameReader(MAX_FRAME)
             while eng.end_reason is None:
                 data = await link.read()
                 if not data:
                     eng.end("link closed")
                     break
-                now = _now_ms()
-                eng.last_rx = now
-                for item in reader.feed(data):
-                    if isinstance(item, FrameError):
-                        eng.bad_frame(int(item.code), item.text, item.seq, item.fatal, now)
-                    else:
-                        eng.receive(item.type, item.flags, item.seq, item.payload, now)
+                self.feed(data, _now_ms())
                 await link.drain()
                 # a memory pipe's read does not yield while bytes wait: let the kernels'
                 # tasks (a cancelled wait among them) run between reads
@@ -165,6 +159,17 @@ class InprocNode:
             link.close()
             self.ended.set()
         log.info("%s: session ended: %s", self.node_id, eng.end_reason)
+
+    def feed(self, data: bytes, now: float) -> None:
+        """Link bytes in: each whole frame (or the codec's refusal) goes to the engine."""
+        eng = self.engine
+        assert eng is not None
+        eng.last_rx = now
+        for item in self._reader.feed(data):
+            if isinstance(item, FrameError):
+                eng.bad_frame(int(item.code), item.text, item.seq, item.fatal, now)
+            else:
+                eng.receive(item.type, item.flags, item.seq, item.payload, now)
 
     async def _clock(self, eng: E.Engine) -> None:
         while True:

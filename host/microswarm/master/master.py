@@ -534,8 +534,13 @@ class Master:
             self.admission.gone(address or "", was_pending=address is not None)
 
     # ------------------------------------------------------------------ ticker
+    @property
+    def tick_s(self) -> float:
+        """The period of the sessions' timers: a silent node is found at most this late."""
+        return min(0.1, self.heartbeat_ms / 2000)
+
     async def _ticker(self) -> None:
-        period = min(0.1, self.heartbeat_ms / 2000)
+        period = self.tick_s
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import array
 import hashlib
+import itertools
 import marshal
 import random
 import tempfile
@@ -71,6 +72,10 @@ class Simulation:
         self._trace_out = open(trace_file, "w") if trace_file else None  # noqa: SIM115
         self.trace_events = 0
         self.fault_at: dict[str, tuple[str, float]] = {}
+        # faults scheduled but not injected yet: id -> (node, kind, when); those left when
+        # the run ends came after the job (the report lists them as not injected)
+        self.fault_plan: dict[int, tuple[str, str, float]] = {}
+        self._fault_ids = itertools.count()
         self.detections: list[dict[str, Any]] = []
         self._memo: dict[Any, tuple[Any, Exception | None]] = {}
         self.nodes: list[SimNode] = []
@@ -182,19 +187,30 @@ class Simulation:
         return lo if lo == hi else self.rng_fault.uniform(lo, hi)
 
     def _schedule_faults(self) -> None:
-        at = self.events.at
         for fault in self.scenario.faults:
             if fault.kind == "restart_master":
-                at(self._when(fault), self.master.restart, fault.duration_s or 1.0)
+                self._plan(self._when(fault), fault, None)
                 continue
             targets = self._targets(fault)
             if fault.kind == "partition":  # one moment for the whole group
                 when = self._when(fault)
                 for node in targets:
-                    at(when, self._apply, fault, node)
+                    self._plan(when, fault, node)
             else:
                 for node in targets:
-                    at(self._when(fault), self._apply, fault, node)
+                    self._plan(self._when(fault), fault, node)
+
+    def _plan(self, when: float, fault: Fault, node: SimNode | None) -> None:
+        key = next(self._fault_ids)
+        self.fault_plan[key] = ("master" if node is None else node.node_id, fault.kind, when)
+        self.events.at(when, self._inject, key, fault, node)
+
+    def _inject(self, key: int, fault: Fault, node: SimNode | None) -> None:
+        del self.fault_plan[key]
+        if node is None:
+            self.master.restart(fault.duration_s or 1.0)
+        else:
+            self._apply(fault, node)
 
     def _apply(self, fault: Fault, node: SimNode) -> None:
         now = self.events.now
