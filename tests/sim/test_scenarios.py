@@ -90,3 +90,6 @@ def test_mixed_cluster_with_real_micropython_vm_boards(repo):
     assert bool(crashed) == (not report["not_injected"])
     assert not report["not_injected"] or report["not_injected"][0]["at_s"] > report["virtual_s"]
     assert all(n.vboard is not None for n in sim.nodes if n.real)
+    # the bound takes the VM boards' pace from their own results: a true lower bound
+    q = report["schedule"]
+    assert 0 < q["lower_bound_s"] <= q["makespan_s"]

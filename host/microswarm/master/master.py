@@ -468,7 +468,8 @@ class Master:
 
     def _task_failed(self, conn: Connection, e: ev.TaskFailed) -> None:
         code, text = e.code, e.text
-        if code == ErrorCode.CANCELLED:
+        if code == ErrorCode.CANCELLED:  # the node's slot is free again
+            self.scheduler.error(conn.node_id, e.task_id, text, penalty=False)
             return
         if code == ErrorCode.MISSING_OPERAND:  # not a failure: again, operands inline
             self.scheduler.inline_operands(e.task_id)

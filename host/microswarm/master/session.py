@@ -511,6 +511,8 @@ class NodeSession:
         tasks = held.tasks
         if tasks.pop(task_id, None) is not None and tasks:  # held.answered(), inlined
             held.start_oldest(now)
+        if held.dropped:
+            held.dropped.discard(task_id)
         info = self.info
         assert info is not None
         info.results += 1
@@ -533,15 +535,19 @@ class NodeSession:
             self.operands.heartbeat(body.get(_HB_OPERANDS, ()), now, 2 * self.heartbeat_s)
             info.operands = len(self.operands.held)
         held = self.held
-        if not held.tasks:
+        if not held.tasks and not held.dropped:
             return
         running = body.get(_HB_RUNNING)
         if running is not None:
             held.running(now, running)
         if body.get(_HB_QUEUE) == 0 and self.reconcile:
             cutoff = now - RECONCILE_BEATS * self.heartbeat_s
-            for task_id in held.lost(now, cutoff):
+            lost, cancelled = held.lost(now, cutoff)
+            for task_id in lost:
                 events.append(TaskLost(task_id))
+            for task_id in cancelled:  # the CANCELLED answer that never came
+                events.append(TaskFailed(task_id, int(ErrorCode.CANCELLED),
+                                         f"cancelled; {self.node_id} no longer holds it"))
 
     def _joined_other(self, frame: Frame, now: float, events: list[Event]) -> None:
         t = frame.type

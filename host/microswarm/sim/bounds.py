@@ -112,7 +112,10 @@ def node_models(sim: Simulation, vm_factor: float = 1.0) -> list[NodeModel]:
     models = []
     for node in sim.nodes:
         if getattr(node, "real", False):
-            models.append(NodeModel(node.node_id, vm_factor, LOOPBACK_BYTES_PER_S,
+            # a real VM board: the pace its own results showed in this run, else the
+            # pace measured on this host at start (calibrate.vm_board_factor)
+            models.append(NodeModel(node.node_id, node.factor() or vm_factor,
+                                    LOOPBACK_BYTES_PER_S,
                                     LOOPBACK_BYTES_PER_S, 0.0, [(0.0, math.inf, 1.0)]))
             continue
         link = node.link

@@ -99,6 +99,7 @@ class Simulation:
                     self.nodes.append(VmNode(self, len(self.nodes), f"{vms.prefix}{i}",
                                              vms.board))
         self.t0: float | None = None  # wall-clock origin in real-time runs
+        self.vm_factor: float | None = None  # VM boards' pace on this host (vm_pace)
         self.node_by_id = {n.node_id: n for n in self.nodes}
         self._scratch = (tempfile.TemporaryDirectory(prefix="msw-sim-")
                          if scenario.master.journal else None)
@@ -152,6 +153,18 @@ class Simulation:
         if memo_key is not None:
             self._memo[memo_key] = outcome
         return outcome
+
+    def vm_pace(self) -> float:
+        """The board factor real VM boards run this job's kernel at on this host, measured
+        once (calibrate.vm_board_factor: native where they load the native module); 1.0
+        without VM boards."""
+        if self.vm_factor is None:
+            self.vm_factor = 1.0
+            if self.scenario.vms:
+                from microswarm.sim.calibrate import vm_board_factor
+
+                self.vm_factor = vm_board_factor(self.job.kernel, self.scenario.vms[0].board)
+        return self.vm_factor
 
     def gantt_add(self, node: int, task_id: int, start: float, end: float, outcome: str) -> None:
         if self.keep_gantt:

@@ -89,7 +89,7 @@ def schedule_quality(sim: Simulation, complete: bool) -> dict[str, Any]:
     from microswarm.sim.bounds import lower_bound
 
     start = sim.job_start
-    bound = lower_bound(sim, start, getattr(sim, "vm_factor", 1.0))
+    bound = lower_bound(sim, start, sim.vm_pace())
     makespan = sim.events.now - start if complete else None
     lb = bound.pop("lower_bound_s")
     return {
