@@ -165,3 +165,25 @@ def test_the_documented_example_runs_as_written():
     section = doc.split("## Shared operands", 1)[1].split("\n## ", 1)[0]
     code, = re.findall(r"```python\n(.*?)```", section, re.S)
     exec(compile(code, "docs/master.md", "exec"), {"__name__": "__doc_example__"})
+
+
+def test_placement_prefers_the_node_that_holds_the_operand():
+    """The transfer a holder saves counts in the finish-time estimate: a node holding B
+    wins over one that would start a little sooner but must first receive B."""
+    from microswarm.master.scheduler import Dispatch, NodeCaps, Scheduler
+
+    b = Shared(matrix(48 * 48, 1))  # 2.3 KB: 0.2 s on a 115200-baud UART
+    caps = dict(kernels=frozenset({"matmul", "echo"}), window=2, bandwidth=11_520.0,
+                operand_cache=50_000)
+    for holder_has_it, winner in ((True, "holder"), (False, "other")):
+        sched = Scheduler(clock=lambda: 0.0)
+        sched.add_node("holder", NodeCaps(**caps))
+        sched.add_node("other", NodeCaps(**caps))
+        sched.submit("echo", [[1]])  # the holder is a little busier...
+        (d,) = [a for a in sched.poll() if type(a) is Dispatch]
+        assert d.node_id == "holder"
+        if holder_has_it:
+            sched.holds("holder", [b.hash])  # ...but holds B
+        sched.submit("matmul", [[matrix(192, 2), b, 4, 48, 48]])
+        (d,) = [a for a in sched.poll() if type(a) is Dispatch]
+        assert d.node_id == winner

@@ -40,6 +40,11 @@ class Shared:
         self.hash = hashlib.sha256(self.data).digest()[:OPERAND_HASH_SIZE]
         self.value = decode_payload(self.data)  # the snapshot the nodes see
 
+    @classmethod
+    def encoded(cls, data: bytes) -> Shared:
+        """The operand whose CBOR encoding is `data` (as a client sends it)."""
+        return cls(decode_payload(data))
+
     @property
     def size(self) -> int:
         return len(self.data)
@@ -51,6 +56,38 @@ class Shared:
 def operands_of(args: Sequence[Any]) -> tuple[Shared, ...]:
     """The shared operands among a task's arguments."""
     return tuple(a for a in args if type(a) is Shared)
+
+
+def pack_job(tasks: list[list[Any]]) -> tuple[list[list[Any]], list[bytes], list[list[int]]]:
+    """A job's argument lists for the client port: each shared operand once (its
+    encoding), and [task, argument, operand] for every place it goes (null there)."""
+    index: dict[bytes, int] = {}
+    operands: list[bytes] = []
+    places: list[list[int]] = []
+    out = []
+    for t, args in enumerate(tasks):
+        if Shared in map(type, args):
+            args = list(args)
+            for i, a in enumerate(args):
+                if type(a) is Shared:
+                    if a.hash not in index:
+                        index[a.hash] = len(operands)
+                        operands.append(a.data)
+                    places.append([t, i, index[a.hash]])
+                    args[i] = None
+        out.append(args)
+    return out, operands, places
+
+
+def unpack_job(tasks: list[list[Any]], operands: Sequence[bytes],
+               places: Sequence[Sequence[int]]) -> list[list[Any]]:
+    """pack_job's inverse, at the master (ValueError for a place outside the job)."""
+    shared = [Shared.encoded(bytes(d)) for d in operands]
+    for t, i, o in places:
+        if not (0 <= t < len(tasks) and 0 <= i < len(tasks[t]) and 0 <= o < len(shared)):
+            raise ValueError(f"shared operand place {[t, i, o]} is outside the job")
+        tasks[t][i] = shared[o]
+    return tasks
 
 
 def inline(args: Sequence[Any]) -> list[Any]:
