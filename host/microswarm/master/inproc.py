@@ -36,9 +36,10 @@ from microswarm.wire import (
 log = logging.getLogger(__name__)
 
 FW_VERSION = "cpython"
+OPERAND_CACHE = 64 << 20  # bytes of shared operands a CPython node keeps (HELLO operand_cache)
 _H = {n: key(MsgType.HELLO, n) for n in (
     "node_id", "board", "fw_version", "proto_version", "kernels", "heap_total", "heap_free",
-    "max_frame", "slots", "link", "max_message", "threads", "kernel_hashes")}
+    "max_frame", "slots", "link", "max_message", "threads", "kernel_hashes", "operand_cache")}
 
 
 def _now_ms() -> float:
@@ -155,6 +156,7 @@ class InprocNode:
             _H["heap_total"]: self.heap_total, _H["heap_free"]: self.heap_total,
             _H["max_frame"]: self.max_frame, _H["slots"]: self.slots, _H["link"]: link_kind,
             _H["max_message"]: 1 << 24, _H["threads"]: True,
+            _H["operand_cache"]: OPERAND_CACHE,
             _H["kernel_hashes"]: kernels.hello_fields()["kernel_hashes"],
         }
 

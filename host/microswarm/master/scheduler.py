@@ -60,6 +60,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from microswarm.master.operands import Shared, inline, operands_of
 from microswarm.master.states import TERMINAL, TaskState, transition_name
 
 ClassKey = tuple[str, bool, str]  # (kernel, needs native, version hash or "" for any)
@@ -76,6 +77,7 @@ ENDGAME_EVERY_S = 0.02
 ENDGAME_COPIES = 3  # at most this many nodes hold one task
 DEFAULT_BANDWIDTH = 10e6  # bytes/s, until a node's link is measured
 EWMA_ALPHA = 0.3
+OPERAND_LOOKAHEAD = 8  # free nodes a task with shared operands compares (transfer saved)
 
 
 # ----------------------------------------------------------------------------- decisions
@@ -133,6 +135,7 @@ class NodeCaps:
     # and link bytes/s (0: unknown, DEFAULT_BANDWIDTH).
     speed: float = 1.0
     bandwidth: float = 0.0
+    operand_cache: int = 0  # bytes it keeps for shared operands (HELLO operand_cache)
 
 
 @dataclass(slots=True, eq=False)
@@ -150,7 +153,7 @@ class NodeState:
     failed: int = 0
     busy_s: float = 0.0
     heap_best: int = 0  # the most free heap it ever reported
-
+    operands: set[bytes] = field(default_factory=set)  # shared operands it holds (hashes)
 
     def free(self) -> int:
         return self.caps.window - len(self.inflight)
@@ -181,6 +184,7 @@ class Task:
     cause: str = ""
     kills: tuple[str, ...] = ()  # causes of the nodes it took down (lost running it, timed out)
     lost_on: frozenset[str] = frozenset()  # nodes whose link lost it once
+    refs: tuple[Shared, ...] = ()  # its shared operands (sent to a node once)
 
 
 @dataclass(slots=True, eq=False)
@@ -358,6 +362,8 @@ class Scheduler:
         for index, args in enumerate(arg_lists):
             size = sizes[index] if sizes is not None else 0
             task = Task(next(self._task_ids), job, index, kernel, args, size)
+            if Shared in map(type, args):
+                task.refs = operands_of(args)
             job.tasks.append(task)
             self.tasks[task.task_id] = task
             heapq.heappush(cls.pending, (-priority, job.job_id, index, task))
@@ -655,10 +661,57 @@ class Scheduler:
                 aside.append(entry)
                 continue
             chosen = (entry[0], node)
+            if task.refs:
+                chosen = self._nearer_operands(heap, task, entry, aside, idle_only, slow)
             break
         for entry in aside:
             heapq.heappush(heap, entry)
         return chosen
+
+    # ---- shared operands (master/operands.py): a node that holds them saves their transfer
+    def _operand_cost(self, task: Task, node: NodeState) -> float:
+        """Seconds to send the task's shared operands that the node does not hold."""
+        cache = node.caps.operand_cache
+        missing = sum(s.size for s in task.refs if s.size > cache or s.hash not in node.operands)
+        return missing / node.bandwidth
+
+    def _nearer_operands(self, heap: list, task: Task, first: tuple, aside: list,
+                         idle_only: bool, slow: float) -> tuple[float, NodeState]:
+        """Among the next few free nodes after `first` (the soonest), the one that would
+        finish the task first once the operands it lacks are counted; its eft with them."""
+        best, best_eft = first, first[0] + self._operand_cost(task, first[3])
+        looked = 0
+        while heap and looked < OPERAND_LOOKAHEAD and best_eft > heap[0][0]:
+            entry = heapq.heappop(heap)
+            node = entry[3]
+            if entry[2] != node.version or not node.alive or node.free() <= 0:
+                continue
+            looked += 1
+            aside.append(entry)
+            if (not self._fits(task, node) or (idle_only and node.inflight)
+                    or (node.inflight and node.caps.speed < slow)):
+                continue
+            eft = entry[0] + self._operand_cost(task, node)
+            if eft < best_eft:
+                best, best_eft = entry, eft
+        if best is not first:
+            aside.remove(best)
+            aside.append(first)
+        return best_eft, best[3]
+
+    def holds(self, node_id: str, hashes: Iterable[bytes]) -> None:
+        """What the node's operand cache holds (its session's view: PUTs, HEARTBEATs)."""
+        node = self.nodes.get(node_id)
+        if node is not None and node.alive:
+            node.operands = set(hashes)
+
+    def inline_operands(self, task_id: int) -> None:
+        """The task's shared operands go inside its TASK from now on (a node answered
+        MISSING_OPERAND: the next try cannot miss)."""
+        task = self.tasks.get(task_id)
+        if task is not None and task.refs:
+            task.size += sum(s.size for s in task.refs)
+            task.args, task.refs = inline(task.args), ()
 
     @staticmethod
     def _fits(task: Task, node: NodeState) -> bool:
@@ -794,6 +847,10 @@ class Scheduler:
 
     def _place(self, task: Task, node: NodeState) -> None:
         estimate = self._estimate(node, task.kernel, task.size)
+        if task.refs:
+            estimate += self._operand_cost(task, node)
+            cache = node.caps.operand_cache
+            node.operands.update(s.hash for s in task.refs if s.size <= cache)
         node.inflight[task.task_id] = estimate
         node.backlog += estimate
         task.holders[node.node_id] = 0.0
