@@ -225,7 +225,17 @@ def lower_bound(sim: Simulation, start: float, vm_factor: float = 1.0,
                 costs: list[TaskCost] | None = None) -> dict[str, Any]:
     """The bound's parts (seconds after `start`, the moment the job was submitted)."""
     costs = task_costs(sim) if costs is None else costs
-    models = node_models(sim, vm_factor)
+    # Nodes alike (speed, links, up-time) count once with their number, and tasks alike
+    # once: the sums below cost O(kinds of node) per step, the longest task
+    # O(kinds of task x kinds of node), whatever the cluster's and the job's size.
+    kinds: dict[tuple, list] = {}
+    for m in node_models(sim, vm_factor):
+        alike = (m.factor, m.down_bps, m.up_bps, m.latency_s, tuple(m.pieces))
+        if alike in kinds:
+            kinds[alike][1] += 1
+        else:
+            kinds[alike] = [m, 1]
+    models = [(m, float(n)) for m, n in kinds.values()]
     if not costs:
         return {"lower_bound_s": 0.0, "binding": "none"}
     work = sum(c.work_s for c in costs)
@@ -243,20 +253,21 @@ def lower_bound(sim: Simulation, start: float, vm_factor: float = 1.0,
         return m.latency_s + u_min / m.up_bps
 
     def compute_done(t: float) -> float:
-        return sum(_overlap(m.pieces, start + first_in(m), t - last_out(m), True) / m.factor
-                   for m in models)
+        return sum(n * _overlap(m.pieces, start + first_in(m), t - last_out(m), True)
+                   / m.factor for m, n in models)
 
     def down_done(t: float) -> float:
-        return sum(m.down_bps * _overlap(m.pieces, start, t - m.latency_s - w_min * m.factor
-                                         - last_out(m), False) for m in models)
+        return sum(n * m.down_bps * _overlap(m.pieces, start, t - m.latency_s
+                                             - w_min * m.factor - last_out(m), False)
+                   for m, n in models)
 
     def up_done(t: float) -> float:
-        return sum(m.up_bps * _overlap(m.pieces, start + first_in(m) + w_min * m.factor,
-                                       t - m.latency_s, False) for m in models)
+        return sum(n * m.up_bps * _overlap(m.pieces, start + first_in(m) + w_min * m.factor,
+                                           t - m.latency_s, False) for m, n in models)
 
     def tasks_done(t: float) -> float:
         total = 0.0
-        for m in models:
+        for m, n in models:
             c = w_min * m.factor
             dn, upl = d_min / m.down_bps, u_min / m.up_bps
             for lo, hi, pieces in _up_intervals(m.pieces):
@@ -267,14 +278,16 @@ def lower_bound(sim: Simulation, start: float, vm_factor: float = 1.0,
                     continue
                 cpu = _overlap(pieces, first, end, True) / max(c, 1e-12)
                 links = (end - first) / max(dn, upl, 1e-12)
-                total += 1 + min(cpu, links)
+                total += n * (1 + min(cpu, links))
         return total
 
     longest = 0.0
-    for c in costs:
-        best = min(2 * m.latency_s + c.down / m.down_bps + c.work_s * m.factor
-                   * min((p[2] for p in m.pieces), default=1.0) + c.up / m.up_bps
-                   for m in models)
+    pace = [(2 * m.latency_s, 1 / m.down_bps,
+             m.factor * min((p[2] for p in m.pieces), default=1.0), 1 / m.up_bps)
+            for m, _ in models]
+    for down_b, work_s, up_b in {(c.down, c.work_s, c.up) for c in costs}:
+        best = min(lat + down_b * per_down + work_s * per_work + up_b * per_up
+                   for lat, per_down, per_work, per_up in pace)
         longest = max(longest, best)
     parts = {
         "compute_s": _solve(compute_done, work, start, guess) - start,
