@@ -40,6 +40,7 @@ BACKOFF_MAX_MS = engine.BACKOFF_MAX_MS
 SERIAL_CHUNK = const(512)
 TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
 COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
+OPERAND_SHARE = const(8)  # shared operands may hold 1/8 of the heap (HELLO operand_cache)
 INLINE = ("echo",)  # kernels that only hand back their argument: no thread round trip
 
 
@@ -395,6 +396,7 @@ class Worker:
             M.HELLO_SLOTS: self.cfg["slots"],
             M.HELLO_LINK: link_kind,
             M.HELLO_MAX_MESSAGE: self.max_message,
+            M.HELLO_OPERAND_CACHE: self.heap_total // OPERAND_SHARE,
             M.HELLO_THREADS: self.thread is not None,
             M.HELLO_CLUSTER: self.cfg["cluster"],
         }

@@ -249,9 +249,13 @@ def test_priorities_and_cancel():
     out = s.poll()
     cancels = [a for a in out if isinstance(a, Cancel)]
     assert len(cancels) == 3
-    assert [d.args for d in dispatches(out)] == [["low"]] * 3
+    # the node holds the cancelled tasks until it answers: their credits stay taken
+    assert dispatches(out) == [] and s.nodes["a"].free() == 0
+    for c in cancels:
+        s.error("a", c.task_id, "cancelled", penalty=False)  # its CANCELLED answers
+    assert [d.args for d in dispatches(s.poll())] == [["low"]] * 3
     assert high.state == "cancelled"
-    assert low.remaining == 3
+    assert low.remaining == 3 and s.nodes["a"].failed == 0
 
 
 def test_placement_scales_without_scanning_nodes():

@@ -35,6 +35,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from microswarm.master.operands import Shared, inline
+from microswarm.protocol import catalog
 from microswarm.protocol.catalog import MAC_TRAILER_SIZE
 from microswarm.sim import speed
 from microswarm.sim import wire as w
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
     from microswarm.sim.cluster import Simulation
 
 LOOPBACK_BYTES_PER_S = 200e6  # a VM board's TCP link on loopback (far from binding)
+
+_T_REFS = catalog.key(catalog.MsgType.TASK, "refs")
 
 
 @dataclass(slots=True)
@@ -77,11 +81,17 @@ def task_costs(sim: Simulation) -> list[TaskCost]:
         if known is not None:
             out.append(known)
             continue
-        value, error = sim.run_kernel(job.kernel, list(args))
-        work = speed.compute_seconds(job.kernel, args, value, 1.0)
-        # + the MAC trailer every frame of a joined link carries (SPEC.md section 5)
-        down = len(w.pack(w.TASK, {w.T_ID: 1, w.T_KERNEL: job.kernel, w.T_ARGS: list(args),
-                                   w.T_ATTEMPT: 0}, 1, False)) + MAC_TRAILER_SIZE
+        value, error = sim.run_kernel(job.kernel, inline(args))
+        work = speed.compute_seconds(job.kernel, inline(args), value, 1.0)
+        # + the MAC trailer every frame of a joined link carries (SPEC.md section 5). A
+        # shared operand counts as its reference: its one PUT per node is left out (a
+        # relaxation, as everything here)
+        refs = {i: a.hash for i, a in enumerate(args) if type(a) is Shared}
+        task = {w.T_ID: 1, w.T_KERNEL: job.kernel, w.T_ATTEMPT: 0,
+                w.T_ARGS: [None if i in refs else a for i, a in enumerate(args)]}
+        if refs:
+            task[_T_REFS] = refs
+        down = len(w.pack(w.TASK, task, 1, False)) + MAC_TRAILER_SIZE
         body = {w.R_ID: 1, w.R_VALUE: value, w.R_ELAPSED: 0} if error is None else {
             w.R_ID: 1, w.R_ERROR: error, w.R_ELAPSED: 0}
         up = len(w.pack(w.RESULT, body, 1, False)) + MAC_TRAILER_SIZE
@@ -227,7 +237,17 @@ def lower_bound(sim: Simulation, start: float, vm_factor: float = 1.0,
     if not costs:
         return {"lower_bound_s": 0.0, "binding": "none"}
     floor = vm_task_floor(sim, costs)
-    models = node_models(sim, vm_factor, floor)
+    # Nodes alike (speed, links, up-time) count once with their number, and tasks alike
+    # once: the sums below cost O(kinds of node) per step, the longest task
+    # O(kinds of task x kinds of node), whatever the cluster's and the job's size.
+    kinds: dict[tuple, list] = {}
+    for m in node_models(sim, vm_factor, floor):
+        alike = (m.factor, m.down_bps, m.up_bps, m.latency_s, tuple(m.pieces), m.overhead_s)
+        if alike in kinds:
+            kinds[alike][1] += 1
+        else:
+            kinds[alike] = [m, 1]
+    models = [(m, float(n)) for m, n in kinds.values()]
     work = sum(c.work_s for c in costs)
     down = sum(c.down for c in costs)
     up = sum(c.up for c in costs)
@@ -243,20 +263,21 @@ def lower_bound(sim: Simulation, start: float, vm_factor: float = 1.0,
         return m.latency_s + u_min / m.up_bps
 
     def compute_done(t: float) -> float:
-        return sum(_overlap(m.pieces, start + first_in(m), t - last_out(m), True) / m.factor
-                   for m in models)
+        return sum(n * _overlap(m.pieces, start + first_in(m), t - last_out(m), True)
+                   / m.factor for m, n in models)
 
     def down_done(t: float) -> float:
-        return sum(m.down_bps * _overlap(m.pieces, start, t - m.latency_s - w_min * m.factor
-                                         - last_out(m), False) for m in models)
+        return sum(n * m.down_bps * _overlap(m.pieces, start, t - m.latency_s
+                                             - w_min * m.factor - last_out(m), False)
+                   for m, n in models)
 
     def up_done(t: float) -> float:
-        return sum(m.up_bps * _overlap(m.pieces, start + first_in(m) + w_min * m.factor,
-                                       t - m.latency_s, False) for m in models)
+        return sum(n * m.up_bps * _overlap(m.pieces, start + first_in(m) + w_min * m.factor,
+                                           t - m.latency_s, False) for m, n in models)
 
     def tasks_done(t: float) -> float:
         total = 0.0
-        for m in models:
+        for m, n in models:
             c = w_min * m.factor
             dn, upl = d_min / m.down_bps, u_min / m.up_bps
             for lo, hi, pieces in _up_intervals(m.pieces):
@@ -271,14 +292,16 @@ def lower_bound(sim: Simulation, start: float, vm_factor: float = 1.0,
                 else:
                     cpu = _overlap(pieces, first, end, True) / max(c, 1e-12)
                 links = (end - first) / max(dn, upl, 1e-12)
-                total += 1 + min(cpu, links)
+                total += n * (1 + min(cpu, links))
         return total
 
     longest = 0.0
-    for c in costs:
-        best = min(2 * m.latency_s + c.down / m.down_bps + c.work_s * m.factor
-                   * min((p[2] for p in m.pieces), default=1.0) + c.up / m.up_bps
-                   + m.overhead_s for m in models)
+    pace = [(2 * m.latency_s + m.overhead_s, 1 / m.down_bps,
+             m.factor * min((p[2] for p in m.pieces), default=1.0), 1 / m.up_bps)
+            for m, _ in models]
+    for down_b, work_s, up_b in {(c.down, c.work_s, c.up) for c in costs}:
+        best = min(lat + down_b * per_down + work_s * per_work + up_b * per_up
+                   for lat, per_down, per_work, per_up in pace)
         longest = max(longest, best)
     parts = {
         "compute_s": _solve(compute_done, work, start, guess) - start,
@@ -292,7 +315,7 @@ def lower_bound(sim: Simulation, start: float, vm_factor: float = 1.0,
             **{k: round(v, 6) for k, v in parts.items()},
             "work_s_at_factor_1": round(work, 6), "bytes_down": down, "bytes_up": up,
             **({"vm_task_floor_s": round(floor, 7),
-                "vm_factors": {m.node_id: round(m.factor, 5) for m in models
+                "vm_factors": {m.node_id: round(m.factor, 5) for m, _ in models
                                if m.overhead_s}} if floor else {})}
 
 

@@ -201,7 +201,7 @@ class SimMaster:
                 self.scheduler.add_node(node.node_id, NodeCaps(
                     kernels=frozenset(info.kernels), window=info.window,
                     max_message=info.max_message, speed=prior_speed(node.board),
-                    bandwidth=known_rate(node.link)))
+                    bandwidth=known_rate(node.link), operand_cache=info.operand_cache))
             elif kind is ev.Left:
                 self._lose(node, e.cause)
             elif kind is ev.BadFrame:
@@ -214,9 +214,16 @@ class SimMaster:
                 sim.trace("refused", node.node_id, e.text)
 
     def _task_error(self, node: SimNode, task_id: int, code: int, text: str) -> None:
-        """As the real master: CANCELLED is ignored, BUSY requeues without a penalty."""
+        """As the real master: CANCELLED frees the node's slot, BUSY requeues without a
+        penalty."""
         self._settle(task_id)
         if code == ErrorCode.CANCELLED:
+            self.scheduler.error(node.node_id, task_id, text, penalty=False)
+            return
+        if code == ErrorCode.MISSING_OPERAND:  # as the real master: again, operands inline
+            self.sim.count("missing_operand")
+            self.scheduler.inline_operands(task_id)
+            self.scheduler.error(node.node_id, task_id, text, penalty=False)
             return
         if code == ErrorCode.BUSY:
             self.sim.count("busy")
@@ -262,6 +269,8 @@ class SimMaster:
                 continue
             events = session.on_timer(now)
             node = nodes[i]
+            if session.operands is not None and session.joined:
+                self.scheduler.holds(node.node_id, session.operands.held)
             self._flush(node, session)
             if events:
                 self._events(node, events)
