@@ -28,6 +28,8 @@ T_BYE = 11
 T_CHUNK = 12
 T_DISCOVER = 13
 T_ANNOUNCE = 14
+T_PUT = 15
+T_NEED = 16
 
 # Error codes
 E_BAD_CRC = 1
@@ -48,6 +50,7 @@ E_CANCELLED = 15
 E_BAD_ARGS = 16
 E_BAD_MAC = 17
 E_UNEXPECTED = 19
+E_MISSING_OPERAND = 21
 
 # Field kinds
 K_UINT = 0
@@ -79,6 +82,7 @@ HELLO_MAX_MESSAGE = 13
 HELLO_THREADS = 14
 HELLO_KERNEL_HASHES = 15
 HELLO_CLUSTER = 16
+HELLO_OPERAND_CACHE = 17
 WELCOME_NODE_ID = 0
 WELCOME_HEARTBEAT_MS = 1
 WELCOME_WINDOW = 2
@@ -91,6 +95,7 @@ TASK_TASK_ID = 0
 TASK_KERNEL = 1
 TASK_ARGS = 2
 TASK_ATTEMPT = 3
+TASK_REFS = 4
 RESULT_TASK_ID = 0
 RESULT_VALUE = 1
 RESULT_ERROR = 2
@@ -105,6 +110,7 @@ HEARTBEAT_DONE = 3
 HEARTBEAT_BAD_FRAMES = 4
 HEARTBEAT_HEAP_MIN = 5
 HEARTBEAT_RUNNING = 6
+HEARTBEAT_OPERANDS = 7
 LOG_LEVEL = 0
 LOG_TEXT = 1
 ERROR_CODE = 0
@@ -125,20 +131,22 @@ ANNOUNCE_PORT = 2
 
 # Per message type: ((key, kind, required), ...) for payload validation
 FIELDS = {
-    1: ((0, 2, 1), (1, 2, 1), (2, 2, 1), (3, 0, 1), (4, 8, 1), (5, 2, 0), (6, 0, 1), (7, 0, 1), (8, 0, 1), (9, 0, 1), (10, 3, 1), (11, 2, 1), (12, 8, 0), (13, 0, 0), (14, 4, 0), (15, 9, 0), (16, 2, 0),),
+    1: ((0, 2, 1), (1, 2, 1), (2, 2, 1), (3, 0, 1), (4, 8, 1), (5, 2, 0), (6, 0, 1), (7, 0, 1), (8, 0, 1), (9, 0, 1), (10, 3, 1), (11, 2, 1), (12, 8, 0), (13, 0, 0), (14, 4, 0), (15, 9, 0), (16, 2, 0), (17, 0, 0),),
     2: ((0, 2, 1), (1, 0, 1), (2, 0, 1), (3, 0, 1), (4, 3, 1), (5, 0, 0),),
     3: ((0, 3, 1),),
     4: ((0, 3, 1),),
-    5: ((0, 0, 1), (1, 2, 1), (2, 7, 1), (3, 0, 0),),
+    5: ((0, 0, 1), (1, 2, 1), (2, 7, 1), (3, 0, 0), (4, 9, 0),),
     6: ((0, 0, 1), (1, 6, 0), (2, 2, 0), (3, 0, 1), (4, 4, 0), (5, 0, 0),),
     7: ((0, 0, 1),),
-    8: ((0, 0, 1), (1, 0, 0), (2, 0, 0), (3, 0, 0), (4, 0, 0), (5, 0, 0), (6, 7, 0),),
+    8: ((0, 0, 1), (1, 0, 0), (2, 0, 0), (3, 0, 0), (4, 0, 0), (5, 0, 0), (6, 7, 0), (7, 7, 0),),
     9: ((0, 0, 1), (1, 2, 1),),
     10: ((0, 0, 1), (1, 2, 1), (2, 0, 0), (3, 0, 0),),
     11: ((0, 2, 0),),
     12: ((0, 0, 1), (1, 0, 1), (2, 0, 1), (3, 0, 1), (4, 3, 1),),
     13: ((0, 2, 1), (1, 2, 1),),
     14: ((0, 2, 1), (1, 2, 1), (2, 0, 1),),
+    15: ((0, 3, 1), (1, 3, 1),),
+    16: ((0, 7, 1), (1, 0, 0),),
 }
 
 # RFC 8746 typed-array tag -> (array typecode, item size)

@@ -40,6 +40,7 @@ BACKOFF_MAX_MS = engine.BACKOFF_MAX_MS
 SERIAL_CHUNK = const(512)
 TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
 COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
+OPERAND_SHARE = const(8)  # shared operands may hold 1/8 of the heap (HELLO operand_cache)
 INLINE = ("echo",)  # kernels that only hand back their argument: no thread round trip
 
 
@@ -175,8 +176,11 @@ class Session:
         self.w.joined()
         if self.engine.max_frame != self.max_frame:
             self.max_frame = self.engine.max_frame
-            self.writer = frame.FrameWriter(self.max_frame, serial=self.link.cobs)
+            old, self.writer = self.writer, frame.FrameWriter(self.max_frame,
+                                                              serial=self.link.cobs)
             self.writer.auth = self.link_auth
+            self.writer.seq = old.seq  # one numbering per link, across the new limit
+            self.writer.stream = old.stream
 
     def heap_free(self):
         return gc.mem_free()
@@ -256,7 +260,7 @@ class Session:
                 await self.flush()
                 continue
             if item is not None:
-                self.dispatch(item)
+                self.dispatch(item, board.uptime_ms())
                 await self.flush()
 
     async def _read_serial(self):
@@ -277,14 +281,14 @@ class Session:
                 if isinstance(item, frame.FrameError):
                     eng.bad_frame(item.code, item.text, item.seq, False, board.uptime_ms())
                 else:
-                    self.dispatch(item)
+                    self.dispatch(item, board.uptime_ms())
             await self.flush()
 
-    def dispatch(self, item):
+    def dispatch(self, item, now):
         msg_type, flags, seq, payload = item
         if msg_type == M.T_TASK:
             payload[M.TASK_ARGS] = _detach(payload[M.TASK_ARGS])
-        self.engine.receive(msg_type, flags, seq, payload, board.uptime_ms())
+        self.engine.receive(msg_type, flags, seq, payload, now)
 
     # ---- kernels ---------------------------------------------------------------------
 
@@ -392,6 +396,7 @@ class Worker:
             M.HELLO_SLOTS: self.cfg["slots"],
             M.HELLO_LINK: link_kind,
             M.HELLO_MAX_MESSAGE: self.max_message,
+            M.HELLO_OPERAND_CACHE: self.heap_total // OPERAND_SHARE,
             M.HELLO_THREADS: self.thread is not None,
             M.HELLO_CLUSTER: self.cfg["cluster"],
         }

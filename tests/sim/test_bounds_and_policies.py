@@ -19,7 +19,7 @@ ONE_NODE = {
     "duration_s": 60,
     "master": {"heartbeat_ms": 250, "window": 2},
     "nodes": [{"count": 1, "prefix": "n", "board": "rp2350", "link": "uart115200"}],
-    "job": {"kind": "matmul", "m": 40, "k": 16, "n": 16, "rows_per_task": 4},
+    "job": {"kind": "matmul", "m": 40, "k": 16, "n": 16, "rows_per_task": 4, "share_b": False},
 }
 
 MIXED = {
@@ -99,3 +99,18 @@ def test_bench_sched_prints_a_headline_on_small_parameters(repo):
     published = {f["board"]: f["published"] for f in out["board_figures"]}
     assert published["rp2350"] is True and published["rp2040"] is False
     assert out["host"]["scale"] > 0
+
+
+def test_vm_task_floor_is_the_firmware_codec_measured_in_the_vm():
+    """The per-task floor of a VM board comes from the real firmware codec in the real VM,
+    and the same frames give the same (cached) figure."""
+    from microswarm.sim import wire as w
+    from microswarm.sim.vmfloor import task_floor
+
+    task = w.pack(w.TASK, {w.T_ID: 1, w.T_KERNEL: "mandelbrot",
+                           w.T_ARGS: [-16384, -8192, 8, 8, 160, 512], w.T_ATTEMPT: 0}, 1, False)
+    result = w.pack(w.RESULT, {w.R_ID: 1, w.R_VALUE: list(range(64)), w.R_ELAPSED: 0}, 1,
+                    False)
+    floor = task_floor(task, result)
+    assert floor > 0
+    assert task_floor(task, result) == floor
