@@ -11,7 +11,8 @@ below (on a board a long docstring costs heap while the module compiles).
 #
 #   Engine(io, hello, key, known=None, waits=(), stats=None)
 #       hello: the HELLO payload without its nonce (msgdefs keys); the engine reads its
-#           node_id, slots, kernels, threads and max_message. known: a container of the
+#           node_id, slots, kernels, threads, max_message and operand_cache (bytes for
+#           shared operands, SPEC.md section 6: operands.py, loaded lazily). known: a container of the
 #           kernel names it runs (default hello's list). waits: kernels that wait instead
 #           of computing (sleep_ms): they start beside a running kernel.
 #   .start(now, nonce)                     send HELLO, start the join clock
@@ -134,6 +135,8 @@ class Engine:
         self.running = []
         self.computing = 0  # running tasks that are not waits
         self.chunks = None
+        self.cache_bytes = hello.get(M.HELLO_OPERAND_CACHE, 0)
+        self.ops = None  # operands.Operands, made on the first PUT or TASK with refs
         self.join_deadline = 0
         self.next_beat = 0
         self.last_rx = 0
@@ -155,10 +158,13 @@ class Engine:
         self.state = CLOSED
         self.end_reason = reason
         self.queue = []
+        if self.ops is not None:
+            self.ops.waiting = []
         self.io.close(reason)
 
     def busy(self):
-        return len(self.queue) + len(self.running)
+        ops = self.ops
+        return len(self.queue) + len(self.running) + (len(ops.waiting) if ops else 0)
 
     # ---- receiving -------------------------------------------------------------------
 
@@ -174,6 +180,8 @@ class Engine:
             self._cancel(payload[M.CANCEL_TASK_ID])
         elif msg_type == M.T_CHUNK:
             self._chunk(payload, flags, seq, now)
+        elif msg_type == M.T_PUT:
+            self._put(payload, seq, now)
         elif msg_type == M.T_AUTH_CHALLENGE:
             self._challenge(payload, seq)
         elif msg_type == M.T_WELCOME:
@@ -266,15 +274,50 @@ class Engine:
         if self.state != JOINED:
             self._send_error(M.E_NOT_JOINED, "TASK before WELCOME", seq, task_id)
             return
-        if len(self.queue) + len(self.running) >= self.slots:
+        if self.busy() >= self.slots:
             self._fail(task_id, M.E_BUSY, "all slots taken", 0)
             return
         name = payload[M.TASK_KERNEL]
         if name not in self.known:
             self._fail(task_id, M.E_UNKNOWN_KERNEL, "no kernel named " + name, 0)
             return
-        self.queue.append(Task(task_id, name, payload[M.TASK_ARGS], name in self.waits))
+        task = Task(task_id, name, payload[M.TASK_ARGS], name in self.waits)
+        refs = payload.get(M.TASK_REFS)
+        if refs:
+            ops = self._operands()
+            if ops is None:
+                self._fail(task_id, M.E_MISSING_OPERAND, "this node keeps no operands", 0)
+                return
+            try:
+                missing = ops.resolve(task.args, refs)
+            except IndexError as e:
+                self._fail(task_id, M.E_BAD_ARGS, str(e), 0)
+                return
+            if missing:  # the task waits for them (SPEC.md section 6)
+                ops.wait(task, missing, now)
+                self.io.send(M.T_NEED, {0: list(missing.values()), 1: task_id})
+                return
+        self.queue.append(task)
         self._pump(now)
+
+    def _operands(self):
+        if self.ops is None and self.cache_bytes:
+            try:
+                from operands import Operands
+            except ImportError:
+                from microswarm.firmware.operands import Operands
+            self.ops = Operands(self.cache_bytes)
+        return self.ops
+
+    def _put(self, payload, seq, now):
+        if self.state != JOINED:
+            self._send_error(M.E_NOT_JOINED, "PUT before WELCOME", seq)
+            return
+        ops = self._operands()
+        if ops is None:
+            self._send_error(M.E_UNEXPECTED, "this node keeps no operands", seq)
+            return
+        ops.on_put(self, payload, seq, now)
 
     def _pump(self, now):
         queue = self.queue
@@ -296,6 +339,9 @@ class Engine:
                 del queue[i]
                 self._fail(task_id, M.E_CANCELLED, "cancelled before it ran", 0)
                 return
+        if self.ops is not None and self.ops.drop(task_id):
+            self._fail(task_id, M.E_CANCELLED, "cancelled while waiting for operands", 0)
+            return
         for task in self.running:
             if task.task_id == task_id and not task.cancelled:
                 task.cancelled = True
@@ -394,6 +440,8 @@ class Engine:
         if silent > SILENT_BEATS * self.heartbeat_ms:
             self.end("master silent for " + str(int(silent)) + " ms")
             return
+        if self.ops is not None and self.ops.waiting:
+            self.ops.expire(self, now - SILENT_BEATS * self.heartbeat_ms)
         if now >= self.next_beat:
             self.next_beat = now + self.heartbeat_ms
             self.heartbeat(now)
@@ -406,11 +454,13 @@ class Engine:
             beat[M.HEARTBEAT_HEAP_FREE] = free
             if stats.heap_min is None or free < stats.heap_min:
                 stats.heap_min = free
-        beat[M.HEARTBEAT_QUEUE] = len(self.queue) + len(self.running)
+        beat[M.HEARTBEAT_QUEUE] = self.busy()
         beat[M.HEARTBEAT_DONE] = stats.done
         beat[M.HEARTBEAT_BAD_FRAMES] = stats.bad_frames
         if stats.heap_min is not None:
             beat[M.HEARTBEAT_HEAP_MIN] = stats.heap_min
         if self.running:
             beat[M.HEARTBEAT_RUNNING] = [[t.task_id, int(now - t.started)] for t in self.running]
+        if self.ops is not None and self.ops.keys:
+            beat[M.HEARTBEAT_OPERANDS] = self.ops.keys
         self.io.send(M.T_HEARTBEAT, beat)

@@ -40,6 +40,7 @@ BACKOFF_MAX_MS = engine.BACKOFF_MAX_MS
 SERIAL_CHUNK = const(512)
 TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
 COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
+OPERAND_SHARE = const(8)  # shared operands may hold 1/8 of the heap (HELLO operand_cache)
 INLINE = ("echo",)  # kernels that only hand back their argument: no thread round trip
 
 
@@ -173,7 +174,8 @@ class Session:
 
     def on_joined(self):
         self.w.joined()
-        # the master's limit, when lower than ours: the same buffer writes smaller frames
+        # the master's limit, when lower than ours: the same writer (one seq and stream
+        # numbering per link) writes smaller frames from the same buffer
         self.max_frame = self.writer.max_frame = self.engine.max_frame
 
     def heap_free(self):
@@ -254,7 +256,7 @@ class Session:
                 await self.flush()
                 continue
             if item is not None:
-                self.dispatch(item)
+                self.dispatch(item, board.uptime_ms())
                 await self.flush()
 
     async def _read_serial(self):
@@ -275,14 +277,14 @@ class Session:
                 if isinstance(item, frame.FrameError):
                     eng.bad_frame(item.code, item.text, item.seq, False, board.uptime_ms())
                 else:
-                    self.dispatch(item)
+                    self.dispatch(item, board.uptime_ms())
             await self.flush()
 
-    def dispatch(self, item):
+    def dispatch(self, item, now):
         msg_type, flags, seq, payload = item
         if msg_type == M.T_TASK:
             payload[M.TASK_ARGS] = _detach(payload[M.TASK_ARGS])
-        self.engine.receive(msg_type, flags, seq, payload, board.uptime_ms())
+        self.engine.receive(msg_type, flags, seq, payload, now)
 
     # ---- kernels ---------------------------------------------------------------------
 
@@ -424,6 +426,7 @@ class Worker:
             M.HELLO_SLOTS: self.cfg["slots"],
             M.HELLO_LINK: link_kind,
             M.HELLO_MAX_MESSAGE: self.max_message,
+            M.HELLO_OPERAND_CACHE: self.heap_total // OPERAND_SHARE,
             M.HELLO_THREADS: self.thread is not None,
             M.HELLO_CLUSTER: self.cfg["cluster"],
         }

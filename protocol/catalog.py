@@ -55,6 +55,8 @@ class MsgType(IntEnum):
     CHUNK = 12
     DISCOVER = 13
     ANNOUNCE = 14
+    PUT = 15
+    NEED = 16
 
 
 class ErrorCode(IntEnum):
@@ -78,6 +80,7 @@ class ErrorCode(IntEnum):
     HANDSHAKE_TIMEOUT = 18  # the join did not complete in time
     UNEXPECTED = 19  # a known message in the wrong direction or state
     DEADLINE = 20  # a running task passed its deadline; the master requeued it elsewhere
+    MISSING_OPERAND = 21  # a task's shared operand is not on the node and did not arrive
 
 
 class LogLevel(IntEnum):
@@ -145,6 +148,8 @@ CATALOG: dict[MsgType, Message] = {
                   "of its code: the kernel's version"),
             Field(16, "cluster", "tstr", OPT, "the cluster name the node was configured with; "
                   "a master serving another name refuses it (AUTH_FAILED naming both)"),
+            Field(17, "operand_cache", "uint", OPT, "bytes the node gives to cached shared "
+                  "operands (PUT); absent or 0: none, tasks carry every argument"),
         ),
         _m(
             MsgType.WELCOME, "master -> node", "The node is admitted; the link limits.",
@@ -171,6 +176,8 @@ CATALOG: dict[MsgType, Message] = {
             Field(1, "kernel", "tstr", REQ, "kernel name; never code"),
             Field(2, "args", "array", REQ, "positional arguments"),
             Field(3, "attempt", "uint", OPT, "0 for the first try, +1 per retry or speculation"),
+            Field(4, "refs", "map", OPT, "shared operands: argument index -> operand hash "
+                  "(bstr, 16 bytes); args holds null at those indexes (section 6)"),
         ),
         _m(
             MsgType.RESULT, "node -> master", "Outcome of one TASK. Returns its credit.",
@@ -196,6 +203,8 @@ CATALOG: dict[MsgType, Message] = {
             Field(5, "heap_min", "uint", OPT, "lowest free heap seen since start"),
             Field(6, "running", "array", OPT, "[[task_id, elapsed_ms], ...] of the kernels "
                   "running now (queue counts them too)"),
+            Field(7, "operands", "array", OPT, "hashes (bstr) of the shared operands the node "
+                  "holds now, least recently used first"),
         ),
         _m(
             MsgType.LOG, "node -> master", "A line for the master's log.",
@@ -234,8 +243,22 @@ CATALOG: dict[MsgType, Message] = {
             Field(1, "host", "tstr", REQ, "address to dial"),
             Field(2, "port", "uint", REQ, "TCP port to dial"),
         ),
+        _m(
+            MsgType.PUT, "master -> node", "One shared operand for the node's cache, sent "
+            "before the first TASK that refers to it (a CHUNK stream when large).",
+            Field(0, "hash", "bstr", REQ, "the first 16 bytes of SHA-256 over data"),
+            Field(1, "data", "bstr", REQ, "the operand's deterministic CBOR encoding"),
+        ),
+        _m(
+            MsgType.NEED, "node -> master", "A TASK referred to operands the node does not "
+            "hold: send them (PUT). The task waits for them.",
+            Field(0, "hashes", "array", REQ, "the missing operands' hashes (bstr)"),
+            Field(1, "task_id", "uint", OPT, "the task that waits for them"),
+        ),
     )
 }
+
+OPERAND_HASH_SIZE = 16  # bytes of SHA-256 that name a shared operand
 
 # RFC 8746 typed arrays (all little-endian): CBOR tag -> array.array typecode, item size.
 # Python's array typecodes: 'i'/'I' are 4 bytes and 'q'/'Q' 8 bytes on every platform we

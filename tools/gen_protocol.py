@@ -57,7 +57,11 @@ def render_msgdefs() -> str:
     out += ["", "# Field kinds"]
     out += [f"K_{kind.upper().replace('[]', 'S')} = {code}" for kind, code in KIND_CODES.items()]
     out += ["", "# Field keys: <MESSAGE>_<FIELD>"]
+    # PUT's and NEED's keys are const() literals in firmware/operands.py, the one module
+    # that reads or writes them: on a small board every name here costs heap.
     for msg in c.CATALOG.values():
+        if msg.type in (c.MsgType.PUT, c.MsgType.NEED):
+            continue
         out += [f"{msg.type.name}_{f.name.upper()} = {f.key}" for f in msg.fields]
     out += [
         "",
@@ -122,6 +126,13 @@ def _typed_arrays() -> list[tuple[str, array.array]]:
     ]
 
 
+# A shared operand (PUT, TASK refs): a 2x2 int8 matrix; its hash is the first 16 bytes of
+# SHA-256 over its CBOR encoding (RFC 8746 sint8 typed array: tag 72, a 4-byte string),
+# written out here rather than taken from the codec under test.
+_OPERAND_DATA = bytes([0xD8, 72, 0x44, 5, 0xFA, 7, 0x80])
+_OPERAND_HASH = hashlib.sha256(_OPERAND_DATA).digest()[:c.OPERAND_HASH_SIZE]
+
+
 def _valid_cases() -> list[tuple[str, int, int, dict]]:
     """(name, type, seq, payload): one or more per message type and per data-model feature."""
     cases = [
@@ -160,6 +171,13 @@ def _valid_cases() -> list[tuple[str, int, int, dict]]:
         ("discover", T.DISCOVER, 0, {0: "lab", 1: "vb-pico2-01"}),
         ("announce", T.ANNOUNCE, 0, {0: "lab", 1: "192.168.1.10", 2: c.TCP_PORT}),
         ("unknown_key_ignored", T.CANCEL, 13, {0: 5, 99: "from a newer peer"}),
+        ("put", T.PUT, 30, {0: _OPERAND_HASH, 1: _OPERAND_DATA}),
+        ("need", T.NEED, 31, {0: [_OPERAND_HASH], 1: 7}),
+        ("task_refs", T.TASK, 32,
+         {0: 7, 1: "matmul", 2: [array.array("b", [1, -2, 3, -4]), None, 2, 2, 2], 3: 0,
+          4: {1: _OPERAND_HASH}}),
+        ("heartbeat_operands", T.HEARTBEAT, 33, {0: 5000, 2: 0, 7: [_OPERAND_HASH]}),
+        ("hello_operand_cache", T.HELLO, 0, _hello({17: 65536})),
         (
             "floats",
             T.RESULT,

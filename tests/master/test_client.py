@@ -4,6 +4,7 @@ the master's /metrics, parsed by prometheus_client's own parser."""
 
 from __future__ import annotations
 
+import array
 import re
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from microswarm.firmware import kernels
-from microswarm.master import Cluster, JobFailedError
+from microswarm.master import Cluster, JobFailedError, Shared
 from microswarm.master.client import RemoteError
 from microswarm.master.client_proto import ClientProtocolError
 
@@ -80,6 +81,9 @@ def test_cluster_connect_submits_to_a_running_master(master):
         assert seen[-1] == (40, 40) and handle.done == 40 and handle.state == "done"
         jobs = cluster.jobs()
         assert [j["state"] for j in jobs] == ["done"] * 3
+        b, a = Shared(array.array("b", range(-8, 8))), array.array("b", range(16))
+        rows = cluster.map("matmul", [[a[r * 4:(r + 1) * 4], b, 1, 4, 4] for r in range(4)])
+        assert [x for p in rows for x in p] == list(kernels.matmul(a, b.value, 4, 4, 4))
         with pytest.raises(RemoteError, match="no node has kernel"):
             cluster.submit_job("no_such_kernel", [[1]])
         failed = cluster.submit_job("sha256", [["not bytes"]])

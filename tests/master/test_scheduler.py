@@ -215,6 +215,27 @@ def test_straggler_is_speculated_and_loser_cancelled():
     assert s.nodes["a"].free() == 1
 
 
+def test_end_game_copies_a_slow_nodes_last_task_to_a_much_faster_idle_node():
+    """Nothing waits and a board 147 times slower holds the job's last task: a free VM-class
+    node takes a copy at once (no straggler deadline), the first result wins."""
+    s, clock = make(speculate_after=3.0, speculate_min_s=0.5)
+    s.add_node("pico", NodeCaps(frozenset({"echo"}), window=1, speed=1 / 147))
+    job = s.submit("echo", [[7]])
+    (d,) = dispatches(s.poll())
+    s.sent("pico", d.task_id)
+    s.add_node("twin", NodeCaps(frozenset({"echo"}), window=1, speed=1 / 147))
+    assert s.poll() == []  # as slow as the holder and not late: no copy
+    clock.now += 0.05  # the end-game scan runs at most every ENDGAME_EVERY_S
+    s.add_node("vm", NodeCaps(frozenset({"echo"}), window=1, speed=1.0))
+    (copy,) = dispatches(s.poll())
+    assert (copy.node_id, copy.task_id, copy.attempt) == ("vm", d.task_id, 1)
+    s.sent("vm", copy.task_id)
+    clock.now += 0.002
+    s.result("vm", copy.task_id, 7, elapsed_us=1000)
+    out = s.poll()
+    assert Cancel("pico", d.task_id) in out and out[-1] == JobDone(job.job_id, [7])
+
+
 def test_priorities_and_cancel():
     s, _ = make()
     low = s.submit("echo", [["low"]] * 3, priority=0)
@@ -228,9 +249,13 @@ def test_priorities_and_cancel():
     out = s.poll()
     cancels = [a for a in out if isinstance(a, Cancel)]
     assert len(cancels) == 3
-    assert [d.args for d in dispatches(out)] == [["low"]] * 3
+    # the node holds the cancelled tasks until it answers: their credits stay taken
+    assert dispatches(out) == [] and s.nodes["a"].free() == 0
+    for c in cancels:
+        s.error("a", c.task_id, "cancelled", penalty=False)  # its CANCELLED answers
+    assert [d.args for d in dispatches(s.poll())] == [["low"]] * 3
     assert high.state == "cancelled"
-    assert low.remaining == 3
+    assert low.remaining == 3 and s.nodes["a"].failed == 0
 
 
 def test_placement_scales_without_scanning_nodes():

@@ -207,7 +207,10 @@ def test_a_job_past_its_timeout_fails_and_a_timely_one_does_not():
     actions = s.poll()
     assert failures(actions) == ["timed out: 1 of 2 tasks done by the job's timeout"]
     assert slow.state == "failed"
-    (d3,) = [a for a in actions if isinstance(a, Dispatch)] or sent_all(s, clock)
+    (cancel,) = [a for a in actions if isinstance(a, Cancel)]
+    assert not [a for a in actions if isinstance(a, Dispatch)]  # a's slot is still taken
+    s.error("a", cancel.task_id, "cancelled", penalty=False)  # a answers CANCELLED
+    (d3,) = sent_all(s, clock)
     s.sent("a", d3.task_id)
     s.result("a", d3.task_id, 3)
     assert JobDone(quick.job_id, [3]) in s.poll()

@@ -368,6 +368,27 @@ def test_heartbeat_queue_zero_reconciles_tasks_lost_on_the_link():
     assert list(s.held.tasks) == [2]
 
 
+def test_heartbeat_queue_zero_answers_cancelled_tasks_the_node_no_longer_holds():
+    """The scheduler keeps a cancelled task's credit until the node answers; when that
+    CANCELLED answer was lost (or the task was dropped at its deadline), the node's empty
+    queue is the answer."""
+    s = session(deadline_min_s=5.0)
+    join(s, now=0.0, threads=True)
+    s.send_task(1, "echo", [1], 0, 1.0, estimate_s=10.0)  # its deadline: 100 s from 1 s
+    s.send_task(2, "sleep_ms", [60_000], 0, 1.0, estimate_s=0.1)
+    s.cancel(1)  # its CANCELLED answer will be lost on the link
+    s.receive(frame(MsgType.HEARTBEAT, {0: 1, 2: 1, 6: [[2, 0]]}, 3), 1.5)
+    assert s.on_timer(6.5) == [ev.TaskFailed(2, ErrorCode.DEADLINE, "passed its deadline on n1")]
+    s.cancel(2)
+    s.receive(frame(MsgType.HEARTBEAT, {0: 1, 2: 2, 6: [[2, 5000]]}, 4), 7.0)
+    assert s.on_timer(9.6) == []  # task 2 dropped after its grace: the node may still run it
+    assert list(s.held.tasks) == [1] and s.held.dropped == {2}
+    got = s.receive(frame(MsgType.HEARTBEAT, {0: 1, 2: 0}, 5), 10.0)
+    assert sorted(e.task_id for e in got) == [1, 2]
+    assert {(type(e), e.code) for e in got} == {(ev.TaskFailed, ErrorCode.CANCELLED)}
+    assert not s.held.tasks and not s.held.dropped
+
+
 def test_a_stalled_driver_does_not_count_as_the_nodes_silence():
     s = session()
     join(s, now=0.0, threads=True)

@@ -19,7 +19,7 @@ ONE_NODE = {
     "duration_s": 60,
     "master": {"heartbeat_ms": 250, "window": 2},
     "nodes": [{"count": 1, "prefix": "n", "board": "rp2350", "link": "uart115200"}],
-    "job": {"kind": "matmul", "m": 40, "k": 16, "n": 16, "rows_per_task": 4},
+    "job": {"kind": "matmul", "m": 40, "k": 16, "n": 16, "rows_per_task": 4, "share_b": False},
 }
 
 MIXED = {

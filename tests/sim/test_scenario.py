@@ -69,6 +69,7 @@ def test_job_errors():
 def test_jobs_assemble_to_their_reference():
     """Split, run each task directly, assemble: equal to the one-call reference."""
     from microswarm.firmware import kernels
+    from microswarm.master.operands import inline
 
     for spec in (
         {"kind": "mandelbrot", "width": 37, "height": 21, "tile": 8, "max_iter": 40},
@@ -76,7 +77,7 @@ def test_jobs_assemble_to_their_reference():
         {"kind": "synthetic", "tasks": 5, "task_ms": 100, "spread": 0.5},
     ):
         job = jobs.build(spec, seed=4)
-        parts = [kernels.run(job.kernel, args) for args in job.tasks]
+        parts = [kernels.run(job.kernel, inline(args)) for args in job.tasks]  # B shared
         assert job.assemble(parts) == job.reference()
         parts[0] = parts[-1]
         assert job.assemble(parts) != job.reference()

@@ -24,8 +24,12 @@ def test_random_crashes_of_10_percent_of_100_nodes(repo):
     sim, report = simulate(repo, "crash-10pct")
     assert report["nodes"] == 100
     crashed = [d for d in report["detections"] if d["fault"] == "crash"]
-    assert len(crashed) == 10
+    missed = [d for d in report["undetected"] if d["fault"] == "crash"]
+    assert len(crashed) + len(missed) == 10 and crashed
     assert all(0 < d["detected_after_s"] <= 4 * 0.25 for d in crashed)
+    # a crash not seen: the job was done (speculative copies of its tasks) before 4
+    # heartbeat intervals had passed
+    assert all(sim.events.now - d["at_s"] < 4 * 0.25 for d in missed)
     assert report["retried"] > 0
     aborted = [g for g in sim.gantt if g[4] == "aborted"]
     assert aborted, "crashes hit running tasks"
@@ -65,14 +69,11 @@ def test_straggler_at_10x_gets_speculative_copies(repo):
 def test_master_restart_mid_job_resumes_from_the_journal(repo):
     sim, report = simulate(repo, "master-restart")
     assert report["master_restarts"] == 1
-    journal_before = sum(1 for g in sim.gantt if g[3] < 1.3 and g[4] == "ok")
+    journal_before = sum(1 for g in sim.gantt if g[3] < 0.8 and g[4] == "ok")
     assert 0 < journal_before < report["tasks"]
     assert report["tasks"] < report["dispatches"] < 2 * report["tasks"]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known defect, open in issue 17: in real time the crash of sim-2 is at times neither "
-    "detected nor reported undetected since the board models were recalibrated"))
 def test_mixed_cluster_with_real_micropython_vm_boards(repo):
     """Real time: two VMs running the real firmware share the job with simulated boards."""
     sim, report = simulate(repo, "mixed-vm")
@@ -80,7 +81,15 @@ def test_mixed_cluster_with_real_micropython_vm_boards(repo):
     vm_rows = {sim.nodes[g[0]].node_id for g in sim.gantt if sim.nodes[g[0]].real}
     assert vm_rows == {"vm-0", "vm-1"}
     assert all(not sim.nodes[g[0]].real or g[4] == "ok" for g in sim.gantt)
-    # In real time the job may end before the crash is detected; either way it is seen.
-    seen = report["detections"] + report["undetected"]
+    # In real time the VMs set the pace (with the native module built they finish the job
+    # in a fraction of a second): the crash may be detected, come before the job's end but
+    # after its last result, or be due after the end; the report accounts for it either way.
+    seen = report["detections"] + report["undetected"] + report["not_injected"]
     assert [(d["node"], d["fault"]) for d in seen] == [("sim-2", "crash")]
+    crashed = [m for m in sim.marks if m[2] == "crash"]
+    assert bool(crashed) == (not report["not_injected"])
+    assert not report["not_injected"] or report["not_injected"][0]["at_s"] > report["virtual_s"]
     assert all(n.vboard is not None for n in sim.nodes if n.real)
+    # the bound takes the VM boards' pace from their own results: a true lower bound
+    q = report["schedule"]
+    assert 0 < q["lower_bound_s"] <= q["makespan_s"]

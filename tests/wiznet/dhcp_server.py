@@ -1,80 +1,49 @@
-"""A small RFC 2131 DHCP server on loopback for the driver's DHCP client."""
+"""The virtual board's DHCP server (microswarm.vboard.dhcp) on a thread of its own, with
+what the driver's tests need around it: every client message recorded, a first REQUEST
+refused on demand, and a filter that leaves chosen messages unanswered."""
 
 from __future__ import annotations
 
-import socket
-import struct
+import select
 import threading
+from collections.abc import Callable
 
-MAGIC = b"\x63\x82\x53\x63"
-
-
-def _options(data: bytes) -> dict[int, bytes]:
-    opts, i = {}, 240
-    while i < len(data) and data[i] != 255:
-        if data[i] == 0:
-            i += 1
-            continue
-        opts[data[i]] = data[i + 2 : i + 2 + data[i + 1]]
-        i += 2 + data[i + 1]
-    return opts
+from microswarm.vboard import dhcp
 
 
-class DhcpServer:
-    """Offers 10.0.0.77/24 via 10.0.0.1 to whoever asks; NAKs the first REQUEST when told;
-    leases for lease_s seconds; calls on_message(kind, data) for each client message and
-    answers only those for which it returns true (None: all)."""
+class DhcpServer(dhcp.DhcpServer):
+    """Leases 10.0.0.77/24 via 10.0.0.1 (DNS 10.0.0.53) for `lease_s` seconds. `seen`
+    holds (kind, options, message) for each client message; `on_message(kind, message)`
+    returning false leaves that message unanswered; `nak_first` refuses the first REQUEST."""
 
-    def __init__(self, nak_first: bool = False, lease_s: int = 3600, on_message=None) -> None:
-        self.lease_s = lease_s
-        self.on_message = on_message
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
+    def __init__(self, nak_first: bool = False, lease_s: int = 3600,
+                 on_message: Callable[[int, bytes], bool] | None = None) -> None:
+        super().__init__("10.0.0.0/24", lease_s=lease_s, dns="10.0.0.53", first=77)
         self.nak_first = nak_first
+        self.on_message = on_message
         self.seen: list[tuple[int, dict[int, bytes], bytes]] = []
-        self.stop = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
 
-    def _reply(self, request: bytes, kind: int, addr: tuple[str, int]) -> None:
-        reply = bytearray(236)
-        reply[0:3] = b"\x02\x01\x06"
-        reply[4:8] = request[4:8]  # xid
-        reply[10] = request[10]
-        if kind != 6:
-            reply[16:20] = bytes([10, 0, 0, 77])
-        reply[28:44] = request[28:44]  # chaddr
-        reply += MAGIC + bytes([53, 1, kind, 54, 4, 10, 0, 0, 1])
-        if kind != 6:
-            reply += bytes([1, 4, 255, 255, 255, 0, 3, 4, 10, 0, 0, 1, 6, 4, 10, 0, 0, 53])
-            reply += bytes([51, 4]) + struct.pack(">I", self.lease_s)
-        reply += b"\xff"
-        self.sock.sendto(bytes(reply), addr)
+    def answer(self, message: bytes) -> bytes | None:
+        opts = dhcp.options(message)
+        kind = opts.get(dhcp.OPT_TYPE, b"\x00")[0]
+        self.seen.append((kind, opts, message))
+        if self.on_message is not None and not self.on_message(kind, message):
+            return None
+        requests = [k for k, _, _ in self.seen].count(dhcp.REQUEST)
+        if kind == dhcp.REQUEST and self.nak_first and requests == 1:
+            return self._reply(message, dhcp.NAK, None)
+        return super().answer(message)
 
     def _serve(self) -> None:
-        while not self.stop:
-            try:
-                data, addr = self.sock.recvfrom(2048)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if data[236:240] != MAGIC or data[0] != 1:
-                continue
-            opts = _options(data)
-            kind = opts[53][0]
-            self.seen.append((kind, opts, data))
-            if self.on_message is not None and not self.on_message(kind, data):
-                continue
-            if kind == 1:
-                self._reply(data, 2, addr)
-            elif kind == 3:
-                nak = self.nak_first and sum(1 for k, _, _ in self.seen if k == 3) == 1
-                self._reply(data, 6 if nak else 5, addr)
+        while not self._stop.is_set():
+            readable, _, _ = select.select([self.sock], [], [], 0.2)
+            if readable:
+                self.handle()
 
     def close(self) -> None:
-        self.stop = True
-        self.thread.join(timeout=5)
-        self.sock.close()
+        self._stop.set()
+        self._thread.join(timeout=5)
+        super().close()

@@ -37,12 +37,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="override the scenarios' seed")
 
 
-def run_one(name: str, policy: str, seed: int | None, vm_factor: float) -> dict[str, Any]:
+def run_one(name: str, policy: str, seed: int | None) -> dict[str, Any]:
     from microswarm.sim import scenario as scenario_mod
     from microswarm.sim.cluster import Simulation
 
     sim = Simulation(scenario_mod.load(name), seed=seed, keep_gantt=False, policy=policy)
-    sim.vm_factor = vm_factor  # a VM board runs at this host's measured pace
     started = time.perf_counter()
     report = sim.run()
     q = report["schedule"]
@@ -80,7 +79,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     load_before = _load()
     runs: dict[str, dict[str, dict[str, Any]]] = {}
     for name in scenarios:
-        runs[name] = {p: run_one(name, p, args.seed, host["scale"]) for p in policies}
+        runs[name] = {p: run_one(name, p, args.seed) for p in policies}
     per_policy = {p: geomean([runs[s][p]["ratio"] for s in scenarios]) for p in policies}
     others = {p: g for p, g in per_policy.items() if p != "ours" and g is not None}
     best_other = min(others, key=lambda p: others[p]) if others else None

@@ -15,6 +15,11 @@ Figures, all from one run on fixed inputs:
   steady state (every node joined and busy), goal under 50 KB.
 - hour_1000_uart: wall-clock time to simulate scenarios/scale-1000.toml (1,000 RP2350
   boards on 115200-baud UART for one virtual hour; skipped with --quick).
+- crash_10pct: scenarios/crash-10pct.toml (100 RP2350 boards on UART, int8 matmul, 10
+  crash) as shipped, B a shared operand (sent to each board once), and the same scenario
+  with share_b = false (B in every task) in the same run: makespan, mean utilisation,
+  bytes on the links, and their ratios. Goal (issue 17): makespan / 4 and mean
+  utilisation >= 60%, exact, nothing lost or duplicated.
 Baseline: null. The scheduler-alone rate is reported beside the headline as a ratio, not as
 a baseline, because it does strictly less work.
 """
@@ -155,6 +160,37 @@ def measure_hour() -> dict[str, Any]:
     }
 
 
+def _crash_run(share_b: bool) -> dict[str, Any]:
+    spec = scenario_mod.load(scenario_mod.shipped_dir() / "crash-10pct.toml")
+    spec.job["share_b"] = share_b
+    sim = Simulation(spec, keep_gantt=False)
+    report = sim.run()
+    r = report["result"]
+    return {
+        "makespan_s": report["schedule"]["makespan_s"],
+        "lower_bound_s": report["schedule"]["lower_bound_s"],
+        "mean_utilisation": report["utilisation"]["mean"],
+        "link_bytes": report["links"]["bytes"],
+        "exact": r["verified"], "lost": r["lost"], "duplicated": r["duplicated"],
+    }
+
+
+def measure_crash_10pct() -> dict[str, Any]:
+    """crash-10pct with B shared (as shipped) and inline, side by side."""
+    if not (scenario_mod.shipped_dir() / "crash-10pct.toml").is_file():
+        return {"skipped": "crash-10pct.toml not found (run from a checkout)"}
+    shared, inline = _crash_run(True), _crash_run(False)
+    return {
+        "shared": shared, "inline": inline,
+        "mean_utilisation": shared["mean_utilisation"],
+        "makespan_speedup": round(inline["makespan_s"] / shared["makespan_s"], 3),
+        "link_bytes_ratio": round(inline["link_bytes"] / shared["link_bytes"], 3),
+        "goals": {"makespan_4x": inline["makespan_s"] >= 4 * shared["makespan_s"],
+                  "utilisation_60pct": shared["mean_utilisation"] >= 0.6,
+                  "exact": shared["exact"] and shared["lost"] == shared["duplicated"] == 0},
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     full = measure_sim_dispatches()
     alone = measure_scheduler_alone()
@@ -172,6 +208,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "frame_path_over_scheduler": round(
             full["dispatches_per_cpu_s"] / alone["decisions_per_cpu_s"], 3),
         "memory": memory,
+        "crash_10pct": measure_crash_10pct(),
         "goals": {
             "dispatches_per_cpu_s_20k": full["dispatches_per_cpu_s"] >= 20_000,
             "memory_per_node_under_50kb": memory["per_node_bytes"] < 50_000,

@@ -34,6 +34,7 @@ from microswarm.master.client_proto import (
     read_message,
 )
 from microswarm.master.master import JobFailedError
+from microswarm.master.operands import pack_job
 from microswarm.master.session import NodeInfo
 
 
@@ -170,6 +171,9 @@ class _Connection:
         return answer
 
     async def submit(self, kernel: str, tasks: list[list[Any]], **kw: Any) -> RemoteJob:
+        tasks, operands, places = pack_job(tasks)  # each Shared operand once
+        if operands:
+            kw.update(operands=operands, places=places)
         answer = await self.request("submit", kernel=kernel, tasks=tasks,
                                     **{k: v for k, v in kw.items() if v is not None})
         job = RemoteJob(answer["job"], kernel, answer["total"], answer.get("resumed", 0))

@@ -27,6 +27,7 @@ from microswarm.master.client_proto import (
     pack,
     read_message,
 )
+from microswarm.master.operands import unpack_job
 from microswarm.master.scheduler import TaskDone
 
 if TYPE_CHECKING:
@@ -153,6 +154,8 @@ class _Client:
         kernel, tasks = request["kernel"], request["tasks"]
         if not isinstance(kernel, str) or not isinstance(tasks, list):
             raise ValueError("kernel must be text and tasks a list of argument lists")
+        if "operands" in request:  # Shared arguments, each sent once (operands.pack_job)
+            tasks = unpack_job(tasks, request["operands"], request.get("places", []))
         key = request.get("key")
         version = request.get("version")  # the submitter's kernel version; absent: ours
         handle = self.master.submit(kernel, tasks, priority=int(request.get("priority", 0)),

@@ -60,6 +60,9 @@ class NodeInfo:
     compute_us: int = 0
     node_heartbeat: dict[str, Any] = field(default_factory=dict)
     kernel_hashes: dict[str, str] = field(default_factory=dict)  # kernel -> version hash
+    operand_cache: int = 0  # bytes it keeps for shared operands (HELLO operand_cache)
+    operands: int = 0  # shared operands it holds, by its last HEARTBEAT and our PUTs
+    operand_needs: int = 0  # NEEDs it sent: a task found an operand missing
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
@@ -131,5 +134,6 @@ def welcome(key: bytes, hello: dict[str, Any], master_nonce: bytes, limits: Limi
         heap_free=hello["heap_free"], max_frame=max_frame, max_message=max_message,
         slots=hello["slots"], window=window, threads=bool(hello.get("threads", False)),
         kernel_hashes={str(k): str(v) for k, v in hello.get("kernel_hashes", {}).items()},
+        operand_cache=int(hello.get("operand_cache", 0)),
     )
     return payload, info

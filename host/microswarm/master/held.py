@@ -11,7 +11,10 @@ LOST_BEATS heartbeat intervals, then is dropped: a node whose kernel hangs is th
 
 Reconciliation. A HEARTBEAT whose `queue` is 0 while the master still counts tasks sent
 to the node more than RECONCILE_BEATS heartbeat intervals ago means those TASK (or RESULT)
-frames were lost on the link: they are handed back without a failure.
+frames were lost on the link: they are handed back without a failure. Cancelled tasks the
+node no longer holds (their CANCELLED answer was lost, or they were dropped at their
+deadline) are reported then too: the scheduler keeps a cancelled task's credit until the
+node answers, and this is the answer that never came.
 """
 
 from __future__ import annotations
@@ -36,10 +39,12 @@ class Held:
 class HeldTasks:
     """task_id -> Held, in send order (the oldest first)."""
 
-    __slots__ = ("tasks", "factor", "min_s")
+    __slots__ = ("tasks", "factor", "min_s", "dropped")
 
     def __init__(self, factor: float = DEADLINE_FACTOR, min_s: float = DEADLINE_MIN_S) -> None:
         self.tasks: dict[int, Held] = {}
+        # cancelled tasks dropped at their deadline: the node may still run them
+        self.dropped: set[int] = set()
         self.factor = factor
         self.min_s = min_s
 
@@ -57,6 +62,8 @@ class HeldTasks:
         tasks = self.tasks
         if tasks.pop(task_id, None) is not None and tasks:
             self.start_oldest(now)
+        if self.dropped:
+            self.dropped.discard(task_id)
 
     def cancelled(self, task_id: int) -> None:
         """The master sent CANCEL (another copy won, the job ended): the node still holds
@@ -107,18 +114,24 @@ class HeldTasks:
                 late.append(task_id)
         for task_id in drop:
             self.answered(task_id, now)
+            self.dropped.add(task_id)
         return late
 
-    def lost(self, now: float, sent_before: float) -> list[int]:
-        """The node says it holds nothing: remove every task sent before `sent_before` and
-        return those it was still expected to answer (cancelled ones just go)."""
+    def lost(self, now: float, sent_before: float) -> tuple[list[int], list[int]]:
+        """The node says it holds nothing: remove every task sent before `sent_before`.
+        Returns (those it was still expected to answer, the cancelled ones it no longer
+        holds, the dropped ones among them)."""
         gone = [(task_id, held.cancelled) for task_id, held in self.tasks.items()
                 if held.sent_at < sent_before]
         for task_id, _ in gone:
             del self.tasks[task_id]
         if gone and self.tasks:
             self.start_oldest(now)
-        return [task_id for task_id, cancelled in gone if not cancelled]
+        cancelled = [task_id for task_id, c in gone if c]
+        if self.dropped:
+            cancelled += self.dropped
+            self.dropped = set()
+        return [task_id for task_id, c in gone if not c], cancelled
 
     def start_oldest(self, now: float) -> None:
         """The oldest unanswered task's clock starts now, if it has not yet."""

@@ -36,9 +36,10 @@ from microswarm.wire import (
 log = logging.getLogger(__name__)
 
 FW_VERSION = "cpython"
+OPERAND_CACHE = 64 << 20  # bytes of shared operands a CPython node keeps (HELLO operand_cache)
 _H = {n: key(MsgType.HELLO, n) for n in (
     "node_id", "board", "fw_version", "proto_version", "kernels", "heap_total", "heap_free",
-    "max_frame", "slots", "link", "max_message", "threads", "kernel_hashes")}
+    "max_frame", "slots", "link", "max_message", "threads", "kernel_hashes", "operand_cache")}
 
 
 def _now_ms() -> float:
@@ -52,6 +53,37 @@ def _call(fn: Any, args: list) -> tuple[Any, BaseException | None, int]:
     except Exception as exc:  # the engine maps it to its ErrorCode
         value, error = None, exc
     return value, error, int((time.perf_counter() - start) * 1e6)
+
+
+class _Wait:
+    """A waiting kernel (sleep_ms) on the loop: a timer, which CANCEL cuts short."""
+
+    __slots__ = ("node", "task", "value", "start", "timer")
+
+    def __init__(self, node: InprocNode, task: E.Task, fn: Any) -> None:
+        self.node = node
+        self.task = task
+        self.start = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            self.value = fn(*task.args)
+        except Exception as exc:
+            self.value = None
+            self.timer = loop.call_soon(node._finished, task, None, exc, 0)
+            return
+        self.timer = loop.call_later(self.value / 1000, node._finished, task, self.value,
+                                     None, self.value * 1000)
+
+    def cut(self) -> None:
+        """CANCEL: the wait ends now."""
+        self.timer.cancel()
+        elapsed = int((time.perf_counter() - self.start) * 1e6)
+        self.timer = asyncio.get_running_loop().call_soon(
+            self.node._finished, self.task, self.value, None, elapsed)
+
+    def cancel(self) -> None:
+        """The session ended: nothing more to answer."""
+        self.timer.cancel()
 
 
 class InprocNode:
@@ -124,6 +156,7 @@ class InprocNode:
             _H["heap_total"]: self.heap_total, _H["heap_free"]: self.heap_total,
             _H["max_frame"]: self.max_frame, _H["slots"]: self.slots, _H["link"]: link_kind,
             _H["max_message"]: 1 << 24, _H["threads"]: True,
+            _H["operand_cache"]: OPERAND_CACHE,
             _H["kernel_hashes"]: kernels.hello_fields()["kernel_hashes"],
         }
 
@@ -135,23 +168,14 @@ class InprocNode:
         clock = asyncio.ensure_future(self._clock(eng))
         try:
             eng.start(_now_ms(), os.urandom(NONCE_SIZE))
-            reader = self._reader = FrameReader(MAX_FRAME)
+            self._reader = FrameReader(MAX_FRAME)
             while eng.end_reason is None:
                 data = await link.read()
                 if not data:
                     eng.end("link closed")
                     break
-                now = _now_ms()
-                eng.last_rx = now
-                for item in reader.feed(data):
-                    if isinstance(item, FrameError):
-                        eng.bad_frame(int(item.code), item.text, item.seq, item.fatal, now)
-                    else:
-                        eng.receive(item.type, item.flags, item.seq, item.payload, now)
+                self.feed(data, _now_ms())
                 await link.drain()
-                # a memory pipe's read does not yield while bytes wait: let the kernels'
-                # tasks (a cancelled wait among them) run between reads
-                await asyncio.sleep(0)
         except Exception as exc:  # a bug: end the session, keep the process
             log.exception("%s: session failed", self.node_id)
             eng.end(f"{type(exc).__name__}: {exc}")
@@ -163,6 +187,17 @@ class InprocNode:
             link.close()
             self.ended.set()
         log.info("%s: session ended: %s", self.node_id, eng.end_reason)
+
+    def feed(self, data: bytes, now: float) -> None:
+        """Link bytes in: each whole frame (or the codec's refusal) goes to the engine."""
+        eng = self.engine
+        assert eng is not None
+        eng.last_rx = now
+        for item in self._reader.feed(data):
+            if isinstance(item, FrameError):
+                eng.bad_frame(int(item.code), item.text, item.seq, item.fatal, now)
+            else:
+                eng.receive(item.type, item.flags, item.seq, item.payload, now)
 
     async def _clock(self, eng: E.Engine) -> None:
         while True:
@@ -209,13 +244,13 @@ class InprocNode:
                 self._finished, task, None, ValueError(bad), 0)
             return
         if task.waits:
-            task.handle = asyncio.ensure_future(self._wait(task, fn))
+            task.handle = _Wait(self, task, fn)
         else:
             task.handle = asyncio.ensure_future(self._compute(task, fn))
 
     def cancel(self, task: E.Task) -> None:
         if task.waits and task.handle is not None:
-            task.handle.cancel()
+            task.handle.cut()
 
     def close(self, reason: str) -> None:
         self._wake.set()
@@ -231,19 +266,6 @@ class InprocNode:
         loop = asyncio.get_running_loop()
         value, error, elapsed = await loop.run_in_executor(self._threads, _call, fn, task.args)
         self._finished(task, value, error, elapsed)
-
-    async def _wait(self, task: E.Task, fn: Any) -> None:
-        start = time.perf_counter()
-        value = error = None
-        try:
-            value = fn(*task.args)
-            await asyncio.sleep(value / 1000)
-        except asyncio.CancelledError:
-            if not task.cancelled:
-                raise
-        except Exception as exc:
-            error = exc
-        self._finished(task, value, error, int((time.perf_counter() - start) * 1e6))
 
     def _finished(self, task: E.Task, value: Any, error: BaseException | None,
                   elapsed_us: int) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from microswarm.master.operands import inline
 from microswarm.wire import decode_payload, encode_payload
 
 SCHEMA = """
@@ -41,8 +42,9 @@ class JournalKeyError(ValueError):
 
 
 def args_digest(args: Sequence[Any]) -> bytes:
-    """SHA-256 of one task's arguments as the wire encodes them (deterministic CBOR)."""
-    return hashlib.sha256(encode_payload(list(args))).digest()
+    """SHA-256 of one task's arguments as the wire encodes them (deterministic CBOR),
+    shared operands by their value: sharing one does not change the job."""
+    return hashlib.sha256(encode_payload(inline(args))).digest()
 
 
 class Journal:
@@ -71,7 +73,7 @@ class Journal:
                 f"not {len(arg_lists)} {kernel} tasks: use another key"
             )
         if self._legacy:
-            blobs = [encode_payload(list(a)) for a in arg_lists]
+            blobs = [encode_payload(inline(a)) for a in arg_lists]
             digests = [hashlib.sha256(b).digest() for b in blobs]
         else:
             digests = blobs = [args_digest(a) for a in arg_lists]

@@ -32,6 +32,7 @@ from microswarm.master.inproc import InprocNode
 from microswarm.master.journal import Journal
 from microswarm.master.links import Link, SerialLink, TcpLink
 from microswarm.master.messages import build, fields
+from microswarm.master.operands import REF_SIZE, Shared
 from microswarm.master.ratelog import RateLimitedLog
 from microswarm.master.scheduler import (
     Cancel,
@@ -467,7 +468,12 @@ class Master:
 
     def _task_failed(self, conn: Connection, e: ev.TaskFailed) -> None:
         code, text = e.code, e.text
-        if code == ErrorCode.CANCELLED:
+        if code == ErrorCode.CANCELLED:  # the node's slot is free again
+            self.scheduler.error(conn.node_id, e.task_id, text, penalty=False)
+            return
+        if code == ErrorCode.MISSING_OPERAND:  # not a failure: again, operands inline
+            self.scheduler.inline_operands(e.task_id)
+            self.scheduler.error(conn.node_id, e.task_id, text, penalty=False)
             return
         if code == ErrorCode.DEADLINE:  # requeued elsewhere, CANCEL to the node
             log.warning("task %d %s: requeued elsewhere", e.task_id, text)
@@ -499,6 +505,7 @@ class Master:
             window=info.window,
             kernel_hashes=dict(info.kernel_hashes),
             heap_free=info.heap_free,
+            operand_cache=info.operand_cache,
         )
         self.scheduler.add_node(info.node_id, caps)
         self.events.emit("node_joined", session=conn, info=info)
@@ -528,8 +535,13 @@ class Master:
             self.admission.gone(address or "", was_pending=address is not None)
 
     # ------------------------------------------------------------------ ticker
+    @property
+    def tick_s(self) -> float:
+        """The period of the sessions' timers: a silent node is found at most this late."""
+        return min(0.1, self.heartbeat_ms / 2000)
+
     async def _ticker(self) -> None:
-        period = min(0.1, self.heartbeat_ms / 2000)
+        period = self.tick_s
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
@@ -539,6 +551,8 @@ class Master:
                 info = conn.info
                 if info is not None:
                     self.scheduler.heap(info.node_id, info.heap_free)
+                    if conn.session.operands is not None:  # what its cache holds
+                        self.scheduler.holds(info.node_id, conn.session.operands.held)
                     if "uptime_ms" in info.node_heartbeat:  # restarted while running a task?
                         self.scheduler.uptime(info.node_id,
                                               info.node_heartbeat["uptime_ms"] / 1000)
@@ -634,6 +648,8 @@ def versions_of(nodes: Iterable[NodeInfo], kernel: str) -> str:
 def wire_size(value: Any) -> int:
     """About how many bytes a value takes in CBOR: exact enough to learn link speeds and
     to keep a task off a node whose max_message it exceeds, and far cheaper than encoding."""
+    if type(value) is Shared:  # a reference; placement counts the operand's own transfer
+        return REF_SIZE
     if isinstance(value, bytes | bytearray | memoryview | str):
         return len(value) + 3
     if isinstance(value, array.array):

@@ -24,7 +24,10 @@ times the best free node's expected finish time, the task waits for that node in
 going to the slow one. Without it every free credit is filled at once (work-conserving).
 
 Credits. A node holds at most ``window`` tasks (the WELCOME window); with a window of
-two or more the next task is already on the wire while the current one runs.
+two or more the next task is already on the wire while the current one runs. A task
+cancelled on a node (another copy won, its job ended, it passed its deadline) keeps its
+credit until the node answers (CANCELLED: ``error(..., penalty=False)``) or is lost: the
+node holds the slot until its kernel returns, and a new TASK there would be answered BUSY.
 
 Failure. A task whose node is lost, or whose kernel failed, is requeued (avoiding the
 node that failed it) until it has failed ``retries + 1`` times; then its job fails with
@@ -57,6 +60,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from microswarm.master.operands import Shared, inline, operands_of
 from microswarm.master.states import TERMINAL, TaskState, transition_name
 
 ClassKey = tuple[str, bool, str]  # (kernel, needs native, version hash or "" for any)
@@ -66,8 +70,14 @@ ClassKey = tuple[str, bool, str]  # (kernel, needs native, version hash or "" fo
 HEAP_FACTOR = 2
 KILLS_TO_FAIL = 2  # nodes a task may take down (lost while running it, or timed out)
 DEFAULT_COMPUTE_S = 0.001
+# End game: a copy goes to an idle node only if it would finish there in under 1/MARGIN of
+# the time its holder still needs; the holders are scanned at most once per EVERY_S.
+ENDGAME_MARGIN = 2.0
+ENDGAME_EVERY_S = 0.02
+ENDGAME_COPIES = 3  # at most this many nodes hold one task
 DEFAULT_BANDWIDTH = 10e6  # bytes/s, until a node's link is measured
 EWMA_ALPHA = 0.3
+OPERAND_LOOKAHEAD = 8  # free nodes a task with shared operands compares (transfer saved)
 
 
 # ----------------------------------------------------------------------------- decisions
@@ -125,6 +135,7 @@ class NodeCaps:
     # and link bytes/s (0: unknown, DEFAULT_BANDWIDTH).
     speed: float = 1.0
     bandwidth: float = 0.0
+    operand_cache: int = 0  # bytes it keeps for shared operands (HELLO operand_cache)
 
 
 @dataclass(slots=True, eq=False)
@@ -142,7 +153,7 @@ class NodeState:
     failed: int = 0
     busy_s: float = 0.0
     heap_best: int = 0  # the most free heap it ever reported
-
+    operands: set[bytes] = field(default_factory=set)  # shared operands it holds (hashes)
 
     def free(self) -> int:
         return self.caps.window - len(self.inflight)
@@ -173,6 +184,7 @@ class Task:
     cause: str = ""
     kills: tuple[str, ...] = ()  # causes of the nodes it took down (lost running it, timed out)
     lost_on: frozenset[str] = frozenset()  # nodes whose link lost it once
+    refs: tuple[Shared, ...] = ()  # its shared operands (sent to a node once)
 
 
 @dataclass(slots=True, eq=False)
@@ -238,6 +250,7 @@ class Scheduler:
         self._membership = 0  # bumped when a node joins or leaves (class rates go stale)
         self._learned = 0  # results learned from
         self._fastest = 0.0  # the highest speed prior of any node seen
+        self._endgame_next = 0.0  # clock time of the next end-game scan
 
     # ------------------------------------------------------------------ outputs
     def poll(self) -> list[Action]:
@@ -283,9 +296,8 @@ class Scheduler:
         for task_id in list(node.inflight):
             self._release(node, task_id)
             task = self.tasks.get(task_id)
-            if task is None:
-                continue
-            task.holders.pop(node_id, None)
+            if task is None or task.holders.pop(node_id, None) is None:
+                continue  # cancelled there (finished, or requeued elsewhere)
             if not task.holders:
                 self._retry(task, cause, node_id)
         self._dispatch()
@@ -350,6 +362,8 @@ class Scheduler:
         for index, args in enumerate(arg_lists):
             size = sizes[index] if sizes is not None else 0
             task = Task(next(self._task_ids), job, index, kernel, args, size)
+            if Shared in map(type, args):
+                task.refs = operands_of(args)
             job.tasks.append(task)
             self.tasks[task.task_id] = task
             heapq.heappush(cls.pending, (-priority, job.job_id, index, task))
@@ -432,6 +446,10 @@ class Scheduler:
             if penalty:
                 node.failed += 1
             self._offer(node)
+        self._task_error(node_id, task_id, cause, penalty, fatal)
+
+    def _task_error(self, node_id: str, task_id: int, cause: str, penalty: bool,
+                    fatal: bool) -> None:
         task = self.tasks.get(task_id)
         if task is None or task.state in TERMINAL or node_id not in task.holders:
             self._dispatch()
@@ -485,8 +503,9 @@ class Scheduler:
             return
         cause = cause or f"ran past its deadline on {node_id}"
         if not self._strike(task, cause):
-            self._cancel_on(node_id, task_id)
-            self.error(node_id, task_id, cause)
+            self._cancel_on(node_id, task_id)  # its credit stays taken until it answers
+            self.nodes[node_id].failed += 1
+            self._task_error(node_id, task_id, cause, True, False)
         self._dispatch()
 
     def tick(self) -> None:
@@ -642,10 +661,57 @@ class Scheduler:
                 aside.append(entry)
                 continue
             chosen = (entry[0], node)
+            if task.refs:
+                chosen = self._nearer_operands(heap, task, entry, aside, idle_only, slow)
             break
         for entry in aside:
             heapq.heappush(heap, entry)
         return chosen
+
+    # ---- shared operands (master/operands.py): a node that holds them saves their transfer
+    def _operand_cost(self, task: Task, node: NodeState) -> float:
+        """Seconds to send the task's shared operands that the node does not hold."""
+        cache = node.caps.operand_cache
+        missing = sum(s.size for s in task.refs if s.size > cache or s.hash not in node.operands)
+        return missing / node.bandwidth
+
+    def _nearer_operands(self, heap: list, task: Task, first: tuple, aside: list,
+                         idle_only: bool, slow: float) -> tuple[float, NodeState]:
+        """Among the next few free nodes after `first` (the soonest), the one that would
+        finish the task first once the operands it lacks are counted; its eft with them."""
+        best, best_eft = first, first[0] + self._operand_cost(task, first[3])
+        looked = 0
+        while heap and looked < OPERAND_LOOKAHEAD and best_eft > heap[0][0]:
+            entry = heapq.heappop(heap)
+            node = entry[3]
+            if entry[2] != node.version or not node.alive or node.free() <= 0:
+                continue
+            looked += 1
+            aside.append(entry)
+            if (not self._fits(task, node) or (idle_only and node.inflight)
+                    or (node.inflight and node.caps.speed < slow)):
+                continue
+            eft = entry[0] + self._operand_cost(task, node)
+            if eft < best_eft:
+                best, best_eft = entry, eft
+        if best is not first:
+            aside.remove(best)
+            aside.append(first)
+        return best_eft, best[3]
+
+    def holds(self, node_id: str, hashes: Iterable[bytes]) -> None:
+        """What the node's operand cache holds (its session's view: PUTs, HEARTBEATs)."""
+        node = self.nodes.get(node_id)
+        if node is not None and node.alive:
+            node.operands = set(hashes)
+
+    def inline_operands(self, task_id: int) -> None:
+        """The task's shared operands go inside its TASK from now on (a node answered
+        MISSING_OPERAND: the next try cannot miss)."""
+        task = self.tasks.get(task_id)
+        if task is not None and task.refs:
+            task.size += sum(s.size for s in task.refs)
+            task.args, task.refs = inline(task.args), ()
 
     @staticmethod
     def _fits(task: Task, node: NodeState) -> bool:
@@ -710,6 +776,69 @@ class Scheduler:
                     self._push_node(cls, node)
                     break
                 self._assign(task, node)
+        if self.hold_ratio is not None and not self._pending_count and self.tasks:
+            self._endgame()
+
+    def _endgame(self) -> None:
+        """Nothing waits: free credits take copies of the running tasks whose holders will
+        finish them last, where a free node would finish them in under 1/ENDGAME_MARGIN of
+        that time (the first result wins, the other copy is cancelled), and either runs
+        the kernel ENDGAME_MARGIN times faster than the holder or the task is overdue by
+        `tick`'s rule. So a slow node holding one of a job's last tasks does not set the
+        job's end however well the rest was placed, without waiting for it to be late.
+
+        What a holder still needs: for the task it runs, the estimate less the time it has
+        run, or that time again once past the estimate (a task that has run for t is
+        expected to need about t more); for a task queued behind others, theirs plus its
+        own estimate."""
+        now = self.clock()
+        if now < self._endgame_next:
+            return
+        self._endgame_next = now + ENDGAME_EVERY_S
+        held: dict[int, tuple[float, list[NodeState], bool]] = {}
+        for node in self.nodes.values():
+            if not node.alive or not node.inflight:
+                continue
+            ahead = 0.0
+            late = False
+            order = sorted(node.inflight, key=lambda t, n=node.node_id: self._sent(t, n))
+            for i, task_id in enumerate(order):
+                estimate = node.inflight[task_id]
+                if i == 0:
+                    sent = self._sent(task_id, node.node_id)
+                    ran = now - max(sent, node.last_result) if sent else 0.0
+                    ahead = max(estimate - ran, ran)
+                    late = ran > max(self.speculate_min_s, self.speculate_after * estimate)
+                else:
+                    ahead += estimate
+                known = held.get(task_id)
+                if known is None:
+                    held[task_id] = (ahead, [node], late)
+                else:  # copies elsewhere: the soonest holder counts
+                    held[task_id] = (min(known[0], ahead), [*known[1], node], known[2] and late)
+        candidates = sorted(((-v[0], task_id) for task_id, v in held.items()
+                             if len(v[1]) < ENDGAME_COPIES), key=lambda c: c)
+        for _, task_id in candidates:
+            task = self.tasks.get(task_id)
+            if task is None or task.state is not TaskState.RUNNING:
+                continue
+            remaining, holders, late = held[task_id]
+            cls = self._classes[task.job.key]
+            picked = self._pick(cls, task)
+            if picked is None:
+                continue
+            eft, node = picked
+            mine = self._estimate(node, task.kernel, 0) * ENDGAME_MARGIN
+            faster = all(mine < self._estimate(h, task.kernel, 0) for h in holders)
+            if eft * ENDGAME_MARGIN >= remaining or not (faster or late):
+                self._push_node(cls, node)
+                continue
+            task.speculated = True
+            self._place(task, node)
+
+    def _sent(self, task_id: int, node_id: str) -> float:
+        task = self.tasks.get(task_id)
+        return task.holders.get(node_id, 0.0) if task is not None else 0.0
 
     def _assign(self, task: Task, node: NodeState) -> None:
         self._pending_count -= 1
@@ -718,6 +847,10 @@ class Scheduler:
 
     def _place(self, task: Task, node: NodeState) -> None:
         estimate = self._estimate(node, task.kernel, task.size)
+        if task.refs:
+            estimate += self._operand_cost(task, node)
+            cache = node.caps.operand_cache
+            node.operands.update(s.hash for s in task.refs if s.size <= cache)
         node.inflight[task.task_id] = estimate
         node.backlog += estimate
         task.holders[node.node_id] = 0.0
@@ -822,12 +955,13 @@ class Scheduler:
             self._forget(task)
 
     def _cancel_on(self, node_id: str, task_id: int) -> None:
+        """CANCEL to the node. The task keeps its slot there (a running kernel finishes
+        first), so its credit stays taken until the node answers (CANCELLED, or the
+        result that crossed the CANCEL: ``error``/``result``) or is lost."""
         node = self.nodes.get(node_id)
         if node is None or not node.alive:
             return
-        self._release(node, task_id)
         self._out.append(Cancel(node_id, task_id))
-        self._offer(node)
 
     def _forget(self, task: Task) -> None:
         self.tasks.pop(task.task_id, None)

@@ -51,6 +51,7 @@ from microswarm.master.messages import (
     build,
     fields,
 )
+from microswarm.master.operands import NodeOperands, Shared, inline
 from microswarm.master.session_events import (
     BadFrame,
     Event,
@@ -98,6 +99,9 @@ _HELLO, _AUTH_RESPONSE = int(MsgType.HELLO), int(MsgType.AUTH_RESPONSE)
 _RESULT, _HEARTBEAT, _ERROR = int(MsgType.RESULT), int(MsgType.HEARTBEAT), int(MsgType.ERROR)
 _LOG, _BYE, _CHUNK = int(MsgType.LOG), int(MsgType.BYE), int(MsgType.CHUNK)
 _TASK, _CANCEL = int(MsgType.TASK), int(MsgType.CANCEL)
+_PUT, _NEED = int(MsgType.PUT), int(MsgType.NEED)
+_TASK_REFS = CATALOG[MsgType.TASK].field("refs").key
+_HB_OPERANDS = CATALOG[MsgType.HEARTBEAT].field("operands").key
 _HB_QUEUE = CATALOG[MsgType.HEARTBEAT].field("queue").key
 _HB_RUNNING = CATALOG[MsgType.HEARTBEAT].field("running").key
 _HB_HEAP = CATALOG[MsgType.HEARTBEAT].field("heap_free").key
@@ -151,7 +155,7 @@ class NodeSession:
         "_nonce", "_hello", "_hello_seq", "_join_deadline", "_join_timeout_s",
         "_wait_for_hello", "_deframer", "_reassembler", "_out", "_seq", "_stream",
         "_max_frame", "_next_beat", "_last_timer", "_origin", "_cobs", "_answer_tokens",
-        "_answer_at", "_auth", "__weakref__",
+        "_answer_at", "_auth", "operands", "__weakref__",
     )
 
     def __init__(
@@ -207,6 +211,7 @@ class NodeSession:
             self._deframer = None
         else:
             raise ValueError(f"framing must be stream, cobs or packet, not {framing!r}")
+        self.operands: NodeOperands | None = None  # the node's operand cache, if it has one
         self._reassembler: Reassembler | None = None  # made at WELCOME, never before
         self._auth: LinkAuth | None = None  # frame MACs, from the first frame after WELCOME
         self._out: list[bytes] = []
@@ -264,6 +269,14 @@ class NodeSession:
         payload = {TASK_ID: task_id, TASK_KERNEL: kernel,
                    TASK_ARGS: args if type(args) is list else list(args),
                    TASK_ATTEMPT: attempt}
+        if self.operands is not None:  # shared operands: PUT what the node lacks, refer
+            payload[TASK_ARGS], refs, puts = self.operands.prepare(args, now)
+            if refs is not None:
+                payload[_TASK_REFS] = refs
+            for shared in puts:
+                self._send(_PUT, {0: shared.hash, 1: shared.data})
+        elif Shared in map(type, payload[TASK_ARGS]):  # a node without a cache
+            payload[TASK_ARGS] = inline(args)
         self._send(_TASK, payload)
         self.held.sent(task_id, now, estimate_s)
         info = self.info
@@ -498,6 +511,8 @@ class NodeSession:
         tasks = held.tasks
         if tasks.pop(task_id, None) is not None and tasks:  # held.answered(), inlined
             held.start_oldest(now)
+        if held.dropped:
+            held.dropped.discard(task_id)
         info = self.info
         assert info is not None
         info.results += 1
@@ -516,16 +531,23 @@ class NodeSession:
         heap = body.get(_HB_HEAP)
         if heap is not None:
             info.heap_free = heap
+        if self.operands is not None:
+            self.operands.heartbeat(body.get(_HB_OPERANDS, ()), now, 2 * self.heartbeat_s)
+            info.operands = len(self.operands.held)
         held = self.held
-        if not held.tasks:
+        if not held.tasks and not held.dropped:
             return
         running = body.get(_HB_RUNNING)
         if running is not None:
             held.running(now, running)
         if body.get(_HB_QUEUE) == 0 and self.reconcile:
             cutoff = now - RECONCILE_BEATS * self.heartbeat_s
-            for task_id in held.lost(now, cutoff):
+            lost, cancelled = held.lost(now, cutoff)
+            for task_id in lost:
                 events.append(TaskLost(task_id))
+            for task_id in cancelled:  # the CANCELLED answer that never came
+                events.append(TaskFailed(task_id, int(ErrorCode.CANCELLED),
+                                         f"cancelled; {self.node_id} no longer holds it"))
 
     def _joined_other(self, frame: Frame, now: float, events: list[Event]) -> None:
         t = frame.type
@@ -534,6 +556,11 @@ class NodeSession:
         elif t == _LOG:
             entry = fields(t, frame.payload)
             events.append(NodeLog(entry["level"], entry["text"]))
+        elif t == _NEED and self.operands is not None:
+            for shared in self.operands.need(frame.payload[0], now):
+                self._send(_PUT, {0: shared.hash, 1: shared.data})
+            if self.info is not None:
+                self.info.operand_needs += 1
         elif t == _HELLO:
             info = self.info
             assert info is not None
@@ -541,6 +568,7 @@ class NodeSession:
             self.info = None
             self._reassembler = None
             self.held = HeldTasks(self.held.factor, self.held.min_s)
+            self.operands = None
             self._on_hello(frame, now, events)
         elif t == _BYE:
             reason = fields(t, frame.payload).get("reason", "")
@@ -605,6 +633,7 @@ class NodeSession:
         if self._deframer is not None:
             self._deframer.set_max_frame(info.max_frame)
         self._reassembler = Reassembler(self.limits.max_message, max_streams=MAX_STREAMS)
+        self.operands = NodeOperands(info.operand_cache) if info.operand_cache else None
         self.last_rx = self._last_timer = now
         self._next_beat = now + self.heartbeat_s
         events.append(Joined(info))

@@ -12,6 +12,8 @@ import array
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
+from microswarm.master.operands import Shared
+
 
 class Tile(NamedTuple):
     index: int
@@ -68,16 +70,19 @@ class BlockMatmul:
     """C (m x n) = A (m x k) @ B (k x n), row-major typed arrays, in block tasks.
 
     ``tasks()`` gives the argument lists for the ``matmul`` kernel; ``assemble`` adds the
-    partial products of the depth blocks into C (exact for integer inputs).
+    partial products of the depth blocks into C (exact for integer inputs). With
+    ``share=True`` each block of B is a shared operand (``microswarm.master.Shared``): it
+    goes to a node once, however many row blocks the node multiplies by it.
     """
 
     def __init__(self, a: array.array, b: array.array, m: int, k: int, n: int,
-                 block: int) -> None:
+                 block: int, *, share: bool = False) -> None:
         if len(a) != m * k or len(b) != k * n:
             raise ValueError("a must hold m*k and b k*n items")
         if a.typecode != b.typecode:
             raise ValueError("a and b must have the same typecode")
         self.a, self.b, self.m, self.k, self.n, self.block = a, b, m, k, n, block
+        self.share = share
         self.blocks = [
             (r, c, d)
             for r in range(0, m, block)
@@ -87,16 +92,21 @@ class BlockMatmul:
 
     def tasks(self) -> list[list[Any]]:
         out = []
+        shared: dict[tuple[int, int], Shared] = {}
         for r, c, d in self.blocks:
             bm, bn, bk = min(self.block, self.m - r), min(self.block, self.n - c), min(
                 self.block, self.k - d)
             a_blk = array.array(self.a.typecode)
             for i in range(r, r + bm):
                 a_blk.extend(self.a[i * self.k + d : i * self.k + d + bk])
-            b_blk = array.array(self.b.typecode)
-            for i in range(d, d + bk):
-                b_blk.extend(self.b[i * self.n + c : i * self.n + c + bn])
-            out.append([a_blk, b_blk, bm, bk, bn])
+            b_arg: Any = shared.get((c, d))
+            if b_arg is None:
+                b_arg = array.array(self.b.typecode)
+                for i in range(d, d + bk):
+                    b_arg.extend(self.b[i * self.n + c : i * self.n + c + bn])
+                if self.share:
+                    b_arg = shared[(c, d)] = Shared(b_arg)
+            out.append([a_blk, b_arg, bm, bk, bn])
         return out
 
     def assemble(self, results: Sequence[Sequence[Any]]) -> list[Any]:

@@ -29,6 +29,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from microswarm.master.operands import Shared, inline
+from microswarm.protocol import catalog
 from microswarm.protocol.catalog import MAC_TRAILER_SIZE
 from microswarm.sim import speed
 from microswarm.sim import wire as w
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
     from microswarm.sim.cluster import Simulation
 
 LOOPBACK_BYTES_PER_S = 200e6  # a VM board's TCP link on loopback (far from binding)
+
+_T_REFS = catalog.key(catalog.MsgType.TASK, "refs")
 
 
 @dataclass(slots=True)
@@ -70,11 +74,17 @@ def task_costs(sim: Simulation) -> list[TaskCost]:
         if known is not None:
             out.append(known)
             continue
-        value, error = sim.run_kernel(job.kernel, list(args))
-        work = speed.compute_seconds(job.kernel, args, value, 1.0)
-        # + the MAC trailer every frame of a joined link carries (SPEC.md section 5)
-        down = len(w.pack(w.TASK, {w.T_ID: 1, w.T_KERNEL: job.kernel, w.T_ARGS: list(args),
-                                   w.T_ATTEMPT: 0}, 1, False)) + MAC_TRAILER_SIZE
+        value, error = sim.run_kernel(job.kernel, inline(args))
+        work = speed.compute_seconds(job.kernel, inline(args), value, 1.0)
+        # + the MAC trailer every frame of a joined link carries (SPEC.md section 5). A
+        # shared operand counts as its reference: its one PUT per node is left out (a
+        # relaxation, as everything here)
+        refs = {i: a.hash for i, a in enumerate(args) if type(a) is Shared}
+        task = {w.T_ID: 1, w.T_KERNEL: job.kernel, w.T_ATTEMPT: 0,
+                w.T_ARGS: [None if i in refs else a for i, a in enumerate(args)]}
+        if refs:
+            task[_T_REFS] = refs
+        down = len(w.pack(w.TASK, task, 1, False)) + MAC_TRAILER_SIZE
         body = {w.R_ID: 1, w.R_VALUE: value, w.R_ELAPSED: 0} if error is None else {
             w.R_ID: 1, w.R_ERROR: error, w.R_ELAPSED: 0}
         up = len(w.pack(w.RESULT, body, 1, False)) + MAC_TRAILER_SIZE
@@ -102,7 +112,10 @@ def node_models(sim: Simulation, vm_factor: float = 1.0) -> list[NodeModel]:
     models = []
     for node in sim.nodes:
         if getattr(node, "real", False):
-            models.append(NodeModel(node.node_id, vm_factor, LOOPBACK_BYTES_PER_S,
+            # a real VM board: the pace its own results showed in this run, else the
+            # pace measured on this host at start (calibrate.vm_board_factor)
+            models.append(NodeModel(node.node_id, node.factor() or vm_factor,
+                                    LOOPBACK_BYTES_PER_S,
                                     LOOPBACK_BYTES_PER_S, 0.0, [(0.0, math.inf, 1.0)]))
             continue
         link = node.link

@@ -36,6 +36,7 @@ CASES: dict[str, str] = {
 _VM_SCRIPT = """
 import sys, time, array
 sys.path.insert(0, '')
+{native_path}
 import kernels
 cases = {cases}
 out = {{}}
@@ -51,10 +52,12 @@ print(out)
 """
 
 
-def measure_vm(repeat: int) -> dict[str, float]:
-    """Best-of-`repeat` seconds per case in the MicroPython VM."""
+def measure_vm(repeat: int, native_dir: str | None = None) -> dict[str, float]:
+    """Best-of-`repeat` seconds per case in the MicroPython VM; with `native_dir` (where
+    the built msw_native.mpy is) the kernels it serves run native, as on a virtual board."""
     cases = "{" + ", ".join(f"{k!r}: {v}" for k, v in CASES.items()) + "}"
-    source = _VM_SCRIPT.format(cases=cases, repeat=repeat)
+    native_path = f"sys.path.insert(0, {native_dir!r})" if native_dir else ""
+    source = _VM_SCRIPT.format(cases=cases, repeat=repeat, native_path=native_path)
     proc = subprocess.run(
         [paths.micropython_command(), "-c", source],
         capture_output=True, timeout=300, cwd=paths.firmware_dir(), check=True,
@@ -155,24 +158,52 @@ def host_scale(repeat: int = 3) -> dict[str, Any]:
     measured once per process with the fixed calibration cases (about 0.3 s): `scale` is
     the geometric mean of (seconds per unit here) / (reference seconds per unit), > 1 when
     this host runs the VM slower (a slower CPU, or other load at the time). A virtual board
-    in a simulation runs at this pace; simulated boards do not depend on it."""
+    in a simulation runs at this pace; simulated boards do not depend on it.
+
+    When the x64 native module is built (`make demo`, `make native-x64`), virtual boards
+    load it and run its kernels native: `native_per_kernel` holds those ratios too."""
     if not _HOST:
+        from microswarm import bundle
+
         started = time.perf_counter()
+        native = bundle.native_module(bundle.VM_ARCH)
         try:
             vm = measure_vm(repeat)
+            vm_native = measure_vm(repeat, str(native.parent)) if native else None
         except (OSError, subprocess.SubprocessError) as exc:
             _HOST.update(scale=1.0, measured=False, error=str(exc))
             return dict(_HOST)
-        ratios = {}
-        for name in CASES:
-            if name == "echo":  # one call: below the VM clock's resolution
-                continue
-            ratios[name] = vm[name] / units(name) / speed.VM_SECONDS_PER_UNIT[name]
+        ratios = _ratios(vm)
         scale = math.exp(sum(math.log(r) for r in ratios.values()) / len(ratios))
         _HOST.update(scale=round(scale, 4), measured=True,
                      per_kernel={k: round(v, 4) for k, v in ratios.items()},
+                     native_per_kernel=None if vm_native is None else {
+                         k: round(v, 4) for k, v in _ratios(vm_native).items()},
                      seconds=round(time.perf_counter() - started, 3))
     return dict(_HOST)
+
+
+def _ratios(vm: dict[str, float]) -> dict[str, float]:
+    return {name: vm[name] / units(name) / speed.VM_SECONDS_PER_UNIT[name]
+            for name in CASES if name != "echo"}  # echo: one call, below the VM clock
+
+
+def vm_board_factor(kernel: str, board: str = "unix") -> float:
+    """How many times the reference VM's time a virtual board of `board` on this host
+    takes for `kernel`: the measured ratio for that kernel, native where the board loads
+    the built native module (the geometric mean over the cases for other kernels). Best of
+    a few timings, so a lower bound built on it stays below what the board can do."""
+    from microswarm import bundle, paths
+
+    host = host_scale()
+    if not host.get("measured"):
+        return 1.0
+    per = host["per_kernel"]
+    native = host.get("native_per_kernel")
+    if native and bundle.vm_arch(paths.load_board(board)) is not None:
+        per = native
+    return float(per.get(kernel, host["scale"] if per is host["per_kernel"]
+                         else math.exp(sum(map(math.log, per.values())) / len(per))))
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import array
 import hashlib
+import itertools
 import marshal
 import random
 import tempfile
@@ -71,6 +72,10 @@ class Simulation:
         self._trace_out = open(trace_file, "w") if trace_file else None  # noqa: SIM115
         self.trace_events = 0
         self.fault_at: dict[str, tuple[str, float]] = {}
+        # faults scheduled but not injected yet: id -> (node, kind, when); those left when
+        # the run ends came after the job (the report lists them as not injected)
+        self.fault_plan: dict[int, tuple[str, str, float]] = {}
+        self._fault_ids = itertools.count()
         self.detections: list[dict[str, Any]] = []
         self._memo: dict[Any, tuple[Any, Exception | None]] = {}
         self.nodes: list[SimNode] = []
@@ -94,6 +99,7 @@ class Simulation:
                     self.nodes.append(VmNode(self, len(self.nodes), f"{vms.prefix}{i}",
                                              vms.board))
         self.t0: float | None = None  # wall-clock origin in real-time runs
+        self.vm_factor: float | None = None  # VM boards' pace on this host (vm_pace)
         self.node_by_id = {n.node_id: n for n in self.nodes}
         self._scratch = (tempfile.TemporaryDirectory(prefix="msw-sim-")
                          if scenario.master.journal else None)
@@ -148,6 +154,18 @@ class Simulation:
             self._memo[memo_key] = outcome
         return outcome
 
+    def vm_pace(self) -> float:
+        """The board factor real VM boards run this job's kernel at on this host, measured
+        once (calibrate.vm_board_factor: native where they load the native module); 1.0
+        without VM boards."""
+        if self.vm_factor is None:
+            self.vm_factor = 1.0
+            if self.scenario.vms:
+                from microswarm.sim.calibrate import vm_board_factor
+
+                self.vm_factor = vm_board_factor(self.job.kernel, self.scenario.vms[0].board)
+        return self.vm_factor
+
     def gantt_add(self, node: int, task_id: int, start: float, end: float, outcome: str) -> None:
         if self.keep_gantt:
             self.gantt.append((node, task_id, start, end, outcome))
@@ -182,19 +200,30 @@ class Simulation:
         return lo if lo == hi else self.rng_fault.uniform(lo, hi)
 
     def _schedule_faults(self) -> None:
-        at = self.events.at
         for fault in self.scenario.faults:
             if fault.kind == "restart_master":
-                at(self._when(fault), self.master.restart, fault.duration_s or 1.0)
+                self._plan(self._when(fault), fault, None)
                 continue
             targets = self._targets(fault)
             if fault.kind == "partition":  # one moment for the whole group
                 when = self._when(fault)
                 for node in targets:
-                    at(when, self._apply, fault, node)
+                    self._plan(when, fault, node)
             else:
                 for node in targets:
-                    at(self._when(fault), self._apply, fault, node)
+                    self._plan(self._when(fault), fault, node)
+
+    def _plan(self, when: float, fault: Fault, node: SimNode | None) -> None:
+        key = next(self._fault_ids)
+        self.fault_plan[key] = ("master" if node is None else node.node_id, fault.kind, when)
+        self.events.at(when, self._inject, key, fault, node)
+
+    def _inject(self, key: int, fault: Fault, node: SimNode | None) -> None:
+        del self.fault_plan[key]
+        if node is None:
+            self.master.restart(fault.duration_s or 1.0)
+        else:
+            self._apply(fault, node)
 
     def _apply(self, fault: Fault, node: SimNode) -> None:
         now = self.events.now

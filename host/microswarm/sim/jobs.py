@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from microswarm.firmware import kernels
+from microswarm.master.operands import Shared
 
 Q13 = 1 << 13
 
@@ -89,7 +90,10 @@ def _matmul(spec: dict[str, Any], seed: int) -> Job:
     a = array.array("b", [rng.randrange(-128, 128) for _ in range(m * k)])
     b = array.array("b", [rng.randrange(-128, 128) for _ in range(k * n)])
     blocks = [(r, min(rows, m - r)) for r in range(0, m, rows)]
-    tasks = [[a[r * k : (r + h) * k], b, h, k, n] for r, h in blocks]
+    # B is the same in every task: a shared operand (sent to each node once) unless the
+    # scenario says share_b = false
+    shared_b = Shared(b) if spec.get("share_b", True) else b
+    tasks = [[a[r * k : (r + h) * k], shared_b, h, k, n] for r, h in blocks]
 
     def assemble(results: list[Any]) -> array.array:
         out = array.array("i")

@@ -34,7 +34,7 @@ from microswarm.master.session import NodeSession
 from microswarm.protocol.catalog import ErrorCode
 from microswarm.sim.journal import SimJournal
 from microswarm.sim.links import known_rate
-from microswarm.sim.speed import prior_speed
+from microswarm.sim.speed import compute_seconds, prior_speed
 
 if TYPE_CHECKING:
     from microswarm.sim.cluster import Simulation
@@ -180,7 +180,9 @@ class SimMaster:
             if kind is _Result:
                 if node.real:
                     elapsed = e.elapsed_us / 1e6
-                    node.task_finished(elapsed)
+                    task = self.scheduler.tasks.get(e.task_id)
+                    node.task_finished(elapsed, 0.0 if task is None else compute_seconds(
+                        task.kernel, task.args, e.value, 1.0))
                     now = sim.events.now
                     sim.gantt_add(node.index, e.task_id, now - elapsed, now, "ok")
                 self.scheduler.result(node.node_id, e.task_id, e.value, e.elapsed_us)
@@ -199,7 +201,7 @@ class SimMaster:
                 self.scheduler.add_node(node.node_id, NodeCaps(
                     kernels=frozenset(info.kernels), window=info.window,
                     max_message=info.max_message, speed=prior_speed(node.board),
-                    bandwidth=known_rate(node.link)))
+                    bandwidth=known_rate(node.link), operand_cache=info.operand_cache))
             elif kind is ev.Left:
                 self._lose(node, e.cause)
             elif kind is ev.BadFrame:
@@ -212,9 +214,16 @@ class SimMaster:
                 sim.trace("refused", node.node_id, e.text)
 
     def _task_error(self, node: SimNode, task_id: int, code: int, text: str) -> None:
-        """As the real master: CANCELLED is ignored, BUSY requeues without a penalty."""
+        """As the real master: CANCELLED frees the node's slot, BUSY requeues without a
+        penalty."""
         self._settle(task_id)
         if code == ErrorCode.CANCELLED:
+            self.scheduler.error(node.node_id, task_id, text, penalty=False)
+            return
+        if code == ErrorCode.MISSING_OPERAND:  # as the real master: again, operands inline
+            self.sim.count("missing_operand")
+            self.scheduler.inline_operands(task_id)
+            self.scheduler.error(node.node_id, task_id, text, penalty=False)
             return
         if code == ErrorCode.BUSY:
             self.sim.count("busy")
@@ -260,6 +269,8 @@ class SimMaster:
                 continue
             events = session.on_timer(now)
             node = nodes[i]
+            if session.operands is not None and session.joined:
+                self.scheduler.holds(node.node_id, session.operands.held)
             self._flush(node, session)
             if events:
                 self._events(node, events)

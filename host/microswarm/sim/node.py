@@ -35,7 +35,8 @@ MAX_FRAME = 16_384
 # runs their kernels on the event loop and says threads=false in HELLO.
 NO_THREADS = frozenset({"esp32", "esp32s3"})
 
-_HB = {n: key(MsgType.HELLO, n) for n in ("threads", "max_message")}
+OPERAND_SHARE = 8  # as firmware/worker.py: 1/8 of the heap for shared operands
+_HB = {n: key(MsgType.HELLO, n) for n in ("threads", "max_message", "operand_cache")}
 
 
 class SimNode:
@@ -156,6 +157,7 @@ class SimNode:
             w.H["link"]: "serial" if self.link.serial else "tcp",
             _HB["max_message"]: HEAP_TOTAL // 3,
             _HB["threads"]: self.threads,
+            _HB["operand_cache"]: HEAP_TOTAL // OPERAND_SHARE,
         }
         self.engine = E.Engine(self, hello, sim.key, waits=kernels.WAITS, stats=self.stats)
         self.engine.start(self._now_ms(), sim.rng_nonce.randbytes(16))

@@ -258,5 +258,5 @@ def make_for(sim: Any, **kw: Any) -> Scheduler:
     """The scheduler of a simulation whose `policy` names a baseline."""
     from microswarm.sim.bounds import CostModel
 
-    return make(sim.policy, seed=sim.seed, cost=CostModel(sim, getattr(sim, "vm_factor", 1.0)),
+    return make(sim.policy, seed=sim.seed, cost=CostModel(sim, sim.vm_pace()),
                 **kw)

@@ -40,7 +40,7 @@ class VmNode:
     """A real virtual board as the simulated master sees it."""
 
     __slots__ = ("sim", "index", "node_id", "board", "link", "boot", "epoch", "joined",
-                 "alive", "busy_s", "done", "vboard", "slowdown")
+                 "alive", "busy_s", "work_s", "done", "vboard", "slowdown")
     real = True
 
     def __init__(self, sim: Simulation, index: int, node_id: str, board: str) -> None:
@@ -54,6 +54,7 @@ class VmNode:
         self.joined = False
         self.alive = True
         self.busy_s = 0.0
+        self.work_s = 0.0  # the same tasks' work in the speed model at factor 1
         self.done = 0
         self.vboard: Any = None
         self.slowdown = 1.0
@@ -71,9 +72,16 @@ class VmNode:
     def heartbeat(self) -> None:
         """The board sends its own."""
 
-    def task_finished(self, elapsed_s: float) -> None:
+    def task_finished(self, elapsed_s: float, work_s: float) -> None:
         self.busy_s += elapsed_s
+        self.work_s += work_s
         self.done += 1
+
+    def factor(self) -> float | None:
+        """The pace the board ran its kernels at in this run, as a board factor: its
+        reported kernel time over the model's work for the same tasks (None before a
+        result)."""
+        return self.busy_s / self.work_s if self.work_s > 0 and self.busy_s > 0 else None
 
 
 async def _serve(sim: Simulation, port_box: list[int]) -> asyncio.Server:

@@ -64,6 +64,11 @@ def build_report(sim: Simulation) -> dict[str, Any]:
             {"node": node, "fault": kind, "at_s": round(at, 6)}
             for node, (kind, at) in sorted(sim.fault_at.items())
         ],
+        # scheduled for after the job ended (a fast run): never injected, so never detected
+        "not_injected": [
+            {"node": node, "fault": kind, "at_s": round(at, 6)}
+            for node, kind, at in sorted(sim.fault_plan.values(), key=lambda f: (f[2], f[0]))
+        ],
         "schedule": schedule_quality(sim, complete),
         "utilisation": {
             "min": round(values[0], 4),
@@ -84,7 +89,7 @@ def schedule_quality(sim: Simulation, complete: bool) -> dict[str, Any]:
     from microswarm.sim.bounds import lower_bound
 
     start = sim.job_start
-    bound = lower_bound(sim, start, getattr(sim, "vm_factor", 1.0))
+    bound = lower_bound(sim, start, sim.vm_pace())
     makespan = sim.events.now - start if complete else None
     lb = bound.pop("lower_bound_s")
     return {
@@ -155,6 +160,9 @@ def render(report: dict[str, Any]) -> str:
     if report["undetected"]:
         lines.append(f"  faults not (yet) detected when the run ended: {len(report['undetected'])}"
                      " (the job finished first, or the node had not joined)")
+    if report["not_injected"]:
+        lines.append(f"  faults not injected: {len(report['not_injected'])} (due after the job "
+                     f"had ended at {report['virtual_s']:.2f} s)")
     per_node = u.get("per_node", {})
     if 0 < len(per_node) <= 20:
         cells = [f"{k} {v:.0%}" for k, v in per_node.items()]

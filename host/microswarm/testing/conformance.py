@@ -127,6 +127,26 @@ def test_task_frames_from_the_golden_vectors_run_as_sent(probe: Probe):
     assert sent == len(tasks)
 
 
+def test_a_shared_operand_put_once_serves_tasks_by_reference(probe: Probe):
+    """SPEC.md section 6: the golden PUT, then the golden TASK that refers to it, runs
+    with the operand in place; wrong content under a hash is refused, never used."""
+    if not probe.hello.get(field_key(MsgType.HELLO, "operand_cache")):
+        pytest.skip("the board keeps no shared operands (HELLO operand_cache)")
+    frames = {v["name"]: v for v in vectors("frames")}
+    put, task = frames["put"], frames["task_refs"]
+    probe.transport.send_frame(probe.seal(bytes.fromhex(put["frame"])))
+    probe.transport.send_frame(probe.seal(bytes.fromhex(task["frame"])))
+    args = dict(task["payload"]["map"])[2]
+    a = array("b", args[0]["data"])
+    b = array("b", [5, -6, 7, -128])  # the PUT vector's operand
+    result = probe.result(_task_id_of(task), timeout=30)
+    assert plain(result[1]) == plain(reference.matmul(a, b, 2, 2, 2))
+    wrong = {0: bytes(16), 1: bytes.fromhex(dict(put["payload"]["map"])[1]["hex"])}
+    probe.send(MsgType.PUT, wrong)
+    errors = probe.errors_seen(10, len(probe.errors) + 1)
+    assert errors and errors[-1][0] == ErrorCode.BAD_PAYLOAD
+
+
 def test_chunked_task_vectors_are_reassembled_and_answered(hil_board, probe: Probe):
     cases = [v for v in vectors("chunked") if v["type"] == MsgType.TASK]
     assert cases

@@ -46,15 +46,22 @@ def options(message: bytes) -> dict[int, bytes]:
 
 
 class DhcpServer:
-    """Leases addresses of `network` (one per client hardware address) on 127.0.0.1."""
+    """Leases addresses of `network` (one per client hardware address) on 127.0.0.1.
+
+    The first host address is the server, also the router and, unless `dns` names
+    another, the DNS server; leases start at host number `first` (default: the next one)
+    and last `lease_s` seconds."""
 
     def __init__(self, network: str = "10.77.0.0/24",
-                 on_lease: Callable[[str], None] | None = None) -> None:
+                 on_lease: Callable[[str], None] | None = None, *,
+                 lease_s: int = LEASE_S, dns: str | None = None, first: int = 2) -> None:
         self.on_lease = on_lease or (lambda address: None)
         self.network = ipaddress.IPv4Network(network)
+        self.lease_s = lease_s
         hosts = self.network.hosts()
-        self.server_ip = next(hosts)  # also the router and the DNS server
-        self._free = hosts
+        self.server_ip = next(hosts)
+        self.dns_ip = ipaddress.IPv4Address(dns) if dns else self.server_ip
+        self._free = (address for n, address in enumerate(hosts, 2) if n >= first)
         self.leases: dict[bytes, ipaddress.IPv4Address] = {}
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
@@ -125,7 +132,8 @@ class DhcpServer:
         if address is not None:
             server = self.server_ip.packed
             reply += bytes([OPT_MASK, 4]) + self.network.netmask.packed
-            reply += bytes([OPT_ROUTER, 4]) + server + bytes([OPT_DNS, 4]) + server
-            reply += bytes([OPT_LEASE, 4]) + struct.pack(">I", LEASE_S)
+            reply += bytes([OPT_ROUTER, 4]) + server
+            reply += bytes([OPT_DNS, 4]) + self.dns_ip.packed
+            reply += bytes([OPT_LEASE, 4]) + struct.pack(">I", self.lease_s)
         reply.append(OPT_END)
         return bytes(reply)

@@ -1,0 +1,136 @@
+"""Shared operands for the node engine (SPEC.md section 6), imported on the first PUT or
+TASK with refs: most nodes never need it. An LRU cache bounded in bytes (HELLO's
+operand_cache), and the tasks that wait for operands a NEED asked for.
+"""
+
+import hashlib
+
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+try:
+    import cbor
+    from msgdefs import E_BAD_PAYLOAD, E_MISSING_OPERAND
+except ImportError:
+    from microswarm.firmware import cbor
+    from microswarm.firmware.msgdefs import E_BAD_PAYLOAD, E_MISSING_OPERAND
+
+# PUT {hash, data} and NEED {hashes, task_id}: their keys live here, not in msgdefs
+PUT_HASH = const(0)
+PUT_DATA = const(1)
+NEED_HASHES = const(0)
+NEED_TASK_ID = const(1)
+HASH_SIZE = const(16)
+
+
+class Operands:
+    def __init__(self, budget):
+        self.budget = budget
+        self.used = 0
+        self.keys = []  # hashes held, least recently used first (HEARTBEAT operands)
+        self.values = {}  # hash -> [value, size]
+        self.waiting = []  # [task, {arg index: hash still missing}, since_ms]
+
+    def put(self, payload):
+        """Store one PUT's operand. Returns None, or why it was refused (nothing stored).
+        An operand larger than the whole cache is not stored (its tasks time out)."""
+        h = bytes(payload[PUT_HASH])
+        data = payload[PUT_DATA]
+        if hashlib.sha256(data).digest()[:HASH_SIZE] != h:
+            return "PUT data does not match its hash"
+        if h in self.values:
+            self._touch(h)
+            return None
+        size = len(data)
+        if size > self.budget:
+            return None
+        keys = self.keys
+        while keys and self.used + size > self.budget:
+            self.used -= self.values.pop(keys.pop(0))[1]
+        try:
+            value = cbor.loads(data)  # copies: data may point into a frame buffer
+        except ValueError as e:
+            return "PUT data is not CBOR: " + str(e)
+        self.values[h] = [value, size]
+        keys.append(h)
+        self.used += size
+        return None
+
+    def _touch(self, h):
+        keys = self.keys
+        if keys[-1] != h:
+            keys.remove(h)
+            keys.append(h)
+
+    def resolve(self, args, refs):
+        """Put the operands held into `args` (in place); the ones missing stay in the
+        returned {index: hash} (empty: the task can run). Raises IndexError for an index
+        outside args."""
+        missing = {}
+        for i in refs:
+            h = bytes(refs[i])
+            if not 0 <= i < len(args):
+                raise IndexError("refs index " + str(i) + " outside the arguments")
+            entry = self.values.get(h)
+            if entry is None:
+                missing[i] = h
+            else:
+                args[i] = entry[0]
+                self._touch(h)
+        return missing
+
+    def wait(self, task, missing, now):
+        self.waiting.append([task, missing, now])
+
+    def ready(self):
+        """The waiting tasks whose operands have all arrived, in arrival order."""
+        out = []
+        waiting = self.waiting
+        i = 0
+        while i < len(waiting):
+            entry = waiting[i]
+            missing = entry[1]
+            if missing:
+                missing = self.resolve(entry[0].args, missing)
+                entry[1] = missing
+            if missing:
+                i += 1
+            else:
+                out.append(waiting.pop(i)[0])
+        return out
+
+    def on_put(self, engine, payload, seq, now):
+        """A PUT arrived on the joined session: store it, start the tasks it completes."""
+        why = self.put(payload)
+        if why is not None:
+            engine.stats.bad_frames += 1
+            engine._send_error(E_BAD_PAYLOAD, why, seq)
+            return
+        if self.waiting:
+            engine.queue.extend(self.ready())
+            engine._pump(now)
+
+    def expire(self, engine, before):
+        """Answer MISSING_OPERAND for the tasks waiting since before `before` (ms)."""
+        waiting = self.waiting
+        i = 0
+        while i < len(waiting):
+            if waiting[i][2] < before:
+                task = waiting.pop(i)[0]
+                engine._fail(task.task_id, E_MISSING_OPERAND, "operands did not arrive", 0)
+            else:
+                i += 1
+
+    def drop(self, task_id):
+        """Take out the waiting task `task_id`; True if there was one."""
+        waiting = self.waiting
+        for i in range(len(waiting)):
+            if waiting[i][0].task_id == task_id:
+                del waiting[i]
+                return True
+        return False
