@@ -26,6 +26,7 @@ PUT_DATA = const(1)
 NEED_HASHES = const(0)
 NEED_TASK_ID = const(1)
 HASH_SIZE = const(16)
+LIST_EVERY = const(8)
 
 
 class Operands:
@@ -35,6 +36,7 @@ class Operands:
         self.keys = []  # hashes held, least recently used first (HEARTBEAT operands)
         self.values = {}  # hash -> [value, size]
         self.waiting = []  # [task, {arg index: hash still missing}, since_ms]
+        self.beats = 0  # HEARTBEATs until the list goes out again (0: it changed)
 
     def put(self, payload):
         """Store one PUT's operand. Returns None, or why it was refused (nothing stored).
@@ -50,6 +52,7 @@ class Operands:
         if size > self.budget:
             return None
         keys = self.keys
+        self.beats = 0
         while keys and self.used + size > self.budget:
             self.used -= self.values.pop(keys.pop(0))[1]
         try:
@@ -60,6 +63,15 @@ class Operands:
         keys.append(h)
         self.used += size
         return None
+
+    def listed(self):
+        """The hashes for this HEARTBEAT, or None: sent when they changed, and every
+        LIST_EVERY beats (a HEARTBEAT lost on the link)."""
+        if self.beats:
+            self.beats -= 1
+            return None
+        self.beats = LIST_EVERY - 1
+        return self.keys
 
     def _touch(self, h):
         keys = self.keys

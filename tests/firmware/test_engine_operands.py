@@ -159,3 +159,17 @@ def test_a_reference_outside_the_arguments_is_bad_args():
     eng.receive(T.TASK, 0, 0, {0: 9, 1: "dot", 2: [None], 4: {3: h}}, 0)
     (t, res), = io.take()
     assert res[0] == 9 and res[5] == ErrorCode.BAD_ARGS
+
+
+def test_the_heartbeat_lists_operands_when_they_change_and_every_8th_beat():
+    eng, io = make()
+    h, data, _b = operand([1, 2])
+    put(eng, h, data)
+    listed = []
+    for i in range(1, 11):
+        eng.receive(T.HEARTBEAT, 0, 0, {0: i}, i * HB)
+        listed.append(7 in beat(eng, io, i * HB))
+    assert listed == [True] + [False] * 7 + [True, False]
+    h2, data2, _b2 = operand([3])
+    put(eng, h2, data2, 10 * HB)
+    assert beat(eng, io, 11 * HB)[7] == [h, h2]
