@@ -195,3 +195,16 @@ def operands_module():
     from microswarm.firmware import operands
 
     return operands
+
+
+def test_a_put_larger_than_a_frame_arrives_in_chunks():
+    eng, io = make(cache=20_000)
+    h, data, b = operand(list(range(-1000, 1000)))  # 4 KB, frames of 1 KB
+    frames = wire.encode_message(T.PUT, {0: h, 1: data}, seq=0, max_frame=1024, stream=3)
+    assert len(frames) > 3
+    for f in frames:
+        frame = wire.decode_frame(f)
+        eng.receive(frame.type, frame.flags, frame.seq, frame.payload, 0)
+    assert io.take() == [] and eng.ops.keys == [h]
+    dot_task(eng, 1, array.array("h", [1] * 2000), h)
+    assert io.runs[0].args[1] == b
