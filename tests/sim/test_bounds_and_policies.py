@@ -62,6 +62,23 @@ def test_one_node_bound_is_the_pipeline_worked_out_by_hand():
     assert 1.0 <= q["ratio"] < 1.15
 
 
+def test_a_shared_operand_reaches_the_node_before_its_first_task_in_the_bound():
+    """B shared: each TASK refers to it, and the node must have received B's bytes once
+    before it can compute anything; worked out by hand as above."""
+    sim, report = run(dict(ONE_NODE, job=dict(ONE_NODE["job"], share_b=True)))
+    costs = bounds.task_costs(sim)
+    c = costs[0]
+    assert c.shared == len(sim.job.tasks[0][1].data) > 0
+    link = sim.nodes[0].link
+    down, up = c.down / link.rx.bytes_per_s, c.up / link.tx.bytes_per_s
+    compute = c.work_s * sim.nodes[0].factor
+    fill = 2 * link.latency_s + down + c.shared / link.rx.bytes_per_s + compute + up
+    q = report["schedule"]
+    assert q["bound"]["pipeline_s"] == pytest.approx(fill + 9 * max(down, compute, up),
+                                                     rel=1e-5)
+    assert q["makespan_s"] >= q["lower_bound_s"]
+
+
 @pytest.mark.parametrize("policy", list(POLICIES))
 def test_no_policy_beats_the_bound_and_results_stay_exact_through_a_crash(policy):
     sim, report = run(MIXED, policy)

@@ -4,10 +4,11 @@ No schedule, however clever, finishes before the largest of:
 
 - **compute**: the job's total work over the cluster's total speed. Node i computes from
   the moment its first TASK frame can have arrived (job start + one-way latency + the
-  smallest task's transfer) to the moment its last RESULT must leave (makespan - latency
-  - the smallest result's transfer), at its speed, which drops when a straggler fault
-  slows it and is zero before it first joined and while it is crashed (times from the
-  run).
+  smallest task's transfer + the fewest bytes of shared operands a task refers to: a node
+  needs them, PUT or inline, before its first task) to the moment its last RESULT must
+  leave (makespan - latency - the smallest result's transfer), at its speed, which drops
+  when a straggler fault slows it and is zero before it first joined and while it is
+  crashed (times from the run).
 - **link down / link up**: the bytes every task's TASK frame (resp. RESULT frame) must
   carry at least once, over the links' total bandwidth in that direction, each link
   counted while its node is up. On one link that is the busiest link's bytes over its
@@ -55,6 +56,7 @@ class TaskCost:
     work_s: float  # compute seconds at board factor 1 (the unix-port VM on the reference PC)
     down: int  # TASK frame bytes on a packet link (COBS adds to it on serial links)
     up: int  # RESULT frame bytes, likewise
+    shared: int = 0  # bytes of the shared operands it refers to (each node needs them once)
 
 
 @dataclass(slots=True)
@@ -95,7 +97,7 @@ def task_costs(sim: Simulation) -> list[TaskCost]:
         body = {w.R_ID: 1, w.R_VALUE: value, w.R_ELAPSED: 0} if error is None else {
             w.R_ID: 1, w.R_ERROR: error, w.R_ELAPSED: 0}
         up = len(w.pack(w.RESULT, body, 1, False)) + MAC_TRAILER_SIZE
-        cost = TaskCost(work, down, up)
+        cost = TaskCost(work, down, up, sum(a.size for a in args if type(a) is Shared))
         if key is not None:
             seen[key] = cost
         out.append(cost)
@@ -253,11 +255,14 @@ def lower_bound(sim: Simulation, start: float, vm_factor: float = 1.0,
     up = sum(c.up for c in costs)
     w_min = min(c.work_s for c in costs)
     d_min = min(c.down for c in costs)
+    # before its first task a node (or one restarted: its cache is in RAM) has received
+    # the task's shared operands, at least once each
+    s_min = min(c.shared for c in costs)
     u_min = min(c.up for c in costs)
     guess = start + 1.0
 
     def first_in(m: NodeModel) -> float:
-        return m.latency_s + d_min / m.down_bps
+        return m.latency_s + (d_min + s_min) / m.down_bps
 
     def last_out(m: NodeModel) -> float:
         return m.latency_s + u_min / m.up_bps
@@ -282,8 +287,8 @@ def lower_bound(sim: Simulation, start: float, vm_factor: float = 1.0,
             dn, upl = d_min / m.down_bps, u_min / m.up_bps
             for lo, hi, pieces in _up_intervals(m.pieces):
                 # the first task of an up-interval goes through the whole pipe
-                first = (max(lo, start) + 2 * m.latency_s + dn + c * pieces[0][2] + upl
-                         + m.overhead_s)
+                first = (max(lo, start) + 2 * m.latency_s + dn + s_min / m.down_bps
+                         + c * pieces[0][2] + upl + m.overhead_s)
                 end = min(hi, t)
                 if end < first:
                     continue
@@ -299,7 +304,7 @@ def lower_bound(sim: Simulation, start: float, vm_factor: float = 1.0,
     pace = [(2 * m.latency_s + m.overhead_s, 1 / m.down_bps,
              m.factor * min((p[2] for p in m.pieces), default=1.0), 1 / m.up_bps)
             for m, _ in models]
-    for down_b, work_s, up_b in {(c.down, c.work_s, c.up) for c in costs}:
+    for down_b, work_s, up_b in {(c.down + c.shared, c.work_s, c.up) for c in costs}:
         best = min(lat + down_b * per_down + work_s * per_work + up_b * per_up
                    for lat, per_down, per_work, per_up in pace)
         longest = max(longest, best)
