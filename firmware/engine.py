@@ -490,6 +490,8 @@ class Engine:
             beat[M.HEARTBEAT_HEAP_MIN] = stats.heap_min
         if self.running:
             beat[M.HEARTBEAT_RUNNING] = [[t.task_id, int(now - t.started)] for t in self.running]
-        if self.ops is not None and self.ops.keys:
-            beat[M.HEARTBEAT_OPERANDS] = self.ops.keys
+        if self.ops is not None:
+            held = self.ops.listed()
+            if held is not None:
+                beat[M.HEARTBEAT_OPERANDS] = held
         self.io.send(M.T_HEARTBEAT, beat)

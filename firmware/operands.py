@@ -15,10 +15,10 @@ except ImportError:
 
 try:
     import cbor
-    from msgdefs import E_BAD_PAYLOAD, E_MISSING_OPERAND
+    from msgdefs import E_BAD_PAYLOAD, E_MISSING_OPERAND, E_NO_MEMORY
 except ImportError:
     from microswarm.firmware import cbor
-    from microswarm.firmware.msgdefs import E_BAD_PAYLOAD, E_MISSING_OPERAND
+    from microswarm.firmware.msgdefs import E_BAD_PAYLOAD, E_MISSING_OPERAND, E_NO_MEMORY
 
 # PUT {hash, data} and NEED {hashes, task_id}: their keys live here, not in msgdefs
 PUT_HASH = const(0)
@@ -26,6 +26,7 @@ PUT_DATA = const(1)
 NEED_HASHES = const(0)
 NEED_TASK_ID = const(1)
 HASH_SIZE = const(16)
+LIST_EVERY = const(8)
 
 
 class Operands:
@@ -35,14 +36,16 @@ class Operands:
         self.keys = []  # hashes held, least recently used first (HEARTBEAT operands)
         self.values = {}  # hash -> [value, size]
         self.waiting = []  # [task, {arg index: hash still missing}, since_ms]
+        self.beats = 0  # HEARTBEATs until the list goes out again (0: it changed)
 
     def put(self, payload):
-        """Store one PUT's operand. Returns None, or why it was refused (nothing stored).
-        An operand larger than the whole cache is not stored (its tasks time out)."""
+        """Store one PUT's operand. Returns None, or (ErrorCode, why) when it was refused
+        (nothing stored). One larger than the whole cache is not stored (its tasks time
+        out)."""
         h = bytes(payload[PUT_HASH])
         data = payload[PUT_DATA]
         if hashlib.sha256(data).digest()[:HASH_SIZE] != h:
-            return "PUT data does not match its hash"
+            return E_BAD_PAYLOAD, "PUT data does not match its hash"
         if h in self.values:
             self._touch(h)
             return None
@@ -50,16 +53,28 @@ class Operands:
         if size > self.budget:
             return None
         keys = self.keys
+        self.beats = 0
         while keys and self.used + size > self.budget:
             self.used -= self.values.pop(keys.pop(0))[1]
         try:
             value = cbor.loads(data)  # copies: data may point into a frame buffer
+        except MemoryError:
+            return E_NO_MEMORY, "no heap for the operand"
         except ValueError as e:
-            return "PUT data is not CBOR: " + str(e)
+            return E_BAD_PAYLOAD, "PUT data is not CBOR: " + str(e)
         self.values[h] = [value, size]
         keys.append(h)
         self.used += size
         return None
+
+    def listed(self):
+        """The hashes for this HEARTBEAT, or None: sent when they changed, and every
+        LIST_EVERY beats (a HEARTBEAT lost on the link)."""
+        if self.beats:
+            self.beats -= 1
+            return None
+        self.beats = LIST_EVERY - 1
+        return self.keys
 
     def _touch(self, h):
         keys = self.keys
@@ -106,10 +121,10 @@ class Operands:
 
     def on_put(self, engine, payload, seq, now):
         """A PUT arrived on the joined session: store it, start the tasks it completes."""
-        why = self.put(payload)
-        if why is not None:
+        refused = self.put(payload)
+        if refused is not None:
             engine.stats.bad_frames += 1
-            engine._send_error(E_BAD_PAYLOAD, why, seq)
+            engine._send_error(refused[0], refused[1], seq)
             return
         if self.waiting:
             engine.queue.extend(self.ready())

@@ -204,7 +204,7 @@ CATALOG: dict[MsgType, Message] = {
             Field(6, "running", "array", OPT, "[[task_id, elapsed_ms], ...] of the kernels "
                   "running now (queue counts them too)"),
             Field(7, "operands", "array", OPT, "hashes (bstr) of the shared operands the node "
-                  "holds now, least recently used first"),
+                  "holds now, least recently used first; after a change and every 8th beat"),
         ),
         _m(
             MsgType.LOG, "node -> master", "A line for the master's log.",

@@ -187,3 +187,21 @@ def test_placement_prefers_the_node_that_holds_the_operand():
         sched.submit("matmul", [[matrix(192, 2), b, 4, 48, 48]])
         (d,) = [a for a in sched.poll() if type(a) is Dispatch]
         assert d.node_id == winner
+
+
+@pytest.mark.parametrize("seed", [3, 5])
+def test_lossy_serial_links_lose_puts_and_needs_yet_results_stay_exact(seed):
+    """15% of frames lost and 10% damaged on UART: a PUT, a NEED or a TASK with refs may
+    vanish; the node waits, answers MISSING_OPERAND, the task goes again inline."""
+    spec = {
+        "name": "lossy-shared", "seed": seed, "duration_s": 120,
+        "master": {"heartbeat_ms": 250, "window": 2},
+        "nodes": [{"count": 4, "prefix": "pico-", "board": "rp2350", "link": "uart115200",
+                   "loss": 0.15, "corrupt": 0.1}],
+        "job": {"kind": "matmul", "m": 160, "k": 48, "n": 48, "rows_per_task": 4},
+    }
+    sim = Simulation(scenario.parse(spec), keep_gantt=False)
+    report = sim.run()
+    r = report["result"]
+    assert r["verified"] and r["lost"] == 0 and r["duplicated"] == 0, r
+    assert report["links"]["lost"] > 0 and report["links"]["corrupted"] > 0

@@ -62,6 +62,23 @@ def test_one_node_bound_is_the_pipeline_worked_out_by_hand():
     assert 1.0 <= q["ratio"] < 1.15
 
 
+def test_a_shared_operand_reaches_the_node_before_its_first_task_in_the_bound():
+    """B shared: each TASK refers to it, and the node must have received B's bytes once
+    before it can compute anything; worked out by hand as above."""
+    sim, report = run(dict(ONE_NODE, job=dict(ONE_NODE["job"], share_b=True)))
+    costs = bounds.task_costs(sim)
+    c = costs[0]
+    assert c.shared == len(sim.job.tasks[0][1].data) > 0
+    link = sim.nodes[0].link
+    down, up = c.down / link.rx.bytes_per_s, c.up / link.tx.bytes_per_s
+    compute = c.work_s * sim.nodes[0].factor
+    fill = 2 * link.latency_s + down + c.shared / link.rx.bytes_per_s + compute + up
+    q = report["schedule"]
+    assert q["bound"]["pipeline_s"] == pytest.approx(fill + 9 * max(down, compute, up),
+                                                     rel=1e-5)
+    assert q["makespan_s"] >= q["lower_bound_s"]
+
+
 @pytest.mark.parametrize("policy", list(POLICIES))
 def test_no_policy_beats_the_bound_and_results_stay_exact_through_a_crash(policy):
     sim, report = run(MIXED, policy)
@@ -99,3 +116,18 @@ def test_bench_sched_prints_a_headline_on_small_parameters(repo):
     published = {f["board"]: f["published"] for f in out["board_figures"]}
     assert published["rp2350"] is True and published["rp2040"] is False
     assert out["host"]["scale"] > 0
+
+
+def test_vm_task_floor_is_the_firmware_codec_measured_in_the_vm():
+    """The per-task floor of a VM board comes from the real firmware codec in the real VM,
+    and the same frames give the same (cached) figure."""
+    from microswarm.sim import wire as w
+    from microswarm.sim.vmfloor import task_floor
+
+    task = w.pack(w.TASK, {w.T_ID: 1, w.T_KERNEL: "mandelbrot",
+                           w.T_ARGS: [-16384, -8192, 8, 8, 160, 512], w.T_ATTEMPT: 0}, 1, False)
+    result = w.pack(w.RESULT, {w.R_ID: 1, w.R_VALUE: list(range(64)), w.R_ELAPSED: 0}, 1,
+                    False)
+    floor = task_floor(task, result)
+    assert floor > 0
+    assert task_floor(task, result) == floor

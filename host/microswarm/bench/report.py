@@ -46,6 +46,11 @@ def _head(r: dict) -> Any:
     return r["headline"]["value"]
 
 
+def _crash(r: dict, run: str, name: str) -> Any:
+    """A figure of `microswarm bench sim`'s crash-10pct runs (None in older results)."""
+    return ((r.get("crash_10pct") or {}).get(run) or {}).get(name)
+
+
 def _base(r: dict) -> Any:
     return r["headline"].get("baseline")
 
@@ -58,6 +63,13 @@ FIGURES: tuple[Figure, ...] = (
            ">= 1x", lambda v, r: v >= 1, _base),
     Figure("sim", "dispatches per CPU second, 1,000 simulated nodes, full frame path", _head,
            "k", ">= 20k", lambda v, r: v >= 20_000),
+    Figure("sim", "crash-10pct mean node utilisation, B a shared operand (baseline: B in "
+           "every task)", lambda r: _crash(r, "shared", "mean_utilisation"), "f3", ">= 0.60",
+           lambda v, r: v is not None and v >= 0.6,
+           lambda r: _crash(r, "inline", "mean_utilisation")),
+    Figure("sim", "crash-10pct makespan, B in every task over B shared",
+           lambda r: (r.get("crash_10pct") or {}).get("makespan_speedup"), "x", ">= 4x",
+           lambda v, r: v is not None and v >= 4),
     Figure("native", "int8 64x64 matmul, native vs pure MicroPython in the VM", _head, "x",
            ">= 20x", lambda v, r: v >= 20),
     Figure("wiznet", "SPI bytes per payload byte, 16 KB frame, strict chip model", _head,

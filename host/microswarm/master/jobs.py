@@ -57,7 +57,7 @@ def matmul(size: int = 48, block: int = 16, seed: int = 1) -> JobPlan:
     rng = random.Random(seed)
     a = array.array("b", [rng.randint(-128, 127) for _ in range(size * size)])
     b = array.array("b", [rng.randint(-128, 127) for _ in range(size * size)])
-    split = BlockMatmul(a, b, size, size, size, block)
+    split = BlockMatmul(a, b, size, size, size, block, share=True)  # B blocks go once per node
     return JobPlan(
         "matmul",
         "matmul",

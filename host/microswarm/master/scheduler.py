@@ -53,6 +53,7 @@ the other copy is cancelled.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import time
@@ -203,7 +204,8 @@ class Job:
 class _Class:
     """Pending tasks and candidate nodes of one (kernel, native) class."""
 
-    __slots__ = ("key", "pending", "nodes", "everyone", "parked", "rate", "rate_stamp")
+    __slots__ = ("key", "pending", "nodes", "everyone", "parked", "rate", "rate_stamp",
+                 "speeds")
 
     def __init__(self, key: ClassKey) -> None:
         self.key = key
@@ -213,6 +215,8 @@ class _Class:
         self.parked: list[Task] = []  # no free node fits them right now
         self.rate = 0.0  # tasks per second all its nodes together finish (cached)
         self.rate_stamp: tuple[int, int] = (-1, -1)
+        # (estimates ascending, tasks per second of the nodes up to each), same cache
+        self.speeds: tuple[list[float], list[float]] = ([], [])
 
 
 # ----------------------------------------------------------------------------- scheduler
@@ -575,27 +579,41 @@ class Scheduler:
                 node.compute[task.kernel] = taken
                 self._offer(node)
 
-    def _class_rate(self, cls: _Class) -> float:
+    def _class_rate(self, cls: _Class, below: float | None = None) -> float:
         """Tasks per second the class's alive nodes finish together (1 / estimate each),
-        recomputed when nodes come or go, on the first results, and then after every
-        len(nodes) / 8 results."""
+        or only those whose estimate is below `below`; recomputed when nodes come or go,
+        on the first results, and then after every len(nodes) / 8 results."""
         learned = self._learned
         stamp = (self._membership,
                  learned if learned < 16 else learned // max(1, len(self.nodes) // 8))
         if cls.rate_stamp != stamp:
             kernel = cls.key[0]
-            cls.rate = sum(1.0 / max(self._estimate(n, kernel, 0), 1e-9)
-                           for n in self.nodes.values() if n.alive and n.can_run(cls.key))
+            estimates = sorted(max(self._estimate(n, kernel, 0), 1e-9)
+                               for n in self.nodes.values() if n.alive and n.can_run(cls.key))
+            cumulative, total = [], 0.0
+            for e in estimates:
+                total += 1.0 / e
+                cumulative.append(total)
+            cls.speeds = (estimates, cumulative)
+            cls.rate = total
             cls.rate_stamp = stamp
-        return cls.rate
+        if below is None:
+            return cls.rate
+        estimates, cumulative = cls.speeds
+        n = bisect.bisect_left(estimates, below)
+        return cumulative[n - 1] if n else 0.0
 
-    def _tail(self, cls: _Class, eft: float) -> bool:
-        """Whether a node that would finish the task at `eft` might finish after the rest
-        of the class's queue is done by everyone (then a faster node should take it).
-        The estimate is stretched by how much the kernel's task times vary (a Mandelbrot
-        tile's by 100x, a matmul block's not at all)."""
-        rate = self._class_rate(cls)
-        drain = len(cls.pending) / rate if rate > 0 else 0.0
+    def _tail(self, cls: _Class, eft: float, estimate: float) -> bool:
+        """Whether a node that would finish the task at `eft` (`estimate` for one task
+        there) might finish after the rest of the class's queue is done by the nodes
+        faster than it (then one of them should take it). The estimate is stretched by how
+        much the kernel's task times vary (a Mandelbrot tile's by 100x, a matmul block's
+        not at all). Counting only the faster nodes: the slower ones get no more of the
+        queue either, so counting them drains it on paper sooner than it will be."""
+        rate = self._class_rate(cls, estimate)
+        if rate <= 0:
+            return False  # no faster node: nothing to wait for
+        drain = len(cls.pending) / rate
         best = cls.everyone[0][0] if cls.everyone else 0.0
         kernel = cls.key[0]
         avg = self._kernel_avg.get(kernel)
@@ -771,7 +789,7 @@ class Scheduler:
                     continue
                 eft, node = picked
                 if (self.hold_ratio is not None and self._better_busy_node(cls, task, eft)
-                        and self._tail(cls, eft)):
+                        and self._tail(cls, eft, self._estimate(node, task.kernel, 0))):
                     heapq.heappush(pending, entry)
                     self._push_node(cls, node)
                     break

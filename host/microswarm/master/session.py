@@ -531,8 +531,9 @@ class NodeSession:
         heap = body.get(_HB_HEAP)
         if heap is not None:
             info.heap_free = heap
-        if self.operands is not None:
-            self.operands.heartbeat(body.get(_HB_OPERANDS, ()), now, 2 * self.heartbeat_s)
+        listed = body.get(_HB_OPERANDS)
+        if listed is not None and self.operands is not None:  # absent: as before
+            self.operands.heartbeat(listed, now, 2 * self.heartbeat_s)
             info.operands = len(self.operands.held)
         held = self.held
         if not held.tasks and not held.dropped:
@@ -633,7 +634,9 @@ class NodeSession:
         if self._deframer is not None:
             self._deframer.set_max_frame(info.max_frame)
         self._reassembler = Reassembler(self.limits.max_message, max_streams=MAX_STREAMS)
-        self.operands = NodeOperands(info.operand_cache) if info.operand_cache else None
+        # an operand over the node's max_message could not arrive: such a one goes inline
+        cache = min(info.operand_cache, info.max_message - 64)
+        self.operands = NodeOperands(cache) if cache > 0 else None
         self.last_rx = self._last_timer = now
         self._next_beat = now + self.heartbeat_s
         events.append(Joined(info))

@@ -4,10 +4,11 @@ No schedule, however clever, finishes before the largest of:
 
 - **compute**: the job's total work over the cluster's total speed. Node i computes from
   the moment its first TASK frame can have arrived (job start + one-way latency + the
-  smallest task's transfer) to the moment its last RESULT must leave (makespan - latency
-  - the smallest result's transfer), at its speed, which drops when a straggler fault
-  slows it and is zero before it first joined and while it is crashed (times from the
-  run).
+  smallest task's transfer + the fewest bytes of shared operands a task refers to: a node
+  needs them, PUT or inline, before its first task) to the moment its last RESULT must
+  leave (makespan - latency - the smallest result's transfer), at its speed, which drops
+  when a straggler fault slows it and is zero before it first joined and while it is
+  crashed (times from the run).
 - **link down / link up**: the bytes every task's TASK frame (resp. RESULT frame) must
   carry at least once, over the links' total bandwidth in that direction, each link
   counted while its node is up. On one link that is the busiest link's bytes over its
@@ -16,6 +17,12 @@ No schedule, however clever, finishes before the largest of:
   cheapest task, after its first task has gone through transfer, compute and transfer
   back: the number of tasks the nodes can finish by T must reach the job's task count.
 - **longest task**: the task whose best node still takes longest, from job start.
+
+A real VM board (real time) runs at the pace its own results show (its kernel times over
+the model's work for the same tasks), and each of its tasks costs at least the firmware's
+frame work measured in the VM (sim/vmfloor.py: decode the TASK, encode the RESULT, their
+two MACs) in the pipeline and longest-task terms. With the native module built its kernels
+take microseconds, so that per-task floor, not the kernels, bounds what it can do.
 
 Everything here is a relaxation (tasks split fluidly over nodes, frames sized with the
 smallest task id and no retries, a crashed node assumed back as early as any crash fault
@@ -49,6 +56,7 @@ class TaskCost:
     work_s: float  # compute seconds at board factor 1 (the unix-port VM on the reference PC)
     down: int  # TASK frame bytes on a packet link (COBS adds to it on serial links)
     up: int  # RESULT frame bytes, likewise
+    shared: int = 0  # bytes of the shared operands it refers to (each node needs them once)
 
 
 @dataclass(slots=True)
@@ -60,6 +68,7 @@ class NodeModel:
     latency_s: float
     # (start, end, slowdown) pieces of time the node is up; end may be inf
     pieces: list[tuple[float, float, float]] = field(default_factory=list)
+    overhead_s: float = 0.0  # per task besides the kernel (a VM board's codec, vmfloor)
 
 
 def task_costs(sim: Simulation) -> list[TaskCost]:
@@ -88,7 +97,7 @@ def task_costs(sim: Simulation) -> list[TaskCost]:
         body = {w.R_ID: 1, w.R_VALUE: value, w.R_ELAPSED: 0} if error is None else {
             w.R_ID: 1, w.R_ERROR: error, w.R_ELAPSED: 0}
         up = len(w.pack(w.RESULT, body, 1, False)) + MAC_TRAILER_SIZE
-        cost = TaskCost(work, down, up)
+        cost = TaskCost(work, down, up, sum(a.size for a in args if type(a) is Shared))
         if key is not None:
             seen[key] = cost
         out.append(cost)
@@ -105,7 +114,8 @@ def _hashable(args: Any) -> Any:
         return None
 
 
-def node_models(sim: Simulation, vm_factor: float = 1.0) -> list[NodeModel]:
+def node_models(sim: Simulation, vm_factor: float = 1.0,
+                vm_overhead: float = 0.0) -> list[NodeModel]:
     """Speed, links and up-time of every node, from the scenario and the faults that
     happened in the run (sim.marks)."""
     scenario = sim.scenario
@@ -116,7 +126,8 @@ def node_models(sim: Simulation, vm_factor: float = 1.0) -> list[NodeModel]:
             # pace measured on this host at start (calibrate.vm_board_factor)
             models.append(NodeModel(node.node_id, node.factor() or vm_factor,
                                     LOOPBACK_BYTES_PER_S,
-                                    LOOPBACK_BYTES_PER_S, 0.0, [(0.0, math.inf, 1.0)]))
+                                    LOOPBACK_BYTES_PER_S, 0.0, [(0.0, math.inf, 1.0)],
+                                    vm_overhead))
             continue
         link = node.link
         models.append(NodeModel(node.node_id, node.factor, link.rx.bytes_per_s,
@@ -225,29 +236,33 @@ def lower_bound(sim: Simulation, start: float, vm_factor: float = 1.0,
                 costs: list[TaskCost] | None = None) -> dict[str, Any]:
     """The bound's parts (seconds after `start`, the moment the job was submitted)."""
     costs = task_costs(sim) if costs is None else costs
+    if not costs:
+        return {"lower_bound_s": 0.0, "binding": "none"}
+    floor = vm_task_floor(sim, costs)
     # Nodes alike (speed, links, up-time) count once with their number, and tasks alike
     # once: the sums below cost O(kinds of node) per step, the longest task
     # O(kinds of task x kinds of node), whatever the cluster's and the job's size.
     kinds: dict[tuple, list] = {}
-    for m in node_models(sim, vm_factor):
-        alike = (m.factor, m.down_bps, m.up_bps, m.latency_s, tuple(m.pieces))
+    for m in node_models(sim, vm_factor, floor):
+        alike = (m.factor, m.down_bps, m.up_bps, m.latency_s, tuple(m.pieces), m.overhead_s)
         if alike in kinds:
             kinds[alike][1] += 1
         else:
             kinds[alike] = [m, 1]
     models = [(m, float(n)) for m, n in kinds.values()]
-    if not costs:
-        return {"lower_bound_s": 0.0, "binding": "none"}
     work = sum(c.work_s for c in costs)
     down = sum(c.down for c in costs)
     up = sum(c.up for c in costs)
     w_min = min(c.work_s for c in costs)
     d_min = min(c.down for c in costs)
+    # before its first task a node (or one restarted: its cache is in RAM) has received
+    # the task's shared operands, at least once each
+    s_min = min(c.shared for c in costs)
     u_min = min(c.up for c in costs)
     guess = start + 1.0
 
     def first_in(m: NodeModel) -> float:
-        return m.latency_s + d_min / m.down_bps
+        return m.latency_s + (d_min + s_min) / m.down_bps
 
     def last_out(m: NodeModel) -> float:
         return m.latency_s + u_min / m.up_bps
@@ -272,20 +287,24 @@ def lower_bound(sim: Simulation, start: float, vm_factor: float = 1.0,
             dn, upl = d_min / m.down_bps, u_min / m.up_bps
             for lo, hi, pieces in _up_intervals(m.pieces):
                 # the first task of an up-interval goes through the whole pipe
-                first = max(lo, start) + 2 * m.latency_s + dn + c * pieces[0][2] + upl
+                first = (max(lo, start) + 2 * m.latency_s + dn + s_min / m.down_bps
+                         + c * pieces[0][2] + upl + m.overhead_s)
                 end = min(hi, t)
                 if end < first:
                     continue
-                cpu = _overlap(pieces, first, end, True) / max(c, 1e-12)
+                if m.overhead_s:  # a VM board (faults apply to simulated boards only)
+                    cpu = _overlap(pieces, first, end, False) / (c + m.overhead_s)
+                else:
+                    cpu = _overlap(pieces, first, end, True) / max(c, 1e-12)
                 links = (end - first) / max(dn, upl, 1e-12)
                 total += n * (1 + min(cpu, links))
         return total
 
     longest = 0.0
-    pace = [(2 * m.latency_s, 1 / m.down_bps,
+    pace = [(2 * m.latency_s + m.overhead_s, 1 / m.down_bps,
              m.factor * min((p[2] for p in m.pieces), default=1.0), 1 / m.up_bps)
             for m, _ in models]
-    for down_b, work_s, up_b in {(c.down, c.work_s, c.up) for c in costs}:
+    for down_b, work_s, up_b in {(c.down + c.shared, c.work_s, c.up) for c in costs}:
         best = min(lat + down_b * per_down + work_s * per_work + up_b * per_up
                    for lat, per_down, per_work, per_up in pace)
         longest = max(longest, best)
@@ -299,7 +318,28 @@ def lower_bound(sim: Simulation, start: float, vm_factor: float = 1.0,
     binding = max(parts, key=lambda k: parts[k])
     return {"lower_bound_s": parts[binding], "binding": binding.removesuffix("_s"),
             **{k: round(v, 6) for k, v in parts.items()},
-            "work_s_at_factor_1": round(work, 6), "bytes_down": down, "bytes_up": up}
+            "work_s_at_factor_1": round(work, 6), "bytes_down": down, "bytes_up": up,
+            **({"vm_task_floor_s": round(floor, 7),
+                "vm_factors": {m.node_id: round(m.factor, 5) for m, _ in models
+                               if m.overhead_s}} if floor else {})}
+
+
+def vm_task_floor(sim: Simulation, costs: list[TaskCost]) -> float:
+    """A VM board's least time per task besides the kernel (sim/vmfloor.py), for the
+    job's cheapest frames; 0.0 without VM boards."""
+    if not any(getattr(n, "real", False) for n in sim.nodes):
+        return 0.0
+    from microswarm.sim.vmfloor import task_floor
+
+    job = sim.job
+    i = min(range(len(costs)), key=lambda k: (costs[k].down + costs[k].up, k))
+    args = list(job.tasks[i])
+    value, error = sim.run_kernel(job.kernel, args)
+    task = w.pack(w.TASK, {w.T_ID: 1, w.T_KERNEL: job.kernel, w.T_ARGS: args,
+                           w.T_ATTEMPT: 0}, 1, False)
+    body = {w.R_ID: 1, w.R_VALUE: value, w.R_ELAPSED: 0} if error is None else {
+        w.R_ID: 1, w.R_ERROR: str(error), w.R_ELAPSED: 0}
+    return task_floor(task, w.pack(w.RESULT, body, 1, False))
 
 
 class CostModel:

@@ -101,12 +101,13 @@ async def _serve(sim: Simulation, port_box: list[int]) -> asyncio.Server:
             return
         node.epoch = epoch
         sim.master.receive(node, epoch, first)
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                break
-            sim.catch_up()
-            sim.master.receive(node, epoch, data)
+        with contextlib.suppress(ConnectionError):  # the board stopped at the run's end
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                sim.catch_up()
+                sim.master.receive(node, epoch, data)
         if node.link.writer is writer:
             node.link.writer = None
         writer.close()
