@@ -274,7 +274,14 @@ class Session:
                     link.close()
                     raise KeyboardInterrupt
                 if isinstance(item, frame.FrameError):
-                    eng.bad_frame(item.code, item.text, item.seq, False, board.uptime_ms())
+                    task_id = None
+                    head = getattr(item, "head", None)
+                    if head is not None and head[1] == M.T_TASK:  # a TASK with no heap
+                        from engine_chunks import peek_task_id
+
+                        task_id = peek_task_id(memoryview(head)[M.HEADER_SIZE:])
+                    eng.bad_frame(item.code, item.text, item.seq, False, board.uptime_ms(),
+                                  task_id)
                 else:
                     self.dispatch(item, board.uptime_ms())
             await self.flush()
