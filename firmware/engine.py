@@ -63,6 +63,7 @@ BACKOFF_MIN_MS = const(200)
 BACKOFF_MAX_MS = const(10000)
 MIN_HEARTBEAT_MS = const(10)
 MAX_STREAMS = const(4)  # CHUNK streams a node holds open at once
+OPERAND_SHARE = const(8)  # shared operands may hold 1/OPERAND_SHARE of the heap (HELLO)
 
 # states
 HELLO_SENT = const(0)  # waiting for AUTH_CHALLENGE
@@ -83,6 +84,34 @@ def error_code(error):
 
 def describe(error):
     return type(error).__name__ + ": " + str(error)
+
+
+def hello(node_id, board, fw_version, heap_total, heap_free, max_frame, slots, link,
+          max_message, operand_cache, threads, about, cluster=None):
+    """The HELLO payload every kind of node sends, without its nonce (start() adds it).
+    about: kernels.hello_fields() (kernels, kernel_hashes, native_arch, native_kernels)."""
+    msg = {
+        M.HELLO_NODE_ID: node_id,
+        M.HELLO_BOARD: board,
+        M.HELLO_FW_VERSION: fw_version,
+        M.HELLO_PROTO_VERSION: M.PROTOCOL_VERSION,
+        M.HELLO_HEAP_TOTAL: heap_total,
+        M.HELLO_HEAP_FREE: heap_free,
+        M.HELLO_MAX_FRAME: max_frame,
+        M.HELLO_SLOTS: slots,
+        M.HELLO_LINK: link,
+        M.HELLO_MAX_MESSAGE: max_message,
+        M.HELLO_OPERAND_CACHE: operand_cache,
+        M.HELLO_THREADS: threads,
+        M.HELLO_KERNELS: about["kernels"],
+        M.HELLO_KERNEL_HASHES: about["kernel_hashes"],
+    }
+    if cluster is not None:
+        msg[M.HELLO_CLUSTER] = cluster
+    if "native_arch" in about:
+        msg[M.HELLO_NATIVE_ARCH] = about["native_arch"]
+        msg[M.HELLO_NATIVE_KERNELS] = about["native_kernels"]
+    return msg
 
 
 class Stats:
