@@ -43,7 +43,8 @@ the module compiles, a comment costs nothing.
 #           a message does not fit).
 #       .buf, .view, .reserve(n): the current buffer, a memoryview of it, and growing it to
 #           at least n bytes with its content kept (frame.FrameWriter adds header and CRC in
-#           place).
+#           place). Writes past .limit call .reserve, or ._spill(data, n) for n bytes of
+#           data: frame._FrameEncoder overrides both to cut a message into CHUNK pieces.
 #   loads(buf, start=0, end=None, copy=True) -> object
 #       Decodes exactly one item spanning buf[start:end]. copy=False returns byte strings
 #       and uint8 typed arrays as memoryview slices of buf (zero copy; keep buf alive and
@@ -73,6 +74,8 @@ _INF_BYTES = b"\xf9\x7c\x00"
 _NINF_BYTES = b"\xf9\xfc\x00"
 _U64_LIMIT = 1 << 64
 _U32_LIMIT = 1 << 32
+_UINT = (">B", ">H", ">I", ">Q")
+_FLOAT = (">H", ">f", ">d")
 _HAS_FROMBYTES = hasattr(array("B"), "frombytes")  # CPython; MicroPython's extend() takes raw bytes
 _ITEM_SIZE = {code: size for (code, size) in TYPED_ARRAY_TAGS.values()}
 
@@ -91,6 +94,7 @@ class Encoder:
         self.view = memoryview(self.buf)
         self.headroom = headroom
         self.pos = 0
+        self.limit = len(self.buf)
 
     def reserve(self, n):
         if n > len(self.buf):
@@ -98,6 +102,7 @@ class Encoder:
             bigger[: self.pos] = self.view[: self.pos]
             self.buf = bigger
             self.view = memoryview(bigger)
+            self.limit = len(bigger)
 
     def encode(self, obj):
         self.pos = self.headroom
@@ -106,8 +111,9 @@ class Encoder:
 
     def _head(self, major, n):
         p = self.pos
-        if p + 9 > len(self.buf):
+        if p + 9 > self.limit:
             self.reserve(p + 9)
+            p = self.pos
         buf = self.buf
         if n < 24:
             buf[p] = major | n
@@ -128,8 +134,15 @@ class Encoder:
 
     def _raw(self, data, n):
         p = self.pos
-        if p + n > len(self.buf):
-            self.reserve(p + n)
+        if p + n > self.limit:
+            self._spill(data, n)
+            return
+        self.buf[p : p + n] = data
+        self.pos = p + n
+
+    def _spill(self, data, n):
+        self.reserve(self.pos + n)
+        p = self.pos
         self.buf[p : p + n] = data
         self.pos = p + n
 
@@ -183,8 +196,9 @@ class Encoder:
             self._raw(_NINF_BYTES, 3)
         else:
             p = self.pos
-            if p + 9 > len(self.buf):
+            if p + 9 > self.limit:
                 self.reserve(p + 9)
+                p = self.pos
             struct.pack_into(">Bd", self.buf, p, 0xFB, x)
             self.pos = p + 9
 
@@ -215,8 +229,9 @@ class Encoder:
             if type(k) is int and 0 <= k < 24:
                 # The protocol's field keys: one byte, written here without a call.
                 p = self.pos
-                if p >= len(self.buf):
+                if p >= self.limit:
                     self.reserve(p + 1)
+                    p = self.pos
                 self.buf[p] = k
                 self.pos = p + 1
             elif type(k) is int or type(k) is str:
@@ -298,30 +313,16 @@ class _Decoder:
         # The argument of a head whose initial byte has been read.
         if ai < 24:
             return ai
+        if ai > 27:
+            if ai == 31:
+                raise CBORError("indefinite length not allowed")
+            raise CBORError("reserved additional information %d" % ai)
         pos = self.pos
-        if ai == 24:
-            if pos + 1 > self.end:
-                raise CBORError("truncated head")
-            self.pos = pos + 1
-            return self.mv[pos]
-        if ai == 25:
-            if pos + 2 > self.end:
-                raise CBORError("truncated head")
-            self.pos = pos + 2
-            return struct.unpack_from(">H", self.mv, pos)[0]
-        if ai == 26:
-            if pos + 4 > self.end:
-                raise CBORError("truncated head")
-            self.pos = pos + 4
-            return struct.unpack_from(">I", self.mv, pos)[0]
-        if ai == 27:
-            if pos + 8 > self.end:
-                raise CBORError("truncated head")
-            self.pos = pos + 8
-            return struct.unpack_from(">Q", self.mv, pos)[0]
-        if ai == 31:
-            raise CBORError("indefinite length not allowed")
-        raise CBORError("reserved additional information %d" % ai)
+        k = 1 << (ai - 24)
+        if pos + k > self.end:
+            raise CBORError("truncated head")
+        self.pos = pos + k
+        return struct.unpack_from(_UINT[ai - 24], self.mv, pos)[0]
 
     def item(self, depth):
         if depth > MAX_NESTING:
@@ -384,22 +385,14 @@ class _Decoder:
             return True
         if ai == 22:
             return None
-        pos = self.pos
-        if ai == 25:
-            if pos + 2 > self.end:
-                raise CBORError("truncated float16")
-            self.pos = pos + 2
-            return _half(struct.unpack_from(">H", self.mv, pos)[0])
-        if ai == 26:
-            if pos + 4 > self.end:
-                raise CBORError("truncated float32")
-            self.pos = pos + 4
-            return struct.unpack_from(">f", self.mv, pos)[0]
-        if ai == 27:
-            if pos + 8 > self.end:
-                raise CBORError("truncated float64")
-            self.pos = pos + 8
-            return struct.unpack_from(">d", self.mv, pos)[0]
+        if 25 <= ai <= 27:
+            pos = self.pos
+            k = 1 << (ai - 24)
+            if pos + k > self.end:
+                raise CBORError("truncated float%d" % (8 * k))
+            self.pos = pos + k
+            v = struct.unpack_from(_FLOAT[ai - 25], self.mv, pos)[0]
+            return _half(v) if k == 2 else v
         if ai == 31:
             raise CBORError("unexpected break / indefinite length")
         if ai > 27:

@@ -1,15 +1,15 @@
 """CHUNK streams for the node engine (imported on the first CHUNK: most tasks need none).
 
-frame.Reassembler does the reassembly and its limits; this adds what the engine answers
+reassembly.Reassembler does the reassembly and its limits; this adds what the engine answers
 with: the task id of a TASK whose stream failed, read from the stream's first piece.
 """
 
 try:
-    import frame
     import msgdefs as M
+    from reassembly import Reassembler
 except ImportError:
-    from microswarm.firmware import frame
     from microswarm.firmware import msgdefs as M
+    from microswarm.firmware.reassembly import Reassembler
 
 
 def peek_task_id(data):
@@ -32,7 +32,7 @@ def peek_task_id(data):
 
 class Chunks:
     def __init__(self, max_message, max_streams):
-        self.reassembler = frame.Reassembler(max_message, copy=False, max_streams=max_streams)
+        self.reassembler = Reassembler(max_message, copy=False, max_streams=max_streams)
         self.tasks = {}  # stream -> task id of the TASK it carries
 
     def add(self, payload, flags, seq):
@@ -43,7 +43,7 @@ class Chunks:
                 self.tasks[stream] = task_id
         try:
             whole = self.reassembler.add(payload, flags, seq)
-        except frame.FrameError as e:
+        except ValueError as e:  # frame.FrameError
             e.task_id = self.tasks.pop(stream, None)
             raise
         if whole is not None:

@@ -83,17 +83,7 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 #       A break that arrives behind a partial frame (a sender that died mid-frame) is not
 #       at a chunk start; a worker that finds pending() > 0 on a line idle for ~100 ms
 #       calls reset(), so the next interrupt request is seen.
-#   Reassembler(max_message, copy=True, max_streams=4)
-#       .add(payload, flags, seq=None) -> None, or (inner_type, inner_payload) when a CHUNK
-#           stream completes (validated against FIELDS). The whole message's buffer is
-#           allocated once, at offset 0, after checking its announced total against
-#           max_message and the sum of all open streams' totals against max_message too (a
-#           board's heap bounds them together). Errors (the stream is dropped): TOO_LARGE
-#           (total, open bytes or stream count over the limit), BAD_CHUNK (unknown stream,
-#           restart, offset out of order, total or type changing, MORE set on the last piece
-#           or missing before it, inner type CHUNK or unknown), BAD_PAYLOAD, NO_MEMORY.
-#           The errors carry `seq` when given.
-#       .reset(): drop every unfinished stream (a new link); .open_bytes() -> bytes held.
+#   Reassembler: CHUNK reassembly, in reassembly.py (loaded on a link's first CHUNK).
 #   cobs_encode(data) -> bytes, cobs_decode(data) -> bytes (ValueError when malformed),
 #   cobs_encode_into / cobs_decode_into(src, start, end, dst) -> length written.
 #
@@ -244,9 +234,11 @@ def check_payload(msg_type, payload, seq=None):
         raise FrameError(E_UNKNOWN_TYPE, "message type %d is not known" % msg_type, seq)
     if type(payload) is not dict:
         raise FrameError(E_BAD_PAYLOAD, "payload of type %d must be a map" % msg_type, seq)
-    for key, kind, required in rules:
+    for i in range(0, len(rules), 3):
+        key = rules[i]
+        kind = rules[i + 1]
         if key not in payload:
-            if required:
+            if rules[i + 2]:
                 raise FrameError(
                     E_BAD_PAYLOAD, "type %d lacks required field %d" % (msg_type, key), seq
                 )
@@ -394,6 +386,55 @@ def cobs_decode(data):
     return bytes(memoryview(out)[: cobs_decode_into(data, 0, len(data), out)])
 
 
+class _Full(Exception):
+    pass
+
+
+class _FrameEncoder(cbor.Encoder):
+    # The writer's frame buffer: never grows (a message too big for a frame is chunked),
+    # and encodes a message a window at a time: window(obj, lo, hi, at) writes only bytes
+    # lo..hi-1 of obj's encoding, to buf[at:], and returns the encoded length (lo = hi:
+    # just the length). So no buffer ever holds a chunked message whole. While window()
+    # runs, heads are written to a stage in the buffer's last _HEAD_SLACK bytes (past any
+    # frame and its trailer) and moved into the window when it fills; data goes straight.
+    def reserve(self, n):
+        if n > len(self.buf):
+            if self._win is None:
+                raise _Full
+            self._flush()
+
+    def _spill(self, data, n):
+        if self._win is None:
+            raise _Full
+        self._flush()
+        self._copy(data, n)
+
+    def _flush(self):
+        stage = len(self.buf) - _HEAD_SLACK
+        n = self.pos - stage
+        self.pos = stage
+        if n:
+            self._copy(memoryview(self.buf)[stage : stage + n], n)
+
+    def _copy(self, data, n):
+        lo, hi, d, off = self._win
+        a = off if off > lo else lo
+        b = off + n if off + n < hi else hi
+        if a < b:
+            self.buf[a + d : b + d] = memoryview(data)[a - off : b - off]
+        self._win = (lo, hi, d, off + n)
+
+    def window(self, obj, lo, hi, at):
+        self.pos = len(self.buf) - _HEAD_SLACK
+        self._win = (lo, hi, at - lo, 0)
+        try:
+            self._item(obj, 0)
+            self._flush()
+            return self._win[3]
+        finally:
+            self._win = None
+
+
 class FrameWriter:
     def __init__(self, max_frame, serial=False):
         if not _MIN_FRAME <= max_frame <= MAX_FRAME:
@@ -406,8 +447,8 @@ class FrameWriter:
         # The slack covers the longest CBOR head the encoder reserves room for before
         # writing it, so a payload that fits in a frame never grows the buffer.
         self._size = max_frame + _HEAD_SLACK + _TRAILER
-        self._enc = cbor.Encoder(self._size, HEADER_SIZE)
-        self._chunk_enc = None
+        self._enc = _FrameEncoder(self._size, HEADER_SIZE)
+        self._enc._win = None
         self._cobs = bytearray(cobs_max(max_frame + _TRAILER) + 1) if serial else None
         self._cobs_view = memoryview(self._cobs) if serial else None
 
@@ -449,11 +490,22 @@ class FrameWriter:
         out[k] = 0
         return self._cobs_view[: k + 1]
 
-    def frame(self, msg_type, payload, seq=None, flags=0):
+    def _encode(self, payload, seq=None):
+        # The payload's length, encoded at HEADER_SIZE when it fits the frame buffer (-1:
+        # it does not, nothing kept).
+        enc = self._enc
         try:
-            n = len(self._enc.encode(payload))
+            try:
+                return len(enc.encode(payload))
+            except _Full:
+                return -1
         except cbor.CBORError as e:
             raise FrameError(E_BAD_PAYLOAD, "cannot encode payload: %s" % e, seq)
+
+    def frame(self, msg_type, payload, seq=None, flags=0):
+        n = self._encode(payload, seq)
+        if n < 0:
+            n = self._enc.window(payload, 0, 0, 0)  # its length, for TOO_LARGE
         return self._finish(self._enc, msg_type, flags, seq, n)
 
     def raw(self, msg_type, payload_bytes, seq=None, flags=0):
@@ -465,40 +517,45 @@ class FrameWriter:
         enc.buf[HEADER_SIZE : HEADER_SIZE + n] = payload_bytes
         return self._finish(enc, msg_type, flags, seq, n)
 
+    def _chunk_head(self, stream, msg_type, total, off, k):
+        # The CHUNK map up to its data, at HEADER_SIZE; returns where the data goes.
+        enc = self._enc
+        enc.pos = HEADER_SIZE
+        enc._head(0xA0, 5)
+        for key, value in ((0, stream), (1, msg_type), (2, total), (3, off)):
+            enc._head(0, key)
+            enc._head(0, value)
+        enc._head(0, 4)
+        enc._head(0x40, k)
+        return enc.pos
+
     def frames(self, msg_type, payload, max_message=0):
         if msg_type == T_CHUNK:
             raise FrameError(E_BAD_CHUNK, "a CHUNK cannot itself be chunked")
         enc = self._enc
-        try:
-            body = enc.encode(payload)
-        except cbor.CBORError as e:
-            raise FrameError(E_BAD_PAYLOAD, "cannot encode payload: %s" % e)
-        total = len(body)
+        total = self._encode(payload)
+        if total < 0:
+            total = enc.window(payload, 0, 0, 0)
         if max_message and total > max_message:
             raise FrameError(E_TOO_LARGE, "message of %d bytes over the peer's limit of %d"
                              % (total, max_message))
         if total + FRAME_OVERHEAD <= self.max_frame:
             yield self._finish(enc, msg_type, 0, None, total)
             return
-        if self._chunk_enc is None:
-            self._chunk_enc = cbor.Encoder(self._size, HEADER_SIZE)
-        cenc = self._chunk_enc
+        # Too big for one frame: CHUNK pieces, each encoded anew into the frame buffer
+        # (_FrameEncoder.window), so no buffer ever holds the whole message.
         stream = self.stream
         self.stream = (stream + 1) & 0xFFFF
-        piece = {0: stream, 1: msg_type, 2: total, 3: total, 4: b""}
-        room = self.max_frame - FRAME_OVERHEAD - len(cenc.encode(piece)) - 2
+        room = (self.max_frame - FRAME_OVERHEAD - 2
+                - (self._chunk_head(stream, msg_type, total, total, 0) - HEADER_SIZE))
         off = 0
-        try:
-            while off < total:
-                k = min(room, total - off)
-                piece[3] = off
-                piece[4] = body[off : off + k]
-                n = len(cenc.encode(piece))
-                off += k
-                yield self._finish(cenc, T_CHUNK, FLAG_MORE if off < total else 0, None, n)
-        finally:
-            if len(enc.buf) > self._size:  # a message too big for a frame grew it
-                self._enc = cbor.Encoder(self._size, HEADER_SIZE)
+        while off < total:
+            k = min(room, total - off)
+            at = self._chunk_head(stream, msg_type, total, off, k)
+            enc.window(payload, off, off + k, at)
+            off += k
+            yield self._finish(enc, T_CHUNK, FLAG_MORE if off < total else 0, None,
+                               at + k - HEADER_SIZE)
 
 
 class StreamReader:
@@ -611,6 +668,10 @@ class Deframer:
             out.append(decode(frame, self.max_frame, self.copy, self.auth))
         except FrameError as e:
             e.fatal = False
+            if e.code == E_NO_MEMORY:
+                # the frame's start, for the task id of a TASK that did not fit: the buffer
+                # may hold another frame by the time the error is answered
+                e.head = bytes(frame[:HEADER_SIZE + 12])
             self._bad(out, e)
 
     def feed(self, data, end=None):
@@ -647,79 +708,3 @@ class Deframer:
                 self._take(out)
             pos = z + 1
         return out
-
-
-class Reassembler:
-    def __init__(self, max_message, copy=True, max_streams=4):
-        self.max_message = max_message
-        self.max_streams = max_streams
-        self.copy = copy
-        self.reset()
-
-    def reset(self):
-        self._streams = {}
-        self._open = 0
-
-    def open_bytes(self):
-        return self._open
-
-    def _drop(self, stream):
-        st = self._streams.pop(stream, None)
-        if st is not None:
-            self._open -= st[1]
-
-    def add(self, payload, flags, seq=None):
-        stream = payload[0]
-        inner = payload[1]
-        total = payload[2]
-        off = payload[3]
-        data = payload[4]
-        st = self._streams.get(stream)
-        try:
-            if st is None:
-                st = self._open_stream(stream, inner, total, off, seq)
-            elif off == 0:
-                raise FrameError(E_BAD_CHUNK, "stream %d restarted" % stream, seq)
-            elif inner != st[0] or total != st[1] or off != st[3]:
-                raise FrameError(E_BAD_CHUNK, "chunk of stream %d out of order" % stream, seq)
-            n = len(data)
-            if off + n > total:
-                raise FrameError(E_BAD_CHUNK, "chunk runs past the total of stream %d" % stream,
-                                 seq)
-            st[2][off : off + n] = data
-            st[3] = off + n
-            if flags & FLAG_MORE:
-                if st[3] == total:
-                    raise FrameError(E_BAD_CHUNK, "stream %d complete but MORE set" % stream,
-                                     seq)
-                return None
-            if st[3] != total:
-                raise FrameError(E_BAD_CHUNK, "stream %d ended short of its total" % stream,
-                                 seq)
-        except FrameError:
-            self._drop(stream)
-            raise
-        self._drop(stream)
-        message = _load_payload(st[2], 0, total, self.copy, st[4])
-        check_payload(inner, message, st[4])
-        return inner, message
-
-    def _open_stream(self, stream, inner, total, off, seq):
-        if off != 0:
-            raise FrameError(E_BAD_CHUNK, "chunk of unknown stream %d" % stream, seq)
-        if total > self.max_message or self._open + total > self.max_message:
-            raise FrameError(
-                E_TOO_LARGE, "message of %d bytes over the limit of %d (%d bytes open)"
-                % (total, self.max_message, self._open), seq,
-            )
-        if len(self._streams) >= self.max_streams:
-            raise FrameError(E_TOO_LARGE, "more than %d open streams" % self.max_streams, seq)
-        if inner == T_CHUNK or inner not in FIELDS:
-            raise FrameError(E_BAD_CHUNK, "inner type %d not allowed" % inner, seq)
-        try:
-            st = [inner, total, bytearray(total), 0, seq]
-        except MemoryError:
-            raise FrameError(E_NO_MEMORY, "no heap for a message of %d bytes" % total, seq)
-        self._streams[stream] = st
-        self._open += total
-        return st

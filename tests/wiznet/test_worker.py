@@ -87,10 +87,6 @@ async def _serve_node(model, board: str, flash, micropython: str, how: str = "di
         log.close()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known defect, open in issue 11: after UDP discovery the worker's session fails with "
-    "'MemoryError: allocating 16396 bytes' on the EVB boards' 450 KB heap since the node "
-    "engine landed (the dialled path below passes); found in the last integration run"))
 @pytest.mark.parametrize("model", ["w5500", "w6100"], indirect=True)
 def test_worker_joins_by_discovery_and_runs_tasks(model, micropython, tmp_path):
     board = f"{model.chip.kind}-evb-pico2"
@@ -133,9 +129,6 @@ def test_worker_dials_the_master_and_runs_a_long_job(model, micropython, tmp_pat
     assert not [s for s in model.chip.sockets if s.mode & 0x03 == 0x02]  # no discovery
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known defect, open in issue 11: the same heap exhaustion as after discovery "
-    "('no heap to encode the result' on a 450 KB heap) since the node engine landed"))
 @pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6 on this host")
 @pytest.mark.parametrize("model", ["w6100"], indirect=True)
 def test_worker_joins_a_master_on_ipv6(model, micropython, tmp_path):
