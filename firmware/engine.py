@@ -12,9 +12,10 @@ below (on a board a long docstring costs heap while the module compiles).
 #   Engine(io, hello, key, known=None, waits=(), stats=None)
 #       hello: the HELLO payload without its nonce (msgdefs keys); the engine reads its
 #           node_id, slots, kernels, threads, max_message and operand_cache (bytes for
-#           shared operands, SPEC.md section 6: operands.py, loaded lazily). known: a container of the
-#           kernel names it runs (default hello's list). waits: kernels that wait instead
-#           of computing (sleep_ms): they start beside a running kernel.
+#           shared operands, SPEC.md section 6: operands.py, loaded lazily). known: a
+#           container of the kernel names it runs (default hello's list). waits:
+#           kernels that wait instead of computing (sleep_ms): they start beside a
+#           running kernel.
 #   .start(now, nonce)                     send HELLO, start the join clock
 #   .receive(msg_type, flags, seq, payload, now)   one decoded frame from the master
 #   .bad_frame(code, text, seq, fatal, now, task_id=None)   one frame the codec refused
@@ -63,6 +64,7 @@ BACKOFF_MIN_MS = const(200)
 BACKOFF_MAX_MS = const(10000)
 MIN_HEARTBEAT_MS = const(10)
 MAX_STREAMS = const(4)  # CHUNK streams a node holds open at once
+OPERAND_SHARE = const(8)  # shared operands may hold 1/OPERAND_SHARE of the heap (HELLO)
 
 # states
 HELLO_SENT = const(0)  # waiting for AUTH_CHALLENGE
@@ -83,6 +85,34 @@ def error_code(error):
 
 def describe(error):
     return type(error).__name__ + ": " + str(error)
+
+
+def hello(node_id, board, fw_version, heap_total, heap_free, max_frame, slots, link,
+          max_message, operand_cache, threads, about, cluster=None):
+    """The HELLO payload every kind of node sends, without its nonce (start() adds it).
+    about: kernels.hello_fields() (kernels, kernel_hashes, native_arch, native_kernels)."""
+    msg = {
+        M.HELLO_NODE_ID: node_id,
+        M.HELLO_BOARD: board,
+        M.HELLO_FW_VERSION: fw_version,
+        M.HELLO_PROTO_VERSION: M.PROTOCOL_VERSION,
+        M.HELLO_HEAP_TOTAL: heap_total,
+        M.HELLO_HEAP_FREE: heap_free,
+        M.HELLO_MAX_FRAME: max_frame,
+        M.HELLO_SLOTS: slots,
+        M.HELLO_LINK: link,
+        M.HELLO_MAX_MESSAGE: max_message,
+        M.HELLO_OPERAND_CACHE: operand_cache,
+        M.HELLO_THREADS: threads,
+        M.HELLO_KERNELS: about["kernels"],
+        M.HELLO_KERNEL_HASHES: about["kernel_hashes"],
+    }
+    if cluster is not None:
+        msg[M.HELLO_CLUSTER] = cluster
+    if "native_arch" in about:
+        msg[M.HELLO_NATIVE_ARCH] = about["native_arch"]
+        msg[M.HELLO_NATIVE_KERNELS] = about["native_kernels"]
+    return msg
 
 
 class Stats:
@@ -283,19 +313,12 @@ class Engine:
             return
         task = Task(task_id, name, payload[M.TASK_ARGS], name in self.waits)
         refs = payload.get(M.TASK_REFS)
-        if refs:
+        if refs:  # shared operands (SPEC.md section 6): in place, or the task waits
             ops = self._operands()
             if ops is None:
                 self._fail(task_id, M.E_MISSING_OPERAND, "this node keeps no operands", 0)
                 return
-            try:
-                missing = ops.resolve(task.args, refs)
-            except IndexError as e:
-                self._fail(task_id, M.E_BAD_ARGS, str(e), 0)
-                return
-            if missing:  # the task waits for them (SPEC.md section 6)
-                ops.wait(task, missing, now)
-                self.io.send(M.T_NEED, {0: list(missing.values()), 1: task_id})
+            if not ops.admit(self, task, refs, now):
                 return
         self.queue.append(task)
         self._pump(now)

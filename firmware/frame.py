@@ -687,6 +687,10 @@ class Deframer:
             out.append(decode(frame, self.max_frame, self.copy, self.auth))
         except FrameError as e:
             e.fatal = False
+            if e.code == E_NO_MEMORY:
+                # the frame's start, for the task id of a TASK that did not fit: the buffer
+                # may hold another frame by the time the error is answered
+                e.head = bytes(frame[:HEADER_SIZE + 12])
             self._bad(out, e)
 
     def feed(self, data, end=None):

@@ -169,6 +169,9 @@ class SerialLink:
         self._stream = asyncio.StreamReader(self._rx)
         self._poller = select.poll()
         self._poller.register(self._rx, select.POLLIN)
+        # a delimiter first: whatever the console printed before (a raw REPL's "OK", a boot
+        # banner) ends as a frame of its own, not glued to the HELLO that follows
+        self.put(b"\x00")
 
     async def read_into(self, view):
         stream = self._stream

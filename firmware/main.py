@@ -1,8 +1,36 @@
-"""Boot entry of a microswarm node: load the kernel packages on the flash and settle the
-kernels' versions (msw_boot.py, dropped afterwards), then run the worker (worker.py)."""
-import sys
+"""Boot entry of a microswarm node: keep the console's Ctrl-C from interrupting the boot of
+a serial node, load the kernel packages on the flash and settle the kernels' versions
+(msw_boot.py, dropped afterwards), then run the worker (worker.py)."""
+import micropython
 
-import msw_boot
+
+def _serial_link():
+    import config
+
+    try:
+        return config.load_config(config.load_board())["link"] == "serial"
+    except config.ConfigError:
+        return False  # worker.main() says what is wrong, at the REPL
+
+
+# A master may already be sending frames on a serial node's console (the node reset
+# mid-job), and COBS frames often begin with 0x03: from here on that byte is data. An
+# interrupt that came before is pending: the loop's jump raises it inside the try, where
+# it is dropped. A TCP node's console is the REPL's: there Ctrl-C stops the boot.
+try:
+    if _serial_link():
+        micropython.kbd_intr(-1)
+    for _ in (0,):
+        pass
+except KeyboardInterrupt:
+    if not _serial_link():
+        raise
+    micropython.kbd_intr(-1)
+del _serial_link
+
+import sys  # noqa: E402
+
+import msw_boot  # noqa: E402
 
 msw_boot.load_installed()
 del msw_boot

@@ -15,10 +15,11 @@ except ImportError:
 
 try:
     import cbor
-    from msgdefs import E_BAD_PAYLOAD, E_MISSING_OPERAND
+    from msgdefs import E_BAD_ARGS, E_BAD_PAYLOAD, E_MISSING_OPERAND, E_NO_MEMORY, T_NEED
 except ImportError:
     from microswarm.firmware import cbor
-    from microswarm.firmware.msgdefs import E_BAD_PAYLOAD, E_MISSING_OPERAND
+    from microswarm.firmware.msgdefs import (E_BAD_ARGS, E_BAD_PAYLOAD, E_MISSING_OPERAND,
+                                             E_NO_MEMORY, T_NEED)
 
 # PUT {hash, data} and NEED {hashes, task_id}: their keys live here, not in msgdefs
 PUT_HASH = const(0)
@@ -39,12 +40,13 @@ class Operands:
         self.beats = 0  # HEARTBEATs until the list goes out again (0: it changed)
 
     def put(self, payload):
-        """Store one PUT's operand. Returns None, or why it was refused (nothing stored).
-        An operand larger than the whole cache is not stored (its tasks time out)."""
+        """Store one PUT's operand. Returns None, or (ErrorCode, why) when it was refused
+        (nothing stored). One larger than the whole cache is not stored (its tasks time
+        out)."""
         h = bytes(payload[PUT_HASH])
         data = payload[PUT_DATA]
         if hashlib.sha256(data).digest()[:HASH_SIZE] != h:
-            return "PUT data does not match its hash"
+            return E_BAD_PAYLOAD, "PUT data does not match its hash"
         if h in self.values:
             self._touch(h)
             return None
@@ -57,8 +59,10 @@ class Operands:
             self.used -= self.values.pop(keys.pop(0))[1]
         try:
             value = cbor.loads(data)  # copies: data may point into a frame buffer
+        except MemoryError:
+            return E_NO_MEMORY, "no heap for the operand"
         except ValueError as e:
-            return "PUT data is not CBOR: " + str(e)
+            return E_BAD_PAYLOAD, "PUT data is not CBOR: " + str(e)
         self.values[h] = [value, size]
         keys.append(h)
         self.used += size
@@ -96,8 +100,20 @@ class Operands:
                 self._touch(h)
         return missing
 
-    def wait(self, task, missing, now):
+    def admit(self, engine, task, refs, now):
+        """True when the task can queue: its operands are in place. Otherwise it waits
+        (NEED sent) or it failed (a refs index outside its arguments: BAD_ARGS)."""
+        try:
+            missing = self.resolve(task.args, refs)
+        except IndexError as e:
+            engine._fail(task.task_id, E_BAD_ARGS, str(e), 0)
+            return False
+        if not missing:
+            return True
         self.waiting.append([task, missing, now])
+        engine.io.send(T_NEED, {NEED_HASHES: list(missing.values()),
+                                NEED_TASK_ID: task.task_id})
+        return False
 
     def ready(self):
         """The waiting tasks whose operands have all arrived, in arrival order."""
@@ -118,10 +134,10 @@ class Operands:
 
     def on_put(self, engine, payload, seq, now):
         """A PUT arrived on the joined session: store it, start the tasks it completes."""
-        why = self.put(payload)
-        if why is not None:
+        refused = self.put(payload)
+        if refused is not None:
             engine.stats.bad_frames += 1
-            engine._send_error(E_BAD_PAYLOAD, why, seq)
+            engine._send_error(refused[0], refused[1], seq)
             return
         if self.waiting:
             engine.queue.extend(self.ready())

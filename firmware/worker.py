@@ -40,7 +40,6 @@ BACKOFF_MAX_MS = engine.BACKOFF_MAX_MS
 SERIAL_CHUNK = const(512)
 TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
 COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
-OPERAND_SHARE = const(8)  # shared operands may hold 1/8 of the heap (HELLO operand_cache)
 INLINE = ("echo",)  # kernels that only hand back their argument: no thread round trip
 
 
@@ -282,7 +281,14 @@ class Session:
                     link.close()
                     raise KeyboardInterrupt
                 if isinstance(item, frame.FrameError):
-                    eng.bad_frame(item.code, item.text, item.seq, False, board.uptime_ms())
+                    task_id = None
+                    head = getattr(item, "head", None)
+                    if head is not None and head[1] == M.T_TASK:  # a TASK with no heap
+                        from engine_chunks import peek_task_id
+
+                        task_id = peek_task_id(memoryview(head)[M.HEADER_SIZE:])
+                    eng.bad_frame(item.code, item.text, item.seq, False, board.uptime_ms(),
+                                  task_id)
                 else:
                     self.dispatch(item, board.uptime_ms())
             if self.link.pending():
@@ -426,28 +432,11 @@ class Worker:
     def hello(self, link_kind):
         """The HELLO payload (the engine adds the nonce)."""
         gc.collect()
-        msg = {
-            M.HELLO_NODE_ID: self.cfg["node_id"],
-            M.HELLO_BOARD: self.board["name"],
-            M.HELLO_FW_VERSION: FW_VERSION,
-            M.HELLO_PROTO_VERSION: M.PROTOCOL_VERSION,
-            M.HELLO_HEAP_TOTAL: self.heap_total,
-            M.HELLO_HEAP_FREE: gc.mem_free(),
-            M.HELLO_MAX_FRAME: self.cfg["max_frame"],
-            M.HELLO_SLOTS: self.cfg["slots"],
-            M.HELLO_LINK: link_kind,
-            M.HELLO_MAX_MESSAGE: self.max_message,
-            M.HELLO_OPERAND_CACHE: self.heap_total // OPERAND_SHARE,
-            M.HELLO_THREADS: self.thread is not None,
-            M.HELLO_CLUSTER: self.cfg["cluster"],
-        }
-        about = kernels.hello_fields()
-        msg[M.HELLO_KERNELS] = about["kernels"]
-        msg[M.HELLO_KERNEL_HASHES] = about["kernel_hashes"]
-        if "native_arch" in about:
-            msg[M.HELLO_NATIVE_ARCH] = about["native_arch"]
-            msg[M.HELLO_NATIVE_KERNELS] = about["native_kernels"]
-        return msg
+        cfg = self.cfg
+        return engine.hello(cfg["node_id"], self.board["name"], FW_VERSION, self.heap_total,
+                            gc.mem_free(), cfg["max_frame"], cfg["slots"], link_kind,
+                            self.max_message, self.heap_total // engine.OPERAND_SHARE,
+                            self.thread is not None, kernels.hello_fields(), cfg["cluster"])
 
     def log(self, text):
         """A line on stderr, except on a serial link, where the console carries frames."""

@@ -25,6 +25,7 @@ def make_flash(
     key: bytes = KEY,
     extra: dict | None = None,
     compiled: bool = True,
+    kernels: tuple[Path, ...] = (),
 ) -> Path:
     """Lay out a board's flash in `root` and return it: the bundle, with the modules
     compiled to .mpy as `microswarm deploy` puts them on a board (compiling .py source on
@@ -35,7 +36,7 @@ def make_flash(
 
     config = json.loads(bundle.render_config(node_id, CLUSTER, key, master, link))
     config.update(extra or {})
-    files = bundle.layout(bundle.virtual_board(board), config)
+    files = bundle.layout(bundle.virtual_board(board), config, kernels=kernels)
     if compiled:
         files = _compiled(tuple(sorted(files.items())), compile_layout)
     bundle.write_layout(root, files)

@@ -173,3 +173,38 @@ def test_the_heartbeat_lists_operands_when_they_change_and_every_8th_beat():
     h2, data2, _b2 = operand([3])
     put(eng, h2, data2, 10 * HB)
     assert beat(eng, io, 11 * HB)[7] == [h, h2]
+
+
+def test_an_operand_that_is_not_cbor_or_finds_no_heap_is_refused_and_not_kept(monkeypatch):
+    eng, io = make()
+    junk = b"\xff\xff"  # a break code alone: not a CBOR item
+    put(eng, hashlib.sha256(junk).digest()[:16], junk)
+    h, data, _b = operand([1, 2])
+
+    def no_heap(_data):
+        raise MemoryError
+
+    monkeypatch.setattr(operands_module(), "cbor", type("C", (), {"loads": staticmethod(no_heap)}))
+    put(eng, h, data)
+    errors = [p for t, p in io.take() if t == T.ERROR]
+    assert [e[0] for e in errors] == [ErrorCode.BAD_PAYLOAD, ErrorCode.NO_MEMORY]
+    assert eng.ops.keys == [] and eng.ops.used == 0 and io.closed is None
+
+
+def operands_module():
+    from microswarm.firmware import operands
+
+    return operands
+
+
+def test_a_put_larger_than_a_frame_arrives_in_chunks():
+    eng, io = make(cache=20_000)
+    h, data, b = operand(list(range(-1000, 1000)))  # 4 KB, frames of 1 KB
+    frames = wire.encode_message(T.PUT, {0: h, 1: data}, seq=0, max_frame=1024, stream=3)
+    assert len(frames) > 3
+    for f in frames:
+        frame = wire.decode_frame(f)
+        eng.receive(frame.type, frame.flags, frame.seq, frame.payload, 0)
+    assert io.take() == [] and eng.ops.keys == [h]
+    dot_task(eng, 1, array.array("h", [1] * 2000), h)
+    assert io.runs[0].args[1] == b

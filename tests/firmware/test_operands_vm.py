@@ -18,7 +18,7 @@ from .scripted import VM
 
 pytestmark = pytest.mark.slow
 
-HEAP = 256 * 1024  # the worker gives 1/8 of it to operands: 32 KB
+HEAP = 512 * 1024  # the worker gives 1/8 of it to operands: 64 KB
 
 
 def matrix(n: int, seed: int) -> array.array:
@@ -26,7 +26,9 @@ def matrix(n: int, seed: int) -> array.array:
 
 
 def test_operands_on_a_vm_board_miss_evict_restart_and_stale(tmp_path, micropython):
-    k, n = 100, 120  # B: 12,000 bytes, two fit in the board's 32 KB cache, three do not
+    # B: 25,000 bytes, over the 16 KB frame (each PUT is a CHUNK stream); two fit in the
+    # board's 64 KB cache, three do not
+    k, n = 125, 200
     a = matrix(2 * k, 1)
     bs = [matrix(k * n, s) for s in (2, 3, 4)]
     shared = [Shared(b) for b in bs]
@@ -47,6 +49,7 @@ def test_operands_on_a_vm_board_miss_evict_restart_and_stale(tmp_path, micropyth
             await mst.wait_for_nodes(1, timeout=30)
             info = mst.nodes[0]
             assert info.operand_cache == info.heap_total // 8 > 2 * shared[0].size
+            assert 3 * shared[0].size > info.operand_cache and shared[0].size > info.max_frame
             for i in (0, 1, 2):  # the third PUT evicts the first (least recently used)
                 await run_all(mst, i, 3)
             assert info.operand_needs == 0

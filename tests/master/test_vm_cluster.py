@@ -231,6 +231,54 @@ def test_serial_board_reset_mid_job_rejoins_on_the_same_port():
     asyncio.run(main())
 
 
+def _noise_until_hello(port: str, timeout: float = 30.0) -> None:
+    """Write frame-like lines that begin with 0x03 (as COBS frames often do: the REPL's
+    interrupt key) to a serial board every 2 ms until its node says HELLO."""
+    import serial
+
+    from microswarm import wire
+    from microswarm.protocol.catalog import MsgType
+
+    line = serial.Serial(port, timeout=0)
+    deframer = wire.SerialDeframer()
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            assert time.monotonic() < deadline, "the node said no HELLO through the noise"
+            line.write(b"\x03\x05\x01\x00")  # not a REPL break: that is \r\x03 or \x03\x03
+            got = deframer.feed(line.read(65536))
+            if any(getattr(f, "type", None) == MsgType.HELLO for f in got):
+                return
+            time.sleep(0.002)
+    finally:
+        line.close()
+
+
+def test_frames_arriving_while_a_serial_board_boots_do_not_interrupt_it():
+    """Bytes 0x03 sent all through a serial board's boot (power-on, then a reset) are data
+    for its worker, never Ctrl-C: the node says HELLO through them, then joins and serves."""
+
+    async def main():
+        board = VirtualBoard(link="serial", node_id="vm-noisy", cluster="t", key=KEY,
+                             native=False)
+        try:
+            await start_boards([board])
+            await asyncio.to_thread(_noise_until_hello, board.serial_port)
+            board.hard_reset()
+            await asyncio.to_thread(_noise_until_hello, board.serial_port)
+            async with Master(key=KEY, cluster="t", tcp_port=None, udp_port=None) as m:
+                await m.open_serial(board.serial_port)
+                (info,) = await m.wait_for_nodes(1, 30)
+                assert info.node_id == "vm-noisy"
+                assert await m.run("echo", [[b"\x03" * 600]]) == [b"\x03" * 600]
+            assert board.boots == 2  # power-on and the reset: no crash, no restart
+            assert not any("KeyboardInterrupt" in e for e in board.console_errors)
+        finally:
+            await stop_boards([board])
+
+    asyncio.run(main())
+
+
 async def _until(predicate, timeout: float) -> None:
     """Wait until predicate() holds, looking every 20 ms (fails after `timeout`)."""
     deadline = time.monotonic() + timeout

@@ -23,7 +23,7 @@ from typing import Any
 from microswarm.firmware import engine as E
 from microswarm.firmware import kernels
 from microswarm.master.links import Link, MemoryLink, TcpLink
-from microswarm.protocol.catalog import NONCE_SIZE, PROTOCOL_VERSION, ErrorCode, MsgType, key
+from microswarm.protocol.catalog import NONCE_SIZE, ErrorCode
 from microswarm.wire import (
     MAX_FRAME,
     FrameError,
@@ -37,10 +37,6 @@ log = logging.getLogger(__name__)
 
 FW_VERSION = "cpython"
 OPERAND_CACHE = 64 << 20  # bytes of shared operands a CPython node keeps (HELLO operand_cache)
-_H = {n: key(MsgType.HELLO, n) for n in (
-    "node_id", "board", "fw_version", "proto_version", "kernels", "heap_total", "heap_free",
-    "max_frame", "slots", "link", "max_message", "threads", "kernel_hashes", "operand_cache")}
-
 
 def _now_ms() -> float:
     return time.monotonic() * 1000.0
@@ -150,15 +146,9 @@ class InprocNode:
 
     # ------------------------------------------------------------------ session
     def hello(self, link_kind: str) -> dict[int, Any]:
-        return {
-            _H["node_id"]: self.node_id, _H["board"]: self.board, _H["fw_version"]: FW_VERSION,
-            _H["proto_version"]: PROTOCOL_VERSION, _H["kernels"]: kernels.names(),
-            _H["heap_total"]: self.heap_total, _H["heap_free"]: self.heap_total,
-            _H["max_frame"]: self.max_frame, _H["slots"]: self.slots, _H["link"]: link_kind,
-            _H["max_message"]: 1 << 24, _H["threads"]: True,
-            _H["operand_cache"]: OPERAND_CACHE,
-            _H["kernel_hashes"]: kernels.hello_fields()["kernel_hashes"],
-        }
+        return E.hello(self.node_id, self.board, FW_VERSION, self.heap_total, self.heap_total,
+                       self.max_frame, self.slots, link_kind, 1 << 24, OPERAND_CACHE, True,
+                       kernels.hello_fields())
 
     async def _run(self) -> None:
         link = self.link

@@ -551,8 +551,10 @@ class Master:
                 info = conn.info
                 if info is not None:
                     self.scheduler.heap(info.node_id, info.heap_free)
-                    if conn.session.operands is not None:  # what its cache holds
-                        self.scheduler.holds(info.node_id, conn.session.operands.held)
+                    ops = conn.session.operands
+                    held = ops.take_changes() if ops is not None else None
+                    if held is not None:  # what its cache holds, when that changed
+                        self.scheduler.holds(info.node_id, held)
                     if "uptime_ms" in info.node_heartbeat:  # restarted while running a task?
                         self.scheduler.uptime(info.node_id,
                                               info.node_heartbeat["uptime_ms"] / 1000)

@@ -61,7 +61,8 @@ class Simulation:
         self.rng_link = random.Random(f"{self.seed}/links")
         self.rng_fault = random.Random(f"{self.seed}/faults")
         self.rng_nonce = random.Random(f"{self.seed}/nonces")
-        self.kernel_names = kernels.names()
+        self.kernel_about = kernels.hello_fields()  # HELLO's kernels and their versions
+        self.kernel_names = self.kernel_about["kernels"]
         self.job = jobs.build(scenario.job, self.seed)
         self.counters: Counter[str] = Counter()
         self.keep_gantt = keep_gantt

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from microswarm.master import session_events as ev
 from microswarm.master.handshake import Limits
-from microswarm.master.master import wire_size
+from microswarm.master.master import resolve_version, wire_size
 from microswarm.master.scheduler import (
     Cancel,
     Dispatch,
@@ -94,7 +94,10 @@ class SimMaster:
             return
         todo = [tasks[i] for i in self.index_of]
         # sizes as the real master passes them: the link's share of a finish-time estimate
-        self.scheduler.submit(self.sim.job.kernel, todo, sizes=[wire_size(t) for t in todo])
+        # pinned to the kernel's version as this process has it, as the real master does
+        kernel = self.sim.job.kernel
+        self.scheduler.submit(kernel, todo, sizes=[wire_size(t) for t in todo],
+                              version=resolve_version(kernel, None))
         self.pump()
 
     def restart(self, down_s: float) -> None:
@@ -164,7 +167,8 @@ class SimMaster:
         session = self.sessions[node.index]
         if epoch != self.epochs[node.index] or session is None or session.closed:
             if node.link.connected:  # the closed connection answers with a reset
-                self.sim.events.after(node.link.latency_s, node.reset_by_peer, node.boot)
+                self.sim.events.after(node.link.latency_s, node.reset_by_peer, node.boot,
+                                      epoch)
             return
         events = session.receive(data, now)
         if session.has_output:
@@ -200,6 +204,7 @@ class SimMaster:
                 info = e.info
                 self.scheduler.add_node(node.node_id, NodeCaps(
                     kernels=frozenset(info.kernels), window=info.window,
+                    kernel_hashes=dict(info.kernel_hashes),
                     max_message=info.max_message, speed=prior_speed(node.board),
                     bandwidth=known_rate(node.link), operand_cache=info.operand_cache))
             elif kind is ev.Left:
@@ -269,8 +274,9 @@ class SimMaster:
                 continue
             events = session.on_timer(now)
             node = nodes[i]
-            if session.operands is not None and session.joined:
-                self.scheduler.holds(node.node_id, session.operands.held)
+            held = session.operands.take_changes() if session.operands is not None else None
+            if held is not None and session.joined:
+                self.scheduler.holds(node.node_id, held)
             self._flush(node, session)
             if events:
                 self._events(node, events)

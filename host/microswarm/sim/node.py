@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from microswarm.firmware import engine as E
 from microswarm.firmware import kernels
-from microswarm.protocol.catalog import PROTOCOL_VERSION, MsgType, key
 from microswarm.sim import speed
 from microswarm.sim import wire as w
 from microswarm.sim.links import Link
@@ -35,8 +34,6 @@ MAX_FRAME = 16_384
 # runs their kernels on the event loop and says threads=false in HELLO.
 NO_THREADS = frozenset({"esp32", "esp32s3"})
 
-OPERAND_SHARE = 8  # as firmware/worker.py: 1/8 of the heap for shared operands
-_HB = {n: key(MsgType.HELLO, n) for n in ("threads", "max_message", "operand_cache")}
 
 
 class SimNode:
@@ -45,7 +42,7 @@ class SimNode:
         "sim", "index", "node_id", "board", "factor", "slowdown", "slots", "link", "rx",
         "alive", "frozen_until", "boot", "epoch", "joined", "seq", "engine", "stats",
         "threads", "timer", "timer_at", "busy_s", "busy_since", "booted_at", "backoff_ms",
-        "heartbeat_s", "auth",
+        "heartbeat_s", "auth", "kernel_about",
     )
 
     def __init__(
@@ -78,6 +75,7 @@ class SimNode:
         self.booted_at = 0.0
         self.backoff_ms = E.BACKOFF_MIN_MS
         self.heartbeat_s = 1.0
+        self.kernel_about = sim.kernel_about  # HELLO's kernels and their versions
 
     @property
     def done(self) -> int:
@@ -144,21 +142,10 @@ class SimNode:
             return
         self.epoch = epoch
         sim = self.sim
-        hello = {
-            w.H["node_id"]: self.node_id,
-            w.H["board"]: self.board,
-            w.H["fw_version"]: FW_VERSION,
-            w.H["proto_version"]: PROTOCOL_VERSION,
-            w.H["kernels"]: sim.kernel_names,
-            w.H["heap_total"]: HEAP_TOTAL,
-            w.H["heap_free"]: HEAP_TOTAL,
-            w.H["max_frame"]: MAX_FRAME,
-            w.H["slots"]: self.slots,
-            w.H["link"]: "serial" if self.link.serial else "tcp",
-            _HB["max_message"]: HEAP_TOTAL // 3,
-            _HB["threads"]: self.threads,
-            _HB["operand_cache"]: HEAP_TOTAL // OPERAND_SHARE,
-        }
+        hello = E.hello(self.node_id, self.board, FW_VERSION, HEAP_TOTAL, HEAP_TOTAL,
+                        MAX_FRAME, self.slots, "serial" if self.link.serial else "tcp",
+                        HEAP_TOTAL // 3, HEAP_TOTAL // E.OPERAND_SHARE, self.threads,
+                        self.kernel_about)
         self.engine = E.Engine(self, hello, sim.key, waits=kernels.WAITS, stats=self.stats)
         self.engine.start(self._now_ms(), sim.rng_nonce.randbytes(16))
         self._arm()
@@ -179,9 +166,10 @@ class SimNode:
         self._drop_session()
         self.redial()
 
-    def reset_by_peer(self, boot: int) -> None:
-        """The master refused a frame of a closed connection (TCP RST): reconnect."""
-        if boot == self.boot and self.alive and not self.frozen():
+    def reset_by_peer(self, boot: int, epoch: int) -> None:
+        """The master refused a frame of a closed connection (TCP RST): reconnect, unless
+        the node has a newer connection already (a reset names its connection)."""
+        if boot == self.boot and epoch == self.epoch and self.alive and not self.frozen():
             self.connect()
 
     # ------------------------------------------------------------------ the engine's io

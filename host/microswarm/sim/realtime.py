@@ -64,7 +64,7 @@ class VmNode:
         if writer is not None and not writer.is_closing():
             writer.write(data)
 
-    def reset_by_peer(self, boot: int) -> None:
+    def reset_by_peer(self, boot: int, epoch: int) -> None:
         writer, self.link.writer = self.link.writer, None
         if writer is not None:
             writer.close()

@@ -4,7 +4,11 @@ Every VM start goes the same way: the unix port opens its REPL on the pty, the s
 enters the raw REPL and sends `boot_source(...)`, which mounts the flash folder as `/`
 (so absolute paths behave as on a board), installs the `machine` extension (`reset()` as
 a hard reset), prints a start marker, runs boot.py (and main.py unless the raw REPL is
-to be re-entered) in `__main__`'s globals and prints an end marker. Running boot.py and
+to be re-entered) in `__main__`'s globals and prints an end marker. As a board's own
+boot does (MicroPython's pyexec), Ctrl-C is on only while boot.py or main.py runs, not
+while the VM is set up or a script compiled: console bytes that arrive during the boot are
+data for main.py (a serial master's frames often begin with 0x03), and an interrupt that
+comes as a script ends is printed there and the next script still runs. Running boot.py and
 main.py from the raw REPL rather than from `-c` matters: only there does `SystemExit`
 (`sys.exit`, `machine.reset()`, `machine.soft_reset()`) end the process, as it resets a
 board.
@@ -67,11 +71,13 @@ def machine_py(reset_marker: bytes, bus_module: str | None = None) -> str:
 
 
 def boot_source(flash: str, sys_dir: str, start_marker: bytes, end_marker: bytes,
-                run_main: bool) -> bytes:
-    """Raw-REPL code that boots the board. Markers are ASCII; paths are absolute."""
+                run_main: bool, main_marker: bytes = b"") -> bytes:
+    """Raw-REPL code that boots the board. Markers are ASCII; paths are absolute.
+    `main_marker` is printed as main.py is about to run (compiled; Ctrl-C goes on next)."""
     return (
         "def _msw_boot():\n"
-        "    import os, sys\n"
+        "    import micropython, os, sys\n"
+        "    micropython.kbd_intr(-1)\n"
         "    os.umount('/')\n"
         f"    os.mount(os.VfsPosix({flash!r}), '/')\n"
         f"    os.mount(os.VfsPosix({sys_dir!r}), {SYS_MOUNT!r})\n"
@@ -93,12 +99,22 @@ def boot_source(flash: str, sys_dir: str, start_marker: bytes, end_marker: bytes
         "            try:\n"
         "                with open(name) as f:\n"
         "                    src = f.read()\n"
-        "                exec(compile(src, name, 'exec'), g)\n"
+        "                code = compile(src, name, 'exec')\n"
+        "                src = None\n"
+        "                if name == 'main.py':\n"
+        f"                    sys.stdout.write({main_marker.decode()!r})\n"
+        "                micropython.kbd_intr(3)\n"
+        "                try:\n"
+        "                    exec(code, g)\n"
+        "                finally:\n"
+        "                    micropython.kbd_intr(-1)\n"
+        "                    for _ in (0,):\n"
+        "                        pass\n"
         "            except SystemExit:\n"
         "                raise\n"
         "            except BaseException as e:\n"
         "                sys.print_exception(e)\n"
-        "            src = None\n"
+        "            src = code = None\n"
         "    except SystemExit:\n"
         "        raise\n"
         "    except BaseException as e:\n"

@@ -11,12 +11,15 @@ stdin/stdout. Bytes are relayed between them, with these corrections:
   boot.py and main.py, or only boot.py and the raw REPL again when that was active;
 - `machine.reset()` (exit status HARD_RESET_STATUS) and any crash become a fresh start;
 - 0x03 from the console becomes SIGINT while MicroPython's interrupt key is enabled (the
-  SIGINT bit of SigCgt in /proc/PID/status); otherwise the byte reaches the program, which
-  is how a worker with `micropython.kbd_intr(-1)` sees mpremote's ``\\r\\x03``;
+  SIGINT bit of SigCgt in /proc/PID/status, read again with the VM stopped, so a program
+  that turns the key off meanwhile gets a byte, not a signal that would end it); otherwise
+  the byte reaches the program, which is how a worker with `micropython.kbd_intr(-1)` sees
+  mpremote's ``\\r\\x03``;
 - a slow reader holds the VM's output back (flow control), and output nobody reads is
   dropped instead of stalling the VM, as on a USB port with no host;
-- console input waits while the VM boots or switches REPL modes, so it reaches main.py or
-  the REPL in the order it was sent.
+- console input waits while the VM boots (until main.py runs: as on a board, Ctrl-C is off
+  while the boot code and a script compile, on while the script runs) or switches REPL
+  modes, so it reaches main.py or the REPL in the order it was sent.
 
 Optionally the console is also served on a TCP port (pyserial's ``socket://host:port``).
 Run it with `python -m microswarm.vboard.supervisor` or through `microswarm vboard`.
@@ -102,6 +105,7 @@ class VmState:
     raw_wanted: bool
     start_marker: bytes
     end_marker: bytes
+    main_marker: bytes
     phase: Phase = Phase.BOOTING
     main_done: bool = False  # boot.py/main.py have returned: a REPL reads the input
     main_reads_input: bool = False  # main.py runs: console input is for it from the start
@@ -126,6 +130,48 @@ def interrupt_key_enabled(pid: int) -> bool:
     except (OSError, ValueError):
         pass
     return False
+
+
+def _process_state(pid: int) -> bytes:
+    """The state letter of /proc/PID/stat (b"T": stopped), b"" when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0]
+    except (OSError, IndexError):
+        return b""
+
+
+def interrupt(pid: int) -> bool:
+    """Interrupt the VM (our child) as Ctrl-C interrupts a board, if its interrupt key is
+    enabled; False when it is not (the byte is data). A program may turn the key off between
+    a look at SigCgt and the signal, and an uncaught SIGINT would end the VM where a board
+    would have read a byte: so the VM is held still (SIGSTOP) while we look and signal."""
+    if not interrupt_key_enabled(pid):
+        return False
+    frozen = _process_state(pid) == b"T"  # someone else stopped it: leave it stopped
+    try:
+        if not frozen:
+            os.kill(pid, signal.SIGSTOP)
+            os.waitid(os.P_PID, pid, os.WSTOPPED | os.WEXITED | os.WNOWAIT)
+        enabled = interrupt_key_enabled(pid)
+        if enabled:
+            os.kill(pid, signal.SIGINT)  # taken by its handler when it runs again
+        return enabled
+    except (ProcessLookupError, ChildProcessError):
+        return False  # it ended: its exit is handled on read
+    finally:
+        if not frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+def _await_interrupt_key(pid: int, timeout: float = 1.0) -> None:
+    """Wait (briefly: the boot code turns the key on right after its marker) until the VM's
+    interrupt key is enabled, so console bytes held during the boot meet main.py as a
+    board's would: Ctrl-C is on from its first line."""
+    deadline = time.monotonic() + timeout
+    while not interrupt_key_enabled(pid) and time.monotonic() < deadline:
+        time.sleep(0.0002)
 
 
 def _open_raw_pty() -> tuple[int, int]:
@@ -356,6 +402,7 @@ class Supervisor:
             raw_wanted=raw,
             start_marker=b"\x1b[msw-boot:" + nonce + b"]",
             end_marker=b"\x1b[msw-main-done:" + nonce + b"]",
+            main_marker=b"\x1b[msw-main:" + nonce + b"]",
         )
         self.vm = vm
         self.raw_active = raw
@@ -363,8 +410,8 @@ class Supervisor:
         self.selector.register(master, selectors.EVENT_READ, self._from_vm)
         self._reading_vm = True
         source = boot_source(
-            str(self.flash), self._sys_dir.name, vm.start_marker, vm.end_marker, run_main
-        )
+            str(self.flash), self._sys_dir.name, vm.start_marker, vm.end_marker, run_main,
+            vm.main_marker)
         # The friendly REPL reads Ctrl-A, the raw REPL reads the code up to Ctrl-D; it all
         # waits in the pty until the REPL reads it. Console input is held meanwhile and
         # queues behind it (see _advance), so it reaches main.py or the REPL, in order.
@@ -499,7 +546,7 @@ class Supervisor:
                 del vm.pending[: at + len(vm.start_marker)]
                 vm.enter(Phase.RUNNING)
                 if vm.main_reads_input:
-                    self._release_held_input()
+                    self._hold_input()  # until main.py runs (main marker) or ends
                 else:
                     # For the REPL once boot.py is done (or for a long boot.py, later).
                     self._hold_input(BOOT_PY_HOLD_S)
@@ -512,6 +559,14 @@ class Supervisor:
                     self._stop_vm()
                     self._start_vm(Reset.HARD, raw=False)
                     return
+                at = -1 if vm.main_done else vm.pending.find(vm.main_marker)
+                if at >= 0:
+                    self._relay(bytes(vm.pending[:at]))
+                    del vm.pending[: at + len(vm.main_marker)]
+                    if vm.main_reads_input:
+                        _await_interrupt_key(vm.process.pid)
+                        self._release_held_input()
+                    continue
                 at = -1 if vm.main_done else vm.pending.find(vm.end_marker)
                 if at >= 0:
                     self._relay(bytes(vm.pending[:at]))
@@ -522,7 +577,8 @@ class Supervisor:
                     continue
                 keep = _partial_suffix(vm.pending, self._reset_marker)
                 if not vm.main_done:
-                    keep = max(keep, _partial_suffix(vm.pending, vm.end_marker))
+                    keep = max(keep, _partial_suffix(vm.pending, vm.end_marker),
+                               _partial_suffix(vm.pending, vm.main_marker))
                 out = bytes(vm.pending[: len(vm.pending) - keep])
                 del vm.pending[: len(out)]
                 self._relay(out)
@@ -666,10 +722,9 @@ class Supervisor:
                 self._write_vm(data[start:])
                 self._note_input(data)
                 return
-            if interrupt_key_enabled(vm.process.pid):
-                self._write_vm(data[start:at])
+            self._write_vm(data[start:at])
+            if interrupt(vm.process.pid):
                 self._sigint_at = time.monotonic()
-                vm.process.send_signal(signal.SIGINT)
                 start = at + 1
                 if vm.main_done:
                     continue
@@ -678,7 +733,7 @@ class Supervisor:
                 self._held += data[start:]
                 self._note_input(data[:start])
                 return
-            self._write_vm(data[start : at + 1])
+            self._write_vm(data[at : at + 1])
             start = at + 1
             if at == 1 and data[:2] in INTERRUPT_REQUESTS and at_boundary:
                 # mpremote's interrupt reached a program that reads 0x03 as data: let it
