@@ -26,10 +26,10 @@ Q13 = 1 << 13
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", type=int, default=192, help="image width and height")
+    parser.add_argument("--size", type=int, default=256, help="image width and height")
     parser.add_argument("--tile", type=int, default=32, help="tile width and height")
     parser.add_argument("--max-iter", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=3, help="timed runs per side; best kept")
+    parser.add_argument("--rounds", type=int, default=5, help="timed runs per side; best kept")
 
 
 def tiles(size: int, tile: int, max_iter: int) -> list[list[int]]:
