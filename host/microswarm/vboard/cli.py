@@ -3,7 +3,8 @@ its flash in a folder, and a serial port (a pty) that mpremote and the master ca
 A WIZnet board's driver talks to a model of its chip on an emulated SPI bus.
 
   microswarm vboard --board unix --link tcp --master 127.0.0.1:5880 --key-file cluster.key
-  microswarm vboard --board w5500-evb-pico2 --link tcp --master 127.0.0.1:5880 --key-file k
+  microswarm vboard --board w5500-evb-pico2 --link tcp --master 127.0.0.1:5880 \\
+      --key-file cluster.key
   microswarm vboard --link serial --key-file cluster.key        # master opens the pty
   microswarm vboard --blank --flash ./flash --tcp-port 7000     # empty board for deploy
   microswarm vboard --link serial --key-file cluster.key --kernels examples/kernels
