@@ -802,9 +802,10 @@ class Scheduler:
         """Nothing waits: free credits take copies of the running tasks whose holders will
         finish them last, where a free node would finish them in under 1/ENDGAME_MARGIN of
         that time (the first result wins, the other copy is cancelled), and either is a
-        board ENDGAME_MARGIN times faster than the holder's or the task is overdue by
-        `tick`'s rule. So a slow node holding one of a job's last tasks does not set the
-        job's end however well the rest was placed, without waiting for it to be late.
+        board ENDGAME_MARGIN times faster than the holder's, or is idle and the task
+        overdue by `tick`'s rule. So a slow node holding one of a job's last tasks does
+        not set the job's end however well the rest was placed, without waiting for it to
+        be late.
 
         What a holder still needs: for the task it runs, the estimate less the time it has
         run, or that time again once past the estimate (a task that has run for t is
@@ -814,15 +815,18 @@ class Scheduler:
         if now < self._endgame_next:
             return
         self._endgame_next = now + ENDGAME_EVERY_S
-        best = {key: e[0] for key, cls in self._classes.items()
+        tops = {key: e for key, cls in self._classes.items()
                 if (e := self._peek_free(cls)) is not None}
-        if not best:
+        if not tops:
             return  # no free credit anywhere
+        best = {key: e[0] for key, e in tops.items()}
         floor = min(best.values()) * ENDGAME_MARGIN
+        slow = max(e[3].caps.speed for e in tops.values()) / ENDGAME_MARGIN
         held: dict[int, tuple[float, list[NodeState], bool]] = {}
         for node in self.nodes.values():
             if not node.alive or not node.inflight:
                 continue
+            quick = node.caps.speed <= slow  # a free node is that much faster
             ahead = 0.0
             late = False
             order = sorted(node.inflight, key=lambda t, n=node.node_id: self._sent(t, n))
@@ -835,8 +839,8 @@ class Scheduler:
                     late = ran > max(self.speculate_min_s, self.speculate_after * estimate)
                 else:
                     ahead += estimate
-                if ahead < ENDGAME_MIN_S or ahead <= floor:
-                    continue  # a copy could save little
+                if ahead < ENDGAME_MIN_S or ahead <= floor or not (quick or late):
+                    continue  # a copy could save little, or nobody would run it
                 known = held.get(task_id)
                 if known is None:
                     held[task_id] = (ahead, [node], late)
@@ -862,7 +866,7 @@ class Scheduler:
             mine = self._estimate(node, task.kernel, 0)
             faster = all(node.caps.speed >= ENDGAME_MARGIN * h.caps.speed
                          and mine < self._estimate(h, task.kernel, 0) for h in holders)
-            if eft * ENDGAME_MARGIN >= remaining or not (faster or late):
+            if eft * ENDGAME_MARGIN >= remaining or not (faster or late and not node.inflight):
                 self._push_node(cls, node)
                 continue
             task.speculated = True
