@@ -118,7 +118,8 @@ class Shell:
         done = subprocess.run(self.argv(command), cwd=self.cwd, env=self.env, text=True,
                               capture_output=True, timeout=timeout)
         assert done.returncode == 0, (
-            f"`{command}` exited {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+            f"`{command}` exited {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+            + "".join(f"\n--- `{p.command}` said:\n{p.output[-1500:]}" for p in self.background))
         return done.stdout
 
     def start(self, command: str, terminal: bool = False) -> Background:

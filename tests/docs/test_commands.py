@@ -207,7 +207,7 @@ def test_key_file_commands_as_written(netns_shell):
     port = _serial_port(shell.read_until(board, "serial port:"))
     master = shell.start(KEY_FILE[2].replace("/dev/ttyACM0", port))
     shell.read_until(master, "listening")
-    _joined(shell, "vboard", KEY_FILE[3])
+    _joined(shell, "unix-", KEY_FILE[3])
     shell.stop(master)
     shell.stop(board)
     # the master's help: the same with two in-process nodes, then the client commands
@@ -215,13 +215,13 @@ def test_key_file_commands_as_written(netns_shell):
     port = _serial_port(shell.read_until(board, "serial port:"))
     master = shell.start(KEY_FILE[5].replace("/dev/ttyACM0", port))
     shell.read_until(master, "listening")
-    nodes = json.loads(_joined(shell, "vboard", KEY_FILE[6]))
+    nodes = json.loads(_joined(shell, "unix-", KEY_FILE[6]))
     assert len(nodes["nodes"]) == 3, nodes
     assert "50 tasks" in shell.run(KEY_FILE[7])
     jobs = json.loads(shell.run(KEY_FILE[8]))
     assert [j["state"] for j in jobs] == ["done"], jobs
     json.loads(shell.run(KEY_FILE[9]))
-    assert "vboard" in shell.run(KEY_FILE[10])
+    assert "unix-" in shell.run(KEY_FILE[10])
     for command in KEY_FILE[11:14]:  # boards that dial the master (the README's on a pty)
         shell.read_until(shell.start(command), "serial port:")
     _joined(shell, "w5500", KEY_FILE[3])
