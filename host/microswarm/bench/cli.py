@@ -23,6 +23,7 @@ BENCHES: dict[str, str] = {
     "mac": "microswarm.bench.mac",
     "sched": "microswarm.bench.sched",
     "footprint": "microswarm.bench.footprint",
+    "serial": "microswarm.bench.serial",
     "scale": "microswarm.bench.scale",
     "all": "microswarm.bench.report",
 }
