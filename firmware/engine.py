@@ -12,9 +12,10 @@ below (on a board a long docstring costs heap while the module compiles).
 #   Engine(io, hello, key, known=None, waits=(), stats=None)
 #       hello: the HELLO payload without its nonce (msgdefs keys); the engine reads its
 #           node_id, slots, kernels, threads, max_message and operand_cache (bytes for
-#           shared operands, SPEC.md section 6: operands.py, loaded lazily). known: a container of the
-#           kernel names it runs (default hello's list). waits: kernels that wait instead
-#           of computing (sleep_ms): they start beside a running kernel.
+#           shared operands, SPEC.md section 6: operands.py, loaded lazily). known: a
+#           container of the kernel names it runs (default hello's list). waits:
+#           kernels that wait instead of computing (sleep_ms): they start beside a
+#           running kernel.
 #   .start(now, nonce)                     send HELLO, start the join clock
 #   .receive(msg_type, flags, seq, payload, now)   one decoded frame from the master
 #   .bad_frame(code, text, seq, fatal, now, task_id=None)   one frame the codec refused
@@ -312,19 +313,12 @@ class Engine:
             return
         task = Task(task_id, name, payload[M.TASK_ARGS], name in self.waits)
         refs = payload.get(M.TASK_REFS)
-        if refs:
+        if refs:  # shared operands (SPEC.md section 6): in place, or the task waits
             ops = self._operands()
             if ops is None:
                 self._fail(task_id, M.E_MISSING_OPERAND, "this node keeps no operands", 0)
                 return
-            try:
-                missing = ops.resolve(task.args, refs)
-            except IndexError as e:
-                self._fail(task_id, M.E_BAD_ARGS, str(e), 0)
-                return
-            if missing:  # the task waits for them (SPEC.md section 6)
-                ops.wait(task, missing, now)
-                self.io.send(M.T_NEED, {0: list(missing.values()), 1: task_id})
+            if not ops.admit(self, task, refs, now):
                 return
         self.queue.append(task)
         self._pump(now)
@@ -416,7 +410,8 @@ class Engine:
             except Exception as e:  # the codec's FrameError: too large, not encodable
                 code = getattr(e, "code", M.E_KERNEL_FAILED)
                 result = value = None
-                self._fail(task_id, code, "result not sendable: " + str(e), elapsed_us)
+                self._fail(task_id, code, "result not sendable: " + getattr(e, "text", str(e)),
+                           elapsed_us)
         self._pump(now)
 
     # ---- chunks ----------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
     await link.open()                 connect (raises OSError when it cannot)
     n = await link.read_into(view)    some bytes into `view`; raises LinkClosed at EOF
+    n = link.read_now(view)           the same without waiting: None when none are there yet
+                                      (a frame already in costs no coroutine and no poll)
     link.put(data)                    queue `data` (copied when it cannot leave at once)
     link.pending() -> bool            bytes queued by put() wait for drain()
     await link.drain()                send what put() queued, in order
@@ -78,6 +80,15 @@ class TcpLink:
             if n == 0:
                 raise LinkClosed("master closed the connection")
             return n
+
+    def read_now(self, view):
+        sock = self._sock
+        if sock is None:
+            raise LinkClosed("link is not open")
+        n = sock.readinto(view)  # non-blocking: None when nothing has arrived
+        if n == 0:
+            raise LinkClosed("master closed the connection")
+        return n
 
     def put(self, data):
         # The socket is non-blocking: hand it what it takes now, keep the rest in order.
@@ -187,6 +198,9 @@ class SerialLink:
         if n < 0:
             raise LinkClosed("serial input closed")
         return n
+
+    def read_now(self, view):
+        return None  # a console says nothing of what is pending without a poll: read_into
 
     def put(self, data):
         # A console may take part of a write (a full pty or USB buffer): write the rest,

@@ -15,10 +15,11 @@ except ImportError:
 
 try:
     import cbor
-    from msgdefs import E_BAD_PAYLOAD, E_MISSING_OPERAND, E_NO_MEMORY
+    from msgdefs import E_BAD_ARGS, E_BAD_PAYLOAD, E_MISSING_OPERAND, E_NO_MEMORY, T_NEED
 except ImportError:
     from microswarm.firmware import cbor
-    from microswarm.firmware.msgdefs import E_BAD_PAYLOAD, E_MISSING_OPERAND, E_NO_MEMORY
+    from microswarm.firmware.msgdefs import (E_BAD_ARGS, E_BAD_PAYLOAD, E_MISSING_OPERAND,
+                                             E_NO_MEMORY, T_NEED)
 
 # PUT {hash, data} and NEED {hashes, task_id}: their keys live here, not in msgdefs
 PUT_HASH = const(0)
@@ -99,8 +100,20 @@ class Operands:
                 self._touch(h)
         return missing
 
-    def wait(self, task, missing, now):
+    def admit(self, engine, task, refs, now):
+        """True when the task can queue: its operands are in place. Otherwise it waits
+        (NEED sent) or it failed (a refs index outside its arguments: BAD_ARGS)."""
+        try:
+            missing = self.resolve(task.args, refs)
+        except IndexError as e:
+            engine._fail(task.task_id, E_BAD_ARGS, str(e), 0)
+            return False
+        if not missing:
+            return True
         self.waiting.append([task, missing, now])
+        engine.io.send(T_NEED, {NEED_HASHES: list(missing.values()),
+                                NEED_TASK_ID: task.task_id})
+        return False
 
     def ready(self):
         """The waiting tasks whose operands have all arrived, in arrival order."""

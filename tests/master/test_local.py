@@ -39,3 +39,5 @@ def test_bench_local_reports_the_speedup_and_the_dask_baseline():
     report = json.loads(out.stdout)
     assert report["headline"]["value"] > 0 and report["headline"]["baseline"] > 0
     assert set(report["seconds"]) == {"local_1", "local_2", "dask_processes_2"}
+    # one kernel at a time per node: kernel time never exceeds nodes x wall time
+    assert all(0 < busy <= 1.01 for busy in report["kernel_busy"].values())

@@ -205,3 +205,49 @@ def test_lossy_serial_links_lose_puts_and_needs_yet_results_stay_exact(seed):
     r = report["result"]
     assert r["verified"] and r["lost"] == 0 and r["duplicated"] == 0, r
     assert report["links"]["lost"] > 0 and report["links"]["corrupted"] > 0
+
+
+def test_the_session_puts_once_refers_after_and_answers_every_need():
+    """The master's NodeSession, frame by frame on a fake clock (tests/master/test_session
+    drives the join)."""
+    from microswarm.protocol.catalog import MsgType
+
+    from .test_session import frame, join, out, session
+
+    b = Shared(matrix(64, 1))
+    s = session()
+    join(s, operand_cache=10_000)
+    assert s.operands is not None and s.operands.capacity == 4096 - 64  # its max_message
+    s.send_task(1, "matmul", [matrix(8, 2), b, 1, 8, 8], 0, 1.0)
+    put, task = out(s)
+    assert put.type == MsgType.PUT and put.payload == {0: b.hash, 1: b.data}
+    assert task.type == MsgType.TASK and task.payload[2][1] is None
+    assert task.payload[4] == {1: b.hash}
+    s.send_task(2, "matmul", [matrix(8, 3), b, 1, 8, 8], 0, 1.1)
+    (task,) = out(s)  # the node holds it: a reference only
+    assert task.type == MsgType.TASK and task.payload[4] == {1: b.hash}
+    s.receive(frame(MsgType.NEED, {0: [b.hash], 1: 2}, 2), 1.2)  # evicted meanwhile
+    (put,) = out(s)
+    assert put.type == MsgType.PUT and s.info.operand_needs == 1
+    # asked again (a second waiting task, or evicted again by another PUT): sent again;
+    # the master cannot tell a PUT on its way from one the node has already dropped
+    s.receive(frame(MsgType.NEED, {0: [b.hash], 1: 1}, 3), 1.3)
+    assert [f.type for f in out(s)] == [MsgType.PUT]
+    s.receive(frame(MsgType.HEARTBEAT, {0: 9000, 7: []}, 4), 5.0)  # holds nothing now
+    s.send_task(3, "matmul", [matrix(8, 4), b, 1, 8, 8], 0, 5.1)
+    assert [f.type for f in out(s)] == [MsgType.PUT, MsgType.TASK]
+
+
+def test_a_node_without_a_cache_gets_shared_operands_inline():
+    from microswarm.protocol.catalog import MsgType
+
+    from .test_session import join, out, session
+
+    b = Shared(matrix(64, 1))
+    s = session()
+    join(s)
+    assert s.operands is None
+    s.send_task(1, "matmul", [matrix(8, 2), b, 1, 8, 8], 0, 1.0)
+    (task,) = out(s)
+    assert task.type == MsgType.TASK and 4 not in task.payload
+    assert list(task.payload[2][1]) == list(b.value)

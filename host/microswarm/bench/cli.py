@@ -21,6 +21,7 @@ BENCHES: dict[str, str] = {
     "wiznet": "microswarm.bench.wiznet",
     "board": "microswarm.bench.board",
     "mac": "microswarm.bench.mac",
+    "flood": "microswarm.bench.flood",
     "sched": "microswarm.bench.sched",
     "footprint": "microswarm.bench.footprint",
     "serial": "microswarm.bench.serial",

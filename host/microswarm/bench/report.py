@@ -61,6 +61,9 @@ FIGURES: tuple[Figure, ...] = (
     Figure("firmware", "echo tasks/s, one VM board over TCP", _head, "k"),
     Figure("master", "echo tasks/s vs Dask LocalCluster (4 nodes, 5,000 tasks)", _head, "x",
            ">= 1x", lambda v, r: v >= 1, _base),
+    Figure("flood", "echo job time while a joined peer floods bad frames, over without "
+           "(baseline: a flood of valid frames)", _head, "x", "<= 2x", lambda v, r: v <= 2,
+           _base),
     Figure("sim", "dispatches per CPU second, 1,000 simulated nodes, full frame path", _head,
            "k", ">= 20k", lambda v, r: v >= 20_000),
     Figure("sim", "crash-10pct mean node utilisation, B a shared operand (baseline: B in "

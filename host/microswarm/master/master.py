@@ -44,6 +44,7 @@ from microswarm.master.scheduler import (
     TaskDone,
 )
 from microswarm.master.session import JOIN_TIMEOUT_S, NodeSession
+from microswarm.master.wheel import TimerWheel
 from microswarm.protocol.catalog import TCP_PORT, UDP_DISCOVERY_PORT, ErrorCode, MsgType
 from microswarm.wire import MAX_FRAME, FrameError, decode_frame, encode_frame
 
@@ -125,6 +126,7 @@ class Master:
         self.scheduler = Scheduler(retries=retries, hold_ratio=HOLD_RATIO)
         self.sessions: dict[str, Connection] = {}  # joined nodes by node_id
         self.connections: set[Connection] = set()  # every link, joined or not
+        self._wheel = TimerWheel(heartbeat_ms / 1000)  # their timers (wheel.py)
         self.serial_ports: list[SerialPort] = []
         self.admission = Admission(max_pending_per_address, max_pending, max_connections)
         self._tcp_address: dict[Connection, str] = {}  # TCP links not yet joined
@@ -220,6 +222,7 @@ class Master:
         """A new session on `link`, known to the ticker; the caller feeds it."""
         conn = Connection(self, link, self.new_session(link), owns_link=owns_link)
         self.connections.add(conn)
+        self._wheel.wake(conn, time.monotonic())
         return conn
 
     def attach(self, link: Link) -> Connection:
@@ -397,6 +400,7 @@ class Master:
                     sched.error(action.node_id, action.task_id, f"cannot encode task: {exc}")
                     continue
                 conn.flush()
+                self._wheel.wake(conn, time.monotonic())  # the task's deadline
                 sched.sent(action.node_id, action.task_id)
             elif isinstance(action, Cancel):
                 conn = self.sessions.get(action.node_id)
@@ -445,6 +449,7 @@ class Master:
                 sched.lost(conn.node_id, e.task_id)
             elif kind is ev.Joined:
                 self._node_joined(conn, e.info)
+                self._wheel.wake(conn, time.monotonic())  # heartbeats from now on
             elif kind is ev.Left:
                 self._node_left(conn, e.info, e.cause)
             elif kind is ev.BadFrame:
@@ -530,6 +535,7 @@ class Master:
     def forget(self, conn: Connection) -> None:
         """The connection's session ended: drop every reference to it (once)."""
         self.connections.discard(conn)
+        self._wheel.forget(conn)
         address = self._tcp_address.pop(conn, None)
         if isinstance(conn.link, TcpLink):
             self.admission.gone(address or "", was_pending=address is not None)
@@ -545,14 +551,18 @@ class Master:
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
-            for conn in list(self.connections):
-                conn.on_timer(now)  # every tick: a late tick tells the session we stalled
-            for conn in self.sessions.values():  # what the last HEARTBEAT said
-                info = conn.info
-                if info is not None:
+            for conn in self._wheel.due(now):  # only the sessions whose deadline came
+                conn.on_timer(now)
+                if conn.closed:
+                    continue
+                self._wheel.wake(conn, now)
+                info = conn.info  # what its last HEARTBEAT said (one a heartbeat interval)
+                if info is not None and self.sessions.get(info.node_id) is conn:
                     self.scheduler.heap(info.node_id, info.heap_free)
-                    if conn.session.operands is not None:  # what its cache holds
-                        self.scheduler.holds(info.node_id, conn.session.operands.held)
+                    ops = conn.session.operands
+                    held = ops.take_changes() if ops is not None else None
+                    if held is not None:  # what its cache holds, when that changed
+                        self.scheduler.holds(info.node_id, held)
                     if "uptime_ms" in info.node_heartbeat:  # restarted while running a task?
                         self.scheduler.uptime(info.node_id,
                                               info.node_heartbeat["uptime_ms"] / 1000)

@@ -99,12 +99,13 @@ class NodeOperands:
     """What one node holds, as far as its session knows: the hashes it PUT there (and
     when), corrected by the node's HEARTBEATs."""
 
-    __slots__ = ("capacity", "held", "known")
+    __slots__ = ("capacity", "held", "known", "changed")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity  # HELLO operand_cache
         self.held: dict[bytes, float] = {}  # hash -> when the master last PUT or saw it
         self.known: dict[bytes, Shared] = {}  # what a NEED may ask for
+        self.changed = False  # held's hashes changed since the scheduler last read them
 
     def prepare(self, args: Sequence[Any], now: float
                 ) -> tuple[list[Any], dict[int, bytes] | None, list[Shared]]:
@@ -123,6 +124,7 @@ class NodeOperands:
             refs[i] = a.hash
             if a.hash not in self.held:
                 puts.append(a)
+                self.changed = True
             self.held[a.hash] = now
             self.known[a.hash] = a
         if len(self.known) > KEEP:
@@ -137,6 +139,7 @@ class NodeOperands:
             shared = self.known.get(bytes(h))
             if shared is not None:
                 out.append(shared)
+                self.changed |= shared.hash not in self.held
                 self.held[shared.hash] = now
         return out
 
@@ -144,6 +147,15 @@ class NodeOperands:
         """The node says what it holds: forget what it no longer has, except what was PUT
         within `grace_s` (that PUT may have crossed the HEARTBEAT on the wire)."""
         listed = {bytes(h) for h in hashes}
-        self.held = {h: t for h, t in self.held.items() if h in listed or t > now - grace_s}
+        held = {h: t for h, t in self.held.items() if h in listed or t > now - grace_s}
         for h in listed:
-            self.held.setdefault(h, now)
+            held.setdefault(h, now)
+        self.changed |= held.keys() != self.held.keys()
+        self.held = held
+
+    def take_changes(self) -> dict[bytes, float] | None:
+        """The hashes held, if they changed since the last call (for the scheduler)."""
+        if not self.changed:
+            return None
+        self.changed = False
+        return self.held

@@ -76,6 +76,7 @@ DEFAULT_COMPUTE_S = 0.001
 ENDGAME_MARGIN = 2.0
 ENDGAME_EVERY_S = 0.02
 ENDGAME_COPIES = 3  # at most this many nodes hold one task
+ENDGAME_MIN_S = 0.05  # a copy that could save less is not worth the master's time
 DEFAULT_BANDWIDTH = 10e6  # bytes/s, until a node's link is measured
 EWMA_ALPHA = 0.3
 OPERAND_LOOKAHEAD = 8  # free nodes a task with shared operands compares (transfer saved)
@@ -800,10 +801,11 @@ class Scheduler:
     def _endgame(self) -> None:
         """Nothing waits: free credits take copies of the running tasks whose holders will
         finish them last, where a free node would finish them in under 1/ENDGAME_MARGIN of
-        that time (the first result wins, the other copy is cancelled), and either runs
-        the kernel ENDGAME_MARGIN times faster than the holder or the task is overdue by
-        `tick`'s rule. So a slow node holding one of a job's last tasks does not set the
-        job's end however well the rest was placed, without waiting for it to be late.
+        that time (the first result wins, the other copy is cancelled), and either is a
+        board ENDGAME_MARGIN times faster than the holder's, or is idle and the task
+        overdue by `tick`'s rule. So a slow node holding one of a job's last tasks does
+        not set the job's end however well the rest was placed, without waiting for it to
+        be late.
 
         What a holder still needs: for the task it runs, the estimate less the time it has
         run, or that time again once past the estimate (a task that has run for t is
@@ -813,10 +815,18 @@ class Scheduler:
         if now < self._endgame_next:
             return
         self._endgame_next = now + ENDGAME_EVERY_S
+        tops = {key: e for key, cls in self._classes.items()
+                if (e := self._peek_free(cls)) is not None}
+        if not tops:
+            return  # no free credit anywhere
+        best = {key: e[0] for key, e in tops.items()}
+        floor = min(best.values()) * ENDGAME_MARGIN
+        slow = max(e[3].caps.speed for e in tops.values()) / ENDGAME_MARGIN
         held: dict[int, tuple[float, list[NodeState], bool]] = {}
         for node in self.nodes.values():
             if not node.alive or not node.inflight:
                 continue
+            quick = node.caps.speed <= slow  # a free node is that much faster
             ahead = 0.0
             late = False
             order = sorted(node.inflight, key=lambda t, n=node.node_id: self._sent(t, n))
@@ -829,30 +839,55 @@ class Scheduler:
                     late = ran > max(self.speculate_min_s, self.speculate_after * estimate)
                 else:
                     ahead += estimate
+                if ahead < ENDGAME_MIN_S or ahead <= floor or not (quick or late):
+                    continue  # a copy could save little, or nobody would run it
                 known = held.get(task_id)
                 if known is None:
                     held[task_id] = (ahead, [node], late)
                 else:  # copies elsewhere: the soonest holder counts
                     held[task_id] = (min(known[0], ahead), [*known[1], node], known[2] and late)
-        candidates = sorted(((-v[0], task_id) for task_id, v in held.items()
-                             if len(v[1]) < ENDGAME_COPIES), key=lambda c: c)
+        candidates = sorted((-v[0], task_id) for task_id, v in held.items()
+                            if len(v[1]) < ENDGAME_COPIES)
         for _, task_id in candidates:
             task = self.tasks.get(task_id)
             if task is None or task.state is not TaskState.RUNNING:
                 continue
             remaining, holders, late = held[task_id]
-            cls = self._classes[task.job.key]
+            key = task.job.key
+            if key not in best or best[key] * ENDGAME_MARGIN >= remaining:
+                continue  # (the rest of this class's candidates need even less)
+            cls = self._classes[key]
             picked = self._pick(cls, task)
             if picked is None:
                 continue
             eft, node = picked
-            mine = self._estimate(node, task.kernel, 0) * ENDGAME_MARGIN
-            faster = all(mine < self._estimate(h, task.kernel, 0) for h in holders)
-            if eft * ENDGAME_MARGIN >= remaining or not (faster or late):
+            # faster by its board (the prior: learned times of small tasks are too noisy
+            # to tell nodes of one kind apart) and by what it has shown so far
+            mine = self._estimate(node, task.kernel, 0)
+            faster = all(node.caps.speed >= ENDGAME_MARGIN * h.caps.speed
+                         and mine < self._estimate(h, task.kernel, 0) for h in holders)
+            if eft * ENDGAME_MARGIN >= remaining or not (faster or late and not node.inflight):
                 self._push_node(cls, node)
                 continue
             task.speculated = True
             self._place(task, node)
+            top = self._peek_free(cls)
+            if top is None:
+                del best[key]
+            else:
+                best[key] = top[0]
+
+    @staticmethod
+    def _peek_free(cls: _Class) -> tuple | None:
+        """The class's best valid free-node entry, left on its heap (stale ones dropped)."""
+        heap = cls.nodes
+        while heap:
+            entry = heap[0]
+            node = entry[3]
+            if entry[2] == node.version and node.alive and node.free() > 0:
+                return entry
+            heapq.heappop(heap)
+        return None
 
     def _sent(self, task_id: int, node_id: str) -> float:
         task = self.tasks.get(task_id)

@@ -274,8 +274,9 @@ class SimMaster:
                 continue
             events = session.on_timer(now)
             node = nodes[i]
-            if session.operands is not None and session.joined:
-                self.scheduler.holds(node.node_id, session.operands.held)
+            held = session.operands.take_changes() if session.operands is not None else None
+            if held is not None and session.joined:
+                self.scheduler.holds(node.node_id, held)
             self._flush(node, session)
             if events:
                 self._events(node, events)
