@@ -73,14 +73,17 @@ class LinkAuth:
 
     @staticmethod
     def _tag(pads, counter, data):
+        # the full HMAC; the tag is its first 8 bytes (compared and copied in place: no
+        # slices, a frame's only allocations here are the two sha256 objects and digests)
         h = hashlib.sha256(pads[0])
         h.update(counter)
         h.update(data)
         o = hashlib.sha256(pads[1])
         o.update(h.digest())
-        return o.digest()[:8]
+        return o.digest()
 
-    def trailer(self, signed):
+    def seal(self, buf, end, signed):
+        """Write the trailer (counter, tag of `signed`) into buf[end:end + 12]."""
         n = self.tx_counter
         if n >> 32:
             raise OSError("frame counter exhausted: join again")
@@ -90,7 +93,11 @@ class LinkAuth:
         c[1] = (n >> 8) & 0xFF
         c[2] = (n >> 16) & 0xFF
         c[3] = (n >> 24) & 0xFF
-        return bytes(c) + self._tag(self._tx, c, signed)
+        tag = self._tag(self._tx, c, signed)
+        for i in range(4):
+            buf[end + i] = c[i]
+        for i in range(8):
+            buf[end + 4 + i] = tag[i]
 
     def check(self, mv, msg_type, flags, length):
         # mv: the whole frame; returns None, or why it is refused (the codec raises BAD_MAC)
@@ -111,7 +118,10 @@ class LinkAuth:
         end = FRAME_OVERHEAD + length
         counter = mv[end] | mv[end + 1] << 8 | mv[end + 2] << 16 | mv[end + 3] << 24
         tag = self._tag(self._rx, mv[end : end + 4], mv[: end - 4])
-        if not equal(tag, mv[end + 4 : end + 12]):
+        diff = 0  # the first 8 bytes against the trailer's, in time independent of content
+        for i in range(8):
+            diff |= tag[i] ^ mv[end + 4 + i]
+        if diff:
             return "MAC mismatch: forged or altered frame"
         if counter <= self.rx_counter:
             return "replayed or reordered frame"

@@ -431,6 +431,9 @@ class _Decoder:
         return out
 
 
+_spare = None
+
+
 def loads(buf, start=0, end=None, copy=True):
     mv = buf if type(buf) is memoryview else memoryview(buf)
     if end is None:
@@ -439,8 +442,21 @@ def loads(buf, start=0, end=None, copy=True):
         raise CBORError("bad input bounds")
     if start == end:
         raise CBORError("empty input")
-    dec = _Decoder(mv, start, end, copy)
-    obj = dec.item(0)
-    if dec.pos != end:
-        raise CBORError("%d trailing bytes" % (end - dec.pos))
+    global _spare
+    dec = _spare  # one decoder object reused: a frame's decode allocates only its values
+    if dec is None:
+        dec = _Decoder(mv, start, end, copy)
+    else:
+        _spare = None  # (a loads() meanwhile, on another thread, makes its own)
+        dec.mv = mv
+        dec.pos = start
+        dec.end = end
+        dec.copy = copy
+    try:
+        obj = dec.item(0)
+        if dec.pos != end:
+            raise CBORError("%d trailing bytes" % (end - dec.pos))
+    finally:
+        dec.mv = None
+        _spare = dec
     return obj

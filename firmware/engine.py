@@ -410,7 +410,8 @@ class Engine:
             except Exception as e:  # the codec's FrameError: too large, not encodable
                 code = getattr(e, "code", M.E_KERNEL_FAILED)
                 result = value = None
-                self._fail(task_id, code, "result not sendable: " + str(e), elapsed_us)
+                self._fail(task_id, code, "result not sendable: " + getattr(e, "text", str(e)),
+                           elapsed_us)
         self._pump(now)
 
     # ---- chunks ----------------------------------------------------------------------

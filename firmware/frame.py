@@ -45,6 +45,8 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 #           (COBS-encoded with its 0x00 delimiter when serial=True), in a buffer the writer
 #           reuses: send it before the next call. seq=None takes the writer's counter
 #           (.seq, incremented mod 2**16 per frame written). TOO_LARGE if it does not fit.
+#       .message(msg_type, payload, max_message=0) -> memoryview   the message as one frame,
+#           or None when it needs CHUNKs (then frames(); no generator for a frame that fits)
 #       .frames(msg_type, payload, max_message=0) -> iterator of memoryview   the message
 #           as one frame if it fits, else as CHUNK frames with consecutive seqs (a new
 #           stream id per message, MORE on all but the last). Each chunk but the last carries D = max_frame -
@@ -449,6 +451,7 @@ class FrameWriter:
         self._size = max_frame + _HEAD_SLACK + _TRAILER
         self._enc = _FrameEncoder(self._size, HEADER_SIZE)
         self._enc._win = None
+        self._total = 0
         self._cobs = bytearray(cobs_max(max_frame + _TRAILER) + 1) if serial else None
         self._cobs_view = memoryview(self._cobs) if serial else None
 
@@ -475,9 +478,10 @@ class FrameWriter:
         buf = enc.buf
         seq = self._take_seq(seq)
         struct.pack_into(_HEADER, buf, 0, PROTOCOL_VERSION, msg_type, flags, seq, n)
-        struct.pack_into(_CRC, buf, end, crc32(enc.view[:end]))
+        signed = enc.view[:end]
+        struct.pack_into(_CRC, buf, end, crc32(signed))
         if flags & FLAG_MAC:
-            buf[end + CRC_SIZE : total] = auth.trailer(enc.view[:end])
+            auth.seal(buf, end + CRC_SIZE, signed)
         if not self.serial:
             return enc.view[:total]
         out = self._cobs
@@ -494,13 +498,15 @@ class FrameWriter:
         # The payload's length, encoded at HEADER_SIZE when it fits the frame buffer (-1:
         # it does not, nothing kept).
         enc = self._enc
+        enc.pos = HEADER_SIZE
         try:
             try:
-                return len(enc.encode(payload))
+                enc._item(payload, 0)
             except _Full:
                 return -1
         except cbor.CBORError as e:
             raise FrameError(E_BAD_PAYLOAD, "cannot encode payload: %s" % e, seq)
+        return enc.pos - HEADER_SIZE
 
     def frame(self, msg_type, payload, seq=None, flags=0):
         n = self._encode(payload, seq)
@@ -529,19 +535,30 @@ class FrameWriter:
         enc._head(0x40, k)
         return enc.pos
 
+    def message(self, msg_type, payload, max_message=0):
+        n = self._encode(payload)
+        if n < 0 or n + FRAME_OVERHEAD > self.max_frame:
+            self._total = n  # for frames(): CHUNKs
+            return None
+        if max_message and n > max_message:
+            raise FrameError(E_TOO_LARGE, "message of %d bytes over the peer's limit of %d"
+                             % (n, max_message))
+        return self._finish(self._enc, msg_type, 0, None, n)
+
     def frames(self, msg_type, payload, max_message=0):
         if msg_type == T_CHUNK:
             raise FrameError(E_BAD_CHUNK, "a CHUNK cannot itself be chunked")
+        view = self.message(msg_type, payload, max_message)
+        if view is not None:
+            yield view
+            return
         enc = self._enc
-        total = self._encode(payload)
+        total = self._total
         if total < 0:
             total = enc.window(payload, 0, 0, 0)
         if max_message and total > max_message:
             raise FrameError(E_TOO_LARGE, "message of %d bytes over the peer's limit of %d"
                              % (total, max_message))
-        if total + FRAME_OVERHEAD <= self.max_frame:
-            yield self._finish(enc, msg_type, 0, None, total)
-            return
         # Too big for one frame: CHUNK pieces, each encoded anew into the frame buffer
         # (_FrameEncoder.window), so no buffer ever holds the whole message.
         stream = self.stream
@@ -571,7 +588,7 @@ class StreamReader:
         self.failed = None
         self._have = 0
         self._need = HEADER_SIZE
-        self._header = None
+        self._length = -1  # the frame's payload length once its header is in
 
     def want(self):
         if self.failed is not None:
@@ -584,22 +601,24 @@ class StreamReader:
         self._have += n
         if self._have < self._need:
             return None
-        if self._header is None:
-            version, msg_type, flags, seq, length = struct.unpack_from(_HEADER, self._mv, 0)
+        b = self._buf  # the header by hand: no tuple per frame
+        if self._length < 0:
+            length = b[5] | b[6] << 8
             try:
-                _check_header(version, length, seq, self.max_frame)
+                _check_header(b[0], length, b[3] | b[4] << 8, self.max_frame)
             except FrameError as e:
                 self.failed = e
                 raise
-            self._header = (msg_type, flags, seq, length)
-            self._need = length + FRAME_OVERHEAD + (_TRAILER if flags & FLAG_MAC else 0)
+            self._length = length
+            self._need = length + FRAME_OVERHEAD + (_TRAILER if b[2] & FLAG_MAC else 0)
             return None
-        msg_type, flags, seq, length = self._header
-        size = self._need
-        self._header = None
+        length = self._length
+        self._length = -1
         self._have = 0
         self._need = HEADER_SIZE
-        return _decode_body(self._mv[:size], msg_type, flags, seq, length, self.copy, self.auth)
+        # (the whole buffer: every check reads at offsets the header gives)
+        return _decode_body(self._mv, b[1], b[2], b[3] | b[4] << 8, length, self.copy,
+                            self.auth)
 
     def feed(self, data):
         out = []

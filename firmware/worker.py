@@ -11,7 +11,7 @@ says and answers is decided by the engine; this file moves bytes and runs kernel
 #   clock    engine.on_timer at engine.next_deadline(): heartbeats, join and silence
 # The engine sends through Session.send, which frames a message and puts it on the link at
 # once (no lock: every frame is queued whole and in order); the coroutine that called
-# the engine then drains the link.
+# the engine then drains the link if bytes wait (only then: an await allocates).
 #
 # Kernels run on a second thread (KernelThread) where the port has one without a global
 # interpreter lock (the unix port, rp2's second core): the link keeps being read and the
@@ -150,7 +150,12 @@ class Session:
 
     def send(self, msg_type, payload):
         link = self.link
-        for view in self.writer.frames(msg_type, payload, self.engine.peer_max_message):
+        limit = self.engine.peer_max_message
+        view = self.writer.message(msg_type, payload, limit)
+        if view is not None:  # one frame: no generator
+            link.put(view)
+            return
+        for view in self.writer.frames(msg_type, payload, limit):
             link.put(view)
 
     def run(self, task):
@@ -187,7 +192,8 @@ class Session:
         coros = ()
         try:
             eng.start(board.uptime_ms(), auth.nonce(M.NONCE_SIZE))
-            await self.flush()
+            if self.link.pending():
+                await self.link.drain()
             coros = (asyncio.create_task(self.read_loop()), asyncio.create_task(self.clock()),
                      asyncio.create_task(self.run_loop()))
             await self.ended.wait()
@@ -217,10 +223,6 @@ class Session:
         self.engine.end(reason)
         self.ended.set()
 
-    async def flush(self):
-        if self.link.pending():
-            await self.link.drain()
-
     # ---- reader ----------------------------------------------------------------------
 
     async def read_loop(self):
@@ -239,7 +241,10 @@ class Session:
         link = self.link
         eng = self.engine
         while True:
-            n = await link.read_into(reader.want())
+            view = reader.want()
+            n = link.read_now(view)
+            if n is None:
+                n = await link.read_into(view)
             eng.last_rx = board.uptime_ms()  # bytes arriving: the master is not silent
             try:
                 item = reader.advance(n)
@@ -252,11 +257,13 @@ class Session:
                     task_id = peek_task_id(reader._mv[M.HEADER_SIZE:])
                     gc.collect()
                 eng.bad_frame(e.code, e.text, e.seq, e.fatal, board.uptime_ms(), task_id)
-                await self.flush()
+                if self.link.pending():
+                    await self.link.drain()
                 continue
             if item is not None:
                 self.dispatch(item, board.uptime_ms())
-                await self.flush()
+                if self.link.pending():
+                    await self.link.drain()
 
     async def _read_serial(self):
         # copy=True: one feed may complete several frames, and in-place views into the
@@ -284,7 +291,8 @@ class Session:
                                   task_id)
                 else:
                     self.dispatch(item, board.uptime_ms())
-            await self.flush()
+            if self.link.pending():
+                await self.link.drain()
 
     def dispatch(self, item, now):
         msg_type, flags, seq, payload = item
@@ -319,7 +327,8 @@ class Session:
                     gc.collect()
                 eng.finished(task, value, error, elapsed, board.uptime_ms())
                 value = error = None
-                await self.flush()
+                if self.link.pending():
+                    await self.link.drain()
                 if gc.mem_free() < self.w.heap_total // COLLECT_BELOW:
                     gc.collect()
         except asyncio.CancelledError:
@@ -343,7 +352,8 @@ class Session:
             elapsed = value * 1000  # the wait ran on the ms clock: it did last `value` ms
         try:
             self.engine.finished(task, value, error, elapsed, board.uptime_ms())
-            await self.flush()
+            if self.link.pending():
+                await self.link.drain()
         except Exception as e:
             self.fail(e)
 
@@ -364,7 +374,8 @@ class Session:
                 if maintain is not None:
                     maintain()
                 eng.on_timer(board.uptime_ms())
-                await self.flush()
+                if self.link.pending():
+                    await self.link.drain()
         except asyncio.CancelledError:
             raise
         except Exception as e:

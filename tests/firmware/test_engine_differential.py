@@ -39,7 +39,8 @@ MASTER_NONCE = bytes(range(100, 116))
 NODE_ID = "diff-1"
 HELLO = {key(T.HELLO, name): value for name, value in {
     "node_id": NODE_ID, "board": "unix", "fw_version": "diff", "proto_version": PROTOCOL_VERSION,
-    "kernels": ["echo", "monte_carlo_pi", "sha256", "sleep_ms"], "heap_total": 1 << 20,
+    "kernels": ["echo", "mandelbrot", "monte_carlo_pi", "sha256", "sleep_ms"],
+    "heap_total": 1 << 20,
     "heap_free": 1 << 19, "max_frame": 16384, "slots": 2, "link": "tcp",
     "max_message": 1 << 16, "threads": True}.items()}
 
@@ -103,6 +104,12 @@ def script() -> list[list]:
         ["rx", 190, m.frames(T.CANCEL, {0: 9}).hex()],  # queued: CANCELLED at once
         ["finish", 195, 8, 50],
         ["timer", 210],
+        # a RESULT over the link's frame limit goes as CHUNKs; one over the master's
+        # max_message is refused by the node's own codec: TOO_LARGE
+        ["rx", 196, m.task(10, "echo", [bytes(range(256)) * 10], max_frame=1024).hex()],
+        ["finish", 197, 10, 30],
+        ["rx", 198, m.task(11, "mandelbrot", [0, 0, 1, 300, 120, 1]).hex()],
+        ["finish", 199, 11, 40],
         ["rx", 200, bytes(forged).hex()],  # BAD_MAC, the session stays
         ["rx", 201, bytes(bad_crc).hex()],  # BAD_CRC
         ["rx", 202, m.raw(T.TASK, b"\xa1\x00").hex()],  # MAC'd, but no kernel or args
@@ -242,6 +249,9 @@ def test_vm_and_cpython_engines_say_the_same_bytes(tmp_path, vm_script):
         None, None, ErrorCode.CANCELLED, ErrorCode.BUSY, ErrorCode.UNKNOWN_KERNEL,
         ErrorCode.BAD_ARGS, None, ErrorCode.CANCELLED]
     assert len(results[5][key(T.RESULT, "value")]) == 32
+    assert results[11][code] == ErrorCode.TOO_LARGE
+    chunks = [p for t, p in frames if t == T.CHUNK]
+    assert len(chunks) == 3 and chunks[0][1] == T.RESULT  # task 10's 2,560 bytes
     errors = [p[key(T.ERROR, "code")] for t, p in frames if t == T.ERROR]
     assert errors == [ErrorCode.BAD_MAC, ErrorCode.BAD_CRC, ErrorCode.BAD_PAYLOAD,
                       ErrorCode.UNEXPECTED]

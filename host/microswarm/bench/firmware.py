@@ -4,6 +4,12 @@ One MicroPython VM runs the unchanged firmware (the board's heap, frame limit an
 and serves a real master, over TCP on loopback and over a raw pty serial link. The
 baseline is the same echo job, through the same master, on an in-process CPython node
 (microswarm.firmware.kernels behind the same frames) over TCP, measured in the same run.
+Allocation per task: the same VM board under a harness (ALLOC_HARNESS) that wraps the
+engine's `finished` and reads gc.mem_alloc() as tasks complete: with gc disabled on a heap
+large enough for the whole run, the bytes allocated per task in steady state (after a warm-up)
+over `--alloc-tasks` echo tasks and as many 4x4 int8 matmul tasks; with gc on at the ESP32
+board's heap, the collections per 1,000 tasks (a drop of gc.mem_alloc() between two task
+ends is a collection, the worker's own gc.collect() included).
 The 32 KB figure is the smallest VM heap (bisected in 4 KB steps) at which the firmware
 joins and answers a task with a 32 KB chunked input, beside what the imported firmware
 modules alone hold, so the data side of the task is the difference.
@@ -32,10 +38,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="board the VM stands for (heap, frame limit, slots)")
     parser.add_argument("--echo", type=int, default=400, help="echo tasks per measurement")
     parser.add_argument("--tiles", type=int, default=24, help="matmul tiles per measurement")
+    parser.add_argument("--alloc-tasks", type=int, default=1000,
+                        help="echo and small matmul tasks per allocation measurement")
 
 
 def run(args: argparse.Namespace) -> dict:
-    return asyncio.run(_bench(args.board, args.echo, args.tiles))
+    return asyncio.run(_bench(args.board, args.echo, args.tiles, args.alloc_tasks))
 
 
 def _flash(root: Path, board: str, link: str, master: str, native: bool) -> dict:
@@ -184,6 +192,116 @@ async def _board_over_serial(board: str, heap: int, echo: list, tiles: list) -> 
         os.close(vm_fd)
 
 
+ALLOC_BOARD = "esp32-devkit-w5500"  # the collections are counted at this board's heap
+ALLOC_HEAP = 16 * 1024 * 1024  # gc off: room for every allocation of the run (a larger
+# heap slows the VM's explicit collections enough for the master to drop the node)
+WARM = 50
+# Runs main.py with engine.Engine.finished wrapped. MARKS: (done count where a window
+# starts, where it ends, name); each window prints "ALLOC name bytes collections".
+ALLOC_HARNESS = """
+import gc
+import engine
+
+MARKS = {marks!r}
+GC_OFF = {gc_off!r}
+_finished = engine.Engine.finished
+_st = [None, 0, 0, 0]  # window name, mem_alloc at its start, last mem_alloc, collections
+
+
+def finished(self, task, value, error, elapsed, now):
+    _finished(self, task, value, error, elapsed, now)
+    st = _st
+    a = gc.mem_alloc()
+    if a < st[2]:
+        st[3] += 1
+    st[2] = a
+    done = self.stats.done
+    for start, end, name in MARKS:
+        if done == start:
+            if GC_OFF:
+                gc.collect()
+                gc.disable()
+            st[0] = name
+            st[1] = st[2] = gc.mem_alloc()
+            st[3] = 0
+        elif done == end and st[0] == name:
+            print("ALLOC", name, a - st[1], st[3])
+            st[0] = None
+            gc.enable()
+
+
+engine.Engine.finished = finished
+exec(open("main.py").read())
+"""
+
+
+def _small_tile() -> list[Any]:
+    a = array.array("b", range(-8, 8))
+    return [a, a, 4, 4, 4]
+
+
+async def _alloc(board: str, heap: int, n: int, gc_off: bool) -> dict:
+    """{kernel: (bytes allocated over n tasks, collections)} measured by ALLOC_HARNESS."""
+    from microswarm import paths
+
+    marks = [(WARM, WARM + n, "echo"), (2 * WARM + n, 2 * WARM + 2 * n, "matmul")]
+    master = await _master()
+    try:
+        with tempfile.TemporaryDirectory(prefix="msw-bench-") as tmp:
+            _flash(Path(tmp), board, "tcp", f"127.0.0.1:{master.tcp_port}", True)
+            harness = Path(tmp) / "alloc_harness.py"
+            harness.write_text(ALLOC_HARNESS.format(marks=marks, gc_off=gc_off))
+            out = Path(tmp) / "out.txt"
+            with open(out, "wb") as log, subprocess.Popen(
+                    [paths.micropython_command(), "-X", f"heapsize={heap}", harness.name],
+                    cwd=tmp, stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=subprocess.STDOUT) as proc:
+                try:
+                    await master.wait_for_nodes(1, timeout=30)
+                    for kernel, args in (("echo", [1]), ("matmul", _small_tile())):
+                        await master.submit(kernel, [args] * WARM)
+                        await master.submit(kernel, [args] * n)
+                    # the last window ends at the job's last RESULT, printed just after it
+                    await master.submit("echo", [[1]] * 8)
+                finally:
+                    proc.kill()
+            found = {}
+            for line in out.read_text(errors="replace").splitlines():
+                if line.startswith("ALLOC "):
+                    _, name, used, collections = line.split()
+                    found[name] = (int(used), int(collections))
+            if set(found) != {"echo", "matmul"}:
+                raise RuntimeError("the allocation harness said: " + out.read_text()[-2000:])
+            return found
+    finally:
+        await master.stop()
+
+
+async def _allocation(board: str, n: int) -> dict:
+    from microswarm import paths
+
+    used = await _alloc(board, ALLOC_HEAP, n, gc_off=True)
+    if used["echo"][1] or used["matmul"][1]:  # a gc.collect() of the worker's (a new session)
+        raise RuntimeError(f"the heap was collected during a gc-off window: {used}")
+    spec = dict(paths.load_board(ALLOC_BOARD))
+    heap = spec["heap_bytes"] + (_resident(ALLOC_BOARD) if spec.get("frozen_modules") else 0)
+    counted = await _alloc(ALLOC_BOARD, heap, n, gc_off=False)
+    return {
+        "tasks": n,
+        "echo_bytes_per_task": round(used["echo"][0] / n, 1),
+        "matmul_4x4_bytes_per_task": round(used["matmul"][0] / n, 1),
+        "collections_per_1000_tasks": {
+            "board": ALLOC_BOARD,
+            "vm_heap_bytes": heap,
+            "echo": round(counted["echo"][1] * 1000 / n, 1),
+            "matmul_4x4": round(counted["matmul"][1] * 1000 / n, 1),
+        },
+        "note": "gc disabled, gc.mem_alloc() over n tasks after a warm-up, every allocation of "
+                "the worker included (frames in and out, engine, kernel); collections counted "
+                "with gc on at the ESP32 board's heap",
+    }
+
+
 async def _inproc_over_tcp(echo: list, slots: int) -> float:
     master = await _master()
     try:
@@ -198,7 +316,7 @@ def _ratio(a: float | None, b: float | None, digits: int) -> float | None:
     return None if a is None or not b else round(a / b, digits)
 
 
-async def _bench(board: str, n_echo: int, n_tiles: int) -> dict:
+async def _bench(board: str, n_echo: int, n_tiles: int, n_alloc: int = 1000) -> dict:
     from microswarm import paths
 
     spec = dict(paths.load_board(board))
@@ -215,6 +333,7 @@ async def _bench(board: str, n_echo: int, n_tiles: int) -> dict:
     serial = await _board_over_serial(board, heap, echo, tiles)
     baseline = await _inproc_over_tcp(echo, spec["slots"])
     smallest = await _smallest_heap(board, spec["heap_bytes"])
+    allocation = await _allocation(board, n_alloc)
     rate = tcp["echo_tasks_per_s"]
     return {
         "board": board,
@@ -230,6 +349,7 @@ async def _bench(board: str, n_echo: int, n_tiles: int) -> dict:
             "note": "smallest -X heapsize (4 KB steps) at which the VM joins and answers "
                     "sha256 of a 32 KB chunked input; modules measured after import",
         },
+        "allocation_per_task": allocation,
         "vm_vs_inproc_echo_ratio": _ratio(rate, baseline, 3),
         "native_vs_python_matmul_ratio": _ratio(tcp["matmul_tiles_per_s"],
                                                 tcp_python["matmul_tiles_per_s"], 2),

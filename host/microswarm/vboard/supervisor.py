@@ -155,7 +155,7 @@ def interrupt(pid: int) -> bool:
             os.waitid(os.P_PID, pid, os.WSTOPPED | os.WEXITED | os.WNOWAIT)
         enabled = interrupt_key_enabled(pid)
         if enabled:
-            os.kill(pid, signal.SIGINT)  # taken by its handler when it runs again
+            _interrupt_main_thread(pid)  # taken by its handler when it runs again
         return enabled
     except (ProcessLookupError, ChildProcessError):
         return False  # it ended: its exit is handled on read
@@ -172,6 +172,16 @@ def _await_interrupt_key(pid: int, timeout: float = 1.0) -> None:
     deadline = time.monotonic() + timeout
     while not interrupt_key_enabled(pid) and time.monotonic() < deadline:
         time.sleep(0.0002)
+
+
+def _interrupt_main_thread(pid: int) -> None:
+    """SIGINT to the VM's main thread, as a board's Ctrl-C reaches its REPL's thread. Sent
+    to the process, a signal may go to any thread (always another while the main one is
+    stopped): in a worker's kernel thread it ends that thread and the worker goes on."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    tgkill = getattr(libc, "tgkill", None)
+    if tgkill is None or tgkill(pid, pid, signal.SIGINT) != 0:
+        os.kill(pid, signal.SIGINT)
 
 
 def _open_raw_pty() -> tuple[int, int]:
