@@ -312,10 +312,6 @@ class Session:
                     await self.wake.wait()
                 task = self.todo.pop(0)
                 fn, task.native = kernels.lookup(task.kernel)
-                bad = kernels.check(task.kernel, task.args)  # the declared kinds: BAD_ARGS
-                if bad is not None:
-                    eng.finished(task, None, ValueError(bad), 0, board.uptime_ms())
-                    continue
                 if task.waits:
                     task.handle = asyncio.create_task(self.wait(task, fn))
                     continue

@@ -213,11 +213,6 @@ class InprocNode:
     def run(self, task: E.Task) -> None:
         fn, task.native = kernels.lookup(task.kernel)
         task.native = None  # no native module in CPython: RESULT does not say
-        bad = kernels.check(task.kernel, task.args)  # the declared kinds: BAD_ARGS
-        if bad is not None:
-            task.handle = asyncio.get_running_loop().call_soon(
-                self._finished, task, None, ValueError(bad), 0)
-            return
         if task.waits:
             task.handle = _Wait(self, task, fn)
         else:

@@ -144,13 +144,17 @@ class SimNode:
             return
         self.epoch = epoch
         sim = self.sim
-        hello = E.hello(self.node_id, self.board, FW_VERSION, HEAP_TOTAL, HEAP_TOTAL,
-                        MAX_FRAME, self.slots, "serial" if self.link.serial else "tcp",
-                        HEAP_TOTAL // 3, HEAP_TOTAL // E.OPERAND_SHARE, self.threads,
-                        self.kernel_about)
-        self.engine = E.Engine(self, hello, sim.key, waits=kernels.WAITS, stats=self.stats)
+        self.engine = E.Engine(self, self.hello(), sim.key, waits=kernels.WAITS,
+                               stats=self.stats)
         self.engine.start(self._now_ms(), sim.rng_nonce.randbytes(16))
         self._arm()
+
+    def hello(self) -> dict[int, Any]:
+        """The HELLO payload (without its nonce) of each new session."""
+        return E.hello(self.node_id, self.board, FW_VERSION, HEAP_TOTAL, HEAP_TOTAL,
+                       MAX_FRAME, self.slots, "serial" if self.link.serial else "tcp",
+                       HEAP_TOTAL // 3, HEAP_TOTAL // E.OPERAND_SHARE, self.threads,
+                       self.kernel_about)
 
     def redial(self) -> None:
         """Dial again after a jittered, doubling backoff (the firmware's reconnect)."""

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from microswarm import bundle
 from microswarm.console import ConsoleErrors
 from microswarm.vboard.bootstrap import HARD_RESET_STATUS, boot_source, machine_py
 from microswarm.vboard.nic import BUS_MODULE, NicError, VirtualNic
@@ -276,7 +277,8 @@ class Supervisor:
             self.nic.start()
             self.selector.register(self.nic.dhcp, selectors.EVENT_READ,
                                    lambda _: self.nic.dhcp.handle())
-        Path(self._sys_dir.name, "machine.py").write_text(machine_py(self._reset_marker, bus))
+        Path(self._sys_dir.name, "machine.py").write_text(
+            machine_py(self._reset_marker, bus, bundle.flash_uid(self.flash)))
         self.selector.register(self.console_fd, selectors.EVENT_READ, self._from_console)
         self.vm: VmState | None = None
         self.raw_active = False
