@@ -182,7 +182,7 @@ def codec_vm(request, micropython, run_vm, tmp_path_factory):
     if native is None:
         pytest.skip("msw_native not built for x64 (make native)")
     flash = tmp_path_factory.mktemp("native-flash")
-    for name in ("msgdefs.py", "cbor.py", "frame.py"):
+    for name in ("msgdefs.py", "cbor.py", "frame.py", "reassembly.py"):
         shutil.copy(paths.firmware_dir() / name, flash / name)
     shutil.copy(native, flash / native.name)
 
