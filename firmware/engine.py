@@ -29,6 +29,7 @@ below (on a board a long docstring costs heap while the module compiles).
 #   io.send(msg_type, payload)   frame and queue one message. May raise the codec's
 #       FrameError (.code) or MemoryError: the engine maps both for RESULTs.
 #   io.run(task)                 start task's kernel; answer later with engine.finished
+#       (the engine has checked its arguments against the kernel's declared kinds)
 #   io.cancel(task)              the master cancelled a running task (a waiting kernel can
 #       stop early; a computing one cannot and finishes first)
 #   io.close(reason)             the session is over (called once)
@@ -55,6 +56,11 @@ try:
     import auth
 except ImportError:
     from microswarm.firmware import auth
+
+try:
+    import msw_kernel  # the kernel registry: each kernel's declared argument kinds
+except ImportError:
+    from microswarm.firmware import msw_kernel
 
 JOIN_TIMEOUT_MS = const(5000)
 SILENT_BEATS = const(3)
@@ -350,6 +356,11 @@ class Engine:
                 return
             queue.pop(0)
             task.started = now
+            bad = msw_kernel.check(task.kernel, task.args)
+            if bad is not None:  # the declared kinds do not fit: the kernel never runs
+                self.stats.done += 1
+                self._fail(task.task_id, M.E_BAD_ARGS, "ValueError: " + bad, 0)
+                continue
             self.running.append(task)
             if not task.waits:
                 self.computing += 1
@@ -410,7 +421,8 @@ class Engine:
             except Exception as e:  # the codec's FrameError: too large, not encodable
                 code = getattr(e, "code", M.E_KERNEL_FAILED)
                 result = value = None
-                self._fail(task_id, code, "result not sendable: " + str(e), elapsed_us)
+                self._fail(task_id, code, "result not sendable: " + getattr(e, "text", str(e)),
+                           elapsed_us)
         self._pump(now)
 
     # ---- chunks ----------------------------------------------------------------------

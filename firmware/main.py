@@ -15,11 +15,19 @@ if _threshold is not None:
 
 
 def _serial_link():
-    import config
+    # config.json's link, else the board's first (config.load_config's rule), read with
+    # json alone: importing config here would leave its modules low in the heap, and the
+    # 32-bit boards then find no 16 KB hole for the frame buffers
+    import json
 
     try:
-        return config.load_config(config.load_board())["link"] == "serial"
-    except config.ConfigError:
+        with open("config.json") as f:
+            link = json.load(f).get("link")
+        if not link:
+            with open("board.json") as f:
+                link = json.load(f)["links"][0]
+        return link == "serial"
+    except Exception:
         return False  # worker.main() says what is wrong, at the REPL
 
 

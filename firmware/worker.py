@@ -310,16 +310,6 @@ class Session:
 
     # ---- kernels ---------------------------------------------------------------------
 
-    def _kernel(self, task):
-        """The function of task's kernel; None when the arguments do not fit its declared
-        kinds (answered BAD_ARGS here)."""
-        fn, task.native = kernels.lookup(task.kernel)
-        bad = kernels.check(task.kernel, task.args)
-        if bad is None:
-            return fn
-        self.engine.finished(task, None, ValueError(bad), 0, board.uptime_ms())
-        return None
-
     def run_inline(self):
         """Run the INLINE kernels at the head of the queue, on the spot: called right after
         an engine call that may have started tasks. No runner wake-up, no await: an echo
@@ -328,12 +318,11 @@ class Session:
         ran = False
         while todo and todo[0].kernel in INLINE:
             task = todo.pop(0)
-            fn = self._kernel(task)
-            if fn is not None:
-                out = _call(fn, task.args, self._res)
-                self.engine.finished(task, out[0], out[1], out[2], board.uptime_ms())
-                out[0] = out[1] = None
-                ran = True
+            fn, task.native = kernels.lookup(task.kernel)
+            out = _call(fn, task.args, self._res)
+            self.engine.finished(task, out[0], out[1], out[2], board.uptime_ms())
+            out[0] = out[1] = None
+            ran = True
         if ran and gc.mem_free() < self.w.heap_total // COLLECT_BELOW:
             gc.collect()
 
@@ -346,10 +335,7 @@ class Session:
                     self.wake.clear()
                     await self.wake.wait()
                 task = self.todo.pop(0)
-                fn = self._kernel(task)
-                if fn is None:
-                    self.run_inline()
-                    continue
+                fn, task.native = kernels.lookup(task.kernel)
                 if task.waits:
                     task.handle = asyncio.create_task(self.wait(task, fn))
                     continue

@@ -9,6 +9,7 @@ The vboard supervisor lays a virtual board's flash folder out from `layout()`, a
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -109,6 +110,19 @@ def render_config(
             raise ValueError("slots must be at least 1")
         config["slots"] = int(slots)
     return json.dumps(config, indent=1, sort_keys=True) + "\n"
+
+
+def flash_uid(flash: Path) -> bytes:
+    """A virtual board's `machine.unique_id()`: its flash folder is the board, so the id is
+    the same at every start and differs between boards (as a chip's factory id does)."""
+    return hashlib.sha256(str(Path(flash).resolve()).encode()).digest()[:8]
+
+
+def default_node_id(board: str, uid: bytes) -> str:
+    """A node's name when none is given: the board's name and the end of its unique id
+    (`machine.unique_id()`), so two boards of one kind never take each other's name (the
+    master would take the second for the first come back, and drop the first)."""
+    return f"{board}-{uid.hex()[-6:]}"
 
 
 def default_master(host: str = "127.0.0.1", port: int = TCP_PORT) -> str:

@@ -2,7 +2,7 @@
 project's own linker and the same MicroPython SDK headers and rules as msw_native.
 
   microswarm native build examples/kernels/fast_hist.c --arch x64
-  microswarm native build mykernels/fast_hist.c --arch armv7emsp --arch rv32imc
+  microswarm native build examples/kernels/fast_hist.c --arch armv7emsp --arch rv32imc
 
 The module is named after the file (fast_hist.c -> fast_hist.mpy) and lands in the
 package's build/<arch>/ folder, where `microswarm deploy --kernels` and virtual boards

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import select
 import socket
 import subprocess
 import time
@@ -182,27 +183,52 @@ class VM:
 
 
 class PtyLink:
-    """A raw pty: the VM on the controlling side, pyserial on /dev/pts/N like a USB port."""
+    """A raw pty between the VM and the test. `vm_end="controller"`: the VM on the
+    controlling side, pyserial on /dev/pts/N like a USB port (the VM's reads ignore VMIN:
+    its serial link reads byte by byte). `vm_end="terminal"`: the VM on /dev/pts/N as a
+    virtual board's VM is (its serial link reads in blocks), the test on the other side."""
 
-    def __init__(self) -> None:
-        self.vm_fd, slave_fd = os.openpty()
-        tty.setraw(slave_fd)
-        self.path = os.ttyname(slave_fd)
-        self._slave_fd = slave_fd
-        self.port = serial.Serial(self.path, baudrate=115200, timeout=0.05)
+    def __init__(self, vm_end: str = "controller") -> None:
+        controller, terminal = os.openpty()
+        tty.setraw(terminal)
+        self.path = os.ttyname(terminal)
+        self._fds = (controller, terminal)
+        self.port = None
+        if vm_end == "controller":
+            self.vm_fd, self._fd = controller, None
+            self.port = serial.Serial(self.path, baudrate=115200, timeout=0.05)
+        else:
+            self.vm_fd, self._fd = terminal, controller
 
     def conn(self, max_frame: int = 16384) -> Conn:
-        def recv(left: float) -> bytes:
-            self.port.timeout = min(left, 0.2)
-            data = self.port.read(4096)
-            return data if data else NOTHING
+        if self.port is not None:
+            port = self.port
+
+            def recv(left: float) -> bytes:
+                port.timeout = min(left, 0.2)
+                data = port.read(4096)
+                return data if data else NOTHING
+
+            write = port.write
+        else:
+            fd = self._fd
+
+            def recv(left: float) -> bytes:
+                ready, _, _ = select.select([fd], [], [], min(left, 0.2))
+                return os.read(fd, 65536) if ready else NOTHING
+
+            def write(data: bytes) -> None:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
 
         def send(frame: bytes) -> None:
-            self.port.write(wire.serial_encode(frame))
+            write(wire.serial_encode(frame))
 
-        return Conn(send, recv, wire.SerialDeframer(max_frame), self.port.write)
+        return Conn(send, recv, wire.SerialDeframer(max_frame), write)
 
     def close(self) -> None:
-        self.port.close()
-        os.close(self._slave_fd)
-        os.close(self.vm_fd)
+        if self.port is not None:
+            self.port.close()
+        for fd in self._fds:
+            os.close(fd)

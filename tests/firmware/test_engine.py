@@ -14,11 +14,13 @@ import pytest
 
 from microswarm import wire
 from microswarm.firmware import engine as E
+from microswarm.firmware import kernels  # noqa: F401  (the registry the engine checks against)
 from microswarm.protocol.catalog import ErrorCode, MsgType, key
 
 KEY = bytes(range(32))
 T = MsgType
 HB = 200
+DOT = [array.array("h", [1]), array.array("h", [2])]  # arguments that fit dot's kinds
 
 
 def k(msg: MsgType, name: str) -> int:
@@ -159,7 +161,7 @@ def test_a_running_kernel_is_in_the_heartbeat_and_the_queue():
 def test_slots_busy_and_waiting_kernels_beside_a_computing_one():
     eng, io = make(slots=3)
     join(eng, io)
-    task(eng, 1, "dot", [], 0)
+    task(eng, 1, "dot", DOT, 0)
     task(eng, 2, "echo", [1], 0)  # queued behind the computing kernel
     task(eng, 3, "sleep_ms", [50], 0)  # queued behind it too: tasks start in order
     task(eng, 4, "echo", [2], 0)
@@ -170,7 +172,7 @@ def test_slots_busy_and_waiting_kernels_beside_a_computing_one():
     # the next computing kernel starts, and the waiting one behind it starts beside it
     assert [r.task_id for r in io.runs] == [1, 2, 3]
     eng.finished(io.runs[1], 1, None, 1, 6)
-    task(eng, 5, "dot", [], 7)  # a computing kernel starts beside a waiting one
+    task(eng, 5, "dot", DOT, 7)  # a computing kernel starts beside a waiting one
     assert [r.task_id for r in io.runs] == [1, 2, 3, 5]
 
 
@@ -180,8 +182,8 @@ def test_unknown_kernel_and_cancel():
     task(eng, 1, "nope", [], 0)
     (t, res), = io.take()
     assert res[0] == 1 and res[5] == ErrorCode.UNKNOWN_KERNEL
-    task(eng, 2, "dot", [], 0)
-    task(eng, 3, "dot", [], 0)
+    task(eng, 2, "dot", DOT, 0)
+    task(eng, 3, "dot", DOT, 0)
     eng.receive(T.CANCEL, 0, 0, {0: 3}, 1)  # queued: answered at once
     (t, res), = io.take()
     assert res[0] == 3 and res[5] == ErrorCode.CANCELLED
@@ -205,7 +207,7 @@ def test_unknown_kernel_and_cancel():
 def test_kernel_errors_map_to_codes(error, code):
     eng, io = make()
     join(eng, io)
-    task(eng, 1, "dot", [], 0)
+    task(eng, 1, "dot", DOT, 0)
     eng.finished(io.runs[0], None, error, 10, 1)
     (t, res), = io.take()
     assert t == T.RESULT and res[0] == 1 and res[5] == code
@@ -246,7 +248,7 @@ def test_master_silence_ends_the_session_unless_the_node_could_not_listen():
     # without threads the kernel held the node: its run time is not the master's silence
     eng, io = make(threads=False)
     join(eng, io)
-    task(eng, 1, "dot", [], 0)
+    task(eng, 1, "dot", DOT, 0)
     eng.finished(io.runs[0], 0, None, 1, 10 * HB)
     eng.on_timer(10 * HB)
     assert io.closed is None
@@ -308,3 +310,22 @@ def test_chunk_streams_over_the_limits_are_refused_with_the_task_id():
     assert io.closed is None
     task(eng, 60, "echo", [1], 2)
     assert [r.task_id for r in io.runs] == [60]
+
+
+def test_arguments_that_do_not_fit_the_declared_kinds_are_bad_args_before_the_kernel_runs():
+    eng, io = make()
+    join(eng, io)
+    task(eng, 1, "sleep_ms", [-5], 0)
+    task(eng, 2, "dot", [array.array("i", [1]), array.array("h", [2])], 0)
+    task(eng, 3, "dot", DOT[:1], 0)
+    (t1, r1), (t2, r2), (t3, r3) = io.take()
+    assert t1 == t2 == t3 == T.RESULT and io.runs == []
+    assert [r[0] for r in (r1, r2, r3)] == [1, 2, 3]
+    assert all(r[5] == ErrorCode.BAD_ARGS and r[3] == 0 for r in (r1, r2, r3))
+    assert r1[2] == "ValueError: sleep_ms: argument ms must be uint, got negative int"
+    assert r2[2] == "ValueError: dot: argument a must be tarray:bhf, got array('i')"
+    assert r3[2] == "ValueError: dot takes 2 arguments (a, b), got 1"
+    # answered, so counted done, and the slots are free again
+    eng.on_timer(HB)
+    (t, beat), = io.take()
+    assert t == T.HEARTBEAT and beat[2] == 0 and beat[3] == 3

@@ -1,9 +1,12 @@
 """Differential test of the node engine: one scripted exchange (join, tasks, a kernel error,
 cancel of a queued and of a running task, BUSY, a chunked task, bad frames, heartbeats,
 the master's silence) run through the firmware's worker session inside the MicroPython VM
-(engine_script_vm.py: firmware codec, firmware/engine.py) and through the CPython
-in-process node (microswarm.master.inproc: the host codec, the same engine file) gives
-the same bytes on the wire and the same requests to the kernel runner, step by step.
+(engine_script_vm.py: firmware codec, firmware/engine.py), through the CPython
+in-process node (microswarm.master.inproc: the host codec, the same engine file) and
+through the simulated node (microswarm.sim.node: its packet link, codec and timers on the
+virtual clock) gives the same bytes on the wire and the same requests to the kernel
+runner, step by step. Timer steps fall on the engine's own deadlines, so the simulated
+node, whose timers the virtual clock fires, meets them where the script calls them.
 
 Nonces, the clock and kernel run times come from the script, so every frame is
 deterministic and compared byte for byte, MACs included."""
@@ -30,6 +33,8 @@ from microswarm.protocol.catalog import (
     MsgType,
     key,
 )
+from microswarm.sim.events import EventQueue
+from microswarm.sim.node import SimNode
 
 from .conftest import KEY, make_flash
 
@@ -39,7 +44,8 @@ MASTER_NONCE = bytes(range(100, 116))
 NODE_ID = "diff-1"
 HELLO = {key(T.HELLO, name): value for name, value in {
     "node_id": NODE_ID, "board": "unix", "fw_version": "diff", "proto_version": PROTOCOL_VERSION,
-    "kernels": ["echo", "monte_carlo_pi", "sha256", "sleep_ms"], "heap_total": 1 << 20,
+    "kernels": ["echo", "mandelbrot", "monte_carlo_pi", "sha256", "sleep_ms"],
+    "heap_total": 1 << 20,
     "heap_free": 1 << 19, "max_frame": 16384, "slots": 2, "link": "tcp",
     "max_message": 1 << 16, "threads": True}.items()}
 
@@ -96,21 +102,27 @@ def script() -> list[list]:
         ["rx", 140, m.task(5, "sha256", [bytes(range(256)) * 12], max_frame=1024).hex()],
         ["finish", 150, 5, 900],
         ["rx", 160, m.task(6, "no_such_kernel", []).hex()],  # UNKNOWN_KERNEL
-        ["rx", 170, m.task(7, "sleep_ms", [-5]).hex()],
-        ["finish", 171, 7, 0],  # BAD_ARGS from the declared kinds
+        ["rx", 170, m.task(7, "sleep_ms", [-5]).hex()],  # BAD_ARGS: the kinds, never run
         ["rx", 180, (m.task(8, "monte_carlo_pi", [1, 10])
                      + m.task(9, "monte_carlo_pi", [2, 10])).hex()],  # 9 queued behind 8
         ["rx", 190, m.frames(T.CANCEL, {0: 9}).hex()],  # queued: CANCELLED at once
         ["finish", 195, 8, 50],
-        ["timer", 210],
+        # a RESULT over the link's frame limit goes as CHUNKs; one over the master's
+        # max_message is refused by the node's own codec: TOO_LARGE
+        ["rx", 196, m.task(10, "echo", [bytes(range(256)) * 10], max_frame=1024).hex()],
+        ["finish", 197, 10, 30],
+        ["rx", 198, m.task(11, "mandelbrot", [0, 0, 1, 300, 120, 1]).hex()],
+        ["finish", 199, 11, 40],
         ["rx", 200, bytes(forged).hex()],  # BAD_MAC, the session stays
         ["rx", 201, bytes(bad_crc).hex()],  # BAD_CRC
         ["rx", 202, m.raw(T.TASK, b"\xa1\x00").hex()],  # MAC'd, but no kernel or args
-        ["rx", 203, m.frames(T.RESULT, {0: 1, key(T.RESULT, "value"): 0, key(T.RESULT, "elapsed_us"): 1}).hex()],  # wrong direction: UNEXPECTED
+        ["rx", 203, m.frames(T.RESULT, {0: 1, key(T.RESULT, "value"): 0,
+                                        key(T.RESULT, "elapsed_us"): 1}).hex()],  # UNEXPECTED
         ["rx", 204, m.frames(T.HEARTBEAT, {0: 1}).hex()],
+        ["timer", 210],
         ["timer", 310],
         ["timer", 410],
-        ["timer", 510],  # the master has been silent for 3 intervals: the session ends
+        ["timer", 505],  # the master has been silent for 3 intervals: the session ends
         ["timer", 610],
     ]
     return steps
@@ -155,15 +167,11 @@ class ScriptedNode(InprocNode):
     def finish(self, task_id: int, elapsed: int, now: float) -> None:
         task = self.held.pop(task_id)
         fn, task.native = kernels.lookup(task.kernel)
-        bad = kernels.check(task.kernel, task.args)
         value = error = None
-        if bad is not None:
-            error, elapsed = ValueError(bad), 0
-        else:
-            try:
-                value = fn(*task.args)
-            except Exception as exc:
-                error = exc
+        try:
+            value = fn(*task.args)
+        except Exception as exc:
+            error = exc
         assert self.engine is not None
         self.engine.finished(task, value, error, elapsed, now)
 
@@ -188,6 +196,127 @@ def run_cpython(steps: list[list]) -> list[list]:
         link.out = bytearray()
         node.asked = []
     return out
+
+
+class _SimLink:
+    """The link model's place: what the node sends is kept, in order (no latency or loss:
+    those are the simulation's, not the node's)."""
+
+    serial = False
+    connected = True
+    tx = None
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+
+    def send(self, direction: Any, data: bytes, now: float) -> None:
+        self.out += data
+
+
+class _SimMaster:
+    def __init__(self) -> None:
+        self.accepted = 0
+
+    def accept(self, node: SimNode) -> int | None:
+        self.accepted += 1
+        return 1 if self.accepted == 1 else None  # one session: no second one after it
+
+
+class _Nonces:
+    def randbytes(self, n: int) -> bytes:
+        return NODE_NONCE
+
+    def random(self) -> float:
+        return 0.5
+
+
+class _Sim:
+    """What a SimNode asks of its Simulation: the virtual clock, the cluster key, nonces
+    and a master that accepts the one connection."""
+
+    def __init__(self) -> None:
+        self.events = EventQueue()
+        self.key = KEY
+        self.rng_nonce = _Nonces()
+        self.master = _SimMaster()
+        self.kernel_about = kernels.hello_fields()
+
+    def trace(self, *args: Any) -> None:
+        pass
+
+    def gantt_add(self, *args: Any) -> None:
+        pass
+
+    def count(self, *args: Any) -> None:
+        pass
+
+
+class ScriptedSimNode(SimNode):
+    """The simulated node (sim/node.py: its link, codec, timers on the virtual clock),
+    with the script's HELLO and its kernel runner replaced by the script."""
+
+    __slots__ = ("asked", "held")
+
+    def __init__(self, sim: _Sim) -> None:
+        super().__init__(sim, 0, NODE_ID, "unix", 1.0, 1.0, 2, _SimLink())  # type: ignore
+        self.asked: list[list] = []
+        self.held: dict[int, E.Task] = {}
+
+    def hello(self) -> dict[int, Any]:
+        return dict(HELLO)
+
+    def run(self, task: E.Task) -> None:
+        self.held[task.task_id] = task
+        task.handle = [None, None, self.sim.events.now, None, 0.0]
+        self.asked.append(["run", task.task_id, task.kernel])
+
+    def cancel(self, task: E.Task) -> None:
+        self.asked.append(["cancel", task.task_id])
+
+    def close(self, reason: str) -> None:
+        self.asked.append(["close", reason])
+        super().close(reason)
+
+
+def run_sim(steps: list[list]) -> list[list]:
+    """The script through the simulated node's driver: every step first runs the virtual
+    clock to its time (the node's own timers fire there, at the engine's deadlines)."""
+    sim = _Sim()
+    node = ScriptedSimNode(sim)
+    link = node.link
+    out = []
+    for step in steps:
+        what, now = step[0], step[1]
+        sim.events.run(until=now / 1000.0)
+        if what == "start":
+            node.power_on()
+        elif what == "rx":  # a packet link: one frame per delivery
+            for data in split(step[2]):
+                node.receive(node.boot, node.epoch, data)
+        elif what == "finish":  # as ScriptedNode.finish, then the driver re-arms its timer
+            task = node.held.pop(step[2])
+            fn, task.native = kernels.lookup(task.kernel)
+            value = error = None
+            try:
+                value = fn(*task.args)
+            except Exception as exc:
+                error = exc
+            assert node.engine is not None
+            node.engine.finished(task, value, error, step[3], sim.events.now * 1000.0)
+            node._arm()
+        out.append([link.out.hex(), node.asked])
+        link.out = bytearray()
+        node.asked = []
+    return out
+
+
+def assert_same(steps: list[list], one: list[list], other: list[list]) -> None:
+    assert len(one) == len(other) == len(steps)
+    for step, a, b in zip(steps, one, other, strict=True):
+        fa, fb = split(a[0]), split(b[0])
+        assert a[1] == b[1] and len(fa) == len(fb), (step[:2], a, b)
+        for x, y in zip(fa, fb, strict=True):
+            assert same_frame(x, y), (step[:2], x.hex(), y.hex())
 
 
 def split(data: str) -> list[bytes]:
@@ -227,12 +356,8 @@ def test_vm_and_cpython_engines_say_the_same_bytes(tmp_path, vm_script):
     flash = make_flash(tmp_path / "flash", "unix")
     vm = run_vm(vm_script, flash, steps)
     host = run_cpython(steps)
-    assert len(vm) == len(host) == len(steps)
-    for step, a, b in zip(steps, vm, host, strict=True):
-        fa, fb = split(a[0]), split(b[0])
-        assert a[1] == b[1] and len(fa) == len(fb), (step[:2], a, b)
-        for x, y in zip(fa, fb, strict=True):
-            assert same_frame(x, y), (step[:2], x.hex(), y.hex())
+    assert_same(steps, vm, host)
+    assert_same(steps, vm, run_sim(steps))
     # the script reached what it meant to: BUSY, both cancels, the chunked task, bad
     # frames, and the end by silence
     frames = [(f[1], _payload(f)) for step in host for f in split(step[0])]
@@ -242,8 +367,18 @@ def test_vm_and_cpython_engines_say_the_same_bytes(tmp_path, vm_script):
         None, None, ErrorCode.CANCELLED, ErrorCode.BUSY, ErrorCode.UNKNOWN_KERNEL,
         ErrorCode.BAD_ARGS, None, ErrorCode.CANCELLED]
     assert len(results[5][key(T.RESULT, "value")]) == 32
+    assert results[11][code] == ErrorCode.TOO_LARGE
+    chunks = [p for t, p in frames if t == T.CHUNK]
+    assert len(chunks) == 3 and chunks[0][1] == T.RESULT  # task 10's 2,560 bytes
     errors = [p[key(T.ERROR, "code")] for t, p in frames if t == T.ERROR]
     assert errors == [ErrorCode.BAD_MAC, ErrorCode.BAD_CRC, ErrorCode.BAD_PAYLOAD,
                       ErrorCode.UNEXPECTED]
     assert [a for s in host for a in s[1] if a[0] == "close"] == [
-        ["close", "master silent for 306 ms"]]
+        ["close", "master silent for 301 ms"]]
+
+
+def test_simulated_and_in_process_nodes_say_the_same_bytes():
+    """The simulated node's column on its own (no VM): the same script, the same bytes as
+    the in-process node, hence as the board (the test above)."""
+    steps = script()
+    assert_same(steps, run_sim(steps), run_cpython(steps))

@@ -42,7 +42,7 @@ def joined(request, tmp_path, micropython):
         close = master.close
         conn = master.accept()
     else:
-        link = PtyLink()
+        link = PtyLink("terminal")  # as a virtual board's VM: block reads
         make_flash(flash, "pico2-usb", link="serial", kernels=(package,))
         vm = VM(micropython, flash, "pico2-usb", stdio=link.vm_fd)
         close = link.close

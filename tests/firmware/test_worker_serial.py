@@ -17,9 +17,12 @@ from .scripted import VM, PtyLink, T
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def serial_node(tmp_path, micropython):
-    link = PtyLink()
+@pytest.fixture(params=["terminal", "controller"],
+                ids=["block-reads", "byte-reads"])
+def serial_node(request, tmp_path, micropython):
+    """The worker on either end of a pty: on the terminal end (a virtual board's VM) its
+    link reads in blocks, on the controlling end byte by byte after poll."""
+    link = PtyLink(request.param)
     flash = make_flash(tmp_path / "flash", "pico2-usb", link="serial")
     vm = VM(micropython, flash, "pico2-usb", stdio=link.vm_fd)
     try:

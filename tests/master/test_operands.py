@@ -233,8 +233,10 @@ def test_the_session_puts_once_refers_after_and_answers_every_need():
     # the master cannot tell a PUT on its way from one the node has already dropped
     s.receive(frame(MsgType.NEED, {0: [b.hash], 1: 1}, 3), 1.3)
     assert [f.type for f in out(s)] == [MsgType.PUT]
+    s.send_task(3, "matmul", [matrix(8, 4), b, 1, 8, 8], 0, 4.9)  # a reference only
+    assert [f.type for f in out(s)] == [MsgType.TASK]
     s.receive(frame(MsgType.HEARTBEAT, {0: 9000, 7: []}, 4), 5.0)  # holds nothing now
-    s.send_task(3, "matmul", [matrix(8, 4), b, 1, 8, 8], 0, 5.1)
+    s.send_task(4, "matmul", [matrix(8, 4), b, 1, 8, 8], 0, 5.1)
     assert [f.type for f in out(s)] == [MsgType.PUT, MsgType.TASK]
 
 

@@ -256,7 +256,9 @@ def _noise_until_hello(port: str, timeout: float = 30.0) -> None:
 
 def test_frames_arriving_while_a_serial_board_boots_do_not_interrupt_it():
     """Bytes 0x03 sent all through a serial board's boot (power-on, then a reset) are data
-    for its worker, never Ctrl-C: the node says HELLO through them, then joins and serves."""
+    for its worker, never Ctrl-C: the node says HELLO through them, then joins and serves.
+    The HELLOs said meanwhile are lost (read by the noise writer, before any master): the
+    node joins on one it says again."""
 
     async def main():
         board = VirtualBoard(link="serial", node_id="vm-noisy", cluster="t", key=KEY,

@@ -182,8 +182,8 @@ def codec_vm(request, micropython, run_vm, tmp_path_factory):
     if native is None:
         pytest.skip("msw_native not built for x64 (make native)")
     flash = tmp_path_factory.mktemp("native-flash")
-    for name in ("msgdefs.py", "cbor.py", "frame.py", "reassembly.py"):
-        shutil.copy(paths.firmware_dir() / name, flash / name)
+    for module in paths.firmware_dir().glob("*.py"):  # frame.py and what it imports
+        shutil.copy(module, flash / module.name)
     shutil.copy(native, flash / native.name)
 
     def run(source: str, heap: int | None = None, stdin: bytes = b"", timeout: float = 60):

@@ -24,6 +24,7 @@ BENCHES: dict[str, str] = {
     "flood": "microswarm.bench.flood",
     "sched": "microswarm.bench.sched",
     "footprint": "microswarm.bench.footprint",
+    "serial": "microswarm.bench.serial",
     "scale": "microswarm.bench.scale",
     "all": "microswarm.bench.report",
 }

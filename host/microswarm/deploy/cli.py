@@ -34,7 +34,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="node link (default: tcp with --master, else serial)")
     parser.add_argument("--key-file", type=Path, required=True,
                         help="cluster key file: hex text or raw bytes (microswarm keygen)")
-    parser.add_argument("--node-id", default=None, help="node name (default: the board name)")
+    parser.add_argument("--node-id", default=None,
+                        help="node name (default: the board's name and the end of its "
+                             "machine.unique_id(), e.g. w5500-evb-pico2-4f1a2b)")
     parser.add_argument("--cluster", default=DEFAULT_CLUSTER,
                         help="cluster name (default %(default)s)")
     parser.add_argument("--slots", type=int, default=None, help="tasks the node holds at once")
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         key=key,
         master=args.master,
         link=args.link or ("tcp" if args.master else "serial"),
-        node_id=args.node_id or args.board,
+        node_id=args.node_id,
         cluster=args.cluster,
         slots=args.slots,
         control=args.control,

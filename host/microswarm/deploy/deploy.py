@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ class DeployOptions:
     key: bytes = field(repr=False)
     master: str = ""
     link: str = "serial"
-    node_id: str = "node1"
+    node_id: str | None = None  # None: the board's name and unique id (default_node_id)
     cluster: str = DEFAULT_CLUSTER
     slots: int | None = None
     control: str | None = None
@@ -91,12 +92,17 @@ def target_arch(board_def: dict, mpy: int) -> tuple[str | None, str]:
 def deploy(options: DeployOptions, out: Callable[[str], None] = lambda line: None
            ) -> DeployReport:
     board_def = paths.load_board(options.board)
+    mp = Mpremote(options.port, timeout=options.mpremote_timeout)
+    found = probe(mp, candidate_names(options.kernels))
+    mpy, remote = found.mpy, found.hashes
+    if options.node_id is None:
+        # a port without machine.unique_id(): the port's name stands in for it
+        uid = found.uid or hashlib.sha256(options.port.encode()).digest()[:8]
+        options.node_id = bundle.default_node_id(options.board, uid)
     config = bundle.render_config(
         options.node_id, options.cluster, options.key, options.master, options.link,
         slots=options.slots,
     )
-    mp = Mpremote(options.port, timeout=options.mpremote_timeout)
-    mpy, remote = probe(mp, candidate_names(options.kernels))
     arch, note = target_arch(board_def, mpy)
     # A virtual board plays native by the board's arch, as `microswarm vboard` lays it out.
     native = options.native and (arch == board_def.get("native_arch")

@@ -22,6 +22,11 @@ MISSING = "-"
 _HASH_CODE = """\
 import hashlib, binascii, sys
 print(':mpy', getattr(sys.implementation, '_mpy', 0))
+try:
+    import machine
+    print(':uid', binascii.hexlify(machine.unique_id()).decode())
+except Exception:
+    pass
 def _msw_sha(n):
     try:
         f = open(n, 'rb')
@@ -60,29 +65,41 @@ class Plan:
 
 def remote_hashes(mp: Mpremote, names: Iterable[str]) -> dict[str, str]:
     """sha256 (hex) of each named file on the board; MISSING for files it lacks."""
-    return probe(mp, names)[1]
+    return probe(mp, names).hashes
 
 
-def probe(mp: Mpremote, names: Iterable[str]) -> tuple[int, dict[str, str]]:
-    """The board's `sys.implementation._mpy` (0 where it has none) and the sha256 (hex)
-    of each named file on it (MISSING for files it lacks), in one exec."""
+@dataclass
+class Probe:
+    """What one exec on the board tells: `sys.implementation._mpy` (0 where it has none),
+    `machine.unique_id()` (b"" where the port has none) and the sha256 (hex) of each named
+    file (MISSING for files it lacks)."""
+
+    mpy: int
+    uid: bytes
+    hashes: dict[str, str]
+
+
+def probe(mp: Mpremote, names: Iterable[str]) -> Probe:
+    """Ask the board, in one exec, what `Probe` holds."""
     wanted = sorted(set(names))
     for name in wanted:
         if not name or "/" in name or "'" in name or "\\" in name:
             raise ValueError(f"unexpected file name {name!r}")
     output = mp.exec(_HASH_CODE.format(names=wanted))
     found: dict[str, str] = {}
-    mpy = 0
+    mpy, uid = 0, b""
     for line in output.splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[0] in wanted:
             found[parts[0]] = parts[1]
         elif len(parts) == 2 and parts[0] == ":mpy" and parts[1].isdigit():
             mpy = int(parts[1])
+        elif len(parts) == 2 and parts[0] == ":uid":
+            uid = bytes.fromhex(parts[1])
     missing = [n for n in wanted if n not in found]
     if missing:
         raise DeployError(f"the board did not report {', '.join(missing)}: {output[-300:]!r}")
-    return mpy, found
+    return Probe(mpy, uid, found)
 
 
 def make_plan(files: Mapping[str, bytes], remote: Mapping[str, str],

@@ -3,7 +3,7 @@ kernels each one has and their versions (content hashes; a task that names a ver
 runs only where it matches).
 
   microswarm nodes                       # the master on this machine, port 5882
-  microswarm nodes --control 127.0.0.1:6000 --json
+  microswarm nodes --control 127.0.0.1:5882 --json   # another address, as JSON
 """
 
 from __future__ import annotations

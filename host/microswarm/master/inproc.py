@@ -23,15 +23,9 @@ from typing import Any
 from microswarm.firmware import engine as E
 from microswarm.firmware import kernels
 from microswarm.master.links import Link, MemoryLink, TcpLink
-from microswarm.protocol.catalog import NONCE_SIZE, ErrorCode
-from microswarm.wire import (
-    MAX_FRAME,
-    FrameError,
-    FrameReader,
-    LinkAuth,
-    encode_message,
-    encode_payload,
-)
+from microswarm.protocol.catalog import NONCE_SIZE
+from microswarm.wire import MAX_FRAME, FrameError, FrameReader, LinkAuth
+from microswarm.wire.writer import MessageWriter
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +98,7 @@ class InprocNode:
         self.ended = asyncio.Event()
         self.link: Link | None = None
         self.engine: E.Engine | None = None
-        self._seq = 0
-        self._stream = 0
-        self._auth: LinkAuth | None = None  # frame MACs, from WELCOME on
+        self._writer = MessageWriter()  # seq and stream numbers, frame MACs from WELCOME on
         self._reader = FrameReader(MAX_FRAME)
         self._threads = ThreadPoolExecutor(1, thread_name_prefix=f"kernel-{node_id}")
         self._tasks: list[asyncio.Future] = []
@@ -158,7 +150,8 @@ class InprocNode:
         clock = asyncio.ensure_future(self._clock(eng))
         try:
             eng.start(_now_ms(), os.urandom(NONCE_SIZE))
-            self._reader = FrameReader(MAX_FRAME)
+            self._reader = FrameReader(MAX_FRAME)  # a new session: fresh numbering, no MACs
+            self._writer = MessageWriter()
             while eng.end_reason is None:
                 data = await link.read()
                 if not data:
@@ -208,31 +201,18 @@ class InprocNode:
     def challenged(self, key: bytes | None, master_nonce: bytes | None,
                    node_nonce: bytes | None) -> None:
         """Frame MACs from WELCOME on (SPEC.md section 5); key None: off again."""
-        self._auth = self._reader.auth = (
+        self._writer.auth = self._reader.auth = (
             None if key is None else LinkAuth.node(key, master_nonce, node_nonce))
 
     def send(self, msg_type: int, payload: dict[int, Any]) -> None:
         eng = self.engine
         assert eng is not None and self.link is not None
-        self._stream = (self._stream + 1) & 0xFFFF
-        frames = encode_message(msg_type, payload, seq=self._seq, max_frame=eng.max_frame,
-                                stream=self._stream, validate=False, auth=self._auth)
-        if len(frames) > 1 and eng.peer_max_message:
-            size = len(encode_payload(payload))
-            if size > eng.peer_max_message:
-                raise FrameError(ErrorCode.TOO_LARGE, f"message of {size} bytes over the "
-                                 f"master's limit of {eng.peer_max_message}")
-        self._seq = (self._seq + len(frames)) & 0xFFFF
-        self.link.write(b"".join(frames))
+        frames = self._writer.frames(msg_type, payload, eng.max_frame, eng.peer_max_message)
+        self.link.write(frames[0] if len(frames) == 1 else b"".join(frames))
 
     def run(self, task: E.Task) -> None:
         fn, task.native = kernels.lookup(task.kernel)
         task.native = None  # no native module in CPython: RESULT does not say
-        bad = kernels.check(task.kernel, task.args)  # the declared kinds: BAD_ARGS
-        if bad is not None:
-            task.handle = asyncio.get_running_loop().call_soon(
-                self._finished, task, None, ValueError(bad), 0)
-            return
         if task.waits:
             task.handle = _Wait(self, task, fn)
         else:

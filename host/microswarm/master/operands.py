@@ -82,6 +82,8 @@ def pack_job(tasks: list[list[Any]]) -> tuple[list[list[Any]], list[bytes], list
 def unpack_job(tasks: list[list[Any]], operands: Sequence[bytes],
                places: Sequence[Sequence[int]]) -> list[list[Any]]:
     """pack_job's inverse, at the master (ValueError for a place outside the job)."""
+    if not all(isinstance(d, bytes | bytearray) for d in operands):
+        raise ValueError("shared operands must be byte strings (their CBOR encoding)")
     shared = [Shared.encoded(bytes(d)) for d in operands]
     for t, i, o in places:
         if not (0 <= t < len(tasks) and 0 <= i < len(tasks[t]) and 0 <= o < len(shared)):
@@ -103,7 +105,7 @@ class NodeOperands:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity  # HELLO operand_cache
-        self.held: dict[bytes, float] = {}  # hash -> when the master last PUT or saw it
+        self.held: dict[bytes, float] = {}  # hash -> when it was PUT (or first listed)
         self.known: dict[bytes, Shared] = {}  # what a NEED may ask for
         self.changed = False  # held's hashes changed since the scheduler last read them
 
@@ -122,10 +124,10 @@ class NodeOperands:
                 continue
             out[i] = None
             refs[i] = a.hash
-            if a.hash not in self.held:
-                puts.append(a)
+            if a.hash not in self.held:  # the time of the PUT, not of each reference:
+                puts.append(a)  # a HEARTBEAT that no longer lists it is believed
                 self.changed = True
-            self.held[a.hash] = now
+                self.held[a.hash] = now
             self.known[a.hash] = a
         if len(self.known) > KEEP:
             for h in [h for h in self.known if h not in self.held][: len(self.known) - KEEP]:

@@ -819,8 +819,7 @@ class Scheduler:
                 if (e := self._peek_free(cls)) is not None}
         if not tops:
             return  # no free credit anywhere
-        best = {key: e[0] for key, e in tops.items()}
-        floor = min(best.values()) * ENDGAME_MARGIN
+        floor = min(e[0] for e in tops.values()) * ENDGAME_MARGIN
         slow = max(e[3].caps.speed for e in tops.values()) / ENDGAME_MARGIN
         held: dict[int, tuple[float, list[NodeState], bool]] = {}
         for node in self.nodes.values():
@@ -848,34 +847,38 @@ class Scheduler:
                     held[task_id] = (min(known[0], ahead), [*known[1], node], known[2] and late)
         candidates = sorted((-v[0], task_id) for task_id, v in held.items()
                             if len(v[1]) < ENDGAME_COPIES)
+        no_idle: set[ClassKey] = set()
         for _, task_id in candidates:
             task = self.tasks.get(task_id)
             if task is None or task.state is not TaskState.RUNNING:
                 continue
             remaining, holders, late = held[task_id]
             key = task.job.key
-            if key not in best or best[key] * ENDGAME_MARGIN >= remaining:
-                continue  # (the rest of this class's candidates need even less)
             cls = self._classes[key]
-            picked = self._pick(cls, task)
-            if picked is None:
-                continue
-            eft, node = picked
+            top = self._peek_free(cls)
+            if top is None or top[0] * ENDGAME_MARGIN >= remaining:
+                continue  # (the rest of this class's candidates need even less)
+            node = top[3]
             # faster by its board (the prior: learned times of small tasks are too noisy
             # to tell nodes of one kind apart) and by what it has shown so far
             mine = self._estimate(node, task.kernel, 0)
-            faster = all(node.caps.speed >= ENDGAME_MARGIN * h.caps.speed
-                         and mine < self._estimate(h, task.kernel, 0) for h in holders)
-            if eft * ENDGAME_MARGIN >= remaining or not (faster or late and not node.inflight):
-                self._push_node(cls, node)
+            if (self._fits(task, node) and all(
+                    node.caps.speed >= ENDGAME_MARGIN * h.caps.speed
+                    and mine < self._estimate(h, task.kernel, 0) for h in holders)):
+                heapq.heappop(cls.nodes)  # that top entry; _place enters the node again
+            elif late and key not in no_idle:
+                picked = self._pick(cls, task, idle_only=True)
+                if picked is None:
+                    no_idle.add(key)
+                    continue
+                node = picked[1]
+                if picked[0] * ENDGAME_MARGIN >= remaining:
+                    self._push_node(cls, node)
+                    continue
+            else:
                 continue
             task.speculated = True
             self._place(task, node)
-            top = self._peek_free(cls)
-            if top is None:
-                del best[key]
-            else:
-                best[key] = top[0]
 
     @staticmethod
     def _peek_free(cls: _Class) -> tuple | None:

@@ -269,13 +269,15 @@ class NodeSession:
         payload = {TASK_ID: task_id, TASK_KERNEL: kernel,
                    TASK_ARGS: args if type(args) is list else list(args),
                    TASK_ATTEMPT: attempt}
-        if self.operands is not None:  # shared operands: PUT what the node lacks, refer
+        if Shared not in map(type, payload[TASK_ARGS]):
+            pass  # no shared operand (most tasks): nothing to refer to
+        elif self.operands is not None:  # shared operands: PUT what the node lacks, refer
             payload[TASK_ARGS], refs, puts = self.operands.prepare(args, now)
             if refs is not None:
                 payload[_TASK_REFS] = refs
             for shared in puts:
                 self._send(_PUT, {0: shared.hash, 1: shared.data})
-        elif Shared in map(type, payload[TASK_ARGS]):  # a node without a cache
+        else:  # a node without a cache
             payload[TASK_ARGS] = inline(args)
         self._send(_TASK, payload)
         self.held.sent(task_id, now, estimate_s)

@@ -6,7 +6,7 @@ failure took to detect, and how busy every node was. --plot writes a PNG timelin
 
 Scenarios shipped with microswarm: scenarios/*.toml in the repository (docs/sim.md).
 
-  microswarm sim crash-10pct
+  microswarm sim crash-10pct --plot timeline.png        # the report, and a timeline
   microswarm sim calibrate --kernels examples/kernels     # time a package's kernels
   microswarm sim examples/histogram-sim.toml --kernels examples/kernels
 

@@ -22,7 +22,8 @@ from microswarm.firmware import kernels
 from microswarm.sim import speed
 from microswarm.sim import wire as w
 from microswarm.sim.links import Link
-from microswarm.wire import FrameError, LinkAuth
+from microswarm.wire import FrameError, LinkAuth, serial_encode
+from microswarm.wire.writer import MessageWriter
 
 if TYPE_CHECKING:
     from microswarm.sim.cluster import Simulation
@@ -40,7 +41,7 @@ class SimNode:
     real = False
     __slots__ = (
         "sim", "index", "node_id", "board", "factor", "slowdown", "slots", "link", "rx",
-        "alive", "frozen_until", "boot", "epoch", "joined", "seq", "engine", "stats",
+        "alive", "frozen_until", "boot", "epoch", "joined", "writer", "engine", "stats",
         "threads", "timer", "timer_at", "busy_s", "busy_since", "booted_at", "backoff_ms",
         "heartbeat_s", "auth", "kernel_about",
     )
@@ -64,7 +65,7 @@ class SimNode:
         self.boot = 0
         self.epoch = 0
         self.joined = False
-        self.seq = 0
+        self.writer = MessageWriter()  # as the firmware's: numbering, chunks, MACs
         self.engine: E.Engine | None = None
         self.stats = E.Stats(0, None)
         self.threads = board not in NO_THREADS
@@ -115,7 +116,8 @@ class SimNode:
         """Forget the session and the work in it (a crash, or the link went down)."""
         eng, self.engine = self.engine, None
         self.joined = False
-        self.auth = None  # a new session: no MACs until WELCOME
+        self.auth = None  # a new session: no MACs until WELCOME, numbering from 0
+        self.writer = MessageWriter()
         self.rx.set_auth(None)
         self.sim.events.cancel(self.timer)
         self.timer = None
@@ -142,13 +144,17 @@ class SimNode:
             return
         self.epoch = epoch
         sim = self.sim
-        hello = E.hello(self.node_id, self.board, FW_VERSION, HEAP_TOTAL, HEAP_TOTAL,
-                        MAX_FRAME, self.slots, "serial" if self.link.serial else "tcp",
-                        HEAP_TOTAL // 3, HEAP_TOTAL // E.OPERAND_SHARE, self.threads,
-                        self.kernel_about)
-        self.engine = E.Engine(self, hello, sim.key, waits=kernels.WAITS, stats=self.stats)
+        self.engine = E.Engine(self, self.hello(), sim.key, waits=kernels.WAITS,
+                               stats=self.stats)
         self.engine.start(self._now_ms(), sim.rng_nonce.randbytes(16))
         self._arm()
+
+    def hello(self) -> dict[int, Any]:
+        """The HELLO payload (without its nonce) of each new session."""
+        return E.hello(self.node_id, self.board, FW_VERSION, HEAP_TOTAL, HEAP_TOTAL,
+                       MAX_FRAME, self.slots, "serial" if self.link.serial else "tcp",
+                       HEAP_TOTAL // 3, HEAP_TOTAL // E.OPERAND_SHARE, self.threads,
+                       self.kernel_about)
 
     def redial(self) -> None:
         """Dial again after a jittered, doubling backoff (the firmware's reconnect)."""
@@ -174,12 +180,16 @@ class SimNode:
 
     # ------------------------------------------------------------------ the engine's io
     def send(self, msg_type: int, payload: dict[int, Any]) -> None:
-        self.seq += 1
-        data = w.pack(msg_type, payload, self.seq, self.link.serial, self.auth)
+        eng = self.engine
+        assert eng is not None
+        frames = self.writer.frames(msg_type, payload, eng.max_frame, eng.peer_max_message)
         sim = self.sim
-        delivered = self.link.send(self.link.tx, data, sim.events.now)
-        if delivered is not None:
-            sim.events.at(delivered[0], sim.master.receive, self, self.epoch, delivered[1])
+        link = self.link
+        for frame in frames:
+            data = serial_encode(frame) if link.serial else frame
+            delivered = link.send(link.tx, data, sim.events.now)
+            if delivered is not None:
+                sim.events.at(delivered[0], sim.master.receive, self, self.epoch, delivered[1])
 
     def close(self, reason: str) -> None:
         self.sim.trace("session_end", self.node_id, reason)
@@ -193,6 +203,7 @@ class SimNode:
                    node_nonce: bytes | None) -> None:
         """Frame MACs from WELCOME on, as a board (SPEC.md section 5); key None: off."""
         self.auth = None if key is None else LinkAuth.node(key, master_nonce, node_nonce)
+        self.writer.auth = self.auth
         self.rx.set_auth(self.auth)
 
     def on_joined(self) -> None:

@@ -42,6 +42,13 @@ for _name in dir(_builtin):
 del _self, _saved, _name
 %(bus)s
 
+_UID = %(uid)r
+
+
+def unique_id():
+    """The board's id: derived from its flash folder (microswarm.bundle.flash_uid)."""
+    return _UID
+
 
 def reset():
     """Hard reset: the supervisor cuts the VM off at the marker (a board prints nothing
@@ -57,13 +64,15 @@ def reset_cause():
 
 # A board with a network chip on SPI: the bus stand-in's SPI and Pin replace the port's.
 BUS_IMPORT = '''
-from %s import SPI, Pin, unique_id
+from %s import SPI, Pin
 '''
 
 
-def machine_py(reset_marker: bytes, bus_module: str | None = None) -> str:
-    """The VM's `machine`; with `bus_module`, SPI and Pin reach the board's chip model."""
+def machine_py(reset_marker: bytes, bus_module: str | None = None, uid: bytes = b"") -> str:
+    """The VM's `machine`; with `bus_module`, SPI and Pin reach the board's chip model;
+    `unique_id()` gives `uid`."""
     return MACHINE_PY % {
+        "uid": uid,
         "marker": reset_marker.decode(),
         "status": HARD_RESET_STATUS,
         "bus": BUS_IMPORT % bus_module if bus_module else "",

@@ -3,7 +3,8 @@ its flash in a folder, and a serial port (a pty) that mpremote and the master ca
 A WIZnet board's driver talks to a model of its chip on an emulated SPI bus.
 
   microswarm vboard --board unix --link tcp --master 127.0.0.1:5880 --key-file cluster.key
-  microswarm vboard --board w5500-evb-pico2 --link tcp --master 127.0.0.1:5880 --key-file k
+  microswarm vboard --board w5500-evb-pico2 --link tcp --master 127.0.0.1:5880 \\
+      --key-file cluster.key
   microswarm vboard --link serial --key-file cluster.key        # master opens the pty
   microswarm vboard --blank --flash ./flash --tcp-port 7000     # empty board for deploy
   microswarm vboard --link serial --key-file cluster.key --kernels examples/kernels
@@ -31,7 +32,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="HOST:PORT the worker dials (tcp link); empty: UDP discovery")
     parser.add_argument("--key-file", type=Path,
                         help="cluster key file: hex text or raw bytes (microswarm keygen)")
-    parser.add_argument("--node-id", default="vboard1", help="node name (default vboard1)")
+    parser.add_argument("--node-id", default=None,
+                        help="node name (default: the board's name and unique id, which "
+                             "comes from the flash folder: unix-1a2b3c)")
     parser.add_argument("--cluster", default=DEFAULT_CLUSTER,
                         help="cluster name (default %(default)s)")
     parser.add_argument("--slots", type=int, default=None, help="tasks held at once")
@@ -72,8 +75,9 @@ def run(args: argparse.Namespace) -> int:
             key = read_key(args.key_file)
         except KeyFileError as exc:
             raise SystemExit(f"vboard: {exc}") from None
+        node_id = args.node_id or bundle.default_node_id(args.board, bundle.flash_uid(flash))
         config = bundle.render_config(
-            args.node_id, args.cluster, key, args.master, args.link,
+            node_id, args.cluster, key, args.master, args.link,
             slots=args.slots,
         )
         install_layout(flash, args.board, config, compiled=not args.source,
@@ -81,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
 
     def announce(event: dict) -> None:
         if event["event"] == "ready":
-            print(f"virtual board {args.board!r} (flash {event['flash']})")
+            name = "" if args.blank else f" node {node_id!r},"
+            print(f"virtual board {args.board!r},{name} flash {event['flash']}")
             print(f"  serial port: {event['serial']}  (link: {event['link']})")
             if event.get("tcp_port"):
                 print(f"  console:     socket://127.0.0.1:{event['tcp_port']}")

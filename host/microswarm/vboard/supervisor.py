@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from microswarm import bundle
 from microswarm.console import ConsoleErrors
 from microswarm.vboard.bootstrap import HARD_RESET_STATUS, boot_source, machine_py
 from microswarm.vboard.nic import BUS_MODULE, NicError, VirtualNic
@@ -155,7 +156,7 @@ def interrupt(pid: int) -> bool:
             os.waitid(os.P_PID, pid, os.WSTOPPED | os.WEXITED | os.WNOWAIT)
         enabled = interrupt_key_enabled(pid)
         if enabled:
-            os.kill(pid, signal.SIGINT)  # taken by its handler when it runs again
+            _interrupt_main_thread(pid)  # taken by its handler when it runs again
         return enabled
     except (ProcessLookupError, ChildProcessError):
         return False  # it ended: its exit is handled on read
@@ -172,6 +173,16 @@ def _await_interrupt_key(pid: int, timeout: float = 1.0) -> None:
     deadline = time.monotonic() + timeout
     while not interrupt_key_enabled(pid) and time.monotonic() < deadline:
         time.sleep(0.0002)
+
+
+def _interrupt_main_thread(pid: int) -> None:
+    """SIGINT to the VM's main thread, as a board's Ctrl-C reaches its REPL's thread. Sent
+    to the process, a signal may go to any thread (always another while the main one is
+    stopped): in a worker's kernel thread it ends that thread and the worker goes on."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    tgkill = getattr(libc, "tgkill", None)
+    if tgkill is None or tgkill(pid, pid, signal.SIGINT) != 0:
+        os.kill(pid, signal.SIGINT)
 
 
 def _open_raw_pty() -> tuple[int, int]:
@@ -266,7 +277,8 @@ class Supervisor:
             self.nic.start()
             self.selector.register(self.nic.dhcp, selectors.EVENT_READ,
                                    lambda _: self.nic.dhcp.handle())
-        Path(self._sys_dir.name, "machine.py").write_text(machine_py(self._reset_marker, bus))
+        Path(self._sys_dir.name, "machine.py").write_text(
+            machine_py(self._reset_marker, bus, bundle.flash_uid(self.flash)))
         self.selector.register(self.console_fd, selectors.EVENT_READ, self._from_console)
         self.vm: VmState | None = None
         self.raw_active = False

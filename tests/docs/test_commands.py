@@ -1,0 +1,233 @@
+"""The docs' commands are tests: every command README.md, docs/, the CLI's help texts and the
+example files tell a user to type is run as written, here or by the test named for it.
+
+Where a command names hardware (a board on /dev/ttyACM0, a master at 192.168.1.10), the
+stand-in is a virtual board started by another documented command, and the substitution is
+stated in HARDWARE below; every other word runs as printed, with the documented defaults
+and fixed ports (in a network namespace of the test's own)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from .commands import REPO, Namespace, Shell, synopsis, told
+
+# Docs whose commands a test extracts from the doc itself and runs in order.
+RUN_FROM_THE_DOC = {
+    "docs/deploy.md": "tests/deploy/test_key_workflow.py",
+    "docs/first-kernel.md": "tests/kernels/test_first_kernel.py",
+}
+
+# Told but not run by make test as written, and why.
+NOT_RUN = {
+    "make test": "the suite itself; .ci/run runs exactly this",
+    "make demo": ".ci/run runs it before make test, in the README's order; `microswarm demo "
+                 "--tcp-boards ...` below runs the same code",
+    "microswarm demo": "what `make demo` runs (see above)",
+    "microswarm bench sched --json": "minutes of real-time scenarios; tests/sim runs the same "
+                                     "code with --quick",
+    "microswarm bench scale --json": "5,000 sessions: tests/master/test_bench_scale_and_report.py"
+                                     " runs it with 60",
+    "microswarm bench all --report out/": "every benchmark, tens of minutes; the report is "
+                                          "tested with --only codec",
+    "microswarm bench all --report docs/bench --update-readme README.md":
+        "rewrites committed files; a test checks the committed results and README agree",
+    "microswarm deploy": "a mention in examples/first-kernel.toml; the tutorial's deploy "
+                         "commands run in tests/kernels/test_first_kernel.py",
+    "microswarm native build": "a mention in examples/kernels/histogram.py; the full command "
+                               "runs below",
+}
+
+# Hardware in a documented command -> what stands in for it here.
+HARDWARE = {
+    "/dev/ttyACM0": "the serial port of a virtual board (`microswarm vboard ... --link "
+                    "serial`, or a blank one for deploy)",
+    "192.168.1.10": "127.0.0.1, where the test's master listens",
+}
+
+OFFLINE = [
+    "microswarm run mandelbrot width=320 height=240",
+    "microswarm keygen cluster.key",
+    "microswarm native build examples/kernels/fast_hist.c --arch x64",
+    "microswarm native build examples/kernels/fast_hist.c --arch armv7emsp --arch rv32imc",
+    "microswarm sim crash-10pct --plot timeline.png",
+    "microswarm sim straggler --policy heft",
+    "microswarm sim calibrate --kernels examples/kernels",
+    "microswarm sim examples/histogram-sim.toml --kernels examples/kernels",
+    "microswarm bench codec --json",
+    "microswarm bench flood --json",
+    "microswarm demo --tcp-boards 2 --serial-boards 1 --inproc 2 --width 480 --height 360",
+]
+
+CLUSTER_FILE = [
+    "microswarm up examples/demo.toml",
+    "microswarm nodes",
+    "microswarm run mandelbrot --cluster examples/demo.toml",
+    "microswarm run matmul size=64 --cluster examples/demo.toml",
+    "microswarm jobs --cluster examples/demo.toml",
+    "microswarm top --cluster examples/demo.toml",
+    "microswarm logs vmt1 --cluster examples/demo.toml",
+    "microswarm cancel 3 --cluster examples/demo.toml",
+]
+
+KEY_FILE = [
+    "microswarm keygen cluster.key",
+    "microswarm vboard --link serial --key-file cluster.key",
+    "microswarm master --key-file cluster.key --serial /dev/ttyACM0",
+    "microswarm nodes",
+    "microswarm vboard --link serial --key-file cluster.key --kernels examples/kernels",
+    "microswarm master --key-file cluster.key --serial /dev/ttyACM0 --inproc 2",
+    "microswarm nodes --control 127.0.0.1:5882 --json",
+    "microswarm run echo tasks=50 --master 127.0.0.1:5883 --key-file cluster.key",
+    "microswarm jobs --master 127.0.0.1:5883 --key-file cluster.key --json",
+    "microswarm logs --master 127.0.0.1:5883 --key-file cluster.key --json",
+    "microswarm top --master 127.0.0.1:5883 --key-file cluster.key --once",
+    "microswarm vboard --board unix --link tcp --master 127.0.0.1:5880 --key-file cluster.key",
+    "microswarm vboard --board w5500-evb-pico2 --link tcp --master 127.0.0.1:5880 "
+    "--key-file cluster.key",
+    "microswarm vboard --board w5500-evb-pico2 --link serial --key-file cluster.key",
+    "microswarm vboard --board w5500-evb-pico2 --blank --flash pico2/flash &",
+    "microswarm deploy --board w5500-evb-pico2 --port /dev/ttyACM0 --key-file cluster.key "
+    "--master 192.168.1.10:5880",
+    "microswarm deploy --board w5500-evb-pico2 --port /dev/ttyACM0 --master 192.168.1.10:5880 "
+    "--key-file cluster.key --control 127.0.0.1:5882",
+    "microswarm deploy --board pico2-usb --port /dev/ttyACM0 --key-file cluster.key",
+]
+
+def _bare(command: str) -> str:
+    """The command without a trailing `&` (started in the background)."""
+    return command.removesuffix("&").strip()
+
+
+RUN_HERE = {_bare(c) for c in (*OFFLINE, *CLUSTER_FILE, *KEY_FILE)}
+
+
+def test_every_told_command_is_run_or_says_why_not():
+    commands = [t for t in told() if not synopsis(t.command)]
+    assert len(commands) > 40  # the extraction finds the docs' commands at all
+    for path, test in RUN_FROM_THE_DOC.items():
+        assert Path(path).name in (REPO / test).read_text(), f"{test} does not read {path}"
+    run_elsewhere = {_bare(t.command) for t in commands if t.path in RUN_FROM_THE_DOC}
+    missing = [f"{t.source}: {t.command}" for t in commands
+               if _bare(t.command) not in RUN_HERE | NOT_RUN.keys() | run_elsewhere]
+    assert not missing, "commands the docs give that no test runs:\n" + "\n".join(missing)
+    stale = sorted((RUN_HERE | NOT_RUN.keys()) - {_bare(t.command) for t in told()})
+    assert not stale, f"listed here but no longer in the docs: {stale}"
+
+
+def _folder(tmp_path: Path) -> Path:
+    shutil.copytree(REPO / "examples", tmp_path / "examples",
+                    ignore=shutil.ignore_patterns("build"))
+    return tmp_path
+
+
+@pytest.fixture
+def shell(tmp_path):
+    """Commands that listen on no fixed port, from a folder of their own."""
+    sh = Shell(_folder(tmp_path), [])
+    try:
+        yield sh
+    finally:
+        sh.stop_all()
+
+
+@pytest.fixture
+def netns_shell(tmp_path):
+    """Commands on the documented fixed ports, in a network namespace of their own."""
+    if not Namespace.possible():
+        pytest.skip("the documented fixed ports need a network namespace (root, unshare)")
+    namespace = Namespace()
+    sh = Shell(_folder(tmp_path), namespace.prefix)
+    try:
+        yield sh
+    finally:
+        sh.stop_all()
+        namespace.close()
+
+
+def test_offline_commands_as_written(shell):
+    out = {command: shell.run(command, timeout=240) for command in OFFLINE
+           if "armv7emsp" not in command or shutil.which("arm-none-eabi-gcc")}
+    assert "matches the reference" in out[OFFLINE[0]]
+    assert (shell.cwd / "cluster.key").stat().st_mode & 0o777 == 0o600
+    assert (shell.cwd / "examples/kernels/build/x64/fast_hist.mpy").is_file()
+    assert (shell.cwd / "timeline.png").stat().st_size > 1000
+    assert "result: OK" in out["microswarm sim straggler --policy heft"]
+    flood = json.loads(out["microswarm bench flood --json"])
+    assert flood["bad_frames_sent"] > 0 and flood["valid_frames_sent"] > 0
+    assert flood["bad_frames_counted"] == flood["bad_frames_sent"]  # every one counted
+    assert 0 < flood["log_lines"] <= flood["log_limit"]
+    assert flood["headline"]["value"] > 0 and flood["headline"]["baseline"] > 0
+    assert json.loads(out["microswarm bench codec --json"])["headline"]["value"] > 0
+    assert "result: OK" in out["microswarm sim examples/histogram-sim.toml --kernels "
+                               "examples/kernels"]
+
+
+def test_cluster_file_commands_as_written(netns_shell):
+    shell = netns_shell
+    up = shell.start(CLUSTER_FILE[0])
+    shell.read_until(up, "└")  # the node table's last line: every node joined
+    assert "vmt1" in shell.run("microswarm nodes")
+    assert "matches the reference" in shell.run(CLUSTER_FILE[2])
+    assert "matches" in shell.run(CLUSTER_FILE[3])
+    assert "done" in shell.run(CLUSTER_FILE[4])
+    top = shell.start(CLUSTER_FILE[5], terminal=True)
+    shell.read_until(top, "vmt1")
+    assert shell.run(CLUSTER_FILE[6]) is not None
+    slow = shell.start("microswarm run mandelbrot width=1280 height=960 max_iter=2000 "
+                       "--cluster examples/demo.toml")  # job 3, to be cancelled
+    shell.read_until(slow, "sending to the master")
+    assert "cancel" in shell.run(CLUSTER_FILE[7])
+    assert slow.wait(60) != 0
+
+
+def _serial_port(output: str) -> str:
+    return re.search(r"serial port: (\S+)", output).group(1)
+
+
+def _joined(shell: Shell, node: str, command: str = "microswarm nodes") -> str:
+    deadline = time.monotonic() + 60
+    while node not in (listing := shell.run(command)):
+        assert time.monotonic() < deadline, listing
+        time.sleep(0.5)
+    return listing
+
+
+def test_key_file_commands_as_written(netns_shell):
+    shell = netns_shell
+    shell.run(KEY_FILE[0])
+    # README: a board on /dev/ttyACM0; here a virtual board's pty
+    board = shell.start(KEY_FILE[1])
+    port = _serial_port(shell.read_until(board, "serial port:"))
+    master = shell.start(KEY_FILE[2].replace("/dev/ttyACM0", port))
+    shell.read_until(master, "listening")
+    _joined(shell, "unix-", KEY_FILE[3])
+    shell.stop(master)
+    shell.stop(board)
+    # the master's help: the same with two in-process nodes, then the client commands
+    board = shell.start(KEY_FILE[4])
+    port = _serial_port(shell.read_until(board, "serial port:"))
+    master = shell.start(KEY_FILE[5].replace("/dev/ttyACM0", port))
+    shell.read_until(master, "listening")
+    nodes = json.loads(_joined(shell, "unix-", KEY_FILE[6]))
+    assert len(nodes["nodes"]) == 3, nodes
+    assert "50 tasks" in shell.run(KEY_FILE[7])
+    jobs = json.loads(shell.run(KEY_FILE[8]))
+    assert [j["state"] for j in jobs] == ["done"], jobs
+    json.loads(shell.run(KEY_FILE[9]))
+    assert "unix-" in shell.run(KEY_FILE[10])
+    for command in KEY_FILE[11:14]:  # boards that dial the master (the README's on a pty)
+        shell.read_until(shell.start(command), "serial port:")
+    _joined(shell, "w5500", KEY_FILE[3])
+    # deploy to a blank board standing in for the one on /dev/ttyACM0 at 192.168.1.10
+    shell.run(KEY_FILE[14])
+    blank = shell.cwd / "pico2" / "flash.serial"
+    for command in KEY_FILE[15:17]:
+        shell.run(command.replace("/dev/ttyACM0", str(blank))
+                  .replace("192.168.1.10", "127.0.0.1"), timeout=240)
