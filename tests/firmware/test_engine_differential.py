@@ -165,15 +165,17 @@ class ScriptedNode(InprocNode):
         self.asked.append(["close", reason])
 
     def finish(self, task_id: int, elapsed: int, now: float) -> None:
-        task = self.held.pop(task_id)
-        fn, task.native = kernels.lookup(task.kernel)
-        value = error = None
-        try:
-            value = fn(*task.args)
-        except Exception as exc:
-            error = exc
         assert self.engine is not None
-        self.engine.finished(task, value, error, elapsed, now)
+        self.engine.finished(*call(self.held.pop(task_id)), elapsed, now)
+
+
+def call(task: E.Task) -> tuple[E.Task, Any, BaseException | None]:
+    """The kernel of `task` run now, as a runner does: (task, value, error)."""
+    fn, task.native = kernels.lookup(task.kernel)
+    try:
+        return task, fn(*task.args), None
+    except Exception as exc:
+        return task, None, exc
 
 
 def run_cpython(steps: list[list]) -> list[list]:
@@ -294,15 +296,8 @@ def run_sim(steps: list[list]) -> list[list]:
             for data in split(step[2]):
                 node.receive(node.boot, node.epoch, data)
         elif what == "finish":  # as ScriptedNode.finish, then the driver re-arms its timer
-            task = node.held.pop(step[2])
-            fn, task.native = kernels.lookup(task.kernel)
-            value = error = None
-            try:
-                value = fn(*task.args)
-            except Exception as exc:
-                error = exc
             assert node.engine is not None
-            node.engine.finished(task, value, error, step[3], sim.events.now * 1000.0)
+            node.engine.finished(*call(node.held.pop(step[2])), step[3], sim.events.now * 1000.0)
             node._arm()
         out.append([link.out.hex(), node.asked])
         link.out = bytearray()

@@ -48,6 +48,9 @@ class Frame(NamedTuple):
     payload: Any
 
 
+_new_frame = tuple.__new__
+
+
 def pack_frame(msg_type: int, payload: bytes, seq: int = 0, flags: int = 0,
                auth: LinkAuth | None = None) -> bytes:
     """Wrap an already encoded payload in header and CRC (and the MAC trailer when `auth`
@@ -141,7 +144,8 @@ def decode_body(
         raise
     if validate:
         validate_payload(msg_type, payload, seq)
-    return Frame(msg_type, flags, seq, payload)
+    return _new_frame(Frame, (msg_type, flags, seq, payload))  # Frame(...) without its
+    # Python-level __new__: one of these per frame received
 
 
 def decode_frame(
