@@ -14,6 +14,11 @@ try:
 except ImportError:
     _urandom = None
 
+try:  # the frame MAC in C, with no heap (hashlib allocates two objects and digests a frame)
+    from msw_native import mac8 as _mac8
+except (ImportError, ValueError):  # absent, built for another arch, or an older build
+    _mac8 = None
+
 _BLOCK = 64
 NODE_LABEL = b"msw-node"
 MASTER_LABEL = b"msw-master"
@@ -60,6 +65,17 @@ class LinkAuth:
         self.on = False
         self.rejected = 0
         self._ctr = bytearray(4)
+        self._got = bytearray(8)  # the tag computed for a received frame
+        self._rx_ctr = bytearray(4)  # its counter
+
+    def _mac(self, pads, counter, data, out, off):
+        # the first 8 bytes of the frame's HMAC into out[off:off + 8]
+        if _mac8 is not None:
+            _mac8(pads[0], pads[1], counter, data, out, off)
+            return
+        tag = self._tag(pads, counter, data)
+        for i in range(8):
+            out[off + i] = tag[i]
 
     @staticmethod
     def _pads(key):
@@ -73,8 +89,8 @@ class LinkAuth:
 
     @staticmethod
     def _tag(pads, counter, data):
-        # the full HMAC; the tag is its first 8 bytes (compared and copied in place: no
-        # slices, a frame's only allocations here are the two sha256 objects and digests)
+        # the full HMAC, its first 8 bytes the tag (without msw_native: this allocates two
+        # sha256 objects and two digests a frame)
         h = hashlib.sha256(pads[0])
         h.update(counter)
         h.update(data)
@@ -93,11 +109,9 @@ class LinkAuth:
         c[1] = (n >> 8) & 0xFF
         c[2] = (n >> 16) & 0xFF
         c[3] = (n >> 24) & 0xFF
-        tag = self._tag(self._tx, c, signed)
         for i in range(4):
             buf[end + i] = c[i]
-        for i in range(8):
-            buf[end + 4 + i] = tag[i]
+        self._mac(self._tx, c, signed, buf, end + 4)
 
     def check(self, mv, msg_type, flags, length):
         # mv: the whole frame; returns None, or why it is refused (the codec raises BAD_MAC)
@@ -117,7 +131,11 @@ class LinkAuth:
             return "frame without a MAC after the join"
         end = FRAME_OVERHEAD + length
         counter = mv[end] | mv[end + 1] << 8 | mv[end + 2] << 16 | mv[end + 3] << 24
-        tag = self._tag(self._rx, mv[end : end + 4], mv[: end - 4])
+        c = self._rx_ctr
+        for i in range(4):
+            c[i] = mv[end + i]
+        tag = self._got
+        self._mac(self._rx, c, mv[: end - 4], tag, 0)
         diff = 0  # the first 8 bytes against the trailer's, in time independent of content
         for i in range(8):
             diff |= tag[i] ^ mv[end + 4 + i]

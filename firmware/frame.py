@@ -266,7 +266,8 @@ def _check_header(version, length, seq, max_frame):
 
 def _decode_body(mv, msg_type, flags, seq, length, copy, auth=None):
     end = HEADER_SIZE + length
-    if crc32(mv[:end]) != struct.unpack_from(_CRC, mv, end)[0]:
+    # (the stored CRC read by hand: no tuple)
+    if crc32(mv[:end]) != mv[end] | mv[end + 1] << 8 | mv[end + 2] << 16 | mv[end + 3] << 24:
         raise FrameError(E_BAD_CRC, "CRC-32 mismatch", seq)
     if flags & ~FLAGS_KNOWN or (flags & FLAG_MORE and msg_type != T_CHUNK):
         raise FrameError(E_BAD_FLAGS, "flags 0x%02x not allowed on type %d" % (flags, msg_type),
@@ -582,6 +583,7 @@ class StreamReader:
         self.auth = None  # an auth.LinkAuth once the join began
         self._buf = bytearray(max_frame + _TRAILER)
         self._mv = memoryview(self._buf)
+        self._head = self._mv[:HEADER_SIZE]  # want() at a frame's start: no new view
         self.reset()
 
     def reset(self):
@@ -593,6 +595,8 @@ class StreamReader:
     def want(self):
         if self.failed is not None:
             raise self.failed
+        if self._have == 0 and self._length < 0:
+            return self._head
         return self._mv[self._have : self._need]
 
     def advance(self, n):

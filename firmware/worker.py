@@ -64,15 +64,17 @@ def _detach(value):
     return value
 
 
-def _call(fn, args):
-    """(value, error, elapsed_us) of one kernel call."""
+def _call(fn, args, out):
+    """One kernel call: out[:3] = value, error, elapsed_us (a list the caller keeps: no
+    tuple per task); returns out."""
     start = time.ticks_us()
-    value = error = None
+    out[0] = out[1] = None
     try:
-        value = fn(*args)
+        out[0] = fn(*args)
     except Exception as e:  # MemoryError included: the engine maps it to NO_MEMORY
-        error = e
-    return value, error, time.ticks_diff(time.ticks_us(), start)
+        out[1] = e
+    out[2] = time.ticks_diff(time.ticks_us(), start)
+    return out
 
 
 class KernelThread:
@@ -87,13 +89,14 @@ class KernelThread:
         self._flag = asyncio.ThreadSafeFlag()
         self._job = None
         self._out = None
+        self._res = [None, None, 0]
         thread.start_new_thread(self._serve, ())
 
     def _serve(self):
         while True:
             self._go.acquire()
             job = self._job
-            self._out = _call(job[0], job[1])
+            self._out = _call(job[0], job[1], self._res)
             job = None
             self._job = None
             self._flag.set()
@@ -108,7 +111,9 @@ class KernelThread:
             await self._flag.wait()
         out = self._out
         self._out = None
-        return out
+        value, error, elapsed = out
+        out[0] = out[1] = None
+        return value, error, elapsed
 
 
 def kernel_thread():
@@ -132,6 +137,7 @@ class Session:
         self.engine = engine.Engine(self, worker.hello(link.kind), worker.cfg["key"],
                                     kernels.KERNELS, kernels.WAITS, worker.stats)
         self.todo = []
+        self._res = [None, None, 0]  # _call's answer
         self.wake = asyncio.Event()
         self.ended = asyncio.Event()
         self.interrupted = False
@@ -152,7 +158,8 @@ class Session:
 
     def run(self, task):
         self.todo.append(task)
-        self.wake.set()
+        if task.kernel not in INLINE:  # those run in run_inline(), after the engine returns
+            self.wake.set()
 
     def cancel(self, task):
         if task.handle is not None:
@@ -291,8 +298,25 @@ class Session:
         if msg_type == M.T_TASK:
             payload[M.TASK_ARGS] = _detach(payload[M.TASK_ARGS])
         self.engine.receive(msg_type, flags, seq, payload, now)
+        self.run_inline()
 
     # ---- kernels ---------------------------------------------------------------------
+
+    def run_inline(self):
+        """Run the INLINE kernels at the head of the queue, on the spot: called right after
+        an engine call that may have started tasks. No runner wake-up, no await: an echo
+        task costs no coroutine."""
+        todo = self.todo
+        ran = False
+        while todo and todo[0].kernel in INLINE:
+            task = todo.pop(0)
+            fn, task.native = kernels.lookup(task.kernel)
+            out = _call(fn, task.args, self._res)
+            self.engine.finished(task, out[0], out[1], out[2], board.uptime_ms())
+            out[0] = out[1] = None
+            ran = True
+        if ran and gc.mem_free() < self.w.heap_total // COLLECT_BELOW:
+            gc.collect()
 
     async def run_loop(self):
         eng = self.engine
@@ -308,13 +332,15 @@ class Session:
                     task.handle = asyncio.create_task(self.wait(task, fn))
                     continue
                 if thread is None or task.kernel in INLINE:
-                    value, error, elapsed = _call(fn, task.args)
+                    value, error, elapsed = _call(fn, task.args, self._res)
+                    self._res[0] = self._res[1] = None
                 else:
                     value, error, elapsed = await thread.run(fn, task.args)
                 if isinstance(error, MemoryError):
                     gc.collect()
                 eng.finished(task, value, error, elapsed, board.uptime_ms())
                 value = error = None
+                self.run_inline()
                 if self.link.pending():
                     await self.link.drain()
                 if gc.mem_free() < self.w.heap_total // COLLECT_BELOW:
@@ -340,6 +366,7 @@ class Session:
             elapsed = value * 1000  # the wait ran on the ms clock: it did last `value` ms
         try:
             self.engine.finished(task, value, error, elapsed, board.uptime_ms())
+            self.run_inline()
             if self.link.pending():
                 await self.link.drain()
         except Exception as e:

@@ -21,4 +21,9 @@ size_t msw_cobs_encode(const uint8_t *src, size_t len, uint8_t *dst);
  * holds a zero byte or a block runs past its end. */
 ptrdiff_t msw_cobs_decode(const uint8_t *src, size_t len, uint8_t *dst);
 
+/* HMAC-SHA256 of a || b, its key given as the two padded blocks (key ^ 0x36.., key ^
+ * 0x5c..): out = SHA256(opad || SHA256(ipad || a || b)). No heap (the frame MAC). */
+void msw_hmac_sha256(const uint8_t ipad[64], const uint8_t opad[64], const uint8_t *a,
+                     size_t a_len, const uint8_t *b, size_t b_len, uint8_t out[32]);
+
 #endif

@@ -277,6 +277,29 @@ static mp_obj_t cobs_decode(mp_obj_t data_in) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(cobs_decode_obj, cobs_decode);
 
+/* mac8(ipad, opad, a, b, out, offset): the first 8 bytes of HMAC-SHA256(a || b) under the
+ * key whose padded blocks are ipad and opad, written to out[offset:offset + 8]. */
+static mp_obj_t mac8(size_t n_args, const mp_obj_t *args) {
+    mp_buffer_info_t ipad, opad, a, b, out;
+    mp_get_buffer_raise(args[0], &ipad, MP_BUFFER_READ);
+    mp_get_buffer_raise(args[1], &opad, MP_BUFFER_READ);
+    mp_get_buffer_raise(args[2], &a, MP_BUFFER_READ);
+    mp_get_buffer_raise(args[3], &b, MP_BUFFER_READ);
+    mp_get_buffer_raise(args[4], &out, MP_BUFFER_WRITE);
+    mp_int_t off = mp_obj_get_int(args[5]);
+    if (ipad.len != 64 || opad.len != 64 || off < 0 || (size_t)off + 8 > out.len) {
+        mp_raise_ValueError("pads must be 64 bytes and out must hold 8 at offset");
+    }
+    uint8_t tag[32];
+    msw_hmac_sha256(ipad.buf, opad.buf, a.buf, a.len, b.buf, b.len, tag);
+    uint8_t *dst = (uint8_t *)out.buf + off;
+    for (int i = 0; i < 8; i++) {
+        dst[i] = tag[i];
+    }
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(mac8_obj, 6, 6, mac8);
+
 mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *args) {
     MP_DYNRUNTIME_INIT_ENTRY
 
@@ -295,6 +318,7 @@ mp_obj_t mpy_init(mp_obj_fun_bc_t *self, size_t n_args, size_t n_kw, mp_obj_t *a
     mp_store_global(MP_QSTR_crc32, MP_OBJ_FROM_PTR(&crc32_obj));
     mp_store_global(MP_QSTR_cobs_encode, MP_OBJ_FROM_PTR(&cobs_encode_obj));
     mp_store_global(MP_QSTR_cobs_decode, MP_OBJ_FROM_PTR(&cobs_decode_obj));
+    mp_store_global(MP_QSTR_mac8, MP_OBJ_FROM_PTR(&mac8_obj));
 
     MP_DYNRUNTIME_INIT_EXIT
 }

@@ -120,6 +120,40 @@ def test_similar_nodes_share_and_a_much_slower_one_waits():
     assert used.get("a", 0) > 10 and used.get("b", 0) > 10 and "slow" not in used
 
 
+def test_a_slow_node_takes_a_task_when_the_faster_nodes_alone_would_drain_later():
+    """One node 10x faster than five others: a queue it alone would take longer to drain
+    than a slow node's one task gives the slow nodes some; a short one waits for it. (The
+    slow nodes' own rate does not count: they take no more of the queue.)"""
+    s, _ = make()
+    s.add_node("fast", NodeCaps(frozenset({"echo"}), window=1, speed=1.0))
+    for i in range(5):
+        s.add_node(f"s{i}", NodeCaps(frozenset({"echo"}), window=1, speed=0.1))
+
+    def run(job, first):
+        used = first
+        while job.state == "running":
+            for d in dispatches(s.poll()):
+                used.append(d.node_id)
+                s.sent(d.node_id, d.task_id)
+                ms = 10 if d.node_id == "fast" else 100
+                s.result(d.node_id, d.task_id, d.args[0], elapsed_us=ms * 1000)
+        return used
+
+    run(s.submit("echo", [[0]] * 6), [])  # every node times the kernel: 10 ms at speed 1
+    long = s.submit("echo", [[i] for i in range(12)])
+    out = dispatches(s.poll())
+    slow = [d.node_id for d in out if d.node_id != "fast"]
+    assert 1 <= len(slow) <= 4  # 12 tasks take the fast node 0.12 s, a slow one 0.1 s
+    for d in out:
+        s.sent(d.node_id, d.task_id)
+        s.result(d.node_id, d.task_id, d.args[0], elapsed_us=1000)
+    run(long, [])
+    assert long.results == list(range(12))
+    short = s.submit("echo", [[i] for i in range(4)])
+    assert set(run(short, [])) == {"fast"}  # 0.04 s on the fast node alone
+    assert short.results == list(range(4))
+
+
 def test_without_hold_every_free_credit_is_filled():
     s, _ = make(hold_ratio=None)
     s.add_node("fast", caps("echo", window=1))

@@ -34,7 +34,7 @@ def arr(rng: random.Random, code: str, n: int, lim: tuple[int, int]) -> array.ar
 def test_init_registers_every_function(emu):
     assert emu.call("dot", array.array("b", [2, 3]), array.array("b", [4, 5])) == 23
     names = {"ARCH", "cobs_decode", "cobs_encode", "conv1d", "crc32", "dot", "fir", "lif_step",
-             "mandelbrot", "matmul", "mlp_int8"}
+             "mac8", "mandelbrot", "matmul", "mlp_int8"}
     assert set(emu.globals) == names
     assert emu.unbox(emu.globals["ARCH"]) == emu.mod.arch
 

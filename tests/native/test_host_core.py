@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import array
 import ctypes as C
+import hashlib
+import hmac
 import random
 import zlib
 
@@ -45,6 +47,8 @@ def lib(host_lib):
     host_lib.msw_cobs_encode.argtypes = [p, s, p]
     host_lib.msw_cobs_decode.restype = C.c_ssize_t
     host_lib.msw_cobs_decode.argtypes = [p, s, p]
+    host_lib.msw_hmac_sha256.argtypes = [C.c_char_p, C.c_char_p, C.c_char_p, s, C.c_char_p, s,
+                                         p]
     return host_lib
 
 
@@ -176,3 +180,28 @@ def test_cobs_decode_rejects_malformed(lib):
         src = (C.c_uint8 * len(bad)).from_buffer_copy(bad)
         dst = (C.c_uint8 * len(bad))()
         assert lib.msw_cobs_decode(src, len(bad), dst) == -1, bad
+
+
+def _c_hmac(lib, key: bytes, a: bytes, b: bytes) -> bytes:
+    block = key.ljust(64, b"\0")
+    ipad = bytes(x ^ 0x36 for x in block)
+    opad = bytes(x ^ 0x5C for x in block)
+    out = C.create_string_buffer(32)
+    lib.msw_hmac_sha256(ipad, opad, a, len(a), b, len(b), out)
+    return out.raw
+
+
+def test_hmac_sha256_matches_rfc4231_and_python(lib):
+    """The frame MAC's C HMAC-SHA256 (msw_native.mac8) against RFC 4231's test cases 1 and 2
+    and CPython's hmac on random keys and data of every length around the 64-byte block."""
+    assert _c_hmac(lib, b"\x0b" * 20, b"Hi ", b"There").hex() == (
+        "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7")
+    assert _c_hmac(lib, b"Jefe", b"what do ya want ", b"for nothing?").hex() == (
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+    rng = random.Random(4231)
+    for n in list(range(0, 140)) + [rng.randint(140, 5000) for _ in range(CASES)]:
+        key = rng.randbytes(rng.randint(1, 64))
+        data = rng.randbytes(n)
+        cut = rng.randint(0, n)
+        want = hmac.new(key, data, hashlib.sha256).digest()
+        assert _c_hmac(lib, key, data[:cut], data[cut:]) == want, (n, cut)

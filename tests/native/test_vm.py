@@ -21,7 +21,7 @@ H = (-32768, 32767)
 """
 
 COMPARE = """
-import frame
+import auth, frame
 bad = 0
 checks = 0
 def plain(v):
@@ -70,6 +70,11 @@ for _ in range(40):
     same("cobs zero-free", True, 0 not in enc)
     pure = bytearray(frame.cobs_max(len(data)))
     same("cobs as frame.py", bytes(pure[: frame.cobs_encode_into(data, 0, len(data), pure)]), enc)
+    pads = auth.LinkAuth._pads(bytes(arr("B", random.randint(16, 64), 0, 255)))
+    ctr = bytes(arr("B", 4, 0, 255))
+    tag = bytearray(10)
+    nat.mac8(pads[0], pads[1], ctr, data, tag, 1)  # against the port's hashlib
+    same("mac8", auth.LinkAuth._tag(pads, ctr, data)[:8], bytes(tag[1:9]))
 print("CHECKS", checks, "BAD", bad)
 """
 
@@ -177,7 +182,7 @@ def test_long_loop_with_gc_keeps_results_and_memory(run_vm, module_dir):
 def test_module_reports_its_arch_and_every_contract_name(run_vm, module_dir):
     out = run_vm(PRELUDE.format(path=module_dir, seed=0) + "print(nat.ARCH, sorted(dir(nat)))")
     names = ["cobs_decode", "cobs_encode", "conv1d", "crc32", "dot", "fir", "lif_step",
-             "mandelbrot", "matmul", "mlp_int8"]
+             "mac8", "mandelbrot", "matmul", "mlp_int8"]
     assert out.startswith("x64 ")
     for name in names:
         assert repr(name) in out

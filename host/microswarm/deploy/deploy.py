@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from microswarm.deploy.join import (
     wait_for_join,
 )
 from microswarm.deploy.mpremote import Mpremote
-from microswarm.deploy.sync import Plan, apply_plan, make_plan, probe, verify
+from microswarm.deploy.sync import DeployError, Plan, apply_plan, make_plan, probe, verify
 from microswarm.keys import DEFAULT_CLUSTER
 
 
@@ -89,9 +90,27 @@ def target_arch(board_def: dict, mpy: int) -> tuple[str | None, str]:
     return running, ""
 
 
+PORT_WAIT_S = 15.0  # a board just plugged in (or a virtual board just started) enumerates
+
+
+def wait_for_port(port: str, timeout: float, out: Callable[[str], None]) -> None:
+    """Wait for a serial device that is not there yet (a URL such as socket:// is left to
+    mpremote); a port that never comes is an error naming it."""
+    if "://" in port or os.path.exists(port):
+        return
+    out(f"  waiting up to {timeout:g} s for {port} to appear")
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(port):
+        if time.monotonic() > deadline:
+            raise DeployError(f"no serial port {port}: is the board plugged in (or the "
+                              "virtual board started)?")
+        time.sleep(0.1)
+
+
 def deploy(options: DeployOptions, out: Callable[[str], None] = lambda line: None
            ) -> DeployReport:
     board_def = paths.load_board(options.board)
+    wait_for_port(options.port, PORT_WAIT_S, out)
     mp = Mpremote(options.port, timeout=options.mpremote_timeout)
     found = probe(mp, candidate_names(options.kernels))
     mpy, remote = found.mpy, found.hashes

@@ -256,6 +256,7 @@ class Scheduler:
         self._learned = 0  # results learned from
         self._fastest = 0.0  # the highest speed prior of any node seen
         self._endgame_next = 0.0  # clock time of the next end-game scan
+        self._slow: tuple[int, list[NodeState]] = (-1, [])  # (membership, slow nodes)
 
     # ------------------------------------------------------------------ outputs
     def poll(self) -> list[Action]:
@@ -813,8 +814,15 @@ class Scheduler:
         own estimate."""
         now = self.clock()
         if now < self._endgame_next:
-            return
-        self._endgame_next = now + ENDGAME_EVERY_S
+            # between full scans, only the nodes ENDGAME_MARGIN slower than the fastest
+            # (few; none on a cluster of alike nodes), so that a fast node going idle takes
+            # over their tasks at once rather than at the next scan
+            nodes = self._slow_nodes()
+            if not nodes:
+                return
+        else:
+            self._endgame_next = now + ENDGAME_EVERY_S
+            nodes = list(self.nodes.values())
         tops = {key: e for key, cls in self._classes.items()
                 if (e := self._peek_free(cls)) is not None}
         if not tops:
@@ -822,7 +830,7 @@ class Scheduler:
         floor = min(e[0] for e in tops.values()) * ENDGAME_MARGIN
         slow = max(e[3].caps.speed for e in tops.values()) / ENDGAME_MARGIN
         held: dict[int, tuple[float, list[NodeState], bool]] = {}
-        for node in self.nodes.values():
+        for node in nodes:
             if not node.alive or not node.inflight:
                 continue
             quick = node.caps.speed <= slow  # a free node is that much faster
@@ -879,6 +887,15 @@ class Scheduler:
                 continue
             task.speculated = True
             self._place(task, node)
+
+    def _slow_nodes(self) -> list[NodeState]:
+        """Alive nodes whose board is ENDGAME_MARGIN times slower than the fastest seen
+        (cached until a node comes or goes)."""
+        if self._slow[0] != self._membership:
+            limit = self._fastest / ENDGAME_MARGIN
+            self._slow = (self._membership, [n for n in self.nodes.values()
+                                             if n.alive and n.caps.speed <= limit])
+        return self._slow[1]
 
     @staticmethod
     def _peek_free(cls: _Class) -> tuple | None:
