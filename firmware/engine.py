@@ -93,6 +93,12 @@ def describe(error):
     return type(error).__name__ + ": " + str(error)
 
 
+def heap_limits(heap_total):
+    """(max_message, operand_cache) a board says in HELLO for its heap: a third of it for
+    one message (at most 1 MiB), 1/OPERAND_SHARE for shared operands."""
+    return min(heap_total // 3, 1 << 20), heap_total // OPERAND_SHARE
+
+
 def hello(node_id, board, fw_version, heap_total, heap_free, max_frame, slots, link,
           max_message, operand_cache, threads, about, cluster=None):
     """The HELLO payload every kind of node sends, without its nonce (start() adds it).

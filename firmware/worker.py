@@ -405,7 +405,7 @@ class Worker:
         self.serial = serial
         self.heap_total = board.heap_total()
         self.stats = engine.Stats(0, gc.mem_free())
-        self.max_message = min(self.heap_total // 3, 1 << 20)
+        self.max_message, self.operand_cache = engine.heap_limits(self.heap_total)
         self.thread = kernel_thread()
         self.backoff = engine.Backoff()
         self.sessions = 0
@@ -450,7 +450,7 @@ class Worker:
         cfg = self.cfg
         return engine.hello(cfg["node_id"], self.board["name"], FW_VERSION, self.heap_total,
                             gc.mem_free(), cfg["max_frame"], cfg["slots"], link_kind,
-                            self.max_message, self.heap_total // engine.OPERAND_SHARE,
+                            self.max_message, self.operand_cache,
                             self.thread is not None, kernels.hello_fields(), cfg["cluster"])
 
     def log(self, text):

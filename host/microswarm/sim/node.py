@@ -153,7 +153,7 @@ class SimNode:
         """The HELLO payload (without its nonce) of each new session."""
         return E.hello(self.node_id, self.board, FW_VERSION, HEAP_TOTAL, HEAP_TOTAL,
                        MAX_FRAME, self.slots, "serial" if self.link.serial else "tcp",
-                       HEAP_TOTAL // 3, HEAP_TOTAL // E.OPERAND_SHARE, self.threads,
+                       *E.heap_limits(HEAP_TOTAL), self.threads,
                        self.kernel_about)
 
     def redial(self) -> None:
