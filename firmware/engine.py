@@ -121,6 +121,23 @@ def hello(node_id, board, fw_version, heap_total, heap_free, max_frame, slots, l
     return msg
 
 
+class Backoff:
+    """When a node dials again after a session ends (every node kind: one rule)."""
+
+    def __init__(self):
+        self.ms = BACKOFF_MIN_MS
+
+    def joined(self):
+        self.ms = BACKOFF_MIN_MS
+
+    def next_ms(self, fraction):
+        """The wait before the next dial, in [b/2, b] for `fraction` in [0, 1]; then b
+        doubles, up to BACKOFF_MAX_MS."""
+        b = self.ms
+        self.ms = b * 2 if b * 2 < BACKOFF_MAX_MS else BACKOFF_MAX_MS
+        return b * (0.5 + 0.5 * fraction)
+
+
 class Stats:
     """What a node counts over its whole boot, across sessions."""
 

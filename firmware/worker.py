@@ -35,8 +35,6 @@ from micropython import const
 
 FW_VERSION = "0.2.0"
 
-BACKOFF_MIN_MS = engine.BACKOFF_MIN_MS
-BACKOFF_MAX_MS = engine.BACKOFF_MAX_MS
 SERIAL_CHUNK = const(512)
 TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
 COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
@@ -49,12 +47,6 @@ class SessionEnd(Exception):
 
 class AuthRefused(SessionEnd):
     pass
-
-
-def _jitter(ms):
-    """A delay in [ms/2, ms): spreads the reconnects of many boards after an outage."""
-    half = ms // 2
-    return half + (int.from_bytes(auth.nonce(2), "little") % (half + 1))
 
 
 def _detach(value):
@@ -415,7 +407,7 @@ class Worker:
         self.stats = engine.Stats(0, gc.mem_free())
         self.max_message = min(self.heap_total // 3, 1 << 20)
         self.thread = kernel_thread()
-        self.backoff_ms = BACKOFF_MIN_MS
+        self.backoff = engine.Backoff()
         self.sessions = 0
         self._frames = {}  # cobs -> (reader, writer): the frame buffers, kept for the boot
         self.serial_buf = None
@@ -467,7 +459,7 @@ class Worker:
             sys.stderr.write("microswarm: " + text + "\n")
 
     def joined(self):
-        self.backoff_ms = BACKOFF_MIN_MS
+        self.backoff.joined()
         self.sessions += 1
 
     async def open_link(self):
@@ -533,8 +525,9 @@ class Worker:
                 if link is not None:
                     link.close()
                 gc.collect()
-            await asyncio.sleep_ms(_jitter(self.backoff_ms))
-            self.backoff_ms = min(BACKOFF_MAX_MS, self.backoff_ms * 2)
+            # a random wait spreads the reconnects of many boards after an outage
+            fraction = int.from_bytes(auth.nonce(2), "little") / 65535
+            await asyncio.sleep_ms(int(self.backoff.next_ms(fraction)))
 
 
 def main():

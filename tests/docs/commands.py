@@ -53,13 +53,17 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def _docs() -> Iterator[Told]:
+    """Shell blocks' lines, and lines of other unlabelled blocks that begin with a tool."""
     for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
-        fenced = False
+        fence = None
         for n, line in _lines(doc):
-            if line.strip().startswith("```"):
-                fenced = not fenced and line.strip() in SHELL_FENCES
+            text = line.strip()
+            if text.startswith("```"):
+                fence = None if fence is not None else text
                 continue
-            if fenced and line.strip() and not line.strip().startswith("#"):
+            if fence is None or not text or text.startswith("#"):
+                continue
+            if fence in SHELL_FENCES or (fence == "```" and text.split()[0] in TOOLS):
                 yield Told(_strip(line), f"{doc.relative_to(REPO)}:{n}")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -38,6 +39,11 @@ NOT_RUN = {
                                           "tested with --only codec",
     "microswarm bench all --report docs/bench --update-readme README.md":
         "rewrites committed files; a test checks the committed results and README agree",
+    "microswarm bench footprint --json": "every board file's modules on QEMU, each board joined: "
+                                         "minutes; tests/firmware/test_footprint.py runs the "
+                                         "headline board's with --no-join",
+    "make native": "the same as `python tools/build_native.py --all`; the x64 build and the "
+                   "ARM ones run below and in tests/native",
     "microswarm deploy": "a mention in examples/first-kernel.toml; the tutorial's deploy "
                          "commands run in tests/kernels/test_first_kernel.py",
     "microswarm native build": "a mention in examples/kernels/histogram.py; the full command "
@@ -62,6 +68,11 @@ OFFLINE = [
     "microswarm sim examples/histogram-sim.toml --kernels examples/kernels",
     "microswarm bench codec --json",
     "microswarm bench flood --json",
+    "microswarm bench board --json",
+    "microswarm sim crash-10pct",
+    "microswarm sim scenarios/straggler.toml --seed 7",
+    "microswarm sim partition-heal --plot out.png",
+    "microswarm sim straggler --trace trace.txt",
     "microswarm demo --tcp-boards 2 --serial-boards 1 --inproc 2 --width 480 --height 360",
 ]
 
@@ -98,6 +109,7 @@ KEY_FILE = [
     "microswarm deploy --board w5500-evb-pico2 --port /dev/ttyACM0 --master 192.168.1.10:5880 "
     "--key-file cluster.key --control 127.0.0.1:5882",
     "microswarm deploy --board pico2-usb --port /dev/ttyACM0 --key-file cluster.key",
+    "microswarm bench board --port /dev/ttyACM0 --board w5500-evb-pico2 --json --report out/",
 ]
 
 def _bare(command: str) -> str:
@@ -105,7 +117,26 @@ def _bare(command: str) -> str:
     return command.removesuffix("&").strip()
 
 
-RUN_HERE = {_bare(c) for c in (*OFFLINE, *CLUSTER_FILE, *KEY_FILE)}
+# Run from the repository's own folder: tools of the source tree.
+IN_THE_TREE = [
+    "python tools/build_native.py --arch x64",
+    "python tools/mpy_link.py dump firmware/native/build/x64/msw_native.mpy",
+    "python tools/qemu_firmware.py --board MPS2_AN500 --heap 111168",
+    "python tools/qemu_firmware.py --board MPS2_AN500 --heap 111168 --run",
+]
+
+# Run as written by another test (the test's text holds the command's words in order).
+RUN_BY = {
+    "microswarm bench serial --json": "tests/firmware/test_bench_serial.py",
+}
+
+RUN_HERE = {_bare(c) for c in (*OFFLINE, *CLUSTER_FILE, *KEY_FILE, *IN_THE_TREE, *RUN_BY)}
+
+
+def _words_in(text: str, command: str) -> bool:
+    """`command` in `text` as written, or as an argv list of its words after the program."""
+    words = command.split()[1:]
+    return command in text or ", ".join(f'"{w}"' for w in words) in text
 
 
 def test_every_told_command_is_run_or_says_why_not():
@@ -113,6 +144,8 @@ def test_every_told_command_is_run_or_says_why_not():
     assert len(commands) > 40  # the extraction finds the docs' commands at all
     for path, test in RUN_FROM_THE_DOC.items():
         assert Path(path).name in (REPO / test).read_text(), f"{test} does not read {path}"
+    for command, test in RUN_BY.items():
+        assert _words_in((REPO / test).read_text(), command), f"{test} does not run {command}"
     run_elsewhere = {_bare(t.command) for t in commands if t.path in RUN_FROM_THE_DOC}
     missing = [f"{t.source}: {t.command}" for t in commands
                if _bare(t.command) not in RUN_HERE | NOT_RUN.keys() | run_elsewhere]
@@ -122,8 +155,8 @@ def test_every_told_command_is_run_or_says_why_not():
 
 
 def _folder(tmp_path: Path) -> Path:
-    shutil.copytree(REPO / "examples", tmp_path / "examples",
-                    ignore=shutil.ignore_patterns("build"))
+    for folder in ("examples", "scenarios"):
+        shutil.copytree(REPO / folder, tmp_path / folder, ignore=shutil.ignore_patterns("build"))
     return tmp_path
 
 
@@ -159,6 +192,9 @@ def test_offline_commands_as_written(shell):
     assert (shell.cwd / "examples/kernels/build/x64/fast_hist.mpy").is_file()
     assert (shell.cwd / "timeline.png").stat().st_size > 1000
     assert "result: OK" in out["microswarm sim straggler --policy heft"]
+    assert (shell.cwd / "out.png").is_file() and (shell.cwd / "trace.txt").stat().st_size > 0
+    board = json.loads(out["microswarm bench board --json"])
+    assert 0 < board["headline"]["value"] <= 1
     flood = json.loads(out["microswarm bench flood --json"])
     assert flood["bad_frames_sent"] > 0 and flood["valid_frames_sent"] > 0
     assert flood["bad_frames_counted"] == flood["bad_frames_sent"]  # every one counted
@@ -228,6 +264,25 @@ def test_key_file_commands_as_written(netns_shell):
     # deploy to a blank board standing in for the one on /dev/ttyACM0 at 192.168.1.10
     shell.run(KEY_FILE[14])
     blank = shell.cwd / "pico2" / "flash.serial"
-    for command in KEY_FILE[15:17]:
-        shell.run(command.replace("/dev/ttyACM0", str(blank))
-                  .replace("192.168.1.10", "127.0.0.1"), timeout=240)
+    for command in KEY_FILE[15:]:
+        out = shell.run(command.replace("/dev/ttyACM0", str(blank))
+                        .replace("192.168.1.10", "127.0.0.1"), timeout=240)
+    assert 0 < json.loads(out)["headline"]["value"] <= 1  # bench board, on the serial board
+    assert (shell.cwd / "out" / "report.md").is_file()
+
+
+def test_source_tree_tools_as_written():
+    shell = Shell(REPO, [])
+    try:
+        shell.run(IN_THE_TREE[0])
+        assert "arch x64" in shell.run(IN_THE_TREE[1])
+        built = subprocess.run(shell.argv(IN_THE_TREE[2]), cwd=REPO, env=shell.env, text=True,
+                               capture_output=True, timeout=600)
+        if built.returncode == 2 and "skipped" in built.stderr:  # no MicroPython source here
+            pytest.skip(built.stderr.strip())
+        assert built.returncode == 0, built.stderr[-3000:]
+        assert built.stdout.strip().endswith("firmware.elf"), built.stdout
+        qemu = shell.start(IN_THE_TREE[3])
+        shell.read_until(qemu, "its UART is /dev/pts/", timeout=60)
+    finally:
+        shell.stop_all()
