@@ -64,7 +64,7 @@ except ImportError:
 
 JOIN_TIMEOUT_MS = const(5000)
 SILENT_BEATS = const(3)
-# A node dials again after a delay in [b/2, b) (random), b doubling from BACKOFF_MIN_MS
+# A node dials again after a delay in [b/2, b] (random; Backoff), b doubling from BACKOFF_MIN_MS
 # after each failed session up to BACKOFF_MAX_MS, back to the minimum after a join.
 BACKOFF_MIN_MS = const(200)
 BACKOFF_MAX_MS = const(10000)
