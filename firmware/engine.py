@@ -64,7 +64,7 @@ except ImportError:
 
 JOIN_TIMEOUT_MS = const(5000)
 SILENT_BEATS = const(3)
-# A node dials again after a delay in [b/2, b) (random), b doubling from BACKOFF_MIN_MS
+# A node dials again after a delay in [b/2, b] (random; Backoff), b doubling from BACKOFF_MIN_MS
 # after each failed session up to BACKOFF_MAX_MS, back to the minimum after a join.
 BACKOFF_MIN_MS = const(200)
 BACKOFF_MAX_MS = const(10000)
@@ -101,6 +101,12 @@ def describe(error):
     return type(error).__name__ + ": " + str(error)
 
 
+def heap_limits(heap_total):
+    """(max_message, operand_cache) a board says in HELLO for its heap: a third of it for
+    one message (at most 1 MiB), 1/OPERAND_SHARE for shared operands."""
+    return min(heap_total // 3, 1 << 20), heap_total // OPERAND_SHARE
+
+
 def hello(node_id, board, fw_version, heap_total, heap_free, max_frame, slots, link,
           max_message, operand_cache, threads, about, cluster=None):
     """The HELLO payload every kind of node sends, without its nonce (start() adds it).
@@ -127,6 +133,23 @@ def hello(node_id, board, fw_version, heap_total, heap_free, max_frame, slots, l
         msg[M.HELLO_NATIVE_ARCH] = about["native_arch"]
         msg[M.HELLO_NATIVE_KERNELS] = about["native_kernels"]
     return msg
+
+
+class Backoff:
+    """When a node dials again after a session ends (every node kind: one rule)."""
+
+    def __init__(self):
+        self.ms = BACKOFF_MIN_MS
+
+    def joined(self):
+        self.ms = BACKOFF_MIN_MS
+
+    def next_ms(self, fraction):
+        """The wait before the next dial, in [b/2, b] for `fraction` in [0, 1]; then b
+        doubles, up to BACKOFF_MAX_MS."""
+        b = self.ms
+        self.ms = b * 2 if b * 2 < BACKOFF_MAX_MS else BACKOFF_MAX_MS
+        return b * (0.5 + 0.5 * fraction)
 
 
 class Stats:

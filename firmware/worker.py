@@ -35,8 +35,6 @@ from micropython import const
 
 FW_VERSION = "0.2.0"
 
-BACKOFF_MIN_MS = engine.BACKOFF_MIN_MS
-BACKOFF_MAX_MS = engine.BACKOFF_MAX_MS
 SERIAL_CHUNK = const(512)
 TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
 COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
@@ -49,12 +47,6 @@ class SessionEnd(Exception):
 
 class AuthRefused(SessionEnd):
     pass
-
-
-def _jitter(ms):
-    """A delay in [ms/2, ms): spreads the reconnects of many boards after an outage."""
-    half = ms // 2
-    return half + (int.from_bytes(auth.nonce(2), "little") % (half + 1))
 
 
 def _detach(value):
@@ -413,9 +405,9 @@ class Worker:
         self.serial = serial
         self.heap_total = board.heap_total()
         self.stats = engine.Stats(0, gc.mem_free())
-        self.max_message = min(self.heap_total // 3, 1 << 20)
+        self.max_message, self.operand_cache = engine.heap_limits(self.heap_total)
         self.thread = kernel_thread()
-        self.backoff_ms = BACKOFF_MIN_MS
+        self.backoff = engine.Backoff()
         self.sessions = 0
         self._frames = {}  # cobs -> (reader, writer): the frame buffers, kept for the boot
         self.serial_buf = None
@@ -458,7 +450,7 @@ class Worker:
         cfg = self.cfg
         return engine.hello(cfg["node_id"], self.board["name"], FW_VERSION, self.heap_total,
                             gc.mem_free(), cfg["max_frame"], cfg["slots"], link_kind,
-                            self.max_message, self.heap_total // engine.OPERAND_SHARE,
+                            self.max_message, self.operand_cache,
                             self.thread is not None, kernels.hello_fields(), cfg["cluster"])
 
     def log(self, text, level=2, keep=True):
@@ -471,7 +463,7 @@ class Worker:
             engine._log().note(self.stats, level, text)
 
     def joined(self):
-        self.backoff_ms = BACKOFF_MIN_MS
+        self.backoff.joined()
         self.sessions += 1
 
     async def open_link(self):
@@ -539,8 +531,9 @@ class Worker:
                 if link is not None:
                     link.close()
                 gc.collect()
-            await asyncio.sleep_ms(_jitter(self.backoff_ms))
-            self.backoff_ms = min(BACKOFF_MAX_MS, self.backoff_ms * 2)
+            # a random wait spreads the reconnects of many boards after an outage
+            fraction = int.from_bytes(auth.nonce(2), "little") / 65535
+            await asyncio.sleep_ms(int(self.backoff.next_ms(fraction)))
 
 
 def main():

@@ -329,3 +329,17 @@ def test_arguments_that_do_not_fit_the_declared_kinds_are_bad_args_before_the_ke
     eng.on_timer(HB)
     (t, beat), = io.take()
     assert t == T.HEARTBEAT and beat[2] == 0 and beat[3] == 3
+
+
+def test_every_node_dials_again_after_a_doubling_jittered_wait_reset_by_a_join():
+    backoff = E.Backoff()
+    waits = [backoff.next_ms(1.0) for _ in range(8)]
+    assert waits == [200, 400, 800, 1600, 3200, 6400, 10000, 10000]
+    assert backoff.next_ms(0.0) == 5000  # the wait is in [b/2, b]
+    backoff.joined()
+    assert backoff.next_ms(0.5) == 150 and backoff.ms == 400
+
+
+def test_a_board_offers_a_third_of_its_heap_per_message_and_an_eighth_for_operands():
+    assert E.heap_limits(200_000) == (66_666, 25_000)
+    assert E.heap_limits(8 << 20) == (1 << 20, 1 << 20)  # a message is at most 1 MiB

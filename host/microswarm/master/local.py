@@ -83,7 +83,7 @@ async def serve(host: str, port: int, node_id: str, key: bytes, slots: int) -> N
     from microswarm.master.inproc import InprocNode
 
     parent = os.getppid()
-    backoff_ms = E.BACKOFF_MIN_MS
+    backoff = E.Backoff()
     while os.getppid() == parent:
         node = InprocNode(node_id, key, slots=slots)
         try:
@@ -93,11 +93,10 @@ async def serve(host: str, port: int, node_id: str, key: bytes, slots: int) -> N
         else:
             await node.ended.wait()
             if node.joined.is_set():
-                backoff_ms = E.BACKOFF_MIN_MS
+                backoff.joined()
         finally:
             await node.stop()
-        await asyncio.sleep(backoff_ms * (0.5 + 0.5 * random.random()) / 1000)
-        backoff_ms = min(E.BACKOFF_MAX_MS, backoff_ms * 2)
+        await asyncio.sleep(backoff.next_ms(random.random()) / 1000)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -77,6 +77,7 @@ ENDGAME_MARGIN = 2.0
 ENDGAME_EVERY_S = 0.02
 ENDGAME_COPIES = 3  # at most this many nodes hold one task
 ENDGAME_MIN_S = 0.05  # a copy that could save less is not worth the master's time
+ENDGAME_LATE = 32  # late tasks (alike nodes) copied at most per scan: each searches the heap
 DEFAULT_BANDWIDTH = 10e6  # bytes/s, until a node's link is measured
 EWMA_ALPHA = 0.3
 OPERAND_LOOKAHEAD = 8  # free nodes a task with shared operands compares (transfer saved)
@@ -856,6 +857,7 @@ class Scheduler:
         candidates = sorted((-v[0], task_id) for task_id, v in held.items()
                             if len(v[1]) < ENDGAME_COPIES)
         no_idle: set[ClassKey] = set()
+        late_left = ENDGAME_LATE  # idle-node searches this scan may cost
         for _, task_id in candidates:
             task = self.tasks.get(task_id)
             if task is None or task.state is not TaskState.RUNNING:
@@ -874,7 +876,8 @@ class Scheduler:
                     node.caps.speed >= ENDGAME_MARGIN * h.caps.speed
                     and mine < self._estimate(h, task.kernel, 0) for h in holders)):
                 heapq.heappop(cls.nodes)  # that top entry; _place enters the node again
-            elif late and key not in no_idle:
+            elif late and key not in no_idle and late_left > 0:
+                late_left -= 1
                 picked = self._pick(cls, task, idle_only=True)
                 if picked is None:
                     no_idle.add(key)

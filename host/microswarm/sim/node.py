@@ -42,7 +42,7 @@ class SimNode:
     __slots__ = (
         "sim", "index", "node_id", "board", "factor", "slowdown", "slots", "link", "rx",
         "alive", "frozen_until", "boot", "epoch", "joined", "writer", "engine", "stats",
-        "threads", "timer", "timer_at", "busy_s", "busy_since", "booted_at", "backoff_ms",
+        "threads", "timer", "timer_at", "busy_s", "busy_since", "booted_at", "backoff",
         "heartbeat_s", "auth", "kernel_about",
     )
 
@@ -74,7 +74,7 @@ class SimNode:
         self.busy_s = 0.0
         self.busy_since = -1.0
         self.booted_at = 0.0
-        self.backoff_ms = E.BACKOFF_MIN_MS
+        self.backoff = E.Backoff()
         self.heartbeat_s = 1.0
         self.kernel_about = sim.kernel_about  # HELLO's kernels and their versions
 
@@ -153,13 +153,12 @@ class SimNode:
         """The HELLO payload (without its nonce) of each new session."""
         return E.hello(self.node_id, self.board, FW_VERSION, HEAP_TOTAL, HEAP_TOTAL,
                        MAX_FRAME, self.slots, "serial" if self.link.serial else "tcp",
-                       HEAP_TOTAL // 3, HEAP_TOTAL // E.OPERAND_SHARE, self.threads,
+                       *E.heap_limits(HEAP_TOTAL), self.threads,
                        self.kernel_about)
 
     def redial(self) -> None:
         """Dial again after a jittered, doubling backoff (the firmware's reconnect)."""
-        delay_ms = self.backoff_ms * (0.5 + 0.5 * self.sim.rng_nonce.random())
-        self.backoff_ms = min(E.BACKOFF_MAX_MS, self.backoff_ms * 2)
+        delay_ms = self.backoff.next_ms(self.sim.rng_nonce.random())
         self.sim.events.after(delay_ms / 1000.0, self._retry_connect, self.boot)
 
     def _retry_connect(self, boot: int) -> None:
@@ -208,7 +207,7 @@ class SimNode:
 
     def on_joined(self) -> None:
         self.joined = True
-        self.backoff_ms = E.BACKOFF_MIN_MS
+        self.backoff.joined()
         assert self.engine is not None
         self.heartbeat_s = self.engine.heartbeat_ms / 1000.0
 
