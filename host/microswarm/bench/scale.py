@@ -118,7 +118,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             stages.append({
                 "sessions": stats["sessions"], "join_s": round(join_s, 3),
                 "generator_join_s": round(gen_said["join_s"], 3), "all_joined": waited["ok"],
-                "rss_kb": stats["rss_kb"], "echo": job,
+                "rss_kb": stats["rss_kb"], "gc": stats["gc"],
+                "loop_lag_max_s": stats["loop_lag_max_s"], "echo": job,
             })
         full = master.ask(cmd="stats")
         echo = _job(master, "echo", [1], args.tasks)
@@ -147,6 +148,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                        "heartbeat_ms": args.heartbeat_ms, "tasks": args.tasks},
         "sessions_held": sessions,
         "fd_limit": {"bench": limits, "master": hello["fd_limit"]},
+        "master_gc": after["gc"],
         "master_rss_kb": {"empty": empty["rss_kb"], "full": full["rss_kb"]},
         "rss_per_session_kb": round(rss_per, 2),
         "join": {"stages": [s["join_s"] for s in stages],

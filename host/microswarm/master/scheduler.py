@@ -206,13 +206,17 @@ class Job:
 class _Class:
     """Pending tasks and candidate nodes of one (kernel, native) class."""
 
-    __slots__ = ("key", "pending", "nodes", "everyone", "parked", "rate", "rate_stamp",
-                 "speeds")
+    __slots__ = ("key", "pending", "nodes", "idle", "everyone", "parked", "rate",
+                 "rate_stamp", "speeds")
 
     def __init__(self, key: ClassKey) -> None:
         self.key = key
         self.pending: list[tuple[int, int, int, Task]] = []  # (-priority, job, index, task)
         self.nodes: list[tuple[float, int, int, NodeState]] = []  # free nodes: (eft, seq, version)
+        # the entries of nodes that held nothing when entered (a version change, which
+        # every change of inflight makes, leaves them stale): the end game's and
+        # speculation's idle-node searches pop only these, not every busy node's entry
+        self.idle: list[tuple[float, int, int, NodeState]] = []
         self.everyone: list[tuple[float, int, int, NodeState]] = []  # free or full (hold_ratio)
         self.parked: list[Task] = []  # no free node fits them right now
         self.rate = 0.0  # tasks per second all its nodes together finish (cached)
@@ -630,11 +634,15 @@ class Scheduler:
             heapq.heappush(cls.everyone, entry)
         if node.free() > 0:
             heapq.heappush(cls.nodes, entry)
+            if not node.inflight:
+                heapq.heappush(cls.idle, entry)
         limit = 4 * len(self.nodes) + 64
-        if len(cls.everyone) > limit or len(cls.nodes) > limit:
+        if len(cls.everyone) > limit or len(cls.nodes) > limit or len(cls.idle) > limit:
             cls.nodes = [e for e in cls.nodes if e[2] == e[3].version]
+            cls.idle = [e for e in cls.idle if e[2] == e[3].version]
             cls.everyone = [e for e in cls.everyone if e[2] == e[3].version]
             heapq.heapify(cls.nodes)
+            heapq.heapify(cls.idle)
             heapq.heapify(cls.everyone)
 
     def _offer(self, node: NodeState) -> None:
@@ -663,8 +671,11 @@ class Scheduler:
         self, cls: _Class, task: Task, idle_only: bool = False
     ) -> tuple[float, NodeState] | None:
         """Pop the best valid free node for task from the class heap (O(log n) amortised);
-        its expected finish time comes with it."""
-        heap = cls.nodes
+        its expected finish time comes with it. `idle_only`: from the idle nodes' heap (a
+        search of the free-node heap would pop and push back every busy node's entry:
+        with thousands of nodes, each holding a task at a job's end, 32 such searches per
+        end-game scan blocked the master's loop for seconds)."""
+        heap = cls.idle if idle_only else cls.nodes
         aside = []
         chosen = None
         # A kernel nobody has timed yet: a node whose prior says it is much slower than the
