@@ -79,6 +79,14 @@ JOINED = const(2)
 CLOSED = const(3)
 
 
+def _log():
+    try:
+        import engine_log
+    except ImportError:
+        from microswarm.firmware import engine_log
+    return engine_log
+
+
 def error_code(error):
     """The ErrorCode for an exception a kernel raised: no heap, a deterministic argument
     error (the kernel's own checks raise TypeError/ValueError), anything else."""
@@ -152,6 +160,11 @@ class Stats:
         self.done = 0
         self.bad_frames = 0
         self.heap_min = heap_min
+        # the node's own log (engine_log.py): records waiting, dropped, the rate limit
+        self.logs = None
+        self.log_dropped = 0
+        self.log_tokens = 8  # engine_log.BURST
+        self.log_at = boot_ms
 
 
 class Task:
@@ -216,10 +229,20 @@ class Engine:
             return
         self.state = CLOSED
         self.end_reason = reason
+        # kept for the master: sent after the next WELCOME (a serial board has no console)
+        _log().note(self.stats, 2, "previous session ended: " + reason)  # WARNING
         self.queue = []
         if self.ops is not None:
             self.ops.waiting = []
         self.io.close(reason)
+
+    def log(self, level, text, now):
+        """A record for the master's log (LogLevel): sent now if the session is joined and
+        the rate allows, else kept (bounded) for later or the next session."""
+        mod = _log()
+        mod.note(self.stats, level, text)
+        if self.state == JOINED:
+            mod.flush(self, now)
 
     def busy(self):
         ops = self.ops
@@ -317,6 +340,8 @@ class Engine:
         self.next_beat = now + self.heartbeat_ms
         self.last_tick = now
         self.io.on_joined()
+        if self.stats.logs:  # what the node noted before this session (SPEC.md, LOG)
+            _log().flush(self, now)
 
     def _error(self, payload):
         code = payload[M.ERROR_CODE]
@@ -503,6 +528,8 @@ class Engine:
         if now >= self.next_beat:
             self.next_beat = now + self.heartbeat_ms
             self.heartbeat(now)
+        if self.stats.logs:
+            _log().flush(self, now)
 
     def heartbeat(self, now):
         stats = self.stats

@@ -453,10 +453,14 @@ class Worker:
                             self.max_message, self.operand_cache,
                             self.thread is not None, kernels.hello_fields(), cfg["cluster"])
 
-    def log(self, text):
-        """A line on stderr, except on a serial link, where the console carries frames."""
+    def log(self, text, level=2, keep=True):
+        """A line on stderr, except on a serial link, where the console carries frames; and
+        (keep) a record for the master's log, sent after the next WELCOME (engine_log.py).
+        level: LogLevel (2 WARNING, 3 ERROR)."""
         if self.cfg["link"] != "serial":
             sys.stderr.write("microswarm: " + text + "\n")
+        if keep:
+            engine._log().note(self.stats, level, text)
 
     def joined(self):
         self.backoff.joined()
@@ -513,14 +517,16 @@ class Worker:
                 link = await self.open_link()
                 gc.collect()  # what dialling left: the session's objects go in one place
                 await Session(self, link).run_session()
-            except AuthRefused as e:
-                self.log("auth: " + str(e))
-            except (SessionEnd, OSError) as e:
+            except AuthRefused as e:  # (the engine kept its end reason for the master)
+                self.log("auth: " + str(e), keep=False)
+            except SessionEnd as e:
+                self.log("link down: " + str(e), keep=False)
+            except OSError as e:
                 self.log("link down: " + str(e))
             except KeyboardInterrupt:
                 raise
             except Exception as e:
-                self.log("session failed: " + type(e).__name__ + ": " + str(e))
+                self.log("session failed: " + type(e).__name__ + ": " + str(e), 3)
             finally:
                 if link is not None:
                     link.close()

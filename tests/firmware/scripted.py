@@ -45,6 +45,7 @@ class Conn:
         self._pending: list = []
         self.seq = 0
         self.heartbeats: list[dict] = []
+        self.logs: list[tuple[int, str]] = []  # (level, text) of the LOG frames
         self.auth: wire.LinkAuth | None = None  # frame MACs, from WELCOME on
 
     def send(self, msg_type: int, payload: dict, *, max_frame: int = 16384) -> None:
@@ -68,8 +69,10 @@ class Conn:
         """Bytes straight onto the line, unframed."""
         self._send_line(data)
 
-    def recv(self, timeout: float = 10.0, *, keep_heartbeats: bool = False):
-        """The next frame (heartbeats are recorded and skipped unless asked for)."""
+    def recv(self, timeout: float = 10.0, *, keep_heartbeats: bool = False,
+             keep_logs: bool = False):
+        """The next frame (heartbeats and LOG frames are recorded in .heartbeats and .logs
+        and skipped unless asked for)."""
         deadline = time.monotonic() + timeout
         while True:
             while self._pending:
@@ -78,6 +81,9 @@ class Conn:
                     raise item
                 if item.type == T.HEARTBEAT and not keep_heartbeats:
                     self.heartbeats.append(item.payload)
+                    continue
+                if item.type == T.LOG and not keep_logs:
+                    self.logs.append((item.payload[0], item.payload[1]))
                     continue
                 return item
             left = deadline - time.monotonic()

@@ -39,6 +39,9 @@ def test_udp_discovery_finds_the_master(tmp_path, micropython):
         assert conn.join()[0] == "vm-1"
         conn.task(1, "echo", ["found"])
         assert conn.result()[1] == "found"
+        # what the node noted before the join reaches the master after WELCOME, as a LOG
+        assert conn.logs == [(2, "discovery: the master at 127.0.0.1 serves cluster 'other', "
+                                 "this node is configured for cluster 'test'")]
     finally:
         vm.stop()
         beacon.close()

@@ -248,6 +248,24 @@ def test_a_flood_of_bad_frames_is_counted_in_full_and_answered_at_a_bounded_rate
     assert len(errors(out(s))) == 10 and s.info.bad_frames == 2000 and s.joined
 
 
+def test_a_node_flooding_log_lines_has_them_counted_and_only_a_bounded_rate_kept():
+    """The firmware limits its own LOG frames (firmware/engine_log.py); a node that does not
+    still cannot fill the master's log: LOG_BURST at once, then LOG_PER_S a second."""
+    from microswarm.master.session import LOG_BURST, LOG_PER_S
+
+    s = session()
+    join(s)
+    data = b"".join(frame(MsgType.LOG, {0: 3, 1: f"line {i}"}, 10 + i) for i in range(500))
+    got = s.receive(data, 1.0)
+    kept = [e for e in got if isinstance(e, ev.NodeLog)]
+    assert [e.text for e in kept] == [f"line {i}" for i in range(LOG_BURST)]
+    assert kept[0].level == 3
+    assert s.info.log_lines == 500 and s.info.log_dropped == 500 - LOG_BURST
+    data = b"".join(frame(MsgType.LOG, {0: 1, 1: "later"}, 600 + i) for i in range(20))
+    later = [e for e in s.receive(data, 3.0) if isinstance(e, ev.NodeLog)]
+    assert len(later) == int(2 * LOG_PER_S) and s.joined and errors(out(s)) == []
+
+
 def test_results_errors_and_chunked_results():
     s = session()
     join(s)

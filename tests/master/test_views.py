@@ -76,21 +76,40 @@ def test_log_frames_are_kept_per_node_and_shown_by_logs(cluster):
 
 
 @pytest.mark.slow
-def test_a_virtual_boards_console_errors_land_in_its_log():
+@pytest.mark.parametrize("link", ["tcp", "serial"])
+def test_a_virtual_boards_console_errors_and_own_log_lines_land_in_its_log(link):
+    """A board whose session the master ends says why, itself, once it joined again (a
+    LOG frame, firmware/engine_log.py): on a serial board, whose console is the link, that
+    is the only word from it; a TCP board's console error is kept too."""
     from microswarm.master.config import VirtualGroup
 
+    node = "vm" + link[0] + "1"
     spec = ClusterSpec(name="console", key=KEY.encode(), tcp_port=0, udp_port=None,
                        control_port=None, client="127.0.0.1:0", http=None,
-                       virtual=[VirtualGroup(1, "unix", "tcp", "vmt", False)])
+                       virtual=[VirtualGroup(1, "unix", link, "vm" + link[0], False)])
     with Cluster(spec) as cluster:
-        cluster._call(_value(lambda: cluster.master.sessions["vmt1"].close("maintenance")))
+        cluster._call(_value(lambda: cluster.master.sessions[node].close("maintenance")))
         recorder = cluster.services.recorder
-        until(lambda: recorder.logs.get("vmt1"), 30, "the board's console error in its log")
-        shown = subprocess.run([*CLI, "logs", "vmt1", "--master",
+        until(lambda: any(text.startswith("previous session ended")
+                          for _, _, text in recorder.logs.get(node, ())), 30,
+              "the board's own LOG line in its log")
+        if link == "tcp":
+            until(lambda: any(text.startswith("console:")
+                              for _, _, text in recorder.logs.get(node, ())), 30,
+                  "the board's console error in its log")
+        shown = subprocess.run([*CLI, "logs", node, "--master",
                                 cluster.services.client_address, "--key", KEY],
                                capture_output=True, text=True, timeout=30)
-    assert "error" in shown.stdout
-    assert "console: microswarm: link down: master said bye: maintenance" in shown.stdout
+        rejoined = cluster.master.sessions[node].info
+    lines = shown.stdout.splitlines()
+    assert rejoined is not None and rejoined.log_lines >= 1
+    assert any(" warning " in line and line.endswith(
+        "previous session ended: master said bye: maintenance") for line in lines), lines
+    if link == "tcp":
+        assert any(" error " in line and "console: microswarm: link down: master said bye: "
+                   "maintenance" in line for line in lines), lines
+    else:
+        assert not any("console:" in line for line in lines), lines
 
 
 def test_top_shows_nodes_and_a_job(cluster):

@@ -63,6 +63,8 @@ class NodeInfo:
     operand_cache: int = 0  # bytes it keeps for shared operands (HELLO operand_cache)
     operands: int = 0  # shared operands it holds, by its last HEARTBEAT and our PUTs
     operand_needs: int = 0  # NEEDs it sent: a task found an operand missing
+    log_lines: int = 0  # LOG frames it sent (this session)
+    log_dropped: int = 0  # of those, over the master's rate limit: counted, not kept
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]

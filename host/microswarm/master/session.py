@@ -92,6 +92,10 @@ LOST_BEATS = 3  # silent this many heartbeat intervals: lost
 MAX_STREAMS = 4  # open CHUNK streams a node may hold towards the master
 ANSWER_BURST, ANSWERS_PER_S = 20, 10.0  # ERROR answers to a joined node's bad frames
 QUIET_AFTER_BEATS = 1.5  # serial: no master HEARTBEAT to a node silent this many intervals
+# LOG lines a node may send at once, then per second: a node that sends more (the firmware
+# sends at most 8, then 1 a second: firmware/engine_log.py) has the rest counted, not kept
+LOG_BURST = 32
+LOG_PER_S = 4.0
 TIMER_SLACK_S = 0.001  # timers fire this much early, so a driver ticking exactly on time
                        # does not skip a heartbeat to float rounding
 
@@ -155,7 +159,7 @@ class NodeSession:
         "_nonce", "_hello", "_hello_seq", "_join_deadline", "_join_timeout_s",
         "_wait_for_hello", "_deframer", "_reassembler", "_out", "_seq", "_stream",
         "_max_frame", "_next_beat", "_last_timer", "_origin", "_cobs", "_answer_tokens",
-        "_answer_at", "_auth", "operands", "__weakref__",
+        "_answer_at", "_auth", "operands", "_log_tokens", "_log_at", "__weakref__",
     )
 
     def __init__(
@@ -192,6 +196,7 @@ class NodeSession:
         self.bad_frames = 0
         self.master_nonce = b""
         self.last_rx = now
+        self._log_tokens, self._log_at = float(LOG_BURST), now
         self.heartbeat_s = self.limits.heartbeat_ms / 1000
         self.held = HeldTasks(deadline_factor, deadline_min_s)
         self.reconcile = reconcile
@@ -558,7 +563,17 @@ class NodeSession:
             self._node_error(fields(t, frame.payload), events)
         elif t == _LOG:
             entry = fields(t, frame.payload)
-            events.append(NodeLog(entry["level"], entry["text"]))
+            info = self.info
+            assert info is not None
+            info.log_lines += 1
+            tokens = min(float(LOG_BURST), self._log_tokens + (now - self._log_at) * LOG_PER_S)
+            self._log_at = now
+            if tokens < 1.0:
+                info.log_dropped += 1
+                self._log_tokens = tokens
+            else:
+                self._log_tokens = tokens - 1.0
+                events.append(NodeLog(entry["level"], entry["text"]))
         elif t == _NEED and self.operands is not None:
             for shared in self.operands.need(frame.payload[0], now):
                 self._send(_PUT, {0: shared.hash, 1: shared.data})

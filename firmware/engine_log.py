@@ -1,0 +1,65 @@
+"""A node's own log (SPEC.md, LOG): records kept while the node cannot send them, sent as
+LOG frames once the session is joined, at most BURST at once, then one per EVERY_MS.
+Loaded on the first record: a node with nothing to say never imports it."""
+
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+try:
+    import msgdefs as M
+except ImportError:
+    from microswarm.firmware import msgdefs as M
+
+KEEP = const(4)  # records kept while they cannot go out (the oldest give way)
+TEXT = const(160)  # characters of a record's text
+BURST = const(8)  # LOG frames a node may send at once...
+EVERY_MS = const(1000)  # ...then one per this interval
+WARNING = const(2)  # LogLevel
+ERROR = const(3)
+
+
+def note(stats, level, text):
+    """Keep a record in the node's boot-long Stats; when KEEP are waiting the oldest is
+    dropped, and counted (the master is told how many)."""
+    logs = stats.logs
+    if logs is None:
+        logs = stats.logs = []
+    elif len(logs) >= KEEP:
+        logs.pop(0)
+        stats.log_dropped += 1
+    if len(text) > TEXT:
+        text = text[:TEXT - 3] + "..."
+    logs.append((level, text))
+
+
+def flush(eng, now):
+    """Send what is waiting, as far as the rate allows (the engine calls it joined)."""
+    stats = eng.stats
+    gained = int((now - stats.log_at) // EVERY_MS)
+    if gained > 0:
+        tokens = stats.log_tokens + gained
+        if tokens >= BURST:
+            stats.log_tokens = BURST
+            stats.log_at = now
+        else:
+            stats.log_tokens = tokens
+            stats.log_at += gained * EVERY_MS
+    logs = stats.logs
+    while logs and stats.log_tokens > 0 and eng.state == 2:  # engine.JOINED
+        if stats.log_dropped:
+            level = WARNING
+            text = str(stats.log_dropped) + " log lines dropped (rate limit or no link)"
+            stats.log_dropped = 0
+        else:
+            level, text = logs.pop(0)
+        stats.log_tokens -= 1
+        try:
+            eng.io.send(M.T_LOG, {M.LOG_LEVEL: level, M.LOG_TEXT: text})
+        except Exception:  # no heap for the frame: this record is lost, and counted
+            stats.log_dropped += 1
+            return
