@@ -452,3 +452,38 @@ def test_idle_node_searches_do_not_pop_every_busy_node(monkeypatch):
         s.result(d.node_id, d.task_id, d.args[0], elapsed_us=1000)
     out = s.poll()
     assert job.results == list(range(n + 1)) and isinstance(out[-1], JobDone)
+
+
+def test_end_game_full_scans_are_spaced_by_the_node_count(monkeypatch):
+    """A full end-game scan looks at every node: with 1,000 nodes it runs at most every
+    4 x ENDGAME_EVERY_S (not once per 20 ms: at 5,000 sessions that took most of the
+    master's CPU). Counted as the holders looked up over one simulated second."""
+    from microswarm.master import scheduler as mod
+
+    n = 1000
+    s, clock = make(speculate_after=3.0, speculate_min_s=0.5)
+    for i in range(n):
+        s.add_node(f"n{i}", caps("echo", window=2))
+    job = s.submit("echo", [[i] for i in range(n)])
+    sent = dispatches(s.poll())
+    for d in sent:
+        s.sent(d.node_id, d.task_id)
+    looked = 0
+    real = mod.Scheduler._sent
+
+    def counted(self, task_id, node_id):
+        nonlocal looked
+        looked += 1
+        return real(self, task_id, node_id)
+
+    monkeypatch.setattr(mod.Scheduler, "_sent", counted)
+    for d in sent[:100]:  # a result every 10 ms for one second
+        clock.now += 0.01
+        s.result(d.node_id, d.task_id, d.args[0], elapsed_us=1000)
+        s.poll()
+    monkeypatch.setattr(mod.Scheduler, "_sent", real)
+    scans = 1.0 / (mod.ENDGAME_EVERY_S * n / mod.ENDGAME_SCAN_NODES) + 1
+    assert looked <= 2 * n * scans, looked  # each holder looked up twice per full scan
+    for d in sent[100:] + dispatches(s.poll()):
+        s.result(d.node_id, d.task_id, d.args[0], elapsed_us=1000)
+    assert job.results == list(range(n))

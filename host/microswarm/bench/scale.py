@@ -85,6 +85,9 @@ def _job(master: _Child, kernel: str, args: list, tasks: int,
     out = master.ask(cmd="job", kernel=kernel, args=args, tasks=tasks, int8=list(int8))
     out["dispatches_per_cpu_s"] = round(out["dispatches"] / max(out["cpu_s"], 1e-9))
     out["dispatches_per_wall_s"] = round(out["dispatches"] / max(out["wall_s"], 1e-9))
+    # dispatches count the end game's copies too (each is a TASK sent, a RESULT decoded
+    # and dropped, a CANCEL); the job's own tasks per master CPU second, beside them
+    out["tasks_per_cpu_s"] = round(tasks / max(out["cpu_s"], 1e-9))
     out["cpu_s"], out["wall_s"] = round(out["cpu_s"], 3), round(out["wall_s"], 3)
     return out
 

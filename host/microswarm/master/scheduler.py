@@ -75,6 +75,10 @@ DEFAULT_COMPUTE_S = 0.001
 # the time its holder still needs; the holders are scanned at most once per EVERY_S.
 ENDGAME_MARGIN = 2.0
 ENDGAME_EVERY_S = 0.02
+# A full scan looks at every node: with more than this many, the scans are spaced in
+# proportion (5,000 nodes: 0.4 s apart), so the scans cost the master a bounded share of
+# its time (at 5,000 sessions, one scan each 20 ms took most of the master's CPU)
+ENDGAME_SCAN_NODES = 250
 ENDGAME_COPIES = 3  # at most this many nodes hold one task
 ENDGAME_MIN_S = 0.05  # a copy that could save less is not worth the master's time
 ENDGAME_LATE = 32  # late tasks (alike nodes) copied at most per scan: each searches the heap
@@ -833,7 +837,8 @@ class Scheduler:
             if not nodes:
                 return
         else:
-            self._endgame_next = now + ENDGAME_EVERY_S
+            self._endgame_next = now + ENDGAME_EVERY_S * max(
+                1.0, len(self.nodes) / ENDGAME_SCAN_NODES)
             nodes = list(self.nodes.values())
         tops = {key: e for key, cls in self._classes.items()
                 if (e := self._peek_free(cls)) is not None}
