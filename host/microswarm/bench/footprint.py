@@ -156,7 +156,11 @@ def measure_board(name: str, join: bool, qemu_board: str, qemu_firmware) -> dict
                 "modules_total": sum(v for _, v in modules),
             }
         }
-        if join:
+    if join:
+        # on a freshly booted board, as a real one starts: beside the measurement's
+        # leftovers the worker's frame buffers did not fit (MemoryError at its start)
+        with qemu_firmware.Qemu(qemu_board) as board:
+            board.install(files)
             try:
                 hello = asyncio.run(_join(board))
             except (TimeoutError, OSError, AssertionError) as exc:
