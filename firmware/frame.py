@@ -94,6 +94,13 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 
 import struct
 
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
 import cbor
 from msgdefs import (
     CRC_SIZE,
@@ -141,10 +148,10 @@ _HEADER = "<BBBHH"
 _CRC = "<I"
 # Largest CBOR overhead of a CHUNK map around its data: map head, five keys, stream,
 # inner_type, total and offset as uint32, a byte-string head for up to 65535 bytes.
-_CHUNK_MAP_OVERHEAD = 1 + 5 + 5 + 2 + 5 + 5 + 3
+_CHUNK_MAP_OVERHEAD = const(1 + 5 + 5 + 2 + 5 + 5 + 3)
 _MIN_FRAME = FRAME_OVERHEAD + _CHUNK_MAP_OVERHEAD + 8
-_HEAD_SLACK = 16
-_TRAILER = 12  # MAC trailer after the CRC once joined (auth.LinkAuth): not in max_frame
+_HEAD_SLACK = const(16)
+_TRAILER = const(12)  # MAC trailer after the CRC once joined (auth.LinkAuth): not in max_frame
 
 
 class FrameError(ValueError):

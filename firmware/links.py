@@ -31,8 +31,9 @@ import time
 import asyncio
 
 import micropython
+from micropython import const
 
-CTRL_C = 0x03
+_CTRL_C = const(0x03)
 IPPROTO_TCP = 6  # not exported by every port's socket module
 TCP_NODELAY = 1
 
@@ -241,11 +242,11 @@ class SerialLink:
 
 def console_to_repl():
     """Give the console back to the REPL: Ctrl-C interrupts again."""
-    micropython.kbd_intr(CTRL_C)
+    micropython.kbd_intr(_CTRL_C)
 
 
-VTIME = 5  # indices of a termios attribute list's control characters (Linux)
-VMIN = 6
+_VTIME = const(5)  # indices of a termios attribute list's control characters (Linux)
+_VMIN = const(6)
 
 
 def _reads_what_is_there(rx):
@@ -265,8 +266,8 @@ def _reads_what_is_there(rx):
     except (ImportError, AttributeError, OSError):
         return None
     new = old[:6] + [list(old[6])]
-    new[6][VMIN] = 0
-    new[6][VTIME] = 0
+    new[6][_VMIN] = 0
+    new[6][_VTIME] = 0
     try:
         termios.tcsetattr(fd, termios.TCSANOW, new)
     except OSError:

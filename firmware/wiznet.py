@@ -31,6 +31,12 @@ import io
 import time
 
 try:
+    from micropython import const
+except ImportError:  # CPython (tests that load the driver on the host)
+    def const(x):
+        return x
+
+try:
     import errno
 
     EAGAIN = errno.EAGAIN
@@ -57,47 +63,47 @@ SO_REUSEADDR = 4
 SO_BROADCAST = 32
 TCP_NODELAY = 1
 
-_POLL = 3  # MP_STREAM_POLL
-_POLLIN = 1
-_POLLOUT = 4
-_POLLERR = 8
-_POLLHUP = 16
+_POLL = const(3)  # MP_STREAM_POLL
+_POLLIN = const(1)
+_POLLOUT = const(4)
+_POLLERR = const(8)
+_POLLHUP = const(16)
 
 # Time limits (ms). A socket with INTn wired still reads its status every _POLL_MS.
-_CMD_MS = 100  # Sn_CR back to 0
-_STATE_MS = 500  # Sn_SR reaching the state a command leads to
-_CLOSE_MS = 2000  # DISCON: the peer's FIN/ACK
-_POLL_MS = 20
-_ARP_MS = 4000  # a UDP SEND: SENDOK or TIMEOUT (RTR 200 ms x (RCR 8 + 1) by default)
+_CMD_MS = const(100)  # Sn_CR back to 0
+_STATE_MS = const(500)  # Sn_SR reaching the state a command leads to
+_CLOSE_MS = const(2000)  # DISCON: the peer's FIN/ACK
+_POLL_MS = const(20)
+_ARP_MS = const(4000)  # a UDP SEND: SENDOK or TIMEOUT (RTR 200 ms x (RCR 8 + 1) by default)
 
 # Socket commands (Sn_CR), interrupt bits (Sn_IR) and states (Sn_SR): the same on both chips.
-CMD_OPEN = 0x01
-CMD_LISTEN = 0x02
-CMD_CONNECT = 0x04
-CMD_DISCON = 0x08
-CMD_CLOSE = 0x10
-CMD_SEND = 0x20
-CMD_RECV = 0x40
-CMD_V6 = 0x80  # W6100: CONNECT6 = 0x84, SEND6 = 0xA0
+_CMD_OPEN = const(0x01)
+_CMD_LISTEN = const(0x02)
+_CMD_CONNECT = const(0x04)
+_CMD_DISCON = const(0x08)
+_CMD_CLOSE = const(0x10)
+_CMD_SEND = const(0x20)
+_CMD_RECV = const(0x40)
+_CMD_V6 = const(0x80)  # W6100: CONNECT6 = 0x84, SEND6 = 0xA0
 
-IR_CON = 0x01
-IR_DISCON = 0x02
-IR_RECV = 0x04
-IR_TIMEOUT = 0x08
-IR_SENDOK = 0x10
+_IR_CON = const(0x01)
+_IR_DISCON = const(0x02)
+_IR_RECV = const(0x04)
+_IR_TIMEOUT = const(0x08)
+_IR_SENDOK = const(0x10)
 
-SR_CLOSED = 0x00
-SR_INIT = 0x13
-SR_LISTEN = 0x14
-SR_SYNSENT = 0x15
-SR_ESTABLISHED = 0x17
-SR_CLOSE_WAIT = 0x1C
-SR_UDP = 0x22
+_SR_CLOSED = const(0x00)
+_SR_INIT = const(0x13)
+_SR_LISTEN = const(0x14)
+_SR_SYNSENT = const(0x15)
+_SR_ESTABLISHED = const(0x17)
+_SR_CLOSE_WAIT = const(0x1C)
+_SR_UDP = const(0x22)
 
-MR_TCP = 0x01
-MR_UDP = 0x02
-MR_V6 = 0x08  # W6100: Sn_MR TCP6 = 0x09, UDP6 = 0x0A
-MR_ND = 0x20  # no delayed ACK (TCP)
+_MR_TCP = const(0x01)
+_MR_UDP = const(0x02)
+_MR_V6 = const(0x08)  # W6100: Sn_MR TCP6 = 0x09, UDP6 = 0x0A
+_MR_ND = const(0x20)  # no delayed ACK (TCP)
 
 _BUFFER_KB = (0, 1, 2, 4, 8, 16)
 
@@ -507,13 +513,13 @@ class WIZnet:
     def _open(self, n, mode, port):
         c = self.chip
         bsb = 4 * n + 1
-        self._command(n, CMD_CLOSE)
-        self._await_sr(n, (SR_CLOSED,))
+        self._command(n, _CMD_CLOSE)
+        self._await_sr(n, (_SR_CLOSED,))
         self._write8(c.Sn_IRCLR, bsb, 0xFF)
         self._write8(c.Sn_MR, bsb, mode)
         self._write16(c.Sn_PORT, bsb, port)
-        self._command(n, CMD_OPEN)
-        self._await_sr(n, (SR_INIT, SR_UDP))
+        self._command(n, _CMD_OPEN)
+        self._await_sr(n, (_SR_INIT, _SR_UDP))
         self._set_simr(n, True)
 
     def _quiet(self):
@@ -561,7 +567,7 @@ class WSocket(io.IOBase):
         self._sending = False
         self._nd = 0
         self._rsr = 0
-        self._sr = SR_CLOSED
+        self._sr = _SR_CLOSED
         self._polled = 0
         self._udp_head = None
         self._rxbufsize = 0
@@ -586,8 +592,8 @@ class WSocket(io.IOBase):
         self._rxbufsize = nic._sizes[n] * 1024
 
     def _mode(self):
-        mode = MR_TCP | self._nd if self._kind == SOCK_STREAM else MR_UDP
-        return mode | MR_V6 if self._v6 else mode
+        mode = _MR_TCP | self._nd if self._kind == SOCK_STREAM else _MR_UDP
+        return mode | _MR_V6 if self._v6 else mode
 
     def _open(self, port):
         nic = self._nic
@@ -600,7 +606,7 @@ class WSocket(io.IOBase):
     def setsockopt(self, level, opt, value):
         if level == IPPROTO_TCP and opt == TCP_NODELAY and self._kind == SOCK_STREAM:
             # Sn_MR.ND: ACK at once instead of delaying it; written now if the socket is open
-            self._nd = MR_ND if value else 0
+            self._nd = _MR_ND if value else 0
             if self._n is not None:
                 self._nic._write8(self._nic.chip.Sn_MR, self._bsb, self._mode())
 
@@ -621,8 +627,8 @@ class WSocket(io.IOBase):
         if not self._port:
             raise OSError(EINVAL, "wiznet: bind() a port before listen()")
         self._open(self._port)
-        self._nic._command(self._n, CMD_LISTEN)
-        self._sr = self._nic._await_sr(self._n, (SR_LISTEN, SR_ESTABLISHED, SR_CLOSE_WAIT))
+        self._nic._command(self._n, _CMD_LISTEN)
+        self._sr = self._nic._await_sr(self._n, (_SR_LISTEN, _SR_ESTABLISHED, _SR_CLOSE_WAIT))
         self._listening = True
 
     def _set_peer(self, addr):
@@ -645,7 +651,7 @@ class WSocket(io.IOBase):
             return
         self._open(self._port)
         self._set_peer(addr)
-        nic._command(self._n, CMD_CONNECT | (CMD_V6 if self._v6 else 0))
+        nic._command(self._n, _CMD_CONNECT | (_CMD_V6 if self._v6 else 0))
         self._connecting = True
         self._err = 0
         if self._timeout == 0:
@@ -654,7 +660,7 @@ class WSocket(io.IOBase):
 
     def _connected(self):
         self._refresh()
-        if self._sr == SR_ESTABLISHED:
+        if self._sr == _SR_ESTABLISHED:
             return True
         self._check_failed()
         return False
@@ -687,9 +693,9 @@ class WSocket(io.IOBase):
 
     def _accepted(self):
         self._refresh()
-        if self._sr == SR_ESTABLISHED or self._sr == SR_CLOSE_WAIT:
+        if self._sr == _SR_ESTABLISHED or self._sr == _SR_CLOSE_WAIT:
             return True
-        if self._sr == SR_CLOSED:
+        if self._sr == _SR_CLOSED:
             self.listen()
         return False
 
@@ -701,21 +707,21 @@ class WSocket(io.IOBase):
         c = nic.chip
         if self._kind == SOCK_STREAM and not self._listening:
             sr = nic._read8(c.Sn_SR, self._bsb)
-            if sr == SR_ESTABLISHED or sr == SR_CLOSE_WAIT:
+            if sr == _SR_ESTABLISHED or sr == _SR_CLOSE_WAIT:
                 # ioLibrary disconnect(): DISCON, then wait for SOCK_CLOSED or TIMEOUT; CLOSE
                 # right away would cut the FIN handshake and drop bytes still unsent.
-                nic._command(n, CMD_DISCON)
+                nic._command(n, _CMD_DISCON)
                 deadline = time.ticks_add(time.ticks_ms(), _CLOSE_MS)
-                while nic._read8(c.Sn_SR, self._bsb) != SR_CLOSED:
-                    if nic._read8(c.Sn_IR, self._bsb) & IR_TIMEOUT or _expired(deadline):
+                while nic._read8(c.Sn_SR, self._bsb) != _SR_CLOSED:
+                    if nic._read8(c.Sn_IR, self._bsb) & _IR_TIMEOUT or _expired(deadline):
                         break
                     time.sleep_ms(1)
-        nic._command(n, CMD_CLOSE)
-        nic._await_sr(n, (SR_CLOSED,))
+        nic._command(n, _CMD_CLOSE)
+        nic._await_sr(n, (_SR_CLOSED,))
         nic._write8(c.Sn_IRCLR, self._bsb, 0xFF)
         nic._give(n)
         self._n = None
-        self._sr = SR_CLOSED
+        self._sr = _SR_CLOSED
         self._listening = False
 
     # ---- state ------------------------------------------------------------------------
@@ -742,24 +748,24 @@ class WSocket(io.IOBase):
         ir = nic._read8(c.Sn_IR, bsb)
         if ir:
             nic._write8(c.Sn_IRCLR, bsb, ir)
-            if ir & IR_SENDOK:
+            if ir & _IR_SENDOK:
                 self._sending = False
-            if ir & IR_TIMEOUT:
+            if ir & _IR_TIMEOUT:
                 self._sending = False
                 self._err = ETIMEDOUT
         self._sr = sr
         self._rsr = nic._read16_stable(c.Sn_RX_RSR, bsb)
         if self._kind != SOCK_STREAM or self._listening:
             return
-        if sr == SR_ESTABLISHED or sr == SR_CLOSE_WAIT:
+        if sr == _SR_ESTABLISHED or sr == _SR_CLOSE_WAIT:
             self._connecting = False
-        elif sr == SR_CLOSED and not self._err:
+        elif sr == _SR_CLOSED and not self._err:
             self._err = ECONNREFUSED if self._connecting else ECONNRESET
 
     def _readiness(self):
         if not self._rsr:
             self._refresh()
-        elif self._sending or self._sr != SR_ESTABLISHED:
+        elif self._sending or self._sr != _SR_ESTABLISHED:
             self._refresh()
         flags = 0
         if self._kind == SOCK_DGRAM:
@@ -772,12 +778,12 @@ class WSocket(io.IOBase):
             return flags
         sr = self._sr
         if self._listening:
-            return _POLLIN if sr == SR_ESTABLISHED or sr == SR_CLOSE_WAIT else 0
-        if self._rsr or sr == SR_CLOSE_WAIT:
+            return _POLLIN if sr == _SR_ESTABLISHED or sr == _SR_CLOSE_WAIT else 0
+        if self._rsr or sr == _SR_CLOSE_WAIT:
             flags |= _POLLIN
-        if sr == SR_ESTABLISHED and not self._sending:
+        if sr == _SR_ESTABLISHED and not self._sending:
             flags |= _POLLOUT
-        if sr == SR_CLOSED:
+        if sr == _SR_CLOSED:
             flags |= _POLLHUP | _POLLIN
             if self._err:
                 flags |= _POLLERR
@@ -818,10 +824,10 @@ class WSocket(io.IOBase):
             self._check_failed()
             if self._sending:
                 return None
-        if self._sr != SR_ESTABLISHED and self._sr != SR_CLOSE_WAIT:
+        if self._sr != _SR_ESTABLISHED and self._sr != _SR_CLOSE_WAIT:
             self._refresh()
             self._check_failed()
-            if self._sr != SR_ESTABLISHED and self._sr != SR_CLOSE_WAIT:
+            if self._sr != _SR_ESTABLISHED and self._sr != _SR_CLOSE_WAIT:
                 raise OSError(ENOTCONN)
         bsb = self._bsb
         free = nic._read16_stable(c.Sn_TX_FSR, bsb)
@@ -834,7 +840,7 @@ class WSocket(io.IOBase):
         wr = nic._read16(c.Sn_TX_WR, bsb)  # fresh: re-initialised when the connection opened
         nic.write(wr, bsb + 1, mv[:n] if n < len(data) else mv)
         nic._write16(c.Sn_TX_WR, bsb, (wr + n) & 0xFFFF)
-        nic._command(self._n, CMD_SEND)
+        nic._command(self._n, _CMD_SEND)
         self._sending = True
         return n
 
@@ -879,9 +885,9 @@ class WSocket(io.IOBase):
         if self._rsr == 0:
             self._refresh()
             if self._rsr == 0:
-                if self._sr == SR_CLOSE_WAIT:
+                if self._sr == _SR_CLOSE_WAIT:
                     return 0
-                if self._sr == SR_CLOSED:
+                if self._sr == _SR_CLOSED:
                     self._check_failed()
                     return 0
                 return None
@@ -891,7 +897,7 @@ class WSocket(io.IOBase):
         nic.read(rd, bsb + 2, mv[:n])
         self._rsr -= n
         nic._write16(c.Sn_RX_RD, bsb, (rd + n) & 0xFFFF)
-        nic._command(self._n, CMD_RECV)
+        nic._command(self._n, _CMD_RECV)
         return n
 
     def read(self, n=-1):
@@ -920,7 +926,7 @@ class WSocket(io.IOBase):
         self._refresh()
         if self._kind == SOCK_DGRAM:
             return self._rsr > 0
-        return self._rsr > 0 or self._sr != SR_ESTABLISHED
+        return self._rsr > 0 or self._sr != _SR_ESTABLISHED
 
     # ---- UDP data path ----------------------------------------------------------------
 
@@ -939,7 +945,7 @@ class WSocket(io.IOBase):
         nic.write(wr, bsb + 1, data)
         nic._write16(c.Sn_TX_WR, bsb, (wr + n) & 0xFFFF)
         self._err = 0
-        nic._command(self._n, CMD_SEND | (CMD_V6 if self._v6 else 0))
+        nic._command(self._n, _CMD_SEND | (_CMD_V6 if self._v6 else 0))
         self._sending = True
         self._send_done()
         return n
@@ -989,7 +995,7 @@ class WSocket(io.IOBase):
         if take:
             nic.read((rd + len(head)) & 0xFFFF, bsb + 2, mv[:take])
         nic._write16(c.Sn_RX_RD, bsb, (rd + len(head) + size) & 0xFFFF)
-        nic._command(self._n, CMD_RECV)
+        nic._command(self._n, _CMD_RECV)
         # More datagrams may be queued; no RECV interrupt is promised for them: read
         # Sn_RX_RSR again, as ioLibrary's recvfrom() does before every datagram.
         self._rsr = nic._read16_stable(c.Sn_RX_RSR, bsb)

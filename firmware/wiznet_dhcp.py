@@ -10,38 +10,44 @@ import struct
 import time
 
 try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+try:
     import errno
 
     ETIMEDOUT = errno.ETIMEDOUT
 except (ImportError, AttributeError):
     ETIMEDOUT = 110
 
-SERVER_PORT = 67
-CLIENT_PORT = 68
+_SERVER_PORT = const(67)
+_CLIENT_PORT = const(68)
 MAGIC = b"\x63\x82\x53\x63"
 
-DISCOVER = 1
-OFFER = 2
-REQUEST = 3
-ACK = 5
-NAK = 6
+_DISCOVER = const(1)
+_OFFER = const(2)
+_REQUEST = const(3)
+_ACK = const(5)
+_NAK = const(6)
 
-OPT_SUBNET = 1
-OPT_ROUTER = 3
-OPT_DNS = 6
-OPT_HOSTNAME = 12
-OPT_REQUESTED_IP = 50
-OPT_LEASE = 51
-OPT_MSG_TYPE = 53
-OPT_SERVER_ID = 54
-OPT_PARAMS = 55
-OPT_RENEWAL = 58
-OPT_REBINDING = 59
-OPT_CLIENT_ID = 61
-OPT_END = 255
+_OPT_SUBNET = const(1)
+_OPT_ROUTER = const(3)
+_OPT_DNS = const(6)
+_OPT_HOSTNAME = const(12)
+_OPT_REQUESTED_IP = const(50)
+_OPT_LEASE = const(51)
+_OPT_MSG_TYPE = const(53)
+_OPT_SERVER_ID = const(54)
+_OPT_PARAMS = const(55)
+_OPT_RENEWAL = const(58)
+_OPT_REBINDING = const(59)
+_OPT_CLIENT_ID = const(61)
+_OPT_END = const(255)
 
-_CAP_S = 200000
-_FIXED = 236  # op .. file: the BOOTP part before the magic cookie
+_CAP_S = const(200000)
+_FIXED = const(236)  # op .. file: the BOOTP part before the magic cookie
 
 
 def _ip(b):
@@ -63,16 +69,16 @@ def build(kind, xid, mac, hostname=None, requested=None, server=None, ciaddr=Non
         msg[12:16] = ciaddr
     msg[28:34] = mac
     msg += MAGIC
-    msg += bytes((OPT_MSG_TYPE, 1, kind))
-    msg += bytes((OPT_CLIENT_ID, 7, 1)) + mac
+    msg += bytes((_OPT_MSG_TYPE, 1, kind))
+    msg += bytes((_OPT_CLIENT_ID, 7, 1)) + mac
     if requested is not None:
-        msg += bytes((OPT_REQUESTED_IP, 4)) + requested
+        msg += bytes((_OPT_REQUESTED_IP, 4)) + requested
     if server is not None:
-        msg += bytes((OPT_SERVER_ID, 4)) + server
+        msg += bytes((_OPT_SERVER_ID, 4)) + server
     if hostname:
         name = hostname.encode()[:63]
-        msg += bytes((OPT_HOSTNAME, len(name))) + name
-    msg += bytes((OPT_PARAMS, 4, OPT_SUBNET, OPT_ROUTER, OPT_DNS, OPT_LEASE, OPT_END))
+        msg += bytes((_OPT_HOSTNAME, len(name))) + name
+    msg += bytes((_OPT_PARAMS, 4, _OPT_SUBNET, _OPT_ROUTER, _OPT_DNS, _OPT_LEASE, _OPT_END))
     if len(msg) < 300:
         msg += bytes(300 - len(msg))
     return msg
@@ -89,7 +95,7 @@ def parse(data, xid, mac):
     n = len(data)
     while i < n:
         code = data[i]
-        if code == OPT_END:
+        if code == _OPT_END:
             break
         if code == 0:
             i += 1
@@ -98,10 +104,10 @@ def parse(data, xid, mac):
             return None
         opts[code] = bytes(data[i + 2:i + 2 + data[i + 1]])
         i += 2 + data[i + 1]
-    kind = opts.get(OPT_MSG_TYPE)
+    kind = opts.get(_OPT_MSG_TYPE)
     if not kind:
         return None
-    for code in (OPT_SUBNET, OPT_ROUTER, OPT_DNS, OPT_SERVER_ID, OPT_LEASE):
+    for code in (_OPT_SUBNET, _OPT_ROUTER, _OPT_DNS, _OPT_SERVER_ID, _OPT_LEASE):
         if code in opts and len(opts[code]) < 4:
             del opts[code]  # malformed: as if the server had not sent it
     return kind[0], bytes(data[16:20]), opts
@@ -113,7 +119,7 @@ def _xid(mac):
 
 def _open(nic):
     sock = nic.socket(nic.AF_INET, nic.SOCK_DGRAM)
-    sock.bind(("0.0.0.0", CLIENT_PORT))
+    sock.bind(("0.0.0.0", _CLIENT_PORT))
     sock.setblocking(False)
     return sock
 
@@ -133,15 +139,15 @@ def lease(nic, timeout_ms=10000, hostname=None):
         buf = bytearray(576)
         wait_ms = 500
         while time.ticks_diff(deadline, time.ticks_ms()) > 0:
-            offer = _exchange(sock, build(DISCOVER, xid, mac, hostname), buf, xid, mac,
-                              OFFER, wait_ms, deadline)
+            offer = _exchange(sock, build(_DISCOVER, xid, mac, hostname), buf, xid, mac,
+                              _OFFER, wait_ms, deadline)
             if offer is None:
                 wait_ms = min(wait_ms * 2, 4000)
                 continue
             yiaddr, opts = offer
-            server = opts.get(OPT_SERVER_ID)
-            request = build(REQUEST, xid, mac, hostname, yiaddr, server)
-            ack = _exchange(sock, request, buf, xid, mac, ACK, wait_ms, deadline)
+            server = opts.get(_OPT_SERVER_ID)
+            request = build(_REQUEST, xid, mac, hostname, yiaddr, server)
+            ack = _exchange(sock, request, buf, xid, mac, _ACK, wait_ms, deadline)
             if ack is None:
                 continue
             _bound(nic, ack[0], ack[1], server, hostname)
@@ -153,10 +159,10 @@ def lease(nic, timeout_ms=10000, hostname=None):
 
 def _bound(nic, yiaddr, opts, server, hostname):
     """Put the lease into the chip and schedule its renewal."""
-    subnet = opts.get(OPT_SUBNET, b"\xff\xff\xff\x00")[:4]
-    router = opts.get(OPT_ROUTER, b"\x00\x00\x00\x00")
-    dns = opts.get(OPT_DNS, b"\x00\x00\x00\x00")
-    lease_s = opts.get(OPT_LEASE)
+    subnet = opts.get(_OPT_SUBNET, b"\xff\xff\xff\x00")[:4]
+    router = opts.get(_OPT_ROUTER, b"\x00\x00\x00\x00")
+    dns = opts.get(_OPT_DNS, b"\x00\x00\x00\x00")
+    lease_s = opts.get(_OPT_LEASE)
     lease_s = struct.unpack(">I", lease_s[:4])[0] if lease_s else None
     nic.lease_s = lease_s
     nic.ifconfig((_ip(yiaddr), _ip(subnet), _ip(router[:4]), _ip(dns[:4])))
@@ -166,10 +172,10 @@ def _bound(nic, yiaddr, opts, server, hostname):
     # ticks_ms differences are only valid below about 6 days: a longer lease is renewed as
     # if it were _CAP_S long (early renewal is always allowed)
     lease_ms = min(lease_s, _CAP_S) * 1000
-    t1 = _ms(opts.get(OPT_RENEWAL), lease_ms // 2, lease_ms)
-    t2 = _ms(opts.get(OPT_REBINDING), lease_ms * 7 // 8, lease_ms)
+    t1 = _ms(opts.get(_OPT_RENEWAL), lease_ms // 2, lease_ms)
+    t2 = _ms(opts.get(_OPT_REBINDING), lease_ms * 7 // 8, lease_ms)
     now = time.ticks_ms()
-    nic._dhcp = (opts.get(OPT_SERVER_ID, server), now, lease_ms, t2, hostname)
+    nic._dhcp = (opts.get(_OPT_SERVER_ID, server), now, lease_ms, t2, hostname)
     nic._renew_at = time.ticks_add(now, t1)
 
 
@@ -197,16 +203,16 @@ def maintain(nic, wait_ms=1000):
     sock = _open(nic)
     try:
         buf = bytearray(576)
-        msg = build(REQUEST, xid, mac, hostname, ciaddr=ciaddr)
+        msg = build(_REQUEST, xid, mac, hostname, ciaddr=ciaddr)
         until = time.ticks_add(now, wait_ms)
-        got = _exchange(sock, msg, buf, xid, mac, ACK, wait_ms, until, dest, True)
+        got = _exchange(sock, msg, buf, xid, mac, _ACK, wait_ms, until, dest, True)
     finally:
         sock.close()
     if got is None:
         # no answer: try again after half the time left to T2 (or to expiry), >= 1 s
         end = lease_ms if rebinding else t2_ms
         nic._renew_at = time.ticks_add(now, max((end - elapsed) // 2, 1000))
-    elif got == NAK:
+    elif got == _NAK:
         lease(nic, hostname=hostname)
     else:
         _bound(nic, got[0], got[1], server, hostname)
@@ -215,8 +221,8 @@ def maintain(nic, wait_ms=1000):
 def _exchange(sock, msg, buf, xid, mac, want, wait_ms, deadline,
               dest="255.255.255.255", nak=False):
     """Send msg, then wait up to wait_ms for the reply of type want: (yiaddr, opts).
-    Silence gives None, a NAK None (or NAK when nak is true)."""
-    sock.sendto(msg, (dest, SERVER_PORT))
+    Silence gives None, a _NAK None (or _NAK when nak is true)."""
+    sock.sendto(msg, (dest, _SERVER_PORT))
     until = time.ticks_add(time.ticks_ms(), wait_ms)
     if time.ticks_diff(deadline, until) < 0:
         until = deadline
@@ -230,8 +236,8 @@ def _exchange(sock, msg, buf, xid, mac, want, wait_ms, deadline,
         if got is None:
             continue
         kind, yiaddr, opts = got
-        if kind == NAK:
-            return NAK if nak else None
+        if kind == _NAK:
+            return _NAK if nak else None
         if kind == want:
             return yiaddr, opts
     return None

@@ -97,3 +97,15 @@ def test_a_half_frame_then_silence_does_not_hang_the_worker(serial_node):
         frame = conn.recv(keep_heartbeats=True, timeout=10)
     assert frame.type == T.HELLO
     assert vm.proc.poll() is None
+
+
+def test_a_join_the_master_let_die_is_explained_after_the_rejoin(serial_node):
+    """A serial board's console is its link: why its session ended comes from the node
+    itself, in a LOG frame (MAC'd) right after the next WELCOME, never before it."""
+    conn, vm = serial_node
+    conn.expect(T.HELLO)  # and the master says nothing: the node gives the join up
+    conn.join(heartbeat_ms=300)  # its next HELLO (join checks nothing came between)
+    conn.task(1, "echo", ["after"])
+    assert conn.result()[1] == "after"
+    assert conn.logs == [(2, "previous session ended: no WELCOME within 5000 ms")]
+    assert vm.proc.poll() is None

@@ -405,3 +405,85 @@ def test_bad_args_fail_the_job_at_once_without_retry():
     assert "bad arguments: dot: argument a" in failed.cause
     assert job.state == "failed"
     assert Cancel(first[1].node_id, first[1].task_id) in actions  # the job's other task
+
+
+def test_idle_node_searches_do_not_pop_every_busy_node(monkeypatch):
+    """At a job's end every node holds one late task and has a free credit: the end game's
+    and speculation's searches for an idle node must not pop (and push back) each busy
+    node's heap entry. At 5,000 sessions that cost 32 x O(n log n) per end-game scan and
+    blocked the master's loop for seconds (its nodes then left: master silent)."""
+    import heapq
+
+    from microswarm.master import scheduler as mod
+
+    n = 300
+    s, clock = make(speculate_after=3.0, speculate_min_s=0.5)
+    for i in range(n):
+        s.add_node(f"n{i}", caps("echo", window=2))
+    job = s.submit("echo", [[i] for i in range(n + 1)])
+    sent = dispatches(s.poll())
+    holders = [d.node_id for d in sent]
+    assert len(set(holders)) == n  # one each (one node holds two)
+    for d in sent:
+        s.sent(d.node_id, d.task_id)
+    pops = 0
+    real = heapq.heappop
+
+    def counted(heap):  # counts the node entries popped from the class heaps
+        nonlocal pops
+        entry = real(heap)
+        pops += len(entry) == 4 and isinstance(entry[3], mod.NodeState)
+        return entry
+
+    monkeypatch.setattr(mod.heapq, "heappop", counted)
+    clock.now += 10.0  # every task is late now
+    first, second = [d for d in sent if holders.count(d.node_id) == 1][:2]
+    copies = []
+    for d in first, second:  # (the first also drops the entries made stale since add_node)
+        pops = 0
+        s.result(d.node_id, d.task_id, d.args[0], elapsed_us=1000)
+        s.tick()
+        copies += dispatches(s.poll())
+        clock.now += 1.0
+    monkeypatch.setattr(mod.heapq, "heappop", real)
+    assert [c.node_id for c in copies] == [first.node_id, second.node_id]  # the idle ones
+    assert pops < 10, pops  # not O(busy nodes) per search
+    for d in [d for d in sent if d not in (first, second)] + copies:
+        s.result(d.node_id, d.task_id, d.args[0], elapsed_us=1000)
+    out = s.poll()
+    assert job.results == list(range(n + 1)) and isinstance(out[-1], JobDone)
+
+
+def test_end_game_full_scans_are_spaced_by_the_node_count(monkeypatch):
+    """A full end-game scan looks at every node: with 1,000 nodes it runs at most every
+    4 x ENDGAME_EVERY_S (not once per 20 ms: at 5,000 sessions that took most of the
+    master's CPU). Counted as the holders looked up over one simulated second."""
+    from microswarm.master import scheduler as mod
+
+    n = 1000
+    s, clock = make(speculate_after=3.0, speculate_min_s=0.5)
+    for i in range(n):
+        s.add_node(f"n{i}", caps("echo", window=2))
+    job = s.submit("echo", [[i] for i in range(n)])
+    sent = dispatches(s.poll())
+    for d in sent:
+        s.sent(d.node_id, d.task_id)
+    looked = 0
+    real = mod.Scheduler._sent
+
+    def counted(self, task_id, node_id):
+        nonlocal looked
+        looked += 1
+        return real(self, task_id, node_id)
+
+    monkeypatch.setattr(mod.Scheduler, "_sent", counted)
+    for d in sent[:100]:  # a result every 10 ms for one second
+        clock.now += 0.01
+        s.result(d.node_id, d.task_id, d.args[0], elapsed_us=1000)
+        s.poll()
+    monkeypatch.setattr(mod.Scheduler, "_sent", real)
+    scans = 1.0 / (mod.ENDGAME_EVERY_S * n / mod.ENDGAME_SCAN_NODES) + 1
+    assert looked <= 2 * n * scans, looked  # each holder looked up twice per full scan
+    for d in sent[100:] + dispatches(s.poll()):
+        s.result(d.node_id, d.task_id, d.args[0], elapsed_us=1000)
+    assert job.results == list(range(n))

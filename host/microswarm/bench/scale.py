@@ -85,6 +85,9 @@ def _job(master: _Child, kernel: str, args: list, tasks: int,
     out = master.ask(cmd="job", kernel=kernel, args=args, tasks=tasks, int8=list(int8))
     out["dispatches_per_cpu_s"] = round(out["dispatches"] / max(out["cpu_s"], 1e-9))
     out["dispatches_per_wall_s"] = round(out["dispatches"] / max(out["wall_s"], 1e-9))
+    # dispatches count the end game's copies too (each is a TASK sent, a RESULT decoded
+    # and dropped, a CANCEL); the job's own tasks per master CPU second, beside them
+    out["tasks_per_cpu_s"] = round(tasks / max(out["cpu_s"], 1e-9))
     out["cpu_s"], out["wall_s"] = round(out["cpu_s"], 3), round(out["wall_s"], 3)
     return out
 
@@ -118,7 +121,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             stages.append({
                 "sessions": stats["sessions"], "join_s": round(join_s, 3),
                 "generator_join_s": round(gen_said["join_s"], 3), "all_joined": waited["ok"],
-                "rss_kb": stats["rss_kb"], "echo": job,
+                "rss_kb": stats["rss_kb"], "gc": stats["gc"],
+                "loop_lag_max_s": stats["loop_lag_max_s"], "echo": job,
             })
         full = master.ask(cmd="stats")
         echo = _job(master, "echo", [1], args.tasks)
@@ -147,6 +151,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                        "heartbeat_ms": args.heartbeat_ms, "tasks": args.tasks},
         "sessions_held": sessions,
         "fd_limit": {"bench": limits, "master": hello["fd_limit"]},
+        "master_gc": after["gc"],
         "master_rss_kb": {"empty": empty["rss_kb"], "full": full["rss_kb"]},
         "rss_per_session_kb": round(rss_per, 2),
         "join": {"stages": [s["join_s"] for s in stages],

@@ -51,6 +51,33 @@ def rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+class GcPauses:
+    """The cyclic collector's pauses in this process (gc.callbacks), by generation."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.started = 0.0
+        self.max_s = [0.0, 0.0, 0.0]
+        self.count = [0, 0, 0]
+        self.total_s = 0.0
+        gc.callbacks.append(self._cb)
+
+    def _cb(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+            return
+        took = time.perf_counter() - self.started
+        gen = info["generation"]
+        self.count[gen] += 1
+        self.total_s += took
+        self.max_s[gen] = max(self.max_s[gen], took)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"count": list(self.count), "max_s": [round(v, 4) for v in self.max_s],
+                "total_s": round(self.total_s, 3)}
+
+
 def _say(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
@@ -65,6 +92,7 @@ async def serve_master(heartbeat_ms: int, window: int, sessions: int) -> None:
     from microswarm.master import Master
 
     limits = raise_fd_limit()
+    pauses = GcPauses()
     closed: list[tuple[float, float]] = []  # (monotonic at close, last frame heard)
     # Every generator dials from 127.0.0.1: the per-address admission limit (meant for one
     # board per address) is raised to the whole load, as is the connection limit.
@@ -78,6 +106,21 @@ async def serve_master(heartbeat_ms: int, window: int, sessions: int) -> None:
             original(conn, info, cause)
 
         master._node_left = node_left  # type: ignore[method-assign]
+        lag = {"max_s": 0.0}
+
+        stall_s = float(os.environ.get("MICROSWARM_SCALE_STALL_S", "0"))
+
+        async def watch_lag() -> None:  # the longest the master's loop was busy at once
+            import faulthandler
+
+            while True:
+                if stall_s:  # a loop busy longer than this: its stack to stderr
+                    faulthandler.dump_traceback_later(stall_s, file=sys.stderr)
+                t = time.perf_counter()
+                await asyncio.sleep(0.02)
+                lag["max_s"] = max(lag["max_s"], time.perf_counter() - t - 0.02)
+
+        lag_task = asyncio.ensure_future(watch_lag())
         _say({"port": master.tcp_port, "fd_limit": limits, "rss_kb": rss_kb()})
         while line := await _read_line():
             cmd = json.loads(line)
@@ -86,7 +129,8 @@ async def serve_master(heartbeat_ms: int, window: int, sessions: int) -> None:
                 break
             if what == "stats":
                 _say({"sessions": len(master.sessions), "rss_kb": rss_kb(),
-                      "cpu_s": time.process_time(), "t": time.monotonic()})
+                      "cpu_s": time.process_time(), "t": time.monotonic(),
+                      "gc": pauses.as_dict(), "loop_lag_max_s": round(lag["max_s"], 3)})
             elif what == "wait":
                 started = time.monotonic()
                 try:
@@ -121,6 +165,7 @@ async def serve_master(heartbeat_ms: int, window: int, sessions: int) -> None:
                     await asyncio.sleep(0.05)
                 _say({"closed": closed, "sessions": len(master.sessions),
                       "heartbeat_s": heartbeat_ms / 1000})
+        lag_task.cancel()
 
 
 # ----------------------------------------------------------------------------- nodes

@@ -75,6 +75,10 @@ DEFAULT_COMPUTE_S = 0.001
 # the time its holder still needs; the holders are scanned at most once per EVERY_S.
 ENDGAME_MARGIN = 2.0
 ENDGAME_EVERY_S = 0.02
+# A full scan looks at every node: with more than this many, the scans are spaced in
+# proportion (5,000 nodes: 0.4 s apart), so the scans cost the master a bounded share of
+# its time (at 5,000 sessions, one scan each 20 ms took most of the master's CPU)
+ENDGAME_SCAN_NODES = 250
 ENDGAME_COPIES = 3  # at most this many nodes hold one task
 ENDGAME_MIN_S = 0.05  # a copy that could save less is not worth the master's time
 ENDGAME_LATE = 32  # late tasks (alike nodes) copied at most per scan: each searches the heap
@@ -206,13 +210,17 @@ class Job:
 class _Class:
     """Pending tasks and candidate nodes of one (kernel, native) class."""
 
-    __slots__ = ("key", "pending", "nodes", "everyone", "parked", "rate", "rate_stamp",
-                 "speeds")
+    __slots__ = ("key", "pending", "nodes", "idle", "everyone", "parked", "rate",
+                 "rate_stamp", "speeds")
 
     def __init__(self, key: ClassKey) -> None:
         self.key = key
         self.pending: list[tuple[int, int, int, Task]] = []  # (-priority, job, index, task)
         self.nodes: list[tuple[float, int, int, NodeState]] = []  # free nodes: (eft, seq, version)
+        # the entries of nodes that held nothing when entered (a version change, which
+        # every change of inflight makes, leaves them stale): the end game's and
+        # speculation's idle-node searches pop only these, not every busy node's entry
+        self.idle: list[tuple[float, int, int, NodeState]] = []
         self.everyone: list[tuple[float, int, int, NodeState]] = []  # free or full (hold_ratio)
         self.parked: list[Task] = []  # no free node fits them right now
         self.rate = 0.0  # tasks per second all its nodes together finish (cached)
@@ -630,11 +638,15 @@ class Scheduler:
             heapq.heappush(cls.everyone, entry)
         if node.free() > 0:
             heapq.heappush(cls.nodes, entry)
+            if not node.inflight:
+                heapq.heappush(cls.idle, entry)
         limit = 4 * len(self.nodes) + 64
-        if len(cls.everyone) > limit or len(cls.nodes) > limit:
+        if len(cls.everyone) > limit or len(cls.nodes) > limit or len(cls.idle) > limit:
             cls.nodes = [e for e in cls.nodes if e[2] == e[3].version]
+            cls.idle = [e for e in cls.idle if e[2] == e[3].version]
             cls.everyone = [e for e in cls.everyone if e[2] == e[3].version]
             heapq.heapify(cls.nodes)
+            heapq.heapify(cls.idle)
             heapq.heapify(cls.everyone)
 
     def _offer(self, node: NodeState) -> None:
@@ -663,8 +675,11 @@ class Scheduler:
         self, cls: _Class, task: Task, idle_only: bool = False
     ) -> tuple[float, NodeState] | None:
         """Pop the best valid free node for task from the class heap (O(log n) amortised);
-        its expected finish time comes with it."""
-        heap = cls.nodes
+        its expected finish time comes with it. `idle_only`: from the idle nodes' heap (a
+        search of the free-node heap would pop and push back every busy node's entry:
+        with thousands of nodes, each holding a task at a job's end, 32 such searches per
+        end-game scan blocked the master's loop for seconds)."""
+        heap = cls.idle if idle_only else cls.nodes
         aside = []
         chosen = None
         # A kernel nobody has timed yet: a node whose prior says it is much slower than the
@@ -822,7 +837,8 @@ class Scheduler:
             if not nodes:
                 return
         else:
-            self._endgame_next = now + ENDGAME_EVERY_S
+            self._endgame_next = now + ENDGAME_EVERY_S * max(
+                1.0, len(self.nodes) / ENDGAME_SCAN_NODES)
             nodes = list(self.nodes.values())
         tops = {key: e for key, cls in self._classes.items()
                 if (e := self._peek_free(cls)) is not None}
