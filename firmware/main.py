@@ -1,9 +1,23 @@
 """Boot entry of a microswarm node: keep the console's Ctrl-C from interrupting the boot of
 a serial node, load the kernel packages on the flash and settle the kernels' versions
 (msw_boot.py, dropped afterwards), then run the worker (worker.py)."""
-import gc
+# First of all, before any jump where MicroPython raises a pending interrupt: Ctrl-C off.
+# A master may already be sending frames on a serial node's console (the node reset
+# mid-job), COBS frames often begin with 0x03, and the board's REPL turned Ctrl-C on for
+# main.py. An interrupt that came before this line is raised at the loop's jump, inside
+# the try, and noted; a TCP node (its console is the REPL's) gets Ctrl-C back below and
+# stops its boot on it, a serial node drops it.
+try:
+    import micropython
 
-import micropython
+    micropython.kbd_intr(-1)
+    for _ in (0,):
+        pass
+    _interrupted = False
+except KeyboardInterrupt:
+    _interrupted = True
+
+import gc  # noqa: E402
 
 # While the modules load, collect every 1/16 of the heap: what they keep then stays together
 # low in the heap instead of strewn across all of it between their loaders' garbage, and the
@@ -31,20 +45,11 @@ def _serial_link():
         return False  # worker.main() says what is wrong, at the REPL
 
 
-# A master may already be sending frames on a serial node's console (the node reset
-# mid-job), and COBS frames often begin with 0x03: from here on that byte is data. An
-# interrupt that came before is pending: the loop's jump raises it inside the try, where
-# it is dropped. A TCP node's console is the REPL's: there Ctrl-C stops the boot.
-try:
-    if _serial_link():
-        micropython.kbd_intr(-1)
-    for _ in (0,):
-        pass
-except KeyboardInterrupt:
-    if not _serial_link():
-        raise
-    micropython.kbd_intr(-1)
-del _serial_link
+if not _serial_link():
+    micropython.kbd_intr(3)
+    if _interrupted:
+        raise KeyboardInterrupt
+del _serial_link, _interrupted
 
 import sys  # noqa: E402
 
