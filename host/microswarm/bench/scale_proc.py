@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 KEY = b"bench-scale-key-0123456789"
+JOB_TIMEOUT_S = 300.0  # a job of the bench that takes longer failed (its nodes are gone)
 log = logging.getLogger(__name__)
 
 
@@ -148,7 +149,9 @@ async def serve_master(heartbeat_ms: int, window: int, sessions: int) -> None:
                 cpu, wall = time.process_time(), time.perf_counter()
                 dispatches = master.scheduler.dispatches
                 try:
-                    results = await master.run(kernel, [args] * count)
+                    # a cluster that lost its nodes fails the job instead of hanging the bench
+                    results = await master.run(kernel, [args] * count,
+                                               timeout=cmd.get("timeout", JOB_TIMEOUT_S))
                     ok = len(results) == count and all(r is not None for r in results)
                 except Exception as exc:  # reported, the bench goes on
                     results, ok = [], False
