@@ -137,7 +137,7 @@ async def serve_master(heartbeat_ms: int, window: int, sessions: int) -> None:
                 lag["max_s"] = max(lag["max_s"], time.perf_counter() - t - 0.02)
 
         lag_task = asyncio.ensure_future(watch_lag())
-        ends_task = asyncio.ensure_future(_report_ends("master", lambda: left))
+        ends_task = asyncio.ensure_future(_report_ends("master", lambda: left, lag))
         _say({"port": master.tcp_port, "fd_limit": limits, "rss_kb": rss_kb()})
         while line := await _read_line():
             cmd = json.loads(line)
@@ -207,7 +207,8 @@ def _stall_dump() -> None:
     signal.signal(signal.SIGALRM, on_alarm)
 
 
-async def _report_ends(who: str, counts: Callable[[], Counter[str]]) -> None:
+async def _report_ends(who: str, counts: Callable[[], Counter[str]],
+                       lag: dict[str, float]) -> None:
     """One line on stderr a second while sessions end: how many ended, and why."""
     seen: Counter[str] = Counter()
     while True:
@@ -218,7 +219,8 @@ async def _report_ends(who: str, counts: Callable[[], Counter[str]]) -> None:
             seen = Counter(now)
             sys.stderr.write(f"bench scale: {time.strftime('%H:%M:%S')} {who}: "
                              f"{sum(new.values())} sessions ended: "
-                             f"{dict(new)}\n")
+                             f"{dict(new)}; its loop's longest stall so far "
+                             f"{lag['max_s']:.2f} s\n")
 
 
 # ----------------------------------------------------------------------------- nodes
@@ -259,7 +261,7 @@ async def run_nodes(host: str, port: int, count: int, prefix: str, concurrency: 
                        if n.engine is not None and n.engine.end_reason is not None)
 
     lag_task = asyncio.ensure_future(watch_lag())
-    ends_task = asyncio.ensure_future(_report_ends(prefix.rstrip("-"), ended))
+    ends_task = asyncio.ensure_future(_report_ends(prefix.rstrip("-"), ended, lag))
     started = time.monotonic()
     await asyncio.gather(*(start(i) for i in range(count)))
     _say({"joined": len(nodes), "join_s": time.monotonic() - started})
