@@ -38,6 +38,7 @@ FW_VERSION = "0.2.0"
 SERIAL_CHUNK = const(512)
 TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
 COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
+LOOK_MAX = const(64)  # most tasks between two looks at the free heap (Session.collect)
 INLINE = ("echo",)  # kernels that only hand back their argument: no thread round trip
 
 
@@ -138,6 +139,8 @@ class Session:
                                     kernels.KERNELS, kernels.WAITS, worker.stats)
         self.todo = []
         self._res = [None, None, 0]  # _call's answer
+        self._look = self._gap = 1  # tasks until the next look at the free heap, and since
+        self._free = -1  # the last one, and what was free then (collect())
         self.wake = asyncio.Event()
         self.ended = asyncio.Event()
         self.interrupted = False
@@ -315,8 +318,31 @@ class Session:
             self.engine.finished(task, out[0], out[1], out[2], board.uptime_ms())
             out[0] = out[1] = None
             ran = True
-        if ran and gc.mem_free() < self.w.heap_total // COLLECT_BELOW:
+        if ran:
+            self.collect()
+
+    def collect(self):
+        """After a task: gc.collect() when less than 1/COLLECT_BELOW of the heap is free.
+        gc.mem_free() walks the heap's whole allocation table (the unix board's 2 MB: ~0.3 ms
+        in the VM, more than the rest of a native task), so the next look comes when half
+        of the room left above that line could be gone at the rate the tasks since the last
+        look allocated (at most LOOK_MAX tasks later). A task that allocates more than that
+        only moves the collection to the allocation that finds no room."""
+        self._look -= 1
+        if self._look > 0:
+            return
+        low = self.w.heap_total // COLLECT_BELOW
+        free = gc.mem_free()
+        used = self._free - free  # since the last look (negative: a collection ran)
+        if free < low:
             gc.collect()
+            free = gc.mem_free()
+        self._free = free
+        if used > 0:
+            gap = (free - low) * self._gap // (2 * used)
+        else:  # no rate known after a collection: look again after the next task
+            gap = LOOK_MAX if used == 0 else 1
+        self._gap = self._look = 1 if gap < 1 else (LOOK_MAX if gap > LOOK_MAX else gap)
 
     async def run_loop(self):
         eng = self.engine
@@ -343,8 +369,7 @@ class Session:
                 self.run_inline()
                 if self.link.pending():
                     await self.link.drain()
-                if gc.mem_free() < self.w.heap_total // COLLECT_BELOW:
-                    gc.collect()
+                self.collect()
         except asyncio.CancelledError:
             raise
         except Exception as e:
