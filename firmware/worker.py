@@ -15,9 +15,11 @@ says and answers is decided by the engine; this file moves bytes and runs kernel
 #
 # Kernels run on a second thread (KernelThread) where the port has one without a global
 # interpreter lock (the unix port, rp2's second core): the link keeps being read and the
-# heartbeats carry the running task (HELLO says threads=true). Elsewhere, and for the
-# INLINE kernels that only hand back their argument, they run on the event loop. Nothing
-# on the wire is ever executed: a TASK can only name a kernel from kernels.KERNELS.
+# heartbeats carry the running task (HELLO says threads=true). Elsewhere, for the INLINE
+# kernels that only hand back their argument, and for a kernel whose last call on this
+# node took under QUICK_US (the thread's round trip, two context switches, costs more than
+# such a kernel), they run on the event loop. Nothing on the wire is ever executed: a TASK
+# can only name a kernel from kernels.KERNELS.
 
 import gc
 import sys
@@ -40,6 +42,7 @@ TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
 COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
 LOOK_MAX = const(64)  # most tasks between two looks at the free heap (Session.collect)
 INLINE = ("echo",)  # kernels that only hand back their argument: no thread round trip
+QUICK_US = const(1000)  # a kernel whose last call took less runs on the loop (Session.quick)
 
 
 class SessionEnd(Exception):
@@ -142,6 +145,7 @@ class Session:
         self._look = self._gap = 1  # tasks until the next look at the free heap, and since
         self._free = -1  # the last one, and what was free then (collect())
         self._fns = {}  # kernel name -> kernels.lookup(name), asked once a session
+        self.quick = {}  # kernel name -> its last call here took under QUICK_US
         self.wake = asyncio.Event()
         self.ended = asyncio.Event()
         self.interrupted = False
@@ -374,11 +378,17 @@ class Session:
                 if task.waits:
                     task.handle = asyncio.create_task(self.wait(task, fn))
                     continue
-                if thread is None or task.kernel in INLINE:
+                if thread is None or task.kernel in INLINE or task.kernel in self.quick:
                     value, error, elapsed = _call(fn, task.args, self._res)
                     self._res[0] = self._res[1] = None
                 else:
                     value, error, elapsed = await thread.run(fn, task.args)
+                if thread is not None:
+                    # a call that took longer sends the next one back to the thread
+                    if elapsed < QUICK_US:
+                        self.quick[task.kernel] = True
+                    else:
+                        self.quick.pop(task.kernel, None)
                 if isinstance(error, MemoryError):
                     gc.collect()
                 self.finish(task, value, error, elapsed, board.uptime_ms())
