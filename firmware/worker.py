@@ -33,6 +33,7 @@ import frame
 import kernels
 import links
 import msgdefs as M
+import msw_kernel
 from micropython import const
 
 FW_VERSION = "0.2.0"
@@ -68,19 +69,6 @@ def _detach(value):
     return value
 
 
-def _call(fn, args, out):
-    """One kernel call: out[:3] = value, error, elapsed_us (a list the caller keeps: no
-    tuple per task); returns out."""
-    start = time.ticks_us()
-    out[0] = out[1] = None
-    try:
-        out[0] = fn(*args)
-    except Exception as e:  # MemoryError included: the engine maps it to NO_MEMORY
-        out[1] = e
-    out[2] = time.ticks_diff(time.ticks_us(), start)
-    return out
-
-
 class KernelThread:
     """One thread for the whole boot that runs one kernel at a time beside the loop.
 
@@ -100,7 +88,8 @@ class KernelThread:
         while True:
             self._go.acquire()
             job = self._job
-            self._out = _call(job[0], job[1], self._res)
+            self._out = msw_kernel.call(job[0], job[1], self._res, time.ticks_us,
+                                         time.ticks_diff)
             job = None
             self._job = None
             self._flag.set()
@@ -141,7 +130,7 @@ class Session:
         self.engine = engine.Engine(self, worker.hello(link.kind), worker.cfg["key"],
                                     kernels.KERNELS, kernels.WAITS, worker.stats, True)
         self.todo = []
-        self._res = [None, None, 0]  # _call's answer
+        self._res = [None, None, 0]  # msw_kernel.call's answer
         self._look = self._gap = 1  # tasks until the next look at the free heap, and since
         self._free = -1  # the last one, and what was free then (collect())
         self._fns = {}  # kernel name -> kernels.lookup(name), asked once a session
@@ -336,7 +325,8 @@ class Session:
         ran = False
         while todo and todo[0].kernel in INLINE:
             task = todo.pop(0)
-            out = _call(self.lookup(task), task.args, self._res)
+            out = msw_kernel.call(self.lookup(task), task.args, self._res, time.ticks_us,
+                                  time.ticks_diff)
             self.finish(task, out[0], out[1], out[2], board.uptime_ms())
             out[0] = out[1] = None
             ran = True
@@ -379,7 +369,8 @@ class Session:
                     task.handle = asyncio.create_task(self.wait(task, fn))
                     continue
                 if thread is None or task.kernel in INLINE or task.kernel in self.quick:
-                    value, error, elapsed = _call(fn, task.args, self._res)
+                    value, error, elapsed = msw_kernel.call(fn, task.args, self._res,
+                                                            time.ticks_us, time.ticks_diff)
                     self._res[0] = self._res[1] = None
                 else:
                     value, error, elapsed = await thread.run(fn, task.args)
@@ -413,9 +404,8 @@ class Session:
                 raise  # the session ends
         except Exception as e:
             error = e
-        elapsed = time.ticks_diff(time.ticks_us(), start)
-        if error is None and not task.cancelled and elapsed < value * 1000:
-            elapsed = value * 1000  # the wait ran on the ms clock: it did last `value` ms
+        elapsed = msw_kernel.waited(value, error, task.cancelled,
+                                    time.ticks_diff(time.ticks_us(), start))
         try:
             self.engine.finished(task, value, error, elapsed, board.uptime_ms())
             self.run_inline()
