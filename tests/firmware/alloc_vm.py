@@ -14,24 +14,7 @@ import cbor
 import engine
 import frame
 import worker
-
-
-class Worker:
-    def __init__(self, hello, key, max_frame):
-        self._hello = hello
-        self.cfg = {"max_frame": max_frame, "key": key}
-        self.stats = engine.Stats(0, None)
-        self.thread = None
-        self.heap_total = 0  # no gc.collect() of the worker's in the measurement
-
-    def hello(self, kind):
-        return self._hello
-
-    def writer(self, cobs):
-        return frame.FrameWriter(self.cfg["max_frame"], serial=cobs)
-
-    def joined(self):
-        pass
+from vm_worker import Worker
 
 
 class Link:
