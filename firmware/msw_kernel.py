@@ -94,11 +94,39 @@ def hashes():
     return out
 
 
-def _code(v):
+# ---- running a kernel: one implementation for every node's runner (the board worker,
+# the host's in-process node), each on the microsecond clock it is given: `ticks_us()`
+# and `ticks_diff(new, old)` (time.ticks_us / time.ticks_diff on a board)
+
+
+def call(fn, args, out, ticks_us, ticks_diff):
+    """One kernel call: out[:3] = value, error, elapsed_us (a list the caller keeps: no
+    tuple per task); returns out. An exception is the error (MemoryError included: the
+    engine maps each to its ErrorCode)."""
+    start = ticks_us()
+    out[0] = out[1] = None
     try:
-        return v.typecode
-    except AttributeError:  # MicroPython: repr of an empty slice is "array('x')"
-        return repr(v[:0])[7]
+        out[0] = fn(*args)
+    except Exception as e:
+        out[1] = e
+    out[2] = ticks_diff(ticks_us(), start)
+    return out
+
+
+def waited(ms, error, cancelled, elapsed_us):
+    """The elapsed time a wait kernel (sleep_ms, which returns the `ms` to wait) reports:
+    at least the `ms` it waited when it ran to its end (the loop's timer may wake it a
+    tick early), else what passed (cut short by CANCEL, or refused)."""
+    if error is None and not cancelled and elapsed_us < ms * 1000:
+        return ms * 1000
+    return elapsed_us
+
+
+def _code(v):
+    # MicroPython: no .typecode, but the repr of an empty slice is "array('x')" (getattr
+    # with a default: a caught AttributeError would be an exception object per call)
+    code = getattr(v, "typecode", None)
+    return repr(v[:0])[7] if code is None else code
 
 
 def _fits(kind, v):
@@ -111,10 +139,12 @@ def _fits(kind, v):
         return kind != "tstr[]" or all(isinstance(x, str) for x in v)
     if kind == "any":
         return True
-    codes = kind[7:] if kind[:7] == "tarray:" else ""
-    if isinstance(v, array.array):  # bstr, tarray, tarray:CODES
-        return not codes or _code(v) in codes
-    return isinstance(v, (bytes, bytearray, memoryview)) and (not codes or "B" in codes)
+    # bstr, tarray, tarray:CODES (the codes looked up in place: no slice of `kind`)
+    codes = len(kind) > 7 and kind.startswith("tarray:")
+    if isinstance(v, array.array):
+        return not codes or kind.find(_code(v), 7) >= 0
+    return (isinstance(v, (bytes, bytearray, memoryview))
+            and (not codes or kind.find("B", 7) >= 0))
 
 
 def check(name, args):

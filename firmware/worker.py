@@ -15,9 +15,13 @@ says and answers is decided by the engine; this file moves bytes and runs kernel
 #
 # Kernels run on a second thread (KernelThread) where the port has one without a global
 # interpreter lock (the unix port, rp2's second core): the link keeps being read and the
-# heartbeats carry the running task (HELLO says threads=true). Elsewhere, and for the
-# INLINE kernels that only hand back their argument, they run on the event loop. Nothing
-# on the wire is ever executed: a TASK can only name a kernel from kernels.KERNELS.
+# heartbeats carry the running task (HELLO says threads=true). Elsewhere, for the INLINE
+# kernels that only hand back their argument, and for a kernel whose last call on this
+# node took under QUICK_US (the thread's round trip, two context switches, costs more than
+# such a kernel), they run on the event loop; the INLINE ones, and every one but a wait
+# where there is no kernel thread, right after the engine call that started them
+# (Session.run_inline: no coroutine per task). Nothing on the wire is ever executed: a
+# TASK can only name a kernel from kernels.KERNELS.
 
 import gc
 import sys
@@ -31,6 +35,7 @@ import frame
 import kernels
 import links
 import msgdefs as M
+import msw_kernel
 from micropython import const
 
 FW_VERSION = "0.2.0"
@@ -38,7 +43,9 @@ FW_VERSION = "0.2.0"
 SERIAL_CHUNK = const(512)
 TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
 COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
+LOOK_MAX = const(64)  # most tasks between two looks at the free heap (Session.collect)
 INLINE = ("echo",)  # kernels that only hand back their argument: no thread round trip
+QUICK_US = const(1000)  # a kernel whose last call took less runs on the loop (Session.quick)
 
 
 class SessionEnd(Exception):
@@ -64,19 +71,6 @@ def _detach(value):
     return value
 
 
-def _call(fn, args, out):
-    """One kernel call: out[:3] = value, error, elapsed_us (a list the caller keeps: no
-    tuple per task); returns out."""
-    start = time.ticks_us()
-    out[0] = out[1] = None
-    try:
-        out[0] = fn(*args)
-    except Exception as e:  # MemoryError included: the engine maps it to NO_MEMORY
-        out[1] = e
-    out[2] = time.ticks_diff(time.ticks_us(), start)
-    return out
-
-
 class KernelThread:
     """One thread for the whole boot that runs one kernel at a time beside the loop.
 
@@ -96,7 +90,8 @@ class KernelThread:
         while True:
             self._go.acquire()
             job = self._job
-            self._out = _call(job[0], job[1], self._res)
+            self._out = msw_kernel.call(job[0], job[1], self._res, time.ticks_us,
+                                         time.ticks_diff)
             job = None
             self._job = None
             self._flag.set()
@@ -135,9 +130,13 @@ class Session:
         self.max_frame = worker.cfg["max_frame"]
         self.writer = worker.writer(link.cobs)
         self.engine = engine.Engine(self, worker.hello(link.kind), worker.cfg["key"],
-                                    kernels.KERNELS, kernels.WAITS, worker.stats)
+                                    kernels.KERNELS, kernels.WAITS, worker.stats, True)
         self.todo = []
-        self._res = [None, None, 0]  # _call's answer
+        self._res = [None, None, 0]  # msw_kernel.call's answer
+        self._look = self._gap = 1  # tasks until the next look at the free heap, and since
+        self._free = -1  # the last one, and what was free then (collect())
+        self._fns = {}  # kernel name -> kernels.lookup(name), asked once a session
+        self.quick = {}  # kernel name -> its last call here took under QUICK_US
         self.wake = asyncio.Event()
         self.ended = asyncio.Event()
         self.interrupted = False
@@ -158,8 +157,14 @@ class Session:
 
     def run(self, task):
         self.todo.append(task)
-        if task.kernel not in INLINE:  # those run in run_inline(), after the engine returns
+        if not self.here(task):  # those run in run_inline(), after the engine returns
             self.wake.set()
+
+    def here(self, task):
+        """Does `task` run in run_inline(), right after the engine call that started it?
+        The INLINE kernels do; without a kernel thread every kernel but a wait does (it
+        would hold the loop all the same, in the runner's coroutine after a wake-up)."""
+        return task.kernel in INLINE or (self.w.thread is None and not task.waits)
 
     def cancel(self, task):
         if task.handle is not None:
@@ -297,29 +302,75 @@ class Session:
         msg_type, flags, seq, payload = item
         if msg_type == M.T_TASK:
             payload[M.TASK_ARGS] = _detach(payload[M.TASK_ARGS])
-        self.engine.receive(msg_type, flags, seq, payload, now)
+            self.engine.receive(msg_type, flags, seq, payload, now)
+            # the TCP reader decodes every TASK into the same dict: it keeps no arguments
+            # alive until the next one (a refused or waiting task's are the engine's, or
+            # nobody's)
+            payload[M.TASK_ARGS] = None
+        else:
+            self.engine.receive(msg_type, flags, seq, payload, now)
         self.run_inline()
 
     # ---- kernels ---------------------------------------------------------------------
 
+    def lookup(self, task):
+        """The function that runs `task`'s kernel; sets task.native. (kernels.lookup's
+        answer is kept: a tuple per task otherwise.)"""
+        fns = self._fns
+        found = fns.get(task.kernel)
+        if found is None:
+            found = fns[task.kernel] = kernels.lookup(task.kernel)
+        task.native = found[1]
+        return found[0]
+
+    def finish(self, task, value, error, elapsed, now):
+        """engine.finished, then the list the task's arguments were decoded into goes back
+        to the reader (no list per TASK)."""
+        args = task.args
+        self.engine.finished(task, value, error, elapsed, now)
+        if task.args is None and args is not None:  # the engine is done with them
+            self.reader.spare(args)
+
     def run_inline(self):
-        """Run the INLINE kernels at the head of the queue, on the spot: called right after
-        an engine call that may have started tasks. No runner wake-up, no await: an echo
-        task costs no coroutine."""
+        """Run the tasks at the head of the queue that run here (here()), on the spot:
+        called right after an engine call that may have started tasks. No runner wake-up,
+        no await: such a task costs no coroutine."""
         todo = self.todo
         ran = False
-        while todo and todo[0].kernel in INLINE:
+        while todo and self.here(todo[0]):
             task = todo.pop(0)
-            fn, task.native = kernels.lookup(task.kernel)
-            out = _call(fn, task.args, self._res)
-            self.engine.finished(task, out[0], out[1], out[2], board.uptime_ms())
+            out = msw_kernel.call(self.lookup(task), task.args, self._res, time.ticks_us,
+                                  time.ticks_diff)
+            self.finish(task, out[0], out[1], out[2], board.uptime_ms())
             out[0] = out[1] = None
             ran = True
-        if ran and gc.mem_free() < self.w.heap_total // COLLECT_BELOW:
+        if ran:
+            self.collect()
+
+    def collect(self):
+        """After a task: gc.collect() when less than 1/COLLECT_BELOW of the heap is free.
+        gc.mem_free() walks the heap's whole allocation table (the unix board's 2 MB: ~0.3 ms
+        in the VM, more than the rest of a native task), so the next look comes when half
+        of the room left above that line could be gone at the rate the tasks since the last
+        look allocated (at most LOOK_MAX tasks later). A task that allocates more than that
+        only moves the collection to the allocation that finds no room."""
+        self._look -= 1
+        if self._look > 0:
+            return
+        low = self.w.heap_total // COLLECT_BELOW
+        free = gc.mem_free()
+        used = self._free - free  # since the last look (negative: a collection ran)
+        if free < low:
             gc.collect()
+            free = gc.mem_free()
+        self._free = free
+        if used > 0:
+            gap = (free - low) * self._gap // (2 * used)
+        else:  # no rate known after a collection: look again after the next task
+            gap = LOOK_MAX if used == 0 else 1
+        self._gap = self._look = 1 if gap < 1 else (LOOK_MAX if gap > LOOK_MAX else gap)
 
     async def run_loop(self):
-        eng = self.engine
         thread = self.w.thread
         try:
             while True:
@@ -327,24 +378,30 @@ class Session:
                     self.wake.clear()
                     await self.wake.wait()
                 task = self.todo.pop(0)
-                fn, task.native = kernels.lookup(task.kernel)
+                fn = self.lookup(task)
                 if task.waits:
                     task.handle = asyncio.create_task(self.wait(task, fn))
                     continue
-                if thread is None or task.kernel in INLINE:
-                    value, error, elapsed = _call(fn, task.args, self._res)
+                if thread is None or task.kernel in INLINE or task.kernel in self.quick:
+                    value, error, elapsed = msw_kernel.call(fn, task.args, self._res,
+                                                            time.ticks_us, time.ticks_diff)
                     self._res[0] = self._res[1] = None
                 else:
                     value, error, elapsed = await thread.run(fn, task.args)
+                if thread is not None:
+                    # a call that took longer sends the next one back to the thread
+                    if elapsed < QUICK_US:
+                        self.quick[task.kernel] = True
+                    else:
+                        self.quick.pop(task.kernel, None)
                 if isinstance(error, MemoryError):
                     gc.collect()
-                eng.finished(task, value, error, elapsed, board.uptime_ms())
+                self.finish(task, value, error, elapsed, board.uptime_ms())
                 value = error = None
                 self.run_inline()
                 if self.link.pending():
                     await self.link.drain()
-                if gc.mem_free() < self.w.heap_total // COLLECT_BELOW:
-                    gc.collect()
+                self.collect()
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -361,9 +418,8 @@ class Session:
                 raise  # the session ends
         except Exception as e:
             error = e
-        elapsed = time.ticks_diff(time.ticks_us(), start)
-        if error is None and not task.cancelled and elapsed < value * 1000:
-            elapsed = value * 1000  # the wait ran on the ms clock: it did last `value` ms
+        elapsed = msw_kernel.waited(value, error, task.cancelled,
+                                    time.ticks_diff(time.ticks_us(), start))
         try:
             self.engine.finished(task, value, error, elapsed, board.uptime_ms())
             self.run_inline()
@@ -424,7 +480,7 @@ class Worker:
                 reader = frame.Deframer(size)
                 self.serial_buf = bytearray(SERIAL_CHUNK)
             else:
-                reader = frame.StreamReader(size, copy=False)
+                reader = frame.StreamReader(size, copy=False, reuse=True)
             pair = self._frames[cobs] = (reader, frame.FrameWriter(size, serial=cobs))
         return pair
 
