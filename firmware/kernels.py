@@ -17,7 +17,6 @@ VM); a .mpy of this file must be built with mpy-cross -march for the board.
 import array
 import hashlib
 import math
-import sys
 
 import msw_kernel
 from msw_kernel import kernel
@@ -37,13 +36,9 @@ except ImportError:  # CPython: @micropython.native marks are plain functions he
         def native(fn):
             return fn
 
-# Kernels whose result is a delay: the worker awaits asyncio.sleep_ms(value) before it
-# answers, so the kernel itself never blocks the event loop.
-WAITS = ("sleep_ms",)
+WAITS = msw_kernel.WAITS  # kernels whose result is a delay (the worker awaits it)
 
 _ONE_Q13 = 1 << 13
-_MPY_ARCHES = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
-               "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc")
 
 
 def _typecode(a):
@@ -362,29 +357,9 @@ def set_native(enabled):
     msw_kernel.native_on = bool(enabled)
 
 
-def native_arch():
-    """The architecture of the loaded native module, or None."""
-    if not msw_kernel.native_names():
-        return None
-    arch = getattr(_native, "ARCH", None)
-    if arch:
-        return arch
-    mpy = getattr(sys.implementation, "_mpy", None)
-    if mpy is None:
-        return None
-    index = (mpy >> 10) & 0x0F
-    return _MPY_ARCHES[index] if index < len(_MPY_ARCHES) else None
-
-
-def hello_fields():
-    """HELLO's fields about kernels, by catalog field name: kernels, kernel_hashes and,
-    with a native module, native_arch and native_kernels."""
-    fields = {"kernels": msw_kernel.names(), "kernel_hashes": msw_kernel.hashes()}
-    arch = native_arch()
-    if arch:
-        fields["native_arch"] = arch
-        fields["native_kernels"] = msw_kernel.native_names()
-    return fields
+# The board's HELLO fields live in the registry: a board joins before this module loads.
+native_arch = msw_kernel.native_arch
+hello_fields = msw_kernel.hello_fields
 
 
 def run(name, args):

@@ -17,7 +17,8 @@ says and answers is decided by the engine; this file moves bytes and runs kernel
 # interpreter lock (the unix port, rp2's second core): the link keeps being read and the
 # heartbeats carry the running task (HELLO says threads=true). Elsewhere, and for the
 # INLINE kernels that only hand back their argument, they run on the event loop. Nothing
-# on the wire is ever executed: a TASK can only name a kernel from kernels.KERNELS.
+# on the wire is ever executed: a TASK can only name a kernel from msw_kernel.KERNELS (the
+# registry; kernels.py itself loads on the first task that names one of its kernels).
 
 import gc
 import sys
@@ -28,9 +29,9 @@ import auth
 import board
 import engine
 import frame
-import kernels
 import links
 import msgdefs as M
+import msw_kernel
 from micropython import const
 
 FW_VERSION = "0.2.0"
@@ -135,7 +136,7 @@ class Session:
         self.max_frame = worker.cfg["max_frame"]
         self.writer = worker.writer(link.cobs)
         self.engine = engine.Engine(self, worker.hello(link.kind), worker.cfg["key"],
-                                    kernels.KERNELS, kernels.WAITS, worker.stats)
+                                    msw_kernel.KERNELS, msw_kernel.WAITS, worker.stats)
         self.todo = []
         self._res = [None, None, 0]  # _call's answer
         self.wake = asyncio.Event()
@@ -310,7 +311,7 @@ class Session:
         ran = False
         while todo and todo[0].kernel in INLINE:
             task = todo.pop(0)
-            fn, task.native = kernels.lookup(task.kernel)
+            fn, task.native = msw_kernel.lookup(task.kernel)
             out = _call(fn, task.args, self._res)
             self.engine.finished(task, out[0], out[1], out[2], board.uptime_ms())
             out[0] = out[1] = None
@@ -327,7 +328,7 @@ class Session:
                     self.wake.clear()
                     await self.wake.wait()
                 task = self.todo.pop(0)
-                fn, task.native = kernels.lookup(task.kernel)
+                fn, task.native = msw_kernel.lookup(task.kernel)
                 if task.waits:
                     task.handle = asyncio.create_task(self.wait(task, fn))
                     continue
@@ -451,7 +452,7 @@ class Worker:
         return engine.hello(cfg["node_id"], self.board["name"], FW_VERSION, self.heap_total,
                             gc.mem_free(), cfg["max_frame"], cfg["slots"], link_kind,
                             self.max_message, self.operand_cache,
-                            self.thread is not None, kernels.hello_fields(), cfg["cluster"])
+                            self.thread is not None, msw_kernel.hello_fields(), cfg["cluster"])
 
     def log(self, text, level=2, keep=True):
         """A line on stderr, except on a serial link, where the console carries frames; and
