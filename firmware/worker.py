@@ -537,15 +537,27 @@ class Worker:
             await asyncio.sleep_ms(int(self.backoff.next_ms(fraction)))
 
 
-def main():
+def _settings():
+    # (board.json, config.json), or None after saying what is wrong; the config module
+    # leaves the heap once they are read (main() runs for the whole boot)
     import config
 
     try:
         board_def = config.load_board()
-        cfg = config.load_config(board_def)
+        return board_def, config.load_config(board_def)
     except config.ConfigError as e:
         print("microswarm: " + str(e))
+        return None
+    finally:
+        sys.modules.pop("config", None)
+
+
+def main():
+    settings = _settings()
+    if settings is None:
         return
+    board_def, cfg = settings
+    settings = None
     worker = Worker(board_def, cfg)
     try:
         asyncio.run(worker.run())
