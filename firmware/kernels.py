@@ -67,8 +67,23 @@ def _int(v, what, lo=None, hi=None):
     return v
 
 
+_CPYTHON = hasattr(array.array("B"), "frombytes")  # MicroPython's arrays lack it
+
+
 def _zeros(code, n, size):
-    return array.array(code, bytes(n * size))
+    """A zeroed array of n items. On MicroPython array(code, bytes(n * size)) holds the
+    bytes and their copy at once (a 64 KB result needed 128 KB, two 64 KB blocks): the
+    array is made at its size from a range (no buffer; values cut to the typecode) and
+    zeroed from a small block."""
+    if _CPYTHON:
+        return array.array(code, bytes(n * size))
+    out = array.array(code, range(n))
+    view = memoryview(out)
+    zero = memoryview(array.array(code, bytes(64 * size)))
+    for i in range(0, n, 64):
+        k = n - i if n - i < 64 else 64
+        view[i:i + k] = zero[:k]
+    return out
 
 
 def _sat16(v):
