@@ -113,14 +113,15 @@ class LinkAuth:
             buf[end + i] = c[i]
         self._mac(self._tx, c, signed, buf, end + 4)
 
-    def check(self, mv, msg_type, flags, length):
-        # mv: the whole frame; returns None, or why it is refused (the codec raises BAD_MAC)
-        why = self._why(mv, msg_type, flags, length)
+    def check(self, mv, msg_type, flags, length, signed=None):
+        # mv: the whole frame, signed: its header and payload (mv[:7 + length], made here
+        # when not given); returns None, or why it is refused (the codec raises BAD_MAC)
+        why = self._why(mv, msg_type, flags, length, signed)
         if why is not None:
             self.rejected += 1
         return why
 
-    def _why(self, mv, msg_type, flags, length):
+    def _why(self, mv, msg_type, flags, length, signed):
         if not self.on:
             if flags & FLAG_MAC:
                 return "authenticated frame before the join"
@@ -135,7 +136,7 @@ class LinkAuth:
         for i in range(4):
             c[i] = mv[end + i]
         tag = self._got
-        self._mac(self._rx, c, mv[: end - 4], tag, 0)
+        self._mac(self._rx, c, mv[: end - 4] if signed is None else signed, tag, 0)
         diff = 0  # the first 8 bytes against the trailer's, in time independent of content
         for i in range(8):
             diff |= tag[i] ^ mv[end + 4 + i]

@@ -45,10 +45,15 @@ the module compiles, a comment costs nothing.
 #           at least n bytes with its content kept (frame.FrameWriter adds header and CRC in
 #           place). Writes past .limit call .reserve, or ._spill(data, n) for n bytes of
 #           data: frame._FrameEncoder overrides both to cut a message into CHUNK pieces.
-#   loads(buf, start=0, end=None, copy=True) -> object
+#   loads(buf, start=0, end=None, copy=True, reuse=None, fill=False) -> object
 #       Decodes exactly one item spanning buf[start:end]. copy=False returns byte strings
 #       and uint8 typed arrays as memoryview slices of buf (zero copy; keep buf alive and
 #       unchanged while they are used); other typed arrays are always array.array copies.
+#       reuse: what a reader keeps from one frame to the next (frame.Reuse): slices of buf
+#       come from reuse.view(start, stop); fill=True also decodes a top-level map into
+#       reuse.map (the same dict every time, its keys and values those of this map) and
+#       its array values into lists taken from reuse.lists when one has their length, so
+#       a frame of the usual shape allocates nothing of its own.
 #
 # Typed arrays travel little-endian; every target this firmware runs on is little-endian.
 
@@ -203,42 +208,35 @@ class Encoder:
             self.pos = p + 9
 
     def _map(self, obj, depth):
-        keys = obj
-        last = -1
+        mask = 0  # bit k: key k, while every key is a protocol field key (an int 0..23)
         for k in obj:
-            if type(k) is not int or k <= last:
-                keys = None
+            if type(k) is not int or k < 0 or k > 23:
+                mask = -1
                 break
-            last = k
-        if keys is None:
-            keys = list(obj)
-            simple = True
-            for k in keys:
-                if type(k) is not int:
-                    simple = False
-                    break
-            if simple:
-                keys.sort()
-            else:
-                keys = _canonical_key_order(keys)
-        self._head(0xA0, len(keys))
+            mask |= 1 << k
+        self._head(0xA0, len(obj))
         depth += 1
-        if keys and depth > MAX_NESTING:
+        if obj and depth > MAX_NESTING:
             raise CBORError("nesting deeper than %d" % MAX_NESTING)
-        for k in keys:
-            if type(k) is int and 0 <= k < 24:
-                # The protocol's field keys: one byte, written here without a call.
+        if mask < 0:
+            for k in _canonical_key_order(obj):
+                self._item(k, depth)
+                self._item(obj[k], depth)
+            return
+        # field keys in ascending order, one byte each, whatever the dict's own order (no
+        # list of keys to sort)
+        k = 0
+        while mask:
+            if mask & 1:
                 p = self.pos
                 if p >= self.limit:
                     self.reserve(p + 1)
                     p = self.pos
                 self.buf[p] = k
                 self.pos = p + 1
-            elif type(k) is int or type(k) is str:
-                self._item(k, depth)
-            else:
-                raise CBORError("map keys must be int or str")
-            self._item(obj[k], depth)
+                self._item(obj[k], depth)
+            mask >>= 1
+            k += 1
 
     def _typed_array(self, arr):
         code = _typecode(arr)
@@ -299,6 +297,9 @@ def _half(h):
     return -val if h & 0x8000 else val
 
 
+_GONE = object()  # a filled map's value for a key the map being decoded has not had yet
+
+
 class _Decoder:
     # One item at a time; the read position lives in self.pos, so decoding allocates
     # nothing but the values themselves (no (value, pos) tuples per item).
@@ -308,6 +309,8 @@ class _Decoder:
         self.pos = pos
         self.end = end
         self.copy = copy
+        self.reuse = None  # a Reuse of mv
+        self.fill = None  # the Reuse whose map and lists a top-level map goes into
 
     def _arg(self, ai):
         # The argument of a head whose initial byte has been read.
@@ -322,7 +325,12 @@ class _Decoder:
         if pos + k > self.end:
             raise CBORError("truncated head")
         self.pos = pos + k
-        return struct.unpack_from(_UINT[ai - 24], self.mv, pos)[0]
+        mv = self.mv
+        if k == 1:
+            return mv[pos]
+        if k == 2:  # (by hand: unpack_from makes a tuple)
+            return mv[pos] << 8 | mv[pos + 1]
+        return struct.unpack_from(_UINT[ai - 24], mv, pos)[0]
 
     def item(self, depth):
         if depth > MAX_NESTING:
@@ -348,35 +356,62 @@ class _Decoder:
                 raise CBORError("string length %d past end of input" % n)
             stop = pos + n
             self.pos = stop
+            reuse = self.reuse
+            view = self.mv[pos:stop] if reuse is None else reuse.view(pos, stop)
             if major == 3:
+                # (a text that is an interned name, a kernel's, is no new object)
                 try:
-                    return str(self.mv[pos:stop], "utf-8")
+                    return str(view, "utf-8")
                 except UnicodeError:
                     raise CBORError("invalid UTF-8 in text string")
             if self.copy:
-                return bytes(self.mv[pos:stop])
-            return self.mv[pos:stop]
+                return bytes(view)
+            return view
         depth += 1
         if major == 4:
             if n > self.end - pos:
                 raise CBORError("array length %d past end of input" % n)
-            out = [None] * n
+            out = self._list(n) if depth == 2 and self.fill else [None] * n
             for i in range(n):
                 out[i] = self.item(depth)
             return out
         if major == 5:
             if n > (self.end - pos) >> 1:
                 raise CBORError("map length %d past end of input" % n)
-            out = {}
-            for _ in range(n):
-                key = self.item(depth)
-                if type(key) is not int and type(key) is not str:
-                    raise CBORError("map key must be int or text")
-                if key in out:
-                    raise CBORError("duplicate map key")
-                out[key] = self.item(depth)
-            return out
+            if depth == 1 and self.fill:
+                return self._fill(n, depth)
+            return self._map({}, n, depth)
         return self._typed(n, depth)
+
+    def _list(self, n):
+        # a filled map's array value: a spare list of its length, if there is one
+        lists = self.fill.lists
+        for i in range(len(lists)):
+            if len(lists[i]) == n:
+                return lists.pop(i)
+        return [None] * n
+
+    def _fill(self, n, depth):
+        out = self.fill.map
+        for k in out:
+            out[k] = _GONE  # (values replaced in place: the dict keeps its table)
+        self._map(out, n, depth)
+        while len(out) > n:  # keys of an earlier map that this one lacks
+            for k in out:
+                if out[k] is _GONE:
+                    break
+            del out[k]
+        return out
+
+    def _map(self, out, n, depth):
+        for _ in range(n):
+            key = self.item(depth)
+            if type(key) is not int and type(key) is not str:
+                raise CBORError("map key must be int or text")
+            if out.get(key, _GONE) is not _GONE:
+                raise CBORError("duplicate map key")
+            out[key] = self.item(depth)
+        return out
 
     def _simple(self, ai):
         if ai == 20:
@@ -434,7 +469,7 @@ class _Decoder:
 _spare = None
 
 
-def loads(buf, start=0, end=None, copy=True):
+def loads(buf, start=0, end=None, copy=True, reuse=None, fill=False):
     mv = buf if type(buf) is memoryview else memoryview(buf)
     if end is None:
         end = len(mv)
@@ -452,11 +487,13 @@ def loads(buf, start=0, end=None, copy=True):
         dec.pos = start
         dec.end = end
         dec.copy = copy
+    dec.reuse = reuse
+    dec.fill = reuse if fill else None
     try:
         obj = dec.item(0)
         if dec.pos != end:
             raise CBORError("%d trailing bytes" % (end - dec.pos))
     finally:
-        dec.mv = None
+        dec.mv = dec.reuse = dec.fill = None
         _spare = dec
     return obj

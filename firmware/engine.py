@@ -9,13 +9,15 @@ below (on a board a long docstring costs heap while the module compiles).
 # The engine takes decoded frames and events, and answers through the `io` object its
 # driver gives it; it owns no socket, no thread, no clock:
 #
-#   Engine(io, hello, key, known=None, waits=(), stats=None)
+#   Engine(io, hello, key, known=None, waits=(), stats=None, recycle=False)
 #       hello: the HELLO payload without its nonce (msgdefs keys); the engine reads its
 #           node_id, slots, kernels, threads, max_message and operand_cache (bytes for
 #           shared operands, SPEC.md section 6: operands.py, loaded lazily). known: a
 #           container of the kernel names it runs (default hello's list). waits:
 #           kernels that wait instead of computing (sleep_ms): they start beside a
-#           running kernel.
+#           running kernel. recycle=True: the driver keeps no Task after finished() and no
+#           payload after io.send() returns, so the engine reuses them (up to `slots` Task
+#           records, one RESULT dict): a task then allocates nothing in the engine.
 #   .start(now, nonce)                     send HELLO, start the join clock
 #   .receive(msg_type, flags, seq, payload, now)   one decoded frame from the master
 #   .bad_frame(code, text, seq, fatal, now, task_id=None)   one frame the codec refused
@@ -183,7 +185,7 @@ class Task:
 
 
 class Engine:
-    def __init__(self, io, hello, key, known=None, waits=(), stats=None):
+    def __init__(self, io, hello, key, known=None, waits=(), stats=None, recycle=False):
         self.io = io
         self.hello = hello
         self.key = key
@@ -205,6 +207,10 @@ class Engine:
         self.peer_max_message = 0  # the master's limit for our messages; 0: unknown
         self.queue = []
         self.running = []
+        # recycle: Task records of finished tasks (at most `slots`) and the RESULT payload,
+        # filled anew for each task
+        self.spare = [] if recycle else None
+        self._result = {} if recycle else None
         self.computing = 0  # running tasks that are not waits
         self.chunks = None
         self.cache_bytes = hello.get(M.HELLO_OPERAND_CACHE, 0)
@@ -365,7 +371,15 @@ class Engine:
         if name not in self.known:
             self._fail(task_id, M.E_UNKNOWN_KERNEL, "no kernel named " + name, 0)
             return
-        task = Task(task_id, name, payload[M.TASK_ARGS], name in self.waits)
+        spare = self.spare
+        if spare:  # (recycle)
+            task = spare.pop()
+            task.task_id = task_id
+            task.kernel = name
+            task.args = payload[M.TASK_ARGS]
+            task.waits = name in self.waits
+        else:
+            task = Task(task_id, name, payload[M.TASK_ARGS], name in self.waits)
         refs = payload.get(M.TASK_REFS)
         if refs:  # shared operands (SPEC.md section 6): in place, or the task waits
             ops = self._operands()
@@ -462,8 +476,16 @@ class Engine:
         elif error is not None:
             self._fail(task_id, error_code(error), describe(error), elapsed_us)
         else:
-            result = {M.RESULT_TASK_ID: task_id, M.RESULT_VALUE: value,
-                      M.RESULT_ELAPSED_US: elapsed_us}
+            result = self._result
+            if result is None:
+                result = {M.RESULT_TASK_ID: task_id, M.RESULT_VALUE: value,
+                          M.RESULT_ELAPSED_US: elapsed_us}
+            else:  # (recycle)
+                result[M.RESULT_TASK_ID] = task_id
+                result[M.RESULT_VALUE] = value
+                result[M.RESULT_ELAPSED_US] = elapsed_us
+                if M.RESULT_NATIVE in result:
+                    del result[M.RESULT_NATIVE]
             if task.native is not None:
                 result[M.RESULT_NATIVE] = task.native
             try:
@@ -476,6 +498,15 @@ class Engine:
                 result = value = None
                 self._fail(task_id, code, "result not sendable: " + getattr(e, "text", str(e)),
                            elapsed_us)
+            if self._result is not None:
+                self._result[M.RESULT_VALUE] = None  # (sent: the dict does not keep it)
+        spare = self.spare
+        if spare is not None and len(spare) < self.slots:  # the record serves a later task
+            task.started = -1
+            task.cancelled = False
+            task.native = None
+            task.handle = None
+            spare.append(task)
         self._pump(now)
 
     # ---- chunks ----------------------------------------------------------------------

@@ -57,7 +57,8 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 #           on a reassembled message; 0: none) is exceeded.
 #       .raw(msg_type, payload_bytes, seq=None, flags=0) -> memoryview   frame an already
 #           encoded payload.
-#   StreamReader(max_frame, copy=True)     TCP-like byte streams, no copy of the data:
+#   StreamReader(max_frame, copy=True, reuse=False)     TCP-like byte streams, no copy of
+#       the data:
 #       .want() -> memoryview   where the next bytes go (e.g. sock.readinto(r.want()));
 #       .advance(n) -> (type, flags, seq, payload) or None   after n bytes were written into
 #           want(). Raises FrameError: non-fatal errors skip that frame (the stream stays
@@ -65,6 +66,10 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 #           failed and every later call raises again; close the link.
 #       .feed(data) -> list of results and FrameErrors (non-fatal ones, in stream order);
 #           raises the fatal FrameError.
+#       reuse=True (with copy=False, for advance() only): what a frame needs is made once
+#           and reused (cbor.Reuse): advance() returns the same list each time, a TASK's
+#           payload is the same dict and its arguments come from lists handed back with
+#           .spare(lst); everything it returns is valid until the next advance().
 #       .reset(): start over on a new connection, reusing the buffer.
 #       With copy=False, payload memoryviews point into the reader's buffer: use them
 #       before the next want()/feed().
@@ -133,6 +138,7 @@ from msgdefs import (
     MAX_PAYLOAD,
     PROTOCOL_VERSION,
     T_CHUNK,
+    T_TASK,
 )
 
 try:
@@ -152,6 +158,34 @@ _CHUNK_MAP_OVERHEAD = const(1 + 5 + 5 + 2 + 5 + 5 + 3)
 _MIN_FRAME = FRAME_OVERHEAD + _CHUNK_MAP_OVERHEAD + 8
 _HEAD_SLACK = const(16)
 _TRAILER = const(12)  # MAC trailer after the CRC once joined (auth.LinkAuth): not in max_frame
+_SPARE_LISTS = const(4)  # argument lists a reader keeps for the next TASKs
+
+
+class Reuse:
+    # What a reader or writer keeps from one frame to the next (cbor.loads(reuse=)): the
+    # dict and the lists a TASK is decoded into, and slices of its buffer. A memoryview
+    # slice is an object of its own (32 bytes of heap on a 64-bit port): a frame's decode
+    # and its CRC and MAC took four. Slices of one buffer are kept by their
+    # bounds (start << 15 | stop: a small int on a 32-bit port too); when `size` are kept
+    # the next new one starts a new set.
+    def __init__(self, buf, size=16):
+        self.mv = memoryview(buf)
+        self._kept = {}
+        self._size = size
+        self.map = {}
+        self.lists = []
+
+    def view(self, start, stop):
+        if stop >= 32768:
+            return self.mv[start:stop]
+        key = start << 15 | stop
+        kept = self._kept
+        v = kept.get(key)
+        if v is None:
+            if len(kept) >= self._size:  # a new set (clear() would free the table now:
+                kept = self._kept = {}  # no gc.mem_alloc() drop that is no collection)
+            v = kept[key] = self.mv[start:stop]
+        return v
 
 
 class FrameError(ValueError):
@@ -271,28 +305,31 @@ def _check_header(version, length, seq, max_frame):
         )
 
 
-def _decode_body(mv, msg_type, flags, seq, length, copy, auth=None):
+def _decode_body(mv, msg_type, flags, seq, length, copy, auth=None, reuse=None):
+    # The payload of a frame whose header was read; reuse: the reader's cbor.Reuse of mv
+    # (slices kept; a TASK's map and arguments decoded into the same dict and lists).
     end = HEADER_SIZE + length
+    signed = mv[:end] if reuse is None else reuse.view(0, end)
     # (the stored CRC read by hand: no tuple)
-    if crc32(mv[:end]) != mv[end] | mv[end + 1] << 8 | mv[end + 2] << 16 | mv[end + 3] << 24:
+    if crc32(signed) != mv[end] | mv[end + 1] << 8 | mv[end + 2] << 16 | mv[end + 3] << 24:
         raise FrameError(E_BAD_CRC, "CRC-32 mismatch", seq)
     if flags & ~FLAGS_KNOWN or (flags & FLAG_MORE and msg_type != T_CHUNK):
         raise FrameError(E_BAD_FLAGS, "flags 0x%02x not allowed on type %d" % (flags, msg_type),
                          seq)
     if auth or flags & FLAG_MAC:
-        why = auth.check(mv, msg_type, flags, length) if auth else "MAC before the join"
+        why = auth.check(mv, msg_type, flags, length, signed) if auth else "MAC before the join"
         if why:
             raise FrameError(E_BAD_MAC, why, seq)
     if msg_type not in FIELDS:
         raise FrameError(E_UNKNOWN_TYPE, "message type %d is not known" % msg_type, seq)
-    payload = _load_payload(mv, HEADER_SIZE, end, copy, seq)
+    payload = _load_payload(mv, HEADER_SIZE, end, copy, seq, reuse, msg_type == T_TASK)
     check_payload(msg_type, payload, seq)
-    return msg_type, flags, seq, payload
+    return payload
 
 
-def _load_payload(buf, start, end, copy, seq):
+def _load_payload(buf, start, end, copy, seq, reuse=None, fill=False):
     try:
-        return cbor.loads(buf, start, end, copy)
+        return cbor.loads(buf, start, end, copy, reuse, fill and reuse is not None)
     except cbor.CBORError as e:
         raise FrameError(E_BAD_PAYLOAD, "bad CBOR: %s" % e, seq)
     except MemoryError:
@@ -309,7 +346,7 @@ def decode(frame, max_frame=MAX_FRAME, copy=True, auth=None):
     size = length + FRAME_OVERHEAD + (_TRAILER if flags & FLAG_MAC else 0)
     if n != size:
         raise FrameError(E_TRUNCATED, "frame is %d bytes, its header says %d" % (n, size), seq)
-    return _decode_body(mv, msg_type, flags, seq, length, copy, auth)
+    return msg_type, flags, seq, _decode_body(mv, msg_type, flags, seq, length, copy, auth)
 
 
 # COBS (Cheshire and Baker): blocks of a code byte n (1..255) and n-1 non-zero bytes; a
@@ -459,6 +496,7 @@ class FrameWriter:
         self._size = max_frame + _HEAD_SLACK + _TRAILER
         self._enc = _FrameEncoder(self._size, HEADER_SIZE)
         self._enc._win = None
+        self._views = Reuse(self._enc.buf)  # (its buffer never changes)
         self._total = 0
         self._cobs = bytearray(cobs_max(max_frame + _TRAILER) + 1) if serial else None
         self._cobs_view = memoryview(self._cobs) if serial else None
@@ -486,15 +524,16 @@ class FrameWriter:
         buf = enc.buf
         seq = self._take_seq(seq)
         struct.pack_into(_HEADER, buf, 0, PROTOCOL_VERSION, msg_type, flags, seq, n)
-        signed = enc.view[:end]
+        views = self._views
+        signed = views.view(0, end)
         struct.pack_into(_CRC, buf, end, crc32(signed))
         if flags & FLAG_MAC:
             auth.seal(buf, end + CRC_SIZE, signed)
         if not self.serial:
-            return enc.view[:total]
+            return views.view(0, total)
         out = self._cobs
         if _native_cobs_encode is not None:
-            encoded = _native_cobs_encode(enc.view[:total])
+            encoded = _native_cobs_encode(views.view(0, total))
             k = len(encoded)
             out[:k] = encoded
         else:
@@ -584,13 +623,17 @@ class FrameWriter:
 
 
 class StreamReader:
-    def __init__(self, max_frame=MAX_FRAME, copy=True):
+    def __init__(self, max_frame=MAX_FRAME, copy=True, reuse=False):
         self.max_frame = max_frame
         self.copy = copy
         self.auth = None  # an auth.LinkAuth once the join began
         self._buf = bytearray(max_frame + _TRAILER)
         self._mv = memoryview(self._buf)
         self._head = self._mv[:HEADER_SIZE]  # want() at a frame's start: no new view
+        # reuse: slices of the buffer kept, a TASK decoded into the same dict and lists,
+        # one result list (advance() only: feed() would hand out the same objects twice)
+        self._reuse = Reuse(self._buf) if reuse else None
+        self._out = [0, 0, 0, None] if reuse else None
         self.reset()
 
     def reset(self):
@@ -599,11 +642,21 @@ class StreamReader:
         self._need = HEADER_SIZE
         self._length = -1  # the frame's payload length once its header is in
 
+    def spare(self, lst):
+        """Hand back a list a TASK's arguments were decoded into, once nothing uses it."""
+        reuse = self._reuse
+        if reuse is not None and len(reuse.lists) < _SPARE_LISTS:
+            for i in range(len(lst)):
+                lst[i] = None
+            reuse.lists.append(lst)
+
     def want(self):
         if self.failed is not None:
             raise self.failed
         if self._have == 0 and self._length < 0:
             return self._head
+        if self._reuse is not None and self._have == HEADER_SIZE:  # a payload's start
+            return self._reuse.view(HEADER_SIZE, self._need)
         return self._mv[self._have : self._need]
 
     def advance(self, n):
@@ -627,9 +680,20 @@ class StreamReader:
         self._length = -1
         self._have = 0
         self._need = HEADER_SIZE
+        msg_type = b[1]
+        flags = b[2]
+        seq = b[3] | b[4] << 8
         # (the whole buffer: every check reads at offsets the header gives)
-        return _decode_body(self._mv, b[1], b[2], b[3] | b[4] << 8, length, self.copy,
-                            self.auth)
+        payload = _decode_body(self._mv, msg_type, flags, seq, length, self.copy, self.auth,
+                               self._reuse)
+        out = self._out
+        if out is None:
+            return msg_type, flags, seq, payload
+        out[0] = msg_type
+        out[1] = flags
+        out[2] = seq
+        out[3] = payload
+        return out
 
     def feed(self, data):
         out = []
@@ -672,6 +736,9 @@ class Deframer:
 
     def pending(self):
         return self._n + self._dropping
+
+    def spare(self, lst):
+        pass  # (StreamReader's: a Deframer hands out new lists)
 
     def _bad(self, out, error):
         self.bad_frames += 1

@@ -39,6 +39,7 @@ FW_VERSION = "0.2.0"
 SERIAL_CHUNK = const(512)
 TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
 COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
+LOOK_MAX = const(64)  # most tasks between two looks at the free heap (Session.collect)
 INLINE = ("echo",)  # kernels that only hand back their argument: no thread round trip
 
 
@@ -136,9 +137,12 @@ class Session:
         self.max_frame = worker.cfg["max_frame"]
         self.writer = worker.writer(link.cobs)
         self.engine = engine.Engine(self, worker.hello(link.kind), worker.cfg["key"],
-                                    msw_kernel.KERNELS, msw_kernel.WAITS, worker.stats)
+                                    msw_kernel.KERNELS, msw_kernel.WAITS, worker.stats, True)
         self.todo = []
         self._res = [None, None, 0]  # _call's answer
+        self._look = self._gap = 1  # tasks until the next look at the free heap, and since
+        self._free = -1  # the last one, and what was free then (collect())
+        self._fns = {}  # kernel name -> msw_kernel.lookup(name), asked once a session
         self.wake = asyncio.Event()
         self.ended = asyncio.Event()
         self.interrupted = False
@@ -303,6 +307,24 @@ class Session:
 
     # ---- kernels ---------------------------------------------------------------------
 
+    def lookup(self, task):
+        """The function that runs `task`'s kernel; sets task.native. (msw_kernel.lookup's
+        answer is kept: a tuple per task otherwise.)"""
+        fns = self._fns
+        found = fns.get(task.kernel)
+        if found is None:
+            found = fns[task.kernel] = msw_kernel.lookup(task.kernel)
+        task.native = found[1]
+        return found[0]
+
+    def finish(self, task, value, error, elapsed, now):
+        """engine.finished, then the list the task's arguments were decoded into goes back
+        to the reader (no list per TASK)."""
+        args = task.args
+        self.engine.finished(task, value, error, elapsed, now)
+        if task.args is None and args is not None:  # the engine is done with them
+            self.reader.spare(args)
+
     def run_inline(self):
         """Run the INLINE kernels at the head of the queue, on the spot: called right after
         an engine call that may have started tasks. No runner wake-up, no await: an echo
@@ -311,16 +333,37 @@ class Session:
         ran = False
         while todo and todo[0].kernel in INLINE:
             task = todo.pop(0)
-            fn, task.native = msw_kernel.lookup(task.kernel)
-            out = _call(fn, task.args, self._res)
-            self.engine.finished(task, out[0], out[1], out[2], board.uptime_ms())
+            out = _call(self.lookup(task), task.args, self._res)
+            self.finish(task, out[0], out[1], out[2], board.uptime_ms())
             out[0] = out[1] = None
             ran = True
-        if ran and gc.mem_free() < self.w.heap_total // COLLECT_BELOW:
+        if ran:
+            self.collect()
+
+    def collect(self):
+        """After a task: gc.collect() when less than 1/COLLECT_BELOW of the heap is free.
+        gc.mem_free() walks the heap's whole allocation table (the unix board's 2 MB: ~0.3 ms
+        in the VM, more than the rest of a native task), so the next look comes when half
+        of the room left above that line could be gone at the rate the tasks since the last
+        look allocated (at most LOOK_MAX tasks later). A task that allocates more than that
+        only moves the collection to the allocation that finds no room."""
+        self._look -= 1
+        if self._look > 0:
+            return
+        low = self.w.heap_total // COLLECT_BELOW
+        free = gc.mem_free()
+        used = self._free - free  # since the last look (negative: a collection ran)
+        if free < low:
             gc.collect()
+            free = gc.mem_free()
+        self._free = free
+        if used > 0:
+            gap = (free - low) * self._gap // (2 * used)
+        else:  # no rate known after a collection: look again after the next task
+            gap = LOOK_MAX if used == 0 else 1
+        self._gap = self._look = 1 if gap < 1 else (LOOK_MAX if gap > LOOK_MAX else gap)
 
     async def run_loop(self):
-        eng = self.engine
         thread = self.w.thread
         try:
             while True:
@@ -328,7 +371,7 @@ class Session:
                     self.wake.clear()
                     await self.wake.wait()
                 task = self.todo.pop(0)
-                fn, task.native = msw_kernel.lookup(task.kernel)
+                fn = self.lookup(task)
                 if task.waits:
                     task.handle = asyncio.create_task(self.wait(task, fn))
                     continue
@@ -339,13 +382,12 @@ class Session:
                     value, error, elapsed = await thread.run(fn, task.args)
                 if isinstance(error, MemoryError):
                     gc.collect()
-                eng.finished(task, value, error, elapsed, board.uptime_ms())
+                self.finish(task, value, error, elapsed, board.uptime_ms())
                 value = error = None
                 self.run_inline()
                 if self.link.pending():
                     await self.link.drain()
-                if gc.mem_free() < self.w.heap_total // COLLECT_BELOW:
-                    gc.collect()
+                self.collect()
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -425,7 +467,7 @@ class Worker:
                 reader = frame.Deframer(size)
                 self.serial_buf = bytearray(SERIAL_CHUNK)
             else:
-                reader = frame.StreamReader(size, copy=False)
+                reader = frame.StreamReader(size, copy=False, reuse=True)
             pair = self._frames[cobs] = (reader, frame.FrameWriter(size, serial=cobs))
         return pair
 

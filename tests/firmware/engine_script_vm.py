@@ -67,7 +67,7 @@ def main():
     session.cancel = cancel
     session.close = close
     session.heap_free = lambda: None
-    reader = session.reader = frame.StreamReader(session.max_frame, copy=False)
+    reader = session.reader = frame.StreamReader(session.max_frame, copy=False, reuse=True)
 
     def feed(data, now):
         # as worker.Session._read_stream: one frame at a time out of the reader's buffer
@@ -98,6 +98,7 @@ def main():
         elif what == "timer":
             eng.on_timer(now)
         elif what == "finish":  # as worker.Session.run_loop, with the script's run time
+            # (its finish(): the arguments' list goes back to the reader for later TASKs)
             task = held.pop(step[2])
             fn, task.native = kernels.lookup(task.kernel)
             value = error = None
@@ -106,7 +107,7 @@ def main():
                 value = fn(*task.args)
             except Exception as e:
                 error = e
-            eng.finished(task, value, error, elapsed, now)
+            session.finish(task, value, error, elapsed, now)
         print(json.dumps([binascii.hexlify(link.out).decode(), asked]))
         link.out = bytearray()
         asked.clear()
