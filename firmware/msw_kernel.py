@@ -135,6 +135,34 @@ def hashes():
     return out
 
 
+# ---- running a kernel: one implementation for every node's runner (the board worker,
+# the host's in-process node), each on the microsecond clock it is given: `ticks_us()`
+# and `ticks_diff(new, old)` (time.ticks_us / time.ticks_diff on a board)
+
+
+def call(fn, args, out, ticks_us, ticks_diff):
+    """One kernel call: out[:3] = value, error, elapsed_us (a list the caller keeps: no
+    tuple per task); returns out. An exception is the error (MemoryError included: the
+    engine maps each to its ErrorCode)."""
+    start = ticks_us()
+    out[0] = out[1] = None
+    try:
+        out[0] = fn(*args)
+    except Exception as e:
+        out[1] = e
+    out[2] = ticks_diff(ticks_us(), start)
+    return out
+
+
+def waited(ms, error, cancelled, elapsed_us):
+    """The elapsed time a wait kernel (sleep_ms, which returns the `ms` to wait) reports:
+    at least the `ms` it waited when it ran to its end (the loop's timer may wake it a
+    tick early), else what passed (cut short by CANCEL, or refused)."""
+    if error is None and not cancelled and elapsed_us < ms * 1000:
+        return ms * 1000
+    return elapsed_us
+
+
 def _code(v):
     try:
         return v.typecode

@@ -15,10 +15,12 @@ says and answers is decided by the engine; this file moves bytes and runs kernel
 #
 # Kernels run on a second thread (KernelThread) where the port has one without a global
 # interpreter lock (the unix port, rp2's second core): the link keeps being read and the
-# heartbeats carry the running task (HELLO says threads=true). Elsewhere, and for the
-# INLINE kernels that only hand back their argument, they run on the event loop. Nothing
-# on the wire is ever executed: a TASK can only name a kernel from msw_kernel.KERNELS (the
-# registry; kernels.py itself loads on the first task that names one of its kernels).
+# heartbeats carry the running task (HELLO says threads=true). Elsewhere, for the INLINE
+# kernels that only hand back their argument, and for a kernel whose last call on this
+# node took under QUICK_US (the thread's round trip, two context switches, costs more than
+# such a kernel), they run on the event loop. Nothing on the wire is ever executed: a TASK
+# can only name a kernel from msw_kernel.KERNELS (the registry; kernels.py itself loads on
+# the first task that names one of its kernels).
 
 import gc
 import sys
@@ -41,6 +43,7 @@ TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
 COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
 LOOK_MAX = const(64)  # most tasks between two looks at the free heap (Session.collect)
 INLINE = ("echo",)  # kernels that only hand back their argument: no thread round trip
+QUICK_US = const(1000)  # a kernel whose last call took less runs on the loop (Session.quick)
 
 
 class SessionEnd(Exception):
@@ -66,19 +69,6 @@ def _detach(value):
     return value
 
 
-def _call(fn, args, out):
-    """One kernel call: out[:3] = value, error, elapsed_us (a list the caller keeps: no
-    tuple per task); returns out."""
-    start = time.ticks_us()
-    out[0] = out[1] = None
-    try:
-        out[0] = fn(*args)
-    except Exception as e:  # MemoryError included: the engine maps it to NO_MEMORY
-        out[1] = e
-    out[2] = time.ticks_diff(time.ticks_us(), start)
-    return out
-
-
 class KernelThread:
     """One thread for the whole boot that runs one kernel at a time beside the loop.
 
@@ -98,7 +88,8 @@ class KernelThread:
         while True:
             self._go.acquire()
             job = self._job
-            self._out = _call(job[0], job[1], self._res)
+            self._out = msw_kernel.call(job[0], job[1], self._res, time.ticks_us,
+                                         time.ticks_diff)
             job = None
             self._job = None
             self._flag.set()
@@ -139,10 +130,11 @@ class Session:
         self.engine = engine.Engine(self, worker.hello(link.kind), worker.cfg["key"],
                                     msw_kernel.KERNELS, msw_kernel.WAITS, worker.stats, True)
         self.todo = []
-        self._res = [None, None, 0]  # _call's answer
+        self._res = [None, None, 0]  # msw_kernel.call's answer
         self._look = self._gap = 1  # tasks until the next look at the free heap, and since
         self._free = -1  # the last one, and what was free then (collect())
         self._fns = {}  # kernel name -> msw_kernel.lookup(name), asked once a session
+        self.quick = {}  # kernel name -> its last call here took under QUICK_US
         self.wake = asyncio.Event()
         self.ended = asyncio.Event()
         self.interrupted = False
@@ -333,7 +325,8 @@ class Session:
         ran = False
         while todo and todo[0].kernel in INLINE:
             task = todo.pop(0)
-            out = _call(self.lookup(task), task.args, self._res)
+            out = msw_kernel.call(self.lookup(task), task.args, self._res, time.ticks_us,
+                                  time.ticks_diff)
             self.finish(task, out[0], out[1], out[2], board.uptime_ms())
             out[0] = out[1] = None
             ran = True
@@ -375,11 +368,18 @@ class Session:
                 if task.waits:
                     task.handle = asyncio.create_task(self.wait(task, fn))
                     continue
-                if thread is None or task.kernel in INLINE:
-                    value, error, elapsed = _call(fn, task.args, self._res)
+                if thread is None or task.kernel in INLINE or task.kernel in self.quick:
+                    value, error, elapsed = msw_kernel.call(fn, task.args, self._res,
+                                                            time.ticks_us, time.ticks_diff)
                     self._res[0] = self._res[1] = None
                 else:
                     value, error, elapsed = await thread.run(fn, task.args)
+                if thread is not None:
+                    # a call that took longer sends the next one back to the thread
+                    if elapsed < QUICK_US:
+                        self.quick[task.kernel] = True
+                    else:
+                        self.quick.pop(task.kernel, None)
                 if isinstance(error, MemoryError):
                     gc.collect()
                 self.finish(task, value, error, elapsed, board.uptime_ms())
@@ -404,9 +404,8 @@ class Session:
                 raise  # the session ends
         except Exception as e:
             error = e
-        elapsed = time.ticks_diff(time.ticks_us(), start)
-        if error is None and not task.cancelled and elapsed < value * 1000:
-            elapsed = value * 1000  # the wait ran on the ms clock: it did last `value` ms
+        elapsed = msw_kernel.waited(value, error, task.cancelled,
+                                    time.ticks_diff(time.ticks_us(), start))
         try:
             self.engine.finished(task, value, error, elapsed, board.uptime_ms())
             self.run_inline()

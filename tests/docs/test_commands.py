@@ -12,12 +12,11 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from .commands import REPO, Namespace, Shell, synopsis, told
+from support.commands import PORTS, REPO, synopsis, told, user_shell
 
 # Docs whose commands a test extracts from the doc itself and runs in order.
 RUN_FROM_THE_DOC = {
@@ -163,25 +162,15 @@ def _folder(tmp_path: Path) -> Path:
 @pytest.fixture
 def shell(tmp_path):
     """Commands that listen on no fixed port, from a folder of their own."""
-    sh = Shell(_folder(tmp_path), [])
-    try:
+    with user_shell(_folder(tmp_path)) as sh:
         yield sh
-    finally:
-        sh.stop_all()
 
 
 @pytest.fixture
 def netns_shell(tmp_path):
     """Commands on the documented fixed ports, in a network namespace of their own."""
-    if not Namespace.possible():
-        pytest.skip("the documented fixed ports need a network namespace (root, unshare)")
-    namespace = Namespace()
-    sh = Shell(_folder(tmp_path), namespace.prefix)
-    try:
+    with user_shell(_folder(tmp_path), PORTS) as sh:
         yield sh
-    finally:
-        sh.stop_all()
-        namespace.close()
 
 
 def test_offline_commands_as_written(shell):
@@ -227,14 +216,6 @@ def _serial_port(output: str) -> str:
     return re.search(r"serial port: (\S+)", output).group(1)
 
 
-def _joined(shell: Shell, node: str, command: str = "microswarm nodes") -> str:
-    deadline = time.monotonic() + 60
-    while node not in (listing := shell.run(command)):
-        assert time.monotonic() < deadline, listing
-        time.sleep(0.5)
-    return listing
-
-
 def test_key_file_commands_as_written(netns_shell):
     shell = netns_shell
     shell.run(KEY_FILE[0])
@@ -243,7 +224,7 @@ def test_key_file_commands_as_written(netns_shell):
     port = _serial_port(shell.read_until(board, "serial port:"))
     master = shell.start(KEY_FILE[2].replace("/dev/ttyACM0", port))
     shell.read_until(master, "listening")
-    _joined(shell, "unix-", KEY_FILE[3])
+    shell.poll(KEY_FILE[3], "unix-")
     shell.stop(master)
     shell.stop(board)
     # the master's help: the same with two in-process nodes, then the client commands
@@ -251,7 +232,7 @@ def test_key_file_commands_as_written(netns_shell):
     port = _serial_port(shell.read_until(board, "serial port:"))
     master = shell.start(KEY_FILE[5].replace("/dev/ttyACM0", port))
     shell.read_until(master, "listening")
-    nodes = json.loads(_joined(shell, "unix-", KEY_FILE[6]))
+    nodes = json.loads(shell.poll(KEY_FILE[6], "unix-"))
     assert len(nodes["nodes"]) == 3, nodes
     assert "50 tasks" in shell.run(KEY_FILE[7])
     jobs = json.loads(shell.run(KEY_FILE[8]))
@@ -260,7 +241,7 @@ def test_key_file_commands_as_written(netns_shell):
     assert "unix-" in shell.run(KEY_FILE[10])
     for command in KEY_FILE[11:14]:  # boards that dial the master (the README's on a pty)
         shell.read_until(shell.start(command), "serial port:")
-    _joined(shell, "w5500", KEY_FILE[3])
+    shell.poll(KEY_FILE[3], "w5500")
     # deploy to a blank board standing in for the one on /dev/ttyACM0 at 192.168.1.10
     shell.run(KEY_FILE[14])
     blank = shell.cwd / "pico2" / "flash.serial"
@@ -272,8 +253,7 @@ def test_key_file_commands_as_written(netns_shell):
 
 
 def test_source_tree_tools_as_written():
-    shell = Shell(REPO, [])
-    try:
+    with user_shell(REPO) as shell:
         shell.run(IN_THE_TREE[0])
         assert "arch x64" in shell.run(IN_THE_TREE[1])
         built = subprocess.run(shell.argv(IN_THE_TREE[2]), cwd=REPO, env=shell.env, text=True,
@@ -284,5 +264,3 @@ def test_source_tree_tools_as_written():
         assert built.stdout.strip().endswith("firmware.elf"), built.stdout
         qemu = shell.start(IN_THE_TREE[3])
         shell.read_until(qemu, "its UART is /dev/pts/", timeout=60)
-    finally:
-        shell.stop_all()

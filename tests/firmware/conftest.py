@@ -3,6 +3,7 @@ folder, and the real MicroPython VM run there with the board's heap."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -58,9 +59,13 @@ def heap_of(board: str) -> int:
 
 @pytest.fixture
 def vm_script(micropython):
-    """Run a script in the VM inside a flash folder: vm_script(flash, source, heap, stdin)."""
+    """Run a script in the VM inside a flash folder: vm_script(flash, source, heap, stdin);
+    `modules`: this folder's modules the script imports, copied into the flash folder first."""
 
-    def run(flash: Path, source: str, heap: int, stdin: bytes = b"", timeout: float = 60) -> str:
+    def run(flash: Path, source: str, heap: int, stdin: bytes = b"", timeout: float = 60,
+            modules: tuple[str, ...] = ()) -> str:
+        for name in modules:
+            shutil.copy(Path(__file__).parent / name, flash / name)
         return run_script(source, cwd=flash, heap=heap, stdin=stdin, timeout=timeout,
                           micropython=micropython)
 

@@ -13,23 +13,7 @@ import engine
 import frame
 import kernels
 import worker
-
-
-class Worker:
-    def __init__(self, hello, key, max_frame):
-        self._hello = hello
-        self.cfg = {"max_frame": max_frame, "key": key}
-        self.stats = engine.Stats(0, None)
-        self.thread = None
-
-    def hello(self, kind):
-        return self._hello
-
-    def writer(self, cobs):
-        return frame.FrameWriter(self.cfg["max_frame"], serial=cobs)
-
-    def joined(self):
-        pass
+from vm_worker import Worker
 
 
 class Link:

@@ -49,7 +49,8 @@ def _script() -> dict:
 def test_an_echo_task_allocates_nothing_per_task_on_the_tcp_path(tmp_path, vm_script):
     flash = make_flash(tmp_path)
     source = (Path(__file__).parent / "alloc_vm.py").read_text()
-    out = vm_script(flash, source, 1 << 22, json.dumps(_script()).encode())
+    out = vm_script(flash, source, 1 << 22, json.dumps(_script()).encode(),
+                    modules=("vm_worker.py",))
     found = {}
     for line in out.splitlines():
         if line.startswith("{"):

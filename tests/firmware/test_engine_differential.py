@@ -132,7 +132,7 @@ def run_vm(vm_script, flash: Path, steps: list[list]) -> list[list]:
     source = (Path(__file__).parent / "engine_script_vm.py").read_text()
     stdin = json.dumps({"hello": wire.cbor.encode_payload(HELLO).hex(), "key": KEY.hex(),
                         "steps": steps}).encode()
-    out = vm_script(flash, source, 1 << 21, stdin)
+    out = vm_script(flash, source, 1 << 21, stdin, modules=("vm_worker.py",))
     return [json.loads(line) for line in out.splitlines() if line.startswith("[")]
 
 

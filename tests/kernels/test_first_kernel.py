@@ -6,30 +6,16 @@ package is deployed again."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from support.commands import REPO, shell_commands, user_shell
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
-REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "first-kernel.md"
-
-
-def doc_commands() -> list[str]:
-    commands = []
-    for block in re.findall(r"```sh\n(.*?)```", DOC.read_text(), re.S):
-        for line in block.splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                commands.append(line)
-    return commands
 
 
 def tiles_by_node(output: str) -> dict[str, int]:
@@ -42,34 +28,10 @@ def test_the_tutorial_runs_as_written(tmp_path):
         pytest.skip("no C compiler for the native build of the tutorial")
     shutil.copytree(REPO / "examples", tmp_path / "examples",
                     ignore=shutil.ignore_patterns("build", "package.json", "kpkg_*.json"))
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               COLUMNS="200")
-    background: list[subprocess.Popen] = []
-    outputs: list[tuple[str, str]] = []
-    try:
-        for command in doc_commands():
-            if command.endswith("&"):
-                proc = subprocess.Popen(["bash", "-c", "exec " + command[:-1].strip()],
-                                        cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True,
-                                        start_new_session=True)
-                background.append(proc)
-                ready = proc.stdout.readline()  # the board prints its banner when it is up
-                assert ready, f"{command!r} ended at once"
-                continue
-            done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env,
-                                  capture_output=True, text=True, timeout=180)
-            out = done.stdout + done.stderr
-            assert done.returncode == 0, f"{command!r} failed:\n{out}"
-            outputs.append((command, out))
-    finally:
-        for proc in background:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+    with user_shell(tmp_path) as shell:
+        shell.env["COLUMNS"] = "200"
+        shell.run_in_order(shell_commands(DOC), timeout=180)
+    outputs = shell.transcript
 
     runs = [out for cmd, out in outputs if cmd.startswith("python examples/first_kernel.py")]
     assert len(runs) == 4 and all("16 bins: exact" in out for out in runs)

@@ -208,3 +208,33 @@ def test_auth_helpers_match_hmac(key, master_nonce, node_nonce, node_id):
     proof = hmac.new(key, b"msw-master" + node_nonce + master_nonce, hashlib.sha256).digest()
     assert wire.master_proof(key, node_nonce, master_nonce) == proof
     assert len(proof) == 32 and proof != expected
+
+
+def test_validate_one_pass_agrees_with_the_rules_in_catalog_order():
+    """validate_payload's one pass over a payload's keys accepts exactly what the rules in
+    catalog order accept, and refuses with the same error (the first field at fault)."""
+    import enum
+    import random
+
+    from microswarm.wire.validate import _RULES, _validate_by_rules, validate_payload
+
+    class Member(enum.IntEnum):
+        A = 3
+
+    values = [0, 1, -1, 2**40, True, False, None, 1.5, "x", "", b"b", bytearray(b"z"),
+              memoryview(b"m"), [], ["a"], ["a", 1], [1], {}, {1: 2}, (1,), ("s",), Member.A]
+    rng = random.Random(11)
+
+    def outcome(check, msg_type, payload):
+        try:
+            check(msg_type, payload, 5)
+        except wire.FrameError as exc:
+            return exc.code, exc.text, exc.seq
+        return None
+
+    for msg_type, rules in _RULES.items():
+        keys = [rule[0] for rule in rules] + [99]
+        for _ in range(500):
+            payload = {k: rng.choice(values) for k in keys if rng.random() < 0.8}
+            assert outcome(validate_payload, msg_type, payload) == \
+                outcome(_validate_by_rules, msg_type, payload), (msg_type, payload)

@@ -19,10 +19,11 @@ from typing import Protocol
 
 from microswarm.master.handshake import NodeInfo
 from microswarm.master.links import Link, SerialLink
-from microswarm.master.session import NodeSession
+from microswarm.master.session import NodeSession, State
 from microswarm.master.session_events import Event
 
 log = logging.getLogger(__name__)
+_CLOSED = State.CLOSED
 
 REOPEN_MIN_S = 0.2
 REOPEN_MAX_S = 5.0
@@ -83,7 +84,7 @@ class Connection:
         self.flush()
         if events:
             self.owner.on_events(self, events)
-        if self.session.closed:
+        if self.session.state is _CLOSED:
             self.ended()
 
     def receive(self, data: bytes) -> float:
@@ -132,12 +133,17 @@ class Connection:
     async def run(self) -> None:
         session = self.session
         try:
-            while not session.closed:
+            while session.state is not _CLOSED:
                 data = await self.link.read()
                 if not data:
                     self.handle(session.close(cause="link closed"))
                     break
-                await self.feed(data)
+                if len(data) <= SLICE:  # feed(), without a coroutine per read
+                    pause = self.receive(data)
+                    if pause:
+                        await asyncio.sleep(pause)
+                else:
+                    await self.feed(data)
         except Exception as exc:  # a bug must not leave the link half served
             log.exception("%s: session failed", self.node_id)
             self.handle(session.close(cause=f"session failed: {exc!r}"))

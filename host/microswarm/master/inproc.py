@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from microswarm.firmware import engine as E
-from microswarm.firmware import kernels
+from microswarm.firmware import kernels, msw_kernel
 from microswarm.master.links import Link, MemoryLink, TcpLink
 from microswarm.protocol.catalog import NONCE_SIZE
 from microswarm.wire import MAX_FRAME, FrameError, FrameReader, LinkAuth
@@ -36,13 +37,12 @@ def _now_ms() -> float:
     return time.monotonic() * 1000.0
 
 
-def _call(fn: Any, args: list) -> tuple[Any, BaseException | None, int]:
-    start = time.perf_counter()
-    try:
-        value, error = fn(*args), None
-    except Exception as exc:  # the engine maps it to its ErrorCode
-        value, error = None, exc
-    return value, error, int((time.perf_counter() - start) * 1e6)
+def _ticks_us() -> int:
+    """The kernel runner's clock (msw_kernel.call, .waited): microseconds."""
+    return time.perf_counter_ns() // 1000
+
+
+_ticks_diff = operator.sub
 
 
 class _Wait:
@@ -53,23 +53,25 @@ class _Wait:
     def __init__(self, node: InprocNode, task: E.Task, fn: Any) -> None:
         self.node = node
         self.task = task
-        self.start = time.perf_counter()
+        self.start = _ticks_us()
         loop = asyncio.get_running_loop()
-        try:
-            self.value = fn(*task.args)
-        except Exception as exc:
-            self.value = None
-            self.timer = loop.call_soon(node._finished, task, None, exc, 0)
+        # the kernel checks its argument and says how long to wait
+        self.value, error, elapsed = msw_kernel.call(fn, task.args, [None, None, 0],
+                                                     _ticks_us, _ticks_diff)
+        if error is not None:
+            self.timer = loop.call_soon(node._finished, task, None, error, elapsed)
             return
-        self.timer = loop.call_later(self.value / 1000, node._finished, task, self.value,
-                                     None, self.value * 1000)
+        self.timer = loop.call_later(self.value / 1000, self._end, False)
+
+    def _end(self, cancelled: bool) -> None:
+        elapsed = _ticks_diff(_ticks_us(), self.start)
+        self.node._finished(self.task, self.value, None,
+                            msw_kernel.waited(self.value, None, cancelled, elapsed))
 
     def cut(self) -> None:
         """CANCEL: the wait ends now."""
         self.timer.cancel()
-        elapsed = int((time.perf_counter() - self.start) * 1e6)
-        self.timer = asyncio.get_running_loop().call_soon(
-            self.node._finished, self.task, self.value, None, elapsed)
+        self.timer = asyncio.get_running_loop().call_soon(self._end, True)
 
     def cancel(self) -> None:
         """The session ended: nothing more to answer."""
@@ -234,7 +236,9 @@ class InprocNode:
 
     async def _compute(self, task: E.Task, fn: Any) -> None:
         loop = asyncio.get_running_loop()
-        value, error, elapsed = await loop.run_in_executor(self._threads, _call, fn, task.args)
+        value, error, elapsed = await loop.run_in_executor(
+            self._threads, msw_kernel.call, fn, task.args, [None, None, 0], _ticks_us,
+            _ticks_diff)
         self._finished(task, value, error, elapsed)
 
     def _finished(self, task: E.Task, value: Any, error: BaseException | None,

@@ -43,11 +43,12 @@ from microswarm.master.scheduler import (
     Scheduler,
     TaskDone,
 )
-from microswarm.master.session import JOIN_TIMEOUT_S, NodeSession
+from microswarm.master.session import JOIN_TIMEOUT_S, NodeSession, State
 from microswarm.master.wheel import TimerWheel
 from microswarm.protocol.catalog import TCP_PORT, UDP_DISCOVERY_PORT, ErrorCode, MsgType
 from microswarm.wire import MAX_FRAME, FrameError, decode_frame, encode_frame
 
+_CLOSED = State.CLOSED
 log = logging.getLogger(__name__)
 
 CONTROL_PORT = 5882
@@ -386,28 +387,34 @@ class Master:
 
     def _apply_actions(self, actions: list) -> None:
         sched = self.scheduler
+        sessions = self.sessions
+        written: list[Connection] = []  # what was queued goes out once per link, at the end
         for action in actions:
-            if isinstance(action, Dispatch):
-                conn = self.sessions.get(action.node_id)
-                if conn is None or conn.closed:
+            kind = type(action)
+            if kind is Dispatch:
+                conn = sessions.get(action.node_id)
+                if conn is None or conn.session.state is _CLOSED:
                     continue  # its removal is already queued
                 node = sched.nodes.get(action.node_id)
                 estimate = node.inflight.get(action.task_id) if node is not None else None
+                now = time.monotonic()
                 try:
                     conn.session.send_task(action.task_id, action.kernel, action.args,
-                                           action.attempt, time.monotonic(), estimate)
+                                           action.attempt, now, estimate)
                 except (FrameError, TypeError, ValueError) as exc:
                     sched.error(action.node_id, action.task_id, f"cannot encode task: {exc}")
                     continue
-                conn.flush()
-                self._wheel.wake(conn, time.monotonic())  # the task's deadline
+                if conn not in written:
+                    written.append(conn)
+                self._wheel.wake(conn, now)  # the task's deadline
                 sched.sent(action.node_id, action.task_id)
-            elif isinstance(action, Cancel):
-                conn = self.sessions.get(action.node_id)
+            elif kind is Cancel:
+                conn = sessions.get(action.node_id)
                 if conn is not None and not conn.closed:
                     conn.session.cancel(action.task_id)
-                    conn.flush()
-            elif isinstance(action, TaskDone):
+                    if conn not in written:
+                        written.append(conn)
+            elif kind is TaskDone:
                 handle = self._jobs.get(action.job_id)
                 if handle is None:
                     continue
@@ -417,20 +424,22 @@ class Master:
                 handle.done += 1
                 if handle.key and self.journal is not None:
                     self.journal.record(handle.key, index, action.value, action.node_id)
-            elif isinstance(action, JobDone):
+            elif kind is JobDone:
                 handle = self._jobs.get(action.job_id)
                 if handle is not None:
                     if handle.key and self.journal is not None:
                         self.journal.finish(handle.key, "done")
                     if not handle.future.done():
                         handle.future.set_result(handle.results)
-            elif isinstance(action, JobFailed):
+            elif kind is JobFailed:
                 handle = self._jobs.get(action.job_id)
                 if handle is not None:
                     if handle.key and self.journal is not None:
                         self.journal.finish(handle.key, "failed")
                     if not handle.future.done():
                         handle.future.set_exception(JobFailedError(action.cause))
+        for conn in written:
+            conn.flush()
         self.events.emit("actions", actions=actions)
 
     # ------------------------------------------------------------------ session events

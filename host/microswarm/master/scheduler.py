@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from microswarm.master.operands import Shared, inline, operands_of
-from microswarm.master.states import TERMINAL, TaskState, transition_name
+from microswarm.master.states import TERMINAL, TRANSITIONS, TaskState, transition_name
 
 ClassKey = tuple[str, bool, str]  # (kernel, needs native, version hash or "" for any)
 
@@ -125,6 +125,10 @@ class JobFailed(NamedTuple):
 
 Action = Dispatch | Cancel | TaskDone | JobDone | JobFailed
 
+# A decision built as tuple.__new__(Dispatch, (...)): the same record without the
+# namedtuple's Python-level __new__ (several of these per task dispatched)
+_new = tuple.__new__
+
 
 # ----------------------------------------------------------------------------- model
 @dataclass(slots=True)
@@ -161,6 +165,9 @@ class NodeState:
     busy_s: float = 0.0
     heap_best: int = 0  # the most free heap it ever reported
     operands: set[bytes] = field(default_factory=set)  # shared operands it holds (hashes)
+    # the classes it can serve (can_run), as of the scheduler's class count `serves_at`
+    serves: list[_Class] = field(default_factory=list)
+    serves_at: int = -1
 
     def free(self) -> int:
         return self.caps.window - len(self.inflight)
@@ -438,8 +445,8 @@ class Scheduler:
         job = task.job
         job.results[task.index] = value
         job.remaining -= 1
-        self._forget(task)
-        self._out.append(TaskDone(job.job_id, task.index, task_id, value, node_id))
+        del self.tasks[task_id]  # _forget(task)
+        self._out.append(_new(TaskDone, (job.job_id, task.index, task_id, value, node_id)))
         for other in task.holders:
             self._cancel_on(other, task_id)
         task.holders.clear()
@@ -632,16 +639,20 @@ class Scheduler:
         return (1 + spread) * eft > drain + best
 
     def _push_node(self, cls: _Class, node: NodeState) -> None:
-        entry = (node.backlog + self._estimate(node, cls.key[0], 0), next(self._seq),
-                 node.version, node)
+        kernel = cls.key[0]
+        compute = node.compute.get(kernel)  # self._estimate(node, kernel, 0), inline
+        if compute is None:
+            compute = self._kernel_avg.get(kernel, DEFAULT_COMPUTE_S) / node.caps.speed
+        entry = (node.backlog + compute, next(self._seq), node.version, node)
         if self.hold_ratio is not None:  # only _better_busy_node reads it
             heapq.heappush(cls.everyone, entry)
-        if node.free() > 0:
+        inflight = len(node.inflight)
+        if inflight < node.caps.window:
             heapq.heappush(cls.nodes, entry)
-            if not node.inflight:
+            if not inflight:
                 heapq.heappush(cls.idle, entry)
         limit = 4 * len(self.nodes) + 64
-        if len(cls.everyone) > limit or len(cls.nodes) > limit or len(cls.idle) > limit:
+        if len(cls.nodes) > limit or len(cls.idle) > limit or len(cls.everyone) > limit:
             cls.nodes = [e for e in cls.nodes if e[2] == e[3].version]
             cls.idle = [e for e in cls.idle if e[2] == e[3].version]
             cls.everyone = [e for e in cls.everyone if e[2] == e[3].version]
@@ -654,12 +665,15 @@ class Scheduler:
         node.version += 1
         if not node.alive:
             return
-        free = node.free() > 0
-        for cls in self._classes.values():
-            if node.can_run(cls.key):
-                self._push_node(cls, node)
-                if free and cls.parked:
-                    self._unpark(cls)
+        classes = node.serves
+        if node.serves_at != len(self._classes):  # classes are added, never removed
+            classes = node.serves = [c for c in self._classes.values() if node.can_run(c.key)]
+            node.serves_at = len(self._classes)
+        free = len(node.inflight) < node.caps.window
+        for cls in classes:
+            self._push_node(cls, node)
+            if free and cls.parked:
+                self._unpark(cls)
 
     def _unpark(self, cls: _Class) -> None:
         for task in cls.parked:
@@ -690,7 +704,8 @@ class Scheduler:
         while heap:
             entry = heapq.heappop(heap)
             node = entry[3]
-            if entry[2] != node.version or not node.alive or node.free() <= 0:
+            if (entry[2] != node.version or not node.alive
+                    or len(node.inflight) >= node.caps.window):
                 continue  # stale: a fresher entry exists if the node is still eligible
             if (not self._fits(task, node) or (idle_only and node.inflight)
                     or (node.inflight and node.caps.speed < slow)):
@@ -947,7 +962,8 @@ class Scheduler:
         node.backlog += estimate
         task.holders[node.node_id] = 0.0
         self.dispatches += 1
-        self._out.append(Dispatch(node.node_id, task.task_id, task.attempt, task.kernel, task.args))
+        self._out.append(_new(Dispatch, (node.node_id, task.task_id, task.attempt, task.kernel,
+                                         task.args)))
         task.attempt += 1
         self._offer(node)
 
@@ -994,7 +1010,8 @@ class Scheduler:
             node.bandwidth += EWMA_ALPHA * (size / transfer - node.bandwidth)
 
     def _move(self, task: Task, new: TaskState) -> None:
-        transition_name(task.state, new)  # raises on a transition the table forbids
+        if (task.state, new) not in TRANSITIONS:
+            transition_name(task.state, new)  # raises: a transition the table forbids
         task.state = new
 
     def _requeue(self, task: Task) -> None:

@@ -136,6 +136,9 @@ TRANSITIONS: dict[tuple[State, State], str] = {
 }
 
 
+_new = tuple.__new__
+
+
 class InvalidTransition(RuntimeError):
     """A session state change the table above does not allow."""
 
@@ -528,8 +531,8 @@ class NodeSession:
         if RESULT_ERROR in body:
             info.errors += 1
             events.append(TaskFailed(task_id, body.get(RESULT_CODE, 0), body[RESULT_ERROR]))
-        else:
-            events.append(Result(task_id, body.get(RESULT_VALUE), elapsed, body))
+        else:  # Result(...) without the namedtuple's Python-level __new__: one per task
+            events.append(_new(Result, (task_id, body.get(RESULT_VALUE), elapsed, body)))
 
     def _heartbeat(self, body: dict[int, Any], now: float, events: list[Event]) -> None:
         info = self.info

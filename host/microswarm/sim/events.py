@@ -76,19 +76,25 @@ class EventQueue:
     def _run(self, until: float | None, stop: Callable[[], bool] | None) -> None:
         heap = self._heap
         pop = heapq.heappop
-        while heap:
-            entry = heap[0]
-            if until is not None and entry[0] > until:
-                self.now = until
-                return
-            pop(heap)
-            fn = entry[2]
-            if fn is None:
-                continue
-            self.now = entry[0]
-            self.processed += 1
-            fn(*entry[3])
-            if stop is not None and stop():
-                return
+        last = float("inf") if until is None else until
+        processed = 0  # counted here, added once: the loop runs for every event
+        try:
+            while heap:
+                entry = heap[0]
+                when = entry[0]
+                if when > last:
+                    self.now = last
+                    return
+                pop(heap)
+                fn = entry[2]
+                if fn is None:
+                    continue
+                self.now = when
+                processed += 1
+                fn(*entry[3])
+                if stop is not None and stop():
+                    return
+        finally:
+            self.processed += processed
         if until is not None and until > self.now:
             self.now = until

@@ -138,11 +138,12 @@ class Link:
     def send(self, d: Direction, data: bytes, now: float) -> tuple[float, bytes] | None:
         """Put `data` on direction `d` at `now`. Returns (arrival time, bytes as they
         arrive), or None if the frame is lost or the link is down."""
+        size = len(data)
         start = now if now > d.busy_until else d.busy_until
-        done = start + len(data) / d.bytes_per_s
+        done = start + size / d.bytes_per_s
         d.busy_until = done
         d.frames += 1
-        d.bytes += len(data)
+        d.bytes += size
         if not self.connected:
             d.lost += 1
             return None

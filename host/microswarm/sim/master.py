@@ -30,7 +30,7 @@ from microswarm.master.scheduler import (
     Scheduler,
     TaskDone,
 )
-from microswarm.master.session import NodeSession
+from microswarm.master.session import NodeSession, State
 from microswarm.protocol.catalog import ErrorCode
 from microswarm.sim.journal import SimJournal
 from microswarm.sim.links import known_rate
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from microswarm.sim.node import SimNode
 
 _Result, _TaskFailed, _TaskLost = ev.Result, ev.TaskFailed, ev.TaskLost
+_JOINED, _CLOSED = State.JOINED, State.CLOSED
 
 
 class SimMaster:
@@ -54,7 +55,9 @@ class SimMaster:
         self.down_until = 0.0
         self.restarts = 0
         self.results: dict[int, Any] = {}  # what the user got: task index -> first value
-        self.deliveries: dict[tuple[int, int], int] = {}  # (incarnation, index) -> TaskDones
+        # (incarnation << 32 | index) -> TaskDones: an int key, not a tuple that the
+        # garbage collector would scan for every task
+        self.deliveries: dict[int, int] = {}
         self.recomputed = 0  # results computed again after a restart (journal batch lost)
         self.journal = SimJournal(sim.workdir if self.cfg.journal else None)
         self.up_since = 0.0
@@ -165,7 +168,7 @@ class SimMaster:
         if now < self.down_until:
             return
         session = self.sessions[node.index]
-        if epoch != self.epochs[node.index] or session is None or session.closed:
+        if epoch != self.epochs[node.index] or session is None or session.state is _CLOSED:
             if node.link.connected:  # the closed connection answers with a reset
                 self.sim.events.after(node.link.latency_s, node.reset_by_peer, node.boot,
                                       epoch)
@@ -311,7 +314,7 @@ class SimMaster:
 
     def _dispatch(self, node: SimNode, a: Dispatch) -> None:
         session = self.sessions[node.index]
-        if session is None or not session.joined:
+        if session is None or session.state is not _JOINED:
             return  # its removal is already queued
         copies = self.outstanding.get(a.task_id, 0)
         if copies > 0:
@@ -328,7 +331,7 @@ class SimMaster:
 
     def _done(self, a: TaskDone) -> None:
         index = self.index_of[a.index]
-        once = (self.restarts, index)
+        once = self.restarts << 32 | index
         self.deliveries[once] = self.deliveries.get(once, 0) + 1
         self.outstanding.pop(a.task_id, None)
         self.journal.record(index, a.value, a.node_id)

@@ -22,7 +22,7 @@ from microswarm.firmware import kernels
 from microswarm.sim import speed
 from microswarm.sim import wire as w
 from microswarm.sim.links import Link
-from microswarm.wire import FrameError, LinkAuth, serial_encode
+from microswarm.wire import Frame, LinkAuth, serial_encode
 from microswarm.wire.writer import MessageWriter
 
 if TYPE_CHECKING:
@@ -254,17 +254,18 @@ class SimNode:
 
     def receive(self, boot: int, epoch: int, data: bytes) -> None:
         eng = self.engine
+        now = self.sim.events.now
         if (boot != self.boot or not self.alive or epoch != self.epoch or eng is None
-                or self.frozen()):
+                or self.frozen_until > now):
             return
-        now_ms = self.sim.events.now * 1000.0
+        now_ms = now * 1000.0
         eng.last_rx = now_ms
         for frame in self.rx.feed(data):
-            if isinstance(frame, FrameError):
+            if type(frame) is Frame:  # (type, flags, seq, payload)
+                eng.receive(*frame, now_ms)
+            else:
                 self.sim.count("node_bad_frames")
                 eng.bad_frame(int(frame.code), frame.text, frame.seq, False, now_ms)
-            else:
-                eng.receive(frame.type, frame.flags, frame.seq, frame.payload, now_ms)
         self._arm()
 
     def _arm(self) -> None:

@@ -127,11 +127,22 @@ def _typed_array_tag(value: array.array) -> cbor2.CBORTag:
     return cbor2.CBORTag(tag, value.tobytes())
 
 
+class _Encoders(threading.local):
+    """One encoder per thread, reused: the bytes of cbor2.dumps without building an
+    encoder (and its stream) for every payload."""
+
+    def __init__(self) -> None:
+        self.encoder = cbor2.CBOREncoder(io.BytesIO())
+
+
+_encoders = _Encoders()
+
+
 def encode_payload(obj: Any) -> bytes:
     """Encode one payload item deterministically. Raises TypeError for values outside the
     data model (sets, tags, non-int/str map keys, unknown array typecodes). Integers must
     lie in CBOR's 64-bit range."""
-    return cbor2.dumps(_prepare(obj))
+    return _encoders.encoder.encode_to_bytes(_prepare(obj))
 
 
 def _reject_tag(value: Any, immutable: bool) -> None:

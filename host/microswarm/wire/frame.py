@@ -55,20 +55,20 @@ def pack_frame(msg_type: int, payload: bytes, seq: int = 0, flags: int = 0,
                auth: LinkAuth | None = None) -> bytes:
     """Wrap an already encoded payload in header and CRC (and the MAC trailer when `auth`
     is sending)."""
-    if len(payload) > MAX_PAYLOAD:
+    size = len(payload)
+    if size > MAX_PAYLOAD:
         raise FrameError(
-            ErrorCode.TOO_LARGE, f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}", seq
+            ErrorCode.TOO_LARGE, f"payload of {size} bytes exceeds {MAX_PAYLOAD}", seq
         )
     if msg_type not in _KNOWN_TYPES:
         raise FrameError(ErrorCode.UNKNOWN_TYPE, f"message type {msg_type} is not known", seq)
-    if flags & ~FLAGS_KNOWN or (flags & FLAG_MORE and msg_type != _CHUNK):
+    if flags and (flags & ~FLAGS_KNOWN or (flags & FLAG_MORE and msg_type != _CHUNK)):
         raise FrameError(ErrorCode.BAD_FLAGS, f"flags {flags:#04x} not allowed here", seq)
     if auth is not None and auth.sending:
-        header = _HEADER.pack(PROTOCOL_VERSION, msg_type, flags | FLAG_MAC, seq & 0xFFFF,
-                              len(payload))
+        header = _HEADER.pack(PROTOCOL_VERSION, msg_type, flags | FLAG_MAC, seq & 0xFFFF, size)
         crc = zlib.crc32(payload, zlib.crc32(header))
         return b"".join((header, payload, _CRC.pack(crc), auth.trailer(header, payload)))
-    header = _HEADER.pack(PROTOCOL_VERSION, msg_type, flags, seq & 0xFFFF, len(payload))
+    header = _HEADER.pack(PROTOCOL_VERSION, msg_type, flags, seq & 0xFFFF, size)
     crc = zlib.crc32(payload, zlib.crc32(header))
     return b"".join((header, payload, _CRC.pack(crc)))
 
@@ -158,15 +158,18 @@ def decode_frame(
     """
     if type(data) is not bytes:
         data = bytes(data)
-    if len(data) < FRAME_OVERHEAD:
-        raise FrameError(ErrorCode.TRUNCATED, f"{len(data)} bytes is shorter than any frame")
+    got = len(data)
+    if got < FRAME_OVERHEAD:
+        raise FrameError(ErrorCode.TRUNCATED, f"{got} bytes is shorter than any frame")
     version, msg_type, flags, seq, length = _HEADER.unpack_from(data)
-    if (error := check_header(version, length, seq, max_frame)) is not None:
-        raise error
-    size = frame_size(length, flags)
-    if len(data) != size:
+    if version != PROTOCOL_VERSION or length + FRAME_OVERHEAD > max_frame:
+        error = check_header(version, length, seq, max_frame)
+        if error is not None:
+            raise error
+    size = length + FRAME_OVERHEAD + (MAC_TRAILER_SIZE if flags & FLAG_MAC else 0)  # frame_size
+    if got != size:
         raise FrameError(
-            ErrorCode.TRUNCATED, f"frame is {len(data)} bytes, its header says {size}", seq)
+            ErrorCode.TRUNCATED, f"frame is {got} bytes, its header says {size}", seq)
     return decode_body(data, msg_type, flags, seq, length, validate, auth)
 
 

@@ -40,14 +40,18 @@ _COUNTER = struct.Struct("<I")
 _WELCOME = int(MsgType.WELCOME)
 _HELLO = int(MsgType.HELLO)
 _BLOCK = 64
+# each byte XOR the HMAC pads (RFC 2104), as translation tables: one C call per key block
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+_compare = hmac.compare_digest
 
 
 def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int = 32) -> bytes:
     """HKDF (RFC 5869) with HMAC-SHA256: extract, then expand to `length` bytes."""
-    prk = hmac.new(salt, ikm, hashlib.sha256).digest()
+    prk = hmac.digest(salt, ikm, "sha256")
     out, block, i = b"", b"", 1
     while len(out) < length:
-        block = hmac.new(prk, block + info + bytes([i]), hashlib.sha256).digest()
+        block = hmac.digest(prk, block + info + bytes([i]), "sha256")
         out += block
         i += 1
     return out[:length]
@@ -65,9 +69,11 @@ class _Mac:
     __slots__ = ("inner", "outer")
 
     def __init__(self, key: bytes) -> None:
-        padded = key.ljust(_BLOCK, b"\0")
-        self.inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
-        self.outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
+        if len(key) > _BLOCK:  # RFC 2104: a longer key is hashed first
+            key = hashlib.sha256(key).digest()
+        padded = bytes(key).ljust(_BLOCK, b"\0")
+        self.inner = hashlib.sha256(padded.translate(_IPAD))
+        self.outer = hashlib.sha256(padded.translate(_OPAD))
 
     def tag(self, counter: bytes, data: bytes | memoryview, more: bytes = b"") -> bytes:
         """HMAC(counter | data | more), truncated."""
@@ -119,7 +125,14 @@ class LinkAuth:
             raise FrameError(ErrorCode.BAD_MAC, "frame counter exhausted: join again")
         self.tx_counter = counter + 1
         packed = _COUNTER.pack(counter)
-        return packed + self._tx.tag(packed, header, payload)
+        mac = self._tx  # its tag(packed, header, payload), inline: one per frame sent
+        h = mac.inner.copy()
+        h.update(packed)
+        h.update(header)
+        h.update(payload)
+        o = mac.outer.copy()
+        o.update(h.digest())
+        return packed + o.digest()[:MAC_TAG_SIZE]
 
     def check(self, frame: bytes, msg_type: int, flags: int, seq: int, length: int) -> None:
         """Check one received frame (CRC already checked); FrameError BAD_MAC if refused."""
@@ -135,8 +148,14 @@ class LinkAuth:
             return self._refuse("frame without a MAC after the join", seq)
         end = HEADER_SIZE + length + CRC_SIZE
         (counter,) = _COUNTER.unpack_from(frame, end)
-        tag = self._rx.tag(frame[end : end + MAC_COUNTER_SIZE], memoryview(frame)[: end - CRC_SIZE])
-        if not hmac.compare_digest(tag, frame[end + MAC_COUNTER_SIZE : end + MAC_TRAILER_SIZE]):
+        mac = self._rx  # its tag(counter, header | payload), inline: one per frame received
+        h = mac.inner.copy()
+        h.update(frame[end : end + MAC_COUNTER_SIZE])
+        h.update(memoryview(frame)[: end - CRC_SIZE])
+        o = mac.outer.copy()
+        o.update(h.digest())
+        tag = o.digest()[:MAC_TAG_SIZE]
+        if not _compare(tag, frame[end + MAC_COUNTER_SIZE : end + MAC_TRAILER_SIZE]):
             return self._refuse("MAC mismatch: forged or altered frame", seq)
         if counter <= self.rx_counter:
             return self._refuse(f"replayed or reordered frame (counter {counter}, last "

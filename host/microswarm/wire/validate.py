@@ -33,10 +33,41 @@ _RULES: dict[int, tuple[tuple[int, str, str, tuple[type, ...] | None, bool], ...
 
 _MISSING = object()
 
+# The same rules for the common case, one pass over the payload's own keys: msg type ->
+# (required keys, key -> (exact types, "uint" / "tstr[]" / "" for a further check)).
+# Anything this pass does not accept outright (a missing field, a value of another type,
+# a subclass such as an IntEnum member) goes through the rules in catalog order, which
+# accept or name the first field at fault.
+_FAST: dict[int, tuple[frozenset[int], dict[int, tuple[tuple[type, ...], str]]]] = {
+    t: (frozenset(key for key, _, _, _, required in rules if required),
+        {key: (types, kind if kind in ("uint", "tstr[]") else "")
+         for key, _, kind, types, _ in rules if types is not None})
+    for t, rules in _RULES.items()
+}
+
 
 def validate_payload(msg_type: int, payload: Any, seq: int | None = None) -> None:
     """Raise FrameError(BAD_PAYLOAD) unless `payload` is a map holding every required field
     of `msg_type` with a value of the declared kind. Unknown keys are allowed."""
+    fast = _FAST.get(msg_type)
+    if fast is not None and type(payload) is dict and fast[0] <= payload.keys():
+        checks = fast[1]
+        for key, value in payload.items():
+            check = checks.get(key)
+            if check is None:
+                continue  # a field of any kind, or one this version does not know
+            if type(value) not in check[0]:
+                break
+            extra = check[1]
+            if extra and (value < 0 if extra == "uint"
+                          else not all(type(item) is str for item in value)):
+                break
+        else:
+            return
+    _validate_by_rules(msg_type, payload, seq)
+
+
+def _validate_by_rules(msg_type: int, payload: Any, seq: int | None) -> None:
     rules = _RULES.get(msg_type)
     if rules is None:
         raise FrameError(ErrorCode.UNKNOWN_TYPE, f"message type {msg_type} is not known", seq)

@@ -1,6 +1,11 @@
 """Every command a user is told to type: the shell blocks of README.md and docs/*.md, the
 examples in the CLI's help texts, and the commands in comments of example files; and a
-shell that runs them as written, in a folder and network namespace of their own."""
+shell that runs them as written, in a folder and network namespace of their own.
+
+The one harness of the tests that run documented commands (tests/docs, and the tests that
+run a doc's blocks in order: tests/deploy/test_key_workflow.py,
+tests/kernels/test_first_kernel.py); `tests` is on pytest's pythonpath, so they import it as
+`support.commands`."""
 
 from __future__ import annotations
 
@@ -16,8 +21,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SHELL_FENCES = ("```sh", "```bash", "```shell", "```console")
@@ -52,19 +60,56 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         pending, start = "", 0
 
 
+@dataclass(frozen=True)
+class Block:
+    """A fenced block of a doc: its fence (```sh), the line it opens on, the commands in it."""
+
+    fence: str
+    line: int
+    commands: tuple[Told, ...]
+
+    @property
+    def shell(self) -> bool:
+        return self.fence in SHELL_FENCES
+
+
+def blocks(doc: Path) -> list[Block]:
+    """A doc's fenced blocks in order, with their commands: the lines of a shell block, and
+    the lines of an unlabelled block that begin with a tool (no comments, no blank lines)."""
+    found: list[Block] = []
+    fence, opened, commands = None, 0, []
+    for n, line in _lines(doc):
+        text = line.strip()
+        if text.startswith("```"):
+            if fence is not None:
+                found.append(Block(fence, opened, tuple(commands)))
+                fence = None
+            else:
+                fence, opened, commands = text, n, []
+            continue
+        if fence is None or not text or text.startswith("#"):
+            continue
+        if fence in SHELL_FENCES or (fence == "```" and text.split()[0] in TOOLS):
+            commands.append(Told(_strip(line), f"{doc.relative_to(REPO)}:{n}"))
+    return found
+
+
+def shell_commands(doc: Path, after: str | None = None) -> list[str]:
+    """The commands of a doc's shell blocks in order; with `after`, only those of the first
+    shell block below the line that holds that text."""
+    if after is None:
+        return [t.command for b in blocks(doc) if b.shell for t in b.commands]
+    at = [n for n, line in enumerate(doc.read_text().splitlines(), 1) if after in line]
+    below = [b for b in blocks(doc) if b.shell and at and b.line > at[0]]
+    assert below, f"{doc.name}: no shell block below {after!r}"
+    return [t.command for t in below[0].commands]
+
+
 def _docs() -> Iterator[Told]:
     """Shell blocks' lines, and lines of other unlabelled blocks that begin with a tool."""
     for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
-        fence = None
-        for n, line in _lines(doc):
-            text = line.strip()
-            if text.startswith("```"):
-                fence = None if fence is not None else text
-                continue
-            if fence is None or not text or text.startswith("#"):
-                continue
-            if fence in SHELL_FENCES or (fence == "```" and text.split()[0] in TOOLS):
-                yield Told(_strip(line), f"{doc.relative_to(REPO)}:{n}")
+        for block in blocks(doc):
+            yield from block.commands
 
 
 def _help_texts() -> Iterator[Told]:
@@ -94,15 +139,25 @@ def synopsis(command: str) -> bool:
     return "..." in command or "[" in command or bool(re.search(r"\b[A-Z]{3,}\b", command))
 
 
+# The documented fixed ports: the master's (TCP, UDP, control, client, dashboard) and the
+# console of docs/deploy.md's blank virtual board.
+PORTS = (5880, 5881, 5882, 5883, 5884, 7000)
+
+# What a command started in the background prints once it serves, by its subcommand.
+READY = {"master": "listening", "vboard": "serial port:"}
+
+
 class Shell:
     """Runs commands as a user would, from `cwd`: `microswarm` and `python` are the test's
     own environment's; `&` at the end starts a command in the background. `prefix` puts
-    every process in a network namespace (the documented ports are fixed)."""
+    every process in a network namespace (the documented ports are fixed). `transcript`
+    holds each command run to the end with all it printed (stdout, then stderr)."""
 
     def __init__(self, cwd: Path, prefix: list[str]) -> None:
         self.cwd = cwd
         self.prefix = prefix
         self.background: list[Background] = []
+        self.transcript: list[tuple[str, str]] = []
         bin_dir = str(Path(sys.executable).parent)
         self.env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
 
@@ -121,6 +176,7 @@ class Shell:
             return ""
         done = subprocess.run(self.argv(command), cwd=self.cwd, env=self.env, text=True,
                               capture_output=True, timeout=timeout)
+        self.transcript.append((command, done.stdout + done.stderr))
         assert done.returncode == 0, (
             f"`{command}` exited {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
             + "".join(f"\n--- `{p.command}` said:\n{p.output[-1500:]}" for p in self.background))
@@ -132,6 +188,26 @@ class Shell:
         proc = Background(command, self.argv(command), self.cwd, self.env, terminal)
         self.background.append(proc)
         return proc
+
+    def run_in_order(self, commands: list[str], timeout: float = 120) -> None:
+        """A doc's commands as a user types them, one after the other: each to the end, or
+        one that ends in `&` in the background until it says it serves (READY)."""
+        for command in commands:
+            if command.endswith("&"):
+                self.read_until(self.start(command), READY[command.split()[1]])
+            else:
+                self.run(command, timeout)
+
+    def poll(self, command: str, *needles: str, timeout: float = 60) -> str:
+        """Run `command` again and again until its output holds every needle (a node that
+        is still joining); returns that output."""
+        deadline = time.monotonic() + timeout
+        while True:
+            out = self.run(command)
+            if all(needle in out for needle in needles):
+                return out
+            assert time.monotonic() < deadline, f"`{command}`: no {needles} in {timeout} s:\n{out}"
+            time.sleep(0.5)
 
     def read_until(self, proc: Background, needle: str, timeout: float = 90) -> str:
         """Its output up to the moment it holds `needle`."""
@@ -195,9 +271,30 @@ class Background(subprocess.Popen):
         self._reader.join(10)
 
 
+@contextmanager
+def user_shell(cwd: Path, ports: tuple[int, ...] = ()) -> Iterator[Shell]:
+    """A Shell from `cwd` whose background commands are stopped at the end. Commands that
+    listen on the documented fixed `ports` run in a network namespace of their own; where
+    none can be made, here if those ports are free, else the test is skipped."""
+    namespace = None
+    if ports and Namespace.possible():
+        with suppress(OSError):
+            namespace = Namespace()
+    if namespace is None and not ports_free(ports):
+        pytest.skip(f"no network namespace can be made here and one of the ports {ports} "
+                    "is taken: the documented commands listen on them")
+    sh = Shell(cwd, namespace.prefix if namespace else [])
+    try:
+        yield sh
+    finally:
+        sh.stop_all()
+        if namespace is not None:
+            namespace.close()
+
+
 class Namespace:
     """A network namespace of its own with loopback up (root, `unshare`, `nsenter`), so the
-    documented fixed ports are free whatever else runs; None where it cannot be made."""
+    documented fixed ports are free whatever else runs; OSError where it cannot be made."""
 
     def __init__(self) -> None:
         self.holder = subprocess.Popen(

@@ -1,0 +1,1 @@
+"""What the test areas share; tests/ is on pytest's pythonpath (pyproject.toml)."""
