@@ -43,11 +43,9 @@ _ONE_Q13 = 1 << 13
 
 def _typecode(a):
     """array.array typecode; MicroPython arrays lack .typecode but an empty slice's repr
-    is "array('x')"."""
-    try:
-        return a.typecode
-    except AttributeError:
-        return repr(a[:0])[7]
+    is "array('x')" (getattr with a default: no exception object per call)."""
+    code = getattr(a, "typecode", None)
+    return repr(a[:0])[7] if code is None else code
 
 
 def _arr(a, codes, what):

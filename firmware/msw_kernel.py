@@ -164,10 +164,10 @@ def waited(ms, error, cancelled, elapsed_us):
 
 
 def _code(v):
-    try:
-        return v.typecode
-    except AttributeError:  # MicroPython: repr of an empty slice is "array('x')"
-        return repr(v[:0])[7]
+    # MicroPython: no .typecode, but the repr of an empty slice is "array('x')" (getattr
+    # with a default: a caught AttributeError would be an exception object per call)
+    code = getattr(v, "typecode", None)
+    return repr(v[:0])[7] if code is None else code
 
 
 def _fits(kind, v):
@@ -180,10 +180,12 @@ def _fits(kind, v):
         return kind != "tstr[]" or all(isinstance(x, str) for x in v)
     if kind == "any":
         return True
-    codes = kind[7:] if kind[:7] == "tarray:" else ""
-    if isinstance(v, array.array):  # bstr, tarray, tarray:CODES
-        return not codes or _code(v) in codes
-    return isinstance(v, (bytes, bytearray, memoryview)) and (not codes or "B" in codes)
+    # bstr, tarray, tarray:CODES (the codes looked up in place: no slice of `kind`)
+    codes = len(kind) > 7 and kind.startswith("tarray:")
+    if isinstance(v, array.array):
+        return not codes or kind.find(_code(v), 7) >= 0
+    return (isinstance(v, (bytes, bytearray, memoryview))
+            and (not codes or kind.find("B", 7) >= 0))
 
 
 def check(name, args):

@@ -18,9 +18,11 @@ says and answers is decided by the engine; this file moves bytes and runs kernel
 # heartbeats carry the running task (HELLO says threads=true). Elsewhere, for the INLINE
 # kernels that only hand back their argument, and for a kernel whose last call on this
 # node took under QUICK_US (the thread's round trip, two context switches, costs more than
-# such a kernel), they run on the event loop. Nothing on the wire is ever executed: a TASK
-# can only name a kernel from msw_kernel.KERNELS (the registry; kernels.py itself loads on
-# the first task that names one of its kernels).
+# such a kernel), they run on the event loop; the INLINE ones, and every one but a wait
+# where there is no kernel thread, right after the engine call that started them
+# (Session.run_inline: no coroutine per task). Nothing on the wire is ever executed: a
+# TASK can only name a kernel from msw_kernel.KERNELS (the registry; kernels.py itself
+# loads on the first task that names one of its kernels).
 
 import gc
 import sys
@@ -155,8 +157,14 @@ class Session:
 
     def run(self, task):
         self.todo.append(task)
-        if task.kernel not in INLINE:  # those run in run_inline(), after the engine returns
+        if not self.here(task):  # those run in run_inline(), after the engine returns
             self.wake.set()
+
+    def here(self, task):
+        """Does `task` run in run_inline(), right after the engine call that started it?
+        The INLINE kernels do; without a kernel thread every kernel but a wait does (it
+        would hold the loop all the same, in the runner's coroutine after a wake-up)."""
+        return task.kernel in INLINE or (self.w.thread is None and not task.waits)
 
     def cancel(self, task):
         if task.handle is not None:
@@ -294,7 +302,13 @@ class Session:
         msg_type, flags, seq, payload = item
         if msg_type == M.T_TASK:
             payload[M.TASK_ARGS] = _detach(payload[M.TASK_ARGS])
-        self.engine.receive(msg_type, flags, seq, payload, now)
+            self.engine.receive(msg_type, flags, seq, payload, now)
+            # the TCP reader decodes every TASK into the same dict: it keeps no arguments
+            # alive until the next one (a refused or waiting task's are the engine's, or
+            # nobody's)
+            payload[M.TASK_ARGS] = None
+        else:
+            self.engine.receive(msg_type, flags, seq, payload, now)
         self.run_inline()
 
     # ---- kernels ---------------------------------------------------------------------
@@ -318,12 +332,12 @@ class Session:
             self.reader.spare(args)
 
     def run_inline(self):
-        """Run the INLINE kernels at the head of the queue, on the spot: called right after
-        an engine call that may have started tasks. No runner wake-up, no await: an echo
-        task costs no coroutine."""
+        """Run the tasks at the head of the queue that run here (here()), on the spot:
+        called right after an engine call that may have started tasks. No runner wake-up,
+        no await: such a task costs no coroutine."""
         todo = self.todo
         ran = False
-        while todo and todo[0].kernel in INLINE:
+        while todo and self.here(todo[0]):
             task = todo.pop(0)
             out = msw_kernel.call(self.lookup(task), task.args, self._res, time.ticks_us,
                                   time.ticks_diff)
