@@ -67,9 +67,9 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 #       .feed(data) -> list of results and FrameErrors (non-fatal ones, in stream order);
 #           raises the fatal FrameError.
 #       reuse=True (with copy=False, for advance() only): what a frame needs is made once
-#           and reused (cbor.Reuse): advance() returns the same list each time, a TASK's
-#           payload is the same dict and its arguments come from lists handed back with
-#           .spare(lst); everything it returns is valid until the next advance().
+#           and reused (Reuse): advance() returns the same list each time and a TASK's
+#           payload is the same dict, valid until the next advance(); a TASK's argument
+#           list is its own until it is handed back with .spare(lst), for later TASKs.
 #       .reset(): start over on a new connection, reusing the buffer.
 #       With copy=False, payload memoryviews point into the reader's buffer: use them
 #       before the next want()/feed().
@@ -306,7 +306,7 @@ def _check_header(version, length, seq, max_frame):
 
 
 def _decode_body(mv, msg_type, flags, seq, length, copy, auth=None, reuse=None):
-    # The payload of a frame whose header was read; reuse: the reader's cbor.Reuse of mv
+    # The payload of a frame whose header was read; reuse: the reader's Reuse of mv
     # (slices kept; a TASK's map and arguments decoded into the same dict and lists).
     end = HEADER_SIZE + length
     signed = mv[:end] if reuse is None else reuse.view(0, end)

@@ -15,9 +15,14 @@ says and answers is decided by the engine; this file moves bytes and runs kernel
 #
 # Kernels run on a second thread (KernelThread) where the port has one without a global
 # interpreter lock (the unix port, rp2's second core): the link keeps being read and the
-# heartbeats carry the running task (HELLO says threads=true). Elsewhere, and for the
-# INLINE kernels that only hand back their argument, they run on the event loop. Nothing
-# on the wire is ever executed: a TASK can only name a kernel from kernels.KERNELS.
+# heartbeats carry the running task (HELLO says threads=true). Elsewhere, for the INLINE
+# kernels that only hand back their argument, and for a kernel whose last call on this
+# node took under QUICK_US (the thread's round trip, two context switches, costs more than
+# such a kernel), they run on the event loop; the INLINE ones, and every one but a wait
+# where there is no kernel thread, right after the engine call that started them
+# (Session.run_inline: no coroutine per task). Nothing on the wire is ever executed: a
+# TASK can only name a kernel from msw_kernel.KERNELS (the registry; kernels.py itself
+# loads on the first task that names one of its kernels).
 
 import gc
 import sys
@@ -28,7 +33,6 @@ import auth
 import board
 import engine
 import frame
-import kernels
 import links
 import msgdefs as M
 import msw_kernel
@@ -41,6 +45,7 @@ TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
 COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
 LOOK_MAX = const(64)  # most tasks between two looks at the free heap (Session.collect)
 INLINE = ("echo",)  # kernels that only hand back their argument: no thread round trip
+QUICK_US = const(1000)  # a kernel whose last call took less runs on the loop (Session.quick)
 
 
 class SessionEnd(Exception):
@@ -125,12 +130,13 @@ class Session:
         self.max_frame = worker.cfg["max_frame"]
         self.writer = worker.writer(link.cobs)
         self.engine = engine.Engine(self, worker.hello(link.kind), worker.cfg["key"],
-                                    kernels.KERNELS, kernels.WAITS, worker.stats, True)
+                                    msw_kernel.KERNELS, msw_kernel.WAITS, worker.stats, True)
         self.todo = []
         self._res = [None, None, 0]  # msw_kernel.call's answer
         self._look = self._gap = 1  # tasks until the next look at the free heap, and since
         self._free = -1  # the last one, and what was free then (collect())
-        self._fns = {}  # kernel name -> kernels.lookup(name), asked once a session
+        self._fns = {}  # kernel name -> msw_kernel.lookup(name), asked once a session
+        self.quick = {}  # kernel name -> its last call here took under QUICK_US
         self.wake = asyncio.Event()
         self.ended = asyncio.Event()
         self.interrupted = False
@@ -151,8 +157,14 @@ class Session:
 
     def run(self, task):
         self.todo.append(task)
-        if task.kernel not in INLINE:  # those run in run_inline(), after the engine returns
+        if not self.here(task):  # those run in run_inline(), after the engine returns
             self.wake.set()
+
+    def here(self, task):
+        """Does `task` run in run_inline(), right after the engine call that started it?
+        The INLINE kernels do; without a kernel thread every kernel but a wait does (it
+        would hold the loop all the same, in the runner's coroutine after a wake-up)."""
+        return task.kernel in INLINE or (self.w.thread is None and not task.waits)
 
     def cancel(self, task):
         if task.handle is not None:
@@ -290,18 +302,24 @@ class Session:
         msg_type, flags, seq, payload = item
         if msg_type == M.T_TASK:
             payload[M.TASK_ARGS] = _detach(payload[M.TASK_ARGS])
-        self.engine.receive(msg_type, flags, seq, payload, now)
+            self.engine.receive(msg_type, flags, seq, payload, now)
+            # the TCP reader decodes every TASK into the same dict: it keeps no arguments
+            # alive until the next one (a refused or waiting task's are the engine's, or
+            # nobody's)
+            payload[M.TASK_ARGS] = None
+        else:
+            self.engine.receive(msg_type, flags, seq, payload, now)
         self.run_inline()
 
     # ---- kernels ---------------------------------------------------------------------
 
     def lookup(self, task):
-        """The function that runs `task`'s kernel; sets task.native. (kernels.lookup's
+        """The function that runs `task`'s kernel; sets task.native. (msw_kernel.lookup's
         answer is kept: a tuple per task otherwise.)"""
         fns = self._fns
         found = fns.get(task.kernel)
         if found is None:
-            found = fns[task.kernel] = kernels.lookup(task.kernel)
+            found = fns[task.kernel] = msw_kernel.lookup(task.kernel)
         task.native = found[1]
         return found[0]
 
@@ -314,12 +332,12 @@ class Session:
             self.reader.spare(args)
 
     def run_inline(self):
-        """Run the INLINE kernels at the head of the queue, on the spot: called right after
-        an engine call that may have started tasks. No runner wake-up, no await: an echo
-        task costs no coroutine."""
+        """Run the tasks at the head of the queue that run here (here()), on the spot:
+        called right after an engine call that may have started tasks. No runner wake-up,
+        no await: such a task costs no coroutine."""
         todo = self.todo
         ran = False
-        while todo and todo[0].kernel in INLINE:
+        while todo and self.here(todo[0]):
             task = todo.pop(0)
             out = msw_kernel.call(self.lookup(task), task.args, self._res, time.ticks_us,
                                   time.ticks_diff)
@@ -364,12 +382,18 @@ class Session:
                 if task.waits:
                     task.handle = asyncio.create_task(self.wait(task, fn))
                     continue
-                if thread is None or task.kernel in INLINE:
+                if thread is None or task.kernel in INLINE or task.kernel in self.quick:
                     value, error, elapsed = msw_kernel.call(fn, task.args, self._res,
                                                             time.ticks_us, time.ticks_diff)
                     self._res[0] = self._res[1] = None
                 else:
                     value, error, elapsed = await thread.run(fn, task.args)
+                if thread is not None:
+                    # a call that took longer sends the next one back to the thread
+                    if elapsed < QUICK_US:
+                        self.quick[task.kernel] = True
+                    else:
+                        self.quick.pop(task.kernel, None)
                 if isinstance(error, MemoryError):
                     gc.collect()
                 self.finish(task, value, error, elapsed, board.uptime_ms())
@@ -483,7 +507,7 @@ class Worker:
         return engine.hello(cfg["node_id"], self.board["name"], FW_VERSION, self.heap_total,
                             gc.mem_free(), cfg["max_frame"], cfg["slots"], link_kind,
                             self.max_message, self.operand_cache,
-                            self.thread is not None, kernels.hello_fields(), cfg["cluster"])
+                            self.thread is not None, msw_kernel.hello_fields(), cfg["cluster"])
 
     def log(self, text, level=2, keep=True):
         """A line on stderr, except on a serial link, where the console carries frames; and
@@ -568,15 +592,27 @@ class Worker:
             await asyncio.sleep_ms(int(self.backoff.next_ms(fraction)))
 
 
-def main():
+def _settings():
+    # (board.json, config.json), or None after saying what is wrong; the config module
+    # leaves the heap once they are read (main() runs for the whole boot)
     import config
 
     try:
         board_def = config.load_board()
-        cfg = config.load_config(board_def)
+        return board_def, config.load_config(board_def)
     except config.ConfigError as e:
         print("microswarm: " + str(e))
+        return None
+    finally:
+        sys.modules.pop("config", None)
+
+
+def main():
+    settings = _settings()
+    if settings is None:
         return
+    board_def, cfg = settings
+    settings = None
     worker = Worker(board_def, cfg)
     try:
         asyncio.run(worker.run())
