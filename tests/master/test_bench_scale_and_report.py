@@ -32,6 +32,8 @@ def test_bench_scale_holds_sessions_and_detects_their_loss(repo):
     assert loss["since_last_heard_s"]["min"] >= 3 * 0.3
     assert loss["since_last_heard_s"]["max"] >= loss["since_last_heard_s"]["min"]
     assert out["fd_limit"]["master"]["after"] >= out["fd_limit"]["master"]["before"]
+    # each load generator says how many of its nodes still have their session
+    assert [g["alive"] for g in out["generators"]] == [30, 30]
 
 
 def test_bench_all_writes_a_report_with_the_table_and_the_machine(repo, tmp_path):
@@ -73,3 +75,32 @@ def test_plots_draw_from_small_results(tmp_path):
 
     assert Image.open(tmp_path / "s.png").size == (900, 420)
     assert Image.open(tmp_path / "c.png").size == (900, 380)
+
+
+def test_bench_scale_stall_dump_prints_where_the_main_thread_is_busy(monkeypatch, capsys):
+    """MICROSWARM_SCALE_STALL_S: a loop busy that long has its stack printed, from the main
+    thread itself (faulthandler's watchdog thread crashed the master reading it)."""
+    import signal
+    import time
+
+    from microswarm.bench import scale_proc
+
+    monkeypatch.setenv("MICROSWARM_SCALE_STALL_S", "0.05")
+    handler, timer = signal.getsignal(signal.SIGALRM), signal.getitimer(signal.ITIMER_REAL)
+
+    def busy_here() -> None:
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:
+            pass
+
+    try:
+        scale_proc._stall_dump()
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        busy_here()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, handler)
+        if timer[0]:
+            signal.setitimer(signal.ITIMER_REAL, *timer)
+    err = capsys.readouterr().err
+    assert "master loop busy for over 0.05 s" in err and "busy_here" in err

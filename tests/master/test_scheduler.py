@@ -487,3 +487,45 @@ def test_end_game_full_scans_are_spaced_by_the_node_count(monkeypatch):
     for d in sent[100:] + dispatches(s.poll()):
         s.result(d.node_id, d.task_id, d.args[0], elapsed_us=1000)
     assert job.results == list(range(n))
+
+
+def test_losses_during_a_job_do_not_each_visit_every_node(monkeypatch):
+    """Nodes lost one after another while a job runs, a result between each: what is cached
+    per membership (class rates, slow nodes) is recomputed every len(nodes) / 64 losses,
+    not after each (at 5,000 sessions a burst of losses cost a pass over every node per
+    loss and blocked the master's loop for seconds, and the other nodes were lost in turn).
+    Counted as the nodes asked whether they can run the class."""
+    from microswarm.master import scheduler as mod
+
+    n, lose = 2000, 300
+    s, clock = make(speculate_after=3.0, speculate_min_s=0.5)
+    for i in range(n):  # two kinds of board: a task may wait for a faster busy node
+        s.add_node(f"n{i}", NodeCaps(frozenset({"echo"}), window=2, speed=1.0 + 3 * (i % 2)))
+    job = s.submit("echo", [[i] for i in range(3 * n)])
+    sent = dispatches(s.poll())
+    for d in sent:
+        s.sent(d.node_id, d.task_id)
+    asked = 0
+    real = mod.NodeState.can_run
+
+    def counted(self, key):
+        nonlocal asked
+        asked += 1
+        return real(self, key)
+
+    monkeypatch.setattr(mod.NodeState, "can_run", counted)
+    answered = set()
+    for i, d in enumerate(sent[: 2 * lose : 2]):  # one node lost, one result elsewhere
+        clock.now += 0.001
+        s.remove_node(f"n{n - 1 - i}", "lost")
+        if d.node_id not in {f"n{n - 1 - j}" for j in range(i + 1)}:
+            s.result(d.node_id, d.task_id, d.args[0], elapsed_us=1000)
+            answered.add(d.task_id)
+        for a in dispatches(s.poll()):
+            s.sent(a.node_id, a.task_id)
+    monkeypatch.setattr(mod.NodeState, "can_run", real)
+    # every n / 64 losses (MEMBERSHIP_STEPS), on each of the first 16 results, and after
+    # n / 8 results; was a pass per loss (557,052 here)
+    recomputes = lose // (n // 64) + 16 + lose // (n // 8) + 1
+    assert asked <= recomputes * n + 20 * lose, asked
+    assert job.state == "running" and len(answered) > lose // 2

@@ -68,6 +68,14 @@ class _Child:
                                f"({self.proc.poll()})")
         return json.loads(line)
 
+    def stats(self) -> dict[str, Any]:
+        """A load generator's own view: its nodes still joined, why the others ended, its
+        loop's longest stall, its CPU time."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        return self.ask()
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             try:
@@ -118,7 +126,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             join_s = time.monotonic() - started
             stats = master.ask(cmd="stats")
             job = _job(master, "echo", [1], args.stage_tasks)
+            print(f"bench scale: stage {i + 1}: {stats['sessions']} sessions, echo "
+                  f"{job['dispatches_per_cpu_s']} dispatches/CPU-s, ok {job['ok']}, ended "
+                  f"{job['left']}", file=sys.stderr)
             stages.append({
+                "generators": [g.stats() for g in gens], "left": job["left"],
                 "sessions": stats["sessions"], "join_s": round(join_s, 3),
                 "generator_join_s": round(gen_said["join_s"], 3), "all_joined": waited["ok"],
                 "rss_kb": stats["rss_kb"], "gc": stats["gc"],
@@ -128,6 +140,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         echo = _job(master, "echo", [1], args.tasks)
         a = [1] * 64
         matmul = _job(master, "matmul", [a, a, 8, 8, 8], args.matmul_tasks, int8=(0, 1))
+        generators = [g.stats() for g in gens]
         # heartbeat-to-loss: stop the last generator; its nodes fall silent
         victim = gens[-1]
         stopped_at = time.monotonic()
@@ -158,6 +171,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                  "all_s": round(sum(s["join_s"] for s in stages), 3),
                  "sessions_per_stage": per},
         "stages": stages,
+        "generators": generators,
+        "sessions_left": after["left"],
         "echo_full_load": echo,
         "matmul8_full_load": matmul,
         "loss_detection": {

@@ -20,9 +20,16 @@ import asyncio
 import json
 import logging
 import os
+import re
 import resource
+import signal
 import sys
+import threading
 import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 KEY = b"bench-scale-key-0123456789"
@@ -79,6 +86,11 @@ class GcPauses:
                 "total_s": round(self.total_s, 3)}
 
 
+def _kind(cause: str) -> str:
+    """A session's end cause without its figures (so that causes can be counted)."""
+    return re.sub(r"[0-9][0-9.]*", "N", cause)[:80]
+
+
 def _say(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
@@ -95,6 +107,7 @@ async def serve_master(heartbeat_ms: int, window: int, sessions: int) -> None:
     limits = raise_fd_limit()
     pauses = GcPauses()
     closed: list[tuple[float, float]] = []  # (monotonic at close, last frame heard)
+    left: Counter[str] = Counter()  # why sessions ended, the cause without its figures
     # Every generator dials from 127.0.0.1: the per-address admission limit (meant for one
     # board per address) is raised to the whole load, as is the connection limit.
     async with Master(key=KEY, tcp_port=0, udp_port=None, heartbeat_ms=heartbeat_ms,
@@ -104,6 +117,7 @@ async def serve_master(heartbeat_ms: int, window: int, sessions: int) -> None:
 
         def node_left(conn: Any, info: Any, cause: str) -> None:
             closed.append((time.monotonic(), conn.last_seen))
+            left[_kind(cause)] += 1
             original(conn, info, cause)
 
         master._node_left = node_left  # type: ignore[method-assign]
@@ -111,17 +125,19 @@ async def serve_master(heartbeat_ms: int, window: int, sessions: int) -> None:
 
         stall_s = float(os.environ.get("MICROSWARM_SCALE_STALL_S", "0"))
 
-        async def watch_lag() -> None:  # the longest the master's loop was busy at once
-            import faulthandler
+        if stall_s:
+            _stall_dump()
 
+        async def watch_lag() -> None:  # the longest the master's loop was busy at once
             while True:
                 if stall_s:  # a loop busy longer than this: its stack to stderr
-                    faulthandler.dump_traceback_later(stall_s, file=sys.stderr)
+                    signal.setitimer(signal.ITIMER_REAL, stall_s)
                 t = time.perf_counter()
                 await asyncio.sleep(0.02)
                 lag["max_s"] = max(lag["max_s"], time.perf_counter() - t - 0.02)
 
         lag_task = asyncio.ensure_future(watch_lag())
+        ends_task = asyncio.ensure_future(_report_ends("master", lambda: left, lag))
         _say({"port": master.tcp_port, "fd_limit": limits, "rss_kb": rss_kb()})
         while line := await _read_line():
             cmd = json.loads(line)
@@ -131,7 +147,8 @@ async def serve_master(heartbeat_ms: int, window: int, sessions: int) -> None:
             if what == "stats":
                 _say({"sessions": len(master.sessions), "rss_kb": rss_kb(),
                       "cpu_s": time.process_time(), "t": time.monotonic(),
-                      "gc": pauses.as_dict(), "loop_lag_max_s": round(lag["max_s"], 3)})
+                      "gc": pauses.as_dict(), "loop_lag_max_s": round(lag["max_s"], 3),
+                      "left": dict(left)})
             elif what == "wait":
                 started = time.monotonic()
                 try:
@@ -160,7 +177,7 @@ async def serve_master(heartbeat_ms: int, window: int, sessions: int) -> None:
                 _say({"ok": ok, "cpu_s": cpu, "wall_s": wall,
                       "dispatches": master.scheduler.dispatches - dispatches,
                       "duplicates": master.scheduler.duplicates,
-                      "sessions": len(master.sessions)})
+                      "sessions": len(master.sessions), "left": dict(left)})
             elif what == "watch_loss":
                 closed.clear()
                 deadline = time.monotonic() + cmd.get("timeout", 30)
@@ -169,6 +186,41 @@ async def serve_master(heartbeat_ms: int, window: int, sessions: int) -> None:
                 _say({"closed": closed, "sessions": len(master.sessions),
                       "heartbeat_s": heartbeat_ms / 1000})
         lag_task.cancel()
+        ends_task.cancel()
+        if stall_s:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _stall_dump() -> None:
+    """SIGALRM (armed by the loop-lag watcher, `MICROSWARM_SCALE_STALL_S`) prints the
+    stack where the main thread is busy. The handler runs in the main thread itself,
+    between two bytecodes: faulthandler's dump_traceback_later walks that thread's frames
+    from a watchdog thread while they change, and crashed the master with SIGSEGV
+    (in dump_traceback, reading a frame being popped; reproduced in a few lines with a
+    busy thread and a 1 ms repeat)."""
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        sys.stderr.write(f"bench scale: master loop busy for over "
+                         f"{os.environ.get('MICROSWARM_SCALE_STALL_S')} s, in:\n"
+                         + "".join(traceback.format_stack(frame, limit=12)))
+
+    signal.signal(signal.SIGALRM, on_alarm)
+
+
+async def _report_ends(who: str, counts: Callable[[], Counter[str]],
+                       lag: dict[str, float]) -> None:
+    """One line on stderr a second while sessions end: how many ended, and why."""
+    seen: Counter[str] = Counter()
+    while True:
+        await asyncio.sleep(1.0)
+        now = counts()
+        if now != seen:
+            new = now - seen
+            seen = Counter(now)
+            sys.stderr.write(f"bench scale: {time.strftime('%H:%M:%S')} {who}: "
+                             f"{sum(new.values())} sessions ended: "
+                             f"{dict(new)}; its loop's longest stall so far "
+                             f"{lag['max_s']:.2f} s\n")
 
 
 # ----------------------------------------------------------------------------- nodes
@@ -178,9 +230,12 @@ async def run_nodes(host: str, port: int, count: int, prefix: str, concurrency: 
     raise_fd_limit()
     gate = asyncio.Semaphore(concurrency)
     nodes: list[InprocNode] = []
+    # The nodes' kernels share two threads: a thread per node (a thousand and more per
+    # process) cost each task a thread switch of its own on a loaded 2-core machine.
+    kernels = ThreadPoolExecutor(2, thread_name_prefix="kernels")
 
     async def start(i: int) -> None:
-        node = InprocNode(f"{prefix}{i}", KEY, slots=2)
+        node = InprocNode(f"{prefix}{i}", KEY, slots=2, executor=kernels)
         async with gate:
             for attempt in range(20):
                 try:
@@ -193,11 +248,31 @@ async def run_nodes(host: str, port: int, count: int, prefix: str, concurrency: 
             await node.joined.wait()
         nodes.append(node)
 
+    lag = {"max_s": 0.0}
+
+    async def watch_lag() -> None:  # the longest this generator's loop was busy at once
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.02)
+            lag["max_s"] = max(lag["max_s"], time.perf_counter() - t - 0.02)
+
+    def ended() -> Counter[str]:
+        return Counter(_kind(n.engine.end_reason) for n in nodes
+                       if n.engine is not None and n.engine.end_reason is not None)
+
+    lag_task = asyncio.ensure_future(watch_lag())
+    ends_task = asyncio.ensure_future(_report_ends(prefix.rstrip("-"), ended, lag))
     started = time.monotonic()
     await asyncio.gather(*(start(i) for i in range(count)))
     _say({"joined": len(nodes), "join_s": time.monotonic() - started})
-    while await _read_line():
-        pass
+    while line := await _read_line():
+        if line.strip() == "stats":  # how many of its nodes still have their session, and why
+            gone = ended()
+            _say({"alive": len(nodes) - sum(gone.values()), "ended": dict(gone),
+                  "loop_lag_max_s": round(lag["max_s"], 3), "cpu_s": time.process_time(),
+                  "threads": threading.active_count()})
+    lag_task.cancel()
+    ends_task.cancel()
     for node in nodes:
         if node.link is not None:
             node.link.close()

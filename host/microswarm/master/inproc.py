@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import operator
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from microswarm.firmware import engine as E
@@ -88,6 +89,7 @@ class InprocNode:
         board: str = "cpython",
         heap_total: int = 64 << 20,
         max_frame: int = MAX_FRAME,
+        executor: Executor | None = None,
     ) -> None:
         self.node_id = node_id
         self.key = key
@@ -102,9 +104,14 @@ class InprocNode:
         self.engine: E.Engine | None = None
         self._writer = MessageWriter()  # seq and stream numbers, frame MACs from WELCOME on
         self._reader = FrameReader(MAX_FRAME)
-        self._threads = ThreadPoolExecutor(1, thread_name_prefix=f"kernel-{node_id}")
+        # its kernels' thread; or threads shared with other nodes (`executor`, which this
+        # node does not shut down: a load generator's thousands of nodes need not hold a
+        # thread each)
+        self._own_threads = executor is None
+        self._threads = executor or ThreadPoolExecutor(1, thread_name_prefix=f"kernel-{node_id}")
         self._tasks: list[asyncio.Future] = []
-        self._wake = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None  # the engine's clock (_tick)
+        self._timer_at = math.inf  # when it fires (ms)
 
     @property
     def done(self) -> int:
@@ -136,7 +143,9 @@ class InprocNode:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        self._stop_clock()
+        if self._own_threads:
+            self._threads.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ session
     def hello(self, link_kind: str) -> dict[int, Any]:
@@ -149,9 +158,9 @@ class InprocNode:
         assert link is not None
         eng = self.engine = E.Engine(self, self.hello(link.kind), self.key, kernels.KERNELS,
                                      kernels.WAITS, self.stats)
-        clock = asyncio.ensure_future(self._clock(eng))
         try:
             eng.start(_now_ms(), os.urandom(NONCE_SIZE))
+            self._wake()  # the join deadline
             self._reader = FrameReader(MAX_FRAME)  # a new session: fresh numbering, no MACs
             self._writer = MessageWriter()
             while eng.end_reason is None:
@@ -165,7 +174,7 @@ class InprocNode:
             log.exception("%s: session failed", self.node_id)
             eng.end(f"{type(exc).__name__}: {exc}")
         finally:
-            clock.cancel()
+            self._stop_clock()
             for task in eng.running:
                 if task.handle is not None:
                     task.handle.cancel()
@@ -184,20 +193,44 @@ class InprocNode:
             else:
                 eng.receive(item.type, item.flags, item.seq, item.payload, now)
 
-    async def _clock(self, eng: E.Engine) -> None:
-        while True:
+    # The engine's clock: one timer handle at its next deadline (at most a second away),
+    # moved earlier when something may have brought the deadline forward (a join, a
+    # finished kernel, the end). A timer, not a task waiting on an event with a timeout:
+    # a load generator runs thousands of these clocks on one loop, and each wait_for
+    # made a task, a future and a timeout handle and then cancelled them.
+    def _wake(self) -> None:
+        """The engine's next deadline may be earlier now: bring the clock forward."""
+        eng = self.engine
+        if eng is None:
+            return
+        deadline = eng.next_deadline()
+        if deadline is not None and deadline < self._timer_at:
+            self._arm(deadline, _now_ms())
+
+    def _arm(self, deadline: float, now: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        wait = min(max(deadline - now, 0.0), 1000.0)
+        self._timer_at = now + wait
+        self._timer = asyncio.get_running_loop().call_later(wait / 1000.0, self._tick)
+
+    def _tick(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        eng = self.engine
+        if eng is None or eng.end_reason is not None:
+            return
+        now = _now_ms()
+        deadline = eng.next_deadline()
+        if deadline is not None and deadline <= now:
+            eng.on_timer(now)
             deadline = eng.next_deadline()
-            if deadline is None:
-                return
-            wait = deadline - _now_ms()
-            if wait > 0:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), min(wait, 1000.0) / 1000.0)
-                continue
-            eng.on_timer(_now_ms())
-            assert self.link is not None
-            await self.link.drain()
+        if deadline is not None:
+            self._arm(deadline, now)
+
+    def _stop_clock(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at = None, math.inf
 
     # ------------------------------------------------------------------ the engine's io
     def challenged(self, key: bytes | None, master_nonce: bytes | None,
@@ -225,11 +258,11 @@ class InprocNode:
             task.handle.cut()
 
     def close(self, reason: str) -> None:
-        self._wake.set()
+        self._wake()
 
     def on_joined(self) -> None:
         self.joined.set()
-        self._wake.set()  # the heartbeat clock starts
+        self._wake()  # the heartbeat clock starts
 
     def heap_free(self) -> None:
         return None
@@ -247,4 +280,4 @@ class InprocNode:
         if eng is None or eng.end_reason is not None:
             return
         eng.finished(task, value, error, elapsed_us, _now_ms())
-        self._wake.set()
+        self._wake()

@@ -81,6 +81,12 @@ ENDGAME_EVERY_S = 0.02
 ENDGAME_SCAN_NODES = 250
 ENDGAME_COPIES = 3  # at most this many nodes hold one task
 ENDGAME_MIN_S = 0.05  # a copy that could save less is not worth the master's time
+# What is cached per membership (class rates, the slow nodes) is recomputed after every
+# len(nodes) / MEMBERSHIP_STEPS joins and losses, not after each: a recompute visits every
+# node, and a burst of losses at 5,000 sessions (each requeues and dispatches) then cost
+# a pass over all of them per loss, blocking the loop for seconds: the other nodes fell
+# silent and were lost in turn.
+MEMBERSHIP_STEPS = 64
 ENDGAME_LATE = 32  # late tasks (alike nodes) copied at most per scan: each searches the heap
 DEFAULT_BANDWIDTH = 10e6  # bytes/s, until a node's link is measured
 EWMA_ALPHA = 0.3
@@ -231,7 +237,7 @@ class _Class:
         self.everyone: list[tuple[float, int, int, NodeState]] = []  # free or full (hold_ratio)
         self.parked: list[Task] = []  # no free node fits them right now
         self.rate = 0.0  # tasks per second all its nodes together finish (cached)
-        self.rate_stamp: tuple[int, int] = (-1, -1)
+        self.rate_stamp: tuple[tuple[int, int], int] = ((-1, 0), -1)
         # (estimates ascending, tasks per second of the nodes up to each), same cache
         self.speeds: tuple[list[float], list[float]] = ([], [])
 
@@ -272,7 +278,8 @@ class Scheduler:
         self._learned = 0  # results learned from
         self._fastest = 0.0  # the highest speed prior of any node seen
         self._endgame_next = 0.0  # clock time of the next end-game scan
-        self._slow: tuple[int, list[NodeState]] = (-1, [])  # (membership, slow nodes)
+        # (membership step, slow nodes)
+        self._slow: tuple[tuple[int, int], list[NodeState]] = ((-1, 0), [])
 
     # ------------------------------------------------------------------ outputs
     def poll(self) -> list[Action]:
@@ -597,12 +604,19 @@ class Scheduler:
                 node.compute[task.kernel] = taken
                 self._offer(node)
 
+    def _membership_step(self) -> tuple[int, int]:
+        """Joins and losses so far, in steps of len(nodes) / MEMBERSHIP_STEPS (of 1 below
+        that many nodes), and the step."""
+        step = max(1, len(self.nodes) // MEMBERSHIP_STEPS)
+        return self._membership // step, step
+
     def _class_rate(self, cls: _Class, below: float | None = None) -> float:
         """Tasks per second the class's alive nodes finish together (1 / estimate each),
-        or only those whose estimate is below `below`; recomputed when nodes come or go,
-        on the first results, and then after every len(nodes) / 8 results."""
+        or only those whose estimate is below `below`; recomputed after every
+        len(nodes) / MEMBERSHIP_STEPS joins and losses, on the first results, and then after
+        every len(nodes) / 8 results."""
         learned = self._learned
-        stamp = (self._membership,
+        stamp = (self._membership_step(),
                  learned if learned < 16 else learned // max(1, len(self.nodes) // 8))
         if cls.rate_stamp != stamp:
             kernel = cls.key[0]
@@ -925,9 +939,10 @@ class Scheduler:
     def _slow_nodes(self) -> list[NodeState]:
         """Alive nodes whose board is ENDGAME_MARGIN times slower than the fastest seen
         (cached until a node comes or goes)."""
-        if self._slow[0] != self._membership:
+        step = self._membership_step()
+        if self._slow[0] != step:
             limit = self._fastest / ENDGAME_MARGIN
-            self._slow = (self._membership, [n for n in self.nodes.values()
+            self._slow = (step, [n for n in self.nodes.values()
                                              if n.alive and n.caps.speed <= limit])
         return self._slow[1]
 
