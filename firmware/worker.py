@@ -21,7 +21,8 @@ says and answers is decided by the engine; this file moves bytes and runs kernel
 # trip, two context switches, costs more than such a call), they run on the event loop;
 # the INLINE ones, and every one but a wait where there is no kernel thread, right after
 # the engine call that started them (Session.run_inline: no coroutine per task). Nothing
-# on the wire is ever executed: a TASK can only name a kernel from kernels.KERNELS.
+# on the wire is ever executed: a TASK can only name a kernel from msw_kernel.KERNELS (the
+# registry; kernels.py itself loads on the first task that names one of its kernels).
 
 import gc
 import sys
@@ -33,7 +34,6 @@ import auth
 import board
 import engine
 import frame
-import kernels
 import links
 import msgdefs as M
 import msw_kernel
@@ -144,12 +144,12 @@ class Session:
         self.max_frame = worker.cfg["max_frame"]
         self.writer = worker.writer(link.cobs)
         self.engine = engine.Engine(self, worker.hello(link.kind), worker.cfg["key"],
-                                    kernels.KERNELS, kernels.WAITS, worker.stats, True)
+                                    msw_kernel.KERNELS, msw_kernel.WAITS, worker.stats, True)
         self.todo = []
         self._res = [None, None, 0]  # msw_kernel.call's answer
         self._look = self._gap = 1  # tasks until the next look at the free heap, and since
         self._free = -1  # the last one, and what was free then (collect())
-        self._fns = {}  # kernel name -> kernels.lookup(name), asked once a session
+        self._fns = {}  # kernel name -> msw_kernel.lookup(name), asked once a session
         self._quick = {}  # kernel name -> _size of each argument of a call under QUICK_US
         self.wake = asyncio.Event()
         self.ended = asyncio.Event()
@@ -328,12 +328,12 @@ class Session:
     # ---- kernels ---------------------------------------------------------------------
 
     def lookup(self, task):
-        """The function that runs `task`'s kernel; sets task.native. (kernels.lookup's
+        """The function that runs `task`'s kernel; sets task.native. (msw_kernel.lookup's
         answer is kept: a tuple per task otherwise.)"""
         fns = self._fns
         found = fns.get(task.kernel)
         if found is None:
-            found = fns[task.kernel] = kernels.lookup(task.kernel)
+            found = fns[task.kernel] = msw_kernel.lookup(task.kernel)
         task.native = found[1]
         return found[0]
 
@@ -562,7 +562,7 @@ class Worker:
         return engine.hello(cfg["node_id"], self.board["name"], FW_VERSION, self.heap_total,
                             gc.mem_free(), cfg["max_frame"], cfg["slots"], link_kind,
                             self.max_message, self.operand_cache,
-                            self.thread is not None, kernels.hello_fields(), cfg["cluster"])
+                            self.thread is not None, msw_kernel.hello_fields(), cfg["cluster"])
 
     def log(self, text, level=2, keep=True):
         """A line on stderr, except on a serial link, where the console carries frames; and
@@ -647,15 +647,27 @@ class Worker:
             await asyncio.sleep_ms(int(self.backoff.next_ms(fraction)))
 
 
-def main():
+def _settings():
+    # (board.json, config.json), or None after saying what is wrong; the config module
+    # leaves the heap once they are read (main() runs for the whole boot)
     import config
 
     try:
         board_def = config.load_board()
-        cfg = config.load_config(board_def)
+        return board_def, config.load_config(board_def)
     except config.ConfigError as e:
         print("microswarm: " + str(e))
+        return None
+    finally:
+        sys.modules.pop("config", None)
+
+
+def main():
+    settings = _settings()
+    if settings is None:
         return
+    board_def, cfg = settings
+    settings = None
     worker = Worker(board_def, cfg)
     try:
         asyncio.run(worker.run())
