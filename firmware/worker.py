@@ -48,6 +48,7 @@ LOOK_MAX = const(64)  # most tasks between two looks at the free heap (Session.c
 INLINE = ("echo",)  # kernels that only hand back their argument: no thread round trip
 QUICK_US = const(1000)  # a call like one that took less runs on the loop (Session.on_loop)
 _SIZED = (bytes, bytearray, memoryview, array, str, list, tuple, dict)
+_FREE = object()  # an argument whose value does not bound a call's work (Session.timed)
 
 
 class SessionEnd(Exception):
@@ -71,18 +72,6 @@ def _detach(value):
         for k in value:
             value[k] = _detach(value[k])
     return value
-
-
-def _size(v, kind):
-    """What of argument `v` (declared kind `kind`, None if undeclared) bounds a kernel
-    call's work: a sequence's length, an int's value unless it is declared "int" or "float"
-    (a value such as a coordinate, a seed or a threshold, not a count); None for the rest
-    (floats, None). Allocates nothing."""
-    if isinstance(v, _SIZED):
-        return len(v)
-    if isinstance(v, int) and kind != "int" and kind != "float":
-        return v
-    return None
 
 
 class KernelThread:
@@ -150,7 +139,7 @@ class Session:
         self._look = self._gap = 1  # tasks until the next look at the free heap, and since
         self._free = -1  # the last one, and what was free then (collect())
         self._fns = {}  # kernel name -> msw_kernel.lookup(name), asked once a session
-        self._quick = {}  # kernel name -> _size of each argument of a call under QUICK_US
+        self._quick = {}  # kernel name -> the magnitudes of a call under QUICK_US (timed())
         self.wake = asyncio.Event()
         self.ended = asyncio.Event()
         self.interrupted = False
@@ -347,12 +336,13 @@ class Session:
 
     def on_loop(self, task):
         """Does `task` run on the event loop, not the kernel thread? Only when a call of its
-        kernel with the same magnitudes (_size of each argument: uint values and lengths
-        equal) took under QUICK_US here: a built-in kernel's work is bounded by those
-        (mandelbrot's by w*h*max_iter whatever its int coordinates, monte_carlo_pi's by n
-        whatever its seed, the array kernels' by their lengths), so a call that may take
-        longer goes to the thread and the link keeps heartbeating. Compared element-wise
-        with what timed() kept: nothing allocated per task."""
+        kernel with the same magnitudes took under QUICK_US here (timed()): each argument's
+        length if it is a sequence, else its value, except the arguments declared "int" or
+        "float", values such as coordinates, seeds and thresholds. A built-in kernel's work
+        is bounded by those magnitudes (mandelbrot's by w*h*max_iter whatever its
+        coordinates, monte_carlo_pi's by n whatever its seed, the array kernels' by their
+        lengths), so a call that may take longer goes to the thread and the link keeps
+        heartbeating. Compared element-wise, nothing allocated per task."""
         shape = self._quick.get(task.kernel)
         if shape is None:
             return False
@@ -360,17 +350,20 @@ class Session:
         n = len(args)
         if len(shape) != n:
             return False
-        spec = msw_kernel.KERNELS[task.kernel][msw_kernel.ARGS]
         for i in range(n):
-            if _size(args[i], None if spec is None else spec[i][1]) != shape[i]:
-                return False
+            s = shape[i]
+            if s is not _FREE:
+                v = args[i]
+                if (len(v) if isinstance(v, _SIZED) else v) != s:
+                    return False
         return True
 
     def timed(self, task, elapsed, like):
         """After a call on a node with a kernel thread (`like`: on_loop() ran it on the
         loop): under QUICK_US its magnitudes are kept for on_loop() (one list per kernel,
         overwritten in place); a call like the kept one that took longer drops them, and
-        the next such call goes back to the thread."""
+        the next such call goes back to the thread. The engine checked the arguments
+        against the declared kinds, so a free one ("int", "float") is never a sequence."""
         quick = self._quick
         name = task.kernel
         if elapsed >= QUICK_US:
@@ -384,9 +377,14 @@ class Session:
         shape = quick.get(name)
         if shape is None or len(shape) != n:
             shape = quick[name] = [None] * n
-        spec = msw_kernel.KERNELS[name][msw_kernel.ARGS]
+        spec = msw_kernel.KERNELS[name][msw_kernel.ARGS]  # None: no declared kinds
         for i in range(n):
-            shape[i] = _size(args[i], None if spec is None else spec[i][1])
+            v = args[i]
+            kind = None if spec is None else spec[i][1]
+            if kind == "int" or kind == "float":
+                shape[i] = _FREE
+            else:
+                shape[i] = len(v) if isinstance(v, _SIZED) else v
 
     def run_inline(self):
         """Run the tasks at the head of the queue that run here (here()), on the spot:
@@ -447,8 +445,8 @@ class Session:
                     self._res[0] = self._res[1] = None
                 else:
                     value, error, elapsed = await thread.run(fn, task.args)
-                if not here:
-                    self.timed(task, elapsed, like)
+                if not here and (not like or elapsed >= QUICK_US):
+                    self.timed(task, elapsed, like)  # (a quick call like the kept one: kept)
                 if isinstance(error, MemoryError):
                     gc.collect()
                 self.finish(task, value, error, elapsed, board.uptime_ms())
