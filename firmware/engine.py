@@ -418,7 +418,12 @@ class Engine:
                 return
             queue.pop(0)
             task.started = now
-            bad = msw_kernel.check(task.kernel, task.args)
+            try:
+                bad = msw_kernel.check(task.kernel, task.args)
+            except MemoryError:  # its module, loaded on its first task, did not fit
+                self.stats.done += 1
+                self._fail(task.task_id, M.E_NO_MEMORY, "no heap to load " + task.kernel, 0)
+                continue
             if bad is not None:  # the declared kinds do not fit: the kernel never runs
                 self.stats.done += 1
                 self._fail(task.task_id, M.E_BAD_ARGS, "ValueError: " + bad, 0)

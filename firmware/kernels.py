@@ -17,7 +17,6 @@ VM); a .mpy of this file must be built with mpy-cross -march for the board.
 import array
 import hashlib
 import math
-import sys
 
 import msw_kernel
 from msw_kernel import kernel
@@ -37,13 +36,9 @@ except ImportError:  # CPython: @micropython.native marks are plain functions he
         def native(fn):
             return fn
 
-# Kernels whose result is a delay: the worker awaits asyncio.sleep_ms(value) before it
-# answers, so the kernel itself never blocks the event loop.
-WAITS = ("sleep_ms",)
+WAITS = msw_kernel.WAITS  # kernels whose result is a delay (the worker awaits it)
 
 _ONE_Q13 = 1 << 13
-_MPY_ARCHES = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
-               "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc")
 
 
 def _typecode(a):
@@ -70,8 +65,23 @@ def _int(v, what, lo=None, hi=None):
     return v
 
 
+_CPYTHON = hasattr(array.array("B"), "frombytes")  # MicroPython's arrays lack it
+
+
 def _zeros(code, n, size):
-    return array.array(code, bytes(n * size))
+    """A zeroed array of n items. On MicroPython array(code, bytes(n * size)) holds the
+    bytes and their copy at once (a 64 KB result needed 128 KB, two 64 KB blocks): the
+    array is made at its size from a range (no buffer; values cut to the typecode) and
+    zeroed from a small block."""
+    if _CPYTHON:
+        return array.array(code, bytes(n * size))
+    out = array.array(code, range(n))
+    view = memoryview(out)
+    zero = memoryview(array.array(code, bytes(64 * size)))
+    for i in range(0, n, 64):
+        k = n - i if n - i < 64 else 64
+        view[i:i + k] = zero[:k]
+    return out
 
 
 def _sat16(v):
@@ -360,29 +370,9 @@ def set_native(enabled):
     msw_kernel.native_on = bool(enabled)
 
 
-def native_arch():
-    """The architecture of the loaded native module, or None."""
-    if not msw_kernel.native_names():
-        return None
-    arch = getattr(_native, "ARCH", None)
-    if arch:
-        return arch
-    mpy = getattr(sys.implementation, "_mpy", None)
-    if mpy is None:
-        return None
-    index = (mpy >> 10) & 0x0F
-    return _MPY_ARCHES[index] if index < len(_MPY_ARCHES) else None
-
-
-def hello_fields():
-    """HELLO's fields about kernels, by catalog field name: kernels, kernel_hashes and,
-    with a native module, native_arch and native_kernels."""
-    fields = {"kernels": msw_kernel.names(), "kernel_hashes": msw_kernel.hashes()}
-    arch = native_arch()
-    if arch:
-        fields["native_arch"] = arch
-        fields["native_kernels"] = msw_kernel.native_names()
-    return fields
+# The board's HELLO fields live in the registry: a board joins before this module loads.
+native_arch = msw_kernel.native_arch
+hello_fields = msw_kernel.hello_fields
 
 
 def run(name, args):

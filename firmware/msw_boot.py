@@ -9,6 +9,11 @@ order of manifest then module name; one that fails is left out and noted in
 msw_kernel.errors, and the node still boots. A module's version is the hash of its .py
 file when the flash holds the source (the truth, even if a manifest is stale), else the
 manifest's (a board holding .mpy files).
+
+A manifest may also list a module's kernels, {"kernels": {module: {kernel: native module
+or null}}} (the firmware's does, for kernels.py): such a module is not imported here; its
+kernels are registered as stubs (msw_kernel.stub) and it loads on the first task that
+names one of them, so its code is not in the heap while the node joins and idles.
 """
 
 import hashlib
@@ -56,7 +61,9 @@ def load_installed(folder="."):
             continue
         try:
             with open(folder + "/" + fname) as f:
-                modules = json.load(f)["modules"]
+                doc = json.load(f)
+            modules = doc["modules"]
+            lazy = doc.get("kernels", {})
             for stem in sorted(modules):
                 manifest[stem] = modules[stem]
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
@@ -65,6 +72,13 @@ def load_installed(folder="."):
         read.append(fname)
         for stem in sorted(modules):
             if stem in sys.modules:
+                continue
+            if stem in lazy:  # its kernels as stubs: the module loads on its first task
+                try:
+                    for name in sorted(lazy[stem]):
+                        msw_kernel.stub(name, stem, lazy[stem][name])
+                except Exception as e:  # a name another module took, as an import says
+                    msw_kernel.errors.append((stem, type(e).__name__ + ": " + str(e)))
                 continue
             try:
                 _import(stem)

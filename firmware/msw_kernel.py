@@ -23,13 +23,18 @@ module in `versions`: msw_boot.py fills it at boot, microswarm.kernelpkg on the 
 
 Resident on every node, so it is kept small: an entry is a list, kinds are checked where
 they are registered on the host (microswarm.kernelpkg), and the boot-time work lives in
-msw_boot.py. The host imports this file as microswarm.firmware.msw_kernel and also under
+msw_boot.py. A module whose manifest lists its kernels (the firmware's kernels.py) is not
+imported at boot: msw_boot registers each of its kernels with stub() (name, module, the
+native function where the native module serves it), and the module loads on the first
+task that names one of them (check and lookup), so a node joins without its code. The host imports this file as microswarm.firmware.msw_kernel and also under
 its plain name, so that user packages import the same registry everywhere.
 """
 
 import array
+import sys
 
-# An entry: [fn, args ((name, kind), ...) or None, cost, sample, native fn or None, module]
+# An entry: [fn, args ((name, kind), ...) or None, cost, sample, native fn or None, module];
+# a stub (module not imported yet): [None, False, None, None, native fn or None, module]
 FN, ARGS, COST, SAMPLE, NATIVE, MODULE = 0, 1, 2, 3, 4, 5
 
 KERNELS = {}  # name -> entry
@@ -37,6 +42,11 @@ versions = {}  # module (file stem) -> content hash
 errors = []  # (module, text) for each package module that failed to load at boot
 loading = None  # module stem while msw_boot imports it
 native_on = True
+# Kernels whose result is a delay: the worker awaits asyncio.sleep_ms(value) before it
+# answers, so the kernel itself never blocks the event loop.
+WAITS = ("sleep_ms",)
+_MPY_ARCHES = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
+               "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc")
 _TYPES = {"uint": int, "int": int, "float": (int, float), "bool": bool, "tstr": str,
           "map": dict, "array": (list, tuple), "tstr[]": (list, tuple)}
 
@@ -65,6 +75,37 @@ def kernel(name, args=None, cost=None, sample=None, native=None):
     return register
 
 
+def stub(name, module, native=None):
+    """Register kernel `name` of `module` without importing the module: it loads on the
+    first check() or lookup() of one of its kernels. `native`: the native module that
+    serves the kernel, as the kernel's own declaration names it."""
+    old = KERNELS.get(name)
+    if old is not None and old[MODULE] != module:
+        raise ValueError("kernel " + name + " is already defined in " + str(old[MODULE]))
+    fast = None
+    if native:
+        try:
+            fast = getattr(__import__(native), name, None)
+        except (ImportError, ValueError):
+            pass
+    KERNELS[name] = [None, False, None, None, fast, module]  # args False: a stub
+
+
+def _entry(name):
+    # the entry of kernel `name`, its module imported first if it is still a stub (may
+    # raise what the import raises: MemoryError on a full heap)
+    global loading
+    e = KERNELS.get(name)
+    if e is not None and e[ARGS] is False:
+        loading = e[MODULE]
+        try:
+            __import__(e[MODULE])
+        finally:
+            loading = None
+        e = KERNELS.get(name)
+    return e
+
+
 def names(module=None):
     """Every kernel name, sorted; only those of `module` ("kernels": the built-in ones)."""
     return sorted(n for n in KERNELS if module is None or KERNELS[n][MODULE] == module)
@@ -76,7 +117,7 @@ def native_names():
 
 def lookup(name):
     """(function, runs_native) for kernel `name`, or None if this node lacks it."""
-    e = KERNELS.get(name)
+    e = _entry(name)
     if e is None:
         return None
     if native_on and e[NATIVE] is not None:
@@ -149,8 +190,9 @@ def _fits(kind, v):
 
 def check(name, args):
     """None if `args` fit kernel `name`'s declared kinds, else what is wrong, naming the
-    argument. A kernel without declared kinds accepts anything here."""
-    e = KERNELS.get(name)
+    argument. A kernel without declared kinds accepts anything here. Loads the kernel's
+    module if it is not yet (MemoryError when it does not fit)."""
+    e = _entry(name)
     spec = None if e is None else e[ARGS]
     if spec is None:
         return None
@@ -168,3 +210,28 @@ def check(name, args):
                 got = type(v).__name__
             return "%s: argument %s must be %s, got %s" % (name, spec[i][0], spec[i][1], got)
     return None
+
+
+def native_arch():
+    """The architecture of the loaded native module, or None."""
+    if not native_names():
+        return None
+    arch = getattr(sys.modules.get("msw_native"), "ARCH", None)
+    if arch:
+        return arch
+    mpy = getattr(sys.implementation, "_mpy", None)
+    if mpy is None:
+        return None
+    index = (mpy >> 10) & 0x0F
+    return _MPY_ARCHES[index] if index < len(_MPY_ARCHES) else None
+
+
+def hello_fields():
+    """HELLO's fields about kernels, by catalog field name: kernels, kernel_hashes and,
+    with a native module, native_arch and native_kernels."""
+    fields = {"kernels": names(), "kernel_hashes": hashes()}
+    arch = native_arch()
+    if arch:
+        fields["native_arch"] = arch
+        fields["native_kernels"] = native_names()
+    return fields

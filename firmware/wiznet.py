@@ -172,6 +172,14 @@ def _ip_text(b):
     return "%d.%d.%d.%d" % (b[0], b[1], b[2], b[3])
 
 
+def _drop(module):
+    # a module used once in a while (the DHCP client: the lease, then a renewal per half
+    # lease) leaves the heap after each use: imported again when next needed
+    import sys
+
+    sys.modules.pop(module, None)
+
+
 def _expired(deadline):
     return time.ticks_diff(deadline, time.ticks_ms()) <= 0
 
@@ -421,7 +429,10 @@ class WIZnet:
         maintain() now and then to renew the lease (RFC 2131 T1 / T2)."""
         import wiznet_dhcp
 
-        return wiznet_dhcp.lease(self, timeout_ms, hostname)
+        try:
+            return wiznet_dhcp.lease(self, timeout_ms, hostname)
+        finally:
+            _drop("wiznet_dhcp")
 
     def maintain(self):
         """Renew a DHCP lease when it is due; cheap otherwise. Blocks about a second while it
@@ -429,7 +440,10 @@ class WIZnet:
         if self._renew_at is not None and time.ticks_diff(time.ticks_ms(), self._renew_at) >= 0:
             import wiznet_dhcp
 
-            wiznet_dhcp.maintain(self)
+            try:
+                wiznet_dhcp.maintain(self)
+            finally:
+                _drop("wiznet_dhcp")
 
     def getaddrinfo(self, host, port, af=0, type=0, proto=0, flags=0):
         if host == "localhost":

@@ -39,7 +39,7 @@ def vm_arch(board_def: Mapping) -> str | None:
 def arch_of_mpy(value: int) -> str | None:
     """The native arch a MicroPython reports in `sys.implementation._mpy` (bits 10 and up,
     the .mpy format's arch numbers; the firmware's kernels hold the table), or None."""
-    from microswarm.firmware.kernels import _MPY_ARCHES
+    from microswarm.firmware.msw_kernel import _MPY_ARCHES
 
     index = (int(value) >> 10) & 0x0F
     return _MPY_ARCHES[index] if index < len(_MPY_ARCHES) else None

@@ -170,10 +170,42 @@ def version(kernel: str) -> str | None:
     return None if entry is None else msw_kernel.versions.get(entry[msw_kernel.MODULE])
 
 
+def declared_kernels(source: bytes) -> dict[str, str | None]:
+    """Kernel name -> the native module its declaration names (None: pure Python), for
+    every `@kernel("name", ..., native=...)` of a module's source. `native=` must be a
+    string or a module-level name bound to one."""
+    import ast
+
+    tree = ast.parse(source)
+    strings = {t.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
+               and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+               for t in node.targets if isinstance(t, ast.Name)}
+    found: dict[str, str | None] = {}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        for deco in node.decorator_list:
+            if not (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Name)
+                    and deco.func.id == "kernel" and deco.args
+                    and isinstance(deco.args[0], ast.Constant)):
+                continue
+            native = None
+            for kw in deco.keywords:
+                if kw.arg == "native":
+                    value = kw.value
+                    native = (value.value if isinstance(value, ast.Constant)
+                              else strings[value.id])
+            found[deco.args[0].value] = native
+    return found
+
+
 def firmware_manifest() -> tuple[str, bytes]:
-    """The built-in kernels' manifest: their version on a board whose kernels are .mpy."""
+    """The built-in kernels' manifest: their version on a board whose kernels are .mpy,
+    and the kernels of kernels.py, which a board registers without importing the module
+    (msw_boot.py): it loads on the first task that names one of them."""
     source = (paths.firmware_dir() / "kernels.py").read_bytes()
-    doc = {"package": FIRMWARE_PACKAGE, "modules": {"kernels": source_hash(source)}}
+    doc = {"package": FIRMWARE_PACKAGE, "modules": {"kernels": source_hash(source)},
+           "kernels": {"kernels": declared_kernels(source)}}
     return (f"{MANIFEST_PREFIX}{FIRMWARE_PACKAGE}.json",
             (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
 

@@ -13,6 +13,7 @@ import sys
 import cbor
 import engine
 import frame
+import kernels  # noqa: F401 (the built-in kernels; a board's msw_boot registers them)
 import worker
 from vm_worker import Worker
 

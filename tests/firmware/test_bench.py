@@ -24,6 +24,7 @@ def test_bench_reports_every_figure():
     assert 0 < heap["firmware_modules_bytes"] < heap["smallest_vm_heap_bytes"] <= 450000
     alloc = report["allocation_per_task"]
     assert alloc["tasks"] == 20
-    assert 0 < alloc["echo_bytes_per_task"] < alloc["matmul_4x4_bytes_per_task"]
+    # an echo task may allocate nothing at all (tests/firmware/test_alloc.py)
+    assert 0 <= alloc["echo_bytes_per_task"] < alloc["matmul_4x4_bytes_per_task"]
     collections = alloc["collections_per_1000_tasks"]
     assert collections["board"] == "esp32-devkit-w5500" and collections["echo"] >= 0

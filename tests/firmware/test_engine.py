@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import array
 import secrets
+import sys
 from typing import Any
 
 import pytest
@@ -343,3 +344,40 @@ def test_every_node_dials_again_after_a_doubling_jittered_wait_reset_by_a_join()
 def test_a_board_offers_a_third_of_its_heap_per_message_and_an_eighth_for_operands():
     assert E.heap_limits(200_000) == (66_666, 25_000)
     assert E.heap_limits(8 << 20) == (1 << 20, 1 << 20)  # a message is at most 1 MiB
+
+
+def test_a_kernel_module_that_does_not_fit_when_it_loads_is_no_memory_and_stays_a_stub(
+        tmp_path, monkeypatch):
+    """A kernel registered as a stub (its module listed in a manifest, not imported at
+    boot) loads on its first task; a MemoryError while it loads answers NO_MEMORY for that
+    task, and the next task tries again."""
+    from microswarm.firmware import msw_kernel
+
+    (tmp_path / "oom_probe_kernels.py").write_text(
+        "from msw_kernel import kernel\n"
+        "import oom_probe_state\n"
+        "if oom_probe_state.fail:\n"
+        "    oom_probe_state.fail -= 1\n"
+        "    raise MemoryError('memory allocation failed')\n"
+        "@kernel('oom_probe', args=(('x', 'uint'),))\n"
+        "def oom_probe(x):\n"
+        "    return x + 1\n")
+    (tmp_path / "oom_probe_state.py").write_text("fail = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sys.modules, "msw_kernel", msw_kernel)
+    msw_kernel.stub("oom_probe", "oom_probe_kernels")
+    try:
+        io = FakeIO()
+        eng = E.Engine(io, hello(), KEY, known=msw_kernel.KERNELS)
+        join(eng, io)
+        task(eng, 1, "oom_probe", [1], 0)
+        (t, r), = io.take()
+        assert t == T.RESULT and r[0] == 1 and r[5] == ErrorCode.NO_MEMORY and io.runs == []
+        assert msw_kernel.KERNELS["oom_probe"][msw_kernel.ARGS] is False  # still a stub
+        task(eng, 2, "oom_probe", [1], 0)
+        assert io.take() == [] and [t.task_id for t in io.runs] == [2]
+        assert msw_kernel.lookup("oom_probe")[0](1) == 2
+    finally:
+        msw_kernel.KERNELS.pop("oom_probe", None)
+        for name in ("oom_probe_kernels", "oom_probe_state"):
+            sys.modules.pop(name, None)

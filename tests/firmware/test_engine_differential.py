@@ -164,6 +164,9 @@ class ScriptedNode(InprocNode):
     def close(self, reason: str) -> None:
         self.asked.append(["close", reason])
 
+    def _wake(self) -> None:
+        pass  # the script fires the engine's timers (its "timer" steps): no clock of its own
+
     def finish(self, task_id: int, elapsed: int, now: float) -> None:
         assert self.engine is not None
         self.engine.finished(*call(self.held.pop(task_id)), elapsed, now)

@@ -210,3 +210,46 @@ def test_mip_installs_a_kernel_package_that_the_node_loads(tmp_path, micropython
                                 timeout=60, cwd=vb.flash)
     version = kernelpkg.find(pkg_dir).hashes()["histogram"]
     assert answer.stdout.split("\n")[0] == f"[] {{'histogram': '{version}'}} [1, 1]", answer
+
+
+_VM_LAZY = """
+import sys
+sys.path.insert(0, '')
+import msw_boot, msw_kernel
+msw_boot.load_installed()
+before = 'kernels' in sys.modules
+about = msw_kernel.hello_fields()
+from array import array
+a = array('h', [1, -2, 3])
+bad = msw_kernel.check('dot', [a, a])
+fn, native = msw_kernel.lookup('dot')
+print(repr([before, 'kernels' in sys.modules, about['kernels'], about['kernel_hashes'],
+            about.get('native_kernels', []), bad, fn(a, a), native, msw_kernel.errors,
+            msw_kernel.native_names()]))
+"""
+
+
+def test_a_board_joins_without_the_builtin_kernels_module_and_loads_it_on_first_use(
+        tmp_path, micropython):
+    """The firmware's manifest lists kernels.py's kernels: a board registers them without
+    importing it (HELLO's names, versions and native kernels all there), and the module
+    loads on the first check of one of them."""
+    from microswarm import bundle
+    from microswarm.deploy.build import build
+
+    config = bundle.render_config("lazy", "c", bytes(32), "", "serial")
+    files = build("unix", config, arch=bundle.VM_ARCH)
+    bundle.write_layout(tmp_path, files)
+    proc = subprocess.run([micropython, "-c", _VM_LAZY], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (before, after, names, hashes, native, bad, dot, runs_native, errors,
+     native_loaded) = eval(proc.stdout)
+    version = kernelpkg.source_hash((paths.firmware_dir() / "kernels.py").read_bytes())
+    assert (before, after, bad, dot, errors) == (False, True, None, 14, [])
+    assert names == kernels.builtin_names()
+    assert hashes == {name: version for name in names}
+    with_native = bundle.NATIVE_MODULE in files
+    assert runs_native is with_native
+    assert native == native_loaded  # the stubs' native kernels: those the module's own
+    assert bool(native) is with_native

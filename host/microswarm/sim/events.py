@@ -3,8 +3,13 @@
 Nothing in the simulator sleeps. Every action (a frame arriving, a kernel finishing, a
 heartbeat, a fault) is an event at a virtual time; `run` pops them in time order and
 advances `now` to each one. Events at the same instant run in the order they were
-scheduled (a sequence number breaks ties), so a run is a pure function of the scenario
-and the seed.
+scheduled, so a run is a pure function of the scenario and the seed.
+
+The queue is a heap of the distinct times that have events, each time with the list of
+its events in scheduling order (an event scheduled for the instant being run joins the
+end of that instant's list). The heap compares plain floats: a heap of [time, seq, ...]
+entries compared lists element by element, and its pushes and pops were a tenth of the
+simulator's CPU at 1,000 nodes.
 """
 
 from __future__ import annotations
@@ -27,13 +32,15 @@ YOUNG_GC = 10_000
 
 
 class EventQueue:
-    __slots__ = ("now", "processed", "_heap", "_seq")
+    __slots__ = ("now", "processed", "_times", "_at", "_seq", "_count")
 
     def __init__(self, start: float = 0.0) -> None:
         self.now = start
         self.processed = 0
-        self._heap: list[Event] = []
+        self._times: list[float] = []  # heap of the times in _at
+        self._at: dict[float, list[Event]] = {}  # time -> its events, in scheduling order
         self._seq = 0
+        self._count = 0  # entries held (cancelled ones too, until their time comes)
 
     def clock(self) -> float:
         """The current virtual time in seconds (inject this where a clock is wanted)."""
@@ -41,9 +48,17 @@ class EventQueue:
 
     def at(self, when: float, fn: Callable[..., Any], *args: Any) -> Event:
         """Run `fn(*args)` at virtual time `when` (never earlier than now)."""
+        if when < self.now:
+            when = self.now
         self._seq += 1
-        entry = [when if when > self.now else self.now, self._seq, fn, args]
-        heapq.heappush(self._heap, entry)
+        self._count += 1
+        entry = [when, self._seq, fn, args]
+        same = self._at.get(when)
+        if same is None:
+            self._at[when] = [entry]
+            heapq.heappush(self._times, when)
+        else:
+            same.append(entry)
         return entry
 
     def after(self, delay: float, fn: Callable[..., Any], *args: Any) -> Event:
@@ -56,7 +71,7 @@ class EventQueue:
             entry[2] = None
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return self._count
 
     def run(self, until: float | None = None, stop: Callable[[], bool] | None = None) -> None:
         """Process events in time order until none are left, the next one is after
@@ -74,26 +89,38 @@ class EventQueue:
                 gc.unfreeze()
 
     def _run(self, until: float | None, stop: Callable[[], bool] | None) -> None:
-        heap = self._heap
+        times = self._times
+        by_time = self._at
         pop = heapq.heappop
         last = float("inf") if until is None else until
         processed = 0  # counted here, added once: the loop runs for every event
         try:
-            while heap:
-                entry = heap[0]
-                when = entry[0]
+            while times:
+                when = times[0]
                 if when > last:
                     self.now = last
                     return
-                pop(heap)
-                fn = entry[2]
-                if fn is None:
-                    continue
-                self.now = when
-                processed += 1
-                fn(*entry[3])
-                if stop is not None and stop():
-                    return
+                same = by_time[when]
+                i = 0
+                try:
+                    while i < len(same):  # events scheduled for `when` meanwhile join it
+                        entry = same[i]
+                        i += 1
+                        fn = entry[2]
+                        if fn is None:
+                            continue
+                        self.now = when
+                        processed += 1
+                        fn(*entry[3])
+                        if stop is not None and stop():
+                            return
+                finally:
+                    self._count -= i
+                    if i < len(same):  # stopped (or failed) part way: the rest stays
+                        del same[:i]
+                    else:
+                        pop(times)
+                        del by_time[when]
         finally:
             self.processed += processed
         if until is not None and until > self.now:
