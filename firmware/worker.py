@@ -16,17 +16,18 @@ says and answers is decided by the engine; this file moves bytes and runs kernel
 # Kernels run on a second thread (KernelThread) where the port has one without a global
 # interpreter lock (the unix port, rp2's second core): the link keeps being read and the
 # heartbeats carry the running task (HELLO says threads=true). Elsewhere, for the INLINE
-# kernels that only hand back their argument, and for a kernel whose last call on this
-# node took under QUICK_US (the thread's round trip, two context switches, costs more than
-# such a kernel), they run on the event loop; the INLINE ones, and every one but a wait
-# where there is no kernel thread, right after the engine call that started them
-# (Session.run_inline: no coroutine per task). Nothing on the wire is ever executed: a
-# TASK can only name a kernel from msw_kernel.KERNELS (the registry; kernels.py itself
-# loads on the first task that names one of its kernels).
+# kernels that only hand back their argument, and for a call of a kernel whose call with
+# the same magnitudes took under QUICK_US on this node (Session.on_loop: the thread's round
+# trip, two context switches, costs more than such a call), they run on the event loop;
+# the INLINE ones, and every one but a wait where there is no kernel thread, right after
+# the engine call that started them (Session.run_inline: no coroutine per task). Nothing
+# on the wire is ever executed: a TASK can only name a kernel from msw_kernel.KERNELS (the
+# registry; kernels.py itself loads on the first task that names one of its kernels).
 
 import gc
 import sys
 import time
+from array import array
 
 import asyncio
 import auth
@@ -45,7 +46,9 @@ TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
 COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
 LOOK_MAX = const(64)  # most tasks between two looks at the free heap (Session.collect)
 INLINE = ("echo",)  # kernels that only hand back their argument: no thread round trip
-QUICK_US = const(1000)  # a kernel whose last call took less runs on the loop (Session.quick)
+QUICK_US = const(1000)  # a call like one that took less runs on the loop (Session.on_loop)
+_SIZED = (bytes, bytearray, memoryview, array, str, list, tuple, dict)
+_FREE = object()  # an argument whose value does not bound a call's work (Session.timed)
 
 
 class SessionEnd(Exception):
@@ -136,7 +139,7 @@ class Session:
         self._look = self._gap = 1  # tasks until the next look at the free heap, and since
         self._free = -1  # the last one, and what was free then (collect())
         self._fns = {}  # kernel name -> msw_kernel.lookup(name), asked once a session
-        self.quick = {}  # kernel name -> its last call here took under QUICK_US
+        self._quick = {}  # kernel name -> the magnitudes of a call under QUICK_US (timed())
         self.wake = asyncio.Event()
         self.ended = asyncio.Event()
         self.interrupted = False
@@ -331,6 +334,58 @@ class Session:
         if task.args is None and args is not None:  # the engine is done with them
             self.reader.spare(args)
 
+    def on_loop(self, task):
+        """Does `task` run on the event loop, not the kernel thread? Only when a call of its
+        kernel with the same magnitudes took under QUICK_US here (timed()): each argument's
+        length if it is a sequence, else its value, except the arguments declared "int" or
+        "float", values such as coordinates, seeds and thresholds. A built-in kernel's work
+        is bounded by those magnitudes (mandelbrot's by w*h*max_iter whatever its
+        coordinates, monte_carlo_pi's by n whatever its seed, the array kernels' by their
+        lengths), so a call that may take longer goes to the thread and the link keeps
+        heartbeating. Compared element-wise, nothing allocated per task."""
+        shape = self._quick.get(task.kernel)
+        if shape is None:
+            return False
+        args = task.args
+        n = len(args)
+        if len(shape) != n:
+            return False
+        for i in range(n):
+            s = shape[i]
+            if s is not _FREE:
+                v = args[i]
+                if (len(v) if isinstance(v, _SIZED) else v) != s:
+                    return False
+        return True
+
+    def timed(self, task, elapsed, like):
+        """After a call on a node with a kernel thread (`like`: on_loop() ran it on the
+        loop): under QUICK_US its magnitudes are kept for on_loop() (one list per kernel,
+        overwritten in place); a call like the kept one that took longer drops them, and
+        the next such call goes back to the thread. The engine checked the arguments
+        against the declared kinds, so a free one ("int", "float") is never a sequence."""
+        quick = self._quick
+        name = task.kernel
+        if elapsed >= QUICK_US:
+            if like:
+                quick.pop(name)
+            return
+        if like:
+            return  # kept already
+        args = task.args
+        n = len(args)
+        shape = quick.get(name)
+        if shape is None or len(shape) != n:
+            shape = quick[name] = [None] * n
+        spec = msw_kernel.KERNELS[name][msw_kernel.ARGS]  # None: no declared kinds
+        for i in range(n):
+            v = args[i]
+            kind = None if spec is None else spec[i][1]
+            if kind == "int" or kind == "float":
+                shape[i] = _FREE
+            else:
+                shape[i] = len(v) if isinstance(v, _SIZED) else v
+
     def run_inline(self):
         """Run the tasks at the head of the queue that run here (here()), on the spot:
         called right after an engine call that may have started tasks. No runner wake-up,
@@ -382,18 +437,16 @@ class Session:
                 if task.waits:
                     task.handle = asyncio.create_task(self.wait(task, fn))
                     continue
-                if thread is None or task.kernel in INLINE or task.kernel in self.quick:
+                here = thread is None or task.kernel in INLINE
+                like = not here and self.on_loop(task)
+                if here or like:
                     value, error, elapsed = msw_kernel.call(fn, task.args, self._res,
                                                             time.ticks_us, time.ticks_diff)
                     self._res[0] = self._res[1] = None
                 else:
                     value, error, elapsed = await thread.run(fn, task.args)
-                if thread is not None:
-                    # a call that took longer sends the next one back to the thread
-                    if elapsed < QUICK_US:
-                        self.quick[task.kernel] = True
-                    else:
-                        self.quick.pop(task.kernel, None)
+                if not here and (not like or elapsed >= QUICK_US):
+                    self.timed(task, elapsed, like)  # (a quick call like the kept one: kept)
                 if isinstance(error, MemoryError):
                     gc.collect()
                 self.finish(task, value, error, elapsed, board.uptime_ms())

@@ -240,6 +240,10 @@ class SimNode:
             task.handle[3] = self.sim.events.at(self.frozen_until, self._finish, engine, task)
             return
         value, error, start, _event, _seconds = task.handle
+        # the handle holds this very event, whose arguments hold the task: without it the
+        # task, its handle and its event are freed at once, not by the cycle collector
+        # (five objects a task, 200,000 of them in bench sim's run)
+        task.handle = None
         outcome = "cancelled" if task.cancelled else ("error" if error else "ok")
         self.sim.gantt_add(self.index, task.task_id, start, now, outcome)
         engine.finished(task, value, error, int((now - start) * 1e6), now * 1000.0)
