@@ -128,7 +128,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             job = _job(master, "echo", [1], args.stage_tasks)
             print(f"bench scale: stage {i + 1}: {stats['sessions']} sessions, echo "
                   f"{job['dispatches_per_cpu_s']} dispatches/CPU-s, ok {job['ok']}, ended "
-                  f"{job['left']}", file=sys.stderr)
+                  f"{job['left']}, loop stall {stats['loop_lag_max_s']} s, GC pauses "
+                  f"{stats['gc']['max_s']} s", file=sys.stderr)
             stages.append({
                 "generators": [g.stats() for g in gens], "left": job["left"],
                 "sessions": stats["sessions"], "join_s": round(join_s, 3),

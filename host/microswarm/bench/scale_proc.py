@@ -234,18 +234,31 @@ async def run_nodes(host: str, port: int, count: int, prefix: str, concurrency: 
     # process) cost each task a thread switch of its own on a loaded 2-core machine.
     kernels = ThreadPoolExecutor(2, thread_name_prefix="kernels")
 
+    rejoins: Counter[str] = Counter()  # joins that failed and were tried again, and why
+
     async def start(i: int) -> None:
         node = InprocNode(f"{prefix}{i}", KEY, slots=2, executor=kernels)
         async with gate:
             for attempt in range(20):
                 try:
                     await node.connect_tcp(host, port)
-                    break
                 except OSError:
                     await asyncio.sleep(0.05 * (attempt + 1))
+                    continue
+                # as a board does, a node whose join failed (no WELCOME in time: the
+                # master was busy) dials again; a session that ends after the join does not
+                # come back (the master lost it: counted, not hidden)
+                waits = [asyncio.ensure_future(node.joined.wait()),
+                         asyncio.ensure_future(node.ended.wait())]
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for w in waits:
+                    w.cancel()
+                if node.joined.is_set():
+                    break
+                reason = node.engine.end_reason if node.engine is not None else None
+                rejoins[_kind(reason or "?")] += 1
             else:
-                raise OSError(f"{node.node_id}: could not connect")
-            await node.joined.wait()
+                raise OSError(f"{node.node_id}: could not join")
         nodes.append(node)
 
     lag = {"max_s": 0.0}
@@ -269,6 +282,7 @@ async def run_nodes(host: str, port: int, count: int, prefix: str, concurrency: 
         if line.strip() == "stats":  # how many of its nodes still have their session, and why
             gone = ended()
             _say({"alive": len(nodes) - sum(gone.values()), "ended": dict(gone),
+                  "rejoins": dict(rejoins),
                   "loop_lag_max_s": round(lag["max_s"], 3), "cpu_s": time.process_time(),
                   "threads": threading.active_count()})
     lag_task.cancel()
