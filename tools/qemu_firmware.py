@@ -2,7 +2,8 @@
 MicroPython (Thumb-2 code, 32-bit objects, a UART REPL) for figures and checks that the
 64-bit unix-port VM cannot give.
 
-Usage: python tools/qemu_firmware.py [--board MPS2_AN500|MPS2_AN385] [--heap N] [--run]
+Usage: python tools/qemu_firmware.py [--board MPS2_AN500|MPS2_AN385] [--heap N]
+       [--romfs] [--run [--romfs-image IMG]]
 
 Source: `$MICROPYTHON_SRC` (a MicroPython tree with py/ and ports/qemu), else the pinned
 tarball `micropython-1c3c2011.tar.gz` (upstream commit 1c3c2011..., a subset with its
@@ -12,12 +13,25 @@ and the tests and benchmarks that need the firmware skip with that message.
 
 Build: `make -C ports/qemu BOARD=... FROZEN_MANIFEST=` (empty manifest: micropython-lib is
 not in the tree) with `MICROPY_HEAP_SIZE` when a heap is asked for; cached under
-`.cache/qemu/` per source, board and heap. The ARM compiler (`gcc-arm-none-eabi`) and
-Debian's `qemu-system-arm` are installed with apt when missing and this runs as root, as
-tools/build_native.py does for its compilers.
+`.cache/qemu/` per source, board, heap and ROMFS partition. The ARM compiler
+(`gcc-arm-none-eabi`) and Debian's `qemu-system-arm` are installed with apt when missing
+and this runs as root, as tools/build_native.py does for its compilers.
 
 Run: `Qemu(board)` starts `qemu-system-arm -machine mps2-an500 -serial pty ...` and gives the
 pty of the emulated UART, which mpremote (and the master's serial link) open like a board's.
+
+ROMFS (`--romfs`, `firmware(..., romfs=True)`): the build names a read-only partition
+(MICROPY_HW_ROMFS_PART0_START/SIZE, ROMFS_PARTITIONS below) that `vfs.rom_ioctl` hands out as
+a memoryview, and `Qemu(..., romfs_image=IMG)` loads an image there with `-device
+loader,file=IMG,addr=START,force-raw=on`. The ranges: QEMU 7.2's `info mtree` maps 16 MB
+of RAM ("mps.ram") at 0x60000000 on mps2-an500 and at 0x21000000 on mps2-an385, and the
+port's linker script (ports/qemu/mcu/arm/mps2.ld) places the whole firmware, stack and heap
+in 0x00000000-0x003fffff; the last 4 MB of the former and the first 4 MB of the latter are
+what the port's own board files (boards/MPS2_AN*/mpconfigboard.mk) name too, so the
+default build has the same partition (empty unless an image is loaded); `--romfs` names it
+explicitly and in the cache key. At every (soft) reset the firmware mounts a valid image
+at /rom and puts /rom and /rom/lib on sys.path (mp_init in py/runtime.c calls
+mp_vfs_mount_romfs_protected, extmod/vfs.c), as a ROMFS board's firmware does.
 """
 
 from __future__ import annotations
@@ -44,6 +58,12 @@ CACHE = ROOT / ".cache" / "qemu"
 TARBALL = "micropython-1c3c2011.tar.gz"
 VENDOR = ROOT.parent / "shared" / "vendor"
 BUILD_TIMEOUT_S = 1800
+# (start, size) of the ROMFS partition per board: RAM QEMU maps that the linker script
+# leaves alone (see the module's docstring)
+ROMFS_PARTITIONS = {
+    "MPS2_AN500": (0x60C00000, 0x00400000),
+    "MPS2_AN385": (0x21000000, 0x00400000),
+}
 
 
 @dataclass(frozen=True)
@@ -107,13 +127,18 @@ def ensure_tools() -> None:
         raise QemuUnavailable(str(exc)) from None
 
 
-def firmware(board: str = "MPS2_AN500", heap: int | None = None) -> Path:
-    """The firmware.elf of `board` (built once, then cached); `heap` sets its GC heap."""
+def firmware(board: str = "MPS2_AN500", heap: int | None = None, romfs: bool = False) -> Path:
+    """The firmware.elf of `board` (built once, then cached); `heap` sets its GC heap,
+    `romfs` gives it the ROMFS partition of ROMFS_PARTITIONS."""
     if board not in BOARDS:
         raise QemuUnavailable(f"unknown QEMU board {board!r}; known: {', '.join(BOARDS)}")
     tree = source_tree()
     key = tree.parent.name if tree.is_relative_to(CACHE) else "src-" + _slug(str(tree))
-    build = CACHE / "build" / key / (board + (f"-heap{heap}" if heap else ""))
+    name = board + (f"-heap{heap}" if heap else "")
+    if romfs:
+        start, size = ROMFS_PARTITIONS[board]
+        name += f"-romfs{start:x}+{size:x}"
+    build = CACHE / "build" / key / name
     elf = build / "firmware.elf"
     if elf.is_file():
         return elf
@@ -122,7 +147,10 @@ def firmware(board: str = "MPS2_AN500", heap: int | None = None) -> Path:
                f"BUILD={build}", f"-j{os.cpu_count() or 1}"]
     if heap:
         command.append(f"MICROPY_HEAP_SIZE={int(heap)}")
-    log(f"building {board}{f' with a {heap}-byte heap' if heap else ''} (once, about 30 s)")
+    if romfs:
+        command += [f"MICROPY_HW_ROMFS_PART0_START={start:#x}",
+                    f"MICROPY_HW_ROMFS_PART0_SIZE={size:#x}"]
+    log(f"building {name} (once, about 30 s)")
     proc = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
     if proc.returncode != 0 or not elf.is_file():
         raise QemuUnavailable(f"the {board} firmware did not build:\n{proc.stderr[-2000:]}")
@@ -140,11 +168,14 @@ class Qemu:
             Mpremote(board.port).exec("print(1)")
     """
 
-    def __init__(self, board: str = "MPS2_AN500", heap: int | None = None) -> None:
+    def __init__(self, board: str = "MPS2_AN500", heap: int | None = None,
+                 romfs: bool = False, romfs_image: Path | None = None) -> None:
+        """`romfs`: the build with a ROMFS partition; `romfs_image`: load it there."""
         self.board = BOARDS.get(board)
         if self.board is None:
             raise QemuUnavailable(f"unknown QEMU board {board!r}")
-        self.elf = firmware(board, heap)
+        self.romfs_image = romfs_image
+        self.elf = firmware(board, heap, romfs=romfs or romfs_image is not None)
         self.process: subprocess.Popen | None = None
         self.port: str | None = None
         self._resumed = False
@@ -153,9 +184,17 @@ class Qemu:
         qemu = shutil.which("qemu-system-arm")
         if qemu is None:
             raise QemuUnavailable("qemu-system-arm is not installed")
+        command = [qemu, "-machine", self.board.machine, "-nographic", "-monitor", "null",
+                   "-semihosting", "-serial", "pty", "-kernel", str(self.elf)]
+        if self.romfs_image is not None:
+            start, size = ROMFS_PARTITIONS[self.board.name]
+            if Path(self.romfs_image).stat().st_size > size:
+                raise QemuUnavailable(f"ROMFS image {self.romfs_image} is larger than the "
+                                      f"{size}-byte partition")
+            command += ["-device", f"loader,file={self.romfs_image},addr={start:#x},"
+                                   "force-raw=on"]
         self.process = subprocess.Popen(
-            [qemu, "-machine", self.board.machine, "-nographic", "-monitor", "null",
-             "-semihosting", "-serial", "pty", "-kernel", str(self.elf)],
+            command,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True)
         deadline = time.monotonic() + timeout
@@ -239,14 +278,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--board", choices=sorted(BOARDS), default="MPS2_AN500")
     parser.add_argument("--heap", type=int, default=None, help="GC heap bytes")
+    parser.add_argument("--romfs", action="store_true",
+                        help="with a ROMFS partition (ROMFS_PARTITIONS)")
+    parser.add_argument("--romfs-image", type=Path, default=None,
+                        help="with --run: load this ROMFS image into the partition")
     parser.add_argument("--run", action="store_true",
                         help="start it and print the UART's pty until Ctrl-C")
     args = parser.parse_args(argv)
+    romfs = args.romfs or args.romfs_image is not None
     try:
-        elf = firmware(args.board, args.heap)
+        elf = firmware(args.board, args.heap, romfs=romfs)
         print(elf)
         if args.run:
-            with Qemu(args.board, args.heap) as board:
+            with Qemu(args.board, args.heap, romfs=romfs,
+                      romfs_image=args.romfs_image) as board:
                 print(f"{args.board} running: its UART is {board.port} (mpremote connect "
                       f"{board.port} ...); Ctrl-C stops it")
                 with contextlib.suppress(KeyboardInterrupt):

@@ -122,6 +122,7 @@ IN_THE_TREE = [
     "python tools/mpy_link.py dump firmware/native/build/x64/msw_native.mpy",
     "python tools/qemu_firmware.py --board MPS2_AN500 --heap 111168",
     "python tools/qemu_firmware.py --board MPS2_AN500 --heap 111168 --run",
+    "python tools/qemu_firmware.py --board MPS2_AN500 --romfs",
 ]
 
 # Run as written by another test (the test's text holds the command's words in order).
@@ -264,3 +265,7 @@ def test_source_tree_tools_as_written():
         assert built.stdout.strip().endswith("firmware.elf"), built.stdout
         qemu = shell.start(IN_THE_TREE[3])
         shell.read_until(qemu, "its UART is /dev/pts/", timeout=60)
+        built = subprocess.run(shell.argv(IN_THE_TREE[4]), cwd=REPO, env=shell.env, text=True,
+                               capture_output=True, timeout=600)
+        assert built.returncode == 0, built.stderr[-3000:]
+        assert built.stdout.strip().endswith("-romfs60c00000+400000/firmware.elf"), built.stdout
