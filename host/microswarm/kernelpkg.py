@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,10 @@ KINDS = ("uint", "int", "float", "bool", "tstr", "bstr", "array", "tstr[]", "map
 TYPECODES = "BHIQbhiqfd"
 FIRMWARE_PACKAGE = "firmware"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# CPython 3.11 counts the AST constructor's depth in state shared by every thread: two
+# ast.parse() at once (virtual boards that build their bundles on parallel threads) can
+# fail with "SystemError: AST constructor recursion depth mismatch". One parse at a time.
+_PARSING = threading.Lock()
 
 
 class KernelPackageError(ValueError):
@@ -176,7 +181,8 @@ def declared_kernels(source: bytes) -> dict[str, str | None]:
     string or a module-level name bound to one."""
     import ast
 
-    tree = ast.parse(source)
+    with _PARSING:
+        tree = ast.parse(source)
     strings = {t.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
                for t in node.targets if isinstance(t, ast.Name)}

@@ -5,11 +5,13 @@ build agreeing with the Python reference in the VM, and mip install on a blank b
 from __future__ import annotations
 
 import array
+import gc
 import json
 import random
 import shutil
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -87,6 +89,45 @@ def test_builtin_versions_are_the_hash_of_kernels_py():
     assert name == "kpkg_firmware.json"
     assert json.loads(manifest)["modules"] == {"kernels": version}
 
+
+
+def test_manifests_built_on_parallel_threads():
+    """Virtual boards build their bundles on parallel threads: the kernels' declarations are
+    read with ast.parse, whose AST constructor keeps its depth in state that CPython 3.11
+    shares between threads ("SystemError: AST constructor recursion depth mismatch"). A
+    short switch interval and a finalizer run by each collection switch threads in the
+    middle of a parse."""
+    source = (paths.firmware_dir() / "kernels.py").read_bytes()
+    expected = kernelpkg.declared_kernels(source)
+    errors: list[str] = []
+
+    class Cycle:
+        def __del__(self) -> None:
+            sum(range(20))  # Python code: the interpreter may switch threads here
+
+    def parse() -> None:
+        for _ in range(10):
+            cycle = Cycle()
+            cycle.self = cycle
+            del cycle
+            try:
+                assert kernelpkg.declared_kernels(source) == expected
+            except Exception as exc:  # noqa: BLE001 - every failure is the finding
+                errors.append(repr(exc))
+
+    interval, thresholds = sys.getswitchinterval(), gc.get_threshold()
+    sys.setswitchinterval(1e-6)
+    gc.set_threshold(50)
+    try:
+        threads = [threading.Thread(target=parse) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+        gc.set_threshold(*thresholds)
+    assert errors == []
 
 def test_a_package_folder_is_checked(tmp_path):
     pkg = kernelpkg.find(EXAMPLES)
