@@ -60,16 +60,7 @@ def kernel(name, args=None, cost=None, sample=None, native=None):
             module = path[path.rfind("/") + 1:path.rfind(".")]
         except (AttributeError, KeyError):
             module = loading
-        old = KERNELS.get(name)
-        if old is not None and old[MODULE] != module:
-            raise ValueError("kernel " + name + " is already defined in " + str(old[MODULE]))
-        fast = None
-        if native:
-            try:
-                fast = getattr(__import__(native), name, None)
-            except (ImportError, ValueError):  # ValueError: a .mpy of another arch
-                pass
-        KERNELS[name] = [fn, args, cost, sample, fast, module]
+        _put(name, module, native, fn, args, cost, sample)
         return fn
 
     return register
@@ -79,6 +70,11 @@ def stub(name, module, native=None):
     """Register kernel `name` of `module` without importing the module: it loads on the
     first check() or lookup() of one of its kernels. `native`: the native module that
     serves the kernel, as the kernel's own declaration names it."""
+    _put(name, module, native, None, False, None, None)  # args False: a stub
+
+
+def _put(name, module, native, fn, args, cost, sample):
+    # one registry entry; a name is defined by one module only
     old = KERNELS.get(name)
     if old is not None and old[MODULE] != module:
         raise ValueError("kernel " + name + " is already defined in " + str(old[MODULE]))
@@ -86,9 +82,9 @@ def stub(name, module, native=None):
     if native:
         try:
             fast = getattr(__import__(native), name, None)
-        except (ImportError, ValueError):
+        except (ImportError, ValueError):  # ValueError: a .mpy of another arch
             pass
-    KERNELS[name] = [None, False, None, None, fast, module]  # args False: a stub
+    KERNELS[name] = [fn, args, cost, sample, fast, module]
 
 
 def _entry(name):
