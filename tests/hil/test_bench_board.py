@@ -1,10 +1,16 @@
-"""The board benchmark's report: figures, markdown table and latency plot."""
+"""The board benchmark's report: figures, markdown table and latency plot; its tasks
+across a session the board ended because the benchmark's process went silent."""
 
 from __future__ import annotations
 
+import time
+
+import pytest
 from PIL import Image
 
+from microswarm.bench import board as bench_board
 from microswarm.bench.board import build_report, percentile, write_report
+from microswarm.hil.target import BoardUnderTest
 
 
 def test_report_table_plot_and_headline(tmp_path):
@@ -42,3 +48,25 @@ def test_tick_steps_are_one_two_or_five_times_a_power_of_ten():
     assert nice_ticks(0, 3600, 10) == [float(t) for t in range(0, 3601, 500)]
     assert nice_step(37, 4) == 10 and nice_step(0.0042, 5) == 0.001
     assert tick_label(0.5, 0.1) == "0.5" and tick_label(1500, 500, "s") == "1500 s"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_task_after_the_board_ended_a_silent_session_goes_in_the_next(tmp_path):
+    """The probe is one thread: while its process does not run (a loaded machine: a pause
+    of 0.9 s or more was seen) it sends no HEARTBEAT, and the board, as it must, ends the
+    session after 3 silent intervals and says HELLO again. Before, the probe ignored that
+    HELLO and waited out the task's timeout ("no RESULT ... frame without a MAC after the
+    join"); the benchmark now answers it and sends the task in the new session."""
+    target = BoardUnderTest.open(board="unix", link="serial", native=False, workdir=tmp_path)
+    try:
+        probe = target.connect()
+        assert bench_board.task(probe, "echo", [1]).get(1) == 1
+        time.sleep(4 * target.heartbeat_ms / 1000)  # silent: the board ends the session
+        started = time.monotonic()
+        assert bench_board.task(probe, "echo", [2], timeout=30).get(1) == 2
+        assert probe.rejoins == 1 and time.monotonic() - started < 20
+        assert bench_board.task(probe, "echo", [3]).get(1) == 3
+        probe.close()
+    finally:
+        target.close()

@@ -47,6 +47,16 @@ class ProbeError(RuntimeError):
     """The board said something a conforming node would not, or said nothing in time."""
 
 
+class SessionEnded(ProbeError):
+    """The board said HELLO after the join: it ended the session (it found this master
+    silent for 3 heartbeat intervals, e.g. while this process did not run) and joins again.
+    `hello` is that HELLO, for join(hello=...)."""
+
+    def __init__(self, text: str, hello: Frame) -> None:
+        super().__init__(text)
+        self.hello = hello
+
+
 @dataclass
 class WireCounters:
     bytes_out: int = 0
@@ -208,6 +218,7 @@ class Probe:
     seq: int = 0
     next_task: int = 1
     stream: int = 1
+    rejoins: int = 0  # joins that answered a HELLO after a session (SessionEnded)
 
     def __post_init__(self) -> None:
         self._joined_at: float | None = None
@@ -273,10 +284,17 @@ class Probe:
 
     # ---- the join --------------------------------------------------------------------
 
-    def join(self, timeout: float = 20.0, *, proof: bytes | None = None) -> dict:
-        """HELLO -> AUTH_CHALLENGE -> AUTH_RESPONSE -> WELCOME; returns the HELLO payload."""
+    def join(self, timeout: float = 20.0, *, proof: bytes | None = None,
+             hello: Frame | None = None) -> dict:
+        """HELLO -> AUTH_CHALLENGE -> AUTH_RESPONSE -> WELCOME; returns the HELLO payload.
+        `hello`: a HELLO already received (SessionEnded.hello), answered instead of waiting
+        for the next."""
         self.transport.decoder().auth = None  # a new join: no MACs until WELCOME
-        hello = self.expect(MsgType.HELLO, timeout).payload
+        self._joined_at = None  # no HEARTBEAT until the WELCOME
+        self.reassembler = Reassembler()
+        if hello is not None:
+            self.rejoins += 1
+        hello = (hello or self.expect(MsgType.HELLO, timeout)).payload
         node_nonce = hello[field_key(MsgType.HELLO, "nonce")]
         node_id = hello[field_key(MsgType.HELLO, "node_id")]
         master_nonce = os.urandom(16)
@@ -326,6 +344,9 @@ class Probe:
             for item in self.receive(deadline - time.monotonic()):
                 if not isinstance(item, Frame):
                     continue
+                if item.type == MsgType.HELLO:
+                    raise SessionEnded(f"no RESULT for task {task_id}: the board ended the "
+                                       "session and joins again", item)
                 if item.type == MsgType.RESULT:
                     got = item.payload[0]
                     if got == task_id:
