@@ -388,7 +388,9 @@ def cobs_encode_into(src, start, end, dst):
 def cobs_decode_into(src, start, end, dst):
     """Decode the COBS block sequence src[start:end] (no zero bytes in it) into dst.
 
-    Raises ValueError for a block running past `end` or output longer than dst.
+    Raises ValueError for a block running past `end` or output longer than dst. dst may
+    be a memoryview of src itself (decoding in place): no byte is written past the one
+    being read, and slice copies between views of one buffer are overlap-safe.
     """
     view = memoryview(src)
     cap = len(dst)
@@ -725,8 +727,11 @@ class Deframer:
         self.auth = None  # an auth.LinkAuth once the join began
         self._cap = cobs_max(max_frame + _TRAILER)
         self._acc = bytearray(self._cap)
+        # Without the native decoder a frame is decoded in place, into the front of the
+        # buffer its COBS bytes came in (a block's data never lands after where it was
+        # read): no second max_frame buffer. The view is no larger than a frame may be.
         self._frame = (None if _native_cobs_decode is not None
-                       else bytearray(max_frame + _TRAILER))
+                       else memoryview(self._acc)[: max_frame + _TRAILER])
         self.reset()
 
     def reset(self):
@@ -754,7 +759,7 @@ class Deframer:
                     raise FrameError(E_TOO_LARGE, "serial frame over the limit")
             else:
                 k = cobs_decode_into(self._acc, 0, n, self._frame)
-                frame = memoryview(self._frame)[:k]
+                frame = self._frame[:k]
         except ValueError as e:
             if isinstance(e, FrameError):
                 self._bad(out, e)
