@@ -529,3 +529,27 @@ def test_losses_during_a_job_do_not_each_visit_every_node(monkeypatch):
     recomputes = lose // (n // 64) + 16 + lose // (n // 8) + 1
     assert asked <= recomputes * n + 20 * lose, asked
     assert job.state == "running" and len(answered) > lose // 2
+
+
+def test_a_held_task_leaves_no_second_live_entry_for_its_node():
+    """Holding a task for a busy faster node puts the free node back on the heap it was
+    taken from only: live duplicates in the full and idle heaps kept them over their
+    bound, and every later push compacted all three."""
+    s, _ = make()
+    s.add_node("fast", NodeCaps(frozenset({"echo"}), window=1, speed=1.0))
+    s.add_node("slow", NodeCaps(frozenset({"echo"}), window=1, speed=0.001))
+    warm = s.submit("echo", [[0]])
+    for d in dispatches(s.poll()):
+        s.sent(d.node_id, d.task_id)
+        s.result(d.node_id, d.task_id, 0, elapsed_us=1000)
+    assert warm.state == "done"
+    job = s.submit("echo", [[i] for i in range(200)])
+    cls = s._classes[("echo", False, "")]
+    while job.state == "running":
+        for d in dispatches(s.poll()):
+            s.sent(d.node_id, d.task_id)
+            s.result(d.node_id, d.task_id, d.args[0], elapsed_us=1000)
+        for heap in (cls.nodes, cls.idle, cls.everyone):
+            live = [e[3].node_id for e in heap if e[2] == e[3].version]
+            assert len(live) == len(set(live)), heap
+    assert job.results == list(range(200)) and s.nodes["slow"].done == 0
