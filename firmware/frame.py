@@ -398,7 +398,9 @@ def cobs_encode_into(src, start, end, dst):
 def cobs_decode_into(src, start, end, dst):
     """Decode the COBS block sequence src[start:end] (no zero bytes in it) into dst.
 
-    Raises ValueError for a block running past `end` or output longer than dst.
+    Raises ValueError for a block running past `end` or output longer than dst. dst may
+    be a memoryview of src itself (decoding in place): no byte is written past the one
+    being read, and slice copies between views of one buffer are overlap-safe.
     """
     view = memoryview(src)
     cap = len(dst)
@@ -503,13 +505,17 @@ class FrameWriter:
         self.auth = None  # an auth.LinkAuth: frames carry the MAC trailer once it is on
         # The slack covers the longest CBOR head the encoder reserves room for before
         # writing it, so a payload that fits in a frame never grows the buffer.
-        self._size = max_frame + _HEAD_SLACK + _TRAILER
-        self._enc = _FrameEncoder(self._size, HEADER_SIZE)
+        # Serial: a frame is COBS-encoded in place, in the frame buffer (no second one).
+        # The frame moves up by _shift first; the encoding, written from the buffer's
+        # start, gains one byte per 254-byte run and so never reaches the byte it reads.
+        # The room: the shifted frame, or its encoding and the 0x00 delimiter.
+        self._shift = (max_frame + _TRAILER) // 254 + 1 if serial else 0
+        slack = self._shift + 1 if self._shift >= _HEAD_SLACK else _HEAD_SLACK
+        self._enc = _FrameEncoder(max_frame + _TRAILER + slack, HEADER_SIZE)
         self._enc._win = None
         self._views = Reuse(self._enc.buf)  # (its buffer never changes)
         self._total = 0
-        self._cobs = bytearray(cobs_max(max_frame + _TRAILER) + 1) if serial else None
-        self._cobs_view = memoryview(self._cobs) if serial else None
+        self._cobs_view = memoryview(self._enc.buf) if serial else None
 
     def _take_seq(self, seq):
         if seq is None:
@@ -541,15 +547,17 @@ class FrameWriter:
             auth.seal(buf, end + CRC_SIZE, signed)
         if not self.serial:
             return views.view(0, total)
-        out = self._cobs
+        out = self._cobs_view
         if _native_cobs_encode is not None:
             encoded = _native_cobs_encode(views.view(0, total))
             k = len(encoded)
             out[:k] = encoded
         else:
-            k = cobs_encode_into(buf, 0, total, out)
+            d = self._shift
+            out[d : d + total] = out[:total]  # (memoryview copies are overlap-safe)
+            k = cobs_encode_into(buf, d, d + total, out)
         out[k] = 0
-        return self._cobs_view[: k + 1]
+        return out[: k + 1]
 
     def _encode(self, payload, seq=None):
         # The payload's length, encoded at HEADER_SIZE when it fits the frame buffer (-1:
@@ -735,8 +743,11 @@ class Deframer:
         self.auth = None  # an auth.LinkAuth once the join began
         self._cap = cobs_max(max_frame + _TRAILER)
         self._acc = bytearray(self._cap)
+        # Without the native decoder a frame is decoded in place, into the front of the
+        # buffer its COBS bytes came in (a block's data never lands after where it was
+        # read): no second max_frame buffer. The view is no larger than a frame may be.
         self._frame = (None if _native_cobs_decode is not None
-                       else bytearray(max_frame + _TRAILER))
+                       else memoryview(self._acc)[: max_frame + _TRAILER])
         self.reset()
 
     def reset(self):
@@ -764,7 +775,7 @@ class Deframer:
                     raise FrameError(E_TOO_LARGE, "serial frame over the limit")
             else:
                 k = cobs_decode_into(self._acc, 0, n, self._frame)
-                frame = memoryview(self._frame)[:k]
+                frame = self._frame[:k]
         except ValueError as e:
             if isinstance(e, FrameError):
                 self._bad(out, e)
