@@ -53,6 +53,13 @@ _ANNOUNCE_HOST = const(1)
 _ANNOUNCE_PORT = const(2)
 # END GENERATED
 
+# Builtins named per frame, bound in this module's own table: MicroPython looks a name up
+# there before the builtins, and a table grows only once full, so a miss probes every
+# slot (0.3-0.5 us a name in the unix VM; docs/firmware.md, "Benchmark").
+len = len
+isinstance = isinstance
+range = range
+
 FW_VERSION = "0.2.0"
 
 SERIAL_CHUNK = const(512)
