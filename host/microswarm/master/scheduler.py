@@ -38,9 +38,9 @@ i.e. the running one, on a node that was lost and came back restarted since it w
 ``uptime``; or it ran past its deadline, ``timed_out``) fails the job instead of taking
 down a third; a task lost on the link of
 the same node twice counts as a failure there. A node that reported its free heap
-(``NodeCaps.heap_free``, ``heap``) gets no task whose encoded size exceeds
-``heap_free / HEAP_FACTOR``. A job may have a ``timeout`` (seconds on the clock): past it
-the job fails. A result for a task that is
+(``NodeCaps.heap_free``, ``heap``) gets no task that needs more (``submit(heaps=)``,
+else HEAP_FACTOR times its encoded size). A job may have a ``timeout`` (seconds on the
+clock): past it the job fails. A result for a task that is
 already finished is dropped (and counted): the user sees each task's result once. A node
 whose HEARTBEAT reports an empty queue while it still holds tasks sent long before lost
 them on the link (a TASK or RESULT frame dropped by CRC): ``reconcile`` requeues those
@@ -67,7 +67,8 @@ from microswarm.master.states import TERMINAL, TRANSITIONS, TaskState, transitio
 ClassKey = tuple[str, bool, str]  # (kernel, needs native, version hash or "" for any)
 
 # A node needs about this many times a task's encoded size free: the frame, the decoded
-# arguments and room for the result.
+# arguments and room for the result. (A submitter that knows better passes `heaps`: the
+# master counts a chunked message once plus what a node decodes out of it, master.heap_need.)
 HEAP_FACTOR = 2
 KILLS_TO_FAIL = 2  # nodes a task may take down (lost while running it, or timed out)
 DEFAULT_COMPUTE_S = 0.001
@@ -205,6 +206,7 @@ class Task:
     kills: tuple[str, ...] = ()  # causes of the nodes it took down (lost running it, timed out)
     lost_on: frozenset[str] = frozenset()  # nodes whose link lost it once
     refs: tuple[Shared, ...] = ()  # its shared operands (sent to a node once)
+    heap: int = 0  # free heap a node needs for it (bytes)
 
 
 @dataclass(slots=True, eq=False)
@@ -379,10 +381,12 @@ class Scheduler:
         sizes: Sequence[int] | None = None,
         version: str = "",
         timeout: float | None = None,
+        heaps: Sequence[int] | None = None,
     ) -> Job:
         """A job: one task per argument list. Higher priority runs first. A `version`
         (kernel content hash) restricts it to nodes that have exactly that version. With
-        `timeout` (seconds) the job fails if it is not done by then."""
+        `timeout` (seconds) the job fails if it is not done by then. `heaps`: the free heap
+        a node needs for each task (default: HEAP_FACTOR times its size)."""
         key = (kernel, native, version)
         job = Job(next(self._job_ids), priority, key, [], [], 0)
         if timeout is not None:
@@ -391,7 +395,8 @@ class Scheduler:
         cls = self._class(key)
         for index, args in enumerate(arg_lists):
             size = sizes[index] if sizes is not None else 0
-            task = Task(next(self._task_ids), job, index, kernel, args, size)
+            task = Task(next(self._task_ids), job, index, kernel, args, size,
+                        heap=heaps[index] if heaps is not None else size * HEAP_FACTOR)
             if Shared in map(type, args):
                 task.refs = operands_of(args)
             job.tasks.append(task)
@@ -777,6 +782,7 @@ class Scheduler:
         task = self.tasks.get(task_id)
         if task is not None and task.refs:
             task.size += sum(s.size for s in task.refs)
+            task.heap += HEAP_FACTOR * sum(s.size for s in task.refs)
             task.args, task.refs = inline(task.args), ()
 
     @staticmethod
@@ -786,13 +792,13 @@ class Scheduler:
             node.node_id not in task.excluded
             and node.node_id not in task.holders
             and task.size <= node.caps.max_message
-            and (heap is None or task.size * HEAP_FACTOR <= heap)
+            and (heap is None or task.heap <= heap)
         )
 
     def _heap_too_small(self, cls: _Class, task: Task) -> int | None:
         """The most free heap any capable node ever reported, if that is too small for the
         task on every one of them (it would wait for ever); None otherwise."""
-        need = task.size * HEAP_FACTOR
+        need = task.heap
         best = None
         for node in self.nodes.values():
             if not node.alive or not node.can_run(cls.key):
@@ -830,7 +836,7 @@ class Scheduler:
                 if picked is None:
                     best = self._heap_too_small(cls, task)
                     if best is not None:
-                        self._fail(task, f"needs about {task.size * HEAP_FACTOR} bytes of free "
+                        self._fail(task, f"needs about {task.heap} bytes of free "
                                          f"heap; the nodes that can run it had at most {best}")
                         continue
                     cls.parked.append(task)
