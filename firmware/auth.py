@@ -19,6 +19,12 @@ try:  # the frame MAC in C, with no heap (hashlib allocates two objects and dige
 except (ImportError, ValueError):  # absent, built for another arch, or an older build
     _mac8 = None
 
+# Builtins named per frame, bound in this module's own table: MicroPython looks a name up
+# there before the builtins, and a table grows only once full, so a miss probes every
+# slot (0.3-0.5 us a name in the unix VM; docs/firmware.md, "Benchmark").
+range = range
+len = len
+
 _BLOCK = 64
 NODE_LABEL = b"msw-node"
 MASTER_LABEL = b"msw-master"

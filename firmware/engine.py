@@ -64,6 +64,12 @@ try:
 except ImportError:
     from microswarm.firmware import msw_kernel
 
+# Builtins named per frame, bound in this module's own table: MicroPython looks a name up
+# there before the builtins, and a table grows only once full, so a miss probes every
+# slot (0.3-0.5 us a name in the unix VM; docs/firmware.md, "Benchmark").
+len = len
+isinstance = isinstance
+
 JOIN_TIMEOUT_MS = const(5000)
 SILENT_BEATS = const(3)
 # A node dials again after a delay in [b/2, b] (random; Backoff), b doubling from BACKOFF_MIN_MS
@@ -255,7 +261,7 @@ class Engine:
 
     def busy(self):
         ops = self.ops
-        return len(self.queue) + len(self.running) + (len(ops.waiting) if ops else 0)
+        return len(self.queue) + len(self.running) + (len(ops.waiting) if ops is not None else 0)
 
     # ---- receiving -------------------------------------------------------------------
 

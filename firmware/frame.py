@@ -145,6 +145,14 @@ try:
     import msw_native as _native
 except (ImportError, ValueError):  # absent, or built for another arch / .mpy version
     _native = None
+
+# Builtins named per frame, bound in this module's own table: MicroPython looks a name up
+# there before the builtins, and a table grows only once full, so a miss probes every
+# slot (0.3-0.5 us a name in the unix VM; docs/firmware.md, "Benchmark").
+len = len
+type = type
+range = range
+memoryview = memoryview
 _native_cobs_encode = getattr(_native, "cobs_encode", None)
 _native_cobs_decode = getattr(_native, "cobs_decode", None)
 
@@ -316,8 +324,10 @@ def _decode_body(mv, msg_type, flags, seq, length, copy, auth=None, reuse=None):
     if flags & ~FLAGS_KNOWN or (flags & FLAG_MORE and msg_type != T_CHUNK):
         raise FrameError(E_BAD_FLAGS, "flags 0x%02x not allowed on type %d" % (flags, msg_type),
                          seq)
-    if auth or flags & FLAG_MAC:
-        why = auth.check(mv, msg_type, flags, length, signed) if auth else "MAC before the join"
+    if auth is not None or flags & FLAG_MAC:  # (`is not None`: a truth test of an instance
+        # looks for __bool__ and __len__ in its class)
+        why = (auth.check(mv, msg_type, flags, length, signed) if auth is not None
+               else "MAC before the join")
         if why:
             raise FrameError(E_BAD_MAC, why, seq)
     if msg_type not in FIELDS:
@@ -523,7 +533,7 @@ class FrameWriter:
             )
         end = HEADER_SIZE + n
         auth = self.auth
-        if auth and auth.on:
+        if auth is not None and auth.on:
             flags |= FLAG_MAC
         total = end + CRC_SIZE + (_TRAILER if flags & FLAG_MAC else 0)
         enc.reserve(total)
