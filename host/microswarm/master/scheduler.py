@@ -268,6 +268,7 @@ class Scheduler:
         self._classes: dict[ClassKey, _Class] = {}
         self._kernel_avg: dict[str, float] = {}  # seconds on a speed-1 node (EWMA)
         self._kernel_dev: dict[str, float] = {}  # their mean absolute deviation (EWMA)
+        self.copies = 0  # copies of running tasks placed (stragglers, end game)
         self._deadlines: list[tuple[float, int]] = []  # (when, task_id): straggler checks
         self._job_deadlines: list[tuple[float, int]] = []  # (when, job_id): job timeouts
         self._suspects: dict[str, tuple[float, int, str]] = {}  # node -> (sent, task, cause)
@@ -881,16 +882,18 @@ class Scheduler:
             return  # no free credit anywhere
         floor = min(e[0] for e in tops.values()) * ENDGAME_MARGIN
         slow = max(e[3].caps.speed for e in tops.values()) / ENDGAME_MARGIN
-        held: dict[int, tuple[float, list[NodeState], bool]] = {}
+        held: dict[int, tuple[float, list[NodeState], bool, bool]] = {}
         for node in nodes:
-            if not node.alive or not node.inflight:
+            inflight = node.inflight
+            if not inflight or not node.alive:
                 continue
             quick = node.caps.speed <= slow  # a free node is that much faster
             ahead = 0.0
             late = False
-            order = sorted(node.inflight, key=lambda t, n=node.node_id: self._sent(t, n))
+            order = (sorted(inflight, key=lambda t, n=node.node_id: self._sent(t, n))
+                     if len(inflight) > 1 else inflight)
             for i, task_id in enumerate(order):
-                estimate = node.inflight[task_id]
+                estimate = inflight[task_id]
                 if i == 0:
                     sent = self._sent(task_id, node.node_id)
                     ran = now - max(sent, node.last_result) if sent else 0.0
@@ -902,18 +905,22 @@ class Scheduler:
                     continue  # a copy could save little, or nobody would run it
                 known = held.get(task_id)
                 if known is None:
-                    held[task_id] = (ahead, [node], late)
+                    held[task_id] = (ahead, [node], late, quick)
                 else:  # copies elsewhere: the soonest holder counts
-                    held[task_id] = (min(known[0], ahead), [*known[1], node], known[2] and late)
+                    held[task_id] = (min(known[0], ahead), [*known[1], node], known[2] and late,
+                                     known[3] and quick)
         candidates = sorted((-v[0], task_id) for task_id, v in held.items()
                             if len(v[1]) < ENDGAME_COPIES)
+        any_quick = any(v[3] for v in held.values())
         no_idle: set[ClassKey] = set()
         late_left = ENDGAME_LATE  # idle-node searches this scan may cost
         for _, task_id in candidates:
+            if not any_quick and (late_left <= 0 or no_idle.issuperset(tops)):
+                break  # only late tasks, and no search left that could place one
             task = self.tasks.get(task_id)
             if task is None or task.state is not TaskState.RUNNING:
                 continue
-            remaining, holders, late = held[task_id]
+            remaining, holders, late, _ = held[task_id]
             key = task.job.key
             cls = self._classes[key]
             top = self._peek_free(cls)
@@ -935,11 +942,15 @@ class Scheduler:
                     continue
                 node = picked[1]
                 if picked[0] * ENDGAME_MARGIN >= remaining:
+                    # the soonest idle node is too slow for this copy, and so for the rest
+                    # of the class's candidates (they need less)
                     self._push_node(cls, node)
+                    no_idle.add(key)
                     continue
             else:
                 continue
             task.speculated = True
+            self.copies += 1
             self._place(task, node)
 
     def _slow_nodes(self) -> list[NodeState]:
@@ -995,6 +1006,7 @@ class Scheduler:
             return False
         node = picked[1]
         task.speculated = True
+        self.copies += 1
         self._move(task, TaskState.RUNNING)
         self._place(task, node)
         return True
