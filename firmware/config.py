@@ -4,7 +4,17 @@ flash). A bad file stops the node at boot with a message naming the field."""
 
 import json
 
-import msgdefs
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+# BEGIN GENERATED: protocol constants (tools/gen_protocol.py, from protocol/catalog.py)
+_UDP_DISCOVERY_PORT = const(5881)
+# END GENERATED
 
 DEFAULT_SLOTS = 2
 LINKS = ("tcp", "serial")
@@ -78,7 +88,7 @@ def load_config(board, path="config.json"):
     if link not in board["links"]:
         raise ConfigError(path + ": link " + str(link) + " is not one this board has")
     cfg["link"] = link
-    port = doc.get("discovery_port", msgdefs.UDP_DISCOVERY_PORT)
+    port = doc.get("discovery_port", _UDP_DISCOVERY_PORT)
     if not isinstance(port, int) or not 0 < port < 65536:
         raise ConfigError(path + ": discovery_port must be a port number")
     cfg["discovery_port"] = port

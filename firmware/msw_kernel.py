@@ -31,7 +31,15 @@ its plain name, so that user packages import the same registry everywhere.
 """
 
 import array
+import gc
 import sys
+
+# Builtins named per frame, bound in this module's own table: MicroPython looks a name up
+# there before the builtins, and a table grows only once full, so a miss probes every
+# slot (0.3-0.5 us a name in the unix VM; docs/firmware.md, "Benchmark").
+len = len
+isinstance = isinstance
+range = range
 
 # An entry: [fn, args ((name, kind), ...) or None, cost, sample, native fn or None, module];
 # a stub (module not imported yet): [None, False, None, None, native fn or None, module]
@@ -94,10 +102,24 @@ def _entry(name):
     e = KERNELS.get(name)
     if e is not None and e[ARGS] is False:
         loading = e[MODULE]
+        # (MicroPython) the module's objects go low in the heap, together, as main.py
+        # loads the resident ones: collected before, every 1/16 of the heap while it loads,
+        # and after. Loaded between a joined node's objects and its loader's garbage, they
+        # were strewn over the free heap: the ESP32 set in the VM then found no 64 KB
+        # block for a message after its first task (the heap it needed: 219.7 -> 201.5 KB)
+        limit = getattr(gc, "threshold", None)
+        was = -1
+        if limit is not None:
+            gc.collect()
+            was = limit()
+            limit(gc.mem_free() // 16)
         try:
             __import__(e[MODULE])
         finally:
             loading = None
+            if limit is not None:
+                limit(was)
+                gc.collect()
         e = KERNELS.get(name)
     return e
 

@@ -28,8 +28,9 @@ of RAM ("mps.ram") at 0x60000000 on mps2-an500 and at 0x21000000 on mps2-an385, 
 port's linker script (ports/qemu/mcu/arm/mps2.ld) places the whole firmware, stack and heap
 in 0x00000000-0x003fffff; the last 4 MB of the former and the first 4 MB of the latter are
 what the port's own board files (boards/MPS2_AN*/mpconfigboard.mk) name too, so the
-default build has the same partition (empty unless an image is loaded); `--romfs` names it
-explicitly and in the cache key. At every (soft) reset the firmware mounts a valid image
+default build has the same partition (empty unless an image is loaded) and `--romfs` uses
+that build; for a source whose board file names none (or another), `--romfs` names it on
+the make line and in the cache key. At every (soft) reset the firmware mounts a valid image
 at /rom and puts /rom and /rom/lib on sys.path (mp_init in py/runtime.c calls
 mp_vfs_mount_romfs_protected, extmod/vfs.c), as a ROMFS board's firmware does.
 """
@@ -137,6 +138,9 @@ def firmware(board: str = "MPS2_AN500", heap: int | None = None, romfs: bool = F
     name = board + (f"-heap{heap}" if heap else "")
     if romfs:
         start, size = ROMFS_PARTITIONS[board]
+        # a board file that names this partition already builds it (no second build)
+        romfs = _board_partition(tree, board) != (start, size)
+    if romfs:
         name += f"-romfs{start:x}+{size:x}"
     build = CACHE / "build" / key / name
     elf = build / "firmware.elf"
@@ -155,6 +159,17 @@ def firmware(board: str = "MPS2_AN500", heap: int | None = None, romfs: bool = F
     if proc.returncode != 0 or not elf.is_file():
         raise QemuUnavailable(f"the {board} firmware did not build:\n{proc.stderr[-2000:]}")
     return elf
+
+
+def _board_partition(tree: Path, board: str) -> tuple[int, int] | None:
+    """The ROMFS partition (start, size) that the source's own board file names, if any."""
+    mk = tree / "ports" / "qemu" / "boards" / board / "mpconfigboard.mk"
+    text = mk.read_text(errors="replace") if mk.is_file() else ""
+    found = dict(re.findall(r"^MICROPY_HW_ROMFS_PART0_(START|SIZE)\s*\??=\s*(\S+)", text, re.M))
+    try:
+        return int(found["START"], 0), int(found["SIZE"], 0)
+    except (KeyError, ValueError):
+        return None
 
 
 def _slug(text: str) -> str:

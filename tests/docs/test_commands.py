@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -253,6 +254,15 @@ def test_key_file_commands_as_written(netns_shell):
     assert (shell.cwd / "out" / "report.md").is_file()
 
 
+def _qemu_tool():
+    tools = str(REPO / "tools")
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    import qemu_firmware
+
+    return qemu_firmware
+
+
 def test_source_tree_tools_as_written():
     with user_shell(REPO) as shell:
         shell.run(IN_THE_TREE[0])
@@ -268,4 +278,9 @@ def test_source_tree_tools_as_written():
         built = subprocess.run(shell.argv(IN_THE_TREE[4]), cwd=REPO, env=shell.env, text=True,
                                capture_output=True, timeout=600)
         assert built.returncode == 0, built.stderr[-3000:]
-        assert built.stdout.strip().endswith("-romfs60c00000+400000/firmware.elf"), built.stdout
+        assert built.stdout.strip().endswith("firmware.elf"), built.stdout
+        # "the build with a ROMFS partition": that firmware hands out a 4 MB ROM segment
+        with _qemu_tool().Qemu("MPS2_AN500", romfs=True) as board:
+            assert str(board.elf) == built.stdout.strip()
+            out = board.exec("import vfs; print(vfs.rom_ioctl(1), len(vfs.rom_ioctl(2, 0)))")
+        assert out.split()[-2:] == ["1", str(4 * 1024 * 1024)], out

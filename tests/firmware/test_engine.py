@@ -341,8 +341,9 @@ def test_every_node_dials_again_after_a_doubling_jittered_wait_reset_by_a_join()
     assert backoff.next_ms(0.5) == 150 and backoff.ms == 400
 
 
-def test_a_board_offers_a_third_of_its_heap_per_message_and_an_eighth_for_operands():
-    assert E.heap_limits(200_000) == (66_666, 25_000)
+def test_a_board_offers_two_thirds_of_its_heap_per_message_and_an_eighth_for_operands():
+    assert E.heap_limits(200_000) == (133_333, 25_000)
+    assert E.heap_limits(111_168)[0] == 74_112  # the ESP32's: room for a 64 KB task
     assert E.heap_limits(8 << 20) == (1 << 20, 1 << 20)  # a message is at most 1 MiB
 
 

@@ -131,3 +131,39 @@ def test_vm_task_floor_is_the_firmware_codec_measured_in_the_vm():
     floor = task_floor(task, result)
     assert floor > 0
     assert task_floor(task, result) == floor
+
+
+def test_a_real_time_clock_stays_at_the_end_of_the_job():
+    """The makespan is the job's end: what comes after it in real time (the VM boards'
+    last frames, the pacer's last look) runs no event and does not move the clock (it
+    went on to the next scheduler tick, a makespan of a round 0.1 s, or to the wall
+    clock)."""
+    import time
+
+    sim, report = run(ONE_NODE)
+    end = sim.events.now
+    assert sim.finished() and len(sim.events) > 0  # ticks, heartbeats were still due
+    processed = sim.events.processed
+    sim.t0 = time.monotonic() - end - 5.0  # as if 5 s had passed since
+    sim.catch_up()
+    assert sim.events.now == end and sim.events.processed == processed
+    assert report["schedule"]["makespan_s"] == pytest.approx(end - sim.job_start)
+
+
+def test_simulated_nodes_take_their_values_computed_ahead():
+    """Before a real-time run starts its clock every task's value is in the memo, so a
+    simulated node starting a task does not run the kernel in the master's process."""
+    from microswarm.firmware import kernels
+    from microswarm.master.operands import inline
+
+    sim = Simulation(scenario.parse(ONE_NODE), keep_gantt=False)
+    sim.compute_ahead()
+    calls = []
+    real = kernels.run
+    kernels.run = lambda *a: calls.append(a) or real(*a)
+    try:
+        for args in sim.job.tasks:
+            sim.run_kernel(sim.job.kernel, inline(args))
+    finally:
+        kernels.run = real
+    assert calls == []

@@ -38,9 +38,9 @@ i.e. the running one, on a node that was lost and came back restarted since it w
 ``uptime``; or it ran past its deadline, ``timed_out``) fails the job instead of taking
 down a third; a task lost on the link of
 the same node twice counts as a failure there. A node that reported its free heap
-(``NodeCaps.heap_free``, ``heap``) gets no task whose encoded size exceeds
-``heap_free / HEAP_FACTOR``. A job may have a ``timeout`` (seconds on the clock): past it
-the job fails. A result for a task that is
+(``NodeCaps.heap_free``, ``heap``) gets no task that needs more (``submit(heaps=)``,
+else HEAP_FACTOR times its encoded size). A job may have a ``timeout`` (seconds on the
+clock): past it the job fails. A result for a task that is
 already finished is dropped (and counted): the user sees each task's result once. A node
 whose HEARTBEAT reports an empty queue while it still holds tasks sent long before lost
 them on the link (a TASK or RESULT frame dropped by CRC): ``reconcile`` requeues those
@@ -67,7 +67,8 @@ from microswarm.master.states import TERMINAL, TRANSITIONS, TaskState, transitio
 ClassKey = tuple[str, bool, str]  # (kernel, needs native, version hash or "" for any)
 
 # A node needs about this many times a task's encoded size free: the frame, the decoded
-# arguments and room for the result.
+# arguments and room for the result. (A submitter that knows better passes `heaps`: the
+# master counts a chunked message once plus what a node decodes out of it, master.heap_need.)
 HEAP_FACTOR = 2
 KILLS_TO_FAIL = 2  # nodes a task may take down (lost while running it, or timed out)
 DEFAULT_COMPUTE_S = 0.001
@@ -208,6 +209,7 @@ class Task:
     kills: tuple[str, ...] = ()  # causes of the nodes it took down (lost running it, timed out)
     lost_on: frozenset[str] = frozenset()  # nodes whose link lost it once
     refs: tuple[Shared, ...] = ()  # its shared operands (sent to a node once)
+    heap: int = 0  # free heap a node needs for it (bytes)
 
 
 @dataclass(slots=True, eq=False)
@@ -269,6 +271,7 @@ class Scheduler:
         self._classes: dict[ClassKey, _Class] = {}
         self._kernel_avg: dict[str, float] = {}  # seconds on a speed-1 node (EWMA)
         self._kernel_dev: dict[str, float] = {}  # their mean absolute deviation (EWMA)
+        self.copies = 0  # copies of running tasks placed (stragglers, end game)
         self._deadlines: list[tuple[float, int]] = []  # (when, task_id): straggler checks
         self._job_deadlines: list[tuple[float, int]] = []  # (when, job_id): job timeouts
         self._suspects: dict[str, tuple[float, int, str]] = {}  # node -> (sent, task, cause)
@@ -381,10 +384,12 @@ class Scheduler:
         sizes: Sequence[int] | None = None,
         version: str = "",
         timeout: float | None = None,
+        heaps: Sequence[int] | None = None,
     ) -> Job:
         """A job: one task per argument list. Higher priority runs first. A `version`
         (kernel content hash) restricts it to nodes that have exactly that version. With
-        `timeout` (seconds) the job fails if it is not done by then."""
+        `timeout` (seconds) the job fails if it is not done by then. `heaps`: the free heap
+        a node needs for each task (default: HEAP_FACTOR times its size)."""
         key = (kernel, native, version)
         job = Job(next(self._job_ids), priority, key, [], [], 0)
         if timeout is not None:
@@ -393,7 +398,8 @@ class Scheduler:
         cls = self._class(key)
         for index, args in enumerate(arg_lists):
             size = sizes[index] if sizes is not None else 0
-            task = Task(next(self._task_ids), job, index, kernel, args, size)
+            task = Task(next(self._task_ids), job, index, kernel, args, size,
+                        heap=heaps[index] if heaps is not None else size * HEAP_FACTOR)
             if Shared in map(type, args):
                 task.refs = operands_of(args)
             job.tasks.append(task)
@@ -782,6 +788,7 @@ class Scheduler:
         task = self.tasks.get(task_id)
         if task is not None and task.refs:
             task.size += sum(s.size for s in task.refs)
+            task.heap += HEAP_FACTOR * sum(s.size for s in task.refs)
             task.args, task.refs = inline(task.args), ()
 
     @staticmethod
@@ -791,13 +798,13 @@ class Scheduler:
             node.node_id not in task.excluded
             and node.node_id not in task.holders
             and task.size <= node.caps.max_message
-            and (heap is None or task.size * HEAP_FACTOR <= heap)
+            and (heap is None or task.heap <= heap)
         )
 
     def _heap_too_small(self, cls: _Class, task: Task) -> int | None:
         """The most free heap any capable node ever reported, if that is too small for the
         task on every one of them (it would wait for ever); None otherwise."""
-        need = task.size * HEAP_FACTOR
+        need = task.heap
         best = None
         for node in self.nodes.values():
             if not node.alive or not node.can_run(cls.key):
@@ -839,7 +846,7 @@ class Scheduler:
                 if picked is None:
                     best = self._heap_too_small(cls, task)
                     if best is not None:
-                        self._fail(task, f"needs about {task.size * HEAP_FACTOR} bytes of free "
+                        self._fail(task, f"needs about {task.heap} bytes of free "
                                          f"heap; the nodes that can run it had at most {best}")
                         continue
                     cls.parked.append(task)
@@ -887,16 +894,18 @@ class Scheduler:
             return  # no free credit anywhere
         floor = min(e[0] for e in tops.values()) * ENDGAME_MARGIN
         slow = max(e[3].caps.speed for e in tops.values()) / ENDGAME_MARGIN
-        held: dict[int, tuple[float, list[NodeState], bool]] = {}
+        held: dict[int, tuple[float, list[NodeState], bool, bool]] = {}
         for node in nodes:
-            if not node.alive or not node.inflight:
+            inflight = node.inflight
+            if not inflight or not node.alive:
                 continue
             quick = node.caps.speed <= slow  # a free node is that much faster
             ahead = 0.0
             late = False
-            order = sorted(node.inflight, key=lambda t, n=node.node_id: self._sent(t, n))
+            order = (sorted(inflight, key=lambda t, n=node.node_id: self._sent(t, n))
+                     if len(inflight) > 1 else inflight)
             for i, task_id in enumerate(order):
-                estimate = node.inflight[task_id]
+                estimate = inflight[task_id]
                 if i == 0:
                     sent = self._sent(task_id, node.node_id)
                     ran = now - max(sent, node.last_result) if sent else 0.0
@@ -908,18 +917,22 @@ class Scheduler:
                     continue  # a copy could save little, or nobody would run it
                 known = held.get(task_id)
                 if known is None:
-                    held[task_id] = (ahead, [node], late)
+                    held[task_id] = (ahead, [node], late, quick)
                 else:  # copies elsewhere: the soonest holder counts
-                    held[task_id] = (min(known[0], ahead), [*known[1], node], known[2] and late)
+                    held[task_id] = (min(known[0], ahead), [*known[1], node], known[2] and late,
+                                     known[3] and quick)
         candidates = sorted((-v[0], task_id) for task_id, v in held.items()
                             if len(v[1]) < ENDGAME_COPIES)
+        any_quick = any(v[3] for v in held.values())
         no_idle: set[ClassKey] = set()
         late_left = ENDGAME_LATE  # idle-node searches this scan may cost
         for _, task_id in candidates:
+            if not any_quick and (late_left <= 0 or no_idle.issuperset(tops)):
+                break  # only late tasks, and no search left that could place one
             task = self.tasks.get(task_id)
             if task is None or task.state is not TaskState.RUNNING:
                 continue
-            remaining, holders, late = held[task_id]
+            remaining, holders, late, _ = held[task_id]
             key = task.job.key
             cls = self._classes[key]
             top = self._peek_free(cls)
@@ -941,11 +954,15 @@ class Scheduler:
                     continue
                 node = picked[1]
                 if picked[0] * ENDGAME_MARGIN >= remaining:
+                    # the soonest idle node is too slow for this copy, and so for the rest
+                    # of the class's candidates (they need less)
                     self._push_node(cls, node)
+                    no_idle.add(key)
                     continue
             else:
                 continue
             task.speculated = True
+            self.copies += 1
             self._place(task, node)
 
     def _slow_nodes(self) -> list[NodeState]:
@@ -1005,6 +1022,7 @@ class Scheduler:
             return False
         node = picked[1]
         task.speculated = True
+        self.copies += 1
         self._move(task, TaskState.RUNNING)
         self._place(task, node)
         return True

@@ -310,7 +310,9 @@ class Supervisor:
     def request(self, what: str) -> None:
         """Ask the loop, from a signal handler, to 'stop' or 'hard-reset'."""
         self._requests.append(what)
-        with contextlib.suppress(BlockingIOError):
+        if self._wake_w < 0:  # closed: a signal during close() has nothing left to wake
+            return
+        with contextlib.suppress(OSError):
             os.write(self._wake_w, b"!")
 
     def serve(self) -> None:
@@ -344,8 +346,9 @@ class Supervisor:
             client.close()
         if self.listener:
             self.listener.close()
+        wake_w, self._wake_w = self._wake_w, -1  # before its number can be reused
         for fd in (self.console_fd, self._console_wfd, self._console_slave, self._wake_r,
-                   self._wake_w):
+                   wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
         if self.link_path is not None:
