@@ -18,6 +18,9 @@ _UDP_DISCOVERY_PORT = const(5881)
 
 DEFAULT_SLOTS = 2
 LINKS = ("tcp", "serial")
+# board.json's prose and the simulator's model: read by people and the host, never by the
+# node, which keeps its board definition for the whole boot (ESP32: about 1.9 KB of heap)
+NOT_KEPT = ("description", "heap_note", "native_note", "source", "model")
 
 
 class ConfigError(ValueError):
@@ -51,6 +54,8 @@ def load_board(path="board.json"):
     for link in links:
         if link not in LINKS:
             raise ConfigError(path + ": unknown link " + str(link))
+    for key in NOT_KEPT:
+        board.pop(key, None)
     return board
 
 

@@ -135,6 +135,9 @@ Action = Dispatch | Cancel | TaskDone | JobDone | JobFailed
 # A decision built as tuple.__new__(Dispatch, (...)): the same record without the
 # namedtuple's Python-level __new__ (several of these per task dispatched)
 _new = tuple.__new__
+# for the hot paths, where a transition the table allows is made without _move's lookup
+_PENDING, _ASSIGNED = TaskState.PENDING, TaskState.ASSIGNED
+_RUNNING, _DONE = TaskState.RUNNING, TaskState.DONE
 
 
 # ----------------------------------------------------------------------------- model
@@ -428,8 +431,8 @@ class Scheduler:
             return
         now = self.clock()
         task.holders[node_id] = now
-        if task.state is TaskState.ASSIGNED:
-            self._move(task, TaskState.RUNNING)
+        if task.state is _ASSIGNED:
+            task.state = _RUNNING  # _move(task, RUNNING): (ASSIGNED, RUNNING) is allowed
         node = self.nodes[node_id]
         expected = node.backlog  # this task finishes when the node's queue drains
         wait = max(self.speculate_min_s, self.speculate_after * expected)
@@ -440,21 +443,24 @@ class Scheduler:
     ) -> None:
         """A RESULT with a value arrived from node_id."""
         node = self.nodes.get(node_id)
+        task = self.tasks.get(task_id)
         if node is not None and task_id in node.inflight:
-            self._learn(node, task_id, elapsed_us, nbytes)
-            self._release(node, task_id)
+            inflight = node.inflight
+            if task is not None:
+                self._learn(node, task, elapsed_us, nbytes)
+            estimate = inflight.pop(task_id, 0.0)  # _release(node, task_id), inline
+            node.backlog = max(0.0, node.backlog - estimate) if inflight else 0.0
             node.done += 1
             node.busy_s += elapsed_us / 1e6
             self._offer(node)
-        task = self.tasks.get(task_id)
         if task is None or task.state in TERMINAL:
             self.duplicates += 1
             self._dispatch()
             return
         task.holders.pop(node_id, None)
-        if task.state is TaskState.PENDING:
+        if task.state is _PENDING:
             self._pending_count -= 1  # its queue entry is skipped when it comes up
-        self._move(task, TaskState.DONE)
+        task.state = _DONE  # _move(task, DONE): allowed from every state but the terminal
         job = task.job
         job.results[task.index] = value
         job.remaining -= 1
@@ -822,15 +828,19 @@ class Scheduler:
         return False
 
     def _dispatch(self) -> None:
-        classes = [c for c in self._classes.values() if c.pending and c.nodes]
-        if len(classes) > 1:
-            classes.sort(key=lambda c: c.pending[0][:2])  # highest priority, oldest job first
+        if len(self._classes) == 1:  # one kernel (most clusters): no list to build or sort
+            for c in self._classes.values():
+                classes = [c] if c.pending and c.nodes else []
+        else:
+            classes = [c for c in self._classes.values() if c.pending and c.nodes]
+            if len(classes) > 1:
+                classes.sort(key=lambda c: c.pending[0][:2])  # highest priority, oldest job
         for cls in classes:
             pending = cls.pending
             while pending and cls.nodes:
                 entry = heapq.heappop(pending)
                 task = entry[3]
-                if task.state is not TaskState.PENDING:
+                if task.state is not _PENDING:
                     continue  # cancelled or failed while queued
                 picked = self._pick(cls, task)
                 if picked is None:
@@ -847,7 +857,9 @@ class Scheduler:
                     heapq.heappush(pending, entry)
                     self._push_node(cls, node)
                     break
-                self._assign(task, node)
+                self._pending_count -= 1  # _assign(task, node), inline
+                task.state = _ASSIGNED  # _move: (PENDING, ASSIGNED) is allowed
+                self._place(task, node)
         if self.hold_ratio is not None and not self._pending_count and self.tasks:
             self._endgame()
 
@@ -985,7 +997,11 @@ class Scheduler:
         self._place(task, node)
 
     def _place(self, task: Task, node: NodeState) -> None:
-        estimate = self._estimate(node, task.kernel, task.size)
+        kernel = task.kernel
+        compute = node.compute.get(kernel)  # self._estimate(node, kernel, task.size), inline
+        if compute is None:
+            compute = self._kernel_avg.get(kernel, DEFAULT_COMPUTE_S) / node.caps.speed
+        estimate = compute + task.size / node.bandwidth
         if task.refs:
             estimate += self._operand_cost(task, node)
             cache = node.caps.operand_cache
@@ -1015,10 +1031,7 @@ class Scheduler:
         estimate = node.inflight.pop(task_id, 0.0)
         node.backlog = max(0.0, node.backlog - estimate) if node.inflight else 0.0
 
-    def _learn(self, node: NodeState, task_id: int, elapsed_us: int, nbytes: int) -> None:
-        task = self.tasks.get(task_id)
-        if task is None:
-            return
+    def _learn(self, node: NodeState, task: Task, elapsed_us: int, nbytes: int) -> None:
         now = self.clock()
         compute = elapsed_us / 1e6
         self._learned += 1
