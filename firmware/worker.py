@@ -35,9 +35,23 @@ import board
 import engine
 import frame
 import links
-import msgdefs as M
 import msw_kernel
 from micropython import const
+
+# BEGIN GENERATED: protocol constants (tools/gen_protocol.py, from protocol/catalog.py)
+_HEADER_SIZE = const(7)
+_NONCE_SIZE = const(16)
+_T_TASK = const(5)
+_T_DISCOVER = const(13)
+_T_ANNOUNCE = const(14)
+_E_NO_MEMORY = const(11)
+_TASK_ARGS = const(2)
+_DISCOVER_CLUSTER = const(0)
+_DISCOVER_NODE_ID = const(1)
+_ANNOUNCE_CLUSTER = const(0)
+_ANNOUNCE_HOST = const(1)
+_ANNOUNCE_PORT = const(2)
+# END GENERATED
 
 # Builtins named per frame, bound in this module's own table: MicroPython looks a name up
 # there before the builtins, and a table grows only once full, so a miss probes every
@@ -205,7 +219,7 @@ class Session:
         eng = self.engine
         coros = ()
         try:
-            eng.start(board.uptime_ms(), auth.nonce(M.NONCE_SIZE))
+            eng.start(board.uptime_ms(), auth.nonce(_NONCE_SIZE))
             if self.link.pending():
                 await self.link.drain()
             coros = (asyncio.create_task(self.read_loop()), asyncio.create_task(self.clock()),
@@ -264,11 +278,11 @@ class Session:
                 item = reader.advance(n)
             except frame.FrameError as e:
                 task_id = None
-                if e.code == M.E_NO_MEMORY and reader._mv[1] == M.T_TASK:
+                if e.code == _E_NO_MEMORY and reader._mv[1] == _T_TASK:
                     # the frame is still in the reader's buffer: answer with its task id
                     from engine_chunks import peek_task_id
 
-                    task_id = peek_task_id(reader._mv[M.HEADER_SIZE:])
+                    task_id = peek_task_id(reader._mv[_HEADER_SIZE:])
                     gc.collect()
                 eng.bad_frame(e.code, e.text, e.seq, e.fatal, board.uptime_ms(), task_id)
                 if self.link.pending():
@@ -297,10 +311,10 @@ class Session:
                 if isinstance(item, frame.FrameError):
                     task_id = None
                     head = getattr(item, "head", None)
-                    if head is not None and head[1] == M.T_TASK:  # a TASK with no heap
+                    if head is not None and head[1] == _T_TASK:  # a TASK with no heap
                         from engine_chunks import peek_task_id
 
-                        task_id = peek_task_id(memoryview(head)[M.HEADER_SIZE:])
+                        task_id = peek_task_id(memoryview(head)[_HEADER_SIZE:])
                     eng.bad_frame(item.code, item.text, item.seq, False, board.uptime_ms(),
                                   task_id)
                 else:
@@ -310,13 +324,13 @@ class Session:
 
     def dispatch(self, item, now):
         msg_type, flags, seq, payload = item
-        if msg_type == M.T_TASK:
-            payload[M.TASK_ARGS] = _detach(payload[M.TASK_ARGS])
+        if msg_type == _T_TASK:
+            payload[_TASK_ARGS] = _detach(payload[_TASK_ARGS])
             self.engine.receive(msg_type, flags, seq, payload, now)
             # the TCP reader decodes every TASK into the same dict: it keeps no arguments
             # alive until the next one (a refused or waiting task's are the engine's, or
             # nobody's)
-            payload[M.TASK_ARGS] = None
+            payload[_TASK_ARGS] = None
         else:
             self.engine.receive(msg_type, flags, seq, payload, now)
         self.run_inline()
@@ -599,8 +613,8 @@ class Worker:
     async def discover(self):
         cfg = self.cfg
         writer = frame.FrameWriter(256)
-        request = bytes(writer.frame(M.T_DISCOVER, {
-            M.DISCOVER_CLUSTER: cfg["cluster"], M.DISCOVER_NODE_ID: cfg["node_id"]}))
+        request = bytes(writer.frame(_T_DISCOVER, {
+            _DISCOVER_CLUSTER: cfg["cluster"], _DISCOVER_NODE_ID: cfg["node_id"]}))
 
         told = []
 
@@ -609,17 +623,17 @@ class Worker:
                 msg_type, _flags, _seq, payload = frame.decode(datagram, 1024)
             except frame.FrameError:
                 return None
-            if msg_type != M.T_ANNOUNCE:
+            if msg_type != _T_ANNOUNCE:
                 return None
-            name = payload[M.ANNOUNCE_CLUSTER]
+            name = payload[_ANNOUNCE_CLUSTER]
             if name != cfg["cluster"]:
                 if name not in told:  # a master of another cluster: say so once
                     told.append(name)
-                    self.log("discovery: the master at " + payload[M.ANNOUNCE_HOST] + " serves "
+                    self.log("discovery: the master at " + payload[_ANNOUNCE_HOST] + " serves "
                              "cluster '" + name + "', this node is configured for cluster '"
                              + cfg["cluster"] + "'")
                 return None
-            return payload[M.ANNOUNCE_HOST], payload[M.ANNOUNCE_PORT]
+            return payload[_ANNOUNCE_HOST], payload[_ANNOUNCE_PORT]
 
         return await links.discover(self.net, cfg["discovery_host"], cfg["discovery_port"],
                                     request, parse)

@@ -135,6 +135,9 @@ Action = Dispatch | Cancel | TaskDone | JobDone | JobFailed
 # A decision built as tuple.__new__(Dispatch, (...)): the same record without the
 # namedtuple's Python-level __new__ (several of these per task dispatched)
 _new = tuple.__new__
+# for the hot paths, where a transition the table allows is made without _move's lookup
+_PENDING, _ASSIGNED = TaskState.PENDING, TaskState.ASSIGNED
+_RUNNING, _DONE = TaskState.RUNNING, TaskState.DONE
 
 
 # ----------------------------------------------------------------------------- model
@@ -268,6 +271,7 @@ class Scheduler:
         self._classes: dict[ClassKey, _Class] = {}
         self._kernel_avg: dict[str, float] = {}  # seconds on a speed-1 node (EWMA)
         self._kernel_dev: dict[str, float] = {}  # their mean absolute deviation (EWMA)
+        self.copies = 0  # copies of running tasks placed (stragglers, end game)
         self._deadlines: list[tuple[float, int]] = []  # (when, task_id): straggler checks
         self._job_deadlines: list[tuple[float, int]] = []  # (when, job_id): job timeouts
         self._suspects: dict[str, tuple[float, int, str]] = {}  # node -> (sent, task, cause)
@@ -427,8 +431,8 @@ class Scheduler:
             return
         now = self.clock()
         task.holders[node_id] = now
-        if task.state is TaskState.ASSIGNED:
-            self._move(task, TaskState.RUNNING)
+        if task.state is _ASSIGNED:
+            task.state = _RUNNING  # _move(task, RUNNING): (ASSIGNED, RUNNING) is allowed
         node = self.nodes[node_id]
         expected = node.backlog  # this task finishes when the node's queue drains
         wait = max(self.speculate_min_s, self.speculate_after * expected)
@@ -439,21 +443,24 @@ class Scheduler:
     ) -> None:
         """A RESULT with a value arrived from node_id."""
         node = self.nodes.get(node_id)
+        task = self.tasks.get(task_id)
         if node is not None and task_id in node.inflight:
-            self._learn(node, task_id, elapsed_us, nbytes)
-            self._release(node, task_id)
+            inflight = node.inflight
+            if task is not None:
+                self._learn(node, task, elapsed_us, nbytes)
+            estimate = inflight.pop(task_id, 0.0)  # _release(node, task_id), inline
+            node.backlog = max(0.0, node.backlog - estimate) if inflight else 0.0
             node.done += 1
             node.busy_s += elapsed_us / 1e6
             self._offer(node)
-        task = self.tasks.get(task_id)
         if task is None or task.state in TERMINAL:
             self.duplicates += 1
             self._dispatch()
             return
         task.holders.pop(node_id, None)
-        if task.state is TaskState.PENDING:
+        if task.state is _PENDING:
             self._pending_count -= 1  # its queue entry is skipped when it comes up
-        self._move(task, TaskState.DONE)
+        task.state = _DONE  # _move(task, DONE): allowed from every state but the terminal
         job = task.job
         job.results[task.index] = value
         job.remaining -= 1
@@ -821,15 +828,19 @@ class Scheduler:
         return False
 
     def _dispatch(self) -> None:
-        classes = [c for c in self._classes.values() if c.pending and c.nodes]
-        if len(classes) > 1:
-            classes.sort(key=lambda c: c.pending[0][:2])  # highest priority, oldest job first
+        if len(self._classes) == 1:  # one kernel (most clusters): no list to build or sort
+            for c in self._classes.values():
+                classes = [c] if c.pending and c.nodes else []
+        else:
+            classes = [c for c in self._classes.values() if c.pending and c.nodes]
+            if len(classes) > 1:
+                classes.sort(key=lambda c: c.pending[0][:2])  # highest priority, oldest job
         for cls in classes:
             pending = cls.pending
             while pending and cls.nodes:
                 entry = heapq.heappop(pending)
                 task = entry[3]
-                if task.state is not TaskState.PENDING:
+                if task.state is not _PENDING:
                     continue  # cancelled or failed while queued
                 picked = self._pick(cls, task)
                 if picked is None:
@@ -846,7 +857,9 @@ class Scheduler:
                     heapq.heappush(pending, entry)
                     self._push_node(cls, node)
                     break
-                self._assign(task, node)
+                self._pending_count -= 1  # _assign(task, node), inline
+                task.state = _ASSIGNED  # _move: (PENDING, ASSIGNED) is allowed
+                self._place(task, node)
         if self.hold_ratio is not None and not self._pending_count and self.tasks:
             self._endgame()
 
@@ -881,16 +894,18 @@ class Scheduler:
             return  # no free credit anywhere
         floor = min(e[0] for e in tops.values()) * ENDGAME_MARGIN
         slow = max(e[3].caps.speed for e in tops.values()) / ENDGAME_MARGIN
-        held: dict[int, tuple[float, list[NodeState], bool]] = {}
+        held: dict[int, tuple[float, list[NodeState], bool, bool]] = {}
         for node in nodes:
-            if not node.alive or not node.inflight:
+            inflight = node.inflight
+            if not inflight or not node.alive:
                 continue
             quick = node.caps.speed <= slow  # a free node is that much faster
             ahead = 0.0
             late = False
-            order = sorted(node.inflight, key=lambda t, n=node.node_id: self._sent(t, n))
+            order = (sorted(inflight, key=lambda t, n=node.node_id: self._sent(t, n))
+                     if len(inflight) > 1 else inflight)
             for i, task_id in enumerate(order):
-                estimate = node.inflight[task_id]
+                estimate = inflight[task_id]
                 if i == 0:
                     sent = self._sent(task_id, node.node_id)
                     ran = now - max(sent, node.last_result) if sent else 0.0
@@ -902,18 +917,22 @@ class Scheduler:
                     continue  # a copy could save little, or nobody would run it
                 known = held.get(task_id)
                 if known is None:
-                    held[task_id] = (ahead, [node], late)
+                    held[task_id] = (ahead, [node], late, quick)
                 else:  # copies elsewhere: the soonest holder counts
-                    held[task_id] = (min(known[0], ahead), [*known[1], node], known[2] and late)
+                    held[task_id] = (min(known[0], ahead), [*known[1], node], known[2] and late,
+                                     known[3] and quick)
         candidates = sorted((-v[0], task_id) for task_id, v in held.items()
                             if len(v[1]) < ENDGAME_COPIES)
+        any_quick = any(v[3] for v in held.values())
         no_idle: set[ClassKey] = set()
         late_left = ENDGAME_LATE  # idle-node searches this scan may cost
         for _, task_id in candidates:
+            if not any_quick and (late_left <= 0 or no_idle.issuperset(tops)):
+                break  # only late tasks, and no search left that could place one
             task = self.tasks.get(task_id)
             if task is None or task.state is not TaskState.RUNNING:
                 continue
-            remaining, holders, late = held[task_id]
+            remaining, holders, late, _ = held[task_id]
             key = task.job.key
             cls = self._classes[key]
             top = self._peek_free(cls)
@@ -935,11 +954,15 @@ class Scheduler:
                     continue
                 node = picked[1]
                 if picked[0] * ENDGAME_MARGIN >= remaining:
+                    # the soonest idle node is too slow for this copy, and so for the rest
+                    # of the class's candidates (they need less)
                     self._push_node(cls, node)
+                    no_idle.add(key)
                     continue
             else:
                 continue
             task.speculated = True
+            self.copies += 1
             self._place(task, node)
 
     def _slow_nodes(self) -> list[NodeState]:
@@ -974,7 +997,11 @@ class Scheduler:
         self._place(task, node)
 
     def _place(self, task: Task, node: NodeState) -> None:
-        estimate = self._estimate(node, task.kernel, task.size)
+        kernel = task.kernel
+        compute = node.compute.get(kernel)  # self._estimate(node, kernel, task.size), inline
+        if compute is None:
+            compute = self._kernel_avg.get(kernel, DEFAULT_COMPUTE_S) / node.caps.speed
+        estimate = compute + task.size / node.bandwidth
         if task.refs:
             estimate += self._operand_cost(task, node)
             cache = node.caps.operand_cache
@@ -995,6 +1022,7 @@ class Scheduler:
             return False
         node = picked[1]
         task.speculated = True
+        self.copies += 1
         self._move(task, TaskState.RUNNING)
         self._place(task, node)
         return True
@@ -1003,10 +1031,7 @@ class Scheduler:
         estimate = node.inflight.pop(task_id, 0.0)
         node.backlog = max(0.0, node.backlog - estimate) if node.inflight else 0.0
 
-    def _learn(self, node: NodeState, task_id: int, elapsed_us: int, nbytes: int) -> None:
-        task = self.tasks.get(task_id)
-        if task is None:
-            return
+    def _learn(self, node: NodeState, task: Task, elapsed_us: int, nbytes: int) -> None:
         now = self.clock()
         compute = elapsed_us / 1e6
         self._learned += 1
