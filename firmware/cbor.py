@@ -68,6 +68,15 @@ try:
 except ImportError:
     uctypes = None
 
+# Builtins named per frame, bound in this module's own table: MicroPython looks a name up
+# there before the builtins, and a table grows only once full, so a miss probes every
+# slot (0.3-0.5 us a name in the unix VM; docs/firmware.md, "Benchmark").
+len = len
+type = type
+range = range
+str = str
+bytes = bytes
+
 
 class CBORError(ValueError):
     pass

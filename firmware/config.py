@@ -4,10 +4,23 @@ flash). A bad file stops the node at boot with a message naming the field."""
 
 import json
 
-import msgdefs
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+# BEGIN GENERATED: protocol constants (tools/gen_protocol.py, from protocol/catalog.py)
+_UDP_DISCOVERY_PORT = const(5881)
+# END GENERATED
 
 DEFAULT_SLOTS = 2
 LINKS = ("tcp", "serial")
+# board.json's prose and the simulator's model: read by people and the host, never by the
+# node, which keeps its board definition for the whole boot (ESP32: about 1.9 KB of heap)
+NOT_KEPT = ("description", "heap_note", "native_note", "source", "model")
 
 
 class ConfigError(ValueError):
@@ -41,6 +54,8 @@ def load_board(path="board.json"):
     for link in links:
         if link not in LINKS:
             raise ConfigError(path + ": unknown link " + str(link))
+    for key in NOT_KEPT:
+        board.pop(key, None)
     return board
 
 
@@ -78,7 +93,7 @@ def load_config(board, path="config.json"):
     if link not in board["links"]:
         raise ConfigError(path + ": link " + str(link) + " is not one this board has")
     cfg["link"] = link
-    port = doc.get("discovery_port", msgdefs.UDP_DISCOVERY_PORT)
+    port = doc.get("discovery_port", _UDP_DISCOVERY_PORT)
     if not isinstance(port, int) or not 0 < port < 65536:
         raise ConfigError(path + ": discovery_port must be a port number")
     cfg["discovery_port"] = port

@@ -49,10 +49,83 @@ except ImportError:
         return x
 
 
-try:
-    import msgdefs as M
-except ImportError:
-    from microswarm.firmware import msgdefs as M
+# BEGIN GENERATED: protocol constants (tools/gen_protocol.py, from protocol/catalog.py)
+_PROTOCOL_VERSION = const(1)
+_NONCE_SIZE = const(16)
+_T_HELLO = const(1)
+_T_WELCOME = const(2)
+_T_AUTH_CHALLENGE = const(3)
+_T_AUTH_RESPONSE = const(4)
+_T_TASK = const(5)
+_T_RESULT = const(6)
+_T_CANCEL = const(7)
+_T_HEARTBEAT = const(8)
+_T_ERROR = const(10)
+_T_BYE = const(11)
+_T_CHUNK = const(12)
+_T_PUT = const(15)
+_E_BAD_VERSION = const(2)
+_E_BAD_PAYLOAD = const(4)
+_E_UNKNOWN_KERNEL = const(9)
+_E_KERNEL_FAILED = const(10)
+_E_NO_MEMORY = const(11)
+_E_AUTH_FAILED = const(12)
+_E_NOT_JOINED = const(13)
+_E_BUSY = const(14)
+_E_CANCELLED = const(15)
+_E_BAD_ARGS = const(16)
+_E_UNEXPECTED = const(19)
+_E_MISSING_OPERAND = const(21)
+_HELLO_NODE_ID = const(0)
+_HELLO_BOARD = const(1)
+_HELLO_FW_VERSION = const(2)
+_HELLO_PROTO_VERSION = const(3)
+_HELLO_KERNELS = const(4)
+_HELLO_NATIVE_ARCH = const(5)
+_HELLO_HEAP_TOTAL = const(6)
+_HELLO_HEAP_FREE = const(7)
+_HELLO_MAX_FRAME = const(8)
+_HELLO_SLOTS = const(9)
+_HELLO_NONCE = const(10)
+_HELLO_LINK = const(11)
+_HELLO_NATIVE_KERNELS = const(12)
+_HELLO_MAX_MESSAGE = const(13)
+_HELLO_THREADS = const(14)
+_HELLO_KERNEL_HASHES = const(15)
+_HELLO_CLUSTER = const(16)
+_HELLO_OPERAND_CACHE = const(17)
+_WELCOME_HEARTBEAT_MS = const(1)
+_WELCOME_WINDOW = const(2)
+_WELCOME_MAX_FRAME = const(3)
+_WELCOME_PROOF = const(4)
+_WELCOME_MAX_MESSAGE = const(5)
+_AUTH_CHALLENGE_NONCE = const(0)
+_AUTH_RESPONSE_MAC = const(0)
+_TASK_TASK_ID = const(0)
+_TASK_KERNEL = const(1)
+_TASK_ARGS = const(2)
+_TASK_REFS = const(4)
+_RESULT_TASK_ID = const(0)
+_RESULT_VALUE = const(1)
+_RESULT_ERROR = const(2)
+_RESULT_ELAPSED_US = const(3)
+_RESULT_NATIVE = const(4)
+_RESULT_CODE = const(5)
+_CANCEL_TASK_ID = const(0)
+_HEARTBEAT_UPTIME_MS = const(0)
+_HEARTBEAT_HEAP_FREE = const(1)
+_HEARTBEAT_QUEUE = const(2)
+_HEARTBEAT_DONE = const(3)
+_HEARTBEAT_BAD_FRAMES = const(4)
+_HEARTBEAT_HEAP_MIN = const(5)
+_HEARTBEAT_RUNNING = const(6)
+_HEARTBEAT_OPERANDS = const(7)
+_ERROR_CODE = const(0)
+_ERROR_TEXT = const(1)
+_ERROR_REF_SEQ = const(2)
+_ERROR_TASK_ID = const(3)
+_BYE_REASON = const(0)
+# END GENERATED
 
 try:
     import auth
@@ -63,6 +136,12 @@ try:
     import msw_kernel  # the kernel registry: each kernel's declared argument kinds
 except ImportError:
     from microswarm.firmware import msw_kernel
+
+# Builtins named per frame, bound in this module's own table: MicroPython looks a name up
+# there before the builtins, and a table grows only once full, so a miss probes every
+# slot (0.3-0.5 us a name in the unix VM; docs/firmware.md, "Benchmark").
+len = len
+isinstance = isinstance
 
 JOIN_TIMEOUT_MS = const(5000)
 SILENT_BEATS = const(3)
@@ -93,10 +172,10 @@ def error_code(error):
     """The ErrorCode for an exception a kernel raised: no heap, a deterministic argument
     error (the kernel's own checks raise TypeError/ValueError), anything else."""
     if isinstance(error, MemoryError):
-        return M.E_NO_MEMORY
+        return _E_NO_MEMORY
     if isinstance(error, (TypeError, ValueError)):
-        return M.E_BAD_ARGS
-    return M.E_KERNEL_FAILED
+        return _E_BAD_ARGS
+    return _E_KERNEL_FAILED
 
 
 def describe(error):
@@ -117,26 +196,26 @@ def hello(node_id, board, fw_version, heap_total, heap_free, max_frame, slots, l
     """The HELLO payload every kind of node sends, without its nonce (start() adds it).
     about: kernels.hello_fields() (kernels, kernel_hashes, native_arch, native_kernels)."""
     msg = {
-        M.HELLO_NODE_ID: node_id,
-        M.HELLO_BOARD: board,
-        M.HELLO_FW_VERSION: fw_version,
-        M.HELLO_PROTO_VERSION: M.PROTOCOL_VERSION,
-        M.HELLO_HEAP_TOTAL: heap_total,
-        M.HELLO_HEAP_FREE: heap_free,
-        M.HELLO_MAX_FRAME: max_frame,
-        M.HELLO_SLOTS: slots,
-        M.HELLO_LINK: link,
-        M.HELLO_MAX_MESSAGE: max_message,
-        M.HELLO_OPERAND_CACHE: operand_cache,
-        M.HELLO_THREADS: threads,
-        M.HELLO_KERNELS: about["kernels"],
-        M.HELLO_KERNEL_HASHES: about["kernel_hashes"],
+        _HELLO_NODE_ID: node_id,
+        _HELLO_BOARD: board,
+        _HELLO_FW_VERSION: fw_version,
+        _HELLO_PROTO_VERSION: _PROTOCOL_VERSION,
+        _HELLO_HEAP_TOTAL: heap_total,
+        _HELLO_HEAP_FREE: heap_free,
+        _HELLO_MAX_FRAME: max_frame,
+        _HELLO_SLOTS: slots,
+        _HELLO_LINK: link,
+        _HELLO_MAX_MESSAGE: max_message,
+        _HELLO_OPERAND_CACHE: operand_cache,
+        _HELLO_THREADS: threads,
+        _HELLO_KERNELS: about["kernels"],
+        _HELLO_KERNEL_HASHES: about["kernel_hashes"],
     }
     if cluster is not None:
-        msg[M.HELLO_CLUSTER] = cluster
+        msg[_HELLO_CLUSTER] = cluster
     if "native_arch" in about:
-        msg[M.HELLO_NATIVE_ARCH] = about["native_arch"]
-        msg[M.HELLO_NATIVE_KERNELS] = about["native_kernels"]
+        msg[_HELLO_NATIVE_ARCH] = about["native_arch"]
+        msg[_HELLO_NATIVE_KERNELS] = about["native_kernels"]
     return msg
 
 
@@ -192,11 +271,11 @@ class Engine:
         self.io = io
         self.hello = hello
         self.key = key
-        self.node_id = hello[M.HELLO_NODE_ID]
-        self.slots = hello[M.HELLO_SLOTS]
-        self.threads = hello.get(M.HELLO_THREADS, False)
-        self.max_message = hello.get(M.HELLO_MAX_MESSAGE, 0)
-        self.known = hello[M.HELLO_KERNELS] if known is None else known
+        self.node_id = hello[_HELLO_NODE_ID]
+        self.slots = hello[_HELLO_SLOTS]
+        self.threads = hello.get(_HELLO_THREADS, False)
+        self.max_message = hello.get(_HELLO_MAX_MESSAGE, 0)
+        self.known = hello[_HELLO_KERNELS] if known is None else known
         self.waits = waits
         self.stats = stats if stats is not None else Stats()
         self.state = HELLO_SENT
@@ -206,7 +285,7 @@ class Engine:
         self.master_nonce = None
         self.heartbeat_ms = 1000
         self.window = 0
-        self.max_frame = hello[M.HELLO_MAX_FRAME]
+        self.max_frame = hello[_HELLO_MAX_FRAME]
         self.peer_max_message = 0  # the master's limit for our messages; 0: unknown
         self.queue = []
         self.running = []
@@ -216,7 +295,7 @@ class Engine:
         self._result = {} if recycle else None
         self.computing = 0  # running tasks that are not waits
         self.chunks = None
-        self.cache_bytes = hello.get(M.HELLO_OPERAND_CACHE, 0)
+        self.cache_bytes = hello.get(_HELLO_OPERAND_CACHE, 0)
         self.ops = None  # operands.Operands, made on the first PUT or TASK with refs
         self.join_deadline = 0
         self.next_beat = 0
@@ -230,8 +309,8 @@ class Engine:
         self.join_deadline = now + JOIN_TIMEOUT_MS
         self.last_rx = now
         hello = self.hello
-        hello[M.HELLO_NONCE] = nonce
-        self.io.send(M.T_HELLO, hello)
+        hello[_HELLO_NONCE] = nonce
+        self.io.send(_T_HELLO, hello)
 
     def end(self, reason):
         if self.state == CLOSED:
@@ -255,7 +334,7 @@ class Engine:
 
     def busy(self):
         ops = self.ops
-        return len(self.queue) + len(self.running) + (len(ops.waiting) if ops else 0)
+        return len(self.queue) + len(self.running) + (len(ops.waiting) if ops is not None else 0)
 
     # ---- receiving -------------------------------------------------------------------
 
@@ -263,27 +342,27 @@ class Engine:
         if self.state == CLOSED:
             return
         self.last_rx = now
-        if msg_type == M.T_TASK:
+        if msg_type == _T_TASK:
             self._task(payload, seq, now)
-        elif msg_type == M.T_HEARTBEAT:
+        elif msg_type == _T_HEARTBEAT:
             pass
-        elif msg_type == M.T_CANCEL:
-            self._cancel(payload[M.CANCEL_TASK_ID])
-        elif msg_type == M.T_CHUNK:
+        elif msg_type == _T_CANCEL:
+            self._cancel(payload[_CANCEL_TASK_ID])
+        elif msg_type == _T_CHUNK:
             self._chunk(payload, flags, seq, now)
-        elif msg_type == M.T_PUT:
+        elif msg_type == _T_PUT:
             self._put(payload, seq, now)
-        elif msg_type == M.T_AUTH_CHALLENGE:
+        elif msg_type == _T_AUTH_CHALLENGE:
             self._challenge(payload, seq)
-        elif msg_type == M.T_WELCOME:
+        elif msg_type == _T_WELCOME:
             self._welcome(payload, seq, now)
-        elif msg_type == M.T_ERROR:
+        elif msg_type == _T_ERROR:
             self._error(payload)
-        elif msg_type == M.T_BYE:
-            self.end("master said bye: " + str(payload.get(M.BYE_REASON, "")))
+        elif msg_type == _T_BYE:
+            self.end("master said bye: " + str(payload.get(_BYE_REASON, "")))
         else:
             self.stats.bad_frames += 1
-            self._send_error(M.E_UNEXPECTED, "a node does not accept message type "
+            self._send_error(_E_UNEXPECTED, "a node does not accept message type "
                              + str(msg_type), seq)
 
     def bad_frame(self, code, text, seq, fatal, now, task_id=None):
@@ -297,28 +376,28 @@ class Engine:
             self.end("unrecoverable frame: " + text)
 
     def _send_error(self, code, text, seq=None, task_id=None):
-        payload = {M.ERROR_CODE: code, M.ERROR_TEXT: text}
+        payload = {_ERROR_CODE: code, _ERROR_TEXT: text}
         if seq is not None:
-            payload[M.ERROR_REF_SEQ] = seq
+            payload[_ERROR_REF_SEQ] = seq
         if task_id is not None:
-            payload[M.ERROR_TASK_ID] = task_id
-        self.io.send(M.T_ERROR, payload)
+            payload[_ERROR_TASK_ID] = task_id
+        self.io.send(_T_ERROR, payload)
 
     # ---- joining ---------------------------------------------------------------------
 
     def _challenge(self, payload, seq):
         if self.state != HELLO_SENT:
-            self._send_error(M.E_UNEXPECTED, "AUTH_CHALLENGE after the challenge", seq)
+            self._send_error(_E_UNEXPECTED, "AUTH_CHALLENGE after the challenge", seq)
             return
-        nonce = bytes(payload[M.AUTH_CHALLENGE_NONCE])
-        if len(nonce) != M.NONCE_SIZE:
-            self._send_error(M.E_BAD_PAYLOAD, "master nonce must be 16 bytes", seq)
+        nonce = bytes(payload[_AUTH_CHALLENGE_NONCE])
+        if len(nonce) != _NONCE_SIZE:
+            self._send_error(_E_BAD_PAYLOAD, "master nonce must be 16 bytes", seq)
             self.end("bad challenge")
             return
         self.master_nonce = nonce
         self.state = AUTH_SENT
         mac = auth.node_mac(self.key, nonce, self.node_nonce, self.node_id)
-        self.io.send(M.T_AUTH_RESPONSE, {M.AUTH_RESPONSE_MAC: mac})
+        self.io.send(_T_AUTH_RESPONSE, {_AUTH_RESPONSE_MAC: mac})
         # every frame from WELCOME on carries a MAC, both ways (SPEC.md section 5): the io
         # hangs the codec's frame authentication on its reader and writer
         self.io.challenged(self.key, nonce, self.node_nonce)
@@ -327,24 +406,24 @@ class Engine:
         if self.state == JOINED:
             # a master bug or a replay: the session we have stays as it is
             self.stats.bad_frames += 1
-            self._send_error(M.E_UNEXPECTED, "WELCOME after the join", seq)
+            self._send_error(_E_UNEXPECTED, "WELCOME after the join", seq)
             return
         if self.state != AUTH_SENT:
-            self._send_error(M.E_UNEXPECTED, "WELCOME before AUTH_CHALLENGE", seq)
+            self._send_error(_E_UNEXPECTED, "WELCOME before AUTH_CHALLENGE", seq)
             self.end("WELCOME out of order")
             return
-        proof = bytes(payload[M.WELCOME_PROOF])
+        proof = bytes(payload[_WELCOME_PROOF])
         expected = auth.master_proof(self.key, self.node_nonce, self.master_nonce)
         if not auth.equal(proof, expected):
             self.refused = True
             self.io.challenged(None, None, None)  # an impostor cannot check MACs: none
-            self._send_error(M.E_AUTH_FAILED, "master proof does not verify", seq)
+            self._send_error(_E_AUTH_FAILED, "master proof does not verify", seq)
             self.end("the master's proof does not verify: wrong key or impostor")
             return
-        self.heartbeat_ms = max(MIN_HEARTBEAT_MS, payload[M.WELCOME_HEARTBEAT_MS])
-        self.window = payload[M.WELCOME_WINDOW]
-        self.max_frame = min(self.max_frame, payload[M.WELCOME_MAX_FRAME])
-        self.peer_max_message = payload.get(M.WELCOME_MAX_MESSAGE, 0)
+        self.heartbeat_ms = max(MIN_HEARTBEAT_MS, payload[_WELCOME_HEARTBEAT_MS])
+        self.window = payload[_WELCOME_WINDOW]
+        self.max_frame = min(self.max_frame, payload[_WELCOME_MAX_FRAME])
+        self.peer_max_message = payload.get(_WELCOME_MAX_MESSAGE, 0)
         self.state = JOINED
         self.next_beat = now + self.heartbeat_ms
         self.last_tick = now
@@ -353,41 +432,41 @@ class Engine:
             _log().flush(self, now)
 
     def _error(self, payload):
-        code = payload[M.ERROR_CODE]
-        if code == M.E_AUTH_FAILED:
+        code = payload[_ERROR_CODE]
+        if code == _E_AUTH_FAILED:
             self.refused = True
-            self.end("master refused the join: " + payload[M.ERROR_TEXT])
-        elif code == M.E_BAD_VERSION or code == M.E_NOT_JOINED:
-            self.end("master error " + str(code) + ": " + payload[M.ERROR_TEXT])
+            self.end("master refused the join: " + payload[_ERROR_TEXT])
+        elif code == _E_BAD_VERSION or code == _E_NOT_JOINED:
+            self.end("master error " + str(code) + ": " + payload[_ERROR_TEXT])
 
     # ---- tasks -----------------------------------------------------------------------
 
     def _task(self, payload, seq, now):
-        task_id = payload[M.TASK_TASK_ID]
+        task_id = payload[_TASK_TASK_ID]
         if self.state != JOINED:
-            self._send_error(M.E_NOT_JOINED, "TASK before WELCOME", seq, task_id)
+            self._send_error(_E_NOT_JOINED, "TASK before WELCOME", seq, task_id)
             return
         if self.busy() >= self.slots:
-            self._fail(task_id, M.E_BUSY, "all slots taken", 0)
+            self._fail(task_id, _E_BUSY, "all slots taken", 0)
             return
-        name = payload[M.TASK_KERNEL]
+        name = payload[_TASK_KERNEL]
         if name not in self.known:
-            self._fail(task_id, M.E_UNKNOWN_KERNEL, "no kernel named " + name, 0)
+            self._fail(task_id, _E_UNKNOWN_KERNEL, "no kernel named " + name, 0)
             return
         spare = self.spare
         if spare:  # (recycle)
             task = spare.pop()
             task.task_id = task_id
             task.kernel = name
-            task.args = payload[M.TASK_ARGS]
+            task.args = payload[_TASK_ARGS]
             task.waits = name in self.waits
         else:
-            task = Task(task_id, name, payload[M.TASK_ARGS], name in self.waits)
-        refs = payload.get(M.TASK_REFS)
+            task = Task(task_id, name, payload[_TASK_ARGS], name in self.waits)
+        refs = payload.get(_TASK_REFS)
         if refs:  # shared operands (SPEC.md section 6): in place, or the task waits
             ops = self._operands()
             if ops is None:
-                self._fail(task_id, M.E_MISSING_OPERAND, "this node keeps no operands", 0)
+                self._fail(task_id, _E_MISSING_OPERAND, "this node keeps no operands", 0)
                 return
             if not ops.admit(self, task, refs, now):
                 return
@@ -405,11 +484,11 @@ class Engine:
 
     def _put(self, payload, seq, now):
         if self.state != JOINED:
-            self._send_error(M.E_NOT_JOINED, "PUT before WELCOME", seq)
+            self._send_error(_E_NOT_JOINED, "PUT before WELCOME", seq)
             return
         ops = self._operands()
         if ops is None:
-            self._send_error(M.E_UNEXPECTED, "this node keeps no operands", seq)
+            self._send_error(_E_UNEXPECTED, "this node keeps no operands", seq)
             return
         ops.on_put(self, payload, seq, now)
 
@@ -425,11 +504,11 @@ class Engine:
                 bad = msw_kernel.check(task.kernel, task.args)
             except MemoryError:  # its module, loaded on its first task, did not fit
                 self.stats.done += 1
-                self._fail(task.task_id, M.E_NO_MEMORY, "no heap to load " + task.kernel, 0)
+                self._fail(task.task_id, _E_NO_MEMORY, "no heap to load " + task.kernel, 0)
                 continue
             if bad is not None:  # the declared kinds do not fit: the kernel never runs
                 self.stats.done += 1
-                self._fail(task.task_id, M.E_BAD_ARGS, "ValueError: " + bad, 0)
+                self._fail(task.task_id, _E_BAD_ARGS, "ValueError: " + bad, 0)
                 continue
             self.running.append(task)
             if not task.waits:
@@ -441,10 +520,10 @@ class Engine:
         for i in range(len(queue)):
             if queue[i].task_id == task_id:
                 del queue[i]
-                self._fail(task_id, M.E_CANCELLED, "cancelled before it ran", 0)
+                self._fail(task_id, _E_CANCELLED, "cancelled before it ran", 0)
                 return
         if self.ops is not None and self.ops.drop(task_id):
-            self._fail(task_id, M.E_CANCELLED, "cancelled while waiting for operands", 0)
+            self._fail(task_id, _E_CANCELLED, "cancelled while waiting for operands", 0)
             return
         for task in self.running:
             if task.task_id == task_id and not task.cancelled:
@@ -454,8 +533,8 @@ class Engine:
         # not held (its RESULT crossed the CANCEL on the wire): nothing to answer
 
     def _fail(self, task_id, code, text, elapsed_us):
-        self.io.send(M.T_RESULT, {M.RESULT_TASK_ID: task_id, M.RESULT_ERROR: text,
-                                  M.RESULT_ELAPSED_US: elapsed_us, M.RESULT_CODE: code})
+        self.io.send(_T_RESULT, {_RESULT_TASK_ID: task_id, _RESULT_ERROR: text,
+                                  _RESULT_ELAPSED_US: elapsed_us, _RESULT_CODE: code})
 
     def finished(self, task, value, error, elapsed_us, now):
         try:
@@ -475,34 +554,34 @@ class Engine:
             return
         task_id = task.task_id
         if task.cancelled:
-            self._fail(task_id, M.E_CANCELLED, "cancelled while running", elapsed_us)
+            self._fail(task_id, _E_CANCELLED, "cancelled while running", elapsed_us)
         elif error is not None:
             self._fail(task_id, error_code(error), describe(error), elapsed_us)
         else:
             result = self._result
             if result is None:
-                result = {M.RESULT_TASK_ID: task_id, M.RESULT_VALUE: value,
-                          M.RESULT_ELAPSED_US: elapsed_us}
+                result = {_RESULT_TASK_ID: task_id, _RESULT_VALUE: value,
+                          _RESULT_ELAPSED_US: elapsed_us}
             else:  # (recycle)
-                result[M.RESULT_TASK_ID] = task_id
-                result[M.RESULT_VALUE] = value
-                result[M.RESULT_ELAPSED_US] = elapsed_us
-                if M.RESULT_NATIVE in result:
-                    del result[M.RESULT_NATIVE]
+                result[_RESULT_TASK_ID] = task_id
+                result[_RESULT_VALUE] = value
+                result[_RESULT_ELAPSED_US] = elapsed_us
+                if _RESULT_NATIVE in result:
+                    del result[_RESULT_NATIVE]
             if task.native is not None:
-                result[M.RESULT_NATIVE] = task.native
+                result[_RESULT_NATIVE] = task.native
             try:
-                self.io.send(M.T_RESULT, result)
+                self.io.send(_T_RESULT, result)
             except MemoryError:
                 result = value = None
-                self._fail(task_id, M.E_NO_MEMORY, "no heap to encode the result", elapsed_us)
+                self._fail(task_id, _E_NO_MEMORY, "no heap to encode the result", elapsed_us)
             except Exception as e:  # the codec's FrameError: too large, not encodable
-                code = getattr(e, "code", M.E_KERNEL_FAILED)
+                code = getattr(e, "code", _E_KERNEL_FAILED)
                 result = value = None
                 self._fail(task_id, code, "result not sendable: " + getattr(e, "text", str(e)),
                            elapsed_us)
             if self._result is not None:
-                self._result[M.RESULT_VALUE] = None  # (sent: the dict does not keep it)
+                self._result[_RESULT_VALUE] = None  # (sent: the dict does not keep it)
         spare = self.spare
         if spare is not None and len(spare) < self.slots:  # the record serves a later task
             task.started = -1
@@ -516,7 +595,7 @@ class Engine:
 
     def _chunk(self, payload, flags, seq, now):
         if self.state != JOINED:
-            self._send_error(M.E_NOT_JOINED, "CHUNK before WELCOME", seq)
+            self._send_error(_E_NOT_JOINED, "CHUNK before WELCOME", seq)
             return
         if self.chunks is None:
             try:
@@ -572,21 +651,21 @@ class Engine:
 
     def heartbeat(self, now):
         stats = self.stats
-        beat = {M.HEARTBEAT_UPTIME_MS: int(now - stats.boot_ms)}
+        beat = {_HEARTBEAT_UPTIME_MS: int(now - stats.boot_ms)}
         free = self.io.heap_free()
         if free is not None:
-            beat[M.HEARTBEAT_HEAP_FREE] = free
+            beat[_HEARTBEAT_HEAP_FREE] = free
             if stats.heap_min is None or free < stats.heap_min:
                 stats.heap_min = free
-        beat[M.HEARTBEAT_QUEUE] = self.busy()
-        beat[M.HEARTBEAT_DONE] = stats.done
-        beat[M.HEARTBEAT_BAD_FRAMES] = stats.bad_frames
+        beat[_HEARTBEAT_QUEUE] = self.busy()
+        beat[_HEARTBEAT_DONE] = stats.done
+        beat[_HEARTBEAT_BAD_FRAMES] = stats.bad_frames
         if stats.heap_min is not None:
-            beat[M.HEARTBEAT_HEAP_MIN] = stats.heap_min
+            beat[_HEARTBEAT_HEAP_MIN] = stats.heap_min
         if self.running:
-            beat[M.HEARTBEAT_RUNNING] = [[t.task_id, int(now - t.started)] for t in self.running]
+            beat[_HEARTBEAT_RUNNING] = [[t.task_id, int(now - t.started)] for t in self.running]
         if self.ops is not None:
             held = self.ops.listed()
             if held is not None:
-                beat[M.HEARTBEAT_OPERANDS] = held
-        self.io.send(M.T_HEARTBEAT, beat)
+                beat[_HEARTBEAT_OPERANDS] = held
+        self.io.send(_T_HEARTBEAT, beat)

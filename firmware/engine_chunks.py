@@ -5,10 +5,20 @@ with: the task id of a TASK whose stream failed, read from the stream's first pi
 """
 
 try:
-    import msgdefs as M
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+# BEGIN GENERATED: protocol constants (tools/gen_protocol.py, from protocol/catalog.py)
+_T_TASK = const(5)
+# END GENERATED
+
+try:
     from reassembly import Reassembler
 except ImportError:
-    from microswarm.firmware import msgdefs as M
     from microswarm.firmware.reassembly import Reassembler
 
 
@@ -37,7 +47,7 @@ class Chunks:
 
     def add(self, payload, flags, seq):
         stream = payload[0]
-        if payload[3] == 0 and payload[1] == M.T_TASK:
+        if payload[3] == 0 and payload[1] == _T_TASK:
             task_id = peek_task_id(payload[4])
             if task_id is not None:
                 self.tasks[stream] = task_id

@@ -10,10 +10,11 @@ except ImportError:
         return x
 
 
-try:
-    import msgdefs as M
-except ImportError:
-    from microswarm.firmware import msgdefs as M
+# BEGIN GENERATED: protocol constants (tools/gen_protocol.py, from protocol/catalog.py)
+_T_LOG = const(9)
+_LOG_LEVEL = const(0)
+_LOG_TEXT = const(1)
+# END GENERATED
 
 KEEP = const(4)  # records kept while they cannot go out (the oldest give way)
 TEXT = const(160)  # characters of a record's text
@@ -59,7 +60,7 @@ def flush(eng, now):
             level, text = logs.pop(0)
         stats.log_tokens -= 1
         try:
-            eng.io.send(M.T_LOG, {M.LOG_LEVEL: level, M.LOG_TEXT: text})
+            eng.io.send(_T_LOG, {_LOG_LEVEL: level, _LOG_TEXT: text})
         except Exception:  # no heap for the frame: this record is lost, and counted
             stats.log_dropped += 1
             return

@@ -29,7 +29,7 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 # A payload that does not fit in the heap is NO_MEMORY.
 #
 # API (everything raises or returns FrameError; nothing else escapes for bad input)
-#   FrameError(code, text, seq=None, fatal=False)   ValueError; code is an msgdefs.E_* value,
+#   FrameError(code, text, seq=None, fatal=False)   ValueError; code is an ErrorCode value,
 #       seq the offending frame's sequence number when its header was readable, fatal=True
 #       when a byte stream cannot be trusted past this point (close the link).
 #   BREAK            marker that Deframer.feed returns when the line asks for the REPL.
@@ -50,7 +50,7 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 #       .frames(msg_type, payload, max_message=0) -> iterator of memoryview   the message
 #           as one frame if it fits, else as CHUNK frames with consecutive seqs (a new
 #           stream id per message, MORE on all but the last). Each chunk but the last carries D = max_frame -
-#           FRAME_OVERHEAD - len(CBOR({0: stream, 1: inner_type, 2: total, 3: total,
+#           _FRAME_OVERHEAD - len(CBOR({0: stream, 1: inner_type, 2: total, 3: total,
 #           4: b""})) - 2 bytes, the rule every sender follows (same frames as the host).
 #           Send each view before advancing the iterator; do not call frame() while
 #           iterating. TOO_LARGE, before any frame, when max_message (the receiver's limit
@@ -107,55 +107,64 @@ except ImportError:  # CPython
         return x
 
 import cbor
-from msgdefs import (
-    CRC_SIZE,
-    E_BAD_CHUNK,
-    E_BAD_CRC,
-    E_BAD_FLAGS,
-    E_BAD_MAC,
-    E_BAD_PAYLOAD,
-    E_BAD_VERSION,
-    E_NO_MEMORY,
-    E_TOO_LARGE,
-    E_TRUNCATED,
-    E_UNKNOWN_TYPE,
-    FIELDS,
-    FLAG_MAC,
-    FLAG_MORE,
-    FLAGS_KNOWN,
-    FRAME_OVERHEAD,
-    HEADER_SIZE,
-    K_ANY,
-    K_ARRAY,
-    K_BOOL,
-    K_BSTR,
-    K_FLOAT,
-    K_INT,
-    K_MAP,
-    K_TSTR,
-    K_TSTRS,
-    K_UINT,
-    MAX_PAYLOAD,
-    PROTOCOL_VERSION,
-    T_CHUNK,
-    T_TASK,
-)
+from msgdefs import FIELDS
+
+# BEGIN GENERATED: protocol constants (tools/gen_protocol.py, from protocol/catalog.py)
+_PROTOCOL_VERSION = const(1)
+_HEADER_SIZE = const(7)
+_CRC_SIZE = const(4)
+_FRAME_OVERHEAD = const(11)
+_MAX_PAYLOAD = const(65535)
+_FLAG_MORE = const(1)
+_FLAG_MAC = const(2)
+_FLAGS_KNOWN = const(3)
+_T_TASK = const(5)
+_T_CHUNK = const(12)
+_E_BAD_CRC = const(1)
+_E_BAD_VERSION = const(2)
+_E_UNKNOWN_TYPE = const(3)
+_E_BAD_PAYLOAD = const(4)
+_E_TOO_LARGE = const(5)
+_E_TRUNCATED = const(6)
+_E_BAD_FLAGS = const(7)
+_E_BAD_CHUNK = const(8)
+_E_NO_MEMORY = const(11)
+_E_BAD_MAC = const(17)
+_K_UINT = const(0)
+_K_INT = const(1)
+_K_TSTR = const(2)
+_K_BSTR = const(3)
+_K_BOOL = const(4)
+_K_FLOAT = const(5)
+_K_ANY = const(6)
+_K_ARRAY = const(7)
+_K_TSTRS = const(8)
+_K_MAP = const(9)
+# END GENERATED
 
 try:
     import msw_native as _native
 except (ImportError, ValueError):  # absent, or built for another arch / .mpy version
     _native = None
+
+# Builtins named per frame, bound in this module's own table: MicroPython looks a name up
+# there before the builtins, and a table grows only once full, so a miss probes every
+# slot (0.3-0.5 us a name in the unix VM; docs/firmware.md, "Benchmark").
+len = len
+type = type
+range = range
+memoryview = memoryview
 _native_cobs_encode = getattr(_native, "cobs_encode", None)
 _native_cobs_decode = getattr(_native, "cobs_decode", None)
 
-MAX_FRAME = MAX_PAYLOAD + FRAME_OVERHEAD
+MAX_FRAME = _MAX_PAYLOAD + _FRAME_OVERHEAD
 BREAK = "BREAK"
 _HEADER = "<BBBHH"
 _CRC = "<I"
 # Largest CBOR overhead of a CHUNK map around its data: map head, five keys, stream,
 # inner_type, total and offset as uint32, a byte-string head for up to 65535 bytes.
 _CHUNK_MAP_OVERHEAD = const(1 + 5 + 5 + 2 + 5 + 5 + 3)
-_MIN_FRAME = FRAME_OVERHEAD + _CHUNK_MAP_OVERHEAD + 8
+_MIN_FRAME = _FRAME_OVERHEAD + _CHUNK_MAP_OVERHEAD + 8
 _HEAD_SLACK = const(16)
 _TRAILER = const(12)  # MAC trailer after the CRC once joined (auth.LinkAuth): not in max_frame
 _SPARE_LISTS = const(4)  # argument lists a reader keeps for the next TASKs
@@ -236,7 +245,7 @@ crc32 = _make_crc32()
 
 
 def pack_header(buf, offset, msg_type, flags, seq, length):
-    struct.pack_into(_HEADER, buf, offset, PROTOCOL_VERSION, msg_type, flags, seq, length)
+    struct.pack_into(_HEADER, buf, offset, _PROTOCOL_VERSION, msg_type, flags, seq, length)
 
 
 def parse_header(buf, offset=0):
@@ -245,61 +254,61 @@ def parse_header(buf, offset=0):
 
 def _kind_ok(kind, v):
     t = type(v)
-    if kind == K_UINT:
+    if kind == _K_UINT:
         return t is int and v >= 0
-    if kind == K_TSTR:
+    if kind == _K_TSTR:
         return t is str
-    if kind == K_BSTR:
+    if kind == _K_BSTR:
         return t is bytes or t is bytearray or t is memoryview
-    if kind == K_INT:
+    if kind == _K_INT:
         return t is int
-    if kind == K_BOOL:
+    if kind == _K_BOOL:
         return v is True or v is False
-    if kind == K_ARRAY:
+    if kind == _K_ARRAY:
         return t is list
-    if kind == K_TSTRS:
+    if kind == _K_TSTRS:
         if t is not list:
             return False
         for x in v:
             if type(x) is not str:
                 return False
         return True
-    if kind == K_FLOAT:
+    if kind == _K_FLOAT:
         return t is float or t is int
-    if kind == K_MAP:
+    if kind == _K_MAP:
         return t is dict
-    return kind == K_ANY
+    return kind == _K_ANY
 
 
 def check_payload(msg_type, payload, seq=None):
     rules = FIELDS.get(msg_type)
     if rules is None:
-        raise FrameError(E_UNKNOWN_TYPE, "message type %d is not known" % msg_type, seq)
+        raise FrameError(_E_UNKNOWN_TYPE, "message type %d is not known" % msg_type, seq)
     if type(payload) is not dict:
-        raise FrameError(E_BAD_PAYLOAD, "payload of type %d must be a map" % msg_type, seq)
+        raise FrameError(_E_BAD_PAYLOAD, "payload of type %d must be a map" % msg_type, seq)
     for i in range(0, len(rules), 3):
         key = rules[i]
         kind = rules[i + 1]
         if key not in payload:
             if rules[i + 2]:
                 raise FrameError(
-                    E_BAD_PAYLOAD, "type %d lacks required field %d" % (msg_type, key), seq
+                    _E_BAD_PAYLOAD, "type %d lacks required field %d" % (msg_type, key), seq
                 )
         elif not _kind_ok(kind, payload[key]):
             raise FrameError(
-                E_BAD_PAYLOAD, "type %d field %d has the wrong kind" % (msg_type, key), seq
+                _E_BAD_PAYLOAD, "type %d field %d has the wrong kind" % (msg_type, key), seq
             )
 
 
 def _check_header(version, length, seq, max_frame):
-    if version != PROTOCOL_VERSION:
+    if version != _PROTOCOL_VERSION:
         raise FrameError(
-            E_BAD_VERSION, "protocol version %d, expected %d" % (version, PROTOCOL_VERSION),
+            _E_BAD_VERSION, "protocol version %d, expected %d" % (version, _PROTOCOL_VERSION),
             seq, True,
         )
-    if length + FRAME_OVERHEAD > max_frame:
+    if length + _FRAME_OVERHEAD > max_frame:
         raise FrameError(
-            E_TOO_LARGE, "frame of %d bytes over the limit of %d" % (length + FRAME_OVERHEAD,
+            _E_TOO_LARGE, "frame of %d bytes over the limit of %d" % (length + _FRAME_OVERHEAD,
                                                                     max_frame),
             seq, True,
         )
@@ -308,21 +317,23 @@ def _check_header(version, length, seq, max_frame):
 def _decode_body(mv, msg_type, flags, seq, length, copy, auth=None, reuse=None):
     # The payload of a frame whose header was read; reuse: the reader's Reuse of mv
     # (slices kept; a TASK's map and arguments decoded into the same dict and lists).
-    end = HEADER_SIZE + length
+    end = _HEADER_SIZE + length
     signed = mv[:end] if reuse is None else reuse.view(0, end)
     # (the stored CRC read by hand: no tuple)
     if crc32(signed) != mv[end] | mv[end + 1] << 8 | mv[end + 2] << 16 | mv[end + 3] << 24:
-        raise FrameError(E_BAD_CRC, "CRC-32 mismatch", seq)
-    if flags & ~FLAGS_KNOWN or (flags & FLAG_MORE and msg_type != T_CHUNK):
-        raise FrameError(E_BAD_FLAGS, "flags 0x%02x not allowed on type %d" % (flags, msg_type),
+        raise FrameError(_E_BAD_CRC, "CRC-32 mismatch", seq)
+    if flags & ~_FLAGS_KNOWN or (flags & _FLAG_MORE and msg_type != _T_CHUNK):
+        raise FrameError(_E_BAD_FLAGS, "flags 0x%02x not allowed on type %d" % (flags, msg_type),
                          seq)
-    if auth or flags & FLAG_MAC:
-        why = auth.check(mv, msg_type, flags, length, signed) if auth else "MAC before the join"
+    if auth is not None or flags & _FLAG_MAC:  # (`is not None`: a truth test of an instance
+        # looks for __bool__ and __len__ in its class)
+        why = (auth.check(mv, msg_type, flags, length, signed) if auth is not None
+               else "MAC before the join")
         if why:
-            raise FrameError(E_BAD_MAC, why, seq)
+            raise FrameError(_E_BAD_MAC, why, seq)
     if msg_type not in FIELDS:
-        raise FrameError(E_UNKNOWN_TYPE, "message type %d is not known" % msg_type, seq)
-    payload = _load_payload(mv, HEADER_SIZE, end, copy, seq, reuse, msg_type == T_TASK)
+        raise FrameError(_E_UNKNOWN_TYPE, "message type %d is not known" % msg_type, seq)
+    payload = _load_payload(mv, _HEADER_SIZE, end, copy, seq, reuse, msg_type == _T_TASK)
     check_payload(msg_type, payload, seq)
     return payload
 
@@ -331,21 +342,21 @@ def _load_payload(buf, start, end, copy, seq, reuse=None, fill=False):
     try:
         return cbor.loads(buf, start, end, copy, reuse, fill and reuse is not None)
     except cbor.CBORError as e:
-        raise FrameError(E_BAD_PAYLOAD, "bad CBOR: %s" % e, seq)
+        raise FrameError(_E_BAD_PAYLOAD, "bad CBOR: %s" % e, seq)
     except MemoryError:
-        raise FrameError(E_NO_MEMORY, "payload does not fit in the heap", seq)
+        raise FrameError(_E_NO_MEMORY, "payload does not fit in the heap", seq)
 
 
 def decode(frame, max_frame=MAX_FRAME, copy=True, auth=None):
     mv = frame if type(frame) is memoryview else memoryview(frame)
     n = len(mv)
-    if n < FRAME_OVERHEAD:
-        raise FrameError(E_TRUNCATED, "%d bytes is shorter than any frame" % n)
+    if n < _FRAME_OVERHEAD:
+        raise FrameError(_E_TRUNCATED, "%d bytes is shorter than any frame" % n)
     version, msg_type, flags, seq, length = struct.unpack_from(_HEADER, mv, 0)
     _check_header(version, length, seq, max_frame)
-    size = length + FRAME_OVERHEAD + (_TRAILER if flags & FLAG_MAC else 0)
+    size = length + _FRAME_OVERHEAD + (_TRAILER if flags & _FLAG_MAC else 0)
     if n != size:
-        raise FrameError(E_TRUNCATED, "frame is %d bytes, its header says %d" % (n, size), seq)
+        raise FrameError(_E_TRUNCATED, "frame is %d bytes, its header says %d" % (n, size), seq)
     return msg_type, flags, seq, _decode_body(mv, msg_type, flags, seq, length, copy, auth)
 
 
@@ -501,7 +512,7 @@ class FrameWriter:
         # The room: the shifted frame, or its encoding and the 0x00 delimiter.
         self._shift = (max_frame + _TRAILER) // 254 + 1 if serial else 0
         slack = self._shift + 1 if self._shift >= _HEAD_SLACK else _HEAD_SLACK
-        self._enc = _FrameEncoder(max_frame + _TRAILER + slack, HEADER_SIZE)
+        self._enc = _FrameEncoder(max_frame + _TRAILER + slack, _HEADER_SIZE)
         self._enc._win = None
         self._views = Reuse(self._enc.buf)  # (its buffer never changes)
         self._total = 0
@@ -514,27 +525,27 @@ class FrameWriter:
         return seq
 
     def _finish(self, enc, msg_type, flags, seq, n):
-        # The payload sits at enc.buf[HEADER_SIZE:HEADER_SIZE + n]; add header and CRC.
-        if n + FRAME_OVERHEAD > self.max_frame:
+        # The payload sits at enc.buf[_HEADER_SIZE:_HEADER_SIZE + n]; add header and CRC.
+        if n + _FRAME_OVERHEAD > self.max_frame:
             raise FrameError(
-                E_TOO_LARGE, "frame of %d bytes over the limit of %d" % (n + FRAME_OVERHEAD,
+                _E_TOO_LARGE, "frame of %d bytes over the limit of %d" % (n + _FRAME_OVERHEAD,
                                                                         self.max_frame),
                 seq,
             )
-        end = HEADER_SIZE + n
+        end = _HEADER_SIZE + n
         auth = self.auth
-        if auth and auth.on:
-            flags |= FLAG_MAC
-        total = end + CRC_SIZE + (_TRAILER if flags & FLAG_MAC else 0)
+        if auth is not None and auth.on:
+            flags |= _FLAG_MAC
+        total = end + _CRC_SIZE + (_TRAILER if flags & _FLAG_MAC else 0)
         enc.reserve(total)
         buf = enc.buf
         seq = self._take_seq(seq)
-        struct.pack_into(_HEADER, buf, 0, PROTOCOL_VERSION, msg_type, flags, seq, n)
+        struct.pack_into(_HEADER, buf, 0, _PROTOCOL_VERSION, msg_type, flags, seq, n)
         views = self._views
         signed = views.view(0, end)
         struct.pack_into(_CRC, buf, end, crc32(signed))
-        if flags & FLAG_MAC:
-            auth.seal(buf, end + CRC_SIZE, signed)
+        if flags & _FLAG_MAC:
+            auth.seal(buf, end + _CRC_SIZE, signed)
         if not self.serial:
             return views.view(0, total)
         out = self._cobs_view
@@ -550,18 +561,18 @@ class FrameWriter:
         return out[: k + 1]
 
     def _encode(self, payload, seq=None):
-        # The payload's length, encoded at HEADER_SIZE when it fits the frame buffer (-1:
+        # The payload's length, encoded at _HEADER_SIZE when it fits the frame buffer (-1:
         # it does not, nothing kept).
         enc = self._enc
-        enc.pos = HEADER_SIZE
+        enc.pos = _HEADER_SIZE
         try:
             try:
                 enc._item(payload, 0)
             except _Full:
                 return -1
         except cbor.CBORError as e:
-            raise FrameError(E_BAD_PAYLOAD, "cannot encode payload: %s" % e, seq)
-        return enc.pos - HEADER_SIZE
+            raise FrameError(_E_BAD_PAYLOAD, "cannot encode payload: %s" % e, seq)
+        return enc.pos - _HEADER_SIZE
 
     def frame(self, msg_type, payload, seq=None, flags=0):
         n = self._encode(payload, seq)
@@ -571,17 +582,17 @@ class FrameWriter:
 
     def raw(self, msg_type, payload_bytes, seq=None, flags=0):
         n = len(payload_bytes)
-        if n + FRAME_OVERHEAD > self.max_frame:
+        if n + _FRAME_OVERHEAD > self.max_frame:
             return self._finish(self._enc, msg_type, flags, seq, n)
         enc = self._enc
-        enc.reserve(HEADER_SIZE + n + CRC_SIZE)
-        enc.buf[HEADER_SIZE : HEADER_SIZE + n] = payload_bytes
+        enc.reserve(_HEADER_SIZE + n + _CRC_SIZE)
+        enc.buf[_HEADER_SIZE : _HEADER_SIZE + n] = payload_bytes
         return self._finish(enc, msg_type, flags, seq, n)
 
     def _chunk_head(self, stream, msg_type, total, off, k):
-        # The CHUNK map up to its data, at HEADER_SIZE; returns where the data goes.
+        # The CHUNK map up to its data, at _HEADER_SIZE; returns where the data goes.
         enc = self._enc
-        enc.pos = HEADER_SIZE
+        enc.pos = _HEADER_SIZE
         enc._head(0xA0, 5)
         for key, value in ((0, stream), (1, msg_type), (2, total), (3, off)):
             enc._head(0, key)
@@ -592,17 +603,17 @@ class FrameWriter:
 
     def message(self, msg_type, payload, max_message=0):
         n = self._encode(payload)
-        if n < 0 or n + FRAME_OVERHEAD > self.max_frame:
+        if n < 0 or n + _FRAME_OVERHEAD > self.max_frame:
             self._total = n  # for frames(): CHUNKs
             return None
         if max_message and n > max_message:
-            raise FrameError(E_TOO_LARGE, "message of %d bytes over the peer's limit of %d"
+            raise FrameError(_E_TOO_LARGE, "message of %d bytes over the peer's limit of %d"
                              % (n, max_message))
         return self._finish(self._enc, msg_type, 0, None, n)
 
     def frames(self, msg_type, payload, max_message=0):
-        if msg_type == T_CHUNK:
-            raise FrameError(E_BAD_CHUNK, "a CHUNK cannot itself be chunked")
+        if msg_type == _T_CHUNK:
+            raise FrameError(_E_BAD_CHUNK, "a CHUNK cannot itself be chunked")
         view = self.message(msg_type, payload, max_message)
         if view is not None:
             yield view
@@ -612,22 +623,22 @@ class FrameWriter:
         if total < 0:
             total = enc.window(payload, 0, 0, 0)
         if max_message and total > max_message:
-            raise FrameError(E_TOO_LARGE, "message of %d bytes over the peer's limit of %d"
+            raise FrameError(_E_TOO_LARGE, "message of %d bytes over the peer's limit of %d"
                              % (total, max_message))
         # Too big for one frame: CHUNK pieces, each encoded anew into the frame buffer
         # (_FrameEncoder.window), so no buffer ever holds the whole message.
         stream = self.stream
         self.stream = (stream + 1) & 0xFFFF
-        room = (self.max_frame - FRAME_OVERHEAD - 2
-                - (self._chunk_head(stream, msg_type, total, total, 0) - HEADER_SIZE))
+        room = (self.max_frame - _FRAME_OVERHEAD - 2
+                - (self._chunk_head(stream, msg_type, total, total, 0) - _HEADER_SIZE))
         off = 0
         while off < total:
             k = min(room, total - off)
             at = self._chunk_head(stream, msg_type, total, off, k)
             enc.window(payload, off, off + k, at)
             off += k
-            yield self._finish(enc, T_CHUNK, FLAG_MORE if off < total else 0, None,
-                               at + k - HEADER_SIZE)
+            yield self._finish(enc, _T_CHUNK, _FLAG_MORE if off < total else 0, None,
+                               at + k - _HEADER_SIZE)
 
 
 class StreamReader:
@@ -637,7 +648,7 @@ class StreamReader:
         self.auth = None  # an auth.LinkAuth once the join began
         self._buf = bytearray(max_frame + _TRAILER)
         self._mv = memoryview(self._buf)
-        self._head = self._mv[:HEADER_SIZE]  # want() at a frame's start: no new view
+        self._head = self._mv[:_HEADER_SIZE]  # want() at a frame's start: no new view
         # reuse: slices of the buffer kept, a TASK decoded into the same dict and lists,
         # one result list (advance() only: feed() would hand out the same objects twice)
         self._reuse = Reuse(self._buf) if reuse else None
@@ -647,7 +658,7 @@ class StreamReader:
     def reset(self):
         self.failed = None
         self._have = 0
-        self._need = HEADER_SIZE
+        self._need = _HEADER_SIZE
         self._length = -1  # the frame's payload length once its header is in
 
     def spare(self, lst):
@@ -663,8 +674,8 @@ class StreamReader:
             raise self.failed
         if self._have == 0 and self._length < 0:
             return self._head
-        if self._reuse is not None and self._have == HEADER_SIZE:  # a payload's start
-            return self._reuse.view(HEADER_SIZE, self._need)
+        if self._reuse is not None and self._have == _HEADER_SIZE:  # a payload's start
+            return self._reuse.view(_HEADER_SIZE, self._need)
         return self._mv[self._have : self._need]
 
     def advance(self, n):
@@ -682,12 +693,12 @@ class StreamReader:
                 self.failed = e
                 raise
             self._length = length
-            self._need = length + FRAME_OVERHEAD + (_TRAILER if b[2] & FLAG_MAC else 0)
+            self._need = length + _FRAME_OVERHEAD + (_TRAILER if b[2] & _FLAG_MAC else 0)
             return None
         length = self._length
         self._length = -1
         self._have = 0
-        self._need = HEADER_SIZE
+        self._need = _HEADER_SIZE
         msg_type = b[1]
         flags = b[2]
         seq = b[3] | b[4] << 8
@@ -762,7 +773,7 @@ class Deframer:
             if self._frame is None:
                 frame = _native_cobs_decode(memoryview(self._acc)[:n])
                 if len(frame) > self.max_frame + _TRAILER:
-                    raise FrameError(E_TOO_LARGE, "serial frame over the limit")
+                    raise FrameError(_E_TOO_LARGE, "serial frame over the limit")
             else:
                 k = cobs_decode_into(self._acc, 0, n, self._frame)
                 frame = self._frame[:k]
@@ -770,16 +781,16 @@ class Deframer:
             if isinstance(e, FrameError):
                 self._bad(out, e)
             else:
-                self._bad(out, FrameError(E_TRUNCATED, "bad COBS: %s" % e))
+                self._bad(out, FrameError(_E_TRUNCATED, "bad COBS: %s" % e))
             return
         try:
             out.append(decode(frame, self.max_frame, self.copy, self.auth))
         except FrameError as e:
             e.fatal = False
-            if e.code == E_NO_MEMORY:
+            if e.code == _E_NO_MEMORY:
                 # the frame's start, for the task id of a TASK that did not fit: the buffer
                 # may hold another frame by the time the error is answered
-                e.head = bytes(frame[:HEADER_SIZE + 12])
+                e.head = bytes(frame[:_HEADER_SIZE + 12])
             self._bad(out, e)
 
     def feed(self, data, end=None):
@@ -811,7 +822,7 @@ class Deframer:
                 break
             if self._dropping:
                 self._dropping = False
-                self._bad(out, FrameError(E_TOO_LARGE, "serial frame over the limit"))
+                self._bad(out, FrameError(_E_TOO_LARGE, "serial frame over the limit"))
             elif self._n:
                 self._take(out)
             pos = z + 1

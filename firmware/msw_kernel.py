@@ -34,6 +34,13 @@ import array
 import gc
 import sys
 
+# Builtins named per frame, bound in this module's own table: MicroPython looks a name up
+# there before the builtins, and a table grows only once full, so a miss probes every
+# slot (0.3-0.5 us a name in the unix VM; docs/firmware.md, "Benchmark").
+len = len
+isinstance = isinstance
+range = range
+
 # An entry: [fn, args ((name, kind), ...) or None, cost, sample, native fn or None, module];
 # a stub (module not imported yet): [None, False, None, None, native fn or None, module]
 FN, ARGS, COST, SAMPLE, NATIVE, MODULE = 0, 1, 2, 3, 4, 5

@@ -15,11 +15,16 @@ except ImportError:
 
 try:
     import cbor
-    from msgdefs import E_BAD_ARGS, E_BAD_PAYLOAD, E_MISSING_OPERAND, E_NO_MEMORY, T_NEED
 except ImportError:
     from microswarm.firmware import cbor
-    from microswarm.firmware.msgdefs import (E_BAD_ARGS, E_BAD_PAYLOAD, E_MISSING_OPERAND,
-                                             E_NO_MEMORY, T_NEED)
+
+# BEGIN GENERATED: protocol constants (tools/gen_protocol.py, from protocol/catalog.py)
+_T_NEED = const(16)
+_E_BAD_PAYLOAD = const(4)
+_E_NO_MEMORY = const(11)
+_E_BAD_ARGS = const(16)
+_E_MISSING_OPERAND = const(21)
+# END GENERATED
 
 # PUT {hash, data} and NEED {hashes, task_id}: their keys live here, not in msgdefs
 PUT_HASH = const(0)
@@ -46,7 +51,7 @@ class Operands:
         h = bytes(payload[PUT_HASH])
         data = payload[PUT_DATA]
         if hashlib.sha256(data).digest()[:HASH_SIZE] != h:
-            return E_BAD_PAYLOAD, "PUT data does not match its hash"
+            return _E_BAD_PAYLOAD, "PUT data does not match its hash"
         if h in self.values:
             self._touch(h)
             return None
@@ -60,9 +65,9 @@ class Operands:
         try:
             value = cbor.loads(data)  # copies: data may point into a frame buffer
         except MemoryError:
-            return E_NO_MEMORY, "no heap for the operand"
+            return _E_NO_MEMORY, "no heap for the operand"
         except ValueError as e:
-            return E_BAD_PAYLOAD, "PUT data is not CBOR: " + str(e)
+            return _E_BAD_PAYLOAD, "PUT data is not CBOR: " + str(e)
         self.values[h] = [value, size]
         keys.append(h)
         self.used += size
@@ -106,12 +111,12 @@ class Operands:
         try:
             missing = self.resolve(task.args, refs)
         except IndexError as e:
-            engine._fail(task.task_id, E_BAD_ARGS, str(e), 0)
+            engine._fail(task.task_id, _E_BAD_ARGS, str(e), 0)
             return False
         if not missing:
             return True
         self.waiting.append([task, missing, now])
-        engine.io.send(T_NEED, {NEED_HASHES: list(missing.values()),
+        engine.io.send(_T_NEED, {NEED_HASHES: list(missing.values()),
                                 NEED_TASK_ID: task.task_id})
         return False
 
@@ -150,7 +155,7 @@ class Operands:
         while i < len(waiting):
             if waiting[i][2] < before:
                 task = waiting.pop(i)[0]
-                engine._fail(task.task_id, E_MISSING_OPERAND, "operands did not arrive", 0)
+                engine._fail(task.task_id, _E_MISSING_OPERAND, "operands did not arrive", 0)
             else:
                 i += 1
 

@@ -17,7 +17,23 @@ try:
     from frame import FrameError, _load_payload, check_payload
 except ImportError:  # on the host: microswarm.firmware
     from microswarm.firmware.frame import FrameError, _load_payload, check_payload
-from msgdefs import E_BAD_CHUNK, E_NO_MEMORY, E_TOO_LARGE, FIELDS, FLAG_MORE, T_CHUNK
+from msgdefs import FIELDS
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+# BEGIN GENERATED: protocol constants (tools/gen_protocol.py, from protocol/catalog.py)
+_FLAG_MORE = const(1)
+_T_CHUNK = const(12)
+_E_TOO_LARGE = const(5)
+_E_BAD_CHUNK = const(8)
+_E_NO_MEMORY = const(11)
+# END GENERATED
 
 
 class Reassembler:
@@ -50,22 +66,22 @@ class Reassembler:
             if st is None:
                 st = self._open_stream(stream, inner, total, off, seq)
             elif off == 0:
-                raise FrameError(E_BAD_CHUNK, "stream %d restarted" % stream, seq)
+                raise FrameError(_E_BAD_CHUNK, "stream %d restarted" % stream, seq)
             elif inner != st[0] or total != st[1] or off != st[3]:
-                raise FrameError(E_BAD_CHUNK, "chunk of stream %d out of order" % stream, seq)
+                raise FrameError(_E_BAD_CHUNK, "chunk of stream %d out of order" % stream, seq)
             n = len(data)
             if off + n > total:
-                raise FrameError(E_BAD_CHUNK, "chunk runs past the total of stream %d" % stream,
+                raise FrameError(_E_BAD_CHUNK, "chunk runs past the total of stream %d" % stream,
                                  seq)
             st[2][off : off + n] = data
             st[3] = off + n
-            if flags & FLAG_MORE:
+            if flags & _FLAG_MORE:
                 if st[3] == total:
-                    raise FrameError(E_BAD_CHUNK, "stream %d complete but MORE set" % stream,
+                    raise FrameError(_E_BAD_CHUNK, "stream %d complete but MORE set" % stream,
                                      seq)
                 return None
             if st[3] != total:
-                raise FrameError(E_BAD_CHUNK, "stream %d ended short of its total" % stream,
+                raise FrameError(_E_BAD_CHUNK, "stream %d ended short of its total" % stream,
                                  seq)
         except FrameError:
             self._drop(stream)
@@ -77,20 +93,20 @@ class Reassembler:
 
     def _open_stream(self, stream, inner, total, off, seq):
         if off != 0:
-            raise FrameError(E_BAD_CHUNK, "chunk of unknown stream %d" % stream, seq)
+            raise FrameError(_E_BAD_CHUNK, "chunk of unknown stream %d" % stream, seq)
         if total > self.max_message or self._open + total > self.max_message:
             raise FrameError(
-                E_TOO_LARGE, "message of %d bytes over the limit of %d (%d bytes open)"
+                _E_TOO_LARGE, "message of %d bytes over the limit of %d (%d bytes open)"
                 % (total, self.max_message, self._open), seq,
             )
         if len(self._streams) >= self.max_streams:
-            raise FrameError(E_TOO_LARGE, "more than %d open streams" % self.max_streams, seq)
-        if inner == T_CHUNK or inner not in FIELDS:
-            raise FrameError(E_BAD_CHUNK, "inner type %d not allowed" % inner, seq)
+            raise FrameError(_E_TOO_LARGE, "more than %d open streams" % self.max_streams, seq)
+        if inner == _T_CHUNK or inner not in FIELDS:
+            raise FrameError(_E_BAD_CHUNK, "inner type %d not allowed" % inner, seq)
         try:
             st = [inner, total, bytearray(total), 0, seq]
         except MemoryError:
-            raise FrameError(E_NO_MEMORY, "no heap for a message of %d bytes" % total, seq)
+            raise FrameError(_E_NO_MEMORY, "no heap for a message of %d bytes" % total, seq)
         self._streams[stream] = st
         self._open += total
         return st

@@ -35,13 +35,35 @@ import board
 import engine
 import frame
 import links
-import msgdefs as M
 import msw_kernel
 from micropython import const
+
+# BEGIN GENERATED: protocol constants (tools/gen_protocol.py, from protocol/catalog.py)
+_HEADER_SIZE = const(7)
+_NONCE_SIZE = const(16)
+_T_TASK = const(5)
+_T_DISCOVER = const(13)
+_T_ANNOUNCE = const(14)
+_E_NO_MEMORY = const(11)
+_TASK_ARGS = const(2)
+_DISCOVER_CLUSTER = const(0)
+_DISCOVER_NODE_ID = const(1)
+_ANNOUNCE_CLUSTER = const(0)
+_ANNOUNCE_HOST = const(1)
+_ANNOUNCE_PORT = const(2)
+# END GENERATED
+
+# Builtins named per frame, bound in this module's own table: MicroPython looks a name up
+# there before the builtins, and a table grows only once full, so a miss probes every
+# slot (0.3-0.5 us a name in the unix VM; docs/firmware.md, "Benchmark").
+len = len
+isinstance = isinstance
+range = range
 
 FW_VERSION = "0.2.0"
 
 SERIAL_CHUNK = const(512)
+HOLD = const(256)  # bytes of RESULTs (echo: 36 a frame) a TCP link sends in one write
 TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
 COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
 LOOK_MAX = const(64)  # most tasks between two looks at the free heap (Session.collect)
@@ -198,7 +220,7 @@ class Session:
         eng = self.engine
         coros = ()
         try:
-            eng.start(board.uptime_ms(), auth.nonce(M.NONCE_SIZE))
+            eng.start(board.uptime_ms(), auth.nonce(_NONCE_SIZE))
             if self.link.pending():
                 await self.link.drain()
             coros = (asyncio.create_task(self.read_loop()), asyncio.create_task(self.clock()),
@@ -247,21 +269,30 @@ class Session:
         reader = self.reader = self.w.reader(False)
         link = self.link
         eng = self.engine
+        held = self.w.held
         while True:
             view = reader.want()
             n = link.read_now(view)
             if n is None:
+                # what was read is answered: its RESULTs leave together, and the link
+                # writes at once while it waits (heartbeats, a thread's RESULT). At most
+                # half the window is held back, so that the master has the other half
+                # to answer meanwhile (with 2 slots or fewer: nothing held)
+                link.release()
+                if link.pending():
+                    await link.drain()
                 n = await link.read_into(view)
+                link.hold(held, eng.window >> 1)
             eng.last_rx = board.uptime_ms()  # bytes arriving: the master is not silent
             try:
                 item = reader.advance(n)
             except frame.FrameError as e:
                 task_id = None
-                if e.code == M.E_NO_MEMORY and reader._mv[1] == M.T_TASK:
+                if e.code == _E_NO_MEMORY and reader._mv[1] == _T_TASK:
                     # the frame is still in the reader's buffer: answer with its task id
                     from engine_chunks import peek_task_id
 
-                    task_id = peek_task_id(reader._mv[M.HEADER_SIZE:])
+                    task_id = peek_task_id(reader._mv[_HEADER_SIZE:])
                     gc.collect()
                 eng.bad_frame(e.code, e.text, e.seq, e.fatal, board.uptime_ms(), task_id)
                 if self.link.pending():
@@ -290,10 +321,10 @@ class Session:
                 if isinstance(item, frame.FrameError):
                     task_id = None
                     head = getattr(item, "head", None)
-                    if head is not None and head[1] == M.T_TASK:  # a TASK with no heap
+                    if head is not None and head[1] == _T_TASK:  # a TASK with no heap
                         from engine_chunks import peek_task_id
 
-                        task_id = peek_task_id(memoryview(head)[M.HEADER_SIZE:])
+                        task_id = peek_task_id(memoryview(head)[_HEADER_SIZE:])
                     eng.bad_frame(item.code, item.text, item.seq, False, board.uptime_ms(),
                                   task_id)
                 else:
@@ -303,13 +334,13 @@ class Session:
 
     def dispatch(self, item, now):
         msg_type, flags, seq, payload = item
-        if msg_type == M.T_TASK:
-            payload[M.TASK_ARGS] = _detach(payload[M.TASK_ARGS])
+        if msg_type == _T_TASK:
+            payload[_TASK_ARGS] = _detach(payload[_TASK_ARGS])
             self.engine.receive(msg_type, flags, seq, payload, now)
             # the TCP reader decodes every TASK into the same dict: it keeps no arguments
             # alive until the next one (a refused or waiting task's are the engine's, or
             # nobody's)
-            payload[M.TASK_ARGS] = None
+            payload[_TASK_ARGS] = None
         else:
             self.engine.receive(msg_type, flags, seq, payload, now)
         self.run_inline()
@@ -520,6 +551,7 @@ class Worker:
         self.sessions = 0
         self._frames = {}  # cobs -> (reader, writer): the frame buffers, kept for the boot
         self.serial_buf = None
+        self.held = None  # TCP: frame.Reuse of the buffer the link holds answers in
 
     # Frame buffers (max_frame each) are made once and reused by every session: made anew
     # per session they were freed and allocated again around what the session left (DHCP,
@@ -534,6 +566,7 @@ class Worker:
                 self.serial_buf = bytearray(SERIAL_CHUNK)
             else:
                 reader = frame.StreamReader(size, copy=False, reuse=True)
+                self.held = frame.Reuse(bytearray(HOLD))
             pair = self._frames[cobs] = (reader, frame.FrameWriter(size, serial=cobs))
         return pair
 
@@ -592,8 +625,8 @@ class Worker:
     async def discover(self):
         cfg = self.cfg
         writer = frame.FrameWriter(256)
-        request = bytes(writer.frame(M.T_DISCOVER, {
-            M.DISCOVER_CLUSTER: cfg["cluster"], M.DISCOVER_NODE_ID: cfg["node_id"]}))
+        request = bytes(writer.frame(_T_DISCOVER, {
+            _DISCOVER_CLUSTER: cfg["cluster"], _DISCOVER_NODE_ID: cfg["node_id"]}))
 
         told = []
 
@@ -602,17 +635,17 @@ class Worker:
                 msg_type, _flags, _seq, payload = frame.decode(datagram, 1024)
             except frame.FrameError:
                 return None
-            if msg_type != M.T_ANNOUNCE:
+            if msg_type != _T_ANNOUNCE:
                 return None
-            name = payload[M.ANNOUNCE_CLUSTER]
+            name = payload[_ANNOUNCE_CLUSTER]
             if name != cfg["cluster"]:
                 if name not in told:  # a master of another cluster: say so once
                     told.append(name)
-                    self.log("discovery: the master at " + payload[M.ANNOUNCE_HOST] + " serves "
+                    self.log("discovery: the master at " + payload[_ANNOUNCE_HOST] + " serves "
                              "cluster '" + name + "', this node is configured for cluster '"
                              + cfg["cluster"] + "'")
                 return None
-            return payload[M.ANNOUNCE_HOST], payload[M.ANNOUNCE_PORT]
+            return payload[_ANNOUNCE_HOST], payload[_ANNOUNCE_PORT]
 
         return await links.discover(self.net, cfg["discovery_host"], cfg["discovery_port"],
                                     request, parse)

@@ -32,7 +32,7 @@ class Link:
 def main():
     script = json.loads(sys.stdin.read())
     hello = cbor.loads(binascii.unhexlify(script["hello"]))
-    max_frame = hello[engine.M.HELLO_MAX_FRAME]
+    max_frame = hello[8]  # HELLO max_frame (SPEC.md)
     session = worker.Session(Worker(hello, binascii.unhexlify(script["key"]), max_frame), Link())
     eng = session.engine
     session.heap_free = lambda: None

@@ -32,7 +32,7 @@ def main():
     hello = cbor.loads(binascii.unhexlify(script["hello"]))
     link = Link()
     session = worker.Session(Worker(hello, binascii.unhexlify(script["key"]),
-                                    hello[engine.M.HELLO_MAX_FRAME]), link)
+                                    hello[8]), link)  # 8: HELLO max_frame (SPEC.md)
     eng = session.engine
     asked = []
     held = {}

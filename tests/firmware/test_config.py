@@ -41,3 +41,17 @@ def test_missing_config_is_named(tmp_path, micropython):
     (flash / "config.json").unlink()
     proc = subprocess.run([micropython, "main.py"], cwd=flash, capture_output=True, timeout=30)
     assert proc.stdout.decode().strip() == "microswarm: config.json is missing"
+
+
+def test_the_node_keeps_no_prose_of_its_board_file(tmp_path, micropython):
+    # the board definition lives for the whole boot: its notes and the simulator's model
+    # would only hold heap (ESP32: about 1.9 KB)
+    flash = make_flash(tmp_path / "flash", "esp32-devkit-w5500", master="127.0.0.1:9")
+    proc = subprocess.run(
+        [micropython, "-c", "import config; b = config.load_board(); "
+         "print(' '.join(sorted(b))); print(b['name'], b['max_frame'], b['spi']['sck'])"],
+        cwd=flash, capture_output=True, timeout=10)
+    assert proc.returncode == 0, proc.stderr
+    keys, rest = proc.stdout.decode().splitlines()
+    assert not {"description", "heap_note", "native_note", "source", "model"} & set(keys.split())
+    assert rest == "esp32-devkit-w5500 2048 18"

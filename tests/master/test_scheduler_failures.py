@@ -171,6 +171,29 @@ def test_a_task_no_node_could_ever_hold_fails_the_job():
                                   "free heap; the nodes that can run it had at most 40000"]
 
 
+def test_a_task_needs_the_heap_its_submitter_names():
+    s, clock = make()
+    s.add_node("a", caps(heap_free=70_000))
+    job = s.submit("k", [[1]], sizes=[65_600], heaps=[65_600])
+    (d,) = sent_all(s, clock)
+    assert d.task_id == job.tasks[0].task_id
+
+
+def test_the_master_counts_a_chunked_byte_string_once_and_other_typed_arrays_twice():
+    import array
+
+    from microswarm.master.master import heap_need, wire_size
+
+    data = [bytes(65_536)]
+    assert heap_need(data, wire_size(data)) == wire_size(data)  # a view into the message
+    uint8 = [array.array("B", bytes(65_536))]
+    assert heap_need(uint8, wire_size(uint8)) == wire_size(uint8)
+    wide = [array.array("h", bytes(65_536)), 3]
+    assert heap_need(wide, wire_size(wide)) == wire_size(wide) + 65_536  # decoded anew
+    small = [bytes(1000)]  # may come in one frame: decoded into copies
+    assert heap_need(small, wire_size(small)) == wire_size(small) * HEAP_FACTOR
+
+
 def test_a_task_lost_twice_on_one_node_does_not_bounce_for_ever():
     """A TASK the node cannot hold is answered by an ERROR without a task id: the task
     stays in flight until the node reports an empty queue, and must not come back to the

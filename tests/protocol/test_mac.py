@@ -188,7 +188,6 @@ def test_a_hello_without_mac_passes_a_joined_master_for_the_restart_rule():
 
 VM_SCRIPT = """
 import sys, json, auth, frame
-from msgdefs import E_BAD_MAC
 for line in sys.stdin:
     cmd = json.loads(line)
     if cmd[0] == "hmac":

@@ -164,7 +164,8 @@ async def serve_master(heartbeat_ms: int, window: int, sessions: int) -> None:
                 args = [array.array("b", v) if i in cmd.get("int8", ()) else v
                         for i, v in enumerate(args)]
                 cpu, wall = time.process_time(), time.perf_counter()
-                dispatches = master.scheduler.dispatches
+                sched = master.scheduler
+                dispatches, duplicates, copies = sched.dispatches, sched.duplicates, sched.copies
                 try:
                     # a cluster that lost its nodes fails the job instead of hanging the bench
                     results = await master.run(kernel, [args] * count,
@@ -175,8 +176,11 @@ async def serve_master(heartbeat_ms: int, window: int, sessions: int) -> None:
                     log.error("job %s failed: %s", kernel, exc)
                 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
                 _say({"ok": ok, "cpu_s": cpu, "wall_s": wall,
-                      "dispatches": master.scheduler.dispatches - dispatches,
-                      "duplicates": master.scheduler.duplicates,
+                      "dispatches": sched.dispatches - dispatches,
+                      # of this job: copies of running tasks placed, results that came
+                      # after another copy's (dropped)
+                      "copies": sched.copies - copies,
+                      "duplicates": sched.duplicates - duplicates,
                       "sessions": len(master.sessions), "left": dict(left)})
             elif what == "watch_loss":
                 closed.clear()

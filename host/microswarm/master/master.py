@@ -35,6 +35,7 @@ from microswarm.master.messages import build, fields
 from microswarm.master.operands import REF_SIZE, Shared
 from microswarm.master.ratelog import RateLimitedLog
 from microswarm.master.scheduler import (
+    HEAP_FACTOR,
     Cancel,
     Dispatch,
     JobDone,
@@ -336,6 +337,7 @@ class Master:
                          len(arg_lists))
         todo = [i for i in range(len(arg_lists)) if i not in known]
         sizes = [wire_size(arg_lists[i]) for i in todo]
+        heaps = [heap_need(arg_lists[i], size) for i, size in zip(todo, sizes, strict=True)]
         if infos and sizes:
             largest = max(i.max_message for i in infos if kernel in i.kernels)
             if max(sizes) > largest:
@@ -349,7 +351,7 @@ class Master:
             handle.nodes[i] = "journal"
         job = self.scheduler.submit(
             kernel, [arg_lists[i] for i in todo], priority=priority, native=native,
-            sizes=sizes, version=version, timeout=timeout,
+            sizes=sizes, version=version, timeout=timeout, heaps=heaps,
         )
         handle.job_id = job.job_id
         self._jobs[job.job_id] = handle
@@ -664,10 +666,21 @@ def versions_of(nodes: Iterable[NodeInfo], kernel: str) -> str:
     return "the nodes have " + (", ".join(sorted(have)) or "none")
 
 
+_SCALARS = frozenset({int, float, bool, type(None)})  # 9 bytes at most each
+
+
 def wire_size(value: Any) -> int:
     """About how many bytes a value takes in CBOR: exact enough to learn link speeds and
     to keep a task off a node whose max_message it exceeds, and far cheaper than encoding."""
-    if type(value) is Shared:  # a reference; placement counts the operand's own transfer
+    kind = type(value)
+    if kind is list or kind is tuple:  # an argument list: its scalars counted here
+        total = 1
+        for v in value:
+            total += 9 if type(v) in _SCALARS else wire_size(v)
+        return total
+    if kind in _SCALARS:
+        return 9
+    if kind is Shared:  # a reference; placement counts the operand's own transfer
         return REF_SIZE
     if isinstance(value, bytes | bytearray | memoryview | str):
         return len(value) + 3
@@ -678,6 +691,32 @@ def wire_size(value: Any) -> int:
     if isinstance(value, dict):
         return 1 + sum(wire_size(k) + wire_size(v) for k, v in value.items())
     return 9
+
+
+# Messages up to this size may come in one frame (the largest max_frame of a board), which
+# a node decodes into copies: the frame buffer is read again.
+ONE_FRAME = 16384
+
+
+def heap_need(value: Any, size: int) -> int:
+    """About how much free heap a node needs for a task with arguments `value` (`size`: its
+    wire_size). A larger message comes in CHUNKs: a node reassembles it into one buffer and
+    decodes byte strings and uint8 typed arrays as views into it, so it needs the message
+    once plus the typed arrays of other typecodes, which it decodes into arrays of their
+    own. One that may fit a frame is decoded into copies: twice its size (HEAP_FACTOR)."""
+    if size <= ONE_FRAME:
+        return size * HEAP_FACTOR
+    return size + _copied(value)
+
+
+def _copied(value: Any) -> int:
+    if isinstance(value, array.array):
+        return 0 if value.typecode == "B" else len(value) * value.itemsize
+    if isinstance(value, list | tuple):
+        return sum(_copied(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_copied(v) for v in value.values())
+    return 0
 
 
 def _local_address_towards(peer: str) -> str:

@@ -38,9 +38,9 @@ i.e. the running one, on a node that was lost and came back restarted since it w
 ``uptime``; or it ran past its deadline, ``timed_out``) fails the job instead of taking
 down a third; a task lost on the link of
 the same node twice counts as a failure there. A node that reported its free heap
-(``NodeCaps.heap_free``, ``heap``) gets no task whose encoded size exceeds
-``heap_free / HEAP_FACTOR``. A job may have a ``timeout`` (seconds on the clock): past it
-the job fails. A result for a task that is
+(``NodeCaps.heap_free``, ``heap``) gets no task that needs more (``submit(heaps=)``,
+else HEAP_FACTOR times its encoded size). A job may have a ``timeout`` (seconds on the
+clock): past it the job fails. A result for a task that is
 already finished is dropped (and counted): the user sees each task's result once. A node
 whose HEARTBEAT reports an empty queue while it still holds tasks sent long before lost
 them on the link (a TASK or RESULT frame dropped by CRC): ``reconcile`` requeues those
@@ -67,7 +67,8 @@ from microswarm.master.states import TERMINAL, TRANSITIONS, TaskState, transitio
 ClassKey = tuple[str, bool, str]  # (kernel, needs native, version hash or "" for any)
 
 # A node needs about this many times a task's encoded size free: the frame, the decoded
-# arguments and room for the result.
+# arguments and room for the result. (A submitter that knows better passes `heaps`: the
+# master counts a chunked message once plus what a node decodes out of it, master.heap_need.)
 HEAP_FACTOR = 2
 KILLS_TO_FAIL = 2  # nodes a task may take down (lost while running it, or timed out)
 DEFAULT_COMPUTE_S = 0.001
@@ -134,6 +135,9 @@ Action = Dispatch | Cancel | TaskDone | JobDone | JobFailed
 # A decision built as tuple.__new__(Dispatch, (...)): the same record without the
 # namedtuple's Python-level __new__ (several of these per task dispatched)
 _new = tuple.__new__
+# for the hot paths, where a transition the table allows is made without _move's lookup
+_PENDING, _ASSIGNED = TaskState.PENDING, TaskState.ASSIGNED
+_RUNNING, _DONE = TaskState.RUNNING, TaskState.DONE
 
 
 # ----------------------------------------------------------------------------- model
@@ -205,6 +209,7 @@ class Task:
     kills: tuple[str, ...] = ()  # causes of the nodes it took down (lost running it, timed out)
     lost_on: frozenset[str] = frozenset()  # nodes whose link lost it once
     refs: tuple[Shared, ...] = ()  # its shared operands (sent to a node once)
+    heap: int = 0  # free heap a node needs for it (bytes)
 
 
 @dataclass(slots=True, eq=False)
@@ -268,6 +273,7 @@ class Scheduler:
         self._classes: dict[ClassKey, _Class] = {}
         self._kernel_avg: dict[str, float] = {}  # seconds on a speed-1 node (EWMA)
         self._kernel_dev: dict[str, float] = {}  # their mean absolute deviation (EWMA)
+        self.copies = 0  # copies of running tasks placed (stragglers, end game)
         self._deadlines: list[tuple[float, int]] = []  # (when, task_id): straggler checks
         self._job_deadlines: list[tuple[float, int]] = []  # (when, job_id): job timeouts
         self._suspects: dict[str, tuple[float, int, str]] = {}  # node -> (sent, task, cause)
@@ -381,10 +387,12 @@ class Scheduler:
         sizes: Sequence[int] | None = None,
         version: str = "",
         timeout: float | None = None,
+        heaps: Sequence[int] | None = None,
     ) -> Job:
         """A job: one task per argument list. Higher priority runs first. A `version`
         (kernel content hash) restricts it to nodes that have exactly that version. With
-        `timeout` (seconds) the job fails if it is not done by then."""
+        `timeout` (seconds) the job fails if it is not done by then. `heaps`: the free heap
+        a node needs for each task (default: HEAP_FACTOR times its size)."""
         key = (kernel, native, version)
         job = Job(next(self._job_ids), priority, key, [], [], 0)
         if timeout is not None:
@@ -393,7 +401,8 @@ class Scheduler:
         cls = self._class(key)
         for index, args in enumerate(arg_lists):
             size = sizes[index] if sizes is not None else 0
-            task = Task(next(self._task_ids), job, index, kernel, args, size)
+            task = Task(next(self._task_ids), job, index, kernel, args, size,
+                        heap=heaps[index] if heaps is not None else size * HEAP_FACTOR)
             if Shared in map(type, args):
                 task.refs = operands_of(args)
             job.tasks.append(task)
@@ -425,8 +434,8 @@ class Scheduler:
             return
         now = self.clock()
         task.holders[node_id] = now
-        if task.state is TaskState.ASSIGNED:
-            self._move(task, TaskState.RUNNING)
+        if task.state is _ASSIGNED:
+            task.state = _RUNNING  # _move(task, RUNNING): (ASSIGNED, RUNNING) is allowed
         node = self.nodes[node_id]
         expected = node.backlog  # this task finishes when the node's queue drains
         wait = max(self.speculate_min_s, self.speculate_after * expected)
@@ -437,21 +446,24 @@ class Scheduler:
     ) -> None:
         """A RESULT with a value arrived from node_id."""
         node = self.nodes.get(node_id)
+        task = self.tasks.get(task_id)
         if node is not None and task_id in node.inflight:
-            self._learn(node, task_id, elapsed_us, nbytes)
-            self._release(node, task_id)
+            inflight = node.inflight
+            if task is not None:
+                self._learn(node, task, elapsed_us, nbytes)
+            estimate = inflight.pop(task_id, 0.0)  # _release(node, task_id), inline
+            node.backlog = max(0.0, node.backlog - estimate) if inflight else 0.0
             node.done += 1
             node.busy_s += elapsed_us / 1e6
             self._offer(node)
-        task = self.tasks.get(task_id)
         if task is None or task.state in TERMINAL:
             self.duplicates += 1
             self._dispatch()
             return
         task.holders.pop(node_id, None)
-        if task.state is TaskState.PENDING:
+        if task.state is _PENDING:
             self._pending_count -= 1  # its queue entry is skipped when it comes up
-        self._move(task, TaskState.DONE)
+        task.state = _DONE  # _move(task, DONE): allowed from every state but the terminal
         job = task.job
         job.results[task.index] = value
         job.remaining -= 1
@@ -794,6 +806,7 @@ class Scheduler:
         task = self.tasks.get(task_id)
         if task is not None and task.refs:
             task.size += sum(s.size for s in task.refs)
+            task.heap += HEAP_FACTOR * sum(s.size for s in task.refs)
             task.args, task.refs = inline(task.args), ()
 
     @staticmethod
@@ -803,13 +816,13 @@ class Scheduler:
             node.node_id not in task.excluded
             and node.node_id not in task.holders
             and task.size <= node.caps.max_message
-            and (heap is None or task.size * HEAP_FACTOR <= heap)
+            and (heap is None or task.heap <= heap)
         )
 
     def _heap_too_small(self, cls: _Class, task: Task) -> int | None:
         """The most free heap any capable node ever reported, if that is too small for the
         task on every one of them (it would wait for ever); None otherwise."""
-        need = task.size * HEAP_FACTOR
+        need = task.heap
         best = None
         for node in self.nodes.values():
             if not node.alive or not node.can_run(cls.key):
@@ -833,15 +846,19 @@ class Scheduler:
         return False
 
     def _dispatch(self) -> None:
-        classes = [c for c in self._classes.values() if c.pending and c.nodes]
-        if len(classes) > 1:
-            classes.sort(key=lambda c: c.pending[0][:2])  # highest priority, oldest job first
+        if len(self._classes) == 1:  # one kernel (most clusters): no list to build or sort
+            for c in self._classes.values():
+                classes = [c] if c.pending and c.nodes else []
+        else:
+            classes = [c for c in self._classes.values() if c.pending and c.nodes]
+            if len(classes) > 1:
+                classes.sort(key=lambda c: c.pending[0][:2])  # highest priority, oldest job
         for cls in classes:
             pending = cls.pending
             while pending and cls.nodes:
                 entry = heapq.heappop(pending)
                 task = entry[3]
-                if task.state is not TaskState.PENDING:
+                if task.state is not _PENDING:
                     continue  # cancelled or failed while queued
                 picked = self._pick(cls, task)
                 if picked is None and self._held_slow:
@@ -850,7 +867,7 @@ class Scheduler:
                 if picked is None:
                     best = self._heap_too_small(cls, task)
                     if best is not None:
-                        self._fail(task, f"needs about {task.size * HEAP_FACTOR} bytes of free "
+                        self._fail(task, f"needs about {task.heap} bytes of free "
                                          f"heap; the nodes that can run it had at most {best}")
                         continue
                     cls.parked.append(task)
@@ -865,7 +882,9 @@ class Scheduler:
                     # compacted on 275-416 of about 910 pushes
                     heapq.heappush(cls.nodes, self._entry(cls, node))
                     break
-                self._assign(task, node)
+                self._pending_count -= 1  # _assign(task, node), inline
+                task.state = _ASSIGNED  # _move: (PENDING, ASSIGNED) is allowed
+                self._place(task, node)
         if self.hold_ratio is not None and not self._pending_count and self.tasks:
             self._endgame()
 
@@ -900,16 +919,18 @@ class Scheduler:
             return  # no free credit anywhere
         floor = min(e[0] for e in tops.values()) * ENDGAME_MARGIN
         slow = max(e[3].caps.speed for e in tops.values()) / ENDGAME_MARGIN
-        held: dict[int, tuple[float, list[NodeState], bool]] = {}
+        held: dict[int, tuple[float, list[NodeState], bool, bool]] = {}
         for node in nodes:
-            if not node.alive or not node.inflight:
+            inflight = node.inflight
+            if not inflight or not node.alive:
                 continue
             quick = node.caps.speed <= slow  # a free node is that much faster
             ahead = 0.0
             late = False
-            order = sorted(node.inflight, key=lambda t, n=node.node_id: self._sent(t, n))
+            order = (sorted(inflight, key=lambda t, n=node.node_id: self._sent(t, n))
+                     if len(inflight) > 1 else inflight)
             for i, task_id in enumerate(order):
-                estimate = node.inflight[task_id]
+                estimate = inflight[task_id]
                 if i == 0:
                     sent = self._sent(task_id, node.node_id)
                     ran = now - max(sent, node.last_result) if sent else 0.0
@@ -921,18 +942,22 @@ class Scheduler:
                     continue  # a copy could save little, or nobody would run it
                 known = held.get(task_id)
                 if known is None:
-                    held[task_id] = (ahead, [node], late)
+                    held[task_id] = (ahead, [node], late, quick)
                 else:  # copies elsewhere: the soonest holder counts
-                    held[task_id] = (min(known[0], ahead), [*known[1], node], known[2] and late)
+                    held[task_id] = (min(known[0], ahead), [*known[1], node], known[2] and late,
+                                     known[3] and quick)
         candidates = sorted((-v[0], task_id) for task_id, v in held.items()
                             if len(v[1]) < ENDGAME_COPIES)
+        any_quick = any(v[3] for v in held.values())
         no_idle: set[ClassKey] = set()
         late_left = ENDGAME_LATE  # idle-node searches this scan may cost
         for _, task_id in candidates:
+            if not any_quick and (late_left <= 0 or no_idle.issuperset(tops)):
+                break  # only late tasks, and no search left that could place one
             task = self.tasks.get(task_id)
             if task is None or task.state is not TaskState.RUNNING:
                 continue
-            remaining, holders, late = held[task_id]
+            remaining, holders, late, _ = held[task_id]
             key = task.job.key
             cls = self._classes[key]
             top = self._peek_free(cls)
@@ -954,12 +979,16 @@ class Scheduler:
                     continue
                 node = picked[1]
                 if picked[0] * ENDGAME_MARGIN >= remaining:
-                    # back on the idle heap it came from; its other entries still stand
+                    # the soonest idle node is too slow for this copy, and so for the rest
+                    # of the class's candidates (they need less); back on the idle heap it
+                    # came from, its other entries still stand
                     heapq.heappush(cls.idle, self._entry(cls, node))
+                    no_idle.add(key)
                     continue
             else:
                 continue
             task.speculated = True
+            self.copies += 1
             self._place(task, node)
 
     def _class_fastest(self, cls: _Class) -> float:
@@ -1003,7 +1032,11 @@ class Scheduler:
         self._place(task, node)
 
     def _place(self, task: Task, node: NodeState) -> None:
-        estimate = self._estimate(node, task.kernel, task.size)
+        kernel = task.kernel
+        compute = node.compute.get(kernel)  # self._estimate(node, kernel, task.size), inline
+        if compute is None:
+            compute = self._kernel_avg.get(kernel, DEFAULT_COMPUTE_S) / node.caps.speed
+        estimate = compute + task.size / node.bandwidth
         if task.refs:
             estimate += self._operand_cost(task, node)
             cache = node.caps.operand_cache
@@ -1024,6 +1057,7 @@ class Scheduler:
             return False
         node = picked[1]
         task.speculated = True
+        self.copies += 1
         self._move(task, TaskState.RUNNING)
         self._place(task, node)
         return True
@@ -1032,10 +1066,7 @@ class Scheduler:
         estimate = node.inflight.pop(task_id, 0.0)
         node.backlog = max(0.0, node.backlog - estimate) if node.inflight else 0.0
 
-    def _learn(self, node: NodeState, task_id: int, elapsed_us: int, nbytes: int) -> None:
-        task = self.tasks.get(task_id)
-        if task is None:
-            return
+    def _learn(self, node: NodeState, task: Task, elapsed_us: int, nbytes: int) -> None:
         now = self.clock()
         compute = elapsed_us / 1e6
         self._learned += 1

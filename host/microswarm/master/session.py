@@ -324,10 +324,10 @@ class NodeSession:
         deframer = self._deframer
         if deframer is None:
             try:
-                items: list[Any] = [decode_frame(data, max_frame=self._max_frame,
-                                                 validate=False, auth=self._auth)]
+                items: Any = (decode_frame(data, max_frame=self._max_frame,
+                                           validate=False, auth=self._auth),)
             except FrameError as exc:
-                items = [exc]
+                items = (exc,)
         else:
             items = deframer.feed(data)
         for item in items:
@@ -336,17 +336,23 @@ class NodeSession:
                 if item.fatal or self.state is _CLOSED:
                     break
                 continue
+            msg_type, _, seq, payload = item
             try:
-                validate_payload(item.type, item.payload, item.seq)
-                if item.type == _CHUNK:
+                validate_payload(msg_type, payload, seq)
+                if msg_type == _CHUNK:
                     item = self._chunk(item)
                     if item is None:
                         continue
+                    msg_type, payload = item.type, item.payload
             except FrameError as exc:
-                self._bad(exc, item.type, events, now)
+                self._bad(exc, msg_type, events, now)
                 if self.state is _CLOSED:
                     break
                 continue
+            if msg_type == _RESULT and self.state is _JOINED:  # _handle's most common case
+                self.last_rx = now
+                self._result(payload, now, events)
+                continue  # a RESULT never closes the session
             self._handle(item, now, events)
             if self.state is _CLOSED:
                 break
@@ -403,8 +409,15 @@ class NodeSession:
     def _send(self, msg_type: int, payload: dict[int, Any]) -> None:
         body = encode_payload(payload)
         if len(body) + FRAME_OVERHEAD <= self._max_frame:
-            self._put(pack_frame(msg_type, body, self._seq, 0, self._auth))
+            frame = pack_frame(msg_type, body, self._seq, 0, self._auth)
             self._seq = (self._seq + 1) & 0xFFFF
+            if self._cobs:
+                self._put(frame)
+                return
+            info = self.info  # _put(frame), inline: a frame as it is
+            if info is not None:
+                info.bytes_out += len(frame)
+            self._out.append(frame)
             return
         self._stream = (self._stream + 1) & 0xFFFF
         frames = encode_message(msg_type, payload, seq=self._seq, max_frame=self._max_frame,

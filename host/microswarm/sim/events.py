@@ -29,6 +29,7 @@ Event = list
 # simulator's CPU at 1,000 nodes (microswarm bench sim). Cycles are still collected; what
 # was frozen goes back to the collector when run() returns.
 YOUNG_GC = 10_000
+_heappush = heapq.heappush
 
 
 class EventQueue:
@@ -56,7 +57,7 @@ class EventQueue:
         same = self._at.get(when)
         if same is None:
             self._at[when] = [entry]
-            heapq.heappush(self._times, when)
+            _heappush(self._times, when)
         else:
             same.append(entry)
         return entry

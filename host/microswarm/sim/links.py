@@ -96,7 +96,7 @@ class Link:
 
     __slots__ = (
         "preset", "bytes_per_s", "latency_s", "jitter_s", "loss", "corrupt",
-        "connected", "tx", "rx", "rng",
+        "connected", "tx", "rx", "rng", "serial",
     )
 
     def __init__(
@@ -127,10 +127,7 @@ class Link:
         self.tx = Direction(self.bytes_per_s)
         self.rx = Direction(bytes_per_s or preset.to_node_bytes_per_s or self.bytes_per_s)
         self.rng = rng
-
-    @property
-    def serial(self) -> bool:
-        return self.preset.serial
+        self.serial = preset.serial  # a byte stream with COBS framing (read per frame)
 
     def transfer_time(self, size: int) -> float:
         return size / self.bytes_per_s

@@ -192,8 +192,11 @@ class SimMaster:
                         task.kernel, task.args, e.value, 1.0))
                     now = sim.events.now
                     sim.gantt_add(node.index, e.task_id, now - elapsed, now, "ok")
-                self.scheduler.result(node.node_id, e.task_id, e.value, e.elapsed_us)
-                self._settle(e.task_id)
+                task_id = e.task_id
+                self.scheduler.result(node.node_id, task_id, e.value, e.elapsed_us)
+                copies = self.outstanding.get(task_id)  # _settle(task_id), inline
+                if copies is not None:
+                    self.outstanding[task_id] = copies - 1
             elif kind is _TaskFailed:
                 self._task_error(node, e.task_id, e.code, e.text)
             elif kind is _TaskLost:
@@ -316,18 +319,21 @@ class SimMaster:
         session = self.sessions[node.index]
         if session is None or session.state is not _JOINED:
             return  # its removal is already queued
-        copies = self.outstanding.get(a.task_id, 0)
+        node_id, task_id, attempt, kernel, args = a
+        copies = self.outstanding.get(task_id, 0)
         if copies > 0:
             self.speculative += 1
-        elif a.task_id in self.dispatched:
+        elif task_id in self.dispatched:
             self.retries += 1
-        self.dispatched.add(a.task_id)
-        self.sim.trace("dispatch", a.node_id, (a.task_id, a.attempt))
-        self.outstanding[a.task_id] = copies + 1
-        estimate = self.scheduler.nodes[a.node_id].inflight.get(a.task_id)
-        session.send_task(a.task_id, a.kernel, a.args, a.attempt, self.sim.events.now, estimate)
+        self.dispatched.add(task_id)
+        sim = self.sim
+        sim.trace("dispatch", node_id, (task_id, attempt))
+        self.outstanding[task_id] = copies + 1
+        scheduler = self.scheduler
+        estimate = scheduler.nodes[node_id].inflight.get(task_id)
+        session.send_task(task_id, kernel, args, attempt, sim.events.now, estimate)
         self._flush(node, session)
-        self.scheduler.sent(a.node_id, a.task_id)
+        scheduler.sent(node_id, task_id)
 
     def _done(self, a: TaskDone) -> None:
         index = self.index_of[a.index]

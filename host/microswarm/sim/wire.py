@@ -79,13 +79,13 @@ class Receiver:
         if self.deframer is not None:
             self.deframer.auth = auth
 
-    def feed(self, data: bytes) -> list:
+    def feed(self, data: bytes) -> list | tuple:
         if self.deframer is None:
             try:
-                return [decode_frame(data, auth=self.auth)]
+                return (decode_frame(data, auth=self.auth),)
             except FrameError as exc:
                 self.bad_frames += 1
-                return [exc]
+                return (exc,)
         items = self.deframer.feed(data)
         for item in items:
             if isinstance(item, FrameError):

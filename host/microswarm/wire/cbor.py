@@ -86,8 +86,15 @@ def _prepare_map(value: dict) -> dict:
         if type(key) is not int or key <= previous:
             return _prepare_unordered_map(value)
         previous = key
-        if type(item) in _PLAIN:
+        kind = type(item)
+        if kind in _PLAIN:
             continue
+        if kind is list:  # a list of scalars (a TASK's arguments) is written as it is
+            for element in item:
+                if type(element) not in _PLAIN:
+                    break
+            else:
+                continue
         prepared = _prepare(item)
         if prepared is not item:
             if out is None:
@@ -142,6 +149,8 @@ def encode_payload(obj: Any) -> bytes:
     """Encode one payload item deterministically. Raises TypeError for values outside the
     data model (sets, tags, non-int/str map keys, unknown array typecodes). Integers must
     lie in CBOR's 64-bit range."""
+    if type(obj) is dict:  # every message payload
+        return _encoders.encoder.encode_to_bytes(_prepare_map(obj))
     return _encoders.encoder.encode_to_bytes(_prepare(obj))
 
 

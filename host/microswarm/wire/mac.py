@@ -44,6 +44,13 @@ _BLOCK = 64
 _IPAD = bytes(b ^ 0x36 for b in range(256))
 _OPAD = bytes(b ^ 0x5C for b in range(256))
 _compare = hmac.compare_digest
+try:
+    # CPython's own SHA-256 (not OpenSSL's): the same digest, and its state is a plain
+    # struct, so the copy each frame's HMAC starts from is a memcpy (OpenSSL's
+    # EVP_MD_CTX_copy allocates): HMAC of a small frame ~0.8 us instead of ~1.0
+    from _sha256 import sha256 as _sha256
+except ImportError:  # a build without it
+    _sha256 = hashlib.sha256
 
 
 def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int = 32) -> bytes:
@@ -72,8 +79,8 @@ class _Mac:
         if len(key) > _BLOCK:  # RFC 2104: a longer key is hashed first
             key = hashlib.sha256(key).digest()
         padded = bytes(key).ljust(_BLOCK, b"\0")
-        self.inner = hashlib.sha256(padded.translate(_IPAD))
-        self.outer = hashlib.sha256(padded.translate(_OPAD))
+        self.inner = _sha256(padded.translate(_IPAD))
+        self.outer = _sha256(padded.translate(_OPAD))
 
     def tag(self, counter: bytes, data: bytes | memoryview, more: bytes = b"") -> bytes:
         """HMAC(counter | data | more), truncated."""
@@ -119,7 +126,8 @@ class LinkAuth:
         return cls(n2m, m2n, armed=True)
 
     def trailer(self, header: bytes, payload: bytes = b"") -> bytes:
-        """Counter and tag for the next frame sent, whose header and payload are given."""
+        """Counter and tag for the next frame sent, whose header and payload are given
+        (or header and payload joined, as `header`)."""
         counter = self.tx_counter
         if counter >= COUNTER_LIMIT:
             raise FrameError(ErrorCode.BAD_MAC, "frame counter exhausted: join again")
@@ -129,7 +137,8 @@ class LinkAuth:
         h = mac.inner.copy()
         h.update(packed)
         h.update(header)
-        h.update(payload)
+        if payload:
+            h.update(payload)
         o = mac.outer.copy()
         o.update(h.digest())
         return packed + o.digest()[:MAC_TAG_SIZE]
@@ -151,7 +160,7 @@ class LinkAuth:
         mac = self._rx  # its tag(counter, header | payload), inline: one per frame received
         h = mac.inner.copy()
         h.update(frame[end : end + MAC_COUNTER_SIZE])
-        h.update(memoryview(frame)[: end - CRC_SIZE])
+        h.update(frame[: end - CRC_SIZE])  # a copy: cheaper than a memoryview of a frame
         o = mac.outer.copy()
         o.update(h.digest())
         tag = o.digest()[:MAC_TAG_SIZE]
