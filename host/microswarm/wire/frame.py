@@ -26,9 +26,9 @@ from microswarm.protocol.catalog import (
     MsgType,
 )
 
-from .cbor import decode_payload, encode_payload
+from .cbor import _LEAVES, check_model, decode_unchecked, encode_payload
 from .errors import FrameError
-from .validate import validate_payload
+from .validate import accepted, validate_payload
 
 if TYPE_CHECKING:
     from .mac import LinkAuth
@@ -139,11 +139,14 @@ def decode_body(
     if msg_type not in _KNOWN_TYPES:
         raise FrameError(ErrorCode.UNKNOWN_TYPE, f"message type {msg_type} is not known", seq)
     try:
-        payload = decode_payload(frame[HEADER_SIZE : HEADER_SIZE + length])
+        payload = decode_unchecked(frame[HEADER_SIZE : HEADER_SIZE + length])
+        checked = validate and accepted(msg_type, payload)  # both checks in one pass
+        if not checked and type(payload) not in _LEAVES:
+            check_model(payload)  # as decode_payload
     except FrameError as exc:
         exc.seq = seq
         raise
-    if validate:
+    if validate and not checked:
         validate_payload(msg_type, payload, seq)
     return _new_frame(Frame, (msg_type, flags, seq, payload))  # Frame(...) without its
     # Python-level __new__: one of these per frame received
