@@ -59,6 +59,9 @@ class TcpLink:
         self._stream = None
         self._backlog = None  # bytes put() could not hand to the socket yet
         self._draining = False
+        self._held = None  # frame.Reuse of the buffer hold() keeps frames in, while on
+        self._n = 0  # bytes held
+        self._most = self._left = 0  # frames hold() keeps at most, and may still keep
 
     async def open(self):
         net = self._net
@@ -96,7 +99,43 @@ class TcpLink:
             raise LinkClosed("master closed the connection")
         return n
 
+    def hold(self, held, most):
+        """From now until release(), put() keeps up to `most` frames that fit in `held` (a
+        frame.Reuse of a buffer) instead of writing each: the answers to the frames one
+        read returned leave together, and the peer reads them together."""
+        if most > 1:
+            self._held = held
+            self._most = self._left = most
+
+    def release(self):
+        """Write what hold() kept, and write each put() at once again."""
+        held = self._held
+        self._held = None
+        n = self._n
+        if n:
+            self._n = 0
+            self._put(held.view(0, n))
+
     def put(self, data):
+        held = self._held
+        if held is not None:
+            n = self._n
+            k = len(data)
+            if n + k <= len(held.mv) and self._backlog is None and not self._draining:
+                held.mv[n : n + k] = data
+                n += k
+                self._left -= 1
+                if self._left:
+                    self._n = n
+                    return
+                self._left = self._most  # as many as it keeps: they leave now
+                data = held.view(0, n)
+            elif n:  # in order: what is held first
+                self._put(held.view(0, n))
+            self._n = 0
+        self._put(data)
+
+    def _put(self, data):
         # The socket is non-blocking: hand it what it takes now, keep the rest in order.
         # Writes during a drain queue behind it (asyncio's Stream drops bytes written
         # while its own drain runs, so only drain() writes through the Stream).
@@ -139,6 +178,11 @@ class TcpLink:
         await self.drain()
 
     def close(self):
+        if self._n and self._sock is not None:  # (an answer before the link ends, such as
+            try:  # the ERROR of a fatal header)
+                self.release()
+            except OSError:
+                pass
         sock = self._sock
         self._sock = None
         self._stream = None

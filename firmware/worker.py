@@ -63,9 +63,10 @@ range = range
 FW_VERSION = "0.2.0"
 
 SERIAL_CHUNK = const(512)
+HOLD = const(256)  # bytes of RESULTs (echo: 36 a frame) a TCP link sends in one write
 TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
 COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
-LOOK_MAX = const(64)  # most tasks between two looks at the free heap (Session.collect)
+LOOK_MAX = const(256)  # most tasks between two looks at the free heap (Session.collect)
 INLINE = ("echo",)  # kernels that only hand back their argument: no thread round trip
 QUICK_US = const(1000)  # a call like one that took less runs on the loop (Session.on_loop)
 _SIZED = (bytes, bytearray, memoryview, array, str, list, tuple, dict)
@@ -268,11 +269,20 @@ class Session:
         reader = self.reader = self.w.reader(False)
         link = self.link
         eng = self.engine
+        held = self.w.held
         while True:
             view = reader.want()
             n = link.read_now(view)
             if n is None:
+                # what was read is answered: its RESULTs leave together, and the link
+                # writes at once while it waits (heartbeats, a thread's RESULT). At most
+                # half the window is held back, so that the master has the other half
+                # to answer meanwhile (with 2 slots or fewer: nothing held)
+                link.release()
+                if link.pending():
+                    await link.drain()
                 n = await link.read_into(view)
+                link.hold(held, eng.window >> 1)
             eng.last_rx = board.uptime_ms()  # bytes arriving: the master is not silent
             try:
                 item = reader.advance(n)
@@ -541,6 +551,7 @@ class Worker:
         self.sessions = 0
         self._frames = {}  # cobs -> (reader, writer): the frame buffers, kept for the boot
         self.serial_buf = None
+        self.held = None  # TCP: frame.Reuse of the buffer the link holds answers in
 
     # Frame buffers (max_frame each) are made once and reused by every session: made anew
     # per session they were freed and allocated again around what the session left (DHCP,
@@ -555,6 +566,7 @@ class Worker:
                 self.serial_buf = bytearray(SERIAL_CHUNK)
             else:
                 reader = frame.StreamReader(size, copy=False, reuse=True)
+                self.held = frame.Reuse(bytearray(HOLD))
             pair = self._frames[cobs] = (reader, frame.FrameWriter(size, serial=cobs))
         return pair
 

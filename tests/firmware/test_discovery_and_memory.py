@@ -12,7 +12,7 @@ import pytest
 from microswarm import wire
 from microswarm.protocol.catalog import ErrorCode, MsgType
 
-from .conftest import CLUSTER, firmware_resident, make_flash
+from .conftest import CLUSTER, KEY, firmware_resident, make_flash
 from .scripted import VM, T, TcpMaster
 
 pytestmark = pytest.mark.slow
@@ -111,3 +111,38 @@ def test_a_chunked_input_fits_the_board_heap(tmp_path, micropython, board, size)
     finally:
         vm.stop()
         master.close()
+
+
+def test_the_real_master_sends_the_esp32_a_64k_task(tmp_path, micropython):
+    """The same ESP32 heap (the board's plus what its modules hold) behind the real master:
+    the node reports less free heap than twice the task, and the master counts a chunked
+    byte string once (master.heap_need), so the task goes there and comes back exact."""
+    import asyncio
+
+    from microswarm import paths
+    from microswarm.master import Master
+
+    board = "esp32-devkit-w5500"
+    spec = paths.load_board(board)
+    data = bytes(range(256)) * 256  # 64 KB
+
+    async def scenario() -> dict:
+        master = Master(cluster=CLUSTER, key=KEY, tcp_port=0, udp_port=None,
+                        control_port=None, heartbeat_ms=500)
+        await master.start()
+        flash = make_flash(tmp_path / "flash", board, master=f"127.0.0.1:{master.tcp_port}")
+        resident = firmware_resident(micropython, flash)
+        vm = VM(micropython, flash, board, heap=spec["heap_bytes"] + resident)
+        try:
+            (info,) = await master.wait_for_nodes(1, timeout=30)
+            assert await master.submit("sha256", [[b"first"]]) == [
+                hashlib.sha256(b"first").digest()]
+            digest = await asyncio.wait_for(master.submit("sha256", [[data]]), 60)
+            return {"info": info, "digest": digest[0]}
+        finally:
+            await master.stop()
+            vm.stop()
+
+    out = asyncio.run(scenario())
+    assert out["info"].heap_free < 2 * len(data) <= 2 * out["info"].max_message
+    assert out["digest"] == hashlib.sha256(data).digest()

@@ -2,7 +2,10 @@
 
 One MicroPython VM runs the unchanged firmware (the board's heap, frame limit and slots)
 and serves a real master, over TCP on loopback and over a raw pty serial link. The
-baseline is the same echo job, through the same master, on an in-process CPython node
+headline's echo run is on the virtual board's own board file (`unix`: a PC's heap, and its
+slots; the master's window set to match), with the CPU time per task of the master and of
+the VM (Linux /proc); the same figures for `--board` are under `tcp`. The baseline is the
+same echo job, through the same master, slots and window, on an in-process CPython node
 (microswarm.firmware.kernels behind the same frames) over TCP, measured in the same run.
 Allocation per task: the same VM board under a harness (ALLOC_HARNESS) that wraps the
 engine's `finished` and reads gc.mem_alloc() as tasks complete: with gc disabled on a heap
@@ -31,6 +34,7 @@ from typing import Any
 
 BENCH_KEY = bytes(range(32))
 CLUSTER = "bench"
+VM_BOARD = "unix"  # the virtual board's own board file (the headline's echo run)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -77,17 +81,41 @@ JOB_TIMEOUT_S = 120.0
 PROBE_TIMEOUT_S = 4.0
 
 
-async def _rate(master, kernel: str, arg_lists: list[list[Any]]) -> float | None:
-    """Tasks per second, or None when the board cannot run them (out of heap)."""
+async def _rate(master, kernel: str, arg_lists: list[list[Any]],
+                cpu: dict | None = None, pid: int | None = None) -> float | None:
+    """Tasks per second, or None when the board cannot run them (out of heap). `cpu`: gets
+    the CPU time per task of this process (the master) and of process `pid` (the VM), in
+    microseconds (None where /proc cannot say)."""
     from microswarm.master.master import JobFailedError
 
     try:
         await asyncio.wait_for(master.submit(kernel, arg_lists[:8]), JOB_TIMEOUT_S)  # warm
+        vm = _cpu_s(pid)
+        own = time.process_time()
         start = time.perf_counter()
         await asyncio.wait_for(master.submit(kernel, arg_lists), JOB_TIMEOUT_S)
     except JobFailedError:
         return None
-    return len(arg_lists) / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    if cpu is not None:
+        n = len(arg_lists)
+        cpu["master_cpu_us_per_task"] = round((time.process_time() - own) * 1e6 / n, 1)
+        after = _cpu_s(pid)
+        cpu["vm_cpu_us_per_task"] = (None if vm is None or after is None
+                                     else round((after - vm) * 1e6 / n, 1))
+    return len(arg_lists) / elapsed
+
+
+def _cpu_s(pid: int | None) -> float | None:
+    """User and system CPU seconds of process `pid` so far (Linux /proc), or None."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _round(value: float | None, digits: int = 1) -> float | None:
@@ -159,16 +187,23 @@ def _resident(board: str) -> int:
 
 
 async def _board_over_tcp(board: str, heap: int, echo: list, tiles: list,
-                          native: bool) -> dict:
-    master = await _master()
+                          native: bool, window: int | None = None) -> dict:
+    """matmul tiles/s (unless `tiles` is empty) and, with the native module, echo tasks/s
+    and the CPU time per echo task of the master and of the VM. `window`: the master's
+    (Master's default when None)."""
+    master = await _master(**({} if window is None else {"window": window}))
     try:
         with tempfile.TemporaryDirectory(prefix="msw-bench-") as tmp:
             _flash(Path(tmp), board, "tcp", f"127.0.0.1:{master.tcp_port}", native)
-            with _vm(Path(tmp), heap):
+            with _vm(Path(tmp), heap) as proc:
                 await master.wait_for_nodes(1, timeout=30)
-                out = {"matmul_tiles_per_s": await _rate(master, "matmul", tiles)}
+                out: dict[str, Any] = {}
+                if tiles:
+                    out["matmul_tiles_per_s"] = await _rate(master, "matmul", tiles)
                 if native:
-                    out["echo_tasks_per_s"] = await _rate(master, "echo", echo)
+                    cpu: dict[str, Any] = {}
+                    out["echo_tasks_per_s"] = await _rate(master, "echo", echo, cpu, proc.pid)
+                    out.update(cpu)
                 return out
     finally:
         await master.stop()
@@ -303,7 +338,7 @@ async def _allocation(board: str, n: int) -> dict:
 
 
 async def _inproc_over_tcp(echo: list, slots: int) -> float:
-    master = await _master()
+    master = await _master(window=slots)
     try:
         await master.add_inproc_nodes(1, via="tcp", slots=slots)
         await master.wait_for_nodes(1, timeout=30)
@@ -328,17 +363,25 @@ async def _bench(board: str, n_echo: int, n_tiles: int, n_alloc: int = 1000) -> 
     tiles = [_tile()] * n_tiles
     heap = spec["heap_bytes"]
     tcp = await _board_over_tcp(board, heap, echo, tiles, native=True)
+    # the virtual board's own board file: a PC's heap, and the slots it says in HELLO
+    # (the window is min(slots, the master's window): the master's is set to match)
+    vm_board = dict(paths.load_board(VM_BOARD))
+    vm_tcp = await _board_over_tcp(VM_BOARD, vm_board["heap_bytes"], echo, [], native=True,
+                                   window=vm_board["slots"])
     tcp_python = await _board_over_tcp(board, heap, echo, tiles[: max(2, n_tiles // 4)],
                                        native=False)
     serial = await _board_over_serial(board, heap, echo, tiles)
-    baseline = await _inproc_over_tcp(echo, spec["slots"])
+    baseline = await _inproc_over_tcp(echo, vm_board["slots"])
     smallest = await _smallest_heap(board, spec["heap_bytes"])
     allocation = await _allocation(board, n_alloc)
-    rate = tcp["echo_tasks_per_s"]
+    rate = vm_tcp["echo_tasks_per_s"]
     return {
         "board": board,
         "vm_heap_bytes": spec["heap_bytes"],
         "tcp": {k: _round(v) for k, v in tcp.items()},
+        "tcp_vm_board": {"board": VM_BOARD, "slots": vm_board["slots"],
+                         "master_window": vm_board["slots"],
+                         **{k: _round(v) for k, v in vm_tcp.items()}},
         "tcp_pure_python_matmul_tiles_per_s": _round(tcp_python["matmul_tiles_per_s"], 2),
         "serial": {k: _round(v) for k, v in serial.items()},
         "inproc_cpython_echo_tasks_per_s": _round(baseline),
@@ -354,10 +397,12 @@ async def _bench(board: str, n_echo: int, n_tiles: int, n_alloc: int = 1000) -> 
         "native_vs_python_matmul_ratio": _ratio(tcp["matmul_tiles_per_s"],
                                                 tcp_python["matmul_tiles_per_s"], 2),
         "headline": {
-            "name": "echo tasks/s, one virtual board over TCP",
+            "name": f"echo tasks/s, one virtual board over TCP ({VM_BOARD} board file, "
+                    f"{vm_board['slots']} slots, master window {vm_board['slots']})",
             "value": _round(rate),
             "unit": "tasks/s",
             "baseline": _round(baseline),
         },
-        "baseline_is": "the same echo job on an in-process CPython node over TCP, same master",
+        "baseline_is": "the same echo job on an in-process CPython node over TCP, same "
+                       "master, the same slots and window",
     }

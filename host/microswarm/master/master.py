@@ -666,10 +666,21 @@ def versions_of(nodes: Iterable[NodeInfo], kernel: str) -> str:
     return "the nodes have " + (", ".join(sorted(have)) or "none")
 
 
+_SCALARS = frozenset({int, float, bool, type(None)})  # 9 bytes at most each
+
+
 def wire_size(value: Any) -> int:
     """About how many bytes a value takes in CBOR: exact enough to learn link speeds and
     to keep a task off a node whose max_message it exceeds, and far cheaper than encoding."""
-    if type(value) is Shared:  # a reference; placement counts the operand's own transfer
+    kind = type(value)
+    if kind is list or kind is tuple:  # an argument list: its scalars counted here
+        total = 1
+        for v in value:
+            total += 9 if type(v) in _SCALARS else wire_size(v)
+        return total
+    if kind in _SCALARS:
+        return 9
+    if kind is Shared:  # a reference; placement counts the operand's own transfer
         return REF_SIZE
     if isinstance(value, bytes | bytearray | memoryview | str):
         return len(value) + 3

@@ -326,9 +326,12 @@ class NodeSession:
             info.bytes_in += len(data)
         deframer = self._deframer
         if deframer is None:
+            # a packet: decoded and checked against the catalog in one pass (a payload the
+            # catalog refuses comes as the FrameError, as a failed check below would: no
+            # difference off a serial line)
             try:
                 items: Any = (decode_frame(data, max_frame=self._max_frame,
-                                           validate=False, auth=self._auth),)
+                                           validate=True, auth=self._auth),)
             except FrameError as exc:
                 items = (exc,)
         else:
@@ -341,7 +344,8 @@ class NodeSession:
                 continue
             msg_type, _, seq, payload = item
             try:
-                validate_payload(msg_type, payload, seq)
+                if deframer is not None:
+                    validate_payload(msg_type, payload, seq)
                 if msg_type == _CHUNK:
                     item = self._chunk(item)
                     if item is None:

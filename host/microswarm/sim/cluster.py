@@ -71,7 +71,7 @@ class Simulation:
         self._trace = hashlib.sha256()
         self._pending_trace: list[tuple[float, str, str, object]] = []
         self._trace_out = open(trace_file, "w") if trace_file else None  # noqa: SIM115
-        self.trace_events = 0
+        self._traced = 0  # entries hashed so far (trace_events counts the pending ones too)
         self.fault_at: dict[str, tuple[str, float]] = {}
         # faults scheduled but not injected yet: id -> (node, kind, when); those left when
         # the run ends came after the job (the report lists them as not injected)
@@ -115,10 +115,14 @@ class Simulation:
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
 
+    @property
+    def trace_events(self) -> int:
+        return self._traced + len(self._pending_trace)
+
     def trace(self, kind: str, node_id: str, detail: object = None) -> None:
-        self.trace_events += 1
-        self._pending_trace.append((self.events.now, kind, node_id, detail))
-        if len(self._pending_trace) >= TRACE_BATCH:
+        pending = self._pending_trace
+        pending.append((self.events.now, kind, node_id, detail))
+        if len(pending) >= TRACE_BATCH:
             self._flush_trace()
 
     def _flush_trace(self) -> None:
@@ -134,6 +138,7 @@ class Simulation:
             self._trace_out.writelines(
                 f"{t:.9f} {kind} {node} {'' if detail is None else detail}".rstrip() + "\n"
                 for t, kind, node, detail in self._pending_trace)
+        self._traced += len(self._pending_trace)
         self._pending_trace.clear()
 
     def trace_hash(self) -> str:
@@ -327,7 +332,8 @@ class Simulation:
     def advance(self, until: float) -> None:
         """Run events up to virtual time `until`, or until the job ends."""
         started, cpu = time.perf_counter(), time.process_time()
-        self.events.run(until=until, stop=self.finished)
+        # the master halts the queue when the job ends (finished()): no call per event
+        self.events.run(until=until)
         self.wall_s += time.perf_counter() - started
         self.cpu_s += time.process_time() - cpu
 

@@ -29,14 +29,18 @@ Event = list
 # simulator's CPU at 1,000 nodes (microswarm bench sim). Cycles are still collected; what
 # was frozen goes back to the collector when run() returns.
 YOUNG_GC = 10_000
+_heappush = heapq.heappush
 
 
 class EventQueue:
-    __slots__ = ("now", "processed", "_times", "_at", "_seq", "_count")
+    __slots__ = ("now", "processed", "halted", "_times", "_at", "_seq", "_count")
 
     def __init__(self, start: float = 0.0) -> None:
         self.now = start
         self.processed = 0
+        # set by halt(): run() returns after the event that called it, and after the first
+        # event of every later run (as a `stop` that stays true), without a call per event
+        self.halted = False
         self._times: list[float] = []  # heap of the times in _at
         self._at: dict[float, list[Event]] = {}  # time -> its events, in scheduling order
         self._seq = 0
@@ -56,7 +60,7 @@ class EventQueue:
         same = self._at.get(when)
         if same is None:
             self._at[when] = [entry]
-            heapq.heappush(self._times, when)
+            _heappush(self._times, when)
         else:
             same.append(entry)
         return entry
@@ -70,12 +74,17 @@ class EventQueue:
         if entry is not None:
             entry[2] = None
 
+    def halt(self) -> None:
+        """Stop run() after the current event, and every later run() after its first."""
+        self.halted = True
+
     def __len__(self) -> int:
         return self._count
 
     def run(self, until: float | None = None, stop: Callable[[], bool] | None = None) -> None:
         """Process events in time order until none are left, the next one is after
-        `until` (then `now` becomes `until`), or `stop()` turns true after an event."""
+        `until` (then `now` becomes `until`), or `stop()` turns true after an event (or
+        halt() was called)."""
         collecting = gc.isenabled()
         if collecting:
             threshold = gc.get_threshold()
@@ -112,7 +121,7 @@ class EventQueue:
                         self.now = when
                         processed += 1
                         fn(*entry[3])
-                        if stop is not None and stop():
+                        if self.halted or (stop is not None and stop()):
                             return
                 finally:
                     self._count -= i

@@ -94,6 +94,7 @@ class SimMaster:
         self.dispatched.clear()
         if not self.index_of:
             self.job_done = True
+            self.sim.events.halt()  # Simulation.finished() from now on
             return
         todo = [tasks[i] for i in self.index_of]
         # sizes as the real master passes them: the link's share of a finish-time estimate
@@ -310,9 +311,12 @@ class SimMaster:
                     self._done(a)
                 elif type(a) is JobDone:
                     self.job_done = True
+                    self.sim.events.halt()  # Simulation.finished() from now on
                     self.sim.trace("job_done", "")
                 elif type(a) is JobFailed:
                     self.failed_cause = a.cause
+                    if a.cause:  # Simulation.finished() from now on
+                        self.sim.events.halt()
                     self.sim.trace("job_failed", "", a.cause)
 
     def _dispatch(self, node: SimNode, a: Dispatch) -> None:

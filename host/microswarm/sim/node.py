@@ -147,8 +147,10 @@ class SimNode:
         # recycle: the engine reuses its Task records and RESULT payload; this driver
         # keeps neither (a task's handle is cleared before finished(), the writer
         # encodes a payload before send() returns)
-        self.engine = E.Engine(self, self.hello(), sim.key, waits=kernels.WAITS,
-                               stats=self.stats, recycle=True)
+        # known: HELLO's kernels as a set (the engine looks each TASK's kernel up there)
+        self.engine = E.Engine(self, self.hello(), sim.key,
+                               known=frozenset(self.kernel_about["kernels"]),
+                               waits=kernels.WAITS, stats=self.stats, recycle=True)
         self.engine.start(self._now_ms(), sim.rng_nonce.randbytes(16))
         self._arm()
 

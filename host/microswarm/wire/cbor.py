@@ -214,6 +214,14 @@ class _Decoders(threading.local):
 _decoders = _Decoders()
 
 
+_DECODE_ERRORS = (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError)
+
+
+def _bad_cbor(exc: Exception) -> FrameError:
+    detail = str(exc.__cause__) if exc.__cause__ is not None else str(exc)
+    return FrameError(ErrorCode.BAD_PAYLOAD, f"bad CBOR: {detail}")
+
+
 def decode_payload(data: bytes | bytearray | memoryview) -> Any:
     """Decode exactly one CBOR item; typed arrays become array.array.
 
@@ -221,6 +229,15 @@ def decode_payload(data: bytes | bytearray | memoryview) -> Any:
     than MAX_NESTING, trailing bytes, duplicate map keys, tags other than typed arrays,
     simple values other than false/true/null, and map keys other than int or text.
     """
+    value = decode_unchecked(data)
+    if type(value) not in _LEAVES:
+        check_model(value)
+    return value
+
+
+def decode_unchecked(data: bytes | bytearray | memoryview) -> Any:
+    """decode_payload without the data-model check (check_model): for a caller that
+    checks the decoded value itself (frame.decode_body, with the catalog's rules)."""
     stream = io.BytesIO(data)
     decoder = _decoders.decoder
     decoder.fp = stream
@@ -228,9 +245,14 @@ def decode_payload(data: bytes | bytearray | memoryview) -> Any:
         value = decoder.decode()
         if stream.tell() != len(data):
             raise ValueError(f"{len(data) - stream.tell()} bytes after the CBOR item")
-        if type(value) not in _LEAVES:
-            _check(value)
-    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
-        detail = str(exc.__cause__) if exc.__cause__ is not None else str(exc)
-        raise FrameError(ErrorCode.BAD_PAYLOAD, f"bad CBOR: {detail}") from None
+    except _DECODE_ERRORS as exc:
+        raise _bad_cbor(exc) from None
     return value
+
+
+def check_model(value: Any) -> None:
+    """decode_payload's refusal of values outside the data model, as FrameError."""
+    try:
+        _check(value)
+    except _DECODE_ERRORS as exc:
+        raise _bad_cbor(exc) from None

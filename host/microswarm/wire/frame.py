@@ -26,9 +26,9 @@ from microswarm.protocol.catalog import (
     MsgType,
 )
 
-from .cbor import decode_payload, encode_payload
+from .cbor import _LEAVES, check_model, decode_unchecked, encode_payload
 from .errors import FrameError
-from .validate import validate_payload
+from .validate import accepted, validate_payload
 
 if TYPE_CHECKING:
     from .mac import LinkAuth
@@ -64,13 +64,13 @@ def pack_frame(msg_type: int, payload: bytes, seq: int = 0, flags: int = 0,
         raise FrameError(ErrorCode.UNKNOWN_TYPE, f"message type {msg_type} is not known", seq)
     if flags and (flags & ~FLAGS_KNOWN or (flags & FLAG_MORE and msg_type != _CHUNK)):
         raise FrameError(ErrorCode.BAD_FLAGS, f"flags {flags:#04x} not allowed here", seq)
+    # header and payload joined once: one CRC call over them (and one MAC update)
     if auth is not None and auth.sending:
-        header = _HEADER.pack(PROTOCOL_VERSION, msg_type, flags | FLAG_MAC, seq & 0xFFFF, size)
-        crc = zlib.crc32(payload, zlib.crc32(header))
-        return b"".join((header, payload, _CRC.pack(crc), auth.trailer(header, payload)))
-    header = _HEADER.pack(PROTOCOL_VERSION, msg_type, flags, seq & 0xFFFF, size)
-    crc = zlib.crc32(payload, zlib.crc32(header))
-    return b"".join((header, payload, _CRC.pack(crc)))
+        sealed = _HEADER.pack(PROTOCOL_VERSION, msg_type, flags | FLAG_MAC, seq & 0xFFFF,
+                              size) + payload
+        return b"".join((sealed, _CRC.pack(zlib.crc32(sealed)), auth.trailer(sealed)))
+    sealed = _HEADER.pack(PROTOCOL_VERSION, msg_type, flags, seq & 0xFFFF, size) + payload
+    return sealed + _CRC.pack(zlib.crc32(sealed))
 
 
 def encode_frame(
@@ -139,11 +139,14 @@ def decode_body(
     if msg_type not in _KNOWN_TYPES:
         raise FrameError(ErrorCode.UNKNOWN_TYPE, f"message type {msg_type} is not known", seq)
     try:
-        payload = decode_payload(frame[HEADER_SIZE : HEADER_SIZE + length])
+        payload = decode_unchecked(frame[HEADER_SIZE : HEADER_SIZE + length])
+        checked = validate and accepted(msg_type, payload)  # both checks in one pass
+        if not checked and type(payload) not in _LEAVES:
+            check_model(payload)  # as decode_payload
     except FrameError as exc:
         exc.seq = seq
         raise
-    if validate:
+    if validate and not checked:
         validate_payload(msg_type, payload, seq)
     return _new_frame(Frame, (msg_type, flags, seq, payload))  # Frame(...) without its
     # Python-level __new__: one of these per frame received

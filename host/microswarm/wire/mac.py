@@ -126,7 +126,8 @@ class LinkAuth:
         return cls(n2m, m2n, armed=True)
 
     def trailer(self, header: bytes, payload: bytes = b"") -> bytes:
-        """Counter and tag for the next frame sent, whose header and payload are given."""
+        """Counter and tag for the next frame sent, whose header and payload are given
+        (or header and payload joined, as `header`)."""
         counter = self.tx_counter
         if counter >= COUNTER_LIMIT:
             raise FrameError(ErrorCode.BAD_MAC, "frame counter exhausted: join again")
@@ -136,7 +137,8 @@ class LinkAuth:
         h = mac.inner.copy()
         h.update(packed)
         h.update(header)
-        h.update(payload)
+        if payload:
+            h.update(payload)
         o = mac.outer.copy()
         o.update(h.digest())
         return packed + o.digest()[:MAC_TAG_SIZE]

@@ -6,6 +6,7 @@ from typing import Any
 
 from microswarm.protocol.catalog import CATALOG, ErrorCode, MsgType
 
+from .cbor import _KEY_TYPES, _LEAVES
 from .errors import FrameError
 
 _BYTES = (bytes, bytearray, memoryview)
@@ -65,6 +66,37 @@ def validate_payload(msg_type: int, payload: Any, seq: int | None = None) -> Non
         else:
             return
     _validate_by_rules(msg_type, payload, seq)
+
+
+def accepted(msg_type: int, payload: Any) -> bool:
+    """One pass over a freshly decoded map for the common case: True when decode_payload's
+    data-model check (keys int or text, values leaves or lists of leaves) and
+    validate_payload would both pass. False says nothing: run both (they raise the
+    error, in their order, or accept)."""
+    fast = _FAST.get(msg_type)
+    if fast is None or type(payload) is not dict or not fast[0] <= payload.keys():
+        return False
+    checks = fast[1]
+    for key, value in payload.items():
+        if type(key) not in _KEY_TYPES:
+            return False
+        kind = type(value)
+        if kind not in _LEAVES:
+            if kind is not list:
+                return False
+            for item in value:
+                if type(item) not in _LEAVES:
+                    return False
+        check = checks.get(key)
+        if check is None:
+            continue
+        if kind not in check[0]:
+            return False
+        extra = check[1]
+        if extra and (value < 0 if extra == "uint"
+                      else not all(type(item) is str for item in value)):
+            return False
+    return True
 
 
 def _validate_by_rules(msg_type: int, payload: Any, seq: int | None) -> None:
