@@ -529,3 +529,54 @@ def test_losses_during_a_job_do_not_each_visit_every_node(monkeypatch):
     recomputes = lose // (n // 64) + 16 + lose // (n // 8) + 1
     assert asked <= recomputes * n + 20 * lose, asked
     assert job.state == "running" and len(answered) > lose // 2
+
+
+def test_an_untimed_kernel_waits_for_the_fast_nodes_first_result():
+    """Slow nodes (by prior) get no task of a kernel nobody has timed while faster nodes
+    hold its tasks; once a result has timed it, the hold rule decides with real figures.
+    With nothing out anywhere, they take the tasks (a hold must not wait for nothing)."""
+    s, clock = make()
+    s.add_node("fast", NodeCaps(frozenset({"tile"}), window=2, speed=1.0))
+    for i in range(3):
+        s.add_node(f"s{i}", NodeCaps(frozenset({"tile"}), window=2, speed=0.01))
+    job = s.submit("tile", [[i] for i in range(40)])
+    first = dispatches(s.poll())
+    assert {d.node_id for d in first} == {"fast"} and len(first) == 2
+    for d in first:
+        s.sent(d.node_id, d.task_id)
+    clock.now += 0.001
+    s.result("fast", first[0].task_id, 0, elapsed_us=200)  # timed: 0.2 ms at speed 1
+    # a slow node would take 20 ms a task; the fast one drains the queue in about 8 ms
+    assert {d.node_id for d in dispatches(s.poll())} == {"fast"}
+    assert job.state == "running"
+
+    alone, _ = make()
+    for i in range(3):
+        alone.add_node(f"s{i}", NodeCaps(frozenset({"tile"}), window=2, speed=0.01))
+    alone.add_node("gone", NodeCaps(frozenset({"other"}), window=2, speed=1.0))
+    alone.submit("tile", [[i] for i in range(4)])
+    assert len(dispatches(alone.poll())) == 4  # the fast node cannot run it
+
+
+def test_a_held_task_leaves_no_second_live_entry_for_its_node():
+    """Holding a task for a busy faster node puts the free node back on the heap it was
+    taken from only: live duplicates in the full and idle heaps kept them over their
+    bound, and every later push compacted all three."""
+    s, _ = make()
+    s.add_node("fast", NodeCaps(frozenset({"echo"}), window=1, speed=1.0))
+    s.add_node("slow", NodeCaps(frozenset({"echo"}), window=1, speed=0.001))
+    warm = s.submit("echo", [[0]])
+    for d in dispatches(s.poll()):
+        s.sent(d.node_id, d.task_id)
+        s.result(d.node_id, d.task_id, 0, elapsed_us=1000)
+    assert warm.state == "done"
+    job = s.submit("echo", [[i] for i in range(200)])
+    cls = s._classes[("echo", False, "")]
+    while job.state == "running":
+        for d in dispatches(s.poll()):
+            s.sent(d.node_id, d.task_id)
+            s.result(d.node_id, d.task_id, d.args[0], elapsed_us=1000)
+        for heap in (cls.nodes, cls.idle, cls.everyone):
+            live = [e[3].node_id for e in heap if e[2] == e[3].version]
+            assert len(live) == len(set(live)), heap
+    assert job.results == list(range(200)) and s.nodes["slow"].done == 0

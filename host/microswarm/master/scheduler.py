@@ -229,7 +229,7 @@ class _Class:
     """Pending tasks and candidate nodes of one (kernel, native) class."""
 
     __slots__ = ("key", "pending", "nodes", "idle", "everyone", "parked", "rate",
-                 "rate_stamp", "speeds")
+                 "rate_stamp", "speeds", "fastest")
 
     def __init__(self, key: ClassKey) -> None:
         self.key = key
@@ -245,6 +245,8 @@ class _Class:
         self.rate_stamp: tuple[tuple[int, int], int] = ((-1, 0), -1)
         # (estimates ascending, tasks per second of the nodes up to each), same cache
         self.speeds: tuple[list[float], list[float]] = ([], [])
+        # (membership count, the highest speed prior of its alive capable nodes)
+        self.fastest: tuple[int, float] = (-1, 0.0)
 
 
 # ----------------------------------------------------------------------------- scheduler
@@ -284,6 +286,7 @@ class Scheduler:
         self._learned = 0  # results learned from
         self._fastest = 0.0  # the highest speed prior of any node seen
         self._endgame_next = 0.0  # clock time of the next end-game scan
+        self._held_slow = False  # the last _pick passed over slow nodes (untimed kernel)
         # (membership step, slow nodes)
         self._slow: tuple[tuple[int, int], list[NodeState]] = ((-1, 0), [])
 
@@ -664,12 +667,17 @@ class Scheduler:
         spread = min(2.0, 2 * self._kernel_dev.get(kernel, 0.0) / avg) if avg else 0.0
         return (1 + spread) * eft > drain + best
 
-    def _push_node(self, cls: _Class, node: NodeState) -> None:
+    def _entry(self, cls: _Class, node: NodeState) -> tuple[float, int, int, NodeState]:
+        """The node's heap entry for the class: (expected finish time of one more task,
+        seq, version, node)."""
         kernel = cls.key[0]
         compute = node.compute.get(kernel)  # self._estimate(node, kernel, 0), inline
         if compute is None:
             compute = self._kernel_avg.get(kernel, DEFAULT_COMPUTE_S) / node.caps.speed
-        entry = (node.backlog + compute, next(self._seq), node.version, node)
+        return (node.backlog + compute, next(self._seq), node.version, node)
+
+    def _push_node(self, cls: _Class, node: NodeState) -> None:
+        entry = self._entry(cls, node)
         if self.hold_ratio is not None:  # only _better_busy_node reads it
             heapq.heappush(cls.everyone, entry)
         inflight = len(node.inflight)
@@ -723,18 +731,28 @@ class Scheduler:
         aside = []
         chosen = None
         # A kernel nobody has timed yet: a node whose prior says it is much slower than the
-        # fastest gets one task until a first result says how long the kernel takes (else
-        # its whole window may hold the job's last tasks).
-        probe = (self.hold_ratio is not None and task.kernel not in self._kernel_avg)
-        slow = self._fastest * self.hold_ratio if probe and self.hold_ratio else 0.0
+        # fastest capable one gets no task while tasks are out (on the faster nodes, which
+        # the heap offers first): their first result says how long the kernel takes, and
+        # the hold rule (_tail) then decides with it. Placed on the untimed default instead,
+        # each slow node took one task at once, and one such task could set the job's end:
+        # mixed-vm's RP2040 boards on UART held tiles for 24-73 ms that the VM boards did
+        # in under a millisecond (docs/master.md). With no task out nothing would time the
+        # kernel, so then the slow nodes take tasks.
+        probe = (self.hold_ratio is not None and task.kernel not in self._kernel_avg
+                 and len(self.tasks) > self._pending_count)
+        slow = self._class_fastest(cls) * self.hold_ratio if probe and self.hold_ratio else 0.0
+        self._held_slow = False
         while heap:
             entry = heapq.heappop(heap)
             node = entry[3]
             if (entry[2] != node.version or not node.alive
                     or len(node.inflight) >= node.caps.window):
                 continue  # stale: a fresher entry exists if the node is still eligible
-            if (not self._fits(task, node) or (idle_only and node.inflight)
-                    or (node.inflight and node.caps.speed < slow)):
+            if node.caps.speed < slow and self._fits(task, node):
+                self._held_slow = True
+                aside.append(entry)
+                continue
+            if not self._fits(task, node) or (idle_only and node.inflight):
                 aside.append(entry)
                 continue
             chosen = (entry[0], node)
@@ -766,7 +784,7 @@ class Scheduler:
             looked += 1
             aside.append(entry)
             if (not self._fits(task, node) or (idle_only and node.inflight)
-                    or (node.inflight and node.caps.speed < slow)):
+                    or node.caps.speed < slow):
                 continue
             eft = entry[0] + self._operand_cost(task, node)
             if eft < best_eft:
@@ -843,6 +861,9 @@ class Scheduler:
                 if task.state is not _PENDING:
                     continue  # cancelled or failed while queued
                 picked = self._pick(cls, task)
+                if picked is None and self._held_slow:
+                    heapq.heappush(pending, entry)  # for a faster node (untimed kernel)
+                    break
                 if picked is None:
                     best = self._heap_too_small(cls, task)
                     if best is not None:
@@ -855,7 +876,11 @@ class Scheduler:
                 if (self.hold_ratio is not None and self._better_busy_node(cls, task, eft)
                         and self._tail(cls, eft, self._estimate(node, task.kernel, 0))):
                     heapq.heappush(pending, entry)
-                    self._push_node(cls, node)
+                    # back on the free-node heap _pick took it from. Entered everywhere
+                    # (_push_node), each hold left one more live entry in the full and
+                    # idle heaps: in mixed-vm up to 94 for one node, and the heaps were
+                    # compacted on 275-416 of about 910 pushes
+                    heapq.heappush(cls.nodes, self._entry(cls, node))
                     break
                 self._pending_count -= 1  # _assign(task, node), inline
                 task.state = _ASSIGNED  # _move: (PENDING, ASSIGNED) is allowed
@@ -955,8 +980,9 @@ class Scheduler:
                 node = picked[1]
                 if picked[0] * ENDGAME_MARGIN >= remaining:
                     # the soonest idle node is too slow for this copy, and so for the rest
-                    # of the class's candidates (they need less)
-                    self._push_node(cls, node)
+                    # of the class's candidates (they need less); back on the idle heap it
+                    # came from, its other entries still stand
+                    heapq.heappush(cls.idle, self._entry(cls, node))
                     no_idle.add(key)
                     continue
             else:
@@ -964,6 +990,15 @@ class Scheduler:
             task.speculated = True
             self.copies += 1
             self._place(task, node)
+
+    def _class_fastest(self, cls: _Class) -> float:
+        """The highest speed prior among the class's alive capable nodes (recomputed after
+        each join or loss, and only asked while its kernel is untimed)."""
+        if cls.fastest[0] != self._membership:
+            cls.fastest = (self._membership, max(
+                (n.caps.speed for n in self.nodes.values() if n.alive and n.can_run(cls.key)),
+                default=0.0))
+        return cls.fastest[1]
 
     def _slow_nodes(self) -> list[NodeState]:
         """Alive nodes whose board is ENDGAME_MARGIN times slower than the fastest seen

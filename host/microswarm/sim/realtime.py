@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from microswarm.sim.cluster import Simulation
 
 POLL_S = 0.005  # longest the pacer sleeps before looking at the queue again
+JOIN_WAIT_S = 30.0  # wall seconds the clock waits at most for every VM board to join
 
 
 class StreamLink:
@@ -154,6 +155,13 @@ async def _run(sim: Simulation, duration_s: float) -> None:
                 boards.append(vb)
                 node.vboard = vb
         await asyncio.gather(*(asyncio.to_thread(vb.start) for vb in boards))
+        # The clock starts once every VM board has joined (their joins run at virtual 0):
+        # how long a VM process takes to boot and join on a loaded host is no part of the
+        # job, and a job that started without them ran on the simulated boards alone
+        real = [n.index for n in sim.nodes if getattr(n, "real", False)]
+        until = time.monotonic() + JOIN_WAIT_S
+        while any(i not in sim.joined_at for i in real) and time.monotonic() < until:
+            await asyncio.sleep(POLL_S)
         sim.t0 = time.monotonic() - sim.events.now
         while not sim.finished() and sim.events.now < duration_s:
             sim.catch_up()
