@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
+import subprocess
 import threading
+import time
 
 import pytest
 
@@ -549,3 +551,31 @@ def test_model_lock_and_interrupt_clear_rules(kind):
         write(9, m.sn_irclr, b"\x05")
         assert sock.ir == 0x1A
     chip.close()
+
+
+def test_model_stalled_through_the_reset(model, vm):
+    """A loaded machine can leave the model's thread unscheduled for a while: the bridge's
+    RSTn edges and first probe then reach it together, late. The chip's reset and settle
+    times are the driver's (stamped by the VM when it drives the pins), not the model's
+    thread's, so the probe finds the chip ready as silicon would be."""
+    with model.lock:  # the model's thread cannot handle the bridge meanwhile
+        proc = vm("nic = open_nic(link=False)\nsay('CHIP', nic.chip.name)\n", model)
+        time.sleep(0.6)  # past the driver's 100 + 100 ms reset and its 100 ms probe
+    assert proc.expect("CHIP") == model.chip.map.name
+    proc.finish()
+    assert model.chip.rst_low_s is not None and model.chip.rst_low_s >= 0.099
+    assert model.chip.settle_s is not None and model.chip.settle_s >= 0.099
+
+
+def test_bridge_stamps_are_on_the_host_monotonic_clock(micropython):
+    """The model trusts the VM's ticks_us() to count the host's monotonic microseconds (the
+    unix port reads CLOCK_MONOTONIC, as time.monotonic() does): check it on this VM."""
+    from wiznet_model.server import stamp_time
+
+    before = time.monotonic()
+    out = subprocess.run([micropython, "-c", "import time; print(time.ticks_us() & 0xFFFFFFFF)"],
+                         capture_output=True, text=True, timeout=30, check=True)
+    after = time.monotonic()
+    assert before - 1e-6 <= stamp_time(int(out.stdout)) <= after  # ticks_us() rounds down
+    # across the 2**30 us wrap: stamped at 5, now 2**30 + 7 us -> 2 us ago
+    assert stamp_time(5, now_ns=((1 << 30) + 7) * 1000) == pytest.approx(((1 << 30) + 5) * 1e-6)

@@ -257,13 +257,13 @@ say("MAC", nic.mac.hex())
 
 def test_7_reset_pulse_and_settle_time_follow_wiznet(model, vm):
     """WIZnet-PICO-C's wizchip_reset(): RSTn low 100 ms, then 100 ms before the first
-    access. The model times both on its own thread, which a loaded machine delays: the test
-    asks for half (the driver before took 2 ms and 0 ms)."""
+    access (the driver before took 2 ms and 0 ms). The model times both by the VM's stamps
+    on the pin edges, so a loaded machine does not blur them."""
     proc = vm("nic = open_nic()\nsay('UP')\n", model)
     proc.expect("UP")
     proc.finish()
-    assert model.chip.rst_low_s is not None and model.chip.rst_low_s >= 0.05
-    assert model.chip.settle_s is not None and model.chip.settle_s >= 0.05
+    assert model.chip.rst_low_s is not None and model.chip.rst_low_s >= 0.099
+    assert model.chip.settle_s is not None and model.chip.settle_s >= 0.099
 
 
 def test_7_board_files_clock_the_chips_as_wiznet_does():

@@ -27,9 +27,10 @@ datasheet v1.0.9 pages, w5500.h / w6100.h, ioLibrary functions) is tabled in doc
   times the W5500's PLL lock time, well within the 100 ms WIZnet-PICO-C's wizchip_reset()
   waits); during a W6100 software reset (SYCR0, no completion flag) everything but the
   identification bytes reads garbage for `sw_reset_s` (10 ms; WIZnet's W6100 code waits
-  100 ms). Both are short of the driver's waits by a wide margin because the model times
-  them when its thread handles the bridge's ops, which a loaded machine delays. The W5500
-  MR.RST bit reads 1 for two transactions ("cleared automatically after reset").
+  100 ms). The model times them, the PHY link and the command latencies by when the VM
+  drove the pins (the bridge stamps its ops, `server.py`), not by when its own thread
+  handled the ops, which a loaded machine delays. The W5500 MR.RST bit reads 1 for two
+  transactions ("cleared automatically after reset").
 - The PHY link comes up `link_delay_s` (0.3 s) after every reset (auto-negotiation).
 - A 16-bit counter (Sn_TX_FSR, Sn_RX_RSR) read in one burst may change between its two
   bytes: the model moves network data between reading the high and the low byte ("Before
@@ -117,6 +118,9 @@ class Chip:
         self.rst_low_s: float | None = None  # how long RSTn was last held low
         self.rst_high_at: float | None = None
         self.settle_s: float | None = None  # RSTn rising edge -> first SPI transaction
+        # time.monotonic() at which the VM drove the pin of the op being handled (the
+        # server sets it from the op's stamp); None: the host's clock (network side)
+        self.at: float | None = None
         self._frame = bytearray()
         self._addr = 0
         self._ctrl = 0
@@ -135,9 +139,13 @@ class Chip:
         if self.watch_hook:
             self.watch_hook(sock, True)
 
+    def now(self) -> float:
+        """The chip's time: when the VM drove the current op's pin, else the host's clock."""
+        return time.monotonic() if self.at is None else self.at
+
     @property
     def link_ok(self) -> bool:
-        return self.link and time.monotonic() >= self.link_up_at
+        return self.link and self.now() >= self.link_up_at
 
     def reset(self) -> None:
         """Every register to its reset value, every connection dropped."""
@@ -159,12 +167,12 @@ class Chip:
         self.common[m.rcr] = 8
         self.net_unlocked = self.kind == "w5500"
         self.chip_unlocked = False
-        self.link_up_at = time.monotonic() + self.link_delay_s
+        self.link_up_at = self.now() + self.link_delay_s
         self._publish_common()
 
     def rst_pin(self, level: int) -> None:
         """RSTn driven low (0) or high (1); the rising edge resets the chip."""
-        now = time.monotonic()
+        now = self.now()
         if not level:
             if self.rst_low_at is None:
                 self.rst_low_at = now
@@ -186,11 +194,11 @@ class Chip:
         if self.kind == "w5500":
             self.busy_tx = self.transactions + (2 if self.strict else 0)
         else:
-            self.busy_until = time.monotonic() + self.sw_reset_s
-        self.link_up_at = max(self.busy_until, time.monotonic()) + self.link_delay_s
+            self.busy_until = self.now() + self.sw_reset_s
+        self.link_up_at = max(self.busy_until, self.now()) + self.link_delay_s
 
     def _busy(self) -> bool:
-        return self.transactions <= self.busy_tx or time.monotonic() < self.busy_until
+        return self.transactions <= self.busy_tx or self.now() < self.busy_until
 
     def jump_pointers(self, s: HwSocket) -> None:
         """TCP established: w5500.h / w6100.h say the TX and RX pointers are re-initialised
@@ -236,7 +244,7 @@ class Chip:
         self._frame.clear()
         self.transactions += 1
         if self.rst_high_at is not None and self.settle_s is None:
-            self.settle_s = time.monotonic() - self.rst_high_at
+            self.settle_s = self.now() - self.rst_high_at
         self.tick()
 
     def deselect(self) -> None:
@@ -397,13 +405,13 @@ class Chip:
         s.cr_shown = cmd
         s.cr_clear_tx = self.transactions + 1
         if cmd in _STATE_COMMANDS:
-            s.cmds.append((time.monotonic() + self.cmd_latency_s, cmd))
+            s.cmds.append((self.now() + self.cmd_latency_s, cmd))
         else:
             self._execute(s, cmd)
 
     def tick(self) -> None:
         """Carry out state commands whose latency has passed."""
-        now = time.monotonic()
+        now = self.now()
         for s in self.sockets:
             while s.cmds and now >= s.cmds[0][0]:
                 self._execute(s, s.cmds.pop(0)[1])

@@ -1,15 +1,22 @@
 """Serve a chip model to a MicroPython VM over a loopback socket.
 
 Bridge protocol (VM -> model), one op byte then its arguments:
-  S               chip select low: a new SPI transaction starts
+  S at:u32        chip select low: a new SPI transaction starts
   D               chip select high: the transaction ends
   W len:u32 data  clock data out (MOSI); MISO is discarded, nothing is answered
   X len:u32 data  clock data out; the model answers with len MISO bytes
   R len:u32       clock len zero bytes out; the model answers with len MISO bytes
-  I               the model answers with the INTn level (one byte, 0 or 1)
-  L / H           drive RSTn low / high (a rising edge resets the chip; the model records
+  I at:u32        the model answers with the INTn level (one byte, 0 or 1)
+  L at:u32 / H at:u32
+                  drive RSTn low / high (a rising edge resets the chip; the model records
                   how long RSTn was low and how long the host waited before the next access)
 The VM side may batch ops that need no answer and send them with the next one that does.
+
+`at` is the low 32 bits of the VM's time.ticks_us() when it drove the pin. The unix port's
+ticks count CLOCK_MONOTONIC microseconds, as time.monotonic() does, so the model recovers
+when each pin moved and times resets, settling, the PHY link and command latencies by that:
+a loaded machine that leaves this thread unscheduled for a while delays its answers, as a
+slow bus would, but does not shorten the waits the driver made (they are the chip's).
 """
 
 from __future__ import annotations
@@ -24,6 +31,18 @@ from .chip import Chip
 
 _LEN = struct.Struct(">I")
 PUMP_S = 0.0005
+TICKS_MASK = (1 << 30) - 1  # ticks_us() wraps at 2**30 or a higher power of two
+STALE_US = 60_000_000  # an older stamp is not from the host's monotonic clock: use "now"
+
+
+def stamp_time(at: int, now_ns: int | None = None) -> float:
+    """The time.monotonic() at which the VM stamped an op with at (ticks_us, low bits)."""
+    if now_ns is None:
+        now_ns = time.monotonic_ns()
+    late_us = ((now_ns // 1000) - at) & TICKS_MASK
+    if late_us > STALE_US:
+        late_us = 0
+    return (now_ns - late_us * 1000) / 1e9
 
 
 class ModelServer:
@@ -149,19 +168,26 @@ class ModelServer:
                     out += miso
                 pos += 5 + n
                 continue
-            if op == ord("S"):
-                self._pump()
-                chip.select()
-            elif op == ord("D"):
+            if op == ord("D"):
                 chip.deselect()
-            elif op == ord("I"):
-                self._pump()
-                out.append(chip.interrupt_pin())
-            elif op == ord("L"):
-                chip.rst_pin(0)
-            elif op == ord("H"):
-                chip.rst_pin(1)
-            else:
+                chip.at = None  # back on the host's clock until the next stamped op
+                pos += 1
+                continue
+            if op not in b"SILH":
                 raise ValueError(f"bridge: unknown op {op:#x}")
-            pos += 1
+            if len(buf) - pos < 5:
+                break
+            (at,) = _LEN.unpack_from(buf, pos + 1)
+            pos += 5
+            if op in b"SI":
+                self._pump()
+            chip.at = stamp_time(at)
+            if op == ord("S"):
+                chip.select()  # the transaction's reads and writes happen at its CS edge
+            elif op == ord("I"):
+                out.append(chip.interrupt_pin())
+                chip.at = None
+            else:
+                chip.rst_pin(1 if op == ord("H") else 0)
+                chip.at = None
         return pos

@@ -10,6 +10,7 @@
 import os
 import socket
 import struct
+import time
 
 _CTRL = {}
 for _item in (os.getenv("WIZNET_PINS") or "cs=17,rst=20,int=21").split(","):
@@ -33,20 +34,29 @@ class _Bridge:
             self.out += self.len4
             self.out += data
 
+    def post_now(self, op):
+        """An op the model times (CS falling, RSTn edges, INTn reads), stamped with the
+        low 32 bits of time.ticks_us(): the model times the chip by when the VM drove the
+        pin, not by when its own thread got round to the op."""
+        self.out += op
+        struct.pack_into(">I", self.len4, 0, time.ticks_us() & 0xFFFFFFFF)
+        self.out += self.len4
+
     def flush(self):
         """Send the batched ops now: at the end of each SPI transaction and at RSTn edges, so
-        the model sees them when they happen (it times resets and command latencies)."""
+        the model acts on them (commands, the network side) without waiting for the next."""
         if self.out:
             self.sock.write(self.out)
             self.out = bytearray()
 
     def ask(self, op, n, data=None):
-        """Send the batched ops plus this one and wait for its n-byte answer."""
+        """Send the batched ops plus this one (None: the last batched op is the one) and
+        wait for its n-byte answer."""
         if data is None and op == b"R":
             self.out += op
             struct.pack_into(">I", self.len4, 0, n)
             self.out += self.len4
-        else:
+        elif op is not None:
             self.post(op, data)
         self.sock.write(self.out)
         self.out = bytearray()
@@ -95,16 +105,19 @@ class Pin:
         role = self.role
         if v is None:
             if role == "int" and _bridge is not None:
-                return _bridge.ask(b"I", 1)[0]
+                _bridge.post_now(b"I")
+                return _bridge.ask(None, 1)[0]
             return self.level
         v = 1 if v else 0
         if _bridge is not None:
             if role == "cs" and v != self.level:
-                _bridge.post(b"D" if v else b"S")
                 if v:
-                    _bridge.flush()  # each transaction reaches the model when it happens
+                    _bridge.post(b"D")
+                    _bridge.flush()  # each transaction reaches the model when it ends
+                else:
+                    _bridge.post_now(b"S")
             elif role == "rst" and v != self.level:
-                _bridge.post(b"H" if v else b"L")
+                _bridge.post_now(b"H" if v else b"L")
                 _bridge.flush()
         self.level = v
         return None
