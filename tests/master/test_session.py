@@ -305,6 +305,29 @@ def test_master_heartbeats_each_interval():
     assert out(s) == []
 
 
+def test_a_task_puts_off_the_masters_next_heartbeat_by_an_interval():
+    """A TASK is the node's sign of life (SPEC.md, Heartbeats): the master's HEARTBEAT comes
+    an interval after the last TASK, so a node getting tasks hears nothing else, and never
+    waits longer than an interval for a frame."""
+    s = session()
+    join(s, now=0.0)
+    s.on_timer(1.0)
+    assert [f.type for f in out(s)] == [MsgType.HEARTBEAT]
+    s.send_task(1, "echo", [1], 0, 1.4)
+    assert [f.type for f in out(s)] == [MsgType.TASK]
+    assert s.next_deadline() == pytest.approx(2.4)
+    s.receive(frame(MsgType.RESULT, {0: 1, 1: 1, 3: 5}, 2), 1.5)
+    s.on_timer(2.0)  # an interval after the last HEARTBEAT, not after the TASK
+    assert out(s) == []
+    s.send_task(2, "echo", [2], 0, 2.3)
+    out(s)
+    s.on_timer(2.4)
+    assert out(s) == [] and s.next_deadline() == pytest.approx(3.3)
+    s.on_timer(3.3)
+    (beat,) = out(s)
+    assert beat.type == MsgType.HEARTBEAT
+
+
 def test_serial_master_holds_its_heartbeat_while_the_node_is_silent():
     s = session("cobs")
     join(s, now=0.0, framing="cobs")

@@ -289,6 +289,9 @@ class NodeSession:
             payload[TASK_ARGS] = inline(args)
         self._send(_TASK, payload)
         self.held.sent(task_id, now, estimate_s)
+        # The TASK is the node's sign of life: the master's next HEARTBEAT is due an
+        # interval after it (the node hears from us as often; a busy link sends none).
+        self._next_beat = now + self.heartbeat_s
         info = self.info
         if info is not None:
             info.tasks_sent += 1

@@ -148,11 +148,14 @@ class Simulation:
     def run_kernel(self, kernel: str, args: list) -> tuple[Any, Exception | None]:
         """Run a kernel as the firmware does; kernels are pure, so results are cached by
         their arguments (many identical tasks cost the host one call)."""
-        memo_key = _memo_key(kernel, args)
-        if memo_key is not None:
+        memo_key: Any = (kernel, tuple(args))  # _memo_key's first try, inline
+        try:
             known = self._memo.get(memo_key)
-            if known is not None:
-                return known
+        except TypeError:  # an argument that cannot be a key as it is
+            memo_key = _memo_key(kernel, args)
+            known = None if memo_key is None else self._memo.get(memo_key)
+        if known is not None:
+            return known
         try:
             outcome: tuple[Any, Exception | None] = (kernels.run(kernel, args), None)
         except Exception as exc:  # the node engine maps it to its ErrorCode, as on a board

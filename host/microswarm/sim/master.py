@@ -80,9 +80,11 @@ class SimMaster:
         if policy != "ours":  # a baseline placement policy, to compare against
             from microswarm.sim.policies import make_for
 
-            return make_for(self.sim, clock=self.sim.events.clock, retries=self.cfg.retries,
+            return make_for(self.sim, clock=self.sim.events.clock_reader(),
+                            retries=self.cfg.retries,
                             **opts)
-        return Scheduler(clock=self.sim.events.clock, retries=self.cfg.retries, **opts)
+        return Scheduler(clock=self.sim.events.clock_reader(), retries=self.cfg.retries,
+                         **opts)
 
     def start_job(self) -> None:
         """Submit what the journal does not hold yet (all of it on a fresh master)."""
