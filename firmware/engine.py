@@ -295,6 +295,7 @@ class Engine:
         self._result = {} if recycle else None
         self.computing = 0  # running tasks that are not waits
         self.chunks = None
+        self.owned = False  # the message being received is a reassembled one (_chunk)
         self.cache_bytes = hello.get(_HELLO_OPERAND_CACHE, 0)
         self.ops = None  # operands.Operands, made on the first PUT or TASK with refs
         self.join_deadline = 0
@@ -610,7 +611,13 @@ class Engine:
             self._send_error(e.code, e.text, seq, getattr(e, "task_id", None))
             return
         if whole is not None:
-            self.receive(whole[0], 0, seq, whole[1], now)
+            # a reassembled message is a buffer of its own, not the reader's: a PUT may
+            # keep its operand as a view into it (operands.py)
+            self.owned = True
+            try:
+                self.receive(whole[0], 0, seq, whole[1], now)
+            finally:
+                self.owned = False
 
     # ---- clocks ----------------------------------------------------------------------
 

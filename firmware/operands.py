@@ -35,6 +35,13 @@ HASH_SIZE = const(16)
 LIST_EVERY = const(8)
 
 
+def _in_place(data):
+    # CBOR whose decoding with copy=False is a view of data: a byte string (major type 2)
+    # or a uint8 typed array (tag 64, RFC 8746)
+    n = len(data)
+    return n > 0 and (data[0] >> 5 == 2 or (n > 1 and data[0] == 0xD8 and data[1] == 64))
+
+
 class Operands:
     def __init__(self, budget):
         self.budget = budget
@@ -44,10 +51,12 @@ class Operands:
         self.waiting = []  # [task, {arg index: hash still missing}, since_ms]
         self.beats = 0  # HEARTBEATs until the list goes out again (0: it changed)
 
-    def put(self, payload):
+    def put(self, payload, owned=False):
         """Store one PUT's operand. Returns None, or (ErrorCode, why) when it was refused
         (nothing stored). One larger than the whole cache is not stored (its tasks time
-        out)."""
+        out). owned: the payload is a reassembled message's, a buffer of its own; an
+        operand that is a byte string or a uint8 typed array is then kept as a view into
+        it instead of a copy (the message's bytes held once, not twice at its peak)."""
         h = bytes(payload[PUT_HASH])
         data = payload[PUT_DATA]
         if hashlib.sha256(data).digest()[:HASH_SIZE] != h:
@@ -63,7 +72,10 @@ class Operands:
         while keys and self.used + size > self.budget:
             self.used -= self.values.pop(keys.pop(0))[1]
         try:
-            value = cbor.loads(data)  # copies: data may point into a frame buffer
+            if owned and _in_place(data):
+                value = cbor.loads(data, 0, None, False)
+            else:
+                value = cbor.loads(data)  # copies: data may point into a frame buffer
         except MemoryError:
             return _E_NO_MEMORY, "no heap for the operand"
         except ValueError as e:
@@ -139,7 +151,7 @@ class Operands:
 
     def on_put(self, engine, payload, seq, now):
         """A PUT arrived on the joined session: store it, start the tasks it completes."""
-        refused = self.put(payload)
+        refused = self.put(payload, engine.owned)
         if refused is not None:
             engine.stats.bad_frames += 1
             engine._send_error(refused[0], refused[1], seq)

@@ -208,3 +208,37 @@ def test_a_put_larger_than_a_frame_arrives_in_chunks():
     assert io.take() == [] and eng.ops.keys == [h]
     dot_task(eng, 1, array.array("h", [1] * 2000), h)
     assert io.runs[0].args[1] == b
+
+
+def _chunked_put(eng, h: bytes, data: bytes) -> None:
+    for f in wire.encode_message(T.PUT, {0: h, 1: data}, seq=0, max_frame=1024, stream=5):
+        frame = wire.decode_frame(f)
+        eng.receive(frame.type, frame.flags, frame.seq, frame.payload, 0)
+
+
+def test_a_chunked_byte_string_operand_is_kept_as_a_view_into_its_message():
+    """A PUT that came in CHUNKs is a buffer of its own: a byte string or uint8 array
+    operand stays in it (no copy); other typed arrays are decoded anew, and a PUT of one
+    frame (its payload in the reader's buffer) is always copied."""
+    eng, io = make(cache=20_000)
+    blob = bytes(range(256)) * 16  # 4 KB, frames of 1 KB
+    data = wire.encode_payload(blob)
+    h = hashlib.sha256(data).digest()[:16]
+    _chunked_put(eng, h, data)
+    kept = eng.ops.values[h][0]
+    assert type(kept) is memoryview and kept == blob and eng.ops.values[h][1] == len(data)
+    uint8 = array.array("B", blob[:2048])
+    u_data = wire.encode_payload(uint8)
+    u_hash = hashlib.sha256(u_data).digest()[:16]
+    _chunked_put(eng, u_hash, u_data)
+    assert type(eng.ops.values[u_hash][0]) is memoryview
+    wide_hash, wide_data, wide = operand(list(range(-1000, 1000)))
+    _chunked_put(eng, wide_hash, wide_data)
+    assert type(eng.ops.values[wide_hash][0]) is array.array
+    small = wire.encode_payload(b"small")
+    small_hash = hashlib.sha256(small).digest()[:16]
+    put(eng, small_hash, memoryview(bytearray(small)))  # as a reader's buffer hands it out
+    assert type(eng.ops.values[small_hash][0]) is bytes
+    assert not eng.owned and io.take() == []
+    eng.receive(T.TASK, 0, 0, {0: 1, 1: "echo", 2: [None], 4: {0: h}}, 0)
+    assert io.runs[0].args[0] is kept
