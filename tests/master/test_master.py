@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import socket
@@ -105,6 +106,34 @@ def test_mixed_links_give_the_reference_result():
             assert m.scheduler.duplicates == 0
             echo = await m.run("echo", [[{"a": [1, 2.5, None]}], [b"\x00\x01"], ["text"]])
             assert echo == [{"a": [1, 2.5, None]}, b"\x00\x01", "text"]
+
+    run(main())
+
+
+def test_echo_runs_on_the_nodes_loop_and_other_kernels_on_its_threads():
+    """As on a board (firmware/worker.py INLINE), an in-process node answers echo on its
+    event loop, right after the TASK, without a thread's round trip; other kernels still
+    run on its kernel threads. Here the threads refuse work: echo is answered all the same,
+    including tasks queued behind one another in the node's slots."""
+
+    class NoThreads(concurrent.futures.Executor):
+        submitted = 0
+
+        def submit(self, fn, /, *args, **kwargs):
+            NoThreads.submitted += 1
+            raise RuntimeError("no thread for this kernel")
+
+    async def main():
+        async with master() as m:
+            node, far = InprocNode.memory_pair("n1", KEY, slots=2, executor=NoThreads())
+            m.attach(far)
+            await m.wait_for_nodes(1, 10)
+            assert await m.run("echo", [[i] for i in range(50)]) == list(range(50))
+            assert NoThreads.submitted == 0
+            with pytest.raises(JobFailedError):
+                await m.run("mandelbrot", mandel_tasks()[:1], timeout=5)
+            assert NoThreads.submitted > 0
+            await node.stop()
 
     run(main())
 

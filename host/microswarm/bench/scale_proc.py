@@ -235,7 +235,8 @@ async def run_nodes(host: str, port: int, count: int, prefix: str, concurrency: 
     gate = asyncio.Semaphore(concurrency)
     nodes: list[InprocNode] = []
     # The nodes' kernels share two threads: a thread per node (a thousand and more per
-    # process) cost each task a thread switch of its own on a loaded 2-core machine.
+    # process) cost each task a thread switch of its own on a loaded 2-core machine. (echo
+    # runs on the loop, as on a board: InprocNode's INLINE.)
     kernels = ThreadPoolExecutor(2, thread_name_prefix="kernels")
 
     rejoins: Counter[str] = Counter()  # joins that failed and were tried again, and why

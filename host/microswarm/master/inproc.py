@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 FW_VERSION = "cpython"
 OPERAND_CACHE = 64 << 20  # bytes of shared operands a CPython node keeps (HELLO operand_cache)
+# Kernels that only hand back their argument run on the loop, right after the engine call
+# that started them, as on a board (firmware/worker.py INLINE): a thread's round trip costs
+# far more than such a call.
+INLINE = frozenset({"echo"})
 
 def _now_ms() -> float:
     return time.monotonic() * 1000.0
@@ -110,6 +114,8 @@ class InprocNode:
         self._own_threads = executor is None
         self._threads = executor or ThreadPoolExecutor(1, thread_name_prefix=f"kernel-{node_id}")
         self._tasks: list[asyncio.Future] = []
+        self._inline: list[tuple[E.Task, Any]] = []  # INLINE kernels the engine started
+        self._inlining = False
         self._timer: asyncio.TimerHandle | None = None  # the engine's clock (_tick)
         self._timer_at = math.inf  # when it fires (ms)
 
@@ -158,6 +164,7 @@ class InprocNode:
         assert link is not None
         eng = self.engine = E.Engine(self, self.hello(link.kind), self.key, kernels.KERNELS,
                                      kernels.WAITS, self.stats)
+        self._inline.clear()  # an ended session's, never to be answered
         try:
             eng.start(_now_ms(), os.urandom(NONCE_SIZE))
             self._wake()  # the join deadline
@@ -192,6 +199,8 @@ class InprocNode:
                 eng.bad_frame(int(item.code), item.text, item.seq, item.fatal, now)
             else:
                 eng.receive(item.type, item.flags, item.seq, item.payload, now)
+                if self._inline:
+                    self._run_inline()
 
     # The engine's clock: one timer handle at its next deadline (at most a second away),
     # moved earlier when something may have brought the deadline forward (a join, a
@@ -223,6 +232,8 @@ class InprocNode:
         deadline = eng.next_deadline()
         if deadline is not None and deadline <= now:
             eng.on_timer(now)
+            if self._inline:
+                self._run_inline()
             deadline = eng.next_deadline()
         if deadline is not None:
             self._arm(deadline, now)
@@ -250,8 +261,25 @@ class InprocNode:
         task.native = None  # no native module in CPython: RESULT does not say
         if task.waits:
             task.handle = _Wait(self, task, fn)
+        elif task.kernel in INLINE:
+            task.handle = None
+            self._inline.append((task, fn))  # run by _run_inline, once the engine returns
         else:
             task.handle = asyncio.ensure_future(self._compute(task, fn))
+
+    def _run_inline(self) -> None:
+        """The INLINE kernels the engine started, each answered at once (an answer may
+        start the next)."""
+        todo = self._inline
+        self._inlining = True
+        try:
+            while todo:
+                task, fn = todo.pop(0)
+                value, error, elapsed = msw_kernel.call(fn, task.args, [None, None, 0],
+                                                        _ticks_us, _ticks_diff)
+                self._finished(task, value, error, elapsed)
+        finally:
+            self._inlining = False
 
     def cancel(self, task: E.Task) -> None:
         if task.waits and task.handle is not None:
@@ -279,5 +307,7 @@ class InprocNode:
         eng = self.engine
         if eng is None or eng.end_reason is not None:
             return
-        eng.finished(task, value, error, elapsed_us, _now_ms())
+        eng.finished(task, value, error, elapsed_us, _now_ms())  # may start an INLINE one
+        if self._inline and not self._inlining:
+            self._run_inline()
         self._wake()
