@@ -187,13 +187,13 @@ def test_a_hello_without_mac_passes_a_joined_master_for_the_restart_rule():
 
 
 VM_SCRIPT = """
-import sys, json, auth, frame
+import sys, json, auth, engine_join, frame
 for line in sys.stdin:
     cmd = json.loads(line)
     if cmd[0] == "hmac":
-        print(auth.hmac_sha256(bytes.fromhex(cmd[1]), (bytes.fromhex(cmd[2]),)).hex())
+        print(engine_join.hmac_sha256(bytes.fromhex(cmd[1]), (bytes.fromhex(cmd[2]),)).hex())
     elif cmd[0] == "hkdf":
-        print(auth.hkdf(bytes.fromhex(cmd[1]), bytes.fromhex(cmd[2]), bytes.fromhex(cmd[3])).hex())
+        print(engine_join.hkdf(bytes.fromhex(cmd[1]), bytes.fromhex(cmd[2]), bytes.fromhex(cmd[3])).hex())
     elif cmd[0] == "keys":
         la = auth.LinkAuth(bytes.fromhex(cmd[1]), bytes.fromhex(cmd[2]), bytes.fromhex(cmd[3]))
         print(bytes(la._tx[0][i] ^ 0x36 for i in range(32)).hex(),
