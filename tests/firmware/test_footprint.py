@@ -40,7 +40,8 @@ def test_bench_footprint_measures_every_module_on_32_bit(qemu_firmware):
     board = report["boards"]["esp32-devkit-w5500"]
     qemu, x64 = board["qemu"], board["x64"]
     assert qemu["mpy_arch"] == "armv7emsp" and not qemu["native_module"]
-    assert set(qemu["modules"]) == {"asyncio", "msgdefs", "cbor", "auth", "frame", "config",
+    assert set(qemu["modules"]) == {"asyncio", "msgdefs", "cbor", "auth", "frame", "frame_serial",
+                                    "frame_tcp", "config",
                                     "board", "msw_kernel", "engine", "engine_join", "links",
                                     "link_serial",
                                     "link_tcp", "wiznet_dhcp",

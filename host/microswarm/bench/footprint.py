@@ -50,9 +50,9 @@ GOAL_BYTES = 40 * 1024
 KEY = bytes(range(7, 39))
 CLUSTER = "footprint"
 # Leaves first: each import's growth is that module's own.
-ORDER = ("asyncio", "msgdefs", "cbor", "auth", "frame", "config", "board", "msw_kernel",
-         "engine", "engine_join", "links", "link_serial", "link_tcp", "wiznet_dhcp", "wiznet",
-         "worker", "kernels")
+ORDER = ("asyncio", "msgdefs", "cbor", "auth", "frame", "frame_serial", "frame_tcp", "config",
+         "board", "msw_kernel", "engine", "engine_join", "links", "link_serial", "link_tcp",
+         "wiznet_dhcp", "wiznet", "worker", "kernels")
 WIZNET_MODULES = ("wiznet_dhcp", "wiznet")
 # Not in the heap of a joined, idle node: config (read at boot, then dropped), the join's
 # code (from the HELLO to the WELCOME), the DHCP client (imported for a lease or a
