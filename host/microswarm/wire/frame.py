@@ -41,6 +41,7 @@ from .cbor import (
     encode_payload,
 )
 from .errors import FrameError
+from .mac import COUNTER_LIMIT
 from .validate import accepted, validate_payload
 
 if TYPE_CHECKING:
@@ -82,7 +83,19 @@ def pack_frame(msg_type: int, payload: bytes, seq: int = 0, flags: int = 0,
     if auth is not None and auth.sending:
         sealed = _HEADER.pack(PROTOCOL_VERSION, msg_type, flags | FLAG_MAC, seq & 0xFFFF,
                               size) + payload
-        return b"".join((sealed, _CRC.pack(zlib.crc32(sealed)), auth.trailer(sealed)))
+        counter = auth.tx_counter
+        if counter >= COUNTER_LIMIT:
+            raise FrameError(ErrorCode.BAD_MAC, "frame counter exhausted: join again")
+        auth.tx_counter = counter + 1
+        packed = _COUNTER.pack(counter)
+        mac = auth._tx  # auth.trailer(sealed), inline: one per frame sent
+        h = mac.inner.copy()
+        h.update(packed)
+        h.update(sealed)
+        o = mac.outer.copy()
+        o.update(h.digest())
+        return b"".join((sealed, _CRC.pack(zlib.crc32(sealed)), packed,
+                         o.digest()[:MAC_TAG_SIZE]))
     sealed = _HEADER.pack(PROTOCOL_VERSION, msg_type, flags, seq & 0xFFFF, size) + payload
     return sealed + _CRC.pack(zlib.crc32(sealed))
 
