@@ -188,12 +188,13 @@ def test_a_hello_without_mac_passes_a_joined_master_for_the_restart_rule():
 
 VM_SCRIPT = """
 import sys, json, auth, frame
+import engine_join as J
 for line in sys.stdin:
     cmd = json.loads(line)
     if cmd[0] == "hmac":
-        print(auth.hmac_sha256(bytes.fromhex(cmd[1]), (bytes.fromhex(cmd[2]),)).hex())
+        print(J.hmac_sha256(bytes.fromhex(cmd[1]), (bytes.fromhex(cmd[2]),)).hex())
     elif cmd[0] == "hkdf":
-        print(auth.hkdf(bytes.fromhex(cmd[1]), bytes.fromhex(cmd[2]), bytes.fromhex(cmd[3])).hex())
+        print(J.hkdf(bytes.fromhex(cmd[1]), bytes.fromhex(cmd[2]), bytes.fromhex(cmd[3])).hex())
     elif cmd[0] == "keys":
         la = auth.LinkAuth(bytes.fromhex(cmd[1]), bytes.fromhex(cmd[2]), bytes.fromhex(cmd[3]))
         print(bytes(la._tx[0][i] ^ 0x36 for i in range(32)).hex(),
