@@ -48,6 +48,8 @@ def main():
         view[:] = data[7:]
         session.dispatch(reader.advance(len(view)), 1)
     assert eng.state == engine.JOINED, eng.end_reason
+    # the join's code (engine_join.py) left with the WELCOME
+    print(json.dumps({"case": "joined", "engine_join": "engine_join" in sys.modules}))
     mem = gc.mem_alloc
     warm = script["warm"]
     for name in script["order"]:
