@@ -273,6 +273,7 @@ class Engine:
         self.join_deadline = now + JOIN_TIMEOUT_MS
         self.last_rx = now
         hello = self.hello
+        self.hello = None  # sent: its kernel lists need not stay for the whole session
         hello[_HELLO_NONCE] = nonce
         self.io.send(_T_HELLO, hello)
 
