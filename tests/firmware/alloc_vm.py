@@ -61,7 +61,7 @@ def main():
         for i in range(len(parts)):
             head, body = parts[i]
             a = mem()
-            view = reader.want()  # as Session._read_stream: header, then the rest
+            view = reader.want()  # as link_tcp.read_frames: header, then the rest
             view[:] = head
             reader.advance(7)
             view = reader.want()
