@@ -13,12 +13,12 @@ says and answers is decided by the engine; this file moves bytes and runs kernel
 # once (no lock: every frame is queued whole and in order); the coroutine that called
 # the engine then drains the link if bytes wait (only then: an await allocates).
 #
-# Kernels run on a second thread (KernelThread) where the port has one without a global
+# Kernels run on a second thread (worker_thread.py) where the port has one without a global
 # interpreter lock (the unix port, rp2's second core): the link keeps being read and the
 # heartbeats carry the running task (HELLO says threads=true). Elsewhere, for the INLINE
 # kernels that only hand back their argument, and for a call of a kernel whose call with
-# the same magnitudes took under QUICK_US on this node (Session.on_loop: the thread's round
-# trip, two context switches, costs more than such a call), they run on the event loop;
+# the same magnitudes took under QUICK_US on this node (worker_thread.on_loop: the thread's
+# round trip, two context switches, costs more than such a call), they run on the event loop;
 # the INLINE ones, and every one but a wait where there is no kernel thread, right after
 # the engine call that started them (Session.run_inline: no coroutine per task). Nothing
 # on the wire is ever executed: a TASK can only name a kernel from msw_kernel.KERNELS (the
@@ -27,7 +27,6 @@ says and answers is decided by the engine; this file moves bytes and runs kernel
 import gc
 import sys
 import time
-from array import array
 
 import asyncio
 import auth
@@ -60,9 +59,6 @@ TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
 COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
 LOOK_MAX = const(256)  # most tasks between two looks at the free heap (Session.collect)
 INLINE = ("echo",)  # kernels that only hand back their argument: no thread round trip
-QUICK_US = const(1000)  # a call like one that took less runs on the loop (Session.on_loop)
-_SIZED = (bytes, bytearray, memoryview, array, str, list, tuple, dict)
-_FREE = object()  # an argument whose value does not bound a call's work (Session.timed)
 
 
 class SessionEnd(Exception):
@@ -88,46 +84,6 @@ def _detach(value):
     return value
 
 
-class KernelThread:
-    """One thread for the whole boot that runs one kernel at a time beside the loop.
-
-    The loop hands a call over through a lock, the thread answers through a
-    ThreadSafeFlag. Nothing else is shared: the arguments belong to the running task."""
-
-    def __init__(self, thread):
-        self._go = thread.allocate_lock()
-        self._go.acquire()
-        self._flag = asyncio.ThreadSafeFlag()
-        self._job = None
-        self._out = None
-        self._res = [None, None, 0]
-        thread.start_new_thread(self._serve, ())
-
-    def _serve(self):
-        while True:
-            self._go.acquire()
-            job = self._job
-            self._out = msw_kernel.call(job[0], job[1], self._res, time.ticks_us,
-                                         time.ticks_diff)
-            job = None
-            self._job = None
-            self._flag.set()
-
-    async def run(self, fn, args):
-        while self._job is not None:  # a kernel of an ended session still runs
-            await self._flag.wait()
-        self._out = None
-        self._job = (fn, args)
-        self._go.release()
-        while self._job is not None:
-            await self._flag.wait()
-        out = self._out
-        self._out = None
-        value, error, elapsed = out
-        out[0] = out[1] = None
-        return value, error, elapsed
-
-
 def kernel_thread():
     """A KernelThread where the port runs threads in parallel without a global lock, else
     None (with a GIL a native-code kernel would hold the lock, and the link, anyway)."""
@@ -137,7 +93,9 @@ def kernel_thread():
         import _thread
     except ImportError:
         return None
-    return KernelThread(_thread)
+    import worker_thread  # (only such a node loads it)
+
+    return worker_thread.KernelThread(_thread)
 
 
 class Session:
@@ -299,6 +257,8 @@ class Session:
         # copy=True: one feed may complete several frames, and in-place views into the
         # deframer's buffer would not survive the next one
         deframer = self.reader = self.w.reader(True)
+        from frame_serial import BREAK
+
         buf = self.w.serial_buf
         view = memoryview(buf)
         link = self.link
@@ -307,7 +267,7 @@ class Session:
             n = await link.read_into(view)
             eng.last_rx = board.uptime_ms()  # bytes arriving: the master is not silent
             for item in deframer.feed(buf, n):
-                if item is frame.BREAK:
+                if item is BREAK:
                     link.close()
                     raise KeyboardInterrupt
                 if isinstance(item, frame.FrameError):
@@ -357,58 +317,6 @@ class Session:
         if task.args is None and args is not None:  # the engine is done with them
             self.reader.spare(args)
 
-    def on_loop(self, task):
-        """Does `task` run on the event loop, not the kernel thread? Only when a call of its
-        kernel with the same magnitudes took under QUICK_US here (timed()): each argument's
-        length if it is a sequence, else its value, except the arguments declared "int" or
-        "float", values such as coordinates, seeds and thresholds. A built-in kernel's work
-        is bounded by those magnitudes (mandelbrot's by w*h*max_iter whatever its
-        coordinates, monte_carlo_pi's by n whatever its seed, the array kernels' by their
-        lengths), so a call that may take longer goes to the thread and the link keeps
-        heartbeating. Compared element-wise, nothing allocated per task."""
-        shape = self._quick.get(task.kernel)
-        if shape is None:
-            return False
-        args = task.args
-        n = len(args)
-        if len(shape) != n:
-            return False
-        for i in range(n):
-            s = shape[i]
-            if s is not _FREE:
-                v = args[i]
-                if (len(v) if isinstance(v, _SIZED) else v) != s:
-                    return False
-        return True
-
-    def timed(self, task, elapsed, like):
-        """After a call on a node with a kernel thread (`like`: on_loop() ran it on the
-        loop): under QUICK_US its magnitudes are kept for on_loop() (one list per kernel,
-        overwritten in place); a call like the kept one that took longer drops them, and
-        the next such call goes back to the thread. The engine checked the arguments
-        against the declared kinds, so a free one ("int", "float") is never a sequence."""
-        quick = self._quick
-        name = task.kernel
-        if elapsed >= QUICK_US:
-            if like:
-                quick.pop(name)
-            return
-        if like:
-            return  # kept already
-        args = task.args
-        n = len(args)
-        shape = quick.get(name)
-        if shape is None or len(shape) != n:
-            shape = quick[name] = [None] * n
-        spec = msw_kernel.KERNELS[name][msw_kernel.ARGS]  # None: no declared kinds
-        for i in range(n):
-            v = args[i]
-            kind = None if spec is None else spec[i][1]
-            if kind == "int" or kind == "float":
-                shape[i] = _FREE
-            else:
-                shape[i] = len(v) if isinstance(v, _SIZED) else v
-
     def run_inline(self):
         """Run the tasks at the head of the queue that run here (here()), on the spot:
         called right after an engine call that may have started tasks. No runner wake-up,
@@ -450,6 +358,8 @@ class Session:
 
     async def run_loop(self):
         thread = self.w.thread
+        if thread is not None:
+            import worker_thread as wt
         try:
             while True:
                 while not self.todo:
@@ -461,15 +371,15 @@ class Session:
                     task.handle = asyncio.create_task(self.wait(task, fn))
                     continue
                 here = thread is None or task.kernel in INLINE
-                like = not here and self.on_loop(task)
+                like = not here and wt.on_loop(self, task)
                 if here or like:
                     value, error, elapsed = msw_kernel.call(fn, task.args, self._res,
                                                             time.ticks_us, time.ticks_diff)
                     self._res[0] = self._res[1] = None
                 else:
                     value, error, elapsed = await thread.run(fn, task.args)
-                if not here and (not like or elapsed >= QUICK_US):
-                    self.timed(task, elapsed, like)  # (a quick call like the kept one: kept)
+                if not here:
+                    wt.timed(self, task, elapsed, like)
                 if isinstance(error, MemoryError):
                     gc.collect()
                 self.finish(task, value, error, elapsed, board.uptime_ms())
@@ -553,11 +463,15 @@ class Worker:
         if pair is None:
             size = self.cfg["max_frame"]
             gc.collect()
-            if cobs:
-                reader = frame.Deframer(size)
+            if cobs:  # each link's half of the codec, for the link a node uses
+                import frame_serial
+
+                reader = frame_serial.Deframer(size)
                 self.serial_buf = bytearray(SERIAL_CHUNK)
             else:
-                reader = frame.StreamReader(size, copy=False, reuse=True)
+                import frame_tcp
+
+                reader = frame_tcp.StreamReader(size, copy=False, reuse=True)
                 self.held = frame.Reuse(bytearray(HOLD))
             pair = self._frames[cobs] = (reader, frame.FrameWriter(size, serial=cobs))
         return pair
