@@ -9,8 +9,8 @@ and the kernel registry, so that kernels.py and users' kernel packages register 
 registry on the host as on a board. The engine's parts that it loads when it needs them
 (`import engine_join`, `import engine_log`) are registered too: a bare name that is not,
 looked up again at every join, costs CPython a search of every sys.path entry before the
-fallback import (about 6% of `microswarm bench sim`'s CPU). The built-in kernels' version is
-the content hash of kernels.py, as on a board.
+fallback import (about 6% of `microswarm bench sim`'s CPU). A built-in kernel's version is
+the content hash of the file that defines it (kernels.py, kernels_small.py), as on a board.
 """
 
 import sys
@@ -37,5 +37,6 @@ sys.modules.setdefault("engine_log", engine_log)
 
 from . import msw_boot  # noqa: E402  (it imports msw_kernel by its board name)
 
-msw_kernel.versions.setdefault("kernels", msw_boot.file_hash(str(Path(__file__).parent
-                                                                 / "kernels.py")))
+for _stem in ("kernels", "kernels_small"):
+    msw_kernel.versions.setdefault(_stem, msw_boot.file_hash(str(Path(__file__).parent
+                                                                 / (_stem + ".py"))))

@@ -257,6 +257,8 @@ class Session:
         # copy=True: one feed may complete several frames, and in-place views into the
         # deframer's buffer would not survive the next one
         deframer = self.reader = self.w.reader(True)
+        from frame_serial import BREAK
+
         buf = self.w.serial_buf
         view = memoryview(buf)
         link = self.link
@@ -265,7 +267,7 @@ class Session:
             n = await link.read_into(view)
             eng.last_rx = board.uptime_ms()  # bytes arriving: the master is not silent
             for item in deframer.feed(buf, n):
-                if item is frame.BREAK:
+                if item is BREAK:
                     link.close()
                     raise KeyboardInterrupt
                 if isinstance(item, frame.FrameError):
@@ -461,11 +463,15 @@ class Worker:
         if pair is None:
             size = self.cfg["max_frame"]
             gc.collect()
-            if cobs:
-                reader = frame.Deframer(size)
+            if cobs:  # each link's half of the codec, for the link a node uses
+                import frame_serial
+
+                reader = frame_serial.Deframer(size)
                 self.serial_buf = bytearray(SERIAL_CHUNK)
             else:
-                reader = frame.StreamReader(size, copy=False, reuse=True)
+                import frame_tcp
+
+                reader = frame_tcp.StreamReader(size, copy=False, reuse=True)
                 self.held = frame.Reuse(bytearray(HOLD))
             pair = self._frames[cobs] = (reader, frame.FrameWriter(size, serial=cobs))
         return pair

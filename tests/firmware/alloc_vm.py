@@ -13,6 +13,7 @@ import sys
 import cbor
 import engine
 import frame
+import frame_tcp
 import kernels  # noqa: F401 (the built-in kernels; a board's msw_boot registers them)
 import worker
 from vm_worker import Worker
@@ -36,7 +37,7 @@ def main():
     session = worker.Session(Worker(hello, binascii.unhexlify(script["key"]), max_frame), Link())
     eng = session.engine
     session.heap_free = lambda: None
-    reader = session.reader = frame.StreamReader(max_frame, copy=False, reuse=True)
+    reader = session.reader = frame_tcp.StreamReader(max_frame, copy=False, reuse=True)
     eng.start(0, binascii.unhexlify(script["nonce"]))
     for data in script["join"]:
         data = binascii.unhexlify(data)

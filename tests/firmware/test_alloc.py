@@ -6,7 +6,7 @@ differences). A frame of a new length still makes its slices once (32 bytes each
 bound is an average well below one object per task: the design before this one allocated
 about 28 objects (908 bytes) per echo task.
 
-The path is the worker's own: frame.StreamReader(reuse=True) decodes a TASK into the same
+The path is the worker's own: frame_tcp.StreamReader(reuse=True) decodes a TASK into the same
 dict and a spare argument list, and keeps its buffer's slices; Session.dispatch runs the
 engine (Task records recycled) and the INLINE kernel; the RESULT is encoded from one dict
 into the FrameWriter's buffer, its CRC and MAC over kept slices. `microswarm bench

@@ -50,15 +50,16 @@ GOAL_BYTES = 40 * 1024
 KEY = bytes(range(7, 39))
 CLUSTER = "footprint"
 # Leaves first: each import's growth is that module's own.
-ORDER = ("asyncio", "msgdefs", "cbor", "auth", "frame", "config", "board", "msw_kernel",
-         "engine", "engine_join", "links", "link_serial", "link_tcp", "wiznet_dhcp", "wiznet",
-         "worker", "kernels")
-WIZNET_MODULES = ("wiznet_dhcp", "wiznet")
+ORDER = ("asyncio", "msgdefs", "cbor", "auth", "frame", "frame_serial", "frame_tcp", "config",
+         "board", "msw_kernel", "engine", "engine_join", "links", "link_serial", "link_tcp",
+         "wiznet_dhcp", "wiznet", "wiznet_up", "worker", "kernels")
+WIZNET_MODULES = ("wiznet_dhcp", "wiznet", "wiznet_up")
 # Not in the heap of a joined, idle node: config (read at boot, then dropped), the join's
 # code (from the HELLO to the WELCOME), the DHCP client (imported for a lease or a
-# renewal, then dropped), the built-in kernels (loaded on the first task that names one of
-# them). Measured, but not in modules_total.
-ON_DEMAND = ("config", "engine_join", "wiznet_dhcp", "kernels")
+# renewal, then dropped), the WIZnet chip's bring-up (imported while the driver starts,
+# then dropped), the built-in kernels (loaded on the first task that names one of them).
+# Measured, but not in modules_total.
+ON_DEMAND = ("config", "engine_join", "wiznet_dhcp", "wiznet_up", "kernels")
 ASYNCIO = "asyncio"
 JOIN_TIMEOUT_S = 60
 QEMU_ARCH_FOR = {"xtensawin": "armv7emsp"}  # arches the ARM firmware cannot load
