@@ -11,7 +11,6 @@ from __future__ import annotations
 import struct
 import zlib
 from hmac import compare_digest as _compare
-from io import BytesIO as _BytesIO
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from microswarm.protocol.catalog import (
@@ -31,15 +30,7 @@ from microswarm.protocol.catalog import (
     MsgType,
 )
 
-from .cbor import (
-    _DECODE_ERRORS,
-    _LEAVES,
-    _bad_cbor,
-    _decoders,
-    check_model,
-    decode_unchecked,
-    encode_payload,
-)
+from .cbor import _LEAVES, check_model, decode_unchecked, encode_payload
 from .errors import FrameError
 from .mac import COUNTER_LIMIT
 from .validate import accepted, validate_payload
@@ -229,16 +220,7 @@ def decode_frame(
     auth.rx_counter = _COUNTER.unpack_from(data, end)[0]
     body = data[HEADER_SIZE:HEADER_SIZE + length]
     try:
-        # cbor.decode_unchecked, inline
-        stream = _BytesIO(body)
-        decoder = _decoders.decoder
-        decoder.fp = stream
-        try:
-            payload = decoder.decode()
-            if stream.tell() != length:
-                raise ValueError(f"{length - stream.tell()} bytes after the CBOR item")
-        except _DECODE_ERRORS as exc:
-            raise _bad_cbor(exc) from None
+        payload = decode_unchecked(body)
         checked = validate and accepted(msg_type, payload)  # both checks in one pass
         if not checked and type(payload) not in _LEAVES:
             check_model(payload)  # as decode_payload
