@@ -298,8 +298,12 @@ class Engine:
             mod.flush(self, now)
 
     def busy(self):
+        # (a TASK still arriving in CHUNKs counts: on a slow serial link a large one takes
+        # longer than the master's two heartbeat intervals to arrive, SPEC "Lost frames")
         ops = self.ops
-        return len(self.queue) + len(self.running) + (len(ops.waiting) if ops is not None else 0)
+        chunks = self.chunks
+        return (len(self.queue) + len(self.running) + (len(ops.waiting) if ops is not None else 0)
+                + (len(chunks.tasks) if chunks is not None else 0))
 
     # ---- receiving -------------------------------------------------------------------
 
