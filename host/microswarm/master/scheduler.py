@@ -436,9 +436,10 @@ class Scheduler:
         task.holders[node_id] = now
         if task.state is _ASSIGNED:
             task.state = _RUNNING  # _move(task, RUNNING): (ASSIGNED, RUNNING) is allowed
-        node = self.nodes[node_id]
-        expected = node.backlog  # this task finishes when the node's queue drains
-        wait = max(self.speculate_min_s, self.speculate_after * expected)
+        # this task finishes when the node's queue drains (its backlog)
+        wait = self.speculate_after * self.nodes[node_id].backlog
+        if not wait > self.speculate_min_s:  # max(speculate_min_s, wait)
+            wait = self.speculate_min_s
         heapq.heappush(self._deadlines, (now + wait, task_id))
 
     def result(
