@@ -733,6 +733,11 @@ class Scheduler:
             node.serves_at = len(self._classes)
         inflight = len(node.inflight)
         free = inflight < node.caps.window
+        if not free and self.hold_ratio is None:
+            # a full node enters no heap (its old entries are stale by the version): no
+            # entry to make. (The entries' seq numbers only order alike estimates, and
+            # those made stay in the order they were made.)
+            return
         version = node.version
         for cls in classes:
             # self._push_node(cls, node), inline: twice per task
