@@ -474,8 +474,8 @@ class Scheduler:
                 size = task.size + nbytes
                 if size > 256 and transfer > 1e-5:
                     node.bandwidth += EWMA_ALPHA * (size / transfer - node.bandwidth)
-            estimate = inflight.pop(task_id, 0.0)  # _release(node, task_id), inline
-            node.backlog = max(0.0, node.backlog - estimate) if inflight else 0.0
+            backlog = node.backlog - inflight.pop(task_id, 0.0)  # _release(), inline
+            node.backlog = backlog if inflight and backlog > 0.0 else 0.0
             node.done += 1
             node.busy_s += elapsed_us / 1e6
             self._offer(node)
