@@ -273,6 +273,7 @@ class Engine:
         self.join_deadline = now + JOIN_TIMEOUT_MS
         self.last_rx = now
         hello = self.hello
+        self.hello = None  # sent: its kernel lists need not stay for the whole session
         hello[_HELLO_NONCE] = nonce
         self.io.send(_T_HELLO, hello)
 
@@ -297,8 +298,12 @@ class Engine:
             mod.flush(self, now)
 
     def busy(self):
+        # (a TASK still arriving in CHUNKs counts: on a slow serial link a large one takes
+        # longer than the master's two heartbeat intervals to arrive, SPEC "Lost frames")
         ops = self.ops
-        return len(self.queue) + len(self.running) + (len(ops.waiting) if ops is not None else 0)
+        chunks = self.chunks
+        return (len(self.queue) + len(self.running) + (len(ops.waiting) if ops is not None else 0)
+                + (len(chunks.tasks) if chunks is not None else 0))
 
     # ---- receiving -------------------------------------------------------------------
 

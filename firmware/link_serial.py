@@ -6,9 +6,16 @@ import sys
 import time
 
 import asyncio
+import board
+import frame
 import micropython
 from links import LinkClosed
 from micropython import const
+
+# BEGIN GENERATED: protocol constants (tools/gen_protocol.py, from protocol/catalog.py)
+_HEADER_SIZE = const(7)
+_T_TASK = const(5)
+# END GENERATED
 
 _CTRL_C = const(0x03)
 
@@ -160,3 +167,36 @@ def _take_pending(rx, one, poller, view, n, limit):
         if byte == 0:
             break
     return n
+
+
+async def read_frames(session):
+    """The reader of a worker.Session on this link: frames in, to the session's engine."""
+    # copy=True: one feed may complete several frames, and in-place views into the
+    # deframer's buffer would not survive the next one
+    deframer = session.reader = session.w.reader(True)
+    from frame_serial import BREAK
+
+    buf = session.w.serial_buf
+    view = memoryview(buf)
+    link = session.link
+    eng = session.engine
+    while True:
+        n = await link.read_into(view)
+        eng.last_rx = board.uptime_ms()  # bytes arriving: the master is not silent
+        for item in deframer.feed(buf, n):
+            if item is BREAK:
+                link.close()
+                raise KeyboardInterrupt
+            if isinstance(item, frame.FrameError):
+                task_id = None
+                head = getattr(item, "head", None)
+                if head is not None and head[1] == _T_TASK:  # a TASK with no heap
+                    from engine_chunks import peek_task_id
+
+                    task_id = peek_task_id(memoryview(head)[_HEADER_SIZE:])
+                eng.bad_frame(item.code, item.text, item.seq, False, board.uptime_ms(),
+                              task_id)
+            else:
+                session.dispatch(item, board.uptime_ms())
+        if session.link.pending():
+            await session.link.drain()

@@ -1,16 +1,21 @@
 """The TCP link to the master, and discovery of the master over UDP (links.py says what a
 link does)."""
 
+import gc
 import time
 
 import asyncio
+import board
 import frame
 from links import LinkClosed
 from micropython import const
 
 # BEGIN GENERATED: protocol constants (tools/gen_protocol.py, from protocol/catalog.py)
+_HEADER_SIZE = const(7)
+_T_TASK = const(5)
 _T_DISCOVER = const(13)
 _T_ANNOUNCE = const(14)
+_E_NO_MEMORY = const(11)
 _DISCOVER_CLUSTER = const(0)
 _DISCOVER_NODE_ID = const(1)
 _ANNOUNCE_CLUSTER = const(0)
@@ -232,3 +237,43 @@ async def find_master(worker):
 
     return await discover(worker.net, cfg["discovery_host"], cfg["discovery_port"], request,
                           parse)
+
+
+async def read_frames(session):
+    """The reader of a worker.Session on this link: frames in, to the session's engine."""
+    reader = session.reader = session.w.reader(False)
+    link = session.link
+    eng = session.engine
+    held = session.w.held
+    while True:
+        view = reader.want()
+        n = link.read_now(view)
+        if n is None:
+            # what was read is answered: its RESULTs leave together, and the link
+            # writes at once while it waits (heartbeats, a thread's RESULT). At most
+            # half the window is held back, so that the master has the other half
+            # to answer meanwhile (with 2 slots or fewer: nothing held)
+            link.release()
+            if link.pending():
+                await link.drain()
+            n = await link.read_into(view)
+            link.hold(held, eng.window >> 1)
+        eng.last_rx = board.uptime_ms()  # bytes arriving: the master is not silent
+        try:
+            item = reader.advance(n)
+        except frame.FrameError as e:
+            task_id = None
+            if e.code == _E_NO_MEMORY and reader._mv[1] == _T_TASK:
+                # the frame is still in the reader's buffer: answer with its task id
+                from engine_chunks import peek_task_id
+
+                task_id = peek_task_id(reader._mv[_HEADER_SIZE:])
+                gc.collect()
+            eng.bad_frame(e.code, e.text, e.seq, e.fatal, board.uptime_ms(), task_id)
+            if session.link.pending():
+                await session.link.drain()
+            continue
+        if item is not None:
+            session.dispatch(item, board.uptime_ms())
+            if session.link.pending():
+                await session.link.drain()

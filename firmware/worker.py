@@ -37,10 +37,8 @@ import msw_kernel
 from micropython import const
 
 # BEGIN GENERATED: protocol constants (tools/gen_protocol.py, from protocol/catalog.py)
-_HEADER_SIZE = const(7)
 _NONCE_SIZE = const(16)
 _T_TASK = const(5)
-_E_NO_MEMORY = const(11)
 _TASK_ARGS = const(2)
 # END GENERATED
 
@@ -206,83 +204,16 @@ class Session:
 
     async def read_loop(self):
         try:
+            # each link's reader is in the link's module (imported already)
             if self.link.cobs:
-                await self._read_serial()
+                import link_serial as kind
             else:
-                await self._read_stream()
+                import link_tcp as kind
+            await kind.read_frames(self)
         except asyncio.CancelledError:
             raise
         except BaseException as e:
             self.fail(e)
-
-    async def _read_stream(self):
-        reader = self.reader = self.w.reader(False)
-        link = self.link
-        eng = self.engine
-        held = self.w.held
-        while True:
-            view = reader.want()
-            n = link.read_now(view)
-            if n is None:
-                # what was read is answered: its RESULTs leave together, and the link
-                # writes at once while it waits (heartbeats, a thread's RESULT). At most
-                # half the window is held back, so that the master has the other half
-                # to answer meanwhile (with 2 slots or fewer: nothing held)
-                link.release()
-                if link.pending():
-                    await link.drain()
-                n = await link.read_into(view)
-                link.hold(held, eng.window >> 1)
-            eng.last_rx = board.uptime_ms()  # bytes arriving: the master is not silent
-            try:
-                item = reader.advance(n)
-            except frame.FrameError as e:
-                task_id = None
-                if e.code == _E_NO_MEMORY and reader._mv[1] == _T_TASK:
-                    # the frame is still in the reader's buffer: answer with its task id
-                    from engine_chunks import peek_task_id
-
-                    task_id = peek_task_id(reader._mv[_HEADER_SIZE:])
-                    gc.collect()
-                eng.bad_frame(e.code, e.text, e.seq, e.fatal, board.uptime_ms(), task_id)
-                if self.link.pending():
-                    await self.link.drain()
-                continue
-            if item is not None:
-                self.dispatch(item, board.uptime_ms())
-                if self.link.pending():
-                    await self.link.drain()
-
-    async def _read_serial(self):
-        # copy=True: one feed may complete several frames, and in-place views into the
-        # deframer's buffer would not survive the next one
-        deframer = self.reader = self.w.reader(True)
-        from frame_serial import BREAK
-
-        buf = self.w.serial_buf
-        view = memoryview(buf)
-        link = self.link
-        eng = self.engine
-        while True:
-            n = await link.read_into(view)
-            eng.last_rx = board.uptime_ms()  # bytes arriving: the master is not silent
-            for item in deframer.feed(buf, n):
-                if item is BREAK:
-                    link.close()
-                    raise KeyboardInterrupt
-                if isinstance(item, frame.FrameError):
-                    task_id = None
-                    head = getattr(item, "head", None)
-                    if head is not None and head[1] == _T_TASK:  # a TASK with no heap
-                        from engine_chunks import peek_task_id
-
-                        task_id = peek_task_id(memoryview(head)[_HEADER_SIZE:])
-                    eng.bad_frame(item.code, item.text, item.seq, False, board.uptime_ms(),
-                                  task_id)
-                else:
-                    self.dispatch(item, board.uptime_ms())
-            if self.link.pending():
-                await self.link.drain()
 
     def dispatch(self, item, now):
         msg_type, flags, seq, payload = item

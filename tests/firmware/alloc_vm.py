@@ -48,6 +48,8 @@ def main():
         view[:] = data[7:]
         session.dispatch(reader.advance(len(view)), 1)
     assert eng.state == engine.JOINED, eng.end_reason
+    # the join's code (engine_join.py) left with the WELCOME
+    print(json.dumps({"case": "joined", "engine_join": "engine_join" in sys.modules}))
     mem = gc.mem_alloc
     warm = script["warm"]
     for name in script["order"]:
@@ -59,7 +61,7 @@ def main():
         for i in range(len(parts)):
             head, body = parts[i]
             a = mem()
-            view = reader.want()  # as Session._read_stream: header, then the rest
+            view = reader.want()  # as link_tcp.read_frames: header, then the rest
             view[:] = head
             reader.advance(7)
             view = reader.want()

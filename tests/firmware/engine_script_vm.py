@@ -55,7 +55,7 @@ def main():
     reader = session.reader = frame_tcp.StreamReader(session.max_frame, copy=False, reuse=True)
 
     def feed(data, now):
-        # as worker.Session._read_stream: one frame at a time out of the reader's buffer
+        # as link_tcp.read_frames: one frame at a time out of the reader's buffer
         src = memoryview(data)
         pos = 0
         while pos < len(src) and eng.end_reason is None:

@@ -56,6 +56,7 @@ def test_an_echo_task_allocates_nothing_per_task_on_the_tcp_path(tmp_path, vm_sc
         if line.startswith("{"):
             row = json.loads(line)
             found[row["case"]] = row
+    assert found.pop("joined") == {"case": "joined", "engine_join": False}, out
     assert set(found) == {"echo_int", "echo_name"}, out
     for name, row in found.items():
         assert row["tasks"] == TASKS
