@@ -436,9 +436,10 @@ class Scheduler:
         task.holders[node_id] = now
         if task.state is _ASSIGNED:
             task.state = _RUNNING  # _move(task, RUNNING): (ASSIGNED, RUNNING) is allowed
-        node = self.nodes[node_id]
-        expected = node.backlog  # this task finishes when the node's queue drains
-        wait = max(self.speculate_min_s, self.speculate_after * expected)
+        # this task finishes when the node's queue drains (its backlog)
+        wait = self.speculate_after * self.nodes[node_id].backlog
+        if not wait > self.speculate_min_s:  # max(speculate_min_s, wait)
+            wait = self.speculate_min_s
         heapq.heappush(self._deadlines, (now + wait, task_id))
 
     def result(
@@ -473,8 +474,8 @@ class Scheduler:
                 size = task.size + nbytes
                 if size > 256 and transfer > 1e-5:
                     node.bandwidth += EWMA_ALPHA * (size / transfer - node.bandwidth)
-            estimate = inflight.pop(task_id, 0.0)  # _release(node, task_id), inline
-            node.backlog = max(0.0, node.backlog - estimate) if inflight else 0.0
+            backlog = node.backlog - inflight.pop(task_id, 0.0)  # _release(), inline
+            node.backlog = backlog if inflight and backlog > 0.0 else 0.0
             node.done += 1
             node.busy_s += elapsed_us / 1e6
             self._offer(node)
@@ -732,6 +733,11 @@ class Scheduler:
             node.serves_at = len(self._classes)
         inflight = len(node.inflight)
         free = inflight < node.caps.window
+        if not free and self.hold_ratio is None:
+            # a full node enters no heap (its old entries are stale by the version): no
+            # entry to make. (The entries' seq numbers only order alike estimates, and
+            # those made stay in the order they were made.)
+            return
         version = node.version
         for cls in classes:
             # self._push_node(cls, node), inline: twice per task

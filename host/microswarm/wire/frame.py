@@ -212,12 +212,13 @@ def decode_frame(
     h.update(data[:end - CRC_SIZE])
     o = mac.outer.copy()
     o.update(h.digest())
+    (counter,) = _COUNTER.unpack_from(data, end)
     if (zlib.crc32(data[:end]) != _CRC_RESIDUE
             or not _compare(o.digest()[:MAC_TAG_SIZE], data[end + MAC_COUNTER_SIZE:])
-            or _COUNTER.unpack_from(data, end)[0] <= auth.rx_counter):
+            or counter <= auth.rx_counter):
         # CRC, MAC or counter refused: decode_body names the first check that fails
         return decode_body(data, msg_type, flags, seq, length, validate, auth)
-    auth.rx_counter = _COUNTER.unpack_from(data, end)[0]
+    auth.rx_counter = counter
     body = data[HEADER_SIZE:HEADER_SIZE + length]
     try:
         payload = decode_unchecked(body)
