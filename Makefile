@@ -6,6 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# pytest-xdist workers: the serial suite keeps a core idle most of the time (its tests wait
+# on VMs, links and timeouts); PYTEST_WORKERS=0 runs it in one process
+PYTEST_WORKERS ?= 2
 
 .PHONY: all venv test demo lint vectors native native-x64 clean distclean
 
@@ -22,7 +25,7 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check host protocol tools tests
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # The VM boards load the x64 native module when it builds; without a C compiler they run
 # the pure-Python kernels and the demo says so in its table.
