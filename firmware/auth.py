@@ -1,8 +1,7 @@
-"""Mutual authentication of a node and its master: HMAC-SHA256 over the two nonces.
+"""Frame authentication after the join (LinkAuth), and the node's random nonces.
 
-MicroPython has hashlib.sha256 but no hmac module, so HMAC (RFC 2104) is built here on
-sha256 with a 64-byte block. The node proves it knows the cluster key with `node_mac`,
-the master with `master_proof`; `equal` compares MACs in time independent of content.
+The join's own proofs (HMAC-SHA256 over the two nonces: node_mac, master_proof) and the
+HKDF that derives the frame keys are in engine_join.py, loaded only for a join.
 """
 
 import hashlib
@@ -37,33 +36,7 @@ except (ImportError, ValueError):  # absent, built for another arch, or an older
 range = range
 len = len
 
-_BLOCK = 64
-NODE_LABEL = b"msw-node"
-MASTER_LABEL = b"msw-master"
-
-
-def hmac_sha256(key, parts):
-    """HMAC-SHA256 of the concatenation of the byte strings in `parts`."""
-    if len(key) > _BLOCK:
-        key = hashlib.sha256(key).digest()
-    pad = bytearray(_BLOCK)
-    pad[: len(key)] = key
-    for i in range(_BLOCK):
-        pad[i] ^= 0x36
-    inner = hashlib.sha256(pad)
-    for part in parts:
-        inner.update(part)
-    inner_digest = inner.digest()
-    for i in range(_BLOCK):
-        pad[i] ^= 0x36 ^ 0x5C
-    outer = hashlib.sha256(pad)
-    outer.update(inner_digest)
-    return outer.digest()
-
-
-def hkdf(ikm, salt, info):
-    """32 bytes of HKDF-SHA256 (RFC 5869): one extract, one expand block."""
-    return hmac_sha256(hmac_sha256(salt, (ikm,)), (info, b"\x01"))
+_BLOCK = const(64)
 
 
 class LinkAuth:
@@ -75,6 +48,11 @@ class LinkAuth:
     # The key blocks are padded once; a frame costs two sha256 objects and two digests.
 
     def __init__(self, key, master_nonce, node_nonce):
+        # (made during the join: its HKDF is the join's code, engine_join.py)
+        try:
+            from engine_join import hkdf
+        except ImportError:
+            from microswarm.firmware.engine_join import hkdf
         salt = bytes(master_nonce) + bytes(node_nonce)
         self._tx = self._pads(hkdf(key, salt, b"msw-frame node->master"))
         self._rx = self._pads(hkdf(key, salt, b"msw-frame master->node"))
@@ -164,24 +142,6 @@ class LinkAuth:
             return "replayed or reordered frame"
         self.rx_counter = counter
         return None
-
-
-def node_mac(key, master_nonce, node_nonce, node_id):
-    return hmac_sha256(key, (NODE_LABEL, master_nonce, node_nonce, node_id.encode()))
-
-
-def master_proof(key, node_nonce, master_nonce):
-    return hmac_sha256(key, (MASTER_LABEL, node_nonce, master_nonce))
-
-
-def equal(a, b):
-    """True if the byte strings match; the time taken does not depend on where they differ."""
-    if len(a) != len(b):
-        return False
-    diff = 0
-    for i in range(len(a)):
-        diff |= a[i] ^ b[i]
-    return diff == 0
 
 
 def nonce(size=16):

@@ -50,12 +50,9 @@ except ImportError:
 
 
 # BEGIN GENERATED: protocol constants (tools/gen_protocol.py, from protocol/catalog.py)
-_PROTOCOL_VERSION = const(1)
-_NONCE_SIZE = const(16)
 _T_HELLO = const(1)
 _T_WELCOME = const(2)
 _T_AUTH_CHALLENGE = const(3)
-_T_AUTH_RESPONSE = const(4)
 _T_TASK = const(5)
 _T_RESULT = const(6)
 _T_CANCEL = const(7)
@@ -65,7 +62,6 @@ _T_BYE = const(11)
 _T_CHUNK = const(12)
 _T_PUT = const(15)
 _E_BAD_VERSION = const(2)
-_E_BAD_PAYLOAD = const(4)
 _E_UNKNOWN_KERNEL = const(9)
 _E_KERNEL_FAILED = const(10)
 _E_NO_MEMORY = const(11)
@@ -77,30 +73,13 @@ _E_BAD_ARGS = const(16)
 _E_UNEXPECTED = const(19)
 _E_MISSING_OPERAND = const(21)
 _HELLO_NODE_ID = const(0)
-_HELLO_BOARD = const(1)
-_HELLO_FW_VERSION = const(2)
-_HELLO_PROTO_VERSION = const(3)
 _HELLO_KERNELS = const(4)
-_HELLO_NATIVE_ARCH = const(5)
-_HELLO_HEAP_TOTAL = const(6)
-_HELLO_HEAP_FREE = const(7)
 _HELLO_MAX_FRAME = const(8)
 _HELLO_SLOTS = const(9)
 _HELLO_NONCE = const(10)
-_HELLO_LINK = const(11)
-_HELLO_NATIVE_KERNELS = const(12)
 _HELLO_MAX_MESSAGE = const(13)
 _HELLO_THREADS = const(14)
-_HELLO_KERNEL_HASHES = const(15)
-_HELLO_CLUSTER = const(16)
 _HELLO_OPERAND_CACHE = const(17)
-_WELCOME_HEARTBEAT_MS = const(1)
-_WELCOME_WINDOW = const(2)
-_WELCOME_MAX_FRAME = const(3)
-_WELCOME_PROOF = const(4)
-_WELCOME_MAX_MESSAGE = const(5)
-_AUTH_CHALLENGE_NONCE = const(0)
-_AUTH_RESPONSE_MAC = const(0)
 _TASK_TASK_ID = const(0)
 _TASK_KERNEL = const(1)
 _TASK_ARGS = const(2)
@@ -126,11 +105,6 @@ _ERROR_REF_SEQ = const(2)
 _ERROR_TASK_ID = const(3)
 _BYE_REASON = const(0)
 # END GENERATED
-
-try:
-    import auth
-except ImportError:
-    from microswarm.firmware import auth
 
 try:
     import msw_kernel  # the kernel registry: each kernel's declared argument kinds
@@ -191,32 +165,21 @@ def heap_limits(heap_total):
     return min(heap_total * 2 // 3, 1 << 20), heap_total // OPERAND_SHARE
 
 
+def _join():
+    # the join's code (engine_join.py): loaded from the HELLO to the WELCOME
+    try:
+        import engine_join
+    except ImportError:
+        from microswarm.firmware import engine_join
+    return engine_join
+
+
 def hello(node_id, board, fw_version, heap_total, heap_free, max_frame, slots, link,
           max_message, operand_cache, threads, about, cluster=None):
     """The HELLO payload every kind of node sends, without its nonce (start() adds it).
     about: kernels.hello_fields() (kernels, kernel_hashes, native_arch, native_kernels)."""
-    msg = {
-        _HELLO_NODE_ID: node_id,
-        _HELLO_BOARD: board,
-        _HELLO_FW_VERSION: fw_version,
-        _HELLO_PROTO_VERSION: _PROTOCOL_VERSION,
-        _HELLO_HEAP_TOTAL: heap_total,
-        _HELLO_HEAP_FREE: heap_free,
-        _HELLO_MAX_FRAME: max_frame,
-        _HELLO_SLOTS: slots,
-        _HELLO_LINK: link,
-        _HELLO_MAX_MESSAGE: max_message,
-        _HELLO_OPERAND_CACHE: operand_cache,
-        _HELLO_THREADS: threads,
-        _HELLO_KERNELS: about["kernels"],
-        _HELLO_KERNEL_HASHES: about["kernel_hashes"],
-    }
-    if cluster is not None:
-        msg[_HELLO_CLUSTER] = cluster
-    if "native_arch" in about:
-        msg[_HELLO_NATIVE_ARCH] = about["native_arch"]
-        msg[_HELLO_NATIVE_KERNELS] = about["native_kernels"]
-    return msg
+    return _join().hello(node_id, board, fw_version, heap_total, heap_free, max_frame, slots,
+                         link, max_message, operand_cache, threads, about, cluster)
 
 
 class Backoff:
@@ -310,6 +273,7 @@ class Engine:
         self.join_deadline = now + JOIN_TIMEOUT_MS
         self.last_rx = now
         hello = self.hello
+        self.hello = None  # sent: its kernel lists need not stay for the whole session
         hello[_HELLO_NONCE] = nonce
         self.io.send(_T_HELLO, hello)
 
@@ -334,8 +298,12 @@ class Engine:
             mod.flush(self, now)
 
     def busy(self):
+        # (a TASK still arriving in CHUNKs counts: on a slow serial link a large one takes
+        # longer than the master's two heartbeat intervals to arrive, SPEC "Lost frames")
         ops = self.ops
-        return len(self.queue) + len(self.running) + (len(ops.waiting) if ops is not None else 0)
+        chunks = self.chunks
+        return (len(self.queue) + len(self.running) + (len(ops.waiting) if ops is not None else 0)
+                + (len(chunks.tasks) if chunks is not None else 0))
 
     # ---- receiving -------------------------------------------------------------------
 
@@ -354,9 +322,9 @@ class Engine:
         elif msg_type == _T_PUT:
             self._put(payload, seq, now)
         elif msg_type == _T_AUTH_CHALLENGE:
-            self._challenge(payload, seq)
+            _join().challenge(self, payload, seq)
         elif msg_type == _T_WELCOME:
-            self._welcome(payload, seq, now)
+            _join().welcome(self, payload, seq, now)
         elif msg_type == _T_ERROR:
             self._error(payload)
         elif msg_type == _T_BYE:
@@ -383,54 +351,6 @@ class Engine:
         if task_id is not None:
             payload[_ERROR_TASK_ID] = task_id
         self.io.send(_T_ERROR, payload)
-
-    # ---- joining ---------------------------------------------------------------------
-
-    def _challenge(self, payload, seq):
-        if self.state != HELLO_SENT:
-            self._send_error(_E_UNEXPECTED, "AUTH_CHALLENGE after the challenge", seq)
-            return
-        nonce = bytes(payload[_AUTH_CHALLENGE_NONCE])
-        if len(nonce) != _NONCE_SIZE:
-            self._send_error(_E_BAD_PAYLOAD, "master nonce must be 16 bytes", seq)
-            self.end("bad challenge")
-            return
-        self.master_nonce = nonce
-        self.state = AUTH_SENT
-        mac = auth.node_mac(self.key, nonce, self.node_nonce, self.node_id)
-        self.io.send(_T_AUTH_RESPONSE, {_AUTH_RESPONSE_MAC: mac})
-        # every frame from WELCOME on carries a MAC, both ways (SPEC.md section 5): the io
-        # hangs the codec's frame authentication on its reader and writer
-        self.io.challenged(self.key, nonce, self.node_nonce)
-
-    def _welcome(self, payload, seq, now):
-        if self.state == JOINED:
-            # a master bug or a replay: the session we have stays as it is
-            self.stats.bad_frames += 1
-            self._send_error(_E_UNEXPECTED, "WELCOME after the join", seq)
-            return
-        if self.state != AUTH_SENT:
-            self._send_error(_E_UNEXPECTED, "WELCOME before AUTH_CHALLENGE", seq)
-            self.end("WELCOME out of order")
-            return
-        proof = bytes(payload[_WELCOME_PROOF])
-        expected = auth.master_proof(self.key, self.node_nonce, self.master_nonce)
-        if not auth.equal(proof, expected):
-            self.refused = True
-            self.io.challenged(None, None, None)  # an impostor cannot check MACs: none
-            self._send_error(_E_AUTH_FAILED, "master proof does not verify", seq)
-            self.end("the master's proof does not verify: wrong key or impostor")
-            return
-        self.heartbeat_ms = max(MIN_HEARTBEAT_MS, payload[_WELCOME_HEARTBEAT_MS])
-        self.window = payload[_WELCOME_WINDOW]
-        self.max_frame = min(self.max_frame, payload[_WELCOME_MAX_FRAME])
-        self.peer_max_message = payload.get(_WELCOME_MAX_MESSAGE, 0)
-        self.state = JOINED
-        self.next_beat = now + self.heartbeat_ms
-        self.last_tick = now
-        self.io.on_joined()
-        if self.stats.logs:  # what the node noted before this session (SPEC.md, LOG)
-            _log().flush(self, now)
 
     def _error(self, payload):
         code = payload[_ERROR_CODE]

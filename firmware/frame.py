@@ -32,7 +32,12 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 #   FrameError(code, text, seq=None, fatal=False)   ValueError; code is an ErrorCode value,
 #       seq the offending frame's sequence number when its header was readable, fatal=True
 #       when a byte stream cannot be trusted past this point (close the link).
-#   BREAK            marker that Deframer.feed returns when the line asks for the REPL.
+# The codec is three modules: frame.py (what both links need: FrameError, the CRC, header
+# and payload checks, decode, FrameWriter), frame_tcp.py (StreamReader) and frame_serial.py
+# (COBS, Deframer, BREAK), each link's half imported only by a node that runs that link.
+#
+#   BREAK            (frame_serial) marker that Deframer.feed returns when the line asks
+#       for the REPL.
 #   crc32(data, crc=0) -> int
 #   pack_header(buf, offset, msg_type, flags, seq, length); parse_header(buf, offset=0)
 #       -> (version, type, flags, seq, length)
@@ -57,7 +62,7 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 #           on a reassembled message; 0: none) is exceeded.
 #       .raw(msg_type, payload_bytes, seq=None, flags=0) -> memoryview   frame an already
 #           encoded payload.
-#   StreamReader(max_frame, copy=True, reuse=False)     TCP-like byte streams, no copy of
+#   frame_tcp.StreamReader(max_frame, copy=True, reuse=False)   TCP-like byte streams, no copy of
 #       the data:
 #       .want() -> memoryview   where the next bytes go (e.g. sock.readinto(r.want()));
 #       .advance(n) -> (type, flags, seq, payload) or None   after n bytes were written into
@@ -73,7 +78,7 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 #       .reset(): start over on a new connection, reusing the buffer.
 #       With copy=False, payload memoryviews point into the reader's buffer: use them
 #       before the next want()/feed().
-#   Deframer(max_frame, copy=True)         serial lines (COBS + 0x00):
+#   frame_serial.Deframer(max_frame, copy=True)         serial lines (COBS + 0x00):
 #       .feed(data, end=None) -> list of (type, flags, seq, payload), FrameError and BREAK
 #           items in line order, for the bytes data[:end]. Pass a bytes or bytearray (e.g.
 #           the read buffer and the count read): a memoryview is copied first. A bad frame (bad COBS, header, CRC, payload) is a FrameError and is
@@ -91,8 +96,8 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 #       at a chunk start; a worker that finds pending() > 0 on a line idle for ~100 ms
 #       calls reset(), so the next interrupt request is seen.
 #   Reassembler: CHUNK reassembly, in reassembly.py (loaded on a link's first CHUNK).
-#   cobs_encode(data) -> bytes, cobs_decode(data) -> bytes (ValueError when malformed),
-#   cobs_encode_into / cobs_decode_into(src, start, end, dst) -> length written.
+#   frame_serial.cobs_encode(data) -> bytes, cobs_decode(data) -> bytes (ValueError when
+#   malformed), cobs_encode_into / cobs_decode_into(src, start, end, dst) -> length written.
 #
 # msw_native.crc32 / cobs_encode / cobs_decode are used when that native module imports.
 
@@ -155,10 +160,8 @@ type = type
 range = range
 memoryview = memoryview
 _native_cobs_encode = getattr(_native, "cobs_encode", None)
-_native_cobs_decode = getattr(_native, "cobs_decode", None)
 
 MAX_FRAME = _MAX_PAYLOAD + _FRAME_OVERHEAD
-BREAK = "BREAK"
 _HEADER = "<BBBHH"
 _CRC = "<I"
 # Largest CBOR overhead of a CHUNK map around its data: map head, five keys, stream,
@@ -167,7 +170,6 @@ _CHUNK_MAP_OVERHEAD = const(1 + 5 + 5 + 2 + 5 + 5 + 3)
 _MIN_FRAME = _FRAME_OVERHEAD + _CHUNK_MAP_OVERHEAD + 8
 _HEAD_SLACK = const(16)
 _TRAILER = const(12)  # MAC trailer after the CRC once joined (auth.LinkAuth): not in max_frame
-_SPARE_LISTS = const(4)  # argument lists a reader keeps for the next TASKs
 
 
 class Reuse:
@@ -360,92 +362,6 @@ def decode(frame, max_frame=MAX_FRAME, copy=True, auth=None):
     return msg_type, flags, seq, _decode_body(mv, msg_type, flags, seq, length, copy, auth)
 
 
-# COBS (Cheshire and Baker): blocks of a code byte n (1..255) and n-1 non-zero bytes; a
-# block with n < 255 stands for its bytes plus one zero, except at the end. No empty final
-# block follows a last run of exactly 254 non-zero bytes (one encoding per input, as the
-# host writes it). The loops below run once per block or zero, never once per byte.
-
-
-def cobs_max(n):
-    return n + n // 254 + 1
-
-
-def cobs_encode_into(src, start, end, dst):
-    """COBS-encode src[start:end] (bytes or bytearray) into dst; return the length."""
-    view = memoryview(src)
-    d = 0
-    s = start
-    while True:
-        z = src.find(b"\x00", s, end)
-        stop = end if z < 0 else z
-        long_run = False
-        while stop - s >= 254:
-            dst[d] = 0xFF
-            dst[d + 1 : d + 255] = view[s : s + 254]
-            d += 255
-            s += 254
-            long_run = True
-        if z < 0 and long_run and s == stop:
-            return d
-        r = stop - s
-        dst[d] = r + 1
-        dst[d + 1 : d + 1 + r] = view[s:stop]
-        d += r + 1
-        if z < 0:
-            return d
-        s = z + 1
-
-
-def cobs_decode_into(src, start, end, dst):
-    """Decode the COBS block sequence src[start:end] (no zero bytes in it) into dst.
-
-    Raises ValueError for a block running past `end` or output longer than dst. dst may
-    be a memoryview of src itself (decoding in place): no byte is written past the one
-    being read, and slice copies between views of one buffer are overlap-safe.
-    """
-    view = memoryview(src)
-    cap = len(dst)
-    d = 0
-    s = start
-    while s < end:
-        code = src[s]
-        nxt = s + code
-        if code == 0 or nxt > end:
-            raise ValueError("malformed COBS block")
-        k = code - 1
-        if d + k > cap:
-            raise ValueError("COBS frame longer than the buffer")
-        dst[d : d + k] = view[s + 1 : nxt]
-        d += k
-        s = nxt
-        if code != 0xFF and s < end:
-            if d >= cap:
-                raise ValueError("COBS frame longer than the buffer")
-            dst[d] = 0
-            d += 1
-    return d
-
-
-def cobs_encode(data):
-    if _native_cobs_encode is not None:
-        return _native_cobs_encode(data)
-    if type(data) is not bytes and type(data) is not bytearray:
-        data = bytes(data)
-    out = bytearray(cobs_max(len(data)))
-    return bytes(memoryview(out)[: cobs_encode_into(data, 0, len(data), out)])
-
-
-def cobs_decode(data):
-    if _native_cobs_decode is not None:
-        return _native_cobs_decode(data)
-    if type(data) is not bytes and type(data) is not bytearray:
-        data = bytes(data)
-    if not data or data.find(b"\x00") >= 0:
-        raise ValueError("empty COBS frame or zero byte inside")
-    out = bytearray(len(data))
-    return bytes(memoryview(out)[: cobs_decode_into(data, 0, len(data), out)])
-
-
 class _Full(Exception):
     pass
 
@@ -517,7 +433,11 @@ class FrameWriter:
         self._views = Reuse(self._enc.buf)  # (its buffer never changes)
         self._total = 0
         self._cobs_view = memoryview(self._enc.buf) if serial else None
+        self._cobs = None
+        if serial and _native_cobs_encode is None:
+            from frame_serial import cobs_encode_into
 
+            self._cobs = cobs_encode_into
     def _take_seq(self, seq):
         if seq is None:
             seq = self.seq
@@ -556,7 +476,7 @@ class FrameWriter:
         else:
             d = self._shift
             out[d : d + total] = out[:total]  # (memoryview copies are overlap-safe)
-            k = cobs_encode_into(buf, d, d + total, out)
+            k = self._cobs(buf, d, d + total, out)
         out[k] = 0
         return out[: k + 1]
 
@@ -639,191 +559,3 @@ class FrameWriter:
             off += k
             yield self._finish(enc, _T_CHUNK, _FLAG_MORE if off < total else 0, None,
                                at + k - _HEADER_SIZE)
-
-
-class StreamReader:
-    def __init__(self, max_frame=MAX_FRAME, copy=True, reuse=False):
-        self.max_frame = max_frame
-        self.copy = copy
-        self.auth = None  # an auth.LinkAuth once the join began
-        self._buf = bytearray(max_frame + _TRAILER)
-        self._mv = memoryview(self._buf)
-        self._head = self._mv[:_HEADER_SIZE]  # want() at a frame's start: no new view
-        # reuse: slices of the buffer kept, a TASK decoded into the same dict and lists,
-        # one result list (advance() only: feed() would hand out the same objects twice)
-        self._reuse = Reuse(self._buf) if reuse else None
-        self._out = [0, 0, 0, None] if reuse else None
-        self.reset()
-
-    def reset(self):
-        self.failed = None
-        self._have = 0
-        self._need = _HEADER_SIZE
-        self._length = -1  # the frame's payload length once its header is in
-
-    def spare(self, lst):
-        """Hand back a list a TASK's arguments were decoded into, once nothing uses it."""
-        reuse = self._reuse
-        if reuse is not None and len(reuse.lists) < _SPARE_LISTS:
-            for i in range(len(lst)):
-                lst[i] = None
-            reuse.lists.append(lst)
-
-    def want(self):
-        if self.failed is not None:
-            raise self.failed
-        if self._have == 0 and self._length < 0:
-            return self._head
-        if self._reuse is not None and self._have == _HEADER_SIZE:  # a payload's start
-            return self._reuse.view(_HEADER_SIZE, self._need)
-        return self._mv[self._have : self._need]
-
-    def advance(self, n):
-        if self.failed is not None:
-            raise self.failed
-        self._have += n
-        if self._have < self._need:
-            return None
-        b = self._buf  # the header by hand: no tuple per frame
-        if self._length < 0:
-            length = b[5] | b[6] << 8
-            try:
-                _check_header(b[0], length, b[3] | b[4] << 8, self.max_frame)
-            except FrameError as e:
-                self.failed = e
-                raise
-            self._length = length
-            self._need = length + _FRAME_OVERHEAD + (_TRAILER if b[2] & _FLAG_MAC else 0)
-            return None
-        length = self._length
-        self._length = -1
-        self._have = 0
-        self._need = _HEADER_SIZE
-        msg_type = b[1]
-        flags = b[2]
-        seq = b[3] | b[4] << 8
-        # (the whole buffer: every check reads at offsets the header gives)
-        payload = _decode_body(self._mv, msg_type, flags, seq, length, self.copy, self.auth,
-                               self._reuse)
-        out = self._out
-        if out is None:
-            return msg_type, flags, seq, payload
-        out[0] = msg_type
-        out[1] = flags
-        out[2] = seq
-        out[3] = payload
-        return out
-
-    def feed(self, data):
-        out = []
-        src = memoryview(data)
-        pos = 0
-        total = len(src)
-        while pos < total:
-            w = self.want()
-            k = min(len(w), total - pos)
-            w[:k] = src[pos : pos + k]
-            pos += k
-            try:
-                r = self.advance(k)
-            except FrameError as e:
-                if e.fatal:
-                    raise
-                out.append(e)
-                continue
-            if r is not None:
-                out.append(r)
-        return out
-
-
-class Deframer:
-    def __init__(self, max_frame=MAX_FRAME, copy=True):
-        self.max_frame = max_frame
-        self.copy = copy
-        self.bad_frames = 0
-        self.auth = None  # an auth.LinkAuth once the join began
-        self._cap = cobs_max(max_frame + _TRAILER)
-        self._acc = bytearray(self._cap)
-        # Without the native decoder a frame is decoded in place, into the front of the
-        # buffer its COBS bytes came in (a block's data never lands after where it was
-        # read): no second max_frame buffer. The view is no larger than a frame may be.
-        self._frame = (None if _native_cobs_decode is not None
-                       else memoryview(self._acc)[: max_frame + _TRAILER])
-        self.reset()
-
-    def reset(self):
-        self._n = 0
-        self._dropping = False
-        self.after_break = b""
-
-    def pending(self):
-        return self._n + self._dropping
-
-    def spare(self, lst):
-        pass  # (StreamReader's: a Deframer hands out new lists)
-
-    def _bad(self, out, error):
-        self.bad_frames += 1
-        out.append(error)
-
-    def _take(self, out):
-        n = self._n
-        self._n = 0
-        try:
-            if self._frame is None:
-                frame = _native_cobs_decode(memoryview(self._acc)[:n])
-                if len(frame) > self.max_frame + _TRAILER:
-                    raise FrameError(_E_TOO_LARGE, "serial frame over the limit")
-            else:
-                k = cobs_decode_into(self._acc, 0, n, self._frame)
-                frame = self._frame[:k]
-        except ValueError as e:
-            if isinstance(e, FrameError):
-                self._bad(out, e)
-            else:
-                self._bad(out, FrameError(_E_TRUNCATED, "bad COBS: %s" % e))
-            return
-        try:
-            out.append(decode(frame, self.max_frame, self.copy, self.auth))
-        except FrameError as e:
-            e.fatal = False
-            if e.code == _E_NO_MEMORY:
-                # the frame's start, for the task id of a TASK that did not fit: the buffer
-                # may hold another frame by the time the error is answered
-                e.head = bytes(frame[:_HEADER_SIZE + 12])
-            self._bad(out, e)
-
-    def feed(self, data, end=None):
-        out = []
-        if type(data) is not bytes and type(data) is not bytearray:
-            data = bytes(data)
-        acc = self._acc
-        total = len(data) if end is None else end
-        view = memoryview(data)
-        pos = 0
-        while pos < total:
-            z = data.find(b"\x00", pos, total)
-            stop = total if z < 0 else z
-            if not self._dropping and stop > pos:
-                n = self._n
-                k = stop - pos
-                if n + k > self._cap:
-                    self._dropping = True
-                    self._n = 0
-                else:
-                    acc[n : n + k] = view[pos:stop]
-                    self._n = n + k
-                    if n < 2 <= n + k and acc[1] == 0x03 and (acc[0] == 0x0D or acc[0] == 0x03):
-                        self._n = 0
-                        self.after_break = bytes(view[pos + 2 - n : total])
-                        out.append(BREAK)
-                        return out
-            if z < 0:
-                break
-            if self._dropping:
-                self._dropping = False
-                self._bad(out, FrameError(_E_TOO_LARGE, "serial frame over the limit"))
-            elif self._n:
-                self._take(out)
-            pos = z + 1
-        return out

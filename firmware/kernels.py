@@ -1,8 +1,10 @@
 """The compute kernels a task can name, in pure Python (docs/kernels.md is their contract).
 
 Runs unchanged on MicroPython boards, in the unix-port VM and in CPython (the host imports
-this file as microswarm.firmware.kernels for in-process nodes). Its one sibling import is
-the registry, msw_kernel, which the host also provides under that plain name. Each kernel
+this file as microswarm.firmware.kernels for in-process nodes). Its sibling imports are
+the registry, msw_kernel, which the host also provides under that plain name, and
+kernels_small.py, the few-line kernels (echo, sleep_ms, sha256) that a board loads without
+this file. Each kernel
 registers there with its argument kinds, as users' kernel packages do; these are the
 built-in ones (docs/kernels.md). Integer kernels are bit-exact on all three. When the
 native module `msw_native` loads, its functions of the same name replace the Python ones.
@@ -15,11 +17,15 @@ VM); a .mpy of this file must be built with mpy-cross -march for the board.
 """
 
 import array
-import hashlib
 import math
 
 import msw_kernel
 from msw_kernel import kernel
+
+try:
+    from kernels_small import _int, echo, sha256, sleep_ms  # noqa: F401 (registers them)
+except ImportError:  # on the host: microswarm.firmware
+    from microswarm.firmware.kernels_small import _int, echo, sha256, sleep_ms  # noqa: F401
 
 try:
     import msw_native as _native
@@ -57,14 +63,6 @@ def _arr(a, codes, what):
     return code
 
 
-def _int(v, what, lo=None, hi=None):
-    if not isinstance(v, int) or isinstance(v, bool):
-        raise TypeError(what + " must be an int")
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        raise ValueError(what + " out of range")
-    return v
-
-
 _CPYTHON = hasattr(array.array("B"), "frombytes")  # MicroPython's arrays lack it
 
 
@@ -86,16 +84,6 @@ def _zeros(code, n, size):
 
 def _sat16(v):
     return -32768 if v < -32768 else (32767 if v > 32767 else v)
-
-
-@kernel("echo", args=(("x", "any"),))
-def echo(x):
-    return x
-
-
-@kernel("sleep_ms", args=(("ms", "uint"),))
-def sleep_ms(ms):
-    return _int(ms, "ms", 0, 3600000)
 
 
 @kernel("dot", args=(("a", "tarray:bhf"), ("b", "tarray:bhf")), native=_NATIVE)
@@ -340,15 +328,6 @@ def lif_step(v, i_in, leak_shift, threshold, v_reset):
     return [v_new, spikes]
 
 
-@kernel("sha256", args=(("data", "bstr"),))
-def sha256(data):
-    if isinstance(data, str) or not isinstance(data, (bytes, bytearray, memoryview, array.array)):
-        raise TypeError("data must be bytes-like")
-    return hashlib.sha256(data).digest()
-
-
-
-
 KERNELS = msw_kernel.KERNELS  # every kernel this node has, built-in and from packages
 # The registry's queries under the names the worker and the host use: names() every
 # kernel, built-in and from packages; native_names() those a native module serves;
@@ -360,9 +339,12 @@ lookup = msw_kernel.lookup
 check = msw_kernel.check
 
 
+BUILTIN_MODULES = ("kernels", "kernels_small")  # the files that define the built-in kernels
+
+
 def builtin_names():
     """The built-in kernels (docs/kernels.md), sorted."""
-    return msw_kernel.names("kernels")
+    return sorted(msw_kernel.names("kernels") + msw_kernel.names("kernels_small"))
 
 
 def set_native(enabled):

@@ -105,54 +105,6 @@ _MR_UDP = const(0x02)
 _MR_V6 = const(0x08)  # W6100: Sn_MR TCP6 = 0x09, UDP6 = 0x0A
 _MR_ND = const(0x20)  # no delayed ACK (TCP)
 
-_BUFFER_KB = (0, 1, 2, 4, 8, 16)
-
-
-class Chip:
-    """Register map of one chip: the only place where the W5500 and the W6100 differ.
-
-    Common-register addresses are in BSB 0; socket-register offsets are within the
-    socket's register block (BSB 4n+1).
-    """
-
-    def __init__(self, name, **regs):
-        self.name = name
-        for key in regs:
-            setattr(self, key, regs[key])
-
-
-W5500 = Chip(
-    "W5500",
-    sockets=8,
-    # common registers
-    MR=0x0000, GAR=0x0001, SUBR=0x0005, SHAR=0x0009, SIPR=0x000F, SIR=0x0017, SIMR=0x0018,
-    RTR=0x0019, RCR=0x001B, PHY=0x002E, ID=0x0039, ID_VALUE=b"\x04",
-    SYCR1=None, CHPLCKR=None, NETLCKR=None, LLAR=None,
-    # socket registers
-    Sn_MR=0x0000, Sn_CR=0x0001, Sn_IR=0x0002, Sn_IRCLR=0x0002, Sn_SR=0x0003, Sn_PORT=0x0004,
-    Sn_DIPR=0x000C, Sn_DIP6R=None, Sn_DPORT=0x0010, Sn_RXBUF_SIZE=0x001E,
-    Sn_TXBUF_SIZE=0x001F, Sn_TX_FSR=0x0020, Sn_TX_WR=0x0024, Sn_RX_RSR=0x0026,
-    Sn_RX_RD=0x0028, Sn_IMR=0x002C,
-    # UDP receive header: ip(4) port(2) length(2)
-    UDP_IP=0, UDP_PORT=4, UDP_LEN=6, UDP_LEN_MASK=0xFFFF,
-)
-
-W6100 = Chip(
-    "W6100",
-    sockets=8,
-    MR=None, GAR=0x4130, SUBR=0x4134, SHAR=0x4120, SIPR=0x4138, SIR=0x2101, SIMR=0x2114,
-    RTR=0x4200, RCR=0x4204, PHY=0x3000, ID=0x0000, ID_VALUE=b"\x61\x00",
-    SYCR0=0x2004, SYCR1=0x2005, CHPLCKR=0x41F4, NETLCKR=0x41F5, LLAR=0x4140, GUAR=0x4150,
-    CHPLCK_UNLOCK=0xCE, CHPLCK_LOCK=0xFF, NETLCK_UNLOCK=0x3A, NETLCK_LOCK=0xC5,
-    Sn_MR=0x0000, Sn_CR=0x0010, Sn_IR=0x0020, Sn_IRCLR=0x0028, Sn_SR=0x0030, Sn_PORT=0x0114,
-    Sn_DIPR=0x0120, Sn_DIP6R=0x0130, Sn_DPORT=0x0140, Sn_RXBUF_SIZE=0x0220,
-    Sn_TXBUF_SIZE=0x0200, Sn_TX_FSR=0x0204, Sn_TX_WR=0x020C, Sn_RX_RSR=0x0224,
-    Sn_RX_RD=0x0228, Sn_IMR=0x0024,
-    # UDP receive header: info|length(2, low 11 bits) ip(4, or 16 for IPv6) port(2)
-    UDP_IP=2, UDP_PORT=6, UDP_LEN=0, UDP_LEN_MASK=0x07FF,
-)
-
-CHIPS = {"w5500": W5500, "w6100": W6100}
 
 
 def _ip_bytes(text):
@@ -210,8 +162,6 @@ class WIZnet:
 
     def __init__(self, spi, cs, rst=None, intr=None, chip=None, mac=None, buffers=None,
                  reset_ms=(100, 100)):
-        sizes = tuple(buffers) if buffers is not None else (2,) * 8
-        _check_buffers(sizes)
         self._spi = spi
         self._cs = cs
         self._intr = intr
@@ -219,26 +169,19 @@ class WIZnet:
         # Register access without allocation: (out, in) views of 3 + n bytes, n = 1..8.
         out, inp = memoryview(bytearray(11)), memoryview(bytearray(11))
         self._views = [(out[: 3 + n], inp[: 3 + n]) for n in range(9)]
-        cs(1)
-        if rst is not None:
-            rst(0)
-            time.sleep_ms(reset_ms[0])
-            rst(1)
-            time.sleep_ms(reset_ms[1])
-        self.chip = self._identify(chip)
-        self._soft_reset()
-        self._configure_buffers(sizes)
-        self._free = [n for n in range(self.chip.sockets) if sizes[n]]
-        self._sizes = sizes
         self._next_port = 49152 + (time.ticks_ms() & 0x3FFF)
         self._dns = "0.0.0.0"
         self.lease_s = None
         self._renew_at = None  # ticks_ms when the DHCP lease needs attention (wiznet_dhcp)
         self._simr = 0
-        self.mac = bytes(mac) if mac is not None else _default_mac()
-        self._write_net(self.chip.SHAR, self.mac)
-        if self.chip.SYCR1 is not None:
-            self._chip_unlocked(self.chip.SYCR1, b"\x80")  # IEN: drive the INTn pin
+        # reset, identify, buffers, MAC: code run once, then dropped (wiznet_up.py); the
+        # chip's register map stays as self.chip
+        import wiznet_up
+
+        try:
+            wiznet_up.start(self, rst, reset_ms, chip, buffers, mac)
+        finally:
+            _drop("wiznet_up")
 
     # ---- SPI access -------------------------------------------------------------------
 
@@ -324,44 +267,6 @@ class WIZnet:
     def _write16(self, addr, bsb, value):
         self._write_reg(addr, bsb, value, 2)
 
-    # ---- bring-up ---------------------------------------------------------------------
-
-    def _identify(self, wanted):
-        names = (wanted,) if wanted else ("w6100", "w5500")
-        for name in names:
-            if name not in CHIPS:
-                raise ValueError("unknown WIZnet chip %r (known: w5500, w6100)" % (name,))
-        deadline = time.ticks_add(time.ticks_ms(), 100)
-        while True:
-            for name in names:
-                chip = CHIPS[name]
-                if self._read_bytes(chip.ID, 0, len(chip.ID_VALUE)) == chip.ID_VALUE:
-                    return chip
-            if _expired(deadline):
-                break
-            time.sleep_ms(5)
-        label = " or ".join(CHIPS[n].name for n in names)
-        raise OSError(
-            "no %s answered on SPI (%r, cs=%r): check wiring and power" % (label, self._spi, self._cs)
-        )
-
-    def _soft_reset(self):
-        c = self.chip
-        if c.MR is not None:
-            self._write8(c.MR, 0, 0x80)  # W5500 MR.RST: reads 1 until the reset is done
-            deadline = time.ticks_add(time.ticks_ms(), 100)
-            while self._read8(c.MR, 0) & 0x80:
-                if _expired(deadline):
-                    raise OSError(ETIMEDOUT, "wiznet: W5500 did not come back from reset")
-                time.sleep_ms(1)
-        else:
-            # W6100 SYCR0.RST (active low) has no completion flag and CIDR is a constant:
-            # wait as WIZnet's own W6100 code does (100 ms), then check the chip answers.
-            self._chip_unlocked(c.SYCR0, b"\x00")
-            time.sleep_ms(100)
-        if self._read_bytes(c.ID, 0, len(c.ID_VALUE)) != c.ID_VALUE:
-            raise OSError(ETIMEDOUT, "wiznet: %s did not come back from reset" % c.name)
-
     def _chip_unlocked(self, addr, data):
         c = self.chip
         self._write8(c.CHPLCKR, 0, c.CHPLCK_UNLOCK)
@@ -376,12 +281,6 @@ class WIZnet:
         self._write8(c.NETLCKR, 0, c.NETLCK_UNLOCK)
         self.write(addr, 0, data)
         self._write8(c.NETLCKR, 0, c.NETLCK_LOCK)
-
-    def _configure_buffers(self, sizes):
-        c = self.chip
-        for n in range(c.sockets):
-            self._write8(c.Sn_TXBUF_SIZE, 4 * n + 1, sizes[n])
-            self._write8(c.Sn_RXBUF_SIZE, 4 * n + 1, sizes[n])
 
     # ---- network ----------------------------------------------------------------------
 
@@ -539,29 +438,6 @@ class WIZnet:
     def _quiet(self):
         """True when the INTn pin says no socket interrupt is pending."""
         return self._intr is not None and self._intr() == 1
-
-
-def _check_buffers(sizes):
-    # Both chips: 8 sockets sharing 16 KB of TX and 16 KB of RX memory.
-    if len(sizes) != 8 or sum(sizes) > 16:
-        raise ValueError("buffers: 8 sizes summing to <= 16 KB")
-    for kb in sizes:
-        if kb not in _BUFFER_KB:
-            raise ValueError("buffer sizes are 0, 1, 2, 4, 8 or 16 KB")
-
-
-def _default_mac():
-    try:
-        import machine
-
-        uid = machine.unique_id()
-    except (ImportError, AttributeError):
-        uid = b"\x00\x08\xdc\x00\x00\x01"
-    mac = bytearray(6)
-    for i in range(len(uid)):
-        mac[i % 6] ^= uid[i]
-    mac[0] = (mac[0] & 0xFC) | 0x02  # locally administered, unicast
-    return bytes(mac)
 
 
 class WSocket(io.IOBase):

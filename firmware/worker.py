@@ -13,12 +13,12 @@ says and answers is decided by the engine; this file moves bytes and runs kernel
 # once (no lock: every frame is queued whole and in order); the coroutine that called
 # the engine then drains the link if bytes wait (only then: an await allocates).
 #
-# Kernels run on a second thread (KernelThread) where the port has one without a global
+# Kernels run on a second thread (worker_thread.py) where the port has one without a global
 # interpreter lock (the unix port, rp2's second core): the link keeps being read and the
 # heartbeats carry the running task (HELLO says threads=true). Elsewhere, for the INLINE
 # kernels that only hand back their argument, and for a call of a kernel whose call with
-# the same magnitudes took under QUICK_US on this node (Session.on_loop: the thread's round
-# trip, two context switches, costs more than such a call), they run on the event loop;
+# the same magnitudes took under QUICK_US on this node (worker_thread.on_loop: the thread's
+# round trip, two context switches, costs more than such a call), they run on the event loop;
 # the INLINE ones, and every one but a wait where there is no kernel thread, right after
 # the engine call that started them (Session.run_inline: no coroutine per task). Nothing
 # on the wire is ever executed: a TASK can only name a kernel from msw_kernel.KERNELS (the
@@ -27,30 +27,19 @@ says and answers is decided by the engine; this file moves bytes and runs kernel
 import gc
 import sys
 import time
-from array import array
 
 import asyncio
 import auth
 import board
 import engine
 import frame
-import links
 import msw_kernel
 from micropython import const
 
 # BEGIN GENERATED: protocol constants (tools/gen_protocol.py, from protocol/catalog.py)
-_HEADER_SIZE = const(7)
 _NONCE_SIZE = const(16)
 _T_TASK = const(5)
-_T_DISCOVER = const(13)
-_T_ANNOUNCE = const(14)
-_E_NO_MEMORY = const(11)
 _TASK_ARGS = const(2)
-_DISCOVER_CLUSTER = const(0)
-_DISCOVER_NODE_ID = const(1)
-_ANNOUNCE_CLUSTER = const(0)
-_ANNOUNCE_HOST = const(1)
-_ANNOUNCE_PORT = const(2)
 # END GENERATED
 
 # Builtins named per frame, bound in this module's own table: MicroPython looks a name up
@@ -68,9 +57,6 @@ TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
 COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
 LOOK_MAX = const(256)  # most tasks between two looks at the free heap (Session.collect)
 INLINE = ("echo",)  # kernels that only hand back their argument: no thread round trip
-QUICK_US = const(1000)  # a call like one that took less runs on the loop (Session.on_loop)
-_SIZED = (bytes, bytearray, memoryview, array, str, list, tuple, dict)
-_FREE = object()  # an argument whose value does not bound a call's work (Session.timed)
 
 
 class SessionEnd(Exception):
@@ -96,46 +82,6 @@ def _detach(value):
     return value
 
 
-class KernelThread:
-    """One thread for the whole boot that runs one kernel at a time beside the loop.
-
-    The loop hands a call over through a lock, the thread answers through a
-    ThreadSafeFlag. Nothing else is shared: the arguments belong to the running task."""
-
-    def __init__(self, thread):
-        self._go = thread.allocate_lock()
-        self._go.acquire()
-        self._flag = asyncio.ThreadSafeFlag()
-        self._job = None
-        self._out = None
-        self._res = [None, None, 0]
-        thread.start_new_thread(self._serve, ())
-
-    def _serve(self):
-        while True:
-            self._go.acquire()
-            job = self._job
-            self._out = msw_kernel.call(job[0], job[1], self._res, time.ticks_us,
-                                         time.ticks_diff)
-            job = None
-            self._job = None
-            self._flag.set()
-
-    async def run(self, fn, args):
-        while self._job is not None:  # a kernel of an ended session still runs
-            await self._flag.wait()
-        self._out = None
-        self._job = (fn, args)
-        self._go.release()
-        while self._job is not None:
-            await self._flag.wait()
-        out = self._out
-        self._out = None
-        value, error, elapsed = out
-        out[0] = out[1] = None
-        return value, error, elapsed
-
-
 def kernel_thread():
     """A KernelThread where the port runs threads in parallel without a global lock, else
     None (with a GIL a native-code kernel would hold the lock, and the link, anyway)."""
@@ -145,7 +91,9 @@ def kernel_thread():
         import _thread
     except ImportError:
         return None
-    return KernelThread(_thread)
+    import worker_thread  # (only such a node loads it)
+
+    return worker_thread.KernelThread(_thread)
 
 
 class Session:
@@ -256,81 +204,16 @@ class Session:
 
     async def read_loop(self):
         try:
+            # each link's reader is in the link's module (imported already)
             if self.link.cobs:
-                await self._read_serial()
+                import link_serial as kind
             else:
-                await self._read_stream()
+                import link_tcp as kind
+            await kind.read_frames(self)
         except asyncio.CancelledError:
             raise
         except BaseException as e:
             self.fail(e)
-
-    async def _read_stream(self):
-        reader = self.reader = self.w.reader(False)
-        link = self.link
-        eng = self.engine
-        held = self.w.held
-        while True:
-            view = reader.want()
-            n = link.read_now(view)
-            if n is None:
-                # what was read is answered: its RESULTs leave together, and the link
-                # writes at once while it waits (heartbeats, a thread's RESULT). At most
-                # half the window is held back, so that the master has the other half
-                # to answer meanwhile (with 2 slots or fewer: nothing held)
-                link.release()
-                if link.pending():
-                    await link.drain()
-                n = await link.read_into(view)
-                link.hold(held, eng.window >> 1)
-            eng.last_rx = board.uptime_ms()  # bytes arriving: the master is not silent
-            try:
-                item = reader.advance(n)
-            except frame.FrameError as e:
-                task_id = None
-                if e.code == _E_NO_MEMORY and reader._mv[1] == _T_TASK:
-                    # the frame is still in the reader's buffer: answer with its task id
-                    from engine_chunks import peek_task_id
-
-                    task_id = peek_task_id(reader._mv[_HEADER_SIZE:])
-                    gc.collect()
-                eng.bad_frame(e.code, e.text, e.seq, e.fatal, board.uptime_ms(), task_id)
-                if self.link.pending():
-                    await self.link.drain()
-                continue
-            if item is not None:
-                self.dispatch(item, board.uptime_ms())
-                if self.link.pending():
-                    await self.link.drain()
-
-    async def _read_serial(self):
-        # copy=True: one feed may complete several frames, and in-place views into the
-        # deframer's buffer would not survive the next one
-        deframer = self.reader = self.w.reader(True)
-        buf = self.w.serial_buf
-        view = memoryview(buf)
-        link = self.link
-        eng = self.engine
-        while True:
-            n = await link.read_into(view)
-            eng.last_rx = board.uptime_ms()  # bytes arriving: the master is not silent
-            for item in deframer.feed(buf, n):
-                if item is frame.BREAK:
-                    link.close()
-                    raise KeyboardInterrupt
-                if isinstance(item, frame.FrameError):
-                    task_id = None
-                    head = getattr(item, "head", None)
-                    if head is not None and head[1] == _T_TASK:  # a TASK with no heap
-                        from engine_chunks import peek_task_id
-
-                        task_id = peek_task_id(memoryview(head)[_HEADER_SIZE:])
-                    eng.bad_frame(item.code, item.text, item.seq, False, board.uptime_ms(),
-                                  task_id)
-                else:
-                    self.dispatch(item, board.uptime_ms())
-            if self.link.pending():
-                await self.link.drain()
 
     def dispatch(self, item, now):
         msg_type, flags, seq, payload = item
@@ -364,58 +247,6 @@ class Session:
         self.engine.finished(task, value, error, elapsed, now)
         if task.args is None and args is not None:  # the engine is done with them
             self.reader.spare(args)
-
-    def on_loop(self, task):
-        """Does `task` run on the event loop, not the kernel thread? Only when a call of its
-        kernel with the same magnitudes took under QUICK_US here (timed()): each argument's
-        length if it is a sequence, else its value, except the arguments declared "int" or
-        "float", values such as coordinates, seeds and thresholds. A built-in kernel's work
-        is bounded by those magnitudes (mandelbrot's by w*h*max_iter whatever its
-        coordinates, monte_carlo_pi's by n whatever its seed, the array kernels' by their
-        lengths), so a call that may take longer goes to the thread and the link keeps
-        heartbeating. Compared element-wise, nothing allocated per task."""
-        shape = self._quick.get(task.kernel)
-        if shape is None:
-            return False
-        args = task.args
-        n = len(args)
-        if len(shape) != n:
-            return False
-        for i in range(n):
-            s = shape[i]
-            if s is not _FREE:
-                v = args[i]
-                if (len(v) if isinstance(v, _SIZED) else v) != s:
-                    return False
-        return True
-
-    def timed(self, task, elapsed, like):
-        """After a call on a node with a kernel thread (`like`: on_loop() ran it on the
-        loop): under QUICK_US its magnitudes are kept for on_loop() (one list per kernel,
-        overwritten in place); a call like the kept one that took longer drops them, and
-        the next such call goes back to the thread. The engine checked the arguments
-        against the declared kinds, so a free one ("int", "float") is never a sequence."""
-        quick = self._quick
-        name = task.kernel
-        if elapsed >= QUICK_US:
-            if like:
-                quick.pop(name)
-            return
-        if like:
-            return  # kept already
-        args = task.args
-        n = len(args)
-        shape = quick.get(name)
-        if shape is None or len(shape) != n:
-            shape = quick[name] = [None] * n
-        spec = msw_kernel.KERNELS[name][msw_kernel.ARGS]  # None: no declared kinds
-        for i in range(n):
-            v = args[i]
-            kind = None if spec is None else spec[i][1]
-            if kind == "int" or kind == "float":
-                shape[i] = _FREE
-            else:
-                shape[i] = len(v) if isinstance(v, _SIZED) else v
 
     def run_inline(self):
         """Run the tasks at the head of the queue that run here (here()), on the spot:
@@ -458,6 +289,8 @@ class Session:
 
     async def run_loop(self):
         thread = self.w.thread
+        if thread is not None:
+            import worker_thread as wt
         try:
             while True:
                 while not self.todo:
@@ -469,15 +302,15 @@ class Session:
                     task.handle = asyncio.create_task(self.wait(task, fn))
                     continue
                 here = thread is None or task.kernel in INLINE
-                like = not here and self.on_loop(task)
+                like = not here and wt.on_loop(self, task)
                 if here or like:
                     value, error, elapsed = msw_kernel.call(fn, task.args, self._res,
                                                             time.ticks_us, time.ticks_diff)
                     self._res[0] = self._res[1] = None
                 else:
                     value, error, elapsed = await thread.run(fn, task.args)
-                if not here and (not like or elapsed >= QUICK_US):
-                    self.timed(task, elapsed, like)  # (a quick call like the kept one: kept)
+                if not here:
+                    wt.timed(self, task, elapsed, like)
                 if isinstance(error, MemoryError):
                     gc.collect()
                 self.finish(task, value, error, elapsed, board.uptime_ms())
@@ -561,11 +394,15 @@ class Worker:
         if pair is None:
             size = self.cfg["max_frame"]
             gc.collect()
-            if cobs:
-                reader = frame.Deframer(size)
+            if cobs:  # each link's half of the codec, for the link a node uses
+                import frame_serial
+
+                reader = frame_serial.Deframer(size)
                 self.serial_buf = bytearray(SERIAL_CHUNK)
             else:
-                reader = frame.StreamReader(size, copy=False, reuse=True)
+                import frame_tcp
+
+                reader = frame_tcp.StreamReader(size, copy=False, reuse=True)
                 self.held = frame.Reuse(bytearray(HOLD))
             pair = self._frames[cobs] = (reader, frame.FrameWriter(size, serial=cobs))
         return pair
@@ -610,45 +447,22 @@ class Worker:
 
     async def open_link(self):
         cfg = self.cfg
+        # each link's module is imported for the link a node uses (links.py)
         if cfg["link"] == "serial":
-            link = links.SerialLink() if self.serial is None else self.serial
+            import link_serial
+
+            link = link_serial.SerialLink() if self.serial is None else self.serial
         else:
+            import link_tcp
+
             if self.net is None:
                 self.net = board.open_net(self.board, cfg.get("ifconfig"))
             address = cfg["master"]
             if address is None:
-                address = await self.discover()
-            link = links.TcpLink(self.net, address[0], address[1])
+                address = await link_tcp.find_master(self)
+            link = link_tcp.TcpLink(self.net, address[0], address[1])
         await link.open()
         return link
-
-    async def discover(self):
-        cfg = self.cfg
-        writer = frame.FrameWriter(256)
-        request = bytes(writer.frame(_T_DISCOVER, {
-            _DISCOVER_CLUSTER: cfg["cluster"], _DISCOVER_NODE_ID: cfg["node_id"]}))
-
-        told = []
-
-        def parse(datagram):
-            try:
-                msg_type, _flags, _seq, payload = frame.decode(datagram, 1024)
-            except frame.FrameError:
-                return None
-            if msg_type != _T_ANNOUNCE:
-                return None
-            name = payload[_ANNOUNCE_CLUSTER]
-            if name != cfg["cluster"]:
-                if name not in told:  # a master of another cluster: say so once
-                    told.append(name)
-                    self.log("discovery: the master at " + payload[_ANNOUNCE_HOST] + " serves "
-                             "cluster '" + name + "', this node is configured for cluster '"
-                             + cfg["cluster"] + "'")
-                return None
-            return payload[_ANNOUNCE_HOST], payload[_ANNOUNCE_PORT]
-
-        return await links.discover(self.net, cfg["discovery_host"], cfg["discovery_port"],
-                                    request, parse)
 
     async def run(self):
         # the frame buffers first, before DHCP and discovery scatter what they keep
@@ -707,4 +521,6 @@ def main():
             print("microswarm: stopped")
     finally:
         if cfg["link"] == "serial":
-            links.console_to_repl()
+            import link_serial
+
+            link_serial.console_to_repl()

@@ -37,6 +37,7 @@ KINDS = ("uint", "int", "float", "bool", "tstr", "bstr", "array", "tstr[]", "map
          "tarray")  # the catalog's field kinds and typed arrays (see msw_kernel)
 TYPECODES = "BHIQbhiqfd"
 FIRMWARE_PACKAGE = "firmware"
+FIRMWARE_KERNEL_MODULES = ("kernels", "kernels_small")  # the built-in kernels' files
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # CPython 3.11 counts the AST constructor's depth in state shared by every thread: two
 # ast.parse() at once (virtual boards that build their bundles on parallel threads) can
@@ -207,11 +208,14 @@ def declared_kernels(source: bytes) -> dict[str, str | None]:
 
 def firmware_manifest() -> tuple[str, bytes]:
     """The built-in kernels' manifest: their version on a board whose kernels are .mpy,
-    and the kernels of kernels.py, which a board registers without importing the module
-    (msw_boot.py): it loads on the first task that names one of them."""
-    source = (paths.firmware_dir() / "kernels.py").read_bytes()
-    doc = {"package": FIRMWARE_PACKAGE, "modules": {"kernels": source_hash(source)},
-           "kernels": {"kernels": declared_kernels(source)}}
+    and the kernels of kernels.py and kernels_small.py, which a board registers without
+    importing the modules (msw_boot.py): each loads on the first task that names one of
+    its kernels."""
+    doc: dict = {"package": FIRMWARE_PACKAGE, "modules": {}, "kernels": {}}
+    for stem in FIRMWARE_KERNEL_MODULES:
+        source = (paths.firmware_dir() / f"{stem}.py").read_bytes()
+        doc["modules"][stem] = source_hash(source)
+        doc["kernels"][stem] = declared_kernels(source)
     return (f"{MANIFEST_PREFIX}{FIRMWARE_PACKAGE}.json",
             (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
 

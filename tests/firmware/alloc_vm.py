@@ -13,6 +13,7 @@ import sys
 import cbor
 import engine
 import frame
+import frame_tcp
 import kernels  # noqa: F401 (the built-in kernels; a board's msw_boot registers them)
 import worker
 from vm_worker import Worker
@@ -36,7 +37,7 @@ def main():
     session = worker.Session(Worker(hello, binascii.unhexlify(script["key"]), max_frame), Link())
     eng = session.engine
     session.heap_free = lambda: None
-    reader = session.reader = frame.StreamReader(max_frame, copy=False, reuse=True)
+    reader = session.reader = frame_tcp.StreamReader(max_frame, copy=False, reuse=True)
     eng.start(0, binascii.unhexlify(script["nonce"]))
     for data in script["join"]:
         data = binascii.unhexlify(data)
@@ -47,6 +48,8 @@ def main():
         view[:] = data[7:]
         session.dispatch(reader.advance(len(view)), 1)
     assert eng.state == engine.JOINED, eng.end_reason
+    # the join's code (engine_join.py) left with the WELCOME
+    print(json.dumps({"case": "joined", "engine_join": "engine_join" in sys.modules}))
     mem = gc.mem_alloc
     warm = script["warm"]
     for name in script["order"]:
@@ -58,7 +61,7 @@ def main():
         for i in range(len(parts)):
             head, body = parts[i]
             a = mem()
-            view = reader.want()  # as Session._read_stream: header, then the rest
+            view = reader.want()  # as link_tcp.read_frames: header, then the rest
             view[:] = head
             reader.advance(7)
             view = reader.want()

@@ -1,7 +1,7 @@
 # A scripted run of the board's worker session in the MicroPython VM, for the differential
 # test (test_engine_differential.py). Run inside a board's flash folder; reads the script
 # (JSON) on stdin and prints one JSON line per step: the bytes the node wrote during it (hex)
-# and what it asked of its kernel runner. The engine, codec (frame.StreamReader and
+# and what it asked of its kernel runner. The engine, codec (frame_tcp.StreamReader and
 # FrameWriter) and the worker's Session (send, challenged, on_joined, dispatch) are the
 # firmware's own; the clock, the nonces and the kernels' run times come from the script.
 import binascii
@@ -11,6 +11,7 @@ import sys
 import cbor
 import engine
 import frame
+import frame_tcp
 import kernels
 import worker
 from vm_worker import Worker
@@ -51,10 +52,10 @@ def main():
     session.cancel = cancel
     session.close = close
     session.heap_free = lambda: None
-    reader = session.reader = frame.StreamReader(session.max_frame, copy=False, reuse=True)
+    reader = session.reader = frame_tcp.StreamReader(session.max_frame, copy=False, reuse=True)
 
     def feed(data, now):
-        # as worker.Session._read_stream: one frame at a time out of the reader's buffer
+        # as link_tcp.read_frames: one frame at a time out of the reader's buffer
         src = memoryview(data)
         pos = 0
         while pos < len(src) and eng.end_reason is None:

@@ -6,7 +6,7 @@ differences). A frame of a new length still makes its slices once (32 bytes each
 bound is an average well below one object per task: the design before this one allocated
 about 28 objects (908 bytes) per echo task.
 
-The path is the worker's own: frame.StreamReader(reuse=True) decodes a TASK into the same
+The path is the worker's own: frame_tcp.StreamReader(reuse=True) decodes a TASK into the same
 dict and a spare argument list, and keeps its buffer's slices; Session.dispatch runs the
 engine (Task records recycled) and the INLINE kernel; the RESULT is encoded from one dict
 into the FrameWriter's buffer, its CRC and MAC over kept slices. `microswarm bench
@@ -56,6 +56,7 @@ def test_an_echo_task_allocates_nothing_per_task_on_the_tcp_path(tmp_path, vm_sc
         if line.startswith("{"):
             row = json.loads(line)
             found[row["case"]] = row
+    assert found.pop("joined") == {"case": "joined", "engine_join": False}, out
     assert set(found) == {"echo_int", "echo_name"}, out
     for name, row in found.items():
         assert row["tasks"] == TASKS

@@ -296,6 +296,29 @@ def test_a_chunked_task_is_reassembled_and_runs():
     assert run.task_id == 5 and list(run.args[0]) == list(data)
 
 
+def test_a_task_still_arriving_in_chunks_counts_in_the_heartbeat_queue():
+    """A large TASK takes seconds on a serial link: while its CHUNKs arrive the node's
+    HEARTBEAT counts it, or the master would take it for lost (SPEC, "Lost frames")."""
+    eng, io = make()
+    join(eng, io)
+    frames = _chunks({0: 5, 1: "echo", 2: [bytes(3000)]}, stream=1)
+    assert len(frames) > 2
+    for f in frames[:-1]:
+        eng.receive(f.type, f.flags, f.seq, f.payload, 1)
+    eng.heartbeat(2)
+    (t, beat), = io.take()
+    assert t == T.HEARTBEAT and beat[2] == 1
+    f = frames[-1]
+    eng.receive(f.type, f.flags, f.seq, f.payload, 3)
+    (run,) = io.runs
+    assert run.task_id == 5 and eng.busy() == 1  # now queued as any task
+    eng.finished(run, run.args[0], None, 10, 4)
+    io.take()
+    eng.heartbeat(5)
+    (t, beat), = io.take()
+    assert t == T.HEARTBEAT and beat[2] == 0
+
+
 def test_chunk_streams_over_the_limits_are_refused_with_the_task_id():
     eng, io = make(slots=8)
     join(eng, io)

@@ -40,12 +40,15 @@ def test_bench_footprint_measures_every_module_on_32_bit(qemu_firmware):
     board = report["boards"]["esp32-devkit-w5500"]
     qemu, x64 = board["qemu"], board["x64"]
     assert qemu["mpy_arch"] == "armv7emsp" and not qemu["native_module"]
-    assert set(qemu["modules"]) == {"asyncio", "msgdefs", "cbor", "auth", "frame", "config",
-                                    "board", "msw_kernel", "engine", "links", "wiznet_dhcp",
-                                    "wiznet", "worker", "kernels"}
+    assert set(qemu["modules"]) == {
+        "asyncio", "msgdefs", "cbor", "auth", "frame", "frame_serial", "frame_tcp", "config",
+        "board", "msw_kernel", "engine", "engine_join", "links", "link_serial", "link_tcp",
+        "wiznet_dhcp", "wiznet", "wiznet_up", "worker", "kernels"}
     assert all(size > 0 for size in qemu["modules"].values()), qemu["modules"]
-    # read at boot, around a DHCP lease, on the first task: not held by an idle node
-    assert qemu["on_demand"] == ["config", "wiznet_dhcp", "kernels"]
+    # read at boot, for the join, around a DHCP lease, on the first task: not held by an
+    # idle node
+    assert qemu["on_demand"] == ["config", "engine_join", "wiznet_dhcp", "wiznet_up",
+                                 "kernels"]
     assert qemu["modules_total"] == sum(v for n, v in qemu["modules"].items()
                                         if n not in qemu["on_demand"])
     # 64-bit objects are larger: the same modules hold more heap in the x64 VM

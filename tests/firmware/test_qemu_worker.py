@@ -1,7 +1,10 @@
 """The worker on MicroPython's own 32-bit firmware (ports/qemu on a Cortex-M7 under
-qemu-system-arm), deployed as `microswarm deploy` ships it (.mpy for armv7emsp, the
-armv7emsp native module), joins a real master over the emulated UART and runs tasks. The
-firmware is built with the board's heap (pico2-usb: a serial-only board).
+qemu-system-arm), the files `microswarm deploy` ships (.mpy for armv7emsp, the armv7emsp
+native module when built), joins a real master over the emulated UART and runs tasks. The
+firmware is built with the board's heap (pico2-usb: a serial-only board). The .mpy files
+run from a ROMFS image and the data files are on the emulated flash: copied over the UART
+(about 2 KB/s) the whole set took a minute of make test's budget; each module's import from
+the flash file system is measured on this firmware by test_footprint.py.
 
 This port has no `_asyncio` C module: the worker runs on asyncio's Python package, whose
 task queue keeps links to finished tasks, so the previous session's objects can stay
@@ -14,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 from array import array
+from pathlib import Path
 
 import pytest
 
@@ -43,7 +48,7 @@ def test_worker_joins_a_master_over_the_emulated_uart_and_runs_tasks():
     sys.path.insert(0, str(paths.tools_dir()))
     import qemu_firmware
 
-    from microswarm.bench.footprint import deploy_files
+    from microswarm.bench.footprint import deploy_files, romfs_image
 
     heap = paths.load_board(BOARD)["heap_bytes"]
     try:
@@ -52,9 +57,12 @@ def test_worker_joins_a_master_over_the_emulated_uart_and_runs_tasks():
         pytest.skip(f"QEMU firmware: {exc}")
     config = bundle.render_config("qemu-1", "qemu", KEY, "", "serial")
     files = deploy_files(BOARD, "armv7emsp", config)
-    with qemu_firmware.Qemu("MPS2_AN500", heap) as board:
-        board.install(files)
-        out = asyncio.run(_serve(board))
+    with tempfile.TemporaryDirectory(prefix="msw-qemu-worker-") as tmp:
+        image = Path(tmp) / "romfs.img"
+        data_files = romfs_image(files, image)
+        with qemu_firmware.Qemu("MPS2_AN500", heap, romfs_image=image) as board:
+            board.install(data_files)
+            out = asyncio.run(_serve(board))
     info = out["info"]
     assert info.node_id == "qemu-1" and info.board == BOARD and info.link == "serial"
     assert info.heap_total <= heap

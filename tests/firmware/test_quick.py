@@ -1,5 +1,5 @@
 """Which kernel calls the board worker runs on its event loop rather than its kernel thread
-(Session.on_loop and Session.timed, in the MicroPython VM with the firmware compiled as
+(worker_thread.on_loop and timed, in the MicroPython VM with the firmware compiled as
 deployed): only a call with the same magnitudes as a call of that kernel that took under
 QUICK_US, so that a long call after short ones of the same kernel runs beside the link
 (issue 11's rule; tests/master/test_liveness.py runs that case on a real board)."""
@@ -13,7 +13,7 @@ from .conftest import make_flash
 SCRIPT = r"""
 import gc, json
 from array import array
-import msw_kernel, kernels, worker
+import msw_kernel, kernels, worker_thread
 
 @msw_kernel.kernel("undeclared")
 def undeclared(x):
@@ -33,8 +33,8 @@ out = []
 
 def call(name, args, elapsed):
     t = Task(name, args)
-    like = worker.Session.on_loop(s, t)
-    worker.Session.timed(s, t, elapsed, like)
+    like = worker_thread.on_loop(s, t)
+    worker_thread.timed(s, t, elapsed, like)
     out.append(like)
 
 call("monte_carlo_pi", [7, 100], 50)          # no call kept yet: the thread
@@ -56,7 +56,7 @@ call("undeclared", [2.5], 10)
 print(json.dumps({"decisions": out}))
 
 def alloc(t, n):
-    on_loop = worker.Session.on_loop
+    on_loop = worker_thread.on_loop
     gc.collect()
     gc.disable()
     before = gc.mem_alloc()

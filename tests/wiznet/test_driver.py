@@ -33,6 +33,31 @@ def _echo_server() -> tuple[socket.socket, threading.Thread]:
     return server, thread
 
 
+def test_the_bring_up_code_leaves_the_heap_once_the_driver_runs(model, vm):
+    # wiznet_up.py (reset, identify, buffers, MAC, both chips' register maps) is dropped
+    # after WIZnet() starts: what the driver keeps is its chip's map and its buffers, less
+    # than the module itself costs (a stray reference to its code would keep it all)
+    proc = vm(
+        """
+import gc, sys
+gc.collect()
+a = gc.mem_alloc()
+nic = open_nic(link=False)
+gc.collect()
+b = gc.mem_alloc()
+import wiznet_up
+gc.collect()
+say("HELD", "wiznet_up" in sys.modules, b - a, gc.mem_alloc() - b)
+""",
+        model,
+    )
+    found = proc.expect("HELD").split()
+    proc.finish()
+    assert found[0] == "True"  # (imported again just now, to measure it)
+    held, module = int(found[1]), int(found[2])
+    assert held < module, (held, module)
+
+
 def test_identify_configure_and_reset(model, vm):
     proc = vm(
         """

@@ -350,7 +350,7 @@ nic = open_nic()
 nic.ifconfig(("10.0.0.2", "255.255.255.0", "10.0.0.1", "0.0.0.0"))
 s = nic.socket(nic.AF_INET, nic.SOCK_STREAM)
 s.connect(("10.0.0.1", $port))
-s.setsockopt(6, 1, 1)   # IPPROTO_TCP, TCP_NODELAY: what firmware/links.py does
+s.setsockopt(6, 1, 1)   # IPPROTO_TCP, TCP_NODELAY: what firmware/link_tcp.py does
 nic.link_up()           # a read: the write before it has reached the chip
 say("NODELAY")
 wait()

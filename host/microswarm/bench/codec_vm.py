@@ -28,6 +28,7 @@ MAX_FRAME = 8192
 _VM_SCRIPT = r"""
 import sys, binascii, gc, time, json
 import frame
+import frame_serial
 
 ticks, diff = time.ticks_us, time.ticks_diff
 
@@ -55,7 +56,7 @@ def allocated(fn, arg, n=64):
 
 writer = frame.FrameWriter(MAX_FRAME)
 serial_writer = frame.FrameWriter(MAX_FRAME, True)
-deframer = frame.Deframer(MAX_FRAME)
+deframer = frame_serial.Deframer(MAX_FRAME)
 for line in sys.stdin:
     name, n, hexed = line.split()
     n = int(n)

@@ -8,8 +8,14 @@ the native module of the board's arch when built) and loaded on MicroPython's ow
 emulated board's RAM outside its heap. Each module is imported in dependency order and the
 heap in use after `gc.collect()` is recorded; then the worker starts on the emulated UART
 and joins a real master over that serial link, and the node's own figure at the join
-(HELLO's heap_free, sampled after gc.collect()) gives the resident total. The x64 unix-port
-VM's per-module figures are measured beside it the same way (its asyncio is built in).
+(HELLO's heap_free, sampled after gc.collect()) gives the resident total at the join's
+start. The master then runs a meter kernel (METER: a one-function kernel package deployed
+beside the firmware, `gc.collect()` then `gc.mem_alloc()` inside the task) as the node's
+first task, after the join: that is the figure after the join (`joined_total`), code used
+only for the join dropped; then an echo and a sha256 task (the built-in kernels load on
+that first task) and the meter again: `after_task_total`. The meter module's own import
+cost (measured with the others) is left out of both. The x64 unix-port VM's per-module
+figures are measured beside it the same way (its asyncio is built in).
 
 Headline: the ESP32+W5500 board's total on 32-bit after the join, without asyncio's own
 modules (boards carry those frozen or in C). The join is over the UART (QEMU has no
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import re
 import subprocess
@@ -43,16 +50,32 @@ GOAL_BYTES = 40 * 1024
 KEY = bytes(range(7, 39))
 CLUSTER = "footprint"
 # Leaves first: each import's growth is that module's own.
-ORDER = ("asyncio", "msgdefs", "cbor", "auth", "frame", "config", "board", "msw_kernel",
-         "engine", "links", "wiznet_dhcp", "wiznet", "worker", "kernels")
-WIZNET_MODULES = ("wiznet_dhcp", "wiznet")
-# Not in the heap of a joined, idle node: config (read at boot, then dropped), the DHCP
-# client (imported for a lease or a renewal, then dropped), the built-in kernels (loaded
-# on the first task that names one of them). Measured, but not in modules_total.
-ON_DEMAND = ("config", "wiznet_dhcp", "kernels")
+ORDER = ("asyncio", "msgdefs", "cbor", "auth", "frame", "frame_serial", "frame_tcp", "config",
+         "board", "msw_kernel", "engine", "engine_join", "links", "link_serial", "link_tcp",
+         "wiznet_dhcp", "wiznet", "wiznet_up", "worker", "kernels")
+WIZNET_MODULES = ("wiznet_dhcp", "wiznet", "wiznet_up")
+# Not in the heap of a joined, idle node: config (read at boot, then dropped), the join's
+# code (from the HELLO to the WELCOME), the DHCP client (imported for a lease or a
+# renewal, then dropped), the WIZnet chip's bring-up (imported while the driver starts,
+# then dropped), the built-in kernels (loaded on the first task that names one of them).
+# Measured, but not in modules_total.
+ON_DEMAND = ("config", "engine_join", "wiznet_dhcp", "wiznet_up", "kernels")
 ASYNCIO = "asyncio"
 JOIN_TIMEOUT_S = 60
 QEMU_ARCH_FOR = {"xtensawin": "armv7emsp"}  # arches the ARM firmware cannot load
+# The meter: a kernel package of one module whose kernel reports the heap in use after a
+# collection, from inside a task (the task's own few objects included).
+METER = "fp_meter"
+METER_SOURCE = b"""import gc
+
+from msw_kernel import kernel
+
+
+@kernel("fp_heap", args=())
+def fp_heap():
+    gc.collect()
+    return gc.mem_alloc()
+"""
 
 MEASURE = """
 import gc, sys
@@ -130,6 +153,7 @@ def measure(boards: list[str], join: bool = True, qemu_board: str = "MPS2_AN500"
                 "without asyncio",
         "value": _total(head["qemu"]) if head else None, "unit": "bytes",
         "baseline": GOAL_BYTES,
+        "after_first_task": _after_task(head["qemu"]) if head else None,
     }
     if romfs:
         report["romfs_headline"] = {
@@ -137,6 +161,7 @@ def measure(boards: list[str], join: bool = True, qemu_board: str = "MPS2_AN500"
                     "without asyncio, modules imported in place from a ROMFS image",
             "value": head["romfs_total"] if head else None, "unit": "bytes",
             "baseline": GOAL_BYTES,
+            "after_first_task": _after_task(head["romfs"]) if head else None,
         }
     return report
 
@@ -146,6 +171,12 @@ def _total(qemu: dict) -> int:
     without asyncio's modules."""
     total = qemu.get("joined_total") or qemu["modules_total"]
     return total - qemu["modules"].get(ASYNCIO, 0)
+
+
+def _after_task(qemu: dict) -> int | None:
+    """After the first tasks (the built-in kernels loaded), without asyncio's modules."""
+    total = qemu.get("after_task_total")
+    return None if total is None else total - qemu["modules"].get(ASYNCIO, 0)
 
 
 def romfs_image(files: dict[str, bytes], target: Path) -> dict[str, bytes]:
@@ -168,12 +199,21 @@ def romfs_image(files: dict[str, bytes], target: Path) -> dict[str, bytes]:
     return {name: data for name, data in files.items() if not name.endswith(".mpy")}
 
 
-def deploy_files(board: str, arch: str | None, config: str) -> dict[str, bytes]:
+def deploy_files(board: str, arch: str | None, config: str,
+                 meter: bool = False) -> dict[str, bytes]:
     """The files `microswarm deploy` ships to `board` running `arch`, plus asyncio's
-    Python package compiled the same way (for ports with no built-in asyncio)."""
+    Python package compiled the same way (for ports with no built-in asyncio); `meter`:
+    with the METER kernel package, deployed as a user's package is."""
     from microswarm.deploy.build import build, compile_module
 
-    files = build(board, config, arch=arch)
+    if meter:
+        with tempfile.TemporaryDirectory(prefix="msw-meter-") as tmp:
+            package = Path(tmp) / METER  # (the folder names the package)
+            package.mkdir()
+            (package / f"{METER}.py").write_bytes(METER_SOURCE)
+            files = build(board, config, arch=arch, kernels=[package])
+    else:
+        files = build(board, config, arch=arch)
     import qemu_firmware
 
     package = qemu_firmware.source_tree() / "extmod" / "asyncio"
@@ -200,7 +240,7 @@ def _measure_board(name: str, join: bool, qemu_board: str, qemu_firmware,
     arch = QEMU_ARCH_FOR.get(board_def.get("native_arch"), board_def.get("native_arch"))
     native = board_def.get("native_arch") == arch  # no ARM stand-in for an ESP32's module
     config = bundle.render_config(f"fp-{name}", CLUSTER, KEY, "", "serial")
-    files = deploy_files(name, arch, config)
+    files = deploy_files(name, arch, config, meter=join)
     if not native:
         files.pop(bundle.NATIVE_MODULE, None)
     native_module = bundle.NATIVE_MODULE in files
@@ -213,8 +253,9 @@ def _measure_board(name: str, join: bool, qemu_board: str, qemu_firmware,
             out = board.exec("import sys; print('ROMFS', sys.path)")
             if "/rom" not in out:
                 raise RuntimeError(f"the firmware did not mount the ROMFS image:\n{out}")
-        out = board.exec(MEASURE.format(names=names))
+        out = board.exec(MEASURE.format(names=names + [METER] if join else names))
         base, heap, modules = _parse(out)
+        meter = modules.pop()[1] if join else 0
         entry: dict[str, Any] = {
             "qemu": {
                 "firmware": f"{qemu_board} ({board.board.cpu})", "mpy_arch": arch,
@@ -236,7 +277,10 @@ def _measure_board(name: str, join: bool, qemu_board: str, qemu_firmware,
             except (TimeoutError, OSError, AssertionError) as exc:
                 entry["qemu"]["join_error"] = str(exc)
             else:
-                entry["qemu"]["joined_total"] = hello["heap_total"] - hello["heap_free"] - base
+                entry["qemu"]["hello_total"] = hello["heap_total"] - hello["heap_free"] - base
+                entry["qemu"]["joined_total"] = hello["joined"] - base - meter
+                entry["qemu"]["after_task_total"] = hello["after_task"] - base - meter
+                entry["qemu"]["meter_module"] = meter
     return entry
 
 
@@ -247,8 +291,13 @@ async def _join(board) -> dict:
         board.run_detached("import main")
         await master.open_serial(board.port)
         (info,) = await master.wait_for_nodes(1, JOIN_TIMEOUT_S)
+        hello = {"heap_total": info.heap_total, "heap_free": info.heap_free}  # HELLO's
+        (hello["joined"],) = await master.submit("fp_heap", [[]])
         assert await master.submit("echo", [[b"x" * 1000]]) == [b"x" * 1000]
-        return {"heap_total": info.heap_total, "heap_free": info.heap_free}
+        data = bytes(range(256)) * 4
+        assert await master.submit("sha256", [[data]]) == [hashlib.sha256(data).digest()]
+        (hello["after_task"],) = await master.submit("fp_heap", [[]])
+        return hello
 
 
 def _parse(out: str) -> tuple[int, int, list[tuple[str, int]]]:

@@ -29,7 +29,7 @@ ARCHES = ("x64", "armv6m", "armv7emsp", "rv32imc")
 
 SCRIPT = """
 import sys, time, array, gc
-import kernels, frame
+import kernels, frame, frame_serial
 sys.path.insert(0, {where!r})
 import msw_native as nat
 
@@ -61,10 +61,10 @@ case("mandelbrot_32", lambda: kernels.mandelbrot(-16384, -10240, 640, 32, 32, 64
 data = bytes(((i * 131) % 251) if i % 97 else 0 for i in range(4096))
 def pure_frame():
     c = frame.crc32(data)
-    out = bytearray(frame.cobs_max(len(data)))
-    n = frame.cobs_encode_into(data, 0, len(data), out)
+    out = bytearray(frame_serial.cobs_max(len(data)))
+    n = frame_serial.cobs_encode_into(data, 0, len(data), out)
     back = bytearray(len(data))
-    frame.cobs_decode_into(out, 0, n, back)
+    frame_serial.cobs_decode_into(out, 0, n, back)
     return [c, bytes(out[:n]), bytes(back)]
 def native_frame():
     enc = nat.cobs_encode(data)

@@ -1,6 +1,6 @@
 """Serial receive cost per byte in the VM: the firmware's serial link in blocks vs byte by byte.
 
-The MicroPython VM runs firmware/links.py's SerialLink on the terminal end of a raw pty,
+The MicroPython VM runs firmware/link_serial.py's SerialLink on the terminal end of a raw pty,
 as a virtual board's VM does, and reads COBS-like frames (254 data bytes, then 0x00) that
 a host thread writes as fast as the pty takes them. Each round times the link reading
 `--bytes` bytes in blocks (a read returns what the tty has: the unix port's termios) and,
@@ -27,12 +27,12 @@ FRAME = bytes(range(1, 255)) + b"\x00"  # a COBS block of 254 data bytes and a d
 VM_SCRIPT = """
 import sys, time, asyncio
 sys.path.insert(0, '')
-import links
+import link_serial
 CHUNK = {chunk}
 
 
 async def receive(blocks, total):
-    link = links.SerialLink(blocks=blocks)
+    link = link_serial.SerialLink(blocks=blocks)
     await link.open()
     view = memoryview(bytearray(CHUNK))
     sys.stdout.write('GO %d\\n' % blocks)

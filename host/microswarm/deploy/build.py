@@ -17,6 +17,12 @@ from microswarm import bundle
 
 ENTRY_POINTS = frozenset({"boot.py", "main.py"})
 MPY_CROSS_TIMEOUT_S = 60.0
+# mpy-cross options of every module a deploy ships (the one place they are set): -O3 leaves
+# out the line-number tables (a traceback names the function, not the line) and asserts,
+# which a board would otherwise copy into its heap with the bytecode. The source name each
+# module records (-s) is its module name, a name the board interns anyway: a file name
+# would be one more interned string per module, in the heap for good.
+MPY_CROSS_OPTIONS = ("-O3",)
 
 
 class BuildError(RuntimeError):
@@ -36,13 +42,15 @@ def sha256_hex(data: bytes) -> str:
 
 @functools.lru_cache(maxsize=256)
 def compile_module(name: str, source: bytes, arch: str | None) -> bytes:
-    """One module's .mpy bytes; `name` (e.g. worker.py) is recorded as its source file.
+    """One module's .mpy bytes; `name` (e.g. worker.py) without its suffix is recorded as
+    its source.
     Remembered per process: virtual boards and tests build the same modules many times."""
     with tempfile.TemporaryDirectory(prefix="msw-mpy-") as tmp:
         src = Path(tmp) / name
         out = src.with_suffix(".mpy")
         src.write_bytes(source)
-        command = [mpy_cross_command(), "-o", str(out), "-s", name]
+        command = [mpy_cross_command(), *MPY_CROSS_OPTIONS, "-o", str(out), "-s",
+                   Path(name).stem]
         if arch:
             command.append(f"-march={arch}")
         command.append(str(src))

@@ -36,8 +36,9 @@ def query(control: str, command: str, timeout: float = 5.0) -> dict[str, Any]:
 
 
 def kernel_versions(names: list[str], hashes: dict[str, str]) -> str:
-    """Kernels grouped by version: "built-in@3f2a9c1b07aa histogram@1e4b..."; the built-in
-    set (the same version for all of them) is named as such, unversioned kernels get "?"."""
+    """Kernels grouped by version: "built-in@3f2a9c1b07aa built-in@9d0c... histogram@1e4b...";
+    the built-in kernels of one version (one per file that defines them: kernels.py,
+    kernels_small.py) are named as such, unversioned kernels get "?"."""
     from microswarm.firmware import kernels
 
     groups: dict[str, list[str]] = {}
@@ -46,7 +47,7 @@ def kernel_versions(names: list[str], hashes: dict[str, str]) -> str:
     builtin = set(kernels.builtin_names())
     parts = []
     for version, members in groups.items():
-        if builtin and builtin <= set(members):
+        if version != "?" and builtin & set(members):
             rest = [m for m in members if m not in builtin]
             parts.append(f"built-in@{version}")
             parts.extend(f"{m}@{version}" for m in rest)

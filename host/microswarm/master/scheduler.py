@@ -436,9 +436,10 @@ class Scheduler:
         task.holders[node_id] = now
         if task.state is _ASSIGNED:
             task.state = _RUNNING  # _move(task, RUNNING): (ASSIGNED, RUNNING) is allowed
-        node = self.nodes[node_id]
-        expected = node.backlog  # this task finishes when the node's queue drains
-        wait = max(self.speculate_min_s, self.speculate_after * expected)
+        # this task finishes when the node's queue drains (its backlog)
+        wait = self.speculate_after * self.nodes[node_id].backlog
+        if not wait > self.speculate_min_s:  # max(speculate_min_s, wait)
+            wait = self.speculate_min_s
         heapq.heappush(self._deadlines, (now + wait, task_id))
 
     def result(
@@ -449,10 +450,32 @@ class Scheduler:
         task = self.tasks.get(task_id)
         if node is not None and task_id in node.inflight:
             inflight = node.inflight
-            if task is not None:
-                self._learn(node, task, elapsed_us, nbytes)
-            estimate = inflight.pop(task_id, 0.0)  # _release(node, task_id), inline
-            node.backlog = max(0.0, node.backlog - estimate) if inflight else 0.0
+            if task is not None:  # learn from it: compute time, link bandwidth
+                now = self.clock()
+                compute = elapsed_us / 1e6
+                self._learned += 1
+                kernel = task.kernel
+                old = node.compute.get(kernel)
+                node.compute[kernel] = compute if old is None else old + EWMA_ALPHA * (
+                    compute - old)
+                reference = compute * node.caps.speed  # on a speed-1 node
+                avg = self._kernel_avg.get(kernel)
+                self._kernel_avg[kernel] = (
+                    reference if avg is None else avg + EWMA_ALPHA * (reference - avg)
+                )
+                if avg is not None:  # mean absolute deviation, as an EWMA too
+                    dev = self._kernel_dev.get(kernel, 0.0)
+                    self._kernel_dev[kernel] = dev + EWMA_ALPHA * (abs(reference - avg) - dev)
+                sent = task.holders.get(node_id, 0.0)
+                last = node.last_result
+                service = now - (sent if sent > last else last)
+                node.last_result = now
+                transfer = service - compute
+                size = task.size + nbytes
+                if size > 256 and transfer > 1e-5:
+                    node.bandwidth += EWMA_ALPHA * (size / transfer - node.bandwidth)
+            backlog = node.backlog - inflight.pop(task_id, 0.0)  # _release(), inline
+            node.backlog = backlog if inflight and backlog > 0.0 else 0.0
             node.done += 1
             node.busy_s += elapsed_us / 1e6
             self._offer(node)
@@ -687,12 +710,17 @@ class Scheduler:
                 heapq.heappush(cls.idle, entry)
         limit = 4 * len(self.nodes) + 64
         if len(cls.nodes) > limit or len(cls.idle) > limit or len(cls.everyone) > limit:
-            cls.nodes = [e for e in cls.nodes if e[2] == e[3].version]
-            cls.idle = [e for e in cls.idle if e[2] == e[3].version]
-            cls.everyone = [e for e in cls.everyone if e[2] == e[3].version]
-            heapq.heapify(cls.nodes)
-            heapq.heapify(cls.idle)
-            heapq.heapify(cls.everyone)
+            self._compact(cls)
+
+    @staticmethod
+    def _compact(cls: _Class) -> None:
+        """Drop the stale entries of a class's node heaps (one outgrew its bound)."""
+        cls.nodes = [e for e in cls.nodes if e[2] == e[3].version]
+        cls.idle = [e for e in cls.idle if e[2] == e[3].version]
+        cls.everyone = [e for e in cls.everyone if e[2] == e[3].version]
+        heapq.heapify(cls.nodes)
+        heapq.heapify(cls.idle)
+        heapq.heapify(cls.everyone)
 
     def _offer(self, node: NodeState) -> None:
         """The node's load changed: (re)enter it in every class it can serve."""
@@ -703,9 +731,30 @@ class Scheduler:
         if node.serves_at != len(self._classes):  # classes are added, never removed
             classes = node.serves = [c for c in self._classes.values() if node.can_run(c.key)]
             node.serves_at = len(self._classes)
-        free = len(node.inflight) < node.caps.window
+        inflight = len(node.inflight)
+        free = inflight < node.caps.window
+        if not free and self.hold_ratio is None:
+            # a full node enters no heap (its old entries are stale by the version): no
+            # entry to make. (The entries' seq numbers only order alike estimates, and
+            # those made stay in the order they were made.)
+            return
+        version = node.version
         for cls in classes:
-            self._push_node(cls, node)
+            # self._push_node(cls, node), inline: twice per task
+            kernel = cls.key[0]
+            compute = node.compute.get(kernel)  # self._entry(cls, node), inline
+            if compute is None:
+                compute = self._kernel_avg.get(kernel, DEFAULT_COMPUTE_S) / node.caps.speed
+            entry = (node.backlog + compute, next(self._seq), version, node)
+            if self.hold_ratio is not None:  # only _better_busy_node reads it
+                heapq.heappush(cls.everyone, entry)
+            if free:
+                heapq.heappush(cls.nodes, entry)
+                if not inflight:
+                    heapq.heappush(cls.idle, entry)
+            limit = 4 * len(self.nodes) + 64
+            if len(cls.nodes) > limit or len(cls.idle) > limit or len(cls.everyone) > limit:
+                self._compact(cls)
             if free and cls.parked:
                 self._unpark(cls)
 
@@ -1065,30 +1114,6 @@ class Scheduler:
     def _release(self, node: NodeState, task_id: int) -> None:
         estimate = node.inflight.pop(task_id, 0.0)
         node.backlog = max(0.0, node.backlog - estimate) if node.inflight else 0.0
-
-    def _learn(self, node: NodeState, task: Task, elapsed_us: int, nbytes: int) -> None:
-        now = self.clock()
-        compute = elapsed_us / 1e6
-        self._learned += 1
-        old = node.compute.get(task.kernel)
-        node.compute[task.kernel] = (
-            compute if old is None else old + EWMA_ALPHA * (compute - old)
-        )
-        reference = compute * node.caps.speed  # on a speed-1 node
-        avg = self._kernel_avg.get(task.kernel)
-        self._kernel_avg[task.kernel] = (
-            reference if avg is None else avg + EWMA_ALPHA * (reference - avg)
-        )
-        if avg is not None:  # mean absolute deviation, as an EWMA too
-            dev = self._kernel_dev.get(task.kernel, 0.0)
-            self._kernel_dev[task.kernel] = dev + EWMA_ALPHA * (abs(reference - avg) - dev)
-        sent = task.holders.get(node.node_id, 0.0)
-        service = now - max(sent, node.last_result)
-        node.last_result = now
-        transfer = service - compute
-        size = task.size + nbytes
-        if size > 256 and transfer > 1e-5:
-            node.bandwidth += EWMA_ALPHA * (size / transfer - node.bandwidth)
 
     def _move(self, task: Task, new: TaskState) -> None:
         if (task.state, new) not in TRANSITIONS:

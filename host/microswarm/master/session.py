@@ -330,10 +330,16 @@ class NodeSession:
             # catalog refuses comes as the FrameError, as a failed check below would: no
             # difference off a serial line)
             try:
-                items: Any = (decode_frame(data, max_frame=self._max_frame,
-                                           validate=True, auth=self._auth),)
+                frame = decode_frame(data, max_frame=self._max_frame, validate=True,
+                                     auth=self._auth)
             except FrameError as exc:
-                items = (exc,)
+                items: Any = (exc,)
+            else:
+                if frame[0] == _RESULT and self.state is _JOINED:  # the loop's common case
+                    self.last_rx = now
+                    self._result(frame[3], now, events)
+                    return events
+                items = (frame,)
         else:
             items = deframer.feed(data)
         for item in items:

@@ -22,7 +22,7 @@ from microswarm.firmware import kernels
 from microswarm.sim import speed
 from microswarm.sim import wire as w
 from microswarm.sim.links import Link
-from microswarm.wire import Frame, LinkAuth, serial_encode
+from microswarm.wire import Frame, FrameError, LinkAuth, decode_frame, serial_encode
 from microswarm.wire.writer import MessageWriter
 
 if TYPE_CHECKING:
@@ -273,13 +273,27 @@ class SimNode:
             return
         now_ms = now * 1000.0
         eng.last_rx = now_ms
-        for frame in self.rx.feed(data):
-            if type(frame) is Frame:  # (type, flags, seq, payload)
+        rx = self.rx
+        if rx.deframer is None:  # a packet: exactly one frame (rx.feed, inline)
+            try:
+                frame = decode_frame(data, auth=rx.auth)
+            except FrameError as exc:
+                rx.bad_frames += 1
+                self._bad_frame(eng, exc, now_ms)
+            else:
+                eng.receive(*frame, now_ms)  # (type, flags, seq, payload)
+            self._arm()
+            return
+        for frame in rx.feed(data):
+            if type(frame) is Frame:
                 eng.receive(*frame, now_ms)
             else:
-                self.sim.count("node_bad_frames")
-                eng.bad_frame(int(frame.code), frame.text, frame.seq, False, now_ms)
+                self._bad_frame(eng, frame, now_ms)
         self._arm()
+
+    def _bad_frame(self, eng: E.Engine, error: FrameError, now_ms: float) -> None:
+        self.sim.count("node_bad_frames")
+        eng.bad_frame(int(error.code), error.text, error.seq, False, now_ms)
 
     def _arm(self) -> None:
         """Schedule the engine's next deadline (once: a later one replaces nothing)."""

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import struct
 import zlib
+from hmac import compare_digest as _compare
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from microswarm.protocol.catalog import (
     CATALOG,
+    CRC_SIZE,
     FLAG_MAC,
     FLAG_MORE,
     FLAGS_KNOWN,
     FRAME_OVERHEAD,
     HEADER_SIZE,
+    MAC_COUNTER_SIZE,
+    MAC_TAG_SIZE,
     MAC_TRAILER_SIZE,
     MAX_PAYLOAD,
     PROTOCOL_VERSION,
@@ -28,6 +32,7 @@ from microswarm.protocol.catalog import (
 
 from .cbor import _LEAVES, check_model, decode_unchecked, encode_payload
 from .errors import FrameError
+from .mac import COUNTER_LIMIT
 from .validate import accepted, validate_payload
 
 if TYPE_CHECKING:
@@ -37,6 +42,7 @@ MAX_FRAME = MAX_PAYLOAD + FRAME_OVERHEAD
 
 _HEADER = struct.Struct("<BBBHH")
 _CRC = struct.Struct("<I")
+_COUNTER = _CRC  # the MAC trailer's counter: u32 little-endian too
 _KNOWN_TYPES = frozenset(int(t) for t in CATALOG)
 _CHUNK = int(MsgType.CHUNK)
 
@@ -68,7 +74,19 @@ def pack_frame(msg_type: int, payload: bytes, seq: int = 0, flags: int = 0,
     if auth is not None and auth.sending:
         sealed = _HEADER.pack(PROTOCOL_VERSION, msg_type, flags | FLAG_MAC, seq & 0xFFFF,
                               size) + payload
-        return b"".join((sealed, _CRC.pack(zlib.crc32(sealed)), auth.trailer(sealed)))
+        counter = auth.tx_counter
+        if counter >= COUNTER_LIMIT:
+            raise FrameError(ErrorCode.BAD_MAC, "frame counter exhausted: join again")
+        auth.tx_counter = counter + 1
+        packed = _COUNTER.pack(counter)
+        mac = auth._tx  # auth.trailer(sealed), inline: one per frame sent
+        h = mac.inner.copy()
+        h.update(packed)
+        h.update(sealed)
+        o = mac.outer.copy()
+        o.update(h.digest())
+        return b"".join((sealed, _CRC.pack(zlib.crc32(sealed)), packed,
+                         o.digest()[:MAC_TAG_SIZE]))
     sealed = _HEADER.pack(PROTOCOL_VERSION, msg_type, flags, seq & 0xFFFF, size) + payload
     return sealed + _CRC.pack(zlib.crc32(sealed))
 
@@ -159,6 +177,12 @@ def decode_frame(
     """Decode exactly one frame (a datagram, a COBS-decoded serial frame).
 
     Raises FrameError; a buffer longer or shorter than the header says is TRUNCATED.
+
+    The common frame of a joined link (known type and flags, a MAC that verifies, a
+    counter above the last one) is checked and decoded here in one pass, with the checks
+    that change nothing first and the MAC's counter taken only once the tag verifies;
+    anything else goes through decode_body, whose checks run in the normative order and
+    raise the error it names.
     """
     if type(data) is not bytes:
         data = bytes(data)
@@ -170,11 +194,43 @@ def decode_frame(
         error = check_header(version, length, seq, max_frame)
         if error is not None:
             raise error
-    size = length + FRAME_OVERHEAD + (MAC_TRAILER_SIZE if flags & FLAG_MAC else 0)  # frame_size
-    if got != size:
+    if flags != FLAG_MAC or auth is None or not auth.receiving or msg_type not in _KNOWN_TYPES:
+        size = length + FRAME_OVERHEAD + (MAC_TRAILER_SIZE if flags & FLAG_MAC else 0)
+        if got != size:
+            raise FrameError(
+                ErrorCode.TRUNCATED, f"frame is {got} bytes, its header says {size}", seq)
+        return decode_body(data, msg_type, flags, seq, length, validate, auth)
+    # flags exactly MAC: known, and MORE (CHUNK only) not set
+    end = length + FRAME_OVERHEAD  # the CRC's end: the MAC trailer follows
+    if got != end + MAC_TRAILER_SIZE:
         raise FrameError(
-            ErrorCode.TRUNCATED, f"frame is {got} bytes, its header says {size}", seq)
-    return decode_body(data, msg_type, flags, seq, length, validate, auth)
+            ErrorCode.TRUNCATED, f"frame is {got} bytes, its header says "
+            f"{end + MAC_TRAILER_SIZE}", seq)
+    mac = auth._rx  # LinkAuth.check's tag, inline
+    h = mac.inner.copy()
+    h.update(data[end:end + MAC_COUNTER_SIZE])
+    h.update(data[:end - CRC_SIZE])
+    o = mac.outer.copy()
+    o.update(h.digest())
+    (counter,) = _COUNTER.unpack_from(data, end)
+    if (zlib.crc32(data[:end]) != _CRC_RESIDUE
+            or not _compare(o.digest()[:MAC_TAG_SIZE], data[end + MAC_COUNTER_SIZE:])
+            or counter <= auth.rx_counter):
+        # CRC, MAC or counter refused: decode_body names the first check that fails
+        return decode_body(data, msg_type, flags, seq, length, validate, auth)
+    auth.rx_counter = counter
+    body = data[HEADER_SIZE:HEADER_SIZE + length]
+    try:
+        payload = decode_unchecked(body)
+        checked = validate and accepted(msg_type, payload)  # both checks in one pass
+        if not checked and type(payload) not in _LEAVES:
+            check_model(payload)  # as decode_payload
+    except FrameError as exc:
+        exc.seq = seq
+        raise
+    if validate and not checked:
+        validate_payload(msg_type, payload, seq)
+    return _new_frame(Frame, (msg_type, flags, seq, payload))
 
 
 class FrameReader:

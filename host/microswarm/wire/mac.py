@@ -125,24 +125,6 @@ class LinkAuth:
         m2n, n2m = direction_keys(key, master_nonce, node_nonce)
         return cls(n2m, m2n, armed=True)
 
-    def trailer(self, header: bytes, payload: bytes = b"") -> bytes:
-        """Counter and tag for the next frame sent, whose header and payload are given
-        (or header and payload joined, as `header`)."""
-        counter = self.tx_counter
-        if counter >= COUNTER_LIMIT:
-            raise FrameError(ErrorCode.BAD_MAC, "frame counter exhausted: join again")
-        self.tx_counter = counter + 1
-        packed = _COUNTER.pack(counter)
-        mac = self._tx  # its tag(packed, header, payload), inline: one per frame sent
-        h = mac.inner.copy()
-        h.update(packed)
-        h.update(header)
-        if payload:
-            h.update(payload)
-        o = mac.outer.copy()
-        o.update(h.digest())
-        return packed + o.digest()[:MAC_TAG_SIZE]
-
     def check(self, frame: bytes, msg_type: int, flags: int, seq: int, length: int) -> None:
         """Check one received frame (CRC already checked); FrameError BAD_MAC if refused."""
         if not self.receiving:

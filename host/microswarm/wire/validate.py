@@ -68,34 +68,55 @@ def validate_payload(msg_type: int, payload: Any, seq: int | None = None) -> Non
     _validate_by_rules(msg_type, payload, seq)
 
 
+# accepted()'s form of _FAST: msg type -> (required keys, key -> (the exact types of the
+# field that are also decoded leaves or a list, "uint" / "tstr[]" / "list" / "")); a field
+# whose kinds are containers other than a list (a map) gets no types: refused here, as
+# by the data-model check, and left to the full checks
+_ACCEPT: dict[int, tuple[frozenset[int], dict[int, tuple[frozenset[type], str]]]] = {
+    t: (required, {
+        key: (frozenset(types) & (_LEAVES | {list}),
+              extra or ("list" if list in types else ""))
+        for key, (types, extra) in checks.items()})
+    for t, (required, checks) in _FAST.items()
+}
+
+
 def accepted(msg_type: int, payload: Any) -> bool:
     """One pass over a freshly decoded map for the common case: True when decode_payload's
     data-model check (keys int or text, values leaves or lists of leaves) and
     validate_payload would both pass. False says nothing: run both (they raise the
     error, in their order, or accept)."""
-    fast = _FAST.get(msg_type)
+    fast = _ACCEPT.get(msg_type)
     if fast is None or type(payload) is not dict or not fast[0] <= payload.keys():
         return False
     checks = fast[1]
     for key, value in payload.items():
-        if type(key) not in _KEY_TYPES:
-            return False
         kind = type(value)
-        if kind not in _LEAVES:
-            if kind is not list:
-                return False
-            for item in value:
-                if type(item) not in _LEAVES:
-                    return False
         check = checks.get(key)
-        if check is None:
-            continue
-        if kind not in check[0]:
+        if check is None or type(key) is not int:  # (a bool or float key equals an int)
+            if type(key) not in _KEY_TYPES:
+                return False
+            if kind not in _LEAVES:
+                if kind is not list:
+                    return False
+                for item in value:
+                    if type(item) not in _LEAVES:
+                        return False
+            if check is None:
+                continue
+        if kind not in check[0]:  # a leaf or a list, of the field's kind
             return False
         extra = check[1]
-        if extra and (value < 0 if extra == "uint"
-                      else not all(type(item) is str for item in value)):
-            return False
+        if extra:
+            if extra == "uint":
+                if value < 0:
+                    return False
+            elif extra == "list":
+                for item in value:
+                    if type(item) not in _LEAVES:
+                        return False
+            elif not all(type(item) is str for item in value):  # tstr[]
+                return False
     return True
 
 

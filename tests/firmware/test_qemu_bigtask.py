@@ -1,0 +1,72 @@
+"""A large chunked task on the ESP32 board's own heap, on MicroPython's 32-bit firmware
+(ports/qemu on a Cortex-M7 under qemu-system-arm, built with the board's 111,168-byte GC
+heap and nothing added for its modules). The ESP32 set's .mpy files (armv7emsp) run in
+place from a ROMFS image, as modules frozen into a board's firmware would; its data files
+are on the emulated flash. The WIZnet driver is imported before main.py, as a TCP node
+holds it; the worker joins the real master over the emulated UART.
+
+The real master sends a small sha256 task, then one whose input is BIG bytes: a TASK of
+BIG + 20 bytes that comes in CHUNKs (max_frame 2,048), reassembled into one buffer whose
+byte string the kernel hashes in place. The master sends it only if the node's heartbeat
+reports that much free heap. 64 KB does not fit here yet: docs/qemu.md has the figures."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from microswarm import bundle, paths
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+BOARD = "esp32-devkit-w5500"
+KEY = bytes(range(72, 104))
+BIG = 40 * 1024
+
+
+async def _serve(board, big: bytes) -> dict:
+    from microswarm.master import Master
+
+    async with Master(key=KEY, cluster="qemu", tcp_port=None, udp_port=None) as master:
+        board.run_detached("import wiznet\nimport main")
+        await master.open_serial(board.port)
+        (info,) = await master.wait_for_nodes(1, 90)
+        small = bytes(range(256)) * 4
+        first = await master.submit("sha256", [[small]], timeout=60)
+        await asyncio.sleep(2.5)  # a heartbeat after that task: the free heap it left
+        free = master.nodes[0].heap_free
+        digest = await master.submit("sha256", [[big]], timeout=120)
+        return {"info": info, "first": first, "small": small, "free": free, "digest": digest}
+
+
+def test_a_40k_chunked_task_runs_at_the_esp32_heap_from_romfs():
+    sys.path.insert(0, str(paths.tools_dir()))
+    import qemu_firmware
+
+    from microswarm.bench.footprint import deploy_files, romfs_image
+
+    heap = paths.load_board(BOARD)["heap_bytes"]
+    try:
+        qemu_firmware.firmware("MPS2_AN500", heap)
+    except qemu_firmware.QemuUnavailable as exc:
+        pytest.skip(f"QEMU firmware: {exc}")
+    config = bundle.render_config("qemu-esp32", "qemu", KEY, "", "serial")
+    files = deploy_files(BOARD, "armv7emsp", config)
+    files.pop(bundle.NATIVE_MODULE, None)  # an ESP32 runs the pure-Python kernels
+    big = bytes((i * 7 + (i >> 8)) & 0xFF for i in range(BIG))
+    with tempfile.TemporaryDirectory(prefix="msw-bigtask-") as tmp:
+        image = Path(tmp) / "romfs.img"
+        data_files = romfs_image(files, image)
+        with qemu_firmware.Qemu("MPS2_AN500", heap, romfs_image=image) as board:
+            board.install(data_files)
+            out = asyncio.run(_serve(board, big))
+    info = out["info"]
+    assert info.board == BOARD and info.heap_total <= heap and info.max_frame == 2048
+    assert out["first"] == [hashlib.sha256(out["small"]).digest()]
+    assert out["free"] >= BIG + 20  # what the master checked before it sent the task
+    assert out["digest"] == [hashlib.sha256(big).digest()]
