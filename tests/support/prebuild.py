@@ -38,6 +38,7 @@ def needs() -> dict[str, list[tuple[str, int | None]]]:
         # bench footprint: the headline board's heap, and the ROMFS image on the default
         "tests/firmware/test_footprint.py": [("MPS2_AN500", None),
                                              ("MPS2_AN500", _heap("esp32-devkit-w5500"))],
+        "tests/firmware/test_qemu_bigtask.py": [("MPS2_AN500", _heap("esp32-devkit-w5500"))],
         "tests/firmware/test_qemu_worker.py": [("MPS2_AN500", _heap("pico2-usb"))],
         "tests/native/test_qemu.py": [("MPS2_AN500", None), ("MPS2_AN385", None)],
     }
