@@ -6,9 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-# pytest-xdist workers: the serial suite keeps a core idle most of the time (its tests wait
-# on VMs, links and timeouts); PYTEST_WORKERS=0 runs it in one process
-PYTEST_WORKERS ?= 2
+# pytest-xdist workers: 0 runs the suite in one process (the default: on a loaded machine
+# two workers make its timing tests fail now and then); PYTEST_WORKERS=2 uses both cores
+PYTEST_WORKERS ?= 0
 
 .PHONY: all venv test demo lint vectors native native-x64 clean distclean
 
@@ -23,8 +23,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# The x64 native module is built first, as `make demo` does: the two workers must not see
-# it appear in the middle of a test that deploys it (a cold clone's first build)
+# The x64 native module is built first, as `make demo` does: with two workers no test sees
+# it appear in its middle (a cold clone's first build)
 test: $(STAMP)
 	$(BIN)/ruff check host protocol tools tests
 	-$(BIN)/python tools/build_native.py --arch x64
