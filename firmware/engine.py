@@ -298,12 +298,8 @@ class Engine:
             mod.flush(self, now)
 
     def busy(self):
-        # (a TASK still arriving in CHUNKs counts: on a slow serial link a large one takes
-        # longer than the master's two heartbeat intervals to arrive, SPEC "Lost frames")
         ops = self.ops
-        chunks = self.chunks
-        return (len(self.queue) + len(self.running) + (len(ops.waiting) if ops is not None else 0)
-                + (len(chunks.tasks) if chunks is not None else 0))
+        return len(self.queue) + len(self.running) + (len(ops.waiting) if ops is not None else 0)
 
     # ---- receiving -------------------------------------------------------------------
 
@@ -584,7 +580,11 @@ class Engine:
             beat[_HEARTBEAT_HEAP_FREE] = free
             if stats.heap_min is None or free < stats.heap_min:
                 stats.heap_min = free
-        beat[_HEARTBEAT_QUEUE] = self.busy()
+        # (a TASK still arriving in CHUNKs counts here, not in the slots a TASK is admitted
+        # to: on a slow serial link a large one takes longer than the master's two heartbeat
+        # intervals to arrive, SPEC "Lost frames")
+        chunks = self.chunks
+        beat[_HEARTBEAT_QUEUE] = self.busy() + (len(chunks.tasks) if chunks is not None else 0)
         beat[_HEARTBEAT_DONE] = stats.done
         beat[_HEARTBEAT_BAD_FRAMES] = stats.bad_frames
         if stats.heap_min is not None:

@@ -86,6 +86,11 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 #           the next delimiter (one TOO_LARGE), so memory stays bounded; empty chunks (0x00
 #           0x00) are ignored. After BREAK, feed() stops: the bytes not yet consumed are in
 #           .after_break and the caller leaves frame mode.
+#       chunk_views=True: a CHUNK's data is a memoryview into the deframer's buffer (no
+#           copy of up to max_frame bytes beside a large message's reassembly buffer), and
+#           feed() returns right after that frame: the bytes that followed it in data are
+#           in .rest (else None; each feed() sets it anew), for the caller to feed()
+#           once it has used the CHUNK.
 #       REPL break rule: a chunk (the bytes since the last 0x00) that begins with b"\r\x03"
 #       or b"\x03\x03" is a request to interrupt (what mpremote sends). It can never start
 #       a v1 frame, because a COBS-encoded frame's second byte is always the version, 0x01.

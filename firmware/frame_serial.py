@@ -14,6 +14,7 @@ except ImportError:  # CPython
 
 # BEGIN GENERATED: protocol constants (tools/gen_protocol.py, from protocol/catalog.py)
 _HEADER_SIZE = const(7)
+_T_CHUNK = const(12)
 _E_TOO_LARGE = const(5)
 _E_TRUNCATED = const(6)
 _E_NO_MEMORY = const(11)
@@ -121,9 +122,10 @@ def cobs_decode(data):
 
 
 class Deframer:
-    def __init__(self, max_frame=MAX_FRAME, copy=True):
+    def __init__(self, max_frame=MAX_FRAME, copy=True, chunk_views=False):
         self.max_frame = max_frame
         self.copy = copy
+        self.chunk_views = chunk_views
         self.bad_frames = 0
         self.auth = None  # an auth.LinkAuth once the join began
         self._cap = cobs_max(max_frame + _TRAILER)
@@ -139,6 +141,8 @@ class Deframer:
         self._n = 0
         self._dropping = False
         self.after_break = b""
+        self._held = False
+        self.rest = None
 
     def pending(self):
         return self._n + self._dropping
@@ -168,7 +172,9 @@ class Deframer:
                 self._bad(out, FrameError(_E_TRUNCATED, "bad COBS: %s" % e))
             return
         try:
-            out.append(decode(frame, self.max_frame, self.copy, self.auth))
+            held = self.chunk_views and frame[1] == _T_CHUNK
+            out.append(decode(frame, self.max_frame, self.copy and not held, self.auth))
+            self._held = held
         except FrameError as e:
             e.fatal = False
             if e.code == _E_NO_MEMORY:
@@ -179,6 +185,7 @@ class Deframer:
 
     def feed(self, data, end=None):
         out = []
+        self.rest = None
         if type(data) is not bytes and type(data) is not bytearray:
             data = bytes(data)
         acc = self._acc
@@ -209,5 +216,10 @@ class Deframer:
                 self._bad(out, FrameError(_E_TOO_LARGE, "serial frame over the limit"))
             elif self._n:
                 self._take(out)
+                if self._held:  # its data is a view into this buffer: stop here
+                    self._held = False
+                    if z + 1 < total:
+                        self.rest = bytes(view[z + 1 : total])
+                    return out
             pos = z + 1
         return out

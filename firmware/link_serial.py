@@ -172,7 +172,10 @@ def _take_pending(rx, one, poller, view, n, limit):
 async def read_frames(session):
     """The reader of a worker.Session on this link: frames in, to the session's engine."""
     # copy=True: one feed may complete several frames, and in-place views into the
-    # deframer's buffer would not survive the next one
+    # deframer's buffer would not survive the next one; but a CHUNK's data is a view
+    # (chunk_views: no copy of up to max_frame bytes beside a large message's buffer, the
+    # engine copies it into that buffer at once): feed() stops after such a frame and
+    # leaves what followed in deframer.rest
     deframer = session.reader = session.w.reader(True)
     from frame_serial import BREAK
 
@@ -183,20 +186,25 @@ async def read_frames(session):
     while True:
         n = await link.read_into(view)
         eng.last_rx = board.uptime_ms()  # bytes arriving: the master is not silent
-        for item in deframer.feed(buf, n):
-            if item is BREAK:
-                link.close()
-                raise KeyboardInterrupt
-            if isinstance(item, frame.FrameError):
-                task_id = None
-                head = getattr(item, "head", None)
-                if head is not None and head[1] == _T_TASK:  # a TASK with no heap
-                    from engine_chunks import peek_task_id
+        items = deframer.feed(buf, n)
+        while items:
+            for item in items:
+                if item is BREAK:
+                    link.close()
+                    raise KeyboardInterrupt
+                if isinstance(item, frame.FrameError):
+                    task_id = None
+                    head = getattr(item, "head", None)
+                    if head is not None and head[1] == _T_TASK:  # a TASK with no heap
+                        from engine_chunks import peek_task_id
 
-                    task_id = peek_task_id(memoryview(head)[_HEADER_SIZE:])
-                eng.bad_frame(item.code, item.text, item.seq, False, board.uptime_ms(),
-                              task_id)
-            else:
-                session.dispatch(item, board.uptime_ms())
+                        task_id = peek_task_id(memoryview(head)[_HEADER_SIZE:])
+                    eng.bad_frame(item.code, item.text, item.seq, False, board.uptime_ms(),
+                                  task_id)
+                else:
+                    session.dispatch(item, board.uptime_ms())
+            if deframer.rest is None:
+                break
+            items = deframer.feed(deframer.rest)  # what followed a CHUNK frame in this read
         if session.link.pending():
             await session.link.drain()

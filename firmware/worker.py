@@ -397,7 +397,7 @@ class Worker:
             if cobs:  # each link's half of the codec, for the link a node uses
                 import frame_serial
 
-                reader = frame_serial.Deframer(size)
+                reader = frame_serial.Deframer(size, chunk_views=True)
                 self.serial_buf = bytearray(SERIAL_CHUNK)
             else:
                 import frame_tcp

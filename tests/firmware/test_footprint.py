@@ -49,6 +49,7 @@ def test_bench_footprint_measures_every_module_on_32_bit(qemu_firmware):
     # idle node
     assert qemu["on_demand"] == ["config", "engine_join", "wiznet_dhcp", "wiznet_up",
                                  "kernels"]
+    assert set(report["on_demand_when"]) == set(qemu["on_demand"])  # each one said
     assert qemu["modules_total"] == sum(v for n, v in qemu["modules"].items()
                                         if n not in qemu["on_demand"])
     # 64-bit objects are larger: the same modules hold more heap in the x64 VM

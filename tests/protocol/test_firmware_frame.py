@@ -487,6 +487,31 @@ def test_repl_break_is_recognised_only_at_a_chunk_start(codec_vm):
             assert answer == expected, data
 
 
+def test_deframer_chunk_views_stop_after_a_chunk(codec_vm):
+    """chunk_views=True (the worker's serial link): a CHUNK's data is a view into the
+    deframer's buffer, so feed() returns right after that frame and keeps what followed it
+    in .rest; the frames are the ones the default deframer gives."""
+    chunks = encode_message(MsgType.TASK, {0: 7, 1: "echo", 2: [bytes(range(256)) * 3]},
+                            seq=40, max_frame=256, stream=2)
+    beat = encode_frame(MsgType.HEARTBEAT, {0: 5}, seq=50)
+    data = b"".join(serial_encode(f) for f in [*chunks[:2], beat])
+    source = (
+        "import frame, frame_serial, frame_tcp\n"
+        f"data = {data!r}\n"
+        "d = frame_serial.Deframer(256, chunk_views=True)\n"
+        "first = d.feed(data)\n"
+        "view = type(first[0][3][4]) is memoryview\n"
+        "got = [bytes(first[0][3][4])]\n"
+        "second = d.feed(d.rest)\n"
+        "got.append(bytes(second[0][3][4]))\n"
+        "third = d.feed(d.rest)\n"
+        "plain = frame_serial.Deframer(256).feed(data)\n"
+        "same = got == [bytes(f[3][4]) for f in plain[:2]] and third[0][3] == plain[2][3]\n"
+        "print(len(first), len(second), len(third), view, same, d.rest, len(plain))\n"
+    )
+    assert codec_vm(source).split() == ["1", "1", "1", "True", "True", "None", "3"]
+
+
 def test_chunked_messages_are_the_host_frames(run_vm):
     rng = random.Random(3)
     lines, expected = [], []

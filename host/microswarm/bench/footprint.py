@@ -60,6 +60,14 @@ WIZNET_MODULES = ("wiznet_dhcp", "wiznet", "wiznet_up")
 # then dropped), the built-in kernels (loaded on the first task that names one of them).
 # Measured, but not in modules_total.
 ON_DEMAND = ("config", "engine_join", "wiznet_dhcp", "wiznet_up", "kernels")
+# what the report says of each (`on_demand_when`)
+ON_DEMAND_WHEN = {
+    "config": "read at boot, then dropped",
+    "engine_join": "the join's code: loaded for the HELLO, dropped after the WELCOME",
+    "wiznet_dhcp": "WIZnet boards: for a DHCP lease or renewal, then dropped",
+    "wiznet_up": "WIZnet boards: while the driver starts the chip, then dropped",
+    "kernels": "on the first task that names one of its kernels, then kept",
+}
 ASYNCIO = "asyncio"
 JOIN_TIMEOUT_S = 60
 QEMU_ARCH_FOR = {"xtensawin": "armv7emsp"}  # arches the ARM firmware cannot load
@@ -134,7 +142,8 @@ def measure(boards: list[str], join: bool = True, qemu_board: str = "MPS2_AN500"
         sys.path.insert(0, str(tools))
     import qemu_firmware
 
-    report: dict[str, Any] = {"boards": {}, "goal_bytes": GOAL_BYTES}
+    report: dict[str, Any] = {"boards": {}, "goal_bytes": GOAL_BYTES,
+                              "on_demand_when": dict(ON_DEMAND_WHEN)}
     try:
         qemu_firmware.firmware(qemu_board)
     except qemu_firmware.QemuUnavailable as exc:
