@@ -6,6 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# pytest-xdist workers: 0 runs the suite in one process (the default: on a loaded machine
+# two workers make its timing tests fail now and then); PYTEST_WORKERS=2 uses both cores
+PYTEST_WORKERS ?= 0
 
 .PHONY: all venv test demo lint vectors native native-x64 clean distclean
 
@@ -20,9 +23,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The x64 native module is built first, as `make demo` does: with two workers no test sees
+# it appear in its middle (a cold clone's first build)
 test: $(STAMP)
 	$(BIN)/ruff check host protocol tools tests
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	-$(BIN)/python tools/build_native.py --arch x64
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # The VM boards load the x64 native module when it builds; without a C compiler they run
 # the pure-Python kernels and the demo says so in its table.

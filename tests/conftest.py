@@ -35,3 +35,23 @@ def run_vm(micropython):
                           timeout=timeout, micropython=micropython)
 
     return run
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start building the QEMU firmwares the collected tests boot (support/prebuild.py)."""
+    from support import prebuild
+
+    worker = getattr(session.config, "workerinput", {}).get("workerid", "gw0")
+    if worker != "gw0" or session.config.option.collectonly:
+        return  # one builder per run; under xdist the first worker's
+    firmwares = prebuild.wanted([item.nodeid for item in session.items])
+    session.config.stash[_PREBUILD] = prebuild.Prebuild(firmwares, REPO).start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    builder = session.config.stash.get(_PREBUILD, None)
+    if builder is not None:
+        builder.stop()
+
+
+_PREBUILD = pytest.StashKey()

@@ -11,6 +11,7 @@ when they cannot be had. Work is skipped while the outputs are newer than every 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import shutil
 import subprocess
@@ -156,6 +157,18 @@ def build_module(module: str, sources: list[Path], build_dir: Path, arch: str, *
     msw_native and users' kernels (`microswarm native build`) are built by this one path."""
     target = TARGETS[arch]
     ensure_toolchain(target)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    # one build in a build folder at a time (parallel test workers, a tool run beside them):
+    # the module's config header and qstrs are shared by its arches
+    with open(build_dir / f".{module}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_module(module, sources, build_dir, target, arch, headers=headers,
+                             include=include, defines=defines, force=force)
+
+
+def _build_module(module: str, sources: list[Path], build_dir: Path, target: Target,
+                  arch: str, *, headers: list[Path], include: list[Path], defines: list[str],
+                  force: bool) -> Path:
     sdk_root, config, module_qstrs, fun_table = prepare(
         force, module=module, sources=sources, build_dir=build_dir)
     out_dir = build_dir / arch

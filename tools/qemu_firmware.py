@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -133,7 +134,8 @@ def firmware(board: str = "MPS2_AN500", heap: int | None = None, romfs: bool = F
     `romfs` gives it the ROMFS partition of ROMFS_PARTITIONS."""
     if board not in BOARDS:
         raise QemuUnavailable(f"unknown QEMU board {board!r}; known: {', '.join(BOARDS)}")
-    tree = source_tree()
+    with _locked(CACHE / ".lock"):  # one extraction at a time
+        tree = source_tree()
     key = tree.parent.name if tree.is_relative_to(CACHE) else "src-" + _slug(str(tree))
     name = board + (f"-heap{heap}" if heap else "")
     if romfs:
@@ -144,21 +146,34 @@ def firmware(board: str = "MPS2_AN500", heap: int | None = None, romfs: bool = F
         name += f"-romfs{start:x}+{size:x}"
     build = CACHE / "build" / key / name
     elf = build / "firmware.elf"
-    if elf.is_file():
+    # one build of each firmware at a time: parallel test workers, and a build started
+    # ahead of the tests (tests/conftest.py), ask for the same one; the second waits here
+    # and finds the first one's firmware.elf
+    with _locked(build.parent / f"{name}.lock"):
+        if elf.is_file():
+            return elf
+        ensure_tools()
+        command = ["make", "-C", str(tree / "ports" / "qemu"), f"BOARD={board}",
+                   "FROZEN_MANIFEST=", f"BUILD={build}", f"-j{os.cpu_count() or 1}"]
+        if heap:
+            command.append(f"MICROPY_HEAP_SIZE={int(heap)}")
+        if romfs:
+            command += [f"MICROPY_HW_ROMFS_PART0_START={start:#x}",
+                        f"MICROPY_HW_ROMFS_PART0_SIZE={size:#x}"]
+        log(f"building {name} (once, about 30 s)")
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+        if proc.returncode != 0 or not elf.is_file():
+            raise QemuUnavailable(f"the {board} firmware did not build:\n{proc.stderr[-2000:]}")
         return elf
-    ensure_tools()
-    command = ["make", "-C", str(tree / "ports" / "qemu"), f"BOARD={board}", "FROZEN_MANIFEST=",
-               f"BUILD={build}", f"-j{os.cpu_count() or 1}"]
-    if heap:
-        command.append(f"MICROPY_HEAP_SIZE={int(heap)}")
-    if romfs:
-        command += [f"MICROPY_HW_ROMFS_PART0_START={start:#x}",
-                    f"MICROPY_HW_ROMFS_PART0_SIZE={size:#x}"]
-    log(f"building {name} (once, about 30 s)")
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-    if proc.returncode != 0 or not elf.is_file():
-        raise QemuUnavailable(f"the {board} firmware did not build:\n{proc.stderr[-2000:]}")
-    return elf
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock on the file `path` (created with its folder) while the block runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _board_partition(tree: Path, board: str) -> tuple[int, int] | None:

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from support.commands import REPO, shell_commands, user_shell
+from support.commands import PORTS, REPO, shell_commands, user_shell
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -28,7 +28,7 @@ def test_the_tutorial_runs_as_written(tmp_path):
         pytest.skip("no C compiler for the native build of the tutorial")
     shutil.copytree(REPO / "examples", tmp_path / "examples",
                     ignore=shutil.ignore_patterns("build", "package.json", "kpkg_*.json"))
-    with user_shell(tmp_path) as shell:
+    with user_shell(tmp_path, PORTS) as shell:  # the tutorial's master uses the fixed ports
         shell.env["COLUMNS"] = "200"
         shell.run_in_order(shell_commands(DOC), timeout=180)
     outputs = shell.transcript
