@@ -440,6 +440,34 @@ def test_a_stalled_driver_does_not_count_as_the_nodes_silence():
     assert [type(e) for e in s.on_timer(12.5)] == [ev.Left]  # 3.5 s since 10.0 - 1
 
 
+def test_late_timer_calls_are_not_a_stall_and_a_silent_node_is_still_lost_in_time():
+    """A driver whose timer comes 50-200 ms after the session's deadline at 300 ms heartbeats
+    (a 100 ms tick on a loaded machine) has not stalled: that lateness counts as silence in
+    full. A heartbeating node is kept, and one that goes silent is lost at the first call
+    after 3 intervals of silence, however late each call was."""
+    s = session(limits=Limits(heartbeat_ms=300, window=4, max_frame=4096))
+    join(s, now=0.0, threads=True)
+    lateness = [0.05, 0.2, 0.12, 0.18, 0.07, 0.2, 0.15]
+    node_beats = [0.3 * k for k in range(1, 40)]  # the node heartbeats until 11.7 s
+    calls = 0
+    now = 0.0
+    while now < 20.0:
+        due = s.next_deadline()
+        now = due + lateness[calls % len(lateness)]
+        calls += 1
+        while node_beats and node_beats[0] <= now:
+            t = node_beats.pop(0)
+            assert s.receive(frame(MsgType.HEARTBEAT, {0: int(t * 1000)}, calls), t) == []
+        got = s.on_timer(now)
+        out(s)
+        if got:
+            break
+    assert [type(e) for e in got] == [ev.Left] and s.closed, got
+    assert "lost: no frame for 3 heartbeat intervals" in got[0].cause
+    last = 0.3 * 39
+    assert last + 0.9 < now <= last + 0.9 + 0.2  # the first (late) call past the bound
+
+
 def test_a_hello_for_another_cluster_is_refused_naming_both():
     s = session(cluster="lab")
     s.receive(hello(seq=2, cluster="home"), 0.0)

@@ -738,23 +738,8 @@ class Scheduler:
             # entry to make. (The entries' seq numbers only order alike estimates, and
             # those made stay in the order they were made.)
             return
-        version = node.version
         for cls in classes:
-            # self._push_node(cls, node), inline: twice per task
-            kernel = cls.key[0]
-            compute = node.compute.get(kernel)  # self._entry(cls, node), inline
-            if compute is None:
-                compute = self._kernel_avg.get(kernel, DEFAULT_COMPUTE_S) / node.caps.speed
-            entry = (node.backlog + compute, next(self._seq), version, node)
-            if self.hold_ratio is not None:  # only _better_busy_node reads it
-                heapq.heappush(cls.everyone, entry)
-            if free:
-                heapq.heappush(cls.nodes, entry)
-                if not inflight:
-                    heapq.heappush(cls.idle, entry)
-            limit = 4 * len(self.nodes) + 64
-            if len(cls.nodes) > limit or len(cls.idle) > limit or len(cls.everyone) > limit:
-                self._compact(cls)
+            self._push_node(cls, node)
             if free and cls.parked:
                 self._unpark(cls)
 

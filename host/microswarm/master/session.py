@@ -19,7 +19,9 @@ Liveness: a joined node is lost when nothing valid arrived for LOST_BEATS heartb
 intervals, except that a node without `threads` (its kernels run on the link's own
 thread, so it cannot heartbeat during one) is not lost for silence while it holds a
 task; that task's deadline (``held.py``) catches a hang. A driver that calls on_timer
-late (its own loop stalled) does not count the stall as the node's silence.
+more than STALL_BEATS intervals after the session's deadline (its own loop stalled, so it
+could not read frames either) does not count that lateness as the node's silence; a
+timer that is merely late (a coarse tick, a loaded machine) counts in full.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ JOIN_TIMEOUT_S = 10.0  # HANDSHAKE_TIMEOUT: link open (or HELLO, on serial) to A
 LOST_BEATS = 3  # silent this many heartbeat intervals: lost
 MAX_STREAMS = 4  # open CHUNK streams a node may hold towards the master
 ANSWER_BURST, ANSWERS_PER_S = 20, 10.0  # ERROR answers to a joined node's bad frames
+STALL_BEATS = 1  # on_timer this many intervals past the session's deadline: the driver stalled
 QUIET_AFTER_BEATS = 1.5  # serial: no master HEARTBEAT to a node silent this many intervals
 # LOG lines a node may send at once, then per second: a node that sends more (the firmware
 # sends at most 8, then 1 a second: firmware/engine_log.py) has the rest counted, not kept
@@ -161,7 +164,7 @@ class NodeSession:
         "master_nonce", "last_rx", "heartbeat_s", "held", "reconcile", "close_cause",
         "_nonce", "_hello", "_hello_seq", "_join_deadline", "_join_timeout_s",
         "_wait_for_hello", "_deframer", "_reassembler", "_out", "_seq", "_stream",
-        "_max_frame", "_next_beat", "_last_timer", "_origin", "_cobs", "_answer_tokens",
+        "_max_frame", "_next_beat", "_origin", "_cobs", "_answer_tokens",
         "_answer_at", "_auth", "operands", "_log_tokens", "_log_at", "__weakref__",
     )
 
@@ -226,7 +229,6 @@ class NodeSession:
         self._seq = 0
         self._stream = 0
         self._next_beat = 0.0
-        self._last_timer = now
         self._origin = now if origin is None else origin
         self._answer_tokens = float(ANSWER_BURST)
         self._answer_at = now
@@ -377,7 +379,6 @@ class NodeSession:
         state = self.state
         if state is State.CLOSED:
             return events
-        last, self._last_timer = self._last_timer, now
         if state is not State.JOINED:
             if self._join_deadline is not None and now + TIMER_SLACK_S >= self._join_deadline:
                 self._refuse(ErrorCode.HANDSHAKE_TIMEOUT,
@@ -385,10 +386,13 @@ class NodeSession:
                              None, events)
             return events
         beat = self.heartbeat_s
-        if now - last > 1.5 * beat:
-            # The driver itself stalled: it could not read frames, so that time is not
-            # the node's silence.
-            self.last_rx = max(self.last_rx, now - beat)
+        late = now - self.next_deadline()  # (joined: there is always a next HEARTBEAT)
+        if late > STALL_BEATS * beat:
+            # The driver itself stalled: its loop could not read frames either, so that
+            # time is not the node's silence (a frame read meanwhile: none of it is).
+            # Lateness below that (a coarse tick, a loaded machine) counts in full, so a
+            # timer that is always a little late never postpones a loss.
+            self.last_rx = min(now, self.last_rx + late)
         if self.held.tasks:  # the scheduler requeues it and sends CANCEL (timed_out)
             for task_id in self.held.overdue(now, LOST_BEATS * beat):
                 events.append(TaskFailed(task_id, int(ErrorCode.DEADLINE),
@@ -683,6 +687,6 @@ class NodeSession:
         # an operand over the node's max_message could not arrive: such a one goes inline
         cache = min(info.operand_cache, info.max_message - 64)
         self.operands = NodeOperands(cache) if cache > 0 else None
-        self.last_rx = self._last_timer = now
+        self.last_rx = now
         self._next_beat = now + self.heartbeat_s
         events.append(Joined(info))

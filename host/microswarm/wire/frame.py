@@ -156,8 +156,14 @@ def decode_body(
                          "joined", seq)
     if msg_type not in _KNOWN_TYPES:
         raise FrameError(ErrorCode.UNKNOWN_TYPE, f"message type {msg_type} is not known", seq)
+    return _payload_frame(frame[HEADER_SIZE : HEADER_SIZE + length], msg_type, flags, seq,
+                          validate)
+
+
+def _payload_frame(body: bytes, msg_type: int, flags: int, seq: int, validate: bool) -> Frame:
+    """The Frame of a checked frame's payload bytes: decoded, data model and catalog checked."""
     try:
-        payload = decode_unchecked(frame[HEADER_SIZE : HEADER_SIZE + length])
+        payload = decode_unchecked(body)
         checked = validate and accepted(msg_type, payload)  # both checks in one pass
         if not checked and type(payload) not in _LEAVES:
             check_model(payload)  # as decode_payload
@@ -219,18 +225,7 @@ def decode_frame(
         # CRC, MAC or counter refused: decode_body names the first check that fails
         return decode_body(data, msg_type, flags, seq, length, validate, auth)
     auth.rx_counter = counter
-    body = data[HEADER_SIZE:HEADER_SIZE + length]
-    try:
-        payload = decode_unchecked(body)
-        checked = validate and accepted(msg_type, payload)  # both checks in one pass
-        if not checked and type(payload) not in _LEAVES:
-            check_model(payload)  # as decode_payload
-    except FrameError as exc:
-        exc.seq = seq
-        raise
-    if validate and not checked:
-        validate_payload(msg_type, payload, seq)
-    return _new_frame(Frame, (msg_type, flags, seq, payload))
+    return _payload_frame(data[HEADER_SIZE:HEADER_SIZE + length], msg_type, flags, seq, validate)
 
 
 class FrameReader:
