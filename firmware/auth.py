@@ -50,9 +50,10 @@ class LinkAuth:
     def __init__(self, key, master_nonce, node_nonce):
         # (made during the join: its HKDF is the join's code, engine_join.py)
         try:
-            from engine_join import hkdf
+            import engine_join
         except ImportError:
-            from microswarm.firmware.engine_join import hkdf
+            from microswarm.firmware import engine_join
+        hkdf = engine_join.hkdf
         salt = bytes(master_nonce) + bytes(node_nonce)
         self._tx = self._pads(hkdf(key, salt, b"msw-frame node->master"))
         self._rx = self._pads(hkdf(key, salt, b"msw-frame master->node"))

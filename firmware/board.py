@@ -3,7 +3,8 @@
 `open_net(board)` returns the object the links call socket()/getaddrinfo() on: the port's
 own socket module when board.json says "net_driver": "builtin" (the unix port, or rp2's
 WIZNET5K build), or the project's WIZnet driver for "wiznet" (hardware sockets over SPI;
-imported lazily so boards without it never load it).
+imported lazily so boards without it never load it; its SPI bus and pins are set up by
+the chip's bring-up module, wiznet_up.py, which a running node does not hold).
 """
 
 import gc
@@ -27,28 +28,11 @@ def open_net(board, ifconfig=None):
 
         return socket
     if driver == "wiznet":
-        return _open_wiznet(board, ifconfig)
+        # the chip's SPI bus and pins: bring-up code (wiznet_up.py), not held once it runs
+        import wiznet_up
+
+        return wiznet_up.open_board(board, ifconfig)
     raise OSError("board " + board["name"] + " has no network driver")
-
-
-def _open_wiznet(board, ifconfig):
-    from machine import SPI, Pin
-
-    import wiznet
-
-    pins = board["spi"]
-    spi = SPI(pins["id"], baudrate=pins["baudrate"], polarity=0, phase=0,
-              sck=Pin(pins["sck"]), mosi=Pin(pins["mosi"]), miso=Pin(pins["miso"]))
-    nic = wiznet.WIZnet(spi, Pin(pins["cs"], Pin.OUT, value=1),
-                        rst=Pin(pins["rst"], Pin.OUT, value=1),
-                        intr=Pin(pins["int"], Pin.IN), chip=board["nic"],
-                        reset_ms=pins.get("reset_ms", (100, 100)))
-    nic.wait_link()  # auto-negotiation: a connect before the link is up would time out
-    if ifconfig:
-        nic.ifconfig(tuple(ifconfig))
-    else:
-        nic.dhcp()
-    return nic
 
 
 def heap_free():

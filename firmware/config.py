@@ -16,7 +16,7 @@ except ImportError:  # CPython
 _UDP_DISCOVERY_PORT = const(5881)
 # END GENERATED
 
-DEFAULT_SLOTS = 2
+_DEFAULT_SLOTS = const(2)
 LINKS = ("tcp", "serial")
 # board.json's prose and the simulator's model: read by people and the host, never by the
 # node, which keeps its board definition for the whole boot (ESP32: about 1.9 KB of heap)
@@ -98,7 +98,7 @@ def load_config(board, path="config.json"):
         raise ConfigError(path + ": discovery_port must be a port number")
     cfg["discovery_port"] = port
     cfg["discovery_host"] = doc.get("discovery_host") or "255.255.255.255"
-    slots = doc.get("slots", board.get("slots", DEFAULT_SLOTS))
+    slots = doc.get("slots", board.get("slots", _DEFAULT_SLOTS))
     if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
         raise ConfigError(path + ": slots must be a positive int")
     cfg["slots"] = slots

@@ -117,21 +117,21 @@ except ImportError:
 len = len
 isinstance = isinstance
 
-JOIN_TIMEOUT_MS = const(5000)
-SILENT_BEATS = const(3)
-# A node dials again after a delay in [b/2, b] (random; Backoff), b doubling from BACKOFF_MIN_MS
-# after each failed session up to BACKOFF_MAX_MS, back to the minimum after a join.
-BACKOFF_MIN_MS = const(200)
-BACKOFF_MAX_MS = const(10000)
+_JOIN_TIMEOUT_MS = const(5000)
+_SILENT_BEATS = const(3)
+# A node dials again after a delay in [b/2, b] (random; Backoff), b doubling from _BACKOFF_MIN_MS
+# after each failed session up to _BACKOFF_MAX_MS, back to the minimum after a join.
+_BACKOFF_MIN_MS = const(200)
+_BACKOFF_MAX_MS = const(10000)
 MIN_HEARTBEAT_MS = const(10)
-MAX_STREAMS = const(4)  # CHUNK streams a node holds open at once
-OPERAND_SHARE = const(8)  # shared operands may hold 1/OPERAND_SHARE of the heap (HELLO)
+_MAX_STREAMS = const(4)  # CHUNK streams a node holds open at once
+_OPERAND_SHARE = const(8)  # shared operands may hold 1/_OPERAND_SHARE of the heap (HELLO)
 
 # states
 HELLO_SENT = const(0)  # waiting for AUTH_CHALLENGE
 AUTH_SENT = const(1)  # waiting for WELCOME
 JOINED = const(2)
-CLOSED = const(3)
+_CLOSED = const(3)
 
 
 def _log():
@@ -158,11 +158,11 @@ def describe(error):
 
 def heap_limits(heap_total):
     """(max_message, operand_cache) a board says in HELLO for its heap: two thirds of it
-    for one message (at most 1 MiB), 1/OPERAND_SHARE for shared operands. A reassembled
+    for one message (at most 1 MiB), 1/_OPERAND_SHARE for shared operands. A reassembled
     message is one buffer of its size and its byte strings are decoded as views into it,
     so a message costs about its size: the ESP32's 111,168 bytes take 74,112, a 64 KB
     task (a third was 37,056)."""
-    return min(heap_total * 2 // 3, 1 << 20), heap_total // OPERAND_SHARE
+    return min(heap_total * 2 // 3, 1 << 20), heap_total // _OPERAND_SHARE
 
 
 def _join():
@@ -186,16 +186,16 @@ class Backoff:
     """When a node dials again after a session ends (every node kind: one rule)."""
 
     def __init__(self):
-        self.ms = BACKOFF_MIN_MS
+        self.ms = _BACKOFF_MIN_MS
 
     def joined(self):
-        self.ms = BACKOFF_MIN_MS
+        self.ms = _BACKOFF_MIN_MS
 
     def next_ms(self, fraction):
         """The wait before the next dial, in [b/2, b] for `fraction` in [0, 1]; then b
-        doubles, up to BACKOFF_MAX_MS."""
+        doubles, up to _BACKOFF_MAX_MS."""
         b = self.ms
-        self.ms = b * 2 if b * 2 < BACKOFF_MAX_MS else BACKOFF_MAX_MS
+        self.ms = b * 2 if b * 2 < _BACKOFF_MAX_MS else _BACKOFF_MAX_MS
         return b * (0.5 + 0.5 * fraction)
 
 
@@ -270,7 +270,7 @@ class Engine:
 
     def start(self, now, nonce):
         self.node_nonce = nonce
-        self.join_deadline = now + JOIN_TIMEOUT_MS
+        self.join_deadline = now + _JOIN_TIMEOUT_MS
         self.last_rx = now
         hello = self.hello
         self.hello = None  # sent: its kernel lists need not stay for the whole session
@@ -278,9 +278,9 @@ class Engine:
         self.io.send(_T_HELLO, hello)
 
     def end(self, reason):
-        if self.state == CLOSED:
+        if self.state == _CLOSED:
             return
-        self.state = CLOSED
+        self.state = _CLOSED
         self.end_reason = reason
         # kept for the master: sent after the next WELCOME (a serial board has no console)
         _log().note(self.stats, 2, "previous session ended: " + reason)  # WARNING
@@ -304,7 +304,7 @@ class Engine:
     # ---- receiving -------------------------------------------------------------------
 
     def receive(self, msg_type, flags, seq, payload, now):
-        if self.state == CLOSED:
+        if self.state == _CLOSED:
             return
         self.last_rx = now
         if msg_type == _T_TASK:
@@ -333,7 +333,7 @@ class Engine:
     def bad_frame(self, code, text, seq, fatal, now, task_id=None):
         """A frame the codec refused: answered with an ERROR, counted; a fatal one (the
         byte stream cannot be trusted past it) ends the session."""
-        if self.state == CLOSED:
+        if self.state == _CLOSED:
             return
         self.stats.bad_frames += 1
         self._send_error(code, text, seq, task_id)
@@ -393,10 +393,10 @@ class Engine:
     def _operands(self):
         if self.ops is None and self.cache_bytes:
             try:
-                from operands import Operands
-            except ImportError:
-                from microswarm.firmware.operands import Operands
-            self.ops = Operands(self.cache_bytes)
+                import operands
+            except ImportError:  # (a module name, not a dotted one: one name less interned)
+                from microswarm.firmware import operands
+            self.ops = operands.Operands(self.cache_bytes)
         return self.ops
 
     def _put(self, payload, seq, now):
@@ -516,10 +516,10 @@ class Engine:
             return
         if self.chunks is None:
             try:
-                from engine_chunks import Chunks
+                import engine_chunks
             except ImportError:
-                from microswarm.firmware.engine_chunks import Chunks
-            self.chunks = Chunks(self.max_message, MAX_STREAMS)
+                from microswarm.firmware import engine_chunks
+            self.chunks = engine_chunks.Chunks(self.max_message, _MAX_STREAMS)
         try:
             whole = self.chunks.add(payload, flags, seq)
         except ValueError as e:  # the codec's FrameError
@@ -540,19 +540,19 @@ class Engine:
     def next_deadline(self):
         state = self.state
         if state == JOINED:
-            silent = self.last_rx + SILENT_BEATS * self.heartbeat_ms + 1
+            silent = self.last_rx + _SILENT_BEATS * self.heartbeat_ms + 1
             return self.next_beat if self.next_beat < silent else silent
-        if state == CLOSED:
+        if state == _CLOSED:
             return None
         return self.join_deadline
 
     def on_timer(self, now):
         state = self.state
-        if state == CLOSED:
+        if state == _CLOSED:
             return
         if state != JOINED:
             if now >= self.join_deadline:
-                self.end("no WELCOME within " + str(JOIN_TIMEOUT_MS) + " ms")
+                self.end("no WELCOME within " + str(_JOIN_TIMEOUT_MS) + " ms")
             return
         # The clock runs at least once per interval; a longer gap means this node did not
         # run (its host stalled): that time is not the master's silence.
@@ -561,11 +561,11 @@ class Engine:
             self.last_rx += gap
         self.last_tick = now
         silent = now - self.last_rx
-        if silent > SILENT_BEATS * self.heartbeat_ms:
+        if silent > _SILENT_BEATS * self.heartbeat_ms:
             self.end("master silent for " + str(int(silent)) + " ms")
             return
         if self.ops is not None and self.ops.waiting:
-            self.ops.expire(self, now - SILENT_BEATS * self.heartbeat_ms)
+            self.ops.expire(self, now - _SILENT_BEATS * self.heartbeat_ms)
         if now >= self.next_beat:
             self.next_beat = now + self.heartbeat_ms
             self.heartbeat(now)

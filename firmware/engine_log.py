@@ -1,5 +1,5 @@
 """A node's own log (SPEC.md, LOG): records kept while the node cannot send them, sent as
-LOG frames once the session is joined, at most BURST at once, then one per EVERY_MS.
+LOG frames once the session is joined, at most _BURST at once, then one per _EVERY_MS.
 Loaded on the first record: a node with nothing to say never imports it."""
 
 try:
@@ -16,44 +16,44 @@ _LOG_LEVEL = const(0)
 _LOG_TEXT = const(1)
 # END GENERATED
 
-KEEP = const(4)  # records kept while they cannot go out (the oldest give way)
-TEXT = const(160)  # characters of a record's text
-BURST = const(8)  # LOG frames a node may send at once...
-EVERY_MS = const(1000)  # ...then one per this interval
-WARNING = const(2)  # LogLevel
-ERROR = const(3)
+_KEEP = const(4)  # records kept while they cannot go out (the oldest give way)
+_TEXT = const(160)  # characters of a record's text
+_BURST = const(8)  # LOG frames a node may send at once...
+_EVERY_MS = const(1000)  # ...then one per this interval
+_WARNING = const(2)  # LogLevel
+_ERROR = const(3)
 
 
 def note(stats, level, text):
-    """Keep a record in the node's boot-long Stats; when KEEP are waiting the oldest is
+    """Keep a record in the node's boot-long Stats; when _KEEP are waiting the oldest is
     dropped, and counted (the master is told how many)."""
     logs = stats.logs
     if logs is None:
         logs = stats.logs = []
-    elif len(logs) >= KEEP:
+    elif len(logs) >= _KEEP:
         logs.pop(0)
         stats.log_dropped += 1
-    if len(text) > TEXT:
-        text = text[:TEXT - 3] + "..."
+    if len(text) > _TEXT:
+        text = text[:_TEXT - 3] + "..."
     logs.append((level, text))
 
 
 def flush(eng, now):
     """Send what is waiting, as far as the rate allows (the engine calls it joined)."""
     stats = eng.stats
-    gained = int((now - stats.log_at) // EVERY_MS)
+    gained = int((now - stats.log_at) // _EVERY_MS)
     if gained > 0:
         tokens = stats.log_tokens + gained
-        if tokens >= BURST:
-            stats.log_tokens = BURST
+        if tokens >= _BURST:
+            stats.log_tokens = _BURST
             stats.log_at = now
         else:
             stats.log_tokens = tokens
-            stats.log_at += gained * EVERY_MS
+            stats.log_at += gained * _EVERY_MS
     logs = stats.logs
     while logs and stats.log_tokens > 0 and eng.state == 2:  # engine.JOINED
         if stats.log_dropped:
-            level = WARNING
+            level = _WARNING
             text = str(stats.log_dropped) + " log lines dropped (rate limit or no link)"
             stats.log_dropped = 0
         else:

@@ -167,12 +167,12 @@ memoryview = memoryview
 _native_cobs_encode = getattr(_native, "cobs_encode", None)
 
 MAX_FRAME = _MAX_PAYLOAD + _FRAME_OVERHEAD
-_HEADER = "<BBBHH"
-_CRC = "<I"
+_HEADER = const("<BBBHH")
+_CRC = const("<I")
 # Largest CBOR overhead of a CHUNK map around its data: map head, five keys, stream,
 # inner_type, total and offset as uint32, a byte-string head for up to 65535 bytes.
 _CHUNK_MAP_OVERHEAD = const(1 + 5 + 5 + 2 + 5 + 5 + 3)
-_MIN_FRAME = _FRAME_OVERHEAD + _CHUNK_MAP_OVERHEAD + 8
+_MIN_FRAME = const(_FRAME_OVERHEAD + _CHUNK_MAP_OVERHEAD + 8)
 _HEAD_SLACK = const(16)
 _TRAILER = const(12)  # MAC trailer after the CRC once joined (auth.LinkAuth): not in max_frame
 

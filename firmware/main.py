@@ -19,10 +19,12 @@ except KeyboardInterrupt:
 
 import gc  # noqa: E402
 
+from micropython import const  # noqa: E402
+
 # While the modules load, collect every 1/16 of the heap: what they keep then stays together
 # low in the heap instead of strewn across all of it between their loaders' garbage, and the
 # worker's frame buffers (16 KB each, four on a serial link) find room (QEMU pico2-usb: the
-# largest free block after the imports 60 KB -> 186 KB). On a heap under SMALL_HEAP it stays
+# largest free block after the imports 60 KB -> 186 KB). On a heap under _SMALL_HEAP it stays
 # on for the whole boot: what the join and the first tasks keep then stays low too, and a
 # chunked message's buffer (up to two thirds of the heap, one block) finds room. ESP32 set
 # on its heap (QEMU, 32-bit, modules in ROMFS), after the first task: largest free block
@@ -30,9 +32,9 @@ import gc  # noqa: E402
 # It costs collections: the unix VM board (2 MB heap) with it kept spent 90-100 us of VM
 # CPU per echo task against 53-57 without (microswarm bench firmware, 3 rounds each,
 # alternating), so a larger heap, where a message's block is easier to find, turns it off.
-SMALL_HEAP = 262144
+_SMALL_HEAP = const(262144)
 _threshold = getattr(gc, "threshold", None)
-_small = gc.mem_free() < SMALL_HEAP
+_small = gc.mem_free() < _SMALL_HEAP
 if _threshold is not None:
     _threshold(gc.mem_free() // 16)
 

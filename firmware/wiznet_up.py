@@ -1,8 +1,9 @@
 """Bring-up of a WIZnet chip, apart from the driver's steady state (wiznet.py): the
 hardware reset, which chip answers, its soft reset, the socket buffer sizes, the MAC, and
-the two chips' register maps. WIZnet.__init__ calls start() once and drops this module
-from sys.modules again: only the register map of the chip found stays, as the driver's
-`chip`, so a running node does not hold this code. `self` below is the driver.
+the two chips' register maps; and, before those, the SPI bus and pins board.json names
+(open_board, board.open_net's WIZnet case). WIZnet.__init__ calls start() once and drops
+this module from sys.modules again: only the register map of the chip found stays, as the
+driver's `chip`, so a running node does not hold this code. `self` below is the driver.
 """
 
 import time
@@ -148,3 +149,25 @@ def _default_mac():
         mac[i % 6] ^= uid[i]
     mac[0] = (mac[0] & 0xFC) | 0x02  # locally administered, unicast
     return bytes(mac)
+
+
+def open_board(board, ifconfig):
+    """The driver of the chip board.json describes (its SPI bus, pins and chip), its
+    link up and its address set (`ifconfig`, else DHCP): board.open_net's WIZnet case."""
+    from machine import SPI, Pin
+
+    from wiznet import WIZnet
+
+    pins = board["spi"]
+    spi = SPI(pins["id"], baudrate=pins["baudrate"], polarity=0, phase=0,
+              sck=Pin(pins["sck"]), mosi=Pin(pins["mosi"]), miso=Pin(pins["miso"]))
+    nic = WIZnet(spi, Pin(pins["cs"], Pin.OUT, value=1),
+                 rst=Pin(pins["rst"], Pin.OUT, value=1),
+                 intr=Pin(pins["int"], Pin.IN), chip=board["nic"],
+                 reset_ms=pins.get("reset_ms", (100, 100)))
+    nic.wait_link()  # auto-negotiation: a connect before the link is up would time out
+    if ifconfig:
+        nic.ifconfig(tuple(ifconfig))
+    else:
+        nic.dhcp()
+    return nic

@@ -51,11 +51,11 @@ range = range
 
 FW_VERSION = "0.2.0"
 
-SERIAL_CHUNK = const(512)
-HOLD = const(256)  # bytes of RESULTs (echo: 36 a frame) a TCP link sends in one write
-TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
-COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
-LOOK_MAX = const(256)  # most tasks between two looks at the free heap (Session.collect)
+_SERIAL_CHUNK = const(512)
+_HOLD = const(256)  # bytes of RESULTs (echo: 36 a frame) a TCP link sends in one write
+_TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
+_COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
+_LOOK_MAX = const(256)  # most tasks between two looks at the free heap (Session.collect)
 INLINE = ("echo",)  # kernels that only hand back their argument: no thread round trip
 
 
@@ -265,16 +265,16 @@ class Session:
             self.collect()
 
     def collect(self):
-        """After a task: gc.collect() when less than 1/COLLECT_BELOW of the heap is free.
+        """After a task: gc.collect() when less than 1/_COLLECT_BELOW of the heap is free.
         gc.mem_free() walks the heap's whole allocation table (the unix board's 2 MB: ~0.3 ms
         in the VM, more than the rest of a native task), so the next look comes when half
         of the room left above that line could be gone at the rate the tasks since the last
-        look allocated (at most LOOK_MAX tasks later). A task that allocates more than that
+        look allocated (at most _LOOK_MAX tasks later). A task that allocates more than that
         only moves the collection to the allocation that finds no room."""
         self._look -= 1
         if self._look > 0:
             return
-        low = self.w.heap_total // COLLECT_BELOW
+        low = self.w.heap_total // _COLLECT_BELOW
         free = gc.mem_free()
         used = self._free - free  # since the last look (negative: a collection ran)
         if free < low:
@@ -284,8 +284,8 @@ class Session:
         if used > 0:
             gap = (free - low) * self._gap // (2 * used)
         else:  # no rate known after a collection: look again after the next task
-            gap = LOOK_MAX if used == 0 else 1
-        self._gap = self._look = 1 if gap < 1 else (LOOK_MAX if gap > LOOK_MAX else gap)
+            gap = _LOOK_MAX if used == 0 else 1
+        self._gap = self._look = 1 if gap < 1 else (_LOOK_MAX if gap > _LOOK_MAX else gap)
 
     async def run_loop(self):
         thread = self.w.thread
@@ -362,7 +362,7 @@ class Session:
                     return
                 wait = deadline - board.uptime_ms()
                 if wait > 0:
-                    await asyncio.sleep_ms(wait if wait < TICK_MS else TICK_MS)
+                    await asyncio.sleep_ms(wait if wait < _TICK_MS else _TICK_MS)
                     continue
                 maintain = getattr(self.w.net, "maintain", None)  # WIZnet: DHCP renewal
                 if maintain is not None:
@@ -404,12 +404,12 @@ class Worker:
                 import frame_serial
 
                 reader = frame_serial.Deframer(size, chunk_views=True)
-                self.serial_buf = bytearray(SERIAL_CHUNK)
+                self.serial_buf = bytearray(_SERIAL_CHUNK)
             else:
                 import frame_tcp
 
                 reader = frame_tcp.StreamReader(size, copy=False, reuse=True)
-                self.held = frame.Reuse(bytearray(HOLD))
+                self.held = frame.Reuse(bytearray(_HOLD))
             pair = self._frames[cobs] = (reader, frame.FrameWriter(size, serial=cobs))
         return pair
 

@@ -127,10 +127,10 @@ def test_a_bad_master_proof_is_answered_and_ends_the_session():
 def test_no_welcome_in_time_ends_the_session():
     eng, io = make()
     eng.start(0, bytes(16))
-    assert eng.next_deadline() == E.JOIN_TIMEOUT_MS
-    eng.on_timer(E.JOIN_TIMEOUT_MS - 1)
+    assert eng.next_deadline() == E._JOIN_TIMEOUT_MS
+    eng.on_timer(E._JOIN_TIMEOUT_MS - 1)
     assert io.closed is None
-    eng.on_timer(E.JOIN_TIMEOUT_MS)
+    eng.on_timer(E._JOIN_TIMEOUT_MS)
     assert "no WELCOME" in io.closed
 
 
@@ -235,9 +235,9 @@ def test_master_silence_ends_the_session_unless_the_node_could_not_listen():
     while io.closed is None:  # the driver wakes the engine at each deadline it names
         now = eng.next_deadline()
         eng.on_timer(now)
-    assert "master silent" in io.closed and now == E.SILENT_BEATS * HB + 1
+    assert "master silent" in io.closed and now == E._SILENT_BEATS * HB + 1
     beats = [p for t, p in io.take() if t == T.HEARTBEAT]
-    assert len(beats) == E.SILENT_BEATS
+    assert len(beats) == E._SILENT_BEATS
 
     # a node whose own clock did not run for a while (its host stalled) does not blame
     # the master for that time

@@ -57,7 +57,7 @@ def test_records_before_the_join_are_bounded_truncated_and_the_dropped_counted()
     assert sent[0] == (LogLevel.WARNING, "6 log lines dropped (rate limit or no link)")
     assert [text.split(" x")[0] for _, text in sent[1:]] == [f"boot problem {i}" for i in
                                                              range(6, 10)]
-    assert all(len(text) == L.TEXT and text.endswith("...") for _, text in sent[1:])
+    assert all(len(text) == L._TEXT and text.endswith("...") for _, text in sent[1:])
 
 
 def test_a_joined_node_cannot_flood_the_master():
@@ -68,11 +68,11 @@ def test_a_joined_node_cannot_flood_the_master():
     for i in range(100):
         eng.log(LogLevel.INFO, f"line {i}", 10)
     sent = logs(io.take())
-    assert sent == [(LogLevel.INFO, f"line {i}") for i in range(L.BURST)]
-    assert len(stats.logs) == L.KEEP and stats.log_dropped == 100 - L.BURST - L.KEEP
+    assert sent == [(LogLevel.INFO, f"line {i}") for i in range(L._BURST)]
+    assert len(stats.logs) == L._KEEP and stats.log_dropped == 100 - L._BURST - L._KEEP
     # then one per EVERY_MS, on the engine's clock (heartbeats keep the session alive)
     got = []
-    for now in range(HB, 6 * L.EVERY_MS + 1, HB):
+    for now in range(HB, 6 * L._EVERY_MS + 1, HB):
         eng.receive(T.HEARTBEAT, 0, now, {}, now)
         eng.on_timer(now)
         got += logs(io.take())

@@ -7,7 +7,7 @@ a host thread writes as fast as the pty takes them. Each round times the link re
 in the same VM, byte by byte after poll (`SerialLink(blocks=False)`, the way boards without
 termios read, and the way every port read before): the baseline. Rounds alternate the two;
 the figures are the medians. A block of the frame line is the worker's own receive buffer
-(worker.SERIAL_CHUNK bytes).
+(worker._SERIAL_CHUNK bytes).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def _measure(blocks_first: bool, total: int) -> dict[int, float]:
     from microswarm import paths
 
     source = (paths.firmware_dir() / "worker.py").read_text()
-    chunk = int(re.search(r"^SERIAL_CHUNK = const\((\d+)\)", source, re.M).group(1))
+    chunk = int(re.search(r"^_SERIAL_CHUNK = const\((\d+)\)", source, re.M).group(1))
     controller, terminal = os.openpty()
     tty.setraw(terminal)
     modes = (1, 0) if blocks_first else (0, 1)

@@ -1,0 +1,64 @@
+"""The interned names (qstrs) the ESP32 set adds to the heap's pools, counted from the .mpy
+files on the host (tools/mpy_names.py): no QEMU needed."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from microswarm import paths
+
+tools = paths.tools_dir()
+if tools is None:
+    pytest.skip("needs a source checkout (tools/mpy_names.py)", allow_module_level=True)
+sys.path.insert(0, str(tools))
+import mpy_names  # noqa: E402
+
+
+def test_qstr_table_of_a_compiled_module():
+    from microswarm.deploy.build import compile_module
+
+    source = b"import gc\n_K = const(7)\nPUBLIC = 3\ndef spelled_out(x):\n    return x.hex()\n"
+    names = mpy_names.qstr_table(compile_module("probe.py", source, "armv7emsp"))
+    texts = {n for n in names if isinstance(n, str)}
+    # the module, its globals, functions, arguments and attributes; a `_` const folds away
+    assert {"probe", "PUBLIC", "spelled_out"} <= texts
+    assert "_K" not in texts
+    assert all(isinstance(n, (str, int)) for n in names)
+    with pytest.raises(mpy_names.MpyError):
+        mpy_names.qstr_table(b"not an mpy")
+
+
+def test_pool_arithmetic_of_py_qstr_c():
+    # the const pool's alloc is 10; each new pool twice the last one's
+    assert mpy_names.boundaries(1260) == [20, 60, 140, 300, 620, 1260]
+    assert mpy_names.pools(620) == [20, 40, 80, 160, 320]
+    assert mpy_names.pools(621) == [20, 40, 80, 160, 320, 640]
+    assert mpy_names.margin(610) == 10 and mpy_names.margin(620) == 0
+    # 640 entries of 7 bytes and a 24-byte header, in 16-byte GC blocks
+    assert mpy_names.pool_bytes(621) - mpy_names.pool_bytes(620) == 4512
+
+
+def test_firmware_names_file_holds_the_rom_names():
+    rom = mpy_names.firmware_names()
+    assert {"append", "collect", "mem_alloc", "__init__", "const"} <= rom
+    assert len(rom) > 600
+
+
+def test_esp32_set_stays_under_its_pool_boundary():
+    """The ESP32 node's own names after the join and the first tasks, with asyncio frozen
+    as on an ESP32, plus what the bench's REPL holds, fill the fifth pool (620 names) but
+    do not open the sixth: one name past it allocates a 640-entry pool, 4.5 KB of heap on
+    a 32-bit board that stays mostly empty. If this fails, a change added names: take
+    some out (tools/mpy_names.py --list says which module adds which) or accept 4.5 KB
+    more resident heap and move this limit with a figure from `microswarm bench
+    footprint`."""
+    rom = mpy_names.firmware_names()
+    by_join, after_tasks = mpy_names.join_names(mpy_names.esp32_modules(), rom)
+    held = mpy_names.HARNESS_NAMES
+    assert by_join <= after_tasks
+    assert after_tasks + held <= mpy_names.boundaries()[4], (
+        f"the ESP32 set interns {after_tasks} names by its first tasks (+{held} the "
+        f"bench's REPL holds): past {mpy_names.boundaries()[4]}, MicroPython allocates a "
+        f"640-entry qstr pool (about 4.5 KB of heap on a 32-bit board)")

@@ -1,0 +1,225 @@
+"""The names (qstrs) a set of bytecode .mpy modules interns when a board loads them, and the
+pools MicroPython allocates for them.
+
+  python tools/mpy_names.py --board esp32-devkit-w5500           # per module, the total, the pools
+  python tools/mpy_names.py --board esp32-devkit-w5500 --list    # and every name, by module
+
+A bytecode .mpy (version 6) starts with a 4-byte header (b"M", the version, the arch and
+sub-version, the small-int bits), then, when the header's flag bit says so, the arch flags;
+then the number of qstrs and of constant objects (variable-length unsigned ints, 7 bits a
+byte, most significant first), then the qstr table: per name one uint whose low bit set
+means "the firmware's static name number uint >> 1", else uint >> 1 bytes of text and a
+NUL. Loading a module interns each of those names (py/persistentcode.c, `load_qstr`):
+one the firmware does not already hold costs a pool entry, and from a file system its
+characters plus a NUL in a chunk too (from ROMFS the characters stay in the image).
+
+A name the firmware's image holds (its static and ROM names: QSTRS_FILE, taken from the
+QEMU firmware build's genhdr/qstrdefs.generated.h) costs nothing. The others go into pools
+on the heap (`qstr_add`, py/qstr.c): the first holds 2 x MICROPY_ALLOC_QSTR_ENTRIES_INIT
+(10) = 20 names and each next one twice the last, so the boundaries are 20, 60, 140, 300,
+620, 1260 names; crossing one allocates the next, mostly empty pool (7 bytes an entry on
+a 32-bit port with 2-byte hashes and 1-byte lengths, plus a 24-byte header).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# the ROM names of the QEMU AN500 firmware the footprint bench measures on (one a line)
+QSTRS_FILE = ROOT / "tools" / "qemu_an500_qstrs.txt"
+ENTRIES_INIT = 10  # MICROPY_ALLOC_QSTR_ENTRIES_INIT: the const pool's `alloc`
+ENTRY_BYTES = 4 + 2 + 1  # a pointer, a 2-byte hash, a 1-byte length (32-bit, EXTRA_FEATURES)
+POOL_HEADER_BYTES = 6 * 4
+ARCH_FLAGS_BIT = 0x40  # header byte 2: arch flags follow the header
+# The ESP32 node's names, in the order the QEMU measurement loads them: asyncio's package
+# (no asyncio in that firmware), the modules the serial join loads (config and the join's
+# code, then dropped: their names stay interned), then what the first echo and sha256
+# tasks load (the bench's meter package rides along: fp_meter).
+ASYNCIO_MODULES = ("asyncio/__init__", "asyncio/core", "asyncio/event", "asyncio/stream",
+                   "asyncio/task")
+JOIN_MODULES = ("main", "msw_boot", "config", "msgdefs", "cbor", "auth", "frame",
+                "frame_serial", "board", "msw_kernel", "engine_log", "engine", "engine_join",
+                "links", "link_serial", "worker", "fp_meter")
+TASK_MODULES = ("kernels_small",)
+# What the bench's board holds before main.py runs (the REPL, the flash file system's
+# mount, mpremote's file names): `micropython.qstr_info()` there said n_qstr=67.
+HARNESS_NAMES = 67
+
+
+class MpyError(ValueError):
+    """Not a bytecode .mpy this reader understands."""
+
+
+def _uint(data: bytes, at: int) -> tuple[int, int]:
+    value = 0
+    while True:
+        if at >= len(data):
+            raise MpyError("truncated variable-length int")
+        byte = data[at]
+        at += 1
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            return value, at
+
+
+def qstr_table(data: bytes) -> list[str | int]:
+    """A .mpy's qstr table: a name's text, or the number of a static name of the firmware."""
+    if len(data) < 4 or data[0:1] != b"M" or data[1] != 6:
+        raise MpyError("not a version 6 .mpy")
+    at = 4
+    if data[2] & ARCH_FLAGS_BIT:
+        _, at = _uint(data, at)
+    count, at = _uint(data, at)
+    _, at = _uint(data, at)  # the constant objects that follow
+    names: list[str | int] = []
+    for _ in range(count):
+        value, at = _uint(data, at)
+        if value & 1:
+            names.append(value >> 1)
+            continue
+        end = at + (value >> 1)
+        if end >= len(data) or data[end] != 0:
+            raise MpyError("qstr without its NUL")
+        names.append(data[at:end].decode())
+        at = end + 1
+    return names
+
+
+def firmware_names(path: Path = QSTRS_FILE) -> set[str]:
+    """The names a firmware image holds: QSTRS_FILE's lines, or a build's
+    genhdr/qstrdefs.generated.h (its QDEF lines)."""
+    text = path.read_text()
+    if path.name.endswith(".h"):
+        found = re.findall(r'^QDEF[01]\(\w+, \d+, \d+, "(.*)"\)$', text, re.M)
+        return {name.encode().decode("unicode_escape") for name in found}
+    return {line for line in text.split("\n") if line and not line.startswith("#")}
+
+
+def new_names(modules: Mapping[str, bytes], order: Iterable[str],
+              rom: set[str]) -> dict[str, list[str]]:
+    """Per module in `order` (a key of `modules`, without ".mpy"), the names its load adds
+    to the heap's pools: not in `rom`, not added by a module before it."""
+    seen = set(rom)
+    added: dict[str, list[str]] = {}
+    for name in order:
+        fresh = []
+        for q in qstr_table(modules[name + ".mpy"]):
+            if isinstance(q, str) and q not in seen:
+                seen.add(q)
+                fresh.append(q)
+        added[name] = fresh
+    return added
+
+
+def boundaries(limit: int = 10_000) -> list[int]:
+    """How many dynamic names fill the pools: 20, 60, 140, 300, 620, 1260, ..."""
+    out, total, alloc = [], 0, ENTRIES_INIT
+    while total < limit:
+        alloc *= 2
+        total += alloc
+        out.append(total)
+    return out
+
+
+def pools(count: int) -> list[int]:
+    """The pools (their `alloc`) that `count` dynamic names occupy."""
+    sizes, total, alloc = [], 0, ENTRIES_INIT
+    while total < count:
+        alloc *= 2
+        total += alloc
+        sizes.append(alloc)
+    return sizes
+
+
+def pool_bytes(count: int) -> int:
+    """The heap the pools of `count` dynamic names take (GC blocks of 16 bytes)."""
+    return sum(-(-(POOL_HEADER_BYTES + ENTRY_BYTES * alloc) // 16) * 16
+               for alloc in pools(count))
+
+
+def margin(count: int) -> int:
+    """Names left before the next boundary (0: the last pool is full)."""
+    return next(b for b in boundaries(count + 1) if b >= count) - count
+
+
+def esp32_modules(board: str = "esp32-devkit-w5500", asyncio: bool = False) -> dict[str, bytes]:
+    """The .mpy files the footprint bench loads for `board` (armv7emsp for an ESP32, as
+    there), the bench's meter package included; `asyncio`: with asyncio's package (from
+    the QEMU firmware's MicroPython source, which the bench loads from the file system)."""
+    for folder in (ROOT / "host", ROOT / "tools"):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+    import tempfile
+
+    from microswarm.bench import footprint
+    from microswarm.deploy.build import build, compile_module
+
+    if asyncio:
+        files = footprint.deploy_files(board, "armv7emsp", "{}", meter=True)
+    else:
+        with tempfile.TemporaryDirectory(prefix="msw-names-") as tmp:
+            package = Path(tmp) / footprint.METER
+            package.mkdir()
+            (package / f"{footprint.METER}.py").write_bytes(footprint.METER_SOURCE)
+            files = build(board, "{}", arch="armv7emsp", kernels=[package])
+    # main.py stays source on the board: its compiler interns what its .mpy would hold
+    files["main.mpy"] = compile_module("main.py", files["main.py"], "armv7emsp")
+    return {name: data for name, data in files.items() if name.endswith(".mpy")}
+
+
+def join_names(modules: Mapping[str, bytes], rom: set[str]) -> tuple[int, int]:
+    """How many names the ESP32 set adds by the join and after the first tasks, asyncio's
+    package frozen (its names in the image), the bench's REPL's names not included."""
+    added = new_names(modules, JOIN_MODULES + TASK_MODULES, rom)
+    by_join = sum(len(added[name]) for name in JOIN_MODULES)
+    return by_join, by_join + sum(len(added[name]) for name in TASK_MODULES)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--board", default="esp32-devkit-w5500")
+    parser.add_argument("--rom", type=Path, default=QSTRS_FILE,
+                        help="the firmware's names: a names file or qstrdefs.generated.h")
+    parser.add_argument("--write-rom", type=Path, default=None,
+                        help="write the names of --rom (a qstrdefs.generated.h) to this file")
+    parser.add_argument("--list", action="store_true", help="print every new name")
+    parser.add_argument("--asyncio-files", action="store_true",
+                        help="asyncio's package loaded from the file system (the bench's "
+                             "firmware today) instead of frozen (an ESP32's)")
+    args = parser.parse_args(argv)
+    rom = firmware_names(args.rom)
+    if args.write_rom:
+        args.write_rom.write_text(
+            "# The names the QEMU AN500 firmware's image holds (its genhdr/qstrdefs.generated.h),\n"
+            "# one a line: python tools/mpy_names.py --rom QSTRDEFS_H --write-rom FILE\n"
+            + "".join(f"{n}\n" for n in sorted(rom) if n and "\n" not in n))
+        return 0
+    modules = esp32_modules(args.board, asyncio=args.asyncio_files)
+    order = JOIN_MODULES + TASK_MODULES
+    if args.asyncio_files:
+        order = ASYNCIO_MODULES + order
+    added = new_names(modules, order, rom)
+    total = 0
+    for name, fresh in added.items():
+        total += len(fresh)
+        print(f"{name:22} {len(fresh):4} {total:5}")
+        if args.list:
+            print("    " + " ".join(fresh))
+        if name == JOIN_MODULES[-1]:
+            print(f"by the join: {total} names (+{HARNESS_NAMES} the bench's REPL holds), "
+                  f"pools {pools(total + HARNESS_NAMES)} "
+                  f"({pool_bytes(total + HARNESS_NAMES)} bytes), "
+                  f"{margin(total + HARNESS_NAMES)} before the next pool")
+    print(f"after the first tasks: {total} names (+{HARNESS_NAMES} the bench's REPL holds), "
+          f"pools {pools(total + HARNESS_NAMES)} ({pool_bytes(total + HARNESS_NAMES)} bytes), "
+          f"{margin(total + HARNESS_NAMES)} before the next pool")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
