@@ -299,7 +299,7 @@ class Session:
                 task = self.todo.pop(0)
                 fn = self.lookup(task)
                 if task.waits:
-                    task.handle = asyncio.create_task(self.wait(task, fn))
+                    asyncio.create_task(self.wait(task, fn))
                     continue
                 here = thread is None or task.kernel in INLINE
                 like = not here and wt.on_loop(self, task)
@@ -329,7 +329,13 @@ class Session:
         value = error = None
         try:
             value = fn(*task.args)
-            await asyncio.sleep_ms(value)
+            # Cancellable from its first step on: a coroutine cancelled before that ends
+            # without a word (and keeps its slot); a CANCEL that came first skips the sleep.
+            if not task.cancelled:
+                if self.ended.is_set():
+                    return  # the session ended before it ran: nothing to answer
+                task.handle = asyncio.current_task()
+                await asyncio.sleep_ms(value)
         except asyncio.CancelledError:
             if not task.cancelled:
                 raise  # the session ends

@@ -82,24 +82,49 @@ def test_join_announces_the_node_and_serves_tasks(tcp_node):
 
 
 def test_sleep_does_not_block_and_cancel_and_busy(tcp_node):
+    """Orders that hold however slow the machine: what must come first never races a sleep
+    that could end meanwhile (sleeps that must not end are a minute long and cancelled),
+    and the master's silence rule (it sends no HEARTBEATs) is out of the way."""
     _master, conn, _vm = tcp_node
-    conn.join()
-    conn.task(10, "sleep_ms", [400])
+    conn.join(heartbeat_ms=60_000)
+    conn.task(10, "sleep_ms", [60_000])
     conn.task(11, "echo", ["quick"])
     first = conn.result()
     assert first[0] == 11, "echo must overtake the sleeping task"
-    res = conn.result()
-    assert res[0] == 10 and res[1] == 400 and res[3] >= 400_000
+    conn.task(12, "sleep_ms", [400])
+    res = conn.result()  # ends while task 10 still sleeps
+    assert res[0] == 12 and res[1] == 400 and res[3] >= 400_000
+    conn.send(T.CANCEL, {0: 10})
+    cancelled = conn.result()
+    assert cancelled[0] == 10 and cancelled[5] == ErrorCode.CANCELLED and 1 not in cancelled
 
-    conn.task(20, "sleep_ms", [2000])
-    conn.task(21, "sleep_ms", [2000])
-    conn.task(22, "sleep_ms", [2000])
+    conn.task(20, "sleep_ms", [60_000])
+    conn.task(21, "sleep_ms", [60_000])
+    conn.task(22, "sleep_ms", [60_000])
     conn.task(23, "echo", [1])
     busy = conn.result()
     assert busy[0] == 23 and busy[5] == ErrorCode.BUSY
     conn.send(T.CANCEL, {0: 21})
     cancelled = conn.result()
     assert cancelled[0] == 21 and cancelled[5] == ErrorCode.CANCELLED and 1 not in cancelled
+
+
+def test_a_cancel_read_before_the_sleep_starts_is_answered_at_once(tcp_node):
+    """TASK and CANCEL in one read: the engine marks the task cancelled before the runner
+    has started its sleep, which then never sleeps (it used to sleep it out, or, cancelled
+    before its first step, end without an answer and keep its slot)."""
+    _master, conn, _vm = tcp_node
+    conn.join(heartbeat_ms=60_000)
+    frames = []
+    for msg_type, payload in ((T.TASK, {0: 5, 1: "sleep_ms", 2: [60_000]}), (T.CANCEL, {0: 5})):
+        (f,) = wire.encode_message(msg_type, payload, seq=conn.seq, auth=conn.auth)
+        conn.seq += 1
+        frames.append(f)
+    conn.send_raw(b"".join(frames))
+    got = conn.result(timeout=20)
+    assert got[0] == 5 and got[5] == ErrorCode.CANCELLED and 1 not in got
+    conn.task(6, "echo", [6])  # the slot is free again
+    assert conn.result()[1] == 6
 
 
 def test_chunked_result_and_bad_frames_keep_the_link(tcp_node):
