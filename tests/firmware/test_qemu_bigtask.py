@@ -12,7 +12,7 @@ BIG + 20 bytes that comes in CHUNKs (max_frame 2,048), reassembled into one buff
 byte string the kernel hashes in place; each chunk's data is a view into the serial
 reader's buffer, copied once, into that buffer. The master sends it only if the node's
 heartbeat reports that much free heap. 64 KB does not fit here yet: docs/qemu.md has the
-figures (53 KB is the edge; the test keeps 1 KB below it)."""
+figures (54 KB is the edge; the test keeps 1 KB below it)."""
 
 from __future__ import annotations
 
@@ -30,14 +30,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 BOARD = "esp32-devkit-w5500"
 KEY = bytes(range(72, 104))
-BIG = 52 * 1024
+BIG = 53 * 1024
+# What install() leaves in the REPL's globals beside the mounted flash: mpremote's copy
+# helpers and the mount function. A board started from its main.py holds none of them, so
+# the worker starts without them (about 1.8 KB more of one block).
+LEFTOVERS = ("f", "h", "w", "buf", "hashlib", "os", "mount")
+START = (f"for _n in {LEFTOVERS!r}:\n    globals().pop(_n, None)\n"
+         "import gc\ngc.collect()\nimport wiznet\nimport main")
 
 
 async def _serve(board, big: bytes) -> dict:
     from microswarm.master import Master
 
     async with Master(key=KEY, cluster="qemu", tcp_port=None, udp_port=None) as master:
-        board.run_detached("import wiznet\nimport main")
+        board.run_detached(START)
         await master.open_serial(board.port)
         (info,) = await master.wait_for_nodes(1, 90)
         small = bytes(range(256)) * 4
@@ -48,7 +54,7 @@ async def _serve(board, big: bytes) -> dict:
         return {"info": info, "first": first, "small": small, "free": free, "digest": digest}
 
 
-def test_a_52k_chunked_task_runs_at_the_esp32_heap_from_romfs():
+def test_a_53k_chunked_task_runs_at_the_esp32_heap_from_romfs():
     sys.path.insert(0, str(paths.tools_dir()))
     import qemu_firmware
 
