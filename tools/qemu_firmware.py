@@ -3,7 +3,7 @@ MicroPython (Thumb-2 code, 32-bit objects, a UART REPL) for figures and checks t
 64-bit unix-port VM cannot give.
 
 Usage: python tools/qemu_firmware.py [--board MPS2_AN500|MPS2_AN385] [--heap N]
-       [--romfs] [--run [--romfs-image IMG]]
+       [--romfs] [--esp32] [--run [--romfs-image IMG]]
 
 Source: `$MICROPYTHON_SRC` (a MicroPython tree with py/ and ports/qemu), else the pinned
 tarball `micropython-1c3c2011.tar.gz` (upstream commit 1c3c2011..., a subset with its
@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -66,6 +67,13 @@ ROMFS_PARTITIONS = {
     "MPS2_AN500": (0x60C00000, 0x00400000),
     "MPS2_AN385": (0x21000000, 0x00400000),
 }
+
+
+# The ESP32-like build (`esp32=True`, `--esp32`): its frozen manifest (asyncio's package
+# from the tree being built) and the configuration file named by MP_CONFIGFILE (the port's
+# own, with the `_asyncio` C module at the ROM level's default)
+ESP32_DIR = Path(__file__).resolve().parent / "qemu_esp32"
+ESP32_FILES = ("manifest.py", "mpconfig_esp32.h")
 
 
 @dataclass(frozen=True)
@@ -129,9 +137,11 @@ def ensure_tools() -> None:
         raise QemuUnavailable(str(exc)) from None
 
 
-def firmware(board: str = "MPS2_AN500", heap: int | None = None, romfs: bool = False) -> Path:
+def firmware(board: str = "MPS2_AN500", heap: int | None = None, romfs: bool = False,
+             esp32: bool = False) -> Path:
     """The firmware.elf of `board` (built once, then cached); `heap` sets its GC heap,
-    `romfs` gives it the ROMFS partition of ROMFS_PARTITIONS."""
+    `romfs` gives it the ROMFS partition of ROMFS_PARTITIONS, `esp32` carries asyncio as
+    the ESP32 firmware does (ESP32_FILES: frozen package, `_asyncio` in C)."""
     if board not in BOARDS:
         raise QemuUnavailable(f"unknown QEMU board {board!r}; known: {', '.join(BOARDS)}")
     with _locked(CACHE / ".lock"):  # one extraction at a time
@@ -144,6 +154,8 @@ def firmware(board: str = "MPS2_AN500", heap: int | None = None, romfs: bool = F
         romfs = _board_partition(tree, board) != (start, size)
     if romfs:
         name += f"-romfs{start:x}+{size:x}"
+    if esp32:
+        name += "-esp32-" + _esp32_digest()
     build = CACHE / "build" / key / name
     elf = build / "firmware.elf"
     # one build of each firmware at a time: parallel test workers, and a build started
@@ -154,7 +166,19 @@ def firmware(board: str = "MPS2_AN500", heap: int | None = None, romfs: bool = F
             return elf
         ensure_tools()
         command = ["make", "-C", str(tree / "ports" / "qemu"), f"BOARD={board}",
-                   "FROZEN_MANIFEST=", f"BUILD={build}", f"-j{os.cpu_count() or 1}"]
+                   f"BUILD={build}", f"-j{os.cpu_count() or 1}"]
+        if esp32:
+            manifest, config = (ESP32_DIR / f for f in ESP32_FILES)
+            # the shell that runs make's recipes keeps the double quotes inside the single;
+            # mpy-cross built on its own (the port's make would build it with this BUILD
+            # and CFLAGS_EXTRA); the manifest requires nothing from micropython-lib, which
+            # the tree does not hold, so an empty folder stands for it
+            command += [f"FROZEN_MANIFEST={manifest}",
+                        f"CFLAGS_EXTRA='-DMP_CONFIGFILE=\"{config}\"'",
+                        f"MICROPY_MPYCROSS={_mpy_cross(tree, build.parent)}",
+                        f"MPY_LIB_DIR={_no_micropython_lib(build.parent)}"]
+        else:
+            command.append("FROZEN_MANIFEST=")
         if heap:
             command.append(f"MICROPY_HEAP_SIZE={int(heap)}")
         if romfs:
@@ -165,6 +189,39 @@ def firmware(board: str = "MPS2_AN500", heap: int | None = None, romfs: bool = F
         if proc.returncode != 0 or not elf.is_file():
             raise QemuUnavailable(f"the {board} firmware did not build:\n{proc.stderr[-2000:]}")
         return elf
+
+
+def _mpy_cross(tree: Path, where: Path) -> Path:
+    """The tree's mpy-cross, built once under `where` (it compiles the frozen modules)."""
+    out = where / "mpy-cross"
+    program = out / "mpy-cross"
+    with _locked(where / "mpy-cross.lock"):
+        if not program.is_file():
+            log("building mpy-cross (once)")
+            env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+            proc = subprocess.run(
+                ["make", "-C", str(tree / "mpy-cross"), f"BUILD={out}",
+                 f"-j{os.cpu_count() or 1}"],
+                capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, env=env)
+            if proc.returncode != 0 or not program.is_file():
+                raise QemuUnavailable(f"mpy-cross did not build:\n{proc.stderr[-2000:]}")
+    return program
+
+
+def _no_micropython_lib(where: Path) -> Path:
+    """An empty micropython-lib (its README.md is what the port's make checks for)."""
+    folder = where / "no-micropython-lib"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "README.md").write_text("micropython-lib is not in this tree\n")
+    return folder
+
+
+def _esp32_digest() -> str:
+    """Names the ESP32-like build by what it is made of (ESP32_FILES' contents)."""
+    digest = hashlib.sha256()
+    for name in ESP32_FILES:
+        digest.update((ESP32_DIR / name).read_bytes())
+    return digest.hexdigest()[:8]
 
 
 @contextlib.contextmanager
@@ -199,13 +256,15 @@ class Qemu:
     """
 
     def __init__(self, board: str = "MPS2_AN500", heap: int | None = None,
-                 romfs: bool = False, romfs_image: Path | None = None) -> None:
-        """`romfs`: the build with a ROMFS partition; `romfs_image`: load it there."""
+                 romfs: bool = False, romfs_image: Path | None = None,
+                 esp32: bool = False) -> None:
+        """`romfs`: the build with a ROMFS partition; `romfs_image`: load it there;
+        `esp32`: the build that carries asyncio as the ESP32 firmware does."""
         self.board = BOARDS.get(board)
         if self.board is None:
             raise QemuUnavailable(f"unknown QEMU board {board!r}")
         self.romfs_image = romfs_image
-        self.elf = firmware(board, heap, romfs=romfs or romfs_image is not None)
+        self.elf = firmware(board, heap, romfs=romfs or romfs_image is not None, esp32=esp32)
         self.process: subprocess.Popen | None = None
         self.port: str | None = None
         self._resumed = False
@@ -312,16 +371,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="with a ROMFS partition (ROMFS_PARTITIONS)")
     parser.add_argument("--romfs-image", type=Path, default=None,
                         help="with --run: load this ROMFS image into the partition")
+    parser.add_argument("--esp32", action="store_true",
+                        help="asyncio frozen and _asyncio in C, as the ESP32 firmware has them")
     parser.add_argument("--run", action="store_true",
                         help="start it and print the UART's pty until Ctrl-C")
     args = parser.parse_args(argv)
     romfs = args.romfs or args.romfs_image is not None
     try:
-        elf = firmware(args.board, args.heap, romfs=romfs)
+        elf = firmware(args.board, args.heap, romfs=romfs, esp32=args.esp32)
         print(elf)
         if args.run:
-            with Qemu(args.board, args.heap, romfs=romfs,
-                      romfs_image=args.romfs_image) as board:
+            with Qemu(args.board, args.heap, romfs=romfs, romfs_image=args.romfs_image,
+                      esp32=args.esp32) as board:
                 print(f"{args.board} running: its UART is {board.port} (mpremote connect "
                       f"{board.port} ...); Ctrl-C stops it")
                 with contextlib.suppress(KeyboardInterrupt):

@@ -1,6 +1,8 @@
 """A large chunked task on the ESP32 board's own heap, on MicroPython's 32-bit firmware
 (ports/qemu on a Cortex-M7 under qemu-system-arm, built with the board's 111,168-byte GC
-heap and nothing added for its modules). The ESP32 set's .mpy files (armv7emsp) run in
+heap and nothing added for its modules). The firmware carries asyncio as the ESP32's does
+(tools/qemu_firmware.py's esp32 build: its Python package frozen, `_asyncio` in C), so the
+deploy set's copy of asyncio is left out. The ESP32 set's .mpy files (armv7emsp) run in
 place from a ROMFS image, as modules frozen into a board's firmware would; its data files
 are on the emulated flash. The WIZnet driver is imported before main.py, as a TCP node
 holds it; the worker joins the real master over the emulated UART.
@@ -10,7 +12,7 @@ BIG + 20 bytes that comes in CHUNKs (max_frame 2,048), reassembled into one buff
 byte string the kernel hashes in place; each chunk's data is a view into the serial
 reader's buffer, copied once, into that buffer. The master sends it only if the node's
 heartbeat reports that much free heap. 64 KB does not fit here yet: docs/qemu.md has the
-figures."""
+figures (54 KB is the edge; the test keeps 1 KB below it)."""
 
 from __future__ import annotations
 
@@ -28,14 +30,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 BOARD = "esp32-devkit-w5500"
 KEY = bytes(range(72, 104))
-BIG = 48 * 1024
+BIG = 53 * 1024
+# What install() leaves in the REPL's globals beside the mounted flash: mpremote's copy
+# helpers and the mount function. A board started from its main.py holds none of them, so
+# the worker starts without them (about 1.8 KB more of one block).
+LEFTOVERS = ("f", "h", "w", "buf", "hashlib", "os", "mount")
+START = (f"for _n in {LEFTOVERS!r}:\n    globals().pop(_n, None)\n"
+         "import gc\ngc.collect()\nimport wiznet\nimport main")
 
 
 async def _serve(board, big: bytes) -> dict:
     from microswarm.master import Master
 
     async with Master(key=KEY, cluster="qemu", tcp_port=None, udp_port=None) as master:
-        board.run_detached("import wiznet\nimport main")
+        board.run_detached(START)
         await master.open_serial(board.port)
         (info,) = await master.wait_for_nodes(1, 90)
         small = bytes(range(256)) * 4
@@ -46,7 +54,7 @@ async def _serve(board, big: bytes) -> dict:
         return {"info": info, "first": first, "small": small, "free": free, "digest": digest}
 
 
-def test_a_48k_chunked_task_runs_at_the_esp32_heap_from_romfs():
+def test_a_53k_chunked_task_runs_at_the_esp32_heap_from_romfs():
     sys.path.insert(0, str(paths.tools_dir()))
     import qemu_firmware
 
@@ -54,17 +62,18 @@ def test_a_48k_chunked_task_runs_at_the_esp32_heap_from_romfs():
 
     heap = paths.load_board(BOARD)["heap_bytes"]
     try:
-        qemu_firmware.firmware("MPS2_AN500", heap)
+        qemu_firmware.firmware("MPS2_AN500", heap, esp32=True)
     except qemu_firmware.QemuUnavailable as exc:
         pytest.skip(f"QEMU firmware: {exc}")
     config = bundle.render_config("qemu-esp32", "qemu", KEY, "", "serial")
     files = deploy_files(BOARD, "armv7emsp", config)
     files.pop(bundle.NATIVE_MODULE, None)  # an ESP32 runs the pure-Python kernels
+    files = {name: data for name, data in files.items() if not name.startswith("asyncio/")}
     big = bytes((i * 7 + (i >> 8)) & 0xFF for i in range(BIG))
     with tempfile.TemporaryDirectory(prefix="msw-bigtask-") as tmp:
         image = Path(tmp) / "romfs.img"
         data_files = romfs_image(files, image)
-        with qemu_firmware.Qemu("MPS2_AN500", heap, romfs_image=image) as board:
+        with qemu_firmware.Qemu("MPS2_AN500", heap, romfs_image=image, esp32=True) as board:
             board.install(data_files)
             out = asyncio.run(_serve(board, big))
     info = out["info"]

@@ -20,4 +20,4 @@ def test_every_test_that_boots_a_qemu_firmware_is_in_the_prebuild_table():
     assert booting <= files, f"not in support/prebuild.py's needs(): {sorted(booting - files)}"
     assert all((REPO / name).is_file() for name in files), "a file named there is gone"
     assert all(board in ("MPS2_AN500", "MPS2_AN385") for builds in table.values()
-               for board, _heap in builds)
+               for board, _heap, _esp32 in builds)

@@ -1,10 +1,11 @@
 """The QEMU firmwares the collected tests boot, built in the background while the tests
 before them run.
 
-A cold `make test` builds four ports/qemu firmwares (tools/qemu_firmware.py), about 25 s
-each, and the test that first asks for one waits for its build with the rest of the suite
-behind it. Started when collection finishes, one build after the other at a low priority
-(`nice`), they use the CPU the serial suite leaves idle; a test that asks for a firmware
+A cold `make test` builds five ports/qemu firmwares (tools/qemu_firmware.py), about 25 s
+each (the ESP32-like one, with frozen asyncio, about 50 s with its mpy-cross), and the
+test that first asks for one waits for its build with the rest of the suite behind it.
+Started when collection finishes, one build after the other at a low priority (`nice`),
+they use the CPU the serial suite leaves idle; a test that asks for a firmware
 still being built waits for that build (qemu_firmware's lock) and finds its
 firmware.elf. A build that fails here fails again in the test that needs it, which then
 says why (or skips where QEMU cannot be had)."""
@@ -28,26 +29,32 @@ def _heap(board: str) -> int:
     return int(paths.load_board(board)["heap_bytes"])
 
 
-def needs() -> dict[str, list[tuple[str, int | None]]]:
-    """test id (or its file) -> the (QEMU board, heap) firmwares it boots."""
+# (QEMU board, heap, the ESP32-like build: qemu_firmware.firmware(..., esp32=True))
+Firmware = tuple[str, int | None, bool]
+
+
+def needs() -> dict[str, list[Firmware]]:
+    """test id (or its file) -> the (QEMU board, heap, esp32) firmwares it boots."""
     return {
         # --heap 111168 as the docs write it (the headline board's heap) and --romfs: the
         # default build, whose board file names the ROMFS partition
         "tests/docs/test_commands.py::test_source_tree_tools_as_written": [
-            ("MPS2_AN500", 111168), ("MPS2_AN500", None)],
+            ("MPS2_AN500", 111168, False), ("MPS2_AN500", None, False)],
         # bench footprint: the headline board's heap, and the ROMFS image on the default
-        "tests/firmware/test_footprint.py": [("MPS2_AN500", None),
-                                             ("MPS2_AN500", _heap("esp32-devkit-w5500"))],
-        "tests/firmware/test_qemu_bigtask.py": [("MPS2_AN500", _heap("esp32-devkit-w5500"))],
-        "tests/firmware/test_qemu_worker.py": [("MPS2_AN500", _heap("pico2-usb"))],
-        "tests/native/test_qemu.py": [("MPS2_AN500", None), ("MPS2_AN385", None)],
+        "tests/firmware/test_footprint.py": [
+            ("MPS2_AN500", None, False), ("MPS2_AN500", _heap("esp32-devkit-w5500"), False)],
+        # the ESP32's heap, asyncio carried as the ESP32 firmware carries it
+        "tests/firmware/test_qemu_bigtask.py": [
+            ("MPS2_AN500", _heap("esp32-devkit-w5500"), True)],
+        "tests/firmware/test_qemu_worker.py": [("MPS2_AN500", _heap("pico2-usb"), False)],
+        "tests/native/test_qemu.py": [("MPS2_AN500", None, False), ("MPS2_AN385", None, False)],
     }
 
 
-def wanted(test_ids: list[str]) -> list[tuple[str, int | None]]:
+def wanted(test_ids: list[str]) -> list[Firmware]:
     """The firmwares the tests (ids in run order) boot, in the order they are needed."""
     table = needs()
-    out: list[tuple[str, int | None]] = []
+    out: list[Firmware] = []
     for test_id in test_ids:
         for prefix, builds in table.items():
             if test_id == prefix or test_id.startswith(prefix + "::"):
@@ -58,7 +65,7 @@ def wanted(test_ids: list[str]) -> list[tuple[str, int | None]]:
 class Prebuild:
     """Builds `firmwares` one after the other on a thread of its own; stop() ends it."""
 
-    def __init__(self, firmwares: list[tuple[str, int | None]], repo: Path) -> None:
+    def __init__(self, firmwares: list[Firmware], repo: Path) -> None:
         self.firmwares = firmwares
         self.tool = repo / "tools" / "qemu_firmware.py"
         self._proc: subprocess.Popen | None = None
@@ -72,10 +79,12 @@ class Prebuild:
         return self
 
     def _run(self) -> None:
-        for board, heap in self.firmwares:
+        for board, heap, esp32 in self.firmwares:
             argv = ["nice", "-n", str(NICE), sys.executable, str(self.tool), "--board", board]
             if heap:
                 argv += ["--heap", str(heap)]
+            if esp32:
+                argv.append("--esp32")
             with self._lock:
                 if self._stopped.is_set():
                     return
