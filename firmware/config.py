@@ -17,10 +17,10 @@ _UDP_DISCOVERY_PORT = const(5881)
 # END GENERATED
 
 _DEFAULT_SLOTS = const(2)
-LINKS = ("tcp", "serial")
+_LINKS = const(("tcp", "serial"))
 # board.json's prose and the simulator's model: read by people and the host, never by the
 # node, which keeps its board definition for the whole boot (ESP32: about 1.9 KB of heap)
-NOT_KEPT = ("description", "heap_note", "native_note", "source", "model")
+_NOT_KEPT = const(("description", "heap_note", "native_note", "source", "model"))
 
 
 class ConfigError(ValueError):
@@ -52,9 +52,9 @@ def load_board(path="board.json"):
     _need(board, path, "slots", int)
     links = _need(board, path, "links", list)
     for link in links:
-        if link not in LINKS:
+        if link not in _LINKS:
             raise ConfigError(path + ": unknown link " + str(link))
-    for key in NOT_KEPT:
+    for key in _NOT_KEPT:
         board.pop(key, None)
     return board
 

@@ -59,8 +59,8 @@ except ImportError:
     from microswarm.firmware import engine as E
 
 _BLOCK = const(64)
-NODE_LABEL = b"msw-node"
-MASTER_LABEL = b"msw-master"
+_NODE_LABEL = const(b"msw-node")
+_MASTER_LABEL = const(b"msw-master")
 
 
 def hmac_sha256(key, parts):
@@ -88,11 +88,11 @@ def hkdf(ikm, salt, info):
 
 
 def node_mac(key, master_nonce, node_nonce, node_id):
-    return hmac_sha256(key, (NODE_LABEL, master_nonce, node_nonce, node_id.encode()))
+    return hmac_sha256(key, (_NODE_LABEL, master_nonce, node_nonce, node_id.encode()))
 
 
 def master_proof(key, node_nonce, master_nonce):
-    return hmac_sha256(key, (MASTER_LABEL, node_nonce, master_nonce))
+    return hmac_sha256(key, (_MASTER_LABEL, node_nonce, master_nonce))
 
 
 def equal(a, b):

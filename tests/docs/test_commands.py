@@ -126,12 +126,16 @@ IN_THE_TREE = [
     "python tools/qemu_firmware.py --board MPS2_AN500 --romfs",
 ]
 
+# The names tool: offline, from the .mpy files deploy builds (test_names_tool_as_written).
+NAMES_TOOL = "python tools/mpy_names.py --board esp32-devkit-w5500"
+
 # Run as written by another test (the test's text holds the command's words in order).
 RUN_BY = {
     "microswarm bench serial --json": "tests/firmware/test_bench_serial.py",
 }
 
-RUN_HERE = {_bare(c) for c in (*OFFLINE, *CLUSTER_FILE, *KEY_FILE, *IN_THE_TREE, *RUN_BY)}
+RUN_HERE = {_bare(c) for c in (*OFFLINE, *CLUSTER_FILE, *KEY_FILE, *IN_THE_TREE, *RUN_BY,
+                                NAMES_TOOL)}
 
 
 def _words_in(text: str, command: str) -> bool:
@@ -284,3 +288,9 @@ def test_source_tree_tools_as_written():
             assert str(board.elf) == built.stdout.strip()
             out = board.exec("import vfs; print(vfs.rom_ioctl(1), len(vfs.rom_ioctl(2, 0)))")
         assert out.split()[-2:] == ["1", str(4 * 1024 * 1024)], out
+
+
+def test_names_tool_as_written():
+    with user_shell(REPO) as shell:
+        out = shell.run(NAMES_TOOL)
+    assert "by the join:" in out and "after the first tasks:" in out, out

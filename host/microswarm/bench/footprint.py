@@ -71,6 +71,7 @@ ON_DEMAND_WHEN = {
 ASYNCIO = "asyncio"
 JOIN_TIMEOUT_S = 60
 QEMU_ARCH_FOR = {"xtensawin": "armv7emsp"}  # arches the ARM firmware cannot load
+QEMU_ARCHES = ("armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp")  # what the AN500 loads
 # The meter: a kernel package of one module whose kernel reports the heap in use after a
 # collection, from inside a task (the task's own few objects included).
 METER = "fp_meter"
@@ -106,7 +107,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from microswarm import paths
 
     parser.add_argument("--board", action="append", choices=paths.board_names(),
-                        help="board file to measure (repeatable; default: every board)")
+                        help="board file to measure (repeatable; default: every board whose "
+                             "modules the ARM firmware loads, not the unix VM's)")
     parser.add_argument("--no-join", action="store_true",
                         help="imports only: do not start the worker and join a master")
     parser.add_argument("--qemu-board", default="MPS2_AN500",
@@ -118,9 +120,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict:
     from microswarm import paths
 
-    boards = args.board or [b for b in paths.board_names()]
+    boards = args.board or [b for b in paths.board_names() if _on_qemu(paths.load_board(b))]
     return measure(boards, join=not args.no_join, qemu_board=args.qemu_board,
                    romfs=not args.no_romfs)
+
+
+def _on_qemu(board_def: dict) -> bool:
+    """Whether the ARM firmware loads the board's modules (the unix board's x64 .mpy it
+    does not: that board is the VM, measured as `x64`)."""
+    arch = board_def.get("native_arch")
+    return QEMU_ARCH_FOR.get(arch, arch) in QEMU_ARCHES
 
 
 def modules_of(board_def: dict) -> list[str]:

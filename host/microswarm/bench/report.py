@@ -78,6 +78,12 @@ FIGURES: tuple[Figure, ...] = (
     Figure("wiznet", "SPI bytes per payload byte, 16 KB frame, strict chip model", _head,
            "f3", "<= 1.05", lambda v, r: v <= 1.05, _base),
     Figure("board", "link efficiency, 16 KB payloads over serial", _head, "f3"),
+    Figure("footprint", "ESP32+W5500 node's resident heap after the join, bytes, 32-bit "
+           "MicroPython under QEMU, modules as .mpy on the file system, without asyncio",
+           _head, "int", "<= 40,960", lambda v, r: v is not None and v <= 40 * 1024),
+    Figure("footprint", "the same with the modules imported in place from a ROMFS image",
+           lambda r: (r.get("romfs_headline") or {}).get("value"), "int", "<= 40,960",
+           lambda v, r: v is not None and v <= 40 * 1024),
     Figure("sched", "makespan / lower bound, geometric mean over mixed-vm, straggler, "
            "crash-10pct, heterogeneous", _head, "f3", "<= 1.15", lambda v, r: v <= 1.15,
            _base),
