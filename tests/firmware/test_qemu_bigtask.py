@@ -31,9 +31,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 BOARD = "esp32-devkit-w5500"
 KEY = bytes(range(72, 104))
 BIG = 53 * 1024
-# What install() leaves in the REPL's globals beside the mounted flash: mpremote's copy
-# helpers and the mount function. A board started from its main.py holds none of them, so
-# the worker starts without them (about 1.8 KB more of one block).
+# What install() leaves in the REPL's globals beside the mounted flash: what mpremote's file
+# copies leave and the mount function. A board started from its main.py holds none of them,
+# so the worker starts without them (about 1.8 KB more of one block).
 LEFTOVERS = ("f", "h", "w", "buf", "hashlib", "os", "mount")
 START = (f"for _n in {LEFTOVERS!r}:\n    globals().pop(_n, None)\n"
          "import gc\ngc.collect()\nimport wiznet\nimport main")

@@ -403,6 +403,10 @@ class Supervisor:
                 cwd=self.flash,
                 close_fds=True,
                 preexec_fn=_die_with_parent,
+                # setsid(): where Linux shares the CPU out per setsid group first (autogroup),
+                # the VM gets its own share, as a board has its own CPU, and its link thread
+                # competes with its kernel thread only, not with every busy process of the host.
+                start_new_session=True,
             )
         finally:
             os.close(slave)
