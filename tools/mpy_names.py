@@ -27,6 +27,7 @@ import argparse
 import re
 import sys
 from collections.abc import Iterable, Mapping
+from itertools import accumulate
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,12 +119,7 @@ def new_names(modules: Mapping[str, bytes], order: Iterable[str],
 
 def boundaries(limit: int = 10_000) -> list[int]:
     """How many dynamic names fill the pools: 20, 60, 140, 300, 620, 1260, ..."""
-    out, total, alloc = [], 0, ENTRIES_INIT
-    while total < limit:
-        alloc *= 2
-        total += alloc
-        out.append(total)
-    return out
+    return list(accumulate(pools(limit)))
 
 
 def pools(count: int) -> list[int]:
