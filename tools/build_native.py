@@ -11,6 +11,7 @@ when they cannot be had. Work is skipped while the outputs are newer than every 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import os
 import shutil
@@ -149,6 +150,17 @@ def prepare(force: bool = False, *, module: str = MODULE, sources: list[Path] | 
     return sdk_root, config, module_qstrs, fun_table
 
 
+@contextlib.contextmanager
+def locked(path: Path):
+    """An exclusive lock on the file `path` (created with its folder) while the block runs:
+    one build of a thing at a time across processes (parallel test workers, a build started
+    ahead of the tests, a tool run beside them)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def build_module(module: str, sources: list[Path], build_dir: Path, arch: str, *,
                  headers: list[Path] = (), include: list[Path] = (),
                  defines: list[str] = (), force: bool = False) -> Path:
@@ -160,8 +172,7 @@ def build_module(module: str, sources: list[Path], build_dir: Path, arch: str, *
     build_dir.mkdir(parents=True, exist_ok=True)
     # one build in a build folder at a time (parallel test workers, a tool run beside them):
     # the module's config header and qstrs are shared by its arches
-    with open(build_dir / f".{module}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(build_dir / f".{module}.lock"):
         return _build_module(module, sources, build_dir, target, arch, headers=headers,
                              include=include, defines=defines, force=force)
 

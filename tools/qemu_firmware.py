@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import hashlib
 import os
 import re
@@ -54,7 +53,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from build_native import TARGETS, ToolchainMissing, ensure_command, ensure_toolchain  # noqa: E402
+from build_native import TARGETS, ToolchainMissing, ensure_command, ensure_toolchain, locked  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "qemu"
@@ -144,7 +143,7 @@ def firmware(board: str = "MPS2_AN500", heap: int | None = None, romfs: bool = F
     the ESP32 firmware does (ESP32_FILES: frozen package, `_asyncio` in C)."""
     if board not in BOARDS:
         raise QemuUnavailable(f"unknown QEMU board {board!r}; known: {', '.join(BOARDS)}")
-    with _locked(CACHE / ".lock"):  # one extraction at a time
+    with locked(CACHE / ".lock"):  # one extraction at a time
         tree = source_tree()
     key = tree.parent.name if tree.is_relative_to(CACHE) else "src-" + _slug(str(tree))
     name = board + (f"-heap{heap}" if heap else "")
@@ -161,7 +160,7 @@ def firmware(board: str = "MPS2_AN500", heap: int | None = None, romfs: bool = F
     # one build of each firmware at a time: parallel test workers, and a build started
     # ahead of the tests (tests/conftest.py), ask for the same one; the second waits here
     # and finds the first one's firmware.elf
-    with _locked(build.parent / f"{name}.lock"):
+    with locked(build.parent / f"{name}.lock"):
         if elf.is_file():
             return elf
         ensure_tools()
@@ -195,7 +194,7 @@ def _mpy_cross(tree: Path, where: Path) -> Path:
     """The tree's mpy-cross, built once under `where` (it compiles the frozen modules)."""
     out = where / "mpy-cross"
     program = out / "mpy-cross"
-    with _locked(where / "mpy-cross.lock"):
+    with locked(where / "mpy-cross.lock"):
         if not program.is_file():
             log("building mpy-cross (once)")
             env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
@@ -222,15 +221,6 @@ def _esp32_digest() -> str:
     for name in ESP32_FILES:
         digest.update((ESP32_DIR / name).read_bytes())
     return digest.hexdigest()[:8]
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    """An exclusive lock on the file `path` (created with its folder) while the block runs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def _board_partition(tree: Path, board: str) -> tuple[int, int] | None:

@@ -5,7 +5,6 @@ linker's modules from tools/."""
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import json
 import subprocess
 import sys
@@ -21,13 +20,8 @@ from natmod import sdk  # noqa: E402
 
 
 def _build(arch: str) -> Path:
-    build_native.BUILD.mkdir(parents=True, exist_ok=True)
-    with open(build_native.BUILD / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            return build_native.build(arch)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with build_native.locked(build_native.BUILD / ".lock"):
+        return build_native.build(arch)
 
 
 @pytest.fixture(scope="session")
