@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import random
+import re
 
 import pytest
 
@@ -89,6 +90,29 @@ count = 2
     path.write_text('[cluster\n')
     with pytest.raises(ClusterFileError):
         load(path)
+
+
+@pytest.mark.parametrize("line, says", [
+    ("udp_port = 458810", "udp_port = 458810: a port is a whole number from 0"),
+    ("tcp_port = -1", "tcp_port = -1: a port"),
+    ("tcp_port = false", "tcp_port = False: a port"),
+    ('control_port = "5882"', "control_port = '5882': a port"),
+    ('client = "127.0.0.1:458830"', "client = '127.0.0.1:458830': must be \"HOST:PORT\""),
+    ('http = "5884"', "http = '5884': must be"),
+])
+def test_a_port_out_of_range_is_named_before_anything_binds(tmp_path, line, says):
+    path = tmp_path / "c.toml"
+    path.write_text(f'[cluster]\nkey = "{"k" * 16}"\n[master]\n{line}\n')
+    with pytest.raises(ClusterFileError, match=re.escape(says)):
+        load(path)
+
+
+def test_udp_and_control_ports_may_be_switched_off(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(f'[cluster]\nkey = "{"k" * 16}"\n[master]\nudp_port = false\n'
+                    'control_port = false\nclient = false\n')
+    spec = load(path)
+    assert (spec.udp_port, spec.control_port, spec.client) == (None, None, None)
 
 
 def test_example_cluster_file_loads(repo):

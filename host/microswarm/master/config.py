@@ -7,7 +7,8 @@
                                  # by the master's own nodes and every virtual board
     [master]
     host = "127.0.0.1"           # tcp_port, udp_port, control_port, journal,
-    tcp_port = 5880              # heartbeat_ms, window, retries
+    tcp_port = 5880              # heartbeat_ms, window, retries; ports 0-65535, 0: any
+    udp_port = 5881              # free one; udp_port, control_port = false: none
     client = "127.0.0.1:5883"    # client port (Cluster.connect, run --master); false: none
     http = "127.0.0.1:5884"      # web dashboard and /metrics; false: none
     [serial]
@@ -94,6 +95,17 @@ def _section(data: dict, name: str) -> dict:
     return value
 
 
+def _is_port(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535
+
+
+def _is_address(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    host, sep, port = value.rpartition(":")
+    return bool(host and sep and port.isdigit() and int(port) <= 65535)
+
+
 def load(path: str | Path) -> ClusterSpec:
     path = Path(path)
     try:
@@ -118,15 +130,24 @@ def load(path: str | Path) -> ClusterSpec:
     if not isinstance(kernels, list) or not all(isinstance(k, str) for k in kernels):
         raise ClusterFileError(f"{path}: [cluster] kernels must be a list of folder names")
     spec.kernels = [str((path.parent / k).resolve()) for k in kernels]
-    for name in ("host", "tcp_port", "udp_port", "control_port", "heartbeat_ms", "window",
-                 "retries"):
+    for name in ("host", "heartbeat_ms", "window", "retries"):
         if name in master:
             setattr(spec, name, master[name])
+    for name in ("tcp_port", "udp_port", "control_port"):
+        if name in master:
+            value = master[name]
+            if value is False and name != "tcp_port":
+                value = None
+            elif not _is_port(value):
+                raise ClusterFileError(f"{path}: [master] {name} = {value!r}: a port is a whole "
+                                       "number from 0 (any free port) to 65535")
+            setattr(spec, name, value)
     for name in ("client", "http"):
         if name in master:
             value = master[name]
-            if value is not False and not isinstance(value, str):
-                raise ClusterFileError(f"{path}: [master] {name} must be \"HOST:PORT\" or false")
+            if value is not False and not _is_address(value):
+                raise ClusterFileError(f"{path}: [master] {name} = {value!r}: must be "
+                                       "\"HOST:PORT\" (PORT 0-65535) or false")
             setattr(spec, name, value or None)
     if "journal" in master:
         spec.journal = str((path.parent / master["journal"]).resolve())
