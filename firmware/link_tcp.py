@@ -30,6 +30,7 @@ len = len
 
 IPPROTO_TCP = 6  # not exported by every port's socket module
 TCP_NODELAY = 1
+_BEACON_MS = const(500)  # discovery: a DISCOVER beacon every half second until answered
 
 
 class TcpLink:
@@ -179,10 +180,17 @@ class TcpLink:
                 pass
 
 
-async def discover(net, host, port, request, parse, attempts=0, interval_ms=500):
-    """Broadcast `request` (one DISCOVER frame) to host:port until `parse(datagram)`
-    returns a result for an answer; `attempts` 0 means keep trying."""
-    info = net.getaddrinfo(host, port)[0]
+async def find_master(worker):
+    """The master's (host, port) for `worker` (worker.Worker): its cluster's ANNOUNCE to a
+    DISCOVER beacon, broadcast to the discovery address every _BEACON_MS until one comes;
+    a master of another cluster is logged once and not taken."""
+    cfg = worker.cfg
+    net = worker.net
+    writer = frame.FrameWriter(256)
+    beacon = bytes(writer.frame(_T_DISCOVER, {
+        _DISCOVER_CLUSTER: cfg["cluster"], _DISCOVER_NODE_ID: cfg["node_id"]}))
+    told = []
+    info = net.getaddrinfo(cfg["discovery_host"], cfg["discovery_port"])[0]
     sock = net.socket(info[0], net.SOCK_DGRAM)
     try:
         try:
@@ -190,53 +198,32 @@ async def discover(net, host, port, request, parse, attempts=0, interval_ms=500)
         except (AttributeError, OSError):
             pass
         sock.setblocking(False)
-        sent = 0
-        while attempts == 0 or sent < attempts:
-            sock.sendto(request, info[-1])
-            sent += 1
-            deadline = time.ticks_add(time.ticks_ms(), interval_ms)
+        while True:
+            sock.sendto(beacon, info[-1])
+            deadline = time.ticks_add(time.ticks_ms(), _BEACON_MS)
             while time.ticks_diff(deadline, time.ticks_ms()) > 0:
                 try:
-                    datagram = sock.recvfrom(2048)[0]
+                    data = sock.recvfrom(2048)[0]
                 except OSError:
                     await asyncio.sleep_ms(10)
                     continue
-                found = parse(datagram)
-                if found is not None:
-                    return found
-        return None
+                try:
+                    msg_type, _flags, _seq, payload = frame.decode(data, 1024)
+                except frame.FrameError:
+                    continue
+                if msg_type != _T_ANNOUNCE:
+                    continue
+                name = payload[_ANNOUNCE_CLUSTER]
+                if name != cfg["cluster"]:
+                    if name not in told:  # a master of another cluster: say so once
+                        told.append(name)
+                        worker.log("discovery: the master at %s serves cluster '%s', this "
+                                   "node is configured for cluster '%s'"
+                                   % (payload[_ANNOUNCE_HOST], name, cfg["cluster"]))
+                    continue
+                return payload[_ANNOUNCE_HOST], payload[_ANNOUNCE_PORT]
     finally:
         sock.close()
-
-async def find_master(worker):
-    """The master's (host, port) for `worker` (worker.Worker): its cluster's ANNOUNCE to a
-    DISCOVER beacon; a master of another cluster is logged once and not taken."""
-    cfg = worker.cfg
-    writer = frame.FrameWriter(256)
-    request = bytes(writer.frame(_T_DISCOVER, {
-        _DISCOVER_CLUSTER: cfg["cluster"], _DISCOVER_NODE_ID: cfg["node_id"]}))
-
-    told = []
-
-    def parse(datagram):
-        try:
-            msg_type, _flags, _seq, payload = frame.decode(datagram, 1024)
-        except frame.FrameError:
-            return None
-        if msg_type != _T_ANNOUNCE:
-            return None
-        name = payload[_ANNOUNCE_CLUSTER]
-        if name != cfg["cluster"]:
-            if name not in told:  # a master of another cluster: say so once
-                told.append(name)
-                worker.log("discovery: the master at " + payload[_ANNOUNCE_HOST] + " serves "
-                           "cluster '" + name + "', this node is configured for cluster '"
-                           + cfg["cluster"] + "'")
-            return None
-        return payload[_ANNOUNCE_HOST], payload[_ANNOUNCE_PORT]
-
-    return await discover(worker.net, cfg["discovery_host"], cfg["discovery_port"], request,
-                          parse)
 
 
 async def read_frames(session):

@@ -119,7 +119,7 @@ def start(self, rst, reset_ms, chip, buffers, mac):
                 break
         else:
             if _expired(deadline):
-                label = " or ".join(each[_NAME] for each in chips)
+                label = chips[0][_NAME] if len(chips) == 1 else "W6100 or W5500"
                 raise OSError("no %s answered on SPI (%r, cs=%r): check wiring and power"
                               % (label, self._spi, self._cs))
             time.sleep_ms(5)
@@ -127,7 +127,7 @@ def start(self, rst, reset_ms, chip, buffers, mac):
 
     # soft reset
     if c[_MR] is not None:
-        self._write8(c[_MR], 0, 0x80)  # W5500 MR.RST: reads 1 until the reset is done
+        self._write_reg(c[_MR], 0, 0x80, 1)  # W5500 MR.RST: reads 1 until the reset is done
         deadline = time.ticks_add(time.ticks_ms(), 100)
         while self._read8(c[_MR], 0) & 0x80:
             if _expired(deadline):
@@ -143,8 +143,8 @@ def start(self, rst, reset_ms, chip, buffers, mac):
 
     # socket buffer sizes, the MAC, the INTn pin
     for n in range(_SOCKETS):
-        self._write8(c[_Sn_TXBUF_SIZE], 4 * n + 1, sizes[n])
-        self._write8(c[_Sn_RXBUF_SIZE], 4 * n + 1, sizes[n])
+        self._write_reg(c[_Sn_TXBUF_SIZE], 4 * n + 1, sizes[n], 1)
+        self._write_reg(c[_Sn_RXBUF_SIZE], 4 * n + 1, sizes[n], 1)
     self._free = [n for n in range(_SOCKETS) if sizes[n]]
     self._sizes = sizes
     if mac is None:  # derived from the board's unique id: locally administered, unicast
