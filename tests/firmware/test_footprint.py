@@ -1,7 +1,8 @@
 """The firmware's resident heap on MicroPython's own 32-bit firmware (ports/qemu under
-qemu-system-arm, tools/qemu_firmware.py): `microswarm bench footprint` for the ESP32 board,
-the benchmark's headline board. Skips with the reason where the firmware cannot be built
-(no MicroPython source, no cross compiler or QEMU)."""
+qemu-system-arm, tools/qemu_firmware.py, the build with asyncio frozen and in C as the
+boards' firmware carries it): `microswarm bench footprint` for the ESP32 board, the
+benchmark's headline board. Skips with the reason where the firmware cannot be built (no
+MicroPython source, no cross compiler or QEMU)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from microswarm import paths
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+BOARD = "esp32-devkit-w5500"
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,7 @@ def qemu_firmware():
     import qemu_firmware
 
     try:
-        qemu_firmware.firmware("MPS2_AN500")
+        qemu_firmware.firmware("MPS2_AN500", paths.load_board(BOARD)["heap_bytes"], esp32=True)
     except qemu_firmware.QemuUnavailable as exc:
         pytest.skip(f"QEMU firmware: {exc}")
     return qemu_firmware
@@ -40,6 +42,12 @@ def test_bench_footprint_measures_every_module_on_32_bit(qemu_firmware):
     board = report["boards"]["esp32-devkit-w5500"]
     qemu, x64 = board["qemu"], board["x64"]
     assert qemu["mpy_arch"] == "armv7emsp" and not qemu["native_module"]
+    # asyncio as the ESP32 firmware carries it (frozen, `_asyncio` in C), not shipped as
+    # .mpy; the board's own heap (the REPL's and the GC's own blocks taken off)
+    assert qemu["asyncio"] == "frozen, _asyncio in C"
+    assert report["firmware_build"].startswith("asyncio frozen")
+    heap = paths.load_board(BOARD)["heap_bytes"]
+    assert heap - 4096 < qemu["heap_total"] <= heap
     assert set(qemu["modules"]) == {
         "asyncio", "msgdefs", "cbor", "auth", "frame", "frame_serial", "frame_tcp", "config",
         "board", "msw_kernel", "engine", "engine_join", "links", "link_serial", "link_tcp",
