@@ -67,14 +67,15 @@ def test_bench_footprint_measures_every_module_on_32_bit(qemu_firmware):
     assert headline["value"] == qemu["modules_total"] - qemu["modules"]["asyncio"]
     assert headline["unit"] == "bytes" and headline["baseline"] == 40 * 1024
     # beside it, the same .mpy files imported in place from a ROMFS image (found in /rom):
-    # each module's code and constants stay in the image, so none holds more heap and the
-    # set holds less (a module of a few dozen bytes of code, `links`, can show the same
-    # figure both ways: 16-byte heap blocks, and from the file system its names' characters
-    # may fit in a qstr chunk an earlier module opened)
+    # each module's code and constants stay in the image, so none holds more heap, give or
+    # take one 16-byte heap block (`links`, a few dozen bytes of code, showed 192 both ways
+    # in one run, 192 from the file system and 208 from ROMFS in another), and the set
+    # holds less
     romfs = board["romfs"]
     assert romfs["romfs_image_bytes"] > 0 and romfs["on_demand"] == qemu["on_demand"]
     assert set(romfs["modules"]) == set(qemu["modules"])
-    assert all(0 < romfs["modules"][n] <= qemu["modules"][n] for n in qemu["modules"]), romfs
+    assert all(0 < romfs["modules"][n] <= qemu["modules"][n] + 16 for n in qemu["modules"]), (
+        romfs)
     assert sum(romfs["modules"].values()) < sum(qemu["modules"].values())
     assert board["romfs_total"] == romfs["modules_total"] - romfs["modules"]["asyncio"]
     assert report["romfs_headline"]["value"] == board["romfs_total"] < headline["value"]
