@@ -105,6 +105,40 @@ _MR_UDP = const(0x02)
 _MR_V6 = const(0x08)  # W6100: Sn_MR TCP6 = 0x09, UDP6 = 0x0A
 _MR_ND = const(0x20)  # no delayed ACK (TCP)
 
+# The chip's register map (self.chip: wiznet_up.py's _W5500 or _W6100 tuple) is read as
+# self.chip[_SIPR]; these indexes are wiznet_up.py's, as _const()s no name is interned
+# for. None: the chip has no such register (the W5500 no locks and no IPv6).
+_NAME = const(0)
+_GAR = const(1)
+_SUBR = const(2)
+_SIPR = const(3)
+_SIMR = const(4)
+_PHY = const(5)
+_NETLCKR = const(6)
+_CHPLCKR = const(7)
+_Sn_MR = const(8)
+_Sn_CR = const(9)
+_Sn_IR = const(10)
+_Sn_IRCLR = const(11)
+_Sn_SR = const(12)
+_Sn_PORT = const(13)
+_Sn_DIPR = const(14)
+_Sn_DIP6R = const(15)
+_Sn_DPORT = const(16)
+_Sn_TX_FSR = const(17)
+_Sn_TX_WR = const(18)
+_Sn_RX_RSR = const(19)
+_Sn_RX_RD = const(20)
+_UDP_IP = const(21)
+_UDP_PORT = const(22)
+_UDP_LEN = const(23)
+_UDP_LEN_MASK = const(24)
+# W6100 CHPLCKR / NETLCKR values (w6100.h): configuration writes between unlock and lock
+_CHPLCK_UNLOCK = const(0xCE)
+_CHPLCK_LOCK = const(0xFF)
+_NETLCK_UNLOCK = const(0x3A)
+_NETLCK_LOCK = const(0xC5)
+
 
 
 def _ip_bytes(text):
@@ -269,18 +303,18 @@ class WIZnet:
 
     def _chip_unlocked(self, addr, data):
         c = self.chip
-        self._write8(c.CHPLCKR, 0, c.CHPLCK_UNLOCK)
+        self._write8(c[_CHPLCKR], 0, _CHPLCK_UNLOCK)
         self.write(addr, 0, data)
-        self._write8(c.CHPLCKR, 0, c.CHPLCK_LOCK)
+        self._write8(c[_CHPLCKR], 0, _CHPLCK_LOCK)
 
     def _write_net(self, addr, data):
         c = self.chip
-        if c.NETLCKR is None:
+        if c[_NETLCKR] is None:
             self.write(addr, 0, data)
             return
-        self._write8(c.NETLCKR, 0, c.NETLCK_UNLOCK)
+        self._write8(c[_NETLCKR], 0, _NETLCK_UNLOCK)
         self.write(addr, 0, data)
-        self._write8(c.NETLCKR, 0, c.NETLCK_LOCK)
+        self._write8(c[_NETLCKR], 0, _NETLCK_LOCK)
 
     # ---- network ----------------------------------------------------------------------
 
@@ -288,27 +322,29 @@ class WIZnet:
         """Get or set (ip, subnet, gateway, dns) as dotted strings. DNS is only recorded."""
         c = self.chip
         if config is None:
-            ip = self._read_bytes(c.SIPR, 0, 4)
-            sub = self._read_bytes(c.SUBR, 0, 4)
-            gw = self._read_bytes(c.GAR, 0, 4)
+            ip = self._read_bytes(c[_SIPR], 0, 4)
+            sub = self._read_bytes(c[_SUBR], 0, 4)
+            gw = self._read_bytes(c[_GAR], 0, 4)
             return (_ip_text(ip), _ip_text(sub), _ip_text(gw), self._dns)
         ip, sub, gw = _ip_bytes(config[0]), _ip_bytes(config[1]), _ip_bytes(config[2])
-        self._write_net(c.SIPR, ip)
-        self._write_net(c.SUBR, sub)
-        self._write_net(c.GAR, gw)
+        self._write_net(c[_SIPR], ip)
+        self._write_net(c[_SUBR], sub)
+        self._write_net(c[_GAR], gw)
         if len(config) > 3:
             self._dns = config[3]
         return None
 
     def ifconfig6(self, config=None):
         """W6100: get or set (link-local, global, prefix mask, gateway) IPv6 addresses."""
+        if self.chip[_Sn_DIP6R] is None:
+            raise OSError(EINVAL, "wiznet: the %s has no IPv6" % self.chip[_NAME])
         import wiznet6
 
         return wiznet6.ifconfig6(self, config)
 
     def link_up(self):
         """True while the PHY reports a link (bit 0 of PHYCFGR / PHYSR)."""
-        return bool(self._read8(self.chip.PHY, 0) & 0x01)
+        return bool(self._read8(self.chip[_PHY], 0) & 0x01)
 
     def wait_link(self, timeout_ms=5000):
         """Wait up to timeout_ms for the PHY link (auto-negotiation takes a while after a
@@ -363,12 +399,12 @@ class WIZnet:
                  (host, port))]
 
     def socket(self, af=AF_INET, type=SOCK_STREAM, proto=0):
-        if af == AF_INET6 and self.chip.Sn_DIP6R is not None:
+        if af == AF_INET6 and self.chip[_Sn_DIP6R] is not None:
             import wiznet6
 
             wiznet6.ensure_lla(self)
         elif af != AF_INET:
-            raise OSError(EINVAL, "wiznet: IPv4 sockets only on the %s" % self.chip.name)
+            raise OSError(EINVAL, "wiznet: IPv4 sockets only on the %s" % self.chip[_NAME])
         if type not in (SOCK_STREAM, SOCK_DGRAM):
             raise OSError(EINVAL, "wiznet: TCP or UDP sockets only")
         return WSocket(self, type, af == AF_INET6)
@@ -390,7 +426,7 @@ class WIZnet:
         simr = (self._simr | bit) if on else (self._simr & ~bit)
         if simr != self._simr:
             self._simr = simr
-            self._write8(self.chip.SIMR, 0, simr)
+            self._write8(self.chip[_SIMR], 0, simr)
 
     def _port(self):
         p = self._next_port
@@ -402,12 +438,12 @@ class WIZnet:
         LISTEN and CLOSE the command is complete only when Sn_SR shows it (p.46)."""
         c = self.chip
         bsb = 4 * n + 1
-        self._write8(c.Sn_CR, bsb, cmd)
+        self._write8(c[_Sn_CR], bsb, cmd)
         deadline = time.ticks_add(time.ticks_ms(), _CMD_MS)
         late = False
-        while self._read8(c.Sn_CR, bsb):
+        while self._read8(c[_Sn_CR], bsb):
             if late:
-                raise OSError(ETIMEDOUT, "wiznet: %s stopped accepting socket commands" % c.name)
+                raise OSError(ETIMEDOUT, "wiznet: %s stopped accepting socket commands" % c[_NAME])
             late = _expired(deadline)  # one more look after the deadline
 
     def _await_sr(self, n, states):
@@ -416,7 +452,7 @@ class WIZnet:
         deadline = time.ticks_add(time.ticks_ms(), _STATE_MS)
         late = False
         while True:
-            sr = self._read8(c.Sn_SR, 4 * n + 1)
+            sr = self._read8(c[_Sn_SR], 4 * n + 1)
             if sr in states:
                 return sr
             if late:
@@ -428,9 +464,9 @@ class WIZnet:
         bsb = 4 * n + 1
         self._command(n, _CMD_CLOSE)
         self._await_sr(n, (_SR_CLOSED,))
-        self._write8(c.Sn_IRCLR, bsb, 0xFF)
-        self._write8(c.Sn_MR, bsb, mode)
-        self._write16(c.Sn_PORT, bsb, port)
+        self._write8(c[_Sn_IRCLR], bsb, 0xFF)
+        self._write8(c[_Sn_MR], bsb, mode)
+        self._write16(c[_Sn_PORT], bsb, port)
         self._command(n, _CMD_OPEN)
         self._await_sr(n, (_SR_INIT, _SR_UDP))
         self._set_simr(n, True)
@@ -475,9 +511,9 @@ class WSocket(io.IOBase):
         bsb = 4 * n + 1
         self._n = n
         self._bsb = bsb
-        self._rsr = nic._read16_stable(c.Sn_RX_RSR, bsb)
+        self._rsr = nic._read16_stable(c[_Sn_RX_RSR], bsb)
         self._sending = False
-        self._sr = nic._read8(c.Sn_SR, bsb)
+        self._sr = nic._read8(c[_Sn_SR], bsb)
         self._polled = time.ticks_ms()
         self._rxbufsize = nic._sizes[n] * 1024
 
@@ -498,7 +534,7 @@ class WSocket(io.IOBase):
             # Sn_MR.ND: ACK at once instead of delaying it; written now if the socket is open
             self._nd = _MR_ND if value else 0
             if self._n is not None:
-                self._nic._write8(self._nic.chip.Sn_MR, self._bsb, self._mode())
+                self._nic._write8(self._nic.chip[_Sn_MR], self._bsb, self._mode())
 
     def setblocking(self, flag):
         self._timeout = None if flag else 0
@@ -527,10 +563,10 @@ class WSocket(io.IOBase):
         if self._v6:
             import wiznet6
 
-            nic.write(c.Sn_DIP6R, self._bsb, wiznet6.pton(addr[0]))
+            nic.write(c[_Sn_DIP6R], self._bsb, wiznet6.pton(addr[0]))
         else:
-            nic.write(c.Sn_DIPR, self._bsb, _ip_bytes(addr[0]))
-        nic._write16(c.Sn_DPORT, self._bsb, addr[1])
+            nic.write(c[_Sn_DIPR], self._bsb, _ip_bytes(addr[0]))
+        nic._write16(c[_Sn_DPORT], self._bsb, addr[1])
 
     def connect(self, addr):
         nic = self._nic
@@ -565,14 +601,14 @@ class WSocket(io.IOBase):
         self._wait(self._accepted)
         nic = self._nic
         c = nic.chip
-        port = nic._read16(c.Sn_DPORT, self._bsb)
+        port = nic._read16(c[_Sn_DPORT], self._bsb)
         if self._v6:
             import wiznet6
 
-            ip = wiznet6.ntop(nic._read_bytes(c.Sn_DIP6R, self._bsb, 8)
-                              + nic._read_bytes(c.Sn_DIP6R + 8, self._bsb, 8))
+            ip = wiznet6.ntop(nic._read_bytes(c[_Sn_DIP6R], self._bsb, 8)
+                              + nic._read_bytes(c[_Sn_DIP6R] + 8, self._bsb, 8))
         else:
-            ip = _ip_text(nic._read_bytes(c.Sn_DIPR, self._bsb, 4))
+            ip = _ip_text(nic._read_bytes(c[_Sn_DIPR], self._bsb, 4))
         conn = WSocket(nic, SOCK_STREAM, self._v6, self._n)
         self._n = None
         try:
@@ -596,19 +632,19 @@ class WSocket(io.IOBase):
         nic = self._nic
         c = nic.chip
         if self._kind == SOCK_STREAM and not self._listening:
-            sr = nic._read8(c.Sn_SR, self._bsb)
+            sr = nic._read8(c[_Sn_SR], self._bsb)
             if sr == _SR_ESTABLISHED or sr == _SR_CLOSE_WAIT:
                 # ioLibrary disconnect(): DISCON, then wait for SOCK_CLOSED or TIMEOUT; CLOSE
                 # right away would cut the FIN handshake and drop bytes still unsent.
                 nic._command(n, _CMD_DISCON)
                 deadline = time.ticks_add(time.ticks_ms(), _CLOSE_MS)
-                while nic._read8(c.Sn_SR, self._bsb) != _SR_CLOSED:
-                    if nic._read8(c.Sn_IR, self._bsb) & _IR_TIMEOUT or _expired(deadline):
+                while nic._read8(c[_Sn_SR], self._bsb) != _SR_CLOSED:
+                    if nic._read8(c[_Sn_IR], self._bsb) & _IR_TIMEOUT or _expired(deadline):
                         break
                     time.sleep_ms(1)
         nic._command(n, _CMD_CLOSE)
         nic._await_sr(n, (_SR_CLOSED,))
-        nic._write8(c.Sn_IRCLR, self._bsb, 0xFF)
+        nic._write8(c[_Sn_IRCLR], self._bsb, 0xFF)
         nic._give(n)
         self._n = None
         self._sr = _SR_CLOSED
@@ -634,17 +670,17 @@ class WSocket(io.IOBase):
         # Status before interrupts: the event that changed the status has set its flag by
         # then. Interrupts are cleared before Sn_RX_RSR is read, so data arriving later
         # raises RECV again.
-        sr = nic._read8(c.Sn_SR, bsb)
-        ir = nic._read8(c.Sn_IR, bsb)
+        sr = nic._read8(c[_Sn_SR], bsb)
+        ir = nic._read8(c[_Sn_IR], bsb)
         if ir:
-            nic._write8(c.Sn_IRCLR, bsb, ir)
+            nic._write8(c[_Sn_IRCLR], bsb, ir)
             if ir & _IR_SENDOK:
                 self._sending = False
             if ir & _IR_TIMEOUT:
                 self._sending = False
                 self._err = ETIMEDOUT
         self._sr = sr
-        self._rsr = nic._read16_stable(c.Sn_RX_RSR, bsb)
+        self._rsr = nic._read16_stable(c[_Sn_RX_RSR], bsb)
         if self._kind != SOCK_STREAM or self._listening:
             return
         if sr == _SR_ESTABLISHED or sr == _SR_CLOSE_WAIT:
@@ -720,16 +756,16 @@ class WSocket(io.IOBase):
             if self._sr != _SR_ESTABLISHED and self._sr != _SR_CLOSE_WAIT:
                 raise OSError(ENOTCONN)
         bsb = self._bsb
-        free = nic._read16_stable(c.Sn_TX_FSR, bsb)
+        free = nic._read16_stable(c[_Sn_TX_FSR], bsb)
         n = len(data)
         if n > free:
             n = free
         if n == 0:
             return None
         mv = memoryview(data)
-        wr = nic._read16(c.Sn_TX_WR, bsb)  # fresh: re-initialised when the connection opened
+        wr = nic._read16(c[_Sn_TX_WR], bsb)  # fresh: re-initialised when the connection opened
         nic.write(wr, bsb + 1, mv[:n] if n < len(data) else mv)
-        nic._write16(c.Sn_TX_WR, bsb, (wr + n) & 0xFFFF)
+        nic._write16(c[_Sn_TX_WR], bsb, (wr + n) & 0xFFFF)
         nic._command(self._n, _CMD_SEND)
         self._sending = True
         return n
@@ -783,10 +819,10 @@ class WSocket(io.IOBase):
                 return None
         bsb = self._bsb
         n = self._rsr if self._rsr < len(mv) else len(mv)
-        rd = nic._read16(c.Sn_RX_RD, bsb)  # fresh: re-initialised when the connection opened
+        rd = nic._read16(c[_Sn_RX_RD], bsb)  # fresh: re-initialised when the connection opened
         nic.read(rd, bsb + 2, mv[:n])
         self._rsr -= n
-        nic._write16(c.Sn_RX_RD, bsb, (rd + n) & 0xFFFF)
+        nic._write16(c[_Sn_RX_RD], bsb, (rd + n) & 0xFFFF)
         nic._command(self._n, _CMD_RECV)
         return n
 
@@ -828,12 +864,12 @@ class WSocket(io.IOBase):
         self._send_done()
         n = len(data)
         bsb = self._bsb
-        if n > nic._read16_stable(c.Sn_TX_FSR, bsb):
+        if n > nic._read16_stable(c[_Sn_TX_FSR], bsb):
             raise OSError(EINVAL, "wiznet: datagram larger than the socket's TX buffer")
         self._set_peer(addr)
-        wr = nic._read16(c.Sn_TX_WR, bsb)
+        wr = nic._read16(c[_Sn_TX_WR], bsb)
         nic.write(wr, bsb + 1, data)
-        nic._write16(c.Sn_TX_WR, bsb, (wr + n) & 0xFFFF)
+        nic._write16(c[_Sn_TX_WR], bsb, (wr + n) & 0xFFFF)
         self._err = 0
         nic._command(self._n, _CMD_SEND | (_CMD_V6 if self._v6 else 0))
         self._sending = True
@@ -867,26 +903,26 @@ class WSocket(io.IOBase):
         head = self._udp_head
         if head is None:
             head = self._udp_head = bytearray(20 if self._v6 else 8)
-        rd = nic._read16(c.Sn_RX_RD, bsb)
+        rd = nic._read16(c[_Sn_RX_RD], bsb)
         nic.read(rd, bsb + 2, head)
-        size = ((head[c.UDP_LEN] << 8) | head[c.UDP_LEN + 1]) & c.UDP_LEN_MASK
+        size = ((head[c[_UDP_LEN]] << 8) | head[c[_UDP_LEN] + 1]) & c[_UDP_LEN_MASK]
         if self._v6:
             import wiznet6
 
             ip = wiznet6.ntop(head[2:18])
             port = (head[18] << 8) | head[19]
         else:
-            ip = _ip_text(head[c.UDP_IP: c.UDP_IP + 4])
-            port = (head[c.UDP_PORT] << 8) | head[c.UDP_PORT + 1]
+            ip = _ip_text(head[c[_UDP_IP]: c[_UDP_IP] + 4])
+            port = (head[c[_UDP_PORT]] << 8) | head[c[_UDP_PORT] + 1]
         mv = memoryview(buf)
         if 0 <= nbytes < len(mv):
             mv = mv[:nbytes]
         take = size if size < len(mv) else len(mv)
         if take:
             nic.read((rd + len(head)) & 0xFFFF, bsb + 2, mv[:take])
-        nic._write16(c.Sn_RX_RD, bsb, (rd + len(head) + size) & 0xFFFF)
+        nic._write16(c[_Sn_RX_RD], bsb, (rd + len(head) + size) & 0xFFFF)
         nic._command(self._n, _CMD_RECV)
         # More datagrams may be queued; no RECV interrupt is promised for them: read
         # Sn_RX_RSR again, as ioLibrary's recvfrom() does before every datagram.
-        self._rsr = nic._read16_stable(c.Sn_RX_RSR, bsb)
+        self._rsr = nic._read16_stable(c[_Sn_RX_RSR], bsb)
         return take, (ip, port)

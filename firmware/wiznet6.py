@@ -2,6 +2,15 @@
 # never load them: address text <-> 16 bytes, the link-local address (fe80::/64 with the
 # modified EUI-64 of the MAC, RFC 4291 2.5.1 / appendix A) and the W6100's IPv6 address
 # registers LLAR, GUAR, SUB6R, GA6R (w6100.h, 16 bytes each from 0x4140, guarded by NETLCKR).
+# The driver loads it on a W6100 only (WIZnet.socket, ifconfig6).
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+_LLAR = const(0x4140)
 
 
 def pton(text):
@@ -60,23 +69,20 @@ def link_local(mac):
 
 def ensure_lla(nic):
     """Give the chip its link-local source address if it has none yet."""
-    c = nic.chip
-    if nic._read_bytes(c.LLAR, 0, 8) == bytes(8):
-        nic._write_net(c.LLAR, link_local(nic.mac))
+    if nic._read_bytes(_LLAR, 0, 8) == bytes(8):
+        nic._write_net(_LLAR, link_local(nic.mac))
 
 
 def ifconfig6(nic, config=None):
     """Get or set (link-local, global, prefix mask, gateway) as text; "::" leaves a
     register at zero."""
-    c = nic.chip
-    if c.LLAR is None:
-        raise OSError(22, "wiznet: the %s has no IPv6" % c.name)
     if config is None:
         out = []
         for i in range(4):
-            raw = nic._read_bytes(c.LLAR + 16 * i, 0, 8) + nic._read_bytes(c.LLAR + 16 * i + 8, 0, 8)
+            at = _LLAR + 16 * i
+            raw = nic._read_bytes(at, 0, 8) + nic._read_bytes(at + 8, 0, 8)
             out.append(ntop(raw))
         return tuple(out)
     for i in range(4):
-        nic._write_net(c.LLAR + 16 * i, pton(config[i]))
+        nic._write_net(_LLAR + 16 * i, pton(config[i]))
     return None

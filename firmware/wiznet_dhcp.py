@@ -46,6 +46,10 @@ _OPT_REBINDING = const(59)
 _OPT_CLIENT_ID = const(61)
 _OPT_END = const(255)
 
+# the driver's register map (wiznet_up.py): nic.chip[_SIPR]
+_GAR = const(1)
+_SIPR = const(3)
+
 _CAP_S = const(200000)
 _FIXED = const(236)  # op .. file: the BOOTP part before the magic cookie
 
@@ -132,8 +136,8 @@ def lease(nic, timeout_ms=10000, hostname=None):
     deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
     nic._renew_at = None
     zero = bytes(4)
-    nic._write_net(nic.chip.SIPR, zero)  # the client has no address while it asks for one
-    nic._write_net(nic.chip.GAR, zero)
+    nic._write_net(nic.chip[_SIPR], zero)  # the client has no address while it asks for one
+    nic._write_net(nic.chip[_GAR], zero)
     sock = _open(nic)
     try:
         buf = bytearray(576)
@@ -197,7 +201,7 @@ def maintain(nic, wait_ms=1000):
         return
     mac = nic.mac
     xid = _xid(mac)
-    ciaddr = nic._read_bytes(nic.chip.SIPR, 0, 4)
+    ciaddr = nic._read_bytes(nic.chip[_SIPR], 0, 4)
     rebinding = elapsed >= t2_ms or server is None
     dest = "255.255.255.255" if rebinding else _ip(server)
     sock = _open(nic)

@@ -4,151 +4,164 @@ the two chips' register maps; and, before those, the SPI bus and pins board.json
 (open_board, board.open_net's WIZnet case). WIZnet.__init__ calls start() once and drops
 this module from sys.modules again: only the register map of the chip found stays, as the
 driver's `chip`, so a running node does not hold this code. `self` below is the driver.
+Every name a module brings is interned for good, this one's too: steps are inline, not
+functions of their own.
 """
 
 import time
 
 from wiznet import ETIMEDOUT, _expired
 
-_BUFFER_KB = (0, 1, 2, 4, 8, 16)
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
 
+# The two chips' register maps: the only place where the W5500 and the W6100 differ. A map
+# is a tuple, read as map[_NAME]; the indexes are _const()s, so no register name is
+# interned (an attribute name would be, in every module that names it). wiznet.py,
+# wiznet_dhcp.py and this module declare the indexes each reads, with the same values
+# (tests/firmware/test_names.py checks that). Common-register addresses are in BSB 0;
+# socket-register offsets are within the socket's register block (BSB 4n+1). None: the
+# chip has no such register. The driver keeps the map of the chip found as `chip`.
+_NAME = const(0)
+_GAR = const(1)
+_SUBR = const(2)
+_SIPR = const(3)
+_SIMR = const(4)
+_PHY = const(5)
+_NETLCKR = const(6)
+_CHPLCKR = const(7)
+_Sn_MR = const(8)
+_Sn_CR = const(9)
+_Sn_IR = const(10)
+_Sn_IRCLR = const(11)
+_Sn_SR = const(12)
+_Sn_PORT = const(13)
+_Sn_DIPR = const(14)
+_Sn_DIP6R = const(15)
+_Sn_DPORT = const(16)
+_Sn_TX_FSR = const(17)
+_Sn_TX_WR = const(18)
+_Sn_RX_RSR = const(19)
+_Sn_RX_RD = const(20)
+_UDP_IP = const(21)  # the UDP receive header: where the address, port and length are
+_UDP_PORT = const(22)
+_UDP_LEN = const(23)
+_UDP_LEN_MASK = const(24)
+# read by the bring-up alone
+_MR = const(25)
+_SHAR = const(26)
+_ID = const(27)
+_ID_VALUE = const(28)
+_SYCR0 = const(29)
+_SYCR1 = const(30)
+_Sn_TXBUF_SIZE = const(31)
+_Sn_RXBUF_SIZE = const(32)
 
-class Chip:
-    """Register map of one chip: the only place where the W5500 and the W6100 differ.
-
-    Common-register addresses are in BSB 0; socket-register offsets are within the
-    socket's register block (BSB 4n+1). No method of its own: the driver keeps the map of
-    its chip, and a method would keep this module's globals (its code) alive with it.
-    """
-
-
-def _chip(name, **regs):
-    chip = Chip()
-    chip.name = name
-    for key in regs:
-        setattr(chip, key, regs[key])
-    return chip
-
-
-W5500 = _chip(
+_W5500 = const((
     "W5500",
-    sockets=8,
-    # common registers
-    MR=0x0000, GAR=0x0001, SUBR=0x0005, SHAR=0x0009, SIPR=0x000F, SIR=0x0017, SIMR=0x0018,
-    RTR=0x0019, RCR=0x001B, PHY=0x002E, ID=0x0039, ID_VALUE=b"\x04",
-    SYCR1=None, CHPLCKR=None, NETLCKR=None, LLAR=None,
-    # socket registers
-    Sn_MR=0x0000, Sn_CR=0x0001, Sn_IR=0x0002, Sn_IRCLR=0x0002, Sn_SR=0x0003, Sn_PORT=0x0004,
-    Sn_DIPR=0x000C, Sn_DIP6R=None, Sn_DPORT=0x0010, Sn_RXBUF_SIZE=0x001E,
-    Sn_TXBUF_SIZE=0x001F, Sn_TX_FSR=0x0020, Sn_TX_WR=0x0024, Sn_RX_RSR=0x0026,
-    Sn_RX_RD=0x0028, Sn_IMR=0x002C,
+    # GAR, SUBR, SIPR, SIMR, PHY (PHYCFGR), NETLCKR, CHPLCKR
+    0x0001, 0x0005, 0x000F, 0x0018, 0x002E, None, None,
+    # Sn_MR, Sn_CR, Sn_IR, Sn_IRCLR (Sn_IR itself), Sn_SR, Sn_PORT, Sn_DIPR, Sn_DIP6R,
+    # Sn_DPORT, Sn_TX_FSR, Sn_TX_WR, Sn_RX_RSR, Sn_RX_RD
+    0x0000, 0x0001, 0x0002, 0x0002, 0x0003, 0x0004, 0x000C, None,
+    0x0010, 0x0020, 0x0024, 0x0026, 0x0028,
     # UDP receive header: ip(4) port(2) length(2)
-    UDP_IP=0, UDP_PORT=4, UDP_LEN=6, UDP_LEN_MASK=0xFFFF,
-)
+    0, 4, 6, 0xFFFF,
+    # MR, SHAR, ID (VERSIONR), its value, SYCR0, SYCR1, Sn_TXBUF_SIZE, Sn_RXBUF_SIZE
+    0x0000, 0x0009, 0x0039, b"\x04", None, None, 0x001F, 0x001E,
+))
 
-W6100 = _chip(
+_W6100 = const((
     "W6100",
-    sockets=8,
-    MR=None, GAR=0x4130, SUBR=0x4134, SHAR=0x4120, SIPR=0x4138, SIR=0x2101, SIMR=0x2114,
-    RTR=0x4200, RCR=0x4204, PHY=0x3000, ID=0x0000, ID_VALUE=b"\x61\x00",
-    SYCR0=0x2004, SYCR1=0x2005, CHPLCKR=0x41F4, NETLCKR=0x41F5, LLAR=0x4140, GUAR=0x4150,
-    CHPLCK_UNLOCK=0xCE, CHPLCK_LOCK=0xFF, NETLCK_UNLOCK=0x3A, NETLCK_LOCK=0xC5,
-    Sn_MR=0x0000, Sn_CR=0x0010, Sn_IR=0x0020, Sn_IRCLR=0x0028, Sn_SR=0x0030, Sn_PORT=0x0114,
-    Sn_DIPR=0x0120, Sn_DIP6R=0x0130, Sn_DPORT=0x0140, Sn_RXBUF_SIZE=0x0220,
-    Sn_TXBUF_SIZE=0x0200, Sn_TX_FSR=0x0204, Sn_TX_WR=0x020C, Sn_RX_RSR=0x0224,
-    Sn_RX_RD=0x0228, Sn_IMR=0x0024,
+    # GAR, SUBR, SIPR, SIMR, PHY (PHYSR), NETLCKR, CHPLCKR
+    0x4130, 0x4134, 0x4138, 0x2114, 0x3000, 0x41F5, 0x41F4,
+    # Sn_MR, Sn_CR, Sn_IR, Sn_IRCLR, Sn_SR, Sn_PORT, Sn_DIPR, Sn_DIP6R,
+    # Sn_DPORT, Sn_TX_FSR, Sn_TX_WR, Sn_RX_RSR, Sn_RX_RD
+    0x0000, 0x0010, 0x0020, 0x0028, 0x0030, 0x0114, 0x0120, 0x0130,
+    0x0140, 0x0204, 0x020C, 0x0224, 0x0228,
     # UDP receive header: info|length(2, low 11 bits) ip(4, or 16 for IPv6) port(2)
-    UDP_IP=2, UDP_PORT=6, UDP_LEN=0, UDP_LEN_MASK=0x07FF,
-)
+    2, 6, 0, 0x07FF,
+    # MR (none: SYCR0 resets), SHAR, ID (CIDR), its value, SYCR0, SYCR1, Sn_TXBUF_SIZE,
+    # Sn_RXBUF_SIZE
+    None, 0x4120, 0x0000, b"\x61\x00", 0x2004, 0x2005, 0x0200, 0x0220,
+))
 
-CHIPS = {"w5500": W5500, "w6100": W6100}
+_SOCKETS = const(8)  # both chips: 8 sockets sharing 16 KB of TX and 16 KB of RX memory
 
 
 def start(self, rst, reset_ms, chip, buffers, mac):
-    sizes = tuple(buffers) if buffers is not None else (2,) * 8
-    _check_buffers(sizes)
+    sizes = tuple(buffers) if buffers is not None else (2,) * _SOCKETS
+    if len(sizes) != _SOCKETS or sum(sizes) > 16:
+        raise ValueError("buffers: 8 sizes summing to <= 16 KB")
+    for kb in sizes:
+        if kb not in (0, 1, 2, 4, 8, 16):
+            raise ValueError("buffer sizes are 0, 1, 2, 4, 8 or 16 KB")
     self._cs(1)
     if rst is not None:
         rst(0)
         time.sleep_ms(reset_ms[0])
         rst(1)
         time.sleep_ms(reset_ms[1])
-    self.chip = _identify(self, chip)
-    _soft_reset(self)
-    _configure_buffers(self, sizes)
-    self._free = [n for n in range(self.chip.sockets) if sizes[n]]
-    self._sizes = sizes
-    self.mac = bytes(mac) if mac is not None else _default_mac()
-    self._write_net(self.chip.SHAR, self.mac)
-    if self.chip.SYCR1 is not None:
-        self._chip_unlocked(self.chip.SYCR1, b"\x80")  # IEN: drive the INTn pin
 
-
-def _identify(self, wanted):
-    names = (wanted,) if wanted else ("w6100", "w5500")
-    for name in names:
-        if name not in CHIPS:
-            raise ValueError("unknown WIZnet chip %r (known: w5500, w6100)" % (name,))
+    # which chip answers: the one asked for, else either (the W6100 first)
+    chips = [each for each in (_W6100, _W5500) if not chip or each[_NAME].lower() == chip]
+    if not chips:
+        raise ValueError("unknown WIZnet chip %r (known: w5500, w6100)" % (chip,))
     deadline = time.ticks_add(time.ticks_ms(), 100)
-    while True:
-        for name in names:
-            chip = CHIPS[name]
-            if self._read_bytes(chip.ID, 0, len(chip.ID_VALUE)) == chip.ID_VALUE:
-                return chip
-        if _expired(deadline):
-            break
-        time.sleep_ms(5)
-    label = " or ".join(CHIPS[n].name for n in names)
-    raise OSError(
-        "no %s answered on SPI (%r, cs=%r): check wiring and power" % (label, self._spi, self._cs)
-    )
+    c = None
+    while c is None:
+        for each in chips:
+            if self._read_bytes(each[_ID], 0, len(each[_ID_VALUE])) == each[_ID_VALUE]:
+                c = each
+                break
+        else:
+            if _expired(deadline):
+                label = " or ".join(each[_NAME] for each in chips)
+                raise OSError("no %s answered on SPI (%r, cs=%r): check wiring and power"
+                              % (label, self._spi, self._cs))
+            time.sleep_ms(5)
+    self.chip = c
 
-def _soft_reset(self):
-    c = self.chip
-    if c.MR is not None:
-        self._write8(c.MR, 0, 0x80)  # W5500 MR.RST: reads 1 until the reset is done
+    # soft reset
+    if c[_MR] is not None:
+        self._write8(c[_MR], 0, 0x80)  # W5500 MR.RST: reads 1 until the reset is done
         deadline = time.ticks_add(time.ticks_ms(), 100)
-        while self._read8(c.MR, 0) & 0x80:
+        while self._read8(c[_MR], 0) & 0x80:
             if _expired(deadline):
                 raise OSError(ETIMEDOUT, "wiznet: W5500 did not come back from reset")
             time.sleep_ms(1)
     else:
         # W6100 SYCR0.RST (active low) has no completion flag and CIDR is a constant:
         # wait as WIZnet's own W6100 code does (100 ms), then check the chip answers.
-        self._chip_unlocked(c.SYCR0, b"\x00")
+        self._chip_unlocked(c[_SYCR0], b"\x00")
         time.sleep_ms(100)
-    if self._read_bytes(c.ID, 0, len(c.ID_VALUE)) != c.ID_VALUE:
-        raise OSError(ETIMEDOUT, "wiznet: %s did not come back from reset" % c.name)
+    if self._read_bytes(c[_ID], 0, len(c[_ID_VALUE])) != c[_ID_VALUE]:
+        raise OSError(ETIMEDOUT, "wiznet: %s did not come back from reset" % c[_NAME])
 
+    # socket buffer sizes, the MAC, the INTn pin
+    for n in range(_SOCKETS):
+        self._write8(c[_Sn_TXBUF_SIZE], 4 * n + 1, sizes[n])
+        self._write8(c[_Sn_RXBUF_SIZE], 4 * n + 1, sizes[n])
+    self._free = [n for n in range(_SOCKETS) if sizes[n]]
+    self._sizes = sizes
+    if mac is None:  # derived from the board's unique id: locally administered, unicast
+        try:
+            import machine
 
-def _configure_buffers(self, sizes):
-    c = self.chip
-    for n in range(c.sockets):
-        self._write8(c.Sn_TXBUF_SIZE, 4 * n + 1, sizes[n])
-        self._write8(c.Sn_RXBUF_SIZE, 4 * n + 1, sizes[n])
-
-
-def _check_buffers(sizes):
-    # Both chips: 8 sockets sharing 16 KB of TX and 16 KB of RX memory.
-    if len(sizes) != 8 or sum(sizes) > 16:
-        raise ValueError("buffers: 8 sizes summing to <= 16 KB")
-    for kb in sizes:
-        if kb not in _BUFFER_KB:
-            raise ValueError("buffer sizes are 0, 1, 2, 4, 8 or 16 KB")
-
-
-def _default_mac():
-    try:
-        import machine
-
-        uid = machine.unique_id()
-    except (ImportError, AttributeError):
-        uid = b"\x00\x08\xdc\x00\x00\x01"
-    mac = bytearray(6)
-    for i in range(len(uid)):
-        mac[i % 6] ^= uid[i]
-    mac[0] = (mac[0] & 0xFC) | 0x02  # locally administered, unicast
-    return bytes(mac)
+            uid = machine.unique_id()
+        except (ImportError, AttributeError):
+            uid = b"\x00\x08\xdc\x00\x00\x01"
+        mac = bytearray(6)
+        for i in range(len(uid)):
+            mac[i % 6] ^= uid[i]
+        mac[0] = (mac[0] & 0xFC) | 0x02
+    self.mac = bytes(mac)
+    self._write_net(c[_SHAR], self.mac)
+    if c[_SYCR1] is not None:
+        self._chip_unlocked(c[_SYCR1], b"\x80")  # IEN: drive the INTn pin
 
 
 def open_board(board, ifconfig):

@@ -3,6 +3,7 @@ pools MicroPython allocates for them.
 
   python tools/mpy_names.py --board esp32-devkit-w5500           # per module, the total, the pools
   python tools/mpy_names.py --board esp32-devkit-w5500 --list    # and every name, by module
+  python tools/mpy_names.py --board esp32-devkit-w5500 --link tcp  # the TCP node's set
 
 A bytecode .mpy (version 6) starts with a 4-byte header (b"M", the version, the arch and
 sub-version, the small-int bits), then, when the header's flag bit says so, the arch flags;
@@ -47,6 +48,15 @@ JOIN_MODULES = ("main", "msw_boot", "config", "msgdefs", "cbor", "auth", "frame"
                 "frame_serial", "board", "msw_kernel", "engine_log", "engine", "engine_join",
                 "links", "link_serial", "worker", "fp_meter")
 TASK_MODULES = ("kernels_small",)
+# The TCP node's (`--link tcp`): the same, with the TCP link and its codec half, the WIZnet
+# driver's bring-up (imported first: it imports the driver; dropped after use, its names
+# stay interned), the driver and its DHCP client (loaded for the lease, then dropped).
+# A W6100 board adds the IPv6 helpers (wiznet6), which it loads for an IPv6 master.
+TCP_JOIN_MODULES = ("main", "msw_boot", "config", "msgdefs", "cbor", "auth", "frame",
+                    "frame_tcp", "board", "msw_kernel", "engine_log", "engine", "engine_join",
+                    "links", "link_tcp", "wiznet_up", "wiznet", "wiznet_dhcp", "worker",
+                    "fp_meter")
+IPV6_MODULES = ("wiznet6",)
 # What the bench's board holds before main.py runs (the REPL, the flash file system's
 # mount, mpremote's file names): `micropython.qstr_info()` there said n_qstr=67.
 HARNESS_NAMES = 67
@@ -168,11 +178,35 @@ def esp32_modules(board: str = "esp32-devkit-w5500", asyncio: bool = False) -> d
     return {name: data for name, data in files.items() if name.endswith(".mpy")}
 
 
-def join_names(modules: Mapping[str, bytes], rom: set[str]) -> tuple[int, int]:
+def join_modules(link: str = "serial", ipv6: bool = False) -> tuple[str, ...]:
+    """The modules a node on `link` loads by the join, in load order; `ipv6`: with the
+    WIZnet driver's IPv6 helpers (a W6100 board with an IPv6 master)."""
+    if link == "serial":
+        return JOIN_MODULES
+    if link != "tcp":
+        raise ValueError(f"no such link: {link!r} (serial or tcp)")
+    if not ipv6:
+        return TCP_JOIN_MODULES
+    at = TCP_JOIN_MODULES.index("wiznet_dhcp") + 1
+    return TCP_JOIN_MODULES[:at] + IPV6_MODULES + TCP_JOIN_MODULES[at:]
+
+
+def board_ipv6(board: str) -> bool:
+    """Whether `board`'s network chip is a W6100 (the one with IPv6)."""
+    if str(ROOT / "host") not in sys.path:
+        sys.path.insert(0, str(ROOT / "host"))
+    from microswarm import paths
+
+    return paths.load_board(board).get("nic") == "w6100"
+
+
+def join_names(modules: Mapping[str, bytes], rom: set[str],
+               join: tuple[str, ...] = JOIN_MODULES) -> tuple[int, int]:
     """How many names the ESP32 set adds by the join and after the first tasks, asyncio's
-    package frozen (its names in the image), the bench's REPL's names not included."""
-    added = new_names(modules, JOIN_MODULES + TASK_MODULES, rom)
-    by_join = sum(len(added[name]) for name in JOIN_MODULES)
+    package frozen (its names in the image), the bench's REPL's names not included;
+    `join`: the modules loaded by the join (join_modules())."""
+    added = new_names(modules, join + TASK_MODULES, rom)
+    by_join = sum(len(added[name]) for name in join)
     return by_join, by_join + sum(len(added[name]) for name in TASK_MODULES)
 
 
@@ -184,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-rom", type=Path, default=None,
                         help="write the names of --rom (a qstrdefs.generated.h) to this file")
     parser.add_argument("--list", action="store_true", help="print every new name")
+    parser.add_argument("--link", choices=("serial", "tcp"), default="serial",
+                        help="the link the node joins on (tcp: the WIZnet driver, its "
+                             "bring-up and DHCP; on a W6100 board its IPv6 helpers too)")
     parser.add_argument("--asyncio-files", action="store_true",
                         help="asyncio's package loaded from the file system (the bench's "
                              "firmware today) instead of frozen (an ESP32's)")
@@ -196,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             + "".join(f"{n}\n" for n in sorted(rom) if n and "\n" not in n))
         return 0
     modules = esp32_modules(args.board, asyncio=args.asyncio_files)
-    order = JOIN_MODULES + TASK_MODULES
+    join = join_modules(args.link, args.link == "tcp" and board_ipv6(args.board))
+    order = join + TASK_MODULES
     if args.asyncio_files:
         order = ASYNCIO_MODULES + order
     added = new_names(modules, order, rom)
@@ -206,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:22} {len(fresh):4} {total:5}")
         if args.list:
             print("    " + " ".join(fresh))
-        if name == JOIN_MODULES[-1]:
+        if name == join[-1]:
             print(f"by the join: {total} names (+{HARNESS_NAMES} the bench's REPL holds), "
                   f"pools {pools(total + HARNESS_NAMES)} "
                   f"({pool_bytes(total + HARNESS_NAMES)} bytes), "

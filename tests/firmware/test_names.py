@@ -62,3 +62,34 @@ def test_esp32_set_stays_under_its_pool_boundary():
         f"the ESP32 set interns {after_tasks} names by its first tasks (+{held} the "
         f"bench's REPL holds): past {mpy_names.boundaries()[4]}, MicroPython allocates a "
         f"640-entry qstr pool (about 4.5 KB of heap on a 32-bit board)")
+
+
+def test_wiznet_register_map_indexes_agree():
+    """The WIZnet chips' register maps are tuples (wiznet_up.py's _W5500 and _W6100) read
+    by index; each module that reads one declares the indexes it reads as _const()s (no
+    name interned), and a register must have the same index in every one of them."""
+    import re
+
+    from microswarm import paths as msw_paths
+
+    firmware = msw_paths.firmware_dir()
+    declared: dict[str, dict[str, int]] = {}
+    for module in ("wiznet_up", "wiznet", "wiznet_dhcp"):
+        text = (firmware / f"{module}.py").read_text()
+        for name, value in re.findall(r"^(_\w+) = const\((\d+)\)", text, re.M):
+            declared.setdefault(name, {})[module] = int(value)
+    up = (firmware / "wiznet_up.py").read_text()
+    fields = [name for name, modules in declared.items() if "wiznet_up" in modules
+              and name not in ("_SOCKETS",)]
+    assert len(fields) >= 30
+    for name in fields:
+        values = set(declared[name].values())
+        assert len(values) == 1, f"{name} has indexes {declared[name]}"
+    # every index names one entry of both maps
+    for chip in ("_W5500", "_W6100"):
+        body = re.search(chip + r" = const\(\((.*?)\n\)\)", up, re.S)
+        assert body, chip
+        entries = [e for e in re.sub(r"#.*", "", body.group(1)).replace("\n", " ").split(",")
+                   if e.strip()]
+        assert sorted(declared[name]["wiznet_up"] for name in fields) == list(
+            range(len(entries))), chip
