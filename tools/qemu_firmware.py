@@ -70,7 +70,9 @@ ROMFS_PARTITIONS = {
 
 # The ESP32-like build (`esp32=True`, `--esp32`): its frozen manifest (asyncio's package
 # from the tree being built) and the configuration file named by MP_CONFIGFILE (the port's
-# own, with the `_asyncio` C module at the ROM level's default)
+# own, with the `_asyncio` C module at the ROM level's default). The RP2350's stock
+# firmware carries asyncio the same way (ports/rp2: the same manifest line, the same ROM
+# level), so this build stands for both; `bench footprint` measures every board on it.
 ESP32_DIR = Path(__file__).resolve().parent / "qemu_esp32"
 ESP32_FILES = ("manifest.py", "mpconfig_esp32.h")
 
@@ -140,7 +142,7 @@ def firmware(board: str = "MPS2_AN500", heap: int | None = None, romfs: bool = F
              esp32: bool = False) -> Path:
     """The firmware.elf of `board` (built once, then cached); `heap` sets its GC heap,
     `romfs` gives it the ROMFS partition of ROMFS_PARTITIONS, `esp32` carries asyncio as
-    the ESP32 firmware does (ESP32_FILES: frozen package, `_asyncio` in C)."""
+    the ESP32 and RP2350 firmware do (ESP32_FILES: frozen package, `_asyncio` in C)."""
     if board not in BOARDS:
         raise QemuUnavailable(f"unknown QEMU board {board!r}; known: {', '.join(BOARDS)}")
     with locked(CACHE / ".lock"):  # one extraction at a time
@@ -362,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--romfs-image", type=Path, default=None,
                         help="with --run: load this ROMFS image into the partition")
     parser.add_argument("--esp32", action="store_true",
-                        help="asyncio frozen and _asyncio in C, as the ESP32 firmware has them")
+                        help="asyncio frozen and _asyncio in C, as the ESP32 and RP2350 "
+                             "firmware have them")
     parser.add_argument("--run", action="store_true",
                         help="start it and print the UART's pty until Ctrl-C")
     args = parser.parse_args(argv)

@@ -40,9 +40,10 @@ def needs() -> dict[str, list[Firmware]]:
         # default build, whose board file names the ROMFS partition
         "tests/docs/test_commands.py::test_source_tree_tools_as_written": [
             ("MPS2_AN500", 111168, False), ("MPS2_AN500", None, False)],
-        # bench footprint: the headline board's heap, and the ROMFS image on the default
+        # bench footprint: the headline board on its own heap, asyncio as its firmware
+        # carries it (the ROMFS image too: the board file names the partition)
         "tests/firmware/test_footprint.py": [
-            ("MPS2_AN500", None, False), ("MPS2_AN500", _heap("esp32-devkit-w5500"), False)],
+            ("MPS2_AN500", _heap("esp32-devkit-w5500"), True)],
         # the ESP32's heap, asyncio carried as the ESP32 firmware carries it
         "tests/firmware/test_qemu_bigtask.py": [
             ("MPS2_AN500", _heap("esp32-devkit-w5500"), True)],

@@ -1,21 +1,28 @@
 """Resident heap of the firmware per board: each module, and the node after it joins.
 
 For every board file, the modules that board loads (the worker and what it imports, the
-WIZnet driver and its DHCP client on WIZnet boards, asyncio's Python package where the
-port has no built-in one) are built as `microswarm deploy` ships them (.mpy from mpy-cross,
-the native module of the board's arch when built) and loaded on MicroPython's own 32-bit
-`ports/qemu` firmware (Cortex-M7, tools/qemu_firmware.py) from a flash file system in the
-emulated board's RAM outside its heap. Each module is imported in dependency order and the
-heap in use after `gc.collect()` is recorded; then the worker starts on the emulated UART
-and joins a real master over that serial link, and the node's own figure at the join
-(HELLO's heap_free, sampled after gc.collect()) gives the resident total at the join's
-start. The master then runs a meter kernel (METER: a one-function kernel package deployed
-beside the firmware, `gc.collect()` then `gc.mem_alloc()` inside the task) as the node's
-first task, after the join: that is the figure after the join (`joined_total`), code used
-only for the join dropped; then an echo and a sha256 task (the built-in kernels load on
-that first task) and the meter again: `after_task_total`. The meter module's own import
-cost (measured with the others) is left out of both. The x64 unix-port VM's per-module
-figures are measured beside it the same way (its asyncio is built in).
+WIZnet driver and its DHCP client on WIZnet boards) are built as `microswarm deploy` ships
+them (.mpy from mpy-cross, the native module of the board's arch when built) and loaded on
+MicroPython's 32-bit `ports/qemu` firmware (Cortex-M7, tools/qemu_firmware.py) from a flash
+file system in the emulated board's RAM outside its heap. The firmware is the build that
+carries asyncio as the boards' stock firmware does (`esp32=True`: the package frozen, the
+`_asyncio` C module built in; the ESP32 and RP2350 ports both ship it so), with the board's
+own GC heap (board.json's `heap_bytes`). Each module is imported in dependency order and
+the heap in use after `gc.collect()` is recorded (`asyncio`: what importing the frozen
+package costs); then the worker starts on the emulated UART and joins a real master over
+that serial link, and the node's own figure at the join (HELLO's heap_free, sampled after
+gc.collect()) gives the resident total at the join's start. The master then runs a meter
+kernel (METER: a one-function kernel package deployed beside the firmware, `gc.collect()`
+then `gc.mem_alloc()` inside the task) as the node's first task, after the join: that is
+the figure after the join (`joined_total`), code used only for the join dropped; then an
+echo and a sha256 task (the built-in kernels load on that first task) and the meter again:
+`after_task_total`. The meter module's own import cost (measured with the others) is left
+out of both. The x64 unix-port VM's per-module figures are measured beside it the same way
+(its asyncio is built in).
+
+`plain=True` (`--plain-firmware`) measures the old way, for comparison: the plain
+`ports/qemu` build, which has no asyncio, with asyncio's Python package compiled and
+shipped as .mpy beside the firmware's modules.
 
 Headline: the ESP32+W5500 board's total on 32-bit after the join, without asyncio's own
 modules (boards carry those frozen or in C). The join is over the UART (QEMU has no
@@ -69,6 +76,11 @@ ON_DEMAND_WHEN = {
     "kernels": "on the first task that names one of its kernels, then kept",
 }
 ASYNCIO = "asyncio"
+# what `firmware_build` says of the build measured on (key: plain)
+FIRMWARE_BUILDS = {
+    False: "asyncio frozen and _asyncio in C, as the ESP32 and RP2350 firmware carry it",
+    True: "plain ports/qemu build, no asyncio: its package shipped as .mpy",
+}
 JOIN_TIMEOUT_S = 60
 QEMU_ARCH_FOR = {"xtensawin": "armv7emsp"}  # arches the ARM firmware cannot load
 QEMU_ARCHES = ("armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp")  # what the AN500 loads
@@ -115,6 +127,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="ports/qemu board (default MPS2_AN500, a Cortex-M7)")
     parser.add_argument("--no-romfs", action="store_true",
                         help="skip the measurement with the modules in a ROMFS image")
+    parser.add_argument("--plain-firmware", action="store_true",
+                        help="the plain ports/qemu build (no asyncio: its package shipped as "
+                             ".mpy), as measured before; default: asyncio frozen and in C, as "
+                             "the boards' firmware carries it")
+    parser.add_argument("--heap", type=int, default=None,
+                        help="the firmware's GC heap, bytes (default: each board's own, "
+                             "board.json's heap_bytes)")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -122,7 +141,7 @@ def run(args: argparse.Namespace) -> dict:
 
     boards = args.board or [b for b in paths.board_names() if _on_qemu(paths.load_board(b))]
     return measure(boards, join=not args.no_join, qemu_board=args.qemu_board,
-                   romfs=not args.no_romfs)
+                   romfs=not args.no_romfs, plain=args.plain_firmware, heap=args.heap)
 
 
 def _on_qemu(board_def: dict) -> bool:
@@ -141,7 +160,9 @@ def modules_of(board_def: dict) -> list[str]:
 
 
 def measure(boards: list[str], join: bool = True, qemu_board: str = "MPS2_AN500",
-            romfs: bool = True) -> dict:
+            romfs: bool = True, plain: bool = False, heap: int | None = None) -> dict:
+    """`plain`: the plain ports/qemu build, asyncio's package shipped as .mpy; `heap`: the
+    firmware's GC heap for every board (default: each board's heap_bytes)."""
     from microswarm import paths
 
     tools = paths.tools_dir()
@@ -152,16 +173,21 @@ def measure(boards: list[str], join: bool = True, qemu_board: str = "MPS2_AN500"
     import qemu_firmware
 
     report: dict[str, Any] = {"boards": {}, "goal_bytes": GOAL_BYTES,
-                              "on_demand_when": dict(ON_DEMAND_WHEN)}
+                              "on_demand_when": dict(ON_DEMAND_WHEN),
+                              "firmware_build": FIRMWARE_BUILDS[plain]}
+    heaps = {name: heap or int(paths.load_board(name)["heap_bytes"]) for name in boards}
     try:
-        qemu_firmware.firmware(qemu_board)
+        for board_heap in sorted(set(heaps.values())):
+            qemu_firmware.firmware(qemu_board, board_heap, esp32=not plain)
     except qemu_firmware.QemuUnavailable as exc:
         raise SystemExit(f"bench footprint: skipped: {exc}") from None
     for name in boards:
-        entry = measure_board(name, join, qemu_board, qemu_firmware)
+        board_heap = heaps[name]
+        entry = measure_board(name, join, qemu_board, qemu_firmware, plain=plain,
+                              heap=board_heap)
         if romfs:
             entry["romfs"] = measure_board(name, join, qemu_board, qemu_firmware,
-                                           romfs=True)["qemu"]
+                                           romfs=True, plain=plain, heap=board_heap)["qemu"]
             entry["romfs_total"] = _total(entry["romfs"])
         entry["x64"] = measure_x64(name)
         report["boards"][name] = entry
@@ -217,11 +243,11 @@ def romfs_image(files: dict[str, bytes], target: Path) -> dict[str, bytes]:
     return {name: data for name, data in files.items() if not name.endswith(".mpy")}
 
 
-def deploy_files(board: str, arch: str | None, config: str,
-                 meter: bool = False) -> dict[str, bytes]:
-    """The files `microswarm deploy` ships to `board` running `arch`, plus asyncio's
-    Python package compiled the same way (for ports with no built-in asyncio); `meter`:
-    with the METER kernel package, deployed as a user's package is."""
+def deploy_files(board: str, arch: str | None, config: str, meter: bool = False,
+                 asyncio_package: bool = False) -> dict[str, bytes]:
+    """The files `microswarm deploy` ships to `board` running `arch`; `meter`: with the
+    METER kernel package, deployed as a user's package is; `asyncio_package`: plus
+    asyncio's Python package compiled the same way (for a firmware with no asyncio)."""
     from microswarm.deploy.build import build, compile_module
 
     if meter:
@@ -232,6 +258,8 @@ def deploy_files(board: str, arch: str | None, config: str,
             files = build(board, config, arch=arch, kernels=[package])
     else:
         files = build(board, config, arch=arch)
+    if not asyncio_package:
+        return files
     import qemu_firmware
 
     package = qemu_firmware.source_tree() / "extmod" / "asyncio"
@@ -243,41 +271,44 @@ def deploy_files(board: str, arch: str | None, config: str,
 
 
 def measure_board(name: str, join: bool, qemu_board: str, qemu_firmware,
-                  romfs: bool = False) -> dict:
-    """`romfs`: the .mpy modules in a ROMFS image, the rest on the flash file system."""
+                  romfs: bool = False, plain: bool = False, heap: int | None = None) -> dict:
+    """`romfs`: the .mpy modules in a ROMFS image, the rest on the flash file system;
+    `plain`: on the plain build, asyncio's package shipped as .mpy; `heap`: the GC heap
+    (None: the firmware's default)."""
     with tempfile.TemporaryDirectory(prefix="msw-footprint-") as tmp:
         return _measure_board(name, join, qemu_board, qemu_firmware,
-                              Path(tmp) / "romfs.img" if romfs else None)
+                              Path(tmp) / "romfs.img" if romfs else None, plain, heap)
 
 
 def _measure_board(name: str, join: bool, qemu_board: str, qemu_firmware,
-                   image: Path | None) -> dict:
+                   image: Path | None, plain: bool, heap: int | None) -> dict:
     from microswarm import bundle, paths
 
     board_def = paths.load_board(name)
     arch = QEMU_ARCH_FOR.get(board_def.get("native_arch"), board_def.get("native_arch"))
     native = board_def.get("native_arch") == arch  # no ARM stand-in for an ESP32's module
     config = bundle.render_config(f"fp-{name}", CLUSTER, KEY, "", "serial")
-    files = deploy_files(name, arch, config, meter=join)
+    files = deploy_files(name, arch, config, meter=join, asyncio_package=plain)
     if not native:
         files.pop(bundle.NATIVE_MODULE, None)
     native_module = bundle.NATIVE_MODULE in files
     if image is not None:
         files = romfs_image(files, image)
     names = modules_of(board_def)
-    with qemu_firmware.Qemu(qemu_board, romfs_image=image) as board:
+    with qemu_firmware.Qemu(qemu_board, heap, romfs_image=image, esp32=not plain) as board:
         board.install(files)
         if image is not None:
             out = board.exec("import sys; print('ROMFS', sys.path)")
             if "/rom" not in out:
                 raise RuntimeError(f"the firmware did not mount the ROMFS image:\n{out}")
         out = board.exec(MEASURE.format(names=names + [METER] if join else names))
-        base, heap, modules = _parse(out)
+        base, heap_total, modules = _parse(out)
         meter = modules.pop()[1] if join else 0
         entry: dict[str, Any] = {
             "qemu": {
                 "firmware": f"{qemu_board} ({board.board.cpu})", "mpy_arch": arch,
-                "native_module": native_module, "heap_total": heap,
+                "asyncio": "shipped as .mpy" if plain else "frozen, _asyncio in C",
+                "native_module": native_module, "heap_total": heap_total,
                 "heap_before": base, "modules": dict(modules),
                 "modules_total": sum(v for n, v in modules if n not in ON_DEMAND),
                 "on_demand": [n for n, _ in modules if n in ON_DEMAND],
@@ -288,7 +319,8 @@ def _measure_board(name: str, join: bool, qemu_board: str, qemu_firmware,
     if join:
         # on a freshly booted board, as a real one starts: beside the measurement's
         # leftovers the worker's frame buffers did not fit (MemoryError at its start)
-        with qemu_firmware.Qemu(qemu_board, romfs_image=image) as board:
+        with qemu_firmware.Qemu(qemu_board, heap, romfs_image=image,
+                                esp32=not plain) as board:
             board.install(files)
             try:
                 hello = asyncio.run(_join(board))
