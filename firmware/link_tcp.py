@@ -38,9 +38,7 @@ class TcpLink:
     cobs = False
 
     def __init__(self, net, host, port):
-        self._net = net
-        self._host = host
-        self._port = port
+        self._dial = (net, host, port)
         self._sock = None
         self._stream = None
         self._backlog = None  # bytes put() could not hand to the socket yet
@@ -50,8 +48,8 @@ class TcpLink:
         self._most = self._left = 0  # frames hold() keeps at most, and may still keep
 
     async def open(self):
-        net = self._net
-        info = net.getaddrinfo(self._host, self._port)[0]
+        net, host, port = self._dial
+        info = net.getaddrinfo(host, port)[0]
         sock = net.socket(info[0], net.SOCK_STREAM)
         try:
             sock.connect(info[-1])
@@ -85,13 +83,13 @@ class TcpLink:
             raise LinkClosed("master closed the connection")
         return n
 
-    def hold(self, held, most):
-        """From now until release(), put() keeps up to `most` frames that fit in `held` (a
+    def hold(self, held, count):
+        """From now until release(), put() keeps up to `count` frames that fit in `held` (a
         frame.Reuse of a buffer) instead of writing each: the answers to the frames one
         read returned leave together, and the peer reads them together."""
-        if most > 1:
+        if count > 1:
             self._held = held
-            self._most = self._left = most
+            self._most = self._left = count
 
     def release(self):
         """Write what hold() kept, and write each put() at once again."""

@@ -122,7 +122,6 @@ _SIPR = const(3)
 _SIMR = const(4)
 _PHY = const(5)
 _NETLCKR = const(6)
-_CHPLCKR = const(7)
 _Sn_MR = const(8)
 _Sn_CR = const(9)
 _Sn_IR = const(10)
@@ -140,9 +139,7 @@ _UDP_IP = const(21)
 _UDP_PORT = const(22)
 _UDP_LEN = const(23)
 _UDP_LEN_MASK = const(24)
-# W6100 CHPLCKR / NETLCKR values (w6100.h): configuration writes between unlock and lock
-_CHPLCK_UNLOCK = const(0xCE)
-_CHPLCK_LOCK = const(0xFF)
+# W6100 NETLCKR values (w6100.h): network configuration writes between unlock and lock
 _NETLCK_UNLOCK = const(0x3A)
 _NETLCK_LOCK = const(0xC5)
 
@@ -294,12 +291,6 @@ class WIZnet:
         finally:
             self._cs(1)
 
-    def _chip_unlocked(self, addr, data):
-        c = self.chip
-        self._write_reg(c[_CHPLCKR], 0, _CHPLCK_UNLOCK, 1)
-        self.write(addr, 0, data)
-        self._write_reg(c[_CHPLCKR], 0, _CHPLCK_LOCK, 1)
-
     def _write_net(self, addr, data):
         c = self.chip
         if c[_NETLCKR] is None:
@@ -400,7 +391,7 @@ class WIZnet:
             raise OSError(EINVAL, "wiznet: IPv4 sockets only on the %s" % self.chip[_NAME])
         if type not in (SOCK_STREAM, SOCK_DGRAM):
             raise OSError(EINVAL, "wiznet: TCP or UDP sockets only")
-        return WSocket(self, type, af == AF_INET6)
+        return WSocket(self, type, af)
 
     # ---- hardware socket allocation and commands --------------------------------------
 
@@ -459,10 +450,10 @@ class WIZnet:
 class WSocket(io.IOBase):
     """A hardware socket with the calls of a MicroPython socket, poll-able as a stream."""
 
-    def __init__(self, nic, kind, v6=False, n=None):
+    def __init__(self, nic, kind, af=AF_INET, n=None):
         self._nic = nic
         self._kind = kind
-        self._v6 = v6
+        self._v6 = af == AF_INET6
         self._n = n
         self._timeout = None
         self._err = 0
@@ -576,7 +567,7 @@ class WSocket(io.IOBase):
                               + nic._read_bytes(c[_Sn_DIP6R] + 8, self._bsb, 8))
         else:
             ip = _ip_text(nic._read_bytes(c[_Sn_DIPR], self._bsb, 4))
-        conn = WSocket(nic, SOCK_STREAM, self._v6, self._n)
+        conn = WSocket(nic, SOCK_STREAM, AF_INET6 if self._v6 else AF_INET, self._n)
         self._n = None
         try:
             self.listen()

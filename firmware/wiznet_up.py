@@ -89,6 +89,9 @@ _W6100 = const((
     None, 0x4120, 0x0000, b"\x61\x00", 0x2004, 0x2005, 0x0200, 0x0220,
 ))
 
+_CHPLCK_UNLOCK = const(0xCE)  # W6100 CHPLCKR (w6100.h): chip configuration writes between
+_CHPLCK_LOCK = const(0xFF)  # unlock and lock (SYCR0, SYCR1)
+
 _SOCKETS = const(8)  # both chips: 8 sockets sharing 16 KB of TX and 16 KB of RX memory
 
 
@@ -136,7 +139,9 @@ def start(self, rst, reset_ms, chip, buffers, mac):
     else:
         # W6100 SYCR0.RST (active low) has no completion flag and CIDR is a constant:
         # wait as WIZnet's own W6100 code does (100 ms), then check the chip answers.
-        self._chip_unlocked(c[_SYCR0], b"\x00")
+        self._write_reg(c[_CHPLCKR], 0, _CHPLCK_UNLOCK, 1)
+        self.write(c[_SYCR0], 0, b"\x00")
+        self._write_reg(c[_CHPLCKR], 0, _CHPLCK_LOCK, 1)
         time.sleep_ms(100)
     if self._read_bytes(c[_ID], 0, len(c[_ID_VALUE])) != c[_ID_VALUE]:
         raise OSError(ETIMEDOUT, "wiznet: %s did not come back from reset" % c[_NAME])
@@ -161,7 +166,9 @@ def start(self, rst, reset_ms, chip, buffers, mac):
     self.mac = bytes(mac)
     self._write_net(c[_SHAR], self.mac)
     if c[_SYCR1] is not None:
-        self._chip_unlocked(c[_SYCR1], b"\x80")  # IEN: drive the INTn pin
+        self._write_reg(c[_CHPLCKR], 0, _CHPLCK_UNLOCK, 1)
+        self.write(c[_SYCR1], 0, b"\x80")  # IEN: drive the INTn pin
+        self._write_reg(c[_CHPLCKR], 0, _CHPLCK_LOCK, 1)
 
 
 def open_board(board, ifconfig):
