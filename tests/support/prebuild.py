@@ -48,6 +48,9 @@ def needs() -> dict[str, list[Firmware]]:
         "tests/firmware/test_qemu_bigtask.py": [
             ("MPS2_AN500", _heap("esp32-devkit-w5500"), True)],
         "tests/firmware/test_qemu_worker.py": [("MPS2_AN500", _heap("pico2-usb"), False)],
+        # the heap map from ROMFS, on the ESP32's heap and its asyncio
+        "tests/firmware/test_heap_map.py": [
+            ("MPS2_AN500", _heap("esp32-devkit-w5500"), True)],
         "tests/native/test_qemu.py": [("MPS2_AN500", None, False), ("MPS2_AN385", None, False)],
     }
 
