@@ -45,13 +45,13 @@ class StreamReader:
         self._need = _HEADER_SIZE
         self._length = -1  # the frame's payload length once its header is in
 
-    def spare(self, lst):
+    def spare(self, args):
         """Hand back a list a TASK's arguments were decoded into, once nothing uses it."""
         reuse = self._reuse
         if reuse is not None and len(reuse.lists) < _SPARE_LISTS:
-            for i in range(len(lst)):
-                lst[i] = None
-            reuse.lists.append(lst)
+            for i in range(len(args)):
+                args[i] = None
+            reuse.lists.append(args)
 
     def want(self):
         if self.failed is not None:

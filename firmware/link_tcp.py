@@ -30,6 +30,7 @@ len = len
 
 IPPROTO_TCP = 6  # not exported by every port's socket module
 TCP_NODELAY = 1
+_BEACON_MS = const(500)  # discovery: a DISCOVER beacon every half second until answered
 
 
 class TcpLink:
@@ -37,9 +38,7 @@ class TcpLink:
     cobs = False
 
     def __init__(self, net, host, port):
-        self._net = net
-        self._host = host
-        self._port = port
+        self._dial = (net, host, port)
         self._sock = None
         self._stream = None
         self._backlog = None  # bytes put() could not hand to the socket yet
@@ -49,8 +48,8 @@ class TcpLink:
         self._most = self._left = 0  # frames hold() keeps at most, and may still keep
 
     async def open(self):
-        net = self._net
-        info = net.getaddrinfo(self._host, self._port)[0]
+        net, host, port = self._dial
+        info = net.getaddrinfo(host, port)[0]
         sock = net.socket(info[0], net.SOCK_STREAM)
         try:
             sock.connect(info[-1])
@@ -84,13 +83,13 @@ class TcpLink:
             raise LinkClosed("master closed the connection")
         return n
 
-    def hold(self, held, most):
-        """From now until release(), put() keeps up to `most` frames that fit in `held` (a
+    def hold(self, held, count):
+        """From now until release(), put() keeps up to `count` frames that fit in `held` (a
         frame.Reuse of a buffer) instead of writing each: the answers to the frames one
         read returned leave together, and the peer reads them together."""
-        if most > 1:
+        if count > 1:
             self._held = held
-            self._most = self._left = most
+            self._most = self._left = count
 
     def release(self):
         """Write what hold() kept, and write each put() at once again."""
@@ -179,10 +178,17 @@ class TcpLink:
                 pass
 
 
-async def discover(net, host, port, request, parse, attempts=0, interval_ms=500):
-    """Broadcast `request` (one DISCOVER frame) to host:port until `parse(datagram)`
-    returns a result for an answer; `attempts` 0 means keep trying."""
-    info = net.getaddrinfo(host, port)[0]
+async def find_master(worker):
+    """The master's (host, port) for `worker` (worker.Worker): its cluster's ANNOUNCE to a
+    DISCOVER beacon, broadcast to the discovery address every _BEACON_MS until one comes;
+    a master of another cluster is logged once and not taken."""
+    cfg = worker.cfg
+    net = worker.net
+    writer = frame.FrameWriter(256)
+    beacon = bytes(writer.frame(_T_DISCOVER, {
+        _DISCOVER_CLUSTER: cfg["cluster"], _DISCOVER_NODE_ID: cfg["node_id"]}))
+    told = []
+    info = net.getaddrinfo(cfg["discovery_host"], cfg["discovery_port"])[0]
     sock = net.socket(info[0], net.SOCK_DGRAM)
     try:
         try:
@@ -190,53 +196,32 @@ async def discover(net, host, port, request, parse, attempts=0, interval_ms=500)
         except (AttributeError, OSError):
             pass
         sock.setblocking(False)
-        sent = 0
-        while attempts == 0 or sent < attempts:
-            sock.sendto(request, info[-1])
-            sent += 1
-            deadline = time.ticks_add(time.ticks_ms(), interval_ms)
+        while True:
+            sock.sendto(beacon, info[-1])
+            deadline = time.ticks_add(time.ticks_ms(), _BEACON_MS)
             while time.ticks_diff(deadline, time.ticks_ms()) > 0:
                 try:
-                    datagram = sock.recvfrom(2048)[0]
+                    data = sock.recvfrom(2048)[0]
                 except OSError:
                     await asyncio.sleep_ms(10)
                     continue
-                found = parse(datagram)
-                if found is not None:
-                    return found
-        return None
+                try:
+                    msg_type, _flags, _seq, payload = frame.decode(data, 1024)
+                except frame.FrameError:
+                    continue
+                if msg_type != _T_ANNOUNCE:
+                    continue
+                name = payload[_ANNOUNCE_CLUSTER]
+                if name != cfg["cluster"]:
+                    if name not in told:  # a master of another cluster: say so once
+                        told.append(name)
+                        worker.log("discovery: the master at %s serves cluster '%s', this "
+                                   "node is configured for cluster '%s'"
+                                   % (payload[_ANNOUNCE_HOST], name, cfg["cluster"]))
+                    continue
+                return payload[_ANNOUNCE_HOST], payload[_ANNOUNCE_PORT]
     finally:
         sock.close()
-
-async def find_master(worker):
-    """The master's (host, port) for `worker` (worker.Worker): its cluster's ANNOUNCE to a
-    DISCOVER beacon; a master of another cluster is logged once and not taken."""
-    cfg = worker.cfg
-    writer = frame.FrameWriter(256)
-    request = bytes(writer.frame(_T_DISCOVER, {
-        _DISCOVER_CLUSTER: cfg["cluster"], _DISCOVER_NODE_ID: cfg["node_id"]}))
-
-    told = []
-
-    def parse(datagram):
-        try:
-            msg_type, _flags, _seq, payload = frame.decode(datagram, 1024)
-        except frame.FrameError:
-            return None
-        if msg_type != _T_ANNOUNCE:
-            return None
-        name = payload[_ANNOUNCE_CLUSTER]
-        if name != cfg["cluster"]:
-            if name not in told:  # a master of another cluster: say so once
-                told.append(name)
-                worker.log("discovery: the master at " + payload[_ANNOUNCE_HOST] + " serves "
-                           "cluster '" + name + "', this node is configured for cluster '"
-                           + cfg["cluster"] + "'")
-            return None
-        return payload[_ANNOUNCE_HOST], payload[_ANNOUNCE_PORT]
-
-    return await discover(worker.net, cfg["discovery_host"], cfg["discovery_port"], request,
-                          parse)
 
 
 async def read_frames(session):

@@ -15,7 +15,7 @@ Each kind of link is a module of its own, imported by the worker for the link a 
 link_tcp.TcpLink dials the master over a `net` object: MicroPython's socket module or a
 driver object with the same calls (socket(), getaddrinfo(); sockets that connect, read into
 a buffer, write and are pollable through the stream ioctl). Frames travel back to back.
-link_tcp.discover() finds the master with a UDP DISCOVER beacon answered by ANNOUNCE.
+link_tcp.find_master() finds the master with a UDP DISCOVER beacon answered by ANNOUNCE.
 
 link_serial.SerialLink speaks COBS frames on the REPL's own stdin/stdout. From the first
 time it opens until the worker leaves, Ctrl-C is turned off (`micropython.kbd_intr(-1)`),

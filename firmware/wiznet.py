@@ -28,6 +28,7 @@
 # - Every wait has a time limit.
 
 import io
+import sys
 import time
 
 try:
@@ -105,6 +106,12 @@ _MR_UDP = const(0x02)
 _MR_V6 = const(0x08)  # W6100: Sn_MR TCP6 = 0x09, UDP6 = 0x0A
 _MR_ND = const(0x20)  # no delayed ACK (TCP)
 
+# What WSocket._wait waits for (WSocket._ready)
+_CONNECTED = const(0)
+_ACCEPTED = const(1)
+_READABLE = const(2)
+_WRITABLE = const(3)
+
 # The chip's register map (self.chip: wiznet_up.py's _W5500 or _W6100 tuple) is read as
 # self.chip[_SIPR]; these indexes are wiznet_up.py's, as _const()s no name is interned
 # for. None: the chip has no such register (the W5500 no locks and no IPv6).
@@ -115,7 +122,6 @@ _SIPR = const(3)
 _SIMR = const(4)
 _PHY = const(5)
 _NETLCKR = const(6)
-_CHPLCKR = const(7)
 _Sn_MR = const(8)
 _Sn_CR = const(9)
 _Sn_IR = const(10)
@@ -133,9 +139,7 @@ _UDP_IP = const(21)
 _UDP_PORT = const(22)
 _UDP_LEN = const(23)
 _UDP_LEN_MASK = const(24)
-# W6100 CHPLCKR / NETLCKR values (w6100.h): configuration writes between unlock and lock
-_CHPLCK_UNLOCK = const(0xCE)
-_CHPLCK_LOCK = const(0xFF)
+# W6100 NETLCKR values (w6100.h): network configuration writes between unlock and lock
 _NETLCK_UNLOCK = const(0x3A)
 _NETLCK_LOCK = const(0xC5)
 
@@ -156,14 +160,6 @@ def _ip_bytes(text):
 
 def _ip_text(b):
     return "%d.%d.%d.%d" % (b[0], b[1], b[2], b[3])
-
-
-def _drop(module):
-    # a module used once in a while (the DHCP client: the lease, then a renewal per half
-    # lease) leaves the heap after each use: imported again when next needed
-    import sys
-
-    sys.modules.pop(module, None)
 
 
 def _expired(deadline):
@@ -199,8 +195,8 @@ class WIZnet:
         self._spi = spi
         self._cs = cs
         self._intr = intr
-        self._hdr = bytearray(3)
-        # Register access without allocation: (out, in) views of 3 + n bytes, n = 1..8.
+        # Register access without allocation: (out, in) views of 3 + n bytes, n = 1..8;
+        # n = 0: the 3-byte header of a burst (read, write).
         out, inp = memoryview(bytearray(11)), memoryview(bytearray(11))
         self._views = [(out[: 3 + n], inp[: 3 + n]) for n in range(9)]
         self._next_port = 49152 + (time.ticks_ms() & 0x3FFF)
@@ -215,13 +211,13 @@ class WIZnet:
         try:
             wiznet_up.start(self, rst, reset_ms, chip, buffers, mac)
         finally:
-            _drop("wiznet_up")
+            sys.modules.pop("wiznet_up", None)
 
     # ---- SPI access -------------------------------------------------------------------
 
     def read(self, addr, bsb, buf):
         """Burst-read len(buf) bytes at addr of block bsb into buf: one SPI transaction."""
-        h = self._hdr
+        h = self._views[0][0]  # the 3-byte header
         h[0] = addr >> 8
         h[1] = addr & 0xFF
         h[2] = bsb << 3
@@ -234,7 +230,7 @@ class WIZnet:
 
     def write(self, addr, bsb, data):
         """Burst-write data at addr of block bsb: one SPI transaction."""
-        h = self._hdr
+        h = self._views[0][0]  # the 3-byte header
         h[0] = addr >> 8
         h[1] = addr & 0xFF
         h[2] = (bsb << 3) | 0x04
@@ -295,26 +291,14 @@ class WIZnet:
         finally:
             self._cs(1)
 
-    def _write8(self, addr, bsb, value):
-        self._write_reg(addr, bsb, value, 1)
-
-    def _write16(self, addr, bsb, value):
-        self._write_reg(addr, bsb, value, 2)
-
-    def _chip_unlocked(self, addr, data):
-        c = self.chip
-        self._write8(c[_CHPLCKR], 0, _CHPLCK_UNLOCK)
-        self.write(addr, 0, data)
-        self._write8(c[_CHPLCKR], 0, _CHPLCK_LOCK)
-
     def _write_net(self, addr, data):
         c = self.chip
         if c[_NETLCKR] is None:
             self.write(addr, 0, data)
             return
-        self._write8(c[_NETLCKR], 0, _NETLCK_UNLOCK)
+        self._write_reg(c[_NETLCKR], 0, _NETLCK_UNLOCK, 1)
         self.write(addr, 0, data)
-        self._write8(c[_NETLCKR], 0, _NETLCK_LOCK)
+        self._write_reg(c[_NETLCKR], 0, _NETLCK_LOCK, 1)
 
     # ---- network ----------------------------------------------------------------------
 
@@ -366,8 +350,8 @@ class WIZnet:
 
         try:
             return wiznet_dhcp.lease(self, timeout_ms, hostname)
-        finally:
-            _drop("wiznet_dhcp")
+        finally:  # out of the heap until the next renewal
+            sys.modules.pop("wiznet_dhcp", None)
 
     def maintain(self):
         """Renew a DHCP lease when it is due; cheap otherwise. Blocks about a second while it
@@ -378,7 +362,7 @@ class WIZnet:
             try:
                 wiznet_dhcp.maintain(self)
             finally:
-                _drop("wiznet_dhcp")
+                sys.modules.pop("wiznet_dhcp", None)
 
     def getaddrinfo(self, host, port, af=0, type=0, proto=0, flags=0):
         if host == "localhost":
@@ -407,26 +391,16 @@ class WIZnet:
             raise OSError(EINVAL, "wiznet: IPv4 sockets only on the %s" % self.chip[_NAME])
         if type not in (SOCK_STREAM, SOCK_DGRAM):
             raise OSError(EINVAL, "wiznet: TCP or UDP sockets only")
-        return WSocket(self, type, af == AF_INET6)
+        return WSocket(self, type, af)
 
     # ---- hardware socket allocation and commands --------------------------------------
-
-    def _take(self):
-        if not self._free:
-            raise OSError(ENOMEM, "wiznet: all hardware sockets in use")
-        return self._free.pop(0)
-
-    def _give(self, n):
-        if n not in self._free:
-            self._free.append(n)
-        self._set_simr(n, False)
 
     def _set_simr(self, n, on):
         bit = 1 << n
         simr = (self._simr | bit) if on else (self._simr & ~bit)
         if simr != self._simr:
             self._simr = simr
-            self._write8(self.chip[_SIMR], 0, simr)
+            self._write_reg(self.chip[_SIMR], 0, simr, 1)
 
     def _port(self):
         p = self._next_port
@@ -438,12 +412,13 @@ class WIZnet:
         LISTEN and CLOSE the command is complete only when Sn_SR shows it (p.46)."""
         c = self.chip
         bsb = 4 * n + 1
-        self._write8(c[_Sn_CR], bsb, cmd)
+        self._write_reg(c[_Sn_CR], bsb, cmd, 1)
         deadline = time.ticks_add(time.ticks_ms(), _CMD_MS)
         late = False
         while self._read8(c[_Sn_CR], bsb):
             if late:
-                raise OSError(ETIMEDOUT, "wiznet: %s stopped accepting socket commands" % c[_NAME])
+                raise OSError(ETIMEDOUT,
+                              "wiznet: %s stopped accepting socket commands" % c[_NAME])
             late = _expired(deadline)  # one more look after the deadline
 
     def _await_sr(self, n, states):
@@ -464,25 +439,21 @@ class WIZnet:
         bsb = 4 * n + 1
         self._command(n, _CMD_CLOSE)
         self._await_sr(n, (_SR_CLOSED,))
-        self._write8(c[_Sn_IRCLR], bsb, 0xFF)
-        self._write8(c[_Sn_MR], bsb, mode)
-        self._write16(c[_Sn_PORT], bsb, port)
+        self._write_reg(c[_Sn_IRCLR], bsb, 0xFF, 1)
+        self._write_reg(c[_Sn_MR], bsb, mode, 1)
+        self._write_reg(c[_Sn_PORT], bsb, port, 2)
         self._command(n, _CMD_OPEN)
         self._await_sr(n, (_SR_INIT, _SR_UDP))
         self._set_simr(n, True)
-
-    def _quiet(self):
-        """True when the INTn pin says no socket interrupt is pending."""
-        return self._intr is not None and self._intr() == 1
 
 
 class WSocket(io.IOBase):
     """A hardware socket with the calls of a MicroPython socket, poll-able as a stream."""
 
-    def __init__(self, nic, kind, v6=False, n=None):
+    def __init__(self, nic, kind, af=AF_INET, n=None):
         self._nic = nic
         self._kind = kind
-        self._v6 = v6
+        self._v6 = af == AF_INET6
         self._n = n
         self._timeout = None
         self._err = 0
@@ -495,13 +466,12 @@ class WSocket(io.IOBase):
         self._rsr = 0
         self._sr = _SR_CLOSED
         self._polled = 0
-        self._udp_head = None
-        self._rxbufsize = 0
         if n is not None:
             self._attach(n)
 
     def __repr__(self):
-        return "<WSocket %s hw=%s>" % ("tcp" if self._kind == SOCK_STREAM else "udp", self._n)
+        kind = "<WSocket tcp hw=%s>" if self._kind == SOCK_STREAM else "<WSocket udp hw=%s>"
+        return kind % (self._n,)
 
     # ---- set-up -----------------------------------------------------------------------
 
@@ -515,17 +485,15 @@ class WSocket(io.IOBase):
         self._sending = False
         self._sr = nic._read8(c[_Sn_SR], bsb)
         self._polled = time.ticks_ms()
-        self._rxbufsize = nic._sizes[n] * 1024
-
-    def _mode(self):
-        mode = _MR_TCP | self._nd if self._kind == SOCK_STREAM else _MR_UDP
-        return mode | _MR_V6 if self._v6 else mode
 
     def _open(self, port):
         nic = self._nic
         if self._n is None:
-            self._n = nic._take()
-        nic._open(self._n, self._mode(), port or nic._port())
+            if not nic._free:
+                raise OSError(ENOMEM, "wiznet: all hardware sockets in use")
+            self._n = nic._free.pop(0)
+        mode = _MR_TCP | self._nd if self._kind == SOCK_STREAM else _MR_UDP
+        nic._open(self._n, mode | _MR_V6 if self._v6 else mode, port or nic._port())
         self._port = port
         self._attach(self._n)
 
@@ -534,13 +502,14 @@ class WSocket(io.IOBase):
             # Sn_MR.ND: ACK at once instead of delaying it; written now if the socket is open
             self._nd = _MR_ND if value else 0
             if self._n is not None:
-                self._nic._write8(self._nic.chip[_Sn_MR], self._bsb, self._mode())
+                mode = _MR_TCP | self._nd | (_MR_V6 if self._v6 else 0)  # as _open's
+                self._nic._write_reg(self._nic.chip[_Sn_MR], self._bsb, mode, 1)
 
-    def setblocking(self, flag):
-        self._timeout = None if flag else 0
+    def setblocking(self, value):
+        self._timeout = None if value else 0
 
-    def settimeout(self, t):
-        self._timeout = t
+    def settimeout(self, value):  # seconds, None: blocking
+        self._timeout = value
 
     def bind(self, addr):
         self._port = addr[1]
@@ -566,7 +535,7 @@ class WSocket(io.IOBase):
             nic.write(c[_Sn_DIP6R], self._bsb, wiznet6.pton(addr[0]))
         else:
             nic.write(c[_Sn_DIPR], self._bsb, _ip_bytes(addr[0]))
-        nic._write16(c[_Sn_DPORT], self._bsb, addr[1])
+        nic._write_reg(c[_Sn_DPORT], self._bsb, addr[1], 2)
 
     def connect(self, addr):
         nic = self._nic
@@ -582,23 +551,12 @@ class WSocket(io.IOBase):
         self._err = 0
         if self._timeout == 0:
             raise OSError(EINPROGRESS)
-        self._wait(self._connected)
-
-    def _connected(self):
-        self._refresh()
-        if self._sr == _SR_ESTABLISHED:
-            return True
-        self._check_failed()
-        return False
-
-    def _check_failed(self):
-        if self._err:
-            raise OSError(self._err)
+        self._wait(_CONNECTED)
 
     def accept(self):
         if not self._listening:
             raise OSError(EINVAL)
-        self._wait(self._accepted)
+        self._wait(_ACCEPTED)
         nic = self._nic
         c = nic.chip
         port = nic._read16(c[_Sn_DPORT], self._bsb)
@@ -609,21 +567,13 @@ class WSocket(io.IOBase):
                               + nic._read_bytes(c[_Sn_DIP6R] + 8, self._bsb, 8))
         else:
             ip = _ip_text(nic._read_bytes(c[_Sn_DIPR], self._bsb, 4))
-        conn = WSocket(nic, SOCK_STREAM, self._v6, self._n)
+        conn = WSocket(nic, SOCK_STREAM, AF_INET6 if self._v6 else AF_INET, self._n)
         self._n = None
         try:
             self.listen()
         except OSError:
             self._listening = False
         return conn, (ip, port)
-
-    def _accepted(self):
-        self._refresh()
-        if self._sr == _SR_ESTABLISHED or self._sr == _SR_CLOSE_WAIT:
-            return True
-        if self._sr == _SR_CLOSED:
-            self.listen()
-        return False
 
     def close(self):
         n = self._n
@@ -644,8 +594,10 @@ class WSocket(io.IOBase):
                     time.sleep_ms(1)
         nic._command(n, _CMD_CLOSE)
         nic._await_sr(n, (_SR_CLOSED,))
-        nic._write8(c[_Sn_IRCLR], self._bsb, 0xFF)
-        nic._give(n)
+        nic._write_reg(c[_Sn_IRCLR], self._bsb, 0xFF, 1)
+        if n not in nic._free:  # the hardware socket back to the free ones
+            nic._free.append(n)
+        nic._set_simr(n, False)
         self._n = None
         self._sr = _SR_CLOSED
         self._listening = False
@@ -662,7 +614,8 @@ class WSocket(io.IOBase):
                 self._err = EBADF
             return
         now = time.ticks_ms()
-        if nic._quiet() and time.ticks_diff(now, self._polled) < _POLL_MS:
+        intr = nic._intr  # high: no socket interrupt pending
+        if intr is not None and intr() == 1 and time.ticks_diff(now, self._polled) < _POLL_MS:
             return
         self._polled = now
         c = nic.chip
@@ -673,7 +626,7 @@ class WSocket(io.IOBase):
         sr = nic._read8(c[_Sn_SR], bsb)
         ir = nic._read8(c[_Sn_IR], bsb)
         if ir:
-            nic._write8(c[_Sn_IRCLR], bsb, ir)
+            nic._write_reg(c[_Sn_IRCLR], bsb, ir, 1)
             if ir & _IR_SENDOK:
                 self._sending = False
             if ir & _IR_TIMEOUT:
@@ -688,7 +641,15 @@ class WSocket(io.IOBase):
         elif sr == _SR_CLOSED and not self._err:
             self._err = ECONNREFUSED if self._connecting else ECONNRESET
 
-    def _readiness(self):
+    def ioctl(self, req, arg):
+        if req != _POLL:
+            if req == 4:  # MP_STREAM_CLOSE
+                self.close()
+                return 0
+            return -1
+        # readiness: what the socket can do now, of what `arg` asks (errors and hang-up
+        # are always reported)
+        mask = arg | _POLLERR | _POLLHUP
         if not self._rsr:
             self._refresh()
         elif self._sending or self._sr != _SR_ESTABLISHED:
@@ -701,10 +662,10 @@ class WSocket(io.IOBase):
                 flags |= _POLLOUT
             if self._err == ETIMEDOUT:
                 flags |= _POLLERR
-            return flags
+            return flags & mask
         sr = self._sr
         if self._listening:
-            return _POLLIN if sr == _SR_ESTABLISHED or sr == _SR_CLOSE_WAIT else 0
+            return _POLLIN & mask if sr == _SR_ESTABLISHED or sr == _SR_CLOSE_WAIT else 0
         if self._rsr or sr == _SR_CLOSE_WAIT:
             flags |= _POLLIN
         if sr == _SR_ESTABLISHED and not self._sending:
@@ -713,25 +674,45 @@ class WSocket(io.IOBase):
             flags |= _POLLHUP | _POLLIN
             if self._err:
                 flags |= _POLLERR
-        return flags
+        return flags & mask
 
-    def ioctl(self, req, arg):
-        if req == _POLL:
-            return self._readiness() & (arg | _POLLERR | _POLLHUP)
-        if req == 4:  # MP_STREAM_CLOSE
-            self.close()
-            return 0
-        return -1
+    def _ready(self, what):
+        """Whether the socket is connected (_CONNECTED), has a connection to take
+        (_ACCEPTED), something to read (_READABLE) or room for a write (_WRITABLE), its
+        state brought up to date first."""
+        if what == _WRITABLE:
+            if self._sending:
+                self._refresh()
+                if self._err:
+                    raise OSError(self._err)
+            return not self._sending
+        self._refresh()
+        sr = self._sr
+        if what == _READABLE:
+            if self._kind == SOCK_DGRAM:
+                return self._rsr > 0
+            return self._rsr > 0 or sr != _SR_ESTABLISHED
+        if what == _CONNECTED:
+            if sr == _SR_ESTABLISHED:
+                return True
+            if self._err:
+                raise OSError(self._err)
+            return False
+        if sr == _SR_ESTABLISHED or sr == _SR_CLOSE_WAIT:  # _ACCEPTED
+            return True
+        if sr == _SR_CLOSED:
+            self.listen()
+        return False
 
-    def _wait(self, ready):
-        """Run ready() until it returns true, honouring the socket timeout."""
-        if ready():
+    def _wait(self, what):
+        """Wait until _ready(what), honouring the socket timeout."""
+        if self._ready(what):
             return
         t = self._timeout
         if t == 0:
             raise OSError(EAGAIN)
         deadline = None if t is None else time.ticks_add(time.ticks_ms(), int(t * 1000))
-        while not ready():
+        while not self._ready(what):
             if deadline is not None and _expired(deadline):
                 raise OSError(ETIMEDOUT)
             if self._nic._intr is None:
@@ -747,12 +728,14 @@ class WSocket(io.IOBase):
         c = nic.chip
         if self._sending:
             self._refresh()
-            self._check_failed()
+            if self._err:
+                raise OSError(self._err)
             if self._sending:
                 return None
         if self._sr != _SR_ESTABLISHED and self._sr != _SR_CLOSE_WAIT:
             self._refresh()
-            self._check_failed()
+            if self._err:
+                raise OSError(self._err)
             if self._sr != _SR_ESTABLISHED and self._sr != _SR_CLOSE_WAIT:
                 raise OSError(ENOTCONN)
         bsb = self._bsb
@@ -765,34 +748,28 @@ class WSocket(io.IOBase):
         mv = memoryview(data)
         wr = nic._read16(c[_Sn_TX_WR], bsb)  # fresh: re-initialised when the connection opened
         nic.write(wr, bsb + 1, mv[:n] if n < len(data) else mv)
-        nic._write16(c[_Sn_TX_WR], bsb, (wr + n) & 0xFFFF)
+        nic._write_reg(c[_Sn_TX_WR], bsb, (wr + n) & 0xFFFF, 2)
         nic._command(self._n, _CMD_SEND)
         self._sending = True
         return n
 
     def send(self, data):
         if self._timeout != 0:
-            self._wait(self._writable)
+            self._wait(_WRITABLE)
         n = self.write(data)
         if n is None:
             raise OSError(EAGAIN)
         return n
 
-    def _writable(self):
-        if self._sending:
-            self._refresh()
-            self._check_failed()
-        return not self._sending
-
     def sendall(self, data):
         mv = memoryview(data)
         off = 0
         while off < len(mv):
-            self._wait(self._writable)
+            self._wait(_WRITABLE)
             n = self.write(mv[off:])
             if n:
                 off += n
-        self._wait(self._writable)
+        self._wait(_WRITABLE)
 
     def readinto(self, buf, nbytes=-1):
         """Copy received bytes straight from the chip's RX ring into buf.
@@ -814,7 +791,8 @@ class WSocket(io.IOBase):
                 if self._sr == _SR_CLOSE_WAIT:
                     return 0
                 if self._sr == _SR_CLOSED:
-                    self._check_failed()
+                    if self._err:
+                        raise OSError(self._err)
                     return 0
                 return None
         bsb = self._bsb
@@ -822,13 +800,13 @@ class WSocket(io.IOBase):
         rd = nic._read16(c[_Sn_RX_RD], bsb)  # fresh: re-initialised when the connection opened
         nic.read(rd, bsb + 2, mv[:n])
         self._rsr -= n
-        nic._write16(c[_Sn_RX_RD], bsb, (rd + n) & 0xFFFF)
+        nic._write_reg(c[_Sn_RX_RD], bsb, (rd + n) & 0xFFFF, 2)
         nic._command(self._n, _CMD_RECV)
         return n
 
     def read(self, n=-1):
         if n < 0:
-            n = self._rxbufsize or 2048
+            n = 2048 if self._n is None else self._nic._sizes[self._n] * 1024  # its RX buffer
         buf = bytearray(n)
         got = self.readinto(buf)
         if got is None:
@@ -840,19 +818,13 @@ class WSocket(io.IOBase):
         while got is None:
             got = self.readinto(buf, nbytes)
             if got is None:
-                self._wait(self._readable)
+                self._wait(_READABLE)
         return got
 
     def recv(self, n):
         buf = bytearray(n)
         got = self.recv_into(buf)
         return bytes(buf) if got == n else bytes(buf[:got])
-
-    def _readable(self):
-        self._refresh()
-        if self._kind == SOCK_DGRAM:
-            return self._rsr > 0
-        return self._rsr > 0 or self._sr != _SR_ESTABLISHED
 
     # ---- UDP data path ----------------------------------------------------------------
 
@@ -869,7 +841,7 @@ class WSocket(io.IOBase):
         self._set_peer(addr)
         wr = nic._read16(c[_Sn_TX_WR], bsb)
         nic.write(wr, bsb + 1, data)
-        nic._write16(c[_Sn_TX_WR], bsb, (wr + n) & 0xFFFF)
+        nic._write_reg(c[_Sn_TX_WR], bsb, (wr + n) & 0xFFFF, 2)
         self._err = 0
         nic._command(self._n, _CMD_SEND | (_CMD_V6 if self._v6 else 0))
         self._sending = True
@@ -880,7 +852,7 @@ class WSocket(io.IOBase):
         # A datagram leaves within microseconds, or the chip gives up on ARP after
         # RTR x (RCR + 1): wait for either, whatever the blocking mode, but not forever.
         deadline = time.ticks_add(time.ticks_ms(), _ARP_MS)
-        while not self._writable():
+        while not self._ready(_WRITABLE):
             if _expired(deadline):
                 self._sending = False
                 raise OSError(ETIMEDOUT, "wiznet: SEND neither completed nor timed out")
@@ -896,13 +868,11 @@ class WSocket(io.IOBase):
         """One datagram into buf (the excess of a longer one is dropped); (count, addr)."""
         if self._n is None:
             self._open(self._port)
-        self._wait(self._readable)
+        self._wait(_READABLE)
         nic = self._nic
         c = nic.chip
         bsb = self._bsb
-        head = self._udp_head
-        if head is None:
-            head = self._udp_head = bytearray(20 if self._v6 else 8)
+        head = bytearray(20 if self._v6 else 8)  # (datagrams: discovery and DHCP only)
         rd = nic._read16(c[_Sn_RX_RD], bsb)
         nic.read(rd, bsb + 2, head)
         size = ((head[c[_UDP_LEN]] << 8) | head[c[_UDP_LEN] + 1]) & c[_UDP_LEN_MASK]
@@ -920,7 +890,7 @@ class WSocket(io.IOBase):
         take = size if size < len(mv) else len(mv)
         if take:
             nic.read((rd + len(head)) & 0xFFFF, bsb + 2, mv[:take])
-        nic._write16(c[_Sn_RX_RD], bsb, (rd + len(head) + size) & 0xFFFF)
+        nic._write_reg(c[_Sn_RX_RD], bsb, (rd + len(head) + size) & 0xFFFF, 2)
         nic._command(self._n, _CMD_RECV)
         # More datagrams may be queued; no RECV interrupt is promised for them: read
         # Sn_RX_RSR again, as ioLibrary's recvfrom() does before every datagram.

@@ -61,16 +61,13 @@ def ntop(b):
     return left + "::" + right
 
 
-def link_local(mac):
-    """fe80::/64 with the modified EUI-64 interface identifier of mac."""
-    return bytes((0xFE, 0x80, 0, 0, 0, 0, 0, 0, mac[0] ^ 0x02, mac[1], mac[2], 0xFF, 0xFE,
-                  mac[3], mac[4], mac[5]))
-
-
 def ensure_lla(nic):
-    """Give the chip its link-local source address if it has none yet."""
+    """Give the chip its link-local source address if it has none yet: fe80::/64 with the
+    modified EUI-64 interface identifier of its MAC."""
     if nic._read_bytes(_LLAR, 0, 8) == bytes(8):
-        nic._write_net(_LLAR, link_local(nic.mac))
+        mac = nic.mac
+        nic._write_net(_LLAR, bytes((0xFE, 0x80, 0, 0, 0, 0, 0, 0, mac[0] ^ 0x02, mac[1],
+                                     mac[2], 0xFF, 0xFE, mac[3], mac[4], mac[5])))
 
 
 def ifconfig6(nic, config=None):

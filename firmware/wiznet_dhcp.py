@@ -6,8 +6,9 @@
 # server carrying ciaddr; past T2 (7/8) the REQUEST is broadcast (rebinding, RFC 2131
 # 4.4.5); at expiry the address is dropped and leased anew. nic.maintain() drives renewal.
 
-import struct
 import time
+
+from wiznet import _ip_text
 
 try:
     from micropython import const
@@ -24,7 +25,7 @@ except (ImportError, AttributeError):
 
 _SERVER_PORT = const(67)
 _CLIENT_PORT = const(68)
-MAGIC = b"\x63\x82\x53\x63"
+_MAGIC = const(b"\x63\x82\x53\x63")
 
 _DISCOVER = const(1)
 _OFFER = const(2)
@@ -54,10 +55,6 @@ _CAP_S = const(200000)
 _FIXED = const(236)  # op .. file: the BOOTP part before the magic cookie
 
 
-def _ip(b):
-    return "%d.%d.%d.%d" % (b[0], b[1], b[2], b[3])
-
-
 def build(kind, xid, mac, hostname=None, requested=None, server=None, ciaddr=None):
     """One client message (BOOTP header, cookie, options), padded to the 300-byte minimum.
     With ciaddr (renewing, rebinding) the client can take unicast replies: no broadcast
@@ -66,13 +63,13 @@ def build(kind, xid, mac, hostname=None, requested=None, server=None, ciaddr=Non
     msg[0] = 1  # BOOTREQUEST
     msg[1] = 1  # Ethernet
     msg[2] = 6
-    struct.pack_into(">I", msg, 4, xid)
+    msg[4:8] = xid.to_bytes(4, "big")
     if ciaddr is None:
         msg[10] = 0x80  # broadcast flag: the client has no address to receive unicast on yet
     else:
         msg[12:16] = ciaddr
     msg[28:34] = mac
-    msg += MAGIC
+    msg += _MAGIC
     msg += bytes((_OPT_MSG_TYPE, 1, kind))
     msg += bytes((_OPT_CLIENT_ID, 7, 1)) + mac
     if requested is not None:
@@ -90,9 +87,9 @@ def build(kind, xid, mac, hostname=None, requested=None, server=None, ciaddr=Non
 
 def parse(data, xid, mac):
     """(message type, your address, options dict) of a server reply for us, else None."""
-    if len(data) < _FIXED + 4 or data[0] != 2 or data[_FIXED:_FIXED + 4] != MAGIC:
+    if len(data) < _FIXED + 4 or data[0] != 2 or data[_FIXED:_FIXED + 4] != _MAGIC:
         return None
-    if struct.unpack_from(">I", data, 4)[0] != xid or data[28:34] != mac:
+    if int.from_bytes(data[4:8], "big") != xid or data[28:34] != mac:
         return None
     opts = {}
     i = _FIXED + 4
@@ -167,27 +164,27 @@ def _bound(nic, yiaddr, opts, server, hostname):
     router = opts.get(_OPT_ROUTER, b"\x00\x00\x00\x00")
     dns = opts.get(_OPT_DNS, b"\x00\x00\x00\x00")
     lease_s = opts.get(_OPT_LEASE)
-    lease_s = struct.unpack(">I", lease_s[:4])[0] if lease_s else None
+    lease_s = int.from_bytes(lease_s[:4], "big") if lease_s else None
     nic.lease_s = lease_s
-    nic.ifconfig((_ip(yiaddr), _ip(subnet), _ip(router[:4]), _ip(dns[:4])))
+    nic.ifconfig((_ip_text(yiaddr), _ip_text(subnet), _ip_text(router[:4]),
+                  _ip_text(dns[:4])))
     nic._renew_at = None
     if lease_s is None or lease_s == 0xFFFFFFFF:
         return  # infinite lease
     # ticks_ms differences are only valid below about 6 days: a longer lease is renewed as
     # if it were _CAP_S long (early renewal is always allowed)
     lease_ms = min(lease_s, _CAP_S) * 1000
-    t1 = _ms(opts.get(_OPT_RENEWAL), lease_ms // 2, lease_ms)
-    t2 = _ms(opts.get(_OPT_REBINDING), lease_ms * 7 // 8, lease_ms)
+    # T1 and T2: the server's options (seconds), at most the lease; else half and 7/8 of it
+    t1, t2 = lease_ms // 2, lease_ms * 7 // 8
+    raw = opts.get(_OPT_RENEWAL)
+    if raw and len(raw) >= 4:
+        t1 = min(int.from_bytes(raw[:4], "big") * 1000, lease_ms)
+    raw = opts.get(_OPT_REBINDING)
+    if raw and len(raw) >= 4:
+        t2 = min(int.from_bytes(raw[:4], "big") * 1000, lease_ms)
     now = time.ticks_ms()
     nic._dhcp = (opts.get(_OPT_SERVER_ID, server), now, lease_ms, t2, hostname)
     nic._renew_at = time.ticks_add(now, t1)
-
-
-def _ms(raw, default, cap):
-    """A T1 / T2 option (seconds) in ms, at most cap; default when the server sent none."""
-    if raw and len(raw) >= 4:
-        return min(struct.unpack(">I", raw[:4])[0] * 1000, cap)
-    return default
 
 
 def maintain(nic, wait_ms=1000):
@@ -203,7 +200,7 @@ def maintain(nic, wait_ms=1000):
     xid = _xid(mac)
     ciaddr = nic._read_bytes(nic.chip[_SIPR], 0, 4)
     rebinding = elapsed >= t2_ms or server is None
-    dest = "255.255.255.255" if rebinding else _ip(server)
+    dest = "255.255.255.255" if rebinding else _ip_text(server)
     sock = _open(nic)
     try:
         buf = bytearray(576)

@@ -89,6 +89,9 @@ _W6100 = const((
     None, 0x4120, 0x0000, b"\x61\x00", 0x2004, 0x2005, 0x0200, 0x0220,
 ))
 
+_CHPLCK_UNLOCK = const(0xCE)  # W6100 CHPLCKR (w6100.h): chip configuration writes between
+_CHPLCK_LOCK = const(0xFF)  # unlock and lock (SYCR0, SYCR1)
+
 _SOCKETS = const(8)  # both chips: 8 sockets sharing 16 KB of TX and 16 KB of RX memory
 
 
@@ -119,7 +122,7 @@ def start(self, rst, reset_ms, chip, buffers, mac):
                 break
         else:
             if _expired(deadline):
-                label = " or ".join(each[_NAME] for each in chips)
+                label = chips[0][_NAME] if len(chips) == 1 else "W6100 or W5500"
                 raise OSError("no %s answered on SPI (%r, cs=%r): check wiring and power"
                               % (label, self._spi, self._cs))
             time.sleep_ms(5)
@@ -127,7 +130,7 @@ def start(self, rst, reset_ms, chip, buffers, mac):
 
     # soft reset
     if c[_MR] is not None:
-        self._write8(c[_MR], 0, 0x80)  # W5500 MR.RST: reads 1 until the reset is done
+        self._write_reg(c[_MR], 0, 0x80, 1)  # W5500 MR.RST: reads 1 until the reset is done
         deadline = time.ticks_add(time.ticks_ms(), 100)
         while self._read8(c[_MR], 0) & 0x80:
             if _expired(deadline):
@@ -136,15 +139,17 @@ def start(self, rst, reset_ms, chip, buffers, mac):
     else:
         # W6100 SYCR0.RST (active low) has no completion flag and CIDR is a constant:
         # wait as WIZnet's own W6100 code does (100 ms), then check the chip answers.
-        self._chip_unlocked(c[_SYCR0], b"\x00")
+        self._write_reg(c[_CHPLCKR], 0, _CHPLCK_UNLOCK, 1)
+        self.write(c[_SYCR0], 0, b"\x00")
+        self._write_reg(c[_CHPLCKR], 0, _CHPLCK_LOCK, 1)
         time.sleep_ms(100)
     if self._read_bytes(c[_ID], 0, len(c[_ID_VALUE])) != c[_ID_VALUE]:
         raise OSError(ETIMEDOUT, "wiznet: %s did not come back from reset" % c[_NAME])
 
     # socket buffer sizes, the MAC, the INTn pin
     for n in range(_SOCKETS):
-        self._write8(c[_Sn_TXBUF_SIZE], 4 * n + 1, sizes[n])
-        self._write8(c[_Sn_RXBUF_SIZE], 4 * n + 1, sizes[n])
+        self._write_reg(c[_Sn_TXBUF_SIZE], 4 * n + 1, sizes[n], 1)
+        self._write_reg(c[_Sn_RXBUF_SIZE], 4 * n + 1, sizes[n], 1)
     self._free = [n for n in range(_SOCKETS) if sizes[n]]
     self._sizes = sizes
     if mac is None:  # derived from the board's unique id: locally administered, unicast
@@ -161,7 +166,9 @@ def start(self, rst, reset_ms, chip, buffers, mac):
     self.mac = bytes(mac)
     self._write_net(c[_SHAR], self.mac)
     if c[_SYCR1] is not None:
-        self._chip_unlocked(c[_SYCR1], b"\x80")  # IEN: drive the INTn pin
+        self._write_reg(c[_CHPLCKR], 0, _CHPLCK_UNLOCK, 1)
+        self.write(c[_SYCR1], 0, b"\x80")  # IEN: drive the INTn pin
+        self._write_reg(c[_CHPLCKR], 0, _CHPLCK_LOCK, 1)
 
 
 def open_board(board, ifconfig):
