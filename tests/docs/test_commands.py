@@ -132,6 +132,9 @@ NAMES_TOOL = "python tools/mpy_names.py --board esp32-devkit-w5500"
 # Run as written by another test (the test's text holds the command's words in order).
 RUN_BY = {
     "microswarm bench serial --json": "tests/firmware/test_bench_serial.py",
+    "python tools/heap_map.py --board esp32-devkit-w5500": "tests/firmware/test_heap_map.py",
+    "python tools/heap_map.py --board esp32-devkit-w5500 --romfs":
+        "tests/firmware/test_heap_map.py",
 }
 
 RUN_HERE = {_bare(c) for c in (*OFFLINE, *CLUSTER_FILE, *KEY_FILE, *IN_THE_TREE, *RUN_BY,

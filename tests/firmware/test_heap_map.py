@@ -1,0 +1,45 @@
+"""tools/heap_map.py as docs/qemu.md tells it: the ESP32 set joins the ESP32-like QEMU build
+over its UART and a kernel walks the GC's allocation table. Its modules from a ROMFS image
+(the file system's run differs only in where the bytecode lies)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from microswarm import paths
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+COMMAND = "python tools/heap_map.py --board esp32-devkit-w5500 --romfs"
+
+
+def test_heap_map_as_written():
+    sys.path.insert(0, str(paths.tools_dir()))
+    import heap_map
+    import qemu_firmware
+
+    try:
+        qemu_firmware.firmware("MPS2_AN500", heap_map.HEAP, esp32=True)
+    except qemu_firmware.QemuUnavailable as exc:
+        pytest.skip(f"QEMU firmware: {exc}")
+    argv = [sys.executable, *COMMAND.split()[1:], "--json"]
+    proc = subprocess.run(argv, cwd=paths.tools_dir().parent, capture_output=True, text=True,
+                          timeout=540)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = json.loads(proc.stdout)
+    kinds = found["types"]
+    assert found["mapped"] == sum(size for _, size in kinds.values())
+    # every allocation in use is in the map once, the walk's own tables left out (its
+    # closures and the task's few objects make the difference)
+    assert abs(found["used_before"] - found["mapped"]) < 1024, found
+    assert kinds["qstr pool"][1] >= 2048  # 320 names' pool at least
+    assert kinds["function"][1] > 0 and kinds["dict table (globals)"][1] > 0
+    # the serial link's frame buffers, max_frame 2,048 (+ header and COBS overhead)
+    assert kinds["bytearray data (frame_serial.Deframer)"][1] >= 2048
+    assert kinds["bytearray data (frame._FrameEncoder)"][1] >= 2048
+    assert [size for size, _ in found["big"]] == sorted(
+        (size for size, _ in found["big"]), reverse=True)
