@@ -79,7 +79,8 @@ FIGURES: tuple[Figure, ...] = (
            "f3", "<= 1.05", lambda v, r: v <= 1.05, _base),
     Figure("board", "link efficiency, 16 KB payloads over serial", _head, "f3"),
     Figure("footprint", "ESP32+W5500 node's resident heap after the join, bytes, 32-bit "
-           "MicroPython under QEMU, modules as .mpy on the file system, without asyncio",
+           "MicroPython under QEMU with asyncio frozen and in C as on the board, the board's "
+           "heap, modules as .mpy on the file system, without asyncio's own",
            _head, "int", "<= 40,960", lambda v, r: v is not None and v <= 40 * 1024),
     Figure("footprint", "the same with the modules imported in place from a ROMFS image",
            lambda r: (r.get("romfs_headline") or {}).get("value"), "int", "<= 40,960",
