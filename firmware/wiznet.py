@@ -162,8 +162,9 @@ def _ip_text(b):
     return "%d.%d.%d.%d" % (b[0], b[1], b[2], b[3])
 
 
-def _expired(deadline):
-    return time.ticks_diff(deadline, time.ticks_ms()) <= 0
+def _expired(end):
+    """Whether the ticks_ms `end` (a deadline) has passed."""
+    return time.ticks_diff(end, time.ticks_ms()) <= 0
 
 
 class WIZnet:
@@ -260,9 +261,6 @@ class WIZnet:
     def _read_bytes(self, addr, bsb, n):
         return bytes(self._read_reg(addr, bsb, n)[3:])
 
-    def _read8(self, addr, bsb):
-        return self._read_reg(addr, bsb, 1)[3]
-
     def _read16(self, addr, bsb):
         r = self._read_reg(addr, bsb, 2)
         return (r[3] << 8) | r[4]
@@ -328,7 +326,7 @@ class WIZnet:
 
     def link_up(self):
         """True while the PHY reports a link (bit 0 of PHYCFGR / PHYSR)."""
-        return bool(self._read8(self.chip[_PHY], 0) & 0x01)
+        return bool(self._read_reg(self.chip[_PHY], 0, 1)[3] & 0x01)
 
     def wait_link(self, timeout_ms=5000):
         """Wait up to timeout_ms for the PHY link (auto-negotiation takes a while after a
@@ -407,15 +405,15 @@ class WIZnet:
         self._next_port = 49152 if p >= 65535 else p + 1
         return p
 
-    def _command(self, n, cmd):
+    def _command(self, n, code):
         """Write Sn_CR and wait until the chip has accepted it (Sn_CR back to 0). For OPEN,
         LISTEN and CLOSE the command is complete only when Sn_SR shows it (p.46)."""
         c = self.chip
         bsb = 4 * n + 1
-        self._write_reg(c[_Sn_CR], bsb, cmd, 1)
+        self._write_reg(c[_Sn_CR], bsb, code, 1)
         deadline = time.ticks_add(time.ticks_ms(), _CMD_MS)
         late = False
-        while self._read8(c[_Sn_CR], bsb):
+        while self._read_reg(c[_Sn_CR], bsb, 1)[3]:
             if late:
                 raise OSError(ETIMEDOUT,
                               "wiznet: %s stopped accepting socket commands" % c[_NAME])
@@ -427,7 +425,7 @@ class WIZnet:
         deadline = time.ticks_add(time.ticks_ms(), _STATE_MS)
         late = False
         while True:
-            sr = self._read8(c[_Sn_SR], 4 * n + 1)
+            sr = self._read_reg(c[_Sn_SR], 4 * n + 1, 1)[3]
             if sr in states:
                 return sr
             if late:
@@ -450,9 +448,9 @@ class WIZnet:
 class WSocket(io.IOBase):
     """A hardware socket with the calls of a MicroPython socket, poll-able as a stream."""
 
-    def __init__(self, nic, kind, af=AF_INET, n=None):
+    def __init__(self, nic, type, af=AF_INET, n=None):
         self._nic = nic
-        self._kind = kind
+        self.type = type  # SOCK_STREAM or SOCK_DGRAM, as a CPython socket's
         self._v6 = af == AF_INET6
         self._n = n
         self._timeout = None
@@ -470,7 +468,7 @@ class WSocket(io.IOBase):
             self._attach(n)
 
     def __repr__(self):
-        kind = "<WSocket tcp hw=%s>" if self._kind == SOCK_STREAM else "<WSocket udp hw=%s>"
+        kind = "<WSocket tcp hw=%s>" if self.type == SOCK_STREAM else "<WSocket udp hw=%s>"
         return kind % (self._n,)
 
     # ---- set-up -----------------------------------------------------------------------
@@ -483,7 +481,7 @@ class WSocket(io.IOBase):
         self._bsb = bsb
         self._rsr = nic._read16_stable(c[_Sn_RX_RSR], bsb)
         self._sending = False
-        self._sr = nic._read8(c[_Sn_SR], bsb)
+        self._sr = nic._read_reg(c[_Sn_SR], bsb, 1)[3]
         self._polled = time.ticks_ms()
 
     def _open(self, port):
@@ -492,13 +490,13 @@ class WSocket(io.IOBase):
             if not nic._free:
                 raise OSError(ENOMEM, "wiznet: all hardware sockets in use")
             self._n = nic._free.pop(0)
-        mode = _MR_TCP | self._nd if self._kind == SOCK_STREAM else _MR_UDP
+        mode = _MR_TCP | self._nd if self.type == SOCK_STREAM else _MR_UDP
         nic._open(self._n, mode | _MR_V6 if self._v6 else mode, port or nic._port())
         self._port = port
         self._attach(self._n)
 
     def setsockopt(self, level, opt, value):
-        if level == IPPROTO_TCP and opt == TCP_NODELAY and self._kind == SOCK_STREAM:
+        if level == IPPROTO_TCP and opt == TCP_NODELAY and self.type == SOCK_STREAM:
             # Sn_MR.ND: ACK at once instead of delaying it; written now if the socket is open
             self._nd = _MR_ND if value else 0
             if self._n is not None:
@@ -513,11 +511,11 @@ class WSocket(io.IOBase):
 
     def bind(self, addr):
         self._port = addr[1]
-        if self._kind == SOCK_DGRAM:
+        if self.type == SOCK_DGRAM:
             self._open(addr[1])
 
     def listen(self, backlog=1):
-        if self._kind != SOCK_STREAM:
+        if self.type != SOCK_STREAM:
             raise OSError(EINVAL)
         if not self._port:
             raise OSError(EINVAL, "wiznet: bind() a port before listen()")
@@ -539,7 +537,7 @@ class WSocket(io.IOBase):
 
     def connect(self, addr):
         nic = self._nic
-        if self._kind == SOCK_DGRAM:
+        if self.type == SOCK_DGRAM:
             self._peer = addr
             if self._n is None:
                 self._open(self._port)
@@ -581,15 +579,16 @@ class WSocket(io.IOBase):
             return
         nic = self._nic
         c = nic.chip
-        if self._kind == SOCK_STREAM and not self._listening:
-            sr = nic._read8(c[_Sn_SR], self._bsb)
+        if self.type == SOCK_STREAM and not self._listening:
+            sr = nic._read_reg(c[_Sn_SR], self._bsb, 1)[3]
             if sr == _SR_ESTABLISHED or sr == _SR_CLOSE_WAIT:
                 # ioLibrary disconnect(): DISCON, then wait for SOCK_CLOSED or TIMEOUT; CLOSE
                 # right away would cut the FIN handshake and drop bytes still unsent.
                 nic._command(n, _CMD_DISCON)
                 deadline = time.ticks_add(time.ticks_ms(), _CLOSE_MS)
-                while nic._read8(c[_Sn_SR], self._bsb) != _SR_CLOSED:
-                    if nic._read8(c[_Sn_IR], self._bsb) & _IR_TIMEOUT or _expired(deadline):
+                while nic._read_reg(c[_Sn_SR], self._bsb, 1)[3] != _SR_CLOSED:
+                    ir = nic._read_reg(c[_Sn_IR], self._bsb, 1)[3]
+                    if ir & _IR_TIMEOUT or _expired(deadline):
                         break
                     time.sleep_ms(1)
         nic._command(n, _CMD_CLOSE)
@@ -623,8 +622,8 @@ class WSocket(io.IOBase):
         # Status before interrupts: the event that changed the status has set its flag by
         # then. Interrupts are cleared before Sn_RX_RSR is read, so data arriving later
         # raises RECV again.
-        sr = nic._read8(c[_Sn_SR], bsb)
-        ir = nic._read8(c[_Sn_IR], bsb)
+        sr = nic._read_reg(c[_Sn_SR], bsb, 1)[3]
+        ir = nic._read_reg(c[_Sn_IR], bsb, 1)[3]
         if ir:
             nic._write_reg(c[_Sn_IRCLR], bsb, ir, 1)
             if ir & _IR_SENDOK:
@@ -634,7 +633,7 @@ class WSocket(io.IOBase):
                 self._err = ETIMEDOUT
         self._sr = sr
         self._rsr = nic._read16_stable(c[_Sn_RX_RSR], bsb)
-        if self._kind != SOCK_STREAM or self._listening:
+        if self.type != SOCK_STREAM or self._listening:
             return
         if sr == _SR_ESTABLISHED or sr == _SR_CLOSE_WAIT:
             self._connecting = False
@@ -655,7 +654,7 @@ class WSocket(io.IOBase):
         elif self._sending or self._sr != _SR_ESTABLISHED:
             self._refresh()
         flags = 0
-        if self._kind == SOCK_DGRAM:
+        if self.type == SOCK_DGRAM:
             if self._rsr:
                 flags |= _POLLIN
             if not self._sending:
@@ -689,7 +688,7 @@ class WSocket(io.IOBase):
         self._refresh()
         sr = self._sr
         if what == _READABLE:
-            if self._kind == SOCK_DGRAM:
+            if self.type == SOCK_DGRAM:
                 return self._rsr > 0
             return self._rsr > 0 or sr != _SR_ESTABLISHED
         if what == _CONNECTED:
@@ -722,7 +721,7 @@ class WSocket(io.IOBase):
 
     def write(self, data):
         """Queue up to len(data) bytes for sending; returns the count, None if none fit."""
-        if self._kind == SOCK_DGRAM:
+        if self.type == SOCK_DGRAM:
             return self.sendto(data, self._peer)
         nic = self._nic
         c = nic.chip
@@ -776,7 +775,7 @@ class WSocket(io.IOBase):
 
         Returns the count, 0 at end of stream, None when nothing has arrived (non-blocking).
         """
-        if self._kind == SOCK_DGRAM:
+        if self.type == SOCK_DGRAM:
             raise OSError(EINVAL)
         mv = memoryview(buf)
         if 0 <= nbytes < len(mv):

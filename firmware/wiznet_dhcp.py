@@ -114,28 +114,25 @@ def parse(data, xid, mac):
     return kind[0], bytes(data[16:20]), opts
 
 
-def _xid(mac):
-    return (time.ticks_ms() ^ (mac[4] << 24) ^ (mac[5] << 16)) & 0x7FFFFFFF
-
-
 def _open(nic):
+    """A UDP socket on the client port, and a transaction id for what it exchanges."""
     sock = nic.socket(nic.AF_INET, nic.SOCK_DGRAM)
     sock.bind(("0.0.0.0", _CLIENT_PORT))
     sock.setblocking(False)
-    return sock
+    mac = nic.mac
+    return sock, (time.ticks_ms() ^ (mac[4] << 24) ^ (mac[5] << 16)) & 0x7FFFFFFF
 
 
 def lease(nic, timeout_ms=10000, hostname=None):
     """Lease an IPv4 address for nic; returns nic.ifconfig(). OSError(ETIMEDOUT) if no
     server answers within timeout_ms."""
     mac = nic.mac
-    xid = _xid(mac)
     deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
     nic._renew_at = None
     zero = bytes(4)
     nic._write_net(nic.chip[_SIPR], zero)  # the client has no address while it asks for one
     nic._write_net(nic.chip[_GAR], zero)
-    sock = _open(nic)
+    sock, xid = _open(nic)
     try:
         buf = bytearray(576)
         wait_ms = 500
@@ -187,7 +184,7 @@ def _bound(nic, yiaddr, opts, server, hostname):
     nic._renew_at = time.ticks_add(now, t1)
 
 
-def maintain(nic, wait_ms=1000):
+def maintain(nic, timeout_ms=1000):
     """The lease is past T1: ask to extend it (unicast to the server before T2, broadcast
     after); past expiry, drop the address and lease anew."""
     server, start, lease_ms, t2_ms, hostname = nic._dhcp
@@ -197,16 +194,15 @@ def maintain(nic, wait_ms=1000):
         lease(nic, hostname=hostname)
         return
     mac = nic.mac
-    xid = _xid(mac)
     ciaddr = nic._read_bytes(nic.chip[_SIPR], 0, 4)
     rebinding = elapsed >= t2_ms or server is None
     dest = "255.255.255.255" if rebinding else _ip_text(server)
-    sock = _open(nic)
+    sock, xid = _open(nic)
     try:
         buf = bytearray(576)
         msg = build(_REQUEST, xid, mac, hostname, ciaddr=ciaddr)
-        until = time.ticks_add(now, wait_ms)
-        got = _exchange(sock, msg, buf, xid, mac, _ACK, wait_ms, until, dest, True)
+        until = time.ticks_add(now, timeout_ms)
+        got = _exchange(sock, msg, buf, xid, mac, _ACK, timeout_ms, until, dest, True)
     finally:
         sock.close()
     if got is None:
@@ -219,14 +215,15 @@ def maintain(nic, wait_ms=1000):
         _bound(nic, got[0], got[1], server, hostname)
 
 
-def _exchange(sock, msg, buf, xid, mac, want, wait_ms, deadline,
-              dest="255.255.255.255", nak=False):
-    """Send msg, then wait up to wait_ms for the reply of type want: (yiaddr, opts).
-    Silence gives None, a _NAK None (or _NAK when nak is true)."""
-    sock.sendto(msg, (dest, _SERVER_PORT))
-    until = time.ticks_add(time.ticks_ms(), wait_ms)
-    if time.ticks_diff(deadline, until) < 0:
-        until = deadline
+def _exchange(sock, data, buf, xid, mac, want, timeout_ms, end, host="255.255.255.255",
+              nak=False):
+    """Send `data` to the server's port at `host`, then wait up to timeout_ms (and not past
+    the ticks_ms `end`) for the reply of type want: (yiaddr, opts). Silence gives None, a
+    _NAK None (or _NAK when nak is true)."""
+    sock.sendto(data, (host, _SERVER_PORT))
+    until = time.ticks_add(time.ticks_ms(), timeout_ms)
+    if time.ticks_diff(end, until) < 0:
+        until = end
     while time.ticks_diff(until, time.ticks_ms()) > 0:
         try:
             n, _addr = sock.recvfrom_into(buf)

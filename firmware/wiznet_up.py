@@ -132,7 +132,7 @@ def start(self, rst, reset_ms, chip, buffers, mac):
     if c[_MR] is not None:
         self._write_reg(c[_MR], 0, 0x80, 1)  # W5500 MR.RST: reads 1 until the reset is done
         deadline = time.ticks_add(time.ticks_ms(), 100)
-        while self._read8(c[_MR], 0) & 0x80:
+        while self._read_reg(c[_MR], 0, 1)[3] & 0x80:
             if _expired(deadline):
                 raise OSError(ETIMEDOUT, "wiznet: W5500 did not come back from reset")
             time.sleep_ms(1)

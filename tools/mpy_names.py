@@ -4,6 +4,7 @@ pools MicroPython allocates for them.
   python tools/mpy_names.py --board esp32-devkit-w5500           # per module, the total, the pools
   python tools/mpy_names.py --board esp32-devkit-w5500 --list    # and every name, by module
   python tools/mpy_names.py --board esp32-devkit-w5500 --link tcp  # the TCP node's set
+  python tools/mpy_names.py --board esp32-devkit-w5500 --link tcp --qemu  # and on QEMU
 
 A bytecode .mpy (version 6) starts with a 4-byte header (b"M", the version, the arch and
 sub-version, the small-int bits), then, when the header's flag bit says so, the arch flags;
@@ -34,6 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # the ROM names of the QEMU AN500 firmware the footprint bench measures on (one a line)
 QSTRS_FILE = ROOT / "tools" / "qemu_an500_qstrs.txt"
+# ... and of the build that carries asyncio as the ESP32 and RP2350 firmware do (frozen:
+# its names in the image too), which the footprint bench measures on and --qemu runs
+ESP32_QSTRS_FILE = ROOT / "tools" / "qemu_esp32_qstrs.txt"
 ENTRIES_INIT = 10  # MICROPY_ALLOC_QSTR_ENTRIES_INIT: the const pool's `alloc`
 ENTRY_BYTES = 4 + 2 + 1  # a pointer, a 2-byte hash, a 1-byte length (32-bit, EXTRA_FEATURES)
 POOL_HEADER_BYTES = 6 * 4
@@ -102,8 +106,22 @@ def qstr_table(data: bytes) -> list[str | int]:
 
 
 def firmware_names(path: Path = QSTRS_FILE) -> set[str]:
-    """The names a firmware image holds: QSTRS_FILE's lines, or a build's
-    genhdr/qstrdefs.generated.h (its QDEF lines)."""
+    """The names a firmware image holds: QSTRS_FILE's lines, a build's
+    genhdr/qstrdefs.generated.h (its QDEF lines), or a build's folder (that file and the
+    frozen modules' pool in its frozen_content.c: the ESP32-like build's asyncio)."""
+    if path.is_dir():
+        names = firmware_names(path / "genhdr" / "qstrdefs.generated.h")
+        frozen = path / "frozen_content.c"
+        if frozen.is_file():
+            pool = re.search(r"mp_qstr_frozen_const_pool = \{.*?\{\n(.*?)\n +\},",
+                             frozen.read_text(), re.S)
+            if pool is None:
+                raise MpyError(f"no frozen qstr pool in {frozen}")
+            for line in pool.group(1).split("\n"):
+                line = line.strip().rstrip(",")
+                if line.startswith('"') and line.endswith('"'):
+                    names.add(line[1:-1].encode().decode("unicode_escape"))
+        return names
     text = path.read_text()
     if path.name.endswith(".h"):
         found = re.findall(r'^QDEF[01]\(\w+, \d+, \d+, "(.*)"\)$', text, re.M)
@@ -210,11 +228,58 @@ def join_names(modules: Mapping[str, bytes], rom: set[str],
     return by_join, by_join + sum(len(added[name]) for name in TASK_MODULES)
 
 
+QSTR_INFO = re.compile(r"n_pool=(\d+), n_qstr=(\d+)")
+# What --qemu runs on the board: the set's imports between two qstr_info() lines.
+# The modules a node drops after use leave the heap here too (their names stay interned):
+# the ESP32's heap holds the set's bytecode from the file system no other way.
+QEMU_BEFORE = "import micropython; micropython.qstr_info()"
+QEMU_SCRIPT = """
+import gc, micropython, sys
+for _n in {names!r}:
+    __import__(_n)
+    if _n in {dropped!r}:
+        sys.modules.pop(_n, None)
+    gc.collect()
+micropython.qstr_info()
+"""
+DROPPED = ("msw_boot", "config", "engine_join", "wiznet_up", "wiznet_dhcp")
+
+
+def qemu_count(board: str, names: tuple[str, ...]) -> tuple[tuple[int, int], tuple[int, int],
+                                                            Path]:
+    """Import `names` (the board's .mpy files on the flash file system) on the QEMU build
+    that carries asyncio as the ESP32 firmware does, with the board's heap: (n_pool,
+    n_qstr) of `micropython.qstr_info()` before and after, and the build's folder (its ROM
+    names: firmware_names())."""
+    for folder in (ROOT / "host", ROOT / "tools"):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+    import qemu_firmware
+
+    from microswarm import paths
+
+    heap = int(paths.load_board(board)["heap_bytes"])
+    files = esp32_modules(board)
+    files.pop("main.mpy")  # (not imported: it would start the worker)
+    with qemu_firmware.Qemu("MPS2_AN500", heap, esp32=True) as qemu:
+        qemu.install(files)
+        # before: what the REPL, the flash's mount and mpremote hold; the script's own
+        # names are the modules' names and `_n`
+        out = qemu.exec(QEMU_BEFORE)
+        out += qemu.exec(QEMU_SCRIPT.format(names=list(names), dropped=DROPPED))
+        rom = qemu.elf.parent
+    found = [(int(a), int(b)) for a, b in QSTR_INFO.findall(out)]
+    if len(found) != 2:
+        raise RuntimeError(f"no qstr_info() figures from the board:\n{out[-2000:]}")
+    return found[0], found[1], rom
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--board", default="esp32-devkit-w5500")
     parser.add_argument("--rom", type=Path, default=QSTRS_FILE,
-                        help="the firmware's names: a names file or qstrdefs.generated.h")
+                        help="the firmware's names: a names file, qstrdefs.generated.h or "
+                             "a firmware build's folder")
     parser.add_argument("--write-rom", type=Path, default=None,
                         help="write the names of --rom (a qstrdefs.generated.h) to this file")
     parser.add_argument("--list", action="store_true", help="print every new name")
@@ -224,13 +289,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--asyncio-files", action="store_true",
                         help="asyncio's package loaded from the file system (the bench's "
                              "firmware today) instead of frozen (an ESP32's)")
+    parser.add_argument("--qemu", action="store_true",
+                        help="also import the set (main.py aside) on the QEMU build that "
+                             "carries asyncio as an ESP32 does, with the board's heap, and "
+                             "print what micropython.qstr_info() says beside the count")
     args = parser.parse_args(argv)
     rom = firmware_names(args.rom)
     if args.write_rom:
+        if args.rom.is_dir():
+            head = ("# The names the QEMU AN500 firmware built as the ESP32's carries asyncio\n"
+                    "# (tools/qemu_firmware.py --esp32) holds: its genhdr/qstrdefs.generated.h\n"
+                    "# and its frozen modules' pool (frozen_content.c), one a line:\n"
+                    "# python tools/mpy_names.py --rom BUILD_FOLDER --write-rom FILE\n")
+        else:
+            head = ("# The names the QEMU AN500 firmware's image holds (its genhdr/"
+                    "qstrdefs.generated.h),\n# one a line: python tools/mpy_names.py --rom "
+                    "QSTRDEFS_H --write-rom FILE\n")
         args.write_rom.write_text(
-            "# The names the QEMU AN500 firmware's image holds (its genhdr/qstrdefs.generated.h),\n"
-            "# one a line: python tools/mpy_names.py --rom QSTRDEFS_H --write-rom FILE\n"
-            + "".join(f"{n}\n" for n in sorted(rom) if n and "\n" not in n))
+            head + "".join(f"{n}\n" for n in sorted(rom) if n and "\n" not in n))
         return 0
     modules = esp32_modules(args.board, asyncio=args.asyncio_files)
     join = join_modules(args.link, args.link == "tcp" and board_ipv6(args.board))
@@ -252,6 +328,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"after the first tasks: {total} names (+{HARNESS_NAMES} the bench's REPL holds), "
           f"pools {pools(total + HARNESS_NAMES)} ({pool_bytes(total + HARNESS_NAMES)} bytes), "
           f"{margin(total + HARNESS_NAMES)} before the next pool")
+    if args.qemu:
+        imported = tuple(name for name in order if name != "main")
+        before, after, build_rom = qemu_count(args.board, imported)
+        # the same count without main.py, the names of the build measured on left out
+        # (its static names and its frozen asyncio package's)
+        predicted = sum(len(fresh) for fresh in
+                        new_names(modules, imported, firmware_names(build_rom)).values())
+        print(f"on QEMU (ESP32-like build): n_qstr {before[1]} -> {after[1]} "
+              f"(+{after[1] - before[1]}; counted here: +{predicted}), "
+              f"n_pool {before[0]} -> {after[0]}")
     return 0
 
 

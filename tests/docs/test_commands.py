@@ -128,6 +128,7 @@ IN_THE_TREE = [
 
 # The names tool: offline, from the .mpy files deploy builds (test_names_tool_as_written).
 NAMES_TOOL = "python tools/mpy_names.py --board esp32-devkit-w5500"
+NAMES_TOOL_TCP = "python tools/mpy_names.py --board esp32-devkit-w5500 --link tcp"
 
 # Run as written by another test (the test's text holds the command's words in order).
 RUN_BY = {
@@ -135,10 +136,12 @@ RUN_BY = {
     "python tools/heap_map.py --board esp32-devkit-w5500": "tests/firmware/test_heap_map.py",
     "python tools/heap_map.py --board esp32-devkit-w5500 --romfs":
         "tests/firmware/test_heap_map.py",
+    "python tools/mpy_names.py --board esp32-devkit-w5500 --link tcp --qemu":
+        "tests/firmware/test_names.py",
 }
 
 RUN_HERE = {_bare(c) for c in (*OFFLINE, *CLUSTER_FILE, *KEY_FILE, *IN_THE_TREE, *RUN_BY,
-                                NAMES_TOOL)}
+                                NAMES_TOOL, NAMES_TOOL_TCP)}
 
 
 def _words_in(text: str, command: str) -> bool:
@@ -296,4 +299,6 @@ def test_source_tree_tools_as_written():
 def test_names_tool_as_written():
     with user_shell(REPO) as shell:
         out = shell.run(NAMES_TOOL)
+        tcp = shell.run(NAMES_TOOL_TCP)
     assert "by the join:" in out and "after the first tasks:" in out, out
+    assert "wiznet_up" in tcp and "link_serial" not in tcp and "after the first tasks:" in tcp

@@ -64,6 +64,70 @@ def test_esp32_set_stays_under_its_pool_boundary():
         f"640-entry qstr pool (about 4.5 KB of heap on a 32-bit board)")
 
 
+# The TCP node's boards: a W5500 on an ESP32 and on an RP2350, a W6100 (IPv6 helpers too).
+TCP_BOARDS = ("esp32-devkit-w5500", "w5500-evb-pico2", "w6100-evb-pico2")
+
+
+@pytest.mark.parametrize("board", TCP_BOARDS)
+def test_tcp_node_stays_under_its_pool_boundary(board):
+    """The TCP node's names after the join and the first tasks (the WIZnet driver, its
+    bring-up and DHCP client, both dropped after use but their names interned for good,
+    the TCP link; on a W6100 board the IPv6 helpers), counted against the names of the
+    build that carries asyncio as the ESP32 and RP2350 firmware do (frozen: its names are
+    in the image, tools/qemu_esp32_qstrs.txt), stay within five pools: one name past 620
+    allocates a 640-entry pool, about 4.5 KB of heap on a 32-bit board, mostly empty.
+    Nothing else is counted: a board that starts main.py at power-up has interned next to
+    nothing before it, while on QEMU the bench's REPL, flash mount and mpremote hold 59
+    names first (`tools/mpy_names.py --link tcp --qemu` prints both). If this fails, a
+    change added names: `tools/mpy_names.py --board BOARD --link tcp --list` says which
+    module adds which."""
+    rom = mpy_names.firmware_names(mpy_names.ESP32_QSTRS_FILE)
+    join = mpy_names.join_modules("tcp", mpy_names.board_ipv6(board))
+    by_join, after_tasks = mpy_names.join_names(mpy_names.esp32_modules(board), rom, join)
+    assert by_join <= after_tasks
+    assert after_tasks <= mpy_names.boundaries()[4], (
+        f"the TCP node of {board} interns {after_tasks} names by its first tasks: past "
+        f"{mpy_names.boundaries()[4]}, MicroPython allocates a 640-entry qstr pool (about "
+        f"4.5 KB of heap on a 32-bit board)")
+
+
+def test_tcp_sets_differ_by_the_ipv6_helpers():
+    plain, v6 = mpy_names.join_modules("tcp"), mpy_names.join_modules("tcp", True)
+    assert set(v6) - set(plain) == {"wiznet6"}
+    assert {"wiznet_up", "wiznet", "wiznet_dhcp", "link_tcp", "frame_tcp"} <= set(plain)
+    assert not {"link_serial", "frame_serial"} & set(plain)
+    assert mpy_names.board_ipv6("w6100-evb-pico2")
+    assert not mpy_names.board_ipv6("esp32-devkit-w5500")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_tcp_count_is_what_the_board_interns():
+    """`python tools/mpy_names.py --board esp32-devkit-w5500 --link tcp --qemu`: the names the
+    TCP set's imports add on the QEMU build that carries asyncio frozen, as
+    micropython.qstr_info() counts them, are the ones counted from the .mpy files."""
+    import contextlib
+    import io
+    import re
+
+    import qemu_firmware
+
+    try:
+        qemu_firmware.firmware("MPS2_AN500", 111168, esp32=True)
+    except qemu_firmware.QemuUnavailable as exc:
+        pytest.skip(f"QEMU firmware: {exc}")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        mpy_names.main(["--board", "esp32-devkit-w5500", "--link", "tcp", "--qemu"])
+    found = re.search(r"n_qstr (\d+) -> (\d+) \(\+(\d+); counted here: \+(\d+)\), "
+                      r"n_pool (\d+) -> (\d+)", out.getvalue())
+    assert found, out.getvalue()
+    before, after, measured, counted = (int(found.group(i)) for i in range(1, 5))
+    assert after - before == measured
+    # names interned at run time by an import, or held by the REPL already, would differ
+    assert abs(measured - counted) <= 5, out.getvalue()
+
+
 def test_wiznet_register_map_indexes_agree():
     """The WIZnet chips' register maps are tuples (wiznet_up.py's _W5500 and _W6100) read
     by index; each module that reads one declares the indexes it reads as _const()s (no
