@@ -1,6 +1,8 @@
 """tools/heap_map.py as docs/qemu.md tells it: the ESP32 set joins the ESP32-like QEMU build
 over its UART and a kernel walks the GC's allocation table. Its modules from a ROMFS image
-(the file system's run differs only in where the bytecode lies)."""
+(the file system's run differs only in where the bytecode lies), on the ESP32's own heap:
+from ROMFS the walk's tables fit there, and that firmware is the one the other ESP32 tests
+boot (support/prebuild.py)."""
 
 from __future__ import annotations
 
@@ -15,18 +17,19 @@ from microswarm import paths
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 COMMAND = "python tools/heap_map.py --board esp32-devkit-w5500 --romfs"
+BOARD = "esp32-devkit-w5500"
 
 
 def test_heap_map_as_written():
     sys.path.insert(0, str(paths.tools_dir()))
-    import heap_map
     import qemu_firmware
 
+    heap = int(paths.load_board(BOARD)["heap_bytes"])
     try:
-        qemu_firmware.firmware("MPS2_AN500", heap_map.HEAP, esp32=True)
+        qemu_firmware.firmware("MPS2_AN500", heap, esp32=True)
     except qemu_firmware.QemuUnavailable as exc:
         pytest.skip(f"QEMU firmware: {exc}")
-    argv = [sys.executable, *COMMAND.split()[1:], "--json"]
+    argv = [sys.executable, *COMMAND.split()[1:], "--heap", str(heap), "--json"]
     proc = subprocess.run(argv, cwd=paths.tools_dir().parent, capture_output=True, text=True,
                           timeout=540)
     assert proc.returncode == 0, proc.stderr[-3000:]

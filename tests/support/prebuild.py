@@ -48,8 +48,9 @@ def needs() -> dict[str, list[Firmware]]:
         "tests/firmware/test_qemu_bigtask.py": [
             ("MPS2_AN500", _heap("esp32-devkit-w5500"), True)],
         "tests/firmware/test_qemu_worker.py": [("MPS2_AN500", _heap("pico2-usb"), False)],
-        # tools/heap_map.py: its own heap (heap_map.HEAP), the ESP32-like build
-        "tests/firmware/test_heap_map.py": [("MPS2_AN500", 256 * 1024, True)],
+        # the heap map from ROMFS, on the ESP32's heap and its asyncio
+        "tests/firmware/test_heap_map.py": [
+            ("MPS2_AN500", _heap("esp32-devkit-w5500"), True)],
         # tools/mpy_names.py --qemu: the TCP set's imports on the ESP32-like build
         "tests/firmware/test_names.py::test_tcp_count_is_what_the_board_interns": [
             ("MPS2_AN500", _heap("esp32-devkit-w5500"), True)],
