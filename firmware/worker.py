@@ -51,7 +51,11 @@ range = range
 
 FW_VERSION = "0.2.0"
 
-_SERIAL_CHUNK = const(512)
+_SERIAL_CHUNK = const(512)  # serial read buffer where a read returns what the tty holds
+# ... and where the console has no termios (a board's UART or USB): the link takes the ready
+# bytes one at a time up to a delimiter (link_serial._take_pending), so a bigger buffer
+# only means fewer rounds of the read loop per long frame, not fewer bytes read per call
+_SERIAL_PENDING = const(128)
 _HOLD = const(256)  # bytes of RESULTs (echo: 36 a frame) a TCP link sends in one write
 _TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
 _COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
@@ -404,7 +408,13 @@ class Worker:
                 import frame_serial
 
                 reader = frame_serial.Deframer(size, chunk_views=True)
-                self.serial_buf = bytearray(_SERIAL_CHUNK)
+                try:
+                    import termios
+
+                    chunk = _SERIAL_CHUNK
+                except ImportError:
+                    chunk = _SERIAL_PENDING
+                self.serial_buf = bytearray(chunk)
             else:
                 import frame_tcp
 
