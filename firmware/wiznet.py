@@ -203,7 +203,9 @@ class WIZnet:
         self._next_port = 49152 + (time.ticks_ms() & 0x3FFF)
         self._dns = "0.0.0.0"
         self.lease_s = None
-        self._renew_at = None  # ticks_ms when the DHCP lease needs attention (wiznet_dhcp)
+        # the lease's renewal (wiznet_dhcp): [ticks_ms when due, server, start, lease_ms,
+        # T2, hostname], None while no renewal is due
+        self._dhcp = None
         self._simr = 0
         # reset, identify, buffers, MAC: code run once, then dropped (wiznet_up.py); the
         # chip's register map stays as self.chip
@@ -354,7 +356,8 @@ class WIZnet:
     def maintain(self):
         """Renew a DHCP lease when it is due; cheap otherwise. Blocks about a second while it
         talks to the server (once per half lease)."""
-        if self._renew_at is not None and time.ticks_diff(time.ticks_ms(), self._renew_at) >= 0:
+        due = self._dhcp
+        if due is not None and time.ticks_diff(time.ticks_ms(), due[0]) >= 0:
             import wiznet_dhcp
 
             try:
@@ -419,14 +422,14 @@ class WIZnet:
                               "wiznet: %s stopped accepting socket commands" % c[_NAME])
             late = _expired(deadline)  # one more look after the deadline
 
-    def _await_sr(self, n, states):
-        """Sn_SR once it is one of states; OSError(ETIMEDOUT) after _STATE_MS."""
+    def _await_sr(self, n, want):
+        """Sn_SR once it is one of `want`; OSError(ETIMEDOUT) after _STATE_MS."""
         c = self.chip
         deadline = time.ticks_add(time.ticks_ms(), _STATE_MS)
         late = False
         while True:
             sr = self._read_reg(c[_Sn_SR], 4 * n + 1, 1)[3]
-            if sr in states:
+            if sr in want:
                 return sr
             if late:
                 raise OSError(ETIMEDOUT, "wiznet: socket %d stuck in state 0x%02x" % (n, sr))
@@ -478,7 +481,6 @@ class WSocket(io.IOBase):
         c = nic.chip
         bsb = 4 * n + 1
         self._n = n
-        self._bsb = bsb
         self._rsr = nic._read16_stable(c[_Sn_RX_RSR], bsb)
         self._sending = False
         self._sr = nic._read_reg(c[_Sn_SR], bsb, 1)[3]
@@ -495,13 +497,13 @@ class WSocket(io.IOBase):
         self._port = port
         self._attach(self._n)
 
-    def setsockopt(self, level, opt, value):
-        if level == IPPROTO_TCP and opt == TCP_NODELAY and self.type == SOCK_STREAM:
+    def setsockopt(self, level, name, value):
+        if level == IPPROTO_TCP and name == TCP_NODELAY and self.type == SOCK_STREAM:
             # Sn_MR.ND: ACK at once instead of delaying it; written now if the socket is open
             self._nd = _MR_ND if value else 0
             if self._n is not None:
                 mode = _MR_TCP | self._nd | (_MR_V6 if self._v6 else 0)  # as _open's
-                self._nic._write_reg(self._nic.chip[_Sn_MR], self._bsb, mode, 1)
+                self._nic._write_reg(self._nic.chip[_Sn_MR], 4 * self._n + 1, mode, 1)
 
     def setblocking(self, value):
         self._timeout = None if value else 0
@@ -527,13 +529,14 @@ class WSocket(io.IOBase):
     def _set_peer(self, addr):
         nic = self._nic
         c = nic.chip
+        bsb = 4 * self._n + 1  # the socket's register block
         if self._v6:
             import wiznet6
 
-            nic.write(c[_Sn_DIP6R], self._bsb, wiznet6.pton(addr[0]))
+            nic.write(c[_Sn_DIP6R], bsb, wiznet6.pton(addr[0]))
         else:
-            nic.write(c[_Sn_DIPR], self._bsb, _ip_bytes(addr[0]))
-        nic._write_reg(c[_Sn_DPORT], self._bsb, addr[1], 2)
+            nic.write(c[_Sn_DIPR], bsb, _ip_bytes(addr[0]))
+        nic._write_reg(c[_Sn_DPORT], bsb, addr[1], 2)
 
     def connect(self, addr):
         nic = self._nic
@@ -557,14 +560,15 @@ class WSocket(io.IOBase):
         self._wait(_ACCEPTED)
         nic = self._nic
         c = nic.chip
-        port = nic._read16(c[_Sn_DPORT], self._bsb)
+        bsb = 4 * self._n + 1
+        port = nic._read16(c[_Sn_DPORT], bsb)
         if self._v6:
             import wiznet6
 
-            ip = wiznet6.ntop(nic._read_bytes(c[_Sn_DIP6R], self._bsb, 8)
-                              + nic._read_bytes(c[_Sn_DIP6R] + 8, self._bsb, 8))
+            ip = wiznet6.ntop(nic._read_bytes(c[_Sn_DIP6R], bsb, 8)
+                              + nic._read_bytes(c[_Sn_DIP6R] + 8, bsb, 8))
         else:
-            ip = _ip_text(nic._read_bytes(c[_Sn_DIPR], self._bsb, 4))
+            ip = _ip_text(nic._read_bytes(c[_Sn_DIPR], bsb, 4))
         conn = WSocket(nic, SOCK_STREAM, AF_INET6 if self._v6 else AF_INET, self._n)
         self._n = None
         try:
@@ -579,21 +583,22 @@ class WSocket(io.IOBase):
             return
         nic = self._nic
         c = nic.chip
+        bsb = 4 * n + 1
         if self.type == SOCK_STREAM and not self._listening:
-            sr = nic._read_reg(c[_Sn_SR], self._bsb, 1)[3]
+            sr = nic._read_reg(c[_Sn_SR], bsb, 1)[3]
             if sr == _SR_ESTABLISHED or sr == _SR_CLOSE_WAIT:
                 # ioLibrary disconnect(): DISCON, then wait for SOCK_CLOSED or TIMEOUT; CLOSE
                 # right away would cut the FIN handshake and drop bytes still unsent.
                 nic._command(n, _CMD_DISCON)
                 deadline = time.ticks_add(time.ticks_ms(), _CLOSE_MS)
-                while nic._read_reg(c[_Sn_SR], self._bsb, 1)[3] != _SR_CLOSED:
-                    ir = nic._read_reg(c[_Sn_IR], self._bsb, 1)[3]
+                while nic._read_reg(c[_Sn_SR], bsb, 1)[3] != _SR_CLOSED:
+                    ir = nic._read_reg(c[_Sn_IR], bsb, 1)[3]
                     if ir & _IR_TIMEOUT or _expired(deadline):
                         break
                     time.sleep_ms(1)
         nic._command(n, _CMD_CLOSE)
         nic._await_sr(n, (_SR_CLOSED,))
-        nic._write_reg(c[_Sn_IRCLR], self._bsb, 0xFF, 1)
+        nic._write_reg(c[_Sn_IRCLR], bsb, 0xFF, 1)
         if n not in nic._free:  # the hardware socket back to the free ones
             nic._free.append(n)
         nic._set_simr(n, False)
@@ -618,7 +623,7 @@ class WSocket(io.IOBase):
             return
         self._polled = now
         c = nic.chip
-        bsb = self._bsb
+        bsb = 4 * n + 1
         # Status before interrupts: the event that changed the status has set its flag by
         # then. Interrupts are cleared before Sn_RX_RSR is read, so data arriving later
         # raises RECV again.
@@ -640,15 +645,15 @@ class WSocket(io.IOBase):
         elif sr == _SR_CLOSED and not self._err:
             self._err = ECONNREFUSED if self._connecting else ECONNRESET
 
-    def ioctl(self, req, arg):
+    def ioctl(self, req, flags):
         if req != _POLL:
             if req == 4:  # MP_STREAM_CLOSE
                 self.close()
                 return 0
             return -1
-        # readiness: what the socket can do now, of what `arg` asks (errors and hang-up
-        # are always reported)
-        mask = arg | _POLLERR | _POLLHUP
+        # readiness: what the socket can do now, of the poll `flags` asked (errors and
+        # hang-up are always reported)
+        mask = flags | _POLLERR | _POLLHUP
         if not self._rsr:
             self._refresh()
         elif self._sending or self._sr != _SR_ESTABLISHED:
@@ -737,7 +742,7 @@ class WSocket(io.IOBase):
                 raise OSError(self._err)
             if self._sr != _SR_ESTABLISHED and self._sr != _SR_CLOSE_WAIT:
                 raise OSError(ENOTCONN)
-        bsb = self._bsb
+        bsb = 4 * self._n + 1
         free = nic._read16_stable(c[_Sn_TX_FSR], bsb)
         n = len(data)
         if n > free:
@@ -794,7 +799,7 @@ class WSocket(io.IOBase):
                         raise OSError(self._err)
                     return 0
                 return None
-        bsb = self._bsb
+        bsb = 4 * self._n + 1
         n = self._rsr if self._rsr < len(mv) else len(mv)
         rd = nic._read16(c[_Sn_RX_RD], bsb)  # fresh: re-initialised when the connection opened
         nic.read(rd, bsb + 2, mv[:n])
@@ -834,7 +839,7 @@ class WSocket(io.IOBase):
             self._open(self._port)
         self._send_done()
         n = len(data)
-        bsb = self._bsb
+        bsb = 4 * self._n + 1
         if n > nic._read16_stable(c[_Sn_TX_FSR], bsb):
             raise OSError(EINVAL, "wiznet: datagram larger than the socket's TX buffer")
         self._set_peer(addr)
@@ -870,7 +875,7 @@ class WSocket(io.IOBase):
         self._wait(_READABLE)
         nic = self._nic
         c = nic.chip
-        bsb = self._bsb
+        bsb = 4 * self._n + 1
         head = bytearray(20 if self._v6 else 8)  # (datagrams: discovery and DHCP only)
         rd = nic._read16(c[_Sn_RX_RD], bsb)
         nic.read(rd, bsb + 2, head)

@@ -24,7 +24,7 @@ def pton(text):
         tail = tail.split(":") if tail else []
         if len(head) + len(tail) > 7:
             raise ValueError("not an IPv6 address: %r" % (text,))
-        groups = head + ["0"] * (8 - len(head) - len(tail)) + tail
+        groups = head + [None] * (8 - len(head) - len(tail)) + tail  # None: a zero group
     else:
         groups = text.split(":")
     if len(groups) != 8:
@@ -32,6 +32,8 @@ def pton(text):
     out = bytearray(16)
     for i in range(8):
         g = groups[i]
+        if g is None:
+            continue  # (out is zero there)
         if not 1 <= len(g) <= 4:
             raise ValueError("not an IPv6 address: %r" % (text,))
         v = int(g, 16)
@@ -54,10 +56,11 @@ def ntop(b):
             i = j
         else:
             i += 1
+    # hex(g)[2:]: the group in lower-case hex without leading zeros
     if best < 0:
-        return ":".join("%x" % g for g in groups)
-    left = ":".join("%x" % g for g in groups[:best])
-    right = ":".join("%x" % g for g in groups[best + best_len:])
+        return ":".join(hex(g)[2:] for g in groups)
+    left = ":".join(hex(g)[2:] for g in groups[:best])
+    right = ":".join(hex(g)[2:] for g in groups[best + best_len:])
     return left + "::" + right
 
 

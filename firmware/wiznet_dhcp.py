@@ -55,7 +55,7 @@ _CAP_S = const(200000)
 _FIXED = const(236)  # op .. file: the BOOTP part before the magic cookie
 
 
-def build(kind, xid, mac, hostname=None, requested=None, server=None, ciaddr=None):
+def _build(kind, xid, mac, hostname=None, yiaddr=None, server=None, ciaddr=None):
     """One client message (BOOTP header, cookie, options), padded to the 300-byte minimum.
     With ciaddr (renewing, rebinding) the client can take unicast replies: no broadcast
     flag."""
@@ -72,8 +72,8 @@ def build(kind, xid, mac, hostname=None, requested=None, server=None, ciaddr=Non
     msg += _MAGIC
     msg += bytes((_OPT_MSG_TYPE, 1, kind))
     msg += bytes((_OPT_CLIENT_ID, 7, 1)) + mac
-    if requested is not None:
-        msg += bytes((_OPT_REQUESTED_IP, 4)) + requested
+    if yiaddr is not None:  # the offered address, asked for
+        msg += bytes((_OPT_REQUESTED_IP, 4)) + yiaddr
     if server is not None:
         msg += bytes((_OPT_SERVER_ID, 4)) + server
     if hostname:
@@ -128,7 +128,7 @@ def lease(nic, timeout_ms=10000, hostname=None):
     server answers within timeout_ms."""
     mac = nic.mac
     deadline = time.ticks_add(time.ticks_ms(), timeout_ms)
-    nic._renew_at = None
+    nic._dhcp = None
     zero = bytes(4)
     nic._write_net(nic.chip[_SIPR], zero)  # the client has no address while it asks for one
     nic._write_net(nic.chip[_GAR], zero)
@@ -137,26 +137,28 @@ def lease(nic, timeout_ms=10000, hostname=None):
         buf = bytearray(576)
         wait_ms = 500
         while time.ticks_diff(deadline, time.ticks_ms()) > 0:
-            offer = _exchange(sock, build(_DISCOVER, xid, mac, hostname), buf, xid, mac,
+            offer = _exchange(sock, _build(_DISCOVER, xid, mac, hostname), buf, xid, mac,
                               _OFFER, wait_ms, deadline)
-            if offer is None:
+            if offer is None or offer == _NAK:
                 wait_ms = min(wait_ms * 2, 4000)
                 continue
             yiaddr, opts = offer
             server = opts.get(_OPT_SERVER_ID)
-            request = build(_REQUEST, xid, mac, hostname, yiaddr, server)
+            request = _build(_REQUEST, xid, mac, hostname, yiaddr, server)
             ack = _exchange(sock, request, buf, xid, mac, _ACK, wait_ms, deadline)
-            if ack is None:
+            if ack is None or ack == _NAK:
                 continue
-            _bound(nic, ack[0], ack[1], server, hostname)
+            _bound(nic, ack, server, hostname)
             return nic.ifconfig()
     finally:
         sock.close()
     raise OSError(ETIMEDOUT, "wiznet: no DHCP server answered")
 
 
-def _bound(nic, yiaddr, opts, server, hostname):
-    """Put the lease into the chip and schedule its renewal."""
+def _bound(nic, data, server, hostname):
+    """Put the lease (`data`: the ACK's (yiaddr, opts)) into the chip and schedule its
+    renewal."""
+    yiaddr, opts = data
     subnet = opts.get(_OPT_SUBNET, b"\xff\xff\xff\x00")[:4]
     router = opts.get(_OPT_ROUTER, b"\x00\x00\x00\x00")
     dns = opts.get(_OPT_DNS, b"\x00\x00\x00\x00")
@@ -165,7 +167,7 @@ def _bound(nic, yiaddr, opts, server, hostname):
     nic.lease_s = lease_s
     nic.ifconfig((_ip_text(yiaddr), _ip_text(subnet), _ip_text(router[:4]),
                   _ip_text(dns[:4])))
-    nic._renew_at = None
+    nic._dhcp = None
     if lease_s is None or lease_s == 0xFFFFFFFF:
         return  # infinite lease
     # ticks_ms differences are only valid below about 6 days: a longer lease is renewed as
@@ -180,14 +182,14 @@ def _bound(nic, yiaddr, opts, server, hostname):
     if raw and len(raw) >= 4:
         t2 = min(int.from_bytes(raw[:4], "big") * 1000, lease_ms)
     now = time.ticks_ms()
-    nic._dhcp = (opts.get(_OPT_SERVER_ID, server), now, lease_ms, t2, hostname)
-    nic._renew_at = time.ticks_add(now, t1)
+    nic._dhcp = [time.ticks_add(now, t1), opts.get(_OPT_SERVER_ID, server), now, lease_ms, t2,
+                 hostname]
 
 
 def maintain(nic, timeout_ms=1000):
     """The lease is past T1: ask to extend it (unicast to the server before T2, broadcast
     after); past expiry, drop the address and lease anew."""
-    server, start, lease_ms, t2_ms, hostname = nic._dhcp
+    _due, server, start, lease_ms, t2_ms, hostname = nic._dhcp
     now = time.ticks_ms()
     elapsed = time.ticks_diff(now, start)
     if elapsed >= lease_ms:
@@ -200,26 +202,25 @@ def maintain(nic, timeout_ms=1000):
     sock, xid = _open(nic)
     try:
         buf = bytearray(576)
-        msg = build(_REQUEST, xid, mac, hostname, ciaddr=ciaddr)
+        msg = _build(_REQUEST, xid, mac, hostname, ciaddr=ciaddr)
         until = time.ticks_add(now, timeout_ms)
-        got = _exchange(sock, msg, buf, xid, mac, _ACK, timeout_ms, until, dest, True)
+        got = _exchange(sock, msg, buf, xid, mac, _ACK, timeout_ms, until, dest)
     finally:
         sock.close()
     if got is None:
         # no answer: try again after half the time left to T2 (or to expiry), >= 1 s
         end = lease_ms if rebinding else t2_ms
-        nic._renew_at = time.ticks_add(now, max((end - elapsed) // 2, 1000))
+        nic._dhcp[0] = time.ticks_add(now, max((end - elapsed) // 2, 1000))
     elif got == _NAK:
         lease(nic, hostname=hostname)
     else:
-        _bound(nic, got[0], got[1], server, hostname)
+        _bound(nic, got, server, hostname)
 
 
-def _exchange(sock, data, buf, xid, mac, want, timeout_ms, end, host="255.255.255.255",
-              nak=False):
+def _exchange(sock, data, buf, xid, mac, want, timeout_ms, end, host="255.255.255.255"):
     """Send `data` to the server's port at `host`, then wait up to timeout_ms (and not past
     the ticks_ms `end`) for the reply of type want: (yiaddr, opts). Silence gives None, a
-    _NAK None (or _NAK when nak is true)."""
+    NAK _NAK."""
     sock.sendto(data, (host, _SERVER_PORT))
     until = time.ticks_add(time.ticks_ms(), timeout_ms)
     if time.ticks_diff(end, until) < 0:
@@ -235,7 +236,7 @@ def _exchange(sock, data, buf, xid, mac, want, timeout_ms, end, host="255.255.25
             continue
         kind, yiaddr, opts = got
         if kind == _NAK:
-            return _NAK if nak else None
+            return _NAK
         if kind == want:
             return yiaddr, opts
     return None
