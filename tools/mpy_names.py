@@ -174,7 +174,8 @@ def margin(count: int) -> int:
 def esp32_modules(board: str = "esp32-devkit-w5500", asyncio: bool = False) -> dict[str, bytes]:
     """The .mpy files the footprint bench loads for `board` (armv7emsp for an ESP32, as
     there), the bench's meter package included; `asyncio`: with asyncio's package (from
-    the QEMU firmware's MicroPython source, which the bench loads from the file system)."""
+    the QEMU firmware's MicroPython source, which the plain build loads from the file
+    system: bench footprint --plain-firmware)."""
     for folder in (ROOT / "host", ROOT / "tools"):
         if str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
@@ -184,7 +185,8 @@ def esp32_modules(board: str = "esp32-devkit-w5500", asyncio: bool = False) -> d
     from microswarm.deploy.build import build, compile_module
 
     if asyncio:
-        files = footprint.deploy_files(board, "armv7emsp", "{}", meter=True)
+        files = footprint.deploy_files(board, "armv7emsp", "{}", meter=True,
+                                       asyncio_package=True)
     else:
         with tempfile.TemporaryDirectory(prefix="msw-names-") as tmp:
             package = Path(tmp) / footprint.METER
