@@ -36,12 +36,12 @@ class StreamReader:
         # reuse: slices of the buffer kept, a TASK decoded into the same dict and lists,
         # one result list (advance() only: feed() would hand out the same objects twice)
         self._reuse = Reuse(self._buf) if reuse else None
-        self._out = [0, 0, 0, None] if reuse else None
+        self._result = [0, 0, 0, None] if reuse else None
         self.reset()
 
     def reset(self):
         self.failed = None
-        self._have = 0
+        self._got = 0  # bytes of the frame in so far
         self._need = _HEADER_SIZE
         self._length = -1  # the frame's payload length once its header is in
 
@@ -56,17 +56,17 @@ class StreamReader:
     def want(self):
         if self.failed is not None:
             raise self.failed
-        if self._have == 0 and self._length < 0:
+        if self._got == 0 and self._length < 0:
             return self._head
-        if self._reuse is not None and self._have == _HEADER_SIZE:  # a payload's start
+        if self._reuse is not None and self._got == _HEADER_SIZE:  # a payload's start
             return self._reuse.view(_HEADER_SIZE, self._need)
-        return self._mv[self._have : self._need]
+        return self._mv[self._got : self._need]
 
     def advance(self, n):
         if self.failed is not None:
             raise self.failed
-        self._have += n
-        if self._have < self._need:
+        self._got += n
+        if self._got < self._need:
             return None
         b = self._buf  # the header by hand: no tuple per frame
         if self._length < 0:
@@ -81,7 +81,7 @@ class StreamReader:
             return None
         length = self._length
         self._length = -1
-        self._have = 0
+        self._got = 0
         self._need = _HEADER_SIZE
         msg_type = b[1]
         flags = b[2]
@@ -89,7 +89,7 @@ class StreamReader:
         # (the whole buffer: every check reads at offsets the header gives)
         payload = _decode_body(self._mv, msg_type, flags, seq, length, self.copy, self.auth,
                                self._reuse)
-        out = self._out
+        out = self._result
         if out is None:
             return msg_type, flags, seq, payload
         out[0] = msg_type

@@ -217,17 +217,17 @@ def maintain(nic, timeout_ms=1000):
         _bound(nic, got, server, hostname)
 
 
-def _exchange(sock, data, buf, xid, mac, want, timeout_ms, end, host="255.255.255.255"):
+def _exchange(socket, data, buf, xid, mac, want, timeout_ms, end, host="255.255.255.255"):
     """Send `data` to the server's port at `host`, then wait up to timeout_ms (and not past
     the ticks_ms `end`) for the reply of type want: (yiaddr, opts). Silence gives None, a
     NAK _NAK."""
-    sock.sendto(data, (host, _SERVER_PORT))
+    socket.sendto(data, (host, _SERVER_PORT))
     until = time.ticks_add(time.ticks_ms(), timeout_ms)
     if time.ticks_diff(end, until) < 0:
         until = end
     while time.ticks_diff(until, time.ticks_ms()) > 0:
         try:
-            n, _addr = sock.recvfrom_into(buf)
+            n, _addr = socket.recvfrom_into(buf)
         except OSError:
             time.sleep_ms(5)
             continue
