@@ -56,10 +56,11 @@ HEADLINE_BOARD = "esp32-devkit-w5500"
 GOAL_BYTES = 40 * 1024
 KEY = bytes(range(7, 39))
 CLUSTER = "footprint"
-# Leaves first: each import's growth is that module's own.
+# Leaves first: each import's growth is that module's own (wiznet_dhcp and wiznet_up import
+# names from wiznet, which imports them only inside its functions).
 ORDER = ("asyncio", "msgdefs", "cbor", "auth", "frame", "frame_serial", "frame_tcp", "config",
          "board", "msw_kernel", "engine", "engine_join", "links", "link_serial", "link_tcp",
-         "wiznet_dhcp", "wiznet", "wiznet_up", "worker", "kernels")
+         "wiznet", "wiznet_dhcp", "wiznet_up", "worker", "kernels")
 WIZNET_MODULES = ("wiznet_dhcp", "wiznet", "wiznet_up")
 # Not in the heap of a joined, idle node: config (read at boot, then dropped), the join's
 # code (from the HELLO to the WELCOME), the DHCP client (imported for a lease or a
