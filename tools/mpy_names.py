@@ -195,6 +195,12 @@ def esp32_modules(board: str = "esp32-devkit-w5500", asyncio: bool = False) -> d
             files = build(board, "{}", arch="armv7emsp", kernels=[package])
     # main.py stays source on the board: its compiler interns what its .mpy would hold
     files["main.mpy"] = compile_module("main.py", files["main.py"], "armv7emsp")
+    from microswarm import bundle, paths
+
+    if paths.load_board(board).get("native_arch") != "armv7emsp":
+        # as the bench: an ESP32's xtensawin module has no ARM stand-in (an armv7emsp one
+        # left in the tree by a native build would be loaded and counted otherwise)
+        files.pop(bundle.NATIVE_MODULE, None)
     return {name: data for name, data in files.items() if name.endswith(".mpy")}
 
 
