@@ -113,8 +113,10 @@ _READABLE = const(2)
 _WRITABLE = const(3)
 
 # The chip's register map (self.chip: wiznet_up.py's _W5500 or _W6100 tuple) is read as
-# self.chip[_SIPR]; these indexes are wiznet_up.py's, as _const()s no name is interned
-# for. None: the chip has no such register (the W5500 no locks and no IPv6).
+# self.chip[_SIPR]; these indexes are wiznet_up.py's (the block below is generated from its
+# declaration), as _const()s no name is interned for. None: the chip has no such register
+# (the W5500 no locks and no IPv6).
+# BEGIN GENERATED: WIZnet register map indexes (tools/gen_protocol.py, from wiznet_up.py)
 _NAME = const(0)
 _GAR = const(1)
 _SUBR = const(2)
@@ -139,6 +141,7 @@ _UDP_IP = const(21)
 _UDP_PORT = const(22)
 _UDP_LEN = const(23)
 _UDP_LEN_MASK = const(24)
+# END GENERATED
 # W6100 NETLCKR values (w6100.h): network configuration writes between unlock and lock
 _NETLCK_UNLOCK = const(0x3A)
 _NETLCK_LOCK = const(0xC5)

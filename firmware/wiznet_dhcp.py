@@ -48,8 +48,10 @@ _OPT_CLIENT_ID = const(61)
 _OPT_END = const(255)
 
 # the driver's register map (wiznet_up.py): nic.chip[_SIPR]
+# BEGIN GENERATED: WIZnet register map indexes (tools/gen_protocol.py, from wiznet_up.py)
 _GAR = const(1)
 _SIPR = const(3)
+# END GENERATED
 
 _CAP_S = const(200000)
 _FIXED = const(236)  # op .. file: the BOOTP part before the magic cookie

@@ -20,11 +20,14 @@ except ImportError:  # CPython
 
 # The two chips' register maps: the only place where the W5500 and the W6100 differ. A map
 # is a tuple, read as map[_NAME]; the indexes are _const()s, so no register name is
-# interned (an attribute name would be, in every module that names it). wiznet.py,
-# wiznet_dhcp.py and this module declare the indexes each reads, with the same values
-# (tests/firmware/test_names.py checks that). Common-register addresses are in BSB 0;
-# socket-register offsets are within the socket's register block (BSB 4n+1). None: the
-# chip has no such register. The driver keeps the map of the chip found as `chip`.
+# interned (an attribute name would be, in every module that names it). wiznet.py and
+# wiznet_dhcp.py get the indexes each reads from here, in a block `make vectors` generates
+# (tools/gen_protocol.py; tests/protocol/test_vectors.py fails when one is stale).
+# Common-register addresses are in BSB 0; socket-register offsets are within the socket's
+# register block (BSB 4n+1). None: the chip has no such register. The driver keeps the map
+# of the chip found as `chip`.
+# BEGIN: WIZnet register map indexes (tools/gen_protocol.py copies the ones another module
+# names into its generated block)
 _NAME = const(0)
 _GAR = const(1)
 _SUBR = const(2)
@@ -59,6 +62,7 @@ _SYCR0 = const(29)
 _SYCR1 = const(30)
 _Sn_TXBUF_SIZE = const(31)
 _Sn_RXBUF_SIZE = const(32)
+# END
 
 _W5500 = const((
     "W5500",

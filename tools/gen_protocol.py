@@ -1,9 +1,10 @@
 """Render what is derived from the protocol definition: firmware/msgdefs.py (tables for
 the MicroPython codec) and the block of protocol constants in each firmware module that
-names some (FIRMWARE_MODULES), the golden vectors protocol/vectors/*.json (built with the
-construct definition in protocol/frame.py) and the generated tables of protocol/SPEC.md
-(between its BEGIN/END GENERATED markers). Run `make vectors`; tests fail when a derived
-file is stale.
+names some (FIRMWARE_MODULES), the WIZnet register-map indexes of the driver modules that
+read the map (from wiznet_up.py's declaration), the golden vectors protocol/vectors/*.json
+(built with the construct definition in protocol/frame.py) and the generated tables of
+protocol/SPEC.md (between its BEGIN/END GENERATED markers). Run `make vectors`; tests fail
+when a derived file is stale.
 
 Usage: python tools/gen_protocol.py [--check]
 """
@@ -96,11 +97,40 @@ BLOCK = re.compile(r"(# BEGIN GENERATED: protocol constants[^\n]*\n)(.*?)(# END 
 
 def render_firmware_constants(text: str, name: str) -> str:
     """`text` (a firmware module) with its block of protocol constants rendered anew."""
-    found = BLOCK.search(text)
+    return _render_block(text, name, BLOCK, constants(), "protocol constants")
+
+
+# The WIZnet chips' register maps (wiznet_up.py's _W5500 and _W6100 tuples) are read by
+# index. wiznet_up.py declares the indexes (between its MAP_INDEXES markers); each other
+# module that reads a map gets, in a generated block, the ones it names.
+MAP_SOURCE = "wiznet_up.py"
+MAP_READERS = ("wiznet.py", "wiznet_dhcp.py")
+MAP_INDEXES = re.compile(r"# BEGIN: WIZnet register map indexes[^\n]*\n(.*?)# END\n", re.S)
+MAP_BLOCK = re.compile(
+    r"(# BEGIN GENERATED: WIZnet register map indexes[^\n]*\n)(.*?)(# END GENERATED\n)", re.S)
+
+
+def map_indexes() -> dict[str, int]:
+    text = (ROOT / "firmware" / MAP_SOURCE).read_text()
+    found = MAP_INDEXES.search(text)
     if found is None:
-        raise SystemExit(f"firmware/{name} has no generated block of protocol constants")
+        raise SystemExit(f"firmware/{MAP_SOURCE} declares no WIZnet register map indexes")
+    return {n: int(v) for n, v in re.findall(r"^_(\w+) = const\((\d+)\)", found.group(1), re.M)}
+
+
+def render_map_indexes(text: str, name: str) -> str:
+    """`text` (a module that reads a WIZnet register map) with its indexes rendered anew."""
+    return _render_block(text, name, MAP_BLOCK, map_indexes(), "WIZnet register map indexes")
+
+
+def _render_block(text: str, name: str, block: re.Pattern, values: dict, what: str) -> str:
+    """`text` with the body of its `block` made of a `_NAME = const(value)` line for each of
+    `values` that the rest of the module names as `_NAME`: on MicroPython a const() with a
+    leading underscore is folded in where it is used and is no global (no heap, no name)."""
+    found = block.search(text)
+    if found is None:
+        raise SystemExit(f"firmware/{name} has no generated block of {what}")
     rest = text[: found.start(2)] + text[found.end(2):]
-    values = constants()
     used = [n for n in values if re.search(rf"\b_{n}\b", rest)]
     body = "".join(f"_{n} = const({values[n]})\n" for n in used)
     return text[: found.start(2)] + body + text[found.end(2):]
@@ -795,6 +825,9 @@ def outputs() -> dict[Path, str]:
     for name in FIRMWARE_MODULES:
         path = ROOT / "firmware" / name
         result[path] = render_firmware_constants(path.read_text(), name)
+    for name in MAP_READERS:
+        path = ROOT / "firmware" / name
+        result[path] = render_map_indexes(path.read_text(), name)
     for name, text in render_vectors().items():
         result[ROOT / "protocol" / "vectors" / name] = text
     return result

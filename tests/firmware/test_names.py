@@ -130,8 +130,9 @@ def test_tcp_count_is_what_the_board_interns():
 
 def test_wiznet_register_map_indexes_agree():
     """The WIZnet chips' register maps are tuples (wiznet_up.py's _W5500 and _W6100) read
-    by index; each module that reads one declares the indexes it reads as _const()s (no
-    name interned), and a register must have the same index in every one of them."""
+    by index; each module that reads one has the indexes it reads as _const()s (no name
+    interned; generated from wiznet_up.py's by tools/gen_protocol.py), and every index
+    names one entry of both maps."""
     import re
 
     from microswarm import paths as msw_paths
