@@ -64,22 +64,13 @@ def heap_map(board_name: str, romfs: bool = False, heap: int = HEAP) -> dict:
     sys.path.insert(0, str(ROOT / "tools"))
     import qemu_firmware
 
-    from microswarm import bundle, paths
+    from microswarm import bundle
     from microswarm.bench import footprint
-    from microswarm.deploy.build import build
 
-    board_def = paths.load_board(board_name)
-    arch = footprint.QEMU_ARCH_FOR.get(board_def.get("native_arch"),
-                                       board_def.get("native_arch"))
     config = bundle.render_config(f"hm-{board_name}", CLUSTER, KEY, "", "serial")
+    files = footprint.deploy_files(board_name, config, meter=True,
+                                   kernels=[Path(__file__).resolve().parent / MAP])
     with tempfile.TemporaryDirectory(prefix="msw-heapmap-") as tmp:
-        meter = Path(tmp) / footprint.METER
-        meter.mkdir()
-        (meter / f"{footprint.METER}.py").write_bytes(footprint.METER_SOURCE)
-        files = build(board_name, config, arch=arch,
-                      kernels=[meter, Path(__file__).resolve().parent / MAP])
-        if board_def.get("native_arch") != arch:
-            files.pop(bundle.NATIVE_MODULE, None)
         image = Path(tmp) / "romfs.img" if romfs else None
         if image is not None:
             files = footprint.romfs_image(files, image)

@@ -179,28 +179,12 @@ def esp32_modules(board: str = "esp32-devkit-w5500", asyncio: bool = False) -> d
     for folder in (ROOT / "host", ROOT / "tools"):
         if str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
-    import tempfile
-
     from microswarm.bench import footprint
-    from microswarm.deploy.build import build, compile_module
+    from microswarm.deploy.build import compile_module
 
-    if asyncio:
-        files = footprint.deploy_files(board, "armv7emsp", "{}", meter=True,
-                                       asyncio_package=True)
-    else:
-        with tempfile.TemporaryDirectory(prefix="msw-names-") as tmp:
-            package = Path(tmp) / footprint.METER
-            package.mkdir()
-            (package / f"{footprint.METER}.py").write_bytes(footprint.METER_SOURCE)
-            files = build(board, "{}", arch="armv7emsp", kernels=[package])
+    files = footprint.deploy_files(board, "{}", meter=True, asyncio_package=asyncio)
     # main.py stays source on the board: its compiler interns what its .mpy would hold
     files["main.mpy"] = compile_module("main.py", files["main.py"], "armv7emsp")
-    from microswarm import bundle, paths
-
-    if paths.load_board(board).get("native_arch") != "armv7emsp":
-        # as the bench: an ESP32's xtensawin module has no ARM stand-in (an armv7emsp one
-        # left in the tree by a native build would be loaded and counted otherwise)
-        files.pop(bundle.NATIVE_MODULE, None)
     return {name: data for name, data in files.items() if name.endswith(".mpy")}
 
 

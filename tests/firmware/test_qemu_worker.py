@@ -57,7 +57,7 @@ def test_worker_joins_a_master_over_the_emulated_uart_and_runs_tasks():
         pytest.skip(f"QEMU firmware: {exc}")
     config = bundle.render_config("qemu-1", "qemu", KEY, "", "serial")
     # the plain build has no asyncio: its Python package goes in the image with the set
-    files = deploy_files(BOARD, "armv7emsp", config, asyncio_package=True)
+    files = deploy_files(BOARD, config, asyncio_package=True)
     with tempfile.TemporaryDirectory(prefix="msw-qemu-worker-") as tmp:
         image = Path(tmp) / "romfs.img"
         data_files = romfs_image(files, image)

@@ -49,6 +49,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,8 +149,7 @@ def run(args: argparse.Namespace) -> dict:
 def _on_qemu(board_def: dict) -> bool:
     """Whether the ARM firmware loads the board's modules (the unix board's x64 .mpy it
     does not: that board is the VM, measured as `x64`)."""
-    arch = board_def.get("native_arch")
-    return QEMU_ARCH_FOR.get(arch, arch) in QEMU_ARCHES
+    return qemu_arch(board_def) in QEMU_ARCHES
 
 
 def modules_of(board_def: dict) -> list[str]:
@@ -244,21 +244,35 @@ def romfs_image(files: dict[str, bytes], target: Path) -> dict[str, bytes]:
     return {name: data for name, data in files.items() if not name.endswith(".mpy")}
 
 
-def deploy_files(board: str, arch: str | None, config: str, meter: bool = False,
-                 asyncio_package: bool = False) -> dict[str, bytes]:
-    """The files `microswarm deploy` ships to `board` running `arch`; `meter`: with the
-    METER kernel package, deployed as a user's package is; `asyncio_package`: plus
-    asyncio's Python package compiled the same way (for a firmware with no asyncio)."""
+def qemu_arch(board_def: dict) -> str | None:
+    """The arch the ARM firmware runs a board's modules as: the board's own, or armv7emsp
+    for an ESP32 (QEMU_ARCH_FOR: its xtensawin code cannot run on ARM)."""
+    arch = board_def.get("native_arch")
+    return QEMU_ARCH_FOR.get(arch, arch)
+
+
+def deploy_files(board: str, config: str, meter: bool = False, asyncio_package: bool = False,
+                 kernels: Sequence[Path] = ()) -> dict[str, bytes]:
+    """The files `microswarm deploy` ships to `board`, compiled for the arch the ARM
+    firmware runs it as (qemu_arch), without a native module when that is not the board's
+    own arch (an ESP32's xtensawin module has no ARM stand-in); `meter`: with the METER
+    kernel package, deployed as a user's package is; `kernels`: more kernel packages;
+    `asyncio_package`: plus asyncio's Python package compiled the same way (for a firmware
+    with no asyncio)."""
+    from microswarm import paths
     from microswarm.deploy.build import build, compile_module
 
-    if meter:
-        with tempfile.TemporaryDirectory(prefix="msw-meter-") as tmp:
+    board_def = paths.load_board(board)
+    arch = qemu_arch(board_def)
+    with tempfile.TemporaryDirectory(prefix="msw-meter-") as tmp:
+        packages = list(kernels)
+        if meter:
             package = Path(tmp) / METER  # (the folder names the package)
             package.mkdir()
             (package / f"{METER}.py").write_bytes(METER_SOURCE)
-            files = build(board, config, arch=arch, kernels=[package])
-    else:
-        files = build(board, config, arch=arch)
+            packages.insert(0, package)
+        files = build(board, config, arch=arch, kernels=packages,
+                      native=board_def.get("native_arch") == arch)
     if not asyncio_package:
         return files
     import qemu_firmware
@@ -286,12 +300,9 @@ def _measure_board(name: str, join: bool, qemu_board: str, qemu_firmware,
     from microswarm import bundle, paths
 
     board_def = paths.load_board(name)
-    arch = QEMU_ARCH_FOR.get(board_def.get("native_arch"), board_def.get("native_arch"))
-    native = board_def.get("native_arch") == arch  # no ARM stand-in for an ESP32's module
+    arch = qemu_arch(board_def)
     config = bundle.render_config(f"fp-{name}", CLUSTER, KEY, "", "serial")
-    files = deploy_files(name, arch, config, meter=join, asyncio_package=plain)
-    if not native:
-        files.pop(bundle.NATIVE_MODULE, None)
+    files = deploy_files(name, config, meter=join, asyncio_package=plain)
     native_module = bundle.NATIVE_MODULE in files
     if image is not None:
         files = romfs_image(files, image)
