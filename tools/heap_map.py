@@ -2,6 +2,7 @@
 
   python tools/heap_map.py --board esp32-devkit-w5500            # modules from the file system
   python tools/heap_map.py --board esp32-devkit-w5500 --romfs    # from a ROMFS image
+  python tools/heap_map.py --layout                              # the big task's heap, in order
 
 The board's set is deployed as `bench footprint` deploys it (with its meter), onto the
 ESP32-like QEMU build (asyncio frozen, `_asyncio` in C: the set's own asyncio left out),
@@ -15,6 +16,12 @@ points at it (a dict's table, a bytearray's data, a function's bytecode, an inst
 members), with the largest single allocations. The heap's start and size come from the
 firmware's `gc_heap` symbol. The firmware's heap is 256 KB (room for the walk's tables).
 What the walk allocates itself (`walk_own`: its tables, its labels' strings) is left out.
+
+`--layout` maps the heap as tests/firmware/test_qemu_bigtask.py's node has it when its big
+message arrives: the board's own heap, modules in ROMFS, the WIZnet driver imported, the
+REPL's leftovers dropped, a first small `sha256` task run; then a kernel (fp_layout) collects
+and reads the allocation table into one byte a block (the letters of LETTERS), and this prints
+it in address order with the free runs and what sits above the largest one.
 """
 
 from __future__ import annotations
@@ -34,6 +41,16 @@ CLUSTER = "heapmap"
 # The walk's own tables take up to 20 KB beside the node's 71 KB (file system): on the
 # ESP32's 111,168 bytes they find no room. What the node holds does not depend on the heap.
 HEAP = 256 * 1024
+
+
+# fp_layout's letters: an allocation's first block by its type, data by what holds it
+LETTERS = {"T": "tuple", "L": "list", "D": "dict", "S": "str", "Y": "bytes", "A": "bytearray",
+           "V": "memoryview", "R": "array", "B": "function", "G": "generator",
+           "C": "closure", "N": "bound method", "M": "module", "K": "class", "Z": "long int",
+           "F": "float", "E": "set", "I": "instance", "Q": "qstr pool", "W": "raw code",
+           "O": "other typed", "h": "other", "d": "dict table", "l": "list items",
+           "a": "buffer data", "s": "str data", "y": "bytes data", "b": "bytecode",
+           "q": "qstr table", "k": "constants", "i": "members", "c": "qstr chars"}
 
 
 def heap_symbol(elf: Path) -> tuple[int, int]:
@@ -58,6 +75,109 @@ async def _join(board, heap: tuple[int, int]) -> dict:
         (found,) = await master.submit("fp_map", [list(heap)], timeout=300)
         found["joined"] = joined
         return found
+
+
+async def _big_task_heap(board, heap: tuple[int, int]) -> dict:
+    from microswarm.master import Master
+
+    sys.path.insert(0, str(ROOT / "tests" / "firmware"))
+    import test_qemu_bigtask as bigtask
+
+    async with Master(key=KEY, cluster=CLUSTER, tcp_port=None, udp_port=None) as master:
+        board.run_detached(bigtask.START)
+        await master.open_serial(board.port)
+        await master.wait_for_nodes(1, 90)
+        await master.submit("sha256", [[bytes(range(256)) * 4]], timeout=60)
+        await asyncio.sleep(2.5)  # as the test: a heartbeat, then the big TASK's first CHUNK
+        (found,) = await master.submit("fp_layout", [list(heap)], timeout=300)
+        return found
+
+
+def big_task_layout(board_name: str) -> dict:
+    """The heap of tests/firmware/test_qemu_bigtask.py's node before its big task."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import qemu_firmware
+
+    from microswarm import bundle, paths
+    from microswarm.bench import footprint
+
+    heap = int(paths.load_board(board_name)["heap_bytes"])
+    config = bundle.render_config(f"hm-{board_name}", CLUSTER, KEY, "", "serial")
+    files = footprint.deploy_files(board_name, config,
+                                   kernels=[Path(__file__).resolve().parent / MAP])
+    files = {name: data for name, data in files.items() if not name.startswith("asyncio/")}
+    with tempfile.TemporaryDirectory(prefix="msw-heapmap-") as tmp:
+        image = Path(tmp) / "romfs.img"
+        data_files = footprint.romfs_image(files, image)
+        with qemu_firmware.Qemu("MPS2_AN500", heap, romfs_image=image, esp32=True) as board:
+            board.install(data_files)
+            found = asyncio.run(_big_task_heap(board, heap_symbol(board.elf)))
+    found["board"] = board_name
+    found["layout"] = bytes(found["layout"]).decode()
+    return found
+
+
+def _runs(layout: str) -> list[tuple[int, int, bool]]:
+    """(first block, blocks, free) for each run of free or used blocks, in address order."""
+    runs: list[tuple[int, int, bool]] = []
+    for b, c in enumerate(layout):
+        free = c == "."
+        if runs and runs[-1][2] == free:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1, free)
+        else:
+            runs.append((b, 1, free))
+    return runs
+
+
+def _kinds(layout: str, classes: dict[int, str], lo: int, hi: int) -> str:
+    counts: dict[str, list[int]] = {}
+    b = lo
+    while b < hi:
+        c = layout[b]
+        if c == ".":
+            b += 1
+            continue
+        end = b + 1
+        while end < hi and layout[end] == "=":
+            end += 1
+        kind = classes.get(b, LETTERS.get(c, c))
+        counts.setdefault(kind, [0, 0])
+        counts[kind][0] += 1
+        counts[kind][1] += 16 * (end - b)
+        b = end
+    return ", ".join(f"{kind} {n}x {size:,}" for kind, (n, size) in
+                     sorted(counts.items(), key=lambda kv: -kv[1][1]))
+
+
+def layout_report(found: dict, width: int = 64) -> str:
+    layout, pool = found["layout"], found["pool"]
+    classes = {b: name for b, name in found["classes"]}
+    runs = _runs(layout)
+    free = [r for r in runs if r[2]]
+    big = max(free, key=lambda r: r[1])
+    lines = [f"{found['board']}, the big task's node after its first task: "
+             f"{16 * sum(r[1] for r in free):,} bytes free of {16 * len(layout):,} "
+             f"(gc.mem_free {found['free']:,}), the largest free run "
+             f"{16 * big[1]:,} at {pool + 16 * big[0]:#x} (block {big[0]})", "",
+             "the heap, one letter a block (" + ", ".join(f"{k} {v}" for k, v in
+                                                        LETTERS.items()) + ", = the rest "
+             "of an allocation, . free):"]
+    for b in range(0, len(layout), width):
+        lines.append(f"  {pool + 16 * b:#010x} {layout[b:b + width]}")
+    lines += ["", "free runs of 256 bytes or more, in address order, and what follows each:"]
+    for i, (b, n, _) in enumerate(runs):
+        if runs[i][2] and n >= 16:
+            after = runs[i + 1] if i + 1 < len(runs) else None
+            what = (_kinds(layout, classes, after[0], after[0] + after[1])
+                    if after else "(the heap's end)")
+            lines.append(f"  {16 * n:>7,} at block {b:>5}, then {16 * after[1] if after else 0:,} "
+                         f"used: {what}")
+    small = [r for r in free if r[1] < 16]
+    lines += ["", f"holes under 256 bytes: {len(small)}, {16 * sum(r[1] for r in small):,} "
+              "bytes", "", "below the largest free run: "
+              + _kinds(layout, classes, 0, big[0]),
+              "above it: " + _kinds(layout, classes, big[0] + big[1], len(layout))]
+    return "\n".join(lines)
 
 
 def heap_map(board_name: str, romfs: bool = False, heap: int = HEAP) -> dict:
@@ -102,7 +222,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heap", type=int, default=HEAP,
                         help=f"the firmware's GC heap (default {HEAP})")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--layout", action="store_true",
+                        help="the big task's node (its own heap, ROMFS) in address order")
     args = parser.parse_args(argv)
+    if args.layout:
+        found = big_task_layout(args.board)
+        print(json.dumps(found, indent=1) if args.json else layout_report(found))
+        return 0
     found = heap_map(args.board, args.romfs, args.heap)
     print(json.dumps(found, indent=1) if args.json else report(found))
     return 0

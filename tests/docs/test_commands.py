@@ -136,6 +136,7 @@ RUN_BY = {
     "python tools/heap_map.py --board esp32-devkit-w5500": "tests/firmware/test_heap_map.py",
     "python tools/heap_map.py --board esp32-devkit-w5500 --romfs":
         "tests/firmware/test_heap_map.py",
+    "python tools/heap_map.py --layout": "tests/firmware/test_heap_map.py",
     "python tools/mpy_names.py --board esp32-devkit-w5500 --link tcp --qemu":
         "tests/firmware/test_names.py",
 }

@@ -46,3 +46,34 @@ def test_heap_map_as_written():
     assert kinds["bytearray data (frame._FrameEncoder)"][1] >= 2048
     assert [size for size, _ in found["big"]] == sorted(
         (size for size, _ in found["big"]), reverse=True)
+
+
+LAYOUT = "python tools/heap_map.py --layout"
+
+
+def test_layout_as_written():
+    """The big task's node (tests/firmware/test_qemu_bigtask.py's setup) mapped block by
+    block: every block is in the map once, and the largest free run is the map's."""
+    sys.path.insert(0, str(paths.tools_dir()))
+    import heap_map
+    import qemu_firmware
+
+    heap = int(paths.load_board(BOARD)["heap_bytes"])
+    try:
+        qemu_firmware.firmware("MPS2_AN500", heap, esp32=True)
+    except qemu_firmware.QemuUnavailable as exc:
+        pytest.skip(f"QEMU firmware: {exc}")
+    argv = [sys.executable, *LAYOUT.split()[1:], "--json"]
+    proc = subprocess.run(argv, cwd=paths.tools_dir().parent, capture_output=True, text=True,
+                          timeout=540)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = json.loads(proc.stdout)
+    layout = found["layout"]
+    assert len(layout) == found["blocks"] and 16 * found["blocks"] <= heap
+    assert set(layout) <= set(heap_map.LETTERS) | {"=", "."}
+    assert 16 * layout.count(".") == found["free"]  # what the collection left free
+    runs = heap_map._runs(layout)
+    assert 16 * max(n for _, n, free in runs if free) == found["largest_free"]
+    assert sum(n for _, n, _ in runs) == len(layout)
+    assert layout.count("Q") == len(found["pools"]) >= 5  # the qstr pools: 20 to 320 names
+    assert "free runs" in heap_map.layout_report(found)
