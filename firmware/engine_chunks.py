@@ -1,6 +1,6 @@
 """CHUNK streams for the node engine (imported on the first CHUNK: most tasks need none).
 
-reassembly.Reassembler does the reassembly and its limits; this adds what the engine answers
+reassembly.Reassembler does the reassembly and its limits; Chunks, one, adds what the engine answers
 with: the task id of a TASK whose stream failed, read from the stream's first piece.
 """
 
@@ -17,9 +17,9 @@ _T_TASK = const(5)
 # END GENERATED
 
 try:
-    from reassembly import Reassembler
+    import reassembly
 except ImportError:
-    from microswarm.firmware.reassembly import Reassembler
+    from microswarm.firmware import reassembly
 
 
 def peek_task_id(data):
@@ -40,9 +40,11 @@ def peek_task_id(data):
     return value
 
 
-class Chunks:
-    def __init__(self, max_message, max_streams):
-        self.reassembler = Reassembler(max_message, copy=False, max_streams=max_streams)
+class Chunks(reassembly.Reassembler):
+    # (a Reassembler itself, and its arguments positional: each name here is interned at a
+    # node's first CHUNK, next to the message's buffer; docs/qemu.md, the big task)
+    def __init__(self, max_message, count):
+        super().__init__(max_message, False, count)
         self.tasks = {}  # stream -> task id of the TASK it carries
 
     def add(self, payload, flags, seq):
@@ -52,7 +54,7 @@ class Chunks:
             if task_id is not None:
                 self.tasks[stream] = task_id
         try:
-            whole = self.reassembler.add(payload, flags, seq)
+            whole = super().add(payload, flags, seq)
         except ValueError as e:  # frame.FrameError
             e.task_id = self.tasks.pop(stream, None)
             raise

@@ -33,10 +33,12 @@ from micropython import const  # noqa: E402
 # CPU per echo task against 53-57 without (microswarm bench firmware, 3 rounds each,
 # alternating), so a larger heap, where a message's block is easier to find, turns it off.
 _SMALL_HEAP = const(262144)
-_threshold = getattr(gc, "threshold", None)
-_small = gc.mem_free() < _SMALL_HEAP
-if _threshold is not None:
-    _threshold(gc.mem_free() // 16)
+# (gc.threshold() read back at the end says whether the heap was small: no global for it,
+# each name main.py has is interned at boot)
+try:
+    gc.threshold(gc.mem_free() // 16)
+except AttributeError:  # a port without it
+    pass
 
 
 def _serial_link():
@@ -72,7 +74,9 @@ sys.modules.pop("msw_boot", None)
 
 import worker  # noqa: E402
 
-if _threshold is not None and not _small:
-    _threshold(-1)
-del _small
+try:
+    if gc.threshold() >= _SMALL_HEAP // 16:  # the heap at boot was not small: off again
+        gc.threshold(-1)
+except AttributeError:
+    pass
 worker.main()

@@ -1,7 +1,7 @@
 """CHUNK reassembly for the node (frame.py's codec; imported on a link's first CHUNK, so a
 node that never receives one never loads it)."""
 
-# Reassembler(max_message, copy=True, max_streams=4)
+# Reassembler(max_message, copy=True, count=4)   (count: streams open at once)
 #   .add(payload, flags, seq=None) -> None, or (inner_type, inner_payload) when a CHUNK
 #       stream completes (validated against FIELDS). The whole message's buffer is
 #       allocated once, at offset 0, after checking its announced total against
@@ -13,10 +13,11 @@ node that never receives one never loads it)."""
 #       The errors carry `seq` when given.
 #   .reset(): drop every unfinished stream (a new link); .open_bytes() -> bytes held.
 
+# (the module, not its names: a dotted fallback would be one more interned name)
 try:
-    from frame import FrameError, _load_payload, check_payload
+    import frame
 except ImportError:  # on the host: microswarm.firmware
-    from microswarm.firmware.frame import FrameError, _load_payload, check_payload
+    from microswarm.firmware import frame
 from msgdefs import FIELDS
 
 try:
@@ -37,23 +38,20 @@ _E_NO_MEMORY = const(11)
 
 
 class Reassembler:
-    def __init__(self, max_message, copy=True, max_streams=4):
+    # Its names are few: they are interned at a node's first CHUNK, next to the message's
+    # buffer (docs/qemu.md, the big task)
+    def __init__(self, max_message, copy=True, count=4):
         self.max_message = max_message
-        self.max_streams = max_streams
+        self.count = count  # streams open at once
         self.copy = copy
         self.reset()
 
     def reset(self):
-        self._streams = {}
+        self.held = {}  # stream -> [inner type, total, buffer, offset, seq]
         self._open = 0
 
     def open_bytes(self):
         return self._open
-
-    def _drop(self, stream):
-        st = self._streams.pop(stream, None)
-        if st is not None:
-            self._open -= st[1]
 
     def add(self, payload, flags, seq=None):
         stream = payload[0]
@@ -61,10 +59,30 @@ class Reassembler:
         total = payload[2]
         off = payload[3]
         data = payload[4]
-        st = self._streams.get(stream)
+        held = self.held
+        st = held.get(stream)
+        FrameError = frame.FrameError
         try:
-            if st is None:
-                st = self._open_stream(stream, inner, total, off, seq)
+            if st is None:  # a new stream
+                if off != 0:
+                    raise FrameError(_E_BAD_CHUNK, "chunk of unknown stream %d" % stream, seq)
+                if total > self.max_message or self._open + total > self.max_message:
+                    raise FrameError(
+                        _E_TOO_LARGE, "message of %d bytes over the limit of %d (%d bytes open)"
+                        % (total, self.max_message, self._open), seq,
+                    )
+                if len(held) >= self.count:
+                    raise FrameError(_E_TOO_LARGE, "more than %d open streams" % self.count,
+                                     seq)
+                if inner == _T_CHUNK or inner not in FIELDS:
+                    raise FrameError(_E_BAD_CHUNK, "inner type %d not allowed" % inner, seq)
+                try:
+                    st = [inner, total, bytearray(total), 0, seq]
+                except MemoryError:
+                    raise FrameError(_E_NO_MEMORY, "no heap for a message of %d bytes" % total,
+                                     seq)
+                held[stream] = st
+                self._open += total
             elif off == 0:
                 raise FrameError(_E_BAD_CHUNK, "stream %d restarted" % stream, seq)
             elif inner != st[0] or total != st[1] or off != st[3]:
@@ -84,29 +102,12 @@ class Reassembler:
                 raise FrameError(_E_BAD_CHUNK, "stream %d ended short of its total" % stream,
                                  seq)
         except FrameError:
-            self._drop(stream)
+            st = held.pop(stream, None)  # the stream is dropped
+            if st is not None:
+                self._open -= st[1]
             raise
-        self._drop(stream)
-        message = _load_payload(st[2], 0, total, self.copy, st[4])
-        check_payload(inner, message, st[4])
+        del held[stream]
+        self._open -= total
+        message = frame._load_payload(st[2], 0, total, self.copy, st[4])
+        frame.check_payload(inner, message, st[4])
         return inner, message
-
-    def _open_stream(self, stream, inner, total, off, seq):
-        if off != 0:
-            raise FrameError(_E_BAD_CHUNK, "chunk of unknown stream %d" % stream, seq)
-        if total > self.max_message or self._open + total > self.max_message:
-            raise FrameError(
-                _E_TOO_LARGE, "message of %d bytes over the limit of %d (%d bytes open)"
-                % (total, self.max_message, self._open), seq,
-            )
-        if len(self._streams) >= self.max_streams:
-            raise FrameError(_E_TOO_LARGE, "more than %d open streams" % self.max_streams, seq)
-        if inner == _T_CHUNK or inner not in FIELDS:
-            raise FrameError(_E_BAD_CHUNK, "inner type %d not allowed" % inner, seq)
-        try:
-            st = [inner, total, bytearray(total), 0, seq]
-        except MemoryError:
-            raise FrameError(_E_NO_MEMORY, "no heap for a message of %d bytes" % total, seq)
-        self._streams[stream] = st
-        self._open += total
-        return st

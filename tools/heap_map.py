@@ -21,7 +21,8 @@ What the walk allocates itself (`walk_own`: its tables, its labels' strings) is 
 message arrives: the board's own heap, modules in ROMFS, the WIZnet driver imported, the
 REPL's leftovers dropped, a first small `sha256` task run; then a kernel (fp_layout) collects
 and reads the allocation table into one byte a block (the letters of LETTERS), and this prints
-it in address order with the free runs and what sits above the largest one.
+it in address order with the free runs and what sits above the largest one (its own
+package, heap_map/layout, with few names: what it interns lands in the heap it maps).
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def big_task_layout(board_name: str) -> dict:
     heap = int(paths.load_board(board_name)["heap_bytes"])
     config = bundle.render_config(f"hm-{board_name}", CLUSTER, KEY, "", "serial")
     files = footprint.deploy_files(board_name, config,
-                                   kernels=[Path(__file__).resolve().parent / MAP])
+                                   kernels=[Path(__file__).resolve().parent / MAP / "layout"])
     files = {name: data for name, data in files.items() if not name.startswith("asyncio/")}
     with tempfile.TemporaryDirectory(prefix="msw-heapmap-") as tmp:
         image = Path(tmp) / "romfs.img"
