@@ -32,7 +32,6 @@ import asyncio
 import auth
 import board
 import engine
-import frame
 import msw_kernel
 from micropython import const
 
@@ -49,14 +48,6 @@ len = len
 isinstance = isinstance
 range = range
 
-FW_VERSION = "0.2.0"
-
-_SERIAL_CHUNK = const(512)  # serial read buffer where a read returns what the tty holds
-# ... and where the console has no termios (a board's UART or USB): the link takes the ready
-# bytes one at a time up to a delimiter (link_serial._take_pending), so a bigger buffer
-# only means fewer rounds of the read loop per long frame, not fewer bytes read per call
-_SERIAL_PENDING = const(128)
-_HOLD = const(256)  # bytes of RESULTs (echo: 36 a frame) a TCP link sends in one write
 _TICK_MS = const(100)  # longest the clock sleeps before it asks the engine again
 _COLLECT_BELOW = const(4)  # gc.collect() after a task when less than 1/4 of the heap is free
 _LOOK_MAX = const(256)  # most tasks between two looks at the free heap (Session.collect)
@@ -86,39 +77,17 @@ def _detach(value):
     return value
 
 
-def kernel_thread():
-    """A KernelThread where the port runs threads in parallel without a global lock, else
-    None (with a GIL a native-code kernel would hold the lock, and the link, anyway)."""
-    if getattr(sys.implementation, "_thread", None) == "GIL":
-        return None
-    try:
-        import _thread
-    except ImportError:
-        return None
-    import worker_thread  # (only such a node loads it)
+def _up():
+    # the worker's bring-up (worker_up.py): the boot, a dial and a session's setup; dropped
+    # before the session runs (Worker.run)
+    import worker_up
 
-    return worker_thread.KernelThread(_thread)
+    return worker_up
 
 
 class Session:
     def __init__(self, worker, link):
-        self.w = worker
-        self.link = link
-        self.max_frame = worker.cfg["max_frame"]
-        self.writer = worker.writer(link.cobs)
-        self.engine = engine.Engine(self, worker.hello(link.kind), worker.cfg["key"],
-                                    msw_kernel.KERNELS, msw_kernel.WAITS, worker.stats, True)
-        self.todo = []
-        self._res = [None, None, 0]  # msw_kernel.call's answer
-        self._look = self._gap = 1  # tasks until the next look at the free heap, and since
-        self._free = -1  # the last one, and what was free then (collect())
-        self._fns = {}  # kernel name -> msw_kernel.lookup(name), asked once a session
-        self._quick = {}  # kernel name -> the magnitudes of a call under QUICK_US (timed())
-        self.wake = asyncio.Event()
-        self.ended = asyncio.Event()
-        self.interrupted = False
-        self.reader = None  # the link's StreamReader or Deframer
-        self.link_auth = None  # frame MACs (auth.LinkAuth), from WELCOME on
+        _up().session(self, worker, link)
 
     # ---- what the engine calls -------------------------------------------------------
 
@@ -381,51 +350,14 @@ class Session:
 
 
 class Worker:
-    def __init__(self, board_def, cfg, net=None, serial=None):
-        self.board = board_def
-        self.cfg = cfg
-        self.net = net
-        self.serial = serial
-        self.heap_total = board.heap_total()
-        self.stats = engine.Stats(0, gc.mem_free())
-        self.max_message, self.operand_cache = engine.heap_limits(self.heap_total)
-        self.thread = kernel_thread()
-        self.backoff = engine.Backoff()
-        self.sessions = 0
-        self._frames = {}  # cobs -> (reader, writer): the frame buffers, kept for the boot
-        self.serial_buf = None
-        self.held = None  # TCP: frame.Reuse of the buffer the link holds answers in
-
-    # Frame buffers (max_frame each) are made once and reused by every session: made anew
-    # per session they were freed and allocated again around what the session left (DHCP,
-    # discovery, the engine), until no 16 KB hole was left in a heap with 250 KB free.
-    def _buffers(self, cobs):
-        pair = self._frames.get(cobs)
-        if pair is None:
-            size = self.cfg["max_frame"]
-            gc.collect()
-            if cobs:  # each link's half of the codec, for the link a node uses
-                import frame_serial
-
-                reader = frame_serial.Deframer(size, chunk_views=True)
-                try:
-                    import termios
-
-                    chunk = _SERIAL_CHUNK
-                except ImportError:
-                    chunk = _SERIAL_PENDING
-                self.serial_buf = bytearray(chunk)
-            else:
-                import frame_tcp
-
-                reader = frame_tcp.StreamReader(size, copy=False, reuse=True)
-                self.held = frame.Reuse(bytearray(_HOLD))
-            pair = self._frames[cobs] = (reader, frame.FrameWriter(size, serial=cobs))
-        return pair
+    """One for the boot: made by worker_up.boot() (its setup is not held), with board,
+    cfg, net, heap_total, stats, max_message, operand_cache, thread, backoff, sessions,
+    _frames (cobs -> the frame reader and writer, kept for the boot), serial_buf and held
+    (TCP: frame.Reuse of the buffer the link holds answers in)."""
 
     def reader(self, cobs):
         """This boot's frame reader for a link, reset for a new session."""
-        reader = self._buffers(cobs)[0]
+        reader = self._frames[cobs][0]
         reader.reset()
         reader.auth = None
         return reader
@@ -433,7 +365,7 @@ class Worker:
     def writer(self, cobs):
         """This boot's frame writer for a link, reset for a new session (seq and stream
         numbers start at 0, no MAC, the configured max_frame)."""
-        writer = self._buffers(cobs)[1]
+        writer = self._frames[cobs][1]
         writer.seq = writer.stream = 0
         writer.auth = None
         writer.max_frame = self.cfg["max_frame"]
@@ -441,12 +373,7 @@ class Worker:
 
     def hello(self, link_kind):
         """The HELLO payload (the engine adds the nonce)."""
-        gc.collect()
-        cfg = self.cfg
-        return engine.hello(cfg["node_id"], self.board["name"], FW_VERSION, self.heap_total,
-                            gc.mem_free(), cfg["max_frame"], cfg["slots"], link_kind,
-                            self.max_message, self.operand_cache,
-                            self.thread is not None, msw_kernel.hello_fields(), cfg["cluster"])
+        return _up().hello(self, link_kind)
 
     def log(self, text, level=2, keep=True):
         """A line on stderr, except on a serial link, where the console carries frames; and
@@ -461,45 +388,23 @@ class Worker:
         self.backoff.joined()
         self.sessions += 1
 
-    async def open_link(self):
-        cfg = self.cfg
-        # each link's module is imported for the link a node uses (links.py)
-        if cfg["link"] == "serial":
-            import link_serial
-
-            link = link_serial.SerialLink() if self.serial is None else self.serial
-        else:
-            import link_tcp
-
-            if self.net is None:
-                self.net = board.open_net(self.board, cfg.get("ifconfig"))
-            address = cfg["master"]
-            if address is None:
-                address = await link_tcp.find_master(self)
-            link = link_tcp.TcpLink(self.net, address[0], address[1])
-        await link.open()
-        return link
-
     async def run(self):
-        # the frame buffers first, before DHCP and discovery scatter what they keep
-        self._buffers(self.cfg["link"] == "serial")
         while True:
             link = None
             try:
-                link = await self.open_link()
+                up = _up()
+                link = await up.open_link(self)
+                session = Session(self, link)
+                up = None
+                sys.modules.pop("worker_up", None)  # (the next dial loads it again)
                 gc.collect()  # what dialling left: the session's objects go in one place
-                await Session(self, link).run_session()
-            except AuthRefused as e:  # (the engine kept its end reason for the master)
-                self.log("auth: " + str(e), keep=False)
-            except SessionEnd as e:
-                self.log("link down: " + str(e), keep=False)
-            except OSError as e:
-                self.log("link down: " + str(e))
+                await session.run_session()
             except KeyboardInterrupt:
                 raise
-            except Exception as e:
-                self.log("session failed: " + type(e).__name__ + ": " + str(e), 3)
+            except Exception as e:  # SessionEnd (AuthRefused), OSError, or a bug
+                _up().ended(self, e)
             finally:
+                session = None
                 if link is not None:
                     link.close()
                 gc.collect()
@@ -508,35 +413,19 @@ class Worker:
             await asyncio.sleep_ms(int(self.backoff.next_ms(fraction)))
 
 
-def _settings():
-    # (board.json, config.json), or None after saying what is wrong; the config module
-    # leaves the heap once they are read (main() runs for the whole boot)
-    import config
-
-    try:
-        board_def = config.load_board()
-        return board_def, config.load_config(board_def)
-    except config.ConfigError as e:
-        print("microswarm: " + str(e))
-        return None
-    finally:
-        sys.modules.pop("config", None)
-
-
 def main():
-    settings = _settings()
-    if settings is None:
+    w = _up().boot()
+    sys.modules.pop("worker_up", None)
+    if w is None:
         return
-    board_def, cfg = settings
-    settings = None
-    worker = Worker(board_def, cfg)
+    serial = w.cfg["link"] == "serial"
     try:
-        asyncio.run(worker.run())
+        asyncio.run(w.run())
     except KeyboardInterrupt:
-        if cfg["link"] != "serial":
+        if not serial:
             print("microswarm: stopped")
     finally:
-        if cfg["link"] == "serial":
+        if serial:
             import link_serial
 
             link_serial.console_to_repl()

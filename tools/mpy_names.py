@@ -50,7 +50,7 @@ ASYNCIO_MODULES = ("asyncio/__init__", "asyncio/core", "asyncio/event", "asyncio
                    "asyncio/task")
 JOIN_MODULES = ("main", "msw_boot", "config", "msgdefs", "cbor", "auth", "frame",
                 "frame_serial", "board", "msw_kernel", "engine_log", "engine", "engine_join",
-                "links", "link_serial", "worker", "fp_meter")
+                "links", "link_serial", "worker", "worker_up", "fp_meter")
 TASK_MODULES = ("kernels_small",)
 # The TCP node's (`--link tcp`): the same, with the TCP link and its codec half, the WIZnet
 # driver's bring-up (imported first: it imports the driver; dropped after use, its names
@@ -59,7 +59,7 @@ TASK_MODULES = ("kernels_small",)
 TCP_JOIN_MODULES = ("main", "msw_boot", "config", "msgdefs", "cbor", "auth", "frame",
                     "frame_tcp", "board", "msw_kernel", "engine_log", "engine", "engine_join",
                     "links", "link_tcp", "wiznet_up", "wiznet", "wiznet_dhcp", "worker",
-                    "fp_meter")
+                    "worker_up", "fp_meter")
 IPV6_MODULES = ("wiznet6",)
 # What the bench's board holds before main.py runs (the REPL, the flash file system's
 # mount, mpremote's file names): `micropython.qstr_info()` there said n_qstr=67.
@@ -234,7 +234,7 @@ for _n in {names!r}:
     gc.collect()
 micropython.qstr_info()
 """
-DROPPED = ("msw_boot", "config", "engine_join", "wiznet_up", "wiznet_dhcp")
+DROPPED = ("msw_boot", "config", "engine_join", "wiznet_up", "wiznet_dhcp", "worker_up")
 
 
 def qemu_count(board: str, names: tuple[str, ...]) -> tuple[tuple[int, int], tuple[int, int],

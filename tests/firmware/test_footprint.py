@@ -51,12 +51,12 @@ def test_bench_footprint_measures_every_module_on_32_bit(qemu_firmware):
     assert set(qemu["modules"]) == {
         "asyncio", "msgdefs", "cbor", "auth", "frame", "frame_serial", "frame_tcp", "config",
         "board", "msw_kernel", "engine", "engine_join", "links", "link_serial", "link_tcp",
-        "wiznet_dhcp", "wiznet", "wiznet_up", "worker", "kernels"}
+        "wiznet_dhcp", "wiznet", "wiznet_up", "worker", "worker_up", "kernels"}
     assert all(size > 0 for size in qemu["modules"].values()), qemu["modules"]
     # read at boot, for the join, around a DHCP lease, on the first task: not held by an
     # idle node
     assert qemu["on_demand"] == ["config", "engine_join", "wiznet_dhcp", "wiznet_up",
-                                 "kernels"]
+                                 "worker_up", "kernels"]
     assert set(report["on_demand_when"]) == set(qemu["on_demand"])  # each one said
     assert qemu["modules_total"] == sum(v for n, v in qemu["modules"].items()
                                         if n not in qemu["on_demand"])
