@@ -13,9 +13,9 @@ try:
     micropython.kbd_intr(-1)
     for _ in (0,):
         pass
-    _interrupted = False
+    _ = False  # `_` (in the firmware's names) says whether an interrupt came
 except KeyboardInterrupt:
-    _interrupted = True
+    _ = True
 
 import gc  # noqa: E402
 
@@ -41,10 +41,11 @@ except AttributeError:  # a port without it
     pass
 
 
-def _serial_link():
-    # config.json's link, else the board's first (config.load_config's rule), read with
-    # json alone: importing config here would leave its modules low in the heap, and the
-    # 32-bit boards then find no 16 KB hole for the frame buffers
+def serial():  # ("serial" and "_" are interned already: each new name here is, at boot)
+    # whether the link is serial: config.json's link, else the board's first
+    # (config.load_config's rule), read with json alone: importing config here would leave
+    # its modules low in the heap, and the 32-bit boards then find no 16 KB hole for the
+    # frame buffers
     import json
 
     try:
@@ -58,11 +59,11 @@ def _serial_link():
         return False  # worker.main() says what is wrong, at the REPL
 
 
-if not _serial_link():
+if not serial():
     micropython.kbd_intr(3)
-    if _interrupted:
+    if _:
         raise KeyboardInterrupt
-del _serial_link, _interrupted
+del serial, _
 
 import sys  # noqa: E402
 

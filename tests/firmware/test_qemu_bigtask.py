@@ -12,7 +12,7 @@ BIG + 20 bytes that comes in CHUNKs (max_frame 2,048), reassembled into one buff
 byte string the kernel hashes in place; each chunk's data is a view into the serial
 reader's buffer, copied once, into that buffer. The master sends it only if the node's
 heartbeat reports that much free heap. 64 KB does not fit here yet: docs/qemu.md has the
-figures (55 KB is the edge; the test keeps 1 KB below it)."""
+figures (59 KB is the edge, 3 boots of 3; the test keeps 1 KB below it)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 BOARD = "esp32-devkit-w5500"
 KEY = bytes(range(72, 104))
-BIG = 54 * 1024
+BIG = 58 * 1024
 # What install() leaves in the REPL's globals beside the mounted flash: what mpremote's file
 # copies leave and the mount function. A board started from its main.py holds none of them,
 # so the worker starts without them (about 1.8 KB more of one block).
@@ -54,7 +54,7 @@ async def _serve(board, big: bytes) -> dict:
         return {"info": info, "first": first, "small": small, "free": free, "digest": digest}
 
 
-def test_a_54k_chunked_task_runs_at_the_esp32_heap_from_romfs():
+def test_a_58k_chunked_task_runs_at_the_esp32_heap_from_romfs():
     sys.path.insert(0, str(paths.tools_dir()))
     import qemu_firmware
 
