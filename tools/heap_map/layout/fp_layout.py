@@ -34,11 +34,11 @@ def fp_layout(start, size):
     # -> [first block's address, blocks, free bytes, largest free run, layout, qstr pools
     # ([alloc, len] each), [[block, class], ...] of the instances, [[block, path], ...] of
     # what lies just below that run]
+    mem = _Words()  # (before the collection: in the map, not beside it)
+    mem8 = machine.mem8
     gc.collect()
     free = gc.mem_free()
     n = (gc.mem_alloc() + free) // 16
-    mem8 = machine.mem8
-    mem = _Words()
     base = ((start + size) & ~15) - 16 * n  # the first block (gc_init aligns the end)
     atb = bytearray(n // 4)  # the table as the collection left it, before the walk's own
     for i in range(n // 4):
