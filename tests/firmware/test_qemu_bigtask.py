@@ -39,6 +39,31 @@ START = (f"for _n in {LEFTOVERS!r}:\n    globals().pop(_n, None)\n"
          "import gc\ngc.collect()\nimport wiznet\nimport main")
 
 
+# The names the test's REPL holds before main.py (mpremote's, the flash mount's): the qstr
+# pools' fill that `python tools/heap_map.py --layout` prints, less the node's count below.
+REPL_NAMES = 59
+
+
+def test_the_big_tasks_node_stays_in_five_qstr_pools():
+    """The names the test's node interns by its first CHUNK (the driver, the serial join,
+    the first task, the chunk path) and its REPL's stay within the five qstr pools of 620
+    names. The sixth (640 entries, 4,512 bytes) would open at the first CHUNK, at the start
+    of the free run the message's buffer needs, and the big task below would find no room:
+    if this fails, a change added names (`python tools/mpy_names.py --board
+    esp32-devkit-w5500 --list` says which module adds which)."""
+    sys.path.insert(0, str(paths.tools_dir()))
+    import mpy_names
+
+    rom = mpy_names.firmware_names(mpy_names.ESP32_QSTRS_FILE)
+    join = tuple(m for m in mpy_names.JOIN_MODULES if m != "fp_meter")  # (the bench's)
+    order = ("wiznet", *join, *mpy_names.TASK_MODULES, "engine_chunks", "reassembly")
+    added = mpy_names.new_names(mpy_names.esp32_modules(BOARD), order, rom)
+    count = sum(len(added[name]) for name in order)
+    assert count + REPL_NAMES <= mpy_names.boundaries()[4], (
+        f"the big task's node interns {count} names by its first CHUNK (+{REPL_NAMES} its "
+        f"REPL's): past {mpy_names.boundaries()[4]}, the sixth qstr pool opens there")
+
+
 async def _serve(board, big: bytes) -> dict:
     from microswarm.master import Master
 
