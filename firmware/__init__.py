@@ -26,6 +26,10 @@ from . import cbor  # noqa: E402 (after msgdefs is registered)
 if sys.modules.setdefault("cbor", cbor) is not cbor:
     raise ImportError("another module named 'cbor' is loaded: the firmware needs its own")
 
+from . import msw_texts  # noqa: E402  (cbor.text() imports it by its board name)
+
+sys.modules.setdefault("msw_texts", msw_texts)
+
 from . import msw_kernel  # noqa: E402
 
 sys.modules.setdefault("msw_kernel", msw_kernel)

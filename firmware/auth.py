@@ -19,6 +19,12 @@ _FRAME_OVERHEAD = const(11)
 _FLAG_MAC = const(2)
 _T_WELCOME = const(2)
 # END GENERATED
+# BEGIN GENERATED: text numbers (tools/gen_protocol.py, from msw_texts.py)
+_TX_AUTH_BEFORE_JOIN = const(44)
+_TX_AUTH_NO_MAC = const(45)
+_TX_AUTH_MISMATCH = const(46)
+_TX_AUTH_REPLAYED = const(47)
+# END GENERATED
 
 try:
     from os import urandom as _urandom
@@ -112,7 +118,8 @@ class LinkAuth:
 
     def check(self, mv, msg_type, flags, length, signed=None):
         # mv: the whole frame, signed: its header and payload (mv[:7 + length], made here
-        # when not given); returns None, or why it is refused (the codec raises BAD_MAC)
+        # when not given); returns None, or why it is refused, the number of a text in
+        # msw_texts.py (the codec raises BAD_MAC with it)
         why = self._why(mv, msg_type, flags, length, signed)
         if why is not None:
             self.rejected += 1
@@ -121,12 +128,12 @@ class LinkAuth:
     def _why(self, mv, msg_type, flags, length, signed):
         if not self.on:
             if flags & _FLAG_MAC:
-                return "authenticated frame before the join"
+                return _TX_AUTH_BEFORE_JOIN
             if msg_type == _T_WELCOME:  # the last frame without a MAC
                 self.on = True
             return None
         if not flags & _FLAG_MAC:
-            return "frame without a MAC after the join"
+            return _TX_AUTH_NO_MAC
         end = _FRAME_OVERHEAD + length
         counter = mv[end] | mv[end + 1] << 8 | mv[end + 2] << 16 | mv[end + 3] << 24
         c = self._rx_ctr
@@ -138,9 +145,9 @@ class LinkAuth:
         for i in range(8):
             diff |= tag[i] ^ mv[end + 4 + i]
         if diff:
-            return "MAC mismatch: forged or altered frame"
+            return _TX_AUTH_MISMATCH
         if counter <= self.rx_counter:
-            return "replayed or reordered frame"
+            return _TX_AUTH_REPLAYED
         self.rx_counter = counter
         return None
 

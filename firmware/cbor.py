@@ -68,6 +68,43 @@ try:
 except ImportError:
     uctypes = None
 
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+# BEGIN GENERATED: text numbers (tools/gen_protocol.py, from msw_texts.py)
+_TX_CBOR_DEEP = const(0)
+_TX_CBOR_INT_RANGE = const(1)
+_TX_CBOR_CANNOT_ENCODE = const(2)
+_TX_CBOR_NO_TAG = const(3)
+_TX_CBOR_KEYS = const(4)
+_TX_CBOR_INDEFINITE = const(5)
+_TX_CBOR_RESERVED = const(6)
+_TX_CBOR_TRUNCATED_HEAD = const(7)
+_TX_CBOR_TRUNCATED = const(8)
+_TX_CBOR_STRING_PAST = const(9)
+_TX_CBOR_UTF8 = const(10)
+_TX_CBOR_ARRAY_PAST = const(11)
+_TX_CBOR_MAP_PAST = const(12)
+_TX_CBOR_KEY = const(13)
+_TX_CBOR_DUPLICATE = const(14)
+_TX_CBOR_TRUNCATED_FLOAT = const(15)
+_TX_CBOR_BREAK = const(16)
+_TX_CBOR_SIMPLE = const(17)
+_TX_CBOR_TAG = const(18)
+_TX_CBOR_TRUNCATED_TYPED = const(19)
+_TX_CBOR_TYPED_WRAP = const(20)
+_TX_CBOR_TYPED_PAST = const(21)
+_TX_CBOR_TYPED_ITEMS = const(22)
+_TX_CBOR_BOUNDS = const(23)
+_TX_CBOR_EMPTY = const(24)
+_TX_CBOR_TRAILING = const(25)
+# END GENERATED
+
 # Builtins named per frame, bound in this module's own table: MicroPython looks a name up
 # there before the builtins, and a table grows only once full, so a miss probes every
 # slot (0.3-0.5 us a name in the unix VM; docs/firmware.md, "Benchmark").
@@ -79,7 +116,32 @@ bytes = bytes
 
 
 class CBORError(ValueError):
-    pass
+    # args: a text's number in msw_texts.py and its format arguments (or a text)
+    def __str__(self):
+        return text(self.args)
+
+
+def text(t):
+    # The text `t` names: a number in msw_texts.py, or a tuple of one and its format
+    # arguments (a str is its own text). msw_texts is imported for it and, on MicroPython,
+    # dropped again: a node holds its error texts only while it renders one.
+    if type(t) is int:
+        t = (t,)
+    elif type(t[0]) is str:
+        return t if type(t) is str else t[0]
+    try:
+        try:
+            import msw_texts
+        except ImportError:
+            from microswarm.firmware import msw_texts
+        s = msw_texts.T[t[0]]
+    except MemoryError:  # no heap for the texts: the number says which
+        return "text %d" % t[0]
+    import sys
+
+    if sys.implementation.name == "micropython":
+        sys.modules.pop("msw_texts", None)
+    return s % t[1:] if len(t) > 1 else s
 
 
 _INF = float("inf")
@@ -162,7 +224,7 @@ class Encoder:
 
     def _item(self, obj, depth):
         if depth > MAX_NESTING:
-            raise CBORError("nesting deeper than %d" % MAX_NESTING)
+            raise CBORError(_TX_CBOR_DEEP, MAX_NESTING)
         t = type(obj)
         if obj is None:
             self._raw(b"\xf6", 1)
@@ -173,11 +235,11 @@ class Encoder:
         elif t is int:
             if obj >= 0:
                 if obj >= _U64_LIMIT:
-                    raise CBORError("integer out of 64-bit range")
+                    raise CBORError(_TX_CBOR_INT_RANGE)
                 self._head(0x00, obj)
             else:
                 if obj < -_U64_LIMIT:
-                    raise CBORError("integer out of 64-bit range")
+                    raise CBORError(_TX_CBOR_INT_RANGE)
                 self._head(0x20, -1 - obj)
         elif t is str:
             data = obj.encode("utf-8")
@@ -196,10 +258,10 @@ class Encoder:
             self._map(obj, depth)
         elif isinstance(obj, array):
             if depth >= MAX_NESTING:
-                raise CBORError("nesting deeper than %d" % MAX_NESTING)
+                raise CBORError(_TX_CBOR_DEEP, MAX_NESTING)
             self._typed_array(obj)
         else:
-            raise CBORError("cannot encode %s" % t.__name__)
+            raise CBORError(_TX_CBOR_CANNOT_ENCODE, t.__name__)
 
     def _float(self, x):
         if x != x:
@@ -226,7 +288,7 @@ class Encoder:
         self._head(0xA0, len(obj))
         depth += 1
         if obj and depth > MAX_NESTING:
-            raise CBORError("nesting deeper than %d" % MAX_NESTING)
+            raise CBORError(_TX_CBOR_DEEP, MAX_NESTING)
         if mask < 0:
             for k in _canonical_key_order(obj):
                 self._item(k, depth)
@@ -251,7 +313,7 @@ class Encoder:
         code = _typecode(arr)
         tag = TYPECODE_TAGS.get(code)
         if tag is None:
-            raise CBORError("no typed-array tag for typecode %r" % code)
+            raise CBORError(_TX_CBOR_NO_TAG, code)
         size = _ITEM_SIZE[code]
         nbytes = len(arr) * size
         self._head(0xC0, tag)
@@ -276,7 +338,7 @@ def _canonical_key_order(keys):
             raw = k.encode("utf-8")
             texts.append((len(raw), raw, k))
         else:
-            raise CBORError("map keys must be int or str")
+            raise CBORError(_TX_CBOR_KEYS)
     ints.sort()
     texts.sort()
     for t in texts:
@@ -327,12 +389,12 @@ class _Decoder:
             return ai
         if ai > 27:
             if ai == 31:
-                raise CBORError("indefinite length not allowed")
-            raise CBORError("reserved additional information %d" % ai)
+                raise CBORError(_TX_CBOR_INDEFINITE)
+            raise CBORError(_TX_CBOR_RESERVED, ai)
         pos = self.pos
         k = 1 << (ai - 24)
         if pos + k > self.end:
-            raise CBORError("truncated head")
+            raise CBORError(_TX_CBOR_TRUNCATED_HEAD)
         self.pos = pos + k
         mv = self.mv
         if k == 1:
@@ -343,10 +405,10 @@ class _Decoder:
 
     def item(self, depth):
         if depth > MAX_NESTING:
-            raise CBORError("nesting deeper than %d" % MAX_NESTING)
+            raise CBORError(_TX_CBOR_DEEP, MAX_NESTING)
         pos = self.pos
         if pos >= self.end:
-            raise CBORError("truncated input")
+            raise CBORError(_TX_CBOR_TRUNCATED)
         ib = self.mv[pos]
         self.pos = pos + 1
         if ib < 24:  # the most common item: a small unsigned int (field keys, counts)
@@ -362,7 +424,7 @@ class _Decoder:
         pos = self.pos
         if major == 2 or major == 3:
             if n > self.end - pos:
-                raise CBORError("string length %d past end of input" % n)
+                raise CBORError(_TX_CBOR_STRING_PAST, n)
             stop = pos + n
             self.pos = stop
             reuse = self.reuse
@@ -372,21 +434,21 @@ class _Decoder:
                 try:
                     return str(view, "utf-8")
                 except UnicodeError:
-                    raise CBORError("invalid UTF-8 in text string")
+                    raise CBORError(_TX_CBOR_UTF8)
             if self.copy:
                 return bytes(view)
             return view
         depth += 1
         if major == 4:
             if n > self.end - pos:
-                raise CBORError("array length %d past end of input" % n)
+                raise CBORError(_TX_CBOR_ARRAY_PAST, n)
             out = self._list(n) if depth == 2 and self.fill else [None] * n
             for i in range(n):
                 out[i] = self.item(depth)
             return out
         if major == 5:
             if n > (self.end - pos) >> 1:
-                raise CBORError("map length %d past end of input" % n)
+                raise CBORError(_TX_CBOR_MAP_PAST, n)
             if depth == 1 and self.fill:
                 return self._fill(n, depth)
             return self._map({}, n, depth)
@@ -416,9 +478,9 @@ class _Decoder:
         for _ in range(n):
             key = self.item(depth)
             if type(key) is not int and type(key) is not str:
-                raise CBORError("map key must be int or text")
+                raise CBORError(_TX_CBOR_KEY)
             if out.get(key, _GONE) is not _GONE:
-                raise CBORError("duplicate map key")
+                raise CBORError(_TX_CBOR_DUPLICATE)
             out[key] = self.item(depth)
         return out
 
@@ -433,36 +495,36 @@ class _Decoder:
             pos = self.pos
             k = 1 << (ai - 24)
             if pos + k > self.end:
-                raise CBORError("truncated float%d" % (8 * k))
+                raise CBORError(_TX_CBOR_TRUNCATED_FLOAT, 8 * k)
             self.pos = pos + k
             v = struct.unpack_from(_FLOAT[ai - 25], self.mv, pos)[0]
             return _half(v) if k == 2 else v
         if ai == 31:
-            raise CBORError("unexpected break / indefinite length")
+            raise CBORError(_TX_CBOR_BREAK)
         if ai > 27:
-            raise CBORError("reserved additional information %d" % ai)
-        raise CBORError("unsupported simple value (additional information %d)" % ai)
+            raise CBORError(_TX_CBOR_RESERVED, ai)
+        raise CBORError(_TX_CBOR_SIMPLE, ai)
 
     def _typed(self, tag, depth):
         spec = TYPED_ARRAY_TAGS.get(tag)
         if spec is None:
-            raise CBORError("unsupported tag %d" % tag)
+            raise CBORError(_TX_CBOR_TAG, tag)
         code, size = spec
         if depth > MAX_NESTING:
-            raise CBORError("nesting deeper than %d" % MAX_NESTING)
+            raise CBORError(_TX_CBOR_DEEP, MAX_NESTING)
         pos = self.pos
         if pos >= self.end:
-            raise CBORError("truncated typed array")
+            raise CBORError(_TX_CBOR_TRUNCATED_TYPED)
         ib = self.mv[pos]
         if ib >> 5 != 2:
-            raise CBORError("typed array tag %d must wrap a byte string" % tag)
+            raise CBORError(_TX_CBOR_TYPED_WRAP, tag)
         self.pos = pos + 1
         n = self._arg(ib & 0x1F)
         pos = self.pos
         if n > self.end - pos:
-            raise CBORError("typed array length %d past end of input" % n)
+            raise CBORError(_TX_CBOR_TYPED_PAST, n)
         if n % size:
-            raise CBORError("typed array of %d bytes is not a whole number of items" % n)
+            raise CBORError(_TX_CBOR_TYPED_ITEMS, n)
         stop = pos + n
         self.pos = stop
         if code == "B" and not self.copy:
@@ -483,9 +545,9 @@ def loads(buf, start=0, end=None, copy=True, reuse=None, fill=False):
     if end is None:
         end = len(mv)
     if start < 0 or end > len(mv) or start > end:
-        raise CBORError("bad input bounds")
+        raise CBORError(_TX_CBOR_BOUNDS)
     if start == end:
-        raise CBORError("empty input")
+        raise CBORError(_TX_CBOR_EMPTY)
     global _spare
     dec = _spare  # one decoder object reused: a frame's decode allocates only its values
     if dec is None:
@@ -501,7 +563,7 @@ def loads(buf, start=0, end=None, copy=True, reuse=None, fill=False):
     try:
         obj = dec.item(0)
         if dec.pos != end:
-            raise CBORError("%d trailing bytes" % (end - dec.pos))
+            raise CBORError(_TX_CBOR_TRAILING, end - dec.pos)
     finally:
         dec.mv = dec.reuse = dec.fill = None
         _spare = dec

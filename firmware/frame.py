@@ -31,7 +31,9 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 # API (everything raises or returns FrameError; nothing else escapes for bad input)
 #   FrameError(code, text, seq=None, fatal=False)   ValueError; code is an ErrorCode value,
 #       seq the offending frame's sequence number when its header was readable, fatal=True
-#       when a byte stream cannot be trusted past this point (close the link).
+#       when a byte stream cannot be trusted past this point (close the link). text: a text,
+#       or (as the codec raises them) a text's number in msw_texts.py, alone or in a tuple
+#       with its format arguments; .text and str() are the text.
 # The codec is three modules: frame.py (what both links need: FrameError, the CRC, header
 # and payload checks, decode, FrameWriter), frame_tcp.py (StreamReader) and frame_serial.py
 # (COBS, Deframer, BREAK), each link's half imported only by a node that runs that link.
@@ -151,6 +153,24 @@ _K_ARRAY = const(7)
 _K_TSTRS = const(8)
 _K_MAP = const(9)
 # END GENERATED
+# BEGIN GENERATED: text numbers (tools/gen_protocol.py, from msw_texts.py)
+_TX_FRAME_UNKNOWN_TYPE = const(26)
+_TX_FRAME_NOT_MAP = const(27)
+_TX_FRAME_LACKS = const(28)
+_TX_FRAME_WRONG_KIND = const(29)
+_TX_FRAME_VERSION = const(30)
+_TX_FRAME_OVER = const(31)
+_TX_FRAME_CRC = const(32)
+_TX_FRAME_FLAGS = const(33)
+_TX_FRAME_MAC_BEFORE = const(34)
+_TX_FRAME_BAD_CBOR = const(35)
+_TX_FRAME_NO_HEAP = const(36)
+_TX_FRAME_SHORT = const(37)
+_TX_FRAME_SIZE = const(38)
+_TX_FRAME_CANNOT_ENCODE = const(39)
+_TX_FRAME_PEER_LIMIT = const(40)
+_TX_FRAME_CHUNK_CHUNKED = const(41)
+# END GENERATED
 
 try:
     import msw_native as _native
@@ -205,12 +225,20 @@ class Reuse:
 
 
 class FrameError(ValueError):
+    # text: a text's number in msw_texts.py, a tuple of one and its format arguments, or a
+    # text; .text and str() render it (cbor.text)
     def __init__(self, code, text, seq=None, fatal=False):
         super().__init__(text)
         self.code = code
-        self.text = text
         self.seq = seq
         self.fatal = fatal
+
+    @property
+    def text(self):
+        return cbor.text(self.args[0])
+
+    def __str__(self):
+        return cbor.text(self.args[0])
 
     def __repr__(self):
         return "FrameError(%d, %r, seq=%r, fatal=%r)" % (self.code, self.text, self.seq, self.fatal)
@@ -290,33 +318,32 @@ def _kind_ok(kind, v):
 def check_payload(msg_type, payload, seq=None):
     rules = FIELDS.get(msg_type)
     if rules is None:
-        raise FrameError(_E_UNKNOWN_TYPE, "message type %d is not known" % msg_type, seq)
+        raise FrameError(_E_UNKNOWN_TYPE, (_TX_FRAME_UNKNOWN_TYPE, msg_type), seq)
     if type(payload) is not dict:
-        raise FrameError(_E_BAD_PAYLOAD, "payload of type %d must be a map" % msg_type, seq)
+        raise FrameError(_E_BAD_PAYLOAD, (_TX_FRAME_NOT_MAP, msg_type), seq)
     for i in range(0, len(rules), 3):
         key = rules[i]
         kind = rules[i + 1]
         if key not in payload:
             if rules[i + 2]:
                 raise FrameError(
-                    _E_BAD_PAYLOAD, "type %d lacks required field %d" % (msg_type, key), seq
+                    _E_BAD_PAYLOAD, (_TX_FRAME_LACKS, msg_type, key), seq
                 )
         elif not _kind_ok(kind, payload[key]):
             raise FrameError(
-                _E_BAD_PAYLOAD, "type %d field %d has the wrong kind" % (msg_type, key), seq
+                _E_BAD_PAYLOAD, (_TX_FRAME_WRONG_KIND, msg_type, key), seq
             )
 
 
 def _check_header(version, length, seq, max_frame):
     if version != _PROTOCOL_VERSION:
         raise FrameError(
-            _E_BAD_VERSION, "protocol version %d, expected %d" % (version, _PROTOCOL_VERSION),
+            _E_BAD_VERSION, (_TX_FRAME_VERSION, version, _PROTOCOL_VERSION),
             seq, True,
         )
     if length + _FRAME_OVERHEAD > max_frame:
         raise FrameError(
-            _E_TOO_LARGE, "frame of %d bytes over the limit of %d" % (length + _FRAME_OVERHEAD,
-                                                                    max_frame),
+            _E_TOO_LARGE, (_TX_FRAME_OVER, length + _FRAME_OVERHEAD, max_frame),
             seq, True,
         )
 
@@ -328,18 +355,17 @@ def _decode_body(mv, msg_type, flags, seq, length, copy, auth=None, reuse=None):
     signed = mv[:end] if reuse is None else reuse.view(0, end)
     # (the stored CRC read by hand: no tuple)
     if crc32(signed) != mv[end] | mv[end + 1] << 8 | mv[end + 2] << 16 | mv[end + 3] << 24:
-        raise FrameError(_E_BAD_CRC, "CRC-32 mismatch", seq)
+        raise FrameError(_E_BAD_CRC, _TX_FRAME_CRC, seq)
     if flags & ~_FLAGS_KNOWN or (flags & _FLAG_MORE and msg_type != _T_CHUNK):
-        raise FrameError(_E_BAD_FLAGS, "flags 0x%02x not allowed on type %d" % (flags, msg_type),
-                         seq)
+        raise FrameError(_E_BAD_FLAGS, (_TX_FRAME_FLAGS, flags, msg_type), seq)
     if auth is not None or flags & _FLAG_MAC:  # (`is not None`: a truth test of an instance
         # looks for __bool__ and __len__ in its class)
         why = (auth.check(mv, msg_type, flags, length, signed) if auth is not None
-               else "MAC before the join")
-        if why:
+               else _TX_FRAME_MAC_BEFORE)
+        if why is not None:
             raise FrameError(_E_BAD_MAC, why, seq)
     if msg_type not in FIELDS:
-        raise FrameError(_E_UNKNOWN_TYPE, "message type %d is not known" % msg_type, seq)
+        raise FrameError(_E_UNKNOWN_TYPE, (_TX_FRAME_UNKNOWN_TYPE, msg_type), seq)
     payload = _load_payload(mv, _HEADER_SIZE, end, copy, seq, reuse, msg_type == _T_TASK)
     check_payload(msg_type, payload, seq)
     return payload
@@ -349,21 +375,21 @@ def _load_payload(buf, start, end, copy, seq, reuse=None, fill=False):
     try:
         return cbor.loads(buf, start, end, copy, reuse, fill and reuse is not None)
     except cbor.CBORError as e:
-        raise FrameError(_E_BAD_PAYLOAD, "bad CBOR: %s" % e, seq)
+        raise FrameError(_E_BAD_PAYLOAD, (_TX_FRAME_BAD_CBOR, e), seq)
     except MemoryError:
-        raise FrameError(_E_NO_MEMORY, "payload does not fit in the heap", seq)
+        raise FrameError(_E_NO_MEMORY, _TX_FRAME_NO_HEAP, seq)
 
 
 def decode(frame, max_frame=MAX_FRAME, copy=True, auth=None):
     mv = frame if type(frame) is memoryview else memoryview(frame)
     n = len(mv)
     if n < _FRAME_OVERHEAD:
-        raise FrameError(_E_TRUNCATED, "%d bytes is shorter than any frame" % n)
+        raise FrameError(_E_TRUNCATED, (_TX_FRAME_SHORT, n))
     version, msg_type, flags, seq, length = struct.unpack_from(_HEADER, mv, 0)
     _check_header(version, length, seq, max_frame)
     size = length + _FRAME_OVERHEAD + (_TRAILER if flags & _FLAG_MAC else 0)
     if n != size:
-        raise FrameError(_E_TRUNCATED, "frame is %d bytes, its header says %d" % (n, size), seq)
+        raise FrameError(_E_TRUNCATED, (_TX_FRAME_SIZE, n, size), seq)
     return msg_type, flags, seq, _decode_body(mv, msg_type, flags, seq, length, copy, auth)
 
 
@@ -453,8 +479,7 @@ class FrameWriter:
         # The payload sits at enc.buf[_HEADER_SIZE:_HEADER_SIZE + n]; add header and CRC.
         if n + _FRAME_OVERHEAD > self.max_frame:
             raise FrameError(
-                _E_TOO_LARGE, "frame of %d bytes over the limit of %d" % (n + _FRAME_OVERHEAD,
-                                                                        self.max_frame),
+                _E_TOO_LARGE, (_TX_FRAME_OVER, n + _FRAME_OVERHEAD, self.max_frame),
                 seq,
             )
         end = _HEADER_SIZE + n
@@ -496,7 +521,7 @@ class FrameWriter:
             except _Full:
                 return -1
         except cbor.CBORError as e:
-            raise FrameError(_E_BAD_PAYLOAD, "cannot encode payload: %s" % e, seq)
+            raise FrameError(_E_BAD_PAYLOAD, (_TX_FRAME_CANNOT_ENCODE, e), seq)
         return enc.pos - _HEADER_SIZE
 
     def frame(self, msg_type, payload, seq=None, flags=0):
@@ -532,13 +557,12 @@ class FrameWriter:
             self._total = n  # for frames(): CHUNKs
             return None
         if max_message and n > max_message:
-            raise FrameError(_E_TOO_LARGE, "message of %d bytes over the peer's limit of %d"
-                             % (n, max_message))
+            raise FrameError(_E_TOO_LARGE, (_TX_FRAME_PEER_LIMIT, n, max_message))
         return self._finish(self._enc, msg_type, 0, None, n)
 
     def frames(self, msg_type, payload, max_message=0):
         if msg_type == _T_CHUNK:
-            raise FrameError(_E_BAD_CHUNK, "a CHUNK cannot itself be chunked")
+            raise FrameError(_E_BAD_CHUNK, _TX_FRAME_CHUNK_CHUNKED)
         view = self.message(msg_type, payload, max_message)
         if view is not None:
             yield view
@@ -548,8 +572,7 @@ class FrameWriter:
         if total < 0:
             total = enc.window(payload, 0, 0, 0)
         if max_message and total > max_message:
-            raise FrameError(_E_TOO_LARGE, "message of %d bytes over the peer's limit of %d"
-                             % (total, max_message))
+            raise FrameError(_E_TOO_LARGE, (_TX_FRAME_PEER_LIMIT, total, max_message))
         # Too big for one frame: CHUNK pieces, each encoded anew into the frame buffer
         # (_FrameEncoder.window), so no buffer ever holds the whole message.
         stream = self.stream

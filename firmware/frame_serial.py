@@ -19,6 +19,10 @@ _E_TOO_LARGE = const(5)
 _E_TRUNCATED = const(6)
 _E_NO_MEMORY = const(11)
 # END GENERATED
+# BEGIN GENERATED: text numbers (tools/gen_protocol.py, from msw_texts.py)
+_TX_SERIAL_OVER = const(42)
+_TX_SERIAL_BAD_COBS = const(43)
+# END GENERATED
 
 try:
     import msw_native as _native
@@ -161,7 +165,7 @@ class Deframer:
             if self._frame is None:
                 frame = _native_cobs_decode(memoryview(self._acc)[:n])
                 if len(frame) > self.max_frame + _TRAILER:
-                    raise FrameError(_E_TOO_LARGE, "serial frame over the limit")
+                    raise FrameError(_E_TOO_LARGE, _TX_SERIAL_OVER)
             else:
                 k = cobs_decode_into(self._acc, 0, n, self._frame)
                 frame = self._frame[:k]
@@ -169,7 +173,7 @@ class Deframer:
             if isinstance(e, FrameError):
                 self._bad(out, e)
             else:
-                self._bad(out, FrameError(_E_TRUNCATED, "bad COBS: %s" % e))
+                self._bad(out, FrameError(_E_TRUNCATED, (_TX_SERIAL_BAD_COBS, e)))
             return
         try:
             held = self.chunk_views and frame[1] == _T_CHUNK
@@ -213,7 +217,7 @@ class Deframer:
                 break
             if self._dropping:
                 self._dropping = False
-                self._bad(out, FrameError(_E_TOO_LARGE, "serial frame over the limit"))
+                self._bad(out, FrameError(_E_TOO_LARGE, _TX_SERIAL_OVER))
             elif self._n:
                 self._take(out)
                 if self._held:  # its data is a view into this buffer: stop here

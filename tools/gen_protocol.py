@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import array
+import ast
 import hashlib
 import hmac
 import json
@@ -134,6 +135,50 @@ def _render_block(text: str, name: str, block: re.Pattern, values: dict, what: s
     used = [n for n in values if re.search(rf"\b_{n}\b", rest)]
     body = "".join(f"_{n} = const({values[n]})\n" for n in used)
     return text[: found.start(2)] + body + text[found.end(2):]
+
+
+# The firmware's error texts: msw_texts.py declares them (one a line, between its markers, each
+# with its name in a comment), numbered in order; each module that raises one names it as
+# _TX_NAME and gets, in a generated block, the numbers it names. A name no text declares
+# fails here (and so `--check`).
+TEXTS_SOURCE = "msw_texts.py"
+TEXT_USERS = ("auth.py", "cbor.py", "frame.py", "frame_serial.py")
+TEXTS_DECL = re.compile(r"# BEGIN: texts\n(.*?)# END\n", re.S)
+TEXT_LINE = re.compile(r'^    ("(?:[^"\\]|\\.)*"),  # ([A-Z][A-Z0-9_]*)$')
+TEXT_BLOCK = re.compile(
+    r"(# BEGIN GENERATED: text numbers[^\n]*\n)(.*?)(# END GENERATED\n)", re.S)
+
+
+def texts() -> dict[str, tuple[int, str]]:
+    """msw_texts.py's texts: name -> (number, text)."""
+    found = TEXTS_DECL.search((ROOT / "firmware" / TEXTS_SOURCE).read_text())
+    if found is None:
+        raise SystemExit(f"firmware/{TEXTS_SOURCE} declares no texts")
+    lines = found.group(1).splitlines()
+    if lines[0] != "T = (" or lines[-1] != ")":
+        raise SystemExit(f"firmware/{TEXTS_SOURCE}: the texts are one tuple, T = ( ... )")
+    out: dict[str, tuple[int, str]] = {}
+    for line in lines[1:-1]:
+        m = TEXT_LINE.match(line)
+        if m is None:
+            raise SystemExit(f"firmware/{TEXTS_SOURCE}: not a '    \"text\",  # NAME' line: {line}")
+        if m.group(2) in out:
+            raise SystemExit(f"firmware/{TEXTS_SOURCE}: {m.group(2)} declared twice")
+        out[m.group(2)] = (len(out), ast.literal_eval(m.group(1)))
+    return out
+
+
+def render_text_numbers(text: str, name: str) -> str:
+    """`text` (a module that raises error texts) with its text numbers rendered anew."""
+    declared = texts()
+    found = TEXT_BLOCK.search(text)
+    rest = text if found is None else text[: found.start(2)] + text[found.end(2):]
+    unknown = sorted(set(re.findall(r"\b_TX_(\w+)", rest)) - set(declared))
+    if unknown:
+        raise SystemExit(f"firmware/{name} names texts {TEXTS_SOURCE} does not declare: "
+                         + ", ".join(unknown))
+    values = {f"TX_{n}": number for n, (number, _) in declared.items()}
+    return _render_block(text, name, TEXT_BLOCK, values, "text numbers")
 
 
 # --- golden vectors -----------------------------------------------------------------------
@@ -828,6 +873,9 @@ def outputs() -> dict[Path, str]:
     for name in MAP_READERS:
         path = ROOT / "firmware" / name
         result[path] = render_map_indexes(path.read_text(), name)
+    for name in TEXT_USERS:
+        path = ROOT / "firmware" / name
+        result[path] = render_text_numbers(result.get(path, path.read_text()), name)
     for name, text in render_vectors().items():
         result[ROOT / "protocol" / "vectors" / name] = text
     return result

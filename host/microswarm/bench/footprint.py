@@ -59,19 +59,23 @@ KEY = bytes(range(7, 39))
 CLUSTER = "footprint"
 # Leaves first: each import's growth is that module's own (wiznet_dhcp and wiznet_up import
 # names from wiznet, which imports them only inside its functions).
-ORDER = ("asyncio", "msgdefs", "cbor", "auth", "frame", "frame_serial", "frame_tcp", "config",
-         "board", "msw_kernel", "engine", "engine_join", "links", "link_serial", "link_tcp",
-         "wiznet", "wiznet_dhcp", "wiznet_up", "worker", "worker_up", "kernels")
+ORDER = ("asyncio", "msgdefs", "cbor", "msw_texts", "auth", "frame", "frame_serial",
+         "frame_tcp", "config", "board", "msw_kernel", "engine", "engine_join", "links",
+         "link_serial", "link_tcp", "wiznet", "wiznet_dhcp", "wiznet_up", "worker", "worker_up",
+         "kernels")
 WIZNET_MODULES = ("wiznet_dhcp", "wiznet", "wiznet_up")
-# Not in the heap of a joined, idle node: config (read at boot, then dropped), the join's
+# Not in the heap of a joined, idle node: the error texts (imported to render one, then
+# dropped), config (read at boot, then dropped), the join's
 # code (from the HELLO to the WELCOME), the DHCP client (imported for a lease or a
 # renewal, then dropped), the WIZnet chip's bring-up (imported while the driver starts,
 # then dropped), the worker's bring-up (the boot, each dial and session setup, then
 # dropped), the built-in kernels (loaded on the first task that names one of them).
 # Measured, but not in modules_total.
-ON_DEMAND = ("config", "engine_join", "wiznet_dhcp", "wiznet_up", "worker_up", "kernels")
+ON_DEMAND = ("msw_texts", "config", "engine_join", "wiznet_dhcp", "wiznet_up", "worker_up",
+             "kernels")
 # what the report says of each (`on_demand_when`)
 ON_DEMAND_WHEN = {
+    "msw_texts": "the error texts: imported to render one, then dropped",
     "config": "read at boot, then dropped",
     "engine_join": "the join's code: loaded for the HELLO, dropped after the WELCOME",
     "wiznet_dhcp": "WIZnet boards: for a DHCP lease or renewal, then dropped",
