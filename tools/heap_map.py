@@ -98,7 +98,9 @@ async def _big_task_heap(board, heap: tuple[int, int]) -> dict:
 def big_task_layout(board_name: str) -> dict:
     """The heap of tests/firmware/test_qemu_bigtask.py's node before its big task."""
     sys.path.insert(0, str(ROOT / "tools"))
+    sys.path.insert(0, str(ROOT / "tests" / "firmware"))
     import qemu_firmware
+    import test_qemu_bigtask as bigtask
 
     from microswarm import bundle, paths
     from microswarm.bench import footprint
@@ -113,7 +115,7 @@ def big_task_layout(board_name: str) -> dict:
         image = Path(tmp) / "romfs.img"
         data_files = footprint.romfs_image(files, image)
         with qemu_firmware.Qemu("MPS2_AN500", heap, romfs_image=image, esp32=True) as board:
-            board.install(data_files)
+            bigtask.install(board, data_files)
             found = asyncio.run(_big_task_heap(board, heap_symbol(board.elf)))
     found["board"] = board_name
     found["layout"] = bytes(found["layout"]).decode()
