@@ -6,7 +6,7 @@ its type; lower case: data held by another object, by what holds it; "=" the res
 allocation, "." a free block (the letters: heap_map.py's LETTERS).
 
 A package of its own, apart from fp_map's, with as few names as it can: each name it has is
-interned at boot, in the heap it maps (the tool counts them: heap_map.py's OWN_NAMES).
+interned at boot, in the heap it maps (heap_map.py counts them: own_names()).
 """
 
 import gc
@@ -15,26 +15,22 @@ import sys
 import machine
 from msw_kernel import kernel
 
-# type name -> letter (ints: a one-letter str would be one more interned name)
-_LETTERS = {"tuple": 84, "list": 76, "dict": 68, "str": 83, "bytes": 89, "bytearray": 65,
-            "memoryview": 86, "array": 82, "function": 66, "generator": 71, "closure": 67,
-            "bound_method": 78, "module": 77, "type": 75, "int": 90, "float": 70, "set": 69,
-            "frozenset": 69}
-
-
-class _Words:
-    # machine.mem32, but -1 for a word that is no small int (a ROMFS address): reading it
-    # as it is would allocate a long int in the heap being mapped
-    def __getitem__(self, a):
-        return -1 if machine.mem16[a + 2] >= 0x4000 else machine.mem32[a]
-
 
 @kernel("fp_layout", args=(("start", "uint"), ("size", "uint")))
 def fp_layout(start, size):
     # -> [first block's address, blocks, free bytes, largest free run, layout, qstr pools
     # ([alloc, len] each), [[block, class], ...] of the instances, [[block, path], ...] of
-    # what lies just below that run]
-    mem = _Words()  # (before the collection: in the map, not beside it)
+    # what lies just below that run]. Its one name of its own is the kernel's: locals and a
+    # lambda have none (a module-level table or class would be one more).
+    # type name -> letter (ints: a one-letter str would be one more interned name)
+    letters = {"tuple": 84, "list": 76, "dict": 68, "str": 83, "bytes": 89, "bytearray": 65,
+               "memoryview": 86, "array": 82, "function": 66, "generator": 71, "closure": 67,
+               "bound_method": 78, "module": 77, "type": 75, "int": 90, "float": 70,
+               "set": 69, "frozenset": 69}
+    # machine.mem32, but -1 for a word that is no small int (a ROMFS address): reading it
+    # as it is would allocate a long int in the heap being mapped (made before the
+    # collection: in the map, not beside it)
+    mem = lambda a: -1 if machine.mem16[a + 2] >= 0x4000 else machine.mem32[a]  # noqa: E731
     mem8 = machine.mem8
     gc.collect()
     free = gc.mem_free()
@@ -47,7 +43,7 @@ def fp_layout(start, size):
 
     names = {}  # id(type) -> its name: the built-in types, the classes in sys.modules
     for v in ((), [], {}, "", b"", atb, memoryview(b""), array.array("B"), fp_layout, sys,
-              _Words, 1 << 70, 1.5, set(), frozenset((1,)), mem.__getitem__,
+              int, 1 << 70, 1.5, set(), frozenset((1,)), [].append,
               (lambda: (yield))(), (lambda x: lambda: x)(0)):
         names[id(type(v))] = type(v).__name__
     for k, m in sys.modules.items():
@@ -59,7 +55,7 @@ def fp_layout(start, size):
         out[i] = 46  # "."
     classes = []
     pools = []
-    mine = (id(atb), mem[id(atb) + 12])  # the snapshot: its object and its data
+    mine = (id(atb), mem(id(atb) + 12))  # the snapshot: its object and its data
     head = -1
     i = 0
     while i <= n:  # every allocation of the snapshot (one step past the end closes the last)
@@ -68,16 +64,16 @@ def fp_layout(start, size):
             a = base + 16 * head
             for j in range(head + 1, i):
                 out[j] = 61  # "="
-            t = mem[a]
+            t = mem(a)
             name = names.get(t)
             if a in mine:
                 for j in range(head, i):
                     out[j] = 46
             elif name is None:
-                v = mem[a + 8]
-                if 0 < v < 4096 and mem[a + 16] == a + 24 + 4 * v:  # a qstr pool (py/qstr.h)
+                v = mem(a + 8)
+                if 0 < v < 4096 and mem(a + 16) == a + 24 + 4 * v:  # a qstr pool (py/qstr.h)
                     out[head] = 81  # "Q"
-                    pools.append([v, mem[a + 12]])
+                    pools.append([v, mem(a + 12)])
                 elif t >= 0 and not t & 0xFEF8FFFF and t >> 16 & 7:  # a raw code
                     out[head] = 87  # "W"
                 else:
@@ -86,7 +82,7 @@ def fp_layout(start, size):
                 out[head] = 73  # "I" an instance
                 classes.append([head, name])
             else:
-                out[head] = _LETTERS.get(name, 79)  # "O" another type
+                out[head] = letters.get(name, 79)  # "O" another type
             head = -1
         if k == 1 or k == 3:
             head = i
@@ -95,16 +91,16 @@ def fp_layout(start, size):
         c = out[b]
         a = base + 16 * b
         if c == 66:  # "B" a function: its bytecode
-            t, v = mem[a + 12], 98
+            t, v = mem(a + 12), 98
         elif c == 77:  # "M" a module: its qstr table
-            t, v = mem[a + 8], 113
+            t, v = mem(a + 8), 113
         elif c == 73:  # "I": its members' table
-            t, v = mem[a + 12], 105
+            t, v = mem(a + 12), 105
         elif c == 68 or c == 76 or c == 65 or c == 82 or c == 83 or c == 89:
-            t, v = mem[a + 12], c + 32  # a dict's table, a list's items, a buffer's data
+            t, v = mem(a + 12), c + 32  # a dict's table, a list's items, a buffer's data
         elif c == 81:  # "Q": its names' characters
-            for k in range(mem[a + 12]):
-                t = mem[a + 24 + 4 * k]
+            for k in range(mem(a + 12)):
+                t = mem(a + 24 + 4 * k)
                 if base <= t < base + 16 * n and not t & 15 and out[(t - base) >> 4] == 104:
                     out[(t - base) >> 4] = 99  # "c"
             continue
