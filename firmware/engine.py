@@ -72,14 +72,7 @@ _E_CANCELLED = const(15)
 _E_BAD_ARGS = const(16)
 _E_UNEXPECTED = const(19)
 _E_MISSING_OPERAND = const(21)
-_HELLO_NODE_ID = const(0)
-_HELLO_KERNELS = const(4)
-_HELLO_MAX_FRAME = const(8)
-_HELLO_SLOTS = const(9)
 _HELLO_NONCE = const(10)
-_HELLO_MAX_MESSAGE = const(13)
-_HELLO_THREADS = const(14)
-_HELLO_OPERAND_CACHE = const(17)
 _TASK_TASK_ID = const(0)
 _TASK_KERNEL = const(1)
 _TASK_ARGS = const(2)
@@ -258,40 +251,7 @@ class Task:
 
 class Engine:
     def __init__(self, io, hello, key, known=None, waits=(), stats=None, recycle=False):
-        self.io = io
-        self.hello = hello
-        self.key = key
-        self.node_id = hello[_HELLO_NODE_ID]
-        self.slots = hello[_HELLO_SLOTS]
-        self.threads = hello.get(_HELLO_THREADS, False)
-        self.max_message = hello.get(_HELLO_MAX_MESSAGE, 0)
-        self.known = hello[_HELLO_KERNELS] if known is None else known
-        self.waits = waits
-        self.stats = stats if stats is not None else Stats()
-        self.state = HELLO_SENT
-        self.end_reason = None
-        self.refused = False
-        self.node_nonce = None
-        self.master_nonce = None
-        self.heartbeat_ms = 1000
-        self.window = 0
-        self.max_frame = hello[_HELLO_MAX_FRAME]
-        self.peer_max_message = 0  # the master's limit for our messages; 0: unknown
-        self.queue = []
-        self.running = []
-        # recycle: Task records of finished tasks (at most `slots`) and the RESULT payload,
-        # filled anew for each task
-        self.spare = [] if recycle else None
-        self._result = {} if recycle else None
-        self.computing = 0  # running tasks that are not waits
-        self.chunks = None
-        self.owned = False  # the message being received is a reassembled one (_chunk)
-        self.cache_bytes = hello.get(_HELLO_OPERAND_CACHE, 0)
-        self.ops = None  # operands.Operands, made on the first PUT or TASK with refs
-        self.join_deadline = 0
-        self.next_beat = 0
-        self.last_rx = 0
-        self.last_tick = 0
+        _join().init(self, io, hello, key, known, waits, stats, recycle)  # once a session
 
     # ---- life cycle ------------------------------------------------------------------
 

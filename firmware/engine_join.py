@@ -105,6 +105,44 @@ def equal(a, b):
     return diff == 0
 
 
+def init(eng, io, hello, key, known, waits, stats, recycle):
+    """engine.Engine's own setup (once a session: its code is not held either)."""
+    eng.io = io
+    eng.hello = hello
+    eng.key = key
+    eng.node_id = hello[_HELLO_NODE_ID]
+    eng.slots = hello[_HELLO_SLOTS]
+    eng.threads = hello.get(_HELLO_THREADS, False)
+    eng.max_message = hello.get(_HELLO_MAX_MESSAGE, 0)
+    eng.known = hello[_HELLO_KERNELS] if known is None else known
+    eng.waits = waits
+    eng.stats = stats if stats is not None else E.Stats()
+    eng.state = E.HELLO_SENT
+    eng.end_reason = None
+    eng.refused = False
+    eng.node_nonce = None
+    eng.master_nonce = None
+    eng.heartbeat_ms = 1000
+    eng.window = 0
+    eng.max_frame = hello[_HELLO_MAX_FRAME]
+    eng.peer_max_message = 0  # the master's limit for our messages; 0: unknown
+    eng.queue = []
+    eng.running = []
+    # recycle: Task records of finished tasks (at most `slots`) and the RESULT payload,
+    # filled anew for each task
+    eng.spare = [] if recycle else None
+    eng._result = {} if recycle else None
+    eng.computing = 0  # running tasks that are not waits
+    eng.chunks = None
+    eng.owned = False  # the message being received is a reassembled one (_chunk)
+    eng.cache_bytes = hello.get(_HELLO_OPERAND_CACHE, 0)
+    eng.ops = None  # operands.Operands, made on the first PUT or TASK with refs
+    eng.join_deadline = 0
+    eng.next_beat = 0
+    eng.last_rx = 0
+    eng.last_tick = 0
+
+
 def hello(node_id, board, fw_version, heap_total, heap_free, max_frame, slots, link,
           max_message, operand_cache, threads, about, cluster=None):
     msg = {

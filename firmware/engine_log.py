@@ -1,6 +1,10 @@
 """A node's own log (SPEC.md, LOG): records kept while the node cannot send them, sent as
 LOG frames once the session is joined, at most _BURST at once, then one per _EVERY_MS.
-Loaded on the first record: a node with nothing to say never imports it."""
+Loaded on the first record: a node with nothing to say never imports it; on MicroPython a
+flush that sends the last record drops it from sys.modules again (its state is the node's
+Stats: the next record loads it anew)."""
+
+import sys
 
 try:
     from micropython import const
@@ -64,3 +68,5 @@ def flush(eng, now):
         except Exception:  # no heap for the frame: this record is lost, and counted
             stats.log_dropped += 1
             return
+    if not logs and not stats.log_dropped and sys.implementation.name == "micropython":
+        sys.modules.pop("engine_log", None)  # all said: its code leaves the heap
