@@ -141,7 +141,7 @@ def _render_block(text: str, name: str, block: re.Pattern, values: dict, what: s
 # _TX_NAME and gets, in a generated block, the numbers it names. A name no text declares
 # fails here (and so `--check`).
 TEXTS_SOURCE = "msw_texts.py"
-TEXT_USERS = ("auth.py", "cbor.py", "frame.py", "frame_serial.py")
+TEXT_USERS = ("auth.py", "cbor.py", "engine.py", "frame.py", "frame_serial.py")
 TEXTS_DECL = re.compile(r"# BEGIN: texts\n(.*?)# END\n", re.S)
 TEXT_LINE = re.compile(r'^    ("(?:[^"\\]|\\.)*"),  # ([A-Z][A-Z0-9_]*)$')
 TEXT_BLOCK = re.compile(

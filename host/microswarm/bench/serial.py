@@ -7,7 +7,7 @@ a host thread writes as fast as the pty takes them. Each round times the link re
 in the same VM, byte by byte after poll (`SerialLink(blocks=False)`, the way boards without
 termios read, and the way every port read before): the baseline. Rounds alternate the two;
 the figures are the medians. A block of the frame line is the worker's own receive buffer
-(worker._SERIAL_CHUNK bytes).
+(worker_up._SERIAL_CHUNK bytes).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def _measure(blocks_first: bool, total: int) -> dict[int, float]:
     """One VM: both ways once (order alternating between rounds); µs per byte by way."""
     from microswarm import paths
 
-    source = (paths.firmware_dir() / "worker.py").read_text()
+    source = (paths.firmware_dir() / "worker_up.py").read_text()  # (its serial buffer)
     chunk = int(re.search(r"^_SERIAL_CHUNK = const\((\d+)\)", source, re.M).group(1))
     controller, terminal = os.openpty()
     tty.setraw(terminal)
