@@ -98,11 +98,38 @@ _ERROR_REF_SEQ = const(2)
 _ERROR_TASK_ID = const(3)
 _BYE_REASON = const(0)
 # END GENERATED
+# BEGIN GENERATED: text numbers (tools/gen_protocol.py, from msw_texts.py)
+_TX_ENGINE_NOT_ACCEPTED = const(48)
+_TX_ENGINE_BYE = const(49)
+_TX_ENGINE_UNRECOVERABLE = const(50)
+_TX_ENGINE_REFUSED = const(51)
+_TX_ENGINE_MASTER_ERROR = const(52)
+_TX_ENGINE_PREVIOUS = const(53)
+_TX_ENGINE_NO_WELCOME = const(54)
+_TX_ENGINE_SILENT = const(55)
+_TX_ENGINE_TASK_EARLY = const(56)
+_TX_ENGINE_PUT_EARLY = const(57)
+_TX_ENGINE_CHUNK_EARLY = const(58)
+_TX_ENGINE_SLOTS = const(59)
+_TX_ENGINE_NO_KERNEL = const(60)
+_TX_ENGINE_NO_OPERANDS = const(61)
+_TX_ENGINE_NO_HEAP_LOAD = const(62)
+_TX_ENGINE_BAD_ARGS = const(63)
+_TX_ENGINE_CANCELLED_QUEUED = const(64)
+_TX_ENGINE_CANCELLED_WAITING = const(65)
+_TX_ENGINE_CANCELLED_RUNNING = const(66)
+_TX_ENGINE_NO_HEAP_RESULT = const(67)
+_TX_ENGINE_NOT_SENDABLE = const(68)
+# END GENERATED
 
 try:
     import msw_kernel  # the kernel registry: each kernel's declared argument kinds
 except ImportError:
     from microswarm.firmware import msw_kernel
+try:
+    import cbor  # (its text(): the engine's error texts by number, msw_texts.py)
+except ImportError:
+    from microswarm.firmware import cbor
 
 # Builtins named per frame, bound in this module's own table: MicroPython looks a name up
 # there before the builtins, and a table grows only once full, so a miss probes every
@@ -241,9 +268,10 @@ class Engine:
         if self.state == _CLOSED:
             return
         self.state = _CLOSED
+        reason = cbor.text(reason)  # (a text, or a text's number in msw_texts.py)
         self.end_reason = reason
         # kept for the master: sent after the next WELCOME (a serial board has no console)
-        _log().note(self.stats, 2, "previous session ended: " + reason)  # WARNING
+        _log().note(self.stats, 2, cbor.text((_TX_ENGINE_PREVIOUS, reason)))  # WARNING
         self.queue = []
         if self.ops is not None:
             self.ops.waiting = []
@@ -284,11 +312,10 @@ class Engine:
         elif msg_type == _T_ERROR:
             self._error(payload)
         elif msg_type == _T_BYE:
-            self.end("master said bye: " + str(payload.get(_BYE_REASON, "")))
+            self.end((_TX_ENGINE_BYE, payload.get(_BYE_REASON, "")))
         else:
             self.stats.bad_frames += 1
-            self._send_error(_E_UNEXPECTED, "a node does not accept message type "
-                             + str(msg_type), seq)
+            self._send_error(_E_UNEXPECTED, (_TX_ENGINE_NOT_ACCEPTED, msg_type), seq)
 
     def bad_frame(self, code, text, seq, fatal, now, task_id=None):
         """A frame the codec refused: answered with an ERROR, counted; a fatal one (the
@@ -298,10 +325,10 @@ class Engine:
         self.stats.bad_frames += 1
         self._send_error(code, text, seq, task_id)
         if fatal:
-            self.end("unrecoverable frame: " + text)
+            self.end((_TX_ENGINE_UNRECOVERABLE, text))
 
     def _send_error(self, code, text, seq=None, task_id=None):
-        payload = {_ERROR_CODE: code, _ERROR_TEXT: text}
+        payload = {_ERROR_CODE: code, _ERROR_TEXT: cbor.text(text)}
         if seq is not None:
             payload[_ERROR_REF_SEQ] = seq
         if task_id is not None:
@@ -312,23 +339,23 @@ class Engine:
         code = payload[_ERROR_CODE]
         if code == _E_AUTH_FAILED:
             self.refused = True
-            self.end("master refused the join: " + payload[_ERROR_TEXT])
+            self.end((_TX_ENGINE_REFUSED, payload[_ERROR_TEXT]))
         elif code == _E_BAD_VERSION or code == _E_NOT_JOINED:
-            self.end("master error " + str(code) + ": " + payload[_ERROR_TEXT])
+            self.end((_TX_ENGINE_MASTER_ERROR, code, payload[_ERROR_TEXT]))
 
     # ---- tasks -----------------------------------------------------------------------
 
     def _task(self, payload, seq, now):
         task_id = payload[_TASK_TASK_ID]
         if self.state != JOINED:
-            self._send_error(_E_NOT_JOINED, "TASK before WELCOME", seq, task_id)
+            self._send_error(_E_NOT_JOINED, _TX_ENGINE_TASK_EARLY, seq, task_id)
             return
         if self.busy() >= self.slots:
-            self._fail(task_id, _E_BUSY, "all slots taken", 0)
+            self._fail(task_id, _E_BUSY, _TX_ENGINE_SLOTS, 0)
             return
         name = payload[_TASK_KERNEL]
         if name not in self.known:
-            self._fail(task_id, _E_UNKNOWN_KERNEL, "no kernel named " + name, 0)
+            self._fail(task_id, _E_UNKNOWN_KERNEL, (_TX_ENGINE_NO_KERNEL, name), 0)
             return
         spare = self.spare
         if spare:  # (recycle)
@@ -343,7 +370,7 @@ class Engine:
         if refs:  # shared operands (SPEC.md section 6): in place, or the task waits
             ops = self._operands()
             if ops is None:
-                self._fail(task_id, _E_MISSING_OPERAND, "this node keeps no operands", 0)
+                self._fail(task_id, _E_MISSING_OPERAND, _TX_ENGINE_NO_OPERANDS, 0)
                 return
             if not ops.admit(self, task, refs, now):
                 return
@@ -361,11 +388,11 @@ class Engine:
 
     def _put(self, payload, seq, now):
         if self.state != JOINED:
-            self._send_error(_E_NOT_JOINED, "PUT before WELCOME", seq)
+            self._send_error(_E_NOT_JOINED, _TX_ENGINE_PUT_EARLY, seq)
             return
         ops = self._operands()
         if ops is None:
-            self._send_error(_E_UNEXPECTED, "this node keeps no operands", seq)
+            self._send_error(_E_UNEXPECTED, _TX_ENGINE_NO_OPERANDS, seq)
             return
         ops.on_put(self, payload, seq, now)
 
@@ -381,11 +408,11 @@ class Engine:
                 bad = msw_kernel.check(task.kernel, task.args)
             except MemoryError:  # its module, loaded on its first task, did not fit
                 self.stats.done += 1
-                self._fail(task.task_id, _E_NO_MEMORY, "no heap to load " + task.kernel, 0)
+                self._fail(task.task_id, _E_NO_MEMORY, (_TX_ENGINE_NO_HEAP_LOAD, task.kernel), 0)
                 continue
             if bad is not None:  # the declared kinds do not fit: the kernel never runs
                 self.stats.done += 1
-                self._fail(task.task_id, _E_BAD_ARGS, "ValueError: " + bad, 0)
+                self._fail(task.task_id, _E_BAD_ARGS, (_TX_ENGINE_BAD_ARGS, bad), 0)
                 continue
             self.running.append(task)
             if not task.waits:
@@ -397,10 +424,10 @@ class Engine:
         for i in range(len(queue)):
             if queue[i].task_id == task_id:
                 del queue[i]
-                self._fail(task_id, _E_CANCELLED, "cancelled before it ran", 0)
+                self._fail(task_id, _E_CANCELLED, _TX_ENGINE_CANCELLED_QUEUED, 0)
                 return
         if self.ops is not None and self.ops.drop(task_id):
-            self._fail(task_id, _E_CANCELLED, "cancelled while waiting for operands", 0)
+            self._fail(task_id, _E_CANCELLED, _TX_ENGINE_CANCELLED_WAITING, 0)
             return
         for task in self.running:
             if task.task_id == task_id and not task.cancelled:
@@ -410,7 +437,7 @@ class Engine:
         # not held (its RESULT crossed the CANCEL on the wire): nothing to answer
 
     def _fail(self, task_id, code, text, elapsed_us):
-        self.io.send(_T_RESULT, {_RESULT_TASK_ID: task_id, _RESULT_ERROR: text,
+        self.io.send(_T_RESULT, {_RESULT_TASK_ID: task_id, _RESULT_ERROR: cbor.text(text),
                                   _RESULT_ELAPSED_US: elapsed_us, _RESULT_CODE: code})
 
     def finished(self, task, value, error, elapsed_us, now):
@@ -431,7 +458,7 @@ class Engine:
             return
         task_id = task.task_id
         if task.cancelled:
-            self._fail(task_id, _E_CANCELLED, "cancelled while running", elapsed_us)
+            self._fail(task_id, _E_CANCELLED, _TX_ENGINE_CANCELLED_RUNNING, elapsed_us)
         elif error is not None:
             self._fail(task_id, error_code(error), describe(error), elapsed_us)
         else:
@@ -451,11 +478,11 @@ class Engine:
                 self.io.send(_T_RESULT, result)
             except MemoryError:
                 result = value = None
-                self._fail(task_id, _E_NO_MEMORY, "no heap to encode the result", elapsed_us)
+                self._fail(task_id, _E_NO_MEMORY, _TX_ENGINE_NO_HEAP_RESULT, elapsed_us)
             except Exception as e:  # the codec's FrameError: too large, not encodable
                 code = getattr(e, "code", _E_KERNEL_FAILED)
                 result = value = None
-                self._fail(task_id, code, "result not sendable: " + getattr(e, "text", str(e)),
+                self._fail(task_id, code, (_TX_ENGINE_NOT_SENDABLE, getattr(e, "text", str(e))),
                            elapsed_us)
             if self._result is not None:
                 self._result[_RESULT_VALUE] = None  # (sent: the dict does not keep it)
@@ -472,7 +499,7 @@ class Engine:
 
     def _chunk(self, payload, flags, seq, now):
         if self.state != JOINED:
-            self._send_error(_E_NOT_JOINED, "CHUNK before WELCOME", seq)
+            self._send_error(_E_NOT_JOINED, _TX_ENGINE_CHUNK_EARLY, seq)
             return
         if self.chunks is None:
             try:
@@ -512,7 +539,7 @@ class Engine:
             return
         if state != JOINED:
             if now >= self.join_deadline:
-                self.end("no WELCOME within " + str(_JOIN_TIMEOUT_MS) + " ms")
+                self.end((_TX_ENGINE_NO_WELCOME, _JOIN_TIMEOUT_MS))
             return
         # The clock runs at least once per interval; a longer gap means this node did not
         # run (its host stalled): that time is not the master's silence.
@@ -522,7 +549,7 @@ class Engine:
         self.last_tick = now
         silent = now - self.last_rx
         if silent > _SILENT_BEATS * self.heartbeat_ms:
-            self.end("master silent for " + str(int(silent)) + " ms")
+            self.end((_TX_ENGINE_SILENT, int(silent)))
             return
         if self.ops is not None and self.ops.waiting:
             self.ops.expire(self, now - _SILENT_BEATS * self.heartbeat_ms)

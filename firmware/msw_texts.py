@@ -57,5 +57,26 @@ T = (
     "frame without a MAC after the join",  # AUTH_NO_MAC
     "MAC mismatch: forged or altered frame",  # AUTH_MISMATCH
     "replayed or reordered frame",  # AUTH_REPLAYED
+    "a node does not accept message type %d",  # ENGINE_NOT_ACCEPTED
+    "master said bye: %s",  # ENGINE_BYE
+    "unrecoverable frame: %s",  # ENGINE_UNRECOVERABLE
+    "master refused the join: %s",  # ENGINE_REFUSED
+    "master error %d: %s",  # ENGINE_MASTER_ERROR
+    "previous session ended: %s",  # ENGINE_PREVIOUS
+    "no WELCOME within %d ms",  # ENGINE_NO_WELCOME
+    "master silent for %d ms",  # ENGINE_SILENT
+    "TASK before WELCOME",  # ENGINE_TASK_EARLY
+    "PUT before WELCOME",  # ENGINE_PUT_EARLY
+    "CHUNK before WELCOME",  # ENGINE_CHUNK_EARLY
+    "all slots taken",  # ENGINE_SLOTS
+    "no kernel named %s",  # ENGINE_NO_KERNEL
+    "this node keeps no operands",  # ENGINE_NO_OPERANDS
+    "no heap to load %s",  # ENGINE_NO_HEAP_LOAD
+    "ValueError: %s",  # ENGINE_BAD_ARGS
+    "cancelled before it ran",  # ENGINE_CANCELLED_QUEUED
+    "cancelled while waiting for operands",  # ENGINE_CANCELLED_WAITING
+    "cancelled while running",  # ENGINE_CANCELLED_RUNNING
+    "no heap to encode the result",  # ENGINE_NO_HEAP_RESULT
+    "result not sendable: %s",  # ENGINE_NOT_SENDABLE
 )
 # END

@@ -63,6 +63,30 @@ OLD = {
     "AUTH_NO_MAC": ((), "frame without a MAC after the join"),
     "AUTH_MISMATCH": ((), "MAC mismatch: forged or altered frame"),
     "AUTH_REPLAYED": ((), "replayed or reordered frame"),
+    "ENGINE_NOT_ACCEPTED": ((1,), "a node does not accept message type 1"),
+    "ENGINE_BYE": (("shutdown",), "master said bye: shutdown"),
+    "ENGINE_UNRECOVERABLE": (("CRC-32 mismatch",), "unrecoverable frame: CRC-32 mismatch"),
+    "ENGINE_REFUSED": (("bad key",), "master refused the join: bad key"),
+    "ENGINE_MASTER_ERROR": ((2, "version"), "master error 2: version"),
+    "ENGINE_PREVIOUS": (("master silent for 31 ms",),
+                        "previous session ended: master silent for 31 ms"),
+    "ENGINE_NO_WELCOME": ((5000,), "no WELCOME within 5000 ms"),
+    "ENGINE_SILENT": ((31,), "master silent for 31 ms"),
+    "ENGINE_TASK_EARLY": ((), "TASK before WELCOME"),
+    "ENGINE_PUT_EARLY": ((), "PUT before WELCOME"),
+    "ENGINE_CHUNK_EARLY": ((), "CHUNK before WELCOME"),
+    "ENGINE_SLOTS": ((), "all slots taken"),
+    "ENGINE_NO_KERNEL": (("nope",), "no kernel named nope"),
+    "ENGINE_NO_OPERANDS": ((), "this node keeps no operands"),
+    "ENGINE_NO_HEAP_LOAD": (("sha256",), "no heap to load sha256"),
+    "ENGINE_BAD_ARGS": (("echo takes 1 arguments (x), got 2",),
+                        "ValueError: echo takes 1 arguments (x), got 2"),
+    "ENGINE_CANCELLED_QUEUED": ((), "cancelled before it ran"),
+    "ENGINE_CANCELLED_WAITING": ((), "cancelled while waiting for operands"),
+    "ENGINE_CANCELLED_RUNNING": ((), "cancelled while running"),
+    "ENGINE_NO_HEAP_RESULT": ((), "no heap to encode the result"),
+    "ENGINE_NOT_SENDABLE": (("cannot encode payload: cannot encode set",),
+                            "result not sendable: cannot encode payload: cannot encode set"),
 }
 
 
@@ -147,3 +171,54 @@ def test_the_host_keeps_its_registered_module():
     # leaves it there (no search of sys.path at every error)
     cbor.text(0)
     assert sys.modules["msw_texts"] is msw_texts
+
+
+VM_ENGINE = """
+import sys, engine
+
+class IO:
+    def __init__(self):
+        self.sent = []
+        self.closed = None
+    def send(self, msg_type, payload):
+        self.sent.append((msg_type, dict(payload)))
+    def close(self, reason):
+        self.closed = reason
+    def run(self, task):
+        pass
+    def cancel(self, task):
+        pass
+    def on_joined(self):
+        pass
+    def challenged(self, key, master_nonce, node_nonce):
+        pass
+    def heap_free(self):
+        return 50000
+
+io = IO()
+eng = engine.Engine(io, {hello!r}, bytes(32), waits=("sleep_ms",))
+eng.start(0, bytes(16))
+eng.receive({task}, 0, 9, {{0: 9, 1: "echo", 2: [1]}}, 0)
+print(io.sent[-1][0], repr(io.sent[-1][1][1]))
+print("held", "msw_texts" in sys.modules)
+eng.on_timer(6000)
+print(io.closed)
+print("held", "msw_texts" in sys.modules)
+"""
+
+
+def test_a_node_that_reported_an_error_holds_no_texts(run_vm):
+    # in the VM, as on a board: a TASK before the WELCOME is refused with its text, the
+    # join's deadline ends the session with its reason, and neither leaves the texts behind
+    from microswarm.protocol.catalog import MsgType, key
+
+    def k(name: str) -> int:
+        return key(MsgType.HELLO, name)
+
+    hello = {k("node_id"): "n1", k("board"): "unix", k("fw_version"): "t",
+             k("proto_version"): 1, k("kernels"): ["echo"], k("heap_total"): 100_000,
+             k("heap_free"): 50_000, k("max_frame"): 4096, k("slots"): 2, k("link"): "tcp",
+             k("max_message"): 8192, k("threads"): False}
+    out = run_vm(VM_ENGINE.format(hello=hello, task=int(MsgType.TASK))).splitlines()
+    assert out == [f"{int(MsgType.ERROR)} 'TASK before WELCOME'", "held False",
+                   "no WELCOME within 5000 ms", "held False"]
