@@ -102,7 +102,7 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 #       A break that arrives behind a partial frame (a sender that died mid-frame) is not
 #       at a chunk start; a worker that finds pending() > 0 on a line idle for ~100 ms
 #       calls reset(), so the next interrupt request is seen.
-#   Reassembler: CHUNK reassembly, in reassembly.py (loaded on a link's first CHUNK).
+#   Reassembler: CHUNK reassembly, engine_chunks.Chunks (loaded on a link's first CHUNK).
 #   frame_serial.cobs_encode(data) -> bytes, cobs_decode(data) -> bytes (ValueError when
 #   malformed), cobs_encode_into / cobs_decode_into(src, start, end, dst) -> length written.
 #

@@ -13,9 +13,9 @@ try:
     micropython.kbd_intr(-1)
     for _ in (0,):
         pass
-    _interrupted = False
+    _ = False  # `_` (in the firmware's names) says whether an interrupt came
 except KeyboardInterrupt:
-    _interrupted = True
+    _ = True
 
 import gc  # noqa: E402
 
@@ -33,16 +33,19 @@ from micropython import const  # noqa: E402
 # CPU per echo task against 53-57 without (microswarm bench firmware, 3 rounds each,
 # alternating), so a larger heap, where a message's block is easier to find, turns it off.
 _SMALL_HEAP = const(262144)
-_threshold = getattr(gc, "threshold", None)
-_small = gc.mem_free() < _SMALL_HEAP
-if _threshold is not None:
-    _threshold(gc.mem_free() // 16)
+# (gc.threshold() read back at the end says whether the heap was small: no global for it,
+# each name main.py has is interned at boot)
+try:
+    gc.threshold(gc.mem_free() // 16)
+except AttributeError:  # a port without it
+    pass
 
 
-def _serial_link():
-    # config.json's link, else the board's first (config.load_config's rule), read with
-    # json alone: importing config here would leave its modules low in the heap, and the
-    # 32-bit boards then find no 16 KB hole for the frame buffers
+def serial():  # ("serial" and "_" are interned already: each new name here is, at boot)
+    # whether the link is serial: config.json's link, else the board's first
+    # (config.load_config's rule), read with json alone: importing config here would leave
+    # its modules low in the heap, and the 32-bit boards then find no 16 KB hole for the
+    # frame buffers
     import json
 
     try:
@@ -56,11 +59,11 @@ def _serial_link():
         return False  # worker.main() says what is wrong, at the REPL
 
 
-if not _serial_link():
+if not serial():
     micropython.kbd_intr(3)
-    if _interrupted:
+    if _:
         raise KeyboardInterrupt
-del _serial_link, _interrupted
+del serial, _
 
 import sys  # noqa: E402
 
@@ -72,7 +75,9 @@ sys.modules.pop("msw_boot", None)
 
 import worker  # noqa: E402
 
-if _threshold is not None and not _small:
-    _threshold(-1)
-del _small
+try:
+    if gc.threshold() >= _SMALL_HEAP // 16:  # the heap at boot was not small: off again
+        gc.threshold(-1)
+except AttributeError:
+    pass
 worker.main()

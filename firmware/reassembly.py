@@ -1,112 +1,14 @@
-"""CHUNK reassembly for the node (frame.py's codec; imported on a link's first CHUNK, so a
-node that never receives one never loads it)."""
-
-# Reassembler(max_message, copy=True, max_streams=4)
-#   .add(payload, flags, seq=None) -> None, or (inner_type, inner_payload) when a CHUNK
-#       stream completes (validated against FIELDS). The whole message's buffer is
-#       allocated once, at offset 0, after checking its announced total against
-#       max_message and the sum of all open streams' totals against max_message too (a
-#       board's heap bounds them together). Errors (the stream is dropped): TOO_LARGE
-#       (total, open bytes or stream count over the limit), BAD_CHUNK (unknown stream,
-#       restart, offset out of order, total or type changing, MORE set on the last piece
-#       or missing before it, inner type CHUNK or unknown), BAD_PAYLOAD, NO_MEMORY.
-#       The errors carry `seq` when given.
-#   .reset(): drop every unfinished stream (a new link); .open_bytes() -> bytes held.
+"""CHUNK reassembly for the codec's users (frame.py's; the host's tests of the firmware
+codec): engine_chunks.Chunks, which the node imports on a link's first CHUNK, with the
+message's byte strings copied out of its buffer by default. Its interface and errors:
+engine_chunks.py."""
 
 try:
-    from frame import FrameError, _load_payload, check_payload
+    import engine_chunks
 except ImportError:  # on the host: microswarm.firmware
-    from microswarm.firmware.frame import FrameError, _load_payload, check_payload
-from msgdefs import FIELDS
-
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):
-        return x
+    from microswarm.firmware import engine_chunks
 
 
-# BEGIN GENERATED: protocol constants (tools/gen_protocol.py, from protocol/catalog.py)
-_FLAG_MORE = const(1)
-_T_CHUNK = const(12)
-_E_TOO_LARGE = const(5)
-_E_BAD_CHUNK = const(8)
-_E_NO_MEMORY = const(11)
-# END GENERATED
-
-
-class Reassembler:
-    def __init__(self, max_message, copy=True, max_streams=4):
-        self.max_message = max_message
-        self.max_streams = max_streams
-        self.copy = copy
-        self.reset()
-
-    def reset(self):
-        self._streams = {}
-        self._open = 0
-
-    def open_bytes(self):
-        return self._open
-
-    def _drop(self, stream):
-        st = self._streams.pop(stream, None)
-        if st is not None:
-            self._open -= st[1]
-
-    def add(self, payload, flags, seq=None):
-        stream = payload[0]
-        inner = payload[1]
-        total = payload[2]
-        off = payload[3]
-        data = payload[4]
-        st = self._streams.get(stream)
-        try:
-            if st is None:
-                st = self._open_stream(stream, inner, total, off, seq)
-            elif off == 0:
-                raise FrameError(_E_BAD_CHUNK, "stream %d restarted" % stream, seq)
-            elif inner != st[0] or total != st[1] or off != st[3]:
-                raise FrameError(_E_BAD_CHUNK, "chunk of stream %d out of order" % stream, seq)
-            n = len(data)
-            if off + n > total:
-                raise FrameError(_E_BAD_CHUNK, "chunk runs past the total of stream %d" % stream,
-                                 seq)
-            st[2][off : off + n] = data
-            st[3] = off + n
-            if flags & _FLAG_MORE:
-                if st[3] == total:
-                    raise FrameError(_E_BAD_CHUNK, "stream %d complete but MORE set" % stream,
-                                     seq)
-                return None
-            if st[3] != total:
-                raise FrameError(_E_BAD_CHUNK, "stream %d ended short of its total" % stream,
-                                 seq)
-        except FrameError:
-            self._drop(stream)
-            raise
-        self._drop(stream)
-        message = _load_payload(st[2], 0, total, self.copy, st[4])
-        check_payload(inner, message, st[4])
-        return inner, message
-
-    def _open_stream(self, stream, inner, total, off, seq):
-        if off != 0:
-            raise FrameError(_E_BAD_CHUNK, "chunk of unknown stream %d" % stream, seq)
-        if total > self.max_message or self._open + total > self.max_message:
-            raise FrameError(
-                _E_TOO_LARGE, "message of %d bytes over the limit of %d (%d bytes open)"
-                % (total, self.max_message, self._open), seq,
-            )
-        if len(self._streams) >= self.max_streams:
-            raise FrameError(_E_TOO_LARGE, "more than %d open streams" % self.max_streams, seq)
-        if inner == _T_CHUNK or inner not in FIELDS:
-            raise FrameError(_E_BAD_CHUNK, "inner type %d not allowed" % inner, seq)
-        try:
-            st = [inner, total, bytearray(total), 0, seq]
-        except MemoryError:
-            raise FrameError(_E_NO_MEMORY, "no heap for a message of %d bytes" % total, seq)
-        self._streams[stream] = st
-        self._open += total
-        return st
+class Reassembler(engine_chunks.Chunks):
+    def __init__(self, max_message, copy=True, count=4):
+        super().__init__(max_message, count, copy)

@@ -90,8 +90,7 @@ def render_msgdefs() -> str:
 # folded in where it is used and is no global (no heap); on CPython it is a plain global.
 FIRMWARE_MODULES = ("auth.py", "config.py", "engine.py", "engine_chunks.py", "engine_join.py",
                     "engine_log.py", "frame.py", "frame_serial.py", "frame_tcp.py",
-                    "link_serial.py", "link_tcp.py", "operands.py", "reassembly.py",
-                    "worker.py")
+                    "link_serial.py", "link_tcp.py", "operands.py", "worker.py")
 BLOCK = re.compile(r"(# BEGIN GENERATED: protocol constants[^\n]*\n)(.*?)(# END GENERATED\n)",
                    re.S)
 

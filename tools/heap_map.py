@@ -21,7 +21,8 @@ What the walk allocates itself (`walk_own`: its tables, its labels' strings) is 
 message arrives: the board's own heap, modules in ROMFS, the WIZnet driver imported, the
 REPL's leftovers dropped, a first small `sha256` task run; then a kernel (fp_layout) collects
 and reads the allocation table into one byte a block (the letters of LETTERS), and this prints
-it in address order with the free runs and what sits above the largest one.
+it in address order with the free runs and what sits above the largest one (its own
+package, heap_map/layout, with few names: what it interns lands in the heap it maps).
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ LETTERS = {"T": "tuple", "L": "list", "D": "dict", "S": "str", "Y": "bytes", "A"
            "C": "closure", "N": "bound method", "M": "module", "K": "class", "Z": "long int",
            "F": "float", "E": "set", "I": "instance", "Q": "qstr pool", "W": "raw code",
            "O": "other typed", "h": "other", "d": "dict table", "l": "list items",
-           "a": "buffer data", "s": "str data", "y": "bytes data", "b": "bytecode",
-           "q": "qstr table", "k": "constants", "i": "members", "c": "qstr chars"}
+           "a": "bytearray data", "r": "array data", "s": "str data", "y": "bytes data",
+           "b": "bytecode", "q": "qstr table", "i": "members", "c": "qstr chars"}
 
 
 def heap_symbol(elf: Path) -> tuple[int, int]:
@@ -90,13 +91,16 @@ async def _big_task_heap(board, heap: tuple[int, int]) -> dict:
         await master.submit("sha256", [[bytes(range(256)) * 4]], timeout=60)
         await asyncio.sleep(2.5)  # as the test: a heartbeat, then the big TASK's first CHUNK
         (found,) = await master.submit("fp_layout", [list(heap)], timeout=300)
-        return found
+        keys = ("pool", "blocks", "free", "largest_free", "layout", "pools", "classes", "below")
+        return dict(zip(keys, found, strict=True))
 
 
 def big_task_layout(board_name: str) -> dict:
     """The heap of tests/firmware/test_qemu_bigtask.py's node before its big task."""
     sys.path.insert(0, str(ROOT / "tools"))
+    sys.path.insert(0, str(ROOT / "tests" / "firmware"))
     import qemu_firmware
+    import test_qemu_bigtask as bigtask
 
     from microswarm import bundle, paths
     from microswarm.bench import footprint
@@ -104,17 +108,34 @@ def big_task_layout(board_name: str) -> dict:
     heap = int(paths.load_board(board_name)["heap_bytes"])
     config = bundle.render_config(f"hm-{board_name}", CLUSTER, KEY, "", "serial")
     files = footprint.deploy_files(board_name, config,
-                                   kernels=[Path(__file__).resolve().parent / MAP])
+                                   kernels=[Path(__file__).resolve().parent / MAP / "layout"])
     files = {name: data for name, data in files.items() if not name.startswith("asyncio/")}
+    own = own_names(files)
     with tempfile.TemporaryDirectory(prefix="msw-heapmap-") as tmp:
         image = Path(tmp) / "romfs.img"
         data_files = footprint.romfs_image(files, image)
         with qemu_firmware.Qemu("MPS2_AN500", heap, romfs_image=image, esp32=True) as board:
-            board.install(data_files)
+            bigtask.install(board, data_files)
             found = asyncio.run(_big_task_heap(board, heap_symbol(board.elf)))
     found["board"] = board_name
     found["layout"] = bytes(found["layout"]).decode()
+    found["own_names"] = own
     return found
+
+
+def own_names(files: dict[str, bytes]) -> list[str]:
+    """The names the layout kernel's module interns that nothing else in `files` or the
+    firmware's image holds (tools/mpy_names.py's count): they are in the map's qstr pools."""
+    import mpy_names
+
+    rom = mpy_names.firmware_names(ROOT / "tools" / "qemu_esp32_qstrs.txt")
+    mine = [n for n in files if n.endswith("fp_layout.mpy")]
+    others = set(rom)
+    for name, data in files.items():
+        if name.endswith(".mpy") and name not in mine:
+            others.update(q for q in mpy_names.qstr_table(data) if isinstance(q, str))
+    return sorted({q for n in mine for q in mpy_names.qstr_table(files[n])
+                   if isinstance(q, str) and q not in others})
 
 
 def _runs(layout: str) -> list[tuple[int, int, bool]]:
@@ -158,7 +179,9 @@ def layout_report(found: dict, width: int = 64) -> str:
     lines = [f"{found['board']}, the big task's node after its first task: "
              f"{16 * sum(r[1] for r in free):,} bytes free of {16 * len(layout):,} "
              f"(gc.mem_free {found['free']:,}), the largest free run "
-             f"{16 * big[1]:,} at {pool + 16 * big[0]:#x} (block {big[0]})", "",
+             f"{16 * big[1]:,} at {pool + 16 * big[0]:#x} (block {big[0]})",
+             "qstr pools [alloc, names]: " + ", ".join(str(p) for p in found["pools"])
+             + f"; the map's kernel interns {len(found['own_names'])} of those names", "",
              "the heap, one letter a block (" + ", ".join(f"{k} {v}" for k, v in
                                                         LETTERS.items()) + ", = the rest "
              "of an allocation, . free):"]
@@ -177,6 +200,14 @@ def layout_report(found: dict, width: int = 64) -> str:
               "bytes", "", "below the largest free run: "
               + _kinds(layout, classes, 0, big[0]),
               "above it: " + _kinds(layout, classes, big[0] + big[1], len(layout))]
+    lines += ["", "the allocations just below the largest free run, top down (a path from a "
+              "module's globals where one reaches them):"]
+    for b, path in sorted(found["below"], reverse=True):
+        end = b + 1
+        while end < len(layout) and layout[end] == "=":
+            end += 1
+        kind = classes.get(b, LETTERS.get(layout[b], layout[b]))
+        lines.append(f"  block {b:>5} {16 * (end - b):>6,} {kind}: {path or '?'}")
     return "\n".join(lines)
 
 
