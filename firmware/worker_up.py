@@ -8,6 +8,7 @@ sys.modules before a session runs, so a joined node does not hold its code.
 import gc
 import sys
 
+import board
 import engine
 import frame
 import msw_kernel
@@ -40,7 +41,7 @@ def boot():
     w.board = board_def
     w.cfg = cfg
     w.net = None
-    w.heap_total = gc.mem_free() + gc.mem_alloc()
+    w.heap_total = board.heap_total()
     w.stats = engine.Stats(0, gc.mem_free())
     w.max_message, w.operand_cache = engine.heap_limits(w.heap_total)
     w.thread = kernel_thread()
@@ -93,26 +94,6 @@ def _buffers(w, cobs):
     return {cobs: (reader, frame.FrameWriter(size, serial=cobs))}
 
 
-def open_net(board_def, ifconfig=None):
-    """The board's socket provider: the port's own socket module when board.json says
-    "net_driver": "builtin" (the unix port, or rp2's WIZNET5K build), or the project's
-    WIZnet driver for "wiznet" (hardware sockets over SPI; imported lazily so boards
-    without it never load it; its SPI bus and pins are set up by the chip's bring-up
-    module, wiznet_up.py, which a running node does not hold either). `ifconfig` (ip,
-    netmask, gateway, dns) configures a WIZnet chip statically; without it the chip asks
-    DHCP."""
-    driver = board_def.get("net_driver")
-    if driver == "builtin":
-        import socket
-
-        return socket
-    if driver == "wiznet":
-        import wiznet_up
-
-        return wiznet_up.open_board(board_def, ifconfig)
-    raise OSError("board " + board_def["name"] + " has no network driver")
-
-
 async def open_link(w):
     cfg = w.cfg
     # each link's module is imported for the link a node uses (links.py)
@@ -124,7 +105,7 @@ async def open_link(w):
         import link_tcp
 
         if w.net is None:
-            w.net = open_net(w.board, cfg.get("ifconfig"))
+            w.net = board.open_net(w.board, cfg.get("ifconfig"))
         address = cfg["master"]
         if address is None:
             address = await link_tcp.find_master(w)
