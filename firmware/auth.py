@@ -24,6 +24,7 @@ _TX_AUTH_BEFORE_JOIN = const(44)
 _TX_AUTH_NO_MAC = const(45)
 _TX_AUTH_MISMATCH = const(46)
 _TX_AUTH_REPLAYED = const(47)
+_TX_AUTH_EXHAUSTED = const(73)
 # END GENERATED
 
 try:
@@ -105,7 +106,11 @@ class LinkAuth:
         """Write the trailer (counter, tag of `signed`) into buf[end:end + 12]."""
         n = self.tx_counter
         if n >> 32:
-            raise OSError("frame counter exhausted: join again")
+            try:
+                import cbor  # (only here: a text is rendered when it is raised)
+            except ImportError:
+                from microswarm.firmware import cbor
+            raise OSError(cbor.text(_TX_AUTH_EXHAUSTED))
         self.tx_counter = n + 1
         c = self._ctr
         c[0] = n & 0xFF

@@ -170,6 +170,7 @@ _TX_FRAME_SIZE = const(38)
 _TX_FRAME_CANNOT_ENCODE = const(39)
 _TX_FRAME_PEER_LIMIT = const(40)
 _TX_FRAME_CHUNK_CHUNKED = const(41)
+_TX_FRAME_MAX_FRAME = const(69)
 # END GENERATED
 
 try:
@@ -445,7 +446,7 @@ class _FrameEncoder(cbor.Encoder):
 class FrameWriter:
     def __init__(self, max_frame, serial=False):
         if not _MIN_FRAME <= max_frame <= MAX_FRAME:
-            raise ValueError("max_frame must be in %d..%d" % (_MIN_FRAME, MAX_FRAME))
+            raise ValueError(cbor.text((_TX_FRAME_MAX_FRAME, _MIN_FRAME, MAX_FRAME)))
         self.max_frame = max_frame
         self.serial = serial
         self.seq = 0

@@ -22,6 +22,9 @@ _E_NO_MEMORY = const(11)
 # BEGIN GENERATED: text numbers (tools/gen_protocol.py, from msw_texts.py)
 _TX_SERIAL_OVER = const(42)
 _TX_SERIAL_BAD_COBS = const(43)
+_TX_COBS_MALFORMED = const(70)
+_TX_COBS_LONG = const(71)
+_TX_COBS_EMPTY = const(72)
 # END GENERATED
 
 try:
@@ -90,16 +93,22 @@ def cobs_decode_into(src, start, end, dst):
         code = src[s]
         nxt = s + code
         if code == 0 or nxt > end:
-            raise ValueError("malformed COBS block")
+            import cbor  # (only here: a text is rendered when it is raised)
+
+            raise ValueError(cbor.text(_TX_COBS_MALFORMED))
         k = code - 1
         if d + k > cap:
-            raise ValueError("COBS frame longer than the buffer")
+            import cbor
+
+            raise ValueError(cbor.text(_TX_COBS_LONG))
         dst[d : d + k] = view[s + 1 : nxt]
         d += k
         s = nxt
         if code != 0xFF and s < end:
             if d >= cap:
-                raise ValueError("COBS frame longer than the buffer")
+                import cbor
+
+                raise ValueError(cbor.text(_TX_COBS_LONG))
             dst[d] = 0
             d += 1
     return d
@@ -120,7 +129,9 @@ def cobs_decode(data):
     if type(data) is not bytes and type(data) is not bytearray:
         data = bytes(data)
     if not data or data.find(b"\x00") >= 0:
-        raise ValueError("empty COBS frame or zero byte inside")
+        import cbor
+
+        raise ValueError(cbor.text(_TX_COBS_EMPTY))
     out = bytearray(len(data))
     return bytes(memoryview(out)[: cobs_decode_into(data, 0, len(data), out)])
 

@@ -78,5 +78,10 @@ T = (
     "cancelled while running",  # ENGINE_CANCELLED_RUNNING
     "no heap to encode the result",  # ENGINE_NO_HEAP_RESULT
     "result not sendable: %s",  # ENGINE_NOT_SENDABLE
+    "max_frame must be in %d..%d",  # FRAME_MAX_FRAME
+    "malformed COBS block",  # COBS_MALFORMED
+    "COBS frame longer than the buffer",  # COBS_LONG
+    "empty COBS frame or zero byte inside",  # COBS_EMPTY
+    "frame counter exhausted: join again",  # AUTH_EXHAUSTED
 )
 # END

@@ -87,6 +87,11 @@ OLD = {
     "ENGINE_NO_HEAP_RESULT": ((), "no heap to encode the result"),
     "ENGINE_NOT_SENDABLE": (("cannot encode payload: cannot encode set",),
                             "result not sendable: cannot encode payload: cannot encode set"),
+    "FRAME_MAX_FRAME": ((64, 65546), "max_frame must be in 64..65546"),
+    "COBS_MALFORMED": ((), "malformed COBS block"),
+    "COBS_LONG": ((), "COBS frame longer than the buffer"),
+    "COBS_EMPTY": ((), "empty COBS frame or zero byte inside"),
+    "AUTH_EXHAUSTED": ((), "frame counter exhausted: join again"),
 }
 
 
