@@ -161,24 +161,28 @@ def hashes():
 def call(fn, args, out, ticks_us, ticks_diff):
     """One kernel call: out[:3] = value, error, elapsed_us (a list the caller keeps: no
     tuple per task); returns out. An exception is the error (MemoryError included: the
-    engine maps each to its ErrorCode)."""
+    engine maps each to its ErrorCode). A clock that stepped back across the call counts
+    as 0 us: RESULT.elapsed_us is a uint (ports/qemu's ticks_us, read as the millisecond
+    count plus SysTick's down-counter, goes back up to 1 ms when the counter reloads
+    between the two reads; a master refuses a negative one)."""
     start = ticks_us()
     out[0] = out[1] = None
     try:
         out[0] = fn(*args)
     except Exception as e:
         out[1] = e
-    out[2] = ticks_diff(ticks_us(), start)
+    out[2] = max(0, ticks_diff(ticks_us(), start))
     return out
 
 
 def waited(ms, error, cancelled, elapsed_us):
     """The elapsed time a wait kernel (sleep_ms, which returns the `ms` to wait) reports:
     at least the `ms` it waited when it ran to its end (the loop's timer may wake it a
-    tick early), else what passed (cut short by CANCEL, or refused)."""
+    tick early), else what passed (cut short by CANCEL, or refused), 0 if the clock
+    stepped back (`call`)."""
     if error is None and not cancelled and elapsed_us < ms * 1000:
         return ms * 1000
-    return elapsed_us
+    return max(0, elapsed_us)
 
 
 def _code(v):

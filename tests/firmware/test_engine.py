@@ -405,3 +405,20 @@ def test_a_kernel_module_that_does_not_fit_when_it_loads_is_no_memory_and_stays_
         msw_kernel.KERNELS.pop("oom_probe", None)
         for name in ("oom_probe_kernels", "oom_probe_state"):
             sys.modules.pop(name, None)
+
+
+def test_a_clock_that_steps_back_across_a_kernel_reports_zero_elapsed():
+    """RESULT.elapsed_us is a uint: a port whose microsecond clock goes back across the call
+    (ports/qemu's ticks_us, by up to a millisecond when SysTick reloads between its two
+    reads) reports 0, not a negative time the master refuses as BAD_PAYLOAD."""
+    from microswarm.firmware import msw_kernel
+
+    readings = iter((5_999, 5_000))
+    out = msw_kernel.call(lambda x: x + 1, (1,), [None, None, None],
+                          lambda: next(readings), lambda new, old: new - old)
+    assert out == [2, None, 0]
+    forward = iter((5_000, 5_250))
+    assert msw_kernel.call(lambda: None, (), [None] * 3, lambda: next(forward),
+                           lambda new, old: new - old)[2] == 250
+    assert msw_kernel.waited(10, None, True, -400) == 0  # cancelled: what passed, never < 0
+    assert msw_kernel.waited(10, None, False, -400) == 10_000  # ran to its end: the ms waited
