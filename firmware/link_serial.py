@@ -15,6 +15,7 @@ from micropython import const
 # BEGIN GENERATED: protocol constants (tools/gen_protocol.py, from protocol/catalog.py)
 _HEADER_SIZE = const(7)
 _T_TASK = const(5)
+_E_BAD_VERSION = const(2)
 # END GENERATED
 
 _CTRL_C = const(0x03)
@@ -193,6 +194,12 @@ async def read_frames(session):
                     link.close()
                     raise KeyboardInterrupt
                 if isinstance(item, frame.FrameError):
+                    if item.seq is None or item.code == _E_BAD_VERSION:
+                        # no readable header of this version (a console's echo, boot text,
+                        # line noise): counted, never answered (SPEC section 1), for an
+                        # answer could only feed a loop with a console that echoes it
+                        eng.stats.bad_frames += 1
+                        continue
                     task_id = None
                     head = getattr(item, "head", None)
                     if head is not None and head[1] == _T_TASK:  # a TASK with no heap
