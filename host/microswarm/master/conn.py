@@ -21,6 +21,7 @@ from microswarm.master.handshake import NodeInfo
 from microswarm.master.links import Link, SerialLink
 from microswarm.master.session import NodeSession, State
 from microswarm.master.session_events import Event
+from microswarm.wire.cobs import DELIMITER
 
 log = logging.getLogger(__name__)
 _CLOSED = State.CLOSED
@@ -169,6 +170,12 @@ class SerialPort:
         self._stopping = False
 
     def _next(self, link: Link) -> Connection:
+        # A delimiter before the session's first frame (SPEC: a sender may flush noise out
+        # of the receiver so): what the node's console took in before (the bytes mpremote
+        # sends as it leaves, a terminal's keys, a half frame of the last session) ends as
+        # an empty or bad frame of its own instead of gluing itself to the AUTH that
+        # answers the HELLO, which cost a refused join and one more HELLO 5 s later.
+        link.write(DELIMITER)
         conn = self.owner.attach_session(link, owns_link=False)
         self.connection = conn
         self.sessions += 1
