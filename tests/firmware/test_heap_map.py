@@ -20,7 +20,9 @@ COMMAND = "python tools/heap_map.py --board esp32-devkit-w5500 --romfs"
 BOARD = "esp32-devkit-w5500"
 
 
-def test_heap_map_as_written():
+def _run_as_written(command: str, *more: str) -> tuple[dict, int]:
+    """`command` run as docs/qemu.md gives it (plus `more` and --json) on the ESP32's
+    heap's firmware (skipped where it cannot be built): its report and that heap."""
     sys.path.insert(0, str(paths.tools_dir()))
     import qemu_firmware
 
@@ -29,11 +31,16 @@ def test_heap_map_as_written():
         qemu_firmware.firmware("MPS2_AN500", heap, esp32=True)
     except qemu_firmware.QemuUnavailable as exc:
         pytest.skip(f"QEMU firmware: {exc}")
-    argv = [sys.executable, *COMMAND.split()[1:], "--heap", str(heap), "--json"]
+    argv = [sys.executable, *command.split()[1:], *more, "--json"]
     proc = subprocess.run(argv, cwd=paths.tools_dir().parent, capture_output=True, text=True,
                           timeout=540)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    found = json.loads(proc.stdout)
+    return json.loads(proc.stdout), heap
+
+
+def test_heap_map_as_written():
+    heap = int(paths.load_board(BOARD)["heap_bytes"])
+    found, _ = _run_as_written(COMMAND, "--heap", str(heap))
     kinds = found["types"]
     assert found["mapped"] == sum(size for _, size in kinds.values())
     # every allocation in use is in the map once, the walk's own tables left out (its
@@ -54,20 +61,9 @@ LAYOUT = "python tools/heap_map.py --layout"
 def test_layout_as_written():
     """The big task's node (tests/firmware/test_qemu_bigtask.py's setup) mapped block by
     block: every block is in the map once, and the largest free run is the map's."""
-    sys.path.insert(0, str(paths.tools_dir()))
-    import heap_map
-    import qemu_firmware
+    found, heap = _run_as_written(LAYOUT)
+    import heap_map  # (tools/: on the path once _run_as_written ran)
 
-    heap = int(paths.load_board(BOARD)["heap_bytes"])
-    try:
-        qemu_firmware.firmware("MPS2_AN500", heap, esp32=True)
-    except qemu_firmware.QemuUnavailable as exc:
-        pytest.skip(f"QEMU firmware: {exc}")
-    argv = [sys.executable, *LAYOUT.split()[1:], "--json"]
-    proc = subprocess.run(argv, cwd=paths.tools_dir().parent, capture_output=True, text=True,
-                          timeout=540)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    found = json.loads(proc.stdout)
     layout = found["layout"]
     assert len(layout) == found["blocks"] and 16 * found["blocks"] <= heap
     assert set(layout) <= set(heap_map.LETTERS) | {"=", "."}

@@ -50,10 +50,14 @@ def test_tcp_and_discovery_with_the_real_master(tmp_path, micropython):
     asyncio.run(scenario())
 
 
-def test_serial_with_the_real_master(tmp_path, micropython):
+def _serve_a_serial_vm(tmp_path, micropython, body, waiting: bytes = b"") -> None:
+    """The worker in the VM on a raw pty served by the real master; `body(master)` runs
+    once the port is open; `waiting`: bytes already on the node's console."""
     vm_fd, slave_fd = os.openpty()
     tty.setraw(slave_fd)
     path = os.ttyname(slave_fd)
+    if waiting:
+        os.write(slave_fd, waiting)
 
     async def scenario() -> None:
         master = Master(cluster=CLUSTER, key=KEY, tcp_port=0, udp_port=None, control_port=None,
@@ -63,7 +67,7 @@ def test_serial_with_the_real_master(tmp_path, micropython):
         vm = VM(micropython, flash, "pico2-usb", stdio=vm_fd)
         try:
             await master.open_serial(path)
-            await _jobs(master)
+            await body(master)
         finally:
             await master.stop()
             vm.stop()
@@ -75,6 +79,10 @@ def test_serial_with_the_real_master(tmp_path, micropython):
         os.close(vm_fd)
 
 
+def test_serial_with_the_real_master(tmp_path, micropython):
+    _serve_a_serial_vm(tmp_path, micropython, _jobs)
+
+
 def test_a_serial_node_with_leftovers_on_its_console_joins_at_its_first_hello(
         tmp_path, micropython, caplog):
     """What the board's console took in before the worker started (the bytes mpremote sends
@@ -82,31 +90,12 @@ def test_a_serial_node_with_leftovers_on_its_console_joins_at_its_first_hello(
     opens each session on a serial port with a delimiter, so its AUTH survives and the
     node joins on its first HELLO (before, the node refused the glued AUTH as bad COBS and
     joined on its next HELLO 5 s later, its LOG then saying why the first session ended)."""
-    vm_fd, slave_fd = os.openpty()
-    tty.setraw(slave_fd)
-    path = os.ttyname(slave_fd)
-    os.write(slave_fd, b"\r\x02\x04leftovers")  # waiting on the node's console
+    async def echo(master: Master) -> None:
+        await master.wait_for_nodes(1, timeout=30)
+        assert await master.submit("echo", [[7]]) == [7]
 
-    async def scenario() -> None:
-        master = Master(cluster=CLUSTER, key=KEY, tcp_port=0, udp_port=None, control_port=None,
-                        heartbeat_ms=500)
-        await master.start()
-        flash = make_flash(tmp_path / "flash", "pico2-usb", link="serial")
-        vm = VM(micropython, flash, "pico2-usb", stdio=vm_fd)
-        try:
-            await master.open_serial(path)
-            await master.wait_for_nodes(1, timeout=30)
-            assert await master.submit("echo", [[7]]) == [7]
-        finally:
-            await master.stop()
-            vm.stop()
-
-    try:
-        with caplog.at_level(logging.INFO, logger="microswarm"):
-            asyncio.run(scenario())
-    finally:
-        os.close(slave_fd)
-        os.close(vm_fd)
+    with caplog.at_level(logging.INFO, logger="microswarm"):
+        _serve_a_serial_vm(tmp_path, micropython, echo, waiting=b"\r\x02\x04leftovers")
     said = [r.getMessage() for r in caplog.records]
     assert any("joined over serial" in m for m in said), said
     assert not [m for m in said if "session ended" in m or "bad COBS" in m], said
