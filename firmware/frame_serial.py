@@ -3,6 +3,7 @@ the Deframer that cuts a serial line into frames. Imported by what runs a serial
 by FrameWriter(serial=True) without the native COBS encoder); a TCP node never loads it.
 """
 
+import cbor  # (its text(): the texts below by number; frame.py has loaded it)
 from frame import MAX_FRAME, FrameError, decode
 
 try:
@@ -93,21 +94,15 @@ def cobs_decode_into(src, start, end, dst):
         code = src[s]
         nxt = s + code
         if code == 0 or nxt > end:
-            import cbor  # (only here: a text is rendered when it is raised)
-
             raise ValueError(cbor.text(_TX_COBS_MALFORMED))
         k = code - 1
         if d + k > cap:
-            import cbor
-
             raise ValueError(cbor.text(_TX_COBS_LONG))
         dst[d : d + k] = view[s + 1 : nxt]
         d += k
         s = nxt
         if code != 0xFF and s < end:
             if d >= cap:
-                import cbor
-
                 raise ValueError(cbor.text(_TX_COBS_LONG))
             dst[d] = 0
             d += 1
@@ -129,8 +124,6 @@ def cobs_decode(data):
     if type(data) is not bytes and type(data) is not bytearray:
         data = bytes(data)
     if not data or data.find(b"\x00") >= 0:
-        import cbor
-
         raise ValueError(cbor.text(_TX_COBS_EMPTY))
     out = bytearray(len(data))
     return bytes(memoryview(out)[: cobs_decode_into(data, 0, len(data), out)])
