@@ -78,14 +78,11 @@ async def _join(board, heap: tuple[int, int]) -> dict:
         return found
 
 
-async def _big_task_heap(board, heap: tuple[int, int]) -> dict:
+async def _big_task_heap(board, heap: tuple[int, int], start: str) -> dict:
     from microswarm.master import Master
 
-    sys.path.insert(0, str(ROOT / "tests" / "firmware"))
-    import test_qemu_bigtask as bigtask
-
     async with Master(key=KEY, cluster=CLUSTER, tcp_port=None, udp_port=None) as master:
-        board.run_detached(bigtask.START)
+        board.run_detached(start)
         await master.open_serial(board.port)
         await master.wait_for_nodes(1, 90)
         await master.submit("sha256", [[bytes(range(256)) * 4]], timeout=60)
@@ -116,7 +113,7 @@ def big_task_layout(board_name: str) -> dict:
         data_files = footprint.romfs_image(files, image)
         with qemu_firmware.Qemu("MPS2_AN500", heap, romfs_image=image, esp32=True) as board:
             bigtask.install(board, data_files)
-            found = asyncio.run(_big_task_heap(board, heap_symbol(board.elf)))
+            found = asyncio.run(_big_task_heap(board, heap_symbol(board.elf), bigtask.START))
     found["board"] = board_name
     found["layout"] = bytes(found["layout"]).decode()
     found["own_names"] = own
@@ -150,6 +147,14 @@ def _runs(layout: str) -> list[tuple[int, int, bool]]:
     return runs
 
 
+def _end(layout: str, b: int, hi: int) -> int:
+    """The block after the allocation that starts at block b (its "=" blocks, below hi)."""
+    end = b + 1
+    while end < hi and layout[end] == "=":
+        end += 1
+    return end
+
+
 def _kinds(layout: str, classes: dict[int, str], lo: int, hi: int) -> str:
     counts: dict[str, list[int]] = {}
     b = lo
@@ -158,9 +163,7 @@ def _kinds(layout: str, classes: dict[int, str], lo: int, hi: int) -> str:
         if c == ".":
             b += 1
             continue
-        end = b + 1
-        while end < hi and layout[end] == "=":
-            end += 1
+        end = _end(layout, b, hi)
         kind = classes.get(b, LETTERS.get(c, c))
         counts.setdefault(kind, [0, 0])
         counts[kind][0] += 1
@@ -203,9 +206,7 @@ def layout_report(found: dict, width: int = 64) -> str:
     lines += ["", "the allocations just below the largest free run, top down (a path from a "
               "module's globals where one reaches them):"]
     for b, path in sorted(found["below"], reverse=True):
-        end = b + 1
-        while end < len(layout) and layout[end] == "=":
-            end += 1
+        end = _end(layout, b, len(layout))
         kind = classes.get(b, LETTERS.get(layout[b], layout[b]))
         lines.append(f"  block {b:>5} {16 * (end - b):>6,} {kind}: {path or '?'}")
     return "\n".join(lines)
