@@ -25,7 +25,7 @@ _HOLD = const(256)  # bytes of RESULTs (echo: 36 a frame) a TCP link sends in on
 # On a heap under _SMALL_HEAP (main.py's) the frame writer's buffer starts at frames of
 # _SMALL_WRITER bytes and grows to max_frame at the first larger frame (frame.FrameWriter)
 _SMALL_HEAP = const(262144)
-_SMALL_WRITER = const(512)
+_SMALL_WRITER = const(544)
 
 
 def boot():
