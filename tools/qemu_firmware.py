@@ -20,10 +20,17 @@ and this runs as root, as tools/build_native.py does for its compilers.
 Run: `Qemu(board)` starts `qemu-system-arm -machine mps2-an500 -serial pty ...` and gives the
 pty of the emulated UART, which mpremote (and the master's serial link) open like a board's.
 
-ROMFS (`--romfs`, `firmware(..., romfs=True)`): the build names a read-only partition
+ROMFS (`--romfs`, `firmware(..., romfs=True)`): the build names a partition
 (MICROPY_HW_ROMFS_PART0_START/SIZE, ROMFS_PARTITIONS below) that `vfs.rom_ioctl` hands out as
-a memoryview, and `Qemu(..., romfs_image=IMG)` loads an image there with `-device
-loader,file=IMG,addr=START,force-raw=on`. The ranges: QEMU 7.2's `info mtree` maps 16 MB
+a read-only memoryview, and `Qemu(..., romfs_image=IMG)` loads an image there with `-device
+loader,file=IMG,addr=START,force-raw=on`. Every build's `vfs.rom_ioctl` is the project's
+tools/qemu_vfs_rom_ioctl.c in place of the port's (which only reports the partition): the
+partition is also written as NOR flash is, through the ioctl's erase and write commands
+(`mpremote romfs deploy`, `microswarm deploy --romfs`): 4 KB erase blocks, writes that
+only clear bits, in 256-byte units. The port is built from a tree of links to the source
+with that one file replaced (the source is not touched), and the build's name carries the
+file's digest. The heap and everything else are the port's own, so the figures measured
+on the builds do not move. The ranges: QEMU 7.2's `info mtree` maps 16 MB
 of RAM ("mps.ram") at 0x60000000 on mps2-an500 and at 0x21000000 on mps2-an385, and the
 port's linker script (ports/qemu/mcu/arm/mps2.ld) places the whole firmware, stack and heap
 in 0x00000000-0x003fffff; the last 4 MB of the former and the first 4 MB of the latter are
@@ -75,6 +82,11 @@ ROMFS_PARTITIONS = {
 # level), so this build stands for both; `bench footprint` measures every board on it.
 ESP32_DIR = Path(__file__).resolve().parent / "qemu_esp32"
 ESP32_FILES = ("manifest.py", "mpconfig_esp32.h")
+
+# Every build's vfs.rom_ioctl (the port's own only reports the partition): a ROM partition
+# written as NOR flash is, through the ioctl's erase and write commands (WRITE_PREPARE,
+# WRITE, WRITE_COMPLETE), which `mpremote romfs deploy` and `microswarm deploy --romfs` use.
+ROM_IOCTL = Path(__file__).resolve().parent / "qemu_vfs_rom_ioctl.c"
 
 
 @dataclass(frozen=True)
@@ -157,6 +169,7 @@ def firmware(board: str = "MPS2_AN500", heap: int | None = None, romfs: bool = F
         name += f"-romfs{start:x}+{size:x}"
     if esp32:
         name += "-esp32-" + _esp32_digest()
+    name += "-rom-" + _digest(ROM_IOCTL)
     build = CACHE / "build" / key / name
     elf = build / "firmware.elf"
     # one build of each firmware at a time: parallel test workers, and a build started
@@ -166,7 +179,8 @@ def firmware(board: str = "MPS2_AN500", heap: int | None = None, romfs: bool = F
         if elf.is_file():
             return elf
         ensure_tools()
-        command = ["make", "-C", str(tree / "ports" / "qemu"), f"BOARD={board}",
+        port = _port_with_our_rom_ioctl(tree, build.parent / ("tree-" + name))
+        command = ["make", "-C", str(port), f"BOARD={board}",
                    f"BUILD={build}", f"-j{os.cpu_count() or 1}"]
         if esp32:
             manifest, config = (ESP32_DIR / f for f in ESP32_FILES)
@@ -219,10 +233,32 @@ def _no_micropython_lib(where: Path) -> Path:
 
 def _esp32_digest() -> str:
     """Names the ESP32-like build by what it is made of (ESP32_FILES' contents)."""
+    return _digest(*(ESP32_DIR / name for name in ESP32_FILES))
+
+
+def _digest(*files: Path) -> str:
     digest = hashlib.sha256()
-    for name in ESP32_FILES:
-        digest.update((ESP32_DIR / name).read_bytes())
+    for path in files:
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:8]
+
+
+def _port_with_our_rom_ioctl(tree: Path, where: Path) -> Path:
+    """ports/qemu of `tree` with ROM_IOCTL as its vfs_rom_ioctl.c: a tree of symbolic links
+    to the source (left untouched) under `where`, the port's files linked one by one but
+    that one, which is a copy of ours. Returns the port's folder to run make in."""
+    port = where / "ports" / "qemu"
+    if where.exists():
+        shutil.rmtree(where)
+    port.mkdir(parents=True)
+    for entry in tree.iterdir():
+        if entry.name != "ports":
+            (where / entry.name).symlink_to(entry)
+    for entry in (tree / "ports" / "qemu").iterdir():
+        if entry.name != "vfs_rom_ioctl.c":
+            (port / entry.name).symlink_to(entry)
+    shutil.copyfile(ROM_IOCTL, port / "vfs_rom_ioctl.c")
+    return port
 
 
 def _board_partition(tree: Path, board: str) -> tuple[int, int] | None:

@@ -53,6 +53,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from microswarm.deploy.romfs import romfs_image  # noqa: F401 (its one implementation)
+
 HEADLINE_BOARD = "esp32-devkit-w5500"
 GOAL_BYTES = 40 * 1024
 KEY = bytes(range(7, 39))
@@ -228,26 +230,6 @@ def _after_task(qemu: dict) -> int | None:
     """After the first tasks (the built-in kernels loaded), without asyncio's modules."""
     total = qemu.get("after_task_total")
     return None if total is None else total - qemu["modules"].get(ASYNCIO, 0)
-
-
-def romfs_image(files: dict[str, bytes], target: Path) -> dict[str, bytes]:
-    """Write the ROMFS image of the .mpy modules in `files` (as they are: `mpremote romfs
-    build --no-mpy`) to `target`; returns the files left for the flash file system."""
-    from microswarm.deploy.mpremote import mpremote_command
-
-    with tempfile.TemporaryDirectory(prefix="msw-romfs-") as tmp:
-        for name, data in files.items():
-            if name.endswith(".mpy"):
-                path = Path(tmp) / name
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
-        proc = subprocess.run(
-            [mpremote_command(), "romfs", "--no-mpy", "--output", str(target), "build", tmp],
-            capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0 or not target.is_file():
-        raise RuntimeError(f"mpremote romfs build failed:\n{proc.stdout[-1000:]}"
-                           f"{proc.stderr[-1000:]}")
-    return {name: data for name, data in files.items() if not name.endswith(".mpy")}
 
 
 def qemu_arch(board_def: dict) -> str | None:

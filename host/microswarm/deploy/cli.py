@@ -6,11 +6,20 @@ wait until the node joins.
   microswarm deploy --board pico2-usb --port /dev/ttyACM0 --key-file cluster.key   # serial
   microswarm deploy ... --dry-run      # list what would be copied, change nothing
   microswarm deploy ... --kernels mykernels/   # add a kernel package (docs/first-kernel.md)
+  microswarm deploy ... --romfs        # the modules in the board's ROM partition
 
 The board's files are compared by sha256 (computed on the board), so a second deploy
 copies only the modules that changed. A running worker is interrupted the way mpremote
 always does (Ctrl-C), so a board can be updated while it works. A master holding the
 board's serial port must release it first: mpremote needs the port to itself.
+With --romfs the .mpy modules (the firmware's, the kernels', a --kernels package's) go
+into one ROMFS image written to the board's ROM partition with `mpremote romfs deploy`:
+the firmware imports them in place from /rom, their bytecode stays in flash instead of
+the heap. main.py and the data files stay on the file system, and the modules' copies
+there are removed (they would be imported first). The image is written only when the
+partition does not hold it already. It needs a firmware with a ROM partition (stock
+ESP32_GENERIC and RPI_PICO2 firmware have ROMFS support but no partition); a board without
+one is refused before anything is written.
 The cluster key goes into config.json on the board and nowhere else: not in arguments,
 logs or this command's output.
 """
@@ -49,6 +58,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="a kernel package folder to deploy with the firmware (repeatable)")
     parser.add_argument("--dry-run", action="store_true",
                         help="compare with the board and list what would change; copy nothing")
+    parser.add_argument("--romfs", action="store_true",
+                        help="put the .mpy modules in one ROMFS image in the board's ROM "
+                             "partition (imported in place from /rom, not copied into the "
+                             "heap); needs a firmware with a ROM partition")
     parser.add_argument("--no-wait", action="store_true", help="do not wait for the node")
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds to wait for the node after the reset (default 30)")
@@ -83,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         native=not args.no_native,
         kernels=list(args.kernels),
         dry_run=args.dry_run,
+        romfs=args.romfs,
         wait=not args.no_wait,
         timeout=args.timeout,
     )

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from microswarm import bundle, kernelpkg, paths
 from microswarm.deploy.build import ENTRY_POINTS, build, shadowed_names
@@ -20,6 +22,14 @@ from microswarm.deploy.join import (
     wait_for_join,
 )
 from microswarm.deploy.mpremote import Mpremote
+from microswarm.deploy.romfs import (
+    PARTITION,
+    RomfsError,
+    holds,
+    probe_partition,
+    romfs_image,
+    write_partition,
+)
 from microswarm.deploy.sync import DeployError, Plan, apply_plan, make_plan, probe, verify
 from microswarm.keys import DEFAULT_CLUSTER
 
@@ -42,6 +52,12 @@ class DeployOptions:
     wait: bool = True
     timeout: float = 30.0
     mpremote_timeout: float = 30.0
+    romfs: bool = False  # the .mpy modules in one ROMFS image in the board's ROM partition
+    # mpremote's `resume` before every command (no soft reset), and no reset at the end:
+    # for a board whose file system its REPL mounted, which a reset would lose (the QEMU
+    # test board's); the caller starts the new files
+    resume: bool = False
+    reset: bool = True
 
 
 @dataclass
@@ -52,10 +68,14 @@ class DeployReport:
     joined: bool = False
     join_seconds: float | None = None
     hello: dict | None = None
+    rom: str | None = None  # --romfs: "written", "unchanged" or (dry run) "would write"
+    rom_modules: int = 0
 
     def summary(self) -> str:
         changes = f"{len(self.plan.copy)} copied, {len(self.plan.remove)} removed, " \
                   f"{len(self.plan.unchanged)} unchanged"
+        if self.rom:
+            changes += f"; ROM partition {self.rom} ({self.rom_modules} modules)"
         if self.joined:
             return f"{changes}; node up after {self.join_seconds:.1f} s"
         return changes
@@ -107,11 +127,20 @@ def wait_for_port(port: str, timeout: float, out: Callable[[str], None]) -> None
         time.sleep(0.1)
 
 
+def rom_image(files: dict[str, bytes]) -> tuple[dict[str, bytes], bytes, list[str]]:
+    """`files` split for --romfs: those left for the file system, the ROMFS image of the
+    modules (romfs.romfs_image) and the modules' names."""
+    with tempfile.TemporaryDirectory(prefix="msw-romfs-image-") as tmp:
+        path = Path(tmp) / "modules.img"
+        rest = romfs_image(files, path)
+        return rest, path.read_bytes(), sorted(set(files) - set(rest))
+
+
 def deploy(options: DeployOptions, out: Callable[[str], None] = lambda line: None
            ) -> DeployReport:
     board_def = paths.load_board(options.board)
     wait_for_port(options.port, PORT_WAIT_S, out)
-    mp = Mpremote(options.port, timeout=options.mpremote_timeout)
+    mp = Mpremote(options.port, timeout=options.mpremote_timeout, resume=options.resume)
     found = probe(mp, candidate_names(options.kernels))
     mpy, remote = found.mpy, found.hashes
     if options.node_id is None:
@@ -138,9 +167,31 @@ def deploy(options: DeployOptions, out: Callable[[str], None] = lambda line: Non
     for folder in options.kernels:
         out(f"  kernel package {folder}")
 
+    image, rom_names, rom = b"", [], None
+    if options.romfs:
+        # Refused here, before anything changes, when the image has nowhere to go.
+        files, image, rom_names = rom_image(files)
+        part = probe_partition(mp, image)
+        refusal = part.refusal(len(image))
+        if refusal:
+            raise RomfsError(refusal)
+        out(f"  ROMFS image: {len(rom_names)} modules in {len(image)} bytes, for ROM "
+            f"partition {PARTITION} ({part.size} bytes)")
+        if holds(part, image):
+            rom = "unchanged"
+            out(f"  ROM partition {PARTITION} holds this image already: not rewritten")
+        else:
+            rom = "would write" if options.dry_run else "written"
+            out(f"  {'would write' if options.dry_run else 'write'} the image to ROM "
+                f"partition {PARTITION} (mpremote romfs deploy)")
     shadowed = shadowed_names(files)
     if bundle.NATIVE_MODULE not in files:
         shadowed.add(bundle.NATIVE_MODULE)  # one of another arch, or one left out on purpose
+    if options.romfs:
+        # a module's .mpy or .py left on the flash would be imported instead of /rom's:
+        # '' (the flash's root) comes before /rom on sys.path
+        shadowed.update(rom_names)
+        shadowed.update(name[:-4] + ".py" for name in rom_names)
     plan = make_plan(files, remote, shadowed)
     for name, why in plan.copy.items():
         out(f"  {'would copy' if options.dry_run else 'copy'} {name} "
@@ -149,13 +200,20 @@ def deploy(options: DeployOptions, out: Callable[[str], None] = lambda line: Non
         out(f"  {'would remove' if options.dry_run else 'remove'} {name} (shadows the bundle "
             "or does not belong to it)")
     out(f"  {len(plan.unchanged)} files unchanged")
-    report = DeployReport(plan=plan, files=len(files), total_bytes=total)
+    report = DeployReport(plan=plan, files=len(files), total_bytes=total, rom=rom,
+                          rom_modules=len(rom_names))
 
     if not options.dry_run:
+        if rom == "written":
+            write_partition(mp, image)
+            out(f"  wrote {len(image)} bytes to ROM partition {PARTITION} and read them back")
         apply_plan(mp, files, plan)
         verify(mp, files, plan.copy)
         if plan.copy:
             out(f"  verified sha256 of {len(plan.copy)} files on the board")
+    if not options.reset:
+        out("  not reset: the board runs the new files from its next reset")
+        return report
     waiting = options.wait and not options.dry_run
     # Opened before the reset: a serial node's first HELLO, and what a board prints when
     # it fails at boot, come right after it.

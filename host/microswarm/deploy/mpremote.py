@@ -33,9 +33,13 @@ def mpremote_command() -> str:
 class Mpremote:
     """One board's port (a device path or a pyserial URL such as socket://host:port)."""
 
-    def __init__(self, port: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, port: str, timeout: float = DEFAULT_TIMEOUT_S,
+                 resume: bool = False) -> None:
+        """`resume`: every command chain starts with mpremote's `resume` (no soft reset
+        first), for a board whose file system its REPL mounted (the QEMU test board's)."""
         self.port = port
         self.timeout = timeout
+        self.resume = resume
 
     def run(self, *args: str, timeout: float | None = None) -> str:
         """Run `mpremote connect PORT ARGS...`; return its standard output."""
@@ -44,6 +48,8 @@ class Mpremote:
     def run_chain(self, commands: Sequence[Sequence[str]], timeout: float | None = None) -> str:
         """Several mpremote commands on one connection, joined with '+'."""
         argv = [mpremote_command(), "connect", self.port]
+        if self.resume:
+            commands = [["resume"], *commands]
         for i, command in enumerate(commands):
             if i:
                 argv.append("+")
