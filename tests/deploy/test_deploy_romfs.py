@@ -16,6 +16,7 @@ before anything is written: about 2 s."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import pytest
 from microswarm import paths
 from microswarm.deploy.deploy import DeployOptions, deploy, rom_image
 from microswarm.deploy.mpremote import Mpremote
+from microswarm.deploy.romfs import probe_partition
 
 BOARD = "esp32-devkit-w5500"
 KEY = bytes(range(104, 136))
@@ -56,6 +58,36 @@ def test_cli_romfs_is_refused_on_a_board_without_a_rom_partition(blank_vboard, t
     assert proc.returncode == 1, out
     assert "no ROMFS support (no vfs.rom_ioctl)" in out and "ROM partition" in out
     assert sorted(p.name for p in blank_vboard.flash.iterdir()) == []  # nothing written
+
+
+class _Said:
+    """Stands in for mpremote: the board's answer to the partition probe."""
+
+    timeout = 30.0
+
+    def __init__(self, output: str) -> None:
+        self.output = output
+
+    def exec(self, code: str, timeout: float | None = None) -> str:
+        return self.output
+
+
+@pytest.mark.parametrize("answer, refusal", [
+    (":rom missing", "no ROMFS support (no vfs.rom_ioctl)"),
+    (":rom none 0", "reports no ROM partition (vfs.rom_ioctl(1) is 0)"),
+    (":rom 1 4096 4096 " + "0" * 64, "(8192 bytes) does not fit the board's 4096-byte"),
+    (":rom 1 1048576 4096 " + "0" * 64, None),
+])
+def test_a_partition_that_cannot_take_the_image_is_refused_with_what_is_needed(answer,
+                                                                               refusal):
+    part = probe_partition(_Said(f"noise\n{answer}\n"), bytes(8192))
+    said = part.refusal(8192)
+    if refusal is None:
+        assert said is None and part.size == 1048576
+    else:
+        assert refusal in said
+        if "fit" not in refusal:
+            assert "partition table" in said and "MICROPY_HW_ROMFS_BYTES" in said
 
 
 async def _serve(board) -> dict:
@@ -98,6 +130,8 @@ def test_romfs_deploy_to_the_qemu_board_joins_and_a_redeploy_writes_nothing(monk
                                 node_id="qemu-romfs", cluster="qemu", romfs=True,
                                 resume=True, reset=False, wait=False, mpremote_timeout=120)
         lines: list[str] = []
+        dry = deploy(dataclasses.replace(options, dry_run=True), out=lines.append)
+        assert not [chain for chain in chains if "romfs" in chain or "fs" in chain]
         first = deploy(options, out=lines.append)
         written = [chain for chain in chains if "romfs" in chain]
         del chains[:]
@@ -116,6 +150,7 @@ def test_romfs_deploy_to_the_qemu_board_joins_and_a_redeploy_writes_nothing(monk
         booted = board.exec(BOOT)
         served = asyncio.run(_serve(board))
     text = "\n".join(lines)
+    assert dry.rom == "would write" and "would write the image to ROM partition 0" in text
     assert first.rom == "written" and first.rom_modules == len(modules) > 20, text
     assert "worker.mpy" in first.plan.remove  # the stale copy would shadow /rom's
     assert set(first.plan.copy) == {"main.py", "board.json", "config.json",
