@@ -9,13 +9,14 @@ The port has no file system and exits at machine.reset(): the test mounts the RA
 of tools/qemu_flash.py at / (as the other QEMU tests do), deploys with mpremote `resume`
 (a soft reset would unmount it) and no reset, and then does what the firmware's start-up
 does at a reset (mp_init mounts the partition's image at /rom and appends /rom and
-/rom/lib to sys.path) before it imports main.py. One boot: about 25 s.
+/rom/lib to sys.path) before it imports main.py. One boot: about 20 s.
 A board without ROMFS support (the unix-port virtual board: no vfs.rom_ioctl) is refused
 before anything is written: about 2 s."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import subprocess
 import sys
@@ -23,15 +24,17 @@ import sys
 import pytest
 
 from microswarm import paths
+from microswarm.deploy import deploy as deploy_module
 from microswarm.deploy.deploy import DeployOptions, deploy, rom_image
 from microswarm.deploy.mpremote import Mpremote
+from microswarm.deploy.romfs import probe_partition
 
 BOARD = "esp32-devkit-w5500"
 KEY = bytes(range(104, 136))
 
 # What mp_init (py/runtime.c) does at a reset when the partition holds a valid image
-# (mp_vfs_mount_romfs_protected, extmod/vfs.c), and then main.py.
-BOOT = ("import vfs, sys\nvfs.mount(vfs.VfsRom(vfs.rom_ioctl(2, 0)), '/rom')\n"
+# (mp_vfs_mount_romfs_protected, extmod/vfs.c); main.py's worker is imported from there.
+BOOT = ("import sys\nvfs.mount(vfs.VfsRom(vfs.rom_ioctl(2, 0)), '/rom')\n"
         "sys.path.append('/rom')\nsys.path.append('/rom/lib')\n"
         "import worker\nprint('WORKER', worker.__file__)")
 
@@ -56,6 +59,36 @@ def test_cli_romfs_is_refused_on_a_board_without_a_rom_partition(blank_vboard, t
     assert proc.returncode == 1, out
     assert "no ROMFS support (no vfs.rom_ioctl)" in out and "ROM partition" in out
     assert sorted(p.name for p in blank_vboard.flash.iterdir()) == []  # nothing written
+
+
+class _Said:
+    """Stands in for mpremote: the board's answer to the partition probe."""
+
+    timeout = 30.0
+
+    def __init__(self, output: str) -> None:
+        self.output = output
+
+    def exec(self, code: str, timeout: float | None = None) -> str:
+        return self.output
+
+
+@pytest.mark.parametrize("answer, refusal", [
+    (":rom missing", "no ROMFS support (no vfs.rom_ioctl)"),
+    (":rom none 0", "reports no ROM partition (vfs.rom_ioctl(1) is 0)"),
+    (":rom 1 4096 4096 " + "0" * 64, "(8192 bytes) does not fit the board's 4096-byte"),
+    (":rom 1 1048576 4096 " + "0" * 64, None),
+])
+def test_a_partition_that_cannot_take_the_image_is_refused_with_what_is_needed(answer,
+                                                                               refusal):
+    part = probe_partition(_Said(f"noise\n{answer}\n"), bytes(8192))
+    said = part.refusal(8192)
+    if refusal is None:
+        assert said is None and part.size == 1048576
+    else:
+        assert refusal in said
+        if "fit" not in refusal:
+            assert "partition table" in said and "MICROPY_HW_ROMFS_BYTES" in said
 
 
 async def _serve(board) -> dict:
@@ -89,8 +122,15 @@ def test_romfs_deploy_to_the_qemu_board_joins_and_a_redeploy_writes_nothing(monk
         return run_chain(self, commands, timeout=timeout)
 
     monkeypatch.setattr(Mpremote, "run_chain", recorded)
+    images = []
+
+    def built(files):
+        images.append(rom_image(files))
+        return images[-1]
+
+    monkeypatch.setattr(deploy_module, "rom_image", built)
     with qemu_firmware.Qemu("MPS2_AN500", heap, esp32=True) as board:
-        board.exec("pass")  # (mpremote's soft reset, before the mount)
+        # (the first exec's soft reset comes before its code: the mount stays)
         board.exec((paths.tools_dir() / "qemu_flash.py").read_text()
                    + "\n_msw_flash = mount()\n"
                    "with open('worker.mpy', 'wb') as f:\n    f.write(b'stale')\n")
@@ -98,24 +138,19 @@ def test_romfs_deploy_to_the_qemu_board_joins_and_a_redeploy_writes_nothing(monk
                                 node_id="qemu-romfs", cluster="qemu", romfs=True,
                                 resume=True, reset=False, wait=False, mpremote_timeout=120)
         lines: list[str] = []
+        dry = deploy(dataclasses.replace(options, dry_run=True), out=lines.append)
+        assert not [chain for chain in chains if "romfs" in chain or "fs" in chain]
         first = deploy(options, out=lines.append)
         written = [chain for chain in chains if "romfs" in chain]
         del chains[:]
         second = deploy(options, out=lines.append)
         again = [chain for chain in chains if "romfs" in chain]
 
-        # what the first deploy wrote, built here as deploy builds it (the same arch)
-        from microswarm import bundle
-        from microswarm.deploy.build import build
-
-        arch = bundle.arch_of_mpy(int(board.exec(
-            "import sys\nprint(sys.implementation._mpy)").split()[-1]))
-        config = bundle.render_config("qemu-romfs", "qemu", KEY, "", "serial")
-        _, image, modules = rom_image(build(BOARD, config, arch=arch, native=False))
-        back = board.exec(READ_BACK.format(n=len(image)))
-        booted = board.exec(BOOT)
+        _, image, modules = images[0]  # what the first deploy built and wrote
+        back = board.exec(READ_BACK.format(n=len(image)) + BOOT)
         served = asyncio.run(_serve(board))
     text = "\n".join(lines)
+    assert dry.rom == "would write" and "would write the image to ROM partition 0" in text
     assert first.rom == "written" and first.rom_modules == len(modules) > 20, text
     assert "worker.mpy" in first.plan.remove  # the stale copy would shadow /rom's
     assert set(first.plan.copy) == {"main.py", "board.json", "config.json",
@@ -124,12 +159,12 @@ def test_romfs_deploy_to_the_qemu_board_joins_and_a_redeploy_writes_nothing(monk
     # the partition holds the image: read back on the board and compared
     assert f"HEAD {image[:64].hex()}" in back
     assert f"SHA {hashlib.sha256(image).hexdigest()}" in back
-    files = eval(back.split("FILES", 1)[1].strip())  # (a list of names)
+    files = eval(back.split("FILES", 1)[1].splitlines()[0])  # (a list of names)
     assert not [name for name in files if name.endswith((".mpy", ".py")) and
                 name != "main.py"], files
     # nothing changed: the partition is not rewritten, no file is copied
     assert second.rom == "unchanged" and second.plan.empty and again == [], text
-    assert "WORKER /rom/worker.mpy" in booted
+    assert "WORKER /rom/worker.mpy" in back
     info = served["info"]
     assert info.board == BOARD and info.heap_total <= heap
     assert served["digest"] == [hashlib.sha256(served["data"]).digest()]
