@@ -57,3 +57,11 @@ def test_a_partition_that_cannot_take_the_image_is_refused_with_what_is_needed(a
         assert refusal in said
         if "fit" not in refusal:
             assert "partition table" in said and "MICROPY_HW_ROMFS_BYTES" in said
+
+
+def test_romfs_with_source_is_refused_before_the_board_is_asked(tmp_path):
+    from microswarm.deploy.deploy import DeployOptions, deploy
+
+    with pytest.raises(ValueError, match="--romfs puts the compiled"):
+        deploy(DeployOptions(board="unix", port=str(tmp_path / "no-port"), key=KEY,
+                             romfs=True, compiled=False))
