@@ -54,6 +54,9 @@ def needs() -> dict[str, list[Firmware]]:
         # tools/mpy_names.py --qemu: the TCP set's imports on the ESP32-like build
         "tests/firmware/test_names.py::test_tcp_count_is_what_the_board_interns": [
             ("MPS2_AN500", _heap("esp32-devkit-w5500"), True)],
+        # deploy --romfs to the ESP32's heap and asyncio, written into the ROM partition
+        "tests/firmware/test_qemu_deploy_romfs.py": [
+            ("MPS2_AN500", _heap("esp32-devkit-w5500"), True)],
         # the writable ROM partition's flash semantics, on the default build
         "tests/firmware/test_qemu_rom_ioctl.py": [("MPS2_AN500", None, False)],
         "tests/native/test_qemu.py": [("MPS2_AN500", None, False), ("MPS2_AN385", None, False)],

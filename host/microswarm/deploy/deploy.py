@@ -138,6 +138,9 @@ def rom_image(files: dict[str, bytes]) -> tuple[dict[str, bytes], bytes, list[st
 
 def deploy(options: DeployOptions, out: Callable[[str], None] = lambda line: None
            ) -> DeployReport:
+    if options.romfs and not options.compiled:
+        raise ValueError("--romfs puts the compiled .mpy modules in the ROM partition; "
+                         "--source copies .py files: give one of them")
     board_def = paths.load_board(options.board)
     wait_for_port(options.port, PORT_WAIT_S, out)
     mp = Mpremote(options.port, timeout=options.mpremote_timeout, resume=options.resume)
