@@ -444,7 +444,7 @@ class _FrameEncoder(cbor.Encoder):
 
 
 class FrameWriter:
-    def __init__(self, max_frame, serial=False):
+    def __init__(self, max_frame, serial=False, size=0):
         if not _MIN_FRAME <= max_frame <= MAX_FRAME:
             raise ValueError(cbor.text((_TX_FRAME_MAX_FRAME, _MIN_FRAME, MAX_FRAME)))
         self.max_frame = max_frame
@@ -452,24 +452,35 @@ class FrameWriter:
         self.seq = 0
         self.stream = 0
         self.auth = None  # an auth.LinkAuth: frames carry the MAC trailer once it is on
+        self._total = 0
+        self._cobs = None
+        if serial and _native_cobs_encode is None:
+            from frame_serial import cobs_encode_into
+
+            self._cobs = cobs_encode_into
+        # `size` (0: max_frame): the buffer holds frames of up to that many bytes to begin
+        # with (a small heap's node sends heartbeats and small RESULTs), and is made anew
+        # for max_frame at the first frame that needs more (reserve()); the frames on the
+        # wire are the same either way.
+        self.reserve(size if _MIN_FRAME <= size < max_frame else max_frame)
+
+    def reserve(self, size):
+        # The frame buffer, for frames of up to `size` bytes (self.limit).
         # The slack covers the longest CBOR head the encoder reserves room for before
         # writing it, so a payload that fits in a frame never grows the buffer.
         # Serial: a frame is COBS-encoded in place, in the frame buffer (no second one).
         # The frame moves up by _shift first; the encoding, written from the buffer's
         # start, gains one byte per 254-byte run and so never reaches the byte it reads.
         # The room: the shifted frame, or its encoding and the 0x00 delimiter.
-        self._shift = (max_frame + _TRAILER) // 254 + 1 if serial else 0
+        self.limit = size
+        self._enc = self._views = self._cobs_view = None  # (the old buffer, if any, free)
+        self._shift = (size + _TRAILER) // 254 + 1 if self.serial else 0
         slack = self._shift + 1 if self._shift >= _HEAD_SLACK else _HEAD_SLACK
-        self._enc = _FrameEncoder(max_frame + _TRAILER + slack, _HEADER_SIZE)
-        self._enc._win = None
-        self._views = Reuse(self._enc.buf)  # (its buffer never changes)
-        self._total = 0
-        self._cobs_view = memoryview(self._enc.buf) if serial else None
-        self._cobs = None
-        if serial and _native_cobs_encode is None:
-            from frame_serial import cobs_encode_into
+        enc = self._enc = _FrameEncoder(size + _TRAILER + slack, _HEADER_SIZE)
+        enc._win = None
+        self._views = Reuse(enc.buf)  # (made anew with the buffer)
+        self._cobs_view = memoryview(enc.buf) if self.serial else None
 
-            self._cobs = cobs_encode_into
     def _take_seq(self, seq):
         if seq is None:
             seq = self.seq
@@ -519,11 +530,15 @@ class FrameWriter:
         try:
             try:
                 enc._item(payload, 0)
+                n = enc.pos - _HEADER_SIZE
             except _Full:
-                return -1
+                n = -1
         except cbor.CBORError as e:
             raise FrameError(_E_BAD_PAYLOAD, (_TX_FRAME_CANNOT_ENCODE, e), seq)
-        return enc.pos - _HEADER_SIZE
+        if (n < 0 or n + _FRAME_OVERHEAD > self.limit) and self.limit < self.max_frame:
+            self.reserve(self.max_frame)  # a frame the first buffer does not hold
+            return self._encode(payload, seq)
+        return n
 
     def frame(self, msg_type, payload, seq=None, flags=0):
         n = self._encode(payload, seq)
@@ -535,6 +550,8 @@ class FrameWriter:
         n = len(payload_bytes)
         if n + _FRAME_OVERHEAD > self.max_frame:
             return self._finish(self._enc, msg_type, flags, seq, n)
+        if n + _FRAME_OVERHEAD > self.limit:
+            self.reserve(self.max_frame)
         enc = self._enc
         enc.reserve(_HEADER_SIZE + n + _CRC_SIZE)
         enc.buf[_HEADER_SIZE : _HEADER_SIZE + n] = payload_bytes

@@ -22,6 +22,10 @@ _SERIAL_CHUNK = const(512)  # serial read buffer where a read returns what the t
 # only means fewer rounds of the read loop per long frame, not fewer bytes read per call
 _SERIAL_PENDING = const(128)
 _HOLD = const(256)  # bytes of RESULTs (echo: 36 a frame) a TCP link sends in one write
+# On a heap under _SMALL_HEAP (main.py's) the frame writer's buffer starts at frames of
+# _SMALL_WRITER bytes and grows to max_frame at the first larger frame (frame.FrameWriter)
+_SMALL_HEAP = const(262144)
+_SMALL_WRITER = const(544)
 
 
 def boot():
@@ -91,7 +95,8 @@ def _buffers(w, cobs):
 
         reader = frame_tcp.StreamReader(size, copy=False, reuse=True)
         w.held = frame.Reuse(bytearray(_HOLD))
-    return {cobs: (reader, frame.FrameWriter(size, serial=cobs))}
+    small = _SMALL_WRITER if w.heap_total < _SMALL_HEAP else 0
+    return {cobs: (reader, frame.FrameWriter(size, serial=cobs, size=small))}
 
 
 async def open_link(w):

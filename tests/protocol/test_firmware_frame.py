@@ -754,6 +754,33 @@ def test_writer_keeps_one_buffer_and_releases_a_chunked_messages(run_vm):
     assert run_vm(source).split() == ["ok", "128"]
 
 
+def test_a_writer_started_small_sends_the_frames_of_a_full_one(run_vm):
+    # (one VM run, about 0.2 s) FrameWriter(max_frame, size=): a buffer for frames of `size`
+    # bytes first, made anew for max_frame at the first frame that needs more; the frames
+    # (single, raw and CHUNKed, plain and COBS) are those of a writer made at max_frame.
+    source = (
+        "import frame, frame_serial, frame_tcp\n"
+        "for serial in (False, True):\n"
+        "    full = frame.FrameWriter(300, serial)\n"
+        "    w = frame.FrameWriter(300, serial, size=80)\n"
+        "    small = len(w._enc.buf)\n"
+        "    sizes = []\n"
+        "    for n in (5, 40, 63, 64, 250, 290, 700, 10, 3000, 20):\n"
+        "        msg = {0: 1, 1: bytes(range(256)) * (n // 256) + bytes(n % 256)}\n"
+        "        a = [bytes(f) for f in full.frames(9, msg)]\n"
+        "        b = [bytes(f) for f in w.frames(9, msg)]\n"
+        "        assert a == b, (serial, n)\n"
+        "        sizes.append(len(w._enc.buf))\n"
+        "    assert bytes(full.raw(9, b'x' * 100)) == bytes(w.raw(9, b'x' * 100))\n"
+        "    w = frame.FrameWriter(300, serial, size=80)\n"
+        "    assert bytes(full.raw(9, b'y' * 200, 7)) == bytes(w.raw(9, b'y' * 200, 7))\n"
+        "    print(small, sizes[0], sizes[2], sizes[3], sizes[-1], len(w._enc.buf))\n"
+    )
+    # 80 + 12 (MAC trailer) + 16 (CBOR head slack); 300 + 12 + 16: grown at the first frame
+    # over 80 bytes (a 64-byte string: a 70-byte payload, an 81-byte frame), and kept
+    assert run_vm(source).splitlines() == ["108 108 108 328 328 328"] * 2
+
+
 def test_table_crc32_fallback_equals_zlib(run_vm):
     rng = random.Random(32)
     blobs = [b"", b"a", rng.randbytes(7), rng.randbytes(300), bytes(1000)]
