@@ -132,6 +132,7 @@ def test_a_board_that_cannot_join_says_why(master, tmp_path):
                          "--control", master.control, "--timeout", "8")
         assert out.returncode == 1
         assert "the master refused: " in out.stderr and "wrong cluster key" in out.stderr
+        assert "cannot join" in out.stderr  # at once, not after the --timeout
         assert "the board says: microswarm: auth: master refused the join" in out.stderr
     finally:
         vb.stop()
@@ -142,7 +143,7 @@ def test_a_board_that_cannot_join_says_why(master, tmp_path):
                          "--key-file", str(wrong), "--master", master.address,
                          "--control", master.control, "--timeout", "8")
         assert out.returncode == 1
-        assert "the board says: " in out.stderr
+        assert "the board says: " in out.stderr and "cannot join" in out.stderr
         assert "ImportError: can't import name SPI" in out.stderr
     finally:
         plain.stop()

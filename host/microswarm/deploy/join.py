@@ -4,7 +4,9 @@ On a serial link the worker's first frame is HELLO; on a TCP link the node appea
 master's node list (its local control endpoint, the one `microswarm nodes` reads). Either
 way the board's console is read meanwhile: when the node does not show up, the error it
 printed there (a traceback's last line, the worker's log line) and the master's reasons
-for refusing nodes since the reset go into the error, not only "timeout".
+for refusing nodes since the reset go into the error, not only "timeout". What no retry
+of the board changes ends the wait at once: a refusal that names the node (its key or its
+cluster name is not the master's), an ImportError the board printed.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ import time
 import serial
 
 from microswarm.console import ConsoleErrors
+from microswarm.deploy.sync import DeployError
 from microswarm.protocol.catalog import MsgType, key
 from microswarm.wire import FrameError, SerialDeframer
 
 POLL_S = 0.1
+BOARD_SAYS_S = 5.0  # how long a refused board's console is read for its own words
+CANNOT_IMPORT = "ImportError: "  # in a line the board printed: the wait ends there
 
 
 def open_port(port: str) -> serial.SerialBase | None:
@@ -107,15 +112,30 @@ def wait_for_join(control: str, node_id: str, timeout: float, since: float = 0.0
     deadline = time.monotonic() + timeout
     last_error = "not joined"
     errors = ConsoleErrors()
+    old = set(refused_before or ())
     while time.monotonic() < deadline:
         try:
-            for node in master_nodes(control):
-                if node.get("node_id") == node_id and node.get("joined_at", 0) >= since:
-                    return node
+            status = master_status(control)
         except (OSError, ValueError) as exc:
             last_error = str(exc)
+        else:
+            for node in status.get("nodes", []):
+                if node.get("node_id") == node_id and node.get("joined_at", 0) >= since:
+                    return node
+            # the master's refusals of a key or a cluster name say "node 'ID'"
+            # (handshake.check_hello, check_response); the board retries in vain
+            final = [str(r) for r in status.get("refusals", [])
+                     if str(r) not in old and f"node {node_id!r}" in str(r)]
+            if final:
+                if errors.last is None:  # the board says it after the master's refusal
+                    _read_console(console, errors, BOARD_SAYS_S, until_error=True)
+                raise DeployError(f"{node_id!r} cannot join the master at {control}: the "
+                                  f"master refused: {final[-1]}{_board_says(errors)}")
         _read_console(console, errors, POLL_S * 2)
-    old = set(refused_before or ())
+        if any(CANNOT_IMPORT in line for line in errors.recent):
+            # the files on its flash lack what it imports: nothing changes that but a deploy
+            raise DeployError(f"{node_id!r} cannot join the master at {control}: it cannot "
+                              f"import what it needs{_board_says(errors)}")
     refused = [r for r in master_refusals(control) if r not in old]
     why = f"; the master refused: {refused[-1]}" if refused else ""
     raise TimeoutError(f"{node_id!r} did not join the master at {control} in {timeout:g} s "
@@ -123,14 +143,17 @@ def wait_for_join(control: str, node_id: str, timeout: float, since: float = 0.0
 
 
 def _read_console(console: serial.SerialBase | None, errors: ConsoleErrors,
-                  seconds: float) -> None:
-    """Read the board's console for `seconds` (or sleep, without one)."""
+                  seconds: float, until_error: bool = False) -> None:
+    """Read the board's console for `seconds` (or sleep, without one); `until_error`:
+    no longer than until it prints an error line (none printed yet)."""
     if console is None:
-        time.sleep(seconds)
+        if not until_error:
+            time.sleep(max(0.0, seconds))
         return
     end = time.monotonic() + seconds
     try:
         while time.monotonic() < end:
-            errors.feed(console.read(4096))
+            if errors.feed(console.read(4096)) and until_error:
+                return
     except (serial.SerialException, OSError):
         time.sleep(max(0.0, end - time.monotonic()))

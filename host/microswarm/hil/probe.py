@@ -285,16 +285,18 @@ class Probe:
     # ---- the join --------------------------------------------------------------------
 
     def join(self, timeout: float = 20.0, *, proof: bytes | None = None,
-             hello: Frame | None = None) -> dict:
+             hello: Frame | None = None, answer: dict | None = None) -> dict:
         """HELLO -> AUTH_CHALLENGE -> AUTH_RESPONSE -> WELCOME; returns the HELLO payload.
         `hello`: a HELLO already received (SessionEnded.hello), answered instead of waiting
-        for the next."""
+        for the next. `answer`: the payload of a HELLO the board sent on this link a moment
+        ago and nobody answered (deploy's at boot), answered the same way; not a rejoin."""
         self.transport.decoder().auth = None  # a new join: no MACs until WELCOME
         self._joined_at = None  # no HEARTBEAT until the WELCOME
         self.reassembler = Reassembler()
         if hello is not None:
             self.rejoins += 1
-        hello = (hello or self.expect(MsgType.HELLO, timeout)).payload
+            answer = hello.payload
+        hello = answer if answer is not None else self.expect(MsgType.HELLO, timeout).payload
         node_nonce = hello[field_key(MsgType.HELLO, "nonce")]
         node_id = hello[field_key(MsgType.HELLO, "node_id")]
         master_nonce = os.urandom(16)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,10 @@ from microswarm.hil.probe import Probe, SerialTransport, TcpTransport
 from microswarm.vboard import VirtualBoard
 
 NODE_ID = "hil1"
+# A serial node waits 5 s (its join timeout) for the AUTH_CHALLENGE that answers its HELLO.
+# The HELLO deploy saw at boot is answered by the first connect() when it is at most this
+# old, instead of waiting for the node's next one (5 s and a backoff later).
+BOOT_HELLO_S = 1.0
 
 
 def local_address_towards(host: str) -> str:
@@ -38,6 +43,8 @@ class BoardUnderTest:
     listener: socket.socket | None = None
     node_id: str = NODE_ID
     session: Probe | None = None
+    boot_hello: dict | None = field(default=None, repr=False)
+    boot_hello_at: float = 0.0
 
     @classmethod
     def open(
@@ -71,9 +78,11 @@ class BoardUnderTest:
                 target.listener = socket.create_server((bind, 0))
                 here = local_address_towards(host) if host else "127.0.0.1"
                 master = f"{here}:{target.listener.getsockname()[1]}"
-            deploy(DeployOptions(board=target.board, port=port, key=target.key, master=master,
-                                 link=link, node_id=NODE_ID, native=native,
-                                 wait=(link == "serial"), timeout=30.0), out=out)
+            report = deploy(DeployOptions(board=target.board, port=port, key=target.key,
+                                          master=master, link=link, node_id=NODE_ID,
+                                          native=native, wait=(link == "serial"),
+                                          timeout=30.0), out=out)
+            target.boot_hello, target.boot_hello_at = report.hello, time.monotonic()
         except BaseException:
             target.close()
             raise
@@ -86,9 +95,12 @@ class BoardUnderTest:
             transport = TcpTransport.accept(self.listener, timeout, peer=self.host)
         else:
             transport = SerialTransport(self.port)
+        boot_hello, self.boot_hello = self.boot_hello, None
+        if time.monotonic() - self.boot_hello_at > BOOT_HELLO_S:
+            boot_hello = None
         probe = Probe(transport, self.key, heartbeat_ms=self.heartbeat_ms)
         try:
-            probe.join(timeout)
+            probe.join(timeout, answer=boot_hello)
         except BaseException:
             transport.close()
             raise

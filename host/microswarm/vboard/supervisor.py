@@ -192,6 +192,17 @@ def _open_raw_pty() -> tuple[int, int]:
     return master, slave
 
 
+def _ack_at_once(client: socket.socket) -> None:
+    """Acknowledge what the client sent at once rather than after Linux's delayed-ACK
+    timer (up to 40 ms): a client that leaves Nagle's algorithm on (pyserial's socket://,
+    which mpremote uses) holds each small write until the previous one is acknowledged, and
+    mpremote's raw paste writes many. Linux clears the flag again as it sees fit, so it is
+    set after every read; elsewhere there is no such option."""
+    quickack = getattr(socket, "TCP_QUICKACK", None)
+    if quickack is not None:
+        client.setsockopt(socket.IPPROTO_TCP, quickack, 1)
+
+
 class SupervisorError(RuntimeError):
     """The board cannot start (its flash folder is in use, its chip cannot be emulated)."""
 
@@ -702,12 +713,14 @@ class Supervisor:
         client.setblocking(True)
         client.settimeout(2.0)
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _ack_at_once(client)
         self.clients.append(client)
         self.selector.register(client, selectors.EVENT_READ, self._from_client)
 
     def _from_client(self, client: socket.socket) -> None:
         try:
             data = client.recv(READ_SIZE)
+            _ack_at_once(client)
         except OSError:
             data = b""
         if not data:
