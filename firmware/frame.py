@@ -47,7 +47,10 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 #   decode(frame, max_frame=MAX_FRAME, copy=True, auth=None) -> (type, flags, seq, payload)
 #       Exactly one frame (a datagram, a COBS-decoded serial frame). copy=False: byte
 #       strings and uint8 typed arrays in the payload are memoryview slices of `frame`.
-#   FrameWriter(max_frame, serial=False)
+#   FrameWriter(max_frame, serial=False, size=0)
+#       size (0: max_frame): its buffer holds frames of up to `size` bytes at first and is
+#       made anew for max_frame at the first frame that needs more (.reserve(n): a buffer
+#       for frames of n bytes; .limit: the frame size it holds). The frames are the same.
 #       .frame(msg_type, payload, seq=None, flags=0) -> memoryview   one complete frame
 #           (COBS-encoded with its 0x00 delimiter when serial=True), in a buffer the writer
 #           reuses: send it before the next call. seq=None takes the writer's counter
