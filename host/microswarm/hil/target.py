@@ -106,6 +106,17 @@ class BoardUnderTest:
             raise
         return probe
 
+    def redeploy(self, *, native: bool, out=lambda line: None) -> None:
+        """Deploy to this serial board again (only what changed is copied: with
+        `native=False` the native module is removed) and wait for its HELLO, which the
+        next connect() answers."""
+        assert self.link == "serial", "redeploy() waits for a serial board's HELLO"
+        self.drop_session()
+        report = deploy(DeployOptions(board=self.board, port=self.port, key=self.key,
+                                      link=self.link, node_id=self.node_id, native=native,
+                                      wait=True, timeout=30.0), out=out)
+        self.boot_hello, self.boot_hello_at = report.hello, time.monotonic()
+
     def joined(self) -> Probe:
         """The current session, joining a new one when there is none."""
         if self.session is None:
