@@ -475,12 +475,16 @@ class FrameWriter:
         # The frame moves up by _shift first; the encoding, written from the buffer's
         # start, gains one byte per 254-byte run and so never reaches the byte it reads.
         # The room: the shifted frame, or its encoding and the 0x00 delimiter.
-        self.limit = size
-        self._enc = self._views = self._cobs_view = None  # (the old buffer, if any, free)
-        self._shift = (size + _TRAILER) // 254 + 1 if self.serial else 0
-        slack = self._shift + 1 if self._shift >= _HEAD_SLACK else _HEAD_SLACK
-        enc = self._enc = _FrameEncoder(size + _TRAILER + slack, _HEADER_SIZE)
+        # The writer changes only once the new buffer is made: a MemoryError leaves it
+        # whole, with its first buffer, for the frames that fit there (the session that
+        # asked for more ends; the node and its next session go on).
+        shift = (size + _TRAILER) // 254 + 1 if self.serial else 0
+        slack = shift + 1 if shift >= _HEAD_SLACK else _HEAD_SLACK
+        enc = _FrameEncoder(size + _TRAILER + slack, _HEADER_SIZE)
         enc._win = None
+        self._enc = enc
+        self._shift = shift
+        self.limit = size
         self._views = Reuse(enc.buf)  # (made anew with the buffer)
         self._cobs_view = memoryview(enc.buf) if self.serial else None
 

@@ -781,6 +781,36 @@ def test_a_writer_started_small_sends_the_frames_of_a_full_one(run_vm):
     assert run_vm(source).splitlines() == ["108 108 108 328 328 328"] * 2
 
 
+def test_a_writer_that_cannot_grow_keeps_its_first_buffer(run_vm):
+    # (one VM run) the full buffer is made when a frame needs it, at any moment a heap may
+    # be full: a MemoryError there reaches the sender (its session ends) and leaves the
+    # writer whole, so the node's next session frames what fits the first buffer and grows
+    # it once the heap has room (the encoder class stands in for a full heap)
+    source = (
+        "import frame\n"
+        "real = frame._FrameEncoder\n"
+        "def full_heap(size, head):\n"
+        "    if size > 200:\n"
+        "        raise MemoryError\n"
+        "    return real(size, head)\n"
+        "for serial in (False, True):\n"
+        "    full = frame.FrameWriter(300, serial)\n"
+        "    w = frame.FrameWriter(300, serial, size=80)\n"
+        "    big = {0: 1, 1: bytes(150)}\n"
+        "    frame._FrameEncoder = full_heap\n"
+        "    try:\n"
+        "        w.frame(9, big)\n"
+        "        print('grew')\n"
+        "    except MemoryError:\n"
+        "        pass\n"
+        "    assert bytes(w.frame(9, {0: 2}, 5)) == bytes(full.frame(9, {0: 2}, 5))\n"
+        "    frame._FrameEncoder = real\n"
+        "    assert bytes(w.frame(9, big, 6)) == bytes(full.frame(9, big, 6))\n"
+        "    print(w.limit, len(w._enc.buf))\n"
+    )
+    assert run_vm(source).splitlines() == ["300 328"] * 2
+
+
 def test_table_crc32_fallback_equals_zlib(run_vm):
     rng = random.Random(32)
     blobs = [b"", b"a", rng.randbytes(7), rng.randbytes(300), bytes(1000)]
