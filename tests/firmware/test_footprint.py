@@ -14,6 +14,7 @@ import pytest
 
 from microswarm import paths
 from microswarm.bench import footprint
+from support.qemu import firmware_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 BOARD = "esp32-devkit-w5500"
@@ -21,16 +22,7 @@ BOARD = "esp32-devkit-w5500"
 
 @pytest.fixture(scope="module")
 def qemu_firmware():
-    tools = paths.tools_dir()
-    assert tools is not None
-    sys.path.insert(0, str(tools))
-    import qemu_firmware
-
-    try:
-        qemu_firmware.firmware("MPS2_AN500", paths.load_board(BOARD)["heap_bytes"], esp32=True)
-    except qemu_firmware.QemuUnavailable as exc:
-        pytest.skip(f"QEMU firmware: {exc}")
-    return qemu_firmware
+    return firmware_tool("MPS2_AN500", paths.load_board(BOARD)["heap_bytes"], esp32=True)
 
 
 def test_bench_footprint_measures_every_module_on_32_bit(qemu_firmware):

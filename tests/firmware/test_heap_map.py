@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from microswarm import paths
+from support.qemu import firmware_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -23,14 +24,8 @@ BOARD = "esp32-devkit-w5500"
 def _run_as_written(command: str, *more: str) -> tuple[dict, int]:
     """`command` run as docs/qemu.md gives it (plus `more` and --json) on the ESP32's
     heap's firmware (skipped where it cannot be built): its report and that heap."""
-    sys.path.insert(0, str(paths.tools_dir()))
-    import qemu_firmware
-
     heap = int(paths.load_board(BOARD)["heap_bytes"])
-    try:
-        qemu_firmware.firmware("MPS2_AN500", heap, esp32=True)
-    except qemu_firmware.QemuUnavailable as exc:
-        pytest.skip(f"QEMU firmware: {exc}")
+    firmware_tool("MPS2_AN500", heap, esp32=True)
     argv = [sys.executable, *command.split()[1:], *more, "--json"]
     proc = subprocess.run(argv, cwd=paths.tools_dir().parent, capture_output=True, text=True,
                           timeout=540)

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from microswarm import paths
+from support.qemu import firmware_tool
 
 tools = paths.tools_dir()
 if tools is None:
@@ -110,12 +111,7 @@ def test_tcp_count_is_what_the_board_interns():
     import io
     import re
 
-    import qemu_firmware
-
-    try:
-        qemu_firmware.firmware("MPS2_AN500", 111168, esp32=True)
-    except qemu_firmware.QemuUnavailable as exc:
-        pytest.skip(f"QEMU firmware: {exc}")
+    qemu_firmware = firmware_tool("MPS2_AN500", 111168, esp32=True)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         mpy_names.main(["--board", "esp32-devkit-w5500", "--link", "tcp", "--qemu"])

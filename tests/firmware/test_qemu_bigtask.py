@@ -101,16 +101,11 @@ async def _serve(board, big: bytes) -> dict:
 
 
 def test_a_62k_chunked_task_runs_at_the_esp32_heap_from_romfs():
-    sys.path.insert(0, str(paths.tools_dir()))
-    import qemu_firmware
-
     from microswarm.bench.footprint import deploy_files, romfs_image
+    from support.qemu import firmware_tool  # (here: tools/heap_map.py imports this module)
 
     heap = paths.load_board(BOARD)["heap_bytes"]
-    try:
-        qemu_firmware.firmware("MPS2_AN500", heap, esp32=True)
-    except qemu_firmware.QemuUnavailable as exc:
-        pytest.skip(f"QEMU firmware: {exc}")
+    qemu_firmware = firmware_tool("MPS2_AN500", heap, esp32=True)
     config = bundle.render_config("qemu-esp32", "qemu", KEY, "", "serial")
     files = deploy_files(BOARD, config)  # (an ESP32's: no native module, pure kernels)
     files = {name: data for name, data in files.items() if not name.startswith("asyncio/")}

@@ -25,6 +25,7 @@ from microswarm import paths
 from microswarm.deploy import deploy as deploy_module
 from microswarm.deploy.deploy import DeployOptions, deploy, rom_image
 from microswarm.deploy.mpremote import Mpremote
+from support.qemu import firmware_tool
 
 BOARD = "esp32-devkit-w5500"
 KEY = bytes(range(104, 136))
@@ -60,14 +61,8 @@ async def _serve(board) -> dict:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_romfs_deploy_to_the_qemu_board_joins_and_a_redeploy_writes_nothing(monkeypatch):
-    sys.path.insert(0, str(paths.tools_dir()))
-    import qemu_firmware
-
     heap = paths.load_board(BOARD)["heap_bytes"]
-    try:
-        qemu_firmware.firmware("MPS2_AN500", heap, esp32=True)
-    except qemu_firmware.QemuUnavailable as exc:
-        pytest.skip(f"QEMU firmware: {exc}")
+    qemu_firmware = firmware_tool("MPS2_AN500", heap, esp32=True)
     chains: list[list[str]] = []
     run_chain = Mpremote.run_chain
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from microswarm import paths
+from support.qemu import firmware_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -75,15 +76,9 @@ print('COMPLETE', io(5, 0))
 
 
 def test_rom_partition_writes_as_nor_flash_and_vfsrom_mounts_what_was_written():
-    sys.path.insert(0, str(paths.tools_dir()))
-    import qemu_firmware
-
     from microswarm.deploy.mpremote import Mpremote, mpremote_command
 
-    try:
-        qemu_firmware.firmware("MPS2_AN500")
-    except qemu_firmware.QemuUnavailable as exc:
-        pytest.skip(f"QEMU firmware: {exc}")
+    qemu_firmware = firmware_tool("MPS2_AN500")
     with tempfile.TemporaryDirectory(prefix="msw-romioctl-") as tmp:
         source = Path(tmp) / "image"
         source.mkdir()

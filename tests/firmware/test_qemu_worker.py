@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from microswarm import bundle, paths
+from support.qemu import firmware_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -45,16 +46,10 @@ async def _serve(board) -> dict:
 
 
 def test_worker_joins_a_master_over_the_emulated_uart_and_runs_tasks():
-    sys.path.insert(0, str(paths.tools_dir()))
-    import qemu_firmware
-
     from microswarm.bench.footprint import deploy_files, romfs_image
 
     heap = paths.load_board(BOARD)["heap_bytes"]
-    try:
-        qemu_firmware.firmware("MPS2_AN500", heap)
-    except qemu_firmware.QemuUnavailable as exc:
-        pytest.skip(f"QEMU firmware: {exc}")
+    qemu_firmware = firmware_tool("MPS2_AN500", heap)
     config = bundle.render_config("qemu-1", "qemu", KEY, "", "serial")
     # the plain build has no asyncio: its Python package goes in the image with the set
     files = deploy_files(BOARD, config, asyncio_package=True)
