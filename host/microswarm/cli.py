@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 # name -> (module, one-line help)
@@ -58,6 +59,11 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # Ctrl-C stops every command, also one started with SIGINT ignored (a background job of
+    # a shell without job control, some CI runners): Python keeps an inherited SIG_IGN, so
+    # no KeyboardInterrupt came and `microswarm top` ran on after every Ctrl-C
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     args = build_parser(argv).parse_args(argv)
     import logging
 

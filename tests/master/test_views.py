@@ -124,17 +124,22 @@ def test_top_shows_nodes_and_a_job(cluster):
         assert text in frame.stdout, text
 
 
-def test_top_refreshes_on_a_terminal_until_ctrl_c(cluster):
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_top_refreshes_on_a_terminal_until_ctrl_c(cluster, sigint):
     import os
     import pty
     import select
     import signal
 
+    argv = [*CLI, "top", "--interval", "0.2", "--master", cluster.services.client_address,
+            "--key", KEY]
+    if sigint == "ignored":  # as a background job of a shell without job control, or a
+        # CI runner, starts it: an ignored SIGINT outlives exec, and Python keeps it
+        argv = [sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, "
+                "signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])", *argv]
     here, there = pty.openpty()
-    top = subprocess.Popen(
-        [*CLI, "top", "--interval", "0.2", "--master", cluster.services.client_address,
-         "--key", KEY], stdin=there, stdout=there, stderr=there,
-        env={"COLUMNS": "140", "LINES": "60", "TERM": "xterm-256color"})
+    top = subprocess.Popen(argv, stdin=there, stdout=there, stderr=there,
+                           env={"COLUMNS": "140", "LINES": "60", "TERM": "xterm-256color"})
     os.close(there)
     screen = b""
 
