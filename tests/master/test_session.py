@@ -410,6 +410,31 @@ def test_heartbeat_queue_zero_reconciles_tasks_lost_on_the_link():
     assert list(s.held.tasks) == [2]
 
 
+def test_tasks_still_in_the_drivers_buffer_are_not_reconciled_as_lost():
+    """On a slow serial port a TASK can wait behind a long CHUNK stream in the driver's
+    buffer (a retry behind the rest of a stream the node refused at its first piece): the
+    node's empty queue says nothing of it until the bytes have left. It counts as sent when
+    they have, and is reconciled from there (before, each such retry was 'lost on the link'
+    and counted as a failure, and the job failed after four)."""
+    s = session()
+    join(s, now=0.0, threads=True)
+    s.send_task(1, "echo", [1], 0, 1.0)  # on the wire
+    s.take_output()
+    s.send_task(2, "echo", [bytes(20_000)], 0, 2.0)  # CHUNKs ...
+    s.take_output()
+    s.output_blocked(2.01)  # ... the driver could not hand all of them to the OS
+    s.send_task(3, "echo", [3], 0, 2.5)  # behind them
+    s.take_output()
+    s.output_blocked(2.51)
+    got = s.receive(frame(MsgType.HEARTBEAT, {0: 1, 2: 0}, 3), 9.0)
+    assert got == [ev.TaskLost(1)]  # 2 and 3 never reached the node yet
+    assert list(s.held.tasks) == [2, 3]
+    s.output_drained(9.5)  # they left at 9.5: the node's answer to them may take 2 beats
+    assert s.receive(frame(MsgType.HEARTBEAT, {0: 1, 2: 0}, 4), 11.0) == []
+    got = s.receive(frame(MsgType.HEARTBEAT, {0: 1, 2: 0}, 5), 11.6)
+    assert got == [ev.TaskLost(2), ev.TaskLost(3)]
+
+
 def test_heartbeat_queue_zero_answers_cancelled_tasks_the_node_no_longer_holds():
     """The scheduler keeps a cancelled task's credit until the node answers; when that
     CANCELLED answer was lost (or the task was dropped at its deadline), the node's empty

@@ -46,7 +46,8 @@ class Connection:
     link until the session or the link ends and then closes it; a SerialPort reads its
     port itself and hands each session's bytes to that session's Connection."""
 
-    __slots__ = ("owner", "link", "session", "clock", "owns_link", "_gone", "__weakref__")
+    __slots__ = ("owner", "link", "session", "clock", "owns_link", "_gone", "_drain",
+                 "__weakref__")
 
     def __init__(self, owner: Owner, link: Link, session: NodeSession, *,
                  owns_link: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
@@ -56,6 +57,7 @@ class Connection:
         self.clock = clock
         self.owns_link = owns_link
         self._gone = False
+        self._drain: asyncio.Task[None] | None = None  # waits out the link's backlog
 
     @property
     def info(self) -> NodeInfo | None:
@@ -77,7 +79,22 @@ class Connection:
     def flush(self) -> None:
         out = self.session.take_output()
         if out:
-            self.link.write(out[0] if len(out) == 1 else b"".join(out))
+            link = self.link
+            link.write(out[0] if len(out) == 1 else b"".join(out))
+            if link.backlogged():
+                # the session learns when the bytes leave: a TASK behind a long CHUNK
+                # stream on a slow port is not on the wire yet (NodeSession.output_blocked)
+                self.session.output_blocked(self.clock())
+                if self._drain is None:
+                    self._drain = asyncio.get_running_loop().create_task(self._drained())
+
+    async def _drained(self) -> None:
+        try:
+            while self.link.backlogged():  # (written again while it drained)
+                await self.link.drain()
+        finally:
+            self._drain = None
+        self.session.output_drained(self.clock())
 
     def handle(self, events: list[Event]) -> None:
         """Write what the session queued, report its events, and end the link's service

@@ -11,7 +11,9 @@ LOST_BEATS heartbeat intervals, then is dropped: a node whose kernel hangs is th
 
 Reconciliation. A HEARTBEAT whose `queue` is 0 while the master still counts tasks sent
 to the node more than RECONCILE_BEATS heartbeat intervals ago means those TASK (or RESULT)
-frames were lost on the link: they are handed back without a failure. Cancelled tasks the
+frames were lost on the link: they are handed back without a failure. A task counts as sent
+once its frames have left the master: on a slow link they may wait behind a long CHUNK
+stream in the driver's buffer (NodeSession.output_blocked, restamp). Cancelled tasks the
 node no longer holds (their CANCELLED answer was lost, or they were dropped at their
 deadline) are reported then too: the scheduler keeps a cancelled task's credit until the
 node answers, and this is the answer that never came.
@@ -56,6 +58,12 @@ class HeldTasks:
         if budget < self.min_s:
             budget = self.min_s
         self.tasks[task_id] = Held(now, budget, None if self.tasks else now)
+
+    def restamp(self, since: float, now: float) -> None:
+        """The tasks sent at or after `since` left the master only at `now`."""
+        for held in self.tasks.values():
+            if held.sent_at >= since:
+                held.sent_at = now
 
     def answered(self, task_id: int, now: float) -> None:
         """A RESULT or ERROR for the task: the next oldest task starts its clock."""

@@ -36,6 +36,11 @@ class Link(ABC):
         """Wait until the queued bytes are handed to the OS (flow control)."""
         return None
 
+    def backlogged(self) -> bool:
+        """Whether written bytes wait in the link itself, not yet handed to the OS (a serial
+        port slower than the frames queued for it); drain() waits them out."""
+        return False
+
     @abstractmethod
     def close(self) -> None:
         """Close the link; a pending read returns b""."""
@@ -150,6 +155,7 @@ class SerialLink(Link):
         self._flushed = asyncio.Event()
         self._flushed.set()
         self._writer_thread: ThreadPoolExecutor | None = None
+        self._writes = 0  # writes handed to the writer thread and not yet done
         if self._fd is not None:
             self._serial.timeout = 0
             os.set_blocking(self._fd, False)
@@ -194,6 +200,8 @@ class SerialLink(Link):
         if self._closed:
             return
         if self._writer_thread is not None:
+            self._writes += 1
+            self._flushed.clear()
             self._writer_thread.submit(self._blocking_write, bytes(data))
             return
         if self._out:
@@ -229,6 +237,18 @@ class SerialLink(Link):
             self._serial.write(data)
         except Exception as exc:
             self._loop.call_soon_threadsafe(self._write_failed, exc)
+        finally:
+            with contextlib.suppress(RuntimeError):  # (the loop is closed)
+                self._loop.call_soon_threadsafe(self._written)
+
+    def _written(self) -> None:
+        self._writes -= 1
+        if self._writes <= 0:
+            self._writes = 0
+            self._flushed.set()
+
+    def backlogged(self) -> bool:
+        return not self._flushed.is_set()
 
     def _write_failed(self, exc: BaseException) -> None:
         log.warning("serial %s: write failed: %s", self.peer, exc)

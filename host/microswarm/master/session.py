@@ -165,7 +165,8 @@ class NodeSession:
         "_nonce", "_hello", "_hello_seq", "_join_deadline", "_join_timeout_s",
         "_wait_for_hello", "_deframer", "_reassembler", "_out", "_seq", "_stream",
         "_max_frame", "_next_beat", "_origin", "_cobs", "_answer_tokens",
-        "_answer_at", "_auth", "operands", "_log_tokens", "_log_at", "__weakref__",
+        "_answer_at", "_auth", "operands", "_log_tokens", "_log_at", "_blocked_at",
+        "_queued_at", "_taken_at", "__weakref__",
     )
 
     def __init__(
@@ -232,6 +233,9 @@ class NodeSession:
         self._origin = now if origin is None else origin
         self._answer_tokens = float(ANSWER_BURST)
         self._answer_at = now
+        self._blocked_at: float | None = None  # see output_blocked()
+        self._queued_at: float | None = None  # the first TASK queued since take_output()
+        self._taken_at: float | None = None  # ... and the one the last take_output() gave
 
     # ------------------------------------------------------------------ queries
     @property
@@ -256,7 +260,25 @@ class NodeSession:
         if not out:
             return ()
         self._out = []
+        self._taken_at, self._queued_at = self._queued_at, None
         return out
+
+    def output_blocked(self, now: float) -> None:
+        """The driver could not hand all that the last take_output() gave it to the OS (a
+        slow serial link still writing a long CHUNK stream): the TASKs in there are not on
+        the wire yet, so a HEARTBEAT's empty queue says nothing of them. Until
+        output_drained(), reconciliation looks only at tasks queued before them."""
+        since = self._taken_at if self._taken_at is not None else now
+        if self._blocked_at is None or since < self._blocked_at:
+            self._blocked_at = since
+
+    def output_drained(self, now: float) -> None:
+        """What the driver held has left: the tasks queued while it was blocked count as
+        sent `now` (reconciliation waits its usual intervals from there)."""
+        since = self._blocked_at
+        if since is not None:
+            self._blocked_at = None
+            self.held.restamp(since, now)
 
     def next_deadline(self) -> float | None:
         """When on_timer() next has something to do (None: nothing until more input)."""
@@ -291,6 +313,8 @@ class NodeSession:
             payload[TASK_ARGS] = inline(args)
         self._send(_TASK, payload)
         self.held.sent(task_id, now, estimate_s)
+        if self._queued_at is None:
+            self._queued_at = now
         # The TASK is the node's sign of life: the master's next HEARTBEAT is due an
         # interval after it (the node hears from us as often; a busy link sends none).
         self._next_beat = now + self.heartbeat_s
@@ -583,6 +607,8 @@ class NodeSession:
             held.running(now, running)
         if body.get(_HB_QUEUE) == 0 and self.reconcile:
             cutoff = now - RECONCILE_BEATS * self.heartbeat_s
+            if self._blocked_at is not None and self._blocked_at < cutoff:
+                cutoff = self._blocked_at
             lost, cancelled = held.lost(now, cutoff)
             for task_id in lost:
                 events.append(TaskLost(task_id))
