@@ -108,6 +108,7 @@ def big_task_layout(board_name: str) -> dict:
                                    kernels=[Path(__file__).resolve().parent / MAP / "layout"])
     files = {name: data for name, data in files.items() if not name.startswith("asyncio/")}
     own = own_names(files)
+    files = bigtask.with_flash_module(files)
     with tempfile.TemporaryDirectory(prefix="msw-heapmap-") as tmp:
         image = Path(tmp) / "romfs.img"
         data_files = footprint.romfs_image(files, image)
