@@ -162,6 +162,35 @@ def test_a_node_whose_heap_grows_gets_the_waiting_task():
     assert d.task_id == job.tasks[0].task_id
 
 
+def test_a_job_that_times_out_waiting_for_free_heap_says_so():
+    """A node that once reported room for a task and reports less now keeps it waiting
+    (its heap may grow as its tasks finish): if the job's timeout comes first, its failure
+    says it was free heap the task waited for, not only that it timed out."""
+    s, clock = make()
+    s.add_node("a", caps(heap_free=70_000))
+    s.heap("a", 58_000)  # what the node holds now leaves less
+    job = s.submit("k", [[1], [2]], sizes=[65_556, 100], heaps=[65_556, 100], timeout=5.0)
+    (d,) = sent_all(s, clock)
+    assert d.task_id == job.tasks[1].task_id
+    s.result("a", d.task_id, 2)
+    clock.now += 6.0
+    s.tick()
+    assert failures(s.poll()) == [
+        "timed out: 1 of 2 tasks done by the job's timeout; 1 waited for free heap: they need "
+        "up to about 65556 bytes and the nodes that can run them report at most 58000 now "
+        "(split the input, or give submit(heaps=) if that estimate is too high)"]
+
+
+def test_a_job_that_times_out_for_another_reason_says_nothing_of_heap():
+    s, clock = make()
+    s.add_node("a", caps(heap_free=70_000))
+    s.submit("k", [[1], [2]], sizes=[100, 100], timeout=5.0)
+    assert len(sent_all(s, clock)) == 1  # one credit: the second waits for it
+    clock.now += 6.0
+    s.tick()
+    assert failures(s.poll()) == ["timed out: 0 of 2 tasks done by the job's timeout"]
+
+
 def test_a_task_no_node_could_ever_hold_fails_the_job():
     s, _ = make()
     s.add_node("a", caps(heap_free=30_000))

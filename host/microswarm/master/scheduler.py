@@ -585,7 +585,7 @@ class Scheduler:
             if job is not None and job.state == "running":
                 total = len(job.tasks)
                 self._fail_job(job, f"timed out: {total - job.remaining} of {total} tasks "
-                                    "done by the job's timeout")
+                                    "done by the job's timeout" + self._heap_wait(job))
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
             _, task_id = heapq.heappop(deadlines)
@@ -852,6 +852,29 @@ class Scheduler:
             and task.size <= node.caps.max_message
             and (heap is None or task.heap <= heap)
         )
+
+    def _heap_wait(self, job: Job) -> str:
+        """Why a job's tasks still waited at its timeout, when the cause is free heap: every
+        node that can run them reported less than they need (more than it reported once,
+        so they waited rather than failed). '' otherwise."""
+        count = need = most = 0
+        for cls in self._classes.values():
+            waiting = [t for t in (*cls.parked, *(entry[3] for entry in cls.pending))
+                       if t.job is job and t.state is _PENDING]
+            frees = [n.caps.heap_free for n in self.nodes.values()
+                     if n.alive and n.can_run(cls.key) and n.caps.heap_free is not None]
+            if not waiting or not frees:
+                continue
+            short = [t.heap for t in waiting if t.heap > max(frees)]
+            if short:
+                count += len(short)
+                need = max(need, *short)
+                most = max(most, *frees)
+        if not count:
+            return ""
+        return (f"; {count} waited for free heap: they need up to about {need} bytes and the "
+                f"nodes that can run them report at most {most} now (split the input, or "
+                "give submit(heaps=) if that estimate is too high)")
 
     def _heap_too_small(self, cls: _Class, task: Task) -> int | None:
         """The most free heap any capable node ever reported, if that is too small for the
