@@ -54,4 +54,4 @@ def test_the_node_keeps_no_prose_of_its_board_file(tmp_path, micropython):
     assert proc.returncode == 0, proc.stderr
     keys, rest = proc.stdout.decode().splitlines()
     assert not {"description", "heap_note", "native_note", "source", "model"} & set(keys.split())
-    assert rest == "esp32-devkit-w5500 2048 18"
+    assert rest == "esp32-devkit-w5500 1024 18"
