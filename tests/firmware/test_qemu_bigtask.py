@@ -8,7 +8,8 @@ are on the emulated flash, whose code is in the image too (a real board's file s
 code in its flash; compiled at the REPL it held 1.8 KB of this heap). The WIZnet driver is imported before main.py, as a TCP node
 holds it; the worker joins the real master over the emulated UART.
 
-The real master sends a small sha256 task, then one whose input is BIG bytes: a TASK of
+The real master sends a small sha256 task, then two whose input is BIG bytes, one after
+the other (the second finds the first's room again): each a TASK of
 BIG + 20 bytes that comes in CHUNKs (the board's max_frame, 1,024), reassembled into one buffer whose
 byte string the kernel hashes in place; each chunk's data is a view into the serial
 reader's buffer, copied once, into that buffer. The master sends it only if the node's
@@ -111,7 +112,10 @@ async def _serve(board, big: bytes) -> dict:
         await asyncio.sleep(2.5)  # a heartbeat after that task: the free heap it left
         free = master.nodes[0].heap_free
         digest = await master.submit("sha256", [[big]], timeout=120)
-        return {"info": info, "first": first, "small": small, "free": free, "digest": digest}
+        # and another right after it: the first one's room is the second's again
+        again = await master.submit("sha256", [[big[::-1]]], timeout=120)
+        return {"info": info, "first": first, "small": small, "free": free, "digest": digest,
+                "again": again}
 
 
 def test_a_64k_chunked_task_runs_at_the_esp32_heap_from_romfs():
@@ -136,3 +140,4 @@ def test_a_64k_chunked_task_runs_at_the_esp32_heap_from_romfs():
     assert out["first"] == [hashlib.sha256(out["small"]).digest()]
     assert out["free"] >= BIG + 20  # what the master checked before it sent the task
     assert out["digest"] == [hashlib.sha256(big).digest()]
+    assert out["again"] == [hashlib.sha256(big[::-1]).digest()]
