@@ -5,13 +5,14 @@ heap and nothing added for its modules). The firmware carries asyncio as the ESP
 deploy set's copy of asyncio is left out. The ESP32 set's .mpy files (armv7emsp) run in
 place from a ROMFS image, as modules frozen into a board's firmware would; its data files
 are on the emulated flash, whose code is in the image too (a real board's file system is C
-code in its flash; compiled at the REPL it held 1.8 KB of this heap). The WIZnet driver is imported before main.py, as a TCP node
-holds it; the worker joins the real master over the emulated UART.
+code in its flash; compiled at the REPL it held 1.8 KB of this heap). The WIZnet driver is
+imported before main.py, as a TCP node holds it; the worker joins the real master over the
+emulated UART.
 
 The real master sends a small sha256 task, then two whose input is BIG bytes, one after
-the other (the second finds the first's room again): each a TASK of
-BIG + 20 bytes that comes in CHUNKs (the board's max_frame, 1,024), reassembled into one buffer whose
-byte string the kernel hashes in place; each chunk's data is a view into the serial
+the other (the second finds the first's room again): each a TASK of BIG + 20 bytes that
+comes in CHUNKs (the board's max_frame, 1,024), reassembled into one buffer whose byte
+string the kernel hashes in place; each chunk's data is a view into the serial
 reader's buffer, copied once, into that buffer. The master sends it only if the node's
 heartbeat reports that much free heap. 64 KB + 512 bytes runs too, 64 KB + 768 does not:
 docs/qemu.md has the figures."""
@@ -46,10 +47,12 @@ def with_flash_module(files: dict[str, bytes]) -> dict[str, bytes]:
     go in the ROMFS image with the node's modules: a real board's file system is C code in
     its flash, and compiled at the REPL this one's bytecode took about 1.8 KB of the
     node's heap (64 KB ran in no boot with it there)."""
+    from microswarm.bench.footprint import qemu_arch
     from microswarm.deploy.build import compile_module
 
-    source = (paths.tools_dir() / "qemu_flash.py").read_bytes()  # (viper code: the M7's arch)
-    return {**files, "qemu_flash.mpy": compile_module("qemu_flash.py", source, "armv7emsp")}
+    source = (paths.tools_dir() / "qemu_flash.py").read_bytes()  # (viper: built for an arch)
+    arch = qemu_arch(paths.load_board(BOARD))  # the arch the node's own modules are built for
+    return {**files, "qemu_flash.mpy": compile_module("qemu_flash.py", source, arch)}
 
 
 def install(board, files: dict[str, bytes]) -> None:
