@@ -179,6 +179,10 @@ def firmware(board: str = "MPS2_AN500", heap: int | None = None, romfs: bool = F
     with locked(build.parent / f"{name}.lock"):
         if elf.is_file():
             return elf
+        if build.exists():
+            # a build that did not finish (stopped, killed, or it failed): make would go on
+            # from its half-written generated headers and fail the same way at every try
+            shutil.rmtree(build)
         ensure_tools()
         port = _port_with_our_rom_ioctl(tree, build.parent / ("tree-" + name))
         command = ["make", "-C", str(port), f"BOARD={board}",
