@@ -7,10 +7,12 @@ import ...`, `from msw_kernel import kernel`), as a board sees them. So that the
 unchanged here too, those they name are registered under those bare names: the codec's two,
 and the kernel registry, so that kernels.py and users' kernel packages register in one
 registry on the host as on a board. The engine's parts that it loads when it needs them
-(`import engine_join`, `import engine_log`) are registered too: a bare name that is not,
-looked up again at every join, costs CPython a search of every sys.path entry before the
-fallback import (about 6% of `microswarm bench sim`'s CPU). A built-in kernel's version is
-the content hash of the file that defines it (kernels.py, kernels_small.py), as on a board.
+(`import engine_join`, `import engine_log`, `import engine_chunks`, and the codec's
+`import frame_chunks`) are registered too: a
+bare name that is not, looked up again at every join, costs CPython a search of every
+sys.path entry before the fallback import (about 6% of `microswarm bench sim`'s CPU). A
+built-in kernel's version is the content hash of the file that defines it (kernels.py,
+kernels_small.py), as on a board.
 """
 
 import sys
@@ -34,10 +36,12 @@ from . import msw_kernel  # noqa: E402
 
 sys.modules.setdefault("msw_kernel", msw_kernel)
 
-from . import engine_join, engine_log  # noqa: E402
+from . import engine_chunks, engine_join, engine_log, frame_chunks  # noqa: E402
 
 sys.modules.setdefault("engine_join", engine_join)
 sys.modules.setdefault("engine_log", engine_log)
+sys.modules.setdefault("engine_chunks", engine_chunks)
+sys.modules.setdefault("frame_chunks", frame_chunks)
 
 from . import msw_boot  # noqa: E402  (it imports msw_kernel by its board name)
 

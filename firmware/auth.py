@@ -43,8 +43,6 @@ except (ImportError, ValueError):  # absent, built for another arch, or an older
 range = range
 len = len
 
-_BLOCK = const(64)
-
 
 class LinkAuth:
     # Frame authentication after the join (SPEC.md section 5). The node makes one when
@@ -55,15 +53,12 @@ class LinkAuth:
     # The key blocks are padded once; a frame costs two sha256 objects and two digests.
 
     def __init__(self, key, master_nonce, node_nonce):
-        # (made during the join: its HKDF is the join's code, engine_join.py)
+        # (made during the join: the keys' HKDF and pads are the join's code, engine_join.py)
         try:
             import engine_join
         except ImportError:
             from microswarm.firmware import engine_join
-        hkdf = engine_join.hkdf
-        salt = bytes(master_nonce) + bytes(node_nonce)
-        self._tx = self._pads(hkdf(key, salt, b"msw-frame node->master"))
-        self._rx = self._pads(hkdf(key, salt, b"msw-frame master->node"))
+        self._tx, self._rx = engine_join.frame_pads(key, master_nonce, node_nonce)
         self.tx_counter = 0
         self.rx_counter = -1
         self.on = False
@@ -80,16 +75,6 @@ class LinkAuth:
         tag = self._tag(pads, counter, data)
         for i in range(8):
             out[off + i] = tag[i]
-
-    @staticmethod
-    def _pads(key):
-        inner = bytearray(_BLOCK)
-        inner[: len(key)] = key
-        outer = bytearray(inner)
-        for i in range(_BLOCK):
-            inner[i] ^= 0x36
-            outer[i] ^= 0x5C
-        return bytes(inner), bytes(outer)
 
     @staticmethod
     def _tag(pads, counter, data):

@@ -150,8 +150,6 @@ _INF_BYTES = b"\xf9\x7c\x00"
 _NINF_BYTES = b"\xf9\xfc\x00"
 _U64_LIMIT = 1 << 64
 _U32_LIMIT = 1 << 32
-_UINT = (">B", ">H", ">I", ">Q")
-_FLOAT = (">H", ">f", ">d")
 _HAS_FROMBYTES = hasattr(array("B"), "frombytes")  # CPython; MicroPython's extend() takes raw bytes
 _ITEM_SIZE = {code: size for (code, size) in TYPED_ARRAY_TAGS.values()}
 
@@ -401,7 +399,9 @@ class _Decoder:
             return mv[pos]
         if k == 2:  # (by hand: unpack_from makes a tuple)
             return mv[pos] << 8 | mv[pos + 1]
-        return struct.unpack_from(_UINT[ai - 24], mv, pos)[0]
+        # (formats as literals, not a tuple of them: a literal is an interned name, a
+        # tuple's items are str objects in the heap)
+        return struct.unpack_from(">I" if k == 4 else ">Q", mv, pos)[0]
 
     def item(self, depth):
         if depth > MAX_NESTING:
@@ -497,7 +497,8 @@ class _Decoder:
             if pos + k > self.end:
                 raise CBORError(_TX_CBOR_TRUNCATED_FLOAT, 8 * k)
             self.pos = pos + k
-            v = struct.unpack_from(_FLOAT[ai - 25], self.mv, pos)[0]
+            v = struct.unpack_from(">H" if k == 2 else (">f" if k == 4 else ">d"), self.mv,
+                                   pos)[0]
             return _half(v) if k == 2 else v
         if ai == 31:
             raise CBORError(_TX_CBOR_BREAK)

@@ -21,6 +21,11 @@ _LINKS = const(("tcp", "serial"))
 # board.json's prose and the simulator's model: read by people and the host, never by the
 # node, which keeps its board definition for the whole boot (ESP32: about 1.9 KB of heap)
 _NOT_KEPT = const(("description", "heap_note", "native_note", "source", "model"))
+# What the node reads of board.json after the boot (kept()): its name, and where the link
+# is TCP, what opens the network (worker_up.open_net); of config.json, a serial node keeps
+# no address, discovery or IP settings (the wire has one peer)
+_BOARD_TCP = const(("name", "net_driver", "nic", "spi"))
+_TCP_ONLY = const(("master", "discovery_port", "discovery_host", "ifconfig"))
 
 
 class ConfigError(ValueError):
@@ -104,4 +109,14 @@ def load_config(board, path="config.json"):
     cfg["slots"] = slots
     cfg["max_frame"] = board["max_frame"]
     cfg["ifconfig"] = doc.get("ifconfig")
+    if link == "serial":
+        for key in _TCP_ONLY:
+            del cfg[key]
     return cfg
+
+
+def kept(board, link):
+    """What the node keeps of `board` (load_board's) for the whole boot on `link`."""
+    if link == "serial":
+        return {"name": board["name"]}
+    return {key: board[key] for key in _BOARD_TCP if key in board}

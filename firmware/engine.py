@@ -144,7 +144,6 @@ _SILENT_BEATS = const(3)
 _BACKOFF_MIN_MS = const(200)
 _BACKOFF_MAX_MS = const(10000)
 MIN_HEARTBEAT_MS = const(10)
-_MAX_STREAMS = const(4)  # CHUNK streams a node holds open at once
 _OPERAND_SHARE = const(8)  # shared operands may hold 1/_OPERAND_SHARE of the heap (HELLO)
 
 # states
@@ -185,6 +184,14 @@ def heap_limits(heap_total):
     return min(heap_total * 2 // 3, 1 << 20), heap_total // _OPERAND_SHARE
 
 
+def _chunks():
+    try:
+        import engine_chunks
+    except ImportError:
+        from microswarm.firmware import engine_chunks
+    return engine_chunks
+
+
 def _join():
     # the join's code (engine_join.py): loaded from the HELLO to the WELCOME
     try:
@@ -197,7 +204,7 @@ def _join():
 def hello(node_id, board, fw_version, heap_total, heap_free, max_frame, slots, link,
           max_message, operand_cache, threads, about, cluster=None):
     """The HELLO payload every kind of node sends, without its nonce (start() adds it).
-    about: kernels.hello_fields() (kernels, kernel_hashes, native_arch, native_kernels)."""
+    about: msw_boot.hello_fields() (kernels, kernel_hashes, native_arch, native_kernels)."""
     return _join().hello(node_id, board, fw_version, heap_total, heap_free, max_frame, slots,
                          link, max_message, operand_cache, threads, about, cluster)
 
@@ -302,7 +309,10 @@ class Engine:
         elif msg_type == _T_CANCEL:
             self._cancel(payload[_CANCEL_TASK_ID])
         elif msg_type == _T_CHUNK:
-            self._chunk(payload, flags, seq, now)
+            if self.state != JOINED:
+                self._send_error(_E_NOT_JOINED, _TX_ENGINE_CHUNK_EARLY, seq)
+            else:  # (the reassembly's code loads on the first CHUNK: most tasks need none)
+                _chunks().receive(self, payload, flags, seq, now)
         elif msg_type == _T_PUT:
             self._put(payload, seq, now)
         elif msg_type == _T_AUTH_CHALLENGE:
@@ -494,33 +504,6 @@ class Engine:
             task.handle = None
             spare.append(task)
         self._pump(now)
-
-    # ---- chunks ----------------------------------------------------------------------
-
-    def _chunk(self, payload, flags, seq, now):
-        if self.state != JOINED:
-            self._send_error(_E_NOT_JOINED, _TX_ENGINE_CHUNK_EARLY, seq)
-            return
-        if self.chunks is None:
-            try:
-                import engine_chunks
-            except ImportError:
-                from microswarm.firmware import engine_chunks
-            self.chunks = engine_chunks.Chunks(self.max_message, _MAX_STREAMS)
-        try:
-            whole = self.chunks.add(payload, flags, seq)
-        except ValueError as e:  # the codec's FrameError
-            self.stats.bad_frames += 1
-            self._send_error(e.code, e.text, seq, getattr(e, "task_id", None))
-            return
-        if whole is not None:
-            # a reassembled message is a buffer of its own, not the reader's: a PUT may
-            # keep its operand as a view into it (operands.py)
-            self.owned = True
-            try:
-                self.receive(whole[0], 0, seq, whole[1], now)
-            finally:
-                self.owned = False
 
     # ---- clocks ----------------------------------------------------------------------
 

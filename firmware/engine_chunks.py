@@ -34,6 +34,8 @@ except ImportError:  # CPython
         return x
 
 
+_MAX_STREAMS = const(4)  # CHUNK streams a node holds open at once
+
 # BEGIN GENERATED: protocol constants (tools/gen_protocol.py, from protocol/catalog.py)
 _FLAG_MORE = const(1)
 _T_TASK = const(5)
@@ -60,6 +62,27 @@ def peek_task_id(data):
     for i in range(size):
         value = (value << 8) | data[3 + i]
     return value
+
+
+def receive(eng, payload, flags, seq, now):
+    """A CHUNK for the engine `eng` of a joined session: the piece kept, the message it
+    completes handed to eng.receive, or the stream's failure answered."""
+    if eng.chunks is None:
+        eng.chunks = Chunks(eng.max_message, _MAX_STREAMS)
+    try:
+        whole = eng.chunks.add(payload, flags, seq)
+    except ValueError as e:  # the codec's FrameError
+        eng.stats.bad_frames += 1
+        eng._send_error(e.code, e.text, seq, getattr(e, "task_id", None))
+        return
+    if whole is not None:
+        # a reassembled message is a buffer of its own, not the reader's: a PUT may keep
+        # its operand as a view into it (operands.py)
+        eng.owned = True
+        try:
+            eng.receive(whole[0], 0, seq, whole[1], now)
+        finally:
+            eng.owned = False
 
 
 class Chunks:

@@ -87,6 +87,26 @@ def hkdf(ikm, salt, info):
     return hmac_sha256(hmac_sha256(salt, (ikm,)), (info, b"\x01"))
 
 
+def pads(key):
+    """(inner, outer): a key of at most one block, padded and XORed with HMAC's 0x36 and
+    0x5C bytes once, so that a frame's tag costs two digests (auth.LinkAuth)."""
+    inner = bytearray(_BLOCK)
+    inner[: len(key)] = key
+    outer = bytearray(inner)
+    for i in range(_BLOCK):
+        inner[i] ^= 0x36
+        outer[i] ^= 0x5C
+    return bytes(inner), bytes(outer)
+
+
+def frame_pads(key, master_nonce, node_nonce):
+    """The pads of the node's two frame keys (SPEC.md section 5): (node->master,
+    master->node), each HKDF(key, master nonce | node nonce, its direction's label)."""
+    salt = bytes(master_nonce) + bytes(node_nonce)
+    return (pads(hkdf(key, salt, b"msw-frame node->master")),
+            pads(hkdf(key, salt, b"msw-frame master->node")))
+
+
 def node_mac(key, master_nonce, node_nonce, node_id):
     return hmac_sha256(key, (_NODE_LABEL, master_nonce, node_nonce, node_id.encode()))
 
@@ -134,7 +154,7 @@ def init(eng, io, hello, key, known, waits, stats, recycle):
     eng._result = {} if recycle else None
     eng.computing = 0  # running tasks that are not waits
     eng.chunks = None
-    eng.owned = False  # the message being received is a reassembled one (_chunk)
+    eng.owned = False  # the message being received is a reassembled one (engine_chunks)
     eng.cache_bytes = hello.get(_HELLO_OPERAND_CACHE, 0)
     eng.ops = None  # operands.Operands, made on the first PUT or TASK with refs
     eng.join_deadline = 0

@@ -142,7 +142,6 @@ _E_BAD_PAYLOAD = const(4)
 _E_TOO_LARGE = const(5)
 _E_TRUNCATED = const(6)
 _E_BAD_FLAGS = const(7)
-_E_BAD_CHUNK = const(8)
 _E_NO_MEMORY = const(11)
 _E_BAD_MAC = const(17)
 _K_UINT = const(0)
@@ -172,7 +171,6 @@ _TX_FRAME_SHORT = const(37)
 _TX_FRAME_SIZE = const(38)
 _TX_FRAME_CANNOT_ENCODE = const(39)
 _TX_FRAME_PEER_LIMIT = const(40)
-_TX_FRAME_CHUNK_CHUNKED = const(41)
 _TX_FRAME_MAX_FRAME = const(69)
 # END GENERATED
 
@@ -248,39 +246,14 @@ class FrameError(ValueError):
         return "FrameError(%d, %r, seq=%r, fatal=%r)" % (self.code, self.text, self.seq, self.fatal)
 
 
-def table_crc32():
-    """A table-driven CRC-32 (the table built once, here), for ports without
-    binascii.crc32. One table lookup per byte; on 32-bit ports the values above 2**30
-    are long ints, so it is slow: a fallback only."""
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
-        table.append(c)
-
-    def crc32_table(data, crc=0):
-        c = crc ^ 0xFFFFFFFF
-        for b in data:
-            c = table[(c ^ b) & 0xFF] ^ (c >> 8)
-        return c ^ 0xFFFFFFFF
-
-    return crc32_table
-
-
-def _make_crc32():
-    fn = getattr(_native, "crc32", None)
-    if fn is not None:
-        return fn
+# the CRC-32: the native module's, else the port's binascii, else (a port built without
+# it) a table-driven one in Python, slow: crc_table.py, a fallback a board never loads
+crc32 = getattr(_native, "crc32", None)
+if crc32 is None:
     try:
-        from binascii import crc32 as fn
-
-        return fn
+        from binascii import crc32
     except ImportError:
-        return table_crc32()
-
-
-crc32 = _make_crc32()
+        from crc_table import crc32
 
 
 def pack_header(buf, offset, msg_type, flags, seq, length):
@@ -397,53 +370,37 @@ def decode(frame, max_frame=MAX_FRAME, copy=True, auth=None):
     return msg_type, flags, seq, _decode_body(mv, msg_type, flags, seq, length, copy, auth)
 
 
+def _chunks():
+    # the sender's CHUNK code (frame_chunks.py): loaded with the first message too big for
+    # one frame, so a node that sends none holds no code for it
+    try:
+        import frame_chunks
+    except ImportError:
+        from microswarm.firmware import frame_chunks
+    return frame_chunks
+
+
 class _Full(Exception):
     pass
 
 
 class _FrameEncoder(cbor.Encoder):
-    # The writer's frame buffer: never grows (a message too big for a frame is chunked),
-    # and encodes a message a window at a time: window(obj, lo, hi, at) writes only bytes
-    # lo..hi-1 of obj's encoding, to buf[at:], and returns the encoded length (lo = hi:
-    # just the length). So no buffer ever holds a chunked message whole. While window()
-    # runs, heads are written to a stage in the buffer's last _HEAD_SLACK bytes (past any
-    # frame and its trailer) and moved into the window when it fills; data goes straight.
+    # The writer's frame buffer: never grows (a message too big for a frame is chunked).
+    # A message that does not fit raises _Full, unless frame_chunks.window() is encoding it
+    # a window at a time (`_win` set): only the bytes of one CHUNK piece land in the buffer,
+    # so no buffer ever holds a chunked message whole.
     def reserve(self, n):
         if n > len(self.buf):
             if self._win is None:
                 raise _Full
-            self._flush()
+            _chunks().flush(self)
 
     def _spill(self, data, n):
         if self._win is None:
             raise _Full
-        self._flush()
-        self._copy(data, n)
-
-    def _flush(self):
-        stage = len(self.buf) - _HEAD_SLACK
-        n = self.pos - stage
-        self.pos = stage
-        if n:
-            self._copy(memoryview(self.buf)[stage : stage + n], n)
-
-    def _copy(self, data, n):
-        lo, hi, d, off = self._win
-        a = off if off > lo else lo
-        b = off + n if off + n < hi else hi
-        if a < b:
-            self.buf[a + d : b + d] = memoryview(data)[a - off : b - off]
-        self._win = (lo, hi, d, off + n)
-
-    def window(self, obj, lo, hi, at):
-        self.pos = len(self.buf) - _HEAD_SLACK
-        self._win = (lo, hi, at - lo, 0)
-        try:
-            self._item(obj, 0)
-            self._flush()
-            return self._win[3]
-        finally:
-            self._win = None
+        chunks = _chunks()
+        chunks.flush(self)
+        chunks.copy(self, data, n)
 
 
 class FrameWriter:
@@ -550,7 +507,7 @@ class FrameWriter:
     def frame(self, msg_type, payload, seq=None, flags=0):
         n = self._encode(payload, seq)
         if n < 0:
-            n = self._enc.window(payload, 0, 0, 0)  # its length, for TOO_LARGE
+            n = _chunks().window(self._enc, payload, 0, 0, 0)  # its length, for TOO_LARGE
         return self._finish(self._enc, msg_type, flags, seq, n)
 
     def raw(self, msg_type, payload_bytes, seq=None, flags=0):
@@ -564,18 +521,6 @@ class FrameWriter:
         enc.buf[_HEADER_SIZE : _HEADER_SIZE + n] = payload_bytes
         return self._finish(enc, msg_type, flags, seq, n)
 
-    def _chunk_head(self, stream, msg_type, total, off, k):
-        # The CHUNK map up to its data, at _HEADER_SIZE; returns where the data goes.
-        enc = self._enc
-        enc.pos = _HEADER_SIZE
-        enc._head(0xA0, 5)
-        for key, value in ((0, stream), (1, msg_type), (2, total), (3, off)):
-            enc._head(0, key)
-            enc._head(0, value)
-        enc._head(0, 4)
-        enc._head(0x40, k)
-        return enc.pos
-
     def message(self, msg_type, payload, max_message=0):
         n = self._encode(payload)
         if n < 0 or n + _FRAME_OVERHEAD > self.max_frame:
@@ -586,29 +531,5 @@ class FrameWriter:
         return self._finish(self._enc, msg_type, 0, None, n)
 
     def frames(self, msg_type, payload, max_message=0):
-        if msg_type == _T_CHUNK:
-            raise FrameError(_E_BAD_CHUNK, _TX_FRAME_CHUNK_CHUNKED)
-        view = self.message(msg_type, payload, max_message)
-        if view is not None:
-            yield view
-            return
-        enc = self._enc
-        total = self._total
-        if total < 0:
-            total = enc.window(payload, 0, 0, 0)
-        if max_message and total > max_message:
-            raise FrameError(_E_TOO_LARGE, (_TX_FRAME_PEER_LIMIT, total, max_message))
-        # Too big for one frame: CHUNK pieces, each encoded anew into the frame buffer
-        # (_FrameEncoder.window), so no buffer ever holds the whole message.
-        stream = self.stream
-        self.stream = (stream + 1) & 0xFFFF
-        room = (self.max_frame - _FRAME_OVERHEAD - 2
-                - (self._chunk_head(stream, msg_type, total, total, 0) - _HEADER_SIZE))
-        off = 0
-        while off < total:
-            k = min(room, total - off)
-            at = self._chunk_head(stream, msg_type, total, off, k)
-            enc.window(payload, off, off + k, at)
-            off += k
-            yield self._finish(enc, _T_CHUNK, _FLAG_MORE if off < total else 0, None,
-                               at + k - _HEADER_SIZE)
+        # the frames of a message: one, or CHUNK pieces (frame_chunks.py)
+        return _chunks().frames(self, msg_type, payload, max_message)

@@ -352,10 +352,6 @@ def set_native(enabled):
     msw_kernel.native_on = bool(enabled)
 
 
-# The board's HELLO fields live in the registry: a board joins before this module loads.
-native_arch = msw_kernel.native_arch
-hello_fields = msw_kernel.hello_fields
-
 
 def run(name, args):
     """Run kernel `name` on the positional `args`; KeyError if the node lacks it."""

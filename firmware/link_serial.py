@@ -50,7 +50,14 @@ class SerialLink:
         micropython.kbd_intr(-1)
         self._stream = asyncio.StreamReader(self._rx)
         if self._blocks:
-            self._tty = _reads_what_is_there(self._rx)
+            try:
+                import termios  # noqa: F401  (the unix port's: a board's console has none)
+            except ImportError:
+                pass
+            else:
+                import link_tty
+
+                self._tty = link_tty.reads_what_is_there(self._rx)
         if self._tty is None:
             self._poller = select.poll()
             self._poller.register(self._rx, select.POLLIN)
@@ -110,45 +117,15 @@ class SerialLink:
             self._poller.unregister(self._rx)
             self._poller = None
         if self._tty is not None:
-            import termios
+            import link_tty
 
-            termios.tcsetattr(self._tty[0], termios.TCSANOW, self._tty[1])
+            link_tty.restore(self._tty)
             self._tty = None
 
 
 def console_to_repl():
     """Give the console back to the REPL: Ctrl-C interrupts again."""
     micropython.kbd_intr(_CTRL_C)
-
-
-_VTIME = const(5)  # indices of a termios attribute list's control characters (Linux)
-_VMIN = const(6)
-
-
-def _reads_what_is_there(rx):
-    """Make a pseudo-terminal console's read return the bytes it has (none: 0) instead of
-    waiting for all it was asked for; returns (fd, the attributes to restore), or None
-    where the port has no termios (a board's USB or UART console) or the console is no
-    pty's terminal end (a pipe; a pty's controlling end, whose reads ignore VMIN)."""
-    try:
-        import os
-        import termios
-
-        fd = rx.fileno()
-        me = os.stat("/proc/self/fd/" + str(fd))
-        if me[2] != os.stat("/dev/pts")[2] or me[1] == os.stat("/dev/pts/ptmx")[1]:
-            return None
-        old = termios.tcgetattr(fd)
-    except (ImportError, AttributeError, OSError):
-        return None
-    new = old[:6] + [list(old[6])]
-    new[6][_VMIN] = 0
-    new[6][_VTIME] = 0
-    try:
-        termios.tcsetattr(fd, termios.TCSANOW, new)
-    except OSError:
-        return None
-    return fd, old
 
 
 @micropython.native

@@ -1,5 +1,6 @@
 """Boot-time half of the kernel registry: import the kernel packages on the flash and
-settle every kernel module's version. main.py runs it once and drops it, so none of this
+settle every kernel module's version; and what HELLO says of the kernels (hello_fields).
+main.py runs it once and drops it, each session's HELLO loads it again, so none of this
 stays in a board's heap.
 
 A package on the flash is its modules plus a manifest `kpkg_<package>.json`:
@@ -24,6 +25,9 @@ import sys
 import msw_kernel
 
 MANIFEST_PREFIX = "kpkg_"
+# sys.implementation._mpy's arch field (bits 10-13), by number (py/persistentcode.h)
+MPY_ARCHES = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
+              "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc")
 HASH_HEX = 12  # hex digits of SHA-256 that name a version
 
 
@@ -96,3 +100,42 @@ def load_installed(folder="."):
             if stem in manifest:
                 msw_kernel.versions[stem] = manifest[stem]
     return read
+
+
+# ---- what HELLO says of the kernels (worker_up.hello imports this module for it)
+
+
+def hashes():
+    """Kernel name -> version hash, for every kernel whose version is known."""
+    out = {}
+    kernels = msw_kernel.KERNELS
+    for n in kernels:
+        h = msw_kernel.versions.get(kernels[n][msw_kernel.MODULE])
+        if h:
+            out[n] = h
+    return out
+
+
+def native_arch():
+    """The architecture of the loaded native module, or None."""
+    if not msw_kernel.native_names():
+        return None
+    arch = getattr(sys.modules.get("msw_native"), "ARCH", None)
+    if arch:
+        return arch
+    mpy = getattr(sys.implementation, "_mpy", None)
+    if mpy is None:
+        return None
+    index = (mpy >> 10) & 0x0F
+    return MPY_ARCHES[index] if index < len(MPY_ARCHES) else None
+
+
+def hello_fields():
+    """HELLO's fields about kernels, by catalog field name: kernels, kernel_hashes and,
+    with a native module, native_arch and native_kernels."""
+    fields = {"kernels": msw_kernel.names(), "kernel_hashes": hashes()}
+    arch = native_arch()
+    if arch:
+        fields["native_arch"] = arch
+        fields["native_kernels"] = msw_kernel.native_names()
+    return fields

@@ -53,8 +53,6 @@ native_on = True
 # Kernels whose result is a delay: the worker awaits asyncio.sleep_ms(value) before it
 # answers, so the kernel itself never blocks the event loop.
 WAITS = ("sleep_ms",)
-_MPY_ARCHES = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
-               "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc")
 _TYPES = {"uint": int, "int": int, "float": (int, float), "bool": bool, "tstr": str,
           "map": dict, "array": (list, tuple), "tstr[]": (list, tuple)}
 
@@ -143,16 +141,6 @@ def lookup(name):
     return e[FN], False
 
 
-def hashes():
-    """Kernel name -> version hash, for every kernel whose version is known."""
-    out = {}
-    for n in KERNELS:
-        h = versions.get(KERNELS[n][MODULE])
-        if h:
-            out[n] = h
-    return out
-
-
 # ---- running a kernel: one implementation for every node's runner (the board worker,
 # the host's in-process node), each on the microsecond clock it is given: `ticks_us()`
 # and `ticks_diff(new, old)` (time.ticks_us / time.ticks_diff on a board)
@@ -232,28 +220,3 @@ def check(name, args):
                 got = type(v).__name__
             return "%s: argument %s must be %s, got %s" % (name, spec[i][0], spec[i][1], got)
     return None
-
-
-def native_arch():
-    """The architecture of the loaded native module, or None."""
-    if not native_names():
-        return None
-    arch = getattr(sys.modules.get("msw_native"), "ARCH", None)
-    if arch:
-        return arch
-    mpy = getattr(sys.implementation, "_mpy", None)
-    if mpy is None:
-        return None
-    index = (mpy >> 10) & 0x0F
-    return _MPY_ARCHES[index] if index < len(_MPY_ARCHES) else None
-
-
-def hello_fields():
-    """HELLO's fields about kernels, by catalog field name: kernels, kernel_hashes and,
-    with a native module, native_arch and native_kernels."""
-    fields = {"kernels": names(), "kernel_hashes": hashes()}
-    arch = native_arch()
-    if arch:
-        fields["native_arch"] = arch
-        fields["native_kernels"] = native_names()
-    return fields

@@ -1,7 +1,7 @@
 """Bring-up of a WIZnet chip, apart from the driver's steady state (wiznet.py): the
 hardware reset, which chip answers, its soft reset, the socket buffer sizes, the MAC, and
 the two chips' register maps; and, before those, the SPI bus and pins board.json names
-(open_board, board.open_net's WIZnet case). WIZnet.__init__ calls start() once and drops
+(open_board, worker_up.open_net's WIZnet case). WIZnet.__init__ calls start() once and drops
 this module from sys.modules again: only the register map of the chip found stays, as the
 driver's `chip`, so a running node does not hold this code. `self` below is the driver.
 Every name a module brings is interned for good, this one's too: steps are inline, not
@@ -177,7 +177,7 @@ def start(self, rst, reset_ms, chip, buffers, mac):
 
 def open_board(board, ifconfig):
     """The driver of the chip board.json describes (its SPI bus, pins and chip), its
-    link up and its address set (`ifconfig`, else DHCP): board.open_net's WIZnet case."""
+    link up and its address set (`ifconfig`, else DHCP): worker_up.open_net's WIZnet case."""
     from machine import SPI, Pin
 
     from wiznet import WIZnet

@@ -271,8 +271,13 @@ class Session:
                     await self.wake.wait()
                 task = self.todo.pop(0)
                 fn = self.lookup(task)
-                if task.waits:
-                    asyncio.create_task(self.wait(task, fn))
+                if task.waits:  # (its coroutine's code loads with the first such task)
+                    try:
+                        import worker_wait
+                    except MemoryError as e:  # no heap for it: the task fails, not the session
+                        self.finish(task, None, e, 0, board.uptime_ms())
+                        continue
+                    asyncio.create_task(worker_wait.wait(self, task, fn))
                     continue
                 here = thread is None or task.kernel in INLINE
                 like = not here and wt.on_loop(self, task)
@@ -294,33 +299,6 @@ class Session:
                 self.collect()
         except asyncio.CancelledError:
             raise
-        except Exception as e:
-            self.fail(e)
-
-    async def wait(self, task, fn):
-        start = time.ticks_us()
-        value = error = None
-        try:
-            value = fn(*task.args)
-            # Cancellable from its first step on: a coroutine cancelled before that ends
-            # without a word (and keeps its slot); a CANCEL that came first skips the sleep.
-            if not task.cancelled:
-                if self.ended.is_set():
-                    return  # the session ended before it ran: nothing to answer
-                task.handle = asyncio.current_task()
-                await asyncio.sleep_ms(value)
-        except asyncio.CancelledError:
-            if not task.cancelled:
-                raise  # the session ends
-        except Exception as e:
-            error = e
-        elapsed = msw_kernel.waited(value, error, task.cancelled,
-                                    time.ticks_diff(time.ticks_us(), start))
-        try:
-            self.engine.finished(task, value, error, elapsed, board.uptime_ms())
-            self.run_inline()
-            if self.link.pending():
-                await self.link.drain()
         except Exception as e:
             self.fail(e)
 

@@ -36,6 +36,7 @@ def boot():
     try:
         board_def = config.load_board()
         cfg = config.load_config(board_def)
+        board_def = config.kept(board_def, cfg["link"])
     except config.ConfigError as e:
         print("microswarm: " + str(e))
         return None
@@ -110,13 +111,32 @@ async def open_link(w):
         import link_tcp
 
         if w.net is None:
-            w.net = board.open_net(w.board, cfg.get("ifconfig"))
+            w.net = open_net(w.board, cfg.get("ifconfig"))
         address = cfg["master"]
         if address is None:
             address = await link_tcp.find_master(w)
         link = link_tcp.TcpLink(w.net, address[0], address[1])
     await link.open()
     return link
+
+
+def open_net(board, ifconfig=None):
+    """The board's socket provider (board.json's "net_driver"): the port's own socket
+    module for "builtin" (the unix port, or rp2's WIZNET5K build), the project's WIZnet
+    driver for "wiznet" (hardware sockets over SPI; imported only by boards that have it,
+    its SPI bus and pins set up by the chip's bring-up, wiznet_up.py, not held once it
+    runs). `ifconfig` (ip, netmask, gateway, dns) configures a WIZnet chip statically;
+    without it the chip asks DHCP."""
+    driver = board.get("net_driver")
+    if driver == "builtin":
+        import socket
+
+        return socket
+    if driver == "wiznet":
+        import wiznet_up
+
+        return wiznet_up.open_board(board, ifconfig)
+    raise OSError("board " + board["name"] + " has no network driver")
 
 
 def session(self, w, link):
@@ -142,12 +162,16 @@ def session(self, w, link):
 
 def hello(w, link_kind):
     """The HELLO payload (the engine adds the nonce)."""
+    import msw_boot  # (the registry's HELLO half: dropped again, as after the boot)
+
+    about = msw_boot.hello_fields()
+    sys.modules.pop("msw_boot", None)
     gc.collect()
     cfg = w.cfg
     return engine.hello(cfg["node_id"], w.board["name"], FW_VERSION, w.heap_total,
                         gc.mem_free(), cfg["max_frame"], cfg["slots"], link_kind,
-                        w.max_message, w.operand_cache,
-                        w.thread is not None, msw_kernel.hello_fields(), cfg["cluster"])
+                        w.max_message, w.operand_cache, w.thread is not None, about,
+                        cfg["cluster"])
 
 
 def ended(w, e):

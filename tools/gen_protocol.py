@@ -89,8 +89,8 @@ def render_msgdefs() -> str:
 # of the module names as `_NAME`: on MicroPython a const() with a leading underscore is
 # folded in where it is used and is no global (no heap); on CPython it is a plain global.
 FIRMWARE_MODULES = ("auth.py", "config.py", "engine.py", "engine_chunks.py", "engine_join.py",
-                    "engine_log.py", "frame.py", "frame_serial.py", "frame_tcp.py",
-                    "link_serial.py", "link_tcp.py", "operands.py", "worker.py")
+                    "engine_log.py", "frame.py", "frame_chunks.py", "frame_serial.py",
+                    "frame_tcp.py", "link_serial.py", "link_tcp.py", "operands.py", "worker.py")
 BLOCK = re.compile(r"(# BEGIN GENERATED: protocol constants[^\n]*\n)(.*?)(# END GENERATED\n)",
                    re.S)
 
@@ -141,7 +141,8 @@ def _render_block(text: str, name: str, block: re.Pattern, values: dict, what: s
 # _TX_NAME and gets, in a generated block, the numbers it names. A name no text declares
 # fails here (and so `--check`).
 TEXTS_SOURCE = "msw_texts.py"
-TEXT_USERS = ("auth.py", "cbor.py", "engine.py", "frame.py", "frame_serial.py")
+TEXT_USERS = ("auth.py", "cbor.py", "engine.py", "frame.py", "frame_chunks.py",
+              "frame_serial.py")
 TEXTS_DECL = re.compile(r"# BEGIN: texts\n(.*?)# END\n", re.S)
 TEXT_LINE = re.compile(r'^    ("(?:[^"\\]|\\.)*"),  # ([A-Z][A-Z0-9_]*)$')
 TEXT_BLOCK = re.compile(

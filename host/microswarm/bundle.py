@@ -38,11 +38,11 @@ def vm_arch(board_def: Mapping) -> str | None:
 
 def arch_of_mpy(value: int) -> str | None:
     """The native arch a MicroPython reports in `sys.implementation._mpy` (bits 10 and up,
-    the .mpy format's arch numbers; the firmware's kernels hold the table), or None."""
-    from microswarm.firmware.msw_kernel import _MPY_ARCHES
+    the .mpy format's arch numbers; the firmware's msw_boot holds the table), or None."""
+    from microswarm.firmware.msw_boot import MPY_ARCHES
 
     index = (int(value) >> 10) & 0x0F
-    return _MPY_ARCHES[index] if index < len(_MPY_ARCHES) else None
+    return MPY_ARCHES[index] if index < len(MPY_ARCHES) else None
 
 
 def firmware_files() -> list[Path]:

@@ -55,3 +55,25 @@ def test_the_node_keeps_no_prose_of_its_board_file(tmp_path, micropython):
     keys, rest = proc.stdout.decode().splitlines()
     assert not {"description", "heap_note", "native_note", "source", "model"} & set(keys.split())
     assert rest == "esp32-devkit-w5500 1024 18"
+
+
+@pytest.mark.parametrize("link", ["serial", "tcp"])
+def test_the_node_keeps_only_what_its_link_reads(tmp_path, micropython, link):
+    # the board's pins and the TCP settings would hold heap for the whole boot on a node
+    # whose link never reads them
+    flash = make_flash(tmp_path / "flash", "esp32-devkit-w5500", master="127.0.0.1:9",
+                       link=link)
+    proc = subprocess.run(
+        [micropython, "-c", "import config; b = config.load_board(); "
+         "c = config.load_config(b); b = config.kept(b, c['link']); "
+         "print(' '.join(sorted(b))); print(' '.join(sorted(c)))"],
+        cwd=flash, capture_output=True, timeout=10)
+    assert proc.returncode == 0, proc.stderr
+    board, cfg = proc.stdout.decode().splitlines()
+    common = "cluster key link max_frame node_id slots"
+    if link == "serial":
+        assert (board, cfg) == ("name", common)
+    else:
+        assert board == "name net_driver nic spi"
+        assert cfg == ("cluster discovery_host discovery_port ifconfig key link master "
+                       "max_frame node_id slots")

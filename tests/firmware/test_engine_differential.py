@@ -21,7 +21,7 @@ import pytest
 
 from microswarm import wire
 from microswarm.firmware import engine as E
-from microswarm.firmware import kernels
+from microswarm.firmware import kernels, msw_boot
 from microswarm.master.inproc import InprocNode
 from microswarm.protocol.catalog import (
     CRC_SIZE,
@@ -244,7 +244,7 @@ class _Sim:
         self.key = KEY
         self.rng_nonce = _Nonces()
         self.master = _SimMaster()
-        self.kernel_about = kernels.hello_fields()
+        self.kernel_about = msw_boot.hello_fields()
 
     def trace(self, *args: Any) -> None:
         pass

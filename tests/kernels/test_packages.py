@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from microswarm import kernelpkg, paths
-from microswarm.firmware import kernels, msw_kernel
+from microswarm.firmware import kernels, msw_boot, msw_kernel
 from microswarm.protocol.catalog import KINDS, TYPED_ARRAY_TAGS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,7 +85,7 @@ def test_builtin_versions_are_the_hash_of_their_file():
     version = {stem: kernelpkg.source_hash((paths.firmware_dir() / f"{stem}.py").read_bytes())
                for stem in ("kernels", "kernels_small")}
     assert all(len(v) == 12 and int(v, 16) >= 0 for v in version.values())
-    hashes = kernels.hello_fields()["kernel_hashes"]
+    hashes = msw_boot.hello_fields()["kernel_hashes"]
     small = {"echo", "sleep_ms", "sha256"}
     assert small < set(kernels.builtin_names())
     for name in kernels.builtin_names():
@@ -183,7 +183,7 @@ import sys, json, array
 sys.path.insert(0, '')
 import msw_boot, msw_kernel as K
 msw_boot.load_installed()
-out = {"errors": K.errors, "native": K.native_names(), "hashes": K.hashes(), "cases": []}
+out = {"errors": K.errors, "native": K.native_names(), "hashes": msw_boot.hashes(), "cases": []}
 entry = K.KERNELS['histogram']
 for line in sys.stdin:
     data = bytes.fromhex(line.split()[0])
@@ -253,7 +253,7 @@ def test_mip_installs_a_kernel_package_that_the_node_loads(tmp_path, micropython
         for module in ("msw_kernel.py", "msw_boot.py"):
             shutil.copy(paths.firmware_dir() / module, vb.flash)
         probe = ("import msw_boot, msw_kernel; msw_boot.load_installed(); "
-                 "print(msw_kernel.errors, msw_kernel.hashes(), "
+                 "print(msw_kernel.errors, msw_boot.hashes(), "
                  "list(msw_kernel.lookup('histogram')[0](b'\\x00\\xff', 2)))")
         answer = subprocess.run([micropython, "-c", probe], capture_output=True, text=True,
                                 timeout=60, cwd=vb.flash)
@@ -267,7 +267,7 @@ sys.path.insert(0, '')
 import msw_boot, msw_kernel
 msw_boot.load_installed()
 before = 'kernels' in sys.modules or 'kernels_small' in sys.modules
-about = msw_kernel.hello_fields()
+about = msw_boot.hello_fields()
 small = msw_kernel.check('sha256', [b'abc']) is None and msw_kernel.lookup('sha256')[0](b'')
 small = [small, 'kernels_small' in sys.modules, 'kernels' in sys.modules]
 from array import array
@@ -300,7 +300,7 @@ def test_a_board_joins_without_the_builtin_kernels_module_and_loads_it_on_first_
     assert small == [hashlib.sha256(b"").digest(), True, False]
     assert (before, after, bad, dot, errors) == (False, True, None, 14, [])
     assert names == kernels.builtin_names()
-    here = kernels.hello_fields()["kernel_hashes"]
+    here = msw_boot.hello_fields()["kernel_hashes"]
     assert hashes == {name: here[name] for name in names}
     with_native = bundle.NATIVE_MODULE in files
     assert runs_native is with_native

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from microswarm.firmware import kernels
+from microswarm.firmware import kernels, msw_boot  # noqa: F401 (kernels: its import registers them)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -41,7 +41,7 @@ def test_master_answers_nodes_then_stops_on_ctrl_c():
             capture_output=True, text=True, timeout=30, env={**os.environ, "COLUMNS": "200"},
         )
         assert "py1" in table.stdout and "mem" in table.stdout
-        version = kernels.hello_fields()["kernel_hashes"]["echo"]
+        version = msw_boot.hello_fields()["kernel_hashes"]["echo"]
         assert all(n["kernel_hashes"]["echo"] == version for n in nodes)
         assert f"built-in@{version}" in table.stdout
         master.send_signal(signal.SIGINT)

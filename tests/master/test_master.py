@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from microswarm.firmware import kernels
+from microswarm.firmware import kernels, msw_boot
 from microswarm.master import JobFailedError, Master
 from microswarm.master.inproc import InprocNode
 from microswarm.master.messages import build, fields
@@ -77,7 +77,7 @@ class RawNode:
             MsgType.HELLO, node_id=node_id, board="unix", fw_version="t",
             proto_version=version, kernels=["echo", "sleep_ms"], heap_total=1 << 20,
             heap_free=1 << 20, max_frame=4096, slots=2, nonce=nonce, link="tcp",
-            threads=threads, kernel_hashes={k: kernels.hello_fields()["kernel_hashes"][k]
+            threads=threads, kernel_hashes={k: msw_boot.hello_fields()["kernel_hashes"][k]
                                             for k in ("echo", "sleep_ms")}))
 
     async def join(self, key=KEY, threads=None):

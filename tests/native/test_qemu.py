@@ -48,7 +48,8 @@ def case(name):
                 r(-100, 100))
     return None
 names = kernels.native_names()
-print('ARCH', kernels.native_arch(), 'NATIVE', ','.join(names))
+import msw_boot
+print('ARCH', msw_boot.native_arch(), 'NATIVE', ','.join(names))
 checked = bad = 0
 for name in names:
     for _ in range(%(cases)d):
@@ -90,7 +91,8 @@ def test_native_kernels_agree_with_the_pure_ones_on_qemu(qemu_firmware, qemu_boa
         if bundle.native_module(arch) is None:
             pytest.skip(f"no {arch} build of the native module: {build.stderr[-500:]}")
     files = {bundle.NATIVE_MODULE: bundle.native_module(arch).read_bytes()}
-    for module in ("kernels", "kernels_small", "msw_kernel"):  # the kernels, their registry
+    # the kernels, their registry, and its HELLO half (the native module's arch)
+    for module in ("kernels", "kernels_small", "msw_kernel", "msw_boot"):
         source = (paths.firmware_dir() / f"{module}.py").read_bytes()
         files[f"{module}.mpy"] = compile_module(f"{module}.py", source, arch)
     with qemu_firmware.Qemu(qemu_board) as board:

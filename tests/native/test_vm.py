@@ -21,7 +21,7 @@ H = (-32768, 32767)
 """
 
 COMPARE = """
-import auth, frame, frame_serial
+import auth, engine_join, frame, frame_serial
 bad = 0
 checks = 0
 def plain(v):
@@ -71,7 +71,7 @@ for _ in range(40):
     pure = bytearray(frame_serial.cobs_max(len(data)))
     n = frame_serial.cobs_encode_into(data, 0, len(data), pure)
     same("cobs as frame_serial.py", bytes(pure[:n]), enc)
-    pads = auth.LinkAuth._pads(bytes(arr("B", random.randint(16, 64), 0, 255)))
+    pads = engine_join.pads(bytes(arr("B", random.randint(16, 64), 0, 255)))
     ctr = bytes(arr("B", 4, 0, 255))
     tag = bytearray(10)
     nat.mac8(pads[0], pads[1], ctr, data, tag, 1)  # against the port's hashlib
@@ -194,7 +194,8 @@ def test_firmware_kernels_dispatch_to_the_module(run_vm, module_dir):
     of its Python kernels; the results are the ones the Python kernels give."""
     source = PRELUDE.format(path=module_dir, seed=5) + """
 print("NAMES", " ".join(py.native_names()))
-print("ARCH", py.native_arch())
+import msw_boot
+print("ARCH", msw_boot.native_arch())
 a, b = arr("b", 12, *B), arr("b", 12, *B)
 fn, native = py.lookup("matmul")
 print("MATMUL", native, list(py.run("matmul", [a, b, 3, 4, 3])) == list(py.matmul(a, b, 3, 4, 3)))

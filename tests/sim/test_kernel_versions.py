@@ -5,7 +5,7 @@ and their messages framed as the firmware frames them (chunks over the frame lim
 
 from __future__ import annotations
 
-from microswarm.firmware import kernels
+from microswarm.firmware import kernels, msw_boot  # noqa: F401 (kernels: its import registers them)
 from microswarm.master.master import resolve_version
 from microswarm.sim import node, scenario
 from microswarm.sim.cluster import Simulation
@@ -19,7 +19,7 @@ def test_a_node_with_another_kernel_version_gets_no_task():
         "job": {"kind": "synthetic", "tasks": 80, "task_ms": 5},
     }))
     kernel = sim.job.kernel
-    here = kernels.hello_fields()["kernel_hashes"]
+    here = msw_boot.hello_fields()["kernel_hashes"]
     assert here[kernel] == resolve_version(kernel, None)
     stale = sim.node_by_id["n2"]
     stale.kernel_about = {**sim.kernel_about,

@@ -23,7 +23,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from microswarm.firmware import engine as E
-from microswarm.firmware import kernels, msw_kernel
+from microswarm.firmware import kernels, msw_boot, msw_kernel
 from microswarm.master.links import Link, MemoryLink, TcpLink
 from microswarm.protocol.catalog import NONCE_SIZE
 from microswarm.wire import MAX_FRAME, FrameError, FrameReader, LinkAuth
@@ -157,7 +157,7 @@ class InprocNode:
     def hello(self, link_kind: str) -> dict[int, Any]:
         return E.hello(self.node_id, self.board, FW_VERSION, self.heap_total, self.heap_total,
                        self.max_frame, self.slots, link_kind, 1 << 24, OPERAND_CACHE, True,
-                       kernels.hello_fields())
+                       msw_boot.hello_fields())
 
     async def _run(self) -> None:
         link = self.link

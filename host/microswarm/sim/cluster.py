@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from microswarm.firmware import kernels
+from microswarm.firmware import kernels, msw_boot
 from microswarm.sim import jobs
 from microswarm.sim.events import EventQueue
 from microswarm.sim.links import PRESETS, Link
@@ -61,7 +61,7 @@ class Simulation:
         self.rng_link = random.Random(f"{self.seed}/links")
         self.rng_fault = random.Random(f"{self.seed}/faults")
         self.rng_nonce = random.Random(f"{self.seed}/nonces")
-        self.kernel_about = kernels.hello_fields()  # HELLO's kernels and their versions
+        self.kernel_about = msw_boot.hello_fields()  # HELLO's kernels and their versions
         self.kernel_names = self.kernel_about["kernels"]
         self.job = jobs.build(scenario.job, self.seed)
         self.counters: Counter[str] = Counter()
