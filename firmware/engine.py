@@ -139,9 +139,10 @@ isinstance = isinstance
 
 _JOIN_TIMEOUT_MS = const(5000)
 _SILENT_BEATS = const(3)
-# A node dials again after a delay in [b/2, b] (random; Backoff), b doubling from _BACKOFF_MIN_MS
-# after each failed session up to _BACKOFF_MAX_MS, back to the minimum after a join.
-_BACKOFF_MIN_MS = const(200)
+# A node dials again after a delay in [b/2, b] (random; backoff()), b doubling from
+# BACKOFF_MIN_MS after each failed session up to _BACKOFF_MAX_MS, back to the minimum after
+# a join.
+BACKOFF_MIN_MS = const(200)
 _BACKOFF_MAX_MS = const(10000)
 MIN_HEARTBEAT_MS = const(10)
 _OPERAND_SHARE = const(8)  # shared operands may hold 1/_OPERAND_SHARE of the heap (HELLO)
@@ -209,21 +210,12 @@ def hello(node_id, board, fw_version, heap_total, heap_free, max_frame, slots, l
                          link, max_message, operand_cache, threads, about, cluster)
 
 
-class Backoff:
-    """When a node dials again after a session ends (every node kind: one rule)."""
-
-    def __init__(self):
-        self.ms = _BACKOFF_MIN_MS
-
-    def joined(self):
-        self.ms = _BACKOFF_MIN_MS
-
-    def next_ms(self, fraction):
-        """The wait before the next dial, in [b/2, b] for `fraction` in [0, 1]; then b
-        doubles, up to _BACKOFF_MAX_MS."""
-        b = self.ms
-        self.ms = b * 2 if b * 2 < _BACKOFF_MAX_MS else _BACKOFF_MAX_MS
-        return b * (0.5 + 0.5 * fraction)
+def backoff(b, fraction):
+    """When a node dials again after a session ends (every node kind: one rule): for the
+    backoff `b` in ms (BACKOFF_MIN_MS at boot and after a join), (the wait before the next
+    dial, in [b/2, b] for `fraction` in [0, 1]; the next backoff, b doubled up to
+    _BACKOFF_MAX_MS). A function of an int, not an object: a board holds no class for it."""
+    return b * (0.5 + 0.5 * fraction), (b * 2 if b * 2 < _BACKOFF_MAX_MS else _BACKOFF_MAX_MS)
 
 
 class Stats:

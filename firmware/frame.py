@@ -41,8 +41,6 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 #   BREAK            (frame_serial) marker that Deframer.feed returns when the line asks
 #       for the REPL.
 #   crc32(data, crc=0) -> int
-#   pack_header(buf, offset, msg_type, flags, seq, length); parse_header(buf, offset=0)
-#       -> (version, type, flags, seq, length)
 #   check_payload(msg_type, payload, seq=None)   validate a decoded map against FIELDS.
 #   decode(frame, max_frame=MAX_FRAME, copy=True, auth=None) -> (type, flags, seq, payload)
 #       Exactly one frame (a datagram, a COBS-decoded serial frame). copy=False: byte
@@ -254,14 +252,6 @@ if crc32 is None:
         from binascii import crc32
     except ImportError:
         from crc_table import crc32
-
-
-def pack_header(buf, offset, msg_type, flags, seq, length):
-    struct.pack_into(_HEADER, buf, offset, _PROTOCOL_VERSION, msg_type, flags, seq, length)
-
-
-def parse_header(buf, offset=0):
-    return struct.unpack_from(_HEADER, buf, offset)
 
 
 def _kind_ok(kind, v):

@@ -363,7 +363,7 @@ class Worker:
             engine._log().note(self.stats, level, text)
 
     def joined(self):
-        self.backoff.joined()
+        self.backoff = engine.BACKOFF_MIN_MS
         self.sessions += 1
 
     async def run(self):
@@ -388,7 +388,8 @@ class Worker:
                 gc.collect()
             # a random wait spreads the reconnects of many boards after an outage
             fraction = int.from_bytes(auth.nonce(2), "little") / 65535
-            await asyncio.sleep_ms(int(self.backoff.next_ms(fraction)))
+            wait, self.backoff = engine.backoff(self.backoff, fraction)
+            await asyncio.sleep_ms(int(wait))
 
 
 def main():

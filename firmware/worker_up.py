@@ -50,7 +50,7 @@ def boot():
     w.stats = engine.Stats(0, gc.mem_free())
     w.max_message, w.operand_cache = engine.heap_limits(w.heap_total)
     w.thread = kernel_thread()
-    w.backoff = engine.Backoff()
+    w.backoff = engine.BACKOFF_MIN_MS  # (engine.backoff)
     w.sessions = 0
     w.held = None  # TCP: frame.Reuse of the buffer the link holds answers in
     w.serial_buf = None

@@ -83,7 +83,7 @@ async def serve(host: str, port: int, node_id: str, key: bytes, slots: int) -> N
     from microswarm.master.inproc import InprocNode
 
     parent = os.getppid()
-    backoff = E.Backoff()
+    backoff = E.BACKOFF_MIN_MS
     while os.getppid() == parent:
         node = InprocNode(node_id, key, slots=slots)
         try:
@@ -93,10 +93,11 @@ async def serve(host: str, port: int, node_id: str, key: bytes, slots: int) -> N
         else:
             await node.ended.wait()
             if node.joined.is_set():
-                backoff.joined()
+                backoff = E.BACKOFF_MIN_MS
         finally:
             await node.stop()
-        await asyncio.sleep(backoff.next_ms(random.random()) / 1000)
+        wait, backoff = E.backoff(backoff, random.random())
+        await asyncio.sleep(wait / 1000)
 
 
 def main(argv: list[str] | None = None) -> int:
