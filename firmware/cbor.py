@@ -35,7 +35,7 @@ the module compiles, a comment costs nothing.
 #
 # API
 #   CBORError(ValueError)
-#   dumps(obj) -> bytes
+#   frame_tools.dumps(obj) -> bytes (for the codec's tests: a node never needs it)
 #   Encoder(size=256, headroom=0)
 #       .encode(obj) -> memoryview over the encoded bytes in the encoder's own buffer,
 #           starting `headroom` bytes in (room for a frame header). The view is valid until
@@ -342,16 +342,6 @@ def _canonical_key_order(keys):
     for t in texts:
         ints.append(t[2])
     return ints
-
-
-_shared = None
-
-
-def dumps(obj):
-    global _shared
-    if _shared is None:
-        _shared = Encoder(256)
-    return bytes(_shared.encode(obj))
 
 
 def _half(h):

@@ -63,8 +63,8 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 #           Send each view before advancing the iterator; do not call frame() while
 #           iterating. TOO_LARGE, before any frame, when max_message (the receiver's limit
 #           on a reassembled message; 0: none) is exceeded.
-#       .raw(msg_type, payload_bytes, seq=None, flags=0) -> memoryview   frame an already
-#           encoded payload.
+#       (frame_tools.raw(writer, msg_type, payload_bytes, seq=None, flags=0): a frame of an
+#       already encoded payload, for the codec's tests)
 #   frame_tcp.StreamReader(max_frame, copy=True, reuse=False)   TCP-like byte streams, no copy of
 #       the data:
 #       .want() -> memoryview   where the next bytes go (e.g. sock.readinto(r.want()));
@@ -104,8 +104,9 @@ about 15 KB of heap while the module compiles, a comment costs nothing.
 #       at a chunk start; a worker that finds pending() > 0 on a line idle for ~100 ms
 #       calls reset(), so the next interrupt request is seen.
 #   Reassembler: CHUNK reassembly, engine_chunks.Chunks (loaded on a link's first CHUNK).
-#   frame_serial.cobs_encode(data) -> bytes, cobs_decode(data) -> bytes (ValueError when
-#   malformed), cobs_encode_into / cobs_decode_into(src, start, end, dst) -> length written.
+#   frame_serial.cobs_encode_into / cobs_decode_into(src, start, end, dst) -> length
+#   written; frame_tools.cobs_encode(data) / cobs_decode(data) -> bytes (ValueError when
+#   malformed), whole buffers, for the codec's tests.
 #
 # msw_native.crc32 / cobs_encode / cobs_decode are used when that native module imports.
 
@@ -499,17 +500,6 @@ class FrameWriter:
         if n < 0:
             n = _chunks().window(self._enc, payload, 0, 0, 0)  # its length, for TOO_LARGE
         return self._finish(self._enc, msg_type, flags, seq, n)
-
-    def raw(self, msg_type, payload_bytes, seq=None, flags=0):
-        n = len(payload_bytes)
-        if n + _FRAME_OVERHEAD > self.max_frame:
-            return self._finish(self._enc, msg_type, flags, seq, n)
-        if n + _FRAME_OVERHEAD > self.limit:
-            self.reserve(self.max_frame)
-        enc = self._enc
-        enc.reserve(_HEADER_SIZE + n + _CRC_SIZE)
-        enc.buf[_HEADER_SIZE : _HEADER_SIZE + n] = payload_bytes
-        return self._finish(enc, msg_type, flags, seq, n)
 
     def message(self, msg_type, payload, max_message=0):
         n = self._encode(payload)

@@ -25,7 +25,6 @@ _TX_SERIAL_OVER = const(42)
 _TX_SERIAL_BAD_COBS = const(43)
 _TX_COBS_MALFORMED = const(70)
 _TX_COBS_LONG = const(71)
-_TX_COBS_EMPTY = const(72)
 # END GENERATED
 
 try:
@@ -107,26 +106,6 @@ def cobs_decode_into(src, start, end, dst):
             dst[d] = 0
             d += 1
     return d
-
-
-def cobs_encode(data):
-    if _native_cobs_encode is not None:
-        return _native_cobs_encode(data)
-    if type(data) is not bytes and type(data) is not bytearray:
-        data = bytes(data)
-    out = bytearray(cobs_max(len(data)))
-    return bytes(memoryview(out)[: cobs_encode_into(data, 0, len(data), out)])
-
-
-def cobs_decode(data):
-    if _native_cobs_decode is not None:
-        return _native_cobs_decode(data)
-    if type(data) is not bytes and type(data) is not bytearray:
-        data = bytes(data)
-    if not data or data.find(b"\x00") >= 0:
-        raise ValueError(cbor.text(_TX_COBS_EMPTY))
-    out = bytearray(len(data))
-    return bytes(memoryview(out)[: cobs_decode_into(data, 0, len(data), out)])
 
 
 class Deframer:

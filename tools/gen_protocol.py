@@ -90,7 +90,8 @@ def render_msgdefs() -> str:
 # folded in where it is used and is no global (no heap); on CPython it is a plain global.
 FIRMWARE_MODULES = ("auth.py", "config.py", "engine.py", "engine_chunks.py", "engine_join.py",
                     "engine_log.py", "frame.py", "frame_chunks.py", "frame_serial.py",
-                    "frame_tcp.py", "link_serial.py", "link_tcp.py", "operands.py", "worker.py")
+                    "frame_tcp.py", "frame_tools.py", "link_serial.py", "link_tcp.py",
+                    "operands.py", "worker.py")
 BLOCK = re.compile(r"(# BEGIN GENERATED: protocol constants[^\n]*\n)(.*?)(# END GENERATED\n)",
                    re.S)
 
@@ -142,7 +143,7 @@ def _render_block(text: str, name: str, block: re.Pattern, values: dict, what: s
 # fails here (and so `--check`).
 TEXTS_SOURCE = "msw_texts.py"
 TEXT_USERS = ("auth.py", "cbor.py", "engine.py", "frame.py", "frame_chunks.py",
-              "frame_serial.py")
+              "frame_serial.py", "frame_tools.py")
 TEXTS_DECL = re.compile(r"# BEGIN: texts\n(.*?)# END\n", re.S)
 TEXT_LINE = re.compile(r'^    ("(?:[^"\\]|\\.)*"),  # ([A-Z][A-Z0-9_]*)$')
 TEXT_BLOCK = re.compile(

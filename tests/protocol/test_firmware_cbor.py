@@ -28,7 +28,8 @@ from microswarm.vm import run_script
 from microswarm.wire.cbor import decode_payload, encode_payload
 
 # Reads "op hex" lines; answers one line each: "ok <hex>" or "err <CBORError text>".
-#   rt   decode, then re-encode with dumps (and with a reused Encoder: both must agree)
+#   rt   decode, then re-encode with two reused Encoders (256 bytes, and 16 that grows: both
+#        must agree)
 #   mk   build the value from the text form below, encode it
 VM_DRIVER = r"""
 import gc, sys, struct, binascii
@@ -71,6 +72,7 @@ def build(tokens, i):
     return out, i
 
 enc = cbor.Encoder(16)
+big = cbor.Encoder(256)
 for line in sys.stdin:
     op, _, arg = line.strip().partition(" ")
     try:
@@ -78,9 +80,9 @@ for line in sys.stdin:
             value = cbor.loads(binascii.unhexlify(arg))
         else:
             value = build(arg.split(" "), 0)[0]
-        out = cbor.dumps(value)
+        out = bytes(big.encode(value))
         if bytes(enc.encode(value)) != out:
-            raise RuntimeError("Encoder and dumps disagree")
+            raise RuntimeError("the two Encoders disagree")
         print("ok", binascii.hexlify(out).decode())
     except cbor.CBORError as e:
         print("err", e)

@@ -187,7 +187,7 @@ def test_a_hello_without_mac_passes_a_joined_master_for_the_restart_rule():
 
 
 VM_SCRIPT = """
-import sys, json, auth, frame, frame_serial
+import sys, json, auth, frame, frame_serial, frame_tools
 import engine_join as J
 for line in sys.stdin:
     cmd = json.loads(line)
@@ -216,7 +216,7 @@ for line in sys.stdin:
         r = frame_serial.Deframer(1024)
         r.auth = la
         la.rx_counter = last
-        out = r.feed(frame_serial.cobs_encode(data) + b"\\x00")
+        out = r.feed(frame_tools.cobs_encode(data) + b"\\x00")
         print("serial", "err" if isinstance(out[0], frame.FrameError) else "ok")
     elif cmd[0] == "write":
         _, counter, t, seq, hexed = cmd
@@ -228,7 +228,7 @@ for line in sys.stdin:
         la.tx_counter = counter
         w = frame.FrameWriter(1024)
         w.auth = la
-        print(bytes(w.raw(t, bytes.fromhex(hexed), seq)).hex())
+        print(bytes(frame_tools.raw(w, t, bytes.fromhex(hexed), seq)).hex())
 """
 
 
