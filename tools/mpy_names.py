@@ -221,10 +221,11 @@ def join_names(modules: Mapping[str, bytes], rom: set[str],
 
 
 QSTR_INFO = re.compile(r"n_pool=(\d+), n_qstr=(\d+)")
+QSTR_NAME = re.compile(r"^Q\((.*)\)\r?$", re.M)  # a name `micropython.qstr_info(1)` lists
 # What --qemu runs on the board: the set's imports between two qstr_info() lines.
 # The modules a node drops after use leave the heap here too (their names stay interned):
 # the ESP32's heap holds the set's bytecode from the file system no other way.
-QEMU_BEFORE = "import micropython; micropython.qstr_info()"
+QEMU_BEFORE = "import micropython; micropython.qstr_info(1)"
 QEMU_SCRIPT = """
 import gc, micropython, sys
 for _n in {names!r}:
@@ -238,11 +239,11 @@ DROPPED = ("msw_boot", "config", "engine_join", "wiznet_up", "wiznet_dhcp", "wor
 
 
 def qemu_count(board: str, names: tuple[str, ...]) -> tuple[tuple[int, int], tuple[int, int],
-                                                            Path]:
+                                                            Path, set[str]]:
     """Import `names` (the board's .mpy files on the flash file system) on the QEMU build
     that carries asyncio as the ESP32 firmware does, with the board's heap: (n_pool,
-    n_qstr) of `micropython.qstr_info()` before and after, and the build's folder (its ROM
-    names: firmware_names())."""
+    n_qstr) of `micropython.qstr_info()` before and after, the build's folder (its ROM
+    names: firmware_names()), and the names the board's pools held before."""
     for folder in (ROOT / "host", ROOT / "tools"):
         if str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
@@ -258,12 +259,13 @@ def qemu_count(board: str, names: tuple[str, ...]) -> tuple[tuple[int, int], tup
         # before: what the REPL, the flash's mount and mpremote hold; the script's own
         # names are the modules' names and `_n`
         out = qemu.exec(QEMU_BEFORE)
+        held = set(QSTR_NAME.findall(out))
         out += qemu.exec(QEMU_SCRIPT.format(names=list(names), dropped=DROPPED))
         rom = qemu.elf.parent
     found = [(int(a), int(b)) for a, b in QSTR_INFO.findall(out)]
     if len(found) != 2:
         raise RuntimeError(f"no qstr_info() figures from the board:\n{out[-2000:]}")
-    return found[0], found[1], rom
+    return found[0], found[1], rom, held
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,14 +324,19 @@ def main(argv: list[str] | None = None) -> int:
           f"{margin(total + HARNESS_NAMES)} before the next pool")
     if args.qemu:
         imported = tuple(name for name in order if name != "main")
-        before, after, build_rom = qemu_count(args.board, imported)
+        before, after, build_rom, held = qemu_count(args.board, imported)
         # the same count without main.py, the names of the build measured on left out
         # (its static names and its frozen asyncio package's)
-        predicted = sum(len(fresh) for fresh in
-                        new_names(modules, imported, firmware_names(build_rom)).values())
+        fresh = new_names(modules, imported, firmware_names(build_rom))
+        predicted = sum(len(names) for names in fresh.values())
+        # and as the board interns them: each import adds its file's name too (its
+        # __file__: py/builtinimport.c), and a name the board held before is not new (the
+        # harness's REPL interned the short file names it copied)
+        files = {name + ".mpy" for name in imported}
+        expected = len(({q for names in fresh.values() for q in names} | files) - held)
         print(f"on QEMU (ESP32-like build): n_qstr {before[1]} -> {after[1]} "
-              f"(+{after[1] - before[1]}; counted here: +{predicted}), "
-              f"n_pool {before[0]} -> {after[0]}")
+              f"(+{after[1] - before[1]}; counted here: +{predicted}; with each file's name, "
+              f"without what the board held: +{expected}), n_pool {before[0]} -> {after[0]}")
     return 0
 
 
