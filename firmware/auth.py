@@ -44,6 +44,17 @@ range = range
 len = len
 
 
+def _hmac(pads, counter, data):
+    # the frame's full HMAC, its first 8 bytes the tag (without msw_native: this allocates
+    # two sha256 objects and two digests a frame)
+    h = hashlib.sha256(pads[0])
+    h.update(counter)
+    h.update(data)
+    o = hashlib.sha256(pads[1])
+    o.update(h.digest())
+    return o.digest()
+
+
 class LinkAuth:
     # Frame authentication after the join (SPEC.md section 5). The node makes one when
     # AUTH_CHALLENGE arrives and hangs it on its frame reader and writer (their `auth`):
@@ -72,20 +83,9 @@ class LinkAuth:
         if _mac8 is not None:
             _mac8(pads[0], pads[1], counter, data, out, off)
             return
-        tag = self._tag(pads, counter, data)
+        tag = _hmac(pads, counter, data)
         for i in range(8):
             out[off + i] = tag[i]
-
-    @staticmethod
-    def _tag(pads, counter, data):
-        # the full HMAC, its first 8 bytes the tag (without msw_native: this allocates two
-        # sha256 objects and two digests a frame)
-        h = hashlib.sha256(pads[0])
-        h.update(counter)
-        h.update(data)
-        o = hashlib.sha256(pads[1])
-        o.update(h.digest())
-        return o.digest()
 
     def seal(self, buf, end, signed):
         """Write the trailer (counter, tag of `signed`) into buf[end:end + 12]."""

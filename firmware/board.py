@@ -1,15 +1,10 @@
-"""What the hardware gives the worker: its heap figures and its clock. (Its network
-stack is opened by the worker's bring-up: worker_up.open_net.)"""
+"""What the hardware gives the worker: its clock. (Its heap's size is read and its network
+stack opened by the worker's bring-up: worker_up.boot, worker_up.open_net.)"""
 
-import gc
 import time
 
 _last_tick = time.ticks_ms()
 _uptime = 0
-
-
-def heap_total():
-    return gc.mem_free() + gc.mem_alloc()
 
 
 def uptime_ms():

@@ -19,7 +19,7 @@ the module compiles, a comment costs nothing.
 #                       order, then text keys by (UTF-8 length, bytes); for keys >= 0 and
 #                       text keys this is RFC 8949 4.2.1 order
 #   * True/False/None   f5 / f4 / f6
-#   * array.array       RFC 8746 typed array: tag from msgdefs.TYPECODE_TAGS around a
+#   * array.array       RFC 8746 typed array: its tag (msgdefs.TYPED_ARRAYS) around a
 #                       byte string of the little-endian items
 # Anything else raises CBORError.
 #
@@ -61,7 +61,7 @@ the module compiles, a comment costs nothing.
 import struct
 from array import array
 
-from msgdefs import MAX_NESTING, TYPECODE_TAGS, TYPED_ARRAY_TAGS
+from msgdefs import MAX_NESTING, TYPED_ARRAYS
 
 try:
     import uctypes
@@ -151,15 +151,15 @@ _NINF_BYTES = b"\xf9\xfc\x00"
 _U64_LIMIT = 1 << 64
 _U32_LIMIT = 1 << 32
 _HAS_FROMBYTES = hasattr(array("B"), "frombytes")  # CPython; MicroPython's extend() takes raw bytes
-_ITEM_SIZE = {code: size for (code, size) in TYPED_ARRAY_TAGS.values()}
+_TYPED_FIRST = const(64)  # RFC 8746's first typed-array tag: msgdefs.TYPED_ARRAYS[0]'s
 
 
-def _typecode(arr):
-    # MicroPython arrays have no .typecode; the repr of an empty slice names it cheaply.
+def typecode(arr):
+    # An array.array's typecode (msw_kernel's checks ask too). MicroPython: no .typecode,
+    # but the repr of an empty slice is "array('x')" (getattr with a default: a caught
+    # AttributeError would be an exception object per call).
     code = getattr(arr, "typecode", None)
-    if code is None:
-        code = repr(arr[:0])[7]
-    return code
+    return repr(arr[:0])[7] if code is None else code
 
 
 class Encoder:
@@ -308,11 +308,12 @@ class Encoder:
             k += 1
 
     def _typed_array(self, arr):
-        code = _typecode(arr)
-        tag = TYPECODE_TAGS.get(code)
-        if tag is None:
+        code = typecode(arr)
+        i = TYPED_ARRAYS.find(code) if code != "-" else -1
+        if i < 0:
             raise CBORError(_TX_CBOR_NO_TAG, code)
-        size = _ITEM_SIZE[code]
+        tag = _TYPED_FIRST + i
+        size = struct.calcsize(code)
         nbytes = len(arr) * size
         self._head(0xC0, tag)
         self._head(0x40, nbytes)
@@ -342,18 +343,6 @@ def _canonical_key_order(keys):
     for t in texts:
         ints.append(t[2])
     return ints
-
-
-def _half(h):
-    exp = (h >> 10) & 0x1F
-    mant = h & 0x3FF
-    if exp == 0:
-        val = mant * 5.960464477539063e-08  # 2**-24
-    elif exp == 31:
-        val = float("nan") if mant else _INF
-    else:
-        val = (1024 + mant) * (2.0 ** (exp - 25))
-    return -val if h & 0x8000 else val
 
 
 _GONE = object()  # a filled map's value for a key the map being decoded has not had yet
@@ -487,9 +476,10 @@ class _Decoder:
             if pos + k > self.end:
                 raise CBORError(_TX_CBOR_TRUNCATED_FLOAT, 8 * k)
             self.pos = pos + k
-            v = struct.unpack_from(">H" if k == 2 else (">f" if k == 4 else ">d"), self.mv,
-                                   pos)[0]
-            return _half(v) if k == 2 else v
+            # (float16 "e": in MicroPython's struct since 1.23, as old as the .mpy
+            # version this firmware ships)
+            return struct.unpack_from(">e" if k == 2 else (">f" if k == 4 else ">d"), self.mv,
+                                      pos)[0]
         if ai == 31:
             raise CBORError(_TX_CBOR_BREAK)
         if ai > 27:
@@ -497,10 +487,11 @@ class _Decoder:
         raise CBORError(_TX_CBOR_SIMPLE, ai)
 
     def _typed(self, tag, depth):
-        spec = TYPED_ARRAY_TAGS.get(tag)
-        if spec is None:
+        i = tag - _TYPED_FIRST
+        code = TYPED_ARRAYS[i] if 0 <= i < len(TYPED_ARRAYS) else "-"
+        if code == "-":
             raise CBORError(_TX_CBOR_TAG, tag)
-        code, size = spec
+        size = struct.calcsize(code)
         if depth > MAX_NESTING:
             raise CBORError(_TX_CBOR_DEEP, MAX_NESTING)
         pos = self.pos

@@ -115,8 +115,6 @@ _TX_ENGINE_NO_KERNEL = const(60)
 _TX_ENGINE_NO_OPERANDS = const(61)
 _TX_ENGINE_NO_HEAP_LOAD = const(62)
 _TX_ENGINE_BAD_ARGS = const(63)
-_TX_ENGINE_CANCELLED_QUEUED = const(64)
-_TX_ENGINE_CANCELLED_WAITING = const(65)
 _TX_ENGINE_CANCELLED_RUNNING = const(66)
 _TX_ENGINE_NO_HEAP_RESULT = const(67)
 _TX_ENGINE_NOT_SENDABLE = const(68)
@@ -139,13 +137,7 @@ isinstance = isinstance
 
 _JOIN_TIMEOUT_MS = const(5000)
 _SILENT_BEATS = const(3)
-# A node dials again after a delay in [b/2, b] (random; backoff()), b doubling from
-# BACKOFF_MIN_MS after each failed session up to _BACKOFF_MAX_MS, back to the minimum after
-# a join.
-BACKOFF_MIN_MS = const(200)
-_BACKOFF_MAX_MS = const(10000)
 MIN_HEARTBEAT_MS = const(10)
-_OPERAND_SHARE = const(8)  # shared operands may hold 1/_OPERAND_SHARE of the heap (HELLO)
 
 # states
 HELLO_SENT = const(0)  # waiting for AUTH_CHALLENGE
@@ -176,15 +168,6 @@ def describe(error):
     return type(error).__name__ + ": " + str(error)
 
 
-def heap_limits(heap_total):
-    """(max_message, operand_cache) a board says in HELLO for its heap: two thirds of it
-    for one message (at most 1 MiB), 1/_OPERAND_SHARE for shared operands. A reassembled
-    message is one buffer of its size and its byte strings are decoded as views into it,
-    so a message costs about its size: the ESP32's 111,168 bytes take 74,112, a 64 KB
-    task (a third was 37,056)."""
-    return min(heap_total * 2 // 3, 1 << 20), heap_total // _OPERAND_SHARE
-
-
 def _chunks():
     try:
         import engine_chunks
@@ -200,22 +183,6 @@ def _join():
     except ImportError:
         from microswarm.firmware import engine_join
     return engine_join
-
-
-def hello(node_id, board, fw_version, heap_total, heap_free, max_frame, slots, link,
-          max_message, operand_cache, threads, about, cluster=None):
-    """The HELLO payload every kind of node sends, without its nonce (start() adds it).
-    about: msw_boot.hello_fields() (kernels, kernel_hashes, native_arch, native_kernels)."""
-    return _join().hello(node_id, board, fw_version, heap_total, heap_free, max_frame, slots,
-                         link, max_message, operand_cache, threads, about, cluster)
-
-
-def backoff(b, fraction):
-    """When a node dials again after a session ends (every node kind: one rule): for the
-    backoff `b` in ms (BACKOFF_MIN_MS at boot and after a join), (the wait before the next
-    dial, in [b/2, b] for `fraction` in [0, 1]; the next backoff, b doubled up to
-    _BACKOFF_MAX_MS). A function of an int, not an object: a board holds no class for it."""
-    return b * (0.5 + 0.5 * fraction), (b * 2 if b * 2 < _BACKOFF_MAX_MS else _BACKOFF_MAX_MS)
 
 
 class Stats:
@@ -276,14 +243,6 @@ class Engine:
             self.ops.waiting = []
         self.io.close(reason)
 
-    def log(self, level, text, now):
-        """A record for the master's log (LogLevel): sent now if the session is joined and
-        the rate allows, else kept (bounded) for later or the next session."""
-        mod = _log()
-        mod.note(self.stats, level, text)
-        if self.state == JOINED:
-            mod.flush(self, now)
-
     def busy(self):
         ops = self.ops
         return len(self.queue) + len(self.running) + (len(ops.waiting) if ops is not None else 0)
@@ -299,7 +258,11 @@ class Engine:
         elif msg_type == _T_HEARTBEAT:
             pass
         elif msg_type == _T_CANCEL:
-            self._cancel(payload[_CANCEL_TASK_ID])
+            try:  # (its code loads with the session's first CANCEL)
+                import engine_cancel
+            except ImportError:
+                from microswarm.firmware import engine_cancel
+            engine_cancel.cancel(self, payload[_CANCEL_TASK_ID])
         elif msg_type == _T_CHUNK:
             if self.state != JOINED:
                 self._send_error(_E_NOT_JOINED, _TX_ENGINE_CHUNK_EARLY, seq)
@@ -414,29 +377,12 @@ class Engine:
                 continue
             if bad is not None:  # the declared kinds do not fit: the kernel never runs
                 self.stats.done += 1
-                self._fail(task.task_id, _E_BAD_ARGS, (_TX_ENGINE_BAD_ARGS, bad), 0)
+                self._fail(task.task_id, _E_BAD_ARGS, (_TX_ENGINE_BAD_ARGS, cbor.text(bad)), 0)
                 continue
             self.running.append(task)
             if not task.waits:
                 self.computing += 1
             self.io.run(task)
-
-    def _cancel(self, task_id):
-        queue = self.queue
-        for i in range(len(queue)):
-            if queue[i].task_id == task_id:
-                del queue[i]
-                self._fail(task_id, _E_CANCELLED, _TX_ENGINE_CANCELLED_QUEUED, 0)
-                return
-        if self.ops is not None and self.ops.drop(task_id):
-            self._fail(task_id, _E_CANCELLED, _TX_ENGINE_CANCELLED_WAITING, 0)
-            return
-        for task in self.running:
-            if task.task_id == task_id and not task.cancelled:
-                task.cancelled = True
-                self.io.cancel(task)
-                return
-        # not held (its RESULT crossed the CANCEL on the wire): nothing to answer
 
     def _fail(self, task_id, code, text, elapsed_us):
         self.io.send(_T_RESULT, {_RESULT_TASK_ID: task_id, _RESULT_ERROR: cbor.text(text),

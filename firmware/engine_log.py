@@ -42,6 +42,14 @@ def note(stats, level, text):
     logs.append((level, text))
 
 
+def log(eng, level, text, now):
+    """A record for the master's log (LogLevel) from engine `eng`: sent now if its session
+    is joined and the rate allows, else kept (bounded) for later or the next session."""
+    note(eng.stats, level, text)
+    if eng.state == 2:  # engine.JOINED
+        flush(eng, now)
+
+
 def flush(eng, now):
     """Send what is waiting, as far as the rate allows (the engine calls it joined)."""
     stats = eng.stats

@@ -177,6 +177,10 @@ try:
     import msw_native as _native
 except (ImportError, ValueError):  # absent, or built for another arch / .mpy version
     _native = None
+try:  # (imported by name: a name in quotes longer than 10 characters is a str object)
+    from msw_native import cobs_encode as _native_cobs_encode
+except (ImportError, ValueError):
+    _native_cobs_encode = None
 
 # Builtins named per frame, bound in this module's own table: MicroPython looks a name up
 # there before the builtins, and a table grows only once full, so a miss probes every
@@ -185,11 +189,8 @@ len = len
 type = type
 range = range
 memoryview = memoryview
-_native_cobs_encode = getattr(_native, "cobs_encode", None)
 
 MAX_FRAME = _MAX_PAYLOAD + _FRAME_OVERHEAD
-_HEADER = const("<BBBHH")
-_CRC = const("<I")
 # Largest CBOR overhead of a CHUNK map around its data: map head, five keys, stream,
 # inner_type, total and offset as uint32, a byte-string head for up to 65535 bytes.
 _CHUNK_MAP_OVERHEAD = const(1 + 5 + 5 + 2 + 5 + 5 + 3)
@@ -234,15 +235,10 @@ class FrameError(ValueError):
         self.seq = seq
         self.fatal = fatal
 
-    @property
-    def text(self):
-        return cbor.text(self.args[0])
-
     def __str__(self):
         return cbor.text(self.args[0])
 
-    def __repr__(self):
-        return "FrameError(%d, %r, seq=%r, fatal=%r)" % (self.code, self.text, self.seq, self.fatal)
+    text = property(__str__)
 
 
 # the CRC-32: the native module's, else the port's binascii, else (a port built without
@@ -353,7 +349,8 @@ def decode(frame, max_frame=MAX_FRAME, copy=True, auth=None):
     n = len(mv)
     if n < _FRAME_OVERHEAD:
         raise FrameError(_E_TRUNCATED, (_TX_FRAME_SHORT, n))
-    version, msg_type, flags, seq, length = struct.unpack_from(_HEADER, mv, 0)
+    # (the formats as literals: an interned name each, where a const() str is a str object)
+    version, msg_type, flags, seq, length = struct.unpack_from("<BBBHH", mv, 0)
     _check_header(version, length, seq, max_frame)
     size = length + _FRAME_OVERHEAD + (_TRAILER if flags & _FLAG_MAC else 0)
     if n != size:
@@ -436,12 +433,6 @@ class FrameWriter:
         self._views = Reuse(enc.buf)  # (made anew with the buffer)
         self._cobs_view = memoryview(enc.buf) if self.serial else None
 
-    def _take_seq(self, seq):
-        if seq is None:
-            seq = self.seq
-        self.seq = (seq + 1) & 0xFFFF
-        return seq
-
     def _finish(self, enc, msg_type, flags, seq, n):
         # The payload sits at enc.buf[_HEADER_SIZE:_HEADER_SIZE + n]; add header and CRC.
         if n + _FRAME_OVERHEAD > self.max_frame:
@@ -456,11 +447,13 @@ class FrameWriter:
         total = end + _CRC_SIZE + (_TRAILER if flags & _FLAG_MAC else 0)
         enc.reserve(total)
         buf = enc.buf
-        seq = self._take_seq(seq)
-        struct.pack_into(_HEADER, buf, 0, _PROTOCOL_VERSION, msg_type, flags, seq, n)
+        if seq is None:  # the writer's counter
+            seq = self.seq
+        self.seq = (seq + 1) & 0xFFFF
+        struct.pack_into("<BBBHH", buf, 0, _PROTOCOL_VERSION, msg_type, flags, seq, n)
         views = self._views
         signed = views.view(0, end)
-        struct.pack_into(_CRC, buf, end, crc32(signed))
+        struct.pack_into("<I", buf, end, crc32(signed))
         if flags & _FLAG_MAC:
             auth.seal(buf, end + _CRC_SIZE, signed)
         if not self.serial:

@@ -27,16 +27,14 @@ _TX_COBS_MALFORMED = const(70)
 _TX_COBS_LONG = const(71)
 # END GENERATED
 
-try:
-    import msw_native as _native
+try:  # (imported by name: a name in quotes longer than 10 characters is a str object)
+    from msw_native import cobs_decode as _native_cobs_decode
 except (ImportError, ValueError):  # absent, or built for another arch / .mpy version
-    _native = None
+    _native_cobs_decode = None
 
 len = len
 type = type
 memoryview = memoryview
-_native_cobs_encode = getattr(_native, "cobs_encode", None)
-_native_cobs_decode = getattr(_native, "cobs_decode", None)
 _TRAILER = const(12)  # (frame.py's)
 
 BREAK = "BREAK"

@@ -45,7 +45,7 @@ def dumps(obj):
 
 
 def cobs_encode(data):
-    native = frame_serial._native_cobs_encode
+    native = frame._native_cobs_encode
     if native is not None:
         return native(data)
     if type(data) is not bytes and type(data) is not bytearray:

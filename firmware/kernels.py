@@ -19,6 +19,7 @@ VM); a .mpy of this file must be built with mpy-cross -march for the board.
 import array
 import math
 
+import cbor  # (its typecode(): an array's, on every port)
 import msw_kernel
 from msw_kernel import kernel
 
@@ -47,17 +48,10 @@ WAITS = msw_kernel.WAITS  # kernels whose result is a delay (the worker awaits i
 _ONE_Q13 = 1 << 13
 
 
-def _typecode(a):
-    """array.array typecode; MicroPython arrays lack .typecode but an empty slice's repr
-    is "array('x')" (getattr with a default: no exception object per call)."""
-    code = getattr(a, "typecode", None)
-    return repr(a[:0])[7] if code is None else code
-
-
 def _arr(a, codes, what):
     if not isinstance(a, array.array):
         raise TypeError(what + " must be a typed array")
-    code = _typecode(a)
+    code = cbor.typecode(a)
     if code not in codes:
         raise ValueError(what + " has typecode " + code + ", expected one of " + codes)
     return code
@@ -329,12 +323,10 @@ def lif_step(v, i_in, leak_shift, threshold, v_reset):
 
 
 KERNELS = msw_kernel.KERNELS  # every kernel this node has, built-in and from packages
-# The registry's queries under the names the worker and the host use: names() every
-# kernel, built-in and from packages; native_names() those a native module serves;
-# lookup(name) -> (function, runs_native) or None; check(name, args) -> None or why the
-# arguments do not fit (BAD_ARGS).
-names = msw_kernel.names
-native_names = msw_kernel.native_names
+# The registry's queries under the names the worker and the host use: lookup(name) ->
+# (function, runs_native) or None; check(name, args) -> None or why the arguments do not
+# fit (BAD_ARGS). (Every kernel's name, and those a native module serves: msw_boot.names()
+# and .native_names(), what HELLO says.)
 lookup = msw_kernel.lookup
 check = msw_kernel.check
 
@@ -344,7 +336,11 @@ BUILTIN_MODULES = ("kernels", "kernels_small")  # the files that define the buil
 
 def builtin_names():
     """The built-in kernels (docs/kernels.md), sorted."""
-    return sorted(msw_kernel.names("kernels") + msw_kernel.names("kernels_small"))
+    try:
+        import msw_boot
+    except ImportError:
+        from microswarm.firmware import msw_boot
+    return sorted(msw_boot.names("kernels") + msw_boot.names("kernels_small"))
 
 
 def set_native(enabled):

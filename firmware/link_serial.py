@@ -1,5 +1,5 @@
-"""The serial link to the master: COBS frames on the REPL's own console (links.py says
-what a link does, and how Ctrl-C is kept off and given back)."""
+"""The serial link to the master: COBS frames on the REPL's own console (worker.py's
+comments say what a link does, and how Ctrl-C is kept off and given back)."""
 
 import select
 import sys
@@ -9,7 +9,6 @@ import asyncio
 import board
 import frame
 import micropython
-from links import LinkClosed
 from micropython import const
 
 # BEGIN GENERATED: protocol constants (tools/gen_protocol.py, from protocol/catalog.py)
@@ -68,19 +67,19 @@ class SerialLink:
     async def read_into(self, view):
         stream = self._stream
         if stream is None:
-            raise LinkClosed("link is not open")
+            raise OSError("link is not open")
         if self._tty is not None:  # ready bytes, all of them: a read returns what is there
             n = await stream.readinto(view)
             if not n:
-                raise LinkClosed("serial input closed")
+                raise OSError("serial input closed")
             return n
         if not await stream.readinto(view[:1]):
-            raise LinkClosed("serial input closed")
+            raise OSError("serial input closed")
         if view[0] == 0:
             return 1
         n = _take_pending(self._rx, self._one, self._poller, view, 1, len(view))
         if n < 0:
-            raise LinkClosed("serial input closed")
+            raise OSError("serial input closed")
         return n
 
     def read_now(self, view):
@@ -106,9 +105,6 @@ class SerialLink:
 
     async def drain(self):
         pass
-
-    async def write(self, data):
-        self._tx.write(data)
 
     def close(self):
         """End this session's use of the console. Ctrl-C stays off: see console_to_repl()."""

@@ -1,5 +1,5 @@
-"""The TCP link to the master, and discovery of the master over UDP (links.py says what a
-link does)."""
+"""The TCP link to the master, and discovery of the master over UDP (worker.py's comments
+say what a link does)."""
 
 import gc
 import time
@@ -7,7 +7,6 @@ import time
 import asyncio
 import board
 import frame
-from links import LinkClosed
 from micropython import const
 
 # BEGIN GENERATED: protocol constants (tools/gen_protocol.py, from protocol/catalog.py)
@@ -71,16 +70,16 @@ class TcpLink:
             if n is None:
                 continue
             if n == 0:
-                raise LinkClosed("master closed the connection")
+                raise OSError("master closed the connection")
             return n
 
     def read_now(self, view):
         sock = self._sock
         if sock is None:
-            raise LinkClosed("link is not open")
+            raise OSError("link is not open")
         n = sock.readinto(view)  # non-blocking: None when nothing has arrived
         if n == 0:
-            raise LinkClosed("master closed the connection")
+            raise OSError("master closed the connection")
         return n
 
     def hold(self, held, count):
@@ -125,7 +124,7 @@ class TcpLink:
         # while its own drain runs, so only drain() writes through the Stream).
         sock = self._sock
         if sock is None:
-            raise LinkClosed("link is not open")
+            raise OSError("link is not open")
         if self._backlog is not None:
             self._backlog += data
         elif self._draining:  # drain() has taken the backlog and writes it now
@@ -149,17 +148,13 @@ class TcpLink:
             while self._backlog is not None:
                 stream = self._stream
                 if stream is None:
-                    raise LinkClosed("link is not open")
+                    raise OSError("link is not open")
                 data = self._backlog
                 self._backlog = None
                 stream.write(data)
                 await stream.drain()
         finally:
             self._draining = False
-
-    async def write(self, data):
-        self.put(data)
-        await self.drain()
 
     def close(self):
         if self._n and self._sock is not None:  # (an answer before the link ends, such as

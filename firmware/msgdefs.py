@@ -28,28 +28,7 @@ FIELDS = {
     16: b'\x00\x07\x01\x01\x00\x00',
 }
 
-# RFC 8746 typed-array tag -> (array typecode, item size)
-TYPED_ARRAY_TAGS = {
-    64: ('B', 1),
-    69: ('H', 2),
-    70: ('I', 4),
-    71: ('Q', 8),
-    72: ('b', 1),
-    77: ('h', 2),
-    78: ('i', 4),
-    79: ('q', 8),
-    85: ('f', 4),
-    86: ('d', 8),
-}
-TYPECODE_TAGS = {
-    'B': 64,
-    'H': 69,
-    'I': 70,
-    'Q': 71,
-    'b': 72,
-    'h': 77,
-    'i': 78,
-    'q': 79,
-    'f': 85,
-    'd': 86,
-}
+# RFC 8746 typed arrays: the array typecode of tag 64 + i, "-" for a tag the
+# protocol does not use (one string, not two tables of ten entries; the item size
+# is the typecode's struct.calcsize)
+TYPED_ARRAYS = 'B----HIQb----hiq-----fd'

@@ -21,18 +21,36 @@ native build`) whose function of the same name replaces the Python one where it 
 A kernel's version is a short content hash of the source file that defines it, kept per
 module in `versions`: msw_boot.py fills it at boot, microswarm.kernelpkg on the host.
 
-Resident on every node, so it is kept small: an entry is a list, kinds are checked where
-they are registered on the host (microswarm.kernelpkg), and the boot-time work lives in
-msw_boot.py. A module whose manifest lists its kernels (the firmware's kernels.py) is not
-imported at boot: msw_boot registers each of its kernels with stub() (name, module, the
-native function where the native module serves it), and the module loads on the first
-task that names one of them (check and lookup), so a node joins without its code. The host imports this file as microswarm.firmware.msw_kernel and also under
-its plain name, so that user packages import the same registry everywhere.
+Resident on every node, so it is kept small: an entry is a tuple, kinds are checked where
+they are registered on the host (microswarm.kernelpkg), and the registry's writing half
+lives in msw_boot.py: the boot's imports, and registering a kernel (`kernel` hands the
+decorated function to msw_boot.register; a kernel module loads at boot, or on its first
+task, and msw_boot leaves the heap again after it). A module whose manifest lists its
+kernels (the firmware's kernels.py) is not imported at boot: msw_boot registers each of
+its kernels as a stub (name, module, the native function where the native module serves
+it), and the module loads on the first task that names one of them (check and lookup), so
+a node joins without its code. The host imports this file as microswarm.firmware.msw_kernel
+and also under its plain name, so that user packages import the same registry everywhere.
 """
 
 import array
 import gc
 import sys
+
+import cbor  # (its typecode(): an array's, on every port; the host registers it by this name)
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+# BEGIN GENERATED: text numbers (tools/gen_protocol.py, from msw_texts.py)
+_TX_KERNEL_TAKES = const(74)
+_TX_KERNEL_ARG = const(75)
+# END GENERATED
 
 # Builtins named per frame, bound in this module's own table: MicroPython looks a name up
 # there before the builtins, and a table grows only once full, so a miss probes every
@@ -41,8 +59,8 @@ len = len
 isinstance = isinstance
 range = range
 
-# An entry: [fn, args ((name, kind), ...) or None, cost, sample, native fn or None, module];
-# a stub (module not imported yet): [None, False, None, None, native fn or None, module]
+# An entry: (fn, args ((name, kind), ...) or None, cost, sample, native fn or None, module);
+# a stub (module not imported yet): (None, False, None, None, native fn or None, module)
 FN, ARGS, COST, SAMPLE, NATIVE, MODULE = 0, 1, 2, 3, 4, 5
 
 KERNELS = {}  # name -> entry
@@ -59,38 +77,16 @@ _TYPES = {"uint": int, "int": int, "float": (int, float), "bool": bool, "tstr": 
 
 def kernel(name, args=None, cost=None, sample=None, native=None):
     """Decorator: register the function as kernel `name` (see the module docstring)."""
-
-    def register(fn):
-        try:
-            path = fn.__globals__["__file__"]
-            module = path[path.rfind("/") + 1:path.rfind(".")]
-        except (AttributeError, KeyError):
-            module = loading
-        _put(name, module, native, fn, args, cost, sample)
-        return fn
-
-    return register
+    return lambda fn: _boot().register(fn, name, args, cost, sample, native)
 
 
-def stub(name, module, native=None):
-    """Register kernel `name` of `module` without importing the module: it loads on the
-    first check() or lookup() of one of its kernels. `native`: the native module that
-    serves the kernel, as the kernel's own declaration names it."""
-    _put(name, module, native, None, False, None, None)  # args False: a stub
-
-
-def _put(name, module, native, fn, args, cost, sample):
-    # one registry entry; a name is defined by one module only
-    old = KERNELS.get(name)
-    if old is not None and old[MODULE] != module:
-        raise ValueError("kernel " + name + " is already defined in " + str(old[MODULE]))
-    fast = None
-    if native:
-        try:
-            fast = getattr(__import__(native), name, None)
-        except (ImportError, ValueError):  # ValueError: a .mpy of another arch
-            pass
-    KERNELS[name] = [fn, args, cost, sample, fast, module]
+def _boot():
+    # the registry's writing half (msw_boot.py): loaded while a kernel module loads
+    try:
+        import msw_boot
+    except ImportError:
+        from microswarm.firmware import msw_boot
+    return msw_boot
 
 
 def _entry(name):
@@ -111,24 +107,18 @@ def _entry(name):
             gc.collect()
             was = limit()
             limit(gc.mem_free() // 16)
+        held = "msw_boot" in sys.modules
         try:
             __import__(e[MODULE])
         finally:
             loading = None
+            if not held and sys.implementation.name == "micropython":
+                sys.modules.pop("msw_boot", None)  # (its kernels registered: it leaves)
             if limit is not None:
                 limit(was)
                 gc.collect()
         e = KERNELS.get(name)
     return e
-
-
-def names(module=None):
-    """Every kernel name, sorted; only those of `module` ("kernels": the built-in ones)."""
-    return sorted(n for n in KERNELS if module is None or KERNELS[n][MODULE] == module)
-
-
-def native_names():
-    return sorted(n for n in KERNELS if native_on and KERNELS[n][NATIVE] is not None)
 
 
 def lookup(name):
@@ -173,13 +163,6 @@ def waited(ms, error, cancelled, elapsed_us):
     return max(0, elapsed_us)
 
 
-def _code(v):
-    # MicroPython: no .typecode, but the repr of an empty slice is "array('x')" (getattr
-    # with a default: a caught AttributeError would be an exception object per call)
-    code = getattr(v, "typecode", None)
-    return repr(v[:0])[7] if code is None else code
-
-
 def _fits(kind, v):
     t = _TYPES.get(kind)
     if t is not None:
@@ -193,30 +176,30 @@ def _fits(kind, v):
     # bstr, tarray, tarray:CODES (the codes looked up in place: no slice of `kind`)
     codes = len(kind) > 7 and kind.startswith("tarray:")
     if isinstance(v, array.array):
-        return not codes or kind.find(_code(v), 7) >= 0
+        return not codes or kind.find(cbor.typecode(v), 7) >= 0
     return (isinstance(v, (bytes, bytearray, memoryview))
             and (not codes or kind.find("B", 7) >= 0))
 
 
 def check(name, args):
     """None if `args` fit kernel `name`'s declared kinds, else what is wrong, naming the
-    argument. A kernel without declared kinds accepts anything here. Loads the kernel's
-    module if it is not yet (MemoryError when it does not fit)."""
+    argument: a text of msw_texts.py (its number and format arguments; cbor.text renders
+    it). A kernel without declared kinds accepts anything here. Loads the kernel's module
+    if it is not yet (MemoryError when it does not fit)."""
     e = _entry(name)
     spec = None if e is None else e[ARGS]
     if spec is None:
         return None
     if len(args) != len(spec):
-        return (name + " takes " + str(len(spec)) + " arguments ("
-                + ", ".join(p[0] for p in spec) + "), got " + str(len(args)))
+        return (_TX_KERNEL_TAKES, name, len(spec), ", ".join(p[0] for p in spec), len(args))
     for i in range(len(spec)):
         v = args[i]
         if not _fits(spec[i][1], v):
             if isinstance(v, array.array):
-                got = "array('" + _code(v) + "')"
+                got = "array('" + cbor.typecode(v) + "')"
             elif isinstance(v, int) and not isinstance(v, bool) and v < 0:
                 got = "negative int"
             else:
                 got = type(v).__name__
-            return "%s: argument %s must be %s, got %s" % (name, spec[i][0], spec[i][1], got)
+            return (_TX_KERNEL_ARG, name, spec[i][0], spec[i][1], got)
     return None

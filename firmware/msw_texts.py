@@ -83,5 +83,7 @@ T = (
     "COBS frame longer than the buffer",  # COBS_LONG
     "empty COBS frame or zero byte inside",  # COBS_EMPTY
     "frame counter exhausted: join again",  # AUTH_EXHAUSTED
+    "%s takes %d arguments (%s), got %d",  # KERNEL_TAKES
+    "%s: argument %s must be %s, got %s",  # KERNEL_ARG
 )
 # END

@@ -24,6 +24,33 @@ says and answers is decided by the engine; this file moves bytes and runs kernel
 # on the wire is ever executed: a TASK can only name a kernel from msw_kernel.KERNELS (the
 # registry; kernels.py itself loads on the first task that names one of its kernels).
 
+# A link (the worker imports the module of the link a node uses: link_serial.SerialLink or
+# link_tcp.TcpLink; a TCP node never loads the serial link's code, nor a serial node the
+# TCP link's) offers:
+#
+#   await link.open()                 connect (raises OSError when it cannot)
+#   n = await link.read_into(view)    some bytes into `view`; raises OSError at EOF
+#   n = link.read_now(view)           the same without waiting: None when none are there yet
+#                                     (a frame already in costs no coroutine and no poll)
+#   link.put(data)                    queue `data` (copied when it cannot leave at once)
+#   link.pending() -> bool            bytes queued by put() wait for drain()
+#   await link.drain()                send what put() queued, in order
+#   link.close()
+#
+# link_tcp.TcpLink dials the master over a `net` object: MicroPython's socket module or a
+# driver object with the same calls (socket(), getaddrinfo(); sockets that connect, read into
+# a buffer, write and are pollable through the stream ioctl). Frames travel back to back.
+# link_tcp.find_master() finds the master with a UDP DISCOVER beacon answered by ANNOUNCE.
+#
+# link_serial.SerialLink speaks COBS frames on the REPL's own stdin/stdout. From the first
+# time it opens until the worker leaves, Ctrl-C is turned off (`micropython.kbd_intr(-1)`),
+# between sessions too: every COBS frame begins with a code byte, often 0x03, and a master
+# that speaks while the worker waits to dial again must not interrupt it. 0x03 is data; the
+# way back to the REPL is the frame codec's break rule (b"\r\x03" or b"\x03\x03" at the
+# start of a frame, what mpremote sends, and something no v1 frame can begin with). On a
+# break, and whenever the worker stops, `link_serial.console_to_repl()` turns Ctrl-C back on
+# and the board drops to its REPL.
+
 import gc
 import sys
 import time
@@ -55,11 +82,8 @@ INLINE = ("echo",)  # kernels that only hand back their argument: no thread roun
 
 
 class SessionEnd(Exception):
-    """The session is over; the worker dials again."""
-
-
-class AuthRefused(SessionEnd):
-    pass
+    """The session is over; the worker dials again. args: (the engine's end reason, whether
+    the master refused the node's key)."""
 
 
 def _detach(value):
@@ -158,9 +182,7 @@ class Session:
             self.todo = []
         if self.interrupted:
             raise KeyboardInterrupt
-        if eng.refused:
-            raise AuthRefused(eng.end_reason)
-        raise SessionEnd(eng.end_reason)
+        raise SessionEnd(eng.end_reason, eng.refused)
 
     def fail(self, e):
         if isinstance(e, KeyboardInterrupt):
@@ -169,7 +191,7 @@ class Session:
         elif isinstance(e, OSError):
             reason = "link: " + str(e)
         else:  # MemoryError, or a bug: drop the link, keep the node
-            reason = type(e).__name__ + ": " + str(e)
+            reason = engine.describe(e)
         self.engine.end(reason)
         self.ended.set()
 
@@ -329,9 +351,9 @@ class Session:
 
 class Worker:
     """One for the boot: made by worker_up.boot() (its setup is not held), with board,
-    cfg, net, heap_total, stats, max_message, operand_cache, thread, backoff, sessions,
-    _frames (cobs -> the frame reader and writer, kept for the boot), serial_buf and held
-    (TCP: frame.Reuse of the buffer the link holds answers in)."""
+    cfg, net, heap_total, stats, thread, backoff, sessions, _frames (cobs -> the frame
+    reader and writer, kept for the boot), serial_buf and held (TCP: frame.Reuse of the
+    buffer the link holds answers in)."""
 
     def reader(self, cobs):
         """This boot's frame reader for a link, reset for a new session."""
@@ -363,7 +385,7 @@ class Worker:
             engine._log().note(self.stats, level, text)
 
     def joined(self):
-        self.backoff = engine.BACKOFF_MIN_MS
+        self.backoff = 0  # (engine_join.backoff: the shortest wait again)
         self.sessions += 1
 
     async def run(self):
@@ -379,17 +401,14 @@ class Worker:
                 await session.run_session()
             except KeyboardInterrupt:
                 raise
-            except Exception as e:  # SessionEnd (AuthRefused), OSError, or a bug
-                _up().ended(self, e)
+            except Exception as e:  # SessionEnd, OSError, or a bug (run_session always raises)
+                wait = _up().ended(self, e)
             finally:
                 session = None
                 if link is not None:
                     link.close()
                 gc.collect()
-            # a random wait spreads the reconnects of many boards after an outage
-            fraction = int.from_bytes(auth.nonce(2), "little") / 65535
-            wait, self.backoff = engine.backoff(self.backoff, fraction)
-            await asyncio.sleep_ms(int(wait))
+            await asyncio.sleep_ms(wait)
 
 
 def main():
@@ -401,8 +420,7 @@ def main():
     try:
         asyncio.run(w.run())
     except KeyboardInterrupt:
-        if not serial:
-            print("microswarm: stopped")
+        w.log("stopped", keep=False)  # (on a TCP node's console)
     finally:
         if serial:
             import link_serial

@@ -8,7 +8,7 @@ sys.modules before a session runs, so a joined node does not hold its code.
 import gc
 import sys
 
-import board
+import auth
 import engine
 import frame
 import msw_kernel
@@ -46,11 +46,10 @@ def boot():
     w.board = board_def
     w.cfg = cfg
     w.net = None
-    w.heap_total = board.heap_total()
+    w.heap_total = gc.mem_free() + gc.mem_alloc()
     w.stats = engine.Stats(0, gc.mem_free())
-    w.max_message, w.operand_cache = engine.heap_limits(w.heap_total)
     w.thread = kernel_thread()
-    w.backoff = engine.BACKOFF_MIN_MS  # (engine.backoff)
+    w.backoff = 0  # (engine_join.backoff)
     w.sessions = 0
     w.held = None  # TCP: frame.Reuse of the buffer the link holds answers in
     w.serial_buf = None
@@ -102,7 +101,7 @@ def _buffers(w, cobs):
 
 async def open_link(w):
     cfg = w.cfg
-    # each link's module is imported for the link a node uses (links.py)
+    # each link's module is imported for the link a node uses (worker.py says what a link does)
     if cfg["link"] == "serial":
         import link_serial
 
@@ -168,20 +167,27 @@ def hello(w, link_kind):
     del msw_boot  # (not held while the free heap HELLO reports is measured)
     sys.modules.pop("msw_boot", None)
     gc.collect()
+    free = gc.mem_free()  # (before the join's code loads: a joined node does not hold it)
+    import engine_join
+
     cfg = w.cfg
-    return engine.hello(cfg["node_id"], w.board["name"], FW_VERSION, w.heap_total,
-                        gc.mem_free(), cfg["max_frame"], cfg["slots"], link_kind,
-                        w.max_message, w.operand_cache, w.thread is not None, about,
-                        cfg["cluster"])
+    max_message, operand_cache = engine_join.heap_limits(w.heap_total)
+    return engine_join.hello(cfg["node_id"], w.board["name"], FW_VERSION, w.heap_total, free,
+                             cfg["max_frame"], cfg["slots"], link_kind, max_message,
+                             operand_cache, w.thread is not None, about, cfg["cluster"])
 
 
 def ended(w, e):
-    """Say how a session (or its dial) ended."""
-    if isinstance(e, worker.AuthRefused):  # (the engine kept its end reason for the master)
-        w.log("auth: " + str(e), keep=False)
-    elif isinstance(e, worker.SessionEnd):
-        w.log("link down: " + str(e), keep=False)
+    """Say how a session (or its dial) ended; returns the wait in ms before the next dial,
+    a random one (it spreads the reconnects of many boards after an outage)."""
+    if isinstance(e, worker.SessionEnd):  # (the engine kept its end reason for the master)
+        w.log(("auth: " if e.args[1] else "link down: ") + str(e.args[0]), keep=False)
     elif isinstance(e, OSError):
         w.log("link down: " + str(e))
     else:
-        w.log("session failed: " + type(e).__name__ + ": " + str(e), 3)
+        w.log("session failed: " + engine.describe(e), 3)
+    import engine_join  # (it leaves the heap again at the next join's WELCOME)
+
+    fraction = int.from_bytes(auth.nonce(2), "little") / 65535
+    wait, w.backoff = engine_join.backoff(w.backoff, fraction)
+    return int(wait)

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import re
+import struct
 import sys
 from pathlib import Path
 
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MSGDEFS = ROOT / "firmware" / "msgdefs.py"
 
 KIND_CODES = {kind: i for i, kind in enumerate(c.KINDS)}
+TYPED_FIRST = 64  # RFC 8746's first typed-array tag (cbor.py's _TYPED_FIRST)
 
 
 def constants() -> dict[str, int]:
@@ -75,20 +77,34 @@ def render_msgdefs() -> str:
     for msg in c.CATALOG.values():
         specs = bytes(b for f in msg.fields for b in (f.key, KIND_CODES[f.kind], f.required))
         out.append(f"    {int(msg.type)}: {specs!r},")
-    out += ["}", "", "# RFC 8746 typed-array tag -> (array typecode, item size)"]
-    out += ["TYPED_ARRAY_TAGS = {"]
-    out += [f"    {tag}: ({code!r}, {size})," for tag, (code, size) in c.TYPED_ARRAY_TAGS.items()]
-    out += ["}", "TYPECODE_TAGS = {"]
-    out += [f"    {code!r}: {tag}," for code, tag in c.TYPECODE_TAGS.items()]
-    out += ["}", ""]
+    out += ["}", "",
+            "# RFC 8746 typed arrays: the array typecode of tag 64 + i, \"-\" for a tag the",
+            "# protocol does not use (one string, not two tables of ten entries; the item size",
+            "# is the typecode's struct.calcsize)",
+            f"TYPED_ARRAYS = {typed_arrays()!r}", ""]
     return "\n".join(out)
+
+
+def typed_arrays() -> str:
+    """The catalog's typed-array tags as msgdefs.TYPED_ARRAYS: character i is the typecode
+    of tag TYPED_FIRST + i."""
+    last = max(c.TYPED_ARRAY_TAGS)
+    if min(c.TYPED_ARRAY_TAGS) < TYPED_FIRST:
+        raise SystemExit(f"a typed-array tag below {TYPED_FIRST}: cbor.py reads them from there")
+    codes = ["-"] * (last - TYPED_FIRST + 1)
+    for tag, (code, size) in c.TYPED_ARRAY_TAGS.items():
+        if struct.calcsize(code) != size or code == "-":
+            raise SystemExit(f"typed-array tag {tag}: {code!r} is not {size} bytes an item")
+        codes[tag - TYPED_FIRST] = code
+    return "".join(codes)
 
 
 # The firmware modules that name protocol constants. Each holds one generated block, after
 # its imports and `const`, with a `_NAME = const(value)` line for each constant the rest
 # of the module names as `_NAME`: on MicroPython a const() with a leading underscore is
 # folded in where it is used and is no global (no heap); on CPython it is a plain global.
-FIRMWARE_MODULES = ("auth.py", "config.py", "engine.py", "engine_chunks.py", "engine_join.py",
+FIRMWARE_MODULES = ("auth.py", "config.py", "engine.py", "engine_cancel.py", "engine_chunks.py",
+                    "engine_join.py",
                     "engine_log.py", "frame.py", "frame_chunks.py", "frame_serial.py",
                     "frame_tcp.py", "frame_tools.py", "link_serial.py", "link_tcp.py",
                     "operands.py", "worker.py")
@@ -142,8 +158,8 @@ def _render_block(text: str, name: str, block: re.Pattern, values: dict, what: s
 # _TX_NAME and gets, in a generated block, the numbers it names. A name no text declares
 # fails here (and so `--check`).
 TEXTS_SOURCE = "msw_texts.py"
-TEXT_USERS = ("auth.py", "cbor.py", "engine.py", "frame.py", "frame_chunks.py",
-              "frame_serial.py", "frame_tools.py")
+TEXT_USERS = ("auth.py", "cbor.py", "engine.py", "engine_cancel.py", "frame.py", "frame_chunks.py",
+              "frame_serial.py", "frame_tools.py", "msw_kernel.py")
 TEXTS_DECL = re.compile(r"# BEGIN: texts\n(.*?)# END\n", re.S)
 TEXT_LINE = re.compile(r'^    ("(?:[^"\\]|\\.)*"),  # ([A-Z][A-Z0-9_]*)$')
 TEXT_BLOCK = re.compile(

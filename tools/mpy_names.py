@@ -50,7 +50,7 @@ ASYNCIO_MODULES = ("asyncio/__init__", "asyncio/core", "asyncio/event", "asyncio
                    "asyncio/task")
 JOIN_MODULES = ("main", "msw_boot", "config", "msgdefs", "cbor", "auth", "frame",
                 "frame_serial", "board", "msw_kernel", "engine_log", "engine", "engine_join",
-                "links", "link_serial", "worker", "worker_up", "fp_meter")
+                "link_serial", "worker", "worker_up", "fp_meter")
 TASK_MODULES = ("kernels_small",)
 # The TCP node's (`--link tcp`): the same, with the TCP link and its codec half, the WIZnet
 # driver's bring-up (imported first: it imports the driver; dropped after use, its names
@@ -58,7 +58,7 @@ TASK_MODULES = ("kernels_small",)
 # A W6100 board adds the IPv6 helpers (wiznet6), which it loads for an IPv6 master.
 TCP_JOIN_MODULES = ("main", "msw_boot", "config", "msgdefs", "cbor", "auth", "frame",
                     "frame_tcp", "board", "msw_kernel", "engine_log", "engine", "engine_join",
-                    "links", "link_tcp", "wiznet_up", "wiznet", "wiznet_dhcp", "worker",
+                    "link_tcp", "wiznet_up", "wiznet", "wiznet_dhcp", "worker",
                     "worker_up", "fp_meter")
 IPV6_MODULES = ("wiznet6",)
 # What the bench's board holds before main.py runs (the REPL, the flash file system's

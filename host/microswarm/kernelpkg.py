@@ -38,6 +38,10 @@ KINDS = ("uint", "int", "float", "bool", "tstr", "bstr", "array", "tstr[]", "map
 TYPECODES = "BHIQbhiqfd"
 FIRMWARE_PACKAGE = "firmware"
 FIRMWARE_KERNEL_MODULES = ("kernels", "kernels_small")  # the built-in kernels' files
+# The firmware's files a kernel package registers and runs on without a worker (a VM's flash
+# with only the registry): the registry's two halves, and the codec the registry's checks
+# name an array's typecode and render their texts with.
+REGISTRY_FILES = ("msw_kernel.py", "msw_boot.py", "cbor.py", "msgdefs.py", "msw_texts.py")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # CPython 3.11 counts the AST constructor's depth in state shared by every thread: two
 # ast.parse() at once (virtual boards that build their bundles on parallel threads) can

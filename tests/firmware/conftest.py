@@ -76,7 +76,7 @@ RESIDENT_PROBE = """
 import gc
 gc.collect()
 before = gc.mem_alloc()
-import asyncio, auth, board, cbor, config, frame, kernels, link_serial, link_tcp, links, msgdefs, worker
+import asyncio, auth, board, cbor, config, frame, kernels, link_serial, link_tcp, msgdefs, worker
 gc.collect()
 print(gc.mem_alloc() - before)
 """

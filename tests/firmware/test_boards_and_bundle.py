@@ -59,7 +59,7 @@ def test_wiznet_pico2_boards_use_the_vendor_pin_map():
 
 def test_firmware_files_are_the_board_modules():
     names = {p.name for p in bundle.firmware_files()}
-    assert {"main.py", "worker.py", "kernels.py", "links.py", "auth.py", "board.py",
+    assert {"main.py", "worker.py", "kernels.py", "link_serial.py", "auth.py", "board.py",
             "config.py", "frame.py", "cbor.py", "msgdefs.py"} <= names
     assert "__init__.py" not in names
 

@@ -15,7 +15,9 @@ import pytest
 
 from microswarm import wire
 from microswarm.firmware import engine as E
+from microswarm.firmware import engine_join as J
 from microswarm.firmware import kernels  # noqa: F401  (the registry the engine checks against)
+from microswarm.firmware import msw_boot
 from microswarm.protocol.catalog import ErrorCode, MsgType, key
 
 KEY = bytes(range(32))
@@ -356,20 +358,21 @@ def test_arguments_that_do_not_fit_the_declared_kinds_are_bad_args_before_the_ke
 
 
 def test_every_node_dials_again_after_a_doubling_jittered_wait_reset_by_a_join():
-    b = E.BACKOFF_MIN_MS
+    b = J.BACKOFF_MIN_MS
     waits = []
     for _ in range(8):
-        wait, b = E.backoff(b, 1.0)
+        wait, b = J.backoff(b, 1.0)
         waits.append(wait)
     assert waits == [200, 400, 800, 1600, 3200, 6400, 10000, 10000]
-    assert E.backoff(b, 0.0) == (5000, 10000)  # the wait is in [b/2, b]
-    assert E.backoff(E.BACKOFF_MIN_MS, 0.5) == (150, 400)  # after a join
+    assert J.backoff(b, 0.0) == (5000, 10000)  # the wait is in [b/2, b]
+    assert J.backoff(J.BACKOFF_MIN_MS, 0.5) == (150, 400)  # after a join
+    assert J.backoff(0, 0.5) == (150, 400)  # (a board's worker says 0 after a join)
 
 
 def test_a_board_offers_two_thirds_of_its_heap_per_message_and_an_eighth_for_operands():
-    assert E.heap_limits(200_000) == (133_333, 25_000)
-    assert E.heap_limits(111_168)[0] == 74_112  # the ESP32's: room for a 64 KB task
-    assert E.heap_limits(8 << 20) == (1 << 20, 1 << 20)  # a message is at most 1 MiB
+    assert J.heap_limits(200_000) == (133_333, 25_000)
+    assert J.heap_limits(111_168)[0] == 74_112  # the ESP32's: room for a 64 KB task
+    assert J.heap_limits(8 << 20) == (1 << 20, 1 << 20)  # a message is at most 1 MiB
 
 
 def test_a_kernel_module_that_does_not_fit_when_it_loads_is_no_memory_and_stays_a_stub(
@@ -391,7 +394,7 @@ def test_a_kernel_module_that_does_not_fit_when_it_loads_is_no_memory_and_stays_
     (tmp_path / "oom_probe_state.py").write_text("fail = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setitem(sys.modules, "msw_kernel", msw_kernel)
-    msw_kernel.stub("oom_probe", "oom_probe_kernels")
+    msw_boot.stub("oom_probe", "oom_probe_kernels")
     try:
         io = FakeIO()
         eng = E.Engine(io, hello(), KEY, known=msw_kernel.KERNELS)

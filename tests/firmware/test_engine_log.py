@@ -66,7 +66,7 @@ def test_a_joined_node_cannot_flood_the_master():
     join(eng, io, now=0)
     io.take()
     for i in range(100):
-        eng.log(LogLevel.INFO, f"line {i}", 10)
+        L.log(eng, LogLevel.INFO, f"line {i}", 10)
     sent = logs(io.take())
     assert sent == [(LogLevel.INFO, f"line {i}") for i in range(L._BURST)]
     assert len(stats.logs) == L._KEEP and stats.log_dropped == 100 - L._BURST - L._KEEP
@@ -91,5 +91,5 @@ def test_a_record_the_node_cannot_frame_is_counted_not_raised():
         raise MemoryError("no heap")
 
     io.send = no_heap  # type: ignore[method-assign]
-    eng.log(LogLevel.ERROR, "lost", 10)
+    L.log(eng, LogLevel.ERROR, "lost", 10)
     assert stats.log_dropped == 1 and stats.logs == [] and eng.state == E.JOINED

@@ -44,7 +44,7 @@ def test_bench_footprint_measures_every_module_on_32_bit(qemu_firmware):
     assert heap - 4096 < qemu["modules_heap_total"] <= heap
     assert set(qemu["modules"]) == {
         "asyncio", "msgdefs", "cbor", "msw_texts", "auth", "frame", "frame_serial", "frame_tcp",
-        "config", "board", "msw_kernel", "engine", "engine_join", "links", "link_serial",
+        "config", "board", "msw_kernel", "engine", "engine_join", "link_serial",
         "link_tcp", "wiznet_dhcp", "wiznet", "wiznet_up", "worker", "worker_up", "kernels"}
     assert all(size > 0 for size in qemu["modules"].values()), qemu["modules"]
     # for an error text, read at boot, for the join, around a DHCP lease, the worker's

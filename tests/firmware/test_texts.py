@@ -92,6 +92,9 @@ OLD = {
     "COBS_LONG": ((), "COBS frame longer than the buffer"),
     "COBS_EMPTY": ((), "empty COBS frame or zero byte inside"),
     "AUTH_EXHAUSTED": ((), "frame counter exhausted: join again"),
+    "KERNEL_TAKES": (("dot", 2, "a, b", 1), "dot takes 2 arguments (a, b), got 1"),
+    "KERNEL_ARG": (("histogram", "bins", "uint", "negative int"),
+                   "histogram: argument bins must be uint, got negative int"),
 }
 
 

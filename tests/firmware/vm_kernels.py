@@ -7,6 +7,7 @@ import struct
 import sys
 
 import kernels
+import msw_boot
 
 
 def load(v):
@@ -45,4 +46,4 @@ for native in (True, False):
             out = {"err": type(exc).__name__}
         print(json.dumps(out))
 kernels.set_native(True)
-print(json.dumps({"names": kernels.builtin_names(), "native": kernels.native_names()}))
+print(json.dumps({"names": kernels.builtin_names(), "native": msw_boot.native_names()}))

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from microswarm import bundle, paths
+from microswarm import bundle, kernelpkg, paths
 from microswarm.deploy.build import compile_module
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -47,8 +47,8 @@ def case(name):
         return (arr('h', n, -3000, 3000), arr('h', n, -500, 500), r(0, 6), r(100, 3000),
                 r(-100, 100))
     return None
-names = kernels.native_names()
 import msw_boot
+names = msw_boot.native_names()
 print('ARCH', msw_boot.native_arch(), 'NATIVE', ','.join(names))
 checked = bad = 0
 for name in names:
@@ -91,10 +91,10 @@ def test_native_kernels_agree_with_the_pure_ones_on_qemu(qemu_firmware, qemu_boa
         if bundle.native_module(arch) is None:
             pytest.skip(f"no {arch} build of the native module: {build.stderr[-500:]}")
     files = {bundle.NATIVE_MODULE: bundle.native_module(arch).read_bytes()}
-    # the kernels, their registry, and its HELLO half (the native module's arch)
-    for module in ("kernels", "kernels_small", "msw_kernel", "msw_boot"):
-        source = (paths.firmware_dir() / f"{module}.py").read_bytes()
-        files[f"{module}.mpy"] = compile_module(f"{module}.py", source, arch)
+    # the kernels and the registry's files (the native module's arch)
+    for name in ("kernels.py", "kernels_small.py", *kernelpkg.REGISTRY_FILES):
+        source = (paths.firmware_dir() / name).read_bytes()
+        files[name[:-3] + ".mpy"] = compile_module(name, source, arch)
     with qemu_firmware.Qemu(qemu_board) as board:
         board.install(files)
         out = board.exec(SCRIPT % {"cases": CASES}, timeout=600)

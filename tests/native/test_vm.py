@@ -75,7 +75,7 @@ for _ in range(40):
     ctr = bytes(arr("B", 4, 0, 255))
     tag = bytearray(10)
     nat.mac8(pads[0], pads[1], ctr, data, tag, 1)  # against the port's hashlib
-    same("mac8", auth.LinkAuth._tag(pads, ctr, data)[:8], bytes(tag[1:9]))
+    same("mac8", auth._hmac(pads, ctr, data)[:8], bytes(tag[1:9]))
 print("CHECKS", checks, "BAD", bad)
 """
 
@@ -193,8 +193,8 @@ def test_firmware_kernels_dispatch_to_the_module(run_vm, module_dir):
     """firmware/kernels.py imports msw_native when it is on the path and runs it in place
     of its Python kernels; the results are the ones the Python kernels give."""
     source = PRELUDE.format(path=module_dir, seed=5) + """
-print("NAMES", " ".join(py.native_names()))
 import msw_boot
+print("NAMES", " ".join(msw_boot.native_names()))
 print("ARCH", msw_boot.native_arch())
 a, b = arr("b", 12, *B), arr("b", 12, *B)
 fn, native = py.lookup("matmul")

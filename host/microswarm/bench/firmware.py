@@ -177,7 +177,7 @@ def _resident(board: str) -> int:
     from microswarm import paths
 
     probe = ("import gc\ngc.collect()\nb = gc.mem_alloc()\n"
-             "import asyncio, auth, board, cbor, config, frame, kernels, links, msgdefs, worker\n"
+             "import asyncio, auth, board, cbor, config, frame, kernels, msgdefs, worker\n"
              "gc.collect()\nprint(gc.mem_alloc() - b)\n")
     with tempfile.TemporaryDirectory(prefix="msw-bench-") as tmp:
         _flash(Path(tmp), board, "tcp", "", True)

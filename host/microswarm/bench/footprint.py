@@ -62,7 +62,7 @@ CLUSTER = "footprint"
 # Leaves first: each import's growth is that module's own (wiznet_dhcp and wiznet_up import
 # names from wiznet, which imports them only inside its functions).
 ORDER = ("asyncio", "msgdefs", "cbor", "msw_texts", "auth", "frame", "frame_serial",
-         "frame_tcp", "config", "board", "msw_kernel", "engine", "engine_join", "links",
+         "frame_tcp", "config", "board", "msw_kernel", "engine", "engine_join",
          "link_serial", "link_tcp", "wiznet", "wiznet_dhcp", "wiznet_up", "worker", "worker_up",
          "kernels")
 WIZNET_MODULES = ("wiznet_dhcp", "wiznet", "wiznet_up")

@@ -23,6 +23,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from microswarm.firmware import engine as E
+from microswarm.firmware import engine_join as J
 from microswarm.firmware import kernels, msw_boot, msw_kernel
 from microswarm.master.links import Link, MemoryLink, TcpLink
 from microswarm.protocol.catalog import NONCE_SIZE
@@ -155,7 +156,7 @@ class InprocNode:
 
     # ------------------------------------------------------------------ session
     def hello(self, link_kind: str) -> dict[int, Any]:
-        return E.hello(self.node_id, self.board, FW_VERSION, self.heap_total, self.heap_total,
+        return J.hello(self.node_id, self.board, FW_VERSION, self.heap_total, self.heap_total,
                        self.max_frame, self.slots, link_kind, 1 << 24, OPERAND_CACHE, True,
                        msw_boot.hello_fields())
 

@@ -130,7 +130,7 @@ def calibrate_packages(folders: list[str], repeat: int = 5) -> dict[str, dict[st
                                                        for p in packages)})
     with tempfile.TemporaryDirectory(prefix="msw-calibrate-") as tmp:
         flash = Path(tmp)
-        for module in ("msw_kernel.py", "msw_boot.py"):
+        for module in kernelpkg.REGISTRY_FILES:
             (flash / module).write_bytes((paths.firmware_dir() / module).read_bytes())
         for name, data in kernelpkg.layout_files(folders, None).items():
             (flash / name).write_bytes(data)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from microswarm.firmware import engine as E
+from microswarm.firmware import engine_join as J
 from microswarm.firmware import kernels
 from microswarm.sim import speed
 from microswarm.sim import wire as w
@@ -74,7 +75,7 @@ class SimNode:
         self.busy_s = 0.0
         self.busy_since = -1.0
         self.booted_at = 0.0
-        self.backoff = E.BACKOFF_MIN_MS  # ms: E.backoff()
+        self.backoff = J.BACKOFF_MIN_MS  # ms: J.backoff()
         self.heartbeat_s = 1.0
         self.kernel_about = sim.kernel_about  # HELLO's kernels and their versions
 
@@ -156,14 +157,14 @@ class SimNode:
 
     def hello(self) -> dict[int, Any]:
         """The HELLO payload (without its nonce) of each new session."""
-        return E.hello(self.node_id, self.board, FW_VERSION, HEAP_TOTAL, HEAP_TOTAL,
+        return J.hello(self.node_id, self.board, FW_VERSION, HEAP_TOTAL, HEAP_TOTAL,
                        MAX_FRAME, self.slots, "serial" if self.link.serial else "tcp",
-                       *E.heap_limits(HEAP_TOTAL), self.threads,
+                       *J.heap_limits(HEAP_TOTAL), self.threads,
                        self.kernel_about)
 
     def redial(self) -> None:
         """Dial again after a jittered, doubling backoff (the firmware's reconnect)."""
-        delay_ms, self.backoff = E.backoff(self.backoff, self.sim.rng_nonce.random())
+        delay_ms, self.backoff = J.backoff(self.backoff, self.sim.rng_nonce.random())
         self.sim.events.after(delay_ms / 1000.0, self._retry_connect, self.boot)
 
     def _retry_connect(self, boot: int) -> None:
@@ -213,7 +214,7 @@ class SimNode:
 
     def on_joined(self) -> None:
         self.joined = True
-        self.backoff = E.BACKOFF_MIN_MS
+        self.backoff = J.BACKOFF_MIN_MS
         assert self.engine is not None
         self.heartbeat_s = self.engine.heartbeat_ms / 1000.0
 
