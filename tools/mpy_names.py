@@ -13,7 +13,10 @@ byte, most significant first), then the qstr table: per name one uint whose low 
 means "the firmware's static name number uint >> 1", else uint >> 1 bytes of text and a
 NUL. Loading a module interns each of those names (py/persistentcode.c, `load_qstr`):
 one the firmware does not already hold costs a pool entry, and from a file system its
-characters plus a NUL in a chunk too (from ROMFS the characters stay in the image).
+characters plus a NUL in a chunk too (from ROMFS the characters stay in the image). The
+import also interns the module's file name (its __file__: py/builtinimport.c), main.py's
+run the script's, and msw_boot's boot the kernel names and modules of the stubs it
+registers from a manifest (msw_boot._interned): the count here holds those too.
 
 A name the firmware's image holds (its static and ROM names: QSTRS_FILE, taken from the
 QEMU firmware build's genhdr/qstrdefs.generated.h) costs nothing. The others go into pools
@@ -26,6 +29,7 @@ a 32-bit port with 2-byte hashes and 1-byte lengths, plus a 24-byte header).
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from collections.abc import Iterable, Mapping
@@ -129,20 +133,39 @@ def firmware_names(path: Path = QSTRS_FILE) -> set[str]:
     return {line for line in text.split("\n") if line and not line.startswith("#")}
 
 
-def new_names(modules: Mapping[str, bytes], order: Iterable[str],
-              rom: set[str]) -> dict[str, list[str]]:
+def new_names(modules: Mapping[str, bytes], order: Iterable[str], rom: set[str],
+              stubs: bool = True) -> dict[str, list[str]]:
     """Per module in `order` (a key of `modules`, without ".mpy"), the names its load adds
-    to the heap's pools: not in `rom`, not added by a module before it."""
+    to the heap's pools, not in `rom` and not added by a module before it: its name table's,
+    its file's name (the import interns it as the module's __file__, py/builtinimport.c; a
+    script's, main.py, as the file it runs) and, for msw_boot (`stubs`: when its boot runs),
+    the kernels and modules of the stubs it registers from the manifests among `modules`
+    (msw_boot._interned)."""
     seen = set(rom)
     added: dict[str, list[str]] = {}
     for name in order:
+        names = [q for q in qstr_table(modules[name + ".mpy"]) if isinstance(q, str)]
+        names.append("main.py" if name == "main" else name + ".mpy")
+        if name == "msw_boot" and stubs:
+            names += stub_names(modules)
         fresh = []
-        for q in qstr_table(modules[name + ".mpy"]):
-            if isinstance(q, str) and q not in seen:
+        for q in names:
+            if q not in seen:
                 seen.add(q)
                 fresh.append(q)
         added[name] = fresh
     return added
+
+
+def stub_names(files: Mapping[str, bytes]) -> list[str]:
+    """The kernel names and modules of the stubs the kernel manifests among `files`
+    (kpkg_*.json, msw_boot.py's format) register: the modules that load on their first task."""
+    out = []
+    for fname in sorted(files):
+        if fname.startswith("kpkg_") and fname.endswith(".json"):
+            for stem, kernels in sorted(json.loads(files[fname]).get("kernels", {}).items()):
+                out += [stem, *sorted(kernels)]
+    return out
 
 
 def boundaries(limit: int = 10_000) -> list[int]:
@@ -185,7 +208,8 @@ def esp32_modules(board: str = "esp32-devkit-w5500", asyncio: bool = False) -> d
     files = footprint.deploy_files(board, "{}", meter=True, asyncio_package=asyncio)
     # main.py stays source on the board: its compiler interns what its .mpy would hold
     files["main.mpy"] = compile_module("main.py", files["main.py"], "armv7emsp")
-    return {name: data for name, data in files.items() if name.endswith(".mpy")}
+    return {name: data for name, data in files.items()
+            if name.endswith(".mpy") or name.startswith("kpkg_")}
 
 
 def join_modules(link: str = "serial", ipv6: bool = False) -> tuple[str, ...]:
@@ -325,18 +349,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.qemu:
         imported = tuple(name for name in order if name != "main")
         before, after, build_rom, held = qemu_count(args.board, imported)
-        # the same count without main.py, the names of the build measured on left out
-        # (its static names and its frozen asyncio package's)
-        fresh = new_names(modules, imported, firmware_names(build_rom))
-        predicted = sum(len(names) for names in fresh.values())
-        # and as the board interns them: each import adds its file's name too (its
-        # __file__: py/builtinimport.c), and a name the board held before is not new (the
+        # the same count without main.py and without msw_boot's boot (the board only
+        # imports the modules), the names of the build measured on left out (its static
+        # names and its frozen asyncio package's) and those the board held before (the
         # harness's REPL interned the short file names it copied)
-        files = {name + ".mpy" for name in imported}
-        expected = len(({q for names in fresh.values() for q in names} | files) - held)
+        fresh = new_names(modules, imported, firmware_names(build_rom), stubs=False)
+        predicted = len({q for names in fresh.values() for q in names} - held)
         print(f"on QEMU (ESP32-like build): n_qstr {before[1]} -> {after[1]} "
-              f"(+{after[1] - before[1]}; counted here: +{predicted}; with each file's name, "
-              f"without what the board held: +{expected}), n_pool {before[0]} -> {after[0]}")
+              f"(+{after[1] - before[1]}; counted here, without what the board held: "
+              f"+{predicted}), n_pool {before[0]} -> {after[0]}")
     return 0
 
 
