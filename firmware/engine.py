@@ -137,6 +137,11 @@ isinstance = isinstance
 
 _JOIN_TIMEOUT_MS = const(5000)
 _SILENT_BEATS = const(3)
+# A node dials again after a delay in [b/2, b] (random; backoff()), b doubling from
+# BACKOFF_MIN_MS after each failed session up to _BACKOFF_MAX_MS, back to the minimum after
+# a join.
+BACKOFF_MIN_MS = const(200)
+_BACKOFF_MAX_MS = const(10000)
 MIN_HEARTBEAT_MS = const(10)
 
 # states
@@ -183,6 +188,16 @@ def _join():
     except ImportError:
         from microswarm.firmware import engine_join
     return engine_join
+
+
+def backoff(b, fraction):
+    """When a node dials again after a session ends (every node kind: one rule): for the
+    backoff `b` in ms (BACKOFF_MIN_MS at boot and after a join), (the wait before the next
+    dial, in [b/2, b] for `fraction` in [0, 1]; the next backoff, b doubled up to
+    _BACKOFF_MAX_MS). A function of an int, not an object: a board holds no class for it.
+    (Resident, not in engine_join: a session that ended for want of heap must still be
+    able to wait and dial again.)"""
+    return b * (0.5 + 0.5 * fraction), (b * 2 if b * 2 < _BACKOFF_MAX_MS else _BACKOFF_MAX_MS)
 
 
 class Stats:

@@ -1,10 +1,9 @@
 """The join, apart from the engine's steady state: the HELLO payload and the limits a node
 says in it (heap_limits), the answers to AUTH_CHALLENGE and WELCOME (engine.py's receive()
-calls them), the HMAC-SHA256 and HKDF they and the frame keys (auth.LinkAuth) need, and
-when a node dials again after a session (backoff). Every kind of node (board, local,
-simulated) uses these: one rule each. Loaded for a join, from the HELLO to the WELCOME;
-on MicroPython the verified WELCOME drops it from sys.modules, so a joined node does not
-hold its code (the next join, or the end of a session, loads it again).
+calls them), and the HMAC-SHA256 and HKDF they and the frame keys (auth.LinkAuth) need.
+Every kind of node (board, local, simulated) uses these: one rule each. Loaded for a join,
+from the HELLO to the WELCOME; on MicroPython the verified WELCOME drops it from
+sys.modules, so a joined node does not hold its code (the next join loads it again).
 
 MicroPython has hashlib.sha256 but no hmac module, so HMAC (RFC 2104) is built here on
 sha256 with a 64-byte block. The node proves it knows the cluster key with `node_mac`,
@@ -166,21 +165,6 @@ def init(eng, io, hello, key, known, waits, stats, recycle):
 
 
 _OPERAND_SHARE = const(8)  # shared operands may hold 1/_OPERAND_SHARE of the heap (HELLO)
-# A node dials again after a delay in [b/2, b] (random; backoff()), b doubling from
-# BACKOFF_MIN_MS after each failed session up to _BACKOFF_MAX_MS, back to the minimum after
-# a join.
-BACKOFF_MIN_MS = const(200)
-_BACKOFF_MAX_MS = const(10000)
-
-
-def backoff(b, fraction):
-    """When a node dials again after a session ends (every node kind: one rule): for the
-    backoff `b` in ms (BACKOFF_MIN_MS, or 0, at boot and after a join), (the wait before the
-    next dial, in [b/2, b] for `fraction` in [0, 1]; the next backoff, b doubled up to
-    _BACKOFF_MAX_MS). A function of an int, not an object: a board holds no class for it."""
-    if b < BACKOFF_MIN_MS:
-        b = BACKOFF_MIN_MS
-    return b * (0.5 + 0.5 * fraction), (b * 2 if b * 2 < _BACKOFF_MAX_MS else _BACKOFF_MAX_MS)
 
 
 def heap_limits(heap_total):

@@ -385,7 +385,7 @@ class Worker:
             engine._log().note(self.stats, level, text)
 
     def joined(self):
-        self.backoff = 0  # (engine_join.backoff: the shortest wait again)
+        self.backoff = engine.BACKOFF_MIN_MS
         self.sessions += 1
 
     async def run(self):
@@ -401,14 +401,17 @@ class Worker:
                 await session.run_session()
             except KeyboardInterrupt:
                 raise
-            except Exception as e:  # SessionEnd, OSError, or a bug (run_session always raises)
-                wait = _up().ended(self, e)
+            except Exception as e:  # SessionEnd, OSError, or a bug
+                _up().ended(self, e)
             finally:
                 session = None
                 if link is not None:
                     link.close()
                 gc.collect()
-            await asyncio.sleep_ms(wait)
+            # a random wait spreads the reconnects of many boards after an outage
+            fraction = int.from_bytes(auth.nonce(2), "little") / 65535
+            wait, self.backoff = engine.backoff(self.backoff, fraction)
+            await asyncio.sleep_ms(int(wait))
 
 
 def main():

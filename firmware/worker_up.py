@@ -8,7 +8,6 @@ sys.modules before a session runs, so a joined node does not hold its code.
 import gc
 import sys
 
-import auth
 import engine
 import frame
 import msw_kernel
@@ -49,7 +48,7 @@ def boot():
     w.heap_total = gc.mem_free() + gc.mem_alloc()
     w.stats = engine.Stats(0, gc.mem_free())
     w.thread = kernel_thread()
-    w.backoff = 0  # (engine_join.backoff)
+    w.backoff = engine.BACKOFF_MIN_MS  # (engine.backoff)
     w.sessions = 0
     w.held = None  # TCP: frame.Reuse of the buffer the link holds answers in
     w.serial_buf = None
@@ -166,6 +165,7 @@ def hello(w, link_kind):
     about = msw_boot.hello_fields()
     del msw_boot  # (not held while the free heap HELLO reports is measured)
     sys.modules.pop("msw_boot", None)
+    sys.modules.pop("engine_join", None)  # (a join that failed kept it)
     gc.collect()
     free = gc.mem_free()  # (before the join's code loads: a joined node does not hold it)
     import engine_join
@@ -178,16 +178,10 @@ def hello(w, link_kind):
 
 
 def ended(w, e):
-    """Say how a session (or its dial) ended; returns the wait in ms before the next dial,
-    a random one (it spreads the reconnects of many boards after an outage)."""
+    """Say how a session (or its dial) ended."""
     if isinstance(e, worker.SessionEnd):  # (the engine kept its end reason for the master)
         w.log(("auth: " if e.args[1] else "link down: ") + str(e.args[0]), keep=False)
     elif isinstance(e, OSError):
         w.log("link down: " + str(e))
     else:
         w.log("session failed: " + engine.describe(e), 3)
-    import engine_join  # (it leaves the heap again at the next join's WELCOME)
-
-    fraction = int.from_bytes(auth.nonce(2), "little") / 65535
-    wait, w.backoff = engine_join.backoff(w.backoff, fraction)
-    return int(wait)

@@ -21,7 +21,7 @@ import random
 import signal
 import sys
 
-from microswarm.firmware import engine_join as J
+from microswarm.firmware import engine as E
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ async def serve(host: str, port: int, node_id: str, key: bytes, slots: int) -> N
     from microswarm.master.inproc import InprocNode
 
     parent = os.getppid()
-    backoff = J.BACKOFF_MIN_MS
+    backoff = E.BACKOFF_MIN_MS
     while os.getppid() == parent:
         node = InprocNode(node_id, key, slots=slots)
         try:
@@ -93,10 +93,10 @@ async def serve(host: str, port: int, node_id: str, key: bytes, slots: int) -> N
         else:
             await node.ended.wait()
             if node.joined.is_set():
-                backoff = J.BACKOFF_MIN_MS
+                backoff = E.BACKOFF_MIN_MS
         finally:
             await node.stop()
-        wait, backoff = J.backoff(backoff, random.random())
+        wait, backoff = E.backoff(backoff, random.random())
         await asyncio.sleep(wait / 1000)
 
 

@@ -75,7 +75,7 @@ class SimNode:
         self.busy_s = 0.0
         self.busy_since = -1.0
         self.booted_at = 0.0
-        self.backoff = J.BACKOFF_MIN_MS  # ms: J.backoff()
+        self.backoff = E.BACKOFF_MIN_MS  # ms: E.backoff()
         self.heartbeat_s = 1.0
         self.kernel_about = sim.kernel_about  # HELLO's kernels and their versions
 
@@ -164,7 +164,7 @@ class SimNode:
 
     def redial(self) -> None:
         """Dial again after a jittered, doubling backoff (the firmware's reconnect)."""
-        delay_ms, self.backoff = J.backoff(self.backoff, self.sim.rng_nonce.random())
+        delay_ms, self.backoff = E.backoff(self.backoff, self.sim.rng_nonce.random())
         self.sim.events.after(delay_ms / 1000.0, self._retry_connect, self.boot)
 
     def _retry_connect(self, boot: int) -> None:
@@ -214,7 +214,7 @@ class SimNode:
 
     def on_joined(self) -> None:
         self.joined = True
-        self.backoff = J.BACKOFF_MIN_MS
+        self.backoff = E.BACKOFF_MIN_MS
         assert self.engine is not None
         self.heartbeat_s = self.engine.heartbeat_ms / 1000.0
 
